@@ -1,0 +1,251 @@
+"""The ``npuc`` command line.
+
+Verbs: ``compile``, ``simulate``, ``verify``, ``report``, ``inspect``, ``demo``.
+User errors (bad files, unsupported layers, mismatched inputs) print one line
+``npuc: error: ...`` and exit with status 2 (``verify`` exits 1 on a mismatch);
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+class NotAvailable(UserError):
+    """A verb or engine whose backend is not built yet."""
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from .builddir import BuildDirError
+    from .ir.graph import GraphError
+    from .ir.serialize import GraphFileError
+    from .sim.encoding import InputError
+    from .targets import TargetError
+
+    types: list[type[BaseException]] = [UserError, GraphError, GraphFileError, InputError, BuildDirError, TargetError]
+    try:
+        from .frontends.errors import FrontendError
+
+        types.append(FrontendError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+# -- input / output files -----------------------------------------------------------
+
+
+def load_inputs(path: str) -> list[np.ndarray]:
+    """Arrays from ``.npy`` (one input) or ``.npz`` (inputs in key order ``arr_0, arr_1, ...``
+    or ``x0, x1, ...``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: input file not found")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{p}: not a numpy .npy/.npz file ({e})") from None
+    if isinstance(data, np.ndarray):
+        return [data]
+    keys = sorted(data.files, key=lambda k: (len(k), k))
+    return [data[k] for k in keys]
+
+
+def save_outputs(path: str, names: Sequence[str], arrays: Sequence[np.ndarray]) -> None:
+    """One output -> ``.npy``; several -> ``.npz`` keyed by output node name."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if len(arrays) == 1 and p.suffix != ".npz":
+        np.save(p, arrays[0])
+    else:
+        if p.suffix != ".npz":
+            raise UserError(f"the graph has {len(arrays)} outputs: give an .npz path for --out")
+        np.savez(p, **dict(zip(names, arrays)))
+
+
+# -- verbs -------------------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .builddir import BuildDir
+    from .sim import simulate
+
+    bd = BuildDir(args.dir)
+    xs = load_inputs(args.input)
+    if args.engine == "float":
+        graph = bd.float_graph()
+    elif args.engine == "int":
+        graph = bd.int_graph(args.target)
+    else:
+        return _simulate_backend(bd, args, xs)
+    res = simulate(graph, xs if len(xs) > 1 else xs[0], engine=args.engine)
+    _print(f"simulated '{graph.name}' ({len(graph)} nodes) with the {args.engine} engine: "
+           f"{res.steps} steps x batch {_batch(xs, graph)} in {res.seconds:.3f} s")
+    for name, out in zip(res.output_names, res.outputs):
+        _print(f"  output {name}: shape {list(out.shape)} dtype {out.dtype}")
+    if res.stats:
+        for node, counts in res.stats.items():
+            _print(f"  overflow events in {node}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if args.out:
+        save_outputs(args.out, res.output_names, res.outputs)
+        _print(f"wrote {args.out}")
+    return 0
+
+
+def _batch(xs: list[np.ndarray], graph) -> int:
+    op = graph.inputs()[0].op
+    return int(xs[0].shape[1] if op.layout == "TB" else xs[0].shape[0])
+
+
+def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray]) -> int:
+    try:
+        from .backends import run_engine
+    except ImportError:
+        raise NotAvailable(f"the {args.engine} engine is not available yet in this version of npuc") from None
+    res = run_engine(bd, args.engine, xs, target=args.target, waves=getattr(args, "waves", False))
+    for name, out in zip(res.output_names, res.outputs):
+        _print(f"  output {name}: shape {list(out.shape)} dtype {out.dtype}")
+    if args.out:
+        save_outputs(args.out, res.output_names, res.outputs)
+        _print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .builddir import BuildDir
+    from .ir.dump import dump
+
+    bd = BuildDir(args.dir)
+    graph = bd.float_graph() if args.target is None and (bd.bare or not args.quantized) else bd.int_graph(args.target)
+    print(dump(graph))
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    try:
+        from .compile import compile_cli
+    except ImportError:
+        raise NotAvailable("'npuc compile' is not available yet in this version of npuc") from None
+    return compile_cli(args)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        from .verify import verify_cli
+    except ImportError:
+        raise NotAvailable("'npuc verify' is not available yet in this version of npuc") from None
+    return verify_cli(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report_cli
+
+    return report_cli(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def _print(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="npuc",
+        description="Compile trained spiking neural networks to Loihi 2 (Lava) and FPGA (Verilog), "
+        "and verify them bit-exact against golden simulators.",
+    )
+    p.add_argument("--version", action="version", version=f"npuc {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+
+    c = sub.add_parser("compile", help="compile a model (file.py:factory, package.module:factory or .nir) to hardware")
+    c.add_argument("model", help="file.py:factory, package.module:factory, or a .nir file")
+    c.add_argument("--checkpoint", help="state_dict checkpoint (.pt) loaded with torch.load(weights_only=True)")
+    c.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow a checkpoint that needs arbitrary pickled classes (executes code from the file)")
+    c.add_argument("--example-input", required=False, help=".npy input the model's forward takes (traces shapes, calibrates)")
+    c.add_argument("--calibration", help=".npy/.npz calibration inputs (default: the example input)")
+    c.add_argument("--labels", help=".npy labels for the calibration inputs (reports accuracy)")
+    c.add_argument("--target", action="append", default=[], metavar="TARGET",
+                   help="loihi2, fpga, fpga:weight_bits=6,state_bits=12,..., or a target JSON file (repeatable)")
+    c.add_argument("--steps", type=int, help="time steps for a model whose forward takes no time axis")
+    c.add_argument("--out", required=True, help="output directory")
+    c.add_argument("--allow-approx", action="store_true",
+                   help="approximate neuron features a target lacks (e.g. subtract reset on Loihi 2) instead of failing")
+    c.add_argument("--verbose", "-v", action="store_true", help="print each pass and its effect")
+    c.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("simulate", help="run a compiled graph with an engine")
+    s.add_argument("dir", help="build directory from 'npuc compile' (or a graph directory)")
+    s.add_argument("--engine", choices=("float", "int", "rtl", "lava"), default="float")
+    s.add_argument("--input", required=True, help=".npy (or .npz for several inputs) in the model's input layout")
+    s.add_argument("--out", help="write outputs to .npy (.npz for several outputs)")
+    s.add_argument("--target", help="which compiled target (when there are several)")
+    s.add_argument("--waves", action="store_true", help="rtl engine: write an FST waveform")
+    s.set_defaults(fn=cmd_simulate)
+
+    v = sub.add_parser("verify", help="compare a hardware engine with the golden integer engine")
+    v.add_argument("dir")
+    v.add_argument("--engine", choices=("rtl", "lava"), required=True)
+    v.add_argument("--input", required=True)
+    v.add_argument("--target", help="which compiled target (when there are several)")
+    v.set_defaults(fn=cmd_verify)
+
+    r = sub.add_parser("report", help="resources, mapping, energy and quantization error of a build")
+    r.add_argument("dir")
+    r.add_argument("--json", action="store_true", help="print report.json instead of tables")
+    r.set_defaults(fn=cmd_report)
+
+    i = sub.add_parser("inspect", help="print a graph: nodes, shapes, parameters")
+    i.add_argument("dir")
+    i.add_argument("--target", help="show the quantized graph of a target")
+    i.add_argument("--quantized", action="store_true", help="show the quantized graph (single target)")
+    i.set_defaults(fn=cmd_inspect)
+
+    d = sub.add_parser("demo", help="train, compile, simulate and verify a bundled model end to end")
+    d.add_argument("--out", default="npuc-demo", help="output directory (default: ./npuc-demo)")
+    d.add_argument("--quick", action="store_true", help="smaller run (used by the test suite)")
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 2
+    fn: Callable[[argparse.Namespace], int] = args.fn
+    if args.debug:
+        return fn(args)
+    try:
+        return fn(args)
+    except _user_error_types() as e:
+        print(f"npuc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("npuc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Compiler passes: Graph -> Graph transformations (see npuc.passes.base)."""

@@ -1,0 +1,134 @@
+"""Input encoders and output decoders (paper section IV-A), shared by both engines.
+
+Spike encoders (rate, bernoulli, timecode, latency) are defined on the
+quantized value ``x_q = floor(clip(x, 0, 1) * M + 1/2)`` with ``M = 2^bits - 1``
+(computed in float64), so the float and integer engines and the RTL encoders
+produce identical spike trains. See `npuc.ir.values.Encoding`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..ir.ops import Input, Output
+from ..ir.values import Encoding
+from . import lfsr
+
+
+class InputError(ValueError):
+    """User input that does not fit the graph's Input node."""
+
+
+def to_time_major(node_name: str, op: Input, x: np.ndarray | torch.Tensor, num_steps: int | None) -> tuple[torch.Tensor, int]:
+    """Check the user's array against the input node and return it as ``[T, B, ...]``
+    (static inputs as ``[1, B, ...]``) along with ``T``."""
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    lead = {"B": 1, "TB": 2, "BT": 2}[op.layout]
+    expected = ("B",) if op.layout == "B" else (("T", "B") if op.layout == "TB" else ("B", "T"))
+    if t.dim() != lead + len(op.shape) or tuple(t.shape[lead:]) != tuple(op.shape):
+        raise InputError(
+            f"input '{node_name}' expects shape [{', '.join(expected)}, {', '.join(map(str, op.shape))}], "
+            f"got {list(t.shape)}"
+        )
+    if op.layout == "B":
+        if num_steps is None:
+            raise InputError(f"input '{node_name}' is static but the graph has no num_steps")
+        return t.unsqueeze(0), num_steps
+    if op.layout == "BT":
+        t = t.transpose(0, 1)
+    if num_steps is not None and t.shape[0] != num_steps:
+        raise InputError(f"input '{node_name}' has {t.shape[0]} time steps, the graph was compiled for {num_steps}")
+    return t, int(t.shape[0])
+
+
+def quantize_unit(x: torch.Tensor, bits: int) -> np.ndarray:
+    """``x_q = floor(clip(x, 0, 1) * (2^bits - 1) + 1/2)`` as int64 (float64 arithmetic)."""
+    m = float((1 << bits) - 1)
+    xv = np.clip(x.detach().cpu().numpy().astype(np.float64), 0.0, 1.0)
+    return np.floor(xv * m + 0.5).astype(np.int64)
+
+
+def encode_spikes(enc: Encoding, x: torch.Tensor, steps: int) -> np.ndarray:
+    """Encode a static ``[1, B, ...]`` input into a ``[T, B, ...]`` int8 spike train."""
+    x = x[0]
+    shape = tuple(x.shape)
+    n = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    t_idx = np.arange(steps).reshape((steps,) + (1,) * len(shape))
+    if enc.kind == "rate":
+        m = (1 << enc.bits) - 1
+        xq = quantize_unit(x, enc.bits)[None]
+        s = 2 * steps * xq >= (2 * t_idx + 1) * m
+    elif enc.kind == "bernoulli":
+        xq = quantize_unit(x, enc.bits).reshape(shape[0], n)
+        r = lfsr.uniform_block(enc.bits, enc.seed, steps, n).astype(np.int64)  # [T, n], same for every sample
+        s = (r[:, None, :] <= xq[None]).reshape((steps,) + shape)
+    elif enc.kind == "timecode":
+        if steps > 62:
+            raise InputError(f"timecode encoding supports at most 62 steps, got {steps}")
+        xq = quantize_unit(x, steps)[None]
+        s = (xq >> (steps - 1 - t_idx)) & 1
+    elif enc.kind == "latency":
+        m = (1 << enc.bits) - 1
+        xq = quantize_unit(x, enc.bits)
+        t_star = (2 * (m - xq) * (steps - 1) + m) // (2 * m)
+        s = t_idx == t_star[None]
+    else:
+        raise ValueError(f"{enc.kind} is not a spike encoding")
+    return np.asarray(s, dtype=np.int8)
+
+
+def encode(op: Input, x: torch.Tensor, steps: int, mode: str) -> torch.Tensor:
+    """Per-step input values ``[T, B, ...]`` for an engine.
+
+    Args:
+        op: the input node's op.
+        x: ``[T, B, ...]`` (or ``[1, B, ...]`` for static inputs) from `to_time_major`.
+        steps: ``T``.
+        mode: ``"float"`` (float32 values) or ``"int"`` (int64 values, using ``op.q``).
+    """
+    kind = op.encoding.kind
+    if kind in ("current", "spikes"):
+        if mode == "float":
+            v = x.to(torch.float32)
+        elif kind == "spikes":
+            v = _int_spikes(x)
+        else:
+            q = op.q
+            if q is None:
+                raise ValueError("input has no integer parameters (q): run the quantize pass")
+            v = quantize_current(x, q.frac_bits, q.bits)
+        return v.expand((steps,) + tuple(v.shape[1:])) if op.layout == "B" else v
+    s = torch.from_numpy(encode_spikes(op.encoding, x, steps))
+    return s.to(torch.float32) if mode == "float" else s.to(torch.int64)
+
+
+def _int_spikes(x: torch.Tensor) -> torch.Tensor:
+    r = torch.round(x.to(torch.float64))
+    if not torch.equal(r, x.to(torch.float64)):
+        raise InputError("a 'spikes' input must hold integer values (0/1 or graded counts)")
+    return r.to(torch.int64)
+
+
+def quantize_current(x: torch.Tensor, frac_bits: int, bits: int) -> torch.Tensor:
+    """``clip(round_half_away(x * 2^frac_bits), -2^(bits-1), 2^(bits-1) - 1)`` as int64."""
+    v = x.to(torch.float64) * (2.0**frac_bits)
+    v = torch.sign(v) * torch.floor(torch.abs(v) + 0.5)
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return torch.clamp(v, lo, hi).to(torch.int64)
+
+
+def decode(op: Output, v: torch.Tensor) -> torch.Tensor:
+    """Apply an output's decoding to its ``[T, B, ...]`` values and lay them out."""
+    d = op.decoding
+    if d == "sequence":
+        return v.transpose(0, 1) if op.layout == "BT" else v
+    if d == "sum":
+        return v.sum(0)
+    if d == "mean":
+        return v.to(torch.float64).mean(0) if not v.is_floating_point() else v.mean(0)
+    if d == "last":
+        return v[-1]
+    if d == "max":
+        return v.max(0).values
+    raise ValueError(d)

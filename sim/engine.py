@@ -1,0 +1,278 @@
+"""The golden simulator's driver: walks a graph and runs kernels over batch and time.
+
+Engines differ only in their kernel tables (`npuc.sim.float_kernels`,
+`npuc.sim.int_kernels`). The driver:
+
+* converts user inputs to ``[T, B, ...]`` and encodes them;
+* runs nodes in topological order; a node outside any recurrent loop is
+  computed for all time steps at once (stateless ops batched over ``T*B`` or
+  per step, neurons looping over ``T`` vectorized over batch and neurons);
+* runs each recurrent group (nodes joined by ``delay=1`` edges) step by step;
+* decodes outputs and optionally keeps every node's values (``probe=True``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..ir.graph import Graph, Ref
+from ..ir.ops import Input, Op, Output
+from ..ir.values import NumericProfile
+from .encoding import decode, encode, to_time_major
+
+Values = dict[str, torch.Tensor]
+
+
+@dataclass
+class Context:
+    """What kernels may read: the engine mode, the profile, sizes, a cache and counters."""
+
+    mode: str
+    profile: NumericProfile | None
+    steps: int
+    batch: int
+    node: str = ""
+    cache: dict[Any, Any] = field(default_factory=dict)
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, key: str, n: int | torch.Tensor) -> None:
+        """Add ``n`` events (e.g. saturations) to the current node's counter ``key``."""
+        n = int(n)
+        if n:
+            d = self.stats.setdefault(self.node, {})
+            d[key] = d.get(key, 0) + n
+
+
+class StatelessKernel:
+    """``apply(op, xs, ctx) -> {port: y}`` on inputs with any leading batch axis."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def apply(self, op: Op, xs: list[torch.Tensor], ctx: Context) -> Values:
+        y = self.fn(op, xs, ctx)
+        return y if isinstance(y, dict) else {op.ports[0]: y}
+
+
+class StatefulKernel:
+    """Subclass with ``init(op, shape, ctx) -> state`` and
+    ``step(op, state, xs, t, ctx) -> {port: y}`` (inputs ``[B, ...]``)."""
+
+    def init(self, op: Op, shape: tuple[int, ...], ctx: Context) -> Any:
+        raise NotImplementedError
+
+    def step(self, op: Op, state: Any, xs: list[torch.Tensor], t: int, ctx: Context) -> Values:
+        raise NotImplementedError
+
+
+class KernelTable:
+    """Kernels by op type (looked up along the op's class hierarchy)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self._k: dict[type, StatelessKernel | StatefulKernel] = {}
+
+    def stateless(self, *types: type) -> Callable:
+        def deco(fn: Callable) -> Callable:
+            for t in types:
+                self._k[t] = StatelessKernel(fn)
+            return fn
+
+        return deco
+
+    def stateful(self, *types: type) -> Callable:
+        def deco(cls: type[StatefulKernel]) -> type[StatefulKernel]:
+            for t in types:
+                self._k[t] = cls()
+            return cls
+
+        return deco
+
+    def lookup(self, op: Op) -> StatelessKernel | StatefulKernel:
+        for cls in type(op).__mro__:
+            if cls in self._k:
+                return self._k[cls]
+        raise NotImplementedError(f"the {self.mode} engine has no kernel for {type(op).__name__}")
+
+
+@dataclass
+class SimResult:
+    """Outputs (ordered by Output index), optional per-node probes, and counters."""
+
+    outputs: list[np.ndarray]
+    output_names: list[str]
+    steps: int
+    probes: dict[str, dict[str, np.ndarray]] | None = None
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def output(self) -> np.ndarray:
+        """The single output (raises if the graph has several)."""
+        if len(self.outputs) != 1:
+            raise ValueError(f"graph has {len(self.outputs)} outputs: use .outputs")
+        return self.outputs[0]
+
+
+def _shift(x: torch.Tensor, delay: int) -> torch.Tensor:
+    """Values ``delay`` steps late along the time axis (zeros first)."""
+    if delay == 0:
+        return x
+    pad = torch.zeros_like(x[:delay])
+    return torch.cat([pad, x[:-delay]], 0)
+
+
+def run(
+    graph: Graph,
+    inputs: Sequence[Any],
+    table: KernelTable,
+    profile: NumericProfile | None = None,
+    probe: bool | Sequence[str] = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> SimResult:
+    """Simulate ``graph`` on user inputs with one engine.
+
+    Args:
+        graph: a verified graph.
+        inputs: one array per `Input` node, in index order, in the input's layout.
+        table: the engine's kernels.
+        profile: numeric profile (integer engine).
+        probe: keep every node's values (True) or those of the named nodes.
+        progress: called as ``progress(done, total, node_name)``.
+
+    Returns:
+        `SimResult` with numpy outputs (float32 for the float engine, int64 or
+        float64 for the integer engine).
+    """
+    t0 = time.perf_counter()
+    in_nodes = graph.inputs()
+    if len(inputs) != len(in_nodes):
+        raise ValueError(f"graph '{graph.name}' takes {len(in_nodes)} input(s), got {len(inputs)}")
+    raw: dict[str, torch.Tensor] = {}
+    steps: int | None = None
+    batch: int | None = None
+    for node, x in zip(in_nodes, inputs):
+        tm, s = to_time_major(node.name, node.op, x, graph.num_steps)
+        if steps is not None and s != steps:
+            raise ValueError(f"inputs disagree on the number of time steps ({steps} vs {s})")
+        if batch is not None and tm.shape[1] != batch:
+            raise ValueError(f"inputs disagree on the batch size ({batch} vs {tm.shape[1]})")
+        steps, batch = s, int(tm.shape[1])
+        raw[node.name] = tm
+    assert steps is not None and batch is not None
+    ctx = Context(table.mode, profile, steps, batch)
+
+    values: dict[tuple[str, str], torch.Tensor] = {}
+    groups = graph.recurrent_groups()
+    keep = set(n.name for n in graph) if probe is True else set(probe or ())
+    total = len(graph)
+    done = 0
+
+    def inputs_of(name: str) -> list[torch.Tensor]:
+        node = graph[name]
+        out = []
+        for r in node.inputs:
+            src = graph[r.node]
+            out.append(_shift(values[(r.node, src.port(r))], r.delay))
+        return out
+
+    with torch.no_grad():
+        for group in groups:
+            if len(group) == 1 and not any(r.node == group[0] for r in graph[group[0]].inputs):
+                name = group[0]
+                node = graph[name]
+                ctx.node = name
+                op = node.op
+                if isinstance(op, Input):
+                    out = {"out": encode(op, raw[name], steps, table.mode)}
+                elif isinstance(op, Output):
+                    out = {"out": inputs_of(name)[0]}
+                else:
+                    out = _run_node(node, inputs_of(name), table, ctx)
+                for port, v in out.items():
+                    values[(name, port)] = v
+            else:
+                _run_group(graph, group, values, table, ctx)
+            done += len(group)
+            if progress:
+                progress(done, total, group[-1])
+
+    outs = graph.outputs()
+    decoded = [decode(n.op, values[(n.name, "out")]).cpu().numpy() for n in outs]
+    probes = None
+    if keep:
+        probes = {}
+        for (name, port), v in values.items():
+            if name in keep:
+                probes.setdefault(name, {})[port] = v.cpu().numpy()
+    return SimResult(decoded, [n.name for n in outs], steps, probes, ctx.stats, time.perf_counter() - t0)
+
+
+def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Context) -> Values:
+    """All time steps of one node outside recurrent loops."""
+    kernel = table.lookup(node.op)
+    steps, batch = ctx.steps, ctx.batch
+    if isinstance(kernel, StatelessKernel):
+        # Float results depend on the matmul call shape: evaluate per step ([B, ...]) unless
+        # the source model applied this op to the time-folded [T*B, ...] tensor.
+        if ctx.mode == "float" and not node.meta.get("time_folded", False):
+            per = [kernel.apply(node.op, [x[t] for x in xs], ctx) for t in range(steps)]
+            return {p: torch.stack([o[p] for o in per]) for p in per[0]}
+        flat = [x.reshape((steps * batch,) + tuple(x.shape[2:])) for x in xs]
+        out = kernel.apply(node.op, flat, ctx)
+        return {p: y.reshape((steps, batch) + tuple(y.shape[1:])) for p, y in out.items()}
+    state = kernel.init(node.op, node.shape, ctx)
+    per = [kernel.step(node.op, state, [x[t] for x in xs], t, ctx) for t in range(steps)]
+    return {p: torch.stack([o[p] for o in per]) for p in per[0]}
+
+
+def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable, ctx: Context) -> None:
+    """A recurrent group, step by step; delayed edges read the previous step."""
+    members = set(group)
+    kernels = {n: table.lookup(graph[n].op) for n in group}
+    states = {}
+    for n in group:
+        ctx.node = n
+        if isinstance(kernels[n], StatefulKernel):
+            states[n] = kernels[n].init(graph[n].op, graph[n].shape, ctx)
+    per_step: dict[tuple[str, str], list[torch.Tensor]] = {}
+    for t in range(ctx.steps):
+        for n in group:
+            node = graph[n]
+            ctx.node = n
+            xs = []
+            for r in node.inputs:
+                xs.append(_read(graph, r, t, members, values, per_step, ctx))
+            k = kernels[n]
+            if isinstance(k, StatefulKernel):
+                out = k.step(node.op, states[n], xs, t, ctx)
+            elif isinstance(node.op, Output):
+                out = {"out": xs[0]}
+            else:
+                out = k.apply(node.op, xs, ctx)
+            for p, y in out.items():
+                per_step.setdefault((n, p), []).append(y)
+    for key, seq in per_step.items():
+        values[key] = torch.stack(seq)
+
+
+def _read(graph: Graph, r: Ref, t: int, members: set, values: dict, per_step: dict, ctx: Context) -> torch.Tensor:
+    src = graph[r.node]
+    key = (r.node, src.port(r))
+    if r.node in members:
+        if r.delay:
+            if t == 0:  # a recurrent input is zero before the first step
+                dtype = torch.float32 if ctx.mode == "float" else torch.int64
+                return torch.zeros((ctx.batch, *src.shapes[key[1]]), dtype=dtype)
+            return per_step[key][t - 1]
+        return per_step[key][t]
+    full = values[key]
+    if r.delay:
+        return torch.zeros_like(full[0]) if t == 0 else full[t - 1]
+    return full[t]

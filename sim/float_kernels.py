@@ -1,0 +1,185 @@
+"""Float semantics: float32 kernels that reproduce PyTorch's own arithmetic.
+
+Synapse ops call the same ``torch.nn.functional`` routines a model calls, with
+the same call shapes (see `npuc.sim.engine`), so results are bitwise equal. The
+LIF kernel evaluates the neuron equations in the operation order of the
+library the model came from (`LIF.form`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..ir.ops import (
+    LIF,
+    Add,
+    AvgPool2d,
+    BatchNorm,
+    Conv1d,
+    Conv2d,
+    Dense,
+    MaxPool2d,
+    Permute,
+    Reshape,
+    Scale,
+    SumPool2d,
+)
+from . import lfsr
+from .engine import Context, KernelTable, StatefulKernel
+
+FLOAT = KernelTable("float")
+
+
+def _t(ctx: Context, key: Any, arr: np.ndarray | None) -> torch.Tensor | None:
+    """A cached float32 tensor of a parameter array."""
+    if arr is None:
+        return None
+    k = (id(arr), "f32")
+    if k not in ctx.cache:
+        ctx.cache[k] = (arr, torch.from_numpy(np.array(arr, dtype=np.float32, copy=True)))
+    return ctx.cache[k][1]
+
+
+@FLOAT.stateless(Dense)
+def dense(op: Dense, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    return F.linear(xs[0], _t(ctx, "w", op.weight), _t(ctx, "b", op.bias))
+
+
+@FLOAT.stateless(Conv2d)
+def conv2d(op: Conv2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    return F.conv2d(xs[0], _t(ctx, "w", op.weight), _t(ctx, "b", op.bias), op.stride, op.padding, op.dilation, op.groups)
+
+
+@FLOAT.stateless(Conv1d)
+def conv1d(op: Conv1d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    return F.conv1d(xs[0], _t(ctx, "w", op.weight), _t(ctx, "b", op.bias), op.stride, op.padding, op.dilation, op.groups)
+
+
+@FLOAT.stateless(SumPool2d)
+def sumpool(op: SumPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    return F.avg_pool2d(xs[0], op.kernel, op.stride, op.padding, count_include_pad=True, divisor_override=1)
+
+
+@FLOAT.stateless(AvgPool2d)
+def avgpool(op: AvgPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    return F.avg_pool2d(xs[0], op.kernel, op.stride, op.padding, count_include_pad=True)
+
+
+@FLOAT.stateless(MaxPool2d)
+def maxpool(op: MaxPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    return F.max_pool2d(xs[0], op.kernel, op.stride, op.padding)
+
+
+@FLOAT.stateless(Add)
+def add(op: Add, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    y = xs[0]
+    for x in xs[1:]:
+        y = y + x
+    return y
+
+
+@FLOAT.stateless(Scale)
+def scale(op: Scale, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    return xs[0] * _t(ctx, "f", op.factor)
+
+
+@FLOAT.stateless(BatchNorm)
+def batchnorm(op: BatchNorm, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    return F.batch_norm(
+        xs[0], _t(ctx, "m", op.mean), _t(ctx, "v", op.var), _t(ctx, "w", op.weight), _t(ctx, "b", op.bias),
+        training=False, eps=op.eps,
+    )
+
+
+@FLOAT.stateless(Reshape)
+def reshape(op: Reshape, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    return xs[0].reshape((xs[0].shape[0], *op.shape))
+
+
+@FLOAT.stateless(Permute)
+def permute(op: Permute, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+    return xs[0].permute(0, *(d + 1 for d in op.dims))
+
+
+# -- neurons --------------------------------------------------------------------
+
+
+def fire(op: LIF, h: torch.Tensor, theta: torch.Tensor, theta_lo: torch.Tensor | None, st: dict, t: int) -> torch.Tensor:
+    """Spike function of a LIF on the pre-reset membrane ``h`` (float32)."""
+    if op.spike == "binary":
+        return (h > theta if op.compare == "gt" else h >= theta).to(h.dtype)
+    if op.spike == "ternary":
+        if op.compare == "gt":
+            return (h > theta).to(h.dtype) - (h < theta_lo).to(h.dtype)
+        return (h >= theta).to(h.dtype) - (h <= theta_lo).to(h.dtype)
+    if op.spike == "multilevel":
+        s = torch.clamp(torch.floor(h / theta), min=0)
+        return s if op.levels is None else torch.clamp(s, max=op.levels - 1)
+    # bernoulli: s = 1[r <= round(sigmoid(h - theta) * M)] with the node's LFSR stream
+    m = float((1 << op.bits) - 1)
+    p = torch.sigmoid(h - theta).to(torch.float64)
+    pq = torch.floor(p * m + 0.5)
+    r = st["r"][t].reshape(h.shape[1:]).to(torch.float64)
+    return (r <= pq).to(h.dtype)
+
+
+def reset_amount(op: LIF, s: torch.Tensor, theta: torch.Tensor, theta_lo: torch.Tensor | None) -> torch.Tensor:
+    """What a subtractive reset removes for spikes ``s``."""
+    if op.spike == "ternary":
+        return torch.where(s > 0, theta, torch.where(s < 0, theta_lo, torch.zeros_like(theta))) * (s != 0)
+    return s * theta
+
+
+@FLOAT.stateful(LIF)
+class LIFFloat(StatefulKernel):
+    """Float LIF. The ``npuc`` form follows the `LIF` docstring literally; other
+    forms are library step functions registered in `FORMS`."""
+
+    def init(self, op: LIF, shape: tuple[int, ...], ctx: Context) -> dict:
+        z = torch.zeros((ctx.batch, *shape), dtype=torch.float32)
+        st = {"v": torch.full_like(z, op.v_init), "i": z.clone(), "s": z.clone()}
+        st["p"] = {k: _t(ctx, k, v) for k, v in op.per_neuron().items()}
+        st["a"] = {k: _t(ctx, k, v) for k, v in op.form_args.items()}
+        if op.spike == "bernoulli":
+            n = int(np.prod(shape))
+            st["r"] = torch.from_numpy(lfsr.uniform_block(op.bits, op.seed, ctx.steps, n).astype(np.int64))
+        return st
+
+    def step(self, op: LIF, st: dict, xs: list[torch.Tensor], t: int, ctx: Context) -> dict:
+        if op.form != "npuc":
+            s, v, i = FORMS[op.form](op, st, xs[0], t)
+            st["v"], st["i"], st["s"] = v, i, s
+            return {"spikes": s, "v": v, "i": i}
+        p = st["p"]
+        theta, theta_lo = p["threshold"], p.get("threshold_lo")
+        x = xs[0]
+        v, s_prev = st["v"], st["s"]
+        i = p["alpha_i"] * st["i"] + x if op.cuba else x
+        if op.reset_timing == "delayed" and op.reset == "value":
+            v = torch.where(s_prev != 0, torch.full_like(v, op.reset_value), v)
+        h = p["alpha"] * v + p["gain"] * i + p["bias"]
+        if op.reset_timing != "same" and op.reset == "subtract":
+            h = h - reset_amount(op, s_prev, theta, theta_lo)
+        if op.reset_timing == "delayed_charge" and op.reset == "value":
+            h = torch.where(s_prev != 0, torch.full_like(h, op.reset_value), h)
+        s = fire(op, h, theta, theta_lo, st, t)
+        if op.reset_timing == "same" and op.reset == "subtract":
+            v = h - reset_amount(op, s, theta, theta_lo)
+        elif op.reset_timing == "same" and op.reset == "value":
+            v = torch.where(s != 0, torch.full_like(h, op.reset_value), h)
+        else:
+            v = h
+        if op.v_min is not None:
+            v = torch.maximum(v, p["v_min"])
+        st["v"], st["i"], st["s"] = v, i, s
+        return {"spikes": s, "v": v, "i": i}
+
+
+FORMS: dict = {}
+"""Library step functions by `LIF.form`: ``fn(op, state, x, t) -> (s, v, i)``.
+``state`` holds ``v``, ``i``, ``s`` (previous step), ``p`` (canonical
+parameters as tensors), ``a`` (``form_args`` as tensors) and ``r`` (LFSR)."""

@@ -1,0 +1,260 @@
+"""Integer semantics: what the hardware computes, driven by a `NumericProfile`.
+
+All values are int64 tensors. Weighted sums are evaluated in float64, which is
+exact while every partial sum stays below 2^53 (checked per call from the
+weights' absolute row sums; otherwise the int64 path is used). Every overflow
+the profile resolves (wrap or saturation) is counted per node in the result's
+``stats`` so that quantization reports can name the layers that overflowed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..ir.ops import (
+    LIF,
+    Add,
+    AvgPool2d,
+    BatchNorm,
+    Conv1d,
+    Conv2d,
+    Dense,
+    MaxPool2d,
+    Permute,
+    Reshape,
+    Scale,
+    SumPool2d,
+)
+from ..ir.values import NumericProfile
+from . import lfsr
+from .engine import Context, KernelTable, StatefulKernel
+
+INT = KernelTable("int")
+_EXACT = 2**53
+
+
+def _q(op, ctx: Context):
+    if op.q is None:
+        raise ValueError(f"node '{ctx.node}' ({type(op).__name__}) has no integer parameters: run the quantize pass")
+    return op.q
+
+
+def _cached(ctx: Context, arr: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    k = (id(arr), dtype)
+    if k not in ctx.cache:
+        ctx.cache[k] = (arr, torch.from_numpy(np.array(arr, copy=True)).to(dtype))
+    return ctx.cache[k][1]
+
+
+def overflow(x: torch.Tensor, bits: int, mode: str, ctx: Context | None = None, what: str = "") -> torch.Tensor:
+    """Resolve values outside a ``bits``-wide register as the profile says.
+
+    ``wrap``: two's complement; ``wrap_sym``: one correction by ``2^bits`` into
+    ``(-2^(bits-1), 2^(bits-1)]`` (Lava's u); ``saturate``: clamp to
+    ``[-2^(bits-1), 2^(bits-1)-1]``; ``saturate_sym``: clamp to
+    ``[-(2^(bits-1)-1), 2^(bits-1)-1]`` (Lava's v); ``none``: unchanged.
+    """
+    if mode == "none" or bits == 0:
+        return x
+    half = 1 << (bits - 1)
+    if mode == "wrap":
+        y = torch.remainder(x + half, 1 << bits) - half
+    elif mode == "wrap_sym":
+        y = torch.where(x > half, x - 2 * half, x)
+        y = torch.where(y <= -half, x + 2 * half, y)
+    elif mode == "saturate":
+        y = torch.clamp(x, -half, half - 1)
+    elif mode == "saturate_sym":
+        y = torch.clamp(x, -(half - 1), half - 1)
+    else:
+        raise ValueError(mode)
+    if ctx is not None:
+        ctx.count(what, (y != x).sum())
+    return y
+
+
+def shift(x: torch.Tensor, e: int) -> torch.Tensor:
+    """``x << e`` for ``e >= 0``, else arithmetic ``x >> -e`` (floor)."""
+    return x << e if e >= 0 else x >> (-e)
+
+
+def decay(x: torch.Tensor, mult: int, profile: NumericProfile) -> torch.Tensor:
+    """``R(x * mult / 2^decay_bits)`` with the profile's rounding."""
+    p = x * mult
+    b = profile.decay_bits
+    if profile.decay_rounding == "trunc0":
+        return torch.sign(p) * (torch.abs(p) >> b)
+    if profile.decay_rounding == "floor":
+        return p >> b
+    return (p + (1 << (b - 1))) >> b
+
+
+# -- weighted sums -------------------------------------------------------------
+
+
+def _weighted(op, xs, ctx: Context, fn) -> torch.Tensor:
+    """Exact integer ``fn(x, W)`` (linear or convolution), then exponent and bias."""
+    q = _q(op, ctx)
+    x = xs[0]
+    bound_key = (id(q.weight), "rowsum")
+    if bound_key not in ctx.cache:
+        w = np.abs(q.weight.astype(np.float64)).reshape(q.weight.shape[0], -1).sum(1).max()
+        ctx.cache[bound_key] = (q.weight, float(w))
+    xmax = float(x.abs().max()) if x.numel() else 0.0
+    if ctx.cache[bound_key][1] * xmax < _EXACT:
+        acc = fn(x.to(torch.float64), _cached(ctx, q.weight, torch.float64)).round().to(torch.int64)
+    else:  # exact but slower
+        acc = fn(x, _cached(ctx, q.weight, torch.int64))
+    acc = shift(acc, q.weight_exp)
+    if q.bias is not None:
+        b = _cached(ctx, q.bias, torch.int64)
+        acc = acc + (b if fn is _linear else b.reshape((-1,) + (1,) * (acc.dim() - 2)))
+    return acc
+
+
+def _linear(x, w):
+    return x @ w.T
+
+
+@INT.stateless(Dense)
+def dense(op: Dense, xs, ctx: Context) -> torch.Tensor:
+    return _weighted(op, xs, ctx, _linear)
+
+
+@INT.stateless(Conv2d)
+def conv2d(op: Conv2d, xs, ctx: Context) -> torch.Tensor:
+    y = _weighted(op, xs, ctx, lambda x, w: F.conv2d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
+    return overflow(y, ctx.profile.conv_acc_bits, ctx.profile.conv_acc_overflow, ctx, "conv_overflow")
+
+
+@INT.stateless(Conv1d)
+def conv1d(op: Conv1d, xs, ctx: Context) -> torch.Tensor:
+    y = _weighted(op, xs, ctx, lambda x, w: F.conv1d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
+    return overflow(y, ctx.profile.conv_acc_bits, ctx.profile.conv_acc_overflow, ctx, "conv_overflow")
+
+
+@INT.stateless(SumPool2d)
+def sumpool(op: SumPool2d, xs, ctx: Context) -> torch.Tensor:
+    y = F.avg_pool2d(xs[0].to(torch.float64), op.kernel, op.stride, op.padding, count_include_pad=True, divisor_override=1)
+    return y.round().to(torch.int64)
+
+
+@INT.stateless(AvgPool2d)
+def avgpool(op: AvgPool2d, xs, ctx: Context) -> torch.Tensor:
+    q = _q(op, ctx)
+    return (sumpool(op, xs, ctx) * _cached(ctx, q.mult, torch.int64)) >> q.shift
+
+
+@INT.stateless(MaxPool2d)
+def maxpool(op: MaxPool2d, xs, ctx: Context) -> torch.Tensor:
+    return F.max_pool2d(xs[0].to(torch.float64), op.kernel, op.stride, op.padding).round().to(torch.int64)
+
+
+@INT.stateless(Add)
+def add(op: Add, xs, ctx: Context) -> torch.Tensor:
+    y = xs[0]
+    for x in xs[1:]:
+        y = y + x
+    return y
+
+
+@INT.stateless(Scale)
+def scale(op: Scale, xs, ctx: Context) -> torch.Tensor:
+    q = _q(op, ctx)
+    return (xs[0] * _cached(ctx, q.mult, torch.int64)) >> q.shift
+
+
+@INT.stateless(BatchNorm)
+def batchnorm(op: BatchNorm, xs, ctx: Context) -> torch.Tensor:
+    raise ValueError(f"node '{ctx.node}': batch norm has no integer form; run the fold-batchnorm pass first")
+
+
+@INT.stateless(Reshape)
+def reshape(op: Reshape, xs, ctx: Context) -> torch.Tensor:
+    return xs[0].reshape((xs[0].shape[0], *op.shape))
+
+
+@INT.stateless(Permute)
+def permute(op: Permute, xs, ctx: Context) -> torch.Tensor:
+    return xs[0].permute(0, *(d + 1 for d in op.dims))
+
+
+# -- neurons ----------------------------------------------------------------------
+
+
+@INT.stateful(LIF)
+class LIFInt(StatefulKernel):
+    """Integer LIF (see `npuc.ir.values.QLIF` for the equations)."""
+
+    def init(self, op: LIF, shape, ctx: Context) -> dict:
+        q = _q(op, ctx)
+        prof = ctx.profile
+        if prof is None:
+            raise ValueError("the integer engine needs a numeric profile")
+        z = torch.zeros((ctx.batch, *shape), dtype=torch.int64)
+        bias = shift(_cached(ctx, q.bias_mant, torch.int64), q.bias_exp)
+        st = {
+            "u": z.clone(), "v": torch.full_like(z, q.v_init), "s": z.clone(), "bias": bias,
+            "v_min": None if q.v_min is None else _cached(ctx, q.v_min, torch.int64),
+            "du": prof.decay_unity - (q.du + prof.du_offset),
+            "dv": prof.decay_unity - (q.dv + prof.dv_offset),
+            "vth": q.vth << prof.vth_shift,
+            "vth_lo": None if q.vth_lo is None else q.vth_lo << prof.vth_shift,
+        }
+        if op.spike == "bernoulli":
+            n = int(np.prod(shape))
+            st["r"] = torch.from_numpy(lfsr.uniform_block(op.bits, op.seed, ctx.steps, n).astype(np.int64))
+        return st
+
+    def _amount(self, op: LIF, s: torch.Tensor, st: dict) -> torch.Tensor:
+        if op.spike == "ternary":
+            return torch.where(s > 0, st["vth"], torch.where(s < 0, st["vth_lo"], 0))
+        return s * st["vth"]
+
+    def step(self, op: LIF, st: dict, xs, t: int, ctx: Context) -> dict:
+        prof: NumericProfile = ctx.profile  # type: ignore[assignment]
+        q = op.q
+        a = overflow(xs[0], prof.act_bits, prof.act_overflow, ctx, "input_overflow")
+        # modular adders: one wrap of the total equals a wrap after every add
+        u = overflow(decay(st["u"], st["du"], prof) + (a << prof.act_shift), prof.arith_bits, "wrap", ctx, "u_adder_wrap")
+        u = overflow(u, prof.u_bits, prof.u_overflow, ctx, "u_overflow")
+        v, s_prev = st["v"], st["s"]
+        if op.reset_timing == "delayed" and op.reset == "value":
+            v = torch.where(s_prev != 0, q.reset_value, v)
+        h = overflow(decay(v, st["dv"], prof) + u + st["bias"], prof.arith_bits, "wrap", ctx, "v_adder_wrap")
+        if op.reset_timing != "same" and op.reset == "subtract":
+            h = h - self._amount(op, s_prev, st)
+        if op.reset_timing == "delayed_charge" and op.reset == "value":
+            h = torch.where(s_prev != 0, q.reset_value, h)
+        h = overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_saturation")
+        s = self._fire(op, h, st, t)
+        if op.reset_timing == "same" and op.reset == "subtract":
+            v = h - self._amount(op, s, st)
+        elif op.reset_timing == "same" and op.reset == "value":
+            v = torch.where(s != 0, q.reset_value, h)
+        else:
+            v = h
+        if st["v_min"] is not None:
+            v = torch.maximum(v, st["v_min"])
+        st["u"], st["v"], st["s"] = u, v, s
+        return {"spikes": s, "v": v, "i": u}
+
+    def _fire(self, op: LIF, h: torch.Tensor, st: dict, t: int) -> torch.Tensor:
+        vth = st["vth"]
+        if op.spike == "binary":
+            return (h > vth if op.compare == "gt" else h >= vth).to(torch.int64)
+        if op.spike == "ternary":
+            lo = st["vth_lo"]
+            if op.compare == "gt":
+                return (h > vth).to(torch.int64) - (h < lo).to(torch.int64)
+            return (h >= vth).to(torch.int64) - (h <= lo).to(torch.int64)
+        if op.spike == "multilevel":
+            s = torch.clamp(torch.div(h, vth, rounding_mode="floor"), min=0)
+            return s if op.levels is None else torch.clamp(s, max=op.levels - 1)
+        m = float((1 << op.bits) - 1)
+        p = torch.sigmoid((h - vth).to(torch.float64) * op.q.scale)
+        pq = torch.floor(p * m + 0.5)
+        r = st["r"][t].reshape(h.shape[1:]).to(torch.float64)
+        return (r <= pq).to(torch.int64)
