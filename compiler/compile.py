@@ -33,7 +33,10 @@ def load_source(model: str, checkpoint: str | None, example_input: list[np.ndarr
 def compile_cli(args: argparse.Namespace) -> int:
     from .cli import UserError, load_inputs
 
-    echo = (lambda s: print(s, file=sys.stderr))
+
+    def echo(line: str) -> None:
+        print(line, file=sys.stderr)
+
     xs = load_inputs(args.example_input) if args.example_input else None
     t0 = time.perf_counter()
     graph = load_source(args.model, args.checkpoint, xs, args.trust_checkpoint, args.steps)

@@ -1,0 +1,383 @@
+"""Quantization: integer parameters for a target's numeric profile, calibrated on data.
+
+For every neuron population the pass picks one integer threshold ``T`` and
+membrane scales ``lam_n = T / theta_n`` (integer membrane ~= ``lam * v``).
+Everything else follows from the canonical `LIF` fields:
+
+* synapses into neuron ``n``: ``W_int * 2^e ~= lam_n * gain_n * W * u_in / 2^act_shift``
+  where ``u_in`` is the float value of one integer unit of the source
+  (1 for spikes, ``2^-frac_bits`` for quantized input currents) and ``e`` is
+  the smallest exponent that fits the weights in the profile's range;
+* decays ``dv = round(D (1 - alpha))``, ``du = round(D (1 - alpha_i)) - du_offset``
+  (``du = D - du_offset`` without a current state: ``u`` is the input);
+* bias ``lam (bias + gain * b_dense)`` as mantissa << exponent; reset value,
+  bounds and initial value times ``lam``.
+
+``T`` is the largest value that keeps every integer quantity in range for
+the calibration data: the threshold mantissa, the membrane (a high percentile
+of ``|alpha v + gain i + bias| / theta`` times a headroom), the current state,
+the weights at the largest exponent, and the bias. Afterwards every op has
+``q`` set and ``graph.profile`` is the target's profile; the log records the
+float-vs-int spike agreement per layer, output agreement, accuracy when labels
+are given, and overflow events per layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import Graph
+from ..ir.analysis import SynapsePath, neuron_paths
+from ..ir.ops import LIF, Conv1d, Conv2d, Scale, SumPool2d
+from ..ir.values import QLIF, NumericProfile, QInput, QScale, QSynapse
+from ..sim import simulate
+from .base import Pass, PassContext, PassError
+
+
+@dataclass(frozen=True)
+class Quantize(Pass):
+    """Attach integer parameters for ``ctx.target.profile`` (see module docstring).
+
+    Options:
+        percentile: percentile of the calibration membrane range that must fit
+            without saturation (the rest saturates, counted in the report).
+        headroom: extra factor on the membrane and current ranges.
+        max_samples: calibration samples used.
+    """
+
+    name = "quantize"
+    percentile: float = 99.99
+    headroom: float = 1.25
+    max_samples: int = 256
+
+    def apply(self, graph: Graph, ctx: PassContext) -> Graph:
+        prof: NumericProfile = ctx.target.profile
+        if ctx.calibration is None:
+            raise PassError("quantization needs calibration inputs (--example-input or --calibration)")
+        xs = [np.asarray(x)[: self.max_samples] if graph.inputs()[i].op.layout != "TB" else np.asarray(x)[:, : self.max_samples]
+              for i, x in enumerate(ctx.calibration)]
+        cal = simulate(graph, xs if len(xs) > 1 else xs[0], "float", probe=True)
+        units: dict[str, float] = {}
+        layers: dict[str, dict] = {}
+        for node in graph.inputs():
+            q, unit = self._input(node, cal.probes[node.name]["out"], prof)
+            graph.replace_op(node.name, node.op.replace(q=q))
+            units[node.name] = unit
+        for name in graph.topo_order():
+            node = graph[name]
+            if not isinstance(node.op, LIF):
+                continue
+            layers[name] = self._neuron(graph, name, cal.probes, units, prof, ctx)
+            units[name] = 1.0
+            spikes = cal.probes[name]["spikes"]
+            node.meta["rate"] = np.abs(spikes).mean(axis=(0, 1)).astype(np.float32)
+        for node in graph:
+            if isinstance(node.op, Scale) and node.op.q is None:
+                graph.replace_op(node.name, node.op.replace(q=_qscale(node.op.factor, node.name)))
+        graph.profile = prof
+        graph.meta["quantized_for"] = ctx.target.spec
+        summary = self._measure(graph, ctx, xs)
+        summary["layers"] = layers
+        self._report(**summary)
+        return graph
+
+    # -- inputs ----------------------------------------------------------------------
+    def _input(self, node, values: np.ndarray, prof: NumericProfile) -> tuple[QInput, float]:
+        if node.op.encoding.kind != "current":
+            return QInput(0, prof.input_bits), 1.0
+        m = float(np.max(np.abs(values))) if values.size else 0.0
+        top = 2 ** (prof.input_bits - 1) - 1
+        frac = 0 if m == 0 else math.floor(math.log2(top / m))
+        frac = max(-32, min(32, frac))
+        return QInput(frac, prof.input_bits), 2.0**-frac
+
+    # -- neurons ---------------------------------------------------------------------
+    def _neuron(self, graph: Graph, name: str, probes, units, prof: NumericProfile, ctx: PassContext) -> dict:
+        node = graph[name]
+        op: LIF = node.op
+        shape = node.shape
+        paths = neuron_paths(graph, name)
+        theta = np.broadcast_to(op.threshold.astype(np.float64), shape)
+        if np.any(theta <= 0):
+            raise PassError(f"neuron '{name}' has a non-positive threshold: no integer threshold exists")
+        gain = np.broadcast_to(op.gain.astype(np.float64), shape)
+        bias_total = np.broadcast_to(op.bias.astype(np.float64), shape).copy()
+        dense_bias = []
+        for p in paths:
+            w = graph[p.weighted].op
+            if w.bias is not None:
+                dense_bias.append((p, w.bias.astype(np.float64)))
+        # per-neuron membrane bound from calibration: |alpha v_{t-1}| + |gain i_t| + |bias|
+        v = probes[name]["v"].astype(np.float64)
+        i = probes[name]["i"].astype(np.float64)
+        v_prev = np.concatenate([np.full_like(v[:1], op.v_init), v[:-1]], 0)
+        alpha = np.broadcast_to(op.alpha.astype(np.float64), shape)
+        h_bound = np.abs(alpha * v_prev) + np.abs(gain * i) + np.abs(bias_total)
+        ratio = float(np.percentile(h_bound / theta, self.percentile)) if h_bound.size else 1.0
+        extras = [1.0]
+        if op.threshold_lo is not None:
+            extras.append(float(np.max(np.abs(op.threshold_lo) / theta)))
+        if op.reset == "value":
+            extras.append(float(np.max(abs(op.reset_value) / theta)))
+        if op.v_min is not None:
+            extras.append(float(np.max(np.abs(op.v_min) / theta)))
+        ratio = max(ratio, *extras) * self.headroom
+        vmax = 2 ** (prof.v_bits - 1) - 1
+        limits = {"membrane": vmax / ratio,
+                  "threshold": float(((1 << prof.vth_bits) - 1) << prof.vth_shift)}
+        # u holds gain * i in membrane units (the input itself without a current state)
+        cur = float(np.percentile(np.abs(gain * i) / theta, self.percentile)) * self.headroom
+        if cur > 0:
+            limits["current"] = (2 ** (prof.u_bits - 1) - 1) / cur
+        # weights at the largest usable exponent
+        path_w = []
+        for p in paths:
+            w_op = graph[p.weighted].op
+            row = self._row_factor(graph, p, name, gain / theta)  # per output channel of the weighted op
+            per_t = np.abs(w_op.weight.astype(np.float64)) * row.reshape((-1,) + (1,) * (w_op.weight.ndim - 1))
+            per_t *= units[p.source.node] / 2.0**prof.act_shift
+            fixed = isinstance(w_op, (Conv1d, Conv2d)) and not prof.conv_weight_exp  # Lava's Conv has no exponent
+            e_min, e_max = (0, 0) if fixed else (prof.weight_exp_min, prof.weight_exp_max)
+            wmax = _weight_limit(prof, _sign_mode(w_op.weight))
+            m = float(per_t.max()) if per_t.size else 0.0
+            if m > 0:
+                limits[f"weights:{p.weighted}"] = wmax * 2.0**e_max / m
+            path_w.append((p, e_min, e_max))
+        bmax = float(((1 << (prof.bias_mant_bits - 1)) - 1) << prof.bias_exp_max)
+        b_all = bias_total.copy()
+        if not op.cuba:
+            for p, b in dense_bias:
+                b_all = b_all + gain * self._bias_to_neurons(graph, p, b, shape, name)
+        elif prof.weight_scheme == "loihi" and dense_bias:
+            if not ctx.allow_approx:
+                raise PassError(f"neuron '{name}' has a current state fed by a layer with a bias; Loihi 2 adds "
+                                "biases to the membrane only. Remove the bias, or pass --allow-approx")
+            ctx.warn(f"neuron '{name}': synapse bias of a CUBA neuron moved to the membrane (steady-state approximation)")
+            ai = np.broadcast_to(op.alpha_i.astype(np.float64), shape)
+            for p, b in dense_bias:
+                b_all = b_all + gain * self._bias_to_neurons(graph, p, b, shape, name) / np.maximum(1 - ai, 1e-6)
+            dense_bias = []
+        if np.any(b_all != 0):
+            limits["bias"] = bmax / float(np.max(np.abs(b_all) / theta))
+        T = min(limits.values())
+        binding = min(limits, key=limits.get)
+        ge_native = op.compare == "ge" and "ge" in prof.compares
+        # Thresholds are powers of two: dyadic float parameters then map to integers exactly,
+        # at the cost of at most one bit of membrane range.
+        if op.compare == "ge" and not ge_native:
+            # integer v >= G + 1  <=>  v > G: keep the strict compare, scale so lam * theta = G + 1
+            g_eff = _pow2_floor(T - 1)
+            vth = g_eff >> prof.vth_shift
+            t_eff = g_eff + 1
+            compare = "gt"
+        else:
+            t_eff = _pow2_floor(T)
+            vth = t_eff >> prof.vth_shift
+            compare = op.compare
+        if vth < 1:
+            raise PassError(f"neuron '{name}': no integer threshold fits the target ({binding} range is too small: "
+                            f"limit {T:.3g}); lower the weights/bias magnitude relative to the threshold")
+        if t_eff < 64:
+            ctx.warn(f"neuron '{name}': integer threshold {t_eff} is small (limited by {binding}); expect coarse membranes")
+        lam = t_eff / theta  # per neuron
+        # synapses
+        for p, e_min, e_max in path_w:
+            w_op = graph[p.weighted].op
+            row_lam = self._row_factor(graph, p, name, gain * lam)
+            qb = None
+            if op.cuba:  # a constant input current enters u through the synapse (FPGA)
+                for pp, b in dense_bias:
+                    if pp is p:
+                        qb = np.round(b * row_lam / 2.0**prof.act_shift).astype(np.int64)
+            w_int, e = _quantize_weights(w_op.weight, row_lam * units[p.source.node] / 2.0**prof.act_shift,
+                                         prof, e_min, e_max)
+            lsb = prof.weight_lsb(_sign_mode(w_op.weight))
+            levels = int(np.max(np.abs(w_int), initial=0)) // lsb
+            available = int(_weight_limit(prof, _sign_mode(w_op.weight))) // lsb
+            if np.any(w_op.weight != 0) and e == e_min and levels < available // 4:
+                ctx.warn(f"weights of '{p.weighted}' use only {levels} of {available} integer levels at the smallest "
+                         f"exponent {e}: the layer's scale is below what {prof.name} weights can represent")
+            graph.replace_op(p.weighted, w_op.replace(q=QSynapse(w_int, e, qb)))
+        # neuron parameters
+        D = prof.decay_unity
+        dv = self._uniform(op.alpha, name, "alpha (membrane decay)", ctx)
+        dv = int(round(D * (1.0 - dv)))
+        if op.cuba:
+            ai = self._uniform(op.alpha_i, name, "alpha_i (current decay)", ctx)
+            du = int(round(D * (1.0 - ai))) - prof.du_offset
+            du = min(max(du, 0), D - prof.du_offset)
+        else:
+            du = D - prof.du_offset
+        bias_int = np.round(lam * b_all)
+        bias_exp = 0
+        bmant_max = (1 << (prof.bias_mant_bits - 1)) - 1
+        while np.max(np.abs(bias_int), initial=0) / 2**bias_exp > bmant_max and bias_exp < prof.bias_exp_max:
+            bias_exp += 1
+        bias_mant = np.clip(np.round(bias_int / 2**bias_exp), -bmant_max - 1, bmant_max).astype(np.int64)
+        lam_u = self._uniform_value(lam, name)
+        vth_lo = None
+        if op.threshold_lo is not None:
+            lo = np.broadcast_to(op.threshold_lo.astype(np.float64), shape) * lam
+            vth_lo = int(round(float(np.mean(lo)) / 2**prof.vth_shift))
+        q = QLIF(
+            du=du, dv=dv, vth=vth, bias_mant=_compact(bias_mant), bias_exp=bias_exp, vth_lo=vth_lo,
+            reset_value=int(round(op.reset_value * lam_u)) if op.reset == "value" else 0,
+            v_min=None if op.v_min is None else _compact(np.round(np.broadcast_to(op.v_min, shape) * lam).astype(np.int64)),
+            v_init=int(round(op.v_init * lam_u)), scale=float(1.0 / lam_u),
+        )
+        graph.replace_op(name, op.replace(compare=compare, q=q))
+        return {"threshold_int": int(t_eff), "limited_by": binding, "membrane_range_thresholds": round(ratio, 3),
+                "dv": dv, "du": du, "bias_exp": bias_exp}
+
+    def _uniform(self, arr, name: str, what: str, ctx: PassContext) -> float:
+        a = np.asarray(arr, dtype=np.float64)
+        if a.size > 1 and not np.all(a == a.reshape(-1)[0]):
+            if not ctx.allow_approx:
+                raise PassError(f"neuron '{name}' has a per-neuron {what}; the target uses one value per "
+                                "population. Pass --allow-approx to use the mean")
+            ctx.warn(f"neuron '{name}': per-neuron {what} replaced by its mean {a.mean():.4g}")
+            return float(a.mean())
+        return float(a.reshape(-1)[0])
+
+    def _uniform_value(self, lam: np.ndarray, name: str) -> float:
+        return float(np.mean(lam))
+
+    def _row_factor(self, graph: Graph, p: SynapsePath, neuron: str, per_neuron: np.ndarray) -> np.ndarray:
+        """Map a per-neuron factor to the weighted op's output channels (must be constant per channel)."""
+        w = graph[p.weighted]
+        out_shape = w.shape
+        f = np.asarray(per_neuron, dtype=np.float64)
+        if np.all(f == f.reshape(-1)[0]):
+            return np.full(w.op.weight.shape[0], f.reshape(-1)[0])
+        nshape = graph[neuron].shape
+        if isinstance(w.op, (Conv1d, Conv2d)) and all(isinstance(graph[n].op, SumPool2d) for n in p.post) \
+                and nshape[0] == out_shape[0]:
+            flat = f.reshape(nshape[0], -1)
+            if np.all(flat == flat[:, :1]):
+                return flat[:, 0]
+        if not p.post and len(out_shape) == 1:
+            return f.reshape(-1)
+        if not p.post and tuple(out_shape) == tuple(nshape):
+            flat = f.reshape(-1, out_shape[-1])
+            if np.all(flat == flat[:1]):
+                return flat[0]
+        raise PassError(f"neuron '{neuron}': its per-neuron threshold/gain varies within the output channels of "
+                        f"'{p.weighted}' ({type(w.op).__name__}), which share weights")
+
+    def _bias_to_neurons(self, graph: Graph, p: SynapsePath, b: np.ndarray, shape, neuron: str) -> np.ndarray:
+        w = graph[p.weighted]
+        if not p.post:  # Dense biases sit on the last axis, convolution biases on the channel axis
+            return np.broadcast_to(b if _is_dense(w.op) else b.reshape((-1,) + (1,) * (len(w.shape) - 1)), shape)
+        if all(isinstance(graph[n].op, SumPool2d) for n in p.post):
+            k = 1
+            for n in p.post:
+                kk = graph[n].op.kernel
+                k *= kk[0] * kk[1]
+            # zero padding makes border sums smaller; only exact without padding
+            if any(graph[n].op.padding != (0, 0) for n in p.post):
+                raise PassError(f"bias of '{p.weighted}' before a padded sum pool into '{neuron}' is not uniform per neuron")
+            return np.broadcast_to((b * k).reshape(-1, 1, 1), shape)
+        raise PassError(f"bias of '{p.weighted}' cannot be mapped onto neuron '{neuron}' through {p.post}")
+
+    # -- measurement -----------------------------------------------------------------
+    def _measure(self, graph: Graph, ctx: PassContext, xs) -> dict:
+        ref = ctx.reference if ctx.reference is not None else graph
+        x = xs if len(xs) > 1 else xs[0]
+        fl = simulate(ref, x, "float", probe=True)
+        it = simulate(graph, x, "int", probe=True)
+        agree = {}
+        for name, ports in it.probes.items():
+            if isinstance(graph[name].op, LIF) and name in (fl.probes or {}) and "spikes" in fl.probes[name]:
+                a, b = fl.probes[name]["spikes"], ports["spikes"]
+                if a.shape == b.shape:
+                    agree[name] = round(float(np.mean(a == b)), 5)
+        out = {"spike_agreement": agree, "overflow_events": it.stats,
+               "calibration_samples": int(_batch_size(graph, xs))}
+        outs = []
+        for k, (f, i) in enumerate(zip(fl.outputs, it.outputs)):
+            o = graph.outputs()[k]
+            src = graph[o.inputs[0].node]
+            if isinstance(src.op, LIF) and src.port(o.inputs[0]) == "spikes":
+                outs.append(round(float(np.mean(f == i)), 5))
+            else:
+                outs.append(None)
+        out["output_agreement"] = outs
+        if ctx.labels is not None:
+            lab = np.asarray(ctx.labels)[: out["calibration_samples"]]
+            out["accuracy_float"] = _accuracy(fl.outputs[0], graph.outputs()[0].op, lab)
+            out["accuracy_int"] = _accuracy(it.outputs[0], graph.outputs()[0].op, lab)
+        return out
+
+
+def _pow2_floor(x: float) -> int:
+    return 1 << int(math.floor(math.log2(x))) if x >= 1 else 0
+
+
+def _is_dense(op) -> bool:
+    return not isinstance(op, (Conv1d, Conv2d))
+
+
+def _batch_size(graph: Graph, xs) -> int:
+    op = graph.inputs()[0].op
+    return int(np.asarray(xs[0]).shape[1] if op.layout == "TB" else np.asarray(xs[0]).shape[0])
+
+
+def _accuracy(out: np.ndarray, op, labels: np.ndarray) -> float:
+    o = np.asarray(out, dtype=np.float64)
+    if op.decoding == "sequence":
+        o = o.sum(0) if op.layout == "TB" else o.sum(1)
+    o = o.reshape(o.shape[0], -1)
+    return round(float(np.mean(o.argmax(1) == labels.reshape(-1))), 5)
+
+
+def _sign_mode(w: np.ndarray) -> str:
+    if np.all(w >= 0):
+        return "exc"
+    if np.all(w <= 0):
+        return "inh"
+    return "mixed"
+
+
+def _weight_limit(prof: NumericProfile, mode: str) -> float:
+    lo, hi = prof.weight_range(mode)
+    return float(min(abs(lo), abs(hi)) if mode == "mixed" else max(abs(lo), abs(hi)))
+
+
+def _quantize_weights(w: np.ndarray, row: np.ndarray, prof: NumericProfile, e_min: int, e_max: int) -> tuple[np.ndarray, int]:
+    """Integer weights and exponent: ``W_int * 2^e ~= w * row`` (row per output channel)."""
+    mode = _sign_mode(w)
+    lo, hi = prof.weight_range(mode)
+    lsb = prof.weight_lsb(mode)
+    target = w.astype(np.float64) * row.reshape((-1,) + (1,) * (w.ndim - 1))
+    m = float(np.max(np.abs(target))) if target.size else 0.0
+    limit = _weight_limit(prof, mode)
+    if mode == "mixed" and prof.weight_scheme == "loihi":
+        limit = min(abs(lo), (hi // lsb) * lsb)
+    e = e_min
+    if m > 0:
+        # smallest exponent whose rounded weights still fit: the most precise representation
+        e = max(e_min, min(int(math.ceil(math.log2(m / limit))), e_max))
+        while e > e_min and np.max(np.abs(np.round(target / 2.0**(e - 1) / lsb) * lsb)) <= limit:
+            e -= 1
+    q = np.round(target / 2.0**e / lsb) * lsb
+    q = np.clip(q, math.ceil(lo / lsb) * lsb, math.floor(hi / lsb) * lsb)
+    return q.astype(np.int64), e
+
+
+def _compact(a: np.ndarray) -> np.ndarray:
+    """A scalar array when every element is equal (smaller graphs and simpler hardware)."""
+    a = np.asarray(a)
+    return np.asarray(a.reshape(-1)[0]) if a.size and np.all(a == a.reshape(-1)[0]) else a
+
+
+def _qscale(factor: np.ndarray, name: str, bits: int = 16) -> QScale:
+    f = np.asarray(factor, dtype=np.float64)
+    m = float(np.max(np.abs(f)))
+    if m == 0:
+        return QScale(np.zeros_like(f, dtype=np.int64), 0)
+    shift = max(0, min(62, bits - 1 - int(math.ceil(math.log2(m)))))
+    return QScale(np.round(f * 2.0**shift).astype(np.int64), shift)
+

@@ -1,0 +1,137 @@
+"""Structural queries on graphs: which synapse paths feed each neuron population.
+
+Hardware sees a spiking network as *populations* (neuron nodes and inputs)
+connected by *synapse paths*. A path runs from a source (an `Input` node or a
+neuron's ``spikes`` port) through pre-synaptic ops that only move or pool
+spikes (`Reshape`, `Permute`, `SumPool2d`, `MaxPool2d`, `Scale`), at most one
+weighted op (`Dense`, `Conv1d`, `Conv2d`), then post-synaptic ops on currents
+(`SumPool2d`, `AvgPool2d`, `Scale`, `Reshape`) and possibly an `Add` that sums
+several paths into one neuron input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .graph import Graph, Ref
+from .ops import (
+    LIF,
+    Add,
+    AvgPool2d,
+    BatchNorm,
+    Conv1d,
+    Conv2d,
+    Dense,
+    Input,
+    MaxPool2d,
+    Output,
+    Permute,
+    Reshape,
+    Scale,
+    SumPool2d,
+)
+
+WEIGHTED = (Dense, Conv1d, Conv2d)
+PRE_OPS = (Reshape, Permute, SumPool2d, MaxPool2d, Scale, AvgPool2d, BatchNorm)
+POST_OPS = (SumPool2d, AvgPool2d, Scale, Reshape, Permute, BatchNorm, MaxPool2d)
+
+
+class StructureError(ValueError):
+    """A graph shape that has no hardware mapping, naming the nodes involved."""
+
+
+@dataclass
+class SynapsePath:
+    """One path into a neuron population.
+
+    ``source`` is the population ref the path reads; ``pre`` lists the ops
+    between the source and the weighted op (source side first); ``weighted``
+    is the Dense/Conv node (None for a direct connection); ``post`` lists the
+    ops between the weighted op and the neuron (weighted side first).
+    ``delay`` is the total edge delay along the path (1 for recurrence).
+    """
+
+    source: Ref
+    pre: list[str] = field(default_factory=list)
+    weighted: str | None = None
+    post: list[str] = field(default_factory=list)
+    delay: int = 0
+
+    @property
+    def nodes(self) -> list[str]:
+        return self.pre + ([self.weighted] if self.weighted else []) + self.post
+
+
+def is_population(graph: Graph, ref: Ref) -> bool:
+    node = graph[ref.node]
+    return isinstance(node.op, Input) or (isinstance(node.op, LIF) and node.port(ref) == "spikes")
+
+
+def neuron_paths(graph: Graph, neuron: str) -> list[SynapsePath]:
+    """The synapse paths feeding ``neuron`` (an `LIF` node), in input order.
+
+    Raises:
+        StructureError: a path with two weighted ops in a row, an op that is
+            neither synaptic nor a shape op, or a membrane (``v``/``i`` port)
+            feeding another neuron.
+    """
+    lif = graph[neuron]
+    out: list[SynapsePath] = []
+    (start,) = lif.inputs
+    heads = _expand_add(graph, start)
+    for ref, delay in heads:
+        out.append(_walk(graph, neuron, ref, delay))
+    return out
+
+
+def _expand_add(graph: Graph, ref: Ref) -> list[tuple[Ref, int]]:
+    node = graph[ref.node]
+    if isinstance(node.op, Add):
+        items: list[tuple[Ref, int]] = []
+        for r in node.inputs:
+            items += [(rr, d + ref.delay) for rr, d in _expand_add(graph, r)]
+        return items
+    return [(ref, 0)]
+
+
+def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
+    post: list[str] = []
+    pre: list[str] = []
+    weighted: str | None = None
+    while True:
+        delay += ref.delay
+        if is_population(graph, ref):
+            return SynapsePath(Ref(ref.node, ref.port, 0), list(reversed(pre)), weighted, list(reversed(post)), delay)
+        node = graph[ref.node]
+        op = node.op
+        if isinstance(op, LIF):
+            raise StructureError(
+                f"the membrane port '{node.port(ref)}' of neuron '{ref.node}' feeds neuron '{neuron}': "
+                "only spikes travel between neuron populations in hardware"
+            )
+        if isinstance(op, WEIGHTED):
+            if weighted is not None:
+                raise StructureError(
+                    f"weighted ops '{ref.node}' and '{weighted}' follow each other without a neuron between "
+                    f"them (path into '{neuron}'): fold them into one layer or add a neuron"
+                )
+            weighted = ref.node
+        elif isinstance(op, Add):
+            raise StructureError(
+                f"'{ref.node}' adds currents before a weighted op on the path into '{neuron}': no hardware mapping"
+            )
+        elif isinstance(op, PRE_OPS + POST_OPS):
+            # walking backwards from the neuron: ops seen before the weighted op are post-synaptic
+            (pre if weighted is not None else post).append(ref.node)
+        elif isinstance(op, Output):
+            raise StructureError(f"output '{ref.node}' used as an input")
+        else:
+            raise StructureError(
+                f"'{ref.node}' ({type(op).__name__}) on the path into neuron '{neuron}' has no synapse mapping"
+            )
+        (ref,) = node.inputs
+
+
+def populations(graph: Graph) -> list[str]:
+    """Names of neuron populations (Inputs and LIF nodes) in topological order."""
+    return [n for n in graph.topo_order() if isinstance(graph[n].op, (Input, LIF))]
