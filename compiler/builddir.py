@@ -70,6 +70,18 @@ class BuildDir:
             raise BuildDirError(f"{self.path} has no target '{name}' (compiled: {targets})")
         return name
 
+    def target_for_kind(self, kind: str) -> str:
+        """The compiled target of a kind (``loihi2`` or ``fpga``), e.g. for an engine."""
+        from .targets import load_target
+
+        matches = [t for t in self.targets if load_target(self.manifest.get("specs", {}).get(t, t)).kind == kind]
+        if not matches:
+            raise BuildDirError(f"{self.path} has no {kind} target (compiled: {self.targets}); "
+                                f"compile with --target {kind}")
+        if len(matches) > 1:
+            raise BuildDirError(f"{self.path} has several {kind} targets {matches}: choose one with --target")
+        return matches[0]
+
     def int_graph(self, target: str | None = None) -> Graph:
         if self.bare:
             g = Graph.load(self.path)

@@ -51,15 +51,16 @@ def compile_cli(args: argparse.Namespace) -> int:
     try:
         graph.save(tmp / "graph")
         report: dict[str, Any] = {"npuc": __version__, "model": args.model, "graph": graph.name, "targets": {}}
-        targets = []
+        targets, specs = [], {}
         for spec in args.target:
             from .pipeline import compile_target
 
             name, treport = compile_target(graph, spec, tmp, calib, labels, args.allow_approx, echo if args.verbose else None, echo)
             targets.append(name)
+            specs[name] = spec
             report["targets"][name] = treport
         manifest = {"npuc": __version__, "model": args.model, "checkpoint": args.checkpoint,
-                    "graph": graph.name, "num_steps": graph.num_steps, "targets": targets}
+                    "graph": graph.name, "num_steps": graph.num_steps, "targets": targets, "specs": specs}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
         if out.exists():

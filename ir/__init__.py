@@ -9,9 +9,18 @@ from .graph import Graph, GraphError, Node, Ref, chain
 from .ops import *  # noqa: F403
 from .ops import __all__ as _ops_all
 from .serialize import GraphFileError, load_graph, save_graph
-from .values import QLIF, Encoding, NumericProfile, QInput, QScale, QSynapse
+from .values import (
+    QLIF,
+    Encoding,
+    NumericProfile,
+    QAttention,
+    QInput,
+    QLinearAttention,
+    QScale,
+    QSynapse,
+)
 
 __all__ = [
     "Graph", "GraphError", "GraphFileError", "Node", "Ref", "chain", "save_graph", "load_graph",
-    "Encoding", "NumericProfile", "QInput", "QLIF", "QScale", "QSynapse", *_ops_all,
+    "Encoding", "NumericProfile", "QInput", "QLIF", "QScale", "QSynapse", "QAttention", "QLinearAttention", *_ops_all,
 ]

@@ -23,15 +23,21 @@ from .ops import (
     Conv2d,
     Dense,
     Input,
+    LinearAttention,
     MaxPool2d,
     Output,
     Permute,
     Reshape,
     Scale,
+    SpikeAttention,
+    StochasticAttention,
     SumPool2d,
 )
 
-WEIGHTED = (Dense, Conv1d, Conv2d)
+WEIGHTED = (Dense, Conv1d, Conv2d, SpikeAttention)
+"""Ops that turn spikes into currents: one per synapse path (attention has three spike inputs)."""
+POPULATION_OPS = (Input, LIF, StochasticAttention, LinearAttention)
+"""Ops whose outputs travel between layers as spikes or graded payloads."""
 PRE_OPS = (Reshape, Permute, SumPool2d, MaxPool2d, Scale, AvgPool2d, BatchNorm)
 POST_OPS = (SumPool2d, AvgPool2d, Scale, Reshape, Permute, BatchNorm, MaxPool2d)
 
@@ -49,6 +55,8 @@ class SynapsePath:
     is the Dense/Conv node (None for a direct connection); ``post`` lists the
     ops between the weighted op and the neuron (weighted side first).
     ``delay`` is the total edge delay along the path (1 for recurrence).
+    ``inputs`` lists ``(source, pre)`` for every input of the weighted op
+    (three for attention; ``source``/``pre`` are the first).
     """
 
     source: Ref
@@ -56,6 +64,7 @@ class SynapsePath:
     weighted: str | None = None
     post: list[str] = field(default_factory=list)
     delay: int = 0
+    inputs: list[tuple[Ref, list[str]]] = field(default_factory=list)
 
     @property
     def nodes(self) -> list[str]:
@@ -64,7 +73,9 @@ class SynapsePath:
 
 def is_population(graph: Graph, ref: Ref) -> bool:
     node = graph[ref.node]
-    return isinstance(node.op, Input) or (isinstance(node.op, LIF) and node.port(ref) == "spikes")
+    if isinstance(node.op, LIF):
+        return node.port(ref) == "spikes"
+    return isinstance(node.op, POPULATION_OPS)
 
 
 def neuron_paths(graph: Graph, neuron: str) -> list[SynapsePath]:
@@ -101,9 +112,23 @@ def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
     while True:
         delay += ref.delay
         if is_population(graph, ref):
-            return SynapsePath(Ref(ref.node, ref.port, 0), list(reversed(pre)), weighted, list(reversed(post)), delay)
+            path = SynapsePath(Ref(ref.node, ref.port, 0), list(reversed(pre)), weighted, list(reversed(post)), delay)
+            path.inputs = [(path.source, path.pre)]
+            return path
         node = graph[ref.node]
         op = node.op
+        if isinstance(op, SpikeAttention):
+            if weighted is not None:
+                raise StructureError(f"attention '{ref.node}' feeds weighted op '{weighted}' directly (path into '{neuron}')")
+            ins = []
+            for r in node.inputs:
+                sub = _walk(graph, neuron, r, 0)
+                if sub.weighted is not None:
+                    raise StructureError(f"input '{r.node}' of attention '{ref.node}' carries currents, not spikes")
+                ins.append((sub.source, sub.pre))
+            path = SynapsePath(ins[0][0], ins[0][1], ref.node, list(reversed(post)), delay)
+            path.inputs = ins
+            return path
         if isinstance(op, LIF):
             raise StructureError(
                 f"the membrane port '{node.port(ref)}' of neuron '{ref.node}' feeds neuron '{neuron}': "
@@ -133,5 +158,5 @@ def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
 
 
 def populations(graph: Graph) -> list[str]:
-    """Names of neuron populations (Inputs and LIF nodes) in topological order."""
-    return [n for n in graph.topo_order() if isinstance(graph[n].op, (Input, LIF))]
+    """Names of populations (inputs, neurons, attention units) in topological order."""
+    return [n for n in graph.topo_order() if isinstance(graph[n].op, POPULATION_OPS)]

@@ -193,6 +193,49 @@ class QLIF:
     summary = _summary
 
 
+@value_type
+@dataclass(frozen=True, eq=False)
+class QAttention:
+    """Integer form of `SpikeAttention`: ``a = a_int / 2^a_frac``;
+    ``Y_int = ((Q K^T 2^a_frac + a_int (1-Q)(1-K)^T) V * mult) >> shift`` (floor)."""
+
+    a_int: int
+    a_frac: int
+    mult: int
+    shift: int
+
+    def __post_init__(self) -> None:
+        check_int(self.a_int, "q.a_int", 0, 2**31)
+        check_int(self.a_frac, "q.a_frac", 0, 31)
+        check_int(self.mult, "q.mult", -(2**31), 2**31)
+        check_int(self.shift, "q.shift", 0, 62)
+
+    summary = _summary
+
+
+@value_type
+@dataclass(frozen=True, eq=False)
+class QLinearAttention:
+    """Integer form of `LinearAttention` (state rules = the profile's membrane rules)::
+
+        S = OVF_v( R(S * (2^decay_bits - da) / 2^decay_bits) + b_int * v k^T )
+        y = (S q * mult) >> shift
+    """
+
+    da: np.ndarray
+    b_int: int
+    mult: int
+    shift: int
+
+    def __post_init__(self) -> None:
+        freeze(self, da=as_array(self.da, "q.da", np.int64))
+        check_int(self.b_int, "q.b_int", -(2**31), 2**31)
+        check_int(self.mult, "q.mult", -(2**31), 2**31)
+        check_int(self.shift, "q.shift", 0, 62)
+
+    summary = _summary
+
+
 # -----------------------------------------------------------------------------
 # Numeric profiles: integer semantics of a target
 # -----------------------------------------------------------------------------

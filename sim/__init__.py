@@ -35,7 +35,7 @@ def simulate(
         `SimResult`; ``.output`` is the single output (``[T, B, ...]`` for a
         sequence output), ``.outputs`` all of them.
     """
-    from . import float_kernels, int_kernels
+    from . import attention_kernels, float_kernels, int_kernels  # noqa: F401  (kernel registration)
     from .engine import run
 
     n_in = len(graph.inputs())

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from npuc.cli import main
 from npuc.ir import LIF, Dense, Graph, Input, Output
 from npuc.sim import simulate

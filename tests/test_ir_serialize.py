@@ -5,6 +5,7 @@ import zipfile
 
 import numpy as np
 import pytest
+
 from npuc.ir import (
     LIF,
     QLIF,

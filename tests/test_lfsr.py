@@ -1,6 +1,7 @@
 """LFSR streams: maximal period, exact sequence, independence of different polynomials."""
 
 import pytest
+
 from npuc.sim import lfsr
 
 

@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+
 from npuc.ir import IF, LIF, Conv2d, Dense, Encoding, Graph, Input, Output, Reshape, SumPool2d
 from npuc.ir.values import QLIF, QSynapse
 from npuc.passes.base import PassContext, PassError, run_pipeline

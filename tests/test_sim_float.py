@@ -5,6 +5,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import lif_float
+
 from npuc.ir import (
     IF,
     LIF,
@@ -25,7 +27,6 @@ from npuc.ir import (
     SumPool2d,
 )
 from npuc.sim import simulate
-from reference import lif_float
 
 HYP = settings(max_examples=25, deadline=None)
 

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import dense_int, lif_int
+
 from npuc.ir import (
     LIF,
     QLIF,
@@ -26,7 +28,6 @@ from npuc.ir import (
 )
 from npuc.sim import simulate
 from npuc.targets import load_target
-from reference import dense_int, lif_int
 
 HYP = settings(max_examples=30, deadline=None)
 LOIHI = load_target("loihi2").profile

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...ir import Graph
+from ..ir import Graph
 
 PASSES: dict[str, type[Pass]] = {}
 

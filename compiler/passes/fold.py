@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import Graph
-from ..ir.analysis import WEIGHTED
 from ..ir.ops import (
     LIF,
     AvgPool2d,
@@ -25,9 +24,12 @@ from ..ir.ops import (
     Permute,
     Reshape,
     Scale,
+    SpikeAttention,
     SumPool2d,
 )
 from .base import Pass, PassContext, PassError
+
+WEIGHTED = (Dense, Conv1d, Conv2d)  # ops with a weight tensor to fold into
 
 
 def canonical(op: LIF, **changes) -> LIF:
@@ -131,7 +133,8 @@ class FoldScale(Pass):
     Rewrites, tried in order for each Scale ``y = f x``:
 
     1. after a Dense/Conv it is the only user of: ``W' = f W``, ``b' = f b``
-       (``f`` per output channel);
+       (``f`` per output channel); after a coincidence attention (scalar
+       ``f``): ``scale' = f scale``;
     2. feeding only neurons: ``gain' = f gain`` (``f`` broadcast per neuron);
     3. feeding only Dense/Conv ops (scalar ``f``): ``W' = f W`` (bias unchanged);
     4. a scalar ``f > 0`` (or any ``f`` without max pooling) is moved past a
@@ -170,6 +173,11 @@ class FoldScale(Pass):
                 graph.replace_op(prev.name, scale_weighted_outputs(prev.op, fc))
                 graph.bypass(name)
                 return True
+        if isinstance(prev.op, SpikeAttention) and f.size == 1 and src.delay == 0 \
+                and graph.users(prev.name) == [(name, 0)]:
+            graph.replace_op(prev.name, prev.op.replace(scale=float(prev.op.scale * f.reshape(())), q=None))
+            graph.bypass(name)
+            return True
         if users and all(isinstance(graph[u].op, LIF) for u, _ in users):
             for u, _ in users:
                 lif = graph[u].op

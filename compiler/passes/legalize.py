@@ -22,9 +22,12 @@ from ..ir.ops import (
     Conv2d,
     Dense,
     Input,
+    LinearAttention,
     MaxPool2d,
     Output,
     Scale,
+    SpikeAttention,
+    StochasticAttention,
     SumPool2d,
 )
 from .base import Pass, PassContext, PassError
@@ -71,6 +74,12 @@ class Legalize(Pass):
             if new is not node.op:
                 graph.replace_op(node.name, new)
                 counts["neurons_changed"] += 1
+        if prof.weight_scheme == "loihi":
+            for node in graph.of_type(SpikeAttention, StochasticAttention, LinearAttention):
+                raise PassError(
+                    f"'{node.name}' ({type(node.op).__name__}) has no Loihi 2 process in lava-nc: compile it with "
+                    "--target fpga, or split the model and run this part on the host (see docs/lava-backend.md)"
+                )
         remaining_scales = [n.name for n in graph.of_type(Scale)]
         if remaining_scales and prof.weight_scheme == "loihi":
             raise PassError(f"scale node(s) {remaining_scales} could not fold into weights or neurons; "

@@ -31,8 +31,17 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.analysis import SynapsePath, neuron_paths
-from ..ir.ops import LIF, Conv1d, Conv2d, Scale, SumPool2d
-from ..ir.values import QLIF, NumericProfile, QInput, QScale, QSynapse
+from ..ir.ops import (
+    LIF,
+    Conv1d,
+    Conv2d,
+    LinearAttention,
+    Scale,
+    SpikeAttention,
+    StochasticAttention,
+    SumPool2d,
+)
+from ..ir.values import QLIF, NumericProfile, QAttention, QInput, QLinearAttention, QScale, QSynapse
 from ..sim import simulate
 from .base import Pass, PassContext, PassError
 
@@ -68,6 +77,12 @@ class Quantize(Pass):
             units[node.name] = unit
         for name in graph.topo_order():
             node = graph[name]
+            if isinstance(node.op, StochasticAttention):
+                units[name] = 1.0  # binary spikes; LFSR widths and seeds are already integers
+                continue
+            if isinstance(node.op, LinearAttention):
+                layers[name], units[name] = self._linear_attention(graph, name, cal.probes, prof)
+                continue
             if not isinstance(node.op, LIF):
                 continue
             layers[name] = self._neuron(graph, name, cal.probes, units, prof, ctx)
@@ -108,7 +123,7 @@ class Quantize(Pass):
         dense_bias = []
         for p in paths:
             w = graph[p.weighted].op
-            if w.bias is not None:
+            if getattr(w, "bias", None) is not None:
                 dense_bias.append((p, w.bias.astype(np.float64)))
         # per-neuron membrane bound from calibration: |alpha v_{t-1}| + |gain i_t| + |bias|
         v = probes[name]["v"].astype(np.float64)
@@ -136,6 +151,9 @@ class Quantize(Pass):
         path_w = []
         for p in paths:
             w_op = graph[p.weighted].op
+            if isinstance(w_op, SpikeAttention):
+                path_w.append((p, 0, 0))
+                continue
             row = self._row_factor(graph, p, name, gain / theta)  # per output channel of the weighted op
             per_t = np.abs(w_op.weight.astype(np.float64)) * row.reshape((-1,) + (1,) * (w_op.weight.ndim - 1))
             per_t *= units[p.source.node] / 2.0**prof.act_shift
@@ -186,6 +204,9 @@ class Quantize(Pass):
         # synapses
         for p, e_min, e_max in path_w:
             w_op = graph[p.weighted].op
+            if isinstance(w_op, SpikeAttention):
+                graph.replace_op(p.weighted, w_op.replace(q=_qattention(w_op, gain * lam, prof, p.weighted, ctx)))
+                continue
             row_lam = self._row_factor(graph, p, name, gain * lam)
             qb = None
             if op.cuba:  # a constant input current enters u through the synapse (FPGA)
@@ -231,6 +252,27 @@ class Quantize(Pass):
         graph.replace_op(name, op.replace(compare=compare, q=q))
         return {"threshold_int": int(t_eff), "limited_by": binding, "membrane_range_thresholds": round(ratio, 3),
                 "dv": dv, "du": du, "bias_exp": bias_exp}
+
+    def _linear_attention(self, graph: Graph, name: str, probes, prof: NumericProfile) -> tuple[dict, float]:
+        """State scale from an analytic bound, output scale from calibration."""
+        op: LinearAttention = graph[name].op
+        ins = [probes[r.node][graph[r.node].port(r)] for r in graph[name].inputs]
+        qmax, kmax, vmax = (float(np.max(np.abs(x), initial=0)) for x in ins)
+        steps = ins[0].shape[0]
+        a_min = float(np.min(op.a))
+        horizon = steps if a_min >= 1 else min(steps, 1.0 / (1.0 - a_min))
+        s_bound = max(abs(op.b) * vmax * kmax * horizon, 1e-30)
+        lam_s = _pow2_floor((2 ** (prof.v_bits - 1) - 1) / (s_bound * self.headroom))
+        if lam_s < 1:
+            raise PassError(f"linear attention '{name}': its state range {s_bound:.3g} does not fit {prof.v_bits}-bit states")
+        y = probes[name]["out"]
+        ymax = max(float(np.max(np.abs(y), initial=0)), 1e-30)
+        lam_y = 2.0 ** math.floor(math.log2((2 ** (prof.input_bits - 1) - 1) / (ymax * self.headroom)))
+        mult, shift = _mult_shift(lam_y / lam_s)
+        da = np.round(prof.decay_unity * (1.0 - np.asarray(op.a, dtype=np.float64))).astype(np.int64)
+        q = QLinearAttention(_compact(da), int(round(op.b * lam_s)), mult, shift)
+        graph.replace_op(name, op.replace(q=q))
+        return {"state_scale": lam_s, "output_scale": lam_y}, 1.0 / lam_y
 
     def _uniform(self, arr, name: str, what: str, ctx: PassContext) -> float:
         a = np.asarray(arr, dtype=np.float64)
@@ -365,6 +407,29 @@ def _quantize_weights(w: np.ndarray, row: np.ndarray, prof: NumericProfile, e_mi
     q = np.round(target / 2.0**e / lsb) * lsb
     q = np.clip(q, math.ceil(lo / lsb) * lsb, math.floor(hi / lsb) * lsb)
     return q.astype(np.int64), e
+
+
+def _mult_shift(factor: float, bits: int = 16) -> tuple[int, int]:
+    """``mult / 2^shift ~= factor`` with ``mult`` below ``2^bits``."""
+    if factor == 0:
+        return 0, 0
+    shift = max(0, min(62, bits - 1 - int(math.ceil(math.log2(abs(factor))))))
+    return int(round(factor * 2.0**shift)), shift
+
+
+def _qattention(op: SpikeAttention, per_neuron: np.ndarray, prof: NumericProfile, name: str, ctx: PassContext) -> QAttention:
+    """Integer coincidence weight ``a`` and the multiply-shift into the neuron's input units."""
+    f = np.asarray(per_neuron, dtype=np.float64)
+    if not np.all(f == f.reshape(-1)[0]):
+        raise PassError(f"attention '{name}' feeds neurons with different thresholds/gains; they must share one scale")
+    a_frac = 0
+    while op.a * 2**a_frac != round(op.a * 2**a_frac) and a_frac < 12:
+        a_frac += 1
+    if op.a * 2**a_frac != round(op.a * 2**a_frac):
+        ctx.warn(f"attention '{name}': a = {op.a} is not dyadic; rounded to {round(op.a * 4096) / 4096}")
+    target = float(f.reshape(-1)[0]) * op.scale / 2.0**a_frac / 2.0**prof.act_shift
+    mult, shift = _mult_shift(target)
+    return QAttention(int(round(op.a * 2**a_frac)), a_frac, mult, shift)
 
 
 def _compact(a: np.ndarray) -> np.ndarray:

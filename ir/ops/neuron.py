@@ -15,7 +15,16 @@ RESET_TIMINGS = ("same", "delayed", "delayed_charge")
 COMPARES = ("gt", "ge")
 SPIKES = ("binary", "ternary", "multilevel", "bernoulli")
 
-FLOAT_FORMS: dict[str, tuple[str, ...]] = {"npuc": ()}
+FLOAT_FORMS: dict[str, tuple[str, ...]] = {
+    "npuc": (),
+    "snntorch_leaky": ("beta", "threshold", "state_fn", "reset_val", "reset_delay"),
+    "snntorch_synaptic": ("alpha", "beta", "threshold", "state_fn", "reset_val", "reset_delay"),
+    "spikingjelly": ("charge", "c", "v_threshold", "v_reset", "hard", "v0"),
+    "norse_lif": ("c_mem", "c_syn", "v_leak", "v_th", "v_reset"),
+    "norse_lifbox": ("c_mem", "v_leak", "v_th", "v_reset", "subtract"),
+    "norse_iaf": ("v_th", "v_reset"),
+    "sinabs": ("alpha_mem", "norm_input", "spike", "threshold", "reset", "reset_arg", "sub_thr"),
+}
 """Float arithmetic forms and the `LIF.form_args` each needs. A form evaluates
 the neuron in the exact operation order (and with the raw parameters) of the
 library a model came from, so float32 results match that library bit for bit.
