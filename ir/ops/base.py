@@ -110,7 +110,7 @@ def _short(x: Any) -> str:
 def as_array(value: Any, field: str, dtype: Any = np.float32, ndim: int | None = None) -> np.ndarray:
     """Convert ``value`` to a read-only numpy array, checking dimensions and finiteness."""
     try:
-        arr = np.array(value, dtype=dtype, copy=True)
+        arr = np.array(value, dtype=dtype, copy=True, order="C")  # layout affects float matmul results
     except (TypeError, ValueError) as e:
         raise ValueError(f"field '{field}': cannot convert to {np.dtype(dtype).name} array: {e}") from None
     if ndim is not None and arr.ndim != ndim:
