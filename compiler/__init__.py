@@ -6,3 +6,13 @@ verified bit-exact against golden simulators (`npuc.sim`).
 """
 
 __version__ = "0.1.0"
+
+
+def compile(*args, **kwargs):  # noqa: A001
+    """Compile a model for hardware targets; see `npuc.api.compile`."""
+    from .api import compile as _compile
+
+    return _compile(*args, **kwargs)
+
+
+compile.__doc__ = "Compile a PyTorch model or an npuc Graph for hardware targets (see npuc.api.compile)."

@@ -134,7 +134,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     try:
-        from .compile import compile_cli
+        from .driver import compile_cli
     except ImportError:
         raise NotAvailable("'npuc compile' is not available yet in this version of npuc") from None
     return compile_cli(args)

@@ -1,0 +1,67 @@
+"""npuc.compile on an IR graph: build directory layout, engines, report, atomic failure."""
+
+import json
+
+import numpy as np
+import pytest
+
+import npuc
+from npuc.cli import UserError, main
+from npuc.ir import LIF, Dense, Graph, Input, Output
+from npuc.passes.base import PassError
+
+
+def small_graph(reset="value"):
+    rng = np.random.default_rng(2)
+    g = Graph("tiny", num_steps=6)
+    g.add("x", Input((10,)))
+    g.add("fc1", Dense(rng.normal(0, 0.7, (12, 10)).astype("f4"), rng.normal(0, 0.1, 12).astype("f4")), ["x"])
+    g.add("lif1", LIF(alpha=0.9, threshold=1.0, reset=reset), ["fc1"])
+    g.add("fc2", Dense(rng.normal(0, 0.7, (4, 12)).astype("f4")), ["lif1"])
+    g.add("lif2", LIF(alpha=0.9, threshold=1.0, reset=reset), ["fc2"])
+    g.add("o", Output(), ["lif2"])
+    return g.verify(), rng.random((16, 10)).astype("f4")
+
+
+def test_compile_graph_for_both_targets(tmp_path):
+    g, x = small_graph()
+    hw = npuc.compile(g, x, target=["fpga", "loihi2"], out=tmp_path / "build")
+    assert sorted(hw.targets) == ["fpga", "loihi2"]
+    for sub in ("graph", "fpga", "loihi2", "manifest.json", "report.json"):
+        assert (tmp_path / "build" / sub).exists()
+    out_f = hw.simulate(x, "float")
+    assert out_f.shape == (6, 16, 4) and np.array_equal(out_f, npuc.sim.simulate(g, x).output)
+    out_i = hw.simulate(x, "int", target="fpga")
+    assert out_i.dtype == np.int64 and np.mean(out_i == out_f) > 0.9
+    rep = hw.report()
+    quant = next(e for e in rep["targets"]["fpga"]["passes"] if e["pass"] == "quantize")
+    assert set(quant["spike_agreement"]) == {"lif1", "lif2"}
+    json.dumps(rep)  # the report is plain JSON
+
+
+def test_int_engine_and_inspect_from_the_cli(tmp_path, capsys):
+    g, x = small_graph()
+    npuc.compile(g, x, target="fpga", out=tmp_path / "b")
+    np.save(tmp_path / "x.npy", x)
+    assert main(["simulate", str(tmp_path / "b"), "--engine", "int", "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "y.npy")]) == 0
+    assert np.load(tmp_path / "y.npy").dtype == np.int64
+    assert main(["inspect", str(tmp_path / "b"), "--target", "fpga"]) == 0
+    assert "QLIF" in capsys.readouterr().out
+
+
+def test_failed_compile_leaves_no_output(tmp_path):
+    g, x = small_graph(reset="subtract")  # loihi2 has no subtract reset
+    with pytest.raises(PassError, match="subtract reset"):
+        npuc.compile(g, x, target=["fpga", "loihi2"], out=tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".npuc-build")]
+
+
+def test_refuses_to_overwrite_foreign_directory(tmp_path):
+    g, x = small_graph()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "precious.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not an npuc build directory"):
+        npuc.compile(g, x, target="fpga", out=tmp_path / "b")
+    assert (tmp_path / "b" / "precious.txt").read_text() == "keep me"
