@@ -78,13 +78,13 @@ def compile_target(graph: Graph, spec: str, out: Path, calibration: list[np.ndar
     files = emit(q, out / folder, target)
     report["artifacts"] = [str(Path(f).relative_to(out)) for f in files]
     echo(f"  {target.name}: wrote {len(files)} files to {folder}/")
-    try:
+    if "mapping" in q.meta:
         from .passes.mapping import mapping_report
+        from .plots import plot_core_map
 
-        if "mapping" in q.meta:
-            report["mapping"] = mapping_report(q, target)
-    except ImportError:
-        pass
+        report["mapping"] = mapping_report(q, target)
+        png = plot_core_map(q, target, out / "report" / f"core_map_{target.name}.png")
+        report["plots"] = [str(Path(png).relative_to(out))]
     return target.name, report
 
 

@@ -72,9 +72,12 @@ class Quantize(Pass):
         units: dict[str, float] = {}
         layers: dict[str, dict] = {}
         for node in graph.inputs():
-            q, unit = self._input(node, cal.probes[node.name]["out"], prof)
+            values = cal.probes[node.name]["out"]
+            q, unit = self._input(node, values, prof)
             graph.replace_op(node.name, node.op.replace(q=q))
             units[node.name] = unit
+            # a nonzero input value is one (graded) event per step for mapping and energy estimates
+            node.meta["rate"] = (values != 0).mean(axis=(0, 1)).astype(np.float32)
         for name in graph.topo_order():
             node = graph[name]
             if isinstance(node.op, StochasticAttention):
