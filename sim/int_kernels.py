@@ -123,14 +123,22 @@ def dense(op: Dense, xs, ctx: Context) -> torch.Tensor:
     return _weighted(op, xs, ctx, _linear)
 
 
+def _check_conv_exp(op, ctx: Context) -> None:
+    if op.q is not None and op.q.weight_exp != 0 and not ctx.profile.conv_weight_exp:
+        raise ValueError(f"node '{ctx.node}': profile '{ctx.profile.name}' convolutions have no weight exponent "
+                         f"(got weight_exp={op.q.weight_exp})")
+
+
 @INT.stateless(Conv2d)
 def conv2d(op: Conv2d, xs, ctx: Context) -> torch.Tensor:
+    _check_conv_exp(op, ctx)
     y = _weighted(op, xs, ctx, lambda x, w: F.conv2d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
     return overflow(y, ctx.profile.conv_acc_bits, ctx.profile.conv_acc_overflow, ctx, "conv_overflow")
 
 
 @INT.stateless(Conv1d)
 def conv1d(op: Conv1d, xs, ctx: Context) -> torch.Tensor:
+    _check_conv_exp(op, ctx)
     y = _weighted(op, xs, ctx, lambda x, w: F.conv1d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
     return overflow(y, ctx.profile.conv_acc_bits, ctx.profile.conv_acc_overflow, ctx, "conv_overflow")
 

@@ -1,0 +1,608 @@
+"""Lower a quantized npuc graph to the Lava object model (`NetworkSpec`).
+
+Every mapping decision of the Lava backend is made here, in Python, and
+every graph feature without an exact Loihi 2 / Lava fixed_pt equivalent is
+refused with a `LavaMappingError` naming the node and its op. The rules
+(docs/lava-backend.md has the full table and docs/lava-facts.md the measured
+Lava behaviour behind each one):
+
+* ``Input`` -> ``RingBuffer`` source; ``current`` encodings send graded
+  payloads (``num_message_bits`` on the synapses they feed), spike encodings
+  send binary spikes.
+* ``LIF`` (binary) -> ``LIFReset``; ``LIF`` (ternary) -> ``TernaryLIF`` plus
+  ``Reset`` processes on ``u`` and ``v``. Only ``reset="value"`` with
+  ``reset_value=0``, ``reset_timing="same"``, ``compare="gt"``, no ``v_min``
+  and ``v_init=0``: what Loihi 2's neuron does.
+* ``Dense`` -> ``Dense`` / ``DelayDense`` with the weight columns and rows
+  permuted from npuc's channels-first order to Lava's ``(W, H, C)`` order;
+  the weights must already be on Lava's grid (``truncate_weights(clip_weights(W))
+  == W``), never silently altered.
+* ``Conv2d`` -> ``Conv`` (kernel transposed to ``(O, kW, kH, I/g)`` and flipped,
+  stride/padding/dilation swapped to ``(W, H)``); ``weight_exp`` must be 0.
+* ``SumPool2d`` -> depthwise ``Conv`` of ones into a neuron.
+* ``Reshape`` / ``Permute`` -> index permutations folded into the Dense
+  weights or into virtual ports.
+* ``Add`` of synapse paths -> several synapse processes into one ``a_in``;
+  paths of unequal depth get ``DelayDense`` delays; a population added without
+  weights is wired directly or through a ``Sparse`` / ``DelaySparse`` of ones.
+* a recurrent edge (``delay=1``) -> a ``Dense`` between populations of equal
+  depth (its one-step Lava delay is the recurrence delay), whose buffer a
+  ``Reset`` clears when a new sample starts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ...ir.graph import Graph, Ref
+from ...ir.ops import LIF, Add, Conv2d, Dense, Input, Permute, Reshape, SumPool2d
+from ...ir.values import NumericProfile
+from .spec import (
+    Connection,
+    InputSpec,
+    LavaMappingError,
+    NetworkSpec,
+    OutputSpec,
+    Population,
+    Readout,
+)
+
+# What Lava's fixed_pt models compute (docs/lava-facts.md); a graph quantized for
+# another profile has integer semantics Lava cannot reproduce.
+LAVA_PROFILE = {
+    "weight_scheme": "loihi", "act_bits": 32, "act_overflow": "wrap", "act_shift": 6, "arith_bits": 32,
+    "conv_acc_bits": 24, "conv_acc_overflow": "wrap", "conv_weight_exp": False, "decay_bits": 12,
+    "du_offset": 1, "dv_offset": 0, "decay_rounding": "trunc0", "u_bits": 24, "u_overflow": "wrap_sym",
+    "v_bits": 24, "v_overflow": "saturate_sym", "vth_shift": 6, "synapse_delay": 1,
+}
+MAX_DELAY = 62  # Loihi 2 synaptic delays 0..62 (Lava's DelayDense accepts 63 and hangs beyond)
+MAX_GRADED_BITS = 24  # graded spike payloads on Loihi 2
+VTH_MAX = 2**17 - 1  # unsigned 17-bit threshold mantissa
+DU_MAX = 4095  # 12-bit; du = 4095 already removes u completely (decay 4096 - (du + 1) = 0)
+DV_MAX = 4096  # 12-bit plus Lava's dv = 4096 "no memory" (accepted by fixed_pt and netx)
+INT32 = 2**31
+
+
+def _error(node: str, op: object, msg: str) -> LavaMappingError:
+    return LavaMappingError(f"node '{node}' ({type(op).__name__}): {msg}")
+
+
+# -- identifiers -----------------------------------------------------------------------
+
+
+class Names:
+    """Unique Python identifiers derived from node names (``prefix_<sanitized>``)."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+
+    def make(self, prefix: str, name: str) -> str:
+        base = re.sub(r"\W", "_", f"{prefix}_{name}", flags=re.ASCII)
+        base = re.sub(r"_+", "_", base).strip("_")  # starts with the prefix: never a keyword
+        key, i = base, 1
+        while key in self._used:
+            i += 1
+            key = f"{base}_{i}"
+        self._used.add(key)
+        return key
+
+
+def module_ident(name: str) -> str:
+    """A file-name-safe identifier for the generated module (never shadows a library)."""
+    base = re.sub(r"\W", "_", name, flags=re.ASCII).strip("_") or "net"
+    return f"{base}_lava"
+
+
+# -- layouts -----------------------------------------------------------------------------
+
+
+def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Lava's process shape for a logical shape: ``(C, H, W) -> (W, H, C)``, otherwise unchanged."""
+    return tuple(reversed(shape)) if len(shape) == 3 else tuple(shape)
+
+
+def lava_index(shape: tuple[int, ...]) -> np.ndarray:
+    """For each logical element, its flat index in the Lava population (int64, logical shape)."""
+    n = int(np.prod(shape))
+    if len(shape) == 3:
+        return np.arange(n, dtype=np.int64).reshape(lava_shape(shape)).transpose(2, 1, 0).copy()
+    return np.arange(n, dtype=np.int64).reshape(shape)
+
+
+# -- signals: what a node's value is in terms of populations ---------------------------
+
+
+@dataclass
+class _Spikes:
+    """A population's spikes seen through shape ops: ``idx`` maps logical positions to Lava flat indices."""
+
+    pop: Population
+    idx: np.ndarray
+    delay: int = 0
+
+
+@dataclass
+class _State:
+    """A neuron's ``v`` or ``i`` port (observable, never a synapse input)."""
+
+    pop: Population
+    port: str
+    idx: np.ndarray
+    delay: int = 0
+
+
+@dataclass
+class _Term:
+    """One synapse path into a neuron: ``out_idx`` maps logical positions to the synapse's
+    (npuc-order) output element."""
+
+    node: str
+    kind: str  # dense | conv | pool | identity
+    src: _Spikes
+    out_idx: np.ndarray
+    delay: int = 0
+    matrix: np.ndarray | None = None  # dense: full (npuc out x logical in) matrix
+    weight_exp: int = 0
+    op: object = None
+
+
+@dataclass
+class _Sum:
+    terms: list[_Term] = field(default_factory=list)
+
+
+Signal = _Spikes | _State | _Sum
+
+
+def _with_delay(sig: Signal, d: int) -> Signal:
+    if d == 0:
+        return sig
+    if isinstance(sig, _Sum):
+        return _Sum([replace(t, delay=t.delay + d) for t in sig.terms])
+    return replace(sig, delay=sig.delay + d)
+
+
+def _reindex(sig: Signal, fn) -> Signal:
+    if isinstance(sig, _Sum):
+        return _Sum([replace(t, out_idx=fn(t.out_idx)) for t in sig.terms])
+    return replace(sig, idx=fn(sig.idx))
+
+
+# -- the lowering ------------------------------------------------------------------------------
+
+
+class _Lowering:
+    def __init__(self, graph: Graph) -> None:
+        self.g = graph
+        self.prof: NumericProfile = graph.profile  # type: ignore[assignment]
+        self.names = Names()
+        self.pops: dict[str, Population] = {}
+        self.memo: dict[tuple[str, str], Signal] = {}
+
+    # populations ------------------------------------------------------------------------
+    def populations(self) -> None:
+        for name in self.g.topo_order():
+            node = self.g[name]
+            if isinstance(node.op, Input):
+                self.pops[name] = self._source(name, node.op)
+            elif isinstance(node.op, LIF):
+                self.pops[name] = self._neuron(name, node.op, node.shape)
+
+    def _source(self, name: str, op: Input) -> Population:
+        shape = tuple(op.shape)
+        graded = op.encoding.kind == "current"
+        bits = 0
+        if graded:
+            if op.q is None:
+                raise _error(name, op, "a 'current' input needs integer parameters (q): run the quantize pass")
+            bits = op.q.bits
+            if bits > MAX_GRADED_BITS:
+                raise _error(name, op, f"input currents of {bits} bits exceed Loihi 2's {MAX_GRADED_BITS}-bit graded "
+                                       "spikes: quantize inputs to at most 24 bits")
+        return Population(self.names.make("src", name), name, "source", shape, lava_shape(shape), lava_index(shape),
+                          graded=graded, message_bits=bits)
+
+    def _neuron(self, name: str, op: LIF, shape: tuple[int, ...]) -> Population:
+        q = op.q
+        if q is None:
+            raise _error(name, op, "no integer parameters (q): run the quantize pass for loihi2")
+        if op.spike not in ("binary", "ternary"):
+            raise _error(name, op, f"{op.spike} spikes have no Loihi 2 neuron in Lava (binary LIF and ternary "
+                                   "TernaryLIF only)")
+        if op.reset != "value" or q.reset_value != 0:
+            what = f"reset '{op.reset}'" if op.reset != "value" else f"reset to {q.reset_value}"
+            raise _error(name, op, f"{what}: Lava's LIF and TernaryLIF reset v to 0 (reset='value', reset_value=0)")
+        if op.reset_timing != "same":
+            raise _error(name, op, f"reset timing '{op.reset_timing}': Lava resets in the step of the spike ('same')")
+        if op.compare != "gt":
+            raise _error(name, op, f"compare '{op.compare}': Lava spikes when v > threshold ('gt')")
+        if q.v_min is not None:
+            raise _error(name, op, "v_min: Lava's LIF has no membrane floor")
+        if q.v_init != 0:
+            raise _error(name, op, f"v_init={q.v_init}: every sample starts at v = 0 on Loihi 2 (LIFReset)")
+        checks = [("du", q.du, 0, DU_MAX), ("dv", q.dv, 0, DV_MAX), ("vth", q.vth, 0, VTH_MAX),
+                  ("bias_exp", q.bias_exp, self.prof.bias_exp_min, self.prof.bias_exp_max)]
+        if op.spike == "ternary":
+            if q.vth_lo is None:
+                raise _error(name, op, "ternary spikes need q.vth_lo")
+            checks.append(("vth_lo", q.vth_lo, -VTH_MAX, q.vth))
+        for field_name, v, lo, hi in checks:
+            if not lo <= v <= hi:
+                raise _error(name, op, f"q.{field_name}={v} is outside Loihi 2's range [{lo}, {hi}]")
+        bm_hi = 2 ** (self.prof.bias_mant_bits - 1)
+        bias = np.broadcast_to(np.asarray(q.bias_mant, np.int64), shape)
+        if bias.size and (bias.min() < -bm_hi or bias.max() > bm_hi - 1):
+            raise _error(name, op, f"q.bias_mant in [{bias.min()}, {bias.max()}] exceeds Loihi 2's "
+                                   f"{self.prof.bias_mant_bits}-bit mantissa [{-bm_hi}, {bm_hi - 1}]")
+        kind = "lif" if op.spike == "binary" else "ternary"
+        return Population(
+            self.names.make("lif", name), name, kind, tuple(shape), lava_shape(shape), lava_index(shape),
+            graded=kind == "ternary", message_bits=2 if kind == "ternary" else 0,
+            du=q.du, dv=q.dv, vth=q.vth, vth_lo=q.vth_lo, bias_exp=q.bias_exp,
+            bias_mant=np.ascontiguousarray(bias.transpose(2, 1, 0) if len(shape) == 3 else bias).astype(np.int64),
+        )
+
+    # signals ------------------------------------------------------------------------------
+    def signal(self, ref: Ref) -> Signal:
+        node = self.g[ref.node]
+        port = node.port(ref)
+        key = (ref.node, port)
+        if key not in self.memo:
+            self.memo[key] = self._signal(ref.node, port)
+        return _with_delay(self.memo[key], ref.delay)
+
+    def _signal(self, name: str, port: str) -> Signal:
+        node = self.g[name]
+        op = node.op
+        if isinstance(op, Input):
+            pop = self.pops[name]
+            return _Spikes(pop, pop.index)
+        if isinstance(op, LIF):
+            pop = self.pops[name]
+            return _Spikes(pop, pop.index) if port == "spikes" else _State(pop, port, pop.index)
+        if isinstance(op, Reshape):
+            shape = node.shape
+            return _reindex(self.signal(node.inputs[0]), lambda a: a.reshape(shape))
+        if isinstance(op, Permute):
+            return _reindex(self.signal(node.inputs[0]), lambda a: a.transpose(op.dims))
+        if isinstance(op, Add):
+            terms: list[_Term] = []
+            for r in node.inputs:
+                terms += self._terms(self.signal(r), name, op)
+            return _Sum(terms)
+        if isinstance(op, (Dense, Conv2d, SumPool2d)):
+            src = self.signal(node.inputs[0])
+            if not isinstance(src, _Spikes):
+                what = "a neuron's membrane" if isinstance(src, _State) else "the output of another synapse op"
+                raise _error(name, op, f"reads {what} ('{node.inputs[0].node}'); Lava synapses read spikes of a "
+                                       "population (Input or LIF): put a neuron between two synapse ops")
+            return _Sum([self._weighted(name, op, src, node.shape)])
+        raise _error(name, op, _UNSUPPORTED.get(type(op).__name__, "has no exact Loihi 2 mapping in Lava"))
+
+    def _terms(self, sig: Signal, name: str, op: object) -> list[_Term]:
+        if isinstance(sig, _Sum):
+            return list(sig.terms)
+        if isinstance(sig, _State):
+            raise _error(name, op, f"reads the '{sig.port}' port of neuron '{sig.pop.node}': only spikes travel "
+                                   "between Lava populations")
+        n = sig.idx.size
+        return [_Term(name, "identity", replace(sig, delay=0), np.arange(n).reshape(sig.idx.shape), sig.delay)]
+
+    def _weighted(self, name: str, op, src: _Spikes, out_shape) -> _Term:
+        out_idx = np.arange(int(np.prod(out_shape))).reshape(out_shape)
+        if isinstance(op, SumPool2d):
+            return _Term(name, "pool", replace(src, delay=0), out_idx, src.delay, op=op)
+        q = op.q
+        if q is None:
+            raise _error(name, op, "no integer parameters (q): run the quantize pass for loihi2")
+        if q.bias is not None and np.any(q.bias != 0):
+            raise _error(name, op, "synapse bias: Lava's Dense/Conv have no bias; the quantize pass folds synapse "
+                                   "biases into the neuron's bias_mant")
+        if isinstance(op, Conv2d):
+            if q.weight_exp != 0:
+                raise _error(name, op, f"weight_exp={q.weight_exp}: Lava's Conv ignores weight_exp, so it must be 0")
+            return _Term(name, "conv", replace(src, delay=0), out_idx, src.delay, op=op)
+        lead = int(np.prod(src.idx.shape[:-1]))
+        w = np.asarray(q.weight, np.int64)
+        full = w if lead == 1 else np.kron(np.eye(lead, dtype=np.int64), w)
+        return _Term(name, "dense", replace(src, delay=0), out_idx, src.delay, full, q.weight_exp, op)
+
+    # connections ----------------------------------------------------------------------------
+    def connections(self) -> list[Connection]:
+        conns: list[Connection] = []
+        for pop in self.pops.values():
+            if pop.kind == "source":
+                continue
+            node = self.g[pop.node]
+            (ref,) = node.inputs
+            for term in self._terms(self.signal(ref), pop.node, node.op):
+                conns.append(self._connection(term, pop))
+        return conns
+
+    def _connection(self, t: _Term, dst: Population) -> Connection:
+        src = t.src.pop
+        key = self.names.make("syn", t.node if t.kind != "identity" else f"{src.node}_to_{dst.node}")
+        c = Connection(key, t.node, t.kind, src.key, dst.key, delta=t.delay)
+        op = t.op if t.op is not None else self.g[t.node].op
+        if t.kind == "identity":
+            # dst Lava element r reads src Lava element src_of[r]: a wire, or a Sparse of ones
+            src_of = np.empty(dst.size, np.int64)
+            src_of[dst.index.ravel()] = t.src.idx.ravel()
+            c.identity, c.source_of = True, src_of
+            direct = src.size == dst.size and np.array_equal(src_of, np.arange(dst.size)) and t.delay == 0
+            c.min_hw_delay = 0 if direct else 1
+            if direct and src.lava_shape != dst.lava_shape:
+                c.src_port = f".reshape({dst.lava_shape!r})"
+            return c
+        if t.kind == "dense":
+            w_rows = np.zeros((dst.size, t.matrix.shape[1]), np.int64)
+            w_rows[dst.index.ravel()] = t.matrix[t.out_idx.ravel()]
+            w = np.zeros((dst.size, src.size), np.int64)
+            w[:, t.src.idx.ravel()] = w_rows
+            c.weights, c.weight_exp = w, t.weight_exp
+            if not self.prof.weight_exp_min <= t.weight_exp <= self.prof.weight_exp_max:
+                raise _error(t.node, op, f"weight_exp={t.weight_exp} is outside Loihi 2's range "
+                                         f"[{self.prof.weight_exp_min}, {self.prof.weight_exp_max}]")
+            c.num_weight_bits = lava_weight_bits(np.asarray(op.q.weight), t.node, op)  # same sign mode as w
+            return c
+        # conv and pool: Lava's Conv reads (W, H, C) and writes (W_out, H_out, C_out)
+        in_shape = tuple(t.src.idx.shape)
+        if len(in_shape) != 3:
+            raise _error(t.node, op, f"expects a (C, H, W) input, got {in_shape}")
+        c.kind, c.pool = "conv", t.kind == "pool"
+        c.src_port = self._conv_in_port(t, in_shape, op)
+        cin = in_shape[0]
+        if t.kind == "pool":
+            kh, kw = op.kernel
+            weight = np.ones((cin, kw, kh, 1), np.int64)
+            c.conv = dict(input_shape=lava_shape(in_shape), stride=op.stride[::-1], padding=op.padding[::-1],
+                          dilation=(1, 1), groups=cin)
+            out_c = cin
+        else:
+            w = np.asarray(op.q.weight, np.int64)
+            lava_weight_bits(w.reshape(w.shape[0], -1), t.node, op)  # Loihi 2 stores conv weights like Dense ones
+            weight = np.ascontiguousarray(w.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
+            c.conv = dict(input_shape=lava_shape(in_shape), stride=op.stride[::-1], padding=op.padding[::-1],
+                          dilation=op.dilation[::-1], groups=op.groups)
+            out_c = w.shape[0]
+        c.weights = weight
+        c.conv = {k: tuple(int(x) for x in v) if isinstance(v, tuple) else int(v) for k, v in c.conv.items()}
+        out_shape = self.g[t.node].shape
+        if out_shape[0] != out_c:
+            raise _error(t.node, op, f"output channels {out_shape[0]} differ from the kernel's {out_c}")
+        c.dst_port = self._conv_out_port(t, out_shape, dst, op)
+        self._conv_bounds(t, c, src, op)
+        return c
+
+    def _conv_in_port(self, t: _Term, in_shape, op) -> str:
+        src = t.src.pop
+        idx = t.src.idx
+        if np.array_equal(idx, lava_index(in_shape)):
+            return "" if src.lava_shape == lava_shape(in_shape) else f".reshape({lava_shape(in_shape)!r})"
+        if np.array_equal(idx, np.arange(idx.size).reshape(in_shape)):
+            return f".reshape({tuple(in_shape)!r}).transpose([2, 1, 0])"
+        raise _error(t.node, op, f"reads population '{src.node}' through a permutation Lava's Conv cannot "
+                                 "express (only a (C, H, W) population or a reshaped flat one)")
+
+    def _conv_out_port(self, t: _Term, out_shape, dst: Population, op) -> str:
+        conv_lava = lava_index(out_shape).ravel()[t.out_idx.ravel()]
+        if np.array_equal(conv_lava, dst.index.ravel()):
+            return "" if dst.lava_shape == lava_shape(out_shape) else f".reshape({dst.lava_shape!r})"
+        if np.array_equal(t.out_idx.ravel(), dst.index.ravel()):
+            tail = f".reshape({dst.lava_shape!r})"
+            return ".transpose([2, 1, 0])" + tail
+        raise _error(t.node, op, f"its output reaches neuron '{dst.node}' through a permutation Lava's Conv "
+                                 "cannot express")
+
+    def _conv_bounds(self, t: _Term, c: Connection, src: Population, op) -> None:
+        """Lava's Conv sums in float64 (scipy), casts to int32, then wraps to 24 bits: exact while
+        every sum stays below 2^31 (beyond, numpy's cast is undefined). npuc's sum pool never wraps."""
+        w = np.abs(np.asarray(c.weights, np.int64))
+        bound = int(w.reshape(w.shape[0], -1).sum(1).max(initial=0)) * _max_abs_input(src)
+        if t.kind == "pool" and bound >= 2**23:
+            raise _error(t.node, op, f"sum pooling of inputs up to {_max_abs_input(src)} reaches {bound}: Lava's "
+                                     "Conv wraps at 24 bits, npuc's sum pool does not")
+        if bound >= INT32:
+            raise _error(t.node, op, f"sums up to {bound} reach 2^31: Lava's Conv casts them to int32 (undefined "
+                                     "beyond) before its 24-bit wrap; use fewer input bits or smaller weights")
+
+    # timing ---------------------------------------------------------------------------------
+    def lags(self, conns: list[Connection]) -> None:
+        keys = [p.key for p in self.pops.values()]
+        lag = dict.fromkeys(keys, 0)
+        edges = [(c.src, c.dst, c.min_hw_delay - c.delta) for c in conns]
+        for _ in range(len(keys) + 1):
+            changed = False
+            for s, d, w in edges:
+                if lag[s] + w > lag[d]:
+                    lag[d], changed = lag[s] + w, True
+            if not changed:
+                break
+        else:
+            names = self._positive_cycle(edges)
+            raise LavaMappingError(
+                f"recurrent loop through {names} needs more Lava steps than its delay: every Lava synapse adds one "
+                "step, so a delay=1 edge can only close a loop of one synapse (a self or lateral connection "
+                "between neurons at the same depth)")
+        for p in self.pops.values():
+            p.lag = lag[p.key]
+        for c in conns:
+            c.hw_delay = lag[c.dst] - lag[c.src] + c.delta
+            self._finish(c)
+
+    def _positive_cycle(self, edges: list[tuple[str, str, int]]) -> list[str]:
+        """Populations on a loop whose Lava delay exceeds its graph delay (in loop order)."""
+        import networkx as nx
+
+        dg = nx.DiGraph()
+        for s, d, w in edges:
+            dg.add_edge(s, d, w=max(w, dg.edges[s, d]["w"]) if dg.has_edge(s, d) else w)
+        node = {p.key: p.node for p in self.pops.values()}
+        for cyc in nx.simple_cycles(dg):
+            if sum(dg.edges[a, b]["w"] for a, b in zip(cyc, cyc[1:] + cyc[:1])) > 0:
+                k = cyc.index(min(cyc, key=lambda c: node[c]))
+                return [node[c] for c in cyc[k:] + cyc[:k]]
+        return sorted(node.values())  # unreachable: a positive loop exists when relaxation does not settle
+
+    def _finish(self, c: Connection) -> None:
+        src = next(p for p in self.pops.values() if p.key == c.src)
+        dst = next(p for p in self.pops.values() if p.key == c.dst)
+        op = self.g[c.node].op
+        where = f"path '{src.node}' -> '{dst.node}'"
+        if c.identity and c.hw_delay == 0:
+            c.kind, c.key = "wire", ""
+            return
+        if c.identity:  # ones are exact at 8 bits (excitatory)
+            c.kind, c.src_port = "sparse", ""
+        if c.kind in ("dense", "sparse"):
+            c.src_port = ".flatten()" if len(src.lava_shape) > 1 else ""
+            c.dst_port = f".reshape({dst.lava_shape!r})" if len(dst.lava_shape) > 1 else ""
+        if c.delta > 1:
+            raise _error(c.node, op, f"{where} has a delay of {c.delta} steps; npuc graphs use delays of 0 or 1")
+        if c.delta == 1:
+            if c.hw_delay != 1 or c.kind == "conv":
+                raise _error(c.node, op, f"{where} is a delayed (recurrent) edge that needs {c.hw_delay} Lava steps "
+                                         "through a " + ("Conv" if c.kind == "conv" else "delayed synapse") + "; only a "
+                                         "one-step Dense between neurons of equal depth carries a delayed edge "
+                                         "exactly across sample boundaries")
+            c.flush = True
+        if c.kind == "conv" and c.hw_delay != 1:
+            raise _error(c.node, op, f"{where} is {c.hw_delay - 1} step(s) shorter than the other paths into "
+                                     f"'{dst.node}', and Lava's Conv has no delay: balance the path depths")
+        if c.hw_delay - 1 > MAX_DELAY:
+            raise _error(c.node, op, f"{where} needs a synaptic delay of {c.hw_delay - 1} steps; Loihi 2 allows "
+                                     f"at most {MAX_DELAY}")
+        if c.kind == "dense" and src.graded:
+            xmax = _max_abs_input(src)
+            bound = int(np.abs(c.weights).sum(1).max(initial=0)) * xmax
+            if bound >= INT32 and (c.weight_exp < 0 or c.hw_delay > 1):
+                raise _error(c.node, op, f"graded inputs up to {xmax} times these weights reach {bound} >= 2^31: "
+                                         "Lava's graded Dense sums in int32 before the weight exponent, so the "
+                                         "result would differ from the exact sum; use fewer input bits")
+
+    # readouts ----------------------------------------------------------------------------------
+    def readouts(self) -> tuple[list[Readout], list[OutputSpec]]:
+        readouts: list[Readout] = []
+        outputs: list[OutputSpec] = []
+        for out in self.g.outputs():
+            (ref,) = out.inputs
+            if ref.delay:
+                raise _error(out.name, out.op, "reads a delayed edge; outputs show the current step")
+            sig = self.signal(ref)
+            if isinstance(sig, _Sum):
+                raise _error(out.name, out.op, f"shows '{ref.node}', a synapse value; Lava observes neuron "
+                                               "populations only (spikes, v, i)")
+            if sig.pop.kind == "source":
+                raise _error(out.name, out.op, f"shows the input '{sig.pop.node}'; read it from your own data")
+            port = "spikes" if isinstance(sig, _Spikes) else sig.port
+            rname = self.names.make("out", out.name)
+            readouts.append(Readout(rname, sig.pop.key, port, np.asarray(sig.idx, np.int64)))
+            outputs.append(OutputSpec(out.name, rname, out.op.decoding, out.op.layout, out.op.index))
+        for pop in self.pops.values():
+            if pop.kind != "source":
+                for port in ("spikes", "v", "i"):
+                    readouts.append(Readout(self.names.make("probe", f"{pop.node}_{port}"), pop.key, port, pop.index))
+        return readouts, outputs
+
+
+def _max_abs_input(src: Population) -> int:
+    if src.kind == "source":
+        return 2 ** (src.message_bits - 1) if src.graded else 1
+    return 1
+
+
+_UNSUPPORTED = {
+    "MaxPool2d": "max pooling has no Loihi 2 synapse; use SumPool2d (or AvgPool2d folded into the next layer)",
+    "AvgPool2d": "average pooling needs a multiply-shift Lava's synapses do not have; use SumPool2d and fold "
+                 "the 1/k^2 into the next weights",
+    "Scale": "a multiply-shift between layers has no Lava synapse; fold the scale into the weights",
+    "BatchNorm": "run the fold-batchnorm pass first",
+    "Conv1d": "Lava's Conv is 2-d only; express it as a Conv2d with a height of 1",
+    "Output": "an output cannot feed other nodes",
+}
+
+
+def lava_weight_bits(w: np.ndarray, node: str, op: object) -> int:
+    """The smallest ``num_weight_bits`` for which Lava keeps ``w`` exactly:
+    ``truncate_weights(clip_weights(w, sign_mode, 8), sign_mode, nwb) == w``.
+
+    Raises:
+        LavaMappingError: no such width (weights off Lava's grid), naming a weight Lava would change.
+    """
+    from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+
+    w = np.asarray(w, np.int64)
+    sm = determine_sign_mode(w)
+    for nwb in range(1, 9):
+        kept = truncate_weights(clip_weights(w, sm, num_bits=8), sm, nwb)
+        if np.array_equal(np.asarray(kept, np.int64), w):
+            return nwb
+    kept = np.asarray(truncate_weights(clip_weights(w, sm, num_bits=8), sm, 8), np.int64)
+    bad = tuple(int(i) for i in np.argwhere(kept != w)[0])
+    mode = sm.name.lower()
+    raise _error(node, op, f"weight {int(w[bad])} at {list(bad)} would become {int(kept[bad])} in Lava "
+                           f"({mode} sign mode: " + ("[-256, 255] with the LSB dropped" if mode == "mixed" else
+                                                     "8-bit magnitudes") + "); the quantize pass must put weights "
+                           "on Lava's grid (NumericProfile.weight_lsb)")
+
+
+def check_profile(graph: Graph) -> None:
+    """Refuse graphs whose integer semantics are not Lava's fixed_pt arithmetic."""
+    prof = graph.profile
+    if prof is None:
+        raise LavaMappingError(f"graph '{graph.name}' is not quantized (no numeric profile): compile it for "
+                               "--target loihi2 first")
+    bad = [f"{k}={getattr(prof, k)!r} (Lava: {v!r})" for k, v in LAVA_PROFILE.items() if getattr(prof, k) != v]
+    if bad:
+        raise LavaMappingError(f"graph '{graph.name}' was quantized for profile '{prof.name}', whose integer "
+                               f"semantics differ from Lava fixed_pt: {', '.join(bad)}")
+
+
+def lower(graph: Graph) -> NetworkSpec:
+    """Lower a quantized graph (profile ``loihi2``) to the Lava object model.
+
+    Raises:
+        LavaMappingError: naming the first node, op or parameter without an exact Lava mapping.
+    """
+    check_profile(graph)
+    graph.verify()
+    lw = _Lowering(graph)
+    lw.populations()
+    conns = lw.connections()
+    lw.lags(conns)
+    readouts, outputs = lw.readouts()
+    pops = list(lw.pops.values())
+    inputs = []
+    for node in graph.inputs():
+        op = node.op
+        pop = lw.pops[node.name]
+        enc = {"kind": op.encoding.kind, "bits": op.encoding.bits, "seed": op.encoding.seed}
+        q = None if op.q is None else {"frac_bits": op.q.frac_bits, "bits": op.q.bits}
+        inputs.append(InputSpec(node.name, pop.key, tuple(op.shape), op.layout, op.index, enc, q))
+    _check_connected(graph, pops, conns)
+    return NetworkSpec(graph.name, module_ident(graph.name), graph.num_steps, pops, conns, inputs, outputs,
+                       readouts)
+
+
+def _check_connected(graph: Graph, pops: list[Population], conns: list[Connection]) -> None:
+    """Lava's ``run()`` compiles only the processes connected to the one it is called on."""
+    parent = {p.key: p.key for p in pops}
+
+    def find(k: str) -> str:
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    for c in conns:
+        parent[find(c.src)] = find(c.dst)
+    roots = {find(p.key) for p in pops}
+    if len(roots) > 1:
+        groups = sorted(sorted(p.node for p in pops if find(p.key) == r) for r in roots)
+        raise LavaMappingError(f"graph '{graph.name}' falls apart into {len(groups)} unconnected networks {groups}; "
+                               "Lava runs one connected network: compile them separately")
+
+
+__all__ = ["lower", "lava_weight_bits", "check_profile", "lava_shape", "lava_index", "module_ident"]

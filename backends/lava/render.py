@@ -1,0 +1,235 @@
+"""Print a `NetworkSpec` as a standalone Lava module (jinja2) plus its parameter arrays.
+
+The template (``templates/network.py.j2``) holds loops and fields only: this
+module turns every process into a class name and a list of ``(keyword,
+Python source)`` pairs, and every array into an ``.npz`` entry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from .spec import Connection, NetworkSpec, Population
+
+EXAMPLE_BATCH = 2
+EXAMPLE_STEPS = 8  # when the graph leaves T to its inputs
+EXAMPLE_SEED = 0
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("npuc.backends.lava", "templates"),
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+    env.filters["pyrepr"] = _pyrepr
+    return env
+
+
+def _pyrepr(v: Any) -> str:
+    """Python source for a literal (ints, strings, bools, None, tuples, dicts of those)."""
+    if isinstance(v, (np.integer,)):
+        return repr(int(v))
+    if isinstance(v, tuple):
+        return repr(tuple(int(x) if isinstance(x, np.integer) else x for x in v))
+    return repr(v)
+
+
+def _neuron(p: Population, arrays: dict[str, np.ndarray]) -> dict:
+    bias = np.asarray(p.bias_mant)
+    if bias.size and np.all(bias == bias.reshape(-1)[0]):
+        bias_src = repr(int(bias.reshape(-1)[0]))
+    else:
+        arrays[f"{p.key}_bias_mant"] = bias.astype(np.int32)
+        bias_src = f"P[{p.key + '_bias_mant'!r}]"
+    kw = [("shape", _pyrepr(p.lava_shape)), ("du", str(p.du)), ("dv", str(p.dv))]
+    if p.kind == "lif":
+        cls = "LIFReset"
+        kw += [("vth", str(p.vth)), ("bias_mant", bias_src), ("bias_exp", str(p.bias_exp)),
+               ("reset_interval", "period"), ("reset_offset", f"({p.lag} + 1) % period")]
+    else:
+        cls = "TernaryLIF"
+        kw += [("vth_hi", str(p.vth)), ("vth_lo", str(p.vth_lo)), ("bias_mant", bias_src),
+               ("bias_exp", str(p.bias_exp))]
+    kw.append(("name", repr(p.node)))
+    return {"key": p.key, "node": p.node, "cls": cls, "kwargs": kw}
+
+
+def _synapse(c: Connection, src: Population, dst: Population, arrays: dict[str, np.ndarray]) -> dict:
+    nmb = str(src.message_bits if src.graded else 0)
+    if c.kind == "sparse":
+        rows, cols = f"{c.key}_rows", f"{c.key}_cols"
+        arrays[rows] = np.arange(dst.size, dtype=np.int64)
+        arrays[cols] = np.asarray(c.source_of, np.int64)
+        ones = f"sparse_matrix(P[{rows!r}], P[{cols!r}], ({dst.size}, {src.size})"
+        kw = [("weights", ones + ")")]
+        cls = "Sparse"
+        if c.delay > 0:
+            cls = "DelaySparse"
+            kw.append(("delays", ones + f", value={c.delay})"))
+        kw += [("num_message_bits", nmb), ("name", repr(c.node))]
+        return {"key": c.key, "cls": cls, "kwargs": kw}
+    wkey = f"{c.key}_weights"
+    arrays[wkey] = np.ascontiguousarray(c.weights, dtype=np.int32)
+    if c.kind == "conv":
+        kw = [("weight", f"P[{wkey!r}]")]
+        kw += [(k, _pyrepr(v)) for k, v in c.conv.items()]
+        kw += [("num_message_bits", nmb), ("name", repr(c.node))]
+        return {"key": c.key, "cls": "Conv", "kwargs": kw}
+    kw = [("weights", f"P[{wkey!r}]")]
+    cls = "Dense"
+    if c.delay > 0:
+        cls = "DelayDense"
+        kw.append(("delays", str(c.delay)))
+    kw += [("weight_exp", str(c.weight_exp)), ("num_weight_bits", str(c.num_weight_bits)),
+           ("num_message_bits", nmb), ("name", repr(c.node))]
+    return {"key": c.key, "cls": cls, "kwargs": kw}
+
+
+def example_inputs(spec: NetworkSpec) -> dict[str, np.ndarray]:
+    """A deterministic per-step integer example for each input (the standalone run's data)."""
+    rng = np.random.default_rng(EXAMPLE_SEED)
+    T = spec.num_steps or EXAMPLE_STEPS
+    out = {}
+    for i in spec.inputs:
+        pop = spec.population(i.population)
+        shape = (T, EXAMPLE_BATCH, *i.shape)
+        if pop.graded:
+            hi = 2 ** (pop.message_bits - 1)
+            x = rng.integers(-hi, hi, shape)
+        else:
+            x = (rng.random(shape) < 0.3).astype(np.int64)
+        out[i.population] = x.astype(np.int32)
+    return out
+
+
+def render(spec: NetworkSpec, version: str) -> tuple[str, dict[str, np.ndarray]]:
+    """The module text and the arrays of its ``.npz``."""
+    arrays: dict[str, np.ndarray] = {}
+    pops = {p.key: p for p in spec.populations}
+    sources = []
+    for pos, i in enumerate(spec.inputs):
+        p = pops[i.population]
+        arrays[f"{p.key}_index"] = p.index.astype(np.int64)
+        sources.append({"key": p.key, "node": p.node, "pos": pos, "index_key": f"{p.key}_index",
+                        "lava_shape": p.lava_shape})
+    neurons = [_neuron(p, arrays) for p in spec.neurons]
+    synapses, wires, resets = [], [], []
+    for c in spec.connections:
+        src, dst = pops[c.src], pops[c.dst]
+        if c.kind == "wire":
+            wires.append(f"{src.key}.s_out{c.src_port}.connect({dst.key}.a_in)")
+            continue
+        synapses.append(_synapse(c, src, dst, arrays))
+        wires.append(f"{src.key}.s_out{c.src_port}.connect({c.key}.s_in)")
+        wires.append(f"{c.key}.a_out{c.dst_port}.connect({dst.key}.a_in)")
+        if c.flush:
+            resets.append({"var": f"{c.key}.a_buff", "lag": dst.lag})
+    for p in spec.neurons:
+        if p.kind == "ternary":
+            resets += [{"var": f"{p.key}.u", "lag": p.lag}, {"var": f"{p.key}.v", "lag": p.lag}]
+    readouts = []
+    for r in spec.readouts:
+        arrays[f"readout_{r.name}"] = r.index.astype(np.int64)
+        readouts.append({"name": r.name, "population": r.population, "port": r.port, "lag": pops[r.population].lag})
+    probes: dict[str, dict[str, str]] = {}
+    for r in spec.readouts:
+        if r.name.startswith("probe_"):
+            probes.setdefault(pops[r.population].node, {})[r.port] = r.name
+    for key, x in example_inputs(spec).items():
+        arrays[f"example_{key}"] = x
+    ctx = {
+        "graph_name": repr(spec.name), "version": version, "module_file": f"{spec.ident}.py",
+        "params_file": f"{spec.ident}.npz", "num_steps": spec.num_steps, "max_lag": spec.max_lag,
+        "state_gap": {"run": spec.state_gap(False), "trace": spec.state_gap(True)},
+        "inputs": [{"node": i.node, "key": i.population, "shape": tuple(i.shape), "graded": pops[i.population].graded}
+                   for i in spec.inputs],
+        "readouts": readouts,
+        "outputs": [{"node": o.node, "readout": o.readout} for o in spec.outputs],
+        "probes": [{"node": n, "ports": ports} for n, ports in probes.items()],
+        "sources": sources, "neurons": neurons, "synapses": synapses, "wires": wires, "resets": resets,
+    }
+    ctx["imports"] = _imports({n["cls"] for n in neurons} | {c["cls"] for c in synapses})
+    text = _env().get_template("network.py.j2").render(**ctx)
+    return text, arrays
+
+
+_PROCESS_MODULES = {
+    "LIFReset": "lava.proc.lif.process", "TernaryLIF": "lava.proc.lif.process",
+    "Dense": "lava.proc.dense.process", "DelayDense": "lava.proc.dense.process",
+    "Sparse": "lava.proc.sparse.process", "DelaySparse": "lava.proc.sparse.process",
+    "Conv": "lava.proc.conv.process",
+}
+_ALWAYS = {  # used by the module's fixed helpers
+    "lava.magma.core.run_conditions": ["RunSteps"],
+    "lava.magma.core.run_configs": ["Loihi2SimCfg"],
+    "lava.proc.io.extractor": ["Extractor", "PyLoihiExtractorModel", "PyLoihiVarWireModel", "VarWire"],
+    "lava.proc.io.reset": ["Reset"],
+    "lava.proc.io.source": ["RingBuffer"],
+    "scipy.sparse": ["csr_matrix"],
+}
+
+
+def _imports(classes: set[str]) -> list[tuple[str, list[str]]]:
+    """``from module import names`` lines for the process classes the module uses (sorted)."""
+    mods: dict[str, list[str]] = {k: list(v) for k, v in _ALWAYS.items()}
+    for cls in classes:
+        mods.setdefault(_PROCESS_MODULES[cls], []).append(cls)
+    return [(m, sorted(set(n))) for m, n in sorted(mods.items())]
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """A deterministic ``.npz`` (sorted keys, fixed zip timestamps; ``np.savez`` stamps the time)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(arrays):
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w") as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+    return buf.getvalue()
+
+
+def manifest(spec: NetworkSpec, netx_report: dict) -> str:
+    """``network.json``: what `npuc.backends.lava.run` needs (inputs, outputs) and a summary of the mapping."""
+    pops = {p.key: p for p in spec.populations}
+    doc = {
+        "format": "npuc-lava",
+        "version": 1,
+        "graph": spec.name,
+        "module": f"{spec.ident}.py",
+        "params": f"{spec.ident}.npz",
+        "netx": "network.net",
+        "num_steps": spec.num_steps,
+        "inputs": [{"node": i.node, "shape": list(i.shape), "layout": i.layout, "index": i.index,
+                    "encoding": i.encoding, "q": i.q, "graded": pops[i.population].graded,
+                    "message_bits": pops[i.population].message_bits} for i in spec.inputs],
+        "outputs": [{"node": o.node, "readout": o.readout, "decoding": o.decoding, "layout": o.layout,
+                     "index": o.index} for o in spec.outputs],
+        "populations": [{"node": p.node, "process": p.key, "lava_process": _lava_class(p), "shape": list(p.shape),
+                         "lava_shape": list(p.lava_shape), "lag": p.lag} for p in spec.populations],
+        "connections": [{"node": c.node, "process": c.key, "lava_process": _conn_class(c), "from": pops[c.src].node,
+                         "to": pops[c.dst].node, "lava_delay_steps": c.hw_delay, "graph_delay": c.delta,
+                         "flush_per_sample": c.flush} for c in spec.connections],
+        "netx_layers": netx_report,
+    }
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
+def _lava_class(p: Population) -> str:
+    return {"source": "RingBuffer", "lif": "LIFReset", "ternary": "TernaryLIF"}[p.kind]
+
+
+def _conn_class(c: Connection) -> str:
+    if c.kind == "wire":
+        return "direct"
+    if c.kind == "conv":
+        return "Conv"
+    base = "Sparse" if c.kind == "sparse" else "Dense"
+    return f"Delay{base}" if c.delay > 0 else base

@@ -1,0 +1,396 @@
+"""Lava backend artifacts: determinism, sanitized identifiers, the standalone module, the netx
+HDF5 schema, and clear errors for everything without an exact Loihi 2 mapping."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from npuc.backends import lava as lb
+from npuc.ir import (
+    LIF,
+    QLIF,
+    Add,
+    AvgPool2d,
+    Conv2d,
+    Dense,
+    Encoding,
+    Graph,
+    GraphError,
+    Input,
+    MaxPool2d,
+    Output,
+    QInput,
+    QScale,
+    QSynapse,
+    Reshape,
+    Scale,
+    SumPool2d,
+)
+from npuc.sim import simulate
+from npuc.sim.encoding import InputError
+from npuc.targets import load_target
+
+PROF = load_target("loihi2").profile
+TESTS = Path(__file__).parent
+
+
+def q_lif(**kw) -> QLIF:
+    base = {"du": 1000, "dv": 500, "vth": 40, "bias_mant": np.array(0)}
+    base.update(kw)
+    return QLIF(**base)
+
+
+def odd_names_graph() -> Graph:
+    """A small conv -> flatten -> dense chain whose graph and node names are not Python identifiers."""
+    rng = np.random.default_rng(3)
+    g = Graph("my net!", num_steps=5)
+    g.add("in:0", Input((2, 4, 4), encoding=Encoding("spikes"), layout="TB"))
+    wc = (rng.integers(-60, 60, (3, 2, 3, 3)) * 2).astype(np.int64)
+    g.add("conv.1", Conv2d(wc.astype(np.float32), padding=1, q=QSynapse(wc, 0)), ["in:0"])
+    g.add("1st-lif", LIF(reset="value", q=q_lif(bias_mant=np.array(64), bias_exp=6)), ["conv.1"])
+    g.add("class", Reshape((-1,)), ["1st-lif"])
+    w = (rng.integers(-100, 100, (5, 48)) * 2).astype(np.int64)
+    g.add("import", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["class"])
+    g.add("if", LIF(reset="value", q=q_lif(du=4095, vth=20)), ["import"])
+    g.add("out-0", Output(), ["if"])
+    g.profile = PROF
+    return g.verify()
+
+
+def emit_quiet(g: Graph, out: Path) -> list[Path]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lb.LavaBackendWarning)
+        return lb.emit(g, out, None)
+
+
+# -- determinism and identifiers -----------------------------------------------------------------
+
+
+def test_emit_is_deterministic_across_processes(tmp_path):
+    a = emit_quiet(odd_names_graph(), tmp_path / "a")
+    emit_quiet(odd_names_graph(), tmp_path / "b")
+    code = (f"import sys, warnings; sys.path.insert(0, {str(TESTS)!r}); warnings.simplefilter('ignore');"
+            f"from test_lava_emit import odd_names_graph; from npuc.backends import lava;"
+            f"lava.emit(odd_names_graph(), {str(tmp_path / 'c')!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONHASHSEED": "123"})
+    names = [p.name for p in a]
+    assert names == ["my_net_lava.py", "my_net_lava.npz", "network.json", "network.net", "README.md"]
+    for name in names:
+        data = (tmp_path / "a" / name).read_bytes()
+        assert data == (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+
+
+def test_identifiers_are_sanitized(tmp_path):
+    files = emit_quiet(odd_names_graph(), tmp_path / "lava")
+    text = files[0].read_text()
+    compile(text, str(files[0]), "exec")
+    assigned = re.findall(r"^    (\w+) = (?:RingBuffer|LIFReset|TernaryLIF|Dense|DelayDense|Conv)\(", text, re.M)
+    assert sorted(assigned) == ["lif_1st_lif", "lif_if", "src_in_0", "syn_conv_1", "syn_import"]
+    assert "'conv.1'" in text and "'1st-lif'" in text  # node names survive as string literals only
+
+
+def test_emit_replaces_an_old_folder_atomically(tmp_path):
+    out = tmp_path / "lava"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    emit_quiet(odd_names_graph(), out)
+    assert not (out / "stale.txt").exists() and (out / "network.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".npuc")]
+
+
+# -- the standalone module ------------------------------------------------------------------------------
+
+
+@pytest.mark.lava
+def test_standalone_module_runs_without_npuc(tmp_path):
+    g = odd_names_graph()
+    emit_quiet(g, tmp_path / "build" / "lava")
+    alone = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "build" / "lava", alone)
+    script = alone / "my_net_lava.py"
+    # run as `python my_net_lava.py`, with every import of npuc made to fail
+    code = ("import runpy, sys; sys.modules['npuc'] = None; sys.argv = [sys.argv[1]];"
+            "runpy.run_path(sys.argv[0], run_name='__main__');"
+            "sys.exit(3 if any(m.split('.')[0] == 'npuc' for m in sys.modules if sys.modules[m]) else 0)")
+    proc = subprocess.run([sys.executable, "-c", code, str(script)], cwd=alone, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the printed spike counts equal the golden engine's on the bundled example input
+    with np.load(alone / "my_net_lava.npz") as f:
+        x = f["example_src_in_0"].astype(np.float64)
+    ref = simulate(g, x, "int")
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"out-0: int64 {list(ref.output.shape)} [T, B, ...]"
+    for b in range(x.shape[1]):
+        assert lines[1 + b] == f"  sample {b}: sum over time {ref.output[:, b].sum(0).tolist()}"
+
+
+# -- netx HDF5 -----------------------------------------------------------------------------------------------
+
+
+def _no_attrs(f: h5py.File) -> bool:
+    found = []
+    f.visititems(lambda name, obj: found.append(name) if len(obj.attrs) else None)
+    return not found and not len(f.attrs)
+
+
+def test_netx_file_matches_schema(tmp_path):
+    g = odd_names_graph()
+    emit_quiet(g, tmp_path / "lava")
+    wc, w = g["conv.1"].op.q.weight, g["import"].op.q.weight
+    with h5py.File(tmp_path / "lava" / "network.net", "r") as f:
+        assert _no_attrs(f)
+        assert sorted(f["layer"]) == ["0", "1", "2"]
+        conv, flat, dense = (f[f"layer/{i}"] for i in range(3))
+        for grp, kind in ((conv, b"conv"), (flat, b"flatten"), (dense, b"dense")):
+            assert grp["type"].dtype == np.dtype("S10") and grp["type"].shape == (1,) and grp["type"][0] == kind
+            assert grp["shape"].dtype == np.int64 and grp["shape"].shape == (3,)
+        assert conv["shape"][()].tolist() == [3, 4, 4] and flat["shape"][()].tolist() == [1, 1, 48]
+        assert dense["shape"][()].tolist() == [5, 1, 1]
+        assert conv["weight"].dtype == np.float32 and np.array_equal(conv["weight"][()], wc)
+        assert np.array_equal(dense["weight"][()], w)  # netx flattens (W, H, C) back to npuc's (C, H, W) order
+        assert conv["bias"].dtype == np.float32 and conv["bias"][()].tolist() == [64.0] * 3  # 64 << 6 == 64 << 6
+        assert dense["bias"][()].tolist() == [0.0] * 5
+        for k, want in (("inChannels", 2), ("outChannels", 3), ("groups", 1)):
+            assert conv[k].dtype == np.int64 and conv[k].shape == () and conv[k][()] == want
+        for k, want in (("kernelSize", [3, 3]), ("stride", [1, 1]), ("padding", [1, 1]), ("dilation", [1, 1])):
+            assert conv[k].dtype == np.int64 and conv[k][()].tolist() == want
+        assert dense["inFeatures"][()] == 48 and dense["outFeatures"][()] == 5
+        for grp, du, dv, vth in ((conv, 1000, 500, 40), (dense, 4095, 500, 20)):
+            n = grp["neuron"]
+            assert n["type"].dtype == object and n["type"].shape == () and n["type"][()] == b"CUBA"
+            assert [n[k][()] for k in ("iDecay", "vDecay", "vThMant", "refDelay")] == [du + 1, dv, vth, 1]
+            assert all(n[k].dtype == np.int64 for k in ("iDecay", "vDecay", "vThMant", "refDelay"))
+        assert "neuron" not in flat
+        assert f["simulation/Ts"][()] == 1 and f["simulation/tSample"][()] == 5
+    doc = json.loads((tmp_path / "lava" / "network.json").read_text())
+    assert doc["netx_layers"]["layers"] == ["1st-lif", "if"] and doc["netx_layers"]["not_representable"] == []
+    assert "reset_offset=1" in doc["netx_layers"]["load"]
+
+
+def test_netx_lists_layers_it_cannot_represent(tmp_path):
+    rng = np.random.default_rng(0)
+    g = Graph("res", num_steps=4)
+    g.add("x", Input((4,), encoding=Encoding("spikes"), layout="TB"))
+    w = (rng.integers(0, 100, (4, 4))).astype(np.int64)
+    g.add("fc1", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
+    g.add("l1", LIF(reset="value", q=q_lif(du=4095)), ["fc1"])
+    g.add("fc2", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["l1"])
+    g.add("sum", Add(), ["fc2", "l1"])
+    g.add("l2", LIF(reset="value", q=q_lif(du=4095, bias_mant=np.array(3))), ["sum"])
+    g.add("o", Output(), ["l2"])
+    g.profile = PROF
+    with pytest.warns(lb.LavaBackendWarning, match="netx cannot represent 'l2'"):
+        lb.emit(g.verify(), tmp_path / "lava", None)
+    readme = (tmp_path / "lava" / "README.md").read_text()
+    reason = "'l1' feeds 2 synapses; netx describes chains"
+    assert "Layers written: `l1`" in readme and f"- `l2`: {reason}" in readme
+    left = json.loads((tmp_path / "lava" / "network.json").read_text())["netx_layers"]["not_representable"]
+    assert left == [{"node": "l2", "reason": reason}]
+    with h5py.File(tmp_path / "lava" / "network.net", "r") as f:
+        assert list(f["layer"]) == ["0"] and f["layer/0/type"][0] == b"dense"
+
+
+# -- errors -------------------------------------------------------------------------------------------------
+
+
+def _chain(mid: list | None = None, neuron: LIF | None = None, w=None, e: int = 0, shape=(2, 4, 4)) -> Graph:
+    """input (C, H, W) -> conv -> lif -> [mid ops] -> flatten -> dense -> neuron -> output."""
+    g = Graph("bad", num_steps=4)
+    g.add("x", Input(shape, encoding=Encoding("spikes"), layout="TB"))
+    wc = np.full((2, shape[0], 1, 1), 2, np.int64)
+    g.add("conv", Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["x"])
+    g.add("l1", LIF(reset="value", q=q_lif()), ["conv"])
+    prev = "l1"
+    for i, op in enumerate(mid or []):
+        g.add(f"m{i}", op, [prev])
+        prev = f"m{i}"
+    g.add("flat", Reshape((-1,)), [prev])
+    n = int(np.prod(g["flat"].shape))
+    w = np.full((3, n), 4, np.int64) if w is None else w
+    g.add("fc", Dense(w.astype(np.float32), q=QSynapse(w, e)), ["flat"])
+    g.add("out_lif", neuron or LIF(reset="value", q=q_lif()), ["fc"])
+    g.add("o", Output(), ["out_lif"])
+    g.profile = PROF
+    return g.verify()
+
+
+def _bad_weights() -> Graph:
+    w = np.full((3, 32), 4, np.int64)
+    w[1, 5] = -3  # mixed sign: Lava drops the LSB (-3 -> -4)
+    return _chain(w=w)
+
+
+def _loop() -> Graph:
+    g = Graph("loop", num_steps=4)
+    g.add("x", Input((3,), encoding=Encoding("spikes"), layout="TB"))
+    w = np.full((3, 3), 8, np.int64)
+    g.add("fa", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
+    g.add("back", Dense(w.astype(np.float32), q=QSynapse(w, 0)), [("b", None, 1)])
+    g.add("sum", Add(), ["fa", "back"])
+    g.add("a", LIF(reset="value", q=q_lif()), ["sum"])
+    g.add("fb", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["a"])
+    g.add("b", LIF(reset="value", q=q_lif()), ["fb"])
+    g.add("o", Output(), ["b"])
+    g.profile = PROF
+    return g.verify()
+
+
+def _unbalanced_conv() -> Graph:
+    g = Graph("unbalanced", num_steps=4)
+    g.add("x", Input((1, 3, 3), encoding=Encoding("spikes"), layout="TB"))
+    wc = np.full((1, 1, 1, 1), 2, np.int64)
+    g.add("c1", Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["x"])
+    g.add("l1", LIF(reset="value", q=q_lif()), ["c1"])
+    g.add("c2", Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["l1"])
+    g.add("cskip", Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["x"])
+    g.add("sum", Add(), ["c2", "cskip"])
+    g.add("l2", LIF(reset="value", q=q_lif()), ["sum"])
+    g.add("o", Output(), ["l2"])
+    g.profile = PROF
+    return g.verify()
+
+
+def _disconnected() -> Graph:
+    g = Graph("two", num_steps=4)
+    w = np.full((3, 3), 8, np.int64)
+    for i in range(2):
+        g.add(f"x{i}", Input((3,), encoding=Encoding("spikes"), layout="TB", index=i))
+        g.add(f"f{i}", Dense(w.astype(np.float32), q=QSynapse(w, 0)), [f"x{i}"])
+        g.add(f"l{i}", LIF(reset="value", q=q_lif()), [f"f{i}"])
+        g.add(f"o{i}", Output(index=i), [f"l{i}"])
+    g.profile = PROF
+    return g.verify()
+
+
+def _profile(name: str) -> Graph:
+    g = _chain()
+    g.profile = load_target(name).profile
+    return g
+
+
+def _unquantized() -> Graph:
+    g = _chain()
+    g.profile = None
+    return g
+
+
+def _synapse_output() -> Graph:
+    g = _chain()
+    g.add("o2", Output(index=1), ["fc"])
+    return g.verify()
+
+
+def _dense_after_dense() -> Graph:
+    g = Graph("dd", num_steps=4)
+    g.add("x", Input((3,), encoding=Encoding("spikes"), layout="TB"))
+    w = np.full((3, 3), 8, np.int64)
+    g.add("f1", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
+    g.add("f2", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["f1"])
+    g.add("l", LIF(reset="value", q=q_lif()), ["f2"])
+    g.add("o", Output(), ["l"])
+    g.profile = PROF
+    return g.verify()
+
+
+def _wide_input() -> Graph:
+    g = Graph("wide", num_steps=4)
+    g.add("x", Input((3,), encoding=Encoding("current"), layout="TB", q=QInput(0, 32)))
+    w = np.full((3, 3), 8, np.int64)
+    g.add("f1", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
+    g.add("l", LIF(reset="value", q=q_lif()), ["f1"])
+    g.add("o", Output(), ["l"])
+    g.profile = PROF
+    return g.verify()
+
+
+CASES = {
+    "maxpool": (lambda: _chain([MaxPool2d(2)]), r"node 'm0' \(MaxPool2d\): max pooling"),
+    "avgpool": (lambda: _chain([AvgPool2d(2, q=QScale(np.array(1), 2))]), r"node 'm0' \(AvgPool2d\)"),
+    "scale": (lambda: _chain([Scale(2.0, q=QScale(np.array(2), 0))]), r"node 'm0' \(Scale\)"),
+    "multilevel": (lambda: _chain(neuron=LIF(reset="value", spike="multilevel", compare="ge", q=q_lif())),
+                   r"node 'out_lif' \(LIF\): multilevel spikes"),
+    "bernoulli": (lambda: _chain(neuron=LIF(reset="value", spike="bernoulli", q=q_lif())),
+                  r"node 'out_lif' \(LIF\): bernoulli spikes"),
+    "subtract": (lambda: _chain(neuron=LIF(reset="subtract", q=q_lif())), r"'out_lif' \(LIF\): reset 'subtract'"),
+    "no reset": (lambda: _chain(neuron=LIF(reset="none", q=q_lif())), r"'out_lif' \(LIF\): reset 'none'"),
+    "ge": (lambda: _chain(neuron=LIF(reset="value", compare="ge", q=q_lif())), r"'out_lif' \(LIF\): compare 'ge'"),
+    "delayed reset": (lambda: _chain(neuron=LIF(reset="value", reset_timing="delayed", q=q_lif())),
+                      r"'out_lif' \(LIF\): reset timing 'delayed'"),
+    "reset value": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(reset_value=5))), r"reset to 5"),
+    "v_min": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(v_min=np.array(-9)))), r"'out_lif' \(LIF\): v_min"),
+    "v_init": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(v_init=3))), r"'out_lif' \(LIF\): v_init=3"),
+    "dv": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(dv=5000))), r"q.dv=5000 is outside"),
+    "vth": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(vth=2**17))), r"q.vth=131072 is outside"),
+    "bias": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(bias_mant=np.array(5000)))), r"13-bit mantissa"),
+    "off grid": (_bad_weights, r"node 'fc' \(Dense\): weight -3 at \[1, 5\] would become -4"),
+    "weight_exp": (lambda: _chain(e=9), r"node 'fc' \(Dense\): weight_exp=9 is outside"),
+    "conv exp": (lambda: _chain_conv_exp(), r"node 'conv' \(Conv2d\): weight_exp=1"),
+    "loop": (_loop, r"recurrent loop through \['a', 'b'\]"),
+    "unbalanced conv": (_unbalanced_conv, r"node 'cskip' \(Conv2d\).*no delay"),
+    "fpga": (lambda: _profile("fpga"), r"quantized for profile 'fpga'.*weight_scheme='signed'"),
+    "unquantized": (_unquantized, r"not quantized"),
+    "synapse output": (_synapse_output, r"node 'o2' \(Output\): shows 'fc', a synapse value"),
+    "dense after dense": (_dense_after_dense, r"node 'f2' \(Dense\): reads the output of another synapse op"),
+    "wide input": (_wide_input, r"node 'x' \(Input\): input currents of 32 bits"),
+    "disconnected": (_disconnected, r"falls apart into 2 unconnected networks \[\['l0', 'x0'\], \['l1', 'x1'\]\]"),
+}
+
+
+def _chain_conv_exp() -> Graph:
+    g = _chain()
+    op = g["conv"].op
+    g.replace_op("conv", op.replace(q=QSynapse(op.q.weight, 1)))
+    return g
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_unmappable_graphs_raise_clear_errors(case, tmp_path):
+    build, pattern = CASES[case]
+    with pytest.raises(lb.LavaMappingError, match=pattern) as info:
+        lb.emit(build(), tmp_path / "lava", None)
+    assert isinstance(info.value, GraphError)  # printed by the CLI as one line
+    assert not (tmp_path / "lava").exists()  # nothing half-written
+
+
+def test_sum_pool_of_large_graded_inputs_is_refused():
+    g = Graph("pool", num_steps=4)
+    g.add("x", Input((1, 4, 4), encoding=Encoding("current"), layout="TB", q=QInput(0, 24)))
+    g.add("l0", LIF(reset="value", q=q_lif()), ["x"])
+    g.add("p", SumPool2d(2), ["x"])
+    g.add("l1", LIF(reset="value", q=q_lif()), ["p"])
+    g.add("o", Output(), ["l1"])
+    g.profile = PROF
+    with pytest.raises(lb.LavaMappingError, match=r"node 'p' \(SumPool2d\).*24 bits"):
+        lb.lower(g.verify())
+
+
+# -- run() on bad inputs --------------------------------------------------------------------------------------
+
+
+def test_run_rejects_bad_inputs_before_starting_lava(tmp_path):
+    g = odd_names_graph()
+    emit_quiet(g, tmp_path / "lava")
+    with pytest.raises(InputError, match=r"input 'in:0' expects shape \[T, B, 2, 4, 4\]"):
+        lb.run(tmp_path / "lava", np.zeros((5, 1, 2, 4)))
+    with pytest.raises(InputError, match="values must be 0 or 1"):
+        lb.run(tmp_path / "lava", np.full((5, 1, 2, 4, 4), 2.0))
+    with pytest.raises(InputError, match="takes 1 input"):
+        lb.run(tmp_path / "lava", [np.zeros((5, 1, 2, 4, 4))] * 2)
+    with pytest.raises(lb.LavaArtifactError, match="network.json: not found"):
+        lb.run(tmp_path, np.zeros((5, 1, 2, 4, 4)))
+    from npuc.cli import UserError
+
+    with pytest.raises(UserError, match="waveforms"):
+        lb.run(tmp_path / "lava", np.zeros((5, 1, 2, 4, 4)), waves=True)
