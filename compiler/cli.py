@@ -28,19 +28,14 @@ class NotAvailable(UserError):
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from .builddir import BuildDirError
+    from .frontends.errors import FrontendError
     from .ir.graph import GraphError
     from .ir.serialize import GraphFileError
+    from .passes.base import PassError
     from .sim.encoding import InputError
     from .targets import TargetError
 
-    types: list[type[BaseException]] = [UserError, GraphError, GraphFileError, InputError, BuildDirError, TargetError]
-    try:
-        from .frontends.errors import FrontendError
-
-        types.append(FrontendError)
-    except ImportError:
-        pass
-    return tuple(types)
+    return (UserError, GraphError, GraphFileError, InputError, BuildDirError, TargetError, PassError, FrontendError)
 
 
 # -- input / output files -----------------------------------------------------------

@@ -24,7 +24,7 @@ from .builddir import MANIFEST
 def load_source(model: str, checkpoint: str | None, example_input: list[np.ndarray] | None,
                 trust_checkpoint: bool = False, steps: int | None = None):
     """Import a model spec (``file.py:factory``, ``pkg.mod:factory``, ``.nir``, ``.onnx``) as a float graph."""
-    from ..frontends import load_model
+    from .frontends import load_model
 
     return load_model(model, checkpoint=checkpoint, example_input=example_input,
                       trust_checkpoint=trust_checkpoint, steps=steps)

@@ -40,6 +40,7 @@ class Context:
     node: str = ""
     cache: dict[Any, Any] = field(default_factory=dict)
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    needed: set[tuple[str, str]] = field(default_factory=set)
 
     def count(self, key: str, n: int | torch.Tensor) -> None:
         """Add ``n`` events (e.g. saturations) to the current node's counter ``key``."""
@@ -171,6 +172,9 @@ def run(
     values: dict[tuple[str, str], torch.Tensor] = {}
     groups = graph.recurrent_groups()
     keep = set(n.name for n in graph) if probe is True else set(probe or ())
+    # ports somebody reads (or probes): only these are stacked over time
+    ctx.needed = {(r.node, graph[r.node].port(r)) for n in graph for r in n.inputs}
+    ctx.needed |= {(n, p) for n in keep for p in graph[n].op.ports}
     total = len(graph)
     done = 0
 
@@ -221,15 +225,22 @@ def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Contex
     if isinstance(kernel, StatelessKernel):
         # Float results depend on the matmul call shape: evaluate per step ([B, ...]) unless
         # the source model applied this op to the time-folded [T*B, ...] tensor.
-        if ctx.mode == "float" and not node.meta.get("time_folded", False):
+        folded = node.meta.get("time_folded", False)
+        if ctx.mode == "float" and not folded:
             per = [kernel.apply(node.op, [x[t] for x in xs], ctx) for t in range(steps)]
             return {p: torch.stack([o[p] for o in per]) for p in per[0]}
+        if ctx.mode == "float" and folded == "BT":
+            # the source folded [B, T, ...] batch-major (sinabs): a matmul row's rounding
+            # depends on its position, so fold in the same order
+            flat = [x.transpose(0, 1).reshape((batch * steps,) + tuple(x.shape[2:])) for x in xs]
+            out = kernel.apply(node.op, flat, ctx)
+            return {p: y.reshape((batch, steps) + tuple(y.shape[1:])).transpose(0, 1) for p, y in out.items()}
         flat = [x.reshape((steps * batch,) + tuple(x.shape[2:])) for x in xs]
         out = kernel.apply(node.op, flat, ctx)
         return {p: y.reshape((steps, batch) + tuple(y.shape[1:])) for p, y in out.items()}
     state = kernel.init(node.op, node.shape, ctx)
     per = [kernel.step(node.op, state, [x[t] for x in xs], t, ctx) for t in range(steps)]
-    return {p: torch.stack([o[p] for o in per]) for p in per[0]}
+    return {p: torch.stack([o[p] for o in per]) for p in per[0] if (node.name, p) in ctx.needed}
 
 
 def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable, ctx: Context) -> None:

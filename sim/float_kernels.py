@@ -183,3 +183,5 @@ FORMS: dict = {}
 """Library step functions by `LIF.form`: ``fn(op, state, x, t) -> (s, v, i)``.
 ``state`` holds ``v``, ``i``, ``s`` (previous step), ``p`` (canonical
 parameters as tensors), ``a`` (``form_args`` as tensors) and ``r`` (LFSR)."""
+
+from . import float_forms  # noqa: E402,F401

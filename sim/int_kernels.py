@@ -56,11 +56,16 @@ def overflow(x: torch.Tensor, bits: int, mode: str, ctx: Context | None = None, 
     ``[-2^(bits-1), 2^(bits-1)-1]``; ``saturate_sym``: clamp to
     ``[-(2^(bits-1)-1), 2^(bits-1)-1]`` (Lava's v); ``none``: unchanged.
     """
-    if mode == "none" or bits == 0:
+    if mode == "none" or bits == 0 or x.numel() == 0:
         return x
     half = 1 << (bits - 1)
+    lo, hi = torch.aminmax(x)
+    floor_ = -(half - 1) if mode in ("saturate_sym", "wrap_sym") else -half
+    ceil_ = half if mode == "wrap_sym" else half - 1
+    if lo >= floor_ and hi <= ceil_:  # the common case: nothing to resolve
+        return x
     if mode == "wrap":
-        y = torch.remainder(x + half, 1 << bits) - half
+        y = ((x + half) & ((1 << bits) - 1)) - half  # two's complement, bitwise on int64
     elif mode == "wrap_sym":
         y = torch.where(x > half, x - 2 * half, x)
         y = torch.where(y <= -half, x + 2 * half, y)
@@ -85,7 +90,7 @@ def decay(x: torch.Tensor, mult: int, profile: NumericProfile) -> torch.Tensor:
     p = x * mult
     b = profile.decay_bits
     if profile.decay_rounding == "trunc0":
-        return torch.sign(p) * (torch.abs(p) >> b)
+        return torch.div(p, 1 << b, rounding_mode="trunc")  # exact integer division toward zero
     if profile.decay_rounding == "floor":
         return p >> b
     return (p + (1 << (b - 1))) >> b

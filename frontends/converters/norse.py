@@ -1,0 +1,131 @@
+"""norse 1.1 cells stepped with explicit state: ``LIFCell``, ``LIFBoxCell``, ``IAFCell``.
+
+A cell is called as ``z, state = cell(x, state)`` once per time step; ``state=None``
+starts from norse's initial state (``v = v_leak`` for LIF cells, ``v = v_reset``
+for IAF, ``i = 0``). Parameters are read from the live module (``cell.p``,
+``cell.dt``); they are not in the state_dict.
+
+Canonical mapping, with ``c_m = dt * tau_mem_inv`` and ``c_s = dt * tau_syn_inv``
+and the membrane shifted so that it rests at 0 (``v' = v - v_leak``; IAF:
+``v' = v - v_reset``):
+
+* ``LIFCell`` (CUBA; the input jumps into the current first, which is used in
+  the same step and decays afterwards): ``alpha_i = 1 - c_s``, ``alpha = 1 - c_m``,
+  ``gain = c_m``, ``threshold = v_th - v_leak``, value reset to ``v_reset - v_leak``.
+* ``LIFBoxCell``: ``alpha = 1 - c_m``, ``gain = c_m``; ``reset_value`` reset, or
+  subtract (which norse does by ``v_th``, not by the shifted threshold: a
+  deviation when ``v_leak != 0``, see docs/frontends.md).
+* ``IAFCell``: ``alpha = 1``, ``threshold = v_th - v_reset``, reset to 0.
+
+All compare ``v > v_th`` (strict) and reset in the same step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from norse.torch.functional.iaf import IAFFeedForwardState
+from norse.torch.functional.lif import LIFFeedForwardState
+from norse.torch.functional.lif_box import LIFBoxFeedForwardState
+from norse.torch.functional.reset import reset_subtract, reset_value
+from norse.torch.module.iaf import IAFCell
+from norse.torch.module.lif import LIFCell
+from norse.torch.module.lif_box import LIFBoxCell
+
+from ...ir.ops import LIF
+from ..builder import Call, f32
+from ..values import Seq, Struct
+from . import converter
+
+_METHODS = ("super", "heaviside", "tanh", "triangle", "circ", "heavi_erfc")
+
+
+def _product(dt: float, p: Any, what: str) -> np.ndarray:
+    """``dt * p`` as the library computes it: in float32 if ``p`` is a tensor,
+    else in double (rounded to float32 when it meets the tensor state)."""
+    if isinstance(p, torch.Tensor):
+        return f32(dt * p, what)
+    return np.float32(dt * float(p))
+
+
+def _scalar_reset(call: Call, value: np.ndarray, what: str) -> float:
+    flat = np.unique(np.asarray(value, dtype=np.float32))
+    if flat.size != 1:
+        raise call.error(f"a per-neuron {what} is not supported (the reset value must be one number)")
+    return float(flat[0])
+
+
+def _check(call: Call) -> None:
+    method = getattr(call.module.p, "method", "super")
+    if method not in _METHODS:
+        raise call.error(f"method={method!r} is not supported (supported: {', '.join(_METHODS)})")
+
+
+def _cell(call: Call, form: str, canon: dict, args: dict, fields: tuple[str, ...], state_type: type):
+    b = call.b
+    x = call.tensor()
+    meta = {"source": f"norse.{type(call.module).__name__}"}
+
+    def make() -> str:
+        try:
+            op = LIF(**canon, form=form, form_args=args)
+        except ValueError as e:
+            raise call.error(str(e)) from None
+        return b.add(call.name, op, [x.ref], meta)
+
+    state = call.arg(1, "state")
+    lif, step = b.step_neuron(call, x, make, [state], hidden=False)
+    z = b.port(x, lif, "spikes").with_(step=step)
+    ports = {"v": "v", "i": "i"}
+    st = Struct(state_type, {f: b.port(x, lif, ports[f]).with_(step=step) for f in fields}, owner=lif, step=step)
+    return Seq((z, st))
+
+
+@converter(LIFCell, role="neuron", library="norse")
+def lif_cell(call: Call) -> Seq:
+    _check(call)
+    m, p = call.module, call.module.p
+    c_m = _product(m.dt, p.tau_mem_inv, f"{call.qualname}.dt*tau_mem_inv")
+    c_s = _product(-m.dt, p.tau_syn_inv, f"{call.qualname}.-dt*tau_syn_inv")
+    v_leak, v_th, v_reset = (f32(getattr(p, k), f"{call.qualname}.p.{k}") for k in ("v_leak", "v_th", "v_reset"))
+    args = {"c_mem": c_m, "c_syn": c_s, "v_leak": v_leak, "v_th": v_th, "v_reset": v_reset}
+    canon = dict(alpha=np.float32(1) - c_m, gain=c_m, alpha_i=np.float32(1) + c_s, threshold=v_th - v_leak,
+                 reset="value", reset_value=_scalar_reset(call, v_reset - v_leak, "v_reset - v_leak"),
+                 reset_timing="same", compare="gt")
+    return _cell(call, "norse_lif", canon, args, ("v", "i"), LIFFeedForwardState)
+
+
+@converter(LIFBoxCell, role="neuron", library="norse")
+def lif_box_cell(call: Call) -> Seq:
+    _check(call)
+    m, p = call.module, call.module.p
+    c_m = _product(m.dt, p.tau_mem_inv, f"{call.qualname}.dt*tau_mem_inv")
+    v_leak, v_th, v_reset = (f32(getattr(p, k), f"{call.qualname}.p.{k}") for k in ("v_leak", "v_th", "v_reset"))
+    method = getattr(p, "reset_method", reset_value)
+    if method is reset_subtract:
+        sub, reset = 1, "subtract"
+    elif method is reset_value:
+        sub, reset = 0, "value"
+    else:
+        raise call.error(f"reset_method {getattr(method, '__name__', method)!r} is not supported "
+                         "(reset_value or reset_subtract)")
+    args = {"c_mem": c_m, "v_leak": v_leak, "v_th": v_th, "v_reset": v_reset, "subtract": sub}
+    rv = 0.0 if sub else _scalar_reset(call, v_reset - v_leak, "v_reset - v_leak")
+    canon = dict(alpha=np.float32(1) - c_m, gain=c_m, threshold=v_th - v_leak, reset=reset, reset_value=rv,
+                 reset_timing="same", compare="gt")
+    return _cell(call, "norse_lifbox", canon, args, ("v",), LIFBoxFeedForwardState)
+
+
+@converter(IAFCell, role="neuron", library="norse")
+def iaf_cell(call: Call) -> Seq:
+    _check(call)
+    p = call.module.p
+    v_th, v_reset = (f32(getattr(p, k), f"{call.qualname}.p.{k}") for k in ("v_th", "v_reset"))
+    _scalar_reset(call, v_reset, "v_reset")
+    args = {"v_th": v_th, "v_reset": v_reset}
+    canon = dict(alpha=1.0, gain=1.0, threshold=v_th - v_reset, reset="value", reset_value=0.0,
+                 reset_timing="same", compare="gt")
+    return _cell(call, "norse_iaf", canon, args, ("v",), IAFFeedForwardState)
+

@@ -1,0 +1,166 @@
+"""snntorch 1.0 neurons: ``Leaky``, ``Synaptic``, ``RLeaky``.
+
+Canonical mapping (``beta``, ``alpha`` are clamped to [0, 1] as snntorch does):
+
+* ``Leaky``: ``alpha = beta``, ``gain = 1``, ``threshold``, compare ``gt``.
+  ``reset_mechanism`` subtract / zero / none -> ``reset`` subtract / value(0) / none;
+  ``reset_delay=True`` -> ``reset_timing="delayed"`` (the reset triggered by a
+  spike at t-1 acts at t; the returned ``mem`` is pre-reset), ``False`` -> ``"same"``.
+* ``Synaptic``: CUBA, ``alpha_i = alpha``; its zero reset clears the new membrane
+  including the step's input -> ``"delayed_charge"`` with ``reset_value=0``.
+* ``RLeaky``: the recurrent layer (``nn.Linear``, ``nn.Conv2d`` or the one-to-one
+  ``V``) reads the neuron's spikes one step late (``delay=1``) and is added to
+  the input; the zero reset is ``"delayed_charge"`` as for Synaptic.
+* ``graded_spikes_factor != 1`` becomes a `Scale` node after the spikes.
+
+The reset formula is the constructor's (``state_function``); snntorch reads the
+immediate-reset correction (``reset_delay=False``) from ``reset_mechanism_val``,
+which a checkpoint may change: both are passed to the float form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import snntorch as snn
+import torch.nn as nn
+
+from ...ir.graph import Ref
+from ...ir.ops import LIF, Add, Conv2d, Dense, Scale
+from ..builder import Call, f32, sanitize
+from ..values import Seq, Sym
+from . import converter
+
+_STATE_FN = {"_base_sub": 0, "_base_zero": 1, "_base_int": 2}
+
+
+def _common(call: Call, cuba: bool, recurrent: bool) -> tuple[dict, dict]:
+    m = call.module
+    if getattr(m, "inhibition", False):
+        raise call.error("inhibition=True (winner-take-all across the batch axis) is not supported")
+    if getattr(m, "state_quant", False):
+        raise call.error("state_quant is not supported (quantize with an npuc target instead)")
+    fn_name = getattr(m.state_function, "__name__", "")
+    if fn_name not in _STATE_FN:
+        raise call.error(f"unknown reset formula {fn_name!r}")
+    state_fn = _STATE_FN[fn_name]
+    if recurrent and state_fn == 1:
+        state_fn = 3  # RLeaky's _base_zero clears the new membrane (input included), not the old one
+    reset_val = int(m.reset_mechanism_val)
+    delay = bool(m.reset_delay)
+    beta = f32(m.beta, f"{call.qualname}.beta")
+    thr = f32(m.threshold, f"{call.qualname}.threshold")
+    args = {"beta": beta, "threshold": thr, "state_fn": state_fn, "reset_val": reset_val, "reset_delay": int(delay)}
+    reset = ("subtract", "value", "none", "value")[state_fn]
+    if not delay:
+        timing = "same"
+    elif reset == "value" and (cuba or recurrent):
+        timing = "delayed_charge"
+    else:
+        timing = "delayed"
+    canon = dict(alpha=np.clip(beta, 0, 1), threshold=thr, reset=reset, reset_value=0.0, reset_timing=timing,
+                 compare="gt")
+    if cuba:
+        alpha = f32(m.alpha, f"{call.qualname}.alpha")
+        args["alpha"] = alpha
+        canon["alpha_i"] = np.clip(alpha, 0, 1)
+    return canon, args
+
+
+def _outputs(call: Call, x: Sym, lif: str, step: int, ports: tuple[str, ...], gsf: bool) -> Seq | Sym:
+    """What the module returns: ``spk`` alone (init_hidden without output) or the tuple."""
+    b = call.b
+    vals = []
+    for p in ports:
+        if p == "spikes" and gsf:
+            vals.append(b.port(x, _scale_of(b, lif), "out").with_(step=step))
+        else:
+            vals.append(b.port(x, lif, p).with_(step=step))
+    m = call.module
+    if m.init_hidden and not m.output:
+        return vals[0]
+    return Seq(tuple(vals))
+
+
+def _scale_of(b, lif: str) -> str:
+    for user, _ in b.graph.users(lif):
+        if user.endswith(".gsf"):
+            return user
+    raise RuntimeError(f"graded spike scale of '{lif}' not found")
+
+
+def _meta(call: Call) -> dict:
+    m = call.module
+    return {"source": f"snntorch.{type(m).__name__}", "reset_delay": bool(m.reset_delay)}
+
+
+def _gsf(call: Call) -> np.ndarray | None:
+    g = f32(call.module.graded_spikes_factor, f"{call.qualname}.graded_spikes_factor")
+    return None if np.all(g == 1) else g
+
+
+@converter(snn.Leaky, role="neuron", library="snntorch")
+def leaky(call: Call):
+    x = call.tensor()
+    canon, args = _common(call, cuba=False, recurrent=False)
+    gsf = _gsf(call)
+    b = call.b
+
+    def make() -> str:
+        lif = b.add(call.name, LIF(**canon, form="snntorch_leaky", form_args=args), [x.ref], _meta(call))
+        if gsf is not None:
+            b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
+        return lif
+
+    lif, step = b.step_neuron(call, x, make, [call.arg(1, "mem")])
+    return _outputs(call, x, lif, step, ("spikes", "v"), gsf is not None)
+
+
+@converter(snn.Synaptic, role="neuron", library="snntorch")
+def synaptic(call: Call):
+    x = call.tensor()
+    canon, args = _common(call, cuba=True, recurrent=False)
+    gsf = _gsf(call)
+    b = call.b
+
+    def make() -> str:
+        lif = b.add(call.name, LIF(**canon, form="snntorch_synaptic", form_args=args), [x.ref], _meta(call))
+        if gsf is not None:
+            b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
+        return lif
+
+    lif, step = b.step_neuron(call, x, make, [call.arg(1, "syn"), call.arg(2, "mem")])
+    return _outputs(call, x, lif, step, ("spikes", "i", "v"), gsf is not None)
+
+
+@converter(snn.RLeaky, role="neuron", library="snntorch")
+def rleaky(call: Call):
+    x = call.tensor()
+    m = call.module
+    canon, args = _common(call, cuba=False, recurrent=True)
+    gsf = _gsf(call)
+    b = call.b
+    rec_mod = m.recurrent
+
+    def make() -> str:
+        lif_name = b.graph.unique_name(sanitize(call.name))
+        src = Ref(lif_name + ".gsf", None, 1) if gsf is not None else Ref(lif_name, "spikes", 1)
+        if isinstance(rec_mod, nn.Linear):
+            w = f32(rec_mod.weight, f"{call.qualname}.recurrent.weight")
+            bias = None if rec_mod.bias is None else f32(rec_mod.bias, f"{call.qualname}.recurrent.bias")
+            rec_op = Dense(w, bias)
+        elif isinstance(rec_mod, nn.Conv2d):
+            rec_op = Conv2d(f32(rec_mod.weight, "recurrent.weight"),
+                            None if rec_mod.bias is None else f32(rec_mod.bias, "recurrent.bias"),
+                            rec_mod.stride, rec_mod.padding, rec_mod.dilation, rec_mod.groups)
+        else:
+            rec_op = Scale(f32(m.V, f"{call.qualname}.V"))
+        rec = b.add(call.name + ".rec", rec_op, [src], meta={"source": "RLeaky.recurrent"})
+        total = b.add(call.name + ".in", Add(), [x.ref, rec])
+        lif = b.graph.add(lif_name, LIF(**canon, form="snntorch_leaky", form_args=args), [total], meta=_meta(call))
+        if gsf is not None:
+            b.state_alias[b.graph.add(lif_name + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
+        b.graph.infer_shapes()  # the loop's shapes are known once it is closed
+        return lif
+
+    lif, step = b.step_neuron(call, x, make, [call.arg(1, "spk"), call.arg(2, "mem")])
+    return _outputs(call, x, lif, step, ("spikes", "v"), gsf is not None)

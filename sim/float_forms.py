@@ -1,0 +1,249 @@
+"""Library float forms: neuron step functions in the exact float32 operation order
+of snntorch, SpikingJelly, norse and sinabs.
+
+Each function is registered in `npuc.sim.float_kernels.FORMS` under the
+`LIF.form` name the frontend converter sets, and reads the raw library
+parameters from ``LIF.form_args`` (``state["a"]``, float32 tensors). The
+operation order, operand types and comparisons are those measured bit for bit
+in ``docs/library-semantics.md``; do not "simplify" an expression here (for
+example ``x / tau`` and ``x * (1 / tau)`` differ in float32).
+
+Signature: ``fn(op, state, x, t) -> (spikes, v, i)`` with ``x`` the input at
+step ``t`` (``[B, ...]``). ``state`` holds the previous step's ``v``, ``i``, ``s``
+(set by the engine from the returned values; ``v``/``i`` start at
+``op.v_init``/0) and may hold private keys (``lib_*``) a form needs. The
+returned ``v``/``i`` are the library's own state variables, which for some
+forms are offset from the canonical fields (see ``docs/frontends.md``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .float_kernels import FORMS
+
+
+def _flag(a: dict, name: str) -> int:
+    """An integer code stored in ``form_args`` (float32 0-d tensor)."""
+    return int(a[name].item())
+
+
+def form(name: str):
+    """Register a step function for ``LIF.form == name``."""
+
+    def deco(fn):
+        FORMS[name] = fn
+        return fn
+
+    return deco
+
+
+# -- snntorch 1.0 (snntorch/_neurons/leaky.py, synaptic.py) ---------------------------
+
+
+def _snn_h(x: torch.Tensor) -> torch.Tensor:
+    # forward of every snntorch surrogate: (input_ > 0).float()
+    return (x > 0).float()
+
+
+def _snn_immediate_reset(mem, spk, reset, thr, reset_val):
+    """snntorch ``reset_delay=False``: ``do_reset = spk / gsf - reset`` (``spk / gsf``
+    is exactly the 0/1 heaviside), then subtract or zero by ``reset_mechanism_val``."""
+    do_reset = spk - reset
+    if reset_val == 0:
+        return mem - do_reset * thr
+    if reset_val == 1:
+        return mem - do_reset * mem
+    return mem
+
+
+@form("snntorch_leaky")
+def snntorch_leaky(op, st, x, t):
+    """snntorch ``Leaky`` (and ``RLeaky`` on its summed input); args ``beta``,
+    ``threshold``, ``state_fn`` (0 ``_base_sub``, 1 Leaky's ``_base_zero``, 2 ``_base_int``,
+    3 RLeaky's ``_base_zero``), ``reset_val`` (``reset_mechanism_val``), ``reset_delay`` (1/0).
+    Spikes are the 0/1 heaviside; a graded spike factor is a `Scale` node after it."""
+    a = st["a"]
+    thr, beta = a["threshold"], a["beta"]
+    mem = st["v"]
+    reset = _snn_h(mem - thr).clone().detach()
+    fn = _flag(a, "state_fn")
+    if fn == 0:
+        mem = beta.clamp(0, 1) * mem + x - reset * thr
+    elif fn == 1:
+        mem = beta.clamp(0, 1) * ((1 - reset) * mem) + x
+    elif fn == 3:
+        base = beta.clamp(0, 1) * mem + x
+        mem = base - reset * base
+    else:
+        mem = beta.clamp(0, 1) * mem + x
+    spk = _snn_h(mem - thr)
+    if not _flag(a, "reset_delay"):
+        mem = _snn_immediate_reset(mem, spk, reset, thr, _flag(a, "reset_val"))
+    return spk, mem, x
+
+
+@form("snntorch_synaptic")
+def snntorch_synaptic(op, st, x, t):
+    """snntorch ``Synaptic``: ``syn = alpha*syn + x; mem = beta*mem + syn`` then the
+    reset chosen by ``state_fn``; args as `snntorch_leaky` plus ``alpha``."""
+    a = st["a"]
+    thr = a["threshold"]
+    mem, syn = st["v"], st["i"]
+    reset = _snn_h(mem - thr).clone().detach()
+    syn = a["alpha"].clamp(0, 1) * syn + x
+    mem = a["beta"].clamp(0, 1) * mem + syn
+    fn = _flag(a, "state_fn")
+    if fn == 0:
+        mem = mem - reset * thr
+    elif fn == 1:
+        syn = syn - 0 * reset
+        mem = mem - mem * reset
+    spk = _snn_h(mem - thr)
+    if not _flag(a, "reset_delay"):
+        mem = _snn_immediate_reset(mem, spk, reset, thr, _flag(a, "reset_val"))
+    return spk, mem, syn
+
+
+# -- SpikingJelly 0.0.0.0.14 (activation_based/neuron.py, backend 'torch') --------------
+
+SJ_CHARGE = {
+    "if": 0,  # v + x
+    "lif_decay": 1,  # v + (x - v) / tau
+    "lif_decay_vr": 2,  # v + (x - (v - vr)) / tau
+    "lif_nodecay": 3,  # v * decay + x, decay = f32(1. - 1./tau) computed in double
+    "lif_nodecay_vr": 4,  # v - (v - vr) / tau + x
+    "plif_decay": 5,  # v + (x - v) * k
+    "plif_decay_vr": 6,  # v + (x - (v - vr)) * k
+    "plif_nodecay": 7,  # v * (1. - k) + x
+    "plif_nodecay_vr": 8,  # v - (v - vr) * k + x
+}
+"""Charge formulas of SpikingJelly nodes by code (``form_args['charge']``); the
+converter picks the one the library runs for the node's mode (train/eval)."""
+
+
+@form("spikingjelly")
+def spikingjelly(op, st, x, t):
+    """SpikingJelly ``IFNode``/``LIFNode``/``ParametricLIFNode``: charge (code in
+    ``charge``; ``c`` is ``tau``, the double-rounded decay, or PLIF's ``k``), fire
+    ``(v - v_threshold) >= 0``, then hard reset to ``v_reset`` (``hard=1``) or soft
+    reset by subtraction. ``v0`` is the library's initial membrane (``v_reset`` or 0)."""
+    a = st["a"]
+    v = torch.full_like(x, float(a["v0"])) if t == 0 else st["v"]
+    c, vr, code = a["c"], a["v_reset"], _flag(a, "charge")
+    if code == 0:
+        v = v + x
+    elif code == 1:
+        v = v + (x - v) / c
+    elif code == 2:
+        v = v + (x - (v - vr)) / c
+    elif code == 3:
+        v = v * c + x
+    elif code == 4:
+        v = v - (v - vr) / c + x
+    elif code == 5:
+        v = v + (x - v) * c
+    elif code == 6:
+        v = v + (x - (v - vr)) * c
+    elif code == 7:
+        v = v * (1.0 - c) + x
+    else:
+        v = v - (v - vr) * c + x
+    thr = a["v_threshold"]
+    spike = ((v - thr) >= 0).to(x)
+    if _flag(a, "hard"):
+        v = (1.0 - spike) * v + spike * vr
+    else:
+        v = v - spike * thr
+    return spike, v, x
+
+
+# -- norse 1.1 (torch/functional/lif.py, lif_box.py, iaf.py) ------------------------------
+
+
+def _norse_h(x: torch.Tensor) -> torch.Tensor:
+    return torch.gt(x, torch.as_tensor(0.0)).to(x.dtype)
+
+
+@form("norse_lif")
+def norse_lif(op, st, x, t):
+    """norse ``LIFCell`` (current-based): ``i_new = i + x``;
+    ``v_dec = v + c_mem * ((v_leak - v) + i_new)`` with ``c_mem = dt * tau_mem_inv``;
+    ``i = i_new + c_syn * i_new`` with ``c_syn = -dt * tau_syn_inv``; strict ``>``
+    threshold; reset to ``v_reset``. Returns norse's ``v`` and decayed ``i``."""
+    a = st["a"]
+    v = a["v_leak"] if t == 0 else st["v"]
+    i_new = st["i"] + x
+    v_dec = v + a["c_mem"] * ((a["v_leak"] - v) + i_new)
+    i_dec = i_new + a["c_syn"] * i_new
+    z = _norse_h(v_dec - a["v_th"])
+    v = (1 - z) * v_dec + z * a["v_reset"]
+    return z, v, i_dec
+
+
+@form("norse_lifbox")
+def norse_lifbox(op, st, x, t):
+    """norse ``LIFBoxCell``: ``v_dec = v + c_mem * (x + v_leak - v)``; reset to
+    ``v_reset`` or (``subtract=1``) ``v_dec - v_th``."""
+    a = st["a"]
+    v = a["v_leak"] if t == 0 else st["v"]
+    v_dec = v + a["c_mem"] * (x + a["v_leak"] - v)
+    z = _norse_h(v_dec - a["v_th"])
+    if _flag(a, "subtract"):
+        v = (1 - z) * v_dec + z * (v_dec - a["v_th"])
+    else:
+        v = (1 - z) * v_dec + z * a["v_reset"]
+    return z, v, x
+
+
+@form("norse_iaf")
+def norse_iaf(op, st, x, t):
+    """norse ``IAFCell``: ``v = v + x``; strict ``>``; reset to ``v_reset`` (initial v)."""
+    a = st["a"]
+    v = a["v_reset"] if t == 0 else st["v"]
+    v = v + x
+    z = _norse_h(v - a["v_th"])
+    v = (1 - z) * v + z * a["v_reset"]
+    return z, v, x
+
+
+# -- sinabs 3.1 (layers/functional/lif.py, activation/*) ---------------------------------
+
+
+@form("sinabs")
+def sinabs_lif(op, st, x, t):
+    """sinabs ``IAF``/``LIF``/``ExpLeak`` (and Squeeze variants), one step of
+    ``lif_forward_single``. Args: ``alpha_mem``; optional ``alpha_syn``;
+    ``norm_input``; ``spike`` (0 MultiSpike, 1 SingleSpike, 2 none = ExpLeak,
+    3 MaxSpike with ``max_spikes``); ``threshold``; ``reset`` (0 MembraneSubtract,
+    1 MembraneReset) with ``reset_arg`` (the subtracted value or reset value;
+    the threshold itself when ``sub_thr=1``); optional ``min_v_mem``.
+    ExpLeak returns the membrane before the ``min_v_mem`` clamp as its spikes,
+    so its membrane state is kept under ``lib_v``."""
+    a = st["a"]
+    v = st.get("lib_v", st["v"])
+    if "alpha_syn" in a:
+        i = a["alpha_syn"] * (st["i"] + x)
+    else:
+        i = x
+    syn_in = (1 - a["alpha_mem"]) * i if _flag(a, "norm_input") else i
+    v = a["alpha_mem"] * v + syn_in
+    kind = _flag(a, "spike")
+    thr = a["threshold"]
+    if kind == 2:
+        s = v.clone()
+    else:
+        if kind == 1:
+            s = (v - thr >= 0).float()
+        else:
+            s = (v > 0) * torch.div(v, thr, rounding_mode="trunc").float()
+            if kind == 3:
+                s = torch.clamp(s, max=float(a["max_spikes"]))
+        if _flag(a, "reset") == 0:
+            v = v - s * (thr if _flag(a, "sub_thr") else a["reset_arg"])
+        else:
+            v = v * (s == 0).float() + a["reset_arg"]
+    if "min_v_mem" in a:
+        v = torch.nn.functional.relu(v - a["min_v_mem"]) + a["min_v_mem"]
+    st["lib_v"] = v
+    return s, (s if kind == 2 else v), i

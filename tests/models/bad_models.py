@@ -1,0 +1,97 @@
+"""Models and objects the frontend must reject with a clear one-line error."""
+
+from __future__ import annotations
+
+import snntorch as snn
+import torch
+import torch.nn as nn
+
+
+class TrainingConfig:
+    """Stands for the extra objects people pickle into checkpoints (needs --trust-checkpoint)."""
+
+    def __init__(self, lr: float = 1e-3) -> None:
+        self.lr = lr
+
+
+class Small(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 8)
+        self.lif = snn.Leaky(beta=0.9)
+
+    def forward(self, x):
+        mem = self.lif.reset_mem()
+        out = []
+        for t in range(x.shape[0]):
+            spk, mem = self.lif(self.fc(x[t]), mem)
+            out.append(spk)
+        return torch.stack(out)
+
+
+def small():
+    return Small()
+
+
+def unsupported_layer():
+    """An ANN activation between layers (no IR equivalent)."""
+    return nn.Sequential(nn.Linear(6, 8), nn.GELU(), snn.Leaky(beta=0.9, init_hidden=True))
+
+
+def unsupported_neuron():
+    """snntorch's Alpha neuron (no converter)."""
+    return nn.Sequential(nn.Linear(6, 8), snn.Alpha(alpha=0.9, beta=0.8, init_hidden=True))
+
+
+class DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = Small()
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.net(x)
+        return self.net(-x)
+
+
+def data_dependent():
+    return DataDependent()
+
+
+class StepBranch(Small):
+    """The first step computes something the other steps do not."""
+
+    def forward(self, x):
+        mem = self.lif.reset_mem()
+        out = []
+        for t in range(x.shape[0]):
+            cur = self.fc(x[t])
+            if t == 0:
+                cur = cur * 2.0
+            spk, mem = self.lif(cur, mem)
+            out.append(spk)
+        return torch.stack(out)
+
+
+def step_branch():
+    return StepBranch()
+
+
+def no_neurons():
+    return nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.1))
+
+
+def not_a_module():
+    return 42
+
+
+def needs_argument(width):
+    return nn.Linear(width, width)
+
+
+class MyLeaky(snn.Leaky):
+    """A user subclass: its forward may differ from Leaky's, so it is not converted as one."""
+
+
+def subclassed_neuron():
+    return nn.Sequential(nn.Linear(6, 8), MyLeaky(beta=0.9, init_hidden=True))

@@ -1,0 +1,80 @@
+"""norse cells stepped with explicit state, compiled through the CLI: float engine ==
+norse (spikes, the LIFCell's membrane and current), batch 1 and >1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from models import norse_models as M
+from models.harness import (
+    as_list,
+    assert_exact,
+    canonical_agreement,
+    compile_cli,
+    drive,
+    simulate_cli,
+    spike_rate,
+)
+
+from npuc.frontends import trace
+from npuc.ir import LIF
+from npuc.sim import simulate
+
+MODELS = Path(__file__).parent / "models" / "norse_models.py"
+KINDS = ("default", "offsets", "per_neuron", "python_floats")
+T = 25
+
+
+def _reference(model, x):
+    model.eval()
+    with torch.no_grad():
+        return as_list(model(torch.from_numpy(x)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cells_match_norse(tmp_path, capsys, kind):
+    torch.manual_seed(11)
+    model = getattr(M, f"cells_{kind}")()
+    rng = np.random.default_rng(11)
+    build = compile_cli(tmp_path, f"{MODELS}:cells_{kind}", model, drive(rng, (T, 2, 10), 3.0), capsys)
+    for batch in (1, 3):
+        x = drive(rng, (T, batch, 10), 3.0)
+        ref = _reference(model, x)
+        assert_exact(simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"{kind} batch {batch}")
+    graph = trace(model, x)
+    res = simulate(graph, x, probe=True)
+    rates = {n.name: spike_rate(res.probes[n.name]["spikes"]) for n in graph.of_type(LIF)}
+    assert all(0.02 < r < 0.98 for r in rates.values()), rates
+
+
+def test_initial_state_is_the_shifted_rest():
+    """norse starts LIF cells at v = v_leak: canonically the membrane is v - v_leak = 0."""
+    graph = trace(M.cells_offsets(), drive(np.random.default_rng(0), (T, 2, 10)))
+    lif = graph["lif"].op
+    assert lif.v_init == 0.0 and lif.form == "norse_lif"
+    assert np.isclose(float(lif.threshold), 0.8 - (-0.2)) and np.isclose(lif.reset_value, -0.5 - (-0.2))
+    assert float(lif.form_args["v_leak"]) == np.float32(-0.2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_canonical_fields_agree(kind):
+    """Measured: agreement 1.0 for every cell (T=40, B=8)."""
+    model = getattr(M, f"cells_{kind}")()
+    x = drive(np.random.default_rng(4), (40, 8, 10), 3.0)
+    agreement = canonical_agreement(trace(model, x), x)
+    assert min(agreement.values()) >= 0.999, agreement
+
+
+def test_sequential_state(tmp_path, capsys):
+    torch.manual_seed(12)
+    model = M.sequential_state()
+    rng = np.random.default_rng(12)
+    build = compile_cli(tmp_path, f"{MODELS}:sequential_state", model, drive(rng, (T, 2, 10), 3.0), capsys)
+    for batch in (1, 3):
+        x = drive(rng, (T, batch, 10), 3.0)
+        ref = _reference(model, x)
+        assert_exact(simulate_cli(tmp_path, build, x, f"x{batch}"), ref)
+        assert 0.02 < spike_rate(ref[0]) < 0.98
