@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, help=".npy (or .npz for several inputs) in the model's input layout")
     s.add_argument("--out", help="write outputs to .npy (.npz for several outputs)")
     s.add_argument("--target", help="which compiled target (when there are several)")
-    s.add_argument("--waves", action="store_true", help="rtl engine: write an FST waveform")
+    s.add_argument("--waves", action="store_true",
+                   help="rtl engine: write a waveform (VCD; FST when lz4 is installed) to DIR/rtl/sim/")
     s.set_defaults(fn=cmd_simulate)
 
     v = sub.add_parser("verify", help="compare a hardware engine with the golden integer engine")

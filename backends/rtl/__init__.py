@@ -1,1 +1,68 @@
-"""npuc.backends.rtl."""
+"""npuc.backends.rtl: Verilog for FPGAs from a quantized graph, verified with Verilator + cocotb.
+
+* `emit(graph, out_dir, target)`: lower the graph to the RTL object model
+  (`npuc.backends.rtl.lower`) and print it through the jinja2 templates of
+  ``npuc.hdl`` (`npuc.backends.rtl.render`).
+* `run(artifact_dir, inputs, probe=False, waves=False)`: build with Verilator
+  through the cocotb runner and run the generated testbench; returns a
+  `npuc.sim.engine.SimResult` in the golden engines' layout.
+* `rtl_report(graph, artifact_dir, run_result=None)`: cycles per step against
+  the event-driven bound, and Yosys resource estimates per layer.
+* `lint(artifact_dir)`: ``verilator --lint-only -Wall`` on the emitted design.
+
+See ``docs/rtl-backend.md`` for the architecture and the supported ops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .lower import RtlSupportError, lower
+
+__all__ = ["emit", "run", "rtl_report", "lint", "RtlSupportError"]
+
+
+def emit(graph: Any, out_dir: str | Path, target: Any = None) -> list[Path]:
+    """Write the RTL artifacts of a quantized graph into ``out_dir`` (replaced atomically).
+
+    Args:
+        graph: quantized `npuc.ir.Graph` (``graph.profile`` set, integer parameters on every node).
+        out_dir: the build directory's ``rtl/`` folder.
+        target: `npuc.targets.Target` or a target spec such as ``"fpga:lanes=4"``
+            (default ``"fpga"``); its ``fpga["lanes"]`` sets the synapse lanes.
+
+    Returns:
+        The written files, sorted.
+
+    Raises:
+        RtlSupportError: an op, option or structure without an RTL mapping (names the node).
+    """
+    from .render import render
+
+    if target is None or isinstance(target, str):
+        from npuc.targets import load_target
+
+        target = load_target(target or "fpga")
+    return render(lower(graph, target), Path(out_dir))
+
+
+def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool = False, **kw: Any):
+    """Simulate the emitted design on user inputs (see `npuc.backends.rtl.sim.run`)."""
+    from .sim import run as _run
+
+    return _run(artifact_dir, inputs, probe=probe, waves=waves, **kw)
+
+
+def rtl_report(graph: Any, artifact_dir: str | Path, run_result: Any = None, **kw: Any) -> dict:
+    """Cycles and resources per layer (see `npuc.backends.rtl.report.rtl_report`)."""
+    from .report import rtl_report as _report
+
+    return _report(graph, artifact_dir, run_result, **kw)
+
+
+def lint(artifact_dir: str | Path, probe: bool = False) -> list[tuple[str, str, str, int, str]]:
+    """``verilator --lint-only -Wall`` on an emitted design; ``[]`` when clean."""
+    from .toolchain import lint_design
+
+    return lint_design(Path(artifact_dir), probe=probe)

@@ -81,9 +81,9 @@ class Legalize(Pass):
                     "--target fpga, or split the model and run this part on the host (see docs/lava-backend.md)"
                 )
         remaining_scales = [n.name for n in graph.of_type(Scale)]
-        if remaining_scales and prof.weight_scheme == "loihi":
+        if remaining_scales:
             raise PassError(f"scale node(s) {remaining_scales} could not fold into weights or neurons; "
-                            "Loihi 2 has no multiplier between layers")
+                            f"target '{ctx.target.name}' has no multiplier between layers")
         for node in graph.of_type(LIF):
             try:
                 neuron_paths(graph, node.name)

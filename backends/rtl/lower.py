@@ -1,0 +1,786 @@
+"""Lower a quantized graph to the RTL object model (`npuc.backends.rtl.model.Design`).
+
+Every hardware decision is made here: which units exist, memory layouts
+(lane-interleaved weights, decode ROMs that fold reshapes/permutes/padding),
+and the width of every register, sized from exact integer ranges
+(`npuc.backends.rtl.bounds`) so that the RTL reproduces the golden integer
+engine (`npuc.sim.int_kernels`) bit for bit. Anything without a mapping raises
+`RtlSupportError` naming the node.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ...ir import Graph
+from ...ir.analysis import StructureError, SynapsePath, neuron_paths
+from ...ir.ops import (
+    LIF,
+    Conv1d,
+    Conv2d,
+    Dense,
+    Input,
+    MaxPool2d,
+    Output,
+    Permute,
+    Reshape,
+    SumPool2d,
+)
+from ...sim import lfsr
+from .bounds import (
+    Range,
+    UnboundedError,
+    WidthLog,
+    decay,
+    fixpoint,
+    overflow,
+    register_range,
+    unsigned_bits,
+)
+from .model import Design, EventList, InputUnit, Layer, Memory, Path, PoolUnit, Readout
+
+OVF_MODES = {"none": 0, "wrap": 1, "wrap_sym": 2, "saturate": 3, "saturate_sym": 4}
+ROUNDING = {"trunc0": 0, "floor": 1, "round_half_up": 2}
+RESETS = {"subtract": 0, "value": 1, "none": 2}
+TIMINGS = {"same": 0, "delayed": 1, "delayed_charge": 2}
+SPIKES = {"binary": 0, "ternary": 1, "multilevel": 2, "bernoulli": 3}
+INPUT_KINDS = {"current": 0, "spikes": 1, "rate": 2, "bernoulli": 3, "timecode": 4, "latency": 5}
+MAX_BERNOULLI_BITS = 16
+STATIC_MODULES = ("npuc_ram.v", "npuc_rom.v", "npuc_ovf.v", "npuc_decay.v", "npuc_lif.v", "npuc_lfsr.v",
+                  "npuc_evlist.v", "npuc_evfront.v", "npuc_syn.v", "npuc_pool.v", "npuc_input.v",
+                  "npuc_acc_iter.v", "npuc_syn_post.v")
+"""The static building blocks in ``npuc.hdl`` (copied into every artifact)."""
+
+
+class RtlSupportError(ValueError):
+    """A graph feature the RTL backend does not implement, naming the node and the feature."""
+
+
+def ident(name: str, limit: int = 40) -> str:
+    """A Verilog-safe fragment of a node name (letters, digits, '_'); callers add a unique prefix,
+    so the result can never be a keyword or collide."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "n"
+    return s[:limit]
+
+
+def vconst(value: int, width: int) -> str:
+    """A sized signed Verilog literal, e.g. ``-12'sd5``."""
+    v = int(value)
+    return f"-{width}'sd{-v}" if v < 0 else f"{width}'sd{v}"
+
+
+def _pack(lanes: list[int], width: int) -> int:
+    mask = (1 << width) - 1
+    out = 0
+    for i, v in enumerate(lanes):
+        out |= (int(v) & mask) << (i * width)
+    return out
+
+
+def _words(values) -> np.ndarray:
+    return np.array([int(v) for v in values], dtype=object)
+
+
+@dataclass
+class _Pop:
+    """What consumers need to know about a population's output."""
+
+    node: str
+    n: int
+    shape: tuple[int, ...]
+    payload: Range
+    binary: bool
+    delays: set[int]
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def lower(graph: Graph, target) -> Design:
+    """Build the `Design` of a quantized graph for an FPGA target.
+
+    Args:
+        graph: quantized graph (``graph.profile`` set, integer parameters on every node).
+        target: `npuc.targets.Target` (its ``fpga["lanes"]`` sets the synapse lanes).
+
+    Raises:
+        RtlSupportError: an op, option or structure without an RTL mapping.
+    """
+    prof = graph.profile
+    if prof is None:
+        raise RtlSupportError(f"graph '{graph.name}' has no numeric profile: the RTL backend needs a "
+                              "quantized graph (npuc compile --target fpga)")
+    if prof.weight_scheme != "signed":
+        raise RtlSupportError(f"profile '{prof.name}' uses weight_scheme '{prof.weight_scheme}'; the RTL "
+                              "implements plain two's complement weights ('signed')")
+    if prof.synapse_delay != 0:
+        raise RtlSupportError(f"profile '{prof.name}' has synapse_delay={prof.synapse_delay}; the RTL runs "
+                              "layers one after another within a step (synapse_delay 0)")
+    lanes = int(target.fpga.get("lanes", 1)) if target is not None else 1
+    if lanes < 1:
+        raise RtlSupportError(f"target lanes must be >= 1, got {lanes}")
+    graph.verify()
+    order = graph.topo_order()
+    for name in order:
+        op = graph[name].op
+        if type(op).__name__ in ("SpikeAttention", "StochasticAttention", "LinearAttention"):
+            raise RtlSupportError(f"node '{name}' ({type(op).__name__}): attention has no RTL template yet")
+    lif_names = [n for n in order if isinstance(graph[n].op, LIF)]
+    if not lif_names:
+        raise RtlSupportError(f"graph '{graph.name}' has no neuron (LIF) node: nothing to map to hardware")
+
+    pops: dict[str, _Pop] = {}
+    for node in graph.inputs():
+        pops[node.name] = _input_pop(graph, node.name)
+    for name in lif_names:
+        node = graph[name]
+        lo, hi = _spike_range(name, node.op, prof)
+        pops[name] = _Pop(name, int(np.prod(node.shape)), tuple(node.shape), Range(lo, hi),
+                          node.op.spike in ("binary", "bernoulli"), set())
+
+    paths_of: dict[str, list[SynapsePath]] = {}
+    for name in lif_names:
+        try:
+            sps = neuron_paths(graph, name)
+        except StructureError as e:
+            raise RtlSupportError(str(e)) from None
+        for sp in sps:
+            src = sp.source.node
+            if src not in pops:
+                raise RtlSupportError(f"path into '{name}' starts at '{src}' ({type(graph[src].op).__name__}), "
+                                      "which is not an Input or a neuron's spikes")
+            if sp.delay > 1:
+                raise RtlSupportError(f"path {' -> '.join([src, *sp.nodes])} into '{name}' has delay {sp.delay}; "
+                                      "the RTL keeps one step of history (delay 0 or 1)")
+            pops[src].delays.add(sp.delay)
+        paths_of[name] = sps
+
+    evlists: dict[str, EventList] = {}
+    for pname, pop in pops.items():
+        if not pop.delays and not isinstance(graph[pname].op, Input):
+            continue
+        banks = 2 if 1 in pop.delays else 1
+        iaw = unsigned_bits(pop.n)
+        evlists[pname] = EventList(
+            ident=f"u_ev_{len(evlists)}_{ident(pname)}", pop=pname, n=pop.n, iw=unsigned_bits(pop.n - 1),
+            pw=max(2, pop.payload.bits), iaw=iaw, maw=max(iaw, unsigned_bits(banks * pop.n - 1)), banks=banks)
+
+    inputs = _inputs(graph, evlists, pops)
+    read_i = _current_outputs(graph)
+    layers = []
+    consumers: dict[str, list[tuple[int, int]]] = {ev.ident: [] for ev in evlists.values()}
+    for k, name in enumerate(lif_names):
+        lowered = []
+        for i, sp in enumerate(paths_of[name]):
+            item = _path(graph, name, k, i, sp, pops, evlists, prof, lanes)
+            consumers[item[0].source.ident].append((k, i))
+            lowered.append(item)
+        layers.append(_layer(graph, name, k, lowered, prof, evlists.get(name), ident(graph.name), name in read_i))
+
+    readouts, outputs = _readouts(graph, layers)
+    top = f"npuc_{ident(graph.name)}"
+    if f"{top}.v" in STATIC_MODULES:  # e.g. a graph named 'ram'
+        top += "_top"
+    return Design(
+        graph=graph.name, top=top, steps=graph.num_steps, profile=prof.name, lanes=lanes,
+        in_w=max(i.xw for i in inputs), out_w=max(r.width for r in readouts),
+        inputs=inputs, layers=layers, evlists=list(evlists.values()), readouts=readouts,
+        outputs=outputs, consumers=consumers)
+
+
+# -- populations ----------------------------------------------------------------------------
+
+
+def _spike_range(name: str, op: LIF, prof) -> tuple[int, int]:
+    if op.spike in ("binary", "bernoulli"):
+        return 0, 1
+    if op.spike == "ternary":
+        return -1, 1
+    if op.levels is not None:
+        return 0, op.levels - 1
+    vth = int(op.q.vth) << prof.vth_shift if op.q is not None else 1
+    if prof.v_overflow in ("saturate", "saturate_sym", "wrap") and vth > 0:
+        return 0, ((1 << (prof.v_bits - 1)) - 1) // vth
+    raise RtlSupportError(f"neuron '{name}': multilevel spikes without 'levels' are bounded only by the membrane, "
+                          f"and v_overflow='{prof.v_overflow}' does not bound it; set levels")
+
+
+def _input_pop(graph: Graph, name: str) -> _Pop:
+    op: Input = graph[name].op
+    n = int(np.prod(op.shape))
+    kind = op.encoding.kind
+    if kind in ("current", "spikes"):
+        bits = _input_bits(graph, name)
+        return _Pop(name, n, tuple(op.shape), register_range(bits), False, set())
+    return _Pop(name, n, tuple(op.shape), Range(0, 1), True, set())
+
+
+def _input_bits(graph: Graph, name: str) -> int:
+    op: Input = graph[name].op
+    if op.q is not None:
+        return int(op.q.bits)
+    if op.encoding.kind == "current":
+        raise RtlSupportError(f"input '{name}' has no integer parameters (q): run the quantize pass")
+    return int(graph.profile.input_bits)
+
+
+def _inputs(graph: Graph, evlists: dict[str, EventList], pops: dict[str, _Pop]) -> list[InputUnit]:
+    out = []
+    offset = 0
+    steps = graph.num_steps
+    for node in graph.inputs():
+        op: Input = node.op
+        enc = op.encoding
+        kind = enc.kind
+        ev = evlists[node.name]
+        host = {"node": node.name, "kind": kind, "shape": list(op.shape), "layout": op.layout,
+                "index": op.index, "enc_bits": enc.bits, "enc_seed": enc.seed}
+        if kind in ("current", "spikes"):
+            xw = pw = _input_bits(graph, node.name)
+            mq, lw, taps, seed = 1, 3, lfsr.primitive_taps(3), 1
+            host.update(frac_bits=int(op.q.frac_bits) if op.q is not None else 0, bits=xw)
+        else:
+            if steps is None:
+                raise RtlSupportError(f"input '{node.name}': {kind} encoding needs the graph's num_steps")
+            if kind == "timecode" and steps > 62:
+                raise RtlSupportError(f"input '{node.name}': timecode encoding supports at most 62 steps")
+            xw = steps if kind == "timecode" else enc.bits
+            pw = 2
+            mq = (1 << xw) - 1
+            lw, seed = enc.bits, enc.seed
+            taps = lfsr.primitive_taps(lw)
+            host.update(bits=xw)
+        cw = max(33, (2 * ((steps or 1) + 1) * (mq + 1)).bit_length() + 2, xw + 2)
+        out.append(InputUnit(
+            node=node.name, ident=f"u_in_{op.index}_{ident(node.name)}", kind=INPUT_KINDS[kind], kind_name=kind,
+            n=pops[node.name].n, offset=offset, xw=xw, pw=pw, iw=ev.iw, cw=cw, lw=lw, taps=taps, seed=seed,
+            mq=mq, ev=ev, host=host))
+        offset += pops[node.name].n
+    return out
+
+
+# -- synapse paths ------------------------------------------------------------------------------
+
+
+def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[str, _Pop],
+          evlists: dict[str, EventList], prof, lanes: int) -> tuple[Path, Range, Range, int, str]:
+    """The path's hardware plus what the neuron side needs for widths: the accumulator range,
+    the synapse bias range and the convolution overflow rule."""
+    where = f"path {i} ({' -> '.join([sp.source.node, *sp.nodes, lif])})"
+    if sp.weighted is None:
+        raise RtlSupportError(f"{where} has no weighted op; run the legalize pass (it inserts an identity)")
+    if len(sp.inputs) > 1:
+        raise RtlSupportError(f"{where}: ops with several spike inputs have no RTL template")
+    src = pops[sp.source.node]
+    source_ev = evlists[sp.source.node]
+    arr = np.arange(src.n).reshape(src.shape)
+    payload, binary = src.payload, src.binary
+    pool = None
+    ev_iw, ev_eaw, ev_pw = source_ev.iw, source_ev.iaw, source_ev.pw
+    for name in sp.pre:
+        op = graph[name].op
+        if isinstance(op, Reshape):
+            arr = arr.reshape(graph[name].shape)
+        elif isinstance(op, Permute):
+            arr = arr.transpose(op.dims)
+        elif isinstance(op, (SumPool2d, MaxPool2d)):
+            if pool is not None:
+                raise RtlSupportError(f"{where}: two pooling ops in one path ('{pool.nodes[0]}', '{name}')")
+            pool = _pool(graph, name, arr, payload, binary, source_ev, k, i)
+            arr = np.arange(pool.nq).reshape(graph[name].shape)
+            payload = Range(0, 1) if pool.is_or else Range(min(0, payload.lo * _area(op)), max(0, payload.hi * _area(op)))
+            ev_iw, ev_eaw, ev_pw = pool.qw, pool.qcw, pool.pw
+        else:
+            raise RtlSupportError(f"{where}: '{name}' ({type(op).__name__}) before the weighted op has no RTL "
+                                  "mapping (supported: Reshape, Permute, SumPool2d, MaxPool2d of binary spikes)")
+    for name in sp.post:
+        if not isinstance(graph[name].op, Reshape):
+            raise RtlSupportError(f"{where}: '{name}' ({type(graph[name].op).__name__}) between the weighted op and "
+                                  "the neuron has no RTL mapping (supported: Reshape)")
+    wname = sp.weighted
+    wop = graph[wname].op
+    q = wop.q
+    if q is None:
+        raise RtlSupportError(f"weighted op '{wname}' has no integer parameters: run the quantize pass")
+    wlo, whi = prof.weight_range("mixed")
+    w = np.asarray(q.weight, dtype=np.int64)
+    if w.size and (w.min() < wlo or w.max() > whi):
+        raise RtlSupportError(f"weighted op '{wname}': integer weights span [{w.min()}, {w.max()}], outside the "
+                              f"profile's {prof.weight_bits}-bit range [{wlo}, {whi}]")
+    ww = prof.weight_bits
+    pw = max(2, ev_pw)
+    n_lif = pops[lif].n
+    out_n = int(np.prod(graph[wname].shape))
+    if out_n != n_lif:
+        raise RtlSupportError(f"{where}: '{wname}' produces {out_n} values for {n_lif} neurons")
+    inv = np.empty(arr.size, dtype=np.int64)
+    inv[arr.reshape(-1)] = np.arange(arr.size)  # event index -> flat input position of the weighted op
+    if isinstance(wop, Dense):
+        d = _dense(wname, wop, w, arr, inv, lanes, ww)
+    elif isinstance(wop, (Conv2d, Conv1d)):
+        d = _conv(graph, wname, wop, w, arr, inv, lanes, ww, k, i)
+    else:
+        raise RtlSupportError(f"weighted op '{wname}' ({type(wop).__name__}) has no RTL engine")
+    d["weights"].name = f"l{k}_p{i}_w.hex"
+    bound = d["fan_in"] * max(abs(wlo), abs(whi)) * payload.mag
+    acc = Range(-bound, bound)
+    aw = max(acc.bits, ww + pw + 1)
+    bias_vals = np.asarray(q.bias, dtype=np.int64) if q.bias is not None else None
+    bias_r = Range(0, 0)
+    if bias_vals is not None:
+        # as wide as the path's shifted accumulator (structural), or wider if the data needs it
+        bias_r = acc.shift(int(q.weight_exp)).hull(Range(int(bias_vals.min()), int(bias_vals.max())))
+    bw = max(2, bias_r.bits)
+    is_conv = isinstance(wop, (Conv2d, Conv1d))
+    ovf_bits = prof.conv_acc_bits if is_conv else 0
+    ovf_mode = prof.conv_acc_overflow if is_conv and ovf_bits else "none"
+    channels = d["channels"]
+    bias_mem = None
+    if bias_vals is not None:
+        mask = (1 << bw) - 1
+        bias_mem = Memory(f"l{k}_p{i}_bias.hex", bw, _words(int(b) & mask for b in bias_vals))
+    iter_p = d["P"]
+    iter_nw = unsigned_bits(max(iter_p, d["cg"], lanes, d["adepth"] + d["kc"] * iter_p)) + 1
+    return Path(
+        index=i, source=source_ev, delay=sp.delay, pool=pool, weighted=wname, nodes=list(sp.nodes),
+        kind=d["kind"], lanes=lanes, ww=ww, pw=pw, binary=binary and (pool is None or pool.is_or),
+        aw=aw, iw=ev_iw, eaw=ev_eaw, weights=d["weights"], waw=unsigned_bits(d["weights"].depth - 1),
+        adepth=d["adepth"], aaw=unsigned_bits(d["adepth"] - 1), kc=d["kc"], kcb=unsigned_bits(d["kc"]),
+        cg=d["cg"], conv=d.get("conv", {}), decode=d.get("decode"), decode_aw=unsigned_bits(arr.size - 1),
+        exp=int(q.weight_exp), bias=bias_mem, bw=bw, ovf_bits=max(2, ovf_bits), ovf_mode=OVF_MODES[ovf_mode],
+        iter_p=iter_p, iter_nw=iter_nw, chw=unsigned_bits(channels - 1),
+        fanout=d["fanout"], fanout_synapses=d["synapses"],
+    ), acc, bias_r, ovf_bits, ovf_mode
+
+
+def _area(op) -> int:
+    return int(op.kernel[0] * op.kernel[1])
+
+
+def _dense(name: str, op: Dense, w: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int) -> dict:
+    if arr.ndim != 1:
+        raise RtlSupportError(f"dense '{name}' reads a {arr.ndim}-d input {arr.shape}; the RTL needs a flat "
+                              "input (add a Reshape/flatten before it)")
+    n_out, n_in = w.shape
+    kc = -(-n_out // lanes)
+    padded = np.zeros((kc * lanes, n_in), dtype=np.int64)
+    padded[:n_out] = w
+    words = []
+    for e in range(n_in):
+        col = padded[:, inv[e]]
+        for c in range(kc):
+            words.append(_pack(col[c * lanes:(c + 1) * lanes], ww))
+    return {"kind": 0, "weights": Memory("", lanes * ww, _words(words)), "adepth": kc, "kc": kc, "cg": n_out,
+            "P": 1, "channels": n_out, "fan_in": n_in, "fanout": float(kc), "synapses": float(n_out)}
+
+
+def _taps(size: int, k: int, s: int, p: int, d: int, out: int, what: str):
+    """Per input coordinate: (first tap, first output, count) of the kernel taps that reach an output."""
+    g = math.gcd(s, d)
+    ustep, istep = s // g, d // g
+    rows = []
+    for y in range(size):
+        taps = [(u, (y + p - d * u) // s) for u in range(k)
+                if (y + p - d * u) % s == 0 and 0 <= (y + p - d * u) // s < out]
+        for (u1, i1), (u2, i2) in zip(taps, taps[1:]):
+            if u2 - u1 != ustep or i1 - i2 != istep:
+                raise RtlSupportError(f"{what}: kernel taps do not form an arithmetic progression")
+        rows.append((taps[0][0], taps[0][1], len(taps)) if taps else (0, 0, 0))
+    return rows, ustep, istep
+
+
+def _conv(graph: Graph, name: str, op, w: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int,
+          k: int, i: int) -> dict:
+    if isinstance(op, Conv1d):
+        w = w[:, :, None, :]
+        stride, pad, dil = (1, op.stride[0]), (0, op.padding[0]), (1, op.dilation[0])
+        arr = arr.reshape(arr.shape[0], 1, arr.shape[1])
+        oshape = graph[name].shape
+        oh, ow = 1, oshape[1]
+    else:
+        stride, pad, dil = op.stride, op.padding, op.dilation
+        oh, ow = graph[name].shape[1:]
+    co, cig, kh, kw = w.shape
+    c, h, wd = arr.shape
+    groups = op.groups
+    cg = co // groups
+    kc = -(-cg // lanes)
+    rows_y, ustep, istep = _taps(h, kh, stride[0], pad[0], dil[0], oh, f"conv '{name}'")
+    rows_x, vstep, jstep = _taps(wd, kw, stride[1], pad[1], dil[1], ow, f"conv '{name}'")
+    gb, cib = unsigned_bits(groups - 1), unsigned_bits(cig - 1)
+    kb = unsigned_bits(max(kh, kw) - 1)
+    ob = unsigned_bits(max(oh, ow) - 1)
+    nb = unsigned_bits(max(max(r[2] for r in rows_y), max(r[2] for r in rows_x)))
+    dec = []
+    fan = []
+    syn = []
+    for e in range(arr.size):
+        cc, y, x = np.unravel_index(int(inv[e]), arr.shape)
+        g, ci = divmod(int(cc), cig)
+        u0, i0, nu = rows_y[y]
+        v0, j0, nv = rows_x[x]
+        fields = [(g, gb), (ci, cib), (u0, kb), (i0, ob), (nu, nb), (v0, kb), (j0, ob), (nv, nb)]
+        word, sh = 0, 0
+        for val, bits in fields:
+            word |= int(val) << sh
+            sh += bits
+        dec.append(word)
+        taps = nu * nv
+        fan.append(taps * kc if taps else 1)
+        syn.append(taps * cg)
+    padded = np.zeros((groups, kc * lanes, cig, kh, kw), dtype=np.int64)
+    padded[:, :cg] = w.reshape(groups, cg, cig, kh, kw)
+    words = []
+    for g in range(groups):
+        for c_ in range(kc):
+            for ci in range(cig):
+                for u in range(kh):
+                    for v in range(kw):
+                        words.append(_pack(padded[g, c_ * lanes:(c_ + 1) * lanes, ci, u, v], ww))
+    conv = {"GB": gb, "CIB": cib, "KB": kb, "OB": ob, "NB": nb, "CIG": cig, "KH": kh, "KW": kw, "OH": oh,
+            "OW": ow, "USTEP": ustep, "ISTEP": istep, "VSTEP": vstep, "JSTEP": jstep}
+    rw = gb + cib + 2 * kb + 2 * ob + 2 * nb
+    return {"kind": 1, "weights": Memory("", lanes * ww, _words(words)), "adepth": groups * kc * oh * ow,
+            "kc": kc, "cg": cg, "P": oh * ow, "channels": co, "fan_in": cig * kh * kw, "conv": conv,
+            "decode": Memory(f"l{k}_p{i}_decode.hex", rw, _words(dec)),
+            "fanout": float(np.mean(fan)), "synapses": float(np.mean(syn))}
+
+
+def _pool(graph: Graph, name: str, arr: np.ndarray, payload: Range, binary: bool, src: EventList,
+          k: int, i: int) -> PoolUnit:
+    op = graph[name].op
+    is_or = isinstance(op, MaxPool2d)
+    if is_or and not binary:
+        raise RtlSupportError(f"max pool '{name}' pools non-binary values; the RTL max pool is an OR of binary spikes")
+    if arr.ndim != 3:
+        raise RtlSupportError(f"pool '{name}' needs a (C, H, W) input, got {arr.shape}")
+    c, h, w = arr.shape
+    _, oh, ow = graph[name].shape
+    (kh, kw), (sh, sw), (ph, pw_) = op.kernel, op.stride, op.padding
+
+    def windows(size, k_, s, p, out):
+        rows = []
+        for y in range(size):
+            o = [oy for oy in range(out) if oy * s - p <= y < oy * s - p + k_]
+            rows.append((o[0], len(o)) if o else (0, 0))
+        return rows
+
+    ry, rx = windows(h, kh, sh, ph, oh), windows(w, kw, sw, pw_, ow)
+    nq = c * oh * ow
+    qw = unsigned_bits(nq - 1)
+    nyb = unsigned_bits(max(r[1] for r in ry))
+    nxb = unsigned_bits(max(r[1] for r in rx))
+    inv = np.empty(arr.size, dtype=np.int64)
+    inv[arr.reshape(-1)] = np.arange(arr.size)
+    words = []
+    wins = []
+    for e in range(arr.size):
+        cc, y, x = np.unravel_index(int(inv[e]), arr.shape)
+        oy0, ny = ry[y]
+        ox0, nx = rx[x]
+        w0 = (int(cc) * oh + oy0) * ow + ox0 if ny and nx else 0
+        words.append(w0 | (ny << qw) | (nx << (qw + nyb)))
+        wins.append(ny * nx)
+    area = kh * kw
+    out = Range(0, 1) if is_or else Range(min(0, payload.lo * area), max(0, payload.hi * area))
+    return PoolUnit(
+        nodes=[name], is_or=is_or, pwi=src.pw, pw=max(2, out.bits), iw=src.iw, eaw=src.iaw, qw=qw, nq=nq,
+        qaw=qw, qcw=unsigned_bits(nq), rom=Memory(f"l{k}_p{i}_pool.hex", qw + nyb + nxb, _words(words)),
+        rom_aw=src.iw, nyb=nyb, nxb=nxb, owp=ow, windows_per_event=float(np.mean(wins)))
+
+
+# -- neurons -----------------------------------------------------------------------------------
+
+
+def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList | None, gident: str,
+           keep_u: bool) -> Layer:
+    node = graph[name]
+    op: LIF = node.op
+    q = op.q
+    if q is None:
+        raise RtlSupportError(f"neuron '{name}' has no integer parameters: run the quantize pass")
+    shape = tuple(node.shape)
+    n = int(np.prod(shape))
+    paths = [p for p, *_ in lowered]
+    log = WidthLog()
+    a_range = Range(0, 0)
+    for p, acc, bias_r, ovf_bits, ovf_mode in lowered:
+        x = overflow(acc.shift(p.exp) + bias_r, ovf_bits, ovf_mode)
+        log.see(acc, acc.shift(p.exp), acc.shift(p.exp) + bias_r, x)
+        log.see_bits(p.aw + max(p.exp, 0) + 1)
+        log.see_bits(p.bw)
+        a_range = a_range + x
+        log.see(a_range)
+    d_unity = prof.decay_unity
+    mu = d_unity - (q.du + prof.du_offset)
+    mv = d_unity - (q.dv + prof.dv_offset)
+    vth = int(q.vth) << prof.vth_shift
+    vth_lo = (int(q.vth_lo) << prof.vth_shift) if q.vth_lo is not None else -1
+    rv = int(q.reset_value)
+    # Widths come from the profile's ranges (so new parameters fit the same hardware), widened
+    # if the data exceeds them.
+    bias_vals = _shift_array(np.broadcast_to(np.asarray(q.bias_mant, dtype=np.int64), shape), q.bias_exp)
+    bias_r = register_range(prof.bias_mant_bits).shift(q.bias_exp).hull(Range(int(bias_vals.min()), int(bias_vals.max())))
+    vmin_vals = None if q.v_min is None else np.broadcast_to(np.asarray(q.v_min, dtype=np.int64), shape)
+    vmin_r = None
+    if vmin_vals is not None:
+        vmin_r = register_range(prof.v_bits).hull(Range(int(vmin_vals.min()), int(vmin_vals.max())))
+    s_lo, s_hi = _spike_range(name, op, prof)
+    s_r = Range(s_lo, s_hi)
+    rounding = prof.decay_rounding
+    db = prof.decay_bits
+    arith = prof.arith_bits
+
+    a1 = overflow(a_range, prof.act_bits, prof.act_overflow)
+    ash = a1.shift(prof.act_shift)
+    log.see(a1, ash)
+    for bits in (prof.act_bits, arith, prof.u_bits, prof.v_bits):
+        log.see_bits(bits + 2)
+
+    def u_update(u: Range) -> Range:
+        dec, prod = decay(u, mu, db, rounding)
+        u0 = dec + ash
+        u1 = overflow(u0, arith, "wrap")
+        out = overflow(u1, prof.u_bits, prof.u_overflow)
+        log.see(u, prod, dec, u0, u1, out)
+        return out
+
+    try:
+        u_r = fixpoint(Range(0, 0), u_update, f"neuron '{name}': the current state u")
+    except UnboundedError as e:
+        raise RtlSupportError(f"{e} (u_overflow='{prof.u_overflow}', arith_bits={arith})") from None
+
+    if op.spike == "ternary":
+        amt = Range.of(0, vth, vth_lo)
+    elif op.spike == "multilevel":
+        amt = s_r * Range(vth, vth)
+    else:
+        amt = Range.of(0, vth)
+    delayed_value = op.reset_timing == "delayed" and op.reset == "value"
+    charge_value = op.reset_timing == "delayed_charge" and op.reset == "value"
+    delayed_sub = op.reset_timing != "same" and op.reset == "subtract"
+    h_seen: list[Range] = []
+
+    def v_update(v: Range) -> Range:
+        vp = v.hull(Range(rv, rv)) if delayed_value else v
+        dec, prod = decay(vp, mv, db, rounding)
+        h0 = dec + u_r + bias_r
+        h1 = overflow(h0, arith, "wrap")
+        h2 = h1 - amt if delayed_sub else h1
+        h3 = h2.hull(Range(rv, rv)) if charge_value else h2
+        h = overflow(h3, prof.v_bits, prof.v_overflow)
+        if op.reset_timing == "same" and op.reset == "subtract":
+            v0 = _subtract_range(op, h, vth, vth_lo, amt)
+        elif op.reset_timing == "same" and op.reset == "value":
+            v0 = h.hull(Range(rv, rv))
+        else:
+            v0 = h
+        out = v0.vmax(vmin_r) if vmin_r is not None else v0
+        log.see(v, vp, prod, dec, h0, h1, h2, h3, h, v0, out, amt, h - Range.of(vth, vth_lo))
+        h_seen.append(h)
+        return out
+
+    try:
+        v_r = fixpoint(Range(int(q.v_init), int(q.v_init)), v_update, f"neuron '{name}': the membrane v")
+    except UnboundedError as e:
+        raise RtlSupportError(f"{e} (v_overflow='{prof.v_overflow}', arith_bits={arith})") from None
+    h_seen.clear()
+    v_update(v_r)
+    h_r = h_seen[-1]
+    log.see(Range.of(rv, int(q.v_init), vth, vth_lo))
+    if vmin_r is not None:
+        log.see(vmin_r)
+    log.see(bias_r)
+
+    div_m, div_k = 1, 0
+    if op.spike == "multilevel":
+        hmax = max(0, h_r.hi)
+        if vth & (vth - 1) == 0:
+            div_k = vth.bit_length() - 1
+        else:
+            div_k = hmax.bit_length() + vth.bit_length()
+            div_m = -(-(1 << div_k) // vth)
+        log.see(Range(0, hmax * div_m))
+    dmin_mem, dmin_w, lfsr_cfg = None, 2, None
+    if op.spike == "bernoulli":
+        dmin_vals, dmin_r = _bernoulli_table(name, op, h_r, vth)
+        dmin_w = dmin_r.bits
+        log.see(dmin_r, h_r - Range(vth, vth))
+        mask = (1 << dmin_w) - 1
+        dmin_mem = Memory(f"l{k}_dmin.hex", dmin_w, _words(int(v) & mask for v in dmin_vals))
+        lfsr_cfg = {"width": op.bits, "taps": lfsr.primitive_taps(op.bits), "seed": op.seed}
+    cw = log.bits + 2
+
+    store_u = mu != 0 or keep_u
+    sw, vw = max(2, s_r.bits), max(2, v_r.bits)
+    uw = max(2, u_r.bits) if store_u else 0
+    bias_w = max(2, bias_r.bits)
+    bias_mem = None
+    if q.bias_mant.size > 1:
+        mask = (1 << bias_w) - 1
+        bias_mem = Memory(f"l{k}_bias.hex", bias_w, _words(int(b) & mask for b in bias_vals.reshape(-1)))
+    vmin_mem, vmin_const, vmin_w = None, None, 2
+    if vmin_vals is not None:
+        vmin_w = max(2, vmin_r.bits)
+        if q.v_min.size > 1:
+            mask = (1 << vmin_w) - 1
+            vmin_mem = Memory(f"l{k}_vmin.hex", vmin_w, _words(int(b) & mask for b in vmin_vals.reshape(-1)))
+        else:
+            vmin_const = int(vmin_vals.reshape(-1)[0])
+
+    def mode_bits(bits: int, mode: str) -> tuple[int, int]:
+        return (bits, OVF_MODES[mode]) if bits and mode != "none" else (2, 0)
+
+    act = mode_bits(prof.act_bits, prof.act_overflow)
+    ar = mode_bits(arith, "wrap")
+    um = mode_bits(prof.u_bits, prof.u_overflow)
+    vm = mode_bits(prof.v_bits, prof.v_overflow)
+    lif = {
+        "W": str(cw), "DECAY_BITS": str(db), "ROUND": str(ROUNDING[rounding]),
+        "ACT_BITS": str(act[0]), "ACT_MODE": str(act[1]), "ACT_SHIFT": str(prof.act_shift),
+        "ARITH_BITS": str(ar[0]), "ARITH_MODE": str(ar[1]),
+        "U_BITS": str(um[0]), "U_MODE": str(um[1]), "V_BITS": str(vm[0]), "V_MODE": str(vm[1]),
+        "RESET": str(RESETS[op.reset]), "TIMING": str(TIMINGS[op.reset_timing]),
+        "COMPARE": str(1 if op.compare == "ge" else 0), "SPIKE": str(SPIKES[op.spike]),
+        "HAS_LMAX": str(1 if op.spike == "multilevel" and op.levels is not None else 0), "DIV_K": str(div_k),
+        "HAS_VMIN": str(1 if vmin_vals is not None else 0),
+        "VTH": vconst(vth, cw), "VTH_LO": vconst(vth_lo, cw), "RESET_VALUE": vconst(rv, cw),
+        "V_INIT": vconst(int(q.v_init), cw), "DIV_M": vconst(div_m, cw),
+        "LMAX": vconst((op.levels - 1) if op.levels else 0, cw), "MU": vconst(mu, cw), "MV": vconst(mv, cw),
+    }
+    lid = f"l{k}_{ident(name)}"
+    return Layer(
+        index=k, node=name, ident=lid, module=f"npuc_{gident}_{lid}"[:60], n=n, shape=shape, paths=paths,
+        lif=lif, cw=cw, sw=sw, vw=vw, uw=uw, naw=unsigned_bits(n - 1), bias=bias_mem,
+        bias_const=int(bias_vals.reshape(-1)[0]), bias_w=bias_w, vmin=vmin_mem, vmin_const=vmin_const,
+        vmin_w=vmin_w, dmin=dmin_mem, dmin_w=dmin_w, lfsr=lfsr_cfg, ev=ev, spike=op.spike)
+
+
+def _subtract_range(op: LIF, h: Range, vth: int, vth_lo: int, amt: Range) -> Range:
+    """Range of ``h - amount(s)`` after a same-step subtractive reset, piecewise over the
+    deterministic firing regions (the plain interval ``h - amt`` would cost a bit)."""
+    ge = op.compare == "ge"
+    parts: list[Range] = []
+
+    def part(lo: int, hi: int, sub: int) -> None:
+        lo, hi = max(lo, h.lo), min(hi, h.hi)
+        if lo <= hi:
+            parts.append(Range(lo - sub, hi - sub))
+
+    if op.spike == "binary":
+        part(h.lo, vth - 1 if ge else vth, 0)
+        part(vth if ge else vth + 1, h.hi, vth)
+    elif op.spike == "ternary":
+        hi_fire = vth if ge else vth + 1  # s = +1 from here (checked first)
+        lo_fire = vth_lo if ge else vth_lo - 1  # s = -1 up to here unless s = +1
+        part(hi_fire, h.hi, vth)
+        part(h.lo, min(lo_fire, hi_fire - 1), vth_lo)
+        part(lo_fire + 1, hi_fire - 1, 0)
+    elif op.spike == "multilevel" and vth > 0:
+        part(h.lo, -1, 0)
+        if h.hi >= 0:  # v = h mod vth below the top level, h - (levels - 1) vth above it
+            parts.append(Range(0, min(vth - 1, h.hi)))
+            if op.levels is not None:
+                top = (op.levels - 1) * vth
+                part(top, h.hi, top)
+    else:
+        return h - amt
+    out = parts[0]
+    for r in parts[1:]:
+        out = out.hull(r)
+    return out
+
+
+def _shift_array(x: np.ndarray, e: int) -> np.ndarray:
+    return x << e if e >= 0 else x >> (-e)
+
+
+def _bernoulli_table(name: str, op: LIF, h_r: Range, vth: int) -> tuple[list[int], Range]:
+    """Threshold table for bernoulli spikes: ``dmin[r] = min{d : pq(d) >= r}`` over ``d = h - vth``,
+    with ``pq(d) = floor(sigmoid(d * scale) * (2^bits - 1) + 1/2)`` evaluated exactly as
+    `npuc.sim.int_kernels.LIFInt._fire` does, so ``s = (r <= pq(d)) = (d >= dmin[r])``."""
+    if op.bits > MAX_BERNOULLI_BITS:
+        raise RtlSupportError(f"neuron '{name}': bernoulli spikes with a {op.bits}-bit LFSR need a 2^{op.bits}-entry "
+                              f"threshold table; use bits <= {MAX_BERNOULLI_BITS}")
+    dlo, dhi = h_r.lo - vth, h_r.hi - vth
+    m = float((1 << op.bits) - 1)
+    scale = float(op.q.scale)
+    # pq only changes where |d * scale| < ln(2m) + 2: evaluate that window (verified below)
+    reach = (math.log(2 * m) + 2) / abs(scale) if scale else float("inf")
+    lo_w = max(dlo, math.floor(-reach)) if scale > 0 else dlo
+    hi_w = min(dhi, math.ceil(reach)) if scale > 0 else dhi
+    if hi_w - lo_w > (1 << 24):
+        raise RtlSupportError(f"neuron '{name}': bernoulli spikes over a membrane range of {hi_w - lo_w} values; "
+                              "bound the membrane (v_bits) more tightly")
+    lo_w, hi_w = min(lo_w, hi_w), max(lo_w, hi_w)
+    d = torch.arange(lo_w, hi_w + 1, dtype=torch.int64)
+    p = torch.sigmoid(d.to(torch.float64) * op.q.scale)
+    pq = torch.floor(p * m + 0.5).to(torch.int64).numpy()
+    if np.any(np.diff(pq) < 0) or (lo_w > dlo and pq[0] != 0) or (hi_w < dhi and pq[-1] != int(m)):
+        raise RtlSupportError(f"neuron '{name}': the bernoulli firing probability is not monotone in the membrane")
+    r = np.arange(1 << op.bits)
+    idx = np.searchsorted(pq, r, side="left")  # first d with pq(d) >= r
+    table = np.where(idx < len(pq), lo_w + idx, hi_w + 1)
+    table[0] = hi_w + 1  # r = 0 never occurs (the LFSR state is nonzero)
+    return [int(v) for v in table], Range(int(table.min()), int(table.max()))
+
+
+# -- outputs ----------------------------------------------------------------------------------
+
+
+def _output_source(graph: Graph, name: str):
+    ref = graph[name].inputs[0]
+    while isinstance(graph[ref.node].op, Reshape) and ref.delay == 0:
+        ref = graph[ref.node].inputs[0]
+    return ref
+
+
+def _current_outputs(graph: Graph) -> set[str]:
+    """Neurons whose current ``i`` is read by an Output (their u must be stored)."""
+    out = set()
+    for node in graph.outputs():
+        ref = _output_source(graph, node.name)
+        src = graph[ref.node]
+        if isinstance(src.op, LIF) and src.port(ref) == "i":
+            out.add(ref.node)
+    return out
+
+
+def _readouts(graph: Graph, layers: list[Layer]) -> tuple[list[Readout], list[dict]]:
+    by_node = {lay.node: lay for lay in layers}
+    readouts: list[Readout] = []
+    index: dict[tuple[int, str], int] = {}
+
+    def add(lay: Layer, port: str, probe: bool) -> int:
+        key = (lay.index, port)
+        if key in index:
+            r = readouts[index[key]]
+            r.probe = r.probe and probe
+            return index[key]
+        lsb, width = lay.fields[port]
+        index[key] = len(readouts)
+        readouts.append(Readout(lay.index, lay.node, port, lsb, width, lay.n, probe))
+        return index[key]
+
+    outputs = []
+    for out in graph.outputs():
+        op: Output = out.op
+        ref = _output_source(graph, out.name)
+        src = graph[ref.node]
+        if ref.delay != 0 or not isinstance(src.op, LIF):
+            raise RtlSupportError(f"output '{out.name}' reads '{ref.node}' ({type(src.op).__name__}); the RTL streams "
+                                  "out neuron spikes, membranes (v) and currents (i) only")
+        port = src.port(ref)
+        r = add(by_node[ref.node], port, probe=False)
+        readouts[r].outputs.append(out.name)
+        outputs.append({"name": out.name, "index": op.index, "decoding": op.decoding, "layout": op.layout,
+                        "readout": r, "shape": list(graph[out.name].shape)})
+    for lay in layers:
+        for port in lay.fields:
+            add(lay, port, probe=True)
+    return readouts, outputs

@@ -1,0 +1,243 @@
+"""The RTL design as a small object model: what the templates print.
+
+`npuc.backends.rtl.lower` builds a `Design` from a quantized graph and makes
+every decision there (widths, memory layouts, modes, which units exist);
+`npuc.backends.rtl.render` prints it through the jinja2 templates in
+``npuc.hdl`` (loops and fields only) and writes the memory images.
+
+Hardware summary (see ``docs/rtl-backend.md``): one *layer* per LIF node,
+run one after another in topological order every time step. A layer walks
+each synapse path's source event list with an event-driven engine
+(`npuc_syn`, optionally fed by a pooling unit `npuc_pool`), accumulating into
+per-path, per-lane accumulator RAMs, then updates its neurons one per cycle
+(`npuc_lif`) and appends its nonzero spikes to its own event list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Memory:
+    """A ``$readmemh`` image: ``words`` (python ints, two's complement of ``width`` bits)."""
+
+    name: str  # file name inside the artifact's mem/ folder
+    width: int
+    words: np.ndarray  # object array of python ints (signed values allowed)
+
+    @property
+    def depth(self) -> int:
+        return len(self.words)
+
+    @property
+    def path(self) -> str:
+        return f"mem/{self.name}"
+
+    @property
+    def bits(self) -> int:
+        return self.width * self.depth
+
+
+@dataclass
+class EventList:
+    """Event list of a population (`npuc_evlist`): entries ``{payload, index}``."""
+
+    ident: str  # instance name
+    pop: str  # graph node
+    n: int
+    iw: int  # index width
+    pw: int  # payload width (signed)
+    iaw: int  # count / address width within a bank
+    maw: int  # memory address width
+    banks: int
+
+    @property
+    def dw(self) -> int:
+        return self.pw + self.iw
+
+    @property
+    def bits(self) -> int:
+        return self.dw * self.n * self.banks
+
+
+@dataclass
+class InputUnit:
+    """One Input node: an encoder (`npuc_input`) fed from the top-level word stream."""
+
+    node: str
+    ident: str
+    kind: int  # npuc_input KIND
+    kind_name: str
+    n: int
+    offset: int  # first word of this input in a step's stream
+    xw: int  # value bits used from the word
+    pw: int
+    iw: int
+    cw: int
+    lw: int
+    taps: int
+    seed: int
+    mq: int
+    ev: EventList
+    host: dict[str, Any]  # what the host needs to encode words (npuc.sim.encoding)
+
+
+@dataclass
+class PoolUnit:
+    """Pre-synaptic pooling of a path's source (`npuc_pool`)."""
+
+    nodes: list[str]
+    is_or: bool
+    pwi: int
+    pw: int
+    iw: int
+    eaw: int
+    qw: int
+    nq: int
+    qaw: int
+    qcw: int
+    rom: Memory
+    rom_aw: int
+    nyb: int
+    nxb: int
+    owp: int
+    windows_per_event: float
+
+
+@dataclass
+class Path:
+    """One synapse path into a layer: engine (`npuc_syn`) + accumulators + post (`npuc_syn_post`)."""
+
+    index: int
+    source: EventList
+    delay: int
+    pool: PoolUnit | None
+    weighted: str  # graph node
+    nodes: list[str]  # every graph node of the path (pre, weighted, post)
+    kind: int  # 0 dense, 1 conv
+    lanes: int
+    ww: int
+    pw: int
+    binary: bool
+    aw: int
+    iw: int
+    eaw: int
+    weights: Memory
+    waw: int
+    adepth: int
+    aaw: int
+    kc: int
+    kcb: int
+    cg: int
+    conv: dict[str, int]  # conv engine parameters (GB, CIB, ..., JSTEP); empty for dense
+    decode: Memory | None
+    decode_aw: int
+    exp: int
+    bias: Memory | None
+    bw: int
+    ovf_bits: int
+    ovf_mode: int
+    iter_p: int  # neurons per channel (conv OH*OW, dense 1)
+    iter_nw: int
+    chw: int
+    fanout: float  # mean (taps x chunks) cycles per event
+    fanout_synapses: float  # mean synapses per event
+
+
+@dataclass
+class Layer:
+    """One LIF population."""
+
+    index: int
+    node: str
+    ident: str
+    module: str
+    n: int
+    shape: tuple[int, ...]
+    paths: list[Path]
+    lif: dict[str, str]  # npuc_lif parameters, already formatted as Verilog constants
+    cw: int
+    sw: int
+    vw: int
+    uw: int  # 0 when u is not stored
+    naw: int  # neuron address width
+    bias: Memory | None
+    bias_const: int
+    bias_w: int
+    vmin: Memory | None
+    vmin_const: int | None
+    vmin_w: int
+    dmin: Memory | None
+    dmin_w: int
+    lfsr: dict[str, int] | None  # width, taps, seed (bernoulli)
+    ev: EventList | None
+    spike: str
+
+    @property
+    def state_width(self) -> int:
+        return self.sw + self.vw + self.uw
+
+    @property
+    def fields(self) -> dict[str, tuple[int, int]]:
+        """Readable state fields: port -> (lsb, width) in the state word ``{s, v, u}``."""
+        out = {"spikes": (self.uw + self.vw, self.sw), "v": (self.uw, self.vw)}
+        if self.uw:
+            out["i"] = (0, self.uw)
+        return out
+
+
+@dataclass
+class Readout:
+    """One block of output words per step: ``n`` values of a layer's state field."""
+
+    layer: int
+    node: str  # the LIF node
+    port: str
+    lsb: int
+    width: int
+    n: int
+    probe: bool  # only streamed when the top is built with PROBE=1
+    outputs: list[str] = field(default_factory=list)  # Output nodes reading it
+
+
+@dataclass
+class Design:
+    """The whole accelerator."""
+
+    graph: str
+    top: str
+    steps: int | None
+    profile: str
+    lanes: int
+    in_w: int
+    out_w: int
+    inputs: list[InputUnit]
+    layers: list[Layer]
+    evlists: list[EventList]
+    readouts: list[Readout]
+    outputs: list[dict[str, Any]]  # Output nodes: name, index, decoding, layout, readout
+    consumers: dict[str, list[tuple[int, int]]]  # evlist ident -> [(layer, path)] reading it
+
+    @property
+    def words_in(self) -> int:
+        return sum(i.n for i in self.inputs)
+
+    def readout_words(self, probe: bool) -> int:
+        return sum(r.n for r in self.readouts if probe or not r.probe)
+
+    def memories(self) -> list[Memory]:
+        out: list[Memory] = []
+        for lay in self.layers:
+            for p in lay.paths:
+                out.append(p.weights)
+                for m in (p.decode, p.bias, p.pool.rom if p.pool else None):
+                    if m is not None:
+                        out.append(m)
+            for m in (lay.bias, lay.vmin, lay.dmin):
+                if m is not None:
+                    out.append(m)
+        return out

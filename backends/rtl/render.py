@@ -1,0 +1,245 @@
+"""Print a `Design` through the jinja2 templates of ``npuc.hdl`` and write the artifact folder.
+
+The templates hold loops and fields only; this module turns the object model
+into *views* (names, widths and ready-made Verilog expressions) and writes:
+
+* ``<top>.v`` and one ``<module>.v`` per layer (generated), plus the static
+  building blocks ``npuc_*.v`` copied from ``npuc.hdl``;
+* ``mem/*.hex`` memory images (``$readmemh``, one word per line);
+* ``tb_<top>.py``, the cocotb testbench; ``design.json`` (what `run` and
+  `rtl_report` read); ``files.f`` (source list); ``README`` (ports, protocol).
+
+Output is deterministic: the same graph gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import jinja2
+
+from .bounds import unsigned_bits
+from .lower import STATIC_MODULES, vconst
+from .model import Design, Layer, Memory
+from .model import Path as SynPath
+
+STATIC = STATIC_MODULES
+DESIGN_FILE = "design.json"
+DESIGN_VERSION = 1
+
+
+def _env() -> jinja2.Environment:
+    root = resources.files("npuc.hdl")
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)), keep_trailing_newline=True, trim_blocks=True,
+        lstrip_blocks=True, undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def static_source(name: str) -> str:
+    return resources.files("npuc.hdl").joinpath(name).read_text()
+
+
+# -- views ------------------------------------------------------------------------------------
+
+
+def _sext(sig: str, lsb: int, width: int, to: int) -> str:
+    msb = lsb + width - 1
+    return f"{{{{{to - width}{{{sig}[{msb}]}}}}, {sig}[{msb}:{lsb}]}}"
+
+
+def _path_view(p: SynPath, phases: dict[str, str], pool_lsb: int) -> SimpleNamespace:
+    pool = None
+    if p.pool is not None:
+        pl = p.pool
+        pool = SimpleNamespace(is_or=int(pl.is_or), pwi=pl.pwi, pw=pl.pw, iw=pl.iw, eaw=pl.eaw, qw=pl.qw, nq=pl.nq,
+                               qaw=pl.qaw, qcw=pl.qcw, rom=pl.rom.path, rom_depth=pl.rom.depth, rom_aw=pl.rom_aw,
+                               nyb=pl.nyb, nxb=pl.nxb, owp=pl.owp)
+    conv = list(p.conv.items())
+    if p.decode is not None:
+        conv = [("CROM_FILE", f'"{p.decode.path}"'), ("CROM_DEPTH", str(p.decode.depth)),
+                ("CROM_AW", str(p.decode_aw))] + conv
+    i = p.index
+    lane_terms = [f"(p{i}_lane_b[{ln}] ? p{i}_acc_rdata[{ln * p.aw + p.aw - 1}:{ln * p.aw}] : {p.aw}'d0)"
+                  for ln in range(p.lanes)]
+    src = p.source
+    desc = " -> ".join([src.pop, *p.nodes]) + (" (delay 1)" if p.delay else "")
+    return SimpleNamespace(
+        i=i, desc=desc, delay=p.delay, src_eaw=src.iaw, src_dw=src.dw, eaw=p.eaw, dw=p.pw + p.iw, pool=pool,
+        kind=p.kind, lanes=p.lanes, ww=p.ww, pw=p.pw, binary=int(p.binary), aw=p.aw, iw=p.iw,
+        wdepth=p.weights.depth, waw=p.waw, wfile=p.weights.path, adepth=p.adepth, aaw=p.aaw, kc=p.kc, kcb=p.kcb,
+        cg=p.cg, conv=conv, iter_p=p.iter_p, iter_nw=p.iter_nw, chw=p.chw, bw=p.bw,
+        bias=p.bias.path if p.bias else None, bias_depth=p.bias.depth if p.bias else 0, lane_terms=lane_terms,
+        exp=p.exp, ovf_bits=p.ovf_bits, ovf_mode=p.ovf_mode, src=src.ident,
+        read_phase=phases[f"pool{i}"] if p.pool else phases[f"syn{i}"],
+        pool_phase=phases.get(f"pool{i}", ""), syn_phase=phases[f"syn{i}"], pool_count_lsb=pool_lsb)
+
+
+def _layer_view(lay: Layer) -> SimpleNamespace:
+    phases = []
+    for p in lay.paths:
+        if p.pool is not None:
+            phases.append((f"pool{p.index}", f"PH_P{p.index}_POOL", f"p{p.index}_pool_done",
+                           f"pool path {p.index}"))
+        phases.append((f"syn{p.index}", f"PH_P{p.index}_SYN", f"p{p.index}_syn_done",
+                       f"synapses of path {p.index}"))
+    phases.append(("neuron", "PH_NEURON", "", "neuron update"))
+    ph_views = []
+    for k, (key, name, done, what) in enumerate(phases):
+        nxt = phases[k + 1][1] if k + 1 < len(phases) else "PH_IDLE"
+        ph_views.append(SimpleNamespace(key=key, name=name, id=k + 1, done=done, next=nxt, what=what))
+    names = {key: name for key, name, _, _ in phases}
+    fields = lay.fields
+    paths, lsb = [], 0
+    for p in lay.paths:
+        paths.append(_path_view(p, names, lsb))
+        lsb += p.pool.qcw if p.pool else 0
+    lf = lay.lfsr or {}
+    return SimpleNamespace(
+        index=lay.index, node=lay.node, ident=lay.ident, module=lay.module, n=lay.n,
+        shape_str="x".join(map(str, lay.shape)), cw=lay.cw, naw=lay.naw, stw=lay.state_width,
+        phases=ph_views, phw=unsigned_bits(len(phases)),
+        paths=paths, pools=any(p.pool for p in lay.paths), pool_count_w=lsb, pool_count_lsb=0,
+        sw=lay.sw, vw=lay.vw, uw=lay.uw, s_lsb=fields["spikes"][0], v_lsb=fields["v"][0],
+        bias=lay.bias.path if lay.bias else None, bias_w=lay.bias_w, bias_const=vconst(lay.bias_const, lay.cw),
+        vmin=lay.vmin.path if lay.vmin else None, vmin_w=lay.vmin_w,
+        vmin_const=vconst(lay.vmin_const or 0, lay.cw),
+        dmin=lay.dmin.path if lay.dmin else None, dmin_w=lay.dmin_w,
+        dmin_depth=lay.dmin.depth if lay.dmin else 0, lfsr_w=lf.get("width", 1),
+        lfsr_taps=f"{lf.get('width', 1)}'d{lf.get('taps', 0)}", lfsr_seed=f"{lf.get('width', 1)}'d{lf.get('seed', 0)}",
+        lif=list(lay.lif.items()), ev=lay.ev.ident if lay.ev else None,
+        ev_dw=lay.sw + lay.naw, ev_pw=lay.sw)
+
+
+def _or(terms: list[str], zero: str) -> str:
+    return " | ".join(terms) if terms else zero
+
+
+def view(d: Design) -> SimpleNamespace:
+    """Template view of a design: every name and expression the templates print."""
+    layers = [_layer_view(lay) for lay in d.layers]
+    evs = []
+    lsb = 0
+    for lv in layers:
+        lv.pool_count_lsb = lsb
+        lsb += lv.pool_count_w
+    pool_count_w = lsb
+    lsb = 0
+    for ev in d.evlists:
+        users = [(layers[k].ident, i) for k, i in d.consumers[ev.ident]]
+        evs.append(SimpleNamespace(
+            ident=ev.ident, dw=ev.dw, n=ev.n, iaw=ev.iaw, banks=ev.banks, maw=ev.maw,
+            rd_re=_or([f"{li}_p{i}_ev_re" for li, i in users], "1'b0"),
+            rd_bank=_or([f"{li}_p{i}_ev_bank" for li, i in users], "1'b0"),
+            rd_addr=_or([f"{li}_p{i}_ev_addr" for li, i in users], f"{ev.iaw}'d0"), count_lsb=lsb, pop=ev.pop))
+        lsb += ev.iaw
+    readouts = []
+    for r in d.readouts:
+        sig = f"{layers[r.layer].ident}_ro_data"
+        readouts.append(SimpleNamespace(n=r.n, layer=r.layer, expr=_sext(sig, r.lsb, r.width, d.out_w)))
+    n_out = sum(1 for r in d.readouts if not r.probe)
+    wcw = unsigned_bits(d.words_in)
+    inputs = []
+    for u in d.inputs:
+        conds = ["in_fire"]
+        if u.offset:
+            conds.append(f"(w >= {wcw}'d{u.offset})")
+        if u.offset + u.n < d.words_in:
+            conds.append(f"(w < {wcw}'d{u.offset + u.n})")
+        inputs.append(SimpleNamespace(**vars(u), valid=" && ".join(conds)))
+    steps = d.steps or 1
+    return SimpleNamespace(
+        graph=d.graph, top=d.top, profile=d.profile, in_w=d.in_w, out_w=d.out_w, layers=layers, evlists=evs,
+        inputs=inputs, readouts=readouts, n_out_items=n_out, itw=unsigned_bits(len(d.readouts)),
+        rnw=unsigned_bits(max(r.n for r in d.readouts)), liw=unsigned_bits(len(d.layers) - 1),
+        wcw=wcw, tw=unsigned_bits(steps), steps_param=steps, words_in=d.words_in,
+        words_out=d.readout_words(False), words_probe=d.readout_words(True), ev_count_w=lsb,
+        pool_count_w=pool_count_w,
+        pools=[SimpleNamespace(layer=lv.ident, path=p.i, lsb=lv.pool_count_lsb + p.pool_count_lsb, w=p.pool.qcw)
+               for lv in layers for p in lv.paths if p.pool])
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def _hex(mem: Memory) -> str:
+    digits = max(1, -(-mem.width // 4))
+    mask = (1 << mem.width) - 1
+    return "".join(f"{int(w) & mask:0{digits}x}\n" for w in mem.words)
+
+
+def design_json(d: Design) -> dict[str, Any]:
+    """What `run` and `rtl_report` need, without importing the graph."""
+    return {
+        "format": "npuc-rtl-design", "version": DESIGN_VERSION, "graph": d.graph, "top": d.top,
+        "profile": d.profile, "steps": d.steps, "lanes": d.lanes, "in_w": d.in_w, "out_w": d.out_w,
+        "inputs": [dict(u.host, n=u.n, offset=u.offset, xw=u.xw, ident=u.ident, ev=u.ev.ident) for u in d.inputs],
+        "layers": [{
+            "index": lay.index, "node": lay.node, "ident": lay.ident, "module": lay.module, "n": lay.n,
+            "shape": list(lay.shape), "spike": lay.spike, "ev": lay.ev.ident if lay.ev else None,
+            "state_bits": lay.state_width * lay.n,
+            "paths": [{
+                "index": p.index, "source": p.source.pop, "source_ev": p.source.ident, "delay": p.delay,
+                "nodes": p.nodes, "kind": "conv" if p.kind else "dense", "lanes": p.lanes,
+                "fanout_cycles": p.fanout, "fanout_synapses": p.fanout_synapses,
+                "pool": None if p.pool is None else {"nodes": p.pool.nodes, "or": p.pool.is_or,
+                                                     "windows_per_event": p.pool.windows_per_event},
+                "memory_bits": {"weights": p.weights.bits, "accumulators": p.aw * p.lanes * p.adepth,
+                                "decode": p.decode.bits if p.decode else 0, "bias": p.bias.bits if p.bias else 0,
+                                "pool": (p.pool.rom.bits + p.pool.nq * (2 * p.pool.pw + 2 * p.pool.qw + 1))
+                                if p.pool else 0},
+            } for p in lay.paths],
+            "memory_bits": {"state": lay.state_width * lay.n, "bias": lay.bias.bits if lay.bias else 0,
+                            "vmin": lay.vmin.bits if lay.vmin else 0, "dmin": lay.dmin.bits if lay.dmin else 0,
+                            "events": lay.ev.bits if lay.ev else 0},
+        } for lay in d.layers],
+        "evlists": [{"ident": ev.ident, "pop": ev.pop, "n": ev.n, "banks": ev.banks, "bits": ev.bits}
+                    for ev in d.evlists],
+        "readouts": [{"layer": r.layer, "node": r.node, "port": r.port, "n": r.n, "width": r.width,
+                      "probe": r.probe} for r in d.readouts],
+        "outputs": d.outputs,
+    }
+
+
+def render(d: Design, out_dir: Path) -> list[Path]:
+    """Write the artifact folder (replacing ``out_dir`` atomically) and return its files."""
+    env = _env()
+    v = view(d)
+    files: dict[str, str] = {}
+    files[f"{d.top}.v"] = env.get_template("top.v.j2").render(d=v)
+    for lv in v.layers:
+        files[f"{lv.module}.v"] = env.get_template("layer.v.j2").render(d=v, L=lv)
+    for name in STATIC:
+        files[name] = static_source(name)
+    for mem in d.memories():
+        files[mem.path] = _hex(mem)
+    files[f"tb_{d.top}.py"] = env.get_template("tb.py.j2").render(d=v)
+    meta = design_json(d)
+    files[DESIGN_FILE] = json.dumps(meta, indent=1, sort_keys=True) + "\n"
+    sources = [*STATIC, *(f"{lv.module}.v" for lv in v.layers), f"{d.top}.v"]
+    files["files.f"] = "".join(f"{s}\n" for s in sources)
+    files["README"] = env.get_template("README.j2").render(d=v, meta=meta)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=out_dir.parent))
+    try:
+        for rel, text in sorted(files.items()):
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old{tmp.name[-8:]}")
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [out_dir / rel for rel in sorted(files)]

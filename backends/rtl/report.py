@@ -1,0 +1,171 @@
+"""Figures for an emitted RTL design: cycles per step against the event-driven bound, and
+Yosys resource estimates per layer.
+
+Event-driven bound of a layer in one step (what an ideal pipeline of this
+architecture needs)::
+
+    bound = sum over paths p of  E_p x F_p           (synapse phase)
+          + pool: E_src x windows/event + touched     (pooling phase, when the path pools)
+          + N                                         (neuron update, one neuron per cycle)
+          + depth                                     (pipeline fill per phase, `PHASE_DEPTH`)
+
+with ``E_p`` the active events reaching the engine (nonzero inputs or pooled
+values, counted by the hardware) and ``F_p`` its cycles per event: the taps
+of the event's kernel times ``ceil(channels / lanes)`` (``ceil(outputs /
+lanes)`` for dense), i.e. fan-out / lanes. The measured cycles come from the
+layer's cycle counter in simulation (`npuc.backends.rtl.run`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import toolchain
+from .sim import load_design
+
+PHASE_DEPTH = {"syn": 3, "pool": 6, "neuron": 2, "control": 1}
+"""Fixed cycles per phase: engine start + fetch/decode/read/write pipeline fill, pooling
+accumulate + emit pipelines, neuron read/update stages, and the layer FSM's entry cycle."""
+
+
+def _classify(cells: dict[str, int]) -> dict[str, int]:
+    s = {"LUT": 0, "FF": 0, "BRAM": 0, "LUTRAM": 0, "DSP": 0, "CARRY": 0, "other": 0}
+    for name, n in cells.items():
+        if re.match(r"^(LUT\d|SB_LUT4)$", name):
+            s["LUT"] += n
+        elif re.match(r"^(FD[RSCP]E?|SB_DFF\w*|\$_S?DFFE?_\w+|\$_DFF\w*)$", name):
+            s["FF"] += n
+        elif re.match(r"^(RAMB\d+E\d|SB_RAM40_4K\w*|SB_SPRAM256KA)$", name):
+            s["BRAM"] += n
+        elif re.match(r"^(RAM\d+[XSMD]\w*)$", name):
+            s["LUTRAM"] += n
+        elif re.match(r"^(DSP48E\d|SB_MAC16)$", name):
+            s["DSP"] += n
+        elif re.match(r"^(CARRY4|CARRY8|SB_CARRY|MUXF\d)$", name):
+            s["CARRY"] += n
+        elif name != "$scopeinfo":
+            s["other"] += n
+    return s
+
+
+def hierarchical_cells(modules: dict[str, Any], name: str) -> dict[str, int]:
+    """Primitive cell counts of a module including its submodules (Yosys ``stat -json`` without flattening;
+    module keys may carry a leading backslash that cell types omit)."""
+    mods = {k.lstrip("\\"): v for k, v in modules.items()}
+    out: dict[str, int] = {}
+    for cell, n in mods[name.lstrip("\\")]["num_cells_by_type"].items():
+        if cell.lstrip("\\") in mods:
+            for c, m in hierarchical_cells(modules, cell).items():
+                out[c] = out.get(c, 0) + n * m
+        else:
+            out[cell] = out.get(cell, 0) + n
+    return out
+
+
+def resources(artifact_dir: str | Path, target: str = "ice40") -> dict[str, Any]:
+    """Yosys resource estimate of every layer module and of the whole design (cached by source hash)."""
+    art = Path(artifact_dir)
+    meta = load_design(art)
+    stats = toolchain.yosys_stats(toolchain.design_sources(art), meta["top"], target)
+    mods = stats["modules"]
+    out: dict[str, Any] = {"target": target, "seconds": stats.get("seconds"), "layers": {}}
+    for lay in meta["layers"]:
+        key = "\\" + lay["module"]
+        if key in mods:
+            out["layers"][lay["node"]] = _classify(hierarchical_cells(mods, key))
+    out["total"] = _classify(hierarchical_cells(mods, "\\" + meta["top"]))
+    return out
+
+
+def _layer_bound(lay: dict[str, Any], rtl: dict[str, Any], pool_cols: list[int]) -> dict[str, np.ndarray]:
+    syn = 0
+    pool = 0
+    depth = PHASE_DEPTH["control"] + PHASE_DEPTH["neuron"]
+    for p in lay["paths"]:
+        ev = np.asarray(rtl["events"][p["source"]], dtype=np.float64)  # [T, B]
+        depth += PHASE_DEPTH["syn"]
+        if p["pool"] is not None:
+            col = pool_cols.pop(0)
+            pooled = np.asarray(rtl["pooled"][:, :, col], dtype=np.float64)
+            # accumulate: every window of every event; emit: every touched window (= nonzero
+            # pooled values for spikes >= 0)
+            pool = pool + ev * p["pool"]["windows_per_event"] + pooled
+            depth += PHASE_DEPTH["pool"]
+            ev = pooled
+        syn = syn + ev * p["fanout_cycles"]
+    syn_arr = np.asarray(syn, dtype=np.float64)
+    pool_arr = np.asarray(pool, dtype=np.float64)
+    total = syn_arr + pool_arr + lay["n"] + depth
+    return {"synapse": syn_arr, "pool": pool_arr, "bound": total, "depth": np.float64(depth)}
+
+
+def rtl_report(graph: Any, artifact_dir: str | Path, run_result: Any = None, yosys: bool = True,
+               target: str = "ice40") -> dict[str, Any]:
+    """Per-layer cycles (measured vs event-driven bound) and resources of an emitted design.
+
+    Args:
+        graph: the quantized graph the design was emitted from (for node descriptions; may be None).
+        artifact_dir: the emitted ``rtl/`` folder.
+        run_result: a `SimResult` from `npuc.backends.rtl.run` on this design; without it
+            the cycle figures are omitted.
+        yosys: run (or reuse the cached) Yosys synthesis for LUT/FF/BRAM estimates.
+        target: Yosys flow, ``"ice40"`` (``synth_ice40``), ``"xilinx"`` (xc7) or ``"generic"``.
+
+    Returns:
+        ``{"design", "lanes", "layers": [...], "total": {...}}``; each layer has
+        ``neurons``, ``paths``, ``memory_bits``, and when available ``cycles``
+        (``measured_mean``, ``measured_max``, ``bound_mean``, ``synapse_mean``,
+        ``neuron``, ``efficiency`` = bound / measured) and ``resources``.
+    """
+    art = Path(artifact_dir)
+    meta = load_design(art)
+    res = resources(art, target) if yosys else None
+    rtl = run_result.stats.get("rtl") if run_result is not None else None
+    pool_cols = list(range(sum(1 for lay in meta["layers"] for p in lay["paths"] if p["pool"] is not None)))
+    layers = []
+    for lay in meta["layers"]:
+        mem = dict(lay["memory_bits"])
+        for p in lay["paths"]:
+            for k, v in p["memory_bits"].items():
+                mem[k] = mem.get(k, 0) + v
+        entry: dict[str, Any] = {
+            "node": lay["node"], "module": lay["module"], "neurons": lay["n"], "spike": lay["spike"],
+            "paths": [{"source": p["source"], "nodes": p["nodes"], "kind": p["kind"], "delay": p["delay"],
+                       "pool": p["pool"]["nodes"][0] if p["pool"] else None,
+                       "cycles_per_event": p["fanout_cycles"], "synapses_per_event": p["fanout_synapses"]}
+                      for p in lay["paths"]],
+            "memory_bits": {**mem, "total": int(sum(mem.values()))},
+        }
+        if graph is not None and lay["node"] in graph:
+            entry["op"] = type(graph[lay["node"]].op).__name__
+        if rtl is not None:
+            measured = np.asarray(rtl["layer_cycles"][lay["node"]], dtype=np.float64)
+            b = _layer_bound(lay, rtl, pool_cols)
+            entry["cycles"] = {
+                "measured_mean": float(measured.mean()), "measured_max": float(measured.max()),
+                "bound_mean": float(b["bound"].mean()), "synapse_mean": float(b["synapse"].mean()),
+                "pool_mean": float(b["pool"].mean()), "neuron": lay["n"], "depth": float(b["depth"]),
+                "efficiency": float(b["bound"].sum() / measured.sum()) if measured.sum() else None,
+            }
+        if res is not None:
+            entry["resources"] = res["layers"].get(lay["node"])
+        layers.append(entry)
+    total: dict[str, Any] = {
+        "neurons": sum(lay["n"] for lay in meta["layers"]),
+        "memory_bits": int(sum(lay["memory_bits"]["total"] for lay in layers)
+                           + sum(ev["bits"] for ev in meta["evlists"] if ev["pop"] not in
+                                 {lay["node"] for lay in meta["layers"]})),
+    }
+    if rtl is not None:
+        total["cycles_per_step"] = rtl["cycles_per_step"]
+        total["cycles_per_second"] = rtl.get("cycles_per_second")
+        clock = 100e6
+        total["steps_per_second_at_100MHz"] = clock / rtl["cycles_per_step"] if rtl["cycles_per_step"] else None
+    if res is not None:
+        total["resources"] = res["total"]
+        total["yosys"] = {"target": res["target"], "seconds": res["seconds"]}
+    return {"design": meta["top"], "graph": meta["graph"], "lanes": meta["lanes"], "layers": layers, "total": total}

@@ -1,0 +1,226 @@
+"""Run an emitted RTL design on user inputs: Verilator build (cached) + the generated cocotb testbench.
+
+The host side reproduces `npuc.sim.encoding` exactly: ``current`` inputs are
+quantized with the Input's `QInput` (``quantize_current``), ``spikes`` are
+checked integers, and spike encoders receive ``x_q`` (``quantize_unit``) while
+the hardware encoder produces the spikes of each step. The output words are
+split back into the golden engines' ``[T, B, ...]`` layout and decoded with
+the Output's decoding, so a result compares directly with
+``npuc.sim.simulate(graph, x, "int")``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...ir.ops import Input, Output
+from ...ir.values import Encoding, QInput
+from ...sim.encoding import InputError, decode, encode, quantize_unit, to_time_major
+from ...sim.engine import SimResult
+from . import toolchain
+from .render import DESIGN_FILE, DESIGN_VERSION
+
+
+class ArtifactError(ValueError):
+    """An RTL artifact folder that cannot be used (missing or foreign files)."""
+
+
+def load_design(artifact_dir: Path) -> dict[str, Any]:
+    path = Path(artifact_dir) / DESIGN_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{artifact_dir}: no {DESIGN_FILE}; emit the design with npuc.backends.rtl.emit first")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: unreadable ({e})") from None
+    if meta.get("format") != "npuc-rtl-design" or meta.get("version") != DESIGN_VERSION:
+        raise ArtifactError(f"{path}: not an npuc RTL design of version {DESIGN_VERSION}; re-emit it")
+    return meta
+
+
+def _input_op(spec: dict[str, Any]) -> Input:
+    kind = spec["kind"]
+    q = QInput(spec["frac_bits"], spec["bits"]) if kind in ("current", "spikes") else None
+    return Input(tuple(spec["shape"]), Encoding(kind, spec["enc_bits"], spec["enc_seed"]), spec["layout"],
+                 spec["index"], q)
+
+
+def encode_words(meta: dict[str, Any], inputs: Any) -> np.ndarray:
+    """The input word stream ``[B, T, words]`` (int64) for user inputs, as the hardware expects it.
+
+    Raises:
+        InputError: wrong shapes, disagreeing batch/steps, or values that do not fit the input width.
+    """
+    specs = meta["inputs"]
+    arrays = (np.ndarray, torch.Tensor)
+    if isinstance(inputs, (list, tuple)) and len(inputs) == len(specs) and all(isinstance(x, arrays) for x in inputs):
+        xs = list(inputs)  # one array per Input (also a 1-element list, as `npuc simulate` passes)
+    else:
+        xs = [inputs]
+    if len(xs) != len(specs):
+        raise InputError(f"design '{meta['graph']}' takes {len(specs)} input(s), got {len(xs)}")
+    blocks = []
+    steps = batch = None
+    for spec, x in zip(specs, xs):
+        op = _input_op(spec)
+        tm, t = to_time_major(spec["node"], op, x, meta["steps"])
+        if steps is not None and (t != steps or tm.shape[1] != batch):
+            raise InputError(f"input '{spec['node']}' disagrees with the other inputs on steps or batch size")
+        steps, batch = t, int(tm.shape[1])
+        kind = spec["kind"]
+        if kind in ("current", "spikes"):
+            v = encode(op, tm, t, "int").numpy()
+            lo, hi = -(1 << (spec["xw"] - 1)), (1 << (spec["xw"] - 1)) - 1
+            if v.size and (v.min() < lo or v.max() > hi):
+                raise InputError(f"input '{spec['node']}': integer values span [{v.min()}, {v.max()}], outside the "
+                                 f"{spec['xw']}-bit input range [{lo}, {hi}]")
+        else:
+            xq = quantize_unit(tm[0], spec["bits"])
+            v = np.broadcast_to(xq[None], (t, *xq.shape))
+        blocks.append(np.asarray(v, dtype=np.int64).reshape(t, batch, -1))
+    words = np.concatenate(blocks, axis=2)  # [T, B, W]
+    return np.ascontiguousarray(words.transpose(1, 0, 2))
+
+
+def _poll_progress(path: Path, total: int, stop: threading.Event, enabled: bool) -> None:
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="rtl sim", unit="sample", disable=not enabled, leave=False) as bar:
+        while not stop.wait(0.2):
+            try:
+                done = int(path.read_text())
+            except (OSError, ValueError):
+                continue
+            bar.update(done - bar.n)
+
+
+def _fst_available() -> bool:
+    return Path("/usr/include/lz4.h").exists()
+
+
+def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool = False,
+        progress: bool = True, timeout_cycles: int = 50_000_000, opt: str = "-O0",
+        reset_check: tuple[int, int] | None = None) -> SimResult:
+    """Simulate an emitted design with Verilator + cocotb on user inputs.
+
+    Args:
+        artifact_dir: folder written by `npuc.backends.rtl.emit`.
+        inputs: what the model's forward takes (one array, or a list for several inputs).
+        probe: also return every layer's spikes, ``v`` and (where stored) ``i`` per step
+            (builds the top with ``PROBE=1``).
+        waves: write a waveform (VCD; FST when lz4 is available) to ``artifact_dir/sim/``.
+        progress: show build/simulation progress on stderr.
+        timeout_cycles: abort a step that takes longer (a hung design).
+        opt: C++ optimization of the Verilator model (``-O0`` builds fastest; ``-O2`` for long runs).
+        reset_check: verification aid ``(step, delay)``: before the run, play the first sample up to
+            ``step`` and assert ``rst`` ``delay`` cycles after that step's last input word, in the
+            middle of its computation; the results must be unaffected.
+
+    Returns:
+        `SimResult` with outputs (and probes) in the golden engines' layout;
+        ``stats["rtl"]`` holds measured cycles: ``step_cycles`` and
+        ``layer_cycles[node]`` (``[T, B]``), their means, events per population
+        and step, Verilator build/simulation seconds and simulated cycles/s.
+    """
+    art = Path(artifact_dir).resolve()
+    meta = load_design(art)
+    words = encode_words(meta, inputs)
+    batch, steps, _ = words.shape
+    sources = toolchain.design_sources(art)
+    missing = [s for s in sources if not s.is_file()]
+    if missing:
+        raise ArtifactError(f"{art}: missing source files {[m.name for m in missing]}; re-emit the design")
+    t0 = time.perf_counter()
+    fst = waves and _fst_available()
+    if progress:
+        print(f"rtl: building {meta['top']} with Verilator{' (waves)' if waves else ''} ...", file=sys.stderr)
+    build_dir = toolchain.build(sources, meta["top"], {"PROBE": int(probe)}, waves=waves, opt=opt)
+    t_build = time.perf_counter() - t0
+    run_dir = Path(tempfile.mkdtemp(prefix="run_", dir=toolchain.cache_root()))
+    try:
+        (run_dir / "mem").symlink_to(art / "mem", target_is_directory=True) if (art / "mem").is_dir() else None
+        tb = f"tb_{meta['top']}"
+        shutil.copy2(art / f"{tb}.py", run_dir / f"{tb}.py")
+        np.savez(run_dir / "stim.npz", words=words)
+        env = {"NPUC_RTL_STIM": str(run_dir / "stim.npz"), "NPUC_RTL_RESULT": str(run_dir / "result.npz"),
+               "NPUC_RTL_PROGRESS": str(run_dir / "progress"), "NPUC_RTL_TIMEOUT": str(int(timeout_cycles)),
+               "NPUC_RTL_PROBE": str(int(probe))}
+        if reset_check is not None:
+            step, delay = (int(v) for v in reset_check)
+            if not 0 <= step < steps or delay < 0:
+                raise ValueError(f"reset_check step must be in 0..{steps - 1} and delay >= 0, got {reset_check}")
+            env["NPUC_RTL_ABORT"] = f"{step},{delay}"
+        stop = threading.Event()
+        poller = threading.Thread(target=_poll_progress, args=(run_dir / "progress", batch, stop, progress),
+                                  daemon=True)
+        poller.start()
+        sys.path.insert(0, str(run_dir))  # the runner exports sys.path as PYTHONPATH
+        t1 = time.perf_counter()
+        try:
+            toolchain.run_test(build_dir, meta["top"], tb, run_dir, env, waves=waves)
+        finally:
+            sys.path.remove(str(run_dir))
+            stop.set()
+            poller.join()
+        t_sim = time.perf_counter() - t1
+        res = np.load(run_dir / "result.npz")
+        out, step_cycles, layer_cycles = res["out"], res["step_cycles"], res["layer_cycles"]
+        events = res["events"]
+        wave_file = None
+        if waves:
+            src = run_dir / ("dump.fst" if fst else "dump.vcd")
+            if src.exists():
+                (art / "sim").mkdir(exist_ok=True)
+                wave_file = art / "sim" / src.name
+                shutil.copy2(src, wave_file)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    readouts = [r for r in meta["readouts"] if probe or not r["probe"]]
+    traces: dict[tuple[int, str], np.ndarray] = {}
+    col = 0
+    for r in readouts:
+        block = out[:, :, col:col + r["n"]].transpose(1, 0, 2)  # [T, B, n]
+        shape = tuple(meta["layers"][r["layer"]]["shape"])
+        traces[(r["layer"], r["port"])] = block.reshape(steps, batch, *shape)
+        col += r["n"]
+    outputs, names = [], []
+    for o in sorted(meta["outputs"], key=lambda o: o["index"]):
+        r = meta["readouts"][o["readout"]]
+        v = traces[(r["layer"], r["port"])].reshape(steps, batch, *o["shape"])
+        op = Output(o["decoding"], o["layout"], o["index"])
+        outputs.append(decode(op, torch.from_numpy(np.ascontiguousarray(v))).numpy())
+        names.append(o["name"])
+    probes = None
+    if probe:
+        probes = {}
+        for (k, port), v in traces.items():
+            probes.setdefault(meta["layers"][k]["node"], {})[port] = v
+    total_cycles = int(step_cycles.sum())
+    stats = {"rtl": {
+        "step_cycles": step_cycles.T.copy(),
+        "layer_cycles": {lay["node"]: layer_cycles[:, :, lay["index"]].T.copy() for lay in meta["layers"]},
+        "cycles_per_step": float(step_cycles.mean()),
+        "layer_cycles_per_step": {lay["node"]: float(layer_cycles[:, :, lay["index"]].mean())
+                                  for lay in meta["layers"]},
+        "events": {ev["pop"]: events[:, :, j].T.copy() for j, ev in enumerate(meta["evlists"])},
+        "pooled": res["pooled"].transpose(1, 0, 2).copy(),
+        "build_seconds": round(t_build, 3), "sim_seconds": round(t_sim, 3), "cycles": total_cycles,
+        "cycles_per_second": round(total_cycles / t_sim, 1) if t_sim > 0 else None,
+        "build_dir": str(build_dir), "waves": str(wave_file) if wave_file else None,
+        "lanes": meta["lanes"], "probe": bool(probe),
+    }}
+    return SimResult(outputs, names, steps, probes, stats, time.perf_counter() - t0)
+
+
+__all__ = ["run", "encode_words", "load_design", "ArtifactError"]

@@ -1,0 +1,140 @@
+// npuc_lif: combinational integer LIF update of one neuron, bit-exact with
+// npuc.sim.int_kernels.LIFInt (equations in npuc.ir.values.QLIF). Every value is carried in W
+// bits, which the emitter sizes so that no intermediate result can overflow; the profile's
+// wraps and saturations are applied explicitly by npuc_ovf:
+//   a'  = OVF_act(a)
+//   u   = OVF_u(WRAP_arith(R(u_prev * MU / 2^DB) + (a' << ACT_SHIFT)))
+//   v'  = RESET_VALUE if (delayed value reset and s_prev != 0) else v_prev
+//   h   = WRAP_arith(R(v' * MV / 2^DB) + u + bias)
+//   h  -= amount(s_prev)                      (delayed / delayed_charge subtract)
+//   h   = RESET_VALUE if s_prev != 0          (delayed_charge value reset)
+//   h   = OVF_v(h);  s = fire(h)
+//   v   = h - amount(s) | (s != 0 ? RESET_VALUE : h) | h   (same-step subtract / value / otherwise)
+//   v   = max(v, vmin)                        (HAS_VMIN)
+// first = 1 replaces the previous state by the initial one (u = 0, v = V_INIT, s = 0).
+// Encodings: RESET 0 subtract 1 value 2 none; TIMING 0 same 1 delayed 2 delayed_charge;
+// COMPARE 0 gt 1 ge; SPIKE 0 binary 1 ternary 2 multilevel (s = min((h * DIV_M) >> DIV_K, LMAX),
+// an exact division by VTH over the membrane range) 3 bernoulli (s = h - VTH >= dmin,
+// dmin from the emitter's threshold table indexed by the neuron's LFSR value).
+`default_nettype none
+module npuc_lif #(
+    parameter integer W = 40,
+    parameter integer DECAY_BITS = 12,
+    parameter integer ROUND = 1,
+    parameter integer ACT_BITS = 16,
+    parameter integer ACT_MODE = 0,
+    parameter integer ACT_SHIFT = 0,
+    parameter integer ARITH_BITS = 32,
+    parameter integer ARITH_MODE = 0,
+    parameter integer U_BITS = 16,
+    parameter integer U_MODE = 3,
+    parameter integer V_BITS = 16,
+    parameter integer V_MODE = 3,
+    parameter integer RESET = 0,
+    parameter integer TIMING = 0,
+    parameter integer COMPARE = 0,
+    parameter integer SPIKE = 0,
+    parameter integer HAS_LMAX = 0,
+    parameter integer DIV_K = 0,
+    parameter integer HAS_VMIN = 0,
+    parameter signed [W-1:0] VTH = 1,
+    parameter signed [W-1:0] VTH_LO = -1,
+    parameter signed [W-1:0] RESET_VALUE = 0,
+    parameter signed [W-1:0] V_INIT = 0,
+    parameter signed [W-1:0] DIV_M = 1,
+    parameter signed [W-1:0] LMAX = 0,
+    parameter signed [W-1:0] MU = 0,
+    parameter signed [W-1:0] MV = 0
+) (
+    input  wire                first,
+    input  wire signed [W-1:0] a,
+    input  wire signed [W-1:0] u_prev,
+    input  wire signed [W-1:0] v_prev,
+    input  wire signed [W-1:0] s_prev,
+    input  wire signed [W-1:0] bias,
+    input  wire signed [W-1:0] vmin,
+    input  wire signed [W-1:0] dmin,
+    output wire signed [W-1:0] u,
+    output wire signed [W-1:0] v,
+    output wire signed [W-1:0] s
+);
+    localparam signed [W-1:0] ZERO = {W{1'b0}};
+    localparam signed [W-1:0] ONE = {{(W-1){1'b0}}, 1'b1};
+    localparam signed [W-1:0] MONE = {W{1'b1}};
+
+    // previous state (initial state on the first step of a sample)
+    wire signed [W-1:0] up = first ? ZERO : u_prev;
+    wire signed [W-1:0] vq = first ? V_INIT : v_prev;
+    wire signed [W-1:0] sp = first ? ZERO : s_prev;
+    wire sp_nz = (sp != ZERO);
+
+    // current state u
+    wire signed [W-1:0] a1;
+    npuc_ovf #(.W(W), .BITS(ACT_BITS), .MODE(ACT_MODE)) u_act (.x(a), .y(a1));
+    wire signed [W-1:0] ash = a1 <<< ACT_SHIFT;
+    wire signed [W-1:0] udec;
+    npuc_decay #(.W(W), .MULT(MU), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up), .y(udec));
+    wire signed [W-1:0] u0 = udec + ash;
+    wire signed [W-1:0] u1;
+    npuc_ovf #(.W(W), .BITS(ARITH_BITS), .MODE(ARITH_MODE)) u_uwrap (.x(u0), .y(u1));
+    npuc_ovf #(.W(W), .BITS(U_BITS), .MODE(U_MODE)) u_uovf (.x(u1), .y(u));
+
+    // membrane charge h
+    wire delayed_value = (TIMING == 1) && (RESET == 1);
+    wire signed [W-1:0] vp = (delayed_value && sp_nz) ? RESET_VALUE : vq;
+    wire signed [W-1:0] vdec;
+    npuc_decay #(.W(W), .MULT(MV), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp), .y(vdec));
+    wire signed [W-1:0] h0 = vdec + u + bias;
+    wire signed [W-1:0] h1;
+    npuc_ovf #(.W(W), .BITS(ARITH_BITS), .MODE(ARITH_MODE)) u_hwrap (.x(h0), .y(h1));
+    wire signed [W-1:0] amt_prev;
+    wire signed [W-1:0] amt_now;
+    wire signed [W-1:0] h2 = ((TIMING != 0) && (RESET == 0)) ? h1 - amt_prev : h1;
+    wire signed [W-1:0] h3 = ((TIMING == 2) && (RESET == 1) && sp_nz) ? RESET_VALUE : h2;
+    wire signed [W-1:0] h;
+    npuc_ovf #(.W(W), .BITS(V_BITS), .MODE(V_MODE)) u_vovf (.x(h3), .y(h));
+
+    // spike
+    generate
+        if (SPIKE == 1) begin : g_ternary
+            wire hi = (COMPARE == 1) ? (h >= VTH) : (h > VTH);
+            wire lo = (COMPARE == 1) ? (h <= VTH_LO) : (h < VTH_LO);
+            assign s = hi ? ONE : (lo ? MONE : ZERO);
+            assign amt_prev = (sp > ZERO) ? VTH : ((sp < ZERO) ? VTH_LO : ZERO);
+            assign amt_now = (s > ZERO) ? VTH : ((s < ZERO) ? VTH_LO : ZERO);
+        end else if (SPIKE == 2) begin : g_multilevel
+            wire signed [W-1:0] prod = h * DIV_M;
+            wire signed [W-1:0] q = prod >>> DIV_K;
+            wire signed [W-1:0] qc = ((HAS_LMAX != 0) && (q > LMAX)) ? LMAX : q;
+            assign s = (h < ZERO) ? ZERO : qc;
+            assign amt_prev = sp * VTH;
+            assign amt_now = s * VTH;
+        end else if (SPIKE == 3) begin : g_bernoulli
+            wire signed [W-1:0] d = h - VTH;
+            assign s = (d >= dmin) ? ONE : ZERO;
+            assign amt_prev = sp_nz ? VTH : ZERO;
+            assign amt_now = (s != ZERO) ? VTH : ZERO;
+        end else begin : g_binary
+            wire fire = (COMPARE == 1) ? (h >= VTH) : (h > VTH);
+            assign s = fire ? ONE : ZERO;
+            assign amt_prev = sp_nz ? VTH : ZERO;
+            assign amt_now = fire ? VTH : ZERO;
+        end
+    endgenerate
+
+    // reset and floor
+    wire signed [W-1:0] v0 = ((TIMING == 0) && (RESET == 0)) ? h - amt_now :
+                             ((TIMING == 0) && (RESET == 1) && (s != ZERO)) ? RESET_VALUE : h;
+    generate
+        if (HAS_VMIN != 0) begin : g_vmin
+            assign v = (v0 < vmin) ? vmin : v0;
+        end else begin : g_no_vmin
+            assign v = v0;
+            wire _unused_ok = &{1'b0, vmin, 1'b0};
+        end
+        if (SPIKE != 3) begin : g_no_dmin
+            wire _unused_ok = &{1'b0, dmin, 1'b0};
+        end
+    endgenerate
+endmodule
+`default_nettype wire
