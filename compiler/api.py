@@ -73,7 +73,7 @@ class Compiled:
         from .verify import verify
 
         xs = list(x) if isinstance(x, (list, tuple)) else [x]
-        result, _ = verify(self._bd, engine, [np.asarray(v) for v in xs], target)
+        result, _, _ = verify(self._bd, engine, [np.asarray(v) for v in xs], target)
         return result
 
     def report(self) -> dict[str, Any]:

@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="train, compile, simulate and verify a bundled model end to end")
     d.add_argument("--out", default="npuc-demo", help="output directory (default: ./npuc-demo)")
-    d.add_argument("--quick", action="store_true", help="smaller run (used by the test suite)")
+    d.add_argument("--quick", action="store_true", help="fewer hardware samples (used by the test suite)")
+    d.add_argument("--no-synth", action="store_true", help="skip Yosys resource estimates (the first run takes ~1 min)")
     d.set_defaults(fn=cmd_demo)
     return p
 

@@ -97,3 +97,49 @@ def plot_core_map(graph: Graph, target: Any, path: str | Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})  # no version stamp: same bytes
+    plt.close(fig)
+    return path
+
+
+def plot_rasters(layers: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path:
+    """Spike raster per layer for one sample: ``layers[name]`` is ``[T, ...]`` (neurons flattened).
+
+    Each panel shows time steps on x and neurons on y; graded spikes are shaded by value.
+    """
+    n = len(layers)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 1.2 + 1.6 * n), squeeze=False, sharex=True)
+    for ax, (name, s) in zip(axes[:, 0], layers.items()):
+        s = np.asarray(s).reshape(s.shape[0], -1)
+        t, idx = np.nonzero(s)
+        ax.scatter(t, idx, s=4, c=np.abs(s[t, idx]), cmap="Greys", vmin=0, vmax=max(1, np.abs(s).max()), marker="|")
+        ax.set_ylabel(f"{name}\n({s.shape[1]})", fontsize=8)
+        ax.set_ylim(-0.5, s.shape[1] - 0.5)
+        ax.set_xlim(-0.5, s.shape[0] - 0.5)
+        ax.text(1.0, 1.0, f"{s.astype(bool).mean():.3f} spikes/neuron/step", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=7)
+    axes[-1, 0].set_xlabel("time step")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_accuracy(rows: list[tuple[str, float, int]], path: str | Path, title: str = "") -> Path:
+    """Bar chart of accuracy per engine: ``rows`` are ``(engine, accuracy, samples)``."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    names = [r[0] for r in rows]
+    acc = [100 * r[1] for r in rows]
+    bars = ax.bar(range(len(rows)), acc, color="#4878a8")
+    for b, (_, a, n) in zip(bars, rows):
+        ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.3, f"{100 * a:.1f}%\n(n={n})", ha="center", fontsize=7)
+    ax.set_xticks(range(len(rows)), names, rotation=15, fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(max(0.0, min(acc) - 10), 101)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)

@@ -17,10 +17,17 @@ from .builddir import BuildDir
 from .ir import LIF, Graph, Output
 from .sim import simulate
 from .sim.compare import Comparison, compare
+from .sim.engine import SimResult
 
 
-def verify(bd: BuildDir, engine: str, xs: list[np.ndarray], target: str | None = None) -> tuple[Comparison, Graph]:
-    """Run ``engine`` and the golden integer engine on ``xs`` and compare them."""
+def verify(bd: BuildDir, engine: str, xs: list[np.ndarray], target: str | None = None
+           ) -> tuple[Comparison, Graph, SimResult]:
+    """Run ``engine`` and the golden integer engine on ``xs`` and compare them.
+
+    Returns:
+        the comparison, the quantized graph, and the hardware engine's result
+        (outputs and traces, e.g. for accuracy figures without a second run).
+    """
     target = target or bd.target_for_kind(BACKENDS[engine][1])
     graph = bd.int_graph(target)
     x = xs if len(xs) > 1 else xs[0]
@@ -34,7 +41,7 @@ def verify(bd: BuildDir, engine: str, xs: list[np.ndarray], target: str | None =
     for name in ref_traces:
         if isinstance(graph[name].op, Output):
             ref_traces[name] = {"out": _as_time_major(graph[name].op, ref.outputs[ref.output_names.index(name)])}
-    return compare(ref_traces, traces, "int", engine), graph
+    return compare(ref_traces, traces, "int", engine), graph, got
 
 
 def _as_time_major(op: Output, a: np.ndarray) -> np.ndarray:
@@ -49,7 +56,7 @@ def verify_cli(args: argparse.Namespace) -> int:
 
     bd = BuildDir(args.dir)
     xs = load_inputs(args.input)
-    result, graph = verify(bd, args.engine, xs, args.target)
+    result, graph, _ = verify(bd, args.engine, xs, args.target)
     print(result.format())
     if not result.ok:
         print(f"npuc verify: {args.engine} differs from the golden integer engine for '{graph.name}'", file=sys.stderr)
