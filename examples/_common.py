@@ -1,0 +1,67 @@
+"""Shared plumbing for the examples: digits data, a training loop, and the npuc CLI steps.
+
+Each example trains a small model on scikit-learn's digits, saves a checkpoint,
+compiles the model *from its source file and checkpoint* with ``npuc compile``,
+and verifies the hardware engines against the golden integer engine, then does
+the same through the Python API (``npuc.compile``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from npuc.demo.models import digits_split
+
+
+def args(description: str) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", default="build/examples", help="where checkpoints and builds go")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--verify-samples", type=int, default=16)
+    ap.add_argument("--quick", action="store_true", help="2 epochs, 4 verification samples (smoke test)")
+    a = ap.parse_args()
+    if a.quick:
+        a.epochs, a.verify_samples = 2, 4
+    return a
+
+
+def train(model: torch.nn.Module, forward, epochs: int, lr: float = 5e-3) -> float:
+    """Adam on the training split; ``forward(model, x) -> logits [B, 10]``; returns held-out accuracy."""
+    (xtr, ytr), (xte, yte) = digits_split()
+    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    torch.manual_seed(0)
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 64):
+            idx = perm[i:i + 64]
+            loss = torch.nn.functional.cross_entropy(forward(model, xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        return float((forward(model, torch.from_numpy(xte)).argmax(1).numpy() == yte).mean())
+
+
+def npuc_cli(*argv: str) -> None:
+    """Run an ``npuc`` command (the same one a user would type) and fail loudly."""
+    cmd = [sys.executable, "-m", "npuc.cli", *argv]
+    print("$ npuc " + " ".join(argv), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
+
+
+def save_inputs(out: Path, x_calib: np.ndarray, x_verify: np.ndarray) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "calib.npy", x_calib)
+    np.save(out / "verify.npy", x_verify)
+    return out / "calib.npy", out / "verify.npy"
