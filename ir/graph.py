@@ -246,6 +246,30 @@ class Graph:
             self.infer_shapes()
             raise
 
+    def replace_ops(self, ops: dict[str, Op], inputs: dict[str, Sequence[RefLike]] | None = None) -> None:
+        """Swap several ops (and optionally rewire inputs) at once, then re-infer shapes.
+
+        For rewrites whose intermediate states are inconsistent (e.g. a pool folded
+        into the next layer changes that layer's input shape). Rolled back entirely
+        if the result does not infer.
+        """
+        old_ops = {n: self[n].op for n in ops}
+        old_inputs = {n: self[n].inputs for n in (inputs or {})}
+        try:
+            for n, refs in (inputs or {}).items():
+                self.set_inputs(n, refs)
+            for n, op in ops.items():
+                self._check_arity(n, op, self[n].inputs)
+                self[n].op = op
+            self.infer_shapes()
+        except GraphError:
+            for n, op in old_ops.items():
+                self[n].op = op
+            for n, refs in old_inputs.items():
+                self.set_inputs(n, refs)
+            self.infer_shapes()
+            raise
+
     def set_inputs(self, name: str, inputs: Sequence[RefLike]) -> None:
         """Rewire a node's inputs."""
         node = self[name]

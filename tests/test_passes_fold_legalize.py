@@ -165,7 +165,8 @@ def test_delayed_zero_reset_becomes_same_step_with_identical_spikes():
     assert simulate(g, x).output.sum() > 0
 
 
-def test_sum_pool_kept():
+def test_sum_pool_kept_on_fpga():
+    """The FPGA pools spikes by address remapping in front of the synapse engine."""
     g = Graph("s", num_steps=2)
     g.add("x", Input((1, 4, 4), Encoding("rate")))
     g.add("p", SumPool2d(2), ["x"])
@@ -173,6 +174,36 @@ def test_sum_pool_kept():
     g.add("d", Dense(np.ones((2, 4), "f4")), ["f"])
     g.add("l", LIF(reset="value"), ["d"])
     g.add("o", Output(), ["l"])
-    h = run_pipeline(g, [make_pass("legalize")], PassContext(target=load_target("loihi2")))
+    h = run_pipeline(g, [make_pass("legalize")], PassContext(target=load_target("fpga")))
     (p,) = neuron_paths(h, "l")
     assert p.pre == ["p", "f"] and p.weighted == "d"
+
+
+def test_loihi2_folds_spike_pools_into_the_next_layer_exactly(tmp_path):
+    """pool -> conv and pool -> flatten -> dense become single weighted layers; Lava agrees bit for bit."""
+    import npuc
+    from npuc.ir import LIF as L
+
+    rng = np.random.default_rng(8)
+    g = Graph("poolnet", num_steps=5)
+    g.add("x", Input((2, 8, 8), Encoding("rate")))
+    g.add("c1", Conv2d(rng.normal(0, 0.8, (4, 2, 3, 3)).astype("f4"), padding=1), ["x"])
+    g.add("l1", L(alpha=0.8, threshold=1.0, reset="value"), ["c1"])
+    g.add("p1", AvgPool2d(2), ["l1"])
+    g.add("c2", Conv2d(rng.normal(0, 0.8, (6, 4, 3, 3)).astype("f4"), padding=1), ["p1"])
+    g.add("l2", L(alpha=0.8, threshold=1.0, reset="value"), ["c2"])
+    g.add("p2", SumPool2d(2), ["l2"])
+    g.add("f", Reshape((-1,)), ["p2"])
+    g.add("d", Dense(rng.normal(0, 0.5, (5, 24)).astype("f4")), ["f"])
+    g.add("l3", L(alpha=0.9, threshold=1.0, reset="value"), ["d"])
+    g.add("o", Output(), ["l3"])
+    x = rng.random((6, 2, 8, 8)).astype("f4")
+    ctx = PassContext(target=load_target("loihi2"))
+    h = run_pipeline(g.verify(), [make_pass("legalize")], ctx)
+    assert ctx.log[0]["pools_into_weights"] == 2 and not h.of_type(SumPool2d, AvgPool2d)
+    assert h["c2"].op.weight.shape == (6, 4, 6, 6) and h["c2"].op.stride == (2, 2)
+    assert h["d"].op.weight.shape == (5, 96)
+    assert agreement(g, h, x) > 0.999
+    hw = npuc.compile(g, x, target="loihi2", out=tmp_path / "b")
+    result = hw.verify(x[:3], engine="lava")
+    assert result.ok, result.format()

@@ -19,12 +19,15 @@ from ..ir.ops import (
     LIF,
     Add,
     AvgPool2d,
+    Conv1d,
     Conv2d,
     Dense,
     Input,
     LinearAttention,
     MaxPool2d,
     Output,
+    Permute,
+    Reshape,
     Scale,
     SpikeAttention,
     StochasticAttention,
@@ -54,21 +57,30 @@ class Legalize(Pass):
       count is positive); max pooling of currents is an error everywhere;
     * neuron features the profile lacks: a delayed zero reset becomes a
       same-step reset (identical spikes), other missing features raise, or
-      with ``allow_approx`` are approximated with a warning naming the node.
+      with ``allow_approx`` are approximated with a warning naming the node;
+    * a diagonal SSM state (`_ssm_states`) on a target without ``reset="none"``:
+      a LIF without reset whose spikes nobody reads (only its membrane is an
+      output) keeps its exact dynamics as a reset-to-0 neuron whose threshold
+      lies above the largest membrane it can reach, so it never fires.
     """
 
     name = "legalize"
 
     def apply(self, graph: Graph, ctx: PassContext) -> Graph:
         prof = ctx.target.profile
-        counts = {"avgpool": 0, "duplicated": 0, "identity": 0, "or_neurons": 0, "neurons_changed": 0}
+        counts = {"avgpool": 0, "duplicated": 0, "identity": 0, "or_neurons": 0, "neurons_changed": 0,
+                  "ssm_states": 0}
         for node in graph.of_type(AvgPool2d):
             self._split_avgpool(graph, node.name)
             counts["avgpool"] += 1
         counts["or_neurons"] = self._maxpools(graph, ctx)
         graph = FoldScale().apply(graph, ctx)
+        if prof.weight_scheme == "loihi":
+            counts["pools_into_weights"] = self._fold_pools(graph)
         counts["duplicated"] = self._duplicate_shared(graph)
         counts["identity"] = self._insert_identities(graph)
+        if "none" not in prof.reset_modes:
+            counts["ssm_states"] = self._ssm_states(graph, ctx)
         for node in graph.of_type(LIF):
             new = self._neuron(node.name, node.op, ctx)
             if new is not node.op:
@@ -125,6 +137,31 @@ class Legalize(Pass):
             added += 1
         return added
 
+    def _fold_pools(self, graph: Graph) -> int:
+        """Fold sum pools of spikes into the weighted op that reads them (Loihi 2 synapses read
+        population spikes only): pool(k, stride k) then conv(K, stride S, pad P) equals one conv
+        with each tap repeated over the k x k window, stride k S, padding k P; pool, flatten,
+        dense equals one dense layer whose columns repeat over each window."""
+        folded = 0
+        for node in list(graph.of_type(SumPool2d)):
+            users = graph.users(node.name)
+            if len(users) != 1 or not _spikes_source(graph, node.inputs[0]):
+                continue
+            (user, _), = users
+            u = graph[user]
+            if isinstance(u.op, Conv2d) and u.inputs[0].delay == 0:
+                graph.replace_ops({user: _pool_into_conv(graph, node, u)}, {user: [node.inputs[0]]})
+            elif isinstance(u.op, Reshape) and len(u.shape) == 1 and len(graph.users(user)) == 1 \
+                    and isinstance(graph[graph.users(user)[0][0]].op, Dense):
+                dense = graph[graph.users(user)[0][0]]
+                graph.replace_ops({user: Reshape((-1,)), dense.name: _pool_into_dense(graph, node, dense)},
+                                  {user: [node.inputs[0]]})
+            else:
+                continue
+            graph.remove(node.name)
+            folded += 1
+        return folded
+
     # -- structure -------------------------------------------------------------------
     def _duplicate_shared(self, graph: Graph) -> int:
         """Give every neuron its own copy of shared synapse ops (weighted, post-synaptic, Add)."""
@@ -168,6 +205,99 @@ class Legalize(Pass):
                 added += 1
         return added
 
+    # -- diagonal SSM states ---------------------------------------------------------
+    def _ssm_states(self, graph: Graph, ctx: PassContext) -> int:
+        """Rewrite each diagonal SSM state neuron into a never-firing reset-to-0 neuron.
+
+        A LIF with ``reset="none"`` whose spikes nobody reads computes
+        ``h_t = alpha h_{t-1} + gain i_t + bias`` and exposes only ``h`` (port
+        ``v``): its threshold, spike type and compare do not influence anything
+        observable. With ``B`` the largest ``|h_t|`` the layer can reach over the
+        graph's steps (`_state_bound`, from the weights, the sources' largest
+        values and the neuron's decays), setting ``threshold = 4 B`` and
+        ``reset="value"`` keeps every observable value exactly while the neuron
+        never fires. The factor 4 covers integer rounding (a weight rounded to
+        nearest is at most twice its magnitude in integer units); the backends
+        check the integer bound exactly (the Lava backend refuses a state whose
+        integer bound reaches the integer threshold). Marks the node ``meta["ssm_state"]``.
+        """
+        changed = 0
+        for node in graph.of_type(LIF):
+            op = node.op
+            if op.reset != "none" or any(node.port(graph[u].inputs[i]) == "spikes" for u, i in graph.users(node.name)):
+                continue
+            bound = self._state_bound(graph, node.name, op, ctx)
+            theta = 4.0 * bound if bound > 0 else 1.0
+            graph.replace_op(node.name, canonical(op, reset="value", reset_value=0.0, reset_timing="same",
+                                                  compare="gt", spike="binary", threshold_lo=None, levels=None,
+                                                  threshold=np.float32(theta)))
+            node.meta["ssm_state"] = {"membrane_bound": float(bound)}
+            changed += 1
+        return changed
+
+    def _state_bound(self, graph: Graph, name: str, op: LIF, ctx: PassContext) -> float:
+        """An upper bound of ``|h_t|`` of neuron ``name`` over the graph's steps (float units)."""
+
+        def fail(why: str) -> PassError:
+            return PassError(f"neuron '{name}' (LIF without reset, read through its membrane) has no reset on target "
+                             f"'{ctx.target.name}', which is exact only if it never fires; {why}")
+
+        per_step = 0.0
+        try:
+            paths = neuron_paths(graph, name)
+        except StructureError as e:
+            raise PassError(str(e)) from None
+        for p in paths:
+            w = graph[p.weighted].op if p.weighted is not None else None
+            if not isinstance(w, (Dense, Conv2d, Conv1d)):
+                raise fail(f"its input path from '{p.source.node}' has no Dense/Conv to bound")
+            odd = [n for n in p.pre + p.post if not isinstance(graph[n].op, (Reshape, Permute))]
+            if odd:
+                raise fail(f"'{odd[0]}' ({type(graph[odd[0]].op).__name__}) on its input path has no static bound")
+            rows = np.abs(w.weight.astype(np.float64)).reshape(w.weight.shape[0], -1).sum(1)
+            bias = np.abs(w.bias.astype(np.float64)) if w.bias is not None else 0.0
+            per_step += float(np.max(rows * self._source_max(graph, p.source, ctx, fail) + bias))
+        alpha = float(np.max(np.abs(op.alpha)))
+        gain = float(np.max(np.abs(op.gain)))
+        bias = float(np.max(np.abs(op.bias)))
+        alpha_i = None if op.alpha_i is None else float(np.max(np.abs(op.alpha_i)))
+        steps = graph.num_steps
+        if steps is None:
+            if alpha >= 1 or (alpha_i is not None and alpha_i >= 1):
+                raise fail("without a decay its membrane grows with the number of steps, and the graph has no "
+                           "num_steps to bound it (give the model a fixed number of time steps)")
+            i_inf = per_step / (1 - alpha_i) if alpha_i is not None else per_step
+            return float(abs(op.v_init) + (gain * i_inf + bias) / (1 - alpha))
+        i_b, v_b, peak = 0.0, abs(op.v_init), 0.0
+        for _ in range(steps):
+            i_b = alpha_i * i_b + per_step if alpha_i is not None else per_step
+            v_b = alpha * v_b + gain * i_b + bias
+            peak = max(peak, v_b)
+        return peak
+
+    @staticmethod
+    def _source_max(graph: Graph, ref: Ref, ctx: PassContext, fail) -> float:
+        """The largest magnitude a population's output reaches (float units)."""
+        node = graph[ref.node]
+        op = node.op
+        if isinstance(op, LIF):
+            if op.spike == "multilevel":
+                if op.levels is None:
+                    raise fail(f"its source '{ref.node}' emits unbounded multilevel spikes")
+                return float(op.levels - 1)
+            return 1.0
+        if isinstance(op, Input):
+            if op.encoding.kind != "current":
+                return 1.0
+            if ctx.calibration is None:
+                raise fail(f"its input '{ref.node}' is a current and there is no calibration data to bound it")
+            idx = [n.name for n in graph.inputs()].index(ref.node)
+            m = float(np.max(np.abs(np.asarray(ctx.calibration[idx], dtype=np.float64)), initial=0.0))
+            return 2.0 * m * 1.01  # quantized inputs saturate at 2^(bits-1) units, at most ~2x the calibration range
+        if isinstance(op, StochasticAttention):
+            return 1.0
+        raise fail(f"its source '{ref.node}' ({type(op).__name__}) has no static bound")
+
     # -- neurons -------------------------------------------------------------------
     def _neuron(self, name: str, op: LIF, ctx: PassContext) -> LIF:
         prof = ctx.target.profile
@@ -197,6 +327,48 @@ class Legalize(Pass):
         if new.v_init != 0 and prof.weight_scheme == "loihi":
             approx(f"initial membrane {new.v_init}", "start from 0", v_init=0.0)
         return new
+
+
+def _spikes_source(graph: Graph, ref: Ref) -> bool:
+    """Whether a pool reads a population (its pooled values are spike counts, not currents)."""
+    while not is_population(graph, ref):
+        node = graph[ref.node]
+        if isinstance(node.op, (SumPool2d, Reshape)) and len(node.inputs) == 1:
+            ref = node.inputs[0]
+            continue
+        return False
+    return True
+
+
+def _pool_factor(graph: Graph, pool) -> int:
+    """The pool's window k, checking it is k x k with stride k, no padding, tiling its input map."""
+    src = graph[pool.inputs[0].node]
+    _, h, w = src.shapes[src.port(pool.inputs[0])]
+    k, st = pool.op.kernel, pool.op.stride
+    if k[0] != k[1] or st != k or pool.op.padding != (0, 0) or h % k[0] or w % k[1]:
+        raise PassError(f"sum pool '{pool.name}' ({k}, stride {st}, padding {pool.op.padding}) on a {h}x{w} map "
+                        "cannot fold into the next layer for Loihi 2: use square non-overlapping pools that tile the map")
+    return k[0]
+
+
+def _pool_into_conv(graph: Graph, pool, conv) -> Conv2d:
+    """conv(pool(x)) as one convolution of x: every kernel tap repeated over the k x k window."""
+    op = conv.op
+    k = _pool_factor(graph, pool)
+    if op.dilation != (1, 1):
+        raise PassError(f"conv '{conv.name}' after sum pool '{pool.name}' is dilated: cannot fold the pool for Loihi 2")
+    w = np.repeat(np.repeat(op.weight, k, axis=2), k, axis=3)
+    return Conv2d(w.astype(np.float32), op.bias, (op.stride[0] * k, op.stride[1] * k),
+                  (op.padding[0] * k, op.padding[1] * k), (1, 1), op.groups)
+
+
+def _pool_into_dense(graph: Graph, pool, dense) -> Dense:
+    """dense(flatten(pool(x))) as one dense layer of flatten(x): columns repeated over each window."""
+    k = _pool_factor(graph, pool)
+    c, h, w = pool.shape
+    wd = dense.op.weight.reshape(dense.op.weight.shape[0], c, h, w)
+    wd = np.repeat(np.repeat(wd, k, axis=2), k, axis=3).reshape(dense.op.weight.shape[0], -1)
+    return Dense(wd.astype(np.float32), dense.op.bias)
 
 
 def _identity_for(shape: tuple[int, ...]):
