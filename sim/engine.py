@@ -71,6 +71,10 @@ class StatefulKernel:
     def step(self, op: Op, state: Any, xs: list[torch.Tensor], t: int, ctx: Context) -> Values:
         raise NotImplementedError
 
+    def prepare(self, op: Op, state: Any, xs: list[torch.Tensor], ctx: Context) -> None:
+        """Optional: see all time steps' inputs ``[T, B, ...]`` before stepping (not called
+        inside recurrent groups, where inputs are produced step by step)."""
+
 
 class KernelTable:
     """Kernels by op type (looked up along the op's class hierarchy)."""
@@ -223,6 +227,12 @@ def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Contex
     kernel = table.lookup(node.op)
     steps, batch = ctx.steps, ctx.batch
     if isinstance(kernel, StatelessKernel):
+        folded_float = ctx.mode == "float" and node.meta.get("time_folded", False)
+        if steps > 1 and not folded_float and all(x.stride(0) == 0 for x in xs):
+            # time-invariant inputs (a static input repeated every step): compute one step and
+            # repeat it; the per-step call shape [B, ...] is kept, so float results are unchanged
+            one = _run_node(node, [x[:1] for x in xs], table, _one_step(ctx))
+            return {p: y.expand((steps,) + tuple(y.shape[1:])) for p, y in one.items()}
         # Float results depend on the matmul call shape: evaluate per step ([B, ...]) unless
         # the source model applied this op to the time-folded [T*B, ...] tensor.
         folded = node.meta.get("time_folded", False)
@@ -239,8 +249,15 @@ def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Contex
         out = kernel.apply(node.op, flat, ctx)
         return {p: y.reshape((steps, batch) + tuple(y.shape[1:])) for p, y in out.items()}
     state = kernel.init(node.op, node.shape, ctx)
+    kernel.prepare(node.op, state, xs, ctx)
     per = [kernel.step(node.op, state, [x[t] for x in xs], t, ctx) for t in range(steps)]
     return {p: torch.stack([o[p] for o in per]) for p in per[0] if (node.name, p) in ctx.needed}
+
+
+def _one_step(ctx: Context) -> Context:
+    """A view of the context for evaluating a single time step (shares cache and counters)."""
+    one = Context(ctx.mode, ctx.profile, 1, ctx.batch, ctx.node, ctx.cache, ctx.stats, ctx.needed)
+    return one
 
 
 def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable, ctx: Context) -> None:
