@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="resources, mapping, energy and quantization error of a build")
     r.add_argument("dir")
     r.add_argument("--json", action="store_true", help="print report.json instead of tables")
+    r.add_argument("--input", help="FPGA builds: run the RTL on this .npy to measure cycles per step")
+    r.add_argument("--synth", action="store_true", help="FPGA builds: add Yosys resource estimates per layer")
     r.set_defaults(fn=cmd_report)
 
     i = sub.add_parser("inspect", help="print a graph: nodes, shapes, parameters")

@@ -1,9 +1,20 @@
-"""``npuc report``: print what a build contains and what it costs."""
+"""``npuc report``: what a build contains and what it costs.
+
+Prints ``report.json`` (passes, quantization error, core mapping, energy
+estimate) as tables. For an FPGA build, ``--input X.npy`` runs the RTL in
+Verilator to measure cycles per time step against the event-driven bound, and
+``--synth`` adds Yosys resource estimates per layer; both are stored in
+``DIR/report.json`` under the fpga target's ``rtl`` entry.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
 
 from .builddir import BuildDir
 from .ir.dump import dump
@@ -12,16 +23,61 @@ from .ir.dump import dump
 def report_cli(args: argparse.Namespace) -> int:
     bd = BuildDir(args.dir)
     path = bd.path / "report.json"
-    if args.json:
-        if not path.is_file():
-            print(json.dumps({"graph": bd.float_graph().name, "nodes": len(bd.float_graph())}, indent=1))
-        else:
-            print(path.read_text())
-        return 0
-    if path.is_file():
-        from .report_tables import print_report
-
-        print_report(json.loads(path.read_text()))
-    else:
+    if not path.is_file():
         print(dump(bd.float_graph()))
+        return 0
+    report = json.loads(path.read_text())
+    if getattr(args, "input", None) or getattr(args, "synth", False):
+        report = _add_rtl(bd, report, args)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    from .report_tables import print_report
+
+    print_report(report)
+    for name, t in report.get("targets", {}).items():
+        if "rtl" in t:
+            print_rtl(name, t["rtl"], Console())
     return 0
+
+
+def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    from .backends.rtl import rtl_report
+    from .cli import UserError, load_inputs
+
+    target = bd.target_for_kind("fpga")
+    if not (bd.path / "rtl").is_dir():
+        raise UserError(f"{bd.path} has no rtl/ folder: compile with --target fpga")
+    run = None
+    if args.input:
+        from .backends import run_engine
+
+        run = run_engine(bd, "rtl", load_inputs(args.input), target=target, probe=True)
+    rep = rtl_report(bd.int_graph(target), bd.path / "rtl", run, yosys=args.synth)
+    report["targets"][target]["rtl"] = rep
+    return report
+
+
+def print_rtl(target: str, rep: dict[str, Any], console: Console) -> None:
+    """Per-layer RTL cycles (measured vs event-driven bound) and resources."""
+    t = Table(title=f"RTL on {target}: {rep.get('design', '')}, {rep.get('lanes', '?')} lane(s)")
+    for c in ("layer", "neurons", "memory bits", "cycles/step", "bound", "bound/measured", "LUT", "FF", "BRAM"):
+        t.add_column(c, justify="left" if c == "layer" else "right")
+    for layer in rep.get("layers", []):
+        cyc = layer.get("cycles") or {}
+        res = layer.get("resources") or {}
+        mem = layer.get("memory_bits")
+        t.add_row(
+            layer["node"], str(layer.get("neurons", "")),
+            str(mem.get("total") if isinstance(mem, dict) else mem or ""),
+            f"{cyc['measured_mean']:.1f}" if cyc else "", f"{cyc['bound_mean']:.1f}" if cyc else "",
+            f"{cyc['efficiency']:.3f}" if cyc.get("efficiency") else "",
+            str(res.get("LUT", "")), str(res.get("FF", "")), str(res.get("BRAM", "")),
+        )
+    total = rep.get("total", {})
+    res = total.get("resources") or {}
+    t.add_row("total", str(total.get("neurons", "")), str(total.get("memory_bits", "")),
+              f"{total['cycles_per_step']:.1f}" if total.get("cycles_per_step") else "", "", "",
+              str(res.get("LUT", "")), str(res.get("FF", "")), str(res.get("BRAM", "")))
+    console.print(t)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from npuc.demo.models import digits_split
+from npuc.demo.training import accuracy, train_classifier
 
 
 def args(description: str) -> argparse.Namespace:
@@ -33,22 +34,10 @@ def args(description: str) -> argparse.Namespace:
 
 
 def train(model: torch.nn.Module, forward, epochs: int, lr: float = 5e-3) -> float:
-    """Adam on the training split; ``forward(model, x) -> logits [B, 10]``; returns held-out accuracy."""
+    """Train on the digits training split; ``forward(model, x) -> logits [B, 10]``; returns held-out accuracy."""
     (xtr, ytr), (xte, yte) = digits_split()
-    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    torch.manual_seed(0)
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 64):
-            idx = perm[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(forward(model, xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        return float((forward(model, torch.from_numpy(xte)).argmax(1).numpy() == yte).mean())
+    train_classifier(model, xtr, ytr, epochs, lr, forward)
+    return accuracy(model, xte, yte, forward)
 
 
 def npuc_cli(*argv: str) -> None:

@@ -16,28 +16,14 @@ from pathlib import Path
 import torch
 
 from npuc.demo.models import digits_split, mlp
+from npuc.demo.training import accuracy, train_classifier
 
 
 def train(epochs: int = 30, seed: int = 0) -> tuple[torch.nn.Module, float]:
-    torch.manual_seed(seed)
     (x_train, y_train), (x_test, y_test) = digits_split()
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    model = mlp()
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    for epoch in range(epochs):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 64):
-            idx = perm[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if epoch % 5 == 4:
-            print(f"epoch {epoch + 1}: loss {loss.item():.3f}")
-    model.eval()
-    with torch.no_grad():
-        acc = (model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean()
-    return model, float(acc)
+    torch.manual_seed(seed)  # the initial weights too
+    model = train_classifier(mlp(), x_train, y_train, epochs, lr=5e-3, seed=seed)
+    return model, accuracy(model, x_test, y_test)
 
 
 def main() -> None:

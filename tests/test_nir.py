@@ -444,7 +444,7 @@ def test_norse_lifbox_export():
     """norse 1.1 writes tau = dt * tau_mem (not tau_mem) and resets to v_reset
     although NIR 1.0 documents subtraction. Importing with dt = dt_norse**2 and
     reset='value' reproduces norse's spikes."""
-    norse = pytest.importorskip("norse.torch")
+    import norse.torch as norse  # a dev dependency: a missing install must fail, not skip
     torch.manual_seed(0)
     model = norse.SequentialState(torch.nn.Linear(5, 4), norse.LIFBoxCell())
     ng = quiet(norse.to_nir, model, torch.randn(1, 5))
