@@ -30,6 +30,7 @@ from ..ir.ops import Add, Input, Output, Permute, Scale
 from ..ir.values import Encoding
 from .builder import Builder, Call, f32, sanitize
 from .converters import REGISTRY
+from .converters import attention as attn
 from .converters import torch_nn as tnn
 from .errors import FrontendError, LayoutError, UnsupportedModuleError
 from .values import LEADS, Const, Seq, Struct, Sym, Value
@@ -139,6 +140,7 @@ class _Walker:
             )
         if not _has_sym(args) and not _has_sym(kwargs):
             return Const(self.values[node])
+        _reject_products(self, f"passed to module '{node.target}' ({type(module).__name__})", args, kwargs)
         return entry.fn(Call(self.b, module, node.target, args, kwargs, self.values[node], node))
 
     def call_function(self, node: fx.Node) -> Value:
@@ -149,6 +151,9 @@ class _Walker:
         kwargs = {k: self.value(v) for k, v in node.kwargs.items()}
         if not _has_sym(args) and not _has_sym(kwargs):
             return Const(self.values[node])
+        if target not in PRODUCT_FUNCTIONS:
+            what = "indexed" if target is operator.getitem else f"passed to function {_fname(target)}"
+            _reject_products(self, what, args, kwargs)
         fn = FUNCTIONS.get(target)
         if fn is None:
             raise UnsupportedModuleError(f"{self.b.where()}function {_fname(target)} is not supported on spiking "
@@ -160,6 +165,8 @@ class _Walker:
         kwargs = {k: self.value(v) for k, v in node.kwargs.items()}
         if not _has_sym(args) and not _has_sym(kwargs):
             return Const(self.values[node])
+        if node.target not in PRODUCT_METHODS:
+            _reject_products(self, f"passed to tensor method .{node.target}()", args, kwargs)
         fn = METHODS.get(node.target)
         if fn is None:
             raise UnsupportedModuleError(
@@ -170,6 +177,7 @@ class _Walker:
 
     def output(self, node: fx.Node) -> Value:
         self.result = self.value(node.args[0])
+        _reject_products(self, "returned by the model", [self.result], {})
         return self.result
 
     # -- helpers for the tables ---------------------------------------------------------
@@ -179,7 +187,7 @@ class _Walker:
 
 
 def _has_sym(v: Any) -> bool:
-    if isinstance(v, Sym):
+    if isinstance(v, (Sym, attn.ScoreProduct)):
         return True
     if isinstance(v, (Seq,)):
         return any(_has_sym(i) for i in v.items)
@@ -192,13 +200,40 @@ def _has_sym(v: Any) -> bool:
     return False
 
 
+def _products(v: Any) -> list[attn.ScoreProduct]:
+    """Pending attention products (`ScoreProduct`) inside an abstract value."""
+    if isinstance(v, attn.ScoreProduct):
+        return [v]
+    if isinstance(v, Seq):
+        return [p for i in v.items for p in _products(i)]
+    if isinstance(v, Struct):
+        return [p for i in v.fields.values() for p in _products(i)]
+    if isinstance(v, dict):
+        return [p for i in v.values() for p in _products(i)]
+    if isinstance(v, (list, tuple)):
+        return [p for i in v for p in _products(i)]
+    return []
+
+
+def _reject_products(w: _Walker, what: str, args: Any, kwargs: Any) -> None:
+    """A product of spike tensors may only be scaled and closed into an attention."""
+    found = _products(args) + _products(kwargs)
+    if found:
+        raise w.b.error(
+            f"{attn.describe_product(found[0])} is {what}; npuc compiles products of spike tensors only "
+            "as spiking self-attention without softmax: q @ k.transpose(-2, -1) @ v, q @ (k.transpose(-2, -1) @ v) "
+            "or (q @ k.transpose(-2, -1)) * s @ v, each optionally followed by '* s' (see docs/attention.md)"
+        )
+
+
 def _fname(t: Any) -> str:
     mod = getattr(t, "__module__", "") or ""
     name = getattr(t, "__name__", str(t))
     if mod.startswith("torch.nn.functional"):
         return f"F.{name}"
     if mod == "_operator":
-        return {"add": "+", "mul": "*", "sub": "-", "neg": "unary -", "getitem": "[]", "truediv": "/"}.get(name, name)
+        return {"add": "+", "mul": "*", "sub": "-", "neg": "unary -", "getitem": "[]", "truediv": "/",
+                "matmul": "@"}.get(name, name)
     if mod.startswith("torch"):
         return f"torch.{name}"
     return f"{mod}.{name}"
@@ -349,6 +384,12 @@ def _neg(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
 @_fn(operator.mul, torch.mul, operator.imul)
 def _mul(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
     a, b = args[0], args[1]
+    if isinstance(a, attn.ScoreProduct) or isinstance(b, attn.ScoreProduct):
+        p, c = (a, b) if isinstance(a, attn.ScoreProduct) else (b, a)
+        if not isinstance(c, Const):
+            raise w.b.error(f"{attn.describe_product(p)} is multiplied by a tensor computed from the input; only a "
+                            "constant scalar can become the attention's scale")
+        return attn.scale_product(w.b, p, c.value)
     if isinstance(a, Sym) and isinstance(b, Sym):
         raise w.b.error("multiplying two spiking tensors is not supported")
     x, c = (a, b) if isinstance(a, Sym) else (b, a)
@@ -364,6 +405,36 @@ def _mul(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
 def _div(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
     raise w.b.error("dividing a spiking tensor by a constant is not supported: x / c and x * (1/c) "
                     "differ in float32; multiply by a factor instead")
+
+
+@_fn(operator.matmul, torch.matmul)
+def _matmul(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
+    """Matrix products of spike tensors: the Spikformer attention pattern (`npuc.frontends.converters.attention`)."""
+    if len(args) != 2 or kwargs:
+        raise w.b.error("torch.matmul with out= or extra arguments is not supported")
+    a, b = args
+    name = sanitize(node.name)
+    if isinstance(a, Const) or isinstance(b, Const):
+        raise w.b.error("a matrix product of a spiking tensor with a constant is not supported: use nn.Linear "
+                        "(npuc reproduces its float32 arithmetic)")
+    if isinstance(a, attn.ScoreProduct) and isinstance(b, attn.ScoreProduct):
+        raise w.b.error(f"a product of {attn.describe_product(a)} and {attn.describe_product(b)} is not an attention "
+                        "pattern npuc compiles")
+    if isinstance(a, attn.ScoreProduct):
+        return attn.complete(w.b, name, a, _sym(b, "the values of the attention", w), "qk_v")
+    if isinstance(b, attn.ScoreProduct):
+        return attn.complete(w.b, name, b, _sym(a, "the queries of the attention", w), "q_kv")
+    left, right = _sym(a, "the left operand of @", w), _sym(b, "the right operand of @", w)
+    if left.decode or right.decode:
+        raise w.b.error("@ is applied to a reduction over time; reductions must be the model's output")
+    left, right = w.b.resolve(name + ".unsqueeze", left), w.b.resolve(name + ".unsqueeze", right)
+    return attn.product(w.b, left, right)
+
+
+METHODS["matmul"] = _matmul
+PRODUCT_FUNCTIONS = frozenset({operator.matmul, torch.matmul, operator.mul, torch.mul, operator.imul})
+"""Functions that accept a pending attention product (`attn.ScoreProduct`)."""
+PRODUCT_METHODS = frozenset({"matmul"})
 
 
 def _is_zero(v: Any) -> bool:
@@ -672,6 +743,8 @@ def _finish(w: _Walker, steps: int | None) -> Graph:
             else:
                 raise FrontendError(f"output {label} is the value of time step {sym.step}, not of the last step {last}")
             g.add(g.unique_name(_out_name(i, len(outputs))), Output(dec, layout, index=i), [sym.ref])
+    attn.prune_shape_ops(g)
+    attn.check_inputs(g)
     try:
         g.verify()
     except GraphError as e:

@@ -13,6 +13,9 @@ Lava behaviour behind each one):
   ``Reset`` processes on ``u`` and ``v``. Only ``reset="value"`` with
   ``reset_value=0``, ``reset_timing="same"``, ``compare="gt"``, no ``v_min``
   and ``v_init=0``: what Loihi 2's neuron does.
+* a diagonal SSM state (``meta["ssm_state"]``: a LIF without reset read
+  through ``v``, made a never-firing reset-to-0 neuron by the legalize pass)
+  -> ``LIFReset`` once an exact integer bound proves it never fires.
 * ``Dense`` -> ``Dense`` / ``DelayDense`` with the weight columns and rows
   permuted from npuc's channels-first order to Lava's ``(W, H, C)`` order;
   the weights must already be on Lava's grid (``truncate_weights(clip_weights(W))
@@ -483,6 +486,62 @@ class _Lowering:
                                          "Lava's graded Dense sums in int32 before the weight exponent, so the "
                                          "result would differ from the exact sum; use fewer input bits")
 
+    # diagonal SSM states ------------------------------------------------------------------------
+    def ssm_states(self, conns: list[Connection]) -> None:
+        """Prove that every SSM state neuron (``meta["ssm_state"]``, set by the legalize pass for a
+        LIF without reset read through its membrane) never fires, or refuse it.
+
+        Such a neuron runs as a reset-to-0 LIFReset; it keeps the no-reset semantics only if
+        ``v > vth << 6`` never holds. With ``A`` the largest ``|a_in|`` (per connection: absolute
+        row sums of the integer weights times the largest source payload, after the weight
+        exponent, rounded away from zero), Lava's fixed_pt update (lava-facts section 1) gives::
+
+            |u_t| <= |u_{t-1}| (4095 - du) / 4096 + (A << 6)
+            |v_t| <= |v_{t-1}| (4096 - dv) / 4096 + |u_t| + max|bias_mant| << bias_exp
+
+        over the graph's ``num_steps`` (LIFReset zeroes u and v at every sample start), or the
+        geometric limit when the graph has no step count. Refused when the bound of ``v``
+        exceeds ``vth << 6`` or that of ``u`` reaches its 24-bit wrap.
+        """
+        for pop in self.pops.values():
+            node = self.g[pop.node]
+            if pop.kind == "source" or "ssm_state" not in node.meta:
+                continue
+            a_in = 0
+            for c in conns:
+                if c.dst != pop.key:
+                    continue
+                src = next(p for p in self.pops.values() if p.key == c.src)
+                xmax = _max_abs_input(src)
+                if c.kind in ("wire", "sparse"):
+                    a_in += xmax
+                    continue
+                w = np.abs(np.asarray(c.weights, np.int64))
+                acc = int(w.reshape(w.shape[0], -1).sum(1).max(initial=0)) * xmax
+                e = c.weight_exp if c.kind == "dense" else 0
+                a_in += acc << e if e >= 0 else -(-acc >> -e)
+            u_in = a_in << self.prof.act_shift
+            bias = int(np.max(np.abs(pop.bias_mant), initial=0)) << pop.bias_exp
+            cu, cv = (4095 - pop.du) / 4096, (4096 - pop.dv) / 4096
+            steps = self.g.num_steps
+            if steps is None:
+                if pop.dv == 0:
+                    raise _error(pop.node, node.op, "SSM state without decay (dv = 0) in a graph without num_steps: "
+                                                    "its membrane bound grows without limit, so it could fire")
+                u_b = u_in / (1 - cu)
+                v_b = (u_b + bias) / (1 - cv)
+            else:
+                u_b = v_b = 0.0
+                for _ in range(steps):
+                    u_b = u_b * cu + u_in
+                    v_b = v_b * cv + u_b + bias
+            limit = pop.vth << self.prof.vth_shift
+            if v_b > limit or u_b >= 2 ** (self.prof.u_bits - 1):
+                raise _error(pop.node, node.op, f"SSM state (a LIF without reset read through its membrane): its "
+                                                f"integer membrane can reach {v_b:.0f} (current {u_b:.0f}), beyond its "
+                                                f"threshold {limit} (or u's 24-bit range), so Lava would fire and reset "
+                                                "it; give it a decay or fewer steps, or read spikes instead")
+
     # readouts ----------------------------------------------------------------------------------
     def readouts(self) -> tuple[list[Readout], list[OutputSpec]]:
         readouts: list[Readout] = []
@@ -573,6 +632,7 @@ def lower(graph: Graph) -> NetworkSpec:
     lw.populations()
     conns = lw.connections()
     lw.lags(conns)
+    lw.ssm_states(conns)
     readouts, outputs = lw.readouts()
     pops = list(lw.pops.values())
     inputs = []

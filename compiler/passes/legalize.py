@@ -265,7 +265,7 @@ class Legalize(Pass):
         if steps is None:
             if alpha >= 1 or (alpha_i is not None and alpha_i >= 1):
                 raise fail("without a decay its membrane grows with the number of steps, and the graph has no "
-                           "num_steps to bound it (give the model a fixed number of time steps)")
+                           "num_steps to bound it: fix the number of time steps (--steps / steps=)")
             i_inf = per_step / (1 - alpha_i) if alpha_i is not None else per_step
             return float(abs(op.v_init) + (gain * i_inf + bias) / (1 - alpha))
         i_b, v_b, peak = 0.0, abs(op.v_init), 0.0

@@ -1,4 +1,5 @@
-"""Converters for npuc's own modules (`npuc.nn`): neurons and input encoders."""
+"""Converters for npuc's own modules (`npuc.nn`): neurons, input encoders and
+inter-token NPEs (attention, linear attention, the diagonal SSM)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ from ..nn import (
     BernoulliEncoder,
     CurrentEncoder,
     LatencyEncoder,
+    LinearAttention,
     RateEncoder,
+    SpikingSelfAttention,
+    SpikingSSM,
+    StochasticAttention,
     TimeCodeEncoder,
 )
 from ..values import Sym
-from . import converter
+from . import attention, converter
+from . import torch_nn as tnn
 
 
 @converter(LIF, IF, role="neuron", library="npuc")
@@ -49,3 +55,75 @@ def encoder(call: Call) -> Sym:
     b.encoder_steps = steps
     b.seq_len = steps
     return x.with_(ref=Ref(src.name), lead=("T", "B"))
+
+
+# -- inter-token NPEs -------------------------------------------------------------------------------
+
+
+def _qkv(call: Call) -> tuple[Sym, Sym, Sym]:
+    return tuple(call.b.resolve(call.name + ".unsqueeze", _arg(call, i, n)) for i, n in enumerate("qkv"))
+
+
+def _arg(call: Call, i: int, name: str) -> Sym:
+    v = call.arg(i, name)
+    if not isinstance(v, Sym):
+        raise call.error(f"its argument '{name}' is not computed from the model input ({type(v).__name__})")
+    if v.decode:
+        raise call.error(f"its argument '{name}' is a reduction over time; reductions must be the model's output")
+    return v
+
+
+@converter(SpikingSelfAttention, role="synapse", library="npuc")
+def spiking_self_attention(call: Call) -> Sym:
+    """`npuc.nn.SpikingSelfAttention` -> `SpikeAttention` on binary spike inputs (any layout)."""
+    q, k, v = _qkv(call)
+    for role, x in (("query", q), ("key", k), ("value", v)):
+        attention.require_spikes(call.b, x, role, call.where())
+    op = call.module.to_op()
+    return call.b.combine(call.name, lambda: op, [q, k, v], ("npuc.SpikingSelfAttention", call.qualname))
+
+
+def _sequence_npe(call: Call, make_op) -> Sym:
+    """A stateful inter-token NPE called once on whole ``[T, B, ...]`` sequences."""
+    q, k, v = _qkv(call)
+    for name, x in (("k", k), ("v", v)):
+        if x.lead != q.lead:
+            raise call.error(f"its arguments 'q' and '{name}' have different layouts", LayoutError)
+    b = call.b
+
+    def make() -> str:
+        try:
+            op = make_op()
+        except ValueError as e:
+            raise call.error(str(e)) from None
+        return b.add(call.name, op, [q.ref, k.ref, v.ref])
+
+    node = b.seq_neuron(call, q, ("T", "B"), make)
+    return b.port(q, node, "out")
+
+
+@converter(StochasticAttention, role="neuron", library="npuc")
+def stochastic_attention(call: Call) -> Sym:
+    """`npuc.nn.StochasticAttention` (LFSR streams) -> `StochasticAttention` on binary spike inputs."""
+    m = call.module
+    if m.rng != "lfsr":
+        raise call.error(f"samples with torch's generator (rng={m.rng!r}); the hardware uses LFSR streams: set "
+                         f"{call.qualname}.rng = 'lfsr' before compiling so that the compiled graph equals the model")
+    q, k, v = _qkv(call)
+    for role, x in (("query", q), ("key", k), ("value", v)):
+        attention.require_spikes(call.b, x, role, call.where())
+    return _sequence_npe(call, m.to_op)
+
+
+@converter(LinearAttention, role="neuron", library="npuc")
+def linear_attention(call: Call) -> Sym:
+    """`npuc.nn.LinearAttention` -> `LinearAttention` (state over the time axis)."""
+    return _sequence_npe(call, call.module.to_op)
+
+
+@converter(SpikingSSM, role="neuron", library="npuc")
+def spiking_ssm(call: Call) -> Sym:
+    """`npuc.nn.SpikingSSM` -> its ``nn.Linear`` (`Dense`) and its ``LIF(reset="none")``, read from port ``v``."""
+    m = call.module
+    h = tnn.linear(Call(call.b, m.proj, f"{call.qualname}.proj", [call.tensor()], {}, None, call.node))
+    return lif(Call(call.b, m.state, f"{call.qualname}.state", [h], {}, None, call.node))

@@ -2,11 +2,14 @@
 
 Neurons (`LIF`, `IF`) take time-major ``[T, B, ...]`` tensors; encoders turn a
 static ``[B, ...]`` input into ``[T, B, ...]`` spikes exactly as the IR input
-encodings do. A model built from them and ``torch.nn`` layers trains with
-ordinary PyTorch and compiles with `npuc.frontends.trace` / ``npuc compile``
-without any special code; its float graph equals the module output bit for bit.
+encodings do. Inter-token NPEs (`SpikingSelfAttention`, `StochasticAttention`,
+`LinearAttention`, `SpikingSSM`) take ``[T, B, ..., N, D]`` token tensors. A
+model built from them and ``torch.nn`` layers trains with ordinary PyTorch and
+compiles with `npuc.frontends.trace` / ``npuc compile`` without any special
+code; its float graph equals the module output bit for bit.
 """
 
+from .attention import LinearAttention, SpikingSelfAttention, SpikingSSM, StochasticAttention
 from .encoders import BernoulliEncoder, CurrentEncoder, LatencyEncoder, RateEncoder, TimeCodeEncoder
 from .neurons import IF, LIF
 from .surrogate import ATan, Sigmoid, StraightThrough, Surrogate
@@ -15,4 +18,5 @@ __all__ = [
     "LIF", "IF",
     "RateEncoder", "BernoulliEncoder", "TimeCodeEncoder", "LatencyEncoder", "CurrentEncoder",
     "Surrogate", "Sigmoid", "ATan", "StraightThrough",
+    "SpikingSelfAttention", "StochasticAttention", "LinearAttention", "SpikingSSM",
 ]
