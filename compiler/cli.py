@@ -27,6 +27,8 @@ class NotAvailable(UserError):
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
+    from .backends.rtl import RtlSupportError
+    from .backends.rtl.toolchain import ToolchainError
     from .builddir import BuildDirError
     from .frontends.errors import FrontendError
     from .ir.graph import GraphError
@@ -35,7 +37,8 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from .sim.encoding import InputError
     from .targets import TargetError
 
-    return (UserError, GraphError, GraphFileError, InputError, BuildDirError, TargetError, PassError, FrontendError)
+    return (UserError, GraphError, GraphFileError, InputError, BuildDirError, TargetError, PassError, FrontendError,
+            RtlSupportError, ToolchainError)
 
 
 # -- input / output files -----------------------------------------------------------

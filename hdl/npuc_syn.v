@@ -3,11 +3,15 @@
 // Per time step (start .. done) it walks only the active events (payload p, index e) of its
 // source's event list and adds the weight column (dense) or kernel (conv) of each event to the
 // path's accumulators:   acc[o] += W[o, e] * p      (BINARY: p is always 1, no multiply)
+// KIND 2 is a dense layer applied to every token of a (tokens, features) input (the same matrix
+// for each token): the decode ROM gives the event's {token t, feature f} and
+//   acc[t, o] += W[o, f] * p.
 //
 // Lanes split the output channels: lane l owns the channels co with (co mod CG) mod L == l, and
 // all lanes address the same word of their own accumulator RAM and of the shared, L-wide weight
 // ROM in a cycle. Memory layout (chunk k = (co mod CG) / L, group g = co / CG):
 //   dense  weights  [e * KC + k]                                  accumulators [k]
+//   token  weights  [f * KC + k]                                  accumulators [t * KC + k]
 //   conv   weights  [(((g * KC + k) * CIG + ci) * KH + u) * KW + v]  accumulators [((g * KC + k) * OH + i) * OW + j]
 // Conv events are decoded by a ROM indexed by the source index e (pre-synaptic reshapes,
 // permutes and pooling outputs are folded into it by the emitter):
@@ -25,7 +29,7 @@
 // arriving meanwhile is held), so a reset in the middle of a step leaves no partial sums.
 `default_nettype none
 module npuc_syn #(
-    parameter integer KIND = 0,          // 0 dense, 1 conv
+    parameter integer KIND = 0,          // 0 dense, 1 conv, 2 token-wise dense
     parameter integer L = 1,             // lanes
     parameter integer WW = 8,            // weight width (signed)
     parameter integer PW = 2,            // event payload width (signed)
@@ -57,7 +61,9 @@ module npuc_syn #(
     parameter integer USTEP = 1,
     parameter integer ISTEP = 1,
     parameter integer VSTEP = 1,
-    parameter integer JSTEP = 1
+    parameter integer JSTEP = 1,
+    parameter integer TOKB = 1,          // token-wise dense decode field widths
+    parameter integer FEATB = 1
 ) (
     input  wire              clk,
     input  wire              rst,
@@ -89,7 +95,7 @@ module npuc_syn #(
     assign busy = running;
 
     // ---- front end: event fetch (+ conv decode ROM) ------------------------------------------
-    localparam integer RW = (KIND == 1) ? GB + CIB + 2 * KB + 2 * OB + 2 * NB : 1;
+    localparam integer RW = (KIND == 1) ? GB + CIB + 2 * KB + 2 * OB + 2 * NB : (KIND == 2) ? TOKB + FEATB : 1;
     wire           fv;
     wire signed [PW-1:0] fpay;
     wire [IW-1:0]  fidx;
@@ -231,6 +237,36 @@ module npuc_syn #(
                             ci_ <= ci_ - ISTEPB;
                         end
                     end
+                end
+            end
+        end else if (KIND == 2) begin : g_token
+            // decoded fields, LSB first: feature f, token t
+            reg [FEATB-1:0] gf;
+            reg [TOKB-1:0] gt;
+            assign g_last = gv && k_last;
+            assign op_valid = gv;
+            wire [31:0] f32 = {{(32-FEATB){1'b0}}, gf};
+            wire [31:0] t32 = {{(32-TOKB){1'b0}}, gt};
+            assign op_waddr = f32 * KC32 + k32;
+            assign op_aaddr = t32 * KC32 + k32;
+            wire _unused_ok = &{1'b0, fidx, 1'b0};
+            always @(posedge clk) begin
+                if (rst) begin
+                    gv <= 1'b0;
+                    gf <= {FEATB{1'b0}};
+                    gt <= {TOKB{1'b0}};
+                    gpay <= {PW{1'b0}};
+                    k <= {KCB{1'b0}};
+                end else if (g_take) begin
+                    gv <= 1'b1;
+                    gf <= rom[FEATB-1:0];
+                    gt <= rom[TOKB+FEATB-1:FEATB];
+                    gpay <= fpay;
+                    k <= {KCB{1'b0}};
+                end else if (g_last) begin
+                    gv <= 1'b0;
+                end else if (gv) begin
+                    k <= k + 1'b1;
                 end
             end
         end else begin : g_dense

@@ -152,9 +152,6 @@ def test_unsupported_structures_name_the_node(tmp_path):
         (_path_graph([("avg", AvgPool2d(2, q=QScale(np.array(1), 2))), flat]), "avg"),
         (_path_graph([flat], post=[("scale", Scale(np.float32(0.5), q=QScale(np.array(1), 1)))]), "scale"),
         (_path_graph([("p1", SumPool2d(2)), ("p2", MaxPool2d(1)), flat]), "two pooling ops"),
-        # a dense layer on the last axis of a (C, H, W) input
-        (_path_graph([], weighted=Dense(np.zeros((3, 4), np.float32), q=QSynapse(np.ones((3, 4), np.int64)))),
-         "flat input"),
     ]
     for g, what in cases:
         with pytest.raises(RtlSupportError, match=what):

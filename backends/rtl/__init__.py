@@ -9,7 +9,12 @@
 * `rtl_report(graph, artifact_dir, run_result=None)`: cycles per step against
   the event-driven bound, and Yosys resource estimates per layer.
 * `lint(artifact_dir)`: ``verilator --lint-only -Wall`` on the emitted design.
+* `npuc.backends.rtl.sc_stats`: stochastic-computing characterization in RTL
+  (LFSR bank, comparator encoders, AND multipliers, MUX adder, counters).
 
+Attention ops map to hardware units too: SpikeAttention paths (`npuc_attn`),
+StochasticAttention (`npuc_sc_attn`) and LinearAttention (`npuc_linattn`)
+populations, see `npuc.backends.rtl.lower_attention`.
 See ``docs/rtl-backend.md`` for the architecture and the supported ops.
 """
 

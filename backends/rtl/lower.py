@@ -11,7 +11,6 @@ engine (`npuc.sim.int_kernels`) bit for bit. Anything without a mapping raises
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +41,21 @@ from .bounds import (
     register_range,
     unsigned_bits,
 )
-from .model import Design, EventList, InputUnit, Layer, Memory, Path, PoolUnit, Readout
+from .model import (
+    AttnPath,
+    Design,
+    EventList,
+    InputUnit,
+    Layer,
+    Memory,
+    Path,
+    PoolUnit,
+    Readout,
+    Unit,
+)
+from .util import RtlSupportError, ident, pack, vconst, words
+
+__all__ = ["lower", "RtlSupportError", "ident", "vconst", "STATIC_MODULES"]
 
 OVF_MODES = {"none": 0, "wrap": 1, "wrap_sym": 2, "saturate": 3, "saturate_sym": 4}
 ROUNDING = {"trunc0": 0, "floor": 1, "round_half_up": 2}
@@ -57,33 +70,8 @@ STATIC_MODULES = ("npuc_ram.v", "npuc_rom.v", "npuc_ovf.v", "npuc_decay.v", "npu
 """The static building blocks in ``npuc.hdl`` (copied into every artifact)."""
 
 
-class RtlSupportError(ValueError):
-    """A graph feature the RTL backend does not implement, naming the node and the feature."""
-
-
-def ident(name: str, limit: int = 40) -> str:
-    """A Verilog-safe fragment of a node name (letters, digits, '_'); callers add a unique prefix,
-    so the result can never be a keyword or collide."""
-    s = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "n"
-    return s[:limit]
-
-
-def vconst(value: int, width: int) -> str:
-    """A sized signed Verilog literal, e.g. ``-12'sd5``."""
-    v = int(value)
-    return f"-{width}'sd{-v}" if v < 0 else f"{width}'sd{v}"
-
-
-def _pack(lanes: list[int], width: int) -> int:
-    mask = (1 << width) - 1
-    out = 0
-    for i, v in enumerate(lanes):
-        out |= (int(v) & mask) << (i * width)
-    return out
-
-
-def _words(values) -> np.ndarray:
-    return np.array([int(v) for v in values], dtype=object)
+_pack = pack
+_words = words
 
 
 @dataclass
@@ -126,13 +114,13 @@ def lower(graph: Graph, target) -> Design:
         raise RtlSupportError(f"target lanes must be >= 1, got {lanes}")
     graph.verify()
     order = graph.topo_order()
-    for name in order:
-        op = graph[name].op
-        if type(op).__name__ in ("SpikeAttention", "StochasticAttention", "LinearAttention"):
-            raise RtlSupportError(f"node '{name}' ({type(op).__name__}): attention has no RTL template yet")
-    lif_names = [n for n in order if isinstance(graph[n].op, LIF)]
-    if not lif_names:
-        raise RtlSupportError(f"graph '{graph.name}' has no neuron (LIF) node: nothing to map to hardware")
+    from . import lower_attention as la
+
+    stage_names = [n for n in order if isinstance(graph[n].op, (LIF, *la.UNIT_OPS))]
+    lif_names = [n for n in stage_names if isinstance(graph[n].op, LIF)]
+    if not stage_names:
+        raise RtlSupportError(f"graph '{graph.name}' has no neuron (LIF) or attention population: nothing to map "
+                              "to hardware")
 
     pops: dict[str, _Pop] = {}
     for node in graph.inputs():
@@ -142,18 +130,39 @@ def lower(graph: Graph, target) -> Design:
         lo, hi = _spike_range(name, node.op, prof)
         pops[name] = _Pop(name, int(np.prod(node.shape)), tuple(node.shape), Range(lo, hi),
                           node.op.spike in ("binary", "bernoulli"), set())
+    for name in stage_names:
+        node = graph[name]
+        if isinstance(node.op, la.StochasticAttention):
+            pops[name] = _Pop(name, int(np.prod(node.shape)), tuple(node.shape), Range(0, 1), True, set())
+        elif isinstance(node.op, la.LinearAttention):
+            missing = [u.source for u in la.unit_inputs(graph, name) if u.source not in pops]
+            if missing:
+                raise RtlSupportError(f"linear attention '{name}' reads {missing} before they are computed "
+                                      "(a delayed edge from a later attention unit)")
+            pops[name] = _Pop(name, int(np.prod(node.shape)), tuple(node.shape),
+                              la.linear_output_range(graph, name, pops, prof), False, set())
 
     paths_of: dict[str, list[SynapsePath]] = {}
-    for name in lif_names:
+    inputs_of: dict[str, list] = {}
+    for name in stage_names:
+        if name not in lif_names:
+            inputs_of[name] = la.unit_inputs(graph, name)
+            for u in inputs_of[name]:
+                _check_source(graph, name, u.source, pops)
+                pops[u.source].delays.add(u.delay)
+            continue
         try:
             sps = neuron_paths(graph, name)
         except StructureError as e:
             raise RtlSupportError(str(e)) from None
         for sp in sps:
             src = sp.source.node
-            if src not in pops:
-                raise RtlSupportError(f"path into '{name}' starts at '{src}' ({type(graph[src].op).__name__}), "
-                                      "which is not an Input or a neuron's spikes")
+            _check_source(graph, name, src, pops)
+            if sp.weighted is not None and isinstance(graph[sp.weighted].op, la.SpikeAttention):
+                for u in la.unit_inputs(graph, sp.weighted, sp.delay):
+                    _check_source(graph, name, u.source, pops)
+                    pops[u.source].delays.add(u.delay)
+                continue
             if sp.delay > 1:
                 raise RtlSupportError(f"path {' -> '.join([src, *sp.nodes])} into '{name}' has delay {sp.delay}; "
                                       "the RTL keeps one step of history (delay 0 or 1)")
@@ -172,25 +181,52 @@ def lower(graph: Graph, target) -> Design:
 
     inputs = _inputs(graph, evlists, pops)
     read_i = _current_outputs(graph)
-    layers = []
-    consumers: dict[str, list[tuple[int, int]]] = {ev.ident: [] for ev in evlists.values()}
-    for k, name in enumerate(lif_names):
-        lowered = []
-        for i, sp in enumerate(paths_of[name]):
-            item = _path(graph, name, k, i, sp, pops, evlists, prof, lanes)
-            consumers[item[0].source.ident].append((k, i))
-            lowered.append(item)
-        layers.append(_layer(graph, name, k, lowered, prof, evlists.get(name), ident(graph.name), name in read_i))
+    layers: list = []
+    consumers: dict[str, list[tuple[int, str]]] = {ev.ident: [] for ev in evlists.values()}
+    modules = list(STATIC_MODULES)
+    gid = ident(graph.name)
+    for k, name in enumerate(stage_names):
+        op = graph[name].op
+        if isinstance(op, la.StochasticAttention):
+            unit = la.sc_unit(graph, name, k, pops, evlists, evlists.get(name), gid)
+            extra = la.SC_MODULES
+        elif isinstance(op, la.LinearAttention):
+            unit = la.linear_unit(graph, name, k, pops, evlists, evlists.get(name), prof, lanes, gid)
+            extra = la.LINEAR_MODULES
+        else:
+            lowered = []
+            for i, sp in enumerate(paths_of[name]):
+                item = _path(graph, name, k, i, sp, pops, evlists, prof, lanes)
+                p = item[0]
+                if isinstance(p, AttnPath):
+                    for port, src in zip("qkv", p.gather.sources):
+                        consumers[src.ident].append((k, f"p{i}{port}"))
+                    modules += [m for m in la.ATTENTION_MODULES if m not in modules]
+                else:
+                    consumers[p.source.ident].append((k, f"p{i}"))
+                lowered.append(item)
+            layers.append(_layer(graph, name, k, lowered, prof, evlists.get(name), gid, name in read_i))
+            continue
+        for port, src in zip("qkv", unit.gather.sources):
+            consumers[src.ident].append((k, port))
+        modules += [m for m in extra if m not in modules]
+        layers.append(unit)
 
     readouts, outputs = _readouts(graph, layers)
-    top = f"npuc_{ident(graph.name)}"
-    if f"{top}.v" in STATIC_MODULES:  # e.g. a graph named 'ram'
-        top += "_top"
+    top = f"npuc_{gid}"
+    if f"{top}.v" in modules + list(la.ATTENTION_MODULES + la.SC_MODULES + la.LINEAR_MODULES):
+        top += "_top"  # e.g. a graph named 'ram'
     return Design(
         graph=graph.name, top=top, steps=graph.num_steps, profile=prof.name, lanes=lanes,
         in_w=max(i.xw for i in inputs), out_w=max(r.width for r in readouts),
         inputs=inputs, layers=layers, evlists=list(evlists.values()), readouts=readouts,
-        outputs=outputs, consumers=consumers)
+        outputs=outputs, consumers=consumers, static_modules=tuple(modules))
+
+
+def _check_source(graph: Graph, stage: str, src: str, pops: dict[str, _Pop]) -> None:
+    if src not in pops:
+        raise RtlSupportError(f"'{stage}' reads '{src}' ({type(graph[src].op).__name__}), which is not an Input, "
+                              "a neuron's spikes or an attention population")
 
 
 # -- populations ----------------------------------------------------------------------------
@@ -268,10 +304,14 @@ def _inputs(graph: Graph, evlists: dict[str, EventList], pops: dict[str, _Pop]) 
 
 
 def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[str, _Pop],
-          evlists: dict[str, EventList], prof, lanes: int) -> tuple[Path, Range, Range, int, str]:
+          evlists: dict[str, EventList], prof, lanes: int) -> tuple[Path | AttnPath, Range, Range, int, str]:
     """The path's hardware plus what the neuron side needs for widths: the accumulator range,
     the synapse bias range and the convolution overflow rule."""
     where = f"path {i} ({' -> '.join([sp.source.node, *sp.nodes, lif])})"
+    if sp.weighted is not None and type(graph[sp.weighted].op).__name__ == "SpikeAttention":
+        from .lower_attention import attn_path
+
+        return attn_path(graph, lif, k, i, sp, pops, evlists, lanes)
     if sp.weighted is None:
         raise RtlSupportError(f"{where} has no weighted op; run the legalize pass (it inserts an identity)")
     if len(sp.inputs) > 1:
@@ -321,7 +361,7 @@ def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[st
     inv = np.empty(arr.size, dtype=np.int64)
     inv[arr.reshape(-1)] = np.arange(arr.size)  # event index -> flat input position of the weighted op
     if isinstance(wop, Dense):
-        d = _dense(wname, wop, w, arr, inv, lanes, ww)
+        d = _dense(wname, wop, w, arr, inv, lanes, ww, k, i)
     elif isinstance(wop, (Conv2d, Conv1d)):
         d = _conv(graph, wname, wop, w, arr, inv, lanes, ww, k, i)
     else:
@@ -341,6 +381,8 @@ def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[st
     ovf_mode = prof.conv_acc_overflow if is_conv and ovf_bits else "none"
     channels = d["channels"]
     bias_mem = None
+    if bias_vals is not None and d.get("tokens"):
+        bias_vals = np.tile(bias_vals, d["tokens"])  # one entry per neuron (the iterator counts neurons)
     if bias_vals is not None:
         mask = (1 << bw) - 1
         bias_mem = Memory(f"l{k}_p{i}_bias.hex", bw, _words(int(b) & mask for b in bias_vals))
@@ -362,14 +404,14 @@ def _area(op) -> int:
     return int(op.kernel[0] * op.kernel[1])
 
 
-def _dense(name: str, op: Dense, w: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int) -> dict:
-    if arr.ndim != 1:
-        raise RtlSupportError(f"dense '{name}' reads a {arr.ndim}-d input {arr.shape}; the RTL needs a flat "
-                              "input (add a Reshape/flatten before it)")
+def _dense(name: str, op: Dense, w: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int,
+           k: int, i: int) -> dict:
     n_out, n_in = w.shape
     kc = -(-n_out // lanes)
     padded = np.zeros((kc * lanes, n_in), dtype=np.int64)
     padded[:n_out] = w
+    if arr.ndim > 1:
+        return _token_dense(padded, arr, inv, lanes, ww, kc, n_out, k, i)
     words = []
     for e in range(n_in):
         col = padded[:, inv[e]]
@@ -377,6 +419,26 @@ def _dense(name: str, op: Dense, w: np.ndarray, arr: np.ndarray, inv: np.ndarray
             words.append(_pack(col[c * lanes:(c + 1) * lanes], ww))
     return {"kind": 0, "weights": Memory("", lanes * ww, _words(words)), "adepth": kc, "kc": kc, "cg": n_out,
             "P": 1, "channels": n_out, "fan_in": n_in, "fanout": float(kc), "synapses": float(n_out)}
+
+
+def _token_dense(padded: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int, kc: int, n_out: int,
+                 k: int, i: int) -> dict:
+    """Dense applied to every token of a ``(..., features)`` input (same matrix per token): the
+    engine's KIND 2. Weights ``[f * KC + c]``; a decode ROM gives each event its {token, feature}
+    (folding the Reshape/Permute ops before the layer); accumulators ``[t * KC + c]``, so neuron
+    ``t * n_out + o`` sits at lane ``o mod L`` like ``tokens`` dense groups."""
+    n_in = arr.shape[-1]
+    tokens = arr.size // n_in
+    words = [_pack(padded[c * lanes:(c + 1) * lanes, f], ww) for f in range(n_in) for c in range(kc)]
+    featb, tokb = unsigned_bits(n_in - 1), unsigned_bits(tokens - 1)
+    dec = []
+    for e in range(arr.size):
+        t, f = divmod(int(inv[e]), n_in)
+        dec.append(f | (t << featb))
+    return {"kind": 2, "weights": Memory("", lanes * ww, _words(words)), "adepth": tokens * kc, "kc": kc,
+            "cg": n_out, "P": 1, "channels": tokens * n_out, "fan_in": n_in, "conv": {"TOKB": tokb, "FEATB": featb},
+            "decode": Memory(f"l{k}_p{i}_decode.hex", tokb + featb, _words(dec)), "tokens": tokens,
+            "fanout": float(kc), "synapses": float(n_out)}
 
 
 def _taps(size: int, k: int, s: int, p: int, d: int, out: int, what: str):
@@ -514,6 +576,8 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
         log.see(acc, acc.shift(p.exp), acc.shift(p.exp) + bias_r, x)
         log.see_bits(p.aw + max(p.exp, 0) + 1)
         log.see_bits(p.bw)
+        if isinstance(p, AttnPath):
+            log.see_bits(p.post_bits)
         a_range = a_range + x
         log.see(a_range)
     d_unity = prof.decay_unity
@@ -751,12 +815,12 @@ def _current_outputs(graph: Graph) -> set[str]:
     return out
 
 
-def _readouts(graph: Graph, layers: list[Layer]) -> tuple[list[Readout], list[dict]]:
+def _readouts(graph: Graph, layers: list[Layer | Unit]) -> tuple[list[Readout], list[dict]]:
     by_node = {lay.node: lay for lay in layers}
     readouts: list[Readout] = []
     index: dict[tuple[int, str], int] = {}
 
-    def add(lay: Layer, port: str, probe: bool) -> int:
+    def add(lay: Layer | Unit, port: str, probe: bool) -> int:
         key = (lay.index, port)
         if key in index:
             r = readouts[index[key]]
@@ -772,9 +836,9 @@ def _readouts(graph: Graph, layers: list[Layer]) -> tuple[list[Readout], list[di
         op: Output = out.op
         ref = _output_source(graph, out.name)
         src = graph[ref.node]
-        if ref.delay != 0 or not isinstance(src.op, LIF):
+        if ref.delay != 0 or ref.node not in by_node:
             raise RtlSupportError(f"output '{out.name}' reads '{ref.node}' ({type(src.op).__name__}); the RTL streams "
-                                  "out neuron spikes, membranes (v) and currents (i) only")
+                                  "out neuron spikes, membranes (v) and currents (i), and attention outputs only")
         port = src.port(ref)
         r = add(by_node[ref.node], port, probe=False)
         readouts[r].outputs.append(out.name)

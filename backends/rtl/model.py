@@ -5,12 +5,15 @@ every decision there (widths, memory layouts, modes, which units exist);
 `npuc.backends.rtl.render` prints it through the jinja2 templates in
 ``npuc.hdl`` (loops and fields only) and writes the memory images.
 
-Hardware summary (see ``docs/rtl-backend.md``): one *layer* per LIF node,
-run one after another in topological order every time step. A layer walks
-each synapse path's source event list with an event-driven engine
-(`npuc_syn`, optionally fed by a pooling unit `npuc_pool`), accumulating into
-per-path, per-lane accumulator RAMs, then updates its neurons one per cycle
-(`npuc_lif`) and appends its nonzero spikes to its own event list.
+Hardware summary (see ``docs/rtl-backend.md``): one *stage* per LIF node
+(`Layer`) or attention population (`Unit`), run one after another in
+topological order every time step. A layer walks each synapse path's source
+event list with an event-driven engine (`npuc_syn`, optionally fed by a
+pooling unit `npuc_pool`; a coincidence-attention engine `npuc_attn` for a
+SpikeAttention path), accumulating into per-path, per-lane accumulator RAMs,
+then updates its neurons one per cycle (`npuc_lif`) and appends its nonzero
+spikes to its own event list. A unit (`npuc_sc_attn`, `npuc_linattn`) gathers
+its three inputs and appends its outputs to its event list.
 """
 
 from __future__ import annotations
@@ -149,6 +152,107 @@ class Path:
 
 
 @dataclass
+class Gather:
+    """The event gather of an attention unit's three inputs Q, K, V (`npuc_gather`)."""
+
+    sources: list[EventList]  # Q, K, V event lists (may repeat)
+    delays: list[int]  # per input: 1 reads the previous step's events
+    nodes: list[list[str]]  # per input: the population and the Reshape/Permute ops after it
+    pw: int  # common payload width (sources are sign-extended to it)
+    iw: int  # common index width
+    eaw: int  # common event address width
+    fw: int  # field width in the rows
+    aaw: int
+    baw: int
+    rww: int
+    fb: int
+    rom: Memory
+    rom_aw: int
+    base1: int
+    base2: int
+    caw: int
+
+    def params(self) -> dict[str, str]:
+        """The npuc_gather parameters (as the owning unit passes them through)."""
+        return {"PW": str(self.pw), "IW": str(self.iw), "EAW": str(self.eaw), "AAW": str(self.aaw),
+                "BAW": str(self.baw), "RWW": str(self.rww), "FB": str(self.fb), "ROM_FILE": f'"{self.rom.path}"',
+                "ROM_DEPTH": str(self.rom.depth), "ROM_AW": str(self.rom_aw), "BASE1": str(self.base1),
+                "BASE2": str(self.base2), "CAW": str(self.caw)}
+
+
+@dataclass
+class AttnPath:
+    """A SpikeAttention path into a layer: `npuc_attn` (gather + scores + S V into lane
+    accumulators), `npuc_attn_iter` (neuron -> accumulator table, folding the ops after the
+    attention) and `npuc_mulshift` (``(acc * mult) >> shift``)."""
+
+    index: int
+    weighted: str  # the SpikeAttention node
+    nodes: list[str]  # pre ops of Q, the attention node, post ops
+    gather: Gather
+    order: str
+    dims: dict[str, int]  # H, N, M, DK, DV
+    lanes: int
+    kc: int
+    aw: int  # accumulator width (signed)
+    aaw: int  # accumulator word address width
+    params: dict[str, str]  # npuc_attn parameters (Verilog constants), gather included
+    iter_rom: Memory
+    iter_aw: int
+    lb: int
+    mult: int
+    shift: int
+    post_bits: int  # width of acc * mult
+    cycles_model: dict[str, float]  # fixed parts of the cycle bound (see report)
+    exp: int = 0
+    bw: int = 2
+
+    @property
+    def source(self) -> EventList:
+        return self.gather.sources[0]
+
+    @property
+    def delay(self) -> int:
+        return self.gather.delays[0]
+
+    @property
+    def pool(self) -> None:
+        return None
+
+
+@dataclass
+class Unit:
+    """An attention population: `npuc_sc_attn` (StochasticAttention, binary spikes out) or
+    `npuc_linattn` (LinearAttention, graded values out)."""
+
+    index: int
+    node: str
+    ident: str
+    module: str
+    kind: str  # "sc" or "linear"
+    core: str  # the static module it instantiates
+    n: int
+    shape: tuple[int, ...]
+    gather: Gather
+    params: dict[str, str]  # core parameters (Verilog constants), gather included
+    ow: int  # output value width
+    naw: int  # output index width
+    ev: EventList | None
+    memories: list[Memory]
+    spike: str  # "binary" or "graded"
+    dims: dict[str, int]
+    lanes: int
+
+    @property
+    def state_width(self) -> int:
+        return self.ow
+
+    @property
+    def fields(self) -> dict[str, tuple[int, int]]:
+        return {"out": (0, self.ow)}
+
+
+@dataclass
 class Layer:
     """One LIF population."""
 
@@ -158,7 +262,7 @@ class Layer:
     module: str
     n: int
     shape: tuple[int, ...]
-    paths: list[Path]
+    paths: list[Path | AttnPath]
     lif: dict[str, str]  # npuc_lif parameters, already formatted as Verilog constants
     cw: int
     sw: int
@@ -216,11 +320,12 @@ class Design:
     in_w: int
     out_w: int
     inputs: list[InputUnit]
-    layers: list[Layer]
+    layers: list[Layer | Unit]  # stages in topological order
     evlists: list[EventList]
     readouts: list[Readout]
     outputs: list[dict[str, Any]]  # Output nodes: name, index, decoding, layout, readout
-    consumers: dict[str, list[tuple[int, int]]]  # evlist ident -> [(layer, path)] reading it
+    consumers: dict[str, list[tuple[int, str]]]  # evlist ident -> [(stage, port)] reading it
+    static_modules: tuple[str, ...] = ()  # the npuc.hdl building blocks this design uses
 
     @property
     def words_in(self) -> int:
@@ -232,7 +337,13 @@ class Design:
     def memories(self) -> list[Memory]:
         out: list[Memory] = []
         for lay in self.layers:
+            if isinstance(lay, Unit):
+                out += [lay.gather.rom, *lay.memories]
+                continue
             for p in lay.paths:
+                if isinstance(p, AttnPath):
+                    out += [p.gather.rom, p.iter_rom]
+                    continue
                 out.append(p.weights)
                 for m in (p.decode, p.bias, p.pool.rom if p.pool else None):
                     if m is not None:

@@ -26,10 +26,11 @@ import jinja2
 
 from .bounds import unsigned_bits
 from .lower import STATIC_MODULES, vconst
-from .model import Design, Layer, Memory
+from .model import AttnPath, Design, Gather, Layer, Memory, Unit
 from .model import Path as SynPath
 
 STATIC = STATIC_MODULES
+KIND_NAMES = {0: "dense", 1: "conv", 2: "token_dense"}
 DESIGN_FILE = "design.json"
 DESIGN_VERSION = 1
 
@@ -51,6 +52,53 @@ def static_source(name: str) -> str:
 def _sext(sig: str, lsb: int, width: int, to: int) -> str:
     msb = lsb + width - 1
     return f"{{{{{to - width}{{{sig}[{msb}]}}}}, {sig}[{msb}:{lsb}]}}"
+
+
+def _port(name: str, ev) -> SimpleNamespace:
+    """An event-list read port of a stage module."""
+    return SimpleNamespace(name=name, src=ev.ident, eaw=ev.iaw, dw=ev.dw)
+
+
+def _gather_lines(g: Gather, pre: str, ports: list[str]) -> list[str]:
+    """Verilog that packs three event-list ports into npuc_gather's uniform vectors
+    ``{pre}_g_count/_g_data`` (payloads sign-extended, indices and counts zero-extended) and
+    routes ``{pre}_g_re/_g_addr/_g_act`` back to the ports (bank: the step parity, flipped for
+    a delayed input, while that input is read)."""
+    out = [f"wire [2:0] {pre}_g_re;", f"wire [2:0] {pre}_g_act;", f"wire [{3 * g.eaw - 1}:0] {pre}_g_addr;"]
+    counts, datas, unused = [], [], []
+    for s, (port, ev, delay) in enumerate(zip(ports, g.sources, g.delays)):
+        pad = g.eaw - ev.iaw
+        counts.append(f"{{{{{pad}{{1'b0}}}}, {port}_ev_count}}" if pad else f"{port}_ev_count")
+        d = f"{port}_ev_data"
+        pw = ev.pw
+        pay = f"{d}[{ev.dw - 1}:{ev.iw}]"
+        pay_x = f"{{{{{g.pw - pw}{{{d}[{ev.dw - 1}]}}}}, {pay}}}" if g.pw > pw else pay
+        idx = f"{d}[{ev.iw - 1}:0]"
+        idx_x = f"{{{{{g.iw - ev.iw}{{1'b0}}}}, {idx}}}" if g.iw > ev.iw else idx
+        datas.append(f"{pay_x}, {idx_x}")
+        out.append(f"assign {port}_ev_re = {pre}_g_re[{s}];")
+        out.append(f"assign {port}_ev_addr = {pre}_g_addr[{s * g.eaw + ev.iaw - 1}:{s * g.eaw}];")
+        out.append(f"assign {port}_ev_bank = {pre}_g_act[{s}] ? (parity ^ 1'b{delay}) : 1'b0;")
+        if pad:
+            unused.append(f"{pre}_g_addr[{s * g.eaw + g.eaw - 1}:{s * g.eaw + ev.iaw}]")
+    out.insert(0, f"wire [{3 * g.eaw - 1}:0] {pre}_g_count = {{{', '.join(reversed(counts))}}};")
+    out.insert(1, f"wire [{3 * (g.pw + g.iw) - 1}:0] {pre}_g_data = {{{', '.join(reversed(datas))}}};")
+    if unused:
+        out.append(f"wire _unused_{pre}_g = &{{1'b0, {', '.join(unused)}, 1'b0}};")
+    return out
+
+
+def _attn_view(p: AttnPath, lay: Layer, phases: dict[str, str]) -> SimpleNamespace:
+    i = p.index
+    lane_terms = [f"(p{i}_lane_b[{ln}] ? p{i}_acc_rdata[{ln * p.aw + p.aw - 1}:{ln * p.aw}] : {p.aw}'d0)"
+                  for ln in range(p.lanes)]
+    dims = ", ".join(f"{k}={v}" for k, v in p.dims.items())
+    desc = " -> ".join([*(" + ".join(n) for n in p.gather.nodes), *p.nodes[p.nodes.index(p.weighted):]])
+    return SimpleNamespace(
+        i=i, attn=True, pool=None, desc=desc, order=p.order, dims=dims, lanes=p.lanes, aw=p.aw, aaw=p.aaw,
+        params=list(p.params.items()), gather=_gather_lines(p.gather, f"p{i}", [f"p{i}{c}" for c in "qkv"]),
+        iter_file=p.iter_rom.path, iter_aw=p.iter_aw, lb=p.lb, lane_terms=lane_terms, shift=p.shift,
+        mult=vconst(p.mult, lay.cw), syn_phase=phases[f"syn{i}"], n=lay.n, naw1=unsigned_bits(lay.n))
 
 
 def _path_view(p: SynPath, phases: dict[str, str], pool_lsb: int) -> SimpleNamespace:
@@ -77,7 +125,7 @@ def _path_view(p: SynPath, phases: dict[str, str], pool_lsb: int) -> SimpleNames
         bias=p.bias.path if p.bias else None, bias_depth=p.bias.depth if p.bias else 0, lane_terms=lane_terms,
         exp=p.exp, ovf_bits=p.ovf_bits, ovf_mode=p.ovf_mode, src=src.ident,
         read_phase=phases[f"pool{i}"] if p.pool else phases[f"syn{i}"],
-        pool_phase=phases.get(f"pool{i}", ""), syn_phase=phases[f"syn{i}"], pool_count_lsb=pool_lsb)
+        pool_phase=phases.get(f"pool{i}", ""), syn_phase=phases[f"syn{i}"], pool_count_lsb=pool_lsb, attn=False)
 
 
 def _layer_view(lay: Layer) -> SimpleNamespace:
@@ -86,8 +134,8 @@ def _layer_view(lay: Layer) -> SimpleNamespace:
         if p.pool is not None:
             phases.append((f"pool{p.index}", f"PH_P{p.index}_POOL", f"p{p.index}_pool_done",
                            f"pool path {p.index}"))
-        phases.append((f"syn{p.index}", f"PH_P{p.index}_SYN", f"p{p.index}_syn_done",
-                       f"synapses of path {p.index}"))
+        what = f"attention of path {p.index}" if isinstance(p, AttnPath) else f"synapses of path {p.index}"
+        phases.append((f"syn{p.index}", f"PH_P{p.index}_SYN", f"p{p.index}_syn_done", what))
     phases.append(("neuron", "PH_NEURON", "", "neuron update"))
     ph_views = []
     for k, (key, name, done, what) in enumerate(phases):
@@ -95,9 +143,14 @@ def _layer_view(lay: Layer) -> SimpleNamespace:
         ph_views.append(SimpleNamespace(key=key, name=name, id=k + 1, done=done, next=nxt, what=what))
     names = {key: name for key, name, _, _ in phases}
     fields = lay.fields
-    paths, lsb = [], 0
+    paths, lsb, ports = [], 0, []
     for p in lay.paths:
+        if isinstance(p, AttnPath):
+            paths.append(_attn_view(p, lay, names))
+            ports += [_port(f"p{p.index}{c}", ev) for c, ev in zip("qkv", p.gather.sources)]
+            continue
         paths.append(_path_view(p, names, lsb))
+        ports.append(_port(f"p{p.index}", p.source))
         lsb += p.pool.qcw if p.pool else 0
     lf = lay.lfsr or {}
     return SimpleNamespace(
@@ -113,7 +166,18 @@ def _layer_view(lay: Layer) -> SimpleNamespace:
         dmin_depth=lay.dmin.depth if lay.dmin else 0, lfsr_w=lf.get("width", 1),
         lfsr_taps=f"{lf.get('width', 1)}'d{lf.get('taps', 0)}", lfsr_seed=f"{lf.get('width', 1)}'d{lf.get('seed', 0)}",
         lif=list(lay.lif.items()), ev=lay.ev.ident if lay.ev else None,
-        ev_dw=lay.sw + lay.naw, ev_pw=lay.sw)
+        ev_dw=lay.sw + lay.naw, ev_pw=lay.sw, ports=ports, unit=False)
+
+
+def _unit_view(u: Unit) -> SimpleNamespace:
+    ports = [_port(c, ev) for c, ev in zip("qkv", u.gather.sources)]
+    what = {"sc": "stochastic-computing attention", "linear": "linear attention / SSM"}[u.kind]
+    return SimpleNamespace(
+        index=u.index, node=u.node, ident=u.ident, module=u.module, n=u.n, shape_str="x".join(map(str, u.shape)),
+        naw=u.naw, stw=u.ow, core=u.core, what=what, params=list(u.params.items()),
+        gather=_gather_lines(u.gather, "u", [p.name for p in ports]), ports=ports, pools=False, pool_count_w=0,
+        pool_count_lsb=0, paths=[], ev=u.ev.ident if u.ev else None, ev_dw=u.ow + u.naw,
+        ro_core_w=1 if u.kind == "sc" else u.ow, unit=True)
 
 
 def _or(terms: list[str], zero: str) -> str:
@@ -122,7 +186,7 @@ def _or(terms: list[str], zero: str) -> str:
 
 def view(d: Design) -> SimpleNamespace:
     """Template view of a design: every name and expression the templates print."""
-    layers = [_layer_view(lay) for lay in d.layers]
+    layers = [_unit_view(lay) if isinstance(lay, Unit) else _layer_view(lay) for lay in d.layers]
     evs = []
     lsb = 0
     for lv in layers:
@@ -131,12 +195,12 @@ def view(d: Design) -> SimpleNamespace:
     pool_count_w = lsb
     lsb = 0
     for ev in d.evlists:
-        users = [(layers[k].ident, i) for k, i in d.consumers[ev.ident]]
+        users = [(layers[k].ident, port) for k, port in d.consumers[ev.ident]]
         evs.append(SimpleNamespace(
             ident=ev.ident, dw=ev.dw, n=ev.n, iaw=ev.iaw, banks=ev.banks, maw=ev.maw,
-            rd_re=_or([f"{li}_p{i}_ev_re" for li, i in users], "1'b0"),
-            rd_bank=_or([f"{li}_p{i}_ev_bank" for li, i in users], "1'b0"),
-            rd_addr=_or([f"{li}_p{i}_ev_addr" for li, i in users], f"{ev.iaw}'d0"), count_lsb=lsb, pop=ev.pop))
+            rd_re=_or([f"{li}_{port}_ev_re" for li, port in users], "1'b0"),
+            rd_bank=_or([f"{li}_{port}_ev_bank" for li, port in users], "1'b0"),
+            rd_addr=_or([f"{li}_{port}_ev_addr" for li, port in users], f"{ev.iaw}'d0"), count_lsb=lsb, pop=ev.pop))
         lsb += ev.iaw
     readouts = []
     for r in d.readouts:
@@ -173,31 +237,67 @@ def _hex(mem: Memory) -> str:
     return "".join(f"{int(w) & mask:0{digits}x}\n" for w in mem.words)
 
 
+def _gather_bits(g: Gather, rows: tuple[int, int], widths: tuple[int, int]) -> dict[str, int]:
+    return {"gather_rows": rows[0] * widths[0] * g.fw + rows[1] * widths[1] * g.fw, "gather_rom": g.rom.bits}
+
+
+def _path_json(p: SynPath | AttnPath) -> dict[str, Any]:
+    if isinstance(p, AttnPath):
+        dm = p.dims
+        bits = _gather_bits(p.gather, (dm["H"] * dm["N"], dm["H"] * dm["M"]), (dm["DK"], dm["DK"] + dm["DV"]))
+        kv = int(p.params["KVW"]) * p.lanes * int(p.params["KVDEPTH"]) if p.order == "q_kv" else 0
+        bits.update(accumulators=p.aw * p.lanes * int(p.params["YDEPTH"]), kv=kv, iter=p.iter_rom.bits)
+        return {
+            "index": p.index, "source": p.source.pop, "source_ev": p.source.ident, "delay": p.delay, "nodes": p.nodes,
+            "kind": "attention", "lanes": p.lanes, "fanout_cycles": 0.0, "fanout_synapses": 0.0, "pool": None,
+            "attention": {"order": p.order, "dims": p.dims, "sources": [ev.pop for ev in p.gather.sources],
+                          "a_int": int(p.params["AINT"]), "kc": p.kc, "mult": p.mult, "shift": p.shift},
+            "memory_bits": bits,
+        }
+    return {
+        "index": p.index, "source": p.source.pop, "source_ev": p.source.ident, "delay": p.delay,
+        "nodes": p.nodes, "kind": KIND_NAMES[p.kind], "lanes": p.lanes,
+        "fanout_cycles": p.fanout, "fanout_synapses": p.fanout_synapses,
+        "pool": None if p.pool is None else {"nodes": p.pool.nodes, "or": p.pool.is_or,
+                                             "windows_per_event": p.pool.windows_per_event},
+        "memory_bits": {"weights": p.weights.bits, "accumulators": p.aw * p.lanes * p.adepth,
+                        "decode": p.decode.bits if p.decode else 0, "bias": p.bias.bits if p.bias else 0,
+                        "pool": (p.pool.rom.bits + p.pool.nq * (2 * p.pool.pw + 2 * p.pool.qw + 1))
+                        if p.pool else 0},
+    }
+
+
+def _stage_json(lay: Layer | Unit) -> dict[str, Any]:
+    base = {"index": lay.index, "node": lay.node, "ident": lay.ident, "module": lay.module, "n": lay.n,
+            "shape": list(lay.shape), "spike": lay.spike, "ev": lay.ev.ident if lay.ev else None}
+    if isinstance(lay, Unit):
+        dm = lay.dims
+        if lay.kind == "sc":
+            bits = _gather_bits(lay.gather, (dm["H"] * dm["N"], dm["H"] * dm["M"]), (dm["DK"], dm["DK"] + dm["DV"]))
+            bits.update(outputs=lay.n)
+        else:
+            bits = _gather_bits(lay.gather, (dm["H"], dm["H"]), (dm["DK"], dm["DK"] + dm["DV"]))
+            bits.update(state=int(lay.params["SWD"]) * lay.lanes * int(lay.params["SDEPTH"]), outputs=lay.n * lay.ow,
+                        decay=sum(m.bits for m in lay.memories))
+        bits["events"] = lay.ev.bits if lay.ev else 0
+        return {**base, "kind": f"{lay.kind}_attention", "state_bits": 0, "paths": [],
+                "unit": {"kind": lay.kind, "dims": dm, "lanes": lay.lanes,
+                         "sources": [ev.pop for ev in lay.gather.sources]},
+                "memory_bits": bits}
+    return {**base, "kind": "lif", "state_bits": lay.state_width * lay.n,
+            "paths": [_path_json(p) for p in lay.paths],
+            "memory_bits": {"state": lay.state_width * lay.n, "bias": lay.bias.bits if lay.bias else 0,
+                            "vmin": lay.vmin.bits if lay.vmin else 0, "dmin": lay.dmin.bits if lay.dmin else 0,
+                            "events": lay.ev.bits if lay.ev else 0}}
+
+
 def design_json(d: Design) -> dict[str, Any]:
     """What `run` and `rtl_report` need, without importing the graph."""
     return {
         "format": "npuc-rtl-design", "version": DESIGN_VERSION, "graph": d.graph, "top": d.top,
         "profile": d.profile, "steps": d.steps, "lanes": d.lanes, "in_w": d.in_w, "out_w": d.out_w,
         "inputs": [dict(u.host, n=u.n, offset=u.offset, xw=u.xw, ident=u.ident, ev=u.ev.ident) for u in d.inputs],
-        "layers": [{
-            "index": lay.index, "node": lay.node, "ident": lay.ident, "module": lay.module, "n": lay.n,
-            "shape": list(lay.shape), "spike": lay.spike, "ev": lay.ev.ident if lay.ev else None,
-            "state_bits": lay.state_width * lay.n,
-            "paths": [{
-                "index": p.index, "source": p.source.pop, "source_ev": p.source.ident, "delay": p.delay,
-                "nodes": p.nodes, "kind": "conv" if p.kind else "dense", "lanes": p.lanes,
-                "fanout_cycles": p.fanout, "fanout_synapses": p.fanout_synapses,
-                "pool": None if p.pool is None else {"nodes": p.pool.nodes, "or": p.pool.is_or,
-                                                     "windows_per_event": p.pool.windows_per_event},
-                "memory_bits": {"weights": p.weights.bits, "accumulators": p.aw * p.lanes * p.adepth,
-                                "decode": p.decode.bits if p.decode else 0, "bias": p.bias.bits if p.bias else 0,
-                                "pool": (p.pool.rom.bits + p.pool.nq * (2 * p.pool.pw + 2 * p.pool.qw + 1))
-                                if p.pool else 0},
-            } for p in lay.paths],
-            "memory_bits": {"state": lay.state_width * lay.n, "bias": lay.bias.bits if lay.bias else 0,
-                            "vmin": lay.vmin.bits if lay.vmin else 0, "dmin": lay.dmin.bits if lay.dmin else 0,
-                            "events": lay.ev.bits if lay.ev else 0},
-        } for lay in d.layers],
+        "layers": [_stage_json(lay) for lay in d.layers],
         "evlists": [{"ident": ev.ident, "pop": ev.pop, "n": ev.n, "banks": ev.banks, "bits": ev.bits}
                     for ev in d.evlists],
         "readouts": [{"layer": r.layer, "node": r.node, "port": r.port, "n": r.n, "width": r.width,
@@ -213,15 +313,16 @@ def render(d: Design, out_dir: Path) -> list[Path]:
     files: dict[str, str] = {}
     files[f"{d.top}.v"] = env.get_template("top.v.j2").render(d=v)
     for lv in v.layers:
-        files[f"{lv.module}.v"] = env.get_template("layer.v.j2").render(d=v, L=lv)
-    for name in STATIC:
+        files[f"{lv.module}.v"] = env.get_template("unit.v.j2" if lv.unit else "layer.v.j2").render(d=v, L=lv)
+    static = d.static_modules or STATIC
+    for name in static:
         files[name] = static_source(name)
     for mem in d.memories():
         files[mem.path] = _hex(mem)
     files[f"tb_{d.top}.py"] = env.get_template("tb.py.j2").render(d=v)
     meta = design_json(d)
     files[DESIGN_FILE] = json.dumps(meta, indent=1, sort_keys=True) + "\n"
-    sources = [*STATIC, *(f"{lv.module}.v" for lv in v.layers), f"{d.top}.v"]
+    sources = [*static, *(f"{lv.module}.v" for lv in v.layers), f"{d.top}.v"]
     files["files.f"] = "".join(f"{s}\n" for s in sources)
     files["README"] = env.get_template("README.j2").render(d=v, meta=meta)
     out_dir = Path(out_dir)

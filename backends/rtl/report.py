@@ -14,6 +14,13 @@ values, counted by the hardware) and ``F_p`` its cycles per event: the taps
 of the event's kernel times ``ceil(channels / lanes)`` (``ceil(outputs /
 lanes)`` for dense), i.e. fan-out / lanes. The measured cycles come from the
 layer's cycle counter in simulation (`npuc.backends.rtl.run`).
+
+Attention (``attention_cycles``): every unit first gathers its inputs,
+``E_q + E_k + E_v`` cycles; then coincidence attention costs ``H N M``
+(order qk_v, one key pair per cycle; a nonzero score adds ``KC - 1``) or
+``3 H (M + N) + KC (E_k + E_q)`` (order q_kv, walking the set bits; with
+``a_int != 0`` also the zero bits and one cycle per row); stochastic
+attention ``H N (M + DV + 1)``; linear attention ``H (1 + DV KC)``.
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ import numpy as np
 from . import toolchain
 from .sim import load_design
 
-PHASE_DEPTH = {"syn": 3, "pool": 6, "neuron": 2, "control": 1}
+PHASE_DEPTH = {"syn": 3, "pool": 6, "neuron": 2, "control": 1, "gather": 5, "attention": 2}
 """Fixed cycles per phase: engine start + fetch/decode/read/write pipeline fill, pooling
-accumulate + emit pipelines, neuron read/update stages, and the layer FSM's entry cycle."""
+accumulate + emit pipelines, neuron read/update stages, the layer FSM's entry cycle, an attention
+unit's gather (source switches + fetch/decode/read/write fill) and compute pipeline drain."""
 
 
 def _classify(cells: dict[str, int]) -> dict[str, int]:
@@ -81,11 +89,45 @@ def resources(artifact_dir: str | Path, target: str = "ice40") -> dict[str, Any]
     return out
 
 
+def attention_cycles(kind: str, dims: dict[str, int], events: list[np.ndarray], kc: int = 1, order: str = "qk_v",
+                     a_int: int = 0) -> np.ndarray:
+    """Bound of an attention unit's cycles per step (gather + compute), from its inputs' events
+    ``[E_q, E_k, E_v]`` (``[T, B]`` arrays); see the module docstring."""
+    eq, ek, ev = (np.asarray(e, dtype=np.float64) for e in events)
+    h = dims["H"]
+    gather = eq + ek + ev + PHASE_DEPTH["gather"]
+    if kind == "linear":
+        return gather + h * (1 + dims["DV"] * kc) + PHASE_DEPTH["attention"]
+    n, m, dk, dv = dims["N"], dims["M"], dims["DK"], dims["DV"]
+    if kind == "sc":
+        return gather + h * n * (m + dv + 1) + PHASE_DEPTH["attention"]
+    if order == "qk_v":
+        return gather + h * n * m + PHASE_DEPTH["attention"]
+    comp = 3 * h * (m + n) + kc * (ek + eq)
+    if a_int:
+        comp = comp + h * (m + n) + kc * (h * m * dk - ek + h * n * dk - eq)
+    return gather + comp + PHASE_DEPTH["attention"]
+
+
+def _events(rtl: dict[str, Any], pops: list[str]) -> list[np.ndarray]:
+    return [np.asarray(rtl["events"][p], dtype=np.float64) for p in pops]
+
+
 def _layer_bound(lay: dict[str, Any], rtl: dict[str, Any], pool_cols: list[int]) -> dict[str, np.ndarray]:
+    if "unit" in lay:
+        u = lay["unit"]
+        kc = -(-u["dims"]["DK"] // u["lanes"]) if u["kind"] == "linear" else 1
+        b = attention_cycles(u["kind"], u["dims"], _events(rtl, u["sources"]), kc) + PHASE_DEPTH["control"]
+        return {"synapse": b, "pool": np.zeros_like(b), "bound": b, "depth": np.float64(PHASE_DEPTH["control"])}
     syn = 0
     pool = 0
     depth = PHASE_DEPTH["control"] + PHASE_DEPTH["neuron"]
     for p in lay["paths"]:
+        if "attention" in p:
+            a = p["attention"]
+            syn = syn + attention_cycles("coincidence", a["dims"], _events(rtl, a["sources"]), a["kc"], a["order"],
+                                         a["a_int"])
+            continue
         ev = np.asarray(rtl["events"][p["source"]], dtype=np.float64)  # [T, B]
         depth += PHASE_DEPTH["syn"]
         if p["pool"] is not None:
@@ -133,7 +175,8 @@ def rtl_report(graph: Any, artifact_dir: str | Path, run_result: Any = None, yos
             for k, v in p["memory_bits"].items():
                 mem[k] = mem.get(k, 0) + v
         entry: dict[str, Any] = {
-            "node": lay["node"], "module": lay["module"], "neurons": lay["n"], "spike": lay["spike"],
+            "node": lay["node"], "module": lay["module"], "kind": lay.get("kind", "lif"), "neurons": lay["n"],
+            "spike": lay["spike"],
             "paths": [{"source": p["source"], "nodes": p["nodes"], "kind": p["kind"], "delay": p["delay"],
                        "pool": p["pool"]["nodes"][0] if p["pool"] else None,
                        "cycles_per_event": p["fanout_cycles"], "synapses_per_event": p["fanout_synapses"]}
