@@ -1,0 +1,17 @@
+"""Every benchmark runs in its quick form, so none can rot (figures are not asserted here)."""
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not an installed package
+
+from bench.run_all import BENCHMARKS  # noqa: E402
+
+
+@pytest.mark.parametrize("name", [b[0] for b in BENCHMARKS])
+def test_benchmark_quick(name):
+    module = importlib.import_module(f"bench.{name}")
+    module.main(["--quick"])
