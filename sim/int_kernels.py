@@ -90,7 +90,8 @@ def decay(x: torch.Tensor, mult: int, profile: NumericProfile) -> torch.Tensor:
     p = x * mult
     b = profile.decay_bits
     if profile.decay_rounding == "trunc0":
-        return torch.div(p, 1 << b, rounding_mode="trunc")  # exact integer division toward zero
+        # division by 2^b toward zero: add 2^b - 1 to negative values, then shift (exact, no divide)
+        return (p + ((p >> 63) & ((1 << b) - 1))) >> b
     if profile.decay_rounding == "floor":
         return p >> b
     return (p + (1 << (b - 1))) >> b
@@ -107,8 +108,11 @@ def _weighted(op, xs, ctx: Context, fn) -> torch.Tensor:
     if bound_key not in ctx.cache:
         w = np.abs(q.weight.astype(np.float64)).reshape(q.weight.shape[0], -1).sum(1).max()
         ctx.cache[bound_key] = (q.weight, float(w))
-    xmax = float(x.abs().max()) if x.numel() else 0.0
-    if ctx.cache[bound_key][1] * xmax < _EXACT:
+    xmax = _absmax(x)
+    bound = ctx.cache[bound_key][1] * xmax
+    if bound < 2**24:  # every partial sum is an exactly representable float32 integer
+        acc = fn(x.to(torch.float32), _cached(ctx, q.weight, torch.float32)).round().to(torch.int64)
+    elif bound < _EXACT:
         acc = fn(x.to(torch.float64), _cached(ctx, q.weight, torch.float64)).round().to(torch.int64)
     else:  # exact but slower
         acc = fn(x, _cached(ctx, q.weight, torch.int64))
@@ -117,6 +121,14 @@ def _weighted(op, xs, ctx: Context, fn) -> torch.Tensor:
         b = _cached(ctx, q.bias, torch.int64)
         acc = acc + (b if fn is _linear else b.reshape((-1,) + (1,) * (acc.dim() - 2)))
     return acc
+
+
+def _absmax(x: torch.Tensor) -> float:
+    """``max |x|`` in one pass without allocating ``|x|``."""
+    if x.numel() == 0:
+        return 0.0
+    lo, hi = torch.aminmax(x)
+    return float(max(-lo, hi))
 
 
 def _linear(x, w):
@@ -234,18 +246,18 @@ class LIFInt(StatefulKernel):
         shifted = a << prof.act_shift
         st["a_shifted"] = shifted
         D, T = prof.decay_unity, ctx.steps
-        amax = float(shifted.abs().max()) if shifted.numel() else 0.0
+        amax = _absmax(shifted)
 
         def geometric(per_step: float, mult: int) -> float:
             f = max(0.0, min(1.0, abs(mult) / D))
             return per_step * T if f >= 1.0 else min(per_step * T, per_step / (1.0 - f))
 
-        ubound = geometric(amax, st["du"]) + abs(st["u"].abs().max().item() if st["u"].numel() else 0)
+        ubound = geometric(amax, st["du"]) + _absmax(st["u"])
         q = op.q
         reset = max(abs(st["vth"]), abs(st["vth_lo"] or 0), abs(q.reset_value), abs(q.v_init))
         if op.spike == "multilevel":
             reset *= op.levels or 2**20
-        bias = float(st["bias"].abs().max()) if st["bias"].numel() else 0.0
+        bias = _absmax(st["bias"])
         vbound = geometric(ubound + bias + reset, st["dv"]) + reset + abs(q.v_init)
         if st["v_min"] is not None:
             vbound += float(st["v_min"].abs().max())
