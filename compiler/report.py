@@ -55,6 +55,20 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
 
         run = run_engine(bd, "rtl", load_inputs(args.input), target=target, probe=True)
     rep = rtl_report(bd.int_graph(target), bd.path / "rtl", run, yosys=args.synth)
+    old = report["targets"][target].get("rtl", {})
+    if run is None and old:  # keep figures measured by an earlier --input run
+        measured = {layer["node"]: layer for layer in old.get("layers", [])}
+        for layer in rep.get("layers", []):
+            if "cycles" in measured.get(layer["node"], {}):
+                layer["cycles"] = measured[layer["node"]]["cycles"]
+        for key in ("cycles_per_step", "cycles_per_second", "steps_per_second_at_100MHz"):
+            if key in old.get("total", {}):
+                rep["total"][key] = old["total"][key]
+    if not args.synth and old.get("total", {}).get("resources"):  # keep earlier Yosys figures
+        rep["total"]["resources"] = old["total"]["resources"]
+        for layer, prev in zip(rep.get("layers", []), old.get("layers", [])):
+            if "resources" in prev:
+                layer["resources"] = prev["resources"]
     report["targets"][target]["rtl"] = rep
     return report
 
