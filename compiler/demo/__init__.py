@@ -4,7 +4,9 @@ A 64-64-10 LIF network trained on scikit-learn's digits (`npuc.demo.models`,
 trained by ``examples/train_digits.py``; the checkpoint ships with the package)
 is imported from its source and checkpoint like any user model, compiled for
 ``loihi2`` and ``fpga``, simulated by the float, integer, Lava and RTL engines,
-and verified; the summary and plots land in ``OUT/report/``.
+and verified. A Spikformer-style model (spiking self-attention, trained by
+``examples/train_spikformer.py``) goes the same way for the FPGA. The summary
+and plots land in ``OUT/report/``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 MODEL = "npuc.demo.models:mlp"
+ATTENTION_MODEL = "npuc.demo.models:spikformer"
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -42,7 +45,7 @@ def run_demo(args: argparse.Namespace) -> int:
         console.rule(f"[bold]{name}")
         return time.perf_counter()
 
-    t = stage("1/5 data and model")
+    t = stage("1/6 data and model")
     (x_train, y_train), (x_test, y_test) = digits_split()
     calib, calib_y = x_train[:300], y_train[:300]
     ckpt = resources.files(__package__).joinpath("digits_mlp.pt")
@@ -51,14 +54,14 @@ def run_demo(args: argparse.Namespace) -> int:
                   f"{len(x_test)} held-out digits")
     timings["import"] = time.perf_counter() - t
 
-    t = stage("2/5 compile for loihi2 and fpga")
+    t = stage("2/6 compile for loihi2 and fpga")
     build_dir = out / "build"
     report = build(graph, ["loihi2", "fpga"], build_dir, [calib], calib_y, False,
                    lambda line: console.print(line), None, MODEL)
     timings["compile"] = time.perf_counter() - t
     bd = BuildDir(build_dir)
 
-    t = stage("3/5 golden engines (all held-out samples)")
+    t = stage("3/6 golden engines (all held-out samples)")
     results: dict[str, dict[str, Any]] = {}
     fl = simulate(bd.float_graph(), x_test, "float", probe=True)
     results["float"] = _score(fl.output, y_test)
@@ -70,7 +73,7 @@ def run_demo(args: argparse.Namespace) -> int:
     console.print(f"float and integer engines on {len(x_test)} samples in {timings['golden']:.2f} s")
 
     hw: dict[str, Any] = {}
-    t = stage(f"4/5 hardware engines ({hw_samples} samples): Lava fixed_pt and Verilator RTL, verified")
+    t = stage(f"4/6 hardware engines ({hw_samples} samples): Lava fixed_pt and Verilator RTL, verified")
     xh, yh = x_test[:hw_samples], y_test[:hw_samples]
     for engine, target in (("lava", "loihi2"), ("rtl", "fpga")):
         t0 = time.perf_counter()
@@ -81,7 +84,24 @@ def run_demo(args: argparse.Namespace) -> int:
         console.print(cmp.format())
     timings["hardware"] = time.perf_counter() - t
 
-    t = stage("5/5 report")
+    t = stage("5/6 spiking attention: Spikformer-style model on the FPGA")
+    tok_calib, tok_test = calib.reshape(-1, 8, 8), x_test.reshape(-1, 8, 8)
+    sf_graph = load_model(ATTENTION_MODEL, checkpoint=str(resources.files(__package__).joinpath("digits_spikformer.pt")),
+                          example_input=[tok_calib])
+    sf_dir = out / "build_attention"
+    build(sf_graph, ["fpga"], sf_dir, [tok_calib], calib_y, False, lambda line: console.print(line), None, ATTENTION_MODEL)
+    sf = BuildDir(sf_dir)
+    results["attention: float"] = _score(simulate(sf.float_graph(), tok_test, "float").output, y_test)
+    results["attention: int (fpga)"] = _score(simulate(sf.int_graph("fpga"), tok_test, "int").output, y_test)
+    t0 = time.perf_counter()
+    cmp, _, res = verify(sf, "rtl", [tok_test[:hw_samples]], "fpga")
+    hw["attention rtl"] = {"seconds": time.perf_counter() - t0, "mismatches": cmp.mismatches,
+                           "compared": sum(cmp.compared.values()), "result": res}
+    results["attention: rtl (fpga)"] = _score(res.outputs[0], y_test[:hw_samples])
+    console.print(cmp.format())
+    timings["attention"] = time.perf_counter() - t
+
+    t = stage("6/6 report")
     from ..backends.rtl import rtl_report
 
     rtl = rtl_report(hw["rtl"]["graph"], build_dir / "rtl", hw["rtl"]["result"], yosys=not args.no_synth)
@@ -133,7 +153,7 @@ def _summary(results, hw, rtl, mapping, timings, report, hw_samples) -> dict[str
 
 
 def _print_summary(console: Console, s: dict[str, Any]) -> None:
-    t = Table(title="npuc demo: digits MLP on every engine")
+    t = Table(title="npuc demo: digits models on every engine")
     for c in ("engine", "samples", "accuracy", "agreement with float"):
         t.add_column(c, justify="right" if c != "engine" else "left")
     for k, v in s["accuracy"].items():

@@ -1,5 +1,11 @@
 """The demo's models, written with npuc.nn like any user model.
 
+`spikformer` is a Spikformer-style block on the same digits seen as 8 tokens
+(rows) of 8 features: embedding LIF -> spiking Q, K, V -> coincidence (AND)
+self-attention without softmax -> LIF -> projection LIF -> class integrator.
+`examples/train_spikformer.py` trains it; it compiles for the FPGA (attention
+has no Loihi 2 process).
+
 `mlp` is a 64-64-10 LIF network for scikit-learn's 8x8 digits: the static
 image is repeated as an input current for ``STEPS`` steps and the output is
 the spike count per class. It resets to zero after a spike, so it maps to
@@ -13,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..frontends.nn import LIF, CurrentEncoder
+from ..frontends.nn import LIF, CurrentEncoder, SpikingSelfAttention
 
 STEPS = 8
 HELD_OUT = 297
@@ -50,3 +56,42 @@ class DigitsMLP(nn.Module):
 def mlp() -> DigitsMLP:
     """Factory used by ``npuc compile npuc.demo.models:mlp``."""
     return DigitsMLP()
+
+
+SPIKFORMER_STEPS = 4
+
+
+class DigitsSpikformer(nn.Module):
+    """``x [B, 8, 8]`` (8 tokens of 8 features) in [0, 1] -> class scores ``[B, 10]``
+    (the mean membrane of a non-resetting integrator over the time steps)."""
+
+    def __init__(self, dim: int = 32, heads: int = 2, steps: int = SPIKFORMER_STEPS) -> None:
+        super().__init__()
+        self.steps, self.heads = steps, heads
+        self.embed, self.embed_lif = nn.Linear(8, dim), LIF(alpha=0.5, threshold=1.0, reset="value")
+        self.q, self.k, self.v = (nn.Linear(dim, dim, bias=False) for _ in range(3))
+        self.q_lif, self.k_lif, self.v_lif = (LIF(alpha=0.5, threshold=1.0, reset="value") for _ in range(3))
+        self.attn = SpikingSelfAttention(score="and", scale=0.25)
+        self.attn_lif = LIF(alpha=0.5, threshold=0.5, reset="value")
+        self.proj, self.proj_lif = nn.Linear(dim, dim), LIF(alpha=0.5, threshold=1.0, reset="value")
+        self.head = nn.Linear(8 * dim, 10)
+        self.readout = LIF(alpha=1.0, reset="none", output="v")
+        with torch.no_grad():  # start with active spiking layers (binary spikes need large enough currents)
+            for lin, gain in ((self.embed, 5.0), (self.q, 5.0), (self.k, 5.0), (self.v, 5.0), (self.proj, 8.0)):
+                lin.weight.mul_(gain)
+                if lin.bias is not None:
+                    lin.bias.mul_(gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.embed_lif(self.embed(x.unsqueeze(0).repeat(self.steps, 1, 1, 1)))  # [T, B, N, C]
+        t, b, n, c = s.shape
+        heads = lambda y: y.reshape(t, b, n, self.heads, c // self.heads).permute(0, 1, 3, 2, 4)  # noqa: E731
+        y = self.attn(heads(self.q_lif(self.q(s))), heads(self.k_lif(self.k(s))), heads(self.v_lif(self.v(s))))
+        y = self.attn_lif(y.transpose(2, 3).reshape(t, b, n, c))
+        p = self.proj_lif(self.proj(y))
+        return self.readout(self.head(p.flatten(2))).mean(0)
+
+
+def spikformer() -> DigitsSpikformer:
+    """Factory used by ``npuc compile npuc.demo.models:spikformer``."""
+    return DigitsSpikformer()
