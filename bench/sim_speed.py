@@ -62,7 +62,7 @@ def int_vs_lava(quick: bool) -> list[dict]:
         hw = npuc.compile(g, x[:256], target="loihi2", out=Path(tmp) / "b")
         qg = hw.quantized("loihi2")
         simulate(qg, x[:8], "int")  # warm-up
-        t_int, ref = best_of(3, lambda: simulate(qg, x, "int"))
+        t_int, ref = best_of(5, lambda: simulate(qg, x, "int"))
         t0 = time.perf_counter()
         lava = hw.simulate(x[:lava_samples], "lava")
         t_lava = time.perf_counter() - t0
@@ -99,9 +99,9 @@ def float_vs_pytorch(quick: bool) -> list[dict]:
     g = trace(net, x.numpy())
     with torch.no_grad():
         net(x)
-        t_torch, want = best_of(7, lambda: net(x))
+        t_torch, want = best_of(25, lambda: net(x))
     simulate(g, x.numpy())
-    t_sim, res = best_of(7, lambda: simulate(g, x.numpy()))
+    t_sim, res = best_of(25, lambda: simulate(g, x.numpy()))
     got = res.output
     exact = bool(np.array_equal(got, want.numpy()))
     n = steps * batch

@@ -251,7 +251,17 @@ def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Contex
     state = kernel.init(node.op, node.shape, ctx)
     kernel.prepare(node.op, state, xs, ctx)
     per = [kernel.step(node.op, state, [x[t] for x in xs], t, ctx) for t in range(steps)]
-    return {p: torch.stack([o[p] for o in per]) for p in per[0] if (node.name, p) in ctx.needed}
+    return {p: _stack([o[p] for o in per]) for p in per[0] if (node.name, p) in ctx.needed}
+
+
+def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack(rows)``, or the buffer the rows already are (a kernel that wrote them in place)."""
+    base = rows[0]._base
+    if (base is not None and base.is_contiguous() and base.shape[0] == len(rows)
+            and tuple(base.shape[1:]) == tuple(rows[0].shape)
+            and all(r._base is base and r.data_ptr() == base[t].data_ptr() for t, r in enumerate(rows))):
+        return base
+    return torch.stack(rows)
 
 
 def _one_step(ctx: Context) -> Context:

@@ -87,14 +87,23 @@ def shift(x: torch.Tensor, e: int) -> torch.Tensor:
 
 def decay(x: torch.Tensor, mult: int, profile: NumericProfile) -> torch.Tensor:
     """``R(x * mult / 2^decay_bits)`` with the profile's rounding."""
+    if isinstance(mult, int) and mult == 0:  # full decay (no current state): exactly 0
+        return torch.zeros_like(x)
+    if isinstance(mult, int) and mult == 1 << profile.decay_bits:  # x * 2^b / 2^b is exact
+        return x
     p = x * mult
     b = profile.decay_bits
     if profile.decay_rounding == "trunc0":
-        # division by 2^b toward zero: add 2^b - 1 to negative values, then shift (exact, no divide)
-        return (p + ((p >> 63) & ((1 << b) - 1))) >> b
+        # division by 2^b toward zero: add 2^b - 1 to negative values, then shift (exact, no
+        # divide); in place on the fresh product because this is the engine's hottest loop
+        neg = p >> 63
+        neg &= (1 << b) - 1
+        p += neg
+        return p.__irshift__(b)
     if profile.decay_rounding == "floor":
-        return p >> b
-    return (p + (1 << (b - 1))) >> b
+        return p.__irshift__(b)
+    p += 1 << (b - 1)
+    return p.__irshift__(b)
 
 
 # -- weighted sums -------------------------------------------------------------
@@ -220,6 +229,7 @@ class LIFInt(StatefulKernel):
             raise ValueError("the integer engine needs a numeric profile")
         z = torch.zeros((ctx.batch, *shape), dtype=torch.int64)
         bias = shift(_cached(ctx, q.bias_mant, torch.int64), q.bias_exp)
+        bias = bias if bool(bias.any()) else None  # no bias: skip one add per step
         st = {
             "u": z.clone(), "v": torch.full_like(z, q.v_init), "s": z.clone(), "bias": bias,
             "v_min": None if q.v_min is None else _cached(ctx, q.v_min, torch.int64),
@@ -245,6 +255,8 @@ class LIFInt(StatefulKernel):
         a = overflow(x, prof.act_bits, prof.act_overflow, ctx, "input_overflow")
         shifted = a << prof.act_shift
         st["a_shifted"] = shifted
+        # binary spikes go straight into the rows of the [T, B, ...] result (no stack afterwards)
+        st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
         D, T = prof.decay_unity, ctx.steps
         amax = _absmax(shifted)
 
@@ -257,7 +269,7 @@ class LIFInt(StatefulKernel):
         reset = max(abs(st["vth"]), abs(st["vth_lo"] or 0), abs(q.reset_value), abs(q.v_init))
         if op.spike == "multilevel":
             reset *= op.levels or 2**20
-        bias = _absmax(st["bias"])
+        bias = 0.0 if st["bias"] is None else _absmax(st["bias"])
         vbound = geometric(ubound + bias + reset, st["dv"]) + reset + abs(q.v_init)
         if st["v_min"] is not None:
             vbound += float(st["v_min"].abs().max())
@@ -278,14 +290,16 @@ class LIFInt(StatefulKernel):
         else:  # inside a recurrent group: inputs arrive step by step
             a_shifted = overflow(xs[0], prof.act_bits, prof.act_overflow, ctx, "input_overflow") << prof.act_shift
         # modular adders: one wrap of the total equals a wrap after every add
-        u = decay(st["u"], st["du"], prof) + a_shifted
+        u = a_shifted if st["du"] == 0 else decay(st["u"], st["du"], prof) + a_shifted
         if st.get("check_u", True):
             u = overflow(u, prof.arith_bits, "wrap", ctx, "u_adder_wrap")
             u = overflow(u, prof.u_bits, prof.u_overflow, ctx, "u_overflow")
         v, s_prev = st["v"], st["s"]
         if op.reset_timing == "delayed" and op.reset == "value":
             v = torch.where(s_prev != 0, q.reset_value, v)
-        h = decay(v, st["dv"], prof) + u + st["bias"]
+        h = decay(v, st["dv"], prof) + u
+        if st["bias"] is not None:
+            h += st["bias"]  # h is a fresh sum: adding in place is safe
         if st.get("check_v", True):
             h = overflow(h, prof.arith_bits, "wrap", ctx, "v_adder_wrap")
         if op.reset_timing != "same" and op.reset == "subtract":
@@ -294,11 +308,17 @@ class LIFInt(StatefulKernel):
             h = torch.where(s_prev != 0, q.reset_value, h)
         if st.get("check_v", True):
             h = overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_saturation")
-        s = self._fire(op, h, st, t)
+        if op.spike == "binary":  # the hot path: keep the comparison's mask for the reset
+            fired = h > st["vth"] if op.compare == "gt" else h >= st["vth"]
+            rows = st.get("spike_rows")
+            s = rows[t].copy_(fired) if rows is not None else fired.to(torch.int64)
+        else:
+            s = self._fire(op, h, st, t)
+            fired = s != 0
         if op.reset_timing == "same" and op.reset == "subtract":
             v = h - self._amount(op, s, st)
         elif op.reset_timing == "same" and op.reset == "value":
-            v = torch.where(s != 0, q.reset_value, h)
+            v = h.masked_fill_(fired, q.reset_value)  # h is fresh (never a stored state)
         else:
             v = h
         if st["v_min"] is not None:
