@@ -171,11 +171,51 @@ def run(
         steps, batch = s, int(tm.shape[1])
         raw[node.name] = tm
     assert steps is not None and batch is not None
+    keep = set(n.name for n in graph) if probe is True else set(probe or ())
+    # samples are independent: the integer engine (exact at any batch size) runs large batches
+    # in chunks whose [T, B, ...] tensors stay cache-sized; the float engine keeps the user's
+    # batch because float matmul rounding can depend on the call shape
+    chunk = max(batch, 1) if table.mode == "float" else _chunk_size(graph, steps, batch)
     ctx = Context(table.mode, profile, steps, batch)
+    parts = []
+    for lo in range(0, max(batch, 1), chunk):
+        hi = min(lo + chunk, batch)
+        ctx.batch = hi - lo
+        part = {k: v[:, lo:hi] for k, v in raw.items()} if chunk < batch else raw
+        parts.append(_evaluate(graph, part, table, ctx, keep, progress if lo == 0 else None))
+    values = parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts], 1) for k in parts[0]}
 
+    outs = graph.outputs()
+    decoded = [decode(n.op, values[(n.name, "out")]).cpu().numpy() for n in outs]
+    probes = None
+    if keep:
+        probes = {}
+        for (name, port), v in values.items():
+            if name in keep:
+                probes.setdefault(name, {})[port] = v.cpu().numpy()
+    return SimResult(decoded, [n.name for n in outs], steps, probes, ctx.stats, time.perf_counter() - t0)
+
+
+_CHUNK_ELEMENTS = 1 << 21  # ~16 MB per int64 [T, B, ...] tensor of the widest node
+
+
+def _chunk_size(graph: Graph, steps: int, batch: int) -> int:
+    widest = max((int(np.prod(sh)) for n in graph for sh in n.shapes.values()), default=1)
+    return max(1, min(batch, _CHUNK_ELEMENTS // max(1, steps * widest)))  # >= 1 even for batch 0
+
+
+def _evaluate(
+    graph: Graph,
+    raw: dict[str, torch.Tensor],
+    table: KernelTable,
+    ctx: Context,
+    keep: set[str],
+    progress: Callable[[int, int, str], None] | None,
+) -> dict[tuple[str, str], torch.Tensor]:
+    """Every node on time-major inputs ``raw``; returns the outputs' and kept nodes' values."""
+    steps = ctx.steps
     values: dict[tuple[str, str], torch.Tensor] = {}
     groups = graph.recurrent_groups()
-    keep = set(n.name for n in graph) if probe is True else set(probe or ())
     # ports somebody reads (or probes): only these are stacked over time
     ctx.needed = {(r.node, graph[r.node].port(r)) for n in graph for r in n.inputs}
     ctx.needed |= {(n, p) for n in keep for p in graph[n].op.ports}
@@ -210,16 +250,8 @@ def run(
             done += len(group)
             if progress:
                 progress(done, total, group[-1])
-
-    outs = graph.outputs()
-    decoded = [decode(n.op, values[(n.name, "out")]).cpu().numpy() for n in outs]
-    probes = None
-    if keep:
-        probes = {}
-        for (name, port), v in values.items():
-            if name in keep:
-                probes.setdefault(name, {})[port] = v.cpu().numpy()
-    return SimResult(decoded, [n.name for n in outs], steps, probes, ctx.stats, time.perf_counter() - t0)
+    outs = {n.name for n in graph.outputs()}
+    return {k: v for k, v in values.items() if k[0] in keep or (k[0] in outs and k[1] == "out")}
 
 
 def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Context) -> Values:

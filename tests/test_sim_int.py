@@ -204,3 +204,37 @@ def test_int_engine_requires_quantized_graph():
     g.profile = NumericProfile("p")
     with pytest.raises(ValueError, match="run the quantize pass"):
         simulate(g, np.zeros((1, 2), np.float32), "int")
+
+
+def test_batch_chunks_give_the_whole_batch_result(monkeypatch, tmp_path):
+    """Large batches run in chunks (samples are independent): outputs, probes and overflow
+    counters equal one whole-batch evaluation, for conv, pooling, recurrence and Bernoulli input."""
+    import npuc
+    import npuc.sim.engine as engine
+    from npuc.ir import Encoding, Reshape
+
+    rng = np.random.default_rng(3)
+    g = Graph("chunks", num_steps=6)
+    g.add("x", Input((2, 6, 6), encoding=Encoding("bernoulli", seed=5)))
+    g.add("c", Conv2d(rng.normal(0, 0.6, (4, 2, 3, 3)).astype(np.float32), padding=1), ["x"])
+    g.add("l1", LIF(alpha=0.8, threshold=0.5), ["c"])
+    g.add("p", SumPool2d(2), ["l1"])
+    g.add("f", Reshape((-1,)), ["p"])
+    g.add("d", Dense(rng.normal(0, 0.5, (5, 36)).astype(np.float32)), ["f"])
+    g.add("r", Dense(rng.normal(0, 0.5, (5, 5)).astype(np.float32)), [("l2", "spikes", 1)])
+    g.add("a", Add(), ["d", "r"])
+    g.add("l2", LIF(alpha=0.9, threshold=0.6), ["a"])
+    g.add("o", Output("sum", "B"), ["l2"])
+    x = rng.random((23, 2, 6, 6)).astype(np.float32)
+    q = npuc.compile(g.verify(), x, target="fpga:state_bits=10", out=tmp_path / "b").quantized("fpga")
+
+    whole = simulate(q, x, "int", probe=True)
+    monkeypatch.setattr(engine, "_CHUNK_ELEMENTS", 6 * 144 * 4)  # 4 samples per chunk
+    assert engine._chunk_size(q, 6, 23) == 4
+    chunked = simulate(q, x, "int", probe=True)
+    assert np.array_equal(whole.output, chunked.output)
+    assert whole.output.sum() > 0
+    for node, ports in whole.probes.items():
+        for port, v in ports.items():
+            assert np.array_equal(v, chunked.probes[node][port]), (node, port)
+    assert whole.stats == chunked.stats
