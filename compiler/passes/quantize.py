@@ -78,6 +78,9 @@ class Quantize(Pass):
             units[node.name] = unit
             # a nonzero input value is one (graded) event per step for mapping and energy estimates
             node.meta["rate"] = (values != 0).mean(axis=(0, 1)).astype(np.float32)
+        # a spike is one unit whatever its layer's scale: recurrent paths read a neuron
+        # population before the topological walk reaches it
+        units.update({n.name: 1.0 for n in graph if isinstance(n.op, (LIF, StochasticAttention))})
         for name in graph.topo_order():
             node = graph[name]
             if isinstance(node.op, StochasticAttention):
