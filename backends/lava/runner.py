@@ -50,8 +50,21 @@ def _manifest(artifact_dir: Path) -> dict:
     return doc
 
 
+def _let_lava_choose_fork() -> None:
+    """Lava's runtime calls ``multiprocessing.set_start_method('fork')`` when first imported and
+    fails if anything fixed the start method before (tqdm's first progress bar does, through a
+    multiprocessing lock). Unset a prior choice so Lava can make its own."""
+    import multiprocessing
+    import sys
+
+    if ("lava.magma.runtime.message_infrastructure.multiprocessing" not in sys.modules
+            and multiprocessing.get_start_method(allow_none=True) is not None):
+        multiprocessing.set_start_method(None, force=True)
+
+
 def load_module(artifact_dir: str | Path) -> ModuleType:
     """Import the emitted module of a ``lava/`` folder (fresh each call)."""
+    _let_lava_choose_fork()
     artifact_dir = Path(artifact_dir)
     doc = _manifest(artifact_dir)
     path = artifact_dir / doc["module"]
