@@ -34,6 +34,8 @@ def run_engine(build_dir: Any, engine: str, inputs: list[Any], target: str | Non
                probe: bool = False) -> Any:
     """Run a compiled build with a hardware engine (used by ``npuc simulate`` / ``verify``)."""
     mod = backend(engine)
+    if target is not None:
+        check_target_kind(build_dir, engine, target)
     path = Path(build_dir.path) / BACKENDS[engine][2]
     if not path.is_dir():
         from npuc.cli import UserError
@@ -41,3 +43,16 @@ def run_engine(build_dir: Any, engine: str, inputs: list[Any], target: str | Non
         raise UserError(f"{build_dir.path} has no {BACKENDS[engine][2]}/ folder: compile with "
                         f"--target {BACKENDS[engine][1]} to use the {engine} engine")
     return mod.run(path, inputs, probe=probe, waves=waves)
+
+
+def check_target_kind(build_dir: Any, engine: str, target: str) -> str:
+    """The build's target named by ``target``, which must be of the engine's kind."""
+    from npuc.cli import UserError
+    from npuc.targets import load_target
+
+    name = build_dir.target_name(target)
+    kind = load_target(build_dir.manifest.get("specs", {}).get(name, name)).kind
+    if kind != BACKENDS[engine][1]:
+        raise UserError(f"the {engine} engine runs the {BACKENDS[engine][1]} build; --target {target} "
+                        f"is a target of kind {kind}")
+    return name

@@ -45,11 +45,16 @@ def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | No
     if specs and calibration is None:
         raise UserError("compiling for a target needs an example input (or calibration data) to calibrate quantization")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory; choose another --out")
     if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not an npuc build directory; refusing to overwrite it")
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=".npuc-build-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".npuc-build-", dir=out.parent))
+    except OSError as e:
+        raise UserError(f"{out}: cannot create the build directory ({e.strerror or e})") from None
     try:
         graph.save(tmp / "graph")
         report: dict[str, Any] = {"npuc": __version__, "model": source, "graph": graph.name, "targets": {}}
@@ -85,7 +90,11 @@ def compile_cli(args: argparse.Namespace) -> int:
     echo(f"imported '{args.model}' as graph '{graph.name}': {len(graph)} nodes, T={graph.num_steps} "
          f"({time.perf_counter() - t0:.2f} s)")
     calib = load_inputs(args.calibration) if args.calibration else xs
-    labels = np.load(args.labels, allow_pickle=False) if args.labels else None
+    labels = None
+    if args.labels:
+        from .cli import _batch, load_labels
+
+        labels = load_labels(args.labels, _batch(calib, graph) if calib else None)
     build(graph, args.target, Path(args.out), calib, labels, args.allow_approx, echo,
           echo if args.verbose else None, args.model)
     echo(f"wrote {args.out}/ ({', '.join(['graph'] + [s.partition(':')[0] for s in args.target])}) "

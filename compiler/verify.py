@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from .backends import BACKENDS, run_engine
+from .backends import BACKENDS, check_target_kind, run_engine
 from .builddir import BuildDir
 from .ir import LIF, Graph, Output
 from .sim import simulate
@@ -28,7 +28,7 @@ def verify(bd: BuildDir, engine: str, xs: list[np.ndarray], target: str | None =
         the comparison, the quantized graph, and the hardware engine's result
         (outputs and traces, e.g. for accuracy figures without a second run).
     """
-    target = target or bd.target_for_kind(BACKENDS[engine][1])
+    target = check_target_kind(bd, engine, target) if target else bd.target_for_kind(BACKENDS[engine][1])
     graph = bd.int_graph(target)
     x = xs if len(xs) > 1 else xs[0]
     ref = simulate(graph, x, "int", probe=True)

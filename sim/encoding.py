@@ -23,7 +23,13 @@ class InputError(ValueError):
 def to_time_major(node_name: str, op: Input, x: np.ndarray | torch.Tensor, num_steps: int | None) -> tuple[torch.Tensor, int]:
     """Check the user's array against the input node and return it as ``[T, B, ...]``
     (static inputs as ``[1, B, ...]``) along with ``T``."""
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    a = np.asarray(x) if not isinstance(x, torch.Tensor) else x
+    if isinstance(a, np.ndarray) and a.dtype.kind not in "biuf":
+        raise InputError(f"input '{node_name}' must be numeric, got dtype {a.dtype}")
+    t = torch.as_tensor(a)
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise InputError(f"input '{node_name}' has {bad} NaN or infinite value(s); inputs must be finite")
     lead = {"B": 1, "TB": 2, "BT": 2}[op.layout]
     expected = ("B",) if op.layout == "B" else (("T", "B") if op.layout == "TB" else ("B", "T"))
     if t.dim() != lead + len(op.shape) or tuple(t.shape[lead:]) != tuple(op.shape):
@@ -31,6 +37,9 @@ def to_time_major(node_name: str, op: Input, x: np.ndarray | torch.Tensor, num_s
             f"input '{node_name}' expects shape [{', '.join(expected)}, {', '.join(map(str, op.shape))}], "
             f"got {list(t.shape)}"
         )
+    batch_axis = 1 if op.layout == "TB" else 0
+    if t.shape[batch_axis] == 0:
+        raise InputError(f"input '{node_name}' has no samples (shape {list(t.shape)})")
     if op.layout == "B":
         if num_steps is None:
             raise InputError(f"input '{node_name}' is static but the graph has no num_steps")

@@ -65,3 +65,27 @@ def test_refuses_to_overwrite_foreign_directory(tmp_path):
     with pytest.raises(UserError, match="not an npuc build directory"):
         npuc.compile(g, x, target="fpga", out=tmp_path / "b")
     assert (tmp_path / "b" / "precious.txt").read_text() == "keep me"
+
+
+def test_whole_build_is_byte_identical_across_runs(tmp_path):
+    """Every file of a build except report.json (which records timings) is byte-identical
+    when the same model is compiled twice, mapping and placement included."""
+    g, x = small_graph()
+    for d in ("a", "b"):
+        npuc.compile(g, x, target=["fpga", "loihi2"], out=tmp_path / d)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert any(f.parts[0] == "loihi2" for f in files) and any(f.suffix == ".v" for f in files)
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    differ = [str(f) for f in files
+              if f.name != "report.json" and (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()]
+    assert differ == []
+
+
+def test_engine_and_target_kind_must_agree(tmp_path, capsys):
+    g, x = small_graph()
+    npuc.compile(g, x, target=["fpga", "loihi2"], out=tmp_path / "b")
+    np.save(tmp_path / "x.npy", x[:2])
+    for verb, engine, target in (("verify", "lava", "fpga"), ("simulate", "rtl", "loihi2")):
+        rc = main([verb, str(tmp_path / "b"), "--engine", engine, "--target", target, "--input", str(tmp_path / "x.npy")])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"the {engine} engine runs the" in err and f"--target {target} is a target of kind" in err

@@ -45,11 +45,20 @@ def test_simulate_float_writes_outputs(graph_dir):
         (["simulate", "{d}/g", "--input", "{d}/bad.npy"], "expects shape [B, 5]"),
         (["simulate", "{d}/g", "--engine", "int", "--input", "{d}/x.npy"], "not quantized"),
         (["inspect", "{d}"], "neither an npuc build directory"),
+        (["simulate", "{d}/g", "--input", "{d}/nan.npy"], "nan.npy: 1 NaN or infinite value(s)"),
+        (["simulate", "{d}/g", "--input", "{d}/empty.npy"], "empty.npy: empty array"),
+        (["simulate", "{d}/g", "--input", "{d}/str.npy"], "is not numeric"),
+        (["simulate", "{d}/g", "--input", "{d}/x.npy", "--out", "{d}/y.txt"], "give a .npy (or .npz) path"),
     ],
 )
 def test_errors_are_one_line(graph_dir, capsys, argv, message):
-    d, _, _ = graph_dir
+    d, _, x = graph_dir
     np.save(d / "bad.npy", np.zeros((2, 7), np.float32))
+    nan = x.copy()
+    nan[1, 2] = np.nan
+    np.save(d / "nan.npy", nan)
+    np.save(d / "empty.npy", x[:0])
+    np.save(d / "str.npy", np.array(["a", "b"]))
     rc = main([a.format(d=d) for a in argv])
     err = capsys.readouterr().err
     assert rc == 2
@@ -62,3 +71,38 @@ def test_inspect_prints_nodes(graph_dir, capsys):
     assert main(["inspect", str(d / "g")]) == 0
     out = capsys.readouterr().out
     assert "lif" in out and "Dense" in out and "5" in out
+
+
+def test_compile_input_errors_are_one_line_and_write_nothing(graph_dir, capsys):
+    """Bad labels, an --out that is a file, and non-finite inputs to the Python API."""
+    import npuc
+
+    d, g, x = graph_dir
+    np.save(d / "y3.npy", np.arange(3))
+    np.save(d / "y2d.npy", np.zeros((4, 2)))
+    np.save(d / "x64.npy", np.random.default_rng(0).random((4, 64)).astype(np.float32))
+    base = ["compile", "npuc.demo.models:mlp", "--example-input", str(d / "x64.npy"), "--target", "fpga"]
+    cases = [
+        (["--labels", str(d / "nope.npy"), "--out", str(d / "b")], "labels file not found"),
+        (["--labels", str(d / "y3.npy"), "--out", str(d / "b")], "3 labels for 4 calibration samples"),
+        (["--labels", str(d / "y2d.npy"), "--out", str(d / "b")], "1-D array of integer class indices"),
+        (["--out", str(d / "x.npy")], "exists and is not a directory"),
+    ]
+    for extra, message in cases:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("npuc: error:")]
+        assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
+    assert not (d / "b").exists()
+    bad = x.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="input 'x' has 1 NaN or infinite value"):
+        npuc.compile(g, bad, target="fpga", out=d / "b")
+    assert not (d / "b").exists()
+
+
+def test_unwritable_simulate_output_is_an_error(graph_dir, capsys):
+    d, _, _ = graph_dir
+    rc = main(["simulate", str(d / "g"), "--input", str(d / "x.npy"), "--out", str(d / "x.npy" / "y.npy")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot write" in err and "Traceback" not in err
