@@ -101,8 +101,8 @@ def print_mapping(m: dict[str, Any], console: Console) -> None:
     }
     if m.get("placement"):
         p = m["placement"]
-        summary["placement"] = (f"{p['initial']} + annealing, seed {p['seed']}, {p['moves']:,} moves, "
-                                f"{p['seconds']:.2f} s" + (" (time budget hit)" if p.get("stopped_early") else ""))
+        summary["placement"] = (f"{p['initial']} + annealing, seed {p['seed']}, {p['moves']:,} moves"
+                                + (" (time budget hit)" if p.get("stopped_early") else ""))
     if m.get("unmapped"):
         summary["host-side readouts (not mapped)"] = m["unmapped"]
     console.print(_kv_table(f"mapping on {m.get('target', '?')}", summary))

@@ -769,7 +769,8 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
         "unmapped": conn.unmapped,
         "seconds": round(time.perf_counter() - t0, 4),
     }
-    graph.meta["mapping"] = mapping
+    # the graph keeps only what is deterministic (a saved build is byte-identical run to run)
+    graph.meta["mapping"] = {k: v for k, v in mapping.items() if k != "seconds"}
     return mapping
 
 
@@ -864,8 +865,9 @@ def mapping_report(graph: Graph, target: Any) -> dict[str, Any]:
                      "synops_per_step", "spikes_per_step", "hop_traffic_per_step",
                      "initial_hop_traffic_per_step", "row_major_hop_traffic_per_step",
                      "max_link_load", "host_link_load"},
-         "placement": {"initial", "seed", "moves", "temperatures", "seconds", "stopped_early"} | None,
-         "energy": `estimate_energy` | None, "rates", "unmapped", "seconds": {"map", "place"}}
+         "placement": {"initial", "seed", "moves", "temperatures", "stopped_early"} | None,
+         "energy": `estimate_energy` | None, "rates", "unmapped"}
+    (pass times are in the report's pass log)
 
     Raises:
         KeyError: the graph has no ``meta["mapping"]``.
@@ -903,10 +905,9 @@ def mapping_report(graph: Graph, target: Any) -> dict[str, Any]:
         "per_core": per_core,
         "layers": m["populations"],
         "traffic": traffic,
-        "placement": ({k: p[k] for k in ("initial", "seed", "moves", "temperatures", "seconds", "stopped_early")}
+        "placement": ({k: p[k] for k in ("initial", "seed", "moves", "temperatures", "stopped_early")}
                       if p else None),
         "energy": estimate_energy(graph, target),
         "rates": m["rates"],
         "unmapped": m["unmapped"],
-        "seconds": {"map": m["seconds"], "place": p["seconds"] if p else None},
     }

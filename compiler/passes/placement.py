@@ -416,7 +416,7 @@ def place_cores(graph: Graph, seed: int = 0, initial: str = "row-major", moves: 
         "stopped_early": res.stopped_early,
         "seconds": round(time.perf_counter() - t0, 4),
     }
-    graph.meta["placement"] = placement
+    graph.meta["placement"] = {k: v for k, v in placement.items() if k != "seconds"}  # deterministic part
     return placement
 
 
