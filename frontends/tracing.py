@@ -20,6 +20,7 @@ converter handles them (SpikingJelly ``SeqToANNContainer``).
 from __future__ import annotations
 
 import inspect
+import keyword
 from collections.abc import Sequence
 from typing import Any
 
@@ -220,6 +221,14 @@ def trace_model(model: nn.Module, inputs: Sequence[Any]) -> tuple[fx.GraphModule
         raise
     except fx.proxy.TraceError as e:
         raise FrontendError(f"{_where()}: cannot trace the model: {_line(e)}") from None
-    gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
+    try:
+        gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
+    except SyntaxError:
+        # torch.fx writes `self.<name>(...)`: a submodule named like a Python keyword breaks it
+        bad = sorted({n for n, _ in model.named_modules() for n in n.split(".") if keyword.iskeyword(n)})
+        raise FrontendError(
+            f"{type(model).__name__}: torch.fx cannot trace submodules named like Python keywords "
+            f"({', '.join(repr(b) for b in bad) or 'see the model'}); rename them"
+        ) from None
     return gm, {n: v for n, v in tracer.values.items() if n.graph is graph}, list(given)
 

@@ -127,6 +127,7 @@ def test_shape_mismatch_is_named(tmp_path, capsys, example):
         ("not_a_module", ["returned int, not an nn.Module"]),
         ("needs_argument", ["must take no arguments"]),
         ("missing_factory", ["has no attribute 'missing_factory'"]),
+        ("keyword_names", ["KeywordNames", "Python keywords ('class')", "rename them"]),
     ],
 )
 def test_model_errors_are_one_line(tmp_path, capsys, example, factory, fragments):

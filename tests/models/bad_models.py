@@ -95,3 +95,24 @@ class MyLeaky(snn.Leaky):
 
 def subclassed_neuron():
     return nn.Sequential(nn.Linear(6, 8), MyLeaky(beta=0.9, init_hidden=True))
+
+
+class KeywordNames(nn.Module):
+    """A submodule named like a Python keyword (torch.fx generates `self.class(...)`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_module("class", nn.Linear(6, 8))
+        self.lif = snn.Leaky(beta=0.9)
+
+    def forward(self, x):
+        mem = self.lif.reset_mem()
+        out = []
+        for t in range(x.shape[0]):
+            spk, mem = self.lif(getattr(self, "class")(x[t]), mem)
+            out.append(spk)
+        return torch.stack(out)
+
+
+def keyword_names():
+    return KeywordNames()
