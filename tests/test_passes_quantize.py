@@ -177,3 +177,26 @@ def test_int_accuracy_within_one_point_on_held_out_digits(spec):
     acc_i = np.mean(simulate(q, held_x, "int").output.argmax(1) == held_y)
     assert acc_f > 0.85
     assert acc_i >= acc_f - 0.01, (acc_f, acc_i)
+
+
+@pytest.mark.parametrize("threshold", [1.0, 1e6, 3.4e38])
+def test_membrane_readout_keeps_precision_whatever_its_unreachable_threshold(threshold, tmp_path):
+    """A LIF without reset read only through its membrane (sinabs ExpLeak has threshold
+    3.4e38): its threshold is unobservable, so the fpga scale follows the calibrated
+    membrane and the integer readout tracks the float one (it used to round to 0)."""
+    import npuc
+
+    rng = np.random.default_rng(6)
+    g = Graph("readout", num_steps=6)
+    g.add("x", Input((12,), encoding=Encoding("spikes"), layout="TB"))
+    g.add("fc", Dense(rng.normal(0, 1.0, (4, 12)).astype(np.float32)), ["x"])
+    g.add("ro", LIF(alpha=0.9, threshold=np.float32(threshold), reset="none"), ["fc"])
+    g.add("o", Output(), [("ro", "v")])
+    x = (rng.random((6, 8, 12)) < 0.5).astype(np.float32)
+    hw = npuc.compile(g.verify(), x, target="fpga", out=tmp_path / "b")
+    want = hw.simulate(x, "float")
+    ro = hw.quantized("fpga")["ro"].op
+    lam = (ro.q.vth << load_target("fpga").profile.vth_shift) / float(np.max(ro.threshold))  # int units per float unit
+    got = hw.simulate(x, "int") / lam
+    assert np.abs(want).max() > 0.5
+    assert np.abs(got - want).max() <= 0.03 * np.abs(want).max()  # decay rounding; was 100% (all 0)

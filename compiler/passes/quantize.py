@@ -137,6 +137,16 @@ class Quantize(Pass):
         v_prev = np.concatenate([np.full_like(v[:1], op.v_init), v[:-1]], 0)
         alpha = np.broadcast_to(op.alpha.astype(np.float64), shape)
         h_bound = np.abs(alpha * v_prev) + np.abs(gain * i) + np.abs(bias_total)
+        if op.reset == "none" and op.spike == "binary" and not _spikes_read(graph, name) and v.size:
+            # Its spikes reach nobody and reset nothing, so the threshold is unobservable: anchor
+            # the scale on the calibrated membrane, not on a threshold the membrane may never
+            # approach (sinabs ExpLeak's is the float32 maximum, which would round v to 0).
+            m = float(np.max(np.abs(v)))
+            if 0 < m < float(np.min(theta)):
+                op = op.replace(threshold=np.float32(m))
+                graph.replace_op(name, op)
+                theta = np.broadcast_to(op.threshold.astype(np.float64), shape)
+                node.meta["readout_threshold"] = {"calibrated_membrane_max": m}
         ratio = float(np.percentile(h_bound / theta, self.percentile)) if h_bound.size else 1.0
         extras = [1.0]
         if op.threshold_lo is not None:
@@ -462,3 +472,9 @@ def _qscale(factor: np.ndarray, name: str, bits: int = 16) -> QScale:
     shift = max(0, min(62, bits - 1 - int(math.ceil(math.log2(m)))))
     return QScale(np.round(f * 2.0**shift).astype(np.int64), shift)
 
+
+
+def _spikes_read(graph: Graph, name: str) -> bool:
+    """Whether any node (an Output included) reads the spikes of neuron ``name``."""
+    node = graph[name]
+    return any(node.port(graph[u].inputs[i]) == "spikes" for u, i in graph.users(name))
