@@ -61,6 +61,9 @@ class BuildDir:
         if self.bare:
             raise BuildDirError(f"{self.path} is a bare graph directory; it has no compiled targets")
         targets = self.targets
+        if not targets:
+            raise BuildDirError(f"{self.path} was compiled without a target (no --target): only the float "
+                                "engine can run it; recompile with --target loihi2 or --target fpga")
         if target is None:
             if len(targets) != 1:
                 raise BuildDirError(f"{self.path} was compiled for {targets}: choose one with --target")
@@ -68,6 +71,10 @@ class BuildDir:
         name = target.partition(":")[0]
         if name not in targets:
             raise BuildDirError(f"{self.path} has no target '{name}' (compiled: {targets})")
+        spec = self.manifest.get("specs", {}).get(name, name)
+        if ":" in target and target != spec:
+            raise BuildDirError(f"{self.path} was compiled for '{spec}', not '{target}': target options "
+                                "apply when compiling (npuc compile --target ...)")
         return name
 
     def target_for_kind(self, kind: str) -> str:

@@ -9,6 +9,8 @@ User errors (bad files, unsupported layers, mismatched inputs) print one line
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +29,9 @@ class NotAvailable(UserError):
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
+    from .backends.lava.runner import LavaArtifactError
     from .backends.rtl import RtlSupportError
+    from .backends.rtl.sim import ArtifactError
     from .backends.rtl.toolchain import ToolchainError
     from .builddir import BuildDirError
     from .frontends.errors import FrontendError
@@ -38,7 +42,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from .targets import TargetError
 
     return (UserError, GraphError, GraphFileError, InputError, BuildDirError, TargetError, PassError, FrontendError,
-            RtlSupportError, ToolchainError)
+            RtlSupportError, ToolchainError, ArtifactError, LavaArtifactError)
 
 
 # -- input / output files -----------------------------------------------------------
@@ -275,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     fn: Callable[[argparse.Namespace], int] = args.fn
+    # SIGTERM unwinds like Ctrl-C, so a killed compile removes its temporary build directory
+    signal.signal(signal.SIGTERM, _terminate)
     if args.debug:
         return fn(args)
     try:
@@ -285,6 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("npuc: interrupted", file=sys.stderr)
         return 130
+    except SystemExit:
+        raise
+    except BrokenPipeError:  # e.g. `npuc report DIR | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,13 @@ def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | No
     echo = echo or (lambda line: None)
     if specs and calibration is None:
         raise UserError("compiling for a target needs an example input (or calibration data) to calibrate quantization")
+    for node, x in zip(graph.inputs(), calibration or []):
+        if specs and node.op.layout == "TB" and np.ndim(x) == len(node.op.shape) + 1:
+            raise UserError(
+                f"'{graph.name}' takes one time step per call, so it runs on [T, B, ...] inputs and the "
+                f"[B, ...] example cannot calibrate it: give the number of steps (--steps T / steps=T) to "
+                f"repeat the example over T steps, or calibration data shaped [T, B, "
+                f"{', '.join(map(str, node.op.shape))}] (--calibration / calibration=)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a directory; choose another --out")

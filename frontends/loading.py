@@ -50,6 +50,8 @@ def import_factory(spec: str) -> nn.Module:
             module = importlib.import_module(where)
         except ImportError as e:
             raise FrontendError(f"model '{spec}': cannot import module '{where}': {e}") from None
+        except Exception as e:  # the user's module raised while being imported
+            raise FrontendError(f"model '{spec}': importing '{where}' raised {type(e).__name__}: {e}") from None
     if not hasattr(module, attr):
         names = sorted(n for n in vars(module) if not n.startswith("_"))
         raise FrontendError(f"model '{spec}': module '{where}' has no attribute '{attr}' (it has: {', '.join(names[:20])})")
@@ -64,6 +66,8 @@ def import_factory(spec: str) -> nn.Module:
         model = obj()
     except TypeError as e:
         raise FrontendError(f"model '{spec}': calling {attr}() failed: {e} (the factory must take no arguments)") from None
+    except Exception as e:  # the user's factory raised
+        raise FrontendError(f"model '{spec}': {attr}() raised {type(e).__name__}: {e}") from None
     if not isinstance(model, nn.Module):
         raise FrontendError(f"model '{spec}': {attr}() returned {type(model).__name__}, not an nn.Module")
     return model
@@ -89,6 +93,9 @@ def _import_file(path: Path):
     except ImportError as e:
         del sys.modules[name]
         raise FrontendError(f"model file '{path}': {e}") from None
+    except Exception as e:  # the user's module raised while being imported
+        del sys.modules[name]
+        raise FrontendError(f"model file '{path}': importing it raised {type(e).__name__}: {e}") from None
     return module
 
 
@@ -102,6 +109,8 @@ def read_checkpoint(path: str, trust: bool = False) -> Any:
     p = Path(path)
     if not p.is_file():
         raise FrontendError(f"checkpoint '{p}' not found")
+    if p.stat().st_size == 0:
+        raise FrontendError(f"checkpoint '{p}' is an empty file")
     try:
         return torch.load(p, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
@@ -128,7 +137,8 @@ def _unsafe_globals(p: Path) -> list[str]:
 def _first_line(msg: str) -> str:
     for line in msg.splitlines():
         line = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
-        if line and not line.startswith("Weights only load failed"):
+        if line and not line.startswith(("Weights only load failed", "Please file an issue", "Check the documentation")) \
+                and not re.fullmatch(r"[A-Za-z ]+error:", line):
             return line[:200]
     return re.sub(r"\x1b\[[0-9;]*m", "", msg.splitlines()[0] if msg else "unknown error")[:200]
 

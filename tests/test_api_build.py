@@ -89,3 +89,55 @@ def test_engine_and_target_kind_must_agree(tmp_path, capsys):
         rc = main([verb, str(tmp_path / "b"), "--engine", engine, "--target", target, "--input", str(tmp_path / "x.npy")])
         err = capsys.readouterr().err
         assert rc == 2 and f"the {engine} engine runs the" in err and f"--target {target} is a target of kind" in err
+    rc = main(["simulate", str(tmp_path / "b"), "--engine", "int", "--target", "fpga:weight_bits=3",
+               "--input", str(tmp_path / "x.npy")])
+    assert rc == 2 and "target options apply when compiling" in capsys.readouterr().err
+    npuc.compile(g, x, out=tmp_path / "f")  # float only
+    rc = main(["simulate", str(tmp_path / "f"), "--engine", "int", "--input", str(tmp_path / "x.npy")])
+    assert rc == 2 and "compiled without a target" in capsys.readouterr().err
+
+
+def test_lint_accepts_a_relative_path(tmp_path, monkeypatch):
+    from npuc.backends.rtl import lint
+
+    g, x = small_graph()
+    npuc.compile(g, x, target="fpga", out=tmp_path / "b")
+    monkeypatch.chdir(tmp_path)
+    assert lint("b/rtl") == []
+
+
+def test_sigterm_during_compile_leaves_no_partial_build(tmp_path):
+    """A killed compile removes its temporary directory (SIGTERM unwinds like Ctrl-C)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((4, 64)).astype(np.float32))
+    p = subprocess.Popen([sys.executable, "-m", "npuc.cli", "compile", "npuc.demo.models:mlp", "--example-input",
+                          str(tmp_path / "x.npy"), "--target", "fpga", "--target", "loihi2", "--out",
+                          str(tmp_path / "o")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".npuc-build-*")) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    killed = p.poll() is None
+    if killed:
+        os.kill(p.pid, signal.SIGTERM)
+    rc = p.wait(timeout=120)
+    assert not list(tmp_path.glob(".npuc-build-*"))
+    assert not killed or (rc == 128 + signal.SIGTERM and not (tmp_path / "o").exists())
+
+
+def test_one_step_model_needs_steps_or_sequence_calibration(tmp_path):
+    rng = np.random.default_rng(1)
+    g = Graph("onestep", num_steps=None)
+    g.add("x", Input((10,), layout="TB"))
+    g.add("fc", Dense(rng.normal(0, 0.7, (4, 10)).astype("f4")), ["x"])
+    g.add("lif", LIF(alpha=0.9), ["fc"])
+    g.add("o", Output(), ["lif"])
+    with pytest.raises(UserError, match=r"one time step per call.*--steps T.*\[T, B, 10\]"):
+        npuc.compile(g.verify(), rng.random((3, 10)).astype("f4"), target="fpga", out=tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    hw = npuc.compile(g, rng.random((5, 3, 10)).astype("f4"), target="fpga", out=tmp_path / "b")
+    assert hw.simulate(rng.random((5, 2, 10)).astype("f4"), "int").shape == (5, 2, 4)

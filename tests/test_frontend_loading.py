@@ -128,6 +128,7 @@ def test_shape_mismatch_is_named(tmp_path, capsys, example):
         ("needs_argument", ["must take no arguments"]),
         ("missing_factory", ["has no attribute 'missing_factory'"]),
         ("keyword_names", ["KeywordNames", "Python keywords ('class')", "rename them"]),
+        ("raises_in_factory", ["raises_in_factory() raised RuntimeError: boom in factory"]),
     ],
 )
 def test_model_errors_are_one_line(tmp_path, capsys, example, factory, fragments):

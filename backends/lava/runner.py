@@ -68,8 +68,9 @@ def load_module(artifact_dir: str | Path) -> ModuleType:
     artifact_dir = Path(artifact_dir)
     doc = _manifest(artifact_dir)
     path = artifact_dir / doc["module"]
-    if not path.is_file():
-        raise LavaArtifactError(f"{path}: not found")
+    for f in (path, artifact_dir / doc.get("params", "")):
+        if not f.is_file():
+            raise LavaArtifactError(f"{f}: not found; re-emit the Lava backend (npuc compile --target loihi2)")
     name = f"npuc_lava_generated_{next(_counter)}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:

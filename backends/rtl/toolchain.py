@@ -95,6 +95,7 @@ def design_sources(artifact_dir: Path) -> list[Path]:
 
 
 def lint_design(artifact_dir: Path, probe: bool = False) -> list[tuple[str, str, str, int, str]]:
+    artifact_dir = Path(artifact_dir).resolve()  # Verilator runs inside it: source paths must be absolute
     meta = json.loads((artifact_dir / "design.json").read_text())
     return lint(design_sources(artifact_dir), top=meta["top"], parameters={"PROBE": int(probe)}, cwd=artifact_dir)
 

@@ -116,3 +116,7 @@ class KeywordNames(nn.Module):
 
 def keyword_names():
     return KeywordNames()
+
+
+def raises_in_factory():
+    raise RuntimeError("boom in factory")
