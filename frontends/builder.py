@@ -309,6 +309,10 @@ class Builder:
                             "its initial state must be the library's reset state (None, reset_mem()/init_*() or zeros); "
                             f"got {_describe(s)}"
                         )
+                    v_leak = getattr(getattr(call.module, "p", None), "v_leak", None)  # norse resets v to v_leak
+                    if s.value is not None and v_leak is not None and bool(torch.any(torch.as_tensor(v_leak) != 0)):
+                        raise call.error("an all-zero initial state differs from its reset state (v = v_leak "
+                                         "!= 0); pass None as the first state")
                 step = 0
             else:
                 if len(prev) != 1 or any(o is None for o in owners):

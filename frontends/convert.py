@@ -143,6 +143,27 @@ class _Walker:
         _reject_products(self, f"passed to module '{node.target}' ({type(module).__name__})", args, kwargs)
         return entry.fn(Call(self.b, module, node.target, args, kwargs, self.values[node], node))
 
+    def _evaluate(self, node: fx.Node, args: list, kwargs: dict) -> Any:
+        """A constant call the tracer recorded no value for (e.g. a state NamedTuple built from
+        zeros): evaluate it on its arguments' compile-time values."""
+
+        def concrete(v: Any) -> Any:
+            if isinstance(v, Const):
+                return v.value
+            if isinstance(v, Seq):
+                return v.kind(concrete(i) for i in v.items)
+            if isinstance(v, Struct):
+                return v.type(**{k: concrete(f) for k, f in v.fields.items()})
+            return v
+
+        try:
+            value = node.target(*[concrete(a) for a in args], **{k: concrete(v) for k, v in kwargs.items()})
+        except Exception as e:
+            raise UnsupportedModuleError(f"{self.b.where()}cannot evaluate {_fname(node.target)} at compile time "
+                                         f"({type(e).__name__}: {e})") from None
+        self.values[node] = value
+        return value
+
     def call_function(self, node: fx.Node) -> Value:
         target = node.target
         if getattr(target, "__name__", "") in ("_assert", "_assert_is_none"):  # guards of specialized args
@@ -150,7 +171,7 @@ class _Walker:
         args = [self.value(a) for a in node.args]
         kwargs = {k: self.value(v) for k, v in node.kwargs.items()}
         if not _has_sym(args) and not _has_sym(kwargs):
-            return Const(self.values[node])
+            return Const(self.values[node] if node in self.values else self._evaluate(node, args, kwargs))
         if target not in PRODUCT_FUNCTIONS:
             what = "indexed" if target is operator.getitem else f"passed to function {_fname(target)}"
             _reject_products(self, what, args, kwargs)
@@ -240,6 +261,8 @@ def _fname(t: Any) -> str:
 
 
 def _const(v: Value, what: str, w: _Walker) -> Any:
+    if isinstance(v, Seq) and not _has_sym(v):  # e.g. the index tuple of x[:, t]
+        return v.kind(_const(i, what, w) for i in v.items)
     if not isinstance(v, Const):
         raise w.b.error(f"{what} must be a constant, not a tensor computed from the input")
     return v.value

@@ -79,6 +79,8 @@ class Const:
             return v.numel() == 0 or bool(torch.all(v == 0))
         if isinstance(v, (int, float)):
             return v == 0
+        if isinstance(v, tuple) and hasattr(v, "_fields"):  # a library state NamedTuple (norse)
+            return all(Const(f).is_zero_state() for f in v)
         return False
 
 

@@ -78,3 +78,39 @@ def test_sequential_state(tmp_path, capsys):
         ref = _reference(model, x)
         assert_exact(simulate_cli(tmp_path, build, x, f"x{batch}"), ref)
         assert 0.02 < spike_rate(ref[0]) < 0.98
+
+
+class _ZeroStateNet(torch.nn.Module):
+    """The first step gets an explicit all-zero state NamedTuple instead of None."""
+
+    def __init__(self, v_leak: float = 0.0) -> None:
+        super().__init__()
+        import norse.torch as norse
+
+        self.fc = torch.nn.Linear(8, 6)
+        self.lif = norse.LIFCell(norse.LIFParameters(v_leak=torch.tensor(v_leak)))
+
+    def forward(self, x):
+        import norse.torch as norse
+
+        b = x.shape[1]
+        s = norse.LIFFeedForwardState(v=torch.zeros(b, 6), i=torch.zeros(b, 6))
+        out = []
+        for xt in x:
+            z, s = self.lif(self.fc(xt), s)
+            out.append(z)
+        return torch.stack(out)
+
+
+def test_explicit_zero_initial_state():
+    torch.manual_seed(3)
+    model = _ZeroStateNet()
+    with torch.no_grad():
+        model.fc.weight.mul_(4.0)
+    x = (np.random.default_rng(3).random((12, 4, 8)) < 0.5).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    assert 0.02 < want.mean() < 0.9
+    assert np.array_equal(simulate(trace(model, x), x).output, want)
+    with pytest.raises(Exception, match=r"differs from its reset state \(v = v_leak != 0\)"):
+        trace(_ZeroStateNet(v_leak=0.1), x)

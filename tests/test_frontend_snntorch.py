@@ -130,3 +130,39 @@ def test_rleaky_membrane_rounding(kind, mech):
     assert np.array_equal(spk, ref_spk)
     assert 0.05 < spike_rate(ref_spk) < 0.95
     assert np.all(np.abs(mem - ref_mem) <= 8e-6 * np.maximum(np.abs(ref_mem), 1.0))
+
+
+class _BatchMajorLoop(torch.nn.Module):
+    """Reads a [B, T, F] input with x[:, t] and stacks the spikes on dim 1."""
+
+    def __init__(self, zeros: bool) -> None:
+        super().__init__()
+        import snntorch as snn
+
+        self.zeros = zeros
+        self.fc = torch.nn.Linear(10, 4)
+        self.lif = snn.Leaky(beta=0.9, reset_mechanism="zero")
+
+    def forward(self, x):
+        mem = torch.zeros(x.shape[0], 4) if self.zeros else self.lif.init_leaky()
+        rec = []
+        for t in range(x.shape[1]):
+            spk, mem = self.lif(self.fc(x[:, t]), mem)
+            rec.append(spk)
+        return torch.stack(rec, dim=1)
+
+
+@pytest.mark.parametrize("zeros", [False, True])
+def test_batch_major_input_indexed_per_step(zeros):
+    torch.manual_seed(2)
+    model = _BatchMajorLoop(zeros)
+    with torch.no_grad():
+        model.fc.weight.mul_(3.0)
+    x = np.random.default_rng(2).normal(0.5, 1.0, (3, 7, 10)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    from npuc.sim import simulate
+
+    got = simulate(trace(model, x), x).output
+    assert got.shape == (3, 7, 4) and np.array_equal(got, want)
+    assert 0.02 < want.mean() < 0.9

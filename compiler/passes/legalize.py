@@ -121,7 +121,7 @@ class Legalize(Pass):
             if not _binary_spikes(graph, src):
                 raise PassError(
                     f"max pool '{node.name}' pools currents from '{src.node}': max is not linear, so it has no "
-                    "synapse mapping; pool after the neuron (on spikes) or use average pooling"
+                    "synapse mapping; pool after the neuron (on spikes)"
                 )
             if prof.weight_scheme != "loihi":
                 continue  # the FPGA pools spikes by OR-ing addresses
@@ -316,14 +316,15 @@ class Legalize(Pass):
         if op.reset == "value" and op.reset_timing == "delayed" and "delayed" not in prof.reset_timings:
             new = canonical(new, reset_timing="same")  # same spikes: the old membrane is zeroed either way
         if new.reset not in prof.reset_modes:
-            approx(f"{new.reset} reset", "train with reset to a value (e.g. snntorch reset_mechanism='zero')",
+            approx(f"{new.reset} reset", "train with reset to a value (e.g. snntorch reset_mechanism='zero', reset_delay=False)",
                    reset="value", reset_value=0.0)
         if new.reset_timing not in prof.reset_timings:
-            approx(f"'{new.reset_timing}' reset timing", "use a same-step reset", reset_timing="same")
+            approx(f"'{new.reset_timing}' reset timing", "use a same-step reset (snntorch: reset_delay=False)",
+                   reset_timing="same")
         if new.reset == "value" and new.reset_value != 0 and prof.weight_scheme == "loihi":
             approx(f"reset to {new.reset_value}", "reset to 0", reset_value=0.0)
         if new.v_min is not None and prof.weight_scheme == "loihi":
-            approx("a lower membrane bound (v_min)", "drop min_v_mem", v_min=None)
+            approx("a lower membrane bound (v_min)", "drop the bound (v_min; sinabs min_v_mem)", v_min=None)
         if new.v_init != 0 and prof.weight_scheme == "loihi":
             approx(f"initial membrane {new.v_init}", "start from 0", v_init=0.0)
         return new
