@@ -207,3 +207,26 @@ def test_loihi2_folds_spike_pools_into_the_next_layer_exactly(tmp_path):
     hw = npuc.compile(g, x, target="loihi2", out=tmp_path / "b")
     result = hw.verify(x[:3], engine="lava")
     assert result.ok, result.format()
+
+
+@pytest.mark.parametrize("k, pool, pad, groups", [(3, 2, 1, 1), (1, 2, 0, 2), (2, 3, 0, 1), (3, 3, 1, 2)])
+def test_sum_pool_of_conv_currents_is_one_strided_conv(k, pool, pad, groups):
+    from npuc.ir import Conv2d, SumPool2d
+    from npuc.passes.legalize import Legalize
+
+    rng = np.random.default_rng(k * 10 + pool)
+    g = Graph("cp", num_steps=2)
+    g.add("x", Input((4, 9, 9)))
+    g.add("c", Conv2d(rng.normal(0, 1, (6, 4 // groups, k, k)).astype(np.float32),
+                      rng.normal(0, 1, 6).astype(np.float32), padding=pad, groups=groups), ["x"])
+    g.add("p", SumPool2d(pool), ["c"])
+    g.add("o", Output(), ["p"])
+    g.verify()
+    h = g.copy()
+    assert Legalize()._fold_current_pools(h) == 1
+    h.verify()
+    assert [type(n.op).__name__ for n in h] == ["Input", "Conv2d", "Output"]
+    x = rng.normal(0, 1, (3, 4, 9, 9)).astype(np.float32)
+    want, got = simulate(g, x).output, simulate(h, x).output
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -45,6 +45,13 @@ class Legalize(Pass):
 
     * ``AvgPool2d`` -> ``SumPool2d`` + ``Scale(1 / (kh kw))``, then every
       constant scale is folded into weights or gains (`FoldScale`);
+    * a sum pool of a convolution's currents (``Conv2d`` with stride 1 -> ``SumPool2d``
+      with stride = kernel; average pools are sum pools plus a scale by now) is one
+      convolution: kernel ``W * box`` (size ``k + kp - 1``), stride ``kp``, bias ``kp^2 b``;
+    * a weighted op reading a sum of populations (SEW-style residual
+      ``fc(s1 + s2)``, possibly through reshapes, permutes, pools and scales)
+      is distributed over the sum: ``fc(s1) + fc(s2)`` with the bias once; each
+      branch is an ordinary synapse path (the weights are stored once per branch);
     * a synapse op or Add read by several consumers is duplicated per consumer
       (each neuron scales its own inputs when quantized);
     * a path with no weighted op (input or spikes straight into a neuron)
@@ -73,6 +80,8 @@ class Legalize(Pass):
         for node in graph.of_type(AvgPool2d):
             self._split_avgpool(graph, node.name)
             counts["avgpool"] += 1
+        counts["distributed_over_adds"] = self._distribute_over_adds(graph)
+        counts["pools_into_convs"] = self._fold_current_pools(graph)
         counts["or_neurons"] = self._maxpools(graph, ctx)
         graph = FoldScale().apply(graph, ctx)
         if prof.weight_scheme == "loihi":
@@ -112,6 +121,72 @@ class Legalize(Pass):
         graph.replace_op(name, SumPool2d(op.kernel, op.stride, op.padding))
         sc = graph.add(graph.unique_name(f"{name}.scale"), Scale(np.float32(1.0 / k)), [name])
         graph.redirect(name, sc)
+
+    def _fold_current_pools(self, graph: Graph) -> int:
+        """``SumPool2d(kp, stride=kp)(Conv2d(W, stride=1)(x))`` -> ``Conv2d(W * box, stride=kp)(x)``.
+
+        ``y[i] = sum_a conv[kp i + a] = sum_a sum_u W[u] x[kp i + a + u - p]``: the taps at offset
+        ``a + u`` sum into one kernel of size ``k + kp - 1``; the floor-mode output sizes agree.
+        """
+        done = 0
+        for pool in graph.of_type(SumPool2d):
+            src = pool.inputs[0]
+            conv = graph[src.node]
+            if (src.delay or not isinstance(conv.op, Conv2d) or len(graph.users(conv.name)) != 1
+                    or pool.op.padding != (0, 0) or pool.op.stride != pool.op.kernel
+                    or conv.op.stride != (1, 1) or conv.op.dilation != (1, 1)):
+                continue
+            (ph, pw), w = pool.op.kernel, conv.op.weight.astype(np.float64)
+            kh, kw = w.shape[2:]
+            w2 = np.zeros((*w.shape[:2], kh + ph - 1, kw + pw - 1))
+            for a in range(ph):
+                for b in range(pw):
+                    w2[:, :, a:a + kh, b:b + kw] += w
+            bias = None if conv.op.bias is None else (conv.op.bias.astype(np.float64) * ph * pw).astype(np.float32)
+            new = conv.op.replace(weight=w2.astype(np.float32), bias=bias, stride=(ph, pw))
+            rewired = {}
+            for user, idx in graph.users(pool.name):
+                refs = list(rewired.get(user, graph[user].inputs))
+                refs[idx] = Ref(conv.name, None, refs[idx].delay)
+                rewired[user] = refs
+            # the pool becomes a 1x1 pass-through so shapes infer until it is removed
+            graph.replace_ops({conv.name: new, pool.name: SumPool2d(1)}, rewired)
+            graph.remove(pool.name)
+            done += 1
+        return done
+
+    def _distribute_over_adds(self, graph: Graph) -> int:
+        """``W(chain(a_1 + ... + a_m))`` -> ``W(chain(a_1)) + ... + W(chain(a_m))`` (see class docstring).
+
+        ``chain`` holds only linear shape ops (Reshape, Permute, SumPool2d, Scale), so the sum of
+        the branches equals the original in exact arithmetic and each branch has one weighted op.
+        """
+        linear = (Reshape, Permute, SumPool2d, Scale)
+        done = 0
+        while True:
+            for node in graph.of_type(Dense, Conv1d, Conv2d):
+                chain, ref = [], node.inputs[0]
+                while ref.delay == 0 and isinstance(graph[ref.node].op, linear):
+                    chain.append(ref.node)
+                    ref = graph[ref.node].inputs[0]
+                if ref.delay == 0 and isinstance(graph[ref.node].op, Add):
+                    break
+            else:
+                return done
+            add = graph[ref.node]
+            branches = []
+            for j, r in enumerate(add.inputs):
+                prev = r
+                for c in reversed(chain):
+                    prev = graph.add(graph.unique_name(f"{c}.{j}"), graph[c].op, [prev], meta=dict(graph[c].meta))
+                op = node.op if j == 0 else node.op.replace(bias=None)
+                branches.append(graph.add(graph.unique_name(f"{node.name}.{j}"), op, [prev], meta=dict(node.meta)))
+            total = graph.add(graph.unique_name(f"{node.name}.sum"), Add(), branches)
+            graph.redirect(node.name, total)
+            for name in [node.name, *chain, add.name]:
+                if not graph.users(name):
+                    graph.remove(name)
+            done += 1
 
     def _maxpools(self, graph: Graph, ctx: PassContext) -> int:
         prof = ctx.target.profile
