@@ -156,6 +156,9 @@ def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray]) -> int
     res = run_engine(bd, args.engine, xs, target=args.target, waves=getattr(args, "waves", False))
     for name, out in zip(res.output_names, res.outputs):
         _print(f"  output {name}: shape {list(out.shape)} dtype {out.dtype}")
+    wave_file = (res.stats.get("rtl") or {}).get("waves")
+    if wave_file:
+        _print(f"  waveform: {wave_file}")
     if args.out:
         save_outputs(args.out, res.output_names, res.outputs)
         _print(f"wrote {args.out}")
