@@ -90,11 +90,15 @@ def load_target(spec: str) -> Target:
     fpga = dict(doc.get("fpga", {}))
     if overrides:
         fields = {f.name for f in dataclasses.fields(NumericProfile)}
+        seen: set[str] = set()
         for item in overrides.split(","):
             key, eq, val = item.partition("=")
             key = key.strip()
             if not eq:
                 raise TargetError(f"target override '{item}' must look like key=value")
+            if key in seen:
+                raise TargetError(f"target override '{key}' is given twice in '{spec}'")
+            seen.add(key)
             value = _parse_value(val.strip())
             if key in _ALIASES:
                 for k in _ALIASES[key]:
@@ -117,4 +121,10 @@ def load_target(spec: str) -> Target:
             cores = CoreResources(**c)
     except (TypeError, ValueError) as e:
         raise TargetError(f"target '{spec}': {e}") from None
+    for key in ("lanes", "clock_mhz"):
+        v = fpga.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 1
+                              or (key == "lanes" and not isinstance(v, int))):
+            raise TargetError(f"target '{spec}': field '{key}': {v!r} must be "
+                              f"{'an integer' if key == 'lanes' else 'a number'} >= 1")
     return Target(doc["name"], doc.get("description", ""), profile, cores, fpga, doc.get("energy", {}), spec)
