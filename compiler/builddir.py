@@ -66,7 +66,7 @@ class BuildDir:
                                 "engine can run it; recompile with --target loihi2 or --target fpga")
         if target is None:
             if len(targets) != 1:
-                raise BuildDirError(f"{self.path} was compiled for {targets}: choose one with --target")
+                raise BuildDirError(f"{self.path} was compiled for {targets}: choose one with --target (target= in Python)")
             return targets[0]
         name = target.partition(":")[0]
         if name not in targets:
@@ -86,7 +86,7 @@ class BuildDir:
             raise BuildDirError(f"{self.path} has no {kind} target (compiled: {self.targets}); "
                                 f"compile with --target {kind}")
         if len(matches) > 1:
-            raise BuildDirError(f"{self.path} has several {kind} targets {matches}: choose one with --target")
+            raise BuildDirError(f"{self.path} has several {kind} targets {matches}: choose one with --target (target= in Python)")
         return matches[0]
 
     def int_graph(self, target: str | None = None) -> Graph:

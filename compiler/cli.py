@@ -88,6 +88,8 @@ def load_labels(path: str, count: int | None) -> np.ndarray:
                         + (f", got shape {list(y.shape)} dtype {y.dtype}" if isinstance(y, np.ndarray) else ""))
     if count is not None and len(y) != count:
         raise UserError(f"{p}: {len(y)} labels for {count} calibration samples")
+    if len(y) and y.min() < 0:
+        raise UserError(f"{p}: labels must be class indices >= 0 (found {int(y.min())})")
     return y.astype(np.int64)
 
 

@@ -80,12 +80,14 @@ def test_compile_input_errors_are_one_line_and_write_nothing(graph_dir, capsys):
     d, g, x = graph_dir
     np.save(d / "y3.npy", np.arange(3))
     np.save(d / "y2d.npy", np.zeros((4, 2)))
+    np.save(d / "yneg.npy", np.array([0, 1, -1, 2]))
     np.save(d / "x64.npy", np.random.default_rng(0).random((4, 64)).astype(np.float32))
     base = ["compile", "npuc.demo.models:mlp", "--example-input", str(d / "x64.npy"), "--target", "fpga"]
     cases = [
         (["--labels", str(d / "nope.npy"), "--out", str(d / "b")], "labels file not found"),
         (["--labels", str(d / "y3.npy"), "--out", str(d / "b")], "3 labels for 4 calibration samples"),
         (["--labels", str(d / "y2d.npy"), "--out", str(d / "b")], "1-D array of integer class indices"),
+        (["--labels", str(d / "yneg.npy"), "--out", str(d / "b")], "class indices >= 0 (found -1)"),
         (["--out", str(d / "x.npy")], "exists and is not a directory"),
     ]
     for extra, message in cases:
