@@ -1,7 +1,8 @@
 """``npuc report``: what a build contains and what it costs.
 
 Prints ``report.json`` (passes, quantization error, core mapping, energy
-estimate) as tables. For an FPGA build, ``--input X.npy`` runs the RTL in
+estimate) as tables and redraws each mapped target's core map
+(``DIR/report/core_map_<target>.png``). For an FPGA build, ``--input X.npy`` runs the RTL in
 Verilator to measure cycles per time step against the event-driven bound, and
 ``--synth`` adds Yosys resource estimates per layer; both are stored in
 ``DIR/report.json`` under the fpga target's ``rtl`` entry.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -39,7 +41,23 @@ def report_cli(args: argparse.Namespace) -> int:
     for name, t in report.get("targets", {}).items():
         if "rtl" in t:
             print_rtl(name, t["rtl"], Console())
+    for png in _plots(bd):
+        print(f"core map: {png}")
     return 0
+
+
+def _plots(bd: BuildDir) -> list[Path]:
+    """(Re)draw the core map of every target that was mapped onto cores."""
+    from .plots import plot_core_map
+    from .targets import load_target
+
+    out = []
+    for name in bd.targets:
+        graph = bd.int_graph(name)
+        if "mapping" in graph.meta:
+            target = load_target(bd.manifest.get("specs", {}).get(name, name))
+            out.append(plot_core_map(graph, target, bd.path / "report" / f"core_map_{name}.png"))
+    return out
 
 
 def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

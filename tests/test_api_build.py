@@ -141,3 +141,16 @@ def test_one_step_model_needs_steps_or_sequence_calibration(tmp_path):
     assert not (tmp_path / "b").exists()
     hw = npuc.compile(g, rng.random((5, 3, 10)).astype("f4"), target="fpga", out=tmp_path / "b")
     assert hw.simulate(rng.random((5, 2, 10)).astype("f4"), "int").shape == (5, 2, 4)
+
+
+def test_report_prints_tables_and_redraws_the_core_map(tmp_path, capsys):
+    import shutil
+
+    g, x = small_graph()
+    npuc.compile(g, x, target=["loihi2"], out=tmp_path / "b")
+    shutil.rmtree(tmp_path / "b" / "report")
+    assert main(["report", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    png = tmp_path / "b" / "report" / "core_map_loihi2.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"core map: {png}" in out and "mapping on" in out
