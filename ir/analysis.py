@@ -78,6 +78,12 @@ def is_population(graph: Graph, ref: Ref) -> bool:
     return isinstance(node.op, POPULATION_OPS)
 
 
+def spikes_read(graph: Graph, name: str) -> bool:
+    """Whether any node (an Output included) reads the ``spikes`` port of neuron ``name``."""
+    node = graph[name]
+    return any(node.port(graph[u].inputs[i]) == "spikes" for u, i in graph.users(name))
+
+
 def neuron_paths(graph: Graph, neuron: str) -> list[SynapsePath]:
     """The synapse paths feeding ``neuron`` (an `LIF` node), in input order.
 

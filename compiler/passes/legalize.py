@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import Graph, Ref
-from ..ir.analysis import WEIGHTED, StructureError, is_population, neuron_paths
+from ..ir.analysis import WEIGHTED, StructureError, is_population, neuron_paths, spikes_read
 from ..ir.ops import (
     LIF,
     Add,
@@ -299,7 +299,7 @@ class Legalize(Pass):
         changed = 0
         for node in graph.of_type(LIF):
             op = node.op
-            if op.reset != "none" or any(node.port(graph[u].inputs[i]) == "spikes" for u, i in graph.users(node.name)):
+            if op.reset != "none" or spikes_read(graph, node.name):
                 continue
             bound = self._state_bound(graph, node.name, op, ctx)
             theta = 4.0 * bound if bound > 0 else 1.0

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import Graph
-from ..ir.analysis import SynapsePath, neuron_paths
+from ..ir.analysis import SynapsePath, neuron_paths, spikes_read
 from ..ir.ops import (
     LIF,
     Conv1d,
@@ -137,7 +137,7 @@ class Quantize(Pass):
         v_prev = np.concatenate([np.full_like(v[:1], op.v_init), v[:-1]], 0)
         alpha = np.broadcast_to(op.alpha.astype(np.float64), shape)
         h_bound = np.abs(alpha * v_prev) + np.abs(gain * i) + np.abs(bias_total)
-        if op.reset == "none" and op.spike == "binary" and not _spikes_read(graph, name) and v.size:
+        if op.reset == "none" and op.spike == "binary" and not spikes_read(graph, name) and v.size:
             # Its spikes reach nobody and reset nothing, so the threshold is unobservable: anchor
             # the scale on the calibrated membrane, not on a threshold the membrane may never
             # approach (sinabs ExpLeak's is the float32 maximum, which would round v to 0).
@@ -472,9 +472,3 @@ def _qscale(factor: np.ndarray, name: str, bits: int = 16) -> QScale:
     shift = max(0, min(62, bits - 1 - int(math.ceil(math.log2(m)))))
     return QScale(np.round(f * 2.0**shift).astype(np.int64), shift)
 
-
-
-def _spikes_read(graph: Graph, name: str) -> bool:
-    """Whether any node (an Output included) reads the spikes of neuron ``name``."""
-    node = graph[name]
-    return any(node.port(graph[u].inputs[i]) == "spikes" for u, i in graph.users(name))
