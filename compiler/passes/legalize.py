@@ -144,14 +144,9 @@ class Legalize(Pass):
                     w2[:, :, a:a + kh, b:b + kw] += w
             bias = None if conv.op.bias is None else (conv.op.bias.astype(np.float64) * ph * pw).astype(np.float32)
             new = conv.op.replace(weight=w2.astype(np.float32), bias=bias, stride=(ph, pw))
-            rewired = {}
-            for user, idx in graph.users(pool.name):
-                refs = list(rewired.get(user, graph[user].inputs))
-                refs[idx] = Ref(conv.name, None, refs[idx].delay)
-                rewired[user] = refs
-            # the pool becomes a 1x1 pass-through so shapes infer until it is removed
-            graph.replace_ops({conv.name: new, pool.name: SumPool2d(1)}, rewired)
-            graph.remove(pool.name)
+            # the pool becomes a 1x1 pass-through (shapes stay consistent), then goes
+            graph.replace_ops({conv.name: new, pool.name: SumPool2d(1)})
+            graph.bypass(pool.name)
             done += 1
         return done
 
