@@ -16,6 +16,8 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+
 BACKENDS = {
     # engine name: (module, target kind, artifact folder inside a build directory)
     "lava": ("npuc.backends.lava", "loihi2", "lava"),
@@ -38,8 +40,6 @@ def run_engine(build_dir: Any, engine: str, inputs: list[Any], target: str | Non
         check_target_kind(build_dir, engine, target)
     path = Path(build_dir.path) / BACKENDS[engine][2]
     if not path.is_dir():
-        from npuc.cli import UserError
-
         raise UserError(f"{build_dir.path} has no {BACKENDS[engine][2]}/ folder: compile with "
                         f"--target {BACKENDS[engine][1]} to use the {engine} engine")
     return mod.run(path, inputs, probe=probe, waves=waves)
@@ -47,7 +47,6 @@ def run_engine(build_dir: Any, engine: str, inputs: list[Any], target: str | Non
 
 def check_target_kind(build_dir: Any, engine: str, target: str) -> str:
     """The build's target named by ``target``, which must be of the engine's kind."""
-    from npuc.cli import UserError
     from npuc.targets import load_target
 
     name = build_dir.target_name(target)

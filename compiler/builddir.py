@@ -19,14 +19,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .errors import BuildDirError  # noqa: F401  (re-exported)
 from .ir import Graph
 from .ir.serialize import GRAPH_FILE
 
 MANIFEST = "manifest.json"
-
-
-class BuildDirError(ValueError):
-    """A directory that is not a usable npuc build or graph directory."""
 
 
 class BuildDir:

@@ -13,107 +13,12 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-
-
-class UserError(Exception):
-    """An error the user can fix; printed without a traceback."""
-
-
-class NotAvailable(UserError):
-    """A verb or engine whose backend is not built yet."""
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    from .backends.lava.runner import LavaArtifactError
-    from .backends.rtl import RtlSupportError
-    from .backends.rtl.sim import ArtifactError
-    from .backends.rtl.toolchain import ToolchainError
-    from .builddir import BuildDirError
-    from .frontends.errors import FrontendError
-    from .ir.graph import GraphError
-    from .ir.serialize import GraphFileError
-    from .passes.base import PassError
-    from .sim.encoding import InputError
-    from .targets import TargetError
-
-    return (UserError, GraphError, GraphFileError, InputError, BuildDirError, TargetError, PassError, FrontendError,
-            RtlSupportError, ToolchainError, ArtifactError, LavaArtifactError)
-
-
-# -- input / output files -----------------------------------------------------------
-
-
-def load_inputs(path: str) -> list[np.ndarray]:
-    """Arrays from ``.npy`` (one input) or ``.npz`` (inputs in key order ``arr_0, arr_1, ...``
-    or ``x0, x1, ...``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: input file not found")
-    try:
-        data = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{p}: not a numpy .npy/.npz file ({e})") from None
-    if isinstance(data, np.ndarray):
-        arrays, names = [data], [p.name]
-    else:
-        keys = sorted(data.files, key=lambda k: (len(k), k))
-        arrays, names = [data[k] for k in keys], [f"{p.name}[{k}]" for k in keys]
-    for a, name in zip(arrays, names):
-        if a.dtype.kind not in "biuf":
-            raise UserError(f"{name}: dtype {a.dtype} is not numeric")
-        if a.size == 0:
-            raise UserError(f"{name}: empty array (shape {list(a.shape)})")
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise UserError(f"{name}: {int((~np.isfinite(a)).sum())} NaN or infinite value(s); inputs must be finite")
-    return arrays
-
-
-def load_labels(path: str, count: int | None) -> np.ndarray:
-    """Integer class labels, one per calibration sample."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: labels file not found")
-    try:
-        y = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{p}: not a numpy .npy file ({e})") from None
-    if not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype.kind not in "biu" and not (
-            y.dtype.kind == "f" and np.isfinite(y).all() and np.array_equal(y, np.round(y))):
-        raise UserError(f"{p}: labels must be a 1-D array of integer class indices"
-                        + (f", got shape {list(y.shape)} dtype {y.dtype}" if isinstance(y, np.ndarray) else ""))
-    if count is not None and len(y) != count:
-        raise UserError(f"{p}: {len(y)} labels for {count} calibration samples")
-    if len(y) and y.min() < 0:
-        raise UserError(f"{p}: labels must be class indices >= 0 (found {int(y.min())})")
-    return y.astype(np.int64)
-
-
-def check_output_path(path: str | None) -> None:
-    """Fail before a long run if ``--out`` cannot name an output file."""
-    if path is not None and Path(path).suffix not in (".npy", ".npz"):
-        raise UserError(f"{path}: give a .npy (or .npz) path for --out")
-
-
-def save_outputs(path: str, names: Sequence[str], arrays: Sequence[np.ndarray]) -> None:
-    """One output -> ``.npy``; several -> ``.npz`` keyed by output node name."""
-    p = Path(path)
-    check_output_path(path)
-    if len(arrays) > 1 and p.suffix != ".npz":
-        raise UserError(f"the graph has {len(arrays)} outputs: give an .npz path for --out")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if p.suffix == ".npy":
-            np.save(p, arrays[0])
-        else:
-            np.savez(p, **dict(zip(names, arrays)))
-    except OSError as e:
-        raise UserError(f"{p}: cannot write ({e.strerror or e})") from None
-
+from .errors import NpucError
+from .inputs import batch_size, check_output_path, load_inputs, save_outputs
 
 # -- verbs -------------------------------------------------------------------------------
 
@@ -133,7 +38,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return _simulate_backend(bd, args, xs)
     res = simulate(graph, xs if len(xs) > 1 else xs[0], engine=args.engine)
     _print(f"simulated '{graph.name}' ({len(graph)} nodes) with the {args.engine} engine: "
-           f"{res.steps} steps x batch {_batch(xs, graph)} in {res.seconds:.3f} s")
+           f"{res.steps} steps x batch {batch_size(graph, xs)} in {res.seconds:.3f} s")
     for name, out in zip(res.output_names, res.outputs):
         _print(f"  output {name}: shape {list(out.shape)} dtype {out.dtype}")
     if res.stats:
@@ -145,16 +50,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _batch(xs: list[np.ndarray], graph) -> int:
-    op = graph.inputs()[0].op
-    return int(xs[0].shape[1] if op.layout == "TB" else xs[0].shape[0])
-
-
 def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray]) -> int:
-    try:
-        from .backends import run_engine
-    except ImportError:
-        raise NotAvailable(f"the {args.engine} engine is not available yet in this version of npuc") from None
+    from .backends import run_engine
+
     res = run_engine(bd, args.engine, xs, target=args.target, waves=getattr(args, "waves", False))
     for name, out in zip(res.output_names, res.outputs):
         _print(f"  output {name}: shape {list(out.shape)} dtype {out.dtype}")
@@ -178,18 +76,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    try:
-        from .driver import compile_cli
-    except ImportError:
-        raise NotAvailable("'npuc compile' is not available yet in this version of npuc") from None
+    from .driver import compile_cli
+
     return compile_cli(args)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    try:
-        from .verify import verify_cli
-    except ImportError:
-        raise NotAvailable("'npuc verify' is not available yet in this version of npuc") from None
+    from .verify import verify_cli
+
     return verify_cli(args)
 
 
@@ -290,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fn(args)
     try:
         return fn(args)
-    except _user_error_types() as e:
+    except NpucError as e:
         print(f"npuc: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

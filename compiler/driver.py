@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .builddir import MANIFEST
+from .errors import UserError
 
 
 def load_source(model: str, checkpoint: str | None, example_input: list[np.ndarray] | None,
@@ -38,7 +39,6 @@ def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | No
     a failure leaves no half-written output (an existing build is replaced only
     on success).
     """
-    from .cli import UserError
     from .pipeline import compile_target
 
     echo = echo or (lambda line: None)
@@ -86,7 +86,7 @@ def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | No
 
 
 def compile_cli(args: argparse.Namespace) -> int:
-    from .cli import load_inputs
+    from .inputs import load_inputs
 
     def echo(line: str) -> None:
         print(line, file=sys.stderr)
@@ -99,9 +99,9 @@ def compile_cli(args: argparse.Namespace) -> int:
     calib = load_inputs(args.calibration) if args.calibration else xs
     labels = None
     if args.labels:
-        from .cli import _batch, load_labels
+        from .inputs import batch_size, load_labels
 
-        labels = load_labels(args.labels, _batch(calib, graph) if calib else None)
+        labels = load_labels(args.labels, batch_size(graph, calib) if calib else None)
     build(graph, args.target, Path(args.out), calib, labels, args.allow_approx, echo,
           echo if args.verbose else None, args.model)
     echo(f"wrote {args.out}/ ({', '.join(['graph'] + [s.partition(':')[0] for s in args.target])}) "

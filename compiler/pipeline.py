@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UserError
 from .ir import Graph
 from .passes.base import PassContext, make_pass, run_pipeline
 from .targets import load_target
@@ -57,8 +58,6 @@ def compile_target(graph: Graph, spec: str, out: Path, calibration: list[np.ndar
     passes = build_passes(kind)
     q = run_pipeline(graph, passes, ctx)
     if (out / target.name).exists():
-        from .cli import UserError
-
         raise UserError(f"target '{target.name}' given twice: compile variants into separate --out directories")
     q.save(out / target.name)
     report: dict[str, Any] = {"spec": spec, "passes": ctx.log, "warnings": ctx.warnings,

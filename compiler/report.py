@@ -62,7 +62,8 @@ def _plots(bd: BuildDir) -> list[Path]:
 
 def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     from .backends.rtl import rtl_report
-    from .cli import UserError, load_inputs
+    from .errors import UserError
+    from .inputs import load_inputs
 
     target = bd.target_for_kind("fpga")
     if not (bd.path / "rtl").is_dir():

@@ -52,7 +52,7 @@ def _as_time_major(op: Output, a: np.ndarray) -> np.ndarray:
 
 
 def verify_cli(args: argparse.Namespace) -> int:
-    from .cli import load_inputs
+    from .inputs import load_inputs
 
     bd = BuildDir(args.dir)
     xs = load_inputs(args.input)

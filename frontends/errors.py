@@ -1,16 +1,5 @@
-"""Errors raised while importing a model (printed by the CLI as one line)."""
+"""Errors raised while importing a model (defined in `npuc.errors`, re-exported here)."""
 
-from __future__ import annotations
+from ..errors import FrontendError, LayoutError, UnsupportedModuleError
 
-
-class FrontendError(ValueError):
-    """A model, checkpoint or construct npuc cannot import, naming the file,
-    module (qualified name and type) or source line and what to do about it."""
-
-
-class UnsupportedModuleError(FrontendError):
-    """A module type with no converter for its role."""
-
-
-class LayoutError(FrontendError):
-    """A tensor's batch/time axes do not fit how an operation uses them."""
+__all__ = ["FrontendError", "LayoutError", "UnsupportedModuleError"]

@@ -61,14 +61,7 @@ from ..ir import (
     Scale,
     SumPool2d,
 )
-
-try:
-    from .errors import FrontendError
-except ImportError:  # frontends/errors.py not there yet
-
-    class FrontendError(ValueError):  # type: ignore[no-redef]
-        """A model file the frontend cannot import, naming the file/node/field."""
-
+from .errors import FrontendError
 
 __all__ = ["DEFAULT_DT", "FrontendError", "export_nir", "import_nir", "write_nir"]
 

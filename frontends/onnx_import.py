@@ -57,14 +57,7 @@ from ..ir import (
 )
 from ..ir.ops import LAYOUTS
 from ..ir.serialize import _decode, _encode
-
-try:
-    from .errors import FrontendError
-except ImportError:  # frontends/errors.py not there yet
-
-    class FrontendError(ValueError):  # type: ignore[no-redef]
-        """A model file the frontend cannot import, naming the file/node/field."""
-
+from .errors import FrontendError
 
 __all__ = ["DOMAIN", "FrontendError", "export_onnx", "import_onnx"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import StructureError  # noqa: F401  (re-exported)
 from .graph import Graph, Ref
 from .ops import (
     LIF,
@@ -40,10 +41,6 @@ POPULATION_OPS = (Input, LIF, StochasticAttention, LinearAttention)
 """Ops whose outputs travel between layers as spikes or graded payloads."""
 PRE_OPS = (Reshape, Permute, SumPool2d, MaxPool2d, Scale, AvgPool2d, BatchNorm)
 POST_OPS = (SumPool2d, AvgPool2d, Scale, Reshape, Permute, BatchNorm, MaxPool2d)
-
-
-class StructureError(ValueError):
-    """A graph shape that has no hardware mapping, naming the nodes involved."""
 
 
 @dataclass

@@ -18,14 +18,11 @@ from typing import Any
 
 import networkx as nx
 
+from ..errors import GraphError  # noqa: F401  (re-exported)
 from .ops import LIF, Input, Op, Output, Shape
 from .values import NumericProfile
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$")
-
-
-class GraphError(ValueError):
-    """An invalid graph, naming the node and what is wrong with it."""
 
 
 @dataclass(frozen=True)

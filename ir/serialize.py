@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GraphFileError  # noqa: F401  (re-exported)
 from .graph import Graph, GraphError, Node, Ref
 from .ops import OP_TYPES
 from .values import VALUE_TYPES, NumericProfile
@@ -27,10 +28,6 @@ FORMAT = "npuc-graph"
 VERSION = 1
 GRAPH_FILE = "graph.json"
 TENSOR_FILE = "tensors.npz"
-
-
-class GraphFileError(ValueError):
-    """A graph directory that cannot be read, naming the file and the field."""
 
 
 def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:

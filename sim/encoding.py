@@ -11,13 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import InputError  # noqa: F401  (re-exported)
 from ..ir.ops import Input, Output
 from ..ir.values import Encoding
 from . import lfsr
-
-
-class InputError(ValueError):
-    """User input that does not fit the graph's Input node."""
 
 
 def to_time_major(node_name: str, op: Input, x: np.ndarray | torch.Tensor, num_steps: int | None) -> tuple[torch.Tensor, int]:

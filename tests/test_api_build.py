@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import npuc
-from npuc.cli import UserError, main
+from npuc.cli import main
+from npuc.errors import UserError
 from npuc.ir import LIF, Dense, Graph, Input, Output
 from npuc.passes.base import PassError
 

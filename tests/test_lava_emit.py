@@ -390,7 +390,7 @@ def test_run_rejects_bad_inputs_before_starting_lava(tmp_path):
         lb.run(tmp_path / "lava", [np.zeros((5, 1, 2, 4, 4))] * 2)
     with pytest.raises(lb.LavaArtifactError, match="network.json: not found"):
         lb.run(tmp_path, np.zeros((5, 1, 2, 4, 4)))
-    from npuc.cli import UserError
+    from npuc.errors import UserError
 
     with pytest.raises(UserError, match="waveforms"):
         lb.run(tmp_path / "lava", np.zeros((5, 1, 2, 4, 4)), waves=True)

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ...errors import NpucWarning
 from ...ir.graph import Graph
 from .lower import lower
 from .netx import netx_bytes
@@ -25,16 +26,18 @@ from .render import manifest, npz_bytes, render
 from .spec import NetworkSpec
 
 
-class LavaBackendWarning(UserWarning):
+class LavaBackendWarning(NpucWarning):
     """Layers the netx export cannot represent (the Lava module itself is exact or refused)."""
 
 
-def artifacts(graph: Graph) -> tuple[NetworkSpec, dict[str, bytes]]:
-    """Lower ``graph`` and produce every file's bytes (no file is written)."""
-    from ... import __version__
+def artifacts(graph: Graph, version: str | None = None) -> tuple[NetworkSpec, dict[str, bytes]]:
+    """Lower ``graph`` and produce every file's bytes (no file is written).
 
+    ``version`` is the npuc version written into the generated module (default: the installed
+    distribution's); the compiler driver passes its own.
+    """
     spec = lower(graph)
-    text, arrays = render(spec, __version__)
+    text, arrays = render(spec, version or _installed_version())
     net, report = netx_bytes(spec)
     files = {
         f"{spec.ident}.py": text.encode(),
@@ -46,13 +49,23 @@ def artifacts(graph: Graph) -> tuple[NetworkSpec, dict[str, bytes]]:
     return spec, files
 
 
-def emit(graph: Graph, out_dir: str | os.PathLike, target: Any = None) -> list[Path]:
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("npuc")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def emit(graph: Graph, out_dir: str | os.PathLike, target: Any = None, version: str | None = None) -> list[Path]:
     """Write the Lava artifacts of a quantized graph (profile loihi2) into ``out_dir``.
 
     Args:
         graph: a quantized graph (``graph.profile`` is Lava's numeric profile).
         out_dir: the folder to write (created or replaced as a whole, atomically).
         target: the `npuc.targets.Target` compiled for (its profile must be the graph's).
+        version: the npuc version recorded in the generated module.
 
     Returns:
         The written files, in a fixed order.
@@ -66,7 +79,7 @@ def emit(graph: Graph, out_dir: str | os.PathLike, target: Any = None) -> list[P
 
         raise LavaMappingError(f"graph '{graph.name}' is quantized for '{graph.profile.name}', not for target "
                                f"'{target.profile.name}'")
-    _, files = artifacts(graph)
+    _, files = artifacts(graph, version)
     report = _netx_report(files)
     if report["not_representable"]:
         left = ", ".join(f"'{x['node']}' ({x['reason']})" for x in report["not_representable"])

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...builddir import BuildDirError
+from ...errors import LavaArtifactError, UserError
 from ...ir.graph import Graph
 from ...ir.ops import Input, Output
 from ...ir.values import Encoding, QInput
@@ -31,9 +31,6 @@ from ...sim.engine import SimResult
 _counter = itertools.count()
 
 
-class LavaArtifactError(BuildDirError):
-    """A ``lava/`` folder that is missing files or was written by another format version
-    (a `BuildDirError`, so the CLI prints it as one line)."""
 
 
 def _manifest(artifact_dir: Path) -> dict:
@@ -121,8 +118,6 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool | Sequence[str] = Fal
         all in npuc's logical time (Lava's synapse delays and batching undone).
     """
     if waves:
-        from ...cli import UserError
-
         raise UserError("waveforms come from the rtl engine; the lava engine has none (drop --waves)")
     t0 = time.perf_counter()
     artifact_dir = Path(artifact_dir)

@@ -21,15 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...ir.graph import GraphError
-
-
-class LavaMappingError(GraphError):
-    """A graph (node, op or parameter) with no exact Loihi 2 / Lava mapping.
-
-    Subclasses `GraphError` so that the CLI prints it as one line; the message
-    names the node, its op and what would make it mappable.
-    """
+from ...errors import LavaMappingError  # noqa: F401  (re-exported)
 
 
 @dataclass

@@ -23,16 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...errors import ArtifactError  # noqa: F401  (re-exported)
 from ...ir.ops import Input, Output
 from ...ir.values import Encoding, QInput
 from ...sim.encoding import InputError, decode, encode, quantize_unit, to_time_major
 from ...sim.engine import SimResult
 from . import toolchain
 from .render import DESIGN_FILE, DESIGN_VERSION
-
-
-class ArtifactError(ValueError):
-    """An RTL artifact folder that cannot be used (missing or foreign files)."""
 
 
 def load_design(artifact_dir: Path) -> dict[str, Any]:

@@ -26,12 +26,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ...errors import ToolchainError  # noqa: F401  (re-exported)
+
 LINT_WAIVERS: tuple[str, ...] = ()
 """Verilator warnings waived for generated designs (none)."""
-
-
-class ToolchainError(RuntimeError):
-    """Verilator, the C++ build or Yosys failed; the message carries the tool's errors."""
 
 
 def cache_root() -> Path:

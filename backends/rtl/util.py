@@ -6,9 +6,7 @@ import re
 
 import numpy as np
 
-
-class RtlSupportError(ValueError):
-    """A graph feature the RTL backend does not implement, naming the node and the feature."""
+from ...errors import RtlSupportError  # noqa: F401  (re-exported)
 
 
 def ident(name: str, limit: int = 40) -> str:

@@ -16,13 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import PassError  # noqa: F401  (re-exported)
 from ..ir import Graph
 
 PASSES: dict[str, type[Pass]] = {}
-
-
-class PassError(ValueError):
-    """A pass cannot transform the graph (names the node and the limit)."""
 
 
 @dataclass

@@ -14,13 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..errors import TargetError  # noqa: F401  (re-exported)
 from ..ir.values import NumericProfile
 
 BUILTIN = ("loihi2", "fpga")
-
-
-class TargetError(ValueError):
-    """A target spec that cannot be resolved."""
 
 
 @dataclass(frozen=True)
