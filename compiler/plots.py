@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
 from .ir import Graph  # noqa: E402
-from .passes.mapping import RESOURCES  # noqa: E402
+from .passes.packing import RESOURCES  # noqa: E402
 from .passes.placement import initial_positions, link_loads, mesh_of  # noqa: E402
 
 

@@ -72,7 +72,8 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
     if args.input:
         from .backends import run_engine
 
-        run = run_engine(bd, "rtl", load_inputs(args.input), target=target, probe=True)
+        run = run_engine(bd, "rtl", load_inputs(args.input), target=target, probe=True,
+                         allow_modified=getattr(args, "allow_modified", False))
     rep = rtl_report(bd.int_graph(target), bd.path / "rtl", run, yosys=args.synth)
     old = report["targets"][target].get("rtl", {})
     if run is None and old:  # keep figures measured by an earlier --input run

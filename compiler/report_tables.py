@@ -6,7 +6,7 @@
                                                   "compile_seconds", "artifacts", "mapping": {...}, ...}}}
 
 and prints, per target, the pass log, the warnings, and (for many-core
-targets) the mapping section built by `npuc.passes.mapping.mapping_report`:
+targets) the mapping section built by `npuc.report_mapping.mapping_report`:
 cores vs the capacity lower bound, per-resource utilisation, per-layer
 tiling and messages, per-core use, traffic and the energy estimate. Keys it
 does not know are printed as plain key/value rows, so new report sections show
@@ -80,7 +80,7 @@ def _passes_table(passes: list[dict[str, Any]]) -> Table:
 
 
 def print_mapping(m: dict[str, Any], console: Console) -> None:
-    """Print the mapping section (`npuc.passes.mapping.mapping_report`)."""
+    """Print the mapping section (`npuc.report_mapping.mapping_report`)."""
     c = m["cores"]
     tr = m.get("traffic", {})
     summary = {

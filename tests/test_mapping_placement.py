@@ -19,9 +19,10 @@ from test_mapping_connectivity import conv_net, random_graph, reference_synapses
 from test_mapping_cores import LOIHI, target_with
 
 from npuc.passes.base import PassError
-from npuc.passes.mapping import estimate_energy, map_cores, mapping_report, neuron_cores
+from npuc.passes.mapping import map_cores, neuron_cores
 from npuc.passes.placement import hilbert_order, place_cores
 from npuc.plots import plot_core_map
+from npuc.report_mapping import estimate_energy, mapping_report
 from npuc.report_tables import print_report
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import NpucError
 from ..ir import Graph
 from ..ir.ops import (
     LIF,
@@ -27,7 +28,7 @@ from ..ir.ops import (
     SpikeAttention,
     SumPool2d,
 )
-from .base import Pass, PassContext, PassError
+from .base import Pass, PassContext, PassError, PassResult
 
 WEIGHTED = (Dense, Conv1d, Conv2d)  # ops with a weight tensor to fold into
 
@@ -71,7 +72,7 @@ class FoldBatchNorm(Pass):
 
     name = "fold-batchnorm"
 
-    def apply(self, graph: Graph, ctx: PassContext) -> Graph:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         into_weights = into_neurons = 0
         for node in graph.of_type(BatchNorm):
             bn = node.op
@@ -104,8 +105,7 @@ class FoldBatchNorm(Pass):
             else:
                 raise PassError(f"batch norm '{node.name}' follows '{src.node}' ({type(prev.op).__name__}) and "
                                 "feeds non-neuron ops: it can fold only into a preceding Dense/Conv or following neurons")
-        self._report(into_weights=into_weights, into_neurons=into_neurons)
-        return graph
+        return PassResult(graph, dict(into_weights=into_weights, into_neurons=into_neurons))
 
 
 def _divide_membrane(lif: LIF, a: np.ndarray, c: np.ndarray) -> LIF:
@@ -146,17 +146,23 @@ class FoldScale(Pass):
 
     name = "fold-scale"
 
-    def apply(self, graph: Graph, ctx: PassContext) -> Graph:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         before = len(graph.of_type(Scale))
         changed = True
         while changed:
             changed = False
             for node in graph.of_type(Scale):
-                if self._fold_one(graph, node.name):
+                try:
+                    folded = self._fold_one(graph, node.name)
+                except NpucError:
+                    raise
+                except ValueError as e:  # the folded parameters are not valid (e.g. overflow float32)
+                    raise PassError(f"scale '{node.name}' (factor {_describe(node.op.factor)}) cannot fold into "
+                                    f"its neighbours: {e}; check the model's scale factors") from None
+                if folded:
                     changed = True
                     break
-        self._report(folded=before - len(graph.of_type(Scale)), remaining=len(graph.of_type(Scale)))
-        return graph
+        return PassResult(graph, dict(folded=before - len(graph.of_type(Scale)), remaining=len(graph.of_type(Scale))))
 
     def _fold_one(self, graph: Graph, name: str) -> bool:
         node = graph[name]
@@ -201,6 +207,11 @@ class FoldScale(Pass):
                 graph.redirect(u, name)
                 return True
         return False
+
+
+def _describe(a: np.ndarray) -> str:
+    a = np.asarray(a)
+    return f"{float(a.reshape(-1)[0]):.4g}" if a.size == 1 else f"{float(a.min()):.4g}..{float(a.max()):.4g}"
 
 
 def is_conv(op) -> bool:

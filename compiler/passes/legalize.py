@@ -33,7 +33,7 @@ from ..ir.ops import (
     StochasticAttention,
     SumPool2d,
 )
-from .base import Pass, PassContext, PassError
+from .base import Pass, PassContext, PassError, PassResult
 from .fold import FoldScale, canonical
 
 
@@ -73,7 +73,7 @@ class Legalize(Pass):
 
     name = "legalize"
 
-    def apply(self, graph: Graph, ctx: PassContext) -> Graph:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         prof = ctx.target.profile
         counts = {"avgpool": 0, "duplicated": 0, "identity": 0, "or_neurons": 0, "neurons_changed": 0,
                   "ssm_states": 0}
@@ -83,7 +83,7 @@ class Legalize(Pass):
         counts["distributed_over_adds"] = self._distribute_over_adds(graph)
         counts["pools_into_convs"] = self._fold_current_pools(graph)
         counts["or_neurons"] = self._maxpools(graph, ctx)
-        graph = FoldScale().apply(graph, ctx)
+        graph = FoldScale().apply(graph, ctx).graph
         if prof.weight_scheme == "loihi":
             counts["pools_into_weights"] = self._fold_pools(graph)
         counts["duplicated"] = self._duplicate_shared(graph)
@@ -110,8 +110,7 @@ class Legalize(Pass):
                 neuron_paths(graph, node.name)
             except StructureError as e:
                 raise PassError(str(e)) from None
-        self._report(**counts)
-        return graph
+        return PassResult(graph, counts)
 
     # -- pooling -------------------------------------------------------------------
     def _split_avgpool(self, graph: Graph, name: str) -> None:

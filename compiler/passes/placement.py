@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..ir import Graph
-from .base import Pass, PassContext, PassError
+from .base import Pass, PassContext, PassError, PassResult
 
 INITIAL = ("hilbert", "row-major")
 
@@ -442,9 +442,8 @@ class PlaceCores(Pass):
     inner: float = 2.0
     time_budget: float | None = 60.0
 
-    def apply(self, graph: Graph, ctx: PassContext) -> Graph:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         p = place_cores(graph, self.seed, self.initial, self.moves, self.inner, self.time_budget, ctx.warn)
-        self._report(hop_traffic_per_step=round(p["hop_traffic_per_step"], 3),
+        return PassResult(graph, dict(hop_traffic_per_step=round(p["hop_traffic_per_step"], 3),
                      initial_hop_traffic_per_step=round(p["initial_hop_traffic_per_step"], 3),
-                     max_link_load=round(p["max_link_load"], 3), moves=p["moves"])
-        return graph
+                     max_link_load=round(p["max_link_load"], 3), moves=p["moves"]))

@@ -43,7 +43,7 @@ from ..ir.ops import (
 )
 from ..ir.values import QLIF, NumericProfile, QAttention, QInput, QLinearAttention, QScale, QSynapse
 from ..sim import simulate
-from .base import Pass, PassContext, PassError
+from .base import Pass, PassContext, PassError, PassResult
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Quantize(Pass):
     headroom: float = 1.25
     max_samples: int = 256
 
-    def apply(self, graph: Graph, ctx: PassContext) -> Graph:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         prof: NumericProfile = ctx.target.profile
         if ctx.calibration is None:
             raise PassError("quantization needs calibration inputs (--example-input or --calibration)")
@@ -102,8 +102,7 @@ class Quantize(Pass):
         graph.meta["quantized_for"] = ctx.target.spec
         summary = self._measure(graph, ctx, xs)
         summary["layers"] = layers
-        self._report(**summary)
-        return graph
+        return PassResult(graph, summary)
 
     # -- inputs ----------------------------------------------------------------------
     def _input(self, node, values: np.ndarray, prof: NumericProfile) -> tuple[QInput, float]:
