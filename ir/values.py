@@ -12,7 +12,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .ops.base import as_array, check_choice, check_int, freeze
+from .ops.base import (
+    COMPARES,
+    RESET_TIMINGS,
+    RESETS,
+    SPIKES,
+    as_array,
+    check_choice,
+    check_int,
+    freeze,
+)
 
 VALUE_TYPES: dict[str, type] = {}
 T = TypeVar("T")
@@ -241,6 +250,8 @@ class QLinearAttention:
 # -----------------------------------------------------------------------------
 
 OVERFLOW = ("wrap", "wrap_sym", "saturate", "saturate_sym", "none")
+PROFILE_FEATURES = {"spike_types": SPIKES, "reset_modes": RESETS, "reset_timings": RESET_TIMINGS,
+                    "compares": COMPARES}
 ROUNDING = ("trunc0", "floor", "round_half_up")
 
 
@@ -336,8 +347,12 @@ class NumericProfile:
             raise ValueError("weight_exp_min is above weight_exp_max")
         if self.bias_exp_min > self.bias_exp_max:
             raise ValueError("bias_exp_min is above bias_exp_max")
-        for name in ("spike_types", "reset_modes", "reset_timings", "compares"):
-            freeze(self, **{name: tuple(getattr(self, name))})
+        for name, choices in PROFILE_FEATURES.items():
+            value = getattr(self, name)
+            value = (value,) if isinstance(value, str) else tuple(value)
+            for v in value:
+                check_choice(v, name, choices)
+            freeze(self, **{name: value})
 
     @property
     def decay_unity(self) -> int:

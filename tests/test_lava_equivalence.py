@@ -172,7 +172,7 @@ def test_overflow_regimes(tmp_path):
     x = rng.integers(-(2**15), 2**15, (T, B, n)).astype(np.float64)
     ref = check(g, x, tmp_path)
     events = {k for s in ref.stats.values() for k in s}
-    assert {"input_overflow", "u_adder_wrap", "u_overflow", "v_saturation"} <= events, ref.stats
+    assert {"input_overflow", "u_adder_wrap", "u_overflow", "v_overflow"} <= events, ref.stats
 
 
 # -- convolutions, pooling, reshapes ------------------------------------------------------------------

@@ -18,7 +18,7 @@ from models import spikformer_models as SF
 
 import npuc
 import npuc.nn as nnn
-from npuc.backends.lava.lower import lower
+from npuc.backends.lava.lowering import lower
 from npuc.backends.lava.spec import LavaMappingError
 from npuc.frontends import trace
 from npuc.ir import (

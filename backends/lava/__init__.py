@@ -9,13 +9,35 @@
 * `lower(graph)` gives the object model (`NetworkSpec`) every mapping decision
   is recorded in; unmappable nodes raise `LavaMappingError`.
 
+Registers the ``loihi2`` target kind (engine ``lava``). The submodules are
+imported on first use (``from npuc.backends.lava import emit`` works as usual).
 See docs/lava-backend.md for the mapping table and the time model.
 """
 
-from .emit import LavaBackendWarning, emit
-from .lower import lower
-from .runner import LavaArtifactError, build_network, load_module, run
-from .spec import LavaMappingError, NetworkSpec
+from __future__ import annotations
 
-__all__ = ["emit", "run", "build_network", "lower", "load_module", "LavaMappingError", "LavaBackendWarning",
-           "LavaArtifactError", "NetworkSpec"]
+import importlib
+from typing import Any
+
+from .. import Backend, register
+
+register(Backend(
+    kind="loihi2", engine="lava", folder="lava", module=__name__,
+    pipeline="fold-batchnorm,legalize,quantize,map-cores,place-cores",
+    description="Intel Loihi 2 through Lava processes (fixed_pt simulation here, chip via lava-loihi)",
+))
+
+_EXPORTS = {
+    "emit": ".artifacts", "LavaBackendWarning": ".artifacts", "lower": ".lowering", "LavaArtifactError": ".runner",
+    "build_network": ".runner", "load_module": ".runner", "run": ".runner", "LavaMappingError": ".spec",
+    "NetworkSpec": ".spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .lower import lava_index
+from .lowering import lava_index
 from .spec import Connection, NetworkSpec, Population
 
 BIAS_MAX = 2**12  # 13-bit signed mantissa

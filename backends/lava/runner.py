@@ -10,9 +10,11 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import re
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -59,15 +61,35 @@ def _let_lava_choose_fork() -> None:
         multiprocessing.set_start_method(None, force=True)
 
 
+def _inside(artifact_dir: Path, doc: dict, key: str, suffix: str) -> Path:
+    """The file ``network.json`` names under ``key``: a plain file name in the ``lava/`` folder
+    (never a path elsewhere: the module is imported and executed)."""
+    name = doc.get(key)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]+" + re.escape(suffix), name):
+        raise LavaArtifactError(f"{artifact_dir / 'network.json'}: field '{key}' must name a {suffix} file inside "
+                                f"{artifact_dir}, got {name!r}")
+    path = artifact_dir / name
+    if path.is_symlink() or path.resolve().parent != artifact_dir.resolve():
+        raise LavaArtifactError(f"{path}: resolves outside {artifact_dir}; refusing to import it")
+    return path
+
+
 def load_module(artifact_dir: str | Path) -> ModuleType:
     """Import the emitted module of a ``lava/`` folder (fresh each call)."""
     _let_lava_choose_fork()
     artifact_dir = Path(artifact_dir)
     doc = _manifest(artifact_dir)
-    path = artifact_dir / doc["module"]
-    for f in (path, artifact_dir / doc.get("params", "")):
+    path = _inside(artifact_dir, doc, "module", ".py")
+    params = _inside(artifact_dir, doc, "params", ".npz")
+    for f in (path, params):
         if not f.is_file():
             raise LavaArtifactError(f"{f}: not found; re-emit the Lava backend (npuc compile --target loihi2)")
+    try:
+        with np.load(params, allow_pickle=False) as data:
+            for key in data.files:
+                data[key]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise LavaArtifactError(f"{params}: unreadable ({type(e).__name__}: {e}); recompile the build") from None
     name = f"npuc_lava_generated_{next(_counter)}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -151,7 +173,7 @@ def build_network(graph: Graph, inputs: Any = None, probe: bool = False) -> Any:
         ``.readers``, ``.processes``, ``.steps``), built by the same code `emit` writes; call
         ``run(condition=RunSteps(num_steps=net.steps), run_cfg=...)`` on one of its processes.
     """
-    from .emit import artifacts
+    from .artifacts import artifacts
 
     _, files = artifacts(graph)
     tmp = Path(tempfile.mkdtemp(prefix="npuc-lava-build-"))

@@ -1,6 +1,6 @@
 """The Lava backend's object model: a quantized graph lowered to Lava processes.
 
-`npuc.backends.lava.lower` builds a `NetworkSpec` from a quantized `Graph`
+`npuc.backends.lava.lowering` builds a `NetworkSpec` from a quantized `Graph`
 (every mapping decision happens there); `npuc.backends.lava.render` prints it
 as a Python module with jinja2 and `npuc.backends.lava.netx` as a netx HDF5
 file. Nothing here imports Lava.

@@ -23,12 +23,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .lower import RtlSupportError, lower
+from ...errors import RtlSupportError
+from .. import Backend, Option, positive_int, positive_number, register
+
+register(Backend(
+    kind="fpga", engine="rtl", folder="rtl", module=__name__,
+    pipeline="fold-batchnorm,legalize,quantize",
+    options={
+        "lanes": Option(positive_int, "synapse lanes per layer (output neurons updated per cycle)"),
+        "clock_mhz": Option(positive_number, "clock for latency estimates when no place-and-route figure exists"),
+    },
+    description="Verilog for FPGAs (Verilator + cocotb simulation, Yosys resources)",
+))
 
 __all__ = ["emit", "run", "rtl_report", "lint", "RtlSupportError"]
 
 
-def emit(graph: Any, out_dir: str | Path, target: Any = None) -> list[Path]:
+def emit(graph: Any, out_dir: str | Path, target: Any = None, version: str | None = None) -> list[Path]:
     """Write the RTL artifacts of a quantized graph into ``out_dir`` (replaced atomically).
 
     Args:
@@ -43,13 +54,31 @@ def emit(graph: Any, out_dir: str | Path, target: Any = None) -> list[Path]:
     Raises:
         RtlSupportError: an op, option or structure without an RTL mapping (names the node).
     """
+    from .lower import lower
     from .render import render
 
     if target is None or isinstance(target, str):
         from npuc.targets import load_target
 
         target = load_target(target or "fpga")
+    _check_lanes(graph, int(target.options.get("lanes", 1)))
     return render(lower(graph, target), Path(out_dir))
+
+
+def _check_lanes(graph: Any, lanes: int) -> None:
+    """Lanes update that many output neurons of a layer per cycle: more lanes than the widest
+    layer has neurons only add empty hardware (and a huge design)."""
+    import numpy as np
+
+    from ...ir.ops import LIF
+
+    sizes = {n.name: int(np.prod(n.shape)) for n in graph if isinstance(n.op, LIF)}
+    if not sizes:
+        return
+    widest = max(sizes, key=sizes.get)
+    if lanes > sizes[widest]:
+        raise RtlSupportError(f"target option lanes={lanes} exceeds the widest layer ('{widest}', "
+                              f"{sizes[widest]} neurons): use lanes <= {sizes[widest]}")
 
 
 def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool = False, **kw: Any):

@@ -109,7 +109,7 @@ def lower(graph: Graph, target) -> Design:
     if prof.synapse_delay != 0:
         raise RtlSupportError(f"profile '{prof.name}' has synapse_delay={prof.synapse_delay}; the RTL runs "
                               "layers one after another within a step (synapse_delay 0)")
-    lanes = int(target.fpga.get("lanes", 1)) if target is not None else 1
+    lanes = int(target.options.get("lanes", 1)) if target is not None else 1
     if lanes < 1:
         raise RtlSupportError(f"target lanes must be >= 1, got {lanes}")
     graph.verify()

@@ -1,8 +1,13 @@
 """Target descriptions: numeric profile + resources, one JSON data file per target.
 
 A target spec is a name (``loihi2``, ``fpga``), a name with overrides
-(``fpga:weight_bits=6,state_bits=12,lanes=4``) or a path to a JSON file in the
-same schema. Every field in the shipped files cites its source.
+(``fpga:weight_bits=6,state_bits=12,lanes=4``; list fields join values with
+``+``: ``spike_types=binary+ternary``) or a path to a JSON file in the same
+schema: ``name``, ``kind`` (the backend, see `npuc.backends`), ``profile``
+(`NumericProfile` fields), ``options`` (the backend's options), optional
+``cores``, ``energy`` and ``pipeline`` (text, e.g.
+``"fold-batchnorm,legalize,quantize,map-cores{order=chw},place-cores"``).
+Every field in the shipped files cites its source.
 """
 
 from __future__ import annotations
@@ -38,24 +43,28 @@ class CoreResources:
 
 @dataclass(frozen=True)
 class Target:
-    """A compilation target."""
+    """A compilation target: its kind (which backend), numeric profile, resources and options."""
 
     name: str
+    kind: str
     description: str
     profile: NumericProfile
     cores: CoreResources | None
-    fpga: dict[str, Any]
+    options: dict[str, Any]
     energy: dict[str, Any]
     spec: str
+    pipeline: str | None = None
+    """Pass pipeline in text form from the target file (None: the backend's default)."""
 
     @property
-    def kind(self) -> str:
-        return "loihi2" if self.profile.weight_scheme == "loihi" else "fpga"
+    def fpga(self) -> dict[str, Any]:
+        """The backend options (the name older code and target files use for FPGA options)."""
+        return self.options
 
 
-# Override keys accepted after "fpga:" and what they set.
+# Override keys that set several profile fields at once.
 _ALIASES = {"state_bits": ("u_bits", "v_bits"), "rounding": ("decay_rounding",), "overflow": ("u_overflow", "v_overflow")}
-_FPGA_KEYS = ("lanes", "clock_mhz")
+_LIST_FIELDS = ("spike_types", "reset_modes", "reset_timings", "compares")
 
 
 def _parse_value(text: str) -> Any:
@@ -69,10 +78,46 @@ def load_target(spec: str) -> Target:
     """Resolve a target spec (see module docstring).
 
     Raises:
-        TargetError: unknown name, unreadable file, or an override naming an
+        TargetError: unknown name, unreadable or malformed file, or an override naming an
             unknown field or an invalid value.
     """
+    from ..backends import for_kind
+
     name, _, overrides = spec.partition(":")
+    doc = _read(name)
+    where = f"target '{name}'" if name in BUILTIN else f"target file {name}"
+    kind = doc.get("kind")
+    if not isinstance(kind, str):
+        raise TargetError(f"{where}: field 'kind' must name the backend (e.g. \"kind\": \"fpga\")")
+    backend = for_kind(kind)
+    prof = dict(_section(doc, "profile", where))
+    opts = {k: v for k, v in _section(doc, "options", where, _section(doc, kind, where)).items() if k != "sources"}
+    if overrides:
+        _apply_overrides(spec, name, overrides, prof, opts, backend)
+    for key, value in list(opts.items()):
+        if key not in backend.options:
+            raise TargetError(f"{where}: unknown option '{key}' for kind '{kind}'; options: {sorted(backend.options)}")
+        try:
+            opts[key] = backend.options[key].parse(value)
+        except ValueError as e:
+            raise TargetError(f"target '{spec}': option '{key}': {value!r} {e}") from None
+    try:
+        profile = NumericProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in prof.items()})
+        cores = None
+        if doc.get("cores"):
+            c = dict(_section(doc, "cores", where))
+            c["mesh"] = tuple(c["mesh"])
+            cores = CoreResources(**c)
+    except (TypeError, ValueError, KeyError) as e:
+        raise TargetError(f"target '{spec}': {e}") from None
+    pipeline = doc.get("pipeline")
+    if pipeline is not None and not isinstance(pipeline, str):
+        raise TargetError(f"{where}: field 'pipeline' must be text like \"fold-batchnorm,legalize,quantize\"")
+    return Target(doc["name"], kind, doc.get("description", ""), profile, cores, opts, doc.get("energy", {}), spec,
+                  pipeline)
+
+
+def _read(name: str) -> dict[str, Any]:
     if name in BUILTIN:
         doc = json.loads(resources.files(__package__).joinpath(f"{name}.json").read_text())
     else:
@@ -81,47 +126,47 @@ def load_target(spec: str) -> Target:
             raise TargetError(f"unknown target '{name}': use one of {list(BUILTIN)} or a path to a target JSON file")
         try:
             doc = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise TargetError(f"{path}: cannot read target file ({e})") from None
-    prof = dict(doc.get("profile", {}))
-    fpga = dict(doc.get("fpga", {}))
-    if overrides:
-        fields = {f.name for f in dataclasses.fields(NumericProfile)}
-        seen: set[str] = set()
-        for item in overrides.split(","):
-            key, eq, val = item.partition("=")
-            key = key.strip()
-            if not eq:
-                raise TargetError(f"target override '{item}' must look like key=value")
-            if key in seen:
-                raise TargetError(f"target override '{key}' is given twice in '{spec}'")
-            seen.add(key)
-            value = _parse_value(val.strip())
-            if key in _ALIASES:
-                for k in _ALIASES[key]:
-                    prof[k] = value
-            elif key in _FPGA_KEYS:
-                fpga[key] = value
-            elif key in fields and key not in ("name", "notes"):
-                prof[key] = value
-            else:
-                raise TargetError(
-                    f"target '{name}' has no option '{key}'; options: "
-                    f"{sorted((fields - {'name', 'notes'}) | set(_ALIASES) | set(_FPGA_KEYS))}"
-                )
-    try:
-        profile = NumericProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in prof.items()})
-        cores = None
-        if doc.get("cores"):
-            c = dict(doc["cores"])
-            c["mesh"] = tuple(c["mesh"])
-            cores = CoreResources(**c)
-    except (TypeError, ValueError) as e:
-        raise TargetError(f"target '{spec}': {e}") from None
-    for key in ("lanes", "clock_mhz"):
-        v = fpga.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 1
-                              or (key == "lanes" and not isinstance(v, int))):
-            raise TargetError(f"target '{spec}': field '{key}': {v!r} must be "
-                              f"{'an integer' if key == 'lanes' else 'a number'} >= 1")
-    return Target(doc["name"], doc.get("description", ""), profile, cores, fpga, doc.get("energy", {}), spec)
+        if not isinstance(doc, dict):
+            raise TargetError(f"{path}: a target file is a JSON object, got {type(doc).__name__}")
+    if not isinstance(doc.get("name"), str) or not doc["name"]:
+        raise TargetError(f"target file {name}: field 'name' (text) is missing")
+    return doc
+
+
+def _section(doc: dict[str, Any], key: str, where: str, default: Any = None) -> dict[str, Any]:
+    value = doc.get(key, default if default is not None else {})
+    if not isinstance(value, dict):
+        raise TargetError(f"{where}: field '{key}' must be an object, got {type(value).__name__}")
+    return value
+
+
+def _apply_overrides(spec: str, name: str, overrides: str, prof: dict[str, Any], opts: dict[str, Any],
+                     backend: Any) -> None:
+    fields = {f.name for f in dataclasses.fields(NumericProfile)} - {"name", "notes"}
+    seen: set[str] = set()
+    for item in overrides.split(","):
+        key, eq, val = item.partition("=")
+        key = key.strip()
+        if not eq:
+            raise TargetError(f"target override '{item}' must look like key=value")
+        if key in seen:
+            raise TargetError(f"target override '{key}' is given twice in '{spec}'")
+        seen.add(key)
+        text = val.strip()
+        if key in _ALIASES:
+            for k in _ALIASES[key]:
+                prof[k] = _parse_value(text)
+        elif key in backend.options:
+            opts[key] = text
+        elif key in _LIST_FIELDS:
+            prof[key] = tuple(v for v in text.split("+") if v)  # spike_types=binary+ternary
+        elif key in fields:
+            prof[key] = _parse_value(text)
+        else:
+            raise TargetError(
+                f"target '{name}' (kind {backend.kind}) has no option '{key}'; options: "
+                f"{sorted(fields | set(_ALIASES) | set(backend.options))} (lists such as spike_types take "
+                "values joined by '+')"
+            )

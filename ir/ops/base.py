@@ -18,6 +18,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+RESETS = ("subtract", "value", "none")
+RESET_TIMINGS = ("same", "delayed", "delayed_charge")
+COMPARES = ("gt", "ge")
+SPIKES = ("binary", "ternary", "multilevel", "bernoulli")
+"""Neuron feature names (`LIF` fields; the features a `NumericProfile` implements)."""
+
 OP_TYPES: dict[str, type[Op]] = {}
 """Registry of op classes by their type name (the class name)."""
 

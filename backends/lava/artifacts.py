@@ -20,7 +20,7 @@ from typing import Any
 
 from ...errors import NpucWarning
 from ...ir.graph import Graph
-from .lower import lower
+from .lowering import lower
 from .netx import netx_bytes
 from .render import manifest, npz_bytes, render
 from .spec import NetworkSpec
