@@ -16,3 +16,10 @@ def compile(*args, **kwargs):  # noqa: A001
 
 
 compile.__doc__ = "Compile a PyTorch model or an npuc Graph for hardware targets (see npuc.api.compile)."
+
+
+def load(path):
+    """Open a build directory as a `npuc.api.Compiled` (see `npuc.api.load`)."""
+    from .api import load as _load
+
+    return _load(path)

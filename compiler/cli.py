@@ -17,8 +17,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from . import __version__
+from .backends import engines
 from .errors import NpucError
 from .inputs import batch_size, check_output_path, load_inputs, save_outputs
+from .limits import MAX_STEPS_DEFAULT, set_max_steps
 
 # -- verbs -------------------------------------------------------------------------------
 
@@ -53,7 +55,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray]) -> int:
     from .backends import run_engine
 
-    res = run_engine(bd, args.engine, xs, target=args.target, waves=getattr(args, "waves", False))
+    res = run_engine(bd, args.engine, xs, target=args.target, waves=getattr(args, "waves", False),
+                     allow_modified=args.allow_modified)
     for name, out in zip(res.output_names, res.outputs):
         _print(f"  output {name}: shape {list(out.shape)} dtype {out.dtype}")
     wave_file = (res.stats.get("rtl") or {}).get("waves")
@@ -103,6 +106,13 @@ def _print(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+TRUSTED_BUILD = ("A build directory holds generated code that the lava and rtl engines execute (the Lava "
+                 "module, the Verilog and its cocotb testbench): treat it as trusted code, like a checkpoint "
+                 "loaded with --trust-checkpoint. npuc records a SHA-256 of every generated file at compile time "
+                 "and refuses a build edited since, unless you pass --allow-modified.")
+ALLOW_MODIFIED = "run a build whose generated files changed since compile (you trust the change)"
+
+
 # -- parser ------------------------------------------------------------------------------
 
 
@@ -126,28 +136,39 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", help=".npy labels for the calibration inputs (reports accuracy)")
     c.add_argument("--target", action="append", default=[], metavar="TARGET",
                    help="loihi2, fpga, fpga:weight_bits=6,state_bits=12,..., or a target JSON file (repeatable)")
+    c.add_argument("--pipeline", action="append", metavar="[TARGET=]PASSES",
+                   help="pass pipeline instead of the target's, e.g. 'fold-batchnorm,legalize,quantize{percentile=99.9},"
+                   "map-cores{order=chw},place-cores' (prefix TARGET= to set one target's; repeatable)")
     c.add_argument("--steps", type=int, help="time steps for a model whose forward takes no time axis")
+    c.add_argument("--max-steps", type=int, metavar="N",
+                   help=f"refuse graphs with more than N time steps (default {MAX_STEPS_DEFAULT:,}, or NPUC_MAX_STEPS)")
     c.add_argument("--out", required=True, help="output directory")
     c.add_argument("--allow-approx", action="store_true",
                    help="approximate neuron features a target lacks (e.g. subtract reset on Loihi 2) instead of failing")
     c.add_argument("--verbose", "-v", action="store_true", help="print each pass and its effect")
     c.set_defaults(fn=cmd_compile)
 
-    s = sub.add_parser("simulate", help="run a compiled graph with an engine")
+    s = sub.add_parser("simulate", help="run a compiled graph with an engine",
+                       description="Run a build with the float or integer golden engine, or with a hardware "
+                       "engine (lava, rtl). " + TRUSTED_BUILD)
     s.add_argument("dir", help="build directory from 'npuc compile' (or a graph directory)")
-    s.add_argument("--engine", choices=("float", "int", "rtl", "lava"), default="float")
+    s.add_argument("--engine", choices=("float", "int", *engines()), default="float")
     s.add_argument("--input", required=True, help=".npy (or .npz for several inputs) in the model's input layout")
     s.add_argument("--out", help="write outputs to .npy (.npz for several outputs)")
     s.add_argument("--target", help="which compiled target (when there are several)")
+    s.add_argument("--allow-modified", action="store_true", help="lava/rtl engines: " + ALLOW_MODIFIED)
     s.add_argument("--waves", action="store_true",
                    help="rtl engine: write a waveform (VCD; FST when lz4 is installed) to DIR/rtl/sim/")
     s.set_defaults(fn=cmd_simulate)
 
-    v = sub.add_parser("verify", help="compare a hardware engine with the golden integer engine")
+    v = sub.add_parser("verify", help="compare a hardware engine with the golden integer engine",
+                       description="Run a hardware engine (Lava fixed_pt or Verilator) on a build and compare "
+                       "every layer with the golden integer engine. " + TRUSTED_BUILD)
     v.add_argument("dir")
-    v.add_argument("--engine", choices=("rtl", "lava"), required=True)
+    v.add_argument("--engine", choices=engines(), required=True)
     v.add_argument("--input", required=True)
     v.add_argument("--target", help="which compiled target (when there are several)")
+    v.add_argument("--allow-modified", action="store_true", help=ALLOW_MODIFIED)
     v.set_defaults(fn=cmd_verify)
 
     r = sub.add_parser("report", help="resources, mapping, energy and quantization error of a build")
@@ -155,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print report.json instead of tables")
     r.add_argument("--input", help="FPGA builds: run the RTL on this .npy to measure cycles per step")
     r.add_argument("--synth", action="store_true", help="FPGA builds: add Yosys resource estimates per layer")
+    r.add_argument("--allow-modified", action="store_true", help="with --input: " + ALLOW_MODIFIED)
     r.set_defaults(fn=cmd_report)
 
     i = sub.add_parser("inspect", help="print a graph: nodes, shapes, parameters")
@@ -181,8 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so a killed compile removes its temporary build directory
     signal.signal(signal.SIGTERM, _terminate)
     if args.debug:
+        set_max_steps(getattr(args, "max_steps", None))
         return fn(args)
     try:
+        set_max_steps(getattr(args, "max_steps", None))
         return fn(args)
     except NpucError as e:
         print(f"npuc: error: {e}", file=sys.stderr)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .builddir import MANIFEST
+from .builddir import display_path, resolve_output, write_build
 from .errors import UserError
 
 
@@ -32,12 +30,13 @@ def load_source(model: str, checkpoint: str | None, example_input: list[np.ndarr
 
 
 def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | None, labels: np.ndarray | None,
-          allow_approx: bool = False, echo=None, verbose=None, source: str = "python") -> dict[str, Any]:
+          allow_approx: bool = False, echo=None, verbose=None, source: str = "python",
+          pipelines: dict[str | None, str] | None = None) -> dict[str, Any]:
     """Write a build directory for ``graph`` and every target spec; return the report.
 
-    The directory is assembled in a temporary sibling and renamed into place, so
-    a failure leaves no half-written output (an existing build is replaced only
-    on success).
+    The directory is assembled in a temporary sibling and put in place by
+    `npuc.builddir.write_build`: a failure leaves no half-written output, an existing
+    build is replaced only on success, and nothing that is not an npuc build is replaced.
     """
     from .pipeline import compile_target
 
@@ -51,37 +50,31 @@ def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | No
                 f"[B, ...] example cannot calibrate it: give the number of steps (--steps T / steps=T) to "
                 f"repeat the example over T steps, or calibration data shaped [T, B, "
                 f"{', '.join(map(str, node.op.shape))}] (--calibration / calibration=)")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a directory; choose another --out")
-    if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
-        raise UserError(f"{out} exists and is not an npuc build directory; refusing to overwrite it")
+    if labels is not None:
+        from .inputs import check_labels
+
+        classes = int(np.prod(graph.outputs()[0].shape))
+        labels = check_labels(labels, None, "labels", classes=classes)
     t0 = time.perf_counter()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".npuc-build-", dir=out.parent))
-    except OSError as e:
-        raise UserError(f"{out}: cannot create the build directory ({e.strerror or e})") from None
-    try:
+    report: dict[str, Any] = {"npuc": __version__, "model": source, "graph": graph.name, "targets": {}}
+
+    def fill(tmp: Path) -> dict[str, Any]:
         graph.save(tmp / "graph")
-        report: dict[str, Any] = {"npuc": __version__, "model": source, "graph": graph.name, "targets": {}}
         targets, names = {}, []
         for spec in specs:
-            name, treport = compile_target(graph, spec, tmp, calibration, labels, allow_approx, verbose, echo)
+            name = spec.partition(":")[0]
+            pipeline = (pipelines or {}).get(name, (pipelines or {}).get(None))
+            name, treport = compile_target(graph, spec, tmp, calibration, labels, allow_approx, verbose, echo,
+                                           pipeline)
             names.append(name)
             targets[name] = spec
             report["targets"][name] = treport
-        manifest = {"npuc": __version__, "model": source, "graph": graph.name, "num_steps": graph.num_steps,
-                    "targets": names, "specs": targets}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         report["compile_seconds"] = round(time.perf_counter() - t0, 3)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        return {"npuc": __version__, "model": source, "graph": graph.name, "num_steps": graph.num_steps,
+                "targets": names, "specs": targets}
+
+    write_build(out, fill, echo)
     return report
 
 
@@ -91,6 +84,7 @@ def compile_cli(args: argparse.Namespace) -> int:
     def echo(line: str) -> None:
         print(line, file=sys.stderr)
 
+    resolve_output(args.out)  # a bad --out fails before the (slow) import, and again when writing
     xs = load_inputs(args.example_input) if args.example_input else None
     t0 = time.perf_counter()
     graph = load_source(args.model, args.checkpoint, xs, args.trust_checkpoint, args.steps)
@@ -103,10 +97,24 @@ def compile_cli(args: argparse.Namespace) -> int:
 
         labels = load_labels(args.labels, batch_size(graph, calib) if calib else None)
     build(graph, args.target, Path(args.out), calib, labels, args.allow_approx, echo,
-          echo if args.verbose else None, args.model)
-    echo(f"wrote {args.out}/ ({', '.join(['graph'] + [s.partition(':')[0] for s in args.target])}) "
+          echo if args.verbose else None, args.model, parse_pipeline_args(args.pipeline, args.target))
+    echo(f"wrote {display_path(resolve_output(args.out))} ({', '.join(['graph'] + [s.partition(':')[0] for s in args.target])}) "
          f"in {time.perf_counter() - t0:.2f} s")
     return 0
+
+
+def parse_pipeline_args(items: list[str] | None, specs: list[str]) -> dict[str | None, str]:
+    """``--pipeline TEXT`` (every target) or ``--pipeline TARGET=TEXT`` (one target), repeatable."""
+    names = [s.partition(":")[0] for s in specs]
+    out: dict[str | None, str] = {}
+    for item in items or []:
+        head, eq, rest = item.partition("=")
+        key = head.strip() if eq and head.strip() in names else None
+        text = rest if key is not None else item
+        if key in out:
+            raise UserError(f"--pipeline given twice for {'target ' + repr(key) if key else 'all targets'}")
+        out[key] = text
+    return out
 
 
 def _json_default(o: Any) -> Any:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .errors import UserError
+from .errors import InputError, UserError
 
 
 def load_inputs(path: str) -> list[np.ndarray]:
@@ -29,13 +30,47 @@ def load_inputs(path: str) -> list[np.ndarray]:
         keys = sorted(data.files, key=lambda k: (len(k), k))
         arrays, names = [data[k] for k in keys], [f"{p.name}[{k}]" for k in keys]
     for a, name in zip(arrays, names):
-        if a.dtype.kind not in "biuf":
-            raise UserError(f"{name}: dtype {a.dtype} is not numeric")
-        if a.size == 0:
-            raise UserError(f"{name}: empty array (shape {list(a.shape)})")
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise UserError(f"{name}: {int((~np.isfinite(a)).sum())} NaN or infinite value(s); inputs must be finite")
+        check_array(a, name)
     return arrays
+
+
+def as_arrays(value: Any, name: str) -> list[np.ndarray]:
+    """What the Python API takes as model inputs (an array or torch tensor, or a tuple of them,
+    one per model input), as checked numpy arrays; errors name the argument."""
+    items = list(value) if isinstance(value, tuple) else [value]
+    out = []
+    for i, v in enumerate(items):
+        where = name if len(items) == 1 else f"{name}[{i}]"
+        if v is None:
+            raise InputError(f"{where} is None: give an array shaped like what the model's forward takes")
+        a = _to_numpy(v)
+        check_array(a, where)
+        out.append(a)
+    return out
+
+
+def _to_numpy(v: Any) -> np.ndarray:
+    try:
+        import torch
+
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().numpy()
+    except ImportError:
+        pass
+    try:
+        return np.asarray(v)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"cannot convert {type(v).__name__} to an array: {e}") from None
+
+
+def check_array(a: np.ndarray, name: str) -> None:
+    """Numeric, non-empty, finite; errors name the array."""
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
+        raise InputError(f"{name}: dtype {getattr(a, 'dtype', type(a).__name__)} is not numeric")
+    if a.size == 0:
+        raise InputError(f"{name}: empty array (shape {list(a.shape)})")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise InputError(f"{name}: {int((~np.isfinite(a)).sum())} NaN or infinite value(s); inputs must be finite")
 
 
 def load_labels(path: str, count: int | None) -> np.ndarray:
@@ -47,14 +82,22 @@ def load_labels(path: str, count: int | None) -> np.ndarray:
         y = np.load(p, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise UserError(f"{p}: not a numpy .npy file ({e})") from None
+    return check_labels(y, count, str(p))
+
+
+def check_labels(y: Any, count: int | None, name: str, classes: int | None = None) -> np.ndarray:
+    """Labels as int64 class indices: 1-D, integers, ``0 <= y < classes``, one per sample."""
+    y = _to_numpy(y) if y is not None else y
     if not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype.kind not in "biu" and not (
             y.dtype.kind == "f" and np.isfinite(y).all() and np.array_equal(y, np.round(y))):
-        raise UserError(f"{p}: labels must be a 1-D array of integer class indices"
-                        + (f", got shape {list(y.shape)} dtype {y.dtype}" if isinstance(y, np.ndarray) else ""))
+        raise InputError(f"{name}: labels must be a 1-D array of integer class indices"
+                         + (f", got shape {list(y.shape)} dtype {y.dtype}" if isinstance(y, np.ndarray) else ""))
     if count is not None and len(y) != count:
-        raise UserError(f"{p}: {len(y)} labels for {count} calibration samples")
+        raise InputError(f"{name}: {len(y)} labels for {count} calibration samples")
     if len(y) and y.min() < 0:
-        raise UserError(f"{p}: labels must be class indices >= 0 (found {int(y.min())})")
+        raise InputError(f"{name}: labels must be class indices >= 0 (found {int(y.min())})")
+    if classes is not None and len(y) and y.max() >= classes:
+        raise InputError(f"{name}: label {int(y.max())} is not a class index of the model's {classes} outputs")
     return y.astype(np.int64)
 
 

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from .backends import BACKENDS, check_target_kind, run_engine
+from .backends import check_target_kind, for_engine, run_engine
 from .builddir import BuildDir
 from .ir import LIF, Graph, Output
 from .sim import simulate
@@ -20,19 +20,19 @@ from .sim.compare import Comparison, compare
 from .sim.engine import SimResult
 
 
-def verify(bd: BuildDir, engine: str, xs: list[np.ndarray], target: str | None = None
-           ) -> tuple[Comparison, Graph, SimResult]:
+def verify(bd: BuildDir, engine: str, xs: list[np.ndarray], target: str | None = None,
+           allow_modified: bool = False) -> tuple[Comparison, Graph, SimResult]:
     """Run ``engine`` and the golden integer engine on ``xs`` and compare them.
 
     Returns:
         the comparison, the quantized graph, and the hardware engine's result
         (outputs and traces, e.g. for accuracy figures without a second run).
     """
-    target = check_target_kind(bd, engine, target) if target else bd.target_for_kind(BACKENDS[engine][1])
+    target = check_target_kind(bd, engine, target) if target else bd.target_for_kind(for_engine(engine).kind)
     graph = bd.int_graph(target)
     x = xs if len(xs) > 1 else xs[0]
     ref = simulate(graph, x, "int", probe=True)
-    got = run_engine(bd, engine, xs, target=target, probe=True)
+    got = run_engine(bd, engine, xs, target=target, probe=True, allow_modified=allow_modified)
     keep = {n.name for n in graph if isinstance(n.op, (LIF, Output))}
     ref_traces = {n: p for n, p in (ref.probes or {}).items() if n in keep}
     traces = dict(got.probes or {})
@@ -56,7 +56,7 @@ def verify_cli(args: argparse.Namespace) -> int:
 
     bd = BuildDir(args.dir)
     xs = load_inputs(args.input)
-    result, graph, _ = verify(bd, args.engine, xs, args.target)
+    result, graph, _ = verify(bd, args.engine, xs, args.target, allow_modified=args.allow_modified)
     print(result.format())
     if not result.ok:
         print(f"npuc verify: {args.engine} differs from the golden integer engine for '{graph.name}'", file=sys.stderr)

@@ -18,7 +18,7 @@ import torch
 from ..ir.graph import Graph
 from .errors import FrontendError, LayoutError, UnsupportedModuleError
 
-__all__ = ["load_model", "trace", "FrontendError", "LayoutError", "UnsupportedModuleError"]
+__all__ = ["load_model", "trace", "graph_name", "FrontendError", "LayoutError", "UnsupportedModuleError"]
 
 
 def load_model(
@@ -58,8 +58,7 @@ def load_model(
         load_checkpoint(model, checkpoint, trust_checkpoint)
     if example_input is None:
         raise FrontendError(f"model '{spec}': tracing a PyTorch model needs an example input (--example-input)")
-    name = spec.rpartition(":")[2]
-    graph = trace(model, example_input, steps=steps, name=name)
+    graph = trace(model, example_input, steps=steps, name=graph_name(model, spec.rpartition(":")[2]))
     graph.meta["source"] = {"model": spec, "checkpoint": checkpoint}
     return graph
 
@@ -75,7 +74,7 @@ def trace(model: torch.nn.Module, example_input: Any, steps: int | None = None, 
         example_input: a tensor/array or a sequence of them, exactly what
             ``model(...)`` takes; its shapes fix the batch and time axes.
         steps: time steps for a model whose forward takes no time axis.
-        name: graph name (default: the model's class name).
+        name: graph name (default: `graph_name` of the model).
 
     Returns:
         A verified `Graph` whose float simulation equals ``model(*example_input)``.
@@ -93,11 +92,24 @@ def trace(model: torch.nn.Module, example_input: Any, steps: int | None = None, 
     reset_library_state(model)
     try:
         gm, values, names = trace_model(model, inputs)
-        graph = convert(model, gm.graph, values, name or type(model).__name__, steps, names)
+        graph = convert(model, gm.graph, values, name or graph_name(model), steps, names)
     finally:
         reset_library_state(model)
     graph.meta["frontend"] = {"torch": torch.__version__, "mode": "eval"}
     return graph
+
+
+GENERIC_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict", "SequentialState", "SeqToANNContainer")
+
+
+def graph_name(model: torch.nn.Module, factory: str | None = None) -> str:
+    """The one naming rule for graphs (and the hardware built from them), CLI and API alike:
+    the model's class name, unless that is a generic container (``nn.Sequential``...), in
+    which case the factory's name (CLI ``file.py:factory``), else ``net``."""
+    cls = type(model).__name__
+    if cls not in GENERIC_CONTAINERS:
+        return cls
+    return factory or "net"
 
 
 def _as_tensors(x: Any) -> list[torch.Tensor]:

@@ -50,6 +50,8 @@ def import_factory(spec: str) -> nn.Module:
             module = importlib.import_module(where)
         except ImportError as e:
             raise FrontendError(f"model '{spec}': cannot import module '{where}': {e}") from None
+        except SystemExit as e:
+            raise FrontendError(f"model '{spec}': importing '{where}' called sys.exit({e.code!r})") from None
         except Exception as e:  # the user's module raised while being imported
             raise FrontendError(f"model '{spec}': importing '{where}' raised {type(e).__name__}: {e}") from None
     if not hasattr(module, attr):
@@ -66,6 +68,8 @@ def import_factory(spec: str) -> nn.Module:
         model = obj()
     except TypeError as e:
         raise FrontendError(f"model '{spec}': calling {attr}() failed: {e} (the factory must take no arguments)") from None
+    except SystemExit as e:
+        raise FrontendError(f"model '{spec}': {attr}() called sys.exit({e.code!r})") from None
     except Exception as e:  # the user's factory raised
         raise FrontendError(f"model '{spec}': {attr}() raised {type(e).__name__}: {e}") from None
     if not isinstance(model, nn.Module):
@@ -93,6 +97,10 @@ def _import_file(path: Path):
     except ImportError as e:
         del sys.modules[name]
         raise FrontendError(f"model file '{path}': {e}") from None
+    except SystemExit as e:
+        del sys.modules[name]
+        raise FrontendError(f"model file '{path}': importing it called sys.exit({e.code!r}) (guard scripts with "
+                            "if __name__ == '__main__':)") from None
     except Exception as e:  # the user's module raised while being imported
         del sys.modules[name]
         raise FrontendError(f"model file '{path}': importing it raised {type(e).__name__}: {e}") from None

@@ -19,6 +19,7 @@ from typing import Any
 import networkx as nx
 
 from ..errors import GraphError  # noqa: F401  (re-exported)
+from ..limits import check_steps
 from .ops import LIF, Input, Op, Output, Shape
 from .values import NumericProfile
 
@@ -379,7 +380,8 @@ class Graph:
         * shapes infer consistently, delayed edges included;
         * there is at least one `Input` and one `Output`; inputs have distinct
           indices, outputs too; every output reads a node;
-        * a static (layout ``B``) input needs ``num_steps``;
+        * a static (layout ``B``) input needs ``num_steps``; ``num_steps`` is within
+          `npuc.limits.max_steps` (a number from a file must not ask for unbounded work);
         * if a numeric profile is set, every weighted or neuron op carries its
           integer parameters ``q``.
 
@@ -408,6 +410,7 @@ class Graph:
             raise GraphError("a static input (layout 'B') needs the graph's num_steps")
         if self.num_steps is not None and (not isinstance(self.num_steps, int) or self.num_steps < 1):
             raise GraphError(f"num_steps must be a positive integer, got {self.num_steps!r}")
+        check_steps(self.num_steps, f"graph '{self.name}'")
         if self.profile is not None:
             for n in self._nodes.values():
                 if hasattr(n.op, "q") and n.op.q is None and not isinstance(n.op, Output):

@@ -24,6 +24,7 @@ import torch
 from ..ir.graph import Graph, Ref
 from ..ir.ops import Input, Op, Output
 from ..ir.values import NumericProfile
+from ..limits import check_memory
 from .encoding import decode, encode, to_time_major
 
 Values = dict[str, torch.Tensor]
@@ -176,6 +177,8 @@ def run(
     # in chunks whose [T, B, ...] tensors stay cache-sized; the float engine keeps the user's
     # batch because float matmul rounding can depend on the call shape
     chunk = max(batch, 1) if table.mode == "float" else _chunk_size(graph, steps, batch)
+    check_memory(_estimate_bytes(graph, steps, batch, chunk, keep, table.mode),
+                 f"simulating '{graph.name}' ({steps:,} steps x {batch:,} samples, {table.mode} engine)")
     ctx = Context(table.mode, profile, steps, batch)
     parts = []
     for lo in range(0, max(batch, 1), chunk):
@@ -197,6 +200,15 @@ def run(
 
 
 _CHUNK_ELEMENTS = 1 << 21  # ~16 MB per int64 [T, B, ...] tensor of the widest node
+
+
+def _estimate_bytes(graph: Graph, steps: int, batch: int, chunk: int, keep: set[str], mode: str) -> int:
+    """An upper estimate of the [T, B, ...] tensors one run holds: every port of a chunk,
+    plus the kept (probed) ports of the whole batch."""
+    item = 4 if mode == "float" else 8
+    per_sample = sum(int(np.prod(sh)) for n in graph for sh in n.shapes.values())
+    kept = sum(int(np.prod(sh)) for n in graph if n.name in keep for sh in n.shapes.values())
+    return steps * item * (min(chunk, batch) * per_sample + batch * kept)
 
 
 def _chunk_size(graph: Graph, steps: int, batch: int) -> int:

@@ -307,7 +307,7 @@ class LIFInt(StatefulKernel):
         if op.reset_timing == "delayed_charge" and op.reset == "value":
             h = torch.where(s_prev != 0, q.reset_value, h)
         if st.get("check_v", True):
-            h = overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_saturation")
+            h = overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_overflow")
         if op.spike == "binary":  # the hot path: keep the comparison's mask for the reset
             fired = h > st["vth"] if op.compare == "gt" else h >= st["vth"]
             rows = st.get("spike_rows")

@@ -114,7 +114,7 @@ def test_lava_lif_hand_computed():
     # vth << 6 = 2^23 - 64. Step 0: v saturates to 2^23 - 1 > vth: spike, v = 0. Step 1: v = 2^23 - 64 = vth,
     # no spike (strict >). Step 2: v = (2^23 - 64) + 2^23 saturates: spike, v = 0.
     assert s == [1, 0, 1] and v == [0, 2**23 - 64, 0]
-    assert res.stats["n"]["v_saturation"] == 2 and res.stats["n"]["u_overflow"] == 1
+    assert res.stats["n"]["v_overflow"] == 2 and res.stats["n"]["u_overflow"] == 1
 
 
 @pytest.mark.parametrize("rounding, want", [("trunc0", -2), ("floor", -3), ("round_half_up", -2)])

@@ -12,6 +12,7 @@ the Output's decoding, so a result compares directly with
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -101,6 +102,18 @@ def _poll_progress(path: Path, total: int, stop: threading.Event, enabled: bool)
             bar.update(done - bar.n)
 
 
+_HEX_LINE = re.compile(rb"[0-9a-fA-F]+\r?")
+
+
+def check_memories(art: Path) -> None:
+    """Every ``mem/*.hex`` holds one hex word per line (what `emit` writes); anything else
+    would make Verilator's ``$readmemh`` fail deep in the simulation."""
+    for f in sorted((art / "mem").glob("*.hex")) if (art / "mem").is_dir() else []:
+        for i, line in enumerate(f.read_bytes().split(b"\n"), 1):
+            if line and not _HEX_LINE.fullmatch(line):
+                raise ArtifactError(f"{f}, line {i}: {line[:20]!r} is not a hex word; recompile the build")
+
+
 def _fst_available() -> bool:
     return Path("/usr/include/lz4.h").exists()
 
@@ -137,6 +150,7 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool 
     missing = [s for s in sources if not s.is_file()]
     if missing:
         raise ArtifactError(f"{art}: missing source files {[m.name for m in missing]}; re-emit the design")
+    check_memories(art)
     t0 = time.perf_counter()
     fst = waves and _fst_available()
     if progress:

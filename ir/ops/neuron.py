@@ -8,12 +8,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..values import QLIF
-from .base import Op, Shape, as_array, broadcastable, check_choice, check_int, freeze
-
-RESETS = ("subtract", "value", "none")
-RESET_TIMINGS = ("same", "delayed", "delayed_charge")
-COMPARES = ("gt", "ge")
-SPIKES = ("binary", "ternary", "multilevel", "bernoulli")
+from .base import (  # noqa: F401  (re-exported)
+    COMPARES,
+    RESET_TIMINGS,
+    RESETS,
+    SPIKES,
+    Op,
+    Shape,
+    as_array,
+    broadcastable,
+    check_choice,
+    check_int,
+    freeze,
+)
 
 FLOAT_FORMS: dict[str, tuple[str, ...]] = {
     "npuc": (),
