@@ -145,7 +145,7 @@ def compile(  # noqa: A001  (the package's verb)
     from .driver import build
     from .inputs import as_arrays, batch_size, check_labels
 
-    xs = as_arrays(example_input, "example_input")
+    xs = as_arrays(example_input, "example_input", finite=not isinstance(model, Graph))
     if isinstance(model, Graph):
         graph = model.verify()
     else:
@@ -153,7 +153,7 @@ def compile(  # noqa: A001  (the package's verb)
 
         graph = trace(model, xs if len(xs) > 1 else xs[0], steps=steps, name=name)
     specs = [target] if isinstance(target, str) else list(target)
-    calib = xs if calibration is None else as_arrays(calibration, "calibration")
+    calib = xs if calibration is None else as_arrays(calibration, "calibration", finite=not isinstance(model, Graph))
     y = None if labels is None else check_labels(labels, batch_size(graph, calib), "labels")
     temporary = out is None
     path = Path(tempfile.mkdtemp(prefix="npuc-")) / "build" if temporary else Path(out)

@@ -3,10 +3,11 @@
 Hardware sees a spiking network as *populations* (neuron nodes and inputs)
 connected by *synapse paths*. A path runs from a source (an `Input` node or a
 neuron's ``spikes`` port) through pre-synaptic ops that only move or pool
-spikes (`Reshape`, `Permute`, `SumPool2d`, `MaxPool2d`, `Scale`), at most one
-weighted op (`Dense`, `Conv1d`, `Conv2d`), then post-synaptic ops on currents
-(`SumPool2d`, `AvgPool2d`, `Scale`, `Reshape`) and possibly an `Add` that sums
-several paths into one neuron input.
+spikes (ops with the ``path`` role: `Reshape`, `Permute`, pools, `Scale`), at most
+one ``weighted`` op (`Dense`, `Conv1d`, `Conv2d`, `SpikeAttention`), then ``path`` ops
+on currents, and possibly an `Add` that sums several paths into one neuron input.
+Populations are ops with the ``population`` role. Roles are class attributes of
+the ops (`npuc.ir.ops.base.ROLES`).
 """
 
 from __future__ import annotations
@@ -15,32 +16,7 @@ from dataclasses import dataclass, field
 
 from ..errors import StructureError  # noqa: F401  (re-exported)
 from .graph import Graph, Ref
-from .ops import (
-    LIF,
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Input,
-    LinearAttention,
-    MaxPool2d,
-    Output,
-    Permute,
-    Reshape,
-    Scale,
-    SpikeAttention,
-    StochasticAttention,
-    SumPool2d,
-)
-
-WEIGHTED = (Dense, Conv1d, Conv2d, SpikeAttention)
-"""Ops that turn spikes into currents: one per synapse path (attention has three spike inputs)."""
-POPULATION_OPS = (Input, LIF, StochasticAttention, LinearAttention)
-"""Ops whose outputs travel between layers as spikes or graded payloads."""
-PRE_OPS = (Reshape, Permute, SumPool2d, MaxPool2d, Scale, AvgPool2d, BatchNorm)
-POST_OPS = (SumPool2d, AvgPool2d, Scale, Reshape, Permute, BatchNorm, MaxPool2d)
+from .ops import LIF, Add, Output, SpikeAttention
 
 
 @dataclass
@@ -72,7 +48,7 @@ def is_population(graph: Graph, ref: Ref) -> bool:
     node = graph[ref.node]
     if isinstance(node.op, LIF):
         return node.port(ref) == "spikes"
-    return isinstance(node.op, POPULATION_OPS)
+    return node.op.has_role("population")
 
 
 def spikes_read(graph: Graph, name: str) -> bool:
@@ -137,7 +113,7 @@ def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
                 f"the membrane port '{node.port(ref)}' of neuron '{ref.node}' feeds neuron '{neuron}': "
                 "only spikes travel between neuron populations in hardware"
             )
-        if isinstance(op, WEIGHTED):
+        if op.has_role("weighted"):
             if weighted is not None:
                 raise StructureError(
                     f"weighted ops '{ref.node}' and '{weighted}' follow each other without a neuron between "
@@ -148,7 +124,7 @@ def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
             raise StructureError(
                 f"'{ref.node}' adds currents before a weighted op on the path into '{neuron}': no hardware mapping"
             )
-        elif isinstance(op, PRE_OPS + POST_OPS):
+        elif op.has_role("path"):
             # walking backwards from the neuron: ops seen before the weighted op are post-synaptic
             (pre if weighted is not None else post).append(ref.node)
         elif isinstance(op, Output):
@@ -162,4 +138,4 @@ def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
 
 def populations(graph: Graph) -> list[str]:
     """Names of populations (inputs, neurons, attention units) in topological order."""
-    return [n for n in graph.topo_order() if isinstance(graph[n].op, POPULATION_OPS)]
+    return [n for n in graph.topo_order() if graph[n].op.has_role("population")]

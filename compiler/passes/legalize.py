@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import Graph, Ref
-from ..ir.analysis import WEIGHTED, StructureError, is_population, neuron_paths, spikes_read
+from ..ir.analysis import StructureError, is_population, neuron_paths, spikes_read
 from ..ir.ops import (
     LIF,
     Add,
@@ -465,7 +465,7 @@ def _is_current_op(graph: Graph, name: str) -> bool:
     node = graph[name]
     if isinstance(node.op, (Input, LIF, Output)):
         return False
-    if isinstance(node.op, WEIGHTED + (Add,)):
+    if node.op.has_role("weighted") or isinstance(node.op, Add):
         return True
     return any(_is_current_op(graph, r.node) for r in node.inputs)
 
@@ -473,7 +473,7 @@ def _is_current_op(graph: Graph, name: str) -> bool:
 def _has_weighted(graph: Graph, ref: Ref) -> bool:
     while not is_population(graph, ref):
         node = graph[ref.node]
-        if isinstance(node.op, WEIGHTED):
+        if node.op.has_role("weighted"):
             return True
         if isinstance(node.op, (LIF, Add)) or not node.inputs:
             return False

@@ -109,6 +109,7 @@ class LIF(Op):
 
     ports = ("spikes", "v", "i")
     kind = "neuron"
+    roles = frozenset({"population"})
     stateful = True
 
     def __post_init__(self) -> None:
