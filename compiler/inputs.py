@@ -102,6 +102,16 @@ def check_labels(y: Any, count: int | None, name: str, classes: int | None = Non
     return y.astype(np.int64)
 
 
+def accuracy(out: np.ndarray, op: Any, labels: np.ndarray) -> float:
+    """Fraction of samples whose output (summed over time for a ``sequence`` output) peaks
+    at the label's class; ``op`` is the graph's `Output` op."""
+    o = np.asarray(out, dtype=np.float64)
+    if op.decoding == "sequence":
+        o = o.sum(0) if op.layout == "TB" else o.sum(1)
+    o = o.reshape(o.shape[0], -1)
+    return round(float(np.mean(o.argmax(1) == np.asarray(labels).reshape(-1))), 5)
+
+
 def check_output_path(path: str | None) -> None:
     """Fail before a long run if ``--out`` cannot name an output file."""
     if path is not None and Path(path).suffix not in (".npy", ".npz"):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..inputs import accuracy
 from ..ir import Graph
 from ..ir.analysis import SynapsePath, neuron_paths, spikes_read
 from ..ir.ops import (
@@ -102,6 +103,7 @@ class Quantize(Pass):
         graph.meta["quantized_for"] = ctx.target.spec
         summary = self._measure(graph, ctx, xs)
         summary["layers"] = layers
+        summary["calibration_given"] = int(_batch_size(graph, ctx.calibration))
         return PassResult(graph, summary)
 
     # -- inputs ----------------------------------------------------------------------
@@ -374,8 +376,8 @@ class Quantize(Pass):
         out["output_agreement"] = outs
         if ctx.labels is not None:
             lab = np.asarray(ctx.labels)[: out["calibration_samples"]]
-            out["accuracy_float"] = _accuracy(fl.outputs[0], graph.outputs()[0].op, lab)
-            out["accuracy_int"] = _accuracy(it.outputs[0], graph.outputs()[0].op, lab)
+            out["accuracy_float"] = accuracy(fl.outputs[0], graph.outputs()[0].op, lab)
+            out["accuracy_int"] = accuracy(it.outputs[0], graph.outputs()[0].op, lab)
         return out
 
 
@@ -390,14 +392,6 @@ def _is_dense(op) -> bool:
 def _batch_size(graph: Graph, xs) -> int:
     op = graph.inputs()[0].op
     return int(np.asarray(xs[0]).shape[1] if op.layout == "TB" else np.asarray(xs[0]).shape[0])
-
-
-def _accuracy(out: np.ndarray, op, labels: np.ndarray) -> float:
-    o = np.asarray(out, dtype=np.float64)
-    if op.decoding == "sequence":
-        o = o.sum(0) if op.layout == "TB" else o.sum(1)
-    o = o.reshape(o.shape[0], -1)
-    return round(float(np.mean(o.argmax(1) == labels.reshape(-1))), 5)
 
 
 def _sign_mode(w: np.ndarray) -> str:
