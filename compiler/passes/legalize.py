@@ -44,7 +44,9 @@ class Legalize(Pass):
     Rewrites (all targets):
 
     * ``AvgPool2d`` -> ``SumPool2d`` + ``Scale(1 / (kh kw))``, then every
-      constant scale is folded into weights or gains (`FoldScale`);
+      constant scale is folded into weights or gains (`FoldScale`); a scale of spikes
+      that does not fold (a one-to-one recurrent ``V``) becomes a diagonal Dense or a
+      depthwise 1x1 Conv;
     * a sum pool of a convolution's currents (``Conv2d`` with stride 1 -> ``SumPool2d``
       with stride = kernel; average pools are sum pools plus a scale by now) is one
       convolution: kernel ``W * box`` (size ``k + kp - 1``), stride ``kp``, bias ``kp^2 b``;
@@ -84,6 +86,7 @@ class Legalize(Pass):
         counts["pools_into_convs"] = self._fold_current_pools(graph)
         counts["or_neurons"] = self._maxpools(graph, ctx)
         graph = FoldScale().apply(graph, ctx).graph
+        counts["one_to_one"] = self._one_to_one_scales(graph)
         if prof.weight_scheme == "loihi":
             counts["pools_into_weights"] = self._fold_pools(graph)
         counts["duplicated"] = self._duplicate_shared(graph)
@@ -111,6 +114,27 @@ class Legalize(Pass):
             except StructureError as e:
                 raise PassError(str(e)) from None
         return PassResult(graph, counts)
+
+    def _one_to_one_scales(self, graph: Graph) -> int:
+        """A `Scale` that reads spikes and did not fold (e.g. snntorch's one-to-one recurrent ``V``
+        feeding an `Add`) is a one-to-one synapse: a diagonal `Dense` (1-d) or a depthwise 1x1
+        `Conv2d` (per-channel or scalar factor on ``[C, H, W]``). Exact: the same products."""
+        done = 0
+        for node in graph.of_type(Scale):
+            (src,) = node.inputs
+            if not is_population(graph, src):
+                continue
+            shape, f = tuple(node.shape), np.asarray(node.op.factor, dtype=np.float32)
+            if len(shape) == 1:
+                w = np.diag(np.broadcast_to(f.reshape(-1), shape).astype(np.float32))
+                graph.replace_op(node.name, Dense(w))
+            elif len(shape) == 3 and f.size in (1, shape[0]):
+                w = np.broadcast_to(f.reshape(-1), (shape[0],)).reshape(shape[0], 1, 1, 1).astype(np.float32)
+                graph.replace_op(node.name, Conv2d(w, None, 1, 0, 1, shape[0]))
+            else:
+                continue
+            done += 1
+        return done
 
     # -- pooling -------------------------------------------------------------------
     def _split_avgpool(self, graph: Graph, name: str) -> None:
