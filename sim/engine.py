@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..ir.graph import Graph, Ref
 from ..errors import GraphError
+from ..ir.graph import Graph, Ref
 from ..ir.ops import LIF, Add, Input, Op, Output
 from ..ir.values import NumericProfile
 from ..limits import check_memory
