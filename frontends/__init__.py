@@ -44,7 +44,7 @@ def load_model(
     """
     lower = spec.lower()
     if lower.endswith(".nir"):
-        from .nir_io import import_nir
+        from .nir_import import import_nir
 
         return import_nir(spec, steps=steps)
     if lower.endswith(".onnx"):
