@@ -3,7 +3,7 @@ per-step implementation of the documented Euler discretization, recurrence,
 library exports (norse) and clear errors.
 
 `make test` runs this file against the installed nir (1.0.4, pinned by sinabs) and
-again against the newest supported nir (tests/nir_versions.py): where the two differ
+again against the newest supported nir (Makefile: test-nir-newest): where the two differ
 (``v_reset``, graph type checks) the tests read the installed nir's own semantics."""
 
 from __future__ import annotations
