@@ -29,6 +29,7 @@ test: $(STAMP) $(NIR_NEWEST_DIR)/.installed
 	$(MAKE) --no-print-directory test-nir-newest
 
 $(NIR_NEWEST_DIR)/.installed: | $(STAMP)
+	rm -rf $(NIR_NEWEST_DIR)
 	$(BIN)/python -m pip install --quiet --no-deps --target $(NIR_NEWEST_DIR) nir==$(NIR_NEWEST)
 	@touch $@
 
