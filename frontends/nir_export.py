@@ -76,8 +76,10 @@ def export_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     becomes a `nir.Delay` of ``dt``.
 
     Warns (`UserWarning`, naming the node) for every semantic NIR cannot hold:
-    reset other than subtraction (kept only in ``metadata["npuc.reset"]``),
-    delayed reset timing, ``>=`` comparison, ternary/multilevel/bernoulli spikes,
+    a reset the installed nir has no field for (subtraction with nir >= 1.0.6,
+    a reset value with older nir, no reset with any; kept in
+    ``metadata["npuc.reset"]``), a grouped convolution nir's own type check
+    refuses (nir >= 1.0.5), delayed reset timing, ``>=`` comparison, ternary/multilevel/bernoulli spikes,
     ``v_min``, ``v_init``, library float forms, time-folded evaluation, input
     encodings, output decodings and integer parameters.
 
@@ -237,7 +239,7 @@ class _Exporter:
         fn = NIR_EXPORT.lookup(op)
         if fn is None:
             hint = " (run the fold-batchnorm pass first)" if type(op).__name__ == "BatchNorm" else ""
-            raise self.err(name, f"NIR 1.0 has no {type(op).__name__} node{hint}")
+            raise self.err(name, f"NIR has no {type(op).__name__} node{hint}")
         return fn(self, name, op)
 
 

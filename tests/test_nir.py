@@ -642,3 +642,18 @@ def test_error_shape_mismatch_and_bad_edges():
         import_nir(ng, steps=2)
     with pytest.raises(FrontendError, match="dt must be a positive number"):
         import_nir(ng, dt=0.0)
+
+
+def test_export_tables_dispatch_on_the_op_class():
+    """The exporters' per-op tables: an op subclass exports like its nearest registered base,
+    an unregistered op has no entry, and registering a class twice is refused."""
+    from npuc.frontends.nir_export import NIR_EXPORT
+    from npuc.frontends.onnx_export import ONNX_EXPORT
+    from npuc.frontends.optable import OpTable
+
+    assert NIR_EXPORT.lookup(IF(gain=1.0, threshold=1.0)) is NIR_EXPORT.lookup(LIF(alpha=0.5, threshold=1.0))
+    assert NIR_EXPORT.lookup(MaxPool2d(2)) is None and ONNX_EXPORT.lookup(MaxPool2d(2)) is not None
+    t = OpTable("t")
+    t.register(Dense)(lambda *a: None)
+    with pytest.raises(ValueError, match="Dense is registered twice"):
+        t.register(Dense)(lambda *a: None)
