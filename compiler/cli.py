@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="VERB")
 
     c = sub.add_parser("compile", help="compile a model (file.py:factory, package.module:factory or .nir) to hardware")
-    c.add_argument("model", help="file.py:factory, package.module:factory, or a .nir file")
+    c.add_argument("model", help="file.py:factory, package.module:factory, a .nir or an .onnx file")
     c.add_argument("--checkpoint", help="state_dict checkpoint (.pt) loaded with torch.load(weights_only=True)")
     c.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a checkpoint that needs arbitrary pickled classes (executes code from the file)")
@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pass pipeline instead of the target's, e.g. 'fold-batchnorm,legalize,quantize{percentile=99.9},"
                    "map-cores{order=chw},place-cores' (prefix TARGET= to set one target's; repeatable)")
     c.add_argument("--steps", type=int, help="time steps for a model whose forward takes no time axis")
+    c.add_argument("--dt", type=float, metavar="SECONDS",
+                   help=".nir models: Euler time step (default: the file's npuc.dt, else 1e-4)")
+    c.add_argument("--reset", choices=("subtract", "value"),
+                   help=".nir models: neuron reset (default: to v_reset if the node has one, else subtract)")
     c.add_argument("--max-steps", type=int, metavar="N",
                    help=f"refuse graphs with more than N time steps (default {MAX_STEPS_DEFAULT:,}, or NPUC_MAX_STEPS)")
     c.add_argument("--out", required=True, help="output directory")

@@ -27,6 +27,9 @@ def load_model(
     example_input: list[np.ndarray] | None = None,
     trust_checkpoint: bool = False,
     steps: int | None = None,
+    *,
+    dt: float | None = None,
+    reset: str | None = None,
 ) -> Graph:
     """Import a model as a verified float graph.
 
@@ -38,15 +41,21 @@ def load_model(
         example_input: the arrays the model's ``forward`` takes (one per argument).
         trust_checkpoint: allow a checkpoint that needs arbitrary pickled classes.
         steps: time steps for a model whose forward takes no time axis.
+        dt, reset: ``.nir`` files only: the Euler step in seconds and the neuron
+            reset override (see `npuc.frontends.nir_import.import_nir`).
 
     Raises:
         FrontendError: unreadable model or checkpoint, or an unsupported construct.
     """
     lower = spec.lower()
     if lower.endswith(".nir"):
-        from .nir_io import import_nir
+        from .nir_import import import_nir
 
-        return import_nir(spec, steps=steps)
+        return import_nir(spec, dt=dt, steps=steps, reset=reset)
+    if dt is not None or reset is not None:
+        given = [f for f, v in (("dt", dt), ("reset", reset)) if v is not None]
+        verb = "apply" if len(given) > 1 else "applies"
+        raise FrontendError(f"model '{spec}': {' and '.join(given)} {verb} to NIR models (.nir) only")
     if lower.endswith(".onnx"):
         from .onnx_import import import_onnx
 

@@ -14,7 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 from reference import lif_float
 
 from npuc.frontends.errors import FrontendError
-from npuc.frontends.onnx_import import DOMAIN, export_onnx, import_onnx
+from npuc.frontends.onnx_export import DOMAIN, export_onnx
+from npuc.frontends.onnx_import import import_onnx
 from npuc.ir import (
     IF,
     LIF,

@@ -358,6 +358,9 @@ class Quantize(Pass):
                 continue
             if (name, "spikes") in read:
                 agree[name] = round(float(np.mean(a == b)), 5)
+                if not np.any(a):  # agreement is then trivially 1: say that the layer is silent
+                    ctx.warn(f"layer '{name}' never spikes on the calibration data "
+                             f"({_batch_size(graph, xs)} samples, float model)")
             elif node.op.q is not None:
                 # a state read only through its membrane (e.g. an SSM): compare the dequantized state
                 fv = fl.probes[name]["v"].astype(np.float64)

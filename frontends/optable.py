@@ -1,0 +1,38 @@
+"""Per-op tables for the exporters (IR op class -> export function), in the style
+of `npuc.sim.engine.KernelTable`: each function registers itself with a decorator
+and lookup walks the op's class hierarchy, so an op subclass exports like its base
+unless it registers its own function. Adding an op to an exporter is one function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class OpTable:
+    """Export functions by IR op type (looked up along the op's class hierarchy)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._fn: dict[type, Callable[..., Any]] = {}
+
+    def register(self, *types: type) -> Callable:
+        def deco(fn: Callable) -> Callable:
+            for t in types:
+                if t in self._fn:
+                    raise ValueError(f"{self.what}: {t.__name__} is registered twice")
+                self._fn[t] = fn
+            return fn
+
+        return deco
+
+    def lookup(self, op: Any) -> Callable[..., Any] | None:
+        """The function for ``op``'s class or its nearest registered base; None if none."""
+        for cls in type(op).__mro__:
+            fn = self._fn.get(cls)
+            if fn is not None:
+                return fn
+        return None
+
+    def types(self) -> list[str]:
+        return sorted(t.__name__ for t in self._fn)
