@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ir.graph import Graph, GraphError, Ref
-from ..ir.ops import Add, Input, Output, Permute, Scale
+from ..ir.ops import LIF, Add, Input, Output, Permute, Scale
 from ..ir.values import Encoding
 from .builder import Builder, Call, f32, sanitize
 from .converters import REGISTRY
@@ -348,12 +348,35 @@ def _reduce(kind: str) -> Callable:
         dim = _const(dim, f"{kind} dim", w)
         keep = _const(args[2] if len(args) > 2 else kwargs.get("keepdim", Const(False)), "keepdim", w)
         t_axis = {("T", "B"): 0, ("B", "T"): 1}.get(x.lead)
+        if kind == "mean" and len(x.lead) == 1 and len(x.shape) == 3 and "dtype" not in kwargs \
+                and _dims(dim, 4) == {2, 3}:
+            return _spatial_mean(w, node, x, keep)
         if t_axis is None or dim not in (t_axis, (t_axis,)) or keep or "dtype" in kwargs:
             raise w.b.error(f"{kind} over {dim!r} of a {LEADS[x.lead]} tensor: only a {kind} over the time "
                             "axis of the model's output is supported (it becomes the output decoding)")
         return x.with_(lead=("B",), step=None, decode=kind)
 
     return reduce
+
+
+def _dims(dim: Any, ndim: int) -> set[int] | None:
+    if dim is None:
+        return None
+    return {int(d) % ndim for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
+
+
+def _spatial_mean(w: _Walker, node: fx.Node, x: Sym, keep: bool) -> Sym:
+    """``x.mean((-2, -1))`` of ``[N, C, H, W]`` spikes (global average pooling before a
+    classifier): an `AvgPool2d` over the whole map, which later folds into the next weighted
+    layer. Exact for spikes: their sums are integers, so float32 summation order does not
+    matter; the mean of currents would round differently from a pool, and is refused."""
+    src = w.b.graph[x.ref.node]
+    if not (isinstance(src.op, LIF) and src.port(x.ref) == "spikes"):
+        raise w.b.error("mean over the spatial axes (-2, -1) is supported of neuron spikes (global average "
+                        "pooling before the classifier); of other values, use nn.AdaptiveAvgPool2d(1) on spikes")
+    h, wd = x.shape[1:]
+    y = tnn.pool(w.b, node.name + ".pool", x, nn.AvgPool2d((h, wd)), ("mean_hw", h, wd))
+    return y if keep else w.b.reshape(node.name, y, w.concrete(node).shape)
 
 
 _fn(torch.sum)(_reduce("sum"))

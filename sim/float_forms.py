@@ -97,6 +97,26 @@ def snntorch_leaky(op, st, x, t):
     return spk, mem, total(x)
 
 
+@form("snntorch_lapicque")
+def snntorch_lapicque(op, st, x, t):
+    """snntorch ``Lapicque``: ``mem = x * R * inv_rc * time_step + decay * mem`` with the
+    library's ``inv_rc = 1 / (R * C)`` and ``decay = 1 - time_step / (R * C)`` (evaluated by the
+    converter in the library's dtypes), then the reset by ``state_fn`` (0 subtract, 1 zero of the
+    new membrane, 2 none), triggered by the previous membrane (no immediate reset)."""
+    a = st["a"]
+    thr, mem = a["threshold"], st["v"]
+    reset = _snn_h(mem - thr).clone().detach()
+    base = x * a["R"] * a["inv_rc"] * a["time_step"] + a["decay"] * mem
+    fn = _flag(a, "state_fn")
+    if fn == 0:
+        mem = base - reset * thr
+    elif fn == 1:
+        mem = base - reset * base
+    else:
+        mem = base
+    return _snn_h(mem - thr), mem, x
+
+
 @form("snntorch_synaptic")
 def snntorch_synaptic(op, st, x, t):
     """snntorch ``Synaptic``: ``syn = alpha*syn + x; mem = beta*mem + syn`` then the

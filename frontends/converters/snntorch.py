@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 import snntorch as snn
+import torch
 import torch.nn as nn
 
 from ...ir.graph import Ref
 from ...ir.ops import LIF, Add, Conv2d, Dense, Scale
 from ..builder import Call, f32, sanitize
+from ..errors import FrontendError
 from ..values import Seq, Sym
 from . import converter
 
@@ -93,7 +95,7 @@ def _scale_of(b, lif: str) -> str:
 
 def _meta(call: Call) -> dict:
     m = call.module
-    return {"source": f"snntorch.{type(m).__name__}", "reset_delay": bool(m.reset_delay)}
+    return {"source": f"snntorch.{type(m).__name__}", "reset_delay": bool(getattr(m, "reset_delay", True))}
 
 
 def _gsf(call: Call) -> np.ndarray | None:
@@ -110,6 +112,47 @@ def leaky(call: Call):
 
     def make() -> str:
         lif = b.add(call.name, LIF(**canon, form="snntorch_leaky", form_args=args), [x.ref], _meta(call))
+        if gsf is not None:
+            b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
+        return lif
+
+    lif, step = b.step_neuron(call, x, make, [call.arg(1, "mem")])
+    return _outputs(call, x, lif, step, ("spikes", "v"), gsf is not None)
+
+
+def _as_f32(v, what: str) -> np.ndarray:
+    """A float or integer parameter (snntorch keeps ``R = 1`` and ``time_step`` as int64 tensors,
+    which PyTorch converts to float32 when they meet the float32 state)."""
+    if isinstance(v, torch.Tensor) and not v.is_floating_point():
+        a = v.detach().cpu().numpy()
+        if np.any(np.abs(a) > 2**24):
+            raise FrontendError(f"{what}: integer {a} is not exact in float32")
+        return a.astype(np.float32)
+    return f32(v, what)
+
+
+@converter(snn.Lapicque, role="neuron", library="snntorch")
+def lapicque(call: Call):
+    """``Lapicque`` (RC neuron): a Leaky whose input gain and decay come from ``R``, ``C`` and
+    ``time_step``; its reset always acts on the step after the spike (no ``reset_delay``)."""
+    m, q = call.module, call.qualname
+    canon, _ = _common(call, cuba=False, recurrent=True, reset_delay=True)  # zero: base - reset * base
+    with torch.no_grad():  # the library's constant sub-expressions, in its dtypes
+        inv_rc = 1 / (m.R * m.C)
+        decay = 1 - (m.time_step / (m.R * m.C))
+    r, dt = _as_f32(m.R, f"{q}.R"), _as_f32(m.time_step, f"{q}.time_step")
+    k = f32(inv_rc, f"{q}.1/(R*C)")
+    d = f32(decay, f"{q}.1-time_step/(R*C)")
+    thr = f32(m.threshold, f"{q}.threshold")
+    state_fn = {"subtract": 0, "value": 1, "none": 2}[canon["reset"]]
+    args = {"R": r, "inv_rc": k, "time_step": dt, "decay": d, "threshold": thr, "state_fn": state_fn}
+    canon.update(alpha=d, gain=np.float32(r * k * dt))
+    gsf = _gsf(call)
+    x = call.tensor()
+    b = call.b
+
+    def make() -> str:
+        lif = b.add(call.name, LIF(**canon, form="snntorch_lapicque", form_args=args), [x.ref], _meta(call))
         if gsf is not None:
             b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
         return lif
