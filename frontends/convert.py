@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -411,9 +412,40 @@ def _add(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
     raise w.b.error("adding a constant to a spiking tensor is not supported (fold it into a layer's bias)")
 
 
+@dataclass(frozen=True)
+class _Complement:
+    """``1 - s`` of binary spikes ``s``: only meaningful as the NOT of a SEW ``IAND`` (``x * (1 - s)``)."""
+
+    spikes: Sym
+
+
+def _binary_spikes(w: _Walker, x: Value) -> bool:
+    if not isinstance(x, Sym) or x.decode:
+        return False
+    src = w.b.graph[x.ref.node]
+    return isinstance(src.op, LIF) and src.port(x.ref) == "spikes" and src.op.spike == "binary"
+
+
+def _spike_logic(w: _Walker, node: fx.Node, a: Sym, b: Sym, kind: str) -> Sym:
+    """SEW-ResNet's spike logic on binary spikes as a memoryless neuron (no leak, reset to 0 every
+    spike): ``a AND b`` fires when ``a + b > 1.5``, ``a AND NOT b`` (IAND) when ``a - b > 0.5``.
+    Exact: the library multiplies 0/1 floats; the neuron compares small integer sums."""
+    if a.shape != b.shape:
+        raise w.b.error(f"spike {kind} of per-sample shapes {a.shape} and {b.shape} (broadcasting is not supported)")
+    name = sanitize(node.name)
+    if kind == "iand":
+        b = _scale(w, node, b, -1.0)
+    total = w.b.combine(name + ".sum", lambda: Add(), [a, b], ("add",))
+    threshold = 1.5 if kind == "and" else 0.5
+    return w.b.apply(name, lambda: LIF(alpha=0.0, threshold=threshold, reset="value"), total,
+                     ("spike_logic", kind), meta={"source": f"spike {kind.upper()}"})
+
+
 @_fn(operator.sub, torch.sub)
 def _sub(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
     a, b = args[0], args[1]
+    if isinstance(a, Const) and _is_one(a.value) and _binary_spikes(w, b):
+        return _Complement(b)
     if isinstance(a, Sym) and isinstance(b, Sym):
         nb = _scale(w, node, b, -1.0)
         return w.b.combine(node.name, lambda: Add(), [a, nb], ("add",))
@@ -436,8 +468,16 @@ def _mul(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
             raise w.b.error(f"{attn.describe_product(p)} is multiplied by a tensor computed from the input; only a "
                             "constant scalar can become the attention's scale")
         return attn.scale_product(w.b, p, c.value)
+    if isinstance(a, _Complement) or isinstance(b, _Complement):
+        x, nb = (b, a) if isinstance(a, _Complement) else (a, b)
+        if not _binary_spikes(w, x):
+            raise w.b.error("x * (1 - s) is supported for binary spikes x and s (SEW-ResNet's IAND)")
+        return _spike_logic(w, node, x, nb.spikes, "iand")
     if isinstance(a, Sym) and isinstance(b, Sym):
-        raise w.b.error("multiplying two spiking tensors is not supported")
+        if _binary_spikes(w, a) and _binary_spikes(w, b):
+            return _spike_logic(w, node, a, b, "and")
+        raise w.b.error("multiplying two spiking tensors is supported for binary spikes (a logical AND); "
+                        "these are currents or graded values")
     x, c = (a, b) if isinstance(a, Sym) else (b, a)
     factor = _const(c, "the factor", w)
     if isinstance(factor, torch.Tensor) and factor.dim() > len(x.shape):
@@ -481,6 +521,12 @@ METHODS["matmul"] = _matmul
 PRODUCT_FUNCTIONS = frozenset({operator.matmul, torch.matmul, operator.mul, torch.mul, operator.imul})
 """Functions that accept a pending attention product (`attn.ScoreProduct`)."""
 PRODUCT_METHODS = frozenset({"matmul"})
+
+
+def _is_one(v: Any) -> bool:
+    if isinstance(v, torch.Tensor):
+        return v.numel() == 1 and bool(v == 1)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == 1
 
 
 def _is_zero(v: Any) -> bool:
