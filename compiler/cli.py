@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pass pipeline instead of the target's, e.g. 'fold-batchnorm,legalize,quantize{percentile=99.9},"
                    "map-cores{order=chw},place-cores' (prefix TARGET= to set one target's; repeatable)")
     c.add_argument("--steps", type=int, help="time steps for a model whose forward takes no time axis")
+    c.add_argument("--ann-to-snn", action="store_true",
+                   help="the model is a ReLU network: convert ReLUs to IF neurons (subtract reset) over --steps T, "
+                   "thresholds balanced on the calibration data, input as a constant current, output as spike counts")
     c.add_argument("--dt", type=float, metavar="SECONDS",
                    help=".nir models: Euler time step (default: the file's npuc.dt, else 1e-4)")
     c.add_argument("--reset", choices=("subtract", "value"),

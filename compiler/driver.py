@@ -22,13 +22,14 @@ from .errors import UserError
 
 def load_source(model: str, checkpoint: str | None, example_input: list[np.ndarray] | None,
                 trust_checkpoint: bool = False, steps: int | None = None, *, dt: float | None = None,
-                reset: str | None = None):
+                reset: str | None = None, ann: bool = False, calibration: list[np.ndarray] | None = None):
     """Import a model spec (``file.py:factory``, ``pkg.mod:factory``, ``.nir``, ``.onnx``) as a float graph
     (``dt``, ``reset``: ``.nir`` only)."""
     from .frontends import load_model
 
     return load_model(model, checkpoint=checkpoint, example_input=example_input,
-                      trust_checkpoint=trust_checkpoint, steps=steps, dt=dt, reset=reset)
+                      trust_checkpoint=trust_checkpoint, steps=steps, dt=dt, reset=reset, ann=ann,
+                      calibration=calibration)
 
 
 def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | None, labels: np.ndarray | None,
@@ -88,12 +89,13 @@ def compile_cli(args: argparse.Namespace) -> int:
 
     resolve_output(args.out)  # a bad --out fails before the (slow) import, and again when writing
     xs = load_inputs(args.example_input) if args.example_input else None
-    t0 = time.perf_counter()
-    graph = load_source(args.model, args.checkpoint, xs, args.trust_checkpoint, args.steps,
-                        dt=getattr(args, "dt", None), reset=getattr(args, "reset", None))
-    echo(f"imported '{args.model}' as graph '{graph.name}': {len(graph)} nodes, T={graph.num_steps} "
-         f"({time.perf_counter() - t0:.2f} s)")
     calib = load_inputs(args.calibration) if args.calibration else xs
+    t0 = time.perf_counter()
+    ann = getattr(args, "ann_to_snn", False)
+    graph = load_source(args.model, args.checkpoint, xs, args.trust_checkpoint, args.steps,
+                        dt=getattr(args, "dt", None), reset=getattr(args, "reset", None), ann=ann, calibration=calib)
+    echo(f"{'converted the ReLU network' if ann else 'imported'} '{args.model}' as graph '{graph.name}': "
+         f"{len(graph)} nodes, T={graph.num_steps} ({time.perf_counter() - t0:.2f} s)")
     labels = None
     if args.labels:
         from .inputs import batch_size, load_labels

@@ -30,6 +30,8 @@ def load_model(
     *,
     dt: float | None = None,
     reset: str | None = None,
+    ann: bool = False,
+    calibration: list[np.ndarray] | None = None,
 ) -> Graph:
     """Import a model as a verified float graph.
 
@@ -43,6 +45,9 @@ def load_model(
         steps: time steps for a model whose forward takes no time axis.
         dt, reset: ``.nir`` files only: the Euler step in seconds and the neuron
             reset override (see `npuc.frontends.nir_import.import_nir`).
+        ann: the model is a ReLU network (no time axis): convert it to an SNN of ``steps``
+            steps with thresholds balanced on ``calibration`` (or the example input), see
+            `npuc.frontends.ann.ann_to_snn`.
 
     Raises:
         FrontendError: unreadable model or checkpoint, or an unsupported construct.
@@ -67,6 +72,17 @@ def load_model(
         load_checkpoint(model, checkpoint, trust_checkpoint)
     if example_input is None:
         raise FrontendError(f"model '{spec}': tracing a PyTorch model needs an example input (--example-input)")
+    if ann:
+        from .ann import ann_to_snn
+
+        if steps is None:
+            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion needs the number of time steps (--steps T)")
+        data = calibration or example_input
+        if len(data) != 1:
+            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion supports models with one input")
+        graph = ann_to_snn(model, data[0], steps, name=graph_name(model, spec.rpartition(":")[2]))
+        graph.meta["source"] = {"model": spec, "checkpoint": checkpoint, "ann_to_snn": True}
+        return graph
     graph = trace(model, example_input, steps=steps, name=graph_name(model, spec.rpartition(":")[2]))
     graph.meta["source"] = {"model": spec, "checkpoint": checkpoint}
     return graph
