@@ -46,6 +46,9 @@ def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | No
     echo = echo or (lambda line: None)
     if specs and calibration is None:
         raise UserError("compiling for a target needs an example input (or calibration data) to calibrate quantization")
+    if specs and not any(n.op.has_role("population") and n.op.kind != "io" for n in graph):
+        raise UserError(f"graph '{graph.name}' has no spiking neurons (an ANN?): convert a ReLU network with "
+                        "--ann-to-snn --steps T (Python: ann_to_snn=True, steps=T)")
     for node, x in zip(graph.inputs(), calibration or []):
         if specs and node.op.layout == "TB" and np.ndim(x) == len(node.op.shape) + 1:
             raise UserError(

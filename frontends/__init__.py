@@ -10,6 +10,7 @@ libraries' reset state, spike for spike (see ``docs/frontends.md``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,16 @@ def load_model(
         given = [f for f, v in (("dt", dt), ("reset", reset)) if v is not None]
         verb = "apply" if len(given) > 1 else "applies"
         raise FrontendError(f"model '{spec}': {' and '.join(given)} {verb} to NIR models (.nir) only")
+    if lower.endswith(".onnx") and ann:
+        from .ann import ann_to_snn
+        from .onnx_ann import onnx_relu_model
+
+        data = calibration or example_input
+        if steps is None or not data:
+            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion needs --steps T and an example input")
+        graph = ann_to_snn(onnx_relu_model(spec), data[0], steps, name=Path(spec).stem)
+        graph.meta["source"] = {"model": spec, "ann_to_snn": True}
+        return graph
     if lower.endswith(".onnx"):
         from .onnx_import import import_onnx
 

@@ -301,8 +301,9 @@ class _Importer:
         handler = _HANDLERS.get(key)
         if handler is None:
             supported = sorted(f"{d}::{o}" if d else o for d, o in _HANDLERS) + ["Constant", "Identity", "Dropout"]
+            hint = "; a ReLU network converts with --ann-to-snn --steps T" if n.op_type == "Relu" else ""
             raise self.err(n, f"unsupported op type '{n.op_type}'{' in domain ' + repr(n.domain) if n.domain else ''}"
-                              f" (supported: {', '.join(sorted(supported))})")
+                              f" (supported: {', '.join(sorted(supported))}){hint}")
         self.k = k
         try:
             handler(self, n, self.names[k])

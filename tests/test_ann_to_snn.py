@@ -112,3 +112,37 @@ def test_converted_mlp_has_no_rtl_mismatches(digits, tmp_path):
     hw = npuc.compile(mlp, xtr[:200], target="fpga", steps=16, ann_to_snn=True, out=tmp_path / "b")
     result = hw.verify(xte[:4], engine="rtl")
     assert result.ok, result.format()
+
+
+def test_onnx_relu_network_converts_like_the_pytorch_one(digits, tmp_path, capsys):
+    """torch.onnx.export of a trained ReLU CNN (Conv, BatchNormalization, Relu, AveragePool,
+    Flatten, Gemm) converts to the same SNN as the PyTorch model; without --ann-to-snn the
+    Relu refusal names the flag, and a graph with no neurons is one line too."""
+    import warnings
+
+    xtr, ytr, xte, yte = digits
+    cnn = _train(DigitsCNN(), xtr.reshape(-1, 1, 8, 8), ytr, 3)
+    path = tmp_path / "cnn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(cnn, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False)
+    x = xtr[:300].reshape(-1, 1, 8, 8)
+    np.save(tmp_path / "x.npy", x)
+    from npuc.frontends import load_model
+
+    from_onnx = load_model(str(path), example_input=[x], steps=STEPS, ann=True)
+    from_torch = ann_to_snn(cnn, x, STEPS)
+    xt = xte.reshape(-1, 1, 8, 8)
+    assert np.array_equal(simulate(from_onnx, xt).output, simulate(from_torch, xt).output)
+    base = ["compile", str(path), "--example-input", str(tmp_path / "x.npy"), "--target", "fpga", "--steps", "8",
+            "--out", str(tmp_path / "b")]
+    assert main(base) == 2
+    assert "a ReLU network converts with --ann-to-snn --steps T" in capsys.readouterr().err
+    assert main(base + ["--ann-to-snn"]) == 0
+    lin = tmp_path / "lin.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), (torch.zeros(1, 1, 8, 8),), str(lin),
+                          dynamo=False)
+    assert main(["compile", str(lin)] + base[2:]) == 2
+    assert "has no spiking neurons (an ANN?)" in capsys.readouterr().err
