@@ -55,7 +55,10 @@ class Legalize(Pass):
     * a synapse op or Add read by several consumers is duplicated per consumer
       (each neuron scales its own inputs when quantized);
     * a path with no weighted op (input or spikes straight into a neuron)
-      gets an identity Dense (1-d / token shapes) or depthwise 1x1 Conv.
+      gets an identity Dense (1-d / token shapes) or depthwise 1x1 Conv; a
+      constant `Scale` that is such a path's only op (snntorch ``RLeaky``'s
+      one-to-one ``V`` recurrence) becomes that op's weights (a diagonal Dense,
+      or a depthwise 1x1 Conv for a per-channel factor).
 
     Target-specific (from ``target.profile``):
 
@@ -84,6 +87,7 @@ class Legalize(Pass):
         counts["pools_into_convs"] = self._fold_current_pools(graph)
         counts["or_neurons"] = self._maxpools(graph, ctx)
         graph = FoldScale().apply(graph, ctx).graph
+        counts["diagonal_scales"] = self._diagonal_scales(graph)
         if prof.weight_scheme == "loihi":
             counts["pools_into_weights"] = self._fold_pools(graph)
         counts["duplicated"] = self._duplicate_shared(graph)
@@ -273,6 +277,28 @@ class Legalize(Pass):
                 graph.set_inputs(target, refs)
                 added += 1
         return added
+
+    def _diagonal_scales(self, graph: Graph) -> int:
+        """A Scale reading a population (spikes or an input, any delay) straight into neurons
+        or sums is a synapse path without weights: it becomes a diagonal weighted op."""
+        changed = 0
+        for node in graph.of_type(Scale):
+            (src,) = node.inputs
+            users = graph.users(node.name)
+            if not is_population(graph, src) or not users or \
+                    not all(isinstance(graph[u].op, (LIF, Add)) for u, _ in users):
+                continue
+            shape = node.shape
+            f = np.broadcast_to(node.op.factor.astype(np.float32), shape)
+            if len(shape) == 1:
+                op = Dense(np.diag(f).astype(np.float32))
+            elif len(shape) == 3 and np.all(f == f[:, :1, :1]):
+                op = Conv2d(f[:, 0, 0].reshape(-1, 1, 1, 1).copy(), groups=shape[0])
+            else:
+                continue
+            graph.replace_op(node.name, op)
+            changed += 1
+        return changed
 
     # -- diagonal SSM states ---------------------------------------------------------
     def _ssm_states(self, graph: Graph, ctx: PassContext) -> int:
