@@ -19,6 +19,7 @@ BENCHMARKS = [
     ("accuracy", "5. accuracy per engine; int/Lava/RTL mismatches"),
     ("attention_bench", "6. spiking attention: AND vs XNOR vs SC; SC error vs T"),
     ("model_zoo", "7. model zoo: tutorial and reference models on both targets"),
+    ("ann_to_snn", "8. ANN-to-SNN: ReLU networks on digits, accuracy vs T"),
 ]
 
 

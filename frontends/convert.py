@@ -38,6 +38,7 @@ from .values import LEADS, Const, Seq, Struct, Sym, Value
 
 CANDIDATE_LEADS = (("B",), ("T", "B"), ("B", "T"))
 INPUT_LAYOUT = {("B",): "B", ("T", "B"): "TB", ("B", "T"): "BT"}
+MAX_READINGS = 64  # conversions tried per input layout when reshapes are ambiguous (batch 1)
 
 FUNCTIONS: dict[Any, Callable] = {}
 METHODS: dict[str, Callable] = {}
@@ -723,17 +724,23 @@ def convert(root: nn.Module, graph: fx.Graph, values: dict[fx.Node, Any], name: 
     best: tuple[int, BaseException] | None = None
     for combo in itertools.product(*options):
         leads = {n.target: lead for n, lead in zip(tensor_inputs, combo)}
-        walker = None
-        try:
-            walker, g = _convert_once(root, graph, values, name, leads, steps)
-            return g
-        except UnsupportedModuleError:
-            raise
-        except FrontendError as e:
-            progress = walker.progress if walker is not None else getattr(e, "_npuc_progress", 0)
-            rank = progress + (0 if isinstance(e, LayoutError) else 10**6)
-            if best is None or rank > best[0]:
-                best = (rank, e)
+        # ambiguous reshapes (a batch of 1): breadth-first over their readings, defaults first
+        pending: list[list[int]] = [[]]
+        for _ in range(MAX_READINGS):
+            if not pending:
+                break
+            forced = pending.pop(0)
+            try:
+                return _convert_once(root, graph, values, name, leads, steps, forced)
+            except UnsupportedModuleError:
+                raise
+            except FrontendError as e:
+                rank = getattr(e, "_npuc_progress", 0) + (0 if isinstance(e, LayoutError) else 10**6)
+                if best is None or rank > best[0]:
+                    best = (rank, e)
+                points = getattr(e, "_npuc_choices", [])
+                for i in range(len(forced), len(points)):
+                    pending += [forced + [0] * (i - len(forced)) + [alt] for alt in range(1, points[i])]
     if best is None:
         raise FrontendError("no input layout fits the model")
     raise best[1]
@@ -744,7 +751,7 @@ def _specialized(node: fx.Node) -> bool:
     return not node.users or all(getattr(u.target, "__name__", "") in ("_assert", "_assert_is_none", "eq") for u in node.users)
 
 
-def _convert_once(root, graph, values, name, leads, steps):
+def _convert_once(root, graph, values, name, leads, steps, choices=()):
     first = next(values[n] for n in graph.nodes if n.op == "placeholder" and n.target in leads)
     lead0 = leads[next(iter(leads))]
     batch = int(first.shape[lead0.index("B")])
@@ -759,15 +766,15 @@ def _convert_once(root, graph, values, name, leads, steps):
             bsz = int(values[n].shape[leads[n.target].index("B")])
             if bsz != batch:
                 raise LayoutError(f"inputs disagree on the batch size ({batch} vs {bsz})")
-    b = Builder(name, batch, seq)
+    b = Builder(name, batch, seq, choices=choices)
     walker = _Walker(root, graph, values, leads, b)
     try:
         walker.run()
-        g = _finish(walker, steps)
+        return _finish(walker, steps)
     except FrontendError as e:
         e._npuc_progress = walker.progress  # type: ignore[attr-defined]
+        e._npuc_choices = b.choice_points  # type: ignore[attr-defined]
         raise
-    return walker, g
 
 
 def _finish(w: _Walker, steps: int | None) -> Graph:

@@ -27,7 +27,9 @@ class SynapsePath:
     between the source and the weighted op (source side first); ``weighted``
     is the Dense/Conv node (None for a direct connection); ``post`` lists the
     ops between the weighted op and the neuron (weighted side first).
-    ``delay`` is the total edge delay along the path (1 for recurrence).
+    ``delay`` is the total edge delay along the path (1 for recurrence);
+    ``post_delay`` the part of it after the weighted op: a delayed current is
+    zero on the first step, the weighted op's bias included.
     ``inputs`` lists ``(source, pre)`` for every input of the weighted op
     (three for attention; ``source``/``pre`` are the first).
     """
@@ -38,6 +40,7 @@ class SynapsePath:
     post: list[str] = field(default_factory=list)
     delay: int = 0
     inputs: list[tuple[Ref, list[str]]] = field(default_factory=list)
+    post_delay: int = 0
 
     @property
     def nodes(self) -> list[str]:
@@ -88,10 +91,12 @@ def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
     post: list[str] = []
     pre: list[str] = []
     weighted: str | None = None
+    post_delay = 0
     while True:
         delay += ref.delay
         if is_population(graph, ref):
-            path = SynapsePath(Ref(ref.node, ref.port, 0), list(reversed(pre)), weighted, list(reversed(post)), delay)
+            path = SynapsePath(Ref(ref.node, ref.port, 0), list(reversed(pre)), weighted, list(reversed(post)), delay,
+                               post_delay=post_delay if weighted is not None else 0)
             path.inputs = [(path.source, path.pre)]
             return path
         node = graph[ref.node]
@@ -120,6 +125,7 @@ def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
                     f"them (path into '{neuron}'): fold them into one layer or add a neuron"
                 )
             weighted = ref.node
+            post_delay = delay  # walking backwards: the delays seen so far follow the weighted op
         elif isinstance(op, Add):
             raise StructureError(
                 f"'{ref.node}' adds currents before a weighted op on the path into '{neuron}': no hardware mapping"

@@ -116,6 +116,26 @@ def test_legalize_inserts_identity_and_duplicates_shared_synapses():
     assert agreement(g, h, x) == 1.0
 
 
+@pytest.mark.parametrize("shape, factor", [((5,), np.linspace(-0.5, 0.5, 5)), ((5,), 0.3),
+                                           ((3, 4, 4), np.array([0.5, -0.25, 1.0]).reshape(3, 1, 1))])
+def test_legalize_makes_a_recurrent_scale_a_diagonal_synapse(shape, factor):
+    """snntorch RLeaky's one-to-one recurrence: spikes(t-1) * V added to the input."""
+    g = Graph("v", num_steps=6)
+    g.add("x", Input(shape))
+    g.add("rec", Scale(np.asarray(factor, np.float32)), [("l", "spikes", 1)])
+    g.add("s", Add(), ["x", "rec"])
+    g.add("l", LIF(alpha=0.8, threshold=0.4, reset="value"), ["s"])
+    g.add("o", Output(), ["l"])
+    for target in ("fpga", "loihi2"):
+        ctx = PassContext(target=load_target(target))
+        h = run_pipeline(g.verify(), [make_pass("legalize")], ctx)
+        assert not h.of_type(Scale) and ctx.log[0]["diagonal_scales"] == 1
+        assert type(h["rec"].op) is (Dense if len(shape) == 1 else Conv2d)
+        assert [p.delay for p in neuron_paths(h, "l")] == [0, 1]
+        x = RNG.random((2, *shape)).astype("f4") * 2
+        assert agreement(g, h, x) == 1.0
+
+
 def test_maxpool_on_currents_is_an_error():
     g = Graph("m", num_steps=2)
     g.add("x", Input((1, 4, 4)))

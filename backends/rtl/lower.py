@@ -396,7 +396,7 @@ def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[st
         cg=d["cg"], conv=d.get("conv", {}), decode=d.get("decode"), decode_aw=unsigned_bits(arr.size - 1),
         exp=int(q.weight_exp), bias=bias_mem, bw=bw, ovf_bits=max(2, ovf_bits), ovf_mode=OVF_MODES[ovf_mode],
         iter_p=iter_p, iter_nw=iter_nw, chw=unsigned_bits(channels - 1),
-        fanout=d["fanout"], fanout_synapses=d["synapses"],
+        fanout=d["fanout"], fanout_synapses=d["synapses"], bias_delayed=bias_mem is not None and sp.post_delay > 0,
     ), acc, bias_r, ovf_bits, ovf_mode
 
 

@@ -149,6 +149,7 @@ class Path:
     chw: int
     fanout: float  # mean (taps x chunks) cycles per event
     fanout_synapses: float  # mean synapses per event
+    bias_delayed: bool = False  # the current (bias included) is delayed: no bias on a sample's first step
 
 
 @dataclass

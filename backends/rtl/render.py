@@ -123,6 +123,7 @@ def _path_view(p: SynPath, phases: dict[str, str], pool_lsb: int) -> SimpleNames
         wdepth=p.weights.depth, waw=p.waw, wfile=p.weights.path, adepth=p.adepth, aaw=p.aaw, kc=p.kc, kcb=p.kcb,
         cg=p.cg, conv=conv, iter_p=p.iter_p, iter_nw=p.iter_nw, chw=p.chw, bw=p.bw,
         bias=p.bias.path if p.bias else None, bias_depth=p.bias.depth if p.bias else 0, lane_terms=lane_terms,
+        bias_delayed=p.bias_delayed,
         exp=p.exp, ovf_bits=p.ovf_bits, ovf_mode=p.ovf_mode, src=src.ident,
         read_phase=phases[f"pool{i}"] if p.pool else phases[f"syn{i}"],
         pool_phase=phases.get(f"pool{i}", ""), syn_phase=phases[f"syn{i}"], pool_count_lsb=pool_lsb, attn=False)

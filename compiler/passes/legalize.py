@@ -44,9 +44,7 @@ class Legalize(Pass):
     Rewrites (all targets):
 
     * ``AvgPool2d`` -> ``SumPool2d`` + ``Scale(1 / (kh kw))``, then every
-      constant scale is folded into weights or gains (`FoldScale`); a scale of spikes
-      that does not fold (a one-to-one recurrent ``V``) becomes a diagonal Dense or a
-      depthwise 1x1 Conv;
+      constant scale is folded into weights or gains (`FoldScale`);
     * a sum pool of a convolution's currents (``Conv2d`` with stride 1 -> ``SumPool2d``
       with stride = kernel; average pools are sum pools plus a scale by now) is one
       convolution: kernel ``W * box`` (size ``k + kp - 1``), stride ``kp``, bias ``kp^2 b``;
@@ -57,7 +55,10 @@ class Legalize(Pass):
     * a synapse op or Add read by several consumers is duplicated per consumer
       (each neuron scales its own inputs when quantized);
     * a path with no weighted op (input or spikes straight into a neuron)
-      gets an identity Dense (1-d / token shapes) or depthwise 1x1 Conv.
+      gets an identity Dense (1-d / token shapes) or depthwise 1x1 Conv; a
+      constant `Scale` that is such a path's only op (snntorch ``RLeaky``'s
+      one-to-one ``V`` recurrence) becomes that op's weights (a diagonal Dense,
+      or a depthwise 1x1 Conv for a per-channel factor).
 
     Target-specific (from ``target.profile``):
 
@@ -86,7 +87,7 @@ class Legalize(Pass):
         counts["pools_into_convs"] = self._fold_current_pools(graph)
         counts["or_neurons"] = self._maxpools(graph, ctx)
         graph = FoldScale().apply(graph, ctx).graph
-        counts["one_to_one"] = self._one_to_one_scales(graph)
+        counts["diagonal_scales"] = self._diagonal_scales(graph)
         if prof.weight_scheme == "loihi":
             counts["pools_into_weights"] = self._fold_pools(graph)
         counts["duplicated"] = self._duplicate_shared(graph)
@@ -114,27 +115,6 @@ class Legalize(Pass):
             except StructureError as e:
                 raise PassError(str(e)) from None
         return PassResult(graph, counts)
-
-    def _one_to_one_scales(self, graph: Graph) -> int:
-        """A `Scale` that reads spikes and did not fold (e.g. snntorch's one-to-one recurrent ``V``
-        feeding an `Add`) is a one-to-one synapse: a diagonal `Dense` (1-d) or a depthwise 1x1
-        `Conv2d` (per-channel or scalar factor on ``[C, H, W]``). Exact: the same products."""
-        done = 0
-        for node in graph.of_type(Scale):
-            (src,) = node.inputs
-            if not is_population(graph, src):
-                continue
-            shape, f = tuple(node.shape), np.asarray(node.op.factor, dtype=np.float32)
-            if len(shape) == 1:
-                w = np.diag(np.broadcast_to(f.reshape(-1), shape).astype(np.float32))
-                graph.replace_op(node.name, Dense(w))
-            elif len(shape) == 3 and f.size in (1, shape[0]):
-                w = np.broadcast_to(f.reshape(-1), (shape[0],)).reshape(shape[0], 1, 1, 1).astype(np.float32)
-                graph.replace_op(node.name, Conv2d(w, None, 1, 0, 1, shape[0]))
-            else:
-                continue
-            done += 1
-        return done
 
     # -- pooling -------------------------------------------------------------------
     def _split_avgpool(self, graph: Graph, name: str) -> None:
@@ -297,6 +277,28 @@ class Legalize(Pass):
                 graph.set_inputs(target, refs)
                 added += 1
         return added
+
+    def _diagonal_scales(self, graph: Graph) -> int:
+        """A Scale reading a population (spikes or an input, any delay) straight into neurons
+        or sums is a synapse path without weights: it becomes a diagonal weighted op."""
+        changed = 0
+        for node in graph.of_type(Scale):
+            (src,) = node.inputs
+            users = graph.users(node.name)
+            if not is_population(graph, src) or not users or \
+                    not all(isinstance(graph[u].op, (LIF, Add)) for u, _ in users):
+                continue
+            shape = node.shape
+            f = np.broadcast_to(node.op.factor.astype(np.float32), shape)
+            if len(shape) == 1:
+                op = Dense(np.diag(f).astype(np.float32))
+            elif len(shape) == 3 and np.all(f == f[:, :1, :1]):
+                op = Conv2d(f[:, 0, 0].reshape(-1, 1, 1, 1).copy(), groups=shape[0])
+            else:
+                continue
+            graph.replace_op(node.name, op)
+            changed += 1
+        return changed
 
     # -- diagonal SSM states ---------------------------------------------------------
     def _ssm_states(self, graph: Graph, ctx: PassContext) -> int:
