@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.npuc-installed
 JOBS   ?= 2
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "npuc needs Python 3.10 ($(PYTHON) not found; with pyenv: pyenv install 3.10.13)"; exit 1; }
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15
+
+# The edit loop: no Lava, Verilator or Yosys, no training (tests/engine_guard.py keeps the markers honest).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) -m "not lava and not rtl and not yosys and not slow" --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

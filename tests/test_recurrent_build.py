@@ -68,6 +68,7 @@ def test_rleaky_compiles_and_runs_bit_exact(reset_delay, tmp_path):
         assert hw.verify(x, "lava").mismatches == 0
 
 
+@pytest.mark.lava  # in a child process, which the engine guard cannot see
 def test_lava_runs_after_a_progress_bar_fixed_the_start_method(tmp_path):
     model, x = _model_and_input()
     hw = npuc.compile(model, x[:, :2], target="loihi2", out=tmp_path / "b")
