@@ -248,6 +248,7 @@ def _cli_outputs(tmp_path: Path, build: Path, x: np.ndarray, engine: str) -> np.
     return data[key]
 
 
+@pytest.mark.slow  # trains a Spikformer
 def test_spikformer_trains_compiles_for_fpga_and_keeps_accuracy(tmp_path):
     xtr, ytr, xte, yte = M.digits()
     torch.manual_seed(0)

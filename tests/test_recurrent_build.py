@@ -48,7 +48,8 @@ def _model_and_input(reset_delay: bool = False):
     return model, x
 
 
-@pytest.mark.parametrize("reset_delay", [False, True])
+@pytest.mark.rtl
+@pytest.mark.parametrize("reset_delay", [pytest.param(False, marks=pytest.mark.lava), True])  # True: fpga only
 def test_rleaky_compiles_and_runs_bit_exact(reset_delay, tmp_path):
     model, x = _model_and_input(reset_delay)
     targets = ["fpga"] if reset_delay else ["fpga", "loihi2"]
