@@ -68,7 +68,3 @@ def every_op_graph(quantized: bool = False) -> Graph:
     g.add("o2", Output("last", "B", index=1), [("lif2", "v")])
     return g.verify()
 
-
-def spikes(rng: np.random.Generator, *shape: int, p: float = 0.4) -> np.ndarray:
-    """Bernoulli(p) spikes as float32 (the dtype the frontends trace with)."""
-    return (rng.random(shape) < p).astype(np.float32)
