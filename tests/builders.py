@@ -1,4 +1,4 @@
-"""Graphs and inputs that several test files build the same way (one definition each).
+"""Graphs that several test files build the same way (one definition each).
 
 `tests/reference.py` holds the independent references the engines are checked against; this
 module holds what the tests feed them. A new op goes into `every_op_graph` once and is then
