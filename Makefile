@@ -11,7 +11,7 @@ JOBS   ?= 2
 NIR_NEWEST     ?= 1.0.8
 NIR_NEWEST_DIR := $(VENV)/nir-$(NIR_NEWEST)
 
-.PHONY: demo test test-nir-newest lint bench clean
+.PHONY: demo test test-fast test-nir-newest lint bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "npuc needs Python 3.10 ($(PYTHON) not found; with pyenv: pyenv install 3.10.13)"; exit 1; }
@@ -35,6 +35,10 @@ $(NIR_NEWEST_DIR)/.installed: | $(STAMP)
 
 test-nir-newest: $(NIR_NEWEST_DIR)/.installed
 	PYTHONPATH=$(NIR_NEWEST_DIR) NPUC_EXPECT_NIR=$(NIR_NEWEST) $(BIN)/python -m pytest -n 0 -q -p no:cacheprovider tests/test_nir.py
+
+# The edit loop: no Lava, Verilator or Yosys, no training (tests/engine_guard.py keeps the markers honest).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) -m "not lava and not rtl and not yosys and not slow" --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -107,6 +107,7 @@ def test_lint_accepts_a_relative_path(tmp_path, monkeypatch):
     assert lint("b/rtl") == []
 
 
+@pytest.mark.slow  # a compile in a child process
 def test_sigterm_during_compile_leaves_no_partial_build(tmp_path):
     """A killed compile removes its temporary directory (SIGTERM unwinds like Ctrl-C)."""
     import os

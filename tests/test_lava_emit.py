@@ -77,6 +77,7 @@ def emit_quiet(g: Graph, out: Path) -> list[Path]:
 # -- determinism and identifiers -----------------------------------------------------------------
 
 
+@pytest.mark.slow  # imports npuc and Lava in a child process
 def test_emit_is_deterministic_across_processes(tmp_path):
     a = emit_quiet(odd_names_graph(), tmp_path / "a")
     emit_quiet(odd_names_graph(), tmp_path / "b")

@@ -199,6 +199,7 @@ def test_sum_pool_kept_on_fpga():
     assert p.pre == ["p", "f"] and p.weighted == "d"
 
 
+@pytest.mark.lava
 def test_loihi2_folds_spike_pools_into_the_next_layer_exactly(tmp_path):
     """pool -> conv and pool -> flatten -> dense become single weighted layers; Lava agrees bit for bit."""
     import npuc

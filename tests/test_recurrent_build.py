@@ -49,7 +49,8 @@ def _model_and_input(reset_delay: bool = False):
     return model, x
 
 
-@pytest.mark.parametrize("reset_delay", [False, True])
+@pytest.mark.rtl
+@pytest.mark.parametrize("reset_delay", [pytest.param(False, marks=pytest.mark.lava), True])  # True: fpga only
 def test_rleaky_compiles_and_runs_bit_exact(reset_delay, tmp_path):
     model, x = _model_and_input(reset_delay)
     targets = ["fpga"] if reset_delay else ["fpga", "loihi2"]
@@ -69,6 +70,7 @@ def test_rleaky_compiles_and_runs_bit_exact(reset_delay, tmp_path):
         assert hw.verify(x, "lava").mismatches == 0
 
 
+@pytest.mark.lava  # in a child process, which the engine guard cannot see
 def test_lava_runs_after_a_progress_bar_fixed_the_start_method(tmp_path):
     model, x = _model_and_input()
     hw = npuc.compile(model, x[:, :2], target="loihi2", out=tmp_path / "b")
