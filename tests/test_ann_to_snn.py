@@ -61,6 +61,7 @@ def _snn_accuracy(graph, x, y, engine="float") -> float:
     return float((simulate(graph, x, engine).output.argmax(1) == y).mean())
 
 
+@pytest.mark.slow  # trains
 def test_relu_mlp_converts_within_one_point(digits, tmp_path):
     xtr, ytr, xte, yte = digits
     mlp = _train(make_mlp(), xtr, ytr, 40)
@@ -73,6 +74,7 @@ def test_relu_mlp_converts_within_one_point(digits, tmp_path):
     assert integer >= snn - 0.01, (snn, integer)
 
 
+@pytest.mark.slow  # trains
 def test_relu_cnn_with_batchnorm_and_avgpool_converts_within_one_point(digits):
     xtr, ytr, xte, yte = digits
     cnn = _train(DigitsCNN(), xtr.reshape(-1, 1, 8, 8), ytr, 20)
@@ -114,6 +116,7 @@ def test_converted_mlp_has_no_rtl_mismatches(digits, tmp_path):
     assert result.ok, result.format()
 
 
+@pytest.mark.slow  # trains
 def test_onnx_relu_network_converts_like_the_pytorch_one(digits, tmp_path, capsys):
     """torch.onnx.export of a trained ReLU CNN (Conv, BatchNormalization, Relu, AveragePool,
     Flatten, Gemm) converts to the same SNN as the PyTorch model; without --ann-to-snn the

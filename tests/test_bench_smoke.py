@@ -12,7 +12,7 @@ from bench.run_all import BENCHMARKS  # noqa: E402
 
 # What each quick benchmark starts (all of them compile, train or time models: slow).
 ENGINES = {"sim_speed": [pytest.mark.lava], "rtl_efficiency": [pytest.mark.rtl],
-           "accuracy": [pytest.mark.lava, pytest.mark.rtl]}
+           "accuracy": [pytest.mark.lava, pytest.mark.rtl], "model_zoo": [pytest.mark.lava, pytest.mark.rtl]}
 
 
 @pytest.mark.slow
