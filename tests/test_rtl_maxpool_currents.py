@@ -80,6 +80,8 @@ def test_maxpool_of_conv_currents(graded, pool, spec, tmp_path):
     assert 0 < ref.probes["l1"]["spikes"].mean() < 1
     rep = rtl_report(g, out, got, yosys=False)
     assert rep["layers"][0]["memory_bits"]["max_pool"] > 0
+    cycles = rep["layers"][0]["cycles"]  # the event-driven bound counts the max phase
+    assert 0.8 <= cycles["efficiency"] <= 1.02, cycles
     # a reset in the middle of a step leaves no partial sums or pooled values behind
     mid = int(got.stats["rtl"]["layer_cycles"]["l1"][2].min()) // 2
     again = run(out, x, progress=False, reset_check=(2, mid))

@@ -266,6 +266,8 @@ def _path_json(p: SynPath | AttnPath) -> dict[str, Any]:
         "fanout_cycles": p.fanout, "fanout_synapses": p.fanout_synapses,
         "pool": None if p.pool is None else {"nodes": p.pool.nodes, "or": p.pool.is_or,
                                              "windows_per_event": p.pool.windows_per_event},
+        "max_pool": None if p.maxpool is None else {"node": p.maxpool.node, "taps": p.maxpool.k,
+                                                    "cycles": p.maxpool.n * p.maxpool.k + p.adepth + 4},
         "memory_bits": {"weights": p.weights.bits, "accumulators": p.aw * p.lanes * p.adepth,
                         "decode": p.decode.bits if p.decode else 0, "bias": p.bias.bits if p.bias else 0,
                         "pool": (p.pool.rom.bits + p.pool.nq * (2 * p.pool.pw + 2 * p.pool.qw + 1))
