@@ -82,3 +82,23 @@ def test_fpga_zero_mismatches_at_28x28(tmp_path):
     result = hw.verify(x, engine="rtl")
     assert result.ok and result.mismatches == 0, result.format()
     assert hw.simulate(x, engine="int")[0].any()
+
+
+@pytest.mark.lava
+def test_default_recurrent_leaky_compiles_for_loihi2_without_flags(tmp_path):
+    """snntorch's default reset (subtract, reset_delay=True) in an RLeaky loop: custom processes on
+    Loihi 2, the recurrent Dense between them, 0 mismatches."""
+    from models import snntorch_models as M
+    from models.harness import drive
+
+    torch.manual_seed(4)
+    model = M.rleaky_linear_subtract_delay()
+    with torch.no_grad():
+        model.fc1.weight.mul_(3.0)
+    x = drive(np.random.default_rng(4), (M.T, 2, M.N_IN))
+    hw = npuc.compile(model, x, target="loihi2", out=tmp_path / "b")
+    assert len(hw.report()["targets"]["loihi2"]["custom_processes"]) == 2
+    result = hw.verify(x, engine="lava")
+    assert result.ok and result.mismatches == 0, result.format()
+    spikes = hw.simulate(x, engine="int")[0]
+    assert 0 < (spikes != 0).mean() < 1

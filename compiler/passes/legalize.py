@@ -89,7 +89,7 @@ class Legalize(Pass):
             counts["pools_into_weights"] = self._fold_pools(graph)
         counts["duplicated"] = self._duplicate_shared(graph)
         counts["identity"] = self._insert_identities(graph)
-        if "none" not in prof.reset_modes:
+        if "none" not in prof.reset_modes or prof.weight_scheme == "loihi":  # loihi2: keeps the stock LIFReset
             counts["ssm_states"] = self._ssm_states(graph, ctx)
         for node in graph.of_type(LIF):
             new = self._neuron(node.name, node.op, ctx)
@@ -314,7 +314,12 @@ class Legalize(Pass):
             op = node.op
             if op.reset != "none" or spikes_read(graph, node.name):
                 continue
-            bound = self._state_bound(graph, node.name, op, ctx)
+            try:
+                bound = self._state_bound(graph, node.name, op, ctx)
+            except PassError:
+                if "none" in ctx.target.profile.reset_modes:
+                    continue  # no static bound: the target runs the reset-free neuron itself (Loihi 2's custom process)
+                raise
             theta = 4.0 * bound if bound > 0 else 1.0
             graph.replace_op(node.name, canonical(op, reset="value", reset_value=0.0, reset_timing="same",
                                                   compare="gt", spike="binary", threshold_lo=None, levels=None,
