@@ -111,3 +111,26 @@ def test_maxpool_of_conv_currents(seed, graded, tmp_path):
     g, x = maxpool_net(seed, graded)
     ref = check(g, x, tmp_path)
     assert ref.probes["l1"]["spikes"].any()
+
+
+@pytest.mark.parametrize("name", ["dense_iaf", "squeeze_b1"])
+def test_sinabs_multispike_compiles_for_loihi2_without_flags(name, tmp_path):
+    """sinabs' default MultiSpike (floor(v / theta) spikes per step, >=, subtract reset): graded
+    payloads out of NpucNeuron processes, 0 mismatches against the integer engine."""
+    import torch
+    from models import sinabs_models as M
+
+    import npuc
+
+    torch.manual_seed(0)
+    model = getattr(M, name)()
+    shape = (1, M.T, 2, 6, 6) if "squeeze" in name else (2, M.T, 33)
+    x = np.random.default_rng(0).uniform(0, 8, shape).astype("f4")  # strong enough for several spikes per step
+    hw = npuc.compile(model, x, target="loihi2", out=tmp_path / "b")
+    custom = hw.report()["targets"]["loihi2"]["custom_processes"]
+    assert any("multilevel spikes" in c["needs"][0] for c in custom)
+    result = hw.verify(x, engine="lava")
+    assert result.ok and result.mismatches == 0, result.format()
+    g = hw.quantized()
+    spikes = hw.simulate(x, engine="int", probe=True)
+    assert any(int(np.max(spikes.probes[n.name]["spikes"])) > 1 for n in g.of_type(LIF)), "no graded spike > 1"

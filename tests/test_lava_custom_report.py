@@ -17,7 +17,6 @@ from npuc.cli import main
 from npuc.ir import LIF, Dense, Graph, Input, Output
 from npuc.targets import load_target
 
-
 MODELS = Path(__file__).parent / "models" / "snntorch_models.py"
 
 

@@ -198,7 +198,10 @@ class Quantize(Pass):
             limits["bias"] = bmax / float(np.max(np.abs(b_all) / theta))
         T = min(limits.values())
         binding = min(limits, key=limits.get)
-        ge_native = op.compare == "ge" and "ge" in prof.compares
+        # Loihi 2: v >= G + 1 is v > G, which the stock LIFReset computes; only multi-level spikes
+        # (floor(v / theta)) need the custom process's native >=
+        ge_native = op.compare == "ge" and "ge" in prof.compares and (
+            prof.weight_scheme != "loihi" or op.spike == "multilevel")
         # Thresholds are powers of two: dyadic float parameters then map to integers exactly,
         # at the cost of at most one bit of membrane range.
         if op.compare == "ge" and not ge_native:
