@@ -10,9 +10,13 @@ Lava behaviour behind each one):
   payloads (``num_message_bits`` on the synapses they feed), spike encodings
   send binary spikes.
 * ``LIF`` (binary) -> ``LIFReset``; ``LIF`` (ternary) -> ``TernaryLIF`` plus
-  ``Reset`` processes on ``u`` and ``v``. Only ``reset="value"`` with
-  ``reset_value=0``, ``reset_timing="same"``, ``compare="gt"``, no ``v_min``
-  and ``v_init=0``: what Loihi 2's neuron does.
+  ``Reset`` processes on ``u`` and ``v``, when the neuron is what those stock
+  processes compute (``reset="value"`` with ``reset_value=0``,
+  ``reset_timing="same"``, ``compare="gt"``, no ``v_min``, ``v_init=0``);
+  any other LIF (``_stock_gaps``) -> npuc's custom ``NpucNeuron`` process
+  (refused when ``custom=False``, the target option ``stock_only``).
+* ``Conv2d`` -> ``MaxPool2d`` of currents -> LIF: the Conv writes its whole
+  output into an ``NpucNeuron`` that max-pools its ``a_in``.
 * a diagonal SSM state (``meta["ssm_state"]``: a LIF without reset read
   through ``v``, made a never-firing reset-to-0 neuron by the legalize pass)
   -> ``LIFReset`` once an exact integer bound proves it never fires.
@@ -181,8 +185,7 @@ def _reindex(sig: Signal, fn) -> Signal:
 class OpTable:
     """Lowering rules keyed by op class (registered with a decorator; looked up along the MRO)."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what
+    def __init__(self) -> None:
         self.rules: dict[type, object] = {}
 
     def register(self, *classes: type):
@@ -199,7 +202,7 @@ class OpTable:
         return None
 
 
-SIGNALS = OpTable("signal")
+SIGNALS = OpTable()
 """How a node's value reads in terms of populations: ``rule(lowering, node, port) -> Signal``."""
 
 
@@ -319,9 +322,9 @@ class _Lowering:
             v_min = _lava_layout(np.broadcast_to(np.asarray(q.v_min, np.int64), shape))
         pool_args = None
         if pool:
-            pop_ = self.g[pool].op
-            pool_args = (tuple(int(k) for k in pop_.kernel[::-1]), tuple(int(k) for k in pop_.stride[::-1]),
-                         tuple(int(k) for k in pop_.padding[::-1]))
+            mp = self.g[pool].op  # (W, H) order, as Lava's layout
+            pool_args = (tuple(int(k) for k in mp.kernel[::-1]), tuple(int(k) for k in mp.stride[::-1]),
+                         tuple(int(k) for k in mp.padding[::-1]))
         return {"reset": op.reset, "reset_value": int(q.reset_value), "reset_timing": op.reset_timing,
                 "compare": op.compare, "spike": op.spike, "levels": int(op.levels or 0), "v_init": int(q.v_init),
                 "v_min": v_min, "pool": pool_args, "reasons": reasons}
