@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="output directory")
     c.add_argument("--allow-approx", action="store_true",
                    help="approximate neuron features a target lacks (e.g. subtract reset on Loihi 2) instead of failing")
+    c.add_argument("--stock-only", action="store_true",
+                   help="loihi2: lava-nc's stock processes only, no custom neuron processes (same as "
+                   "--target loihi2:stock_only=1)")
     c.add_argument("--verbose", "-v", action="store_true", help="print each pass and its effect")
     c.set_defaults(fn=cmd_compile)
 

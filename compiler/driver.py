@@ -104,11 +104,23 @@ def compile_cli(args: argparse.Namespace) -> int:
         from .inputs import batch_size, load_labels
 
         labels = load_labels(args.labels, batch_size(graph, calib) if calib else None)
+    if getattr(args, "stock_only", False):
+        args.target = [stock_only_spec(t) for t in args.target]
     build(graph, args.target, Path(args.out), calib, labels, args.allow_approx, echo,
           echo if args.verbose else None, args.model, parse_pipeline_args(args.pipeline, args.target))
     echo(f"wrote {display_path(resolve_output(args.out))} ({', '.join(['graph'] + [s.partition(':')[0] for s in args.target])}) "
          f"in {time.perf_counter() - t0:.2f} s")
     return 0
+
+
+def stock_only_spec(spec: str) -> str:
+    """``--stock-only``: add ``stock_only=1`` to a loihi2 target spec (other kinds are unchanged)."""
+    from .targets import load_target
+
+    if load_target(spec).kind != "loihi2" or "stock_only" in spec.partition(":")[2]:
+        return spec
+    name, _, over = spec.partition(":")
+    return f"{name}:{over + ',' if over else ''}stock_only=1"
 
 
 def parse_pipeline_args(items: list[str] | None, specs: list[str]) -> dict[str | None, str]:

@@ -66,6 +66,9 @@ def compile_target(graph: Graph, spec: str, out: Path, calibration: list[np.ndar
         echo(f"  warning: {w}")
     files = backend.emit(q, out / backend.folder, target, version=__version__)
     report["artifacts"] = [str(Path(f).relative_to(out)) for f in files]
+    section = getattr(backend.implementation(), "report_section", None)
+    if section is not None:  # backend-specific report entries (e.g. Lava's custom processes)
+        report.update(section(out / backend.folder))
     echo(f"  {target.name}: wrote {len(files)} files to {backend.folder}/")
     if "mapping" in q.meta:
         from .plots import plot_core_map

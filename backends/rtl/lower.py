@@ -47,6 +47,7 @@ from .model import (
     EventList,
     InputUnit,
     Layer,
+    MaxUnit,
     Memory,
     Path,
     PoolUnit,
@@ -204,6 +205,8 @@ def lower(graph: Graph, target) -> Design:
                     modules += [m for m in la.ATTENTION_MODULES if m not in modules]
                 else:
                     consumers[p.source.ident].append((k, f"p{i}"))
+                    if p.maxpool is not None and "npuc_acc_max.v" not in modules:
+                        modules.append("npuc_acc_max.v")
                 lowered.append(item)
             layers.append(_layer(graph, name, k, lowered, prof, evlists.get(name), gid, name in read_i))
             continue
@@ -338,12 +341,18 @@ def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[st
         else:
             raise RtlSupportError(f"{where}: '{name}' ({type(op).__name__}) before the weighted op has no RTL "
                                   "mapping (supported: Reshape, Permute, SumPool2d, MaxPool2d of binary spikes)")
-    for name in sp.post:
-        if not isinstance(graph[name].op, Reshape):
-            raise RtlSupportError(f"{where}: '{name}' ({type(graph[name].op).__name__}) between the weighted op and "
-                                  "the neuron has no RTL mapping (supported: Reshape)")
     wname = sp.weighted
     wop = graph[wname].op
+    maxpool = None
+    for name in sp.post:
+        if isinstance(graph[name].op, MaxPool2d) and isinstance(wop, Conv2d) and name == sp.post[0] \
+                and len(sp.post) == 1:
+            maxpool = name
+            lanes = 1  # the max unit walks one lane of accumulators
+        elif not isinstance(graph[name].op, Reshape):
+            raise RtlSupportError(f"{where}: '{name}' ({type(graph[name].op).__name__}) between the weighted op and "
+                                  "the neuron has no RTL mapping (supported: Reshape, a MaxPool2d of a Conv2d's "
+                                  "currents read by the neuron)")
     q = wop.q
     if q is None:
         raise RtlSupportError(f"weighted op '{wname}' has no integer parameters: run the quantize pass")
@@ -355,7 +364,7 @@ def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[st
     ww = prof.weight_bits
     pw = max(2, ev_pw)
     n_lif = pops[lif].n
-    out_n = int(np.prod(graph[wname].shape))
+    out_n = int(np.prod(graph[maxpool or wname].shape))
     if out_n != n_lif:
         raise RtlSupportError(f"{where}: '{wname}' produces {out_n} values for {n_lif} neurons")
     inv = np.empty(arr.size, dtype=np.int64)
@@ -387,6 +396,13 @@ def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[st
         mask = (1 << bw) - 1
         bias_mem = Memory(f"l{k}_p{i}_bias.hex", bw, _words(int(b) & mask for b in bias_vals))
     iter_p = d["P"]
+    max_unit = None
+    if maxpool is not None:
+        if ovf_mode not in ("none", "saturate", "saturate_sym"):
+            raise RtlSupportError(f"{where}: max pool '{maxpool}' after a convolution that {ovf_mode}s at {ovf_bits} "
+                                  "bits: the max commutes only with a non-decreasing overflow rule")
+        max_unit = _max_unit(graph, maxpool, wname, k, i)
+        iter_p = int(np.prod(graph[maxpool].shape[1:]))
     iter_nw = unsigned_bits(max(iter_p, d["cg"], lanes, d["adepth"] + d["kc"] * iter_p)) + 1
     return Path(
         index=i, source=source_ev, delay=sp.delay, pool=pool, weighted=wname, nodes=list(sp.nodes),
@@ -397,7 +413,26 @@ def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[st
         exp=int(q.weight_exp), bias=bias_mem, bw=bw, ovf_bits=max(2, ovf_bits), ovf_mode=OVF_MODES[ovf_mode],
         iter_p=iter_p, iter_nw=iter_nw, chw=unsigned_bits(channels - 1),
         fanout=d["fanout"], fanout_synapses=d["synapses"], bias_delayed=bias_mem is not None and sp.post_delay > 0,
+        maxpool=max_unit,
     ), acc, bias_r, ovf_bits, ovf_mode
+
+
+def _max_unit(graph: Graph, name: str, conv: str, k: int, i: int) -> MaxUnit:
+    """The window taps of every pooled neuron (CHW order) as accumulator addresses of a one-lane conv
+    engine (``word = (co * OH + y) * OW + x``); taps in the pool's padding are invalid (its -inf)."""
+    op = graph[name].op
+    co, oh, ow = graph[conv].shape
+    _, ph, pw = graph[name].shape
+    (kh, kw), (sh, sw), (pah, paw) = op.kernel, op.stride, op.padding
+    c, y0, x0, u, v = np.meshgrid(np.arange(co), np.arange(ph) * sh - pah, np.arange(pw) * sw - paw,
+                                  np.arange(kh), np.arange(kw), indexing="ij")
+    y, x = y0 + u, x0 + v
+    valid = (y >= 0) & (y < oh) & (x >= 0) & (x < ow)
+    addr = np.where(valid, (c * oh + np.clip(y, 0, oh - 1)) * ow + np.clip(x, 0, ow - 1), 0).reshape(-1)
+    aaw = unsigned_bits(co * oh * ow - 1)
+    words = (valid.reshape(-1).astype(np.int64) << aaw) | addr
+    rom = Memory(f"l{k}_p{i}_maxtaps.hex", aaw + 1, _words(int(w) for w in words))
+    return MaxUnit(name, rom, unsigned_bits(len(words) - 1), co * ph * pw, kh * kw)
 
 
 def _area(op) -> int:

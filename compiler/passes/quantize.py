@@ -37,6 +37,7 @@ from ..ir.ops import (
     Conv1d,
     Conv2d,
     LinearAttention,
+    MaxPool2d,
     Scale,
     SpikeAttention,
     StochasticAttention,
@@ -199,7 +200,10 @@ class Quantize(Pass):
             limits["bias"] = bmax / float(np.max(np.abs(b_all) / theta))
         T = min(limits.values())
         binding = min(limits, key=limits.get)
-        ge_native = op.compare == "ge" and "ge" in prof.compares
+        # Loihi 2: v >= G + 1 is v > G, which the stock LIFReset computes; only multi-level spikes
+        # (floor(v / theta)) need the custom process's native >=
+        ge_native = op.compare == "ge" and "ge" in prof.compares and (
+            prof.weight_scheme != "loihi" or op.spike == "multilevel")
         # Thresholds are powers of two: dyadic float parameters then map to integers exactly,
         # at the cost of at most one bit of membrane range.
         if op.compare == "ge" and not ge_native:
@@ -309,10 +313,14 @@ class Quantize(Pass):
         w = graph[p.weighted]
         out_shape = w.shape
         f = np.asarray(per_neuron, dtype=np.float64)
+        maxpool = [n for n in p.post if isinstance(graph[n].op, MaxPool2d)]
+        if maxpool and np.any(f <= 0):  # max(c x) = c max(x) only for c > 0
+            raise PassError(f"neuron '{neuron}': max pool '{maxpool[0]}' of currents needs a positive gain / "
+                            "threshold; a negative one turns the max into a min")
         if np.all(f == f.reshape(-1)[0]):
             return np.full(w.op.weight.shape[0], f.reshape(-1)[0])
         nshape = graph[neuron].shape
-        if isinstance(w.op, (Conv1d, Conv2d)) and all(isinstance(graph[n].op, SumPool2d) for n in p.post) \
+        if isinstance(w.op, (Conv1d, Conv2d)) and all(isinstance(graph[n].op, (SumPool2d, MaxPool2d)) for n in p.post) \
                 and nshape[0] == out_shape[0]:
             flat = f.reshape(nshape[0], -1)
             if np.all(flat == flat[:, :1]):
@@ -339,6 +347,8 @@ class Quantize(Pass):
             if any(graph[n].op.padding != (0, 0) for n in p.post):
                 raise PassError(f"bias of '{p.weighted}' before a padded sum pool into '{neuron}' is not uniform per neuron")
             return np.broadcast_to((b * k).reshape(-1, 1, 1), shape)
+        if all(isinstance(graph[n].op, MaxPool2d) for n in p.post):  # max(x + b_c) = max(x) + b_c
+            return np.broadcast_to(b.reshape(-1, 1, 1), shape)
         raise PassError(f"bias of '{p.weighted}' cannot be mapped onto neuron '{neuron}' through {p.post}")
 
     # -- measurement -----------------------------------------------------------------
