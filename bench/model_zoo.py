@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from models import shd_models as shd  # noqa: E402
 from models import zoo_models as zoo  # noqa: E402
+from models import zoo_snntorch as zsn  # noqa: E402
 
 
 def _spikes(shape: tuple[int, ...], p: float, seed: int = 0) -> np.ndarray:
@@ -50,8 +51,29 @@ def _norse_shd() -> torch.nn.Module:
     return m
 
 
+def _csnn() -> torch.nn.Module:
+    """The tutorial net, weights scaled so every layer spikes (as tests/test_zoo_snntorch_csnn.py)."""
+    m = zsn.tutorial_csnn()
+    with torch.no_grad():
+        for mod, f in zip((m.net[0], m.net[3], m.net[7]), (4.0, 6.0, 8.0)):
+            mod.weight.mul_(f)
+    return m
+
+
+def _rate_images(steps: int, batch: int) -> np.ndarray:
+    from snntorch import spikegen
+
+    g = torch.Generator().manual_seed(1)
+    img = torch.rand((batch, 1, 28, 28), generator=g)
+    torch.manual_seed(1)
+    return spikegen.rate(img, num_steps=steps).numpy()
+
+
 # name, source, model factory, example input (T-major or as the model takes it)
 ZOO: list[tuple[str, str, Callable[[], torch.nn.Module], Callable[[], np.ndarray]]] = [
+    ("snntorch CSNN 28x28 (conv, max pool, Leaky)", "snntorch tutorials 6/7", _csnn, lambda: _rate_images(25, 2)),
+    ("sinabs Speck net 2x64x64 (IAFSqueeze, SumPool2d)", "sinabs / Speck deployment", lambda: zoo.SpeckNet(2),
+     lambda: _spikes((2, 8, 2, 64, 64), 0.05).astype(np.float32)),
     ("snntorch RLeaky 700-128-20", "snntorch tutorial / SHD", lambda: shd.RLeakySHD(),
      lambda: _spikes((50, 4, 700), 0.05)),
     ("snntorch RSynaptic 700-128-20", "snntorch docs / SHD", lambda: shd.RSynapticSHD(),
@@ -81,8 +103,9 @@ def _size(graph) -> tuple[int, int]:
     return neurons, synapses
 
 
-def _first_sample(x: np.ndarray) -> np.ndarray:
-    return x[:, :1]
+def _first_sample(graph, x: np.ndarray) -> np.ndarray:
+    """One sample of ``x`` in the graph's input layout (batch-major for ``BT``)."""
+    return x[:1] if graph.inputs()[0].op.layout == "BT" else x[:, :1]
 
 
 def measure(name: str, source: str, make, data, synth: bool) -> dict[str, Any]:
@@ -120,7 +143,7 @@ def measure(name: str, source: str, make, data, synth: bool) -> dict[str, Any]:
                 row["Loihi 2 cores"] = report.get("mapping", {}).get("cores", {}).get("used")
             from npuc.builddir import BuildDir
 
-            result, _, run = verify(BuildDir(hw.path), engine, [_first_sample(x)])
+            result, _, run = verify(BuildDir(hw.path), engine, [_first_sample(graph, x)])
             row[f"{engine} mismatches"] = result.mismatches
             if engine == "rtl":
                 row["RTL cycles/step"] = (run.stats.get("rtl") or {}).get("cycles_per_step")

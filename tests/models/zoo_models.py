@@ -103,3 +103,23 @@ def sew_net(cnf: str) -> SEWNet:
                 mod.running_mean.uniform_(-0.2, 0.2)
                 mod.running_var.uniform_(0.5, 1.5)
     return model
+
+
+class SpeckNet(nn.Module):
+    """sinabs as deployed to Speck: Conv -> IAFSqueeze (default MultiSpike) -> SumPool2d blocks on
+    the batch-major folded ``[B*T, 2, H, W]`` DVS tensor, then Linear -> IAFSqueeze."""
+
+    def __init__(self, batch: int, side: int = 64) -> None:
+        super().__init__()
+        import sinabs.layers as sl
+
+        s = side // 8
+        self.seq = nn.Sequential(
+            nn.Conv2d(2, 8, 3, padding=1, bias=False), sl.IAFSqueeze(batch_size=batch), sl.SumPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1, bias=False), sl.IAFSqueeze(batch_size=batch), sl.SumPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1, bias=False), sl.IAFSqueeze(batch_size=batch), sl.SumPool2d(2),
+            nn.Flatten(), nn.Linear(16 * s * s, 10, bias=False), sl.IAFSqueeze(batch_size=batch))
+
+    def forward(self, x):  # [B, T, 2, H, W] DVS events
+        b, t = x.shape[:2]
+        return self.seq(x.flatten(0, 1)).unflatten(0, (b, t))
