@@ -40,6 +40,7 @@ from ..ir import (
     Scale,
     SumPool2d,
 )
+from ..ir.optable import OpTable
 from .errors import FrontendError
 from .nir_common import (
     DEFAULT_DT,
@@ -50,7 +51,6 @@ from .nir_common import (
     feedback_edges,
     nir_graph,
 )
-from .optable import OpTable
 
 __all__ = ["DEFAULT_DT", "NIR_EXPORT", "FrontendError", "export_nir", "write_nir"]
 

@@ -41,10 +41,10 @@ from ..ir import (
     Scale,
     SumPool2d,
 )
+from ..ir.optable import OpTable
 from ..ir.serialize import _encode
 from .errors import FrontendError
 from .onnx_common import DOMAIN, FLOAT_FIELDS, LIF_FIELDS, OPSET
-from .optable import OpTable
 
 __all__ = ["DOMAIN", "ONNX_EXPORT", "FrontendError", "export_onnx"]
 

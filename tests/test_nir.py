@@ -649,7 +649,7 @@ def test_export_tables_dispatch_on_the_op_class():
     an unregistered op has no entry, and registering a class twice is refused."""
     from npuc.frontends.nir_export import NIR_EXPORT
     from npuc.frontends.onnx_export import ONNX_EXPORT
-    from npuc.frontends.optable import OpTable
+    from npuc.ir.optable import OpTable
 
     assert NIR_EXPORT.lookup(IF(gain=1.0, threshold=1.0)) is NIR_EXPORT.lookup(LIF(alpha=0.5, threshold=1.0))
     assert NIR_EXPORT.lookup(MaxPool2d(2)) is None and ONNX_EXPORT.lookup(MaxPool2d(2)) is not None

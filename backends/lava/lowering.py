@@ -46,6 +46,7 @@ import numpy as np
 
 from ...ir.graph import Graph, Ref
 from ...ir.ops import LIF, Add, Conv2d, Dense, Input, MaxPool2d, Permute, Reshape, SumPool2d
+from ...ir.optable import OpTable
 from ...ir.values import NumericProfile
 from .spec import (
     Connection,
@@ -182,27 +183,7 @@ def _reindex(sig: Signal, fn) -> Signal:
 # -- the lowering ------------------------------------------------------------------------------
 
 
-class OpTable:
-    """Lowering rules keyed by op class (registered with a decorator; looked up along the MRO)."""
-
-    def __init__(self) -> None:
-        self.rules: dict[type, object] = {}
-
-    def register(self, *classes: type):
-        def deco(fn):
-            for cls in classes:
-                self.rules[cls] = fn
-            return fn
-        return deco
-
-    def get(self, cls: type):
-        for k in cls.__mro__:
-            if k in self.rules:
-                return self.rules[k]
-        return None
-
-
-SIGNALS = OpTable()
+SIGNALS = OpTable("Lava signals")
 """How a node's value reads in terms of populations: ``rule(lowering, node, port) -> Signal``."""
 
 
@@ -340,7 +321,7 @@ class _Lowering:
 
     def _signal(self, name: str, port: str) -> Signal:
         node = self.g[name]
-        rule = SIGNALS.get(type(node.op))
+        rule = SIGNALS.lookup(node.op)
         if rule is None:
             raise _error(name, node.op, _UNSUPPORTED.get(type(node.op).__name__, "has no exact Loihi 2 mapping in Lava"))
         return rule(self, node, port)

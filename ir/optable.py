@@ -1,7 +1,7 @@
-"""Per-op tables for the exporters (IR op class -> export function), in the style
-of `npuc.sim.engine.KernelTable`: each function registers itself with a decorator
-and lookup walks the op's class hierarchy, so an op subclass exports like its base
-unless it registers its own function. Adding an op to an exporter is one function."""
+"""Per-op tables (IR op class -> function) for the lowerings and exporters, in the style of
+`npuc.sim.engine.KernelTable`: each function registers itself with a decorator and lookup
+walks the op's class hierarchy, so an op subclass lowers like its base unless it registers
+its own function. Adding an op to a backend or an exporter is one registered function."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 
 class OpTable:
-    """Export functions by IR op type (looked up along the op's class hierarchy)."""
+    """Functions by IR op type (looked up along the op's class hierarchy)."""
 
     def __init__(self, what: str) -> None:
         self.what = what
@@ -27,8 +27,8 @@ class OpTable:
         return deco
 
     def lookup(self, op: Any) -> Callable[..., Any] | None:
-        """The function for ``op``'s class or its nearest registered base; None if none."""
-        for cls in type(op).__mro__:
+        """The function for ``op`` (an op or an op class) or its nearest registered base; None if none."""
+        for cls in (op if isinstance(op, type) else type(op)).__mro__:
             fn = self._fn.get(cls)
             if fn is not None:
                 return fn
