@@ -5,6 +5,9 @@ with 0 RTL mismatches."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,20 +20,10 @@ from npuc.errors import FrontendError
 from npuc.frontends.ann import ann_accuracy, ann_to_snn
 from npuc.sim import simulate
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not an installed package
+from bench.ann_to_snn import DigitsCNN, train  # noqa: E402
+
 STEPS = 32
-
-
-class DigitsCNN(nn.Module):
-    """Conv-BN-ReLU-AvgPool, Conv-ReLU, Linear: the layer set hls4ml/FINN tutorials use."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.c1, self.bn, self.pool = nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.AvgPool2d(2)
-        self.c2, self.fc = nn.Conv2d(16, 32, 3, padding=1), nn.Linear(32 * 4 * 4, 10)
-
-    def forward(self, x):
-        x = self.pool(torch.relu(self.bn(self.c1(x))))
-        return self.fc(torch.flatten(torch.relu(self.c2(x)), 1))
 
 
 def make_mlp() -> nn.Module:
@@ -45,18 +38,6 @@ def digits():
     return x[:1400], y[:1400], x[1400:], y[1400:]
 
 
-def _train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int) -> nn.Module:
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    for _ in range(epochs):
-        for i in range(0, len(x), 100):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xt[i:i + 100]), yt[i:i + 100]).backward()
-            opt.step()
-    return model.eval()
-
-
 def _snn_accuracy(graph, x, y, engine="float") -> float:
     return float((simulate(graph, x, engine).output.argmax(1) == y).mean())
 
@@ -64,7 +45,7 @@ def _snn_accuracy(graph, x, y, engine="float") -> float:
 @pytest.mark.slow  # trains
 def test_relu_mlp_converts_within_one_point(digits, tmp_path):
     xtr, ytr, xte, yte = digits
-    mlp = _train(make_mlp(), xtr, ytr, 40)
+    mlp = train(make_mlp(), xtr, ytr, 40)
     ann = ann_accuracy(mlp, xte, yte)
     graph = ann_to_snn(mlp, xtr[:500], STEPS)
     snn = _snn_accuracy(graph, xte, yte)
@@ -77,7 +58,7 @@ def test_relu_mlp_converts_within_one_point(digits, tmp_path):
 @pytest.mark.slow  # trains
 def test_relu_cnn_with_batchnorm_and_avgpool_converts_within_one_point(digits):
     xtr, ytr, xte, yte = digits
-    cnn = _train(DigitsCNN(), xtr.reshape(-1, 1, 8, 8), ytr, 20)
+    cnn = train(DigitsCNN(), xtr.reshape(-1, 1, 8, 8), ytr, 20)
     ann = ann_accuracy(cnn, xte.reshape(-1, 1, 8, 8), yte)
     graph = ann_to_snn(cnn, xtr[:500].reshape(-1, 1, 8, 8), STEPS)
     snn = _snn_accuracy(graph, xte.reshape(-1, 1, 8, 8), yte)
@@ -110,7 +91,7 @@ def test_cli_converts_a_relu_factory(tmp_path, capsys):
 @pytest.mark.rtl
 def test_converted_mlp_has_no_rtl_mismatches(digits, tmp_path):
     xtr, ytr, xte, _ = digits
-    mlp = _train(make_mlp(), xtr, ytr, 10)
+    mlp = train(make_mlp(), xtr, ytr, 10)
     hw = npuc.compile(mlp, xtr[:200], target="fpga", steps=16, ann_to_snn=True, out=tmp_path / "b")
     result = hw.verify(xte[:4], engine="rtl")
     assert result.ok, result.format()
@@ -124,7 +105,7 @@ def test_onnx_relu_network_converts_like_the_pytorch_one(digits, tmp_path, capsy
     import warnings
 
     xtr, ytr, xte, yte = digits
-    cnn = _train(DigitsCNN(), xtr.reshape(-1, 1, 8, 8), ytr, 3)
+    cnn = train(DigitsCNN(), xtr.reshape(-1, 1, 8, 8), ytr, 3)
     path = tmp_path / "cnn.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -103,21 +103,26 @@ def _gsf(call: Call) -> np.ndarray | None:
     return None if np.all(g == 1) else g
 
 
-@converter(snn.Leaky, role="neuron", library="snntorch")
-def leaky(call: Call):
+def _neuron(call: Call, canon: dict, args: dict, form: str, state: list, ports: tuple[str, ...]):
+    """A feed-forward neuron module: one LIF (plus a `Scale` for a graded spike factor)."""
     x = call.tensor()
-    canon, args = _common(call, cuba=False, recurrent=False)
     gsf = _gsf(call)
     b = call.b
 
     def make() -> str:
-        lif = b.add(call.name, LIF(**canon, form="snntorch_leaky", form_args=args), [x.ref], _meta(call))
+        lif = b.add(call.name, LIF(**canon, form=form, form_args=args), [x.ref], _meta(call))
         if gsf is not None:
             b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
         return lif
 
-    lif, step = b.step_neuron(call, x, make, [call.arg(1, "mem")])
-    return _outputs(call, x, lif, step, ("spikes", "v"), gsf is not None)
+    lif, step = b.step_neuron(call, x, make, state)
+    return _outputs(call, x, lif, step, ports, gsf is not None)
+
+
+@converter(snn.Leaky, role="neuron", library="snntorch")
+def leaky(call: Call):
+    canon, args = _common(call, cuba=False, recurrent=False)
+    return _neuron(call, canon, args, "snntorch_leaky", [call.arg(1, "mem")], ("spikes", "v"))
 
 
 def _as_f32(v, what: str) -> np.ndarray:
@@ -147,35 +152,14 @@ def lapicque(call: Call):
     state_fn = {"subtract": 0, "value": 1, "none": 2}[canon["reset"]]
     args = {"R": r, "inv_rc": k, "time_step": dt, "decay": d, "threshold": thr, "state_fn": state_fn}
     canon.update(alpha=d, gain=np.float32(r * k * dt))
-    gsf = _gsf(call)
-    x = call.tensor()
-    b = call.b
-
-    def make() -> str:
-        lif = b.add(call.name, LIF(**canon, form="snntorch_lapicque", form_args=args), [x.ref], _meta(call))
-        if gsf is not None:
-            b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
-        return lif
-
-    lif, step = b.step_neuron(call, x, make, [call.arg(1, "mem")])
-    return _outputs(call, x, lif, step, ("spikes", "v"), gsf is not None)
+    return _neuron(call, canon, args, "snntorch_lapicque", [call.arg(1, "mem")], ("spikes", "v"))
 
 
 @converter(snn.Synaptic, role="neuron", library="snntorch")
 def synaptic(call: Call):
-    x = call.tensor()
     canon, args = _common(call, cuba=True, recurrent=False)
-    gsf = _gsf(call)
-    b = call.b
-
-    def make() -> str:
-        lif = b.add(call.name, LIF(**canon, form="snntorch_synaptic", form_args=args), [x.ref], _meta(call))
-        if gsf is not None:
-            b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
-        return lif
-
-    lif, step = b.step_neuron(call, x, make, [call.arg(1, "syn"), call.arg(2, "mem")])
-    return _outputs(call, x, lif, step, ("spikes", "i", "v"), gsf is not None)
+    return _neuron(call, canon, args, "snntorch_synaptic", [call.arg(1, "syn"), call.arg(2, "mem")],
+                   ("spikes", "i", "v"))
 
 
 def _recurrent_op(call: Call):
