@@ -28,8 +28,13 @@ def _t(x: torch.Tensor) -> torch.Tensor:
 
 
 @FLOAT.stateless(SpikeAttention)
-def spike_attention_float(op: SpikeAttention, xs, ctx: Context) -> torch.Tensor:
-    q, k, v = xs
+def spike_attention_float(op: SpikeAttention, xs, ctx: Context | None) -> torch.Tensor:
+    return spike_attention(op, *xs)
+
+
+def spike_attention(op: SpikeAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The coincidence attention in float32, in the one operation order both the float engine and
+    `npuc.nn.SpikingSelfAttention` (training) use."""
     if op.order == "qk_v":
         s = q @ _t(k)
         if op.a:
@@ -58,7 +63,7 @@ def spike_attention_int(op: SpikeAttention, xs, ctx: Context) -> torch.Tensor:
 # -- stochastic-computing attention ---------------------------------------------------------
 
 
-def _round_div(num: torch.Tensor, m: int, den: int) -> torch.Tensor:
+def round_div(num: torch.Tensor, m: int, den: int) -> torch.Tensor:
     """``floor(num * m / den + 1/2)`` in exact integer arithmetic."""
     return torch.div(2 * num * m + den, 2 * den, rounding_mode="floor")
 
@@ -83,10 +88,10 @@ class StochasticAttentionKernel(StatefulKernel):
                 torch.from_numpy(lfsr.uniform_block(op.bits, op.seed2, ctx.steps, n2, lfsr.primitive_taps(op.bits, 1)).astype(np.int64)),
             )
         r1, r2 = st["streams"]
-        p1 = torch.clamp(_round_div(c1, m, nqk), max=m)
+        p1 = torch.clamp(round_div(c1, m, nqk), max=m)
         a = (r1[t].reshape(c1.shape[1:]) <= p1).to(torch.int64)
         c2 = (a.to(torch.float64) @ v.to(torch.float64)).round().to(torch.int64)
-        p2 = torch.clamp(_round_div(c2, m, nav), max=m)
+        p2 = torch.clamp(round_div(c2, m, nav), max=m)
         o = (r2[t].reshape(c2.shape[1:]) <= p2)
         return {"out": o.to(torch.float32 if self.float_out else torch.int64)}
 

@@ -22,6 +22,7 @@ from ...ir.ops import LinearAttention as LinearAttentionOp
 from ...ir.ops import SpikeAttention
 from ...ir.ops import StochasticAttention as StochasticAttentionOp
 from ...sim import lfsr
+from ...sim.attention_kernels import round_div, spike_attention
 from .neurons import LIF
 
 
@@ -69,22 +70,7 @@ class SpikingSelfAttention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``q [T, B, H..., N, D]``, ``k [T, B, H..., M, D]``, ``v [T, B, H..., M, Dv]`` -> ``[T, B, H..., N, Dv]``."""
         _check_qkv("SpikingSelfAttention", q, k, v, time_major=False)
-        op = self.op
-        # the operation order of npuc.sim.attention_kernels.spike_attention_float
-        if op.order == "qk_v":
-            s = q @ _t(k)
-            if op.a:
-                s = s + op.a * ((1 - q) @ _t(1 - k))
-            return (s @ v) * op.scale
-        y = q @ (_t(k) @ v)
-        if op.a:
-            y = y + op.a * ((1 - q) @ (_t(1 - k) @ v))
-        return y * op.scale
-
-
-def _round_div(num: torch.Tensor, m: int, den: int) -> torch.Tensor:
-    """``floor(num * m / den + 1/2)`` in exact integer arithmetic (as the engines)."""
-    return torch.div(2 * num * m + den, 2 * den, rounding_mode="floor")
+        return spike_attention(self.op, q, k, v)
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -168,12 +154,12 @@ class StochasticAttention(nn.Module):
             s1, s2 = self._lfsr(steps, int(np.prod(per1)), int(np.prod(per2)))
             r1, r2 = s1.reshape(steps, 1, *per1), s2.reshape(steps, 1, *per2)
         with torch.no_grad():
-            p1 = torch.clamp(_round_div(c1.detach().round().to(torch.int64), mx, nqk), max=mx)
+            p1 = torch.clamp(round_div(c1.detach().round().to(torch.int64), mx, nqk), max=mx)
             a_bits = self._sample(p1, r1)
         a = _StraightThrough.apply(a_bits, torch.clamp(c1 / nqk, 0, 1))
         c2 = a @ v
         with torch.no_grad():
-            p2 = torch.clamp(_round_div(c2.detach().round().to(torch.int64), mx, nav), max=mx)
+            p2 = torch.clamp(round_div(c2.detach().round().to(torch.int64), mx, nav), max=mx)
             o_bits = self._sample(p2, r2)
         return _StraightThrough.apply(o_bits, torch.clamp(c2 / nav, 0, 1))
 
