@@ -90,7 +90,7 @@ class Call:
         if not isinstance(v, Sym):
             raise self.error(f"its {what} is not computed from the model input ({type(v).__name__})")
         if v.decode:
-            raise self.error(f"its {what} is a reduction over time ({v.decode}); reductions must be the model's output")
+            v = self.b.time_reduction(f"{self.name}.time_{v.decode}", v)
         return self.b.resolve(self.name + ".unsqueeze", v)
 
     def arg(self, i: int, name: str, default: Any = None) -> Value:
@@ -164,7 +164,7 @@ class Builder:
         issues the same matmul call shape as the model did.
         """
         if x.decode:
-            raise self.error(f"'{name}' is applied to a reduction over time; reductions must be the model's output")
+            x = self.time_reduction(f"{name}.time_{x.decode}", x)
         x = self.resolve(name + ".unsqueeze", x)
         meta = dict(meta or {})
         folded = _folded(x.lead)
@@ -183,6 +183,7 @@ class Builder:
 
     def combine(self, name: str, op_factory: Callable[[], Op], xs: Sequence[Sym], key: Hashable) -> Sym:
         """A stateless op on several values of the same step and layout (e.g. `Add`)."""
+        xs = [self.time_reduction(f"{name}.time_{x.decode}", x) if x.decode else x for x in xs]
         xs = [self.resolve(name + ".unsqueeze", x) for x in xs]
         leads = {x.lead for x in xs}
         if len(leads) != 1:
@@ -207,6 +208,12 @@ class Builder:
 
         node = self.emit(key, refs, step, make, f"'{name}'")
         return xs[0].with_(ref=Ref(node), shape=self.graph[node].shape, step=step)
+
+    def time_reduction(self, name: str, x: Sym) -> Sym:
+        """A reduction over time consumed by a layer (`npuc.frontends.reductions.time_reduction`)."""
+        from .reductions import time_reduction
+
+        return time_reduction(self, name, x)
 
     # -- layouts ------------------------------------------------------------------
     def lead_sizes(self, lead: tuple[str, ...]) -> tuple[int | None, ...]:
