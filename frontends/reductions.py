@@ -62,10 +62,10 @@ def dyadic_valued(graph: Graph, ref: Ref) -> bool:
 
 
 def axis_mean(b: Builder, name: str, x: Sym, axis: int, out_shape: tuple[int, ...]) -> Sym:
-    """``x.mean(axis)`` over per-sample axis ``axis`` of an integer-valued tensor; ``out_shape`` is
-    the full shape PyTorch computed (leading axes included, keepdim or not)."""
+    """``x.mean(d)`` over per-sample axis ``axis`` (``d = axis + len(x.lead)``) of an integer-valued
+    tensor; ``out_shape`` is the full shape PyTorch computed (leading axes included, keepdim or not)."""
     if not integer_valued(b.graph, x.ref):
-        raise b.error(f"mean over per-sample axis {axis} of a {LEADS[x.lead]} tensor: supported of spikes or sums "
+        raise b.error(f"mean over dim {axis + len(x.lead)} of a {LEADS[x.lead]} tensor: supported of spikes or sums "
                       "of spikes (e.g. Spikformer's token mean x.mean(2)), whose sums are exact; a mean of currents "
                       "depends on the summation order")
     shape = x.shape

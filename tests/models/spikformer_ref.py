@@ -189,15 +189,69 @@ class OneBlock(nn.Module):
         return self.head(x.mean(2).mean(0))
 
 
-def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking batch norm statistics (random, positive variances) so that layers spike; eval mode."""
+def calibrate_bn(model: nn.Module, x: torch.Tensor, seed: int = 0, bias: float = 0.8, passes: int = 2) -> nn.Module:
+    """Trained-looking batch norms: running statistics measured on ``x`` (train-mode passes,
+    cumulative average), then ``weight ~ 1`` and ``bias ~ bias`` so that every LIF layer spikes at a
+    moderate rate (tau = 2, threshold 1: a normalised input near 1 charges to threshold). Eval mode."""
+    from spikingjelly.activation_based import functional
+
     g = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.05)
-                m.weight.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.3 + 0.2)
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+            m.weight.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
+            m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2 + bias)
+        model.train()
+        for _ in range(passes):
+            functional.reset_net(model)
+            model(x)
+        functional.reset_net(model)
+        for m in bns:
+            m.momentum = 0.1
     return model.eval()
+
+
+class ConvFormBlock(nn.Module):
+    """The Spike-driven Transformer's layout (channels first, ``[T, B, C, N]`` or
+    ``[T, B, C, H, W]``): every projection a 1x1 ``Conv1d``/``Conv2d`` + ``BatchNorm1d/2d`` on the
+    time-folded tensor, Spikformer's SSA on the tokens ``x.flatten(3).transpose(-1, -2)``, spike
+    residuals, and the head on ``x.flatten(3).mean(3)``. ``kind``: ``"conv1d"`` (input
+    ``[T, B, F, N]``) or ``"conv2d"`` (input ``[T, B, F, H, W]``)."""
+
+    def __init__(self, kind: str = "conv1d", features: int = 8, dim: int = 32, num_heads: int = 2,
+                 hidden: int = 64, num_classes: int = 10, scale: float = 0.125) -> None:
+        super().__init__()
+        conv, bn = (nn.Conv1d, nn.BatchNorm1d) if kind == "conv1d" else (nn.Conv2d, nn.BatchNorm2d)
+        self.kind, self.dim, self.num_heads, self.scale = kind, dim, num_heads, scale
+        sizes = {"embed": (features, dim), "q": (dim, dim), "k": (dim, dim), "v": (dim, dim), "proj": (dim, dim),
+                 "fc1": (dim, hidden), "fc2": (hidden, dim)}
+        for n, (cin, cout) in sizes.items():
+            setattr(self, f"{n}_conv", conv(cin, cout, kernel_size=1, stride=1))
+            setattr(self, f"{n}_bn", bn(cout))
+            setattr(self, f"{n}_lif", _lif())
+        self.attn_lif = _lif(0.5)
+        self.head = nn.Linear(dim, num_classes)
+
+    def _cbl(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """conv-bn-lif on the time-folded tensor: ``[T, B, C, ...] -> [T, B, C', ...]``."""
+        T, B = x.shape[:2]
+        y = getattr(self, f"{name}_bn")(getattr(self, f"{name}_conv")(x.flatten(0, 1)))
+        return getattr(self, f"{name}_lif")(y.reshape(T, B, *y.shape[1:]).contiguous())
+
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
+        T, B, C = x.shape[:3]
+        h = self.num_heads
+        q, k, v = (self._cbl(n, x).flatten(3).transpose(-1, -2) for n in ("q", "k", "v"))
+        N = q.shape[2]
+        q, k, v = (t.reshape(T, B, N, h, C // h).permute(0, 1, 3, 2, 4).contiguous() for t in (q, k, v))
+        y = (q @ k.transpose(-2, -1)) * self.scale @ v
+        y = y.transpose(3, 4).reshape(T, B, C, *x.shape[3:]).contiguous()  # back to channels first
+        return self._cbl("proj", self.attn_lif(y))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._cbl("embed", x)
+        x = x + self._attention(x)
+        x = x + self._cbl("fc2", self._cbl("fc1", x))
+        return self.head(x.flatten(3).mean(3).mean(0))
