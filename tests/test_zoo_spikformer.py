@@ -15,14 +15,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from models.spikformer_ref import ConvFormBlock, OneBlock, Spikformer, calibrate_bn
 from spikingjelly.activation_based import functional
 
 import npuc
 from npuc.errors import FrontendError, NpucError
 from npuc.frontends import trace
 from npuc.sim import simulate
-
-from models.spikformer_ref import ConvFormBlock, OneBlock, Spikformer, calibrate_bn
 
 T = 4
 
