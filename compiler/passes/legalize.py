@@ -80,6 +80,13 @@ class Legalize(Pass):
         prof = ctx.target.profile
         counts = {"avgpool": 0, "duplicated": 0, "identity": 0, "or_neurons": 0, "neurons_changed": 0,
                   "ssm_states": 0}
+        # before any rewrite: an attention is the reason, whatever else would also need work
+        if prof.weight_scheme == "loihi":
+            for node in graph.of_type(SpikeAttention, StochasticAttention, LinearAttention):
+                raise PassError(
+                    f"'{node.name}' ({type(node.op).__name__}) has no Loihi 2 process in lava-nc: compile it with "
+                    "--target fpga, or split the model and run this part on the host (see docs/lava-backend.md)"
+                )
         counts["time_reductions"] = commute_time_reductions(graph)
         for node in graph.of_type(AvgPool2d):
             self._split_avgpool(graph, node.name)
@@ -101,12 +108,6 @@ class Legalize(Pass):
             if new is not node.op:
                 graph.replace_op(node.name, new)
                 counts["neurons_changed"] += 1
-        if prof.weight_scheme == "loihi":
-            for node in graph.of_type(SpikeAttention, StochasticAttention, LinearAttention):
-                raise PassError(
-                    f"'{node.name}' ({type(node.op).__name__}) has no Loihi 2 process in lava-nc: compile it with "
-                    "--target fpga, or split the model and run this part on the host (see docs/lava-backend.md)"
-                )
         remaining_scales = [n.name for n in graph.of_type(Scale)]
         if remaining_scales:
             raise PassError(f"scale node(s) {remaining_scales} could not fold into weights or neurons; "
