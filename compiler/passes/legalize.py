@@ -35,7 +35,7 @@ from ..ir.ops import (
 )
 from .base import Pass, PassContext, PassError, PassResult
 from .fold import FoldScale, canonical
-from .readout import commute_time_reductions
+from .readout import commute_time_reductions, fold_token_means
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ class Legalize(Pass):
         counts["or_neurons"] = self._maxpools(graph, ctx)
         graph = FoldScale().apply(graph, ctx).graph
         counts["one_to_one"] = self._one_to_one_scales(graph)
+        counts["token_means_into_weights"] = fold_token_means(graph)
         if prof.weight_scheme == "loihi":
             counts["pools_into_weights"] = self._fold_pools(graph)
         counts["duplicated"] = self._duplicate_shared(graph)

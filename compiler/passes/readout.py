@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Ref
-from ..ir.ops import LIF, Conv1d, Conv2d, Dense, Output, Permute, Reshape, Scale
+from ..ir.ops import LIF, Conv1d, Conv2d, Dense, Output, Permute, Reshape, Scale, SumPool2d
 from .base import PassError
 
 TIME_REDUCTION = "time_reduction"
@@ -61,3 +61,34 @@ def commute_time_reductions(graph: Graph) -> int:
         graph[node.name].meta["commuted"] = True
         moved += 1
     return moved
+
+
+def fold_token_means(graph: Graph) -> int:
+    """Fold the sum pool of a mean over tokens into the layer that reads it:
+    ``Dense(W)(Reshape(P)(SumPool2d((n, 1))(x)))`` on ``x`` of shape ``[P, n, 1]`` is
+    ``Dense(W')(Reshape(P n)(x))`` with ``W'[o, p n + j] = W[o, p]`` (the same sums, so
+    exact; the ``1 / n`` has already folded into ``W``). Like a global average pool
+    before the classifier, the pool then costs no hardware (and no second pooling unit on
+    a path that already max-pools)."""
+    folded = 0
+    for node in list(graph.of_type(SumPool2d)):
+        src = graph[node.inputs[0].node]
+        shape = src.shapes[src.port(node.inputs[0])]
+        if len(shape) != 3 or shape[2] != 1 or node.op.kernel != (shape[1], 1) or node.op.stride != (shape[1], 1) \
+                or any(node.op.padding) or node.inputs[0].delay != 0:
+            continue
+        users = graph.users(node.name)
+        if len(users) != 1 or not isinstance(graph[users[0][0]].op, Reshape):
+            continue
+        reshape = graph[users[0][0]]
+        p, n = shape[0], shape[1]
+        after = graph.users(reshape.name)
+        if reshape.shape != (p,) or not after or not all(
+                isinstance(graph[u].op, Dense) and graph[u].inputs[0].delay == 0 for u, _ in after):
+            continue
+        ops = {u: graph[u].op.replace(weight=np.repeat(graph[u].op.weight, n, axis=1).astype(np.float32), q=None)
+               for u, _ in after}
+        graph.replace_ops({reshape.name: Reshape((p * n,)), **ops}, {reshape.name: [node.inputs[0]]})
+        graph.remove(node.name)
+        folded += 1
+    return folded
