@@ -117,3 +117,27 @@ def test_cifar10_spikformer_traces_compiles_and_maps(tmp_path):
     assert (tmp_path / "fpga" / "report.json").exists() and seconds > 0 and hw is not None
     with pytest.raises(NpucError, match=r"has no Loihi 2 process in lava-nc: compile it with --target fpga"):
         npuc.compile(model, xn, target="loihi2", out=tmp_path / "loihi2")
+
+
+def test_batchnorm_over_tokens_is_not_folded_as_features(tmp_path):
+    """``bn(linear(x))`` with ``BatchNorm1d(N)`` normalises tokens, not the Linear's features:
+    float stays exact; it folds into the neurons (per token), and compiling fails naming them instead of
+    folding it into the Linear's weights as if it were per feature."""
+
+    class TokenNorm(OneBlock):
+        def __init__(self) -> None:
+            super().__init__(features=8, dim=32, num_heads=2)
+            self.embed_bn = torch.nn.BatchNorm1d(16)
+
+        def forward(self, x):
+            T, B, N, _ = x.shape
+            y = self.embed_bn(self.embed_linear(x.flatten(0, 1))).reshape(T, B, N, self.dim)
+            return self.head(self.embed_lif(y).mean(2).mean(0))
+
+    x = (torch.rand(T, 2, 16, 8, generator=torch.Generator().manual_seed(4)) < 0.3).float()
+    torch.manual_seed(4)
+    model = calibrate_bn(TokenNorm(), x, 4)
+    xn = x.numpy()
+    assert np.array_equal(simulate(trace(model, xn), xn, "float").output, _reference(model, xn))
+    with pytest.raises(NpucError, match=r"neuron 'embed_lif': its per-neuron threshold/gain varies within the output"):
+        npuc.compile(model, xn, target="fpga", out=tmp_path / "b")
