@@ -742,6 +742,7 @@ def _convert_once(root, graph, values, name, leads, steps):
 def _finish(w: _Walker, steps: int | None) -> Graph:
     b = w.b
     g = b.graph
+    red.check_time_reductions(g)  # before the time-loop checks: a neuron after a time mean is the reason
     calls = b.neuron_calls()
     if not calls:
         raise FrontendError("the model has no spiking neuron layer that npuc recognises; supported neuron types: "

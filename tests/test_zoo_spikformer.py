@@ -141,3 +141,45 @@ def test_batchnorm_over_tokens_is_not_folded_as_features(tmp_path):
     assert np.array_equal(simulate(trace(model, xn), xn, "float").output, _reference(model, xn))
     with pytest.raises(NpucError, match=r"neuron 'embed_lif': its per-neuron threshold/gain varies within the output"):
         npuc.compile(model, xn, target="fpga", out=tmp_path / "b")
+
+
+class _TimeMeanHead(torch.nn.Module):
+    """Linear-LIF on ``[T, B, F]``, then a time mean read by a layer, in the ``kind`` variant."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        from models.spikformer_ref import _lif
+
+        self.kind = kind
+        from spikingjelly.activation_based import neuron
+
+        self.fc, self.lif, self.head = torch.nn.Linear(8, 16), _lif(), torch.nn.Linear(16, 4)
+        self.lif2 = neuron.LIFNode(tau=2.0, detach_reset=True, step_mode="s")
+
+    def forward(self, x):
+        cur = self.fc(x)
+        if self.kind == "currents":
+            return self.head(cur.mean(0))
+        s = self.lif(cur)
+        if self.kind == "neuron":
+            return self.lif2(self.head(s.mean(0)))
+        return self.head(s.mean(0))
+
+
+@pytest.mark.parametrize("kind,steps,message", [
+    ("spikes", 4, None),
+    ("spikes", 3, r"a mean over 3 time steps feeds a layer: .* unless T is a power of two"),
+    ("currents", 4, r"a mean over time feeds a layer: supported of spikes"),
+    ("neuron", 4, r"may only feed stateless layers up to the model's output"),
+])
+def test_time_mean_read_by_a_layer(kind, steps, message):
+    torch.manual_seed(5)
+    model = _TimeMeanHead(kind).eval()
+    with torch.no_grad():
+        model.fc.weight.mul_(4.0)
+    x = np.random.default_rng(5).random((steps, 3, 8)).astype(np.float32)
+    if message is None:
+        assert np.array_equal(simulate(trace(model, x), x, "float").output, _reference(model, x))
+    else:
+        with pytest.raises(FrontendError, match=message):
+            trace(model, x)
