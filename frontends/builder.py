@@ -256,7 +256,9 @@ class Builder:
         if x.lead in merge:
             options.append((merge[x.lead], 1))
         if x.lead in split:
-            options.append((split[x.lead], 2))
+            # with batch 1, [T*1, C, ...] -> [T, 1, C, ...] also reads as a new size-1 feature axis;
+            # SpikingJelly/Spikformer code writes reshape(T, B, ...) to unfold time, so that wins
+            options.insert(0 if self.batch == 1 else len(options), (split[x.lead], 2))
 
         for lead, k in options:
             want = self.lead_sizes(lead)
