@@ -90,7 +90,7 @@ class Call:
         if not isinstance(v, Sym):
             raise self.error(f"its {what} is not computed from the model input ({type(v).__name__})")
         if v.decode:
-            raise self.error(f"its {what} is a reduction over time ({v.decode}); reductions must be the model's output")
+            v = self.b.time_reduction(f"{self.name}.time_{v.decode}", v)
         return self.b.resolve(self.name + ".unsqueeze", v)
 
     def arg(self, i: int, name: str, default: Any = None) -> Value:
@@ -168,7 +168,7 @@ class Builder:
         issues the same matmul call shape as the model did.
         """
         if x.decode:
-            raise self.error(f"'{name}' is applied to a reduction over time; reductions must be the model's output")
+            x = self.time_reduction(f"{name}.time_{x.decode}", x)
         x = self.resolve(name + ".unsqueeze", x)
         meta = dict(meta or {})
         folded = _folded(x.lead)
@@ -187,6 +187,7 @@ class Builder:
 
     def combine(self, name: str, op_factory: Callable[[], Op], xs: Sequence[Sym], key: Hashable) -> Sym:
         """A stateless op on several values of the same step and layout (e.g. `Add`)."""
+        xs = [self.time_reduction(f"{name}.time_{x.decode}", x) if x.decode else x for x in xs]
         xs = [self.resolve(name + ".unsqueeze", x) for x in xs]
         leads = {x.lead for x in xs}
         if len(leads) != 1:
@@ -211,6 +212,12 @@ class Builder:
 
         node = self.emit(key, refs, step, make, f"'{name}'")
         return xs[0].with_(ref=Ref(node), shape=self.graph[node].shape, step=step)
+
+    def time_reduction(self, name: str, x: Sym) -> Sym:
+        """A reduction over time consumed by a layer (`npuc.frontends.reductions.time_reduction`)."""
+        from .reductions import time_reduction
+
+        return time_reduction(self, name, x)
 
     # -- layouts ------------------------------------------------------------------
     def choose(self, n: int) -> int:
@@ -259,7 +266,9 @@ class Builder:
         if x.lead in merge:
             options.append((merge[x.lead], 1))
         if x.lead in split:
-            options.append((split[x.lead], 2))
+            # with batch 1, [T*1, C, ...] -> [T, 1, C, ...] also reads as a new size-1 feature axis;
+            # SpikingJelly/Spikformer code writes reshape(T, B, ...) to unfold time, so that wins
+            options.insert(0 if self.batch == 1 else len(options), (split[x.lead], 2))
 
         fits = []
         for lead, k in options:

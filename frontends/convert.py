@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ..ir.graph import Graph, GraphError, Ref
 from ..ir.ops import LIF, Add, Input, Output, Permute, Scale
 from ..ir.values import Encoding
+from . import reductions as red
 from .builder import Builder, Call, f32, sanitize
 from .converters import REGISTRY
 from .converters import attention as attn
@@ -353,12 +354,26 @@ def _reduce(kind: str) -> Callable:
         if kind == "mean" and len(x.lead) == 1 and len(x.shape) == 3 and "dtype" not in kwargs \
                 and _dims(dim, 4) == {2, 3}:
             return _spatial_mean(w, node, x, keep)
+        axis = _sample_axis(x, dim)
+        if kind == "mean" and axis is not None and "dtype" not in kwargs:
+            return red.axis_mean(w.b, sanitize(node.name), x, axis, tuple(w.concrete(node).shape))
         if t_axis is None or dim not in (t_axis, (t_axis,)) or keep or "dtype" in kwargs:
             raise w.b.error(f"{kind} over {dim!r} of a {LEADS[x.lead]} tensor: only a {kind} over the time "
                             "axis of the model's output is supported (it becomes the output decoding)")
         return x.with_(lead=("B",), step=None, decode=kind)
 
     return reduce
+
+
+def _sample_axis(x: Sym, dim: Any) -> int | None:
+    """The per-sample axis a reduction over one axis ``dim`` of ``x`` reduces, if it is one."""
+    if x.lead not in (("T", "B"), ("B", "T"), ("B",), ("TxB",), ("BxT",)) or x.decode:
+        return None
+    dims = _dims(dim, len(x.lead) + len(x.shape))
+    if dims is None or len(dims) != 1:
+        return None
+    (d,) = dims
+    return d - len(x.lead) if d >= len(x.lead) else None
 
 
 def _dims(dim: Any, ndim: int) -> set[int] | None:
@@ -780,6 +795,7 @@ def _convert_once(root, graph, values, name, leads, steps, choices=()):
 def _finish(w: _Walker, steps: int | None) -> Graph:
     b = w.b
     g = b.graph
+    red.check_time_reductions(g)  # before the time-loop checks: a neuron after a time mean is the reason
     calls = b.neuron_calls()
     if not calls:
         raise FrontendError("the model has no spiking neuron layer that npuc recognises; supported neuron types: "
@@ -844,6 +860,7 @@ def _finish(w: _Walker, steps: int | None) -> Graph:
             g.add(g.unique_name(_out_name(i, len(outputs))), Output(dec, layout, index=i), [sym.ref])
     attn.prune_shape_ops(g)
     attn.check_inputs(g)
+    red.check_time_reductions(g)
     try:
         g.verify()
     except GraphError as e:

@@ -79,7 +79,15 @@ class FoldBatchNorm(Pass):
             (src,) = node.inputs
             prev = graph[src.node]
             users = graph.users(node.name)
-            if prev.op.has_role("foldable") and src.delay == 0 and graph.users(prev.name) == [(node.name, 0)] \
+            through = _through_layout(graph, src)
+            if through is not None:  # Linear -> .transpose(-1, -2) -> BatchNorm1d (Spikformer)
+                w = through.op.weight.astype(np.float64) * a.reshape((-1,) + (1,) * (through.op.weight.ndim - 1))
+                b = (through.op.bias.astype(np.float64) if through.op.bias is not None else 0.0) * a + c
+                graph.replace_op(through.name, through.op.replace(weight=w.astype(np.float32),
+                                                                  bias=b.astype(np.float32)))
+                graph.bypass(node.name)
+                into_weights += 1
+            elif prev.op.has_role("foldable") and src.delay == 0 and graph.users(prev.name) == [(node.name, 0)] \
                     and (not isinstance(prev.op, Dense) or len(prev.shape) == 1):
                 w = prev.op.weight.astype(np.float64) * a.reshape((-1,) + (1,) * (prev.op.weight.ndim - 1))
                 b = (prev.op.bias.astype(np.float64) if prev.op.bias is not None else 0.0) * a + c
@@ -103,7 +111,62 @@ class FoldBatchNorm(Pass):
             else:
                 raise PassError(f"batch norm '{node.name}' follows '{src.node}' ({type(prev.op).__name__}) and "
                                 "feeds non-neuron ops: it can fold only into a preceding Dense/Conv or following neurons")
-        return PassResult(graph, dict(into_weights=into_weights, into_neurons=into_neurons))
+        cancelled = cancel_inverse_permutes(graph)
+        return PassResult(graph, dict(into_weights=into_weights, into_neurons=into_neurons,
+                                      permutes_cancelled=cancelled))
+
+
+def cancel_inverse_permutes(graph: Graph) -> int:
+    """Remove a Permute followed (as its only user) by the inverse Permute: what is left of
+    ``bn(x.transpose(-1, -2)).transpose(-1, -2)`` once the batch norm has folded away."""
+    done = 0
+    for node in graph.of_type(Permute):
+        if node.name not in graph:
+            continue
+        users = graph.users(node.name)
+        if len(users) != 1 or not isinstance(graph[users[0][0]].op, Permute):
+            continue
+        nxt = graph[users[0][0]]
+        if nxt.inputs[0].delay != 0 or any(node.op.dims[d] != i for i, d in enumerate(nxt.op.dims)):
+            continue
+        graph.bypass(nxt.name)
+        graph.bypass(node.name)
+        done += 1
+    return done
+
+
+def _through_layout(graph: Graph, src) -> object | None:
+    """The Dense/Conv whose output channels are the channel axis (axis 0) of ``src`` when
+    ``src`` is that op's output moved by single-user Permute/Reshape nodes (``Linear``
+    then ``.transpose(-1, -2)``: the batch norm normalises the Linear's output features),
+    else None. Reshapes must keep the channel axis whole."""
+    axis, ref = 0, src
+    while True:
+        node = graph[ref.node]
+        if ref.delay != 0 or len(graph.users(node.name)) != 1:
+            return None
+        if isinstance(node.op, Permute):
+            axis = node.op.dims[axis]
+        elif isinstance(node.op, Reshape):
+            axis = _reshape_axis(graph[node.inputs[0].node].shapes[graph[node.inputs[0].node].port(node.inputs[0])],
+                                 node.shape, axis)
+            if axis is None:
+                return None
+        elif node.op.has_role("foldable") and node is not graph[src.node]:
+            channel = len(node.shape) - 1 if isinstance(node.op, Dense) else 0
+            return node if axis == channel else None
+        else:
+            return None
+        ref = node.inputs[0]
+
+
+def _reshape_axis(in_shape: tuple[int, ...], out_shape: tuple[int, ...], axis: int) -> int | None:
+    """The input axis that output axis ``axis`` of a reshape is, if the reshape keeps it whole."""
+    before = int(np.prod(out_shape[:axis], dtype=np.int64))
+    for i in range(len(in_shape)):
+        if int(np.prod(in_shape[:i], dtype=np.int64)) == before and in_shape[i] == out_shape[axis]:
+            return i
+    return None
 
 
 def _divide_membrane(lif: LIF, a: np.ndarray, c: np.ndarray) -> LIF:

@@ -35,6 +35,7 @@ from ..ir.ops import (
 )
 from .base import Pass, PassContext, PassError, PassResult
 from .fold import FoldScale, canonical
+from .readout import commute_time_reductions, fold_token_means
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,24 @@ class Legalize(Pass):
         prof = ctx.target.profile
         counts = {"avgpool": 0, "duplicated": 0, "identity": 0, "or_neurons": 0, "neurons_changed": 0,
                   "ssm_states": 0}
+        # before any rewrite: an attention is the reason, whatever else would also need work
+        if prof.weight_scheme == "loihi":
+            for node in graph.of_type(SpikeAttention, StochasticAttention, LinearAttention):
+                raise PassError(
+                    f"'{node.name}' ({type(node.op).__name__}) has no Loihi 2 process in lava-nc: compile it with "
+                    "--target fpga, or split the model and run this part on the host (see docs/lava-backend.md)"
+                )
+        counts["time_reductions"] = commute_time_reductions(graph)
         for node in graph.of_type(AvgPool2d):
             self._split_avgpool(graph, node.name)
             counts["avgpool"] += 1
         counts["distributed_over_adds"] = self._distribute_over_adds(graph)
+        _flatten_adds(graph)
         counts["pools_into_convs"] = self._fold_current_pools(graph)
         counts["or_neurons"] = self._maxpools(graph, ctx)
         graph = FoldScale().apply(graph, ctx).graph
         counts["diagonal_scales"] = self._diagonal_scales(graph)
+        counts["token_means_into_weights"] = fold_token_means(graph)
         if prof.weight_scheme == "loihi":
             counts["pools_into_weights"] = self._fold_pools(graph)
         counts["duplicated"] = self._duplicate_shared(graph)
@@ -100,12 +111,6 @@ class Legalize(Pass):
             if new is not node.op:
                 graph.replace_op(node.name, new)
                 counts["neurons_changed"] += 1
-        if prof.weight_scheme == "loihi":
-            for node in graph.of_type(SpikeAttention, StochasticAttention, LinearAttention):
-                raise PassError(
-                    f"'{node.name}' ({type(node.op).__name__}) has no Loihi 2 process in lava-nc: compile it with "
-                    "--target fpga, or split the model and run this part on the host (see docs/lava-backend.md)"
-                )
         remaining_scales = [n.name for n in graph.of_type(Scale)]
         if remaining_scales:
             raise PassError(f"scale node(s) {remaining_scales} could not fold into weights or neurons; "
@@ -537,3 +542,27 @@ def _has_weighted(graph: Graph, ref: Ref) -> bool:
             return False
         ref = node.inputs[0]
     return False
+
+
+def _flatten_adds(graph: Graph) -> None:
+    """Merge an `Add` read only by another `Add` into it (nested residual sums distributed
+    twice, e.g. ``fc((s0 + s1) + s2)``), so every neuron input is one flat sum of paths."""
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.of_type(Add):
+            refs: list[Ref] = []
+            for i, r in enumerate(node.inputs):
+                inner = graph[r.node]
+                if isinstance(inner.op, Add) and r.delay == 0 and graph.users(r.node) == [(node.name, i)]:
+                    refs += list(inner.inputs)
+                    changed = True
+                else:
+                    refs.append(r)
+            if changed:
+                old = [r.node for r in node.inputs]
+                graph.set_inputs(node.name, refs)
+                for name in old:
+                    if name in graph and not graph.users(name) and isinstance(graph[name].op, Add):
+                        graph.remove(name)
+                break

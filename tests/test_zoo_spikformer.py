@@ -1,0 +1,185 @@
+"""Model zoo: Spikformer as its reference implementation writes it (issue 14, pattern 2).
+
+`tests/models/spikformer_ref.py` follows the public CIFAR-10 ``model.py`` (MLP, SSA,
+Block, SPS, Spikformer): ``Linear`` + ``BatchNorm1d`` through ``.transpose(-1, -2)`` on
+``x.flatten(0, 1)``, heads by ``reshape(...).permute(0, 1, 3, 2, 4)``, spike residuals,
+``head(x.mean(2).mean(0))``; plus the Spike-driven Transformer's 1x1 Conv1d/Conv2d + BN
+forms. Float engine == PyTorch bit for bit; the reduced block runs in the integer engine
+and in Verilator with 0 mismatches; the CIFAR-10 configuration compiles and maps for fpga.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from models.spikformer_ref import ConvFormBlock, OneBlock, Spikformer, calibrate_bn
+from spikingjelly.activation_based import functional
+
+import npuc
+from npuc.errors import FrontendError, NpucError
+from npuc.frontends import trace
+from npuc.sim import simulate
+
+T = 4
+
+
+def _reference(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    functional.reset_net(model)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)).numpy()
+    functional.reset_net(model)
+    return y
+
+
+def _rates(model: torch.nn.Module, x: np.ndarray) -> dict[str, float]:
+    """Firing rate of every LIF layer on ``x`` (so that exactness is not tested on silent layers)."""
+    rates: dict[str, float] = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: rates.__setitem__(n, float(o.mean())))
+             for n, m in model.named_modules() if type(m).__name__ == "LIFNode"]
+    _reference(model, x)
+    for h in hooks:
+        h.remove()
+    return rates
+
+
+def _block(seed: int = 0) -> tuple[OneBlock, np.ndarray]:
+    """One block at reduced width: 16 tokens of 8 spike features, 32 features, 2 heads, T = 4, batch 2."""
+    torch.manual_seed(seed)
+    x = (torch.rand(T, 2, 16, 8, generator=torch.Generator().manual_seed(seed)) < 0.3).float()
+    return calibrate_bn(OneBlock(features=8, dim=32, num_heads=2), x, seed), x.numpy()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reference_block_float_equals_pytorch(seed):
+    model, x = _block(seed)
+    rates = _rates(model, x)
+    assert all(r > 0.02 for r in rates.values()), rates  # attn_lif included
+    graph = trace(model, x)
+    assert np.array_equal(simulate(graph, x, "float").output, _reference(model, x))
+
+
+@pytest.mark.parametrize("kind,shape", [("conv1d", (T, 2, 8, 16)), ("conv2d", (T, 2, 8, 4, 4))])
+def test_spike_driven_conv_forms_float_exact_and_compile(kind, shape, tmp_path):
+    x = (torch.rand(*shape, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    torch.manual_seed(2)
+    model = calibrate_bn(ConvFormBlock(kind), x, 2)
+    xn = x.numpy()
+    assert np.array_equal(simulate(trace(model, xn), xn, "float").output, _reference(model, xn))
+    hw = npuc.compile(model, xn, target="fpga", out=tmp_path / "b")
+    assert np.all(np.isfinite(hw.simulate(xn, engine="int")))
+
+
+def test_reference_block_compiles_and_runs_in_the_integer_engine(tmp_path):
+    model, x = _block(0)
+    hw = npuc.compile(model, x, target="fpga", out=tmp_path / "b")
+    ref, got = _reference(model, x), hw.simulate(x, engine="int")
+    assert got.shape == ref.shape
+    # integer logits track the float ones (random weights: compare correlation, not argmax)
+    assert np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.9
+
+
+def test_mean_of_currents_over_tokens_is_refused():
+    class CurrentMean(OneBlock):
+        def forward(self, x):
+            return self.head(self.embed_linear(x).mean(2).mean(0))
+
+    model, x = _block(0)
+    bad = CurrentMean(features=8, dim=32, num_heads=2).eval()
+    bad.load_state_dict(model.state_dict())
+    with pytest.raises(FrontendError, match=r"mean over dim \d of a .* a mean of currents depends on the summation order"):
+        trace(bad, x)
+
+
+@pytest.mark.rtl
+def test_reference_block_rtl_has_no_mismatches(tmp_path):
+    model, x = _block(0)
+    hw = npuc.compile(model, x, target="fpga", out=tmp_path / "b")
+    result = hw.verify(x, engine="rtl")
+    assert result.ok, result.format()
+
+
+@pytest.mark.slow
+@pytest.mark.rtl
+def test_cifar10_spikformer_traces_compiles_and_maps(tmp_path):
+    """The CIFAR-10 configuration: 32x32x3 through SPS, 64 tokens, 384 features, 8 heads, 4 blocks."""
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = calibrate_bn(Spikformer(), x, passes=1)
+    xn = x.numpy()
+    graph = trace(model, xn)
+    assert np.array_equal(simulate(graph, xn, "float").output, _reference(model, xn))
+    t0 = time.perf_counter()
+    hw = npuc.compile(model, xn, target="fpga", out=tmp_path / "fpga")
+    seconds = time.perf_counter() - t0
+    assert (tmp_path / "fpga" / "report.json").exists() and seconds > 0 and hw is not None
+    with pytest.raises(NpucError, match=r"has no Loihi 2 process in lava-nc: compile it with --target fpga"):
+        npuc.compile(model, xn, target="loihi2", out=tmp_path / "loihi2")
+
+
+def test_batchnorm_over_tokens_is_not_folded_as_features(tmp_path):
+    """``bn(linear(x))`` with ``BatchNorm1d(N)`` normalises tokens, not the Linear's features:
+    float stays exact; it folds into the neurons (per token), and compiling fails naming them instead of
+    folding it into the Linear's weights as if it were per feature."""
+
+    class TokenNorm(OneBlock):
+        def __init__(self) -> None:
+            super().__init__(features=8, dim=32, num_heads=2)
+            self.embed_bn = torch.nn.BatchNorm1d(16)
+
+        def forward(self, x):
+            T, B, N, _ = x.shape
+            y = self.embed_bn(self.embed_linear(x.flatten(0, 1))).reshape(T, B, N, self.dim)
+            return self.head(self.embed_lif(y).mean(2).mean(0))
+
+    x = (torch.rand(T, 2, 16, 8, generator=torch.Generator().manual_seed(4)) < 0.3).float()
+    torch.manual_seed(4)
+    model = calibrate_bn(TokenNorm(), x, 4)
+    xn = x.numpy()
+    assert np.array_equal(simulate(trace(model, xn), xn, "float").output, _reference(model, xn))
+    with pytest.raises(NpucError, match=r"neuron 'embed_lif': its per-neuron threshold/gain varies within the output"):
+        npuc.compile(model, xn, target="fpga", out=tmp_path / "b")
+
+
+class _TimeMeanHead(torch.nn.Module):
+    """Linear-LIF on ``[T, B, F]``, then a time mean read by a layer, in the ``kind`` variant."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        from models.spikformer_ref import _lif
+
+        self.kind = kind
+        from spikingjelly.activation_based import neuron
+
+        self.fc, self.lif, self.head = torch.nn.Linear(8, 16), _lif(), torch.nn.Linear(16, 4)
+        self.lif2 = neuron.LIFNode(tau=2.0, detach_reset=True, step_mode="s")
+
+    def forward(self, x):
+        cur = self.fc(x)
+        if self.kind == "currents":
+            return self.head(cur.mean(0))
+        s = self.lif(cur)
+        if self.kind == "neuron":
+            return self.lif2(self.head(s.mean(0)))
+        return self.head(s.mean(0))
+
+
+@pytest.mark.parametrize("kind,steps,message", [
+    ("spikes", 4, None),
+    ("spikes", 3, r"a mean over 3 time steps feeds a layer: .* unless T is a power of two"),
+    ("currents", 4, r"a mean over time feeds a layer: supported of spikes"),
+    ("neuron", 4, r"may only feed stateless layers up to the model's output"),
+])
+def test_time_mean_read_by_a_layer(kind, steps, message):
+    torch.manual_seed(5)
+    model = _TimeMeanHead(kind).eval()
+    with torch.no_grad():
+        model.fc.weight.mul_(4.0)
+    x = np.random.default_rng(5).random((steps, 3, 8)).astype(np.float32)
+    if message is None:
+        assert np.array_equal(simulate(trace(model, x), x, "float").output, _reference(model, x))
+    else:
+        with pytest.raises(FrontendError, match=message):
+            trace(model, x)
