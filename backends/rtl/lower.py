@@ -64,9 +64,9 @@ TIMINGS = {"same": 0, "delayed": 1, "delayed_charge": 2}
 SPIKES = {"binary": 0, "ternary": 1, "multilevel": 2, "bernoulli": 3}
 INPUT_KINDS = {"current": 0, "spikes": 1, "rate": 2, "bernoulli": 3, "timecode": 4, "latency": 5}
 MAX_BERNOULLI_BITS = 16
-STATIC_MODULES = ("npuc_ram.v", "npuc_rom.v", "npuc_ovf.v", "npuc_decay.v", "npuc_lif.v", "npuc_lfsr.v",
-                  "npuc_evlist.v", "npuc_evfront.v", "npuc_syn.v", "npuc_pool.v", "npuc_input.v",
-                  "npuc_acc_iter.v", "npuc_syn_post.v")
+STATIC_MODULES = ("npuc_ram.v", "npuc_rom.v", "npuc_ovf.v", "npuc_rshift.v", "npuc_decay.v", "npuc_lif.v",
+                  "npuc_lfsr.v", "npuc_evlist.v", "npuc_evfront.v", "npuc_acc_bank.v", "npuc_wincnt.v", "npuc_syn.v",
+                  "npuc_pool.v", "npuc_input.v", "npuc_acc_iter.v", "npuc_syn_post.v")
 """The static building blocks in ``npuc.hdl`` (copied into every artifact)."""
 
 

@@ -162,22 +162,26 @@ class Gather:
     iw: int  # common index width
     eaw: int  # common event address width
     fw: int  # field width in the rows
-    aaw: int
+    aaw: int  # row address width of RAM A (query rows) and RAM B (key/value rows)
     baw: int
-    rww: int
-    fb: int
+    rww: int  # row field width of a decode ROM entry
+    fb: int  # element position width of a decode ROM entry
     rom: Memory
     rom_aw: int
-    base1: int
+    base1: int  # first ROM entry of K and of V
     base2: int
-    caw: int
+    caw: int  # clear counter width
+    depths: tuple[int, int]  # rows of RAM A and RAM B
+    widths: tuple[int, int]  # bits per row of RAM A and RAM B
 
     def params(self) -> dict[str, str]:
-        """The npuc_gather parameters (as the owning unit passes them through)."""
-        return {"PW": str(self.pw), "IW": str(self.iw), "EAW": str(self.eaw), "AAW": str(self.aaw),
-                "BAW": str(self.baw), "RWW": str(self.rww), "FB": str(self.fb), "ROM_FILE": f'"{self.rom.path}"',
-                "ROM_DEPTH": str(self.rom.depth), "ROM_AW": str(self.rom_aw), "BASE1": str(self.base1),
-                "BASE2": str(self.base2), "CAW": str(self.caw)}
+        """The npuc_gather parameters (the unit's front end, instantiated next to its core)."""
+        return {"PW": str(self.pw), "IW": str(self.iw), "EAW": str(self.eaw), "FW": str(self.fw),
+                "WA": str(self.widths[0]), "DA": str(self.depths[0]), "AAW": str(self.aaw),
+                "WB": str(self.widths[1]), "DB": str(self.depths[1]), "BAW": str(self.baw), "RWW": str(self.rww),
+                "FB": str(self.fb), "ROM_FILE": f'"{self.rom.path}"', "ROM_DEPTH": str(self.rom.depth),
+                "ROM_AW": str(self.rom_aw), "BASE1": str(self.base1), "BASE2": str(self.base2),
+                "CAW": str(self.caw)}
 
 
 @dataclass

@@ -88,6 +88,12 @@ def _gather_lines(g: Gather, pre: str, ports: list[str]) -> list[str]:
     return out
 
 
+def _gather_view(g: Gather, pre: str, ports: list[str]) -> SimpleNamespace:
+    """What the ``front.gather`` macro needs: the port packing, npuc_gather's parameters, row widths."""
+    return SimpleNamespace(lines=_gather_lines(g, pre, ports), params=list(g.params().items()), aaw=g.aaw,
+                           baw=g.baw, wa=g.widths[0], wb=g.widths[1])
+
+
 def _attn_view(p: AttnPath, lay: Layer, phases: dict[str, str]) -> SimpleNamespace:
     i = p.index
     lane_terms = [f"(p{i}_lane_b[{ln}] ? p{i}_acc_rdata[{ln * p.aw + p.aw - 1}:{ln * p.aw}] : {p.aw}'d0)"
@@ -96,7 +102,7 @@ def _attn_view(p: AttnPath, lay: Layer, phases: dict[str, str]) -> SimpleNamespa
     desc = " -> ".join([*(" + ".join(n) for n in p.gather.nodes), *p.nodes[p.nodes.index(p.weighted):]])
     return SimpleNamespace(
         i=i, attn=True, pool=None, desc=desc, order=p.order, dims=dims, lanes=p.lanes, aw=p.aw, aaw=p.aaw,
-        params=list(p.params.items()), gather=_gather_lines(p.gather, f"p{i}", [f"p{i}{c}" for c in "qkv"]),
+        params=list(p.params.items()), gather=_gather_view(p.gather, f"p{i}", [f"p{i}{c}" for c in "qkv"]),
         iter_file=p.iter_rom.path, iter_aw=p.iter_aw, lb=p.lb, lane_terms=lane_terms, shift=p.shift,
         mult=vconst(p.mult, lay.cw), syn_phase=phases[f"syn{i}"], n=lay.n, naw1=unsigned_bits(lay.n))
 
@@ -175,7 +181,7 @@ def _unit_view(u: Unit) -> SimpleNamespace:
     return SimpleNamespace(
         index=u.index, node=u.node, ident=u.ident, module=u.module, n=u.n, shape_str="x".join(map(str, u.shape)),
         naw=u.naw, stw=u.ow, core=u.core, what=what, params=list(u.params.items()),
-        gather=_gather_lines(u.gather, "u", [p.name for p in ports]), ports=ports, pools=False, pool_count_w=0,
+        gather=_gather_view(u.gather, "u", [p.name for p in ports]), ports=ports, pools=False, pool_count_w=0,
         pool_count_lsb=0, paths=[], ev=u.ev.ident if u.ev else None, ev_dw=u.ow + u.naw,
         ro_core_w=1 if u.kind == "sc" else u.ow, unit=True)
 
