@@ -25,13 +25,10 @@ from ...ir.ops import (
     Conv2d,
     Dense,
     Input,
-    LinearAttention,
     MaxPool2d,
     Output,
     Permute,
     Reshape,
-    SpikeAttention,
-    StochasticAttention,
     SumPool2d,
 )
 from ...sim import lfsr
@@ -225,7 +222,7 @@ class _NeuronStage(_Stage):
         for sp in sps:
             src = sp.source.node
             _check_source(graph, name, src, pops)
-            if sp.weighted is not None and isinstance(graph[sp.weighted].op, SpikeAttention):
+            if sp.weighted is not None and isinstance(graph[sp.weighted].op, la.SpikeAttention):
                 for u in la.unit_inputs(graph, sp.weighted, sp.delay):
                     _check_source(graph, name, u.source, pops)
                     pops[u.source].delays.add(u.delay)
@@ -273,7 +270,7 @@ class _UnitStage(_Stage):
         return unit
 
 
-@STAGES.register(StochasticAttention)
+@STAGES.register(la.StochasticAttention)
 class _ScStage(_UnitStage):
     modules = la.SC_MODULES
 
@@ -285,7 +282,7 @@ class _ScStage(_UnitStage):
         return la.sc_unit(ctx.graph, name, k, ctx.pops, ctx.evlists, ctx.evlists.get(name), ident(ctx.graph.name))
 
 
-@STAGES.register(LinearAttention)
+@STAGES.register(la.LinearAttention)
 class _LinearStage(_UnitStage):
     modules = la.LINEAR_MODULES
 
@@ -421,7 +418,7 @@ def _path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath) -> _PathResult:
     return (rule or _synapse_path)(ctx, lif, k, i, sp, where)
 
 
-@PATHS.register(SpikeAttention)
+@PATHS.register(la.SpikeAttention)
 def _attention_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: str) -> _PathResult:
     return la.attn_path(ctx.graph, lif, k, i, sp, ctx.pops, ctx.evlists, ctx.lanes)
 
