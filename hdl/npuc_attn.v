@@ -95,10 +95,10 @@ module npuc_attn #(
     wire yclearing;                      // the Y bank zeroes its words (after reset)
     wire cgo = cpend && !kclearing && !yclearing;
     assign busy = rows_busy || crun || cpend;
-    reg [CW-1:0] ch;
-    reg [CW-1:0] ci;                     // query (ORDER 0, ORDER 1 phase 1) or key (phase 0) row
-    reg [CW-1:0] cj;
-    reg cmore;
+    wire [CW-1:0] ch;
+    wire [CW-1:0] ci;                    // query (ORDER 0, ORDER 1 phase 1) or key (phase 0) row
+    wire [CW-1:0] cj;
+    wire cmore;                          // rows left to walk
     reg ph;                              // ORDER 1: 0 KV phase, 1 Y phase
     wire [31:0] h32 = {{(32-CW){1'b0}}, ch};
     wire [31:0] i32 = {{(32-CW){1'b0}}, ci};
@@ -169,40 +169,30 @@ module npuc_attn #(
                 assign op_delta[l*AW +: AW] = vchunk[l] ? {{(AW-SW){1'b0}}, score} : {AW{1'b0}};
             end
             assign c_finish = crun && !cmore && !sv && !my;
+            // pairs (h, i, j): key j innermost, then query i, then head h; one per issue
+            localparam [CW-1:0] MC = M32[CW-1:0];
+            localparam [CW-1:0] NC = N32[CW-1:0];
+            localparam [CW-1:0] HC = H32[CW-1:0];
+            wire w_valid;
+            wire w_last;
+            wire w_free;
+            wire w_step1;
+            wire w_step2;
+            npuc_wincnt #(.B0(CW), .B1(CW), .B2(CW)) u_pairs (
+                .clk(clk), .rst(rst), .take(cgo), .adv(p_issue), .n0(MC), .n1(NC), .n2(HC), .gv(cmore), .c0(cj),
+                .c1(ci), .c2(ch), .valid(w_valid), .last(w_last), .free(w_free), .step1(w_step1), .step2(w_step2));
+            wire _unused_w = &{1'b0, w_valid, w_last, w_free, w_step1, w_step2, 1'b0};
             always @(posedge clk) begin
                 if (rst) begin
                     sv <= 1'b0;
                     s_row <= 32'd0;
                     kc <= {KCB{1'b0}};
-                    ch <= {CW{1'b0}};
-                    ci <= {CW{1'b0}};
-                    cj <= {CW{1'b0}};
-                    cmore <= 1'b0;
                     ph <= 1'b0;
                 end else begin
                     if (p_issue) sv <= 1'b1;
                     else if (s_last) sv <= 1'b0;
                     if (sv && s_nz) kc <= s_last ? {KCB{1'b0}} : kc + 1'b1;
-                    if (cgo) begin
-                        ch <= {CW{1'b0}};
-                        ci <= {CW{1'b0}};
-                        cj <= {CW{1'b0}};
-                        cmore <= 1'b1;
-                    end else if (p_issue) begin
-                        s_row <= qa32;
-                        if (j32 != M32 - 32'd1) begin
-                            cj <= cj + 1'b1;
-                        end else begin
-                            cj <= {CW{1'b0}};
-                            if (i32 != N32 - 32'd1) begin
-                                ci <= ci + 1'b1;
-                            end else begin
-                                ci <= {CW{1'b0}};
-                                if (h32 != H32 - 32'd1) ch <= ch + 1'b1;
-                                else cmore <= 1'b0;
-                            end
-                        end
-                    end
+                    if (p_issue) s_row <= qa32;
                 end
             end
             wire _unused_q = &{1'b0, ph, m_term, mk, 1'b0};
@@ -222,8 +212,26 @@ module npuc_attn #(
             end
             wire [31:0] b32 = {{(32-BB){1'b0}}, bidx};
             wire walking = crun && (rs == 2'd2) && (rem != {DK{1'b0}});
-            wire last_row_of_phase = ph ? ((h32 == H32 - 32'd1) && (i32 == N32 - 32'd1))
-                                        : ((h32 == H32 - 32'd1) && (j32 == M32 - 32'd1));
+            // rows: key rows (phase 0) or query rows (phase 1) innermost, then head h; one step per
+            // finished row; the walk restarts for phase 1 and ends after it
+            localparam [CW-1:0] MC = M32[CW-1:0];
+            localparam [CW-1:0] NC = N32[CW-1:0];
+            localparam [CW-1:0] HC = H32[CW-1:0];
+            wire row_done = crun && cmore && (rs == 2'd2) && (rem == {DK{1'b0}}) && !((AINT != 0) && !term);
+            wire last_row_of_phase;
+            wire [CW-1:0] row;
+            wire w_c2;
+            wire w_valid;
+            wire w_free;
+            wire w_step1;
+            wire w_step2;
+            npuc_wincnt #(.B0(CW), .B1(CW)) u_rows (
+                .clk(clk), .rst(rst), .take(cgo || (row_done && last_row_of_phase && !ph)), .adv(row_done),
+                .n0(ph ? NC : MC), .n1(HC), .n2(1'b1), .gv(cmore), .c0(row), .c1(ch), .c2(w_c2), .valid(w_valid),
+                .last(last_row_of_phase), .free(w_free), .step1(w_step1), .step2(w_step2));
+            assign ci = row;
+            assign cj = row;
+            wire _unused_w = &{1'b0, w_c2, w_valid, w_free, w_step1, w_step2, 1'b0};
             // issue a row read when idle in the phase (rs 0)
             wire row_issue = crun && cmore && (rs == 2'd0);
             assign a_re = row_issue && ph;
@@ -246,17 +254,9 @@ module npuc_attn #(
                     rem <= {DK{1'b0}};
                     term <= 1'b0;
                     kc <= {KCB{1'b0}};
-                    ch <= {CW{1'b0}};
-                    ci <= {CW{1'b0}};
-                    cj <= {CW{1'b0}};
-                    cmore <= 1'b0;
                     ph <= 1'b0;
                 end else if (cgo) begin
                     rs <= 2'd0;
-                    ch <= {CW{1'b0}};
-                    ci <= {CW{1'b0}};
-                    cj <= {CW{1'b0}};
-                    cmore <= 1'b1;
                     ph <= 1'b0;
                     kc <= {KCB{1'b0}};
                 end else if (crun && cmore) begin
@@ -278,27 +278,7 @@ module npuc_attn #(
                         rem <= ~sel_row;
                     end else begin
                         rs <= 2'd0;
-                        if (last_row_of_phase) begin
-                            ch <= {CW{1'b0}};
-                            ci <= {CW{1'b0}};
-                            cj <= {CW{1'b0}};
-                            if (ph) cmore <= 1'b0;
-                            ph <= 1'b1;
-                        end else if (ph) begin
-                            if (i32 != N32 - 32'd1) begin
-                                ci <= ci + 1'b1;
-                            end else begin
-                                ci <= {CW{1'b0}};
-                                ch <= ch + 1'b1;
-                            end
-                        end else begin
-                            if (j32 != M32 - 32'd1) begin
-                                cj <= cj + 1'b1;
-                            end else begin
-                                cj <= {CW{1'b0}};
-                                ch <= ch + 1'b1;
-                            end
-                        end
+                        if (last_row_of_phase) ph <= 1'b1;
                     end
                 end
             end

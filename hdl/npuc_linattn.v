@@ -75,12 +75,27 @@ module npuc_linattn #(
     localparam [31:0] L32 = L;
 
 
-    // ---- loop: LOAD reads the rows of head h, RUN walks (c, k) ----
+    // ---- loop: LOAD reads the rows of head h, RUN walks (c, k): chunk k innermost, then the value
+    //      channel c, then the head h (npuc_wincnt, advancing in RUN) ----
     localparam [1:0] S_IDLE = 2'd0, S_LOAD = 2'd1, S_RUN = 2'd2, S_DRAIN = 2'd3;
+    localparam [KCB-1:0] KCK = KC32[KCB-1:0];
+    localparam [CW-1:0] DVC = DV32[CW-1:0];
+    localparam [CW-1:0] HC = H32[CW-1:0];
     reg [1:0] st;
-    reg [CW-1:0] ch;
-    reg [CW-1:0] cc;
-    reg [KCB-1:0] kc;
+    wire [CW-1:0] ch;
+    wire [CW-1:0] cc;
+    wire [KCB-1:0] kc;
+    wire l_gv;
+    wire l_valid;
+    wire l_last;
+    wire l_free;
+    wire l_step1;
+    wire l_next_head;
+    npuc_wincnt #(.B0(KCB), .B1(CW), .B2(CW)) u_loop (
+        .clk(clk), .rst(rst), .take((st == S_IDLE) && rows_done), .adv(st == S_RUN), .n0(KCK), .n1(DVC),
+        .n2(HC), .gv(l_gv), .c0(kc), .c1(cc), .c2(ch), .valid(l_valid), .last(l_last), .free(l_free),
+        .step1(l_step1), .step2(l_next_head));
+    wire _unused_loop = &{1'b0, l_gv, l_valid, l_free, l_step1, 1'b0};
     reg [2:0] drain;
     wire [31:0] h32 = {{(32-CW){1'b0}}, ch};
     wire [31:0] c32 = {{(32-CW){1'b0}}, cc};
@@ -95,8 +110,6 @@ module npuc_linattn #(
     assign b_raddr = load ? h32[BAW-1:0] : {BAW{1'b0}};
     wire run = (st == S_RUN);
     wire kc_last = (kc32 == KC32 - 32'd1);
-    wire c_last = (c32 == DV32 - 32'd1);
-    wire h_last = (h32 == H32 - 32'd1);
 
     // ---- stage A (run): fields of this (c, k) chunk, state and decay reads ----
     wire [KP*FW-1:0] kpad = {{((KP-DK)*FW){1'b0}}, b_rdata[DK*FW-1:0]};
@@ -186,9 +199,6 @@ module npuc_linattn #(
     always @(posedge clk) begin
         if (rst) begin
             st <= S_IDLE;
-            ch <= {CW{1'b0}};
-            cc <= {CW{1'b0}};
-            kc <= {KCB{1'b0}};
             drain <= 3'd0;
             done <= 1'b0;
             rows_clear <= 1'b0;
@@ -224,30 +234,14 @@ module npuc_linattn #(
             cy <= ytot;
             crow <= brow;
             case (st)
-                S_IDLE: if (rows_done) begin
-                    st <= S_LOAD;
-                    ch <= {CW{1'b0}};
-                    cc <= {CW{1'b0}};
-                    kc <= {KCB{1'b0}};
-                end
+                S_IDLE: if (rows_done) st <= S_LOAD;
                 S_LOAD: st <= S_RUN;
                 S_RUN: begin
-                    if (!kc_last) begin
-                        kc <= kc + 1'b1;
-                    end else begin
-                        kc <= {KCB{1'b0}};
-                        if (!c_last) begin
-                            cc <= cc + 1'b1;
-                        end else begin
-                            cc <= {CW{1'b0}};
-                            if (h_last) begin
-                                st <= S_DRAIN;
-                                drain <= 3'd0;
-                            end else begin
-                                ch <= ch + 1'b1;
-                                st <= S_LOAD;
-                            end
-                        end
+                    if (l_last) begin
+                        st <= S_DRAIN;
+                        drain <= 3'd0;
+                    end else if (l_next_head) begin
+                        st <= S_LOAD;
                     end
                 end
                 default: begin  // S_DRAIN: stages B and C empty out

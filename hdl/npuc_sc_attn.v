@@ -88,15 +88,32 @@ module npuc_sc_attn #(
     //      S_EMIT evaluates the DV outputs of the row ----
     localparam [1:0] S_IDLE = 2'd0, S_PAIR = 2'd1, S_LAST = 2'd2, S_EMIT = 2'd3;
     reg [1:0] st;
-    reg [CW-1:0] ch;
-    reg [CW-1:0] ci;
     reg [CW-1:0] cj;
     reg [CW-1:0] cd;
     reg sv;                              // a pair's rows are on the RAM outputs
+    // rows (h, i): query i innermost, then head h, one step at the end of each row's outputs
+    localparam [CW-1:0] NC = N32[CW-1:0];
+    localparam [CW-1:0] HC = H32[CW-1:0];
+    wire [CW-1:0] ch;
+    wire [CW-1:0] ci;
     wire [31:0] h32 = {{(32-CW){1'b0}}, ch};
     wire [31:0] i32 = {{(32-CW){1'b0}}, ci};
     wire [31:0] j32 = {{(32-CW){1'b0}}, cj};
     wire [31:0] d32 = {{(32-CW){1'b0}}, cd};
+    wire row_last_out = (d32 == DV32 - 32'd1);
+    wire row_end = (st == S_EMIT) && row_last_out;
+    wire rows_last;
+    wire r_gv;
+    wire r_valid;
+    wire r_free;
+    wire r_step1;
+    wire r_step2;
+    wire r_c2;
+    npuc_wincnt #(.B0(CW), .B1(CW)) u_rows (
+        .clk(clk), .rst(rst), .take((st == S_IDLE) && rows_done), .adv(row_end), .n0(NC), .n1(HC), .n2(1'b1),
+        .gv(r_gv), .c0(ci), .c1(ch), .c2(r_c2), .valid(r_valid), .last(rows_last), .free(r_free),
+        .step1(r_step1), .step2(r_step2));
+    wire _unused_rows = &{1'b0, r_gv, r_valid, r_free, r_step1, r_step2, r_c2, 1'b0};
     wire [31:0] qa32 = h32 * N32 + i32;
     wire [31:0] ka32 = h32 * M32 + j32;
     wire [31:0] oa32 = qa32 * DV32 + d32;
@@ -140,8 +157,6 @@ module npuc_sc_attn #(
     wire _unused_ok = &{1'b0, qa32, ka32, oa32, c2sh, 1'b0};
 
     wire row_last_key = (j32 == M32 - 32'd1);
-    wire row_last_out = (d32 == DV32 - 32'd1);
-    wire rows_last = (h32 == H32 - 32'd1) && (i32 == N32 - 32'd1);
     genvar d;
     generate
         for (d = 0; d < DV; d = d + 1) begin : g_count
@@ -155,8 +170,6 @@ module npuc_sc_attn #(
     always @(posedge clk) begin
         if (rst) begin
             st <= S_IDLE;
-            ch <= {CW{1'b0}};
-            ci <= {CW{1'b0}};
             cj <= {CW{1'b0}};
             cd <= {CW{1'b0}};
             sv <= 1'b0;
@@ -169,8 +182,6 @@ module npuc_sc_attn #(
             case (st)
                 S_IDLE: if (rows_done) begin
                     st <= S_PAIR;
-                    ch <= {CW{1'b0}};
-                    ci <= {CW{1'b0}};
                     cj <= {CW{1'b0}};
                 end
                 S_PAIR: begin
@@ -194,12 +205,6 @@ module npuc_sc_attn #(
                         rows_clear <= 1'b1;
                     end else begin
                         st <= S_PAIR;
-                        if (i32 != N32 - 32'd1) begin
-                            ci <= ci + 1'b1;
-                        end else begin
-                            ci <= {CW{1'b0}};
-                            ch <= ch + 1'b1;
-                        end
                     end
                 end
             endcase

@@ -167,7 +167,7 @@ module npuc_syn #(
             wire g_last;
             // k over the chunks, kv over the kernel columns, ku over the kernel rows
             npuc_wincnt #(.B0(KCB), .B1(NB), .B2(NB)) u_win (
-                .clk(clk), .rst(rst), .take(g_take), .n0(KCK), .n1(cg_nv), .n2(cg_nu), .gv(gv), .c0(k),
+                .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .n0(KCK), .n1(cg_nv), .n2(cg_nu), .gv(gv), .c0(k),
                 .c1(kv), .c2(ku), .valid(op_valid), .last(g_last), .free(g_free), .step1(g_step1),
                 .step2(g_step2));
             wire _unused_win = &{1'b0, kv, ku, g_last, 1'b0};
@@ -237,7 +237,7 @@ module npuc_syn #(
             wire c2;
             wire g_last;
             npuc_wincnt #(.B0(KCB)) u_win (
-                .clk(clk), .rst(rst), .take(g_take), .n0(KCK), .n1(1'b1), .n2(1'b1), .gv(gv), .c0(k), .c1(c1),
+                .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .n0(KCK), .n1(1'b1), .n2(1'b1), .gv(gv), .c0(k), .c1(c1),
                 .c2(c2), .valid(op_valid), .last(g_last), .free(g_free), .step1(g_step1), .step2(g_step2));
             wire [31:0] r32 = {{(32-RB){1'b0}}, grow};
             wire [31:0] t32 = {{(32-TB){1'b0}}, gtok};
