@@ -170,17 +170,15 @@ module npuc_attn #(
             end
             assign c_finish = crun && !cmore && !sv && !my;
             // pairs (h, i, j): key j innermost, then query i, then head h; one per issue
-            localparam [CW-1:0] MC = M32[CW-1:0];
-            localparam [CW-1:0] NC = N32[CW-1:0];
-            localparam [CW-1:0] HC = H32[CW-1:0];
             wire w_valid;
             wire w_last;
             wire w_free;
             wire w_step1;
             wire w_step2;
-            npuc_wincnt #(.B0(CW), .B1(CW), .B2(CW)) u_pairs (
-                .clk(clk), .rst(rst), .take(cgo), .adv(p_issue), .n0(MC), .n1(NC), .n2(HC), .gv(cmore), .c0(cj),
-                .c1(ci), .c2(ch), .valid(w_valid), .last(w_last), .free(w_free), .step1(w_step1), .step2(w_step2));
+            npuc_wincnt #(.B0(CW), .B1(CW), .B2(CW), .M0(M - 1), .M1(N - 1), .M2(H - 1)) u_pairs (
+                .clk(clk), .rst(rst), .take(cgo), .adv(p_issue), .m0({CW{1'b0}}), .m1({CW{1'b0}}),
+                .m2({CW{1'b0}}), .empty(1'b0), .gv(cmore), .c0(cj), .c1(ci), .c2(ch), .valid(w_valid),
+                .last(w_last), .free(w_free), .step1(w_step1), .step2(w_step2));
             wire _unused_w = &{1'b0, w_valid, w_last, w_free, w_step1, w_step2, 1'b0};
             always @(posedge clk) begin
                 if (rst) begin
@@ -216,7 +214,6 @@ module npuc_attn #(
             // finished row; the walk restarts for phase 1 and ends after it
             localparam [CW-1:0] MC = M32[CW-1:0];
             localparam [CW-1:0] NC = N32[CW-1:0];
-            localparam [CW-1:0] HC = H32[CW-1:0];
             wire row_done = crun && cmore && (rs == 2'd2) && (rem == {DK{1'b0}}) && !((AINT != 0) && !term);
             wire last_row_of_phase;
             wire [CW-1:0] row;
@@ -225,9 +222,10 @@ module npuc_attn #(
             wire w_free;
             wire w_step1;
             wire w_step2;
-            npuc_wincnt #(.B0(CW), .B1(CW)) u_rows (
+            npuc_wincnt #(.B0(CW), .B1(CW), .M1(H - 1), .M2(0)) u_rows (
                 .clk(clk), .rst(rst), .take(cgo || (row_done && last_row_of_phase && !ph)), .adv(row_done),
-                .n0(ph ? NC : MC), .n1(HC), .n2(1'b1), .gv(cmore), .c0(row), .c1(ch), .c2(w_c2), .valid(w_valid),
+                .m0(ph ? NC - 1'b1 : MC - 1'b1), .m1({CW{1'b0}}), .m2(1'b0), .empty(1'b0), .gv(cmore), .c0(row),
+                .c1(ch), .c2(w_c2), .valid(w_valid),
                 .last(last_row_of_phase), .free(w_free), .step1(w_step1), .step2(w_step2));
             assign ci = row;
             assign cj = row;

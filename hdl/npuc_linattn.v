@@ -68,7 +68,6 @@ module npuc_linattn #(
 );
     localparam integer WB = (DK + DV) * FW;
     localparam integer KP = KC * L;      // padded key row
-    localparam [31:0] H32 = H;
     localparam [31:0] DV32 = DV;
     localparam [31:0] DK32 = DK;
     localparam [31:0] KC32 = KC;
@@ -78,9 +77,6 @@ module npuc_linattn #(
     // ---- loop: LOAD reads the rows of head h, RUN walks (c, k): chunk k innermost, then the value
     //      channel c, then the head h (npuc_wincnt, advancing in RUN) ----
     localparam [1:0] S_IDLE = 2'd0, S_LOAD = 2'd1, S_RUN = 2'd2, S_DRAIN = 2'd3;
-    localparam [KCB-1:0] KCK = KC32[KCB-1:0];
-    localparam [CW-1:0] DVC = DV32[CW-1:0];
-    localparam [CW-1:0] HC = H32[CW-1:0];
     reg [1:0] st;
     wire [CW-1:0] ch;
     wire [CW-1:0] cc;
@@ -91,10 +87,10 @@ module npuc_linattn #(
     wire l_free;
     wire l_step1;
     wire l_next_head;
-    npuc_wincnt #(.B0(KCB), .B1(CW), .B2(CW)) u_loop (
-        .clk(clk), .rst(rst), .take((st == S_IDLE) && rows_done), .adv(st == S_RUN), .n0(KCK), .n1(DVC),
-        .n2(HC), .gv(l_gv), .c0(kc), .c1(cc), .c2(ch), .valid(l_valid), .last(l_last), .free(l_free),
-        .step1(l_step1), .step2(l_next_head));
+    npuc_wincnt #(.B0(KCB), .B1(CW), .B2(CW), .M0(KC - 1), .M1(DV - 1), .M2(H - 1)) u_loop (
+        .clk(clk), .rst(rst), .take((st == S_IDLE) && rows_done), .adv(st == S_RUN), .m0({KCB{1'b0}}),
+        .m1({CW{1'b0}}), .m2({CW{1'b0}}), .empty(1'b0), .gv(l_gv), .c0(kc), .c1(cc), .c2(ch), .valid(l_valid),
+        .last(l_last), .free(l_free), .step1(l_step1), .step2(l_next_head));
     wire _unused_loop = &{1'b0, l_gv, l_valid, l_free, l_step1, 1'b0};
     reg [2:0] drain;
     wire [31:0] h32 = {{(32-CW){1'b0}}, ch};

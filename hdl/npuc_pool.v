@@ -84,8 +84,9 @@ module npuc_pool #(
     wire           g_step1;
     wire           g_step2;
     assign g_take = fv && g_free;
-    npuc_wincnt #(.B0(NXB), .B1(NYB)) u_win (
-        .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .n0(gnx), .n1(gny), .n2(1'b1), .gv(gv), .c0(dx), .c1(dy), .c2(dz),
+    npuc_wincnt #(.B0(NXB), .B1(NYB), .M2(0), .EMPTY(1)) u_win (
+        .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .m0(gnx - 1'b1), .m1(gny - 1'b1), .m2(1'b0),
+        .empty((gny == {NYB{1'b0}}) || (gnx == {NXB{1'b0}})), .gv(gv), .c0(dx), .c1(dy), .c2(dz),
         .valid(op_valid), .last(g_last), .free(g_free), .step1(g_step1), .step2(g_step2));
     wire _unused_win = &{1'b0, dz, g_last, g_step1, g_step2, 1'b0};
     wire [31:0] w32 = {{(32-QW){1'b0}}, gw0} + {{(32-NYB){1'b0}}, dy} * OWP32 + {{(32-NXB){1'b0}}, dx};

@@ -64,7 +64,6 @@ module npuc_sc_attn #(
     input  wire [OIW-1:0]        ro_addr,
     output wire [0:0]            ro_data
 );
-    localparam [31:0] H32 = H;
     localparam [31:0] N32 = N;
     localparam [31:0] M32 = M;
     localparam [31:0] DV32 = DV;
@@ -92,8 +91,6 @@ module npuc_sc_attn #(
     reg [CW-1:0] cd;
     reg sv;                              // a pair's rows are on the RAM outputs
     // rows (h, i): query i innermost, then head h, one step at the end of each row's outputs
-    localparam [CW-1:0] NC = N32[CW-1:0];
-    localparam [CW-1:0] HC = H32[CW-1:0];
     wire [CW-1:0] ch;
     wire [CW-1:0] ci;
     wire [31:0] h32 = {{(32-CW){1'b0}}, ch};
@@ -109,8 +106,9 @@ module npuc_sc_attn #(
     wire r_step1;
     wire r_step2;
     wire r_c2;
-    npuc_wincnt #(.B0(CW), .B1(CW)) u_rows (
-        .clk(clk), .rst(rst), .take((st == S_IDLE) && rows_done), .adv(row_end), .n0(NC), .n1(HC), .n2(1'b1),
+    npuc_wincnt #(.B0(CW), .B1(CW), .M0(N - 1), .M1(H - 1), .M2(0)) u_rows (
+        .clk(clk), .rst(rst), .take((st == S_IDLE) && rows_done), .adv(row_end), .m0({CW{1'b0}}),
+        .m1({CW{1'b0}}), .m2(1'b0), .empty(1'b0),
         .gv(r_gv), .c0(ci), .c1(ch), .c2(r_c2), .valid(r_valid), .last(rows_last), .free(r_free),
         .step1(r_step1), .step2(r_step2));
     wire _unused_rows = &{1'b0, r_gv, r_valid, r_free, r_step1, r_step2, r_c2, 1'b0};

@@ -106,7 +106,6 @@ module npuc_syn #(
         .fv(fv), .fpay(fpay), .fidx(fidx), .from(rom), .ftake(g_take), .fdone(fdone));
 
     // ---- G: address generator: chunk k innermost (npuc_wincnt level 0), then the conv taps ----
-    localparam [KCB-1:0] KCK = KC32[KCB-1:0];
     wire        gv;
     wire [KCB-1:0] k;
     wire [31:0] k32 = {{(32-KCB){1'b0}}, k};
@@ -166,8 +165,9 @@ module npuc_syn #(
             wire [NB-1:0] ku;
             wire g_last;
             // k over the chunks, kv over the kernel columns, ku over the kernel rows
-            npuc_wincnt #(.B0(KCB), .B1(NB), .B2(NB)) u_win (
-                .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .n0(KCK), .n1(cg_nv), .n2(cg_nu), .gv(gv), .c0(k),
+            npuc_wincnt #(.B0(KCB), .B1(NB), .B2(NB), .M0(KC - 1), .EMPTY(1)) u_win (
+                .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .m0({KCB{1'b0}}), .m1(cg_nv - 1'b1),
+                .m2(cg_nu - 1'b1), .empty((cg_nu == {NB{1'b0}}) || (cg_nv == {NB{1'b0}})), .gv(gv), .c0(k),
                 .c1(kv), .c2(ku), .valid(op_valid), .last(g_last), .free(g_free), .step1(g_step1),
                 .step2(g_step2));
             wire _unused_win = &{1'b0, kv, ku, g_last, 1'b0};
@@ -236,8 +236,9 @@ module npuc_syn #(
             wire c1;
             wire c2;
             wire g_last;
-            npuc_wincnt #(.B0(KCB)) u_win (
-                .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .n0(KCK), .n1(1'b1), .n2(1'b1), .gv(gv), .c0(k), .c1(c1),
+            npuc_wincnt #(.B0(KCB), .M0(KC - 1), .M1(0), .M2(0)) u_win (
+                .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .m0({KCB{1'b0}}), .m1(1'b0), .m2(1'b0),
+                .empty(1'b0), .gv(gv), .c0(k), .c1(c1),
                 .c2(c2), .valid(op_valid), .last(g_last), .free(g_free), .step1(g_step1), .step2(g_step2));
             wire [31:0] r32 = {{(32-RB){1'b0}}, grow};
             wire [31:0] t32 = {{(32-TB){1'b0}}, gtok};

@@ -1,25 +1,32 @@
-// npuc_wincnt: a nested counter (c0 innermost, then c1, then c2) walking an N0 x N1 x N2 window,
+// npuc_wincnt: a nested counter (c0 innermost, then c1, then c2) walking a window of points,
 // with the address-generator handshake of the event-driven engines: `take` (the owner's
 // fv && free) starts a walk at (0, 0, 0); each cycle with `adv` moves to the next point; the
 // last point ends the walk and frees the counter (`free`), so the next walk is taken in the
-// same cycle and walks run back to back. A window with a zero extent ends in one cycle (`valid`
-// stays low). The extents are held by the owner during a walk. The synapse and pooling engines
-// advance every cycle (adv = 1); the attention units walk their rows and heads with it.
+// same cycle and walks run back to back. A window with a zero extent (`empty`, only read when
+// EMPTY != 0) ends in one cycle with `valid` low. The synapse and pooling engines advance every
+// cycle (adv = 1); the attention units walk their rows and heads with it.
+// Level k's last index is the parameter Mk when it is a constant (>= 0; folded at elaboration,
+// the owner ties mk to 0), else the input mk, held by the owner during a walk.
 // `step1` / `step2`: c1 / c2 advance this cycle (the owner moves its address registers along).
 `default_nettype none
 module npuc_wincnt #(
-    parameter integer B0 = 1,
+    parameter integer B0 = 1,            // counter widths
     parameter integer B1 = 1,
-    parameter integer B2 = 1
+    parameter integer B2 = 1,
+    parameter integer M0 = -1,           // constant last indices (-1: the inputs m0, m1, m2)
+    parameter integer M1 = -1,
+    parameter integer M2 = -1,
+    parameter integer EMPTY = 0          // 1: `empty` may be high
 ) (
     input  wire          clk,
     input  wire          rst,
     input  wire          take,
     input  wire          adv,            // move to the next point this cycle
-    input  wire [B0-1:0] n0,
-    input  wire [B1-1:0] n1,
-    input  wire [B2-1:0] n2,
-    output reg           gv,             // an event is being walked
+    input  wire [B0-1:0] m0,
+    input  wire [B1-1:0] m1,
+    input  wire [B2-1:0] m2,
+    input  wire          empty,
+    output reg           gv,             // a walk is in progress
     output reg  [B0-1:0] c0,
     output reg  [B1-1:0] c1,
     output reg  [B2-1:0] c2,
@@ -29,12 +36,18 @@ module npuc_wincnt #(
     output wire          step1,
     output wire          step2
 );
-    wire empty = (n0 == {B0{1'b0}}) || (n1 == {B1{1'b0}}) || (n2 == {B2{1'b0}});
-    wire last0 = (c0 == n0 - 1'b1);
-    wire last1 = (c1 == n1 - 1'b1);
-    wire last2 = (c2 == n2 - 1'b1);
-    assign last = gv && (empty || (last0 && last1 && last2));
-    assign valid = gv && !empty;
+    localparam [31:0] M0U = M0;
+    localparam [31:0] M1U = M1;
+    localparam [31:0] M2U = M2;
+    wire [B0-1:0] e0 = (M0 >= 0) ? M0U[B0-1:0] : m0;
+    wire [B1-1:0] e1 = (M1 >= 0) ? M1U[B1-1:0] : m1;
+    wire [B2-1:0] e2 = (M2 >= 0) ? M2U[B2-1:0] : m2;
+    wire none = (EMPTY != 0) && empty;
+    wire last0 = (c0 == e0);
+    wire last1 = (c1 == e1);
+    wire last2 = (c2 == e2);
+    assign last = gv && (none || (last0 && last1 && last2));
+    assign valid = gv && !none;
     wire fin = last && adv;
     assign free = !gv || fin;
     wire wrap0 = gv && adv && !last && last0;
