@@ -11,7 +11,15 @@ module npuc_decay #(
     input  wire signed [W-1:0] x,
     output wire signed [W-1:0] y
 );
-    wire signed [W-1:0] p = x * MULT;
-    npuc_rshift #(.W(W), .SHIFT(SHIFT), .ROUND(ROUND)) u_shift (.p(p), .q(y));
+    generate
+        if (MULT == 0) begin : g_zero
+            // R(0) = 0 for every rounding; no shifter (its logic would not fold across the boundary)
+            assign y = {W{1'b0}};
+            wire _unused_ok = &{1'b0, x, 1'b0};
+        end else begin : g_mul
+            wire signed [W-1:0] p = x * MULT;
+            npuc_rshift #(.W(W), .SHIFT(SHIFT), .ROUND(ROUND)) u_shift (.p(p), .q(y));
+        end
+    endgenerate
 endmodule
 `default_nettype wire
