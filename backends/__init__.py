@@ -57,6 +57,18 @@ def positive_int(value: Any) -> int:
     return v
 
 
+def flag(value: Any) -> bool:
+    """A boolean option: ``1``/``0``, ``true``/``false``, ``yes``/``no`` (or a JSON bool)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0 (true/false)")
+
+
 def positive_number(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a number > 0")
@@ -86,6 +98,9 @@ class Backend:
     options: Mapping[str, Option] = field(default_factory=dict)
     """Target options this backend reads (``target.options``)."""
     description: str = ""
+    adjust_profile: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
+    """Optional: the target's profile fields given its parsed options (e.g. loihi2's ``stock_only``
+    narrows the neuron features to what lava-nc's stock processes compute)."""
 
     def implementation(self) -> Any:
         return importlib.import_module(self.module)
@@ -184,4 +199,4 @@ def check_target_kind(build_dir: Any, engine: str, target: str) -> str:
 
 
 __all__ = ["Backend", "Option", "register", "registry", "for_kind", "for_engine", "engines", "backend",
-           "run_engine", "check_target_kind", "positive_int", "positive_number"]
+           "run_engine", "check_target_kind", "positive_int", "positive_number", "flag"]

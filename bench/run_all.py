@@ -18,6 +18,8 @@ BENCHMARKS = [
     ("rtl_efficiency", "4. RTL efficiency: cycles vs event-driven bound, resources"),
     ("accuracy", "5. accuracy per engine; int/Lava/RTL mismatches"),
     ("attention_bench", "6. spiking attention: AND vs XNOR vs SC; SC error vs T"),
+    ("model_zoo", "7. model zoo: tutorial and reference models on both targets"),
+    ("ann_to_snn", "8. ANN-to-SNN: ReLU networks on digits, accuracy vs T"),
 ]
 
 

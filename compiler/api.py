@@ -117,6 +117,7 @@ def compile(  # noqa: A001  (the package's verb)
     verbose: bool = False,
     name: str | None = None,
     pipeline: str | dict[str, str] | None = None,
+    ann_to_snn: bool = False,
 ) -> Compiled:
     """Compile a PyTorch model (or an npuc `Graph`) for hardware targets.
 
@@ -135,6 +136,8 @@ def compile(  # noqa: A001  (the package's verb)
         name: graph name (default: `npuc.frontends.graph_name`, the rule the CLI uses too).
         pipeline: pass pipeline text for every target, or ``{target name: text}``
             (default: each target's own; see `npuc.passes.base.parse_pipeline`).
+        ann_to_snn: ``model`` is a ReLU network: convert it over ``steps`` time steps with
+            thresholds balanced on the calibration data (`npuc.frontends.ann.ann_to_snn`).
 
     Returns:
         `Compiled`, backed by the build directory.
@@ -145,15 +148,22 @@ def compile(  # noqa: A001  (the package's verb)
     from .driver import build
     from .inputs import as_arrays, batch_size, check_labels
 
-    xs = as_arrays(example_input, "example_input")
+    xs = as_arrays(example_input, "example_input", finite=not isinstance(model, Graph))
     if isinstance(model, Graph):
         graph = model.verify()
+    elif ann_to_snn:
+        from .frontends.ann import ann_to_snn as convert_ann
+
+        if steps is None:
+            raise UserError("ann_to_snn=True needs the number of time steps (steps=T)")
+        cal = xs if calibration is None else as_arrays(calibration, "calibration")
+        graph = convert_ann(model, cal[0], steps, name=name)
     else:
         from .frontends import trace
 
         graph = trace(model, xs if len(xs) > 1 else xs[0], steps=steps, name=name)
     specs = [target] if isinstance(target, str) else list(target)
-    calib = xs if calibration is None else as_arrays(calibration, "calibration")
+    calib = xs if calibration is None else as_arrays(calibration, "calibration", finite=not isinstance(model, Graph))
     y = None if labels is None else check_labels(labels, batch_size(graph, calib), "labels")
     temporary = out is None
     path = Path(tempfile.mkdtemp(prefix="npuc-")) / "build" if temporary else Path(out)

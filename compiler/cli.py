@@ -12,14 +12,24 @@ import argparse
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .backends import engines
-from .errors import NpucError
-from .inputs import batch_size, check_output_path, load_inputs, save_outputs
+from .errors import NpucError, NpucWarning
+from .inputs import (
+    accuracy,
+    batch_size,
+    check_labels,
+    check_output_path,
+    load_inputs,
+    load_labels,
+    save_outputs,
+)
 from .limits import MAX_STEPS_DEFAULT, set_max_steps
 
 # -- verbs -------------------------------------------------------------------------------
@@ -32,17 +42,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     bd = BuildDir(args.dir)
     xs = load_inputs(args.input)
     check_output_path(args.out)
+    labels = _labels(args, bd, xs)
     if args.engine == "float":
         graph = bd.float_graph()
     elif args.engine == "int":
         graph = bd.int_graph(args.target)
     else:
-        return _simulate_backend(bd, args, xs)
+        return _simulate_backend(bd, args, xs, labels)
     res = simulate(graph, xs if len(xs) > 1 else xs[0], engine=args.engine)
     _print(f"simulated '{graph.name}' ({len(graph)} nodes) with the {args.engine} engine: "
            f"{res.steps} steps x batch {batch_size(graph, xs)} in {res.seconds:.3f} s")
-    for name, out in zip(res.output_names, res.outputs):
-        _print(f"  output {name}: shape {list(out.shape)} dtype {out.dtype}")
+    _print_outputs(graph, res, labels)
     if res.stats:
         for node, counts in res.stats.items():
             _print(f"  overflow events in {node}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
@@ -52,13 +62,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray]) -> int:
-    from .backends import run_engine
+def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray], labels: np.ndarray | None) -> int:
+    from .backends import check_target_kind, for_engine, run_engine
 
     res = run_engine(bd, args.engine, xs, target=args.target, waves=getattr(args, "waves", False),
                      allow_modified=args.allow_modified)
-    for name, out in zip(res.output_names, res.outputs):
-        _print(f"  output {name}: shape {list(out.shape)} dtype {out.dtype}")
+    target = check_target_kind(bd, args.engine, args.target) if args.target else \
+        bd.target_for_kind(for_engine(args.engine).kind)
+    _print_outputs(bd.int_graph(target), res, labels)
     wave_file = (res.stats.get("rtl") or {}).get("waves")
     if wave_file:
         _print(f"  waveform: {wave_file}")
@@ -66,6 +77,23 @@ def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray]) -> int
         save_outputs(args.out, res.output_names, res.outputs)
         _print(f"wrote {args.out}")
     return 0
+
+
+def _labels(args: argparse.Namespace, bd, xs: list[np.ndarray]) -> np.ndarray | None:
+    """``--labels`` checked against the inputs' batch and the model's output classes."""
+    if not getattr(args, "labels", None):
+        return None
+    graph = bd.float_graph()
+    classes = int(np.prod(graph.outputs()[0].shape))
+    return check_labels(load_labels(args.labels, batch_size(graph, xs)), None, args.labels, classes)
+
+
+def _print_outputs(graph, res, labels: np.ndarray | None) -> None:
+    for name, out in zip(res.output_names, res.outputs):
+        _print(f"  output {name}: shape {list(out.shape)} dtype {out.dtype}")
+    if labels is not None:
+        _print(f"  accuracy: {accuracy(res.outputs[0], graph.outputs()[0].op, labels):.4f} "
+               f"on {len(labels)} labelled samples")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -127,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="VERB")
 
     c = sub.add_parser("compile", help="compile a model (file.py:factory, package.module:factory or .nir) to hardware")
-    c.add_argument("model", help="file.py:factory, package.module:factory, or a .nir file")
+    c.add_argument("model", help="file.py:factory, package.module:factory, a .nir or an .onnx file")
     c.add_argument("--checkpoint", help="state_dict checkpoint (.pt) loaded with torch.load(weights_only=True)")
     c.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a checkpoint that needs arbitrary pickled classes (executes code from the file)")
@@ -140,11 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pass pipeline instead of the target's, e.g. 'fold-batchnorm,legalize,quantize{percentile=99.9},"
                    "map-cores{order=chw},place-cores' (prefix TARGET= to set one target's; repeatable)")
     c.add_argument("--steps", type=int, help="time steps for a model whose forward takes no time axis")
+    c.add_argument("--ann-to-snn", action="store_true",
+                   help="the model is a ReLU network: convert ReLUs to IF neurons (subtract reset) over --steps T, "
+                   "thresholds balanced on the calibration data, input as a constant current, output as spike counts")
+    c.add_argument("--dt", type=float, metavar="SECONDS",
+                   help=".nir models: Euler time step (default: the file's npuc.dt, else 1e-4)")
+    c.add_argument("--reset", choices=("subtract", "value"),
+                   help=".nir models: neuron reset (default: to v_reset if the node has one, else subtract)")
     c.add_argument("--max-steps", type=int, metavar="N",
                    help=f"refuse graphs with more than N time steps (default {MAX_STEPS_DEFAULT:,}, or NPUC_MAX_STEPS)")
     c.add_argument("--out", required=True, help="output directory")
     c.add_argument("--allow-approx", action="store_true",
                    help="approximate neuron features a target lacks (e.g. subtract reset on Loihi 2) instead of failing")
+    c.add_argument("--stock-only", action="store_true",
+                   help="loihi2: lava-nc's stock processes only, no custom neuron processes (same as "
+                   "--target loihi2:stock_only=1)")
     c.add_argument("--verbose", "-v", action="store_true", help="print each pass and its effect")
     c.set_defaults(fn=cmd_compile)
 
@@ -156,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, help=".npy (or .npz for several inputs) in the model's input layout")
     s.add_argument("--out", help="write outputs to .npy (.npz for several outputs)")
     s.add_argument("--target", help="which compiled target (when there are several)")
+    s.add_argument("--labels", help=".npy class labels for the inputs: print the accuracy")
     s.add_argument("--allow-modified", action="store_true", help="lava/rtl engines: " + ALLOW_MODIFIED)
     s.add_argument("--waves", action="store_true",
                    help="rtl engine: write a waveform (VCD; FST when lz4 is installed) to DIR/rtl/sim/")
@@ -168,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--engine", choices=engines(), required=True)
     v.add_argument("--input", required=True)
     v.add_argument("--target", help="which compiled target (when there are several)")
+    v.add_argument("--labels", help=".npy class labels for the inputs: also print the engine's accuracy")
     v.add_argument("--allow-modified", action="store_true", help=ALLOW_MODIFIED)
     v.set_defaults(fn=cmd_verify)
 
@@ -176,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print report.json instead of tables")
     r.add_argument("--input", help="FPGA builds: run the RTL on this .npy to measure cycles per step")
     r.add_argument("--synth", action="store_true", help="FPGA builds: add Yosys resource estimates per layer")
+    r.add_argument("--family", choices=("ice40", "xilinx", "generic"), default="ice40",
+                   help="with --synth: Yosys flow (synth_ice40, synth_xilinx for 7-series, or generic cells; "
+                   "default ice40)")
     r.add_argument("--allow-modified", action="store_true", help="with --input: " + ALLOW_MODIFIED)
     r.set_defaults(fn=cmd_report)
 
@@ -200,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     fn: Callable[[argparse.Namespace], int] = args.fn
+    if not args.debug:
+        warnings.showwarning = _show_warning
     # SIGTERM unwinds like Ctrl-C, so a killed compile removes its temporary build directory
     signal.signal(signal.SIGTERM, _terminate)
     if args.debug:
@@ -219,6 +264,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `npuc report DIR | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+_SHOWN: set[str] = set()
+
+
+def _package_dirs() -> tuple[Path, ...]:
+    """The folders npuc's subpackages live in (the checkout's compiler/, ir/, ... when editable)."""
+    import importlib.util
+
+    dirs = []
+    for name in ("npuc", "npuc.ir", "npuc.frontends", "npuc.backends", "npuc.sim"):
+        spec = importlib.util.find_spec(name)
+        dirs += [Path(p).resolve() for p in (spec.submodule_search_locations or [])] if spec else []
+    return tuple(dirs)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """npuc's warnings as one ``npuc: warning:`` line each (once per message); warnings from
+    other libraries (torch.jit deprecations, Lava internals) are noise here (``--debug`` shows them)."""
+    text = str(message)
+    where = Path(filename).resolve()
+    ours = issubclass(category, NpucWarning) or any(where.is_relative_to(d) for d in _package_dirs())
+    if ours and text not in _SHOWN:
+        _SHOWN.add(text)
+        print(f"npuc: warning: {text}", file=sys.stderr)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -21,12 +21,15 @@ from .errors import UserError
 
 
 def load_source(model: str, checkpoint: str | None, example_input: list[np.ndarray] | None,
-                trust_checkpoint: bool = False, steps: int | None = None):
-    """Import a model spec (``file.py:factory``, ``pkg.mod:factory``, ``.nir``, ``.onnx``) as a float graph."""
+                trust_checkpoint: bool = False, steps: int | None = None, *, dt: float | None = None,
+                reset: str | None = None, ann: bool = False, calibration: list[np.ndarray] | None = None):
+    """Import a model spec (``file.py:factory``, ``pkg.mod:factory``, ``.nir``, ``.onnx``) as a float graph
+    (``dt``, ``reset``: ``.nir`` only)."""
     from .frontends import load_model
 
     return load_model(model, checkpoint=checkpoint, example_input=example_input,
-                      trust_checkpoint=trust_checkpoint, steps=steps)
+                      trust_checkpoint=trust_checkpoint, steps=steps, dt=dt, reset=reset, ann=ann,
+                      calibration=calibration)
 
 
 def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | None, labels: np.ndarray | None,
@@ -43,6 +46,9 @@ def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | No
     echo = echo or (lambda line: None)
     if specs and calibration is None:
         raise UserError("compiling for a target needs an example input (or calibration data) to calibrate quantization")
+    if specs and not any(n.op.has_role("population") and n.op.kind != "io" for n in graph):
+        raise UserError(f"graph '{graph.name}' has no spiking neurons (an ANN?): convert a ReLU network with "
+                        "--ann-to-snn --steps T (Python: ann_to_snn=True, steps=T)")
     for node, x in zip(graph.inputs(), calibration or []):
         if specs and node.op.layout == "TB" and np.ndim(x) == len(node.op.shape) + 1:
             raise UserError(
@@ -86,21 +92,35 @@ def compile_cli(args: argparse.Namespace) -> int:
 
     resolve_output(args.out)  # a bad --out fails before the (slow) import, and again when writing
     xs = load_inputs(args.example_input) if args.example_input else None
-    t0 = time.perf_counter()
-    graph = load_source(args.model, args.checkpoint, xs, args.trust_checkpoint, args.steps)
-    echo(f"imported '{args.model}' as graph '{graph.name}': {len(graph)} nodes, T={graph.num_steps} "
-         f"({time.perf_counter() - t0:.2f} s)")
     calib = load_inputs(args.calibration) if args.calibration else xs
+    t0 = time.perf_counter()
+    ann = getattr(args, "ann_to_snn", False)
+    graph = load_source(args.model, args.checkpoint, xs, args.trust_checkpoint, args.steps,
+                        dt=getattr(args, "dt", None), reset=getattr(args, "reset", None), ann=ann, calibration=calib)
+    echo(f"{'converted the ReLU network' if ann else 'imported'} '{args.model}' as graph '{graph.name}': "
+         f"{len(graph)} nodes, T={graph.num_steps} ({time.perf_counter() - t0:.2f} s)")
     labels = None
     if args.labels:
         from .inputs import batch_size, load_labels
 
         labels = load_labels(args.labels, batch_size(graph, calib) if calib else None)
+    if getattr(args, "stock_only", False):
+        args.target = [stock_only_spec(t) for t in args.target]
     build(graph, args.target, Path(args.out), calib, labels, args.allow_approx, echo,
           echo if args.verbose else None, args.model, parse_pipeline_args(args.pipeline, args.target))
     echo(f"wrote {display_path(resolve_output(args.out))} ({', '.join(['graph'] + [s.partition(':')[0] for s in args.target])}) "
          f"in {time.perf_counter() - t0:.2f} s")
     return 0
+
+
+def stock_only_spec(spec: str) -> str:
+    """``--stock-only``: add ``stock_only=1`` to a loihi2 target spec (other kinds are unchanged)."""
+    from .targets import load_target
+
+    if load_target(spec).kind != "loihi2" or "stock_only" in spec.partition(":")[2]:
+        return spec
+    name, _, over = spec.partition(":")
+    return f"{name}:{over + ',' if over else ''}stock_only=1"
 
 
 def parse_pipeline_args(items: list[str] | None, specs: list[str]) -> dict[str | None, str]:

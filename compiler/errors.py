@@ -28,7 +28,7 @@ class InputError(NpucError, ValueError):
     """User data (inputs, labels) that does not fit the graph or is not usable data."""
 
 
-class BuildDirError(NpucError, ValueError):
+class BuildDirError(UserError, ValueError):
     """A directory that is not a usable npuc build or graph directory, or cannot become one."""
 
 

@@ -34,9 +34,10 @@ def load_inputs(path: str) -> list[np.ndarray]:
     return arrays
 
 
-def as_arrays(value: Any, name: str) -> list[np.ndarray]:
+def as_arrays(value: Any, name: str, finite: bool = True) -> list[np.ndarray]:
     """What the Python API takes as model inputs (an array or torch tensor, or a tuple of them,
-    one per model input), as checked numpy arrays; errors name the argument."""
+    one per model input), as checked numpy arrays; errors name the argument. ``finite=False``
+    leaves the NaN check to the simulator's encoder, whose error names the graph input."""
     items = list(value) if isinstance(value, tuple) else [value]
     out = []
     for i, v in enumerate(items):
@@ -44,7 +45,7 @@ def as_arrays(value: Any, name: str) -> list[np.ndarray]:
         if v is None:
             raise InputError(f"{where} is None: give an array shaped like what the model's forward takes")
         a = _to_numpy(v)
-        check_array(a, where)
+        check_array(a, where, finite)
         out.append(a)
     return out
 
@@ -63,13 +64,13 @@ def _to_numpy(v: Any) -> np.ndarray:
         raise InputError(f"cannot convert {type(v).__name__} to an array: {e}") from None
 
 
-def check_array(a: np.ndarray, name: str) -> None:
-    """Numeric, non-empty, finite; errors name the array."""
+def check_array(a: np.ndarray, name: str, finite: bool = True) -> None:
+    """Numeric, non-empty and (unless ``finite=False``) finite; errors name the array."""
     if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
         raise InputError(f"{name}: dtype {getattr(a, 'dtype', type(a).__name__)} is not numeric")
     if a.size == 0:
         raise InputError(f"{name}: empty array (shape {list(a.shape)})")
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
+    if finite and a.dtype.kind == "f" and not np.isfinite(a).all():
         raise InputError(f"{name}: {int((~np.isfinite(a)).sum())} NaN or infinite value(s); inputs must be finite")
 
 
@@ -99,6 +100,16 @@ def check_labels(y: Any, count: int | None, name: str, classes: int | None = Non
     if classes is not None and len(y) and y.max() >= classes:
         raise InputError(f"{name}: label {int(y.max())} is not a class index of the model's {classes} outputs")
     return y.astype(np.int64)
+
+
+def accuracy(out: np.ndarray, op: Any, labels: np.ndarray) -> float:
+    """Fraction of samples whose output (summed over time for a ``sequence`` output) peaks
+    at the label's class; ``op`` is the graph's `Output` op."""
+    o = np.asarray(out, dtype=np.float64)
+    if op.decoding == "sequence":
+        o = o.sum(0) if op.layout == "TB" else o.sum(1)
+    o = o.reshape(o.shape[0], -1)
+    return round(float(np.mean(o.argmax(1) == np.asarray(labels).reshape(-1))), 5)
 
 
 def check_output_path(path: str | None) -> None:

@@ -66,6 +66,9 @@ def compile_target(graph: Graph, spec: str, out: Path, calibration: list[np.ndar
         echo(f"  warning: {w}")
     files = backend.emit(q, out / backend.folder, target, version=__version__)
     report["artifacts"] = [str(Path(f).relative_to(out)) for f in files]
+    section = getattr(backend.implementation(), "report_section", None)
+    if section is not None:  # backend-specific report entries (e.g. Lava's custom processes)
+        report.update(section(out / backend.folder))
     echo(f"  {target.name}: wrote {len(files)} files to {backend.folder}/")
     if "mapping" in q.meta:
         from .plots import plot_core_map
@@ -85,6 +88,9 @@ def _echo_quant(echo: Callable[[str], None], name: str, quant: dict[str, Any]) -
     line = f"  {name}: float-vs-int spike agreement {np.mean(list(agree.values())):.4f} (worst {worst[0]}: {worst[1]:.4f})"
     if "accuracy_float" in quant:
         line += f"; accuracy float {quant['accuracy_float']:.4f} int {quant['accuracy_int']:.4f}"
+    used, given = quant.get("calibration_samples"), quant.get("calibration_given")
+    if used and given and given > used:
+        line += f"; calibrated on the first {used} of {given} samples (quantize{{max_samples=N}} uses more)"
     events = quant.get("overflow_events", {})
     if events:
         line += "; overflow events: " + ", ".join(f"{n}: {sum(c.values())}" for n, c in events.items())

@@ -74,7 +74,8 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
 
         run = run_engine(bd, "rtl", load_inputs(args.input), target=target, probe=True,
                          allow_modified=getattr(args, "allow_modified", False))
-    rep = rtl_report(bd.int_graph(target), bd.path / "rtl", run, yosys=args.synth)
+    rep = rtl_report(bd.int_graph(target), bd.path / "rtl", run, yosys=args.synth,
+                     target=getattr(args, "family", None) or "ice40")
     old = report["targets"][target].get("rtl", {})
     if run is None and old:  # keep figures measured by an earlier --input run
         measured = {layer["node"]: layer for layer in old.get("layers", [])}
@@ -95,7 +96,9 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
 
 def print_rtl(target: str, rep: dict[str, Any], console: Console) -> None:
     """Per-layer RTL cycles (measured vs event-driven bound) and resources."""
-    t = Table(title=f"RTL on {target}: {rep.get('design', '')}, {rep.get('lanes', '?')} lane(s)")
+    yosys = rep.get("total", {}).get("yosys") or {}
+    family = f"; resources from Yosys synth for {yosys['target']}" if yosys.get("target") else ""
+    t = Table(title=f"RTL on {target}: {rep.get('design', '')}, {rep.get('lanes', '?')} lane(s){family}")
     for c in ("layer", "neurons", "memory bits", "cycles/step", "bound", "bound/measured", "LUT", "FF", "BRAM"):
         t.add_column(c, justify="left" if c == "layer" else "right")
     for layer in rep.get("layers", []):

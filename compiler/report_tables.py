@@ -163,7 +163,7 @@ def print_mapping(m: dict[str, Any], console: Console) -> None:
 def print_target(name: str, t: dict[str, Any], console: Console) -> None:
     """Print one target's section of ``report.json``."""
     console.rule(f"target {name}")
-    scalars = {k: v for k, v in t.items() if not isinstance(v, (dict, list))}
+    scalars = {k: v for k, v in t.items() if not isinstance(v, (dict, list)) and k != "custom_processes_note"}
     if t.get("artifacts") is not None:
         scalars["artifacts"] = f"{len(t['artifacts'])} files"
     if scalars:
@@ -172,8 +172,16 @@ def print_target(name: str, t: dict[str, Any], console: Console) -> None:
         console.print(_passes_table(t["passes"]))
     for w in t.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {w}")
+    if t.get("custom_processes"):
+        table = Table(title="custom processes (Loihi 2)")
+        for col in ("node", "process", "needs"):
+            table.add_column(col)
+        for c in t["custom_processes"]:
+            table.add_row(c["node"], c["process"], "; ".join(c["needs"]))
+        console.print(table)
+        console.print(t.get("custom_processes_note", ""))
     for k, v in t.items():
-        if k in ("passes", "warnings", "artifacts", "mapping") or not isinstance(v, dict) or not v:
+        if k in ("passes", "warnings", "artifacts", "mapping", "custom_processes") or not isinstance(v, dict) or not v:
             continue
         flat = {a: b for a, b in v.items() if not isinstance(b, (dict, list))}
         nested = {a: b for a, b in v.items() if isinstance(b, dict) and all(not isinstance(x, (dict, list)) for x in b.values())}

@@ -56,8 +56,20 @@ def verify_cli(args: argparse.Namespace) -> int:
 
     bd = BuildDir(args.dir)
     xs = load_inputs(args.input)
-    result, graph, _ = verify(bd, args.engine, xs, args.target, allow_modified=args.allow_modified)
+    labels = None
+    if getattr(args, "labels", None):
+        from .inputs import batch_size, check_labels, load_labels
+
+        g = bd.float_graph()
+        labels = check_labels(load_labels(args.labels, batch_size(g, xs)), None, args.labels,
+                              int(np.prod(g.outputs()[0].shape)))
+    result, graph, got = verify(bd, args.engine, xs, args.target, allow_modified=args.allow_modified)
     print(result.format())
+    if labels is not None:
+        from .inputs import accuracy
+
+        print(f"{args.engine} accuracy: {accuracy(got.outputs[0], graph.outputs()[0].op, labels):.4f} "
+              f"on {len(labels)} labelled samples")
     if not result.ok:
         print(f"npuc verify: {args.engine} differs from the golden integer engine for '{graph.name}'", file=sys.stderr)
         return 1

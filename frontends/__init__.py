@@ -10,6 +10,7 @@ libraries' reset state, spike for spike (see ``docs/frontends.md``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,11 @@ def load_model(
     example_input: list[np.ndarray] | None = None,
     trust_checkpoint: bool = False,
     steps: int | None = None,
+    *,
+    dt: float | None = None,
+    reset: str | None = None,
+    ann: bool = False,
+    calibration: list[np.ndarray] | None = None,
 ) -> Graph:
     """Import a model as a verified float graph.
 
@@ -38,15 +44,34 @@ def load_model(
         example_input: the arrays the model's ``forward`` takes (one per argument).
         trust_checkpoint: allow a checkpoint that needs arbitrary pickled classes.
         steps: time steps for a model whose forward takes no time axis.
+        dt, reset: ``.nir`` files only: the Euler step in seconds and the neuron
+            reset override (see `npuc.frontends.nir_import.import_nir`).
+        ann: the model is a ReLU network (no time axis): convert it to an SNN of ``steps``
+            steps with thresholds balanced on ``calibration`` (or the example input), see
+            `npuc.frontends.ann.ann_to_snn`.
 
     Raises:
         FrontendError: unreadable model or checkpoint, or an unsupported construct.
     """
     lower = spec.lower()
     if lower.endswith(".nir"):
-        from .nir_io import import_nir
+        from .nir_import import import_nir
 
-        return import_nir(spec, steps=steps)
+        return import_nir(spec, dt=dt, steps=steps, reset=reset)
+    if dt is not None or reset is not None:
+        given = [f for f, v in (("dt", dt), ("reset", reset)) if v is not None]
+        verb = "apply" if len(given) > 1 else "applies"
+        raise FrontendError(f"model '{spec}': {' and '.join(given)} {verb} to NIR models (.nir) only")
+    if lower.endswith(".onnx") and ann:
+        from .ann import ann_to_snn
+        from .onnx_ann import onnx_relu_model
+
+        data = calibration or example_input
+        if steps is None or not data:
+            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion needs --steps T and an example input")
+        graph = ann_to_snn(onnx_relu_model(spec), data[0], steps, name=Path(spec).stem)
+        graph.meta["source"] = {"model": spec, "ann_to_snn": True}
+        return graph
     if lower.endswith(".onnx"):
         from .onnx_import import import_onnx
 
@@ -58,6 +83,17 @@ def load_model(
         load_checkpoint(model, checkpoint, trust_checkpoint)
     if example_input is None:
         raise FrontendError(f"model '{spec}': tracing a PyTorch model needs an example input (--example-input)")
+    if ann:
+        from .ann import ann_to_snn
+
+        if steps is None:
+            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion needs the number of time steps (--steps T)")
+        data = calibration or example_input
+        if len(data) != 1:
+            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion supports models with one input")
+        graph = ann_to_snn(model, data[0], steps, name=graph_name(model, spec.rpartition(":")[2]))
+        graph.meta["source"] = {"model": spec, "checkpoint": checkpoint, "ann_to_snn": True}
+        return graph
     graph = trace(model, example_input, steps=steps, name=graph_name(model, spec.rpartition(":")[2]))
     graph.meta["source"] = {"model": spec, "checkpoint": checkpoint}
     return graph

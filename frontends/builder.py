@@ -116,6 +116,10 @@ class Builder:
     _seq_neurons: set[str] = field(default_factory=set)
     state_alias: dict[str, str] = field(default_factory=dict)
     """Nodes whose values count as a neuron's own state (e.g. its graded-spike `Scale`)."""
+    choices: Sequence[int] = ()
+    """Forced picks at the ambiguous layout decisions, in the order they occur (default 0)."""
+    choice_points: list[int] = field(default_factory=list)
+    """How many interpretations each ambiguous decision of this conversion had."""
 
     def __post_init__(self) -> None:
         self.graph = Graph(sanitize(self.name))
@@ -209,6 +213,12 @@ class Builder:
         return xs[0].with_(ref=Ref(node), shape=self.graph[node].shape, step=step)
 
     # -- layouts ------------------------------------------------------------------
+    def choose(self, n: int) -> int:
+        """Pick one of ``n`` interpretations of an ambiguous layout decision (see `choices`)."""
+        k = len(self.choice_points)
+        self.choice_points.append(n)
+        return self.choices[k] if k < len(self.choices) else 0
+
     def lead_sizes(self, lead: tuple[str, ...]) -> tuple[int | None, ...]:
         """Sizes of the leading axes of a tensor with this lead."""
         bsz, t = self.batch, self.seq_len
@@ -251,20 +261,24 @@ class Builder:
         if x.lead in split:
             options.append((split[x.lead], 2))
 
+        fits = []
         for lead, k in options:
             want = self.lead_sizes(lead)
-            if None in want:
-                continue
-            if out[:k] == want and len(out) > k and int(np.prod(out[k:])) == n_sample:
-                sample = out[k:]
-                if sample == tuple(x.shape):
-                    return x.with_(lead=lead)
-                return self.apply(name, lambda s=sample: Reshape(s), x, ("reshape", sample)).with_(lead=lead)
-        sizes = list(self.lead_sizes(x.lead))
-        raise self.error(
-            f"reshaping a {LEADS[x.lead]} tensor {sizes + list(x.shape)} to {list(out)} mixes its batch/time "
-            "axes with its features", LayoutError
-        )
+            if None not in want and out[:k] == want and len(out) > k and int(np.prod(out[k:])) == n_sample:
+                fits.append((lead, out[k:]))
+        if not fits:
+            sizes = list(self.lead_sizes(x.lead))
+            raise self.error(
+                f"reshaping a {LEADS[x.lead]} tensor {sizes + list(x.shape)} to {list(out)} mixes its batch/time "
+                "axes with its features", LayoutError
+            )
+        # With a batch (or time axis) of 1 the concrete shapes can fit several readings: [T*1, C]
+        # -> [T, 1, C] unfolds the batch or adds a feature axis. The conversion tries each reading
+        # (`choices`) until the whole model converts, as it would with any other batch size.
+        lead, sample = fits[self.choose(len(fits))] if len(fits) > 1 else fits[0]
+        if sample == tuple(x.shape):
+            return x.with_(lead=lead)
+        return self.apply(name, lambda s=sample: Reshape(s), x, ("reshape", sample)).with_(lead=lead)
 
     # -- neurons ------------------------------------------------------------------
     def step_neuron(

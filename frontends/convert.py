@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ir.graph import Graph, GraphError, Ref
-from ..ir.ops import Add, Input, Output, Permute, Scale
+from ..ir.ops import LIF, Add, Input, Output, Permute, Scale
 from ..ir.values import Encoding
 from .builder import Builder, Call, f32, sanitize
 from .converters import REGISTRY
@@ -37,6 +38,7 @@ from .values import LEADS, Const, Seq, Struct, Sym, Value
 
 CANDIDATE_LEADS = (("B",), ("T", "B"), ("B", "T"))
 INPUT_LAYOUT = {("B",): "B", ("T", "B"): "TB", ("B", "T"): "BT"}
+MAX_READINGS = 64  # conversions tried per input layout when reshapes are ambiguous (batch 1)
 
 FUNCTIONS: dict[Any, Callable] = {}
 METHODS: dict[str, Callable] = {}
@@ -348,12 +350,35 @@ def _reduce(kind: str) -> Callable:
         dim = _const(dim, f"{kind} dim", w)
         keep = _const(args[2] if len(args) > 2 else kwargs.get("keepdim", Const(False)), "keepdim", w)
         t_axis = {("T", "B"): 0, ("B", "T"): 1}.get(x.lead)
+        if kind == "mean" and len(x.lead) == 1 and len(x.shape) == 3 and "dtype" not in kwargs \
+                and _dims(dim, 4) == {2, 3}:
+            return _spatial_mean(w, node, x, keep)
         if t_axis is None or dim not in (t_axis, (t_axis,)) or keep or "dtype" in kwargs:
             raise w.b.error(f"{kind} over {dim!r} of a {LEADS[x.lead]} tensor: only a {kind} over the time "
                             "axis of the model's output is supported (it becomes the output decoding)")
         return x.with_(lead=("B",), step=None, decode=kind)
 
     return reduce
+
+
+def _dims(dim: Any, ndim: int) -> set[int] | None:
+    if dim is None:
+        return None
+    return {int(d) % ndim for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
+
+
+def _spatial_mean(w: _Walker, node: fx.Node, x: Sym, keep: bool) -> Sym:
+    """``x.mean((-2, -1))`` of ``[N, C, H, W]`` spikes (global average pooling before a
+    classifier): an `AvgPool2d` over the whole map, which later folds into the next weighted
+    layer. Exact for spikes: their sums are integers, so float32 summation order does not
+    matter; the mean of currents would round differently from a pool, and is refused."""
+    src = w.b.graph[x.ref.node]
+    if not (isinstance(src.op, LIF) and src.port(x.ref) == "spikes"):
+        raise w.b.error("mean over the spatial axes (-2, -1) is supported of neuron spikes (global average "
+                        "pooling before the classifier); of other values, use nn.AdaptiveAvgPool2d(1) on spikes")
+    h, wd = x.shape[1:]
+    y = tnn.pool(w.b, node.name + ".pool", x, nn.AvgPool2d((h, wd)), ("mean_hw", h, wd))
+    return y if keep else w.b.reshape(node.name, y, w.concrete(node).shape)
 
 
 _fn(torch.sum)(_reduce("sum"))
@@ -388,9 +413,40 @@ def _add(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
     raise w.b.error("adding a constant to a spiking tensor is not supported (fold it into a layer's bias)")
 
 
+@dataclass(frozen=True)
+class _Complement:
+    """``1 - s`` of binary spikes ``s``: only meaningful as the NOT of a SEW ``IAND`` (``x * (1 - s)``)."""
+
+    spikes: Sym
+
+
+def _binary_spikes(w: _Walker, x: Value) -> bool:
+    if not isinstance(x, Sym) or x.decode:
+        return False
+    src = w.b.graph[x.ref.node]
+    return isinstance(src.op, LIF) and src.port(x.ref) == "spikes" and src.op.spike == "binary"
+
+
+def _spike_logic(w: _Walker, node: fx.Node, a: Sym, b: Sym, kind: str) -> Sym:
+    """SEW-ResNet's spike logic on binary spikes as a memoryless neuron (no leak, reset to 0 every
+    spike): ``a AND b`` fires when ``a + b > 1.5``, ``a AND NOT b`` (IAND) when ``a - b > 0.5``.
+    Exact: the library multiplies 0/1 floats; the neuron compares small integer sums."""
+    if a.shape != b.shape:
+        raise w.b.error(f"spike {kind} of per-sample shapes {a.shape} and {b.shape} (broadcasting is not supported)")
+    name = sanitize(node.name)
+    if kind == "iand":
+        b = _scale(w, node, b, -1.0)
+    total = w.b.combine(name + ".sum", lambda: Add(), [a, b], ("add",))
+    threshold = 1.5 if kind == "and" else 0.5
+    return w.b.apply(name, lambda: LIF(alpha=0.0, threshold=threshold, reset="value"), total,
+                     ("spike_logic", kind), meta={"source": f"spike {kind.upper()}"})
+
+
 @_fn(operator.sub, torch.sub)
 def _sub(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
     a, b = args[0], args[1]
+    if isinstance(a, Const) and _is_one(a.value) and _binary_spikes(w, b):
+        return _Complement(b)
     if isinstance(a, Sym) and isinstance(b, Sym):
         nb = _scale(w, node, b, -1.0)
         return w.b.combine(node.name, lambda: Add(), [a, nb], ("add",))
@@ -413,8 +469,16 @@ def _mul(w: _Walker, node: fx.Node, args: list, kwargs: dict) -> Value:
             raise w.b.error(f"{attn.describe_product(p)} is multiplied by a tensor computed from the input; only a "
                             "constant scalar can become the attention's scale")
         return attn.scale_product(w.b, p, c.value)
+    if isinstance(a, _Complement) or isinstance(b, _Complement):
+        x, nb = (b, a) if isinstance(a, _Complement) else (a, b)
+        if not _binary_spikes(w, x):
+            raise w.b.error("x * (1 - s) is supported for binary spikes x and s (SEW-ResNet's IAND)")
+        return _spike_logic(w, node, x, nb.spikes, "iand")
     if isinstance(a, Sym) and isinstance(b, Sym):
-        raise w.b.error("multiplying two spiking tensors is not supported")
+        if _binary_spikes(w, a) and _binary_spikes(w, b):
+            return _spike_logic(w, node, a, b, "and")
+        raise w.b.error("multiplying two spiking tensors is supported for binary spikes (a logical AND); "
+                        "these are currents or graded values")
     x, c = (a, b) if isinstance(a, Sym) else (b, a)
     factor = _const(c, "the factor", w)
     if isinstance(factor, torch.Tensor) and factor.dim() > len(x.shape):
@@ -458,6 +522,12 @@ METHODS["matmul"] = _matmul
 PRODUCT_FUNCTIONS = frozenset({operator.matmul, torch.matmul, operator.mul, torch.mul, operator.imul})
 """Functions that accept a pending attention product (`attn.ScoreProduct`)."""
 PRODUCT_METHODS = frozenset({"matmul"})
+
+
+def _is_one(v: Any) -> bool:
+    if isinstance(v, torch.Tensor):
+        return v.numel() == 1 and bool(v == 1)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == 1
 
 
 def _is_zero(v: Any) -> bool:
@@ -654,17 +724,23 @@ def convert(root: nn.Module, graph: fx.Graph, values: dict[fx.Node, Any], name: 
     best: tuple[int, BaseException] | None = None
     for combo in itertools.product(*options):
         leads = {n.target: lead for n, lead in zip(tensor_inputs, combo)}
-        walker = None
-        try:
-            walker, g = _convert_once(root, graph, values, name, leads, steps)
-            return g
-        except UnsupportedModuleError:
-            raise
-        except FrontendError as e:
-            progress = walker.progress if walker is not None else getattr(e, "_npuc_progress", 0)
-            rank = progress + (0 if isinstance(e, LayoutError) else 10**6)
-            if best is None or rank > best[0]:
-                best = (rank, e)
+        # ambiguous reshapes (a batch of 1): breadth-first over their readings, defaults first
+        pending: list[list[int]] = [[]]
+        for _ in range(MAX_READINGS):
+            if not pending:
+                break
+            forced = pending.pop(0)
+            try:
+                return _convert_once(root, graph, values, name, leads, steps, forced)
+            except UnsupportedModuleError:
+                raise
+            except FrontendError as e:
+                rank = getattr(e, "_npuc_progress", 0) + (0 if isinstance(e, LayoutError) else 10**6)
+                if best is None or rank > best[0]:
+                    best = (rank, e)
+                points = getattr(e, "_npuc_choices", [])
+                for i in range(len(forced), len(points)):
+                    pending += [forced + [0] * (i - len(forced)) + [alt] for alt in range(1, points[i])]
     if best is None:
         raise FrontendError("no input layout fits the model")
     raise best[1]
@@ -675,7 +751,7 @@ def _specialized(node: fx.Node) -> bool:
     return not node.users or all(getattr(u.target, "__name__", "") in ("_assert", "_assert_is_none", "eq") for u in node.users)
 
 
-def _convert_once(root, graph, values, name, leads, steps):
+def _convert_once(root, graph, values, name, leads, steps, choices=()):
     first = next(values[n] for n in graph.nodes if n.op == "placeholder" and n.target in leads)
     lead0 = leads[next(iter(leads))]
     batch = int(first.shape[lead0.index("B")])
@@ -690,15 +766,15 @@ def _convert_once(root, graph, values, name, leads, steps):
             bsz = int(values[n].shape[leads[n.target].index("B")])
             if bsz != batch:
                 raise LayoutError(f"inputs disagree on the batch size ({batch} vs {bsz})")
-    b = Builder(name, batch, seq)
+    b = Builder(name, batch, seq, choices=choices)
     walker = _Walker(root, graph, values, leads, b)
     try:
         walker.run()
-        g = _finish(walker, steps)
+        return _finish(walker, steps)
     except FrontendError as e:
         e._npuc_progress = walker.progress  # type: ignore[attr-defined]
+        e._npuc_choices = b.choice_points  # type: ignore[attr-defined]
         raise
-    return walker, g
 
 
 def _finish(w: _Walker, steps: int | None) -> Graph:

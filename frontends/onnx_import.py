@@ -1,29 +1,12 @@
-"""ONNX import and export of one-time-step graphs with npuc spiking neurons.
-
-An ONNX model here describes ONE time step: standard operators for the
-synapses plus custom-domain nodes ``ai.npuc::LIF`` / ``ai.npuc::IF`` (the IR
-`LIF` op; its attributes are the canonical fields) and ``ai.npuc::SumPool2d``.
-The neuron state (``v``, ``i``) lives inside the LIF node from step to step.
-
-Layout: graph inputs and outputs are ``[B, ...]`` (the leading axis is the
-batch and is dropped; the rest is the per-sample shape). The model metadata
-prop ``npuc.layout`` (``"B"``, ``"TB"``, ``"BT"``, or a JSON object per input)
-says how the user's data is laid out: ``B`` = a static value repeated for
-``steps`` steps (the default), ``TB``/``BT`` = one value per step. Other
-``npuc.*`` props (written by `export_onnx`) hold what ONNX cannot:
-``npuc.num_steps``, ``npuc.encoding``, ``npuc.outputs`` (decodings),
-``npuc.recurrent`` (delayed edges as state input/output pairs),
-``npuc.node_meta``, ``npuc.graph_meta`` and ``npuc.exact`` (float64 scalars).
-See docs/nir-onnx.md.
-"""
+"""ONNX import: a one-time-step ONNX model (standard operators plus the
+``ai.npuc`` neuron ops, see `onnx_common`) as an npuc graph. Each ONNX op type
+converts through one handler registered with ``@_handles``."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -56,27 +39,19 @@ from ..ir import (
     SumPool2d,
 )
 from ..ir.ops import LAYOUTS
-from ..ir.serialize import _decode, _encode
+from ..ir.serialize import _decode
 from .errors import FrontendError
+from .onnx_common import DOMAIN, FLOAT_FIELDS, LIF_FIELDS, OPSET
 
-__all__ = ["DOMAIN", "FrontendError", "export_onnx", "import_onnx"]
+__all__ = ["DOMAIN", "FrontendError", "import_onnx"]
 
-DOMAIN = "ai.npuc"
-OPSET = 17
 _IR_NAME = re.compile(r"[^A-Za-z0-9_.:\-]")
-_LIF_FIELDS = [f.name for f in dataclasses.fields(LIF) if f.name not in ("q", "form_args")]
-_FLOAT_FIELDS = ("reset_value", "v_init")  # Python floats in the IR
 _ALIASES = {("", "Identity"), ("", "Dropout")}
 
 
 def _ir_name(s: str) -> str:
     s = _IR_NAME.sub("_", s).strip("_") or "n"
     return s if s[0] not in ".:-" else "n" + s
-
-
-# =============================================================================
-# Import
-# =============================================================================
 
 
 def import_onnx(src: str | os.PathLike | onnx.ModelProto, steps: int | None = None, *, name: str | None = None) -> Graph:
@@ -326,8 +301,9 @@ class _Importer:
         handler = _HANDLERS.get(key)
         if handler is None:
             supported = sorted(f"{d}::{o}" if d else o for d, o in _HANDLERS) + ["Constant", "Identity", "Dropout"]
+            hint = "; a ReLU network converts with --ann-to-snn --steps T" if n.op_type == "Relu" else ""
             raise self.err(n, f"unsupported op type '{n.op_type}'{' in domain ' + repr(n.domain) if n.domain else ''}"
-                              f" (supported: {', '.join(sorted(supported))})")
+                              f" (supported: {', '.join(sorted(supported))}){hint}")
         self.k = k
         try:
             handler(self, n, self.names[k])
@@ -686,14 +662,14 @@ def _lif(self: _Importer, n: onnx.NodeProto, name: str) -> None:
         if at.name.startswith("form_args."):
             form_args[at.name[len("form_args."):]] = np.asarray(v)
             continue
-        if at.name not in _LIF_FIELDS:
-            raise self.err(n, f"unknown attribute '{at.name}' (LIF fields: {', '.join(_LIF_FIELDS)})")
+        if at.name not in LIF_FIELDS:
+            raise self.err(n, f"unknown attribute '{at.name}' (LIF fields: {', '.join(LIF_FIELDS)})")
         numeric = at.name not in ("reset", "reset_timing", "compare", "spike", "form")
         if numeric and isinstance(v, str):  # names an initializer holding per-neuron values
             if v not in self.consts:
                 raise self.err(n, f"attribute '{at.name}' names '{v}', which is not an initializer")
             v = self.consts[v]
-        if at.name in _FLOAT_FIELDS:
+        if at.name in FLOAT_FIELDS:
             v = self._exact(name, at.name, float(np.asarray(v)))
         kwargs[at.name] = v
     if form_args:
@@ -703,236 +679,3 @@ def _lif(self: _Importer, n: onnx.NodeProto, name: str) -> None:
     except (TypeError, ValueError) as e:
         raise self.err(n, str(e)) from None
     self._add(n, name, op, [0], ports=op.ports)
-
-
-# =============================================================================
-# Export
-# =============================================================================
-
-
-def export_onnx(graph: Graph, path: str | os.PathLike) -> Path:
-    """Write ``graph`` as a one-time-step ONNX model (opset 17 + ``ai.npuc``).
-
-    Every IR op maps to one ONNX node named after the IR node (Dense on a
-    multi-axis input: MatMul + Add), LIF/IF to ``ai.npuc::LIF``/``IF`` with the
-    canonical fields as attributes (scalars as FLOAT, per-neuron arrays as
-    float32 TENSOR attributes; outputs ``spikes``, ``v``, ``i``), SumPool2d to
-    ``ai.npuc::SumPool2d``. A delayed edge ``src -> dst`` becomes a state pair:
-    graph input ``<tensor>@prev`` read by ``dst`` and graph output
-    ``<tensor>@next`` (``npuc.recurrent``). `import_onnx` rebuilds an identical
-    graph (same names, parameters, meta). The model passes ``onnx.checker``;
-    the file is written atomically and deterministically.
-
-    Raises:
-        FrontendError: an op with no ONNX form (naming the node).
-    """
-    try:
-        graph.verify()
-    except GraphError as e:
-        raise FrontendError(f"cannot export graph '{graph.name}': {e}") from None
-    ex = _Exporter(graph)
-    model = ex.run()
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as e:  # a bug in the exporter, not the user's graph
-        raise FrontendError(f"internal error: the exported ONNX model fails onnx.checker: {e}") from None
-    for msg in ex.warnings:
-        warnings.warn(msg, UserWarning, stacklevel=2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".npuc-", suffix=".onnx", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString(deterministic=True))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _tensor(node: str, port: str | None, default: str) -> str:
-    return node if port is None or port == default else f"{node}/{port}"
-
-
-class _Exporter:
-    def __init__(self, graph: Graph):
-        self.g = graph
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.inputs: list[onnx.ValueInfoProto] = []
-        self.outputs: list[onnx.ValueInfoProto] = []
-        self.states: dict[str, str] = {}
-        self.exact: dict[str, dict[str, float]] = {}
-        self.warnings: list[str] = []
-
-    def err(self, name: str, msg: str) -> FrontendError:
-        return FrontendError(f"cannot export node '{name}' ({type(self.g[name].op).__name__}) to ONNX: {msg}")
-
-    def vi(self, name: str, shape: tuple[int, ...]) -> onnx.ValueInfoProto:
-        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["B", *shape])
-
-    def init(self, name: str, arr: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
-        return name
-
-    def src(self, r: Ref) -> str:
-        """The tensor a consumer reads for ``r`` (a state input for delayed refs)."""
-        node = self.g[r.node]
-        t = _tensor(r.node, node.port(r), node.op.ports[0])
-        if not r.delay:
-            return t
-        prev, nxt = f"{t}@prev", f"{t}@next"
-        if prev not in self.states:
-            self.states[prev] = nxt
-            self.inputs.append(self.vi(prev, node.shapes[node.port(r)]))
-            self.nodes.append(helper.make_node("Identity", [t], [nxt], name=nxt))
-            self.outputs.append(self.vi(nxt, node.shapes[node.port(r)]))
-        return prev
-
-    def run(self) -> onnx.ModelProto:
-        g = self.g
-        if g.profile is not None:
-            self.warnings.append(f"ONNX export of graph '{g.name}': integer parameters (profile "
-                                 f"{g.profile.name}) are not exported; the model holds the float graph")
-        ins = g.inputs()
-        for node in ins:
-            self.inputs.append(self.vi(node.name, node.op.shape))
-        for name in g.topo_order():
-            node = g[name]
-            if not isinstance(node.op, Input):
-                self._node(node)
-        # state pairs whose producer comes later were emitted in src(); Identity nodes must follow it
-        self.nodes.sort(key=lambda n: 1 if n.name.endswith("@next") else 0)
-        outs = [o for o in g.outputs()]
-        out_vis = [self.vi(o.name, o.shape) for o in outs]
-        props = self._props(ins, outs)
-        graph = helper.make_graph(self.nodes, g.name, self.inputs, out_vis + self.outputs, self.inits)
-        model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, 1)],
-            producer_name="npuc", ir_version=8,
-        )
-        for k, v in props.items():
-            model.metadata_props.add(key=k, value=v)
-        return model
-
-    def _props(self, ins: list, outs: list) -> dict[str, str]:
-        g = self.g
-        layouts = {n.name: n.op.layout for n in ins}
-        props = {"npuc.graph_name": g.name}
-        props["npuc.layout"] = (next(iter(layouts.values())) if len(set(layouts.values())) == 1
-                                else json.dumps(layouts, sort_keys=True))
-        if g.num_steps is not None:
-            props["npuc.num_steps"] = str(g.num_steps)
-        enc = {n.name: dataclasses.asdict(n.op.encoding) for n in ins if n.op.encoding != Encoding()}
-        if enc:
-            props["npuc.encoding"] = json.dumps(enc, sort_keys=True)
-        props["npuc.outputs"] = json.dumps(
-            {o.name: {"decoding": o.op.decoding, "layout": o.op.layout} for o in outs}, sort_keys=True)
-        if self.states:
-            props["npuc.recurrent"] = json.dumps(self.states, sort_keys=True)
-        meta = {}
-        for n in g:
-            if n.meta:
-                meta[n.name] = self._json(n.meta, f"node '{n.name}' meta")
-        if meta:
-            props["npuc.node_meta"] = json.dumps(meta, sort_keys=True)
-        if g.meta:
-            props["npuc.graph_meta"] = json.dumps(self._json(g.meta, "graph meta"), sort_keys=True)
-        if self.exact:
-            props["npuc.exact"] = json.dumps(self.exact, sort_keys=True)
-        return props
-
-    def _json(self, value: Any, where: str) -> Any:
-        out = {}
-        for k, v in value.items():
-            arrays: dict[str, np.ndarray] = {}
-            try:
-                enc = _encode(v, k, arrays)
-            except TypeError as e:
-                self.warnings.append(f"ONNX export: {where} entry '{k}' is not saved ({e})")
-                continue
-            if arrays:
-                self.warnings.append(f"ONNX export: {where} entry '{k}' holds arrays; it is not saved")
-                continue
-            out[k] = enc
-        return out
-
-    def _float_attr(self, name: str, fname: str, value: float) -> float:
-        if float(np.float32(value)) != value:
-            self.exact.setdefault(name, {})[fname] = value
-        return value
-
-    def _node(self, node: Any) -> None:
-        name, op = node.name, node.op
-        xs = [self.src(r) for r in node.inputs]
-        out = name
-        mk = helper.make_node
-        if isinstance(op, Output):
-            self.nodes.append(mk("Identity", xs, [out], name=name))
-        elif isinstance(op, Dense):
-            in_shape = self.g[node.inputs[0].node].shapes[self.g[node.inputs[0].node].port(node.inputs[0])]
-            if len(in_shape) == 1:
-                args = [xs[0], self.init(f"{name}/weight", op.weight)]
-                if op.bias is not None:
-                    args.append(self.init(f"{name}/bias", op.bias))
-                self.nodes.append(mk("Gemm", args, [out], name=name, transB=1))
-            elif op.bias is None:
-                self.nodes.append(mk("MatMul", [xs[0], self.init(f"{name}/weight", op.weight.T)], [out], name=name))
-            else:
-                mm = f"{name}/matmul"
-                self.nodes.append(mk("MatMul", [xs[0], self.init(f"{name}/weight", op.weight.T)], [mm], name=name))
-                self.nodes.append(mk("Add", [mm, self.init(f"{name}/bias", op.bias)], [out], name=f"{name}/bias_add"))
-        elif isinstance(op, (Conv1d, Conv2d)):
-            args = [xs[0], self.init(f"{name}/weight", op.weight)]
-            if op.bias is not None:
-                args.append(self.init(f"{name}/bias", op.bias))
-            self.nodes.append(mk("Conv", args, [out], name=name, kernel_shape=list(op.kernel),
-                                 strides=list(op.stride), pads=list(op.padding) * 2,
-                                 dilations=list(op.dilation), group=op.groups))
-        elif isinstance(op, (SumPool2d, AvgPool2d, MaxPool2d)):
-            kw = dict(kernel_shape=list(op.kernel), strides=list(op.stride), pads=list(op.padding) * 2)
-            if isinstance(op, SumPool2d):
-                self.nodes.append(mk("SumPool2d", xs, [out], name=name, domain=DOMAIN, **kw))
-            elif isinstance(op, AvgPool2d):
-                self.nodes.append(mk("AveragePool", xs, [out], name=name, count_include_pad=1, **kw))
-            else:
-                self.nodes.append(mk("MaxPool", xs, [out], name=name, **kw))
-        elif isinstance(op, Add):
-            self.nodes.append(mk("Add" if len(xs) == 2 else "Sum", xs, [out], name=name))
-        elif isinstance(op, Scale):
-            self.nodes.append(mk("Mul", [xs[0], self.init(f"{name}/factor", op.factor)], [out], name=name))
-        elif isinstance(op, BatchNorm):
-            eps = self._float_attr(name, "eps", op.eps)
-            args = [xs[0]] + [self.init(f"{name}/{k}", getattr(op, k)) for k in ("weight", "bias", "mean", "var")]
-            self.nodes.append(mk("BatchNormalization", args, [out], name=name, epsilon=eps))
-        elif isinstance(op, Reshape):
-            shape = self.init(f"{name}/shape", np.array([0, *op.shape], dtype=np.int64))
-            self.nodes.append(mk("Reshape", [xs[0], shape], [out], name=name))
-        elif isinstance(op, Permute):
-            self.nodes.append(mk("Transpose", xs, [out], name=name, perm=[0, *(d + 1 for d in op.dims)]))
-        elif isinstance(op, LIF):
-            self.nodes.append(self._lif(name, op, xs[0]))
-        else:
-            raise self.err(name, "no ONNX form for this op")
-
-    def _lif(self, name: str, op: LIF, x: str) -> onnx.NodeProto:
-        if op.q is not None:
-            self.warnings.append(f"ONNX export, node '{name}': integer parameters (q) are not exported")
-        attrs: dict[str, Any] = {}
-        for f in _LIF_FIELDS:
-            v = getattr(op, f)
-            if v is None:
-                continue
-            if isinstance(v, np.ndarray):
-                attrs[f] = float(v) if v.ndim == 0 else numpy_helper.from_array(np.asarray(v, np.float32), f)
-            elif f in _FLOAT_FIELDS:
-                attrs[f] = self._float_attr(name, f, float(v))
-            elif f == "form" and v == "npuc":
-                continue
-            else:
-                attrs[f] = v
-        for k, v in op.form_args.items():
-            attrs[f"form_args.{k}"] = numpy_helper.from_array(np.asarray(v), f"form_args.{k}")
-        outs = [_tensor(name, p, op.ports[0]) for p in op.ports]
-        return helper.make_node("IF" if type(op) is IF else "LIF", [x], outs, name=name, domain=DOMAIN, **attrs)

@@ -3,10 +3,11 @@
 Hardware sees a spiking network as *populations* (neuron nodes and inputs)
 connected by *synapse paths*. A path runs from a source (an `Input` node or a
 neuron's ``spikes`` port) through pre-synaptic ops that only move or pool
-spikes (`Reshape`, `Permute`, `SumPool2d`, `MaxPool2d`, `Scale`), at most one
-weighted op (`Dense`, `Conv1d`, `Conv2d`), then post-synaptic ops on currents
-(`SumPool2d`, `AvgPool2d`, `Scale`, `Reshape`) and possibly an `Add` that sums
-several paths into one neuron input.
+spikes (ops with the ``path`` role: `Reshape`, `Permute`, pools, `Scale`), at most
+one ``weighted`` op (`Dense`, `Conv1d`, `Conv2d`, `SpikeAttention`), then ``path`` ops
+on currents, and possibly an `Add` that sums several paths into one neuron input.
+Populations are ops with the ``population`` role. Roles are class attributes of
+the ops (`npuc.ir.ops.base.ROLES`).
 """
 
 from __future__ import annotations
@@ -15,32 +16,7 @@ from dataclasses import dataclass, field
 
 from ..errors import StructureError  # noqa: F401  (re-exported)
 from .graph import Graph, Ref
-from .ops import (
-    LIF,
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Input,
-    LinearAttention,
-    MaxPool2d,
-    Output,
-    Permute,
-    Reshape,
-    Scale,
-    SpikeAttention,
-    StochasticAttention,
-    SumPool2d,
-)
-
-WEIGHTED = (Dense, Conv1d, Conv2d, SpikeAttention)
-"""Ops that turn spikes into currents: one per synapse path (attention has three spike inputs)."""
-POPULATION_OPS = (Input, LIF, StochasticAttention, LinearAttention)
-"""Ops whose outputs travel between layers as spikes or graded payloads."""
-PRE_OPS = (Reshape, Permute, SumPool2d, MaxPool2d, Scale, AvgPool2d, BatchNorm)
-POST_OPS = (SumPool2d, AvgPool2d, Scale, Reshape, Permute, BatchNorm, MaxPool2d)
+from .ops import LIF, Add, Output, SpikeAttention
 
 
 @dataclass
@@ -51,7 +27,9 @@ class SynapsePath:
     between the source and the weighted op (source side first); ``weighted``
     is the Dense/Conv node (None for a direct connection); ``post`` lists the
     ops between the weighted op and the neuron (weighted side first).
-    ``delay`` is the total edge delay along the path (1 for recurrence).
+    ``delay`` is the total edge delay along the path (1 for recurrence);
+    ``post_delay`` the part of it after the weighted op: a delayed current is
+    zero on the first step, the weighted op's bias included.
     ``inputs`` lists ``(source, pre)`` for every input of the weighted op
     (three for attention; ``source``/``pre`` are the first).
     """
@@ -62,6 +40,7 @@ class SynapsePath:
     post: list[str] = field(default_factory=list)
     delay: int = 0
     inputs: list[tuple[Ref, list[str]]] = field(default_factory=list)
+    post_delay: int = 0
 
     @property
     def nodes(self) -> list[str]:
@@ -72,7 +51,7 @@ def is_population(graph: Graph, ref: Ref) -> bool:
     node = graph[ref.node]
     if isinstance(node.op, LIF):
         return node.port(ref) == "spikes"
-    return isinstance(node.op, POPULATION_OPS)
+    return node.op.has_role("population")
 
 
 def spikes_read(graph: Graph, name: str) -> bool:
@@ -112,10 +91,12 @@ def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
     post: list[str] = []
     pre: list[str] = []
     weighted: str | None = None
+    post_delay = 0
     while True:
         delay += ref.delay
         if is_population(graph, ref):
-            path = SynapsePath(Ref(ref.node, ref.port, 0), list(reversed(pre)), weighted, list(reversed(post)), delay)
+            path = SynapsePath(Ref(ref.node, ref.port, 0), list(reversed(pre)), weighted, list(reversed(post)), delay,
+                               post_delay=post_delay if weighted is not None else 0)
             path.inputs = [(path.source, path.pre)]
             return path
         node = graph[ref.node]
@@ -137,18 +118,19 @@ def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
                 f"the membrane port '{node.port(ref)}' of neuron '{ref.node}' feeds neuron '{neuron}': "
                 "only spikes travel between neuron populations in hardware"
             )
-        if isinstance(op, WEIGHTED):
+        if op.has_role("weighted"):
             if weighted is not None:
                 raise StructureError(
                     f"weighted ops '{ref.node}' and '{weighted}' follow each other without a neuron between "
                     f"them (path into '{neuron}'): fold them into one layer or add a neuron"
                 )
             weighted = ref.node
+            post_delay = delay  # walking backwards: the delays seen so far follow the weighted op
         elif isinstance(op, Add):
             raise StructureError(
                 f"'{ref.node}' adds currents before a weighted op on the path into '{neuron}': no hardware mapping"
             )
-        elif isinstance(op, PRE_OPS + POST_OPS):
+        elif op.has_role("path"):
             # walking backwards from the neuron: ops seen before the weighted op are post-synaptic
             (pre if weighted is not None else post).append(ref.node)
         elif isinstance(op, Output):
@@ -162,4 +144,4 @@ def _walk(graph: Graph, neuron: str, ref: Ref, delay: int) -> SynapsePath:
 
 def populations(graph: Graph) -> list[str]:
     """Names of populations (inputs, neurons, attention units) in topological order."""
-    return [n for n in graph.topo_order() if isinstance(graph[n].op, POPULATION_OPS)]
+    return [n for n in graph.topo_order() if graph[n].op.has_role("population")]

@@ -119,9 +119,11 @@ def _int_spikes(x: torch.Tensor) -> torch.Tensor:
 def quantize_current(x: torch.Tensor, frac_bits: int, bits: int) -> torch.Tensor:
     """``clip(round_half_away(x * 2^frac_bits), -2^(bits-1), 2^(bits-1) - 1)`` as int64."""
     v = x.to(torch.float64) * (2.0**frac_bits)
-    v = torch.sign(v) * torch.floor(torch.abs(v) + 0.5)
+    # round half away from zero as trunc(v +- 0.5): v has at most 24 significant bits (a float32
+    # times a power of two), so adding 0.5 is exact in float64 and equals sign(v) floor(|v| + 0.5)
+    v = torch.trunc(v.add_(torch.copysign(torch.tensor(0.5, dtype=torch.float64), v)))
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return torch.clamp(v, lo, hi).to(torch.int64)
+    return v.clamp_(lo, hi).to(torch.int64)
 
 
 def decode(op: Output, v: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import GraphError
 from ..ir.graph import Graph, Ref
-from ..ir.ops import Input, Op, Output
+from ..ir.ops import LIF, Add, Input, Op, Output
 from ..ir.values import NumericProfile
 from ..limits import check_memory
 from .encoding import decode, encode, to_time_major
@@ -237,7 +238,7 @@ def _evaluate(
     def inputs_of(name: str) -> list[torch.Tensor]:
         node = graph[name]
         out = []
-        for r in node.inputs:
+        for r in _term_refs(graph, node, ctx) or node.inputs:
             src = graph[r.node]
             out.append(_shift(values[(r.node, src.port(r))], r.delay))
         return out
@@ -329,7 +330,7 @@ def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable,
             node = graph[n]
             ctx.node = n
             xs = []
-            for r in node.inputs:
+            for r in _term_refs(graph, node, ctx) or node.inputs:
                 xs.append(_read(graph, r, t, members, values, per_step, ctx))
             k = kernels[n]
             if isinstance(k, StatefulKernel):
@@ -342,6 +343,22 @@ def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable,
                 per_step.setdefault((n, p), []).append(y)
     for key, seq in per_step.items():
         values[key] = torch.stack(seq)
+
+
+def _term_refs(graph: Graph, node: Any, ctx: Context) -> list[Ref] | None:
+    """The inputs of the `Add` a library-form neuron reads, when the library sums those terms into
+    its state itself (``form_args['terms']``, set by converters of recurrent cells): float32 rounds
+    ``(beta*mem + x) + rec`` differently from ``beta*mem + (x + rec)``, so the form adds them one by
+    one in the library's order. Integer sums are exact in any order: the int engine reads the Add."""
+    op = node.op
+    if ctx.mode != "float" or not isinstance(op, LIF) or "terms" not in op.form_args:
+        return None
+    (ref,) = node.inputs
+    src = graph[ref.node]
+    if not isinstance(src.op, Add) or ref.delay or len(src.inputs) != int(op.form_args["terms"]):
+        raise GraphError(f"neuron '{node.name}': its float form sums {int(op.form_args['terms'])} input terms, "
+                         f"but its input '{ref.node}' is not an Add of that many")
+    return list(src.inputs)
 
 
 def _read(graph: Graph, r: Ref, t: int, members: set, values: dict, per_step: dict, ctx: Context) -> torch.Tensor:

@@ -23,6 +23,20 @@ import torch
 from .float_kernels import FORMS
 
 
+def plus(acc: torch.Tensor, x) -> torch.Tensor:
+    """``acc + x``; when ``x`` is a tuple of input terms (a recurrent cell's input and recurrent
+    currents, see ``form_args['terms']``), ``acc + x0 + x1 + ...`` left to right, as the library
+    writes it."""
+    for term in x if isinstance(x, tuple) else (x,):
+        acc = acc + term
+    return acc
+
+
+def total(x) -> torch.Tensor:
+    """The summed input (what the library's ``input_`` plus recurrent terms add up to, in order)."""
+    return plus(x[0], x[1:]) if isinstance(x, tuple) else x
+
+
 def _flag(a: dict, name: str) -> int:
     """An integer code stored in ``form_args`` (float32 0-d tensor)."""
     return int(a[name].item())
@@ -69,18 +83,38 @@ def snntorch_leaky(op, st, x, t):
     reset = _snn_h(mem - thr).clone().detach()
     fn = _flag(a, "state_fn")
     if fn == 0:
-        mem = beta.clamp(0, 1) * mem + x - reset * thr
+        mem = plus(beta.clamp(0, 1) * mem, x) - reset * thr
     elif fn == 1:
-        mem = beta.clamp(0, 1) * ((1 - reset) * mem) + x
+        mem = plus(beta.clamp(0, 1) * ((1 - reset) * mem), x)
     elif fn == 3:
-        base = beta.clamp(0, 1) * mem + x
+        base = plus(beta.clamp(0, 1) * mem, x)
         mem = base - reset * base
     else:
-        mem = beta.clamp(0, 1) * mem + x
+        mem = plus(beta.clamp(0, 1) * mem, x)
     spk = _snn_h(mem - thr)
     if not _flag(a, "reset_delay"):
         mem = _snn_immediate_reset(mem, spk, reset, thr, _flag(a, "reset_val"))
-    return spk, mem, x
+    return spk, mem, total(x)
+
+
+@form("snntorch_lapicque")
+def snntorch_lapicque(op, st, x, t):
+    """snntorch ``Lapicque``: ``mem = x * R * inv_rc * time_step + decay * mem`` with the
+    library's ``inv_rc = 1 / (R * C)`` and ``decay = 1 - time_step / (R * C)`` (evaluated by the
+    converter in the library's dtypes), then the reset by ``state_fn`` (0 subtract, 1 zero of the
+    new membrane, 2 none), triggered by the previous membrane (no immediate reset)."""
+    a = st["a"]
+    thr, mem = a["threshold"], st["v"]
+    reset = _snn_h(mem - thr).clone().detach()
+    base = x * a["R"] * a["inv_rc"] * a["time_step"] + a["decay"] * mem
+    fn = _flag(a, "state_fn")
+    if fn == 0:
+        mem = base - reset * thr
+    elif fn == 1:
+        mem = base - reset * base
+    else:
+        mem = base
+    return _snn_h(mem - thr), mem, x
 
 
 @form("snntorch_synaptic")
@@ -91,7 +125,7 @@ def snntorch_synaptic(op, st, x, t):
     thr = a["threshold"]
     mem, syn = st["v"], st["i"]
     reset = _snn_h(mem - thr).clone().detach()
-    syn = a["alpha"].clamp(0, 1) * syn + x
+    syn = plus(a["alpha"].clamp(0, 1) * syn, x)
     mem = a["beta"].clamp(0, 1) * mem + syn
     fn = _flag(a, "state_fn")
     if fn == 0:
@@ -173,7 +207,7 @@ def norse_lif(op, st, x, t):
     threshold; reset to ``v_reset``. Returns norse's ``v`` and decayed ``i``."""
     a = st["a"]
     v = a["v_leak"] if t == 0 else st["v"]
-    i_new = st["i"] + x
+    i_new = plus(st["i"], x)
     v_dec = v + a["c_mem"] * ((a["v_leak"] - v) + i_new)
     i_dec = i_new + a["c_syn"] * i_new
     z = _norse_h(v_dec - a["v_th"])

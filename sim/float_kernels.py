@@ -151,7 +151,8 @@ class LIFFloat(StatefulKernel):
 
     def step(self, op: LIF, st: dict, xs: list[torch.Tensor], t: int, ctx: Context) -> dict:
         if op.form != "npuc":
-            s, v, i = FORMS[op.form](op, st, xs[0], t)
+            # a form that sums its input terms itself gets them as a tuple (see engine._term_refs)
+            s, v, i = FORMS[op.form](op, st, xs[0] if len(xs) == 1 else tuple(xs), t)
             st["v"], st["i"], st["s"] = v, i, s
             return {"spikes": s, "v": v, "i": i}
         p = st["p"]

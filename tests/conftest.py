@@ -10,3 +10,8 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+import engine_guard  # noqa: E402
+from engine_guard import pytest_runtest_call, pytest_runtest_logreport, pytest_runtest_setup  # noqa: E402,F401  (hooks)
+
+engine_guard.install()

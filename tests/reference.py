@@ -182,3 +182,34 @@ def dense_int(x: np.ndarray, w: np.ndarray, exp: int, bias=None) -> np.ndarray:
                 acc += int(bias[o])
             out[r, o] = acc
     return out.astype(np.int64).reshape(x.shape[:-1] + (w.shape[0],))
+
+
+# -- LFSR and attention scores ------------------------------------------------------
+
+
+def lfsr_states(width: int, taps: int, seed: int, n: int) -> list[int]:
+    """Fibonacci LFSR, one shift at a time: the new bit is the parity of ``state & taps``;
+    returns the ``n`` states after each shift."""
+    s, out = seed, []
+    for _ in range(n):
+        fb = bin(s & taps).count("1") & 1
+        s = ((s << 1) | fb) & ((1 << width) - 1)
+        out.append(s)
+    return out
+
+
+def popcount_scores(q: np.ndarray, k: np.ndarray, a: float) -> np.ndarray:
+    """Coincidence scores S[i, j] = #(q_i = k_j = 1) + a #(q_i = k_j = 0), one pair at a time."""
+    n, m = q.shape[0], k.shape[0]
+    s = np.zeros((n, m))
+    for i in range(n):
+        for j in range(m):
+            both = int(np.sum((q[i] == 1) & (k[j] == 1)))
+            none = int(np.sum((q[i] == 0) & (k[j] == 0)))
+            s[i, j] = both + a * none
+    return s
+
+
+def popcount_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, a: float, scale: float) -> np.ndarray:
+    """Y[i] = scale * sum_j S[i, j] v_j with the scores above."""
+    return popcount_scores(q, k, a) @ v * scale

@@ -83,6 +83,8 @@ def _sj_forward(model, x):
     return model(x.unsqueeze(0).repeat(STEPS, *([1] * x.dim()))).sum(0)
 
 
+pytestmark = pytest.mark.slow  # trains four classifiers
+
 MODELS = {
     "snntorch-mlp": (SnnTorchMLP, None, (64,)),
     "snntorch-conv": (SnnTorchConv, None, (1, 8, 8)),

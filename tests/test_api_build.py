@@ -52,9 +52,9 @@ def test_int_engine_and_inspect_from_the_cli(tmp_path, capsys):
 
 
 def test_failed_compile_leaves_no_output(tmp_path):
-    g, x = small_graph(reset="subtract")  # loihi2 has no subtract reset
+    g, x = small_graph(reset="subtract")  # loihi2's stock processes have no subtract reset
     with pytest.raises(PassError, match="subtract reset"):
-        npuc.compile(g, x, target=["fpga", "loihi2"], out=tmp_path / "b")
+        npuc.compile(g, x, target=["fpga", "loihi2:stock_only=1"], out=tmp_path / "b")
     assert not (tmp_path / "b").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".npuc-build")]
 
@@ -107,6 +107,7 @@ def test_lint_accepts_a_relative_path(tmp_path, monkeypatch):
     assert lint("b/rtl") == []
 
 
+@pytest.mark.slow  # a compile in a child process
 def test_sigterm_during_compile_leaves_no_partial_build(tmp_path):
     """A killed compile removes its temporary directory (SIGTERM unwinds like Ctrl-C)."""
     import os

@@ -14,6 +14,7 @@ import pytest
 import torch
 from models import spikformer_models as M
 from models.harness import assert_exact
+from reference import lfsr_states, popcount_attention
 
 import npuc.nn as nnn
 from npuc.cli import main
@@ -54,27 +55,6 @@ def _run(model: torch.nn.Module, xs: list[np.ndarray]) -> tuple[list[np.ndarray]
     return got, ref, graph
 
 
-# -- independent references -----------------------------------------------------------------------------
-
-
-def popcount_attention(q, k, v, a, scale):
-    """Y[i] = scale * sum_j (#(q_i = k_j = 1) + a #(q_i = k_j = 0)) v_j, one pair at a time."""
-    out = np.zeros((q.shape[0], v.shape[1]))
-    for i in range(q.shape[0]):
-        for j in range(k.shape[0]):
-            s = np.sum((q[i] == 1) & (k[j] == 1)) + a * np.sum((q[i] == 0) & (k[j] == 0))
-            out[i] += s * v[j]
-    return out * scale
-
-
-def lfsr_ref(width, taps, seed, n):
-    s, out = seed, []
-    for _ in range(n):
-        s = ((s << 1) | (bin(s & taps).count("1") & 1)) & ((1 << width) - 1)
-        out.append(s)
-    return np.array(out)
-
-
 # -- npuc.nn modules --------------------------------------------------------------------------------------
 
 
@@ -107,8 +87,8 @@ def test_stochastic_attention_module_is_the_lfsr_definition():
     (node,) = graph.of_type(StochasticAttention)
     assert (node.op.bits, node.op.seed, node.op.seed2) == (bits, 9, 33)
     m = 2**bits - 1
-    r1 = lfsr_ref(bits, primitive_taps(bits, 0), 9, T * N * N).reshape(T, N, N)
-    r2 = lfsr_ref(bits, primitive_taps(bits, 1), 33, T * N * 4).reshape(T, N, 4)
+    r1 = np.array(lfsr_states(bits, primitive_taps(bits, 0), 9, T * N * N)).reshape(T, N, N)
+    r2 = np.array(lfsr_states(bits, primitive_taps(bits, 1), 33, T * N * 4)).reshape(T, N, 4)
     for t in range(T):
         for b in range(B):
             c1 = q[t, b].astype(np.int64) @ k[t, b].T.astype(np.int64)
@@ -268,6 +248,7 @@ def _cli_outputs(tmp_path: Path, build: Path, x: np.ndarray, engine: str) -> np.
     return data[key]
 
 
+@pytest.mark.slow  # trains a Spikformer
 def test_spikformer_trains_compiles_for_fpga_and_keeps_accuracy(tmp_path):
     xtr, ytr, xte, yte = M.digits()
     torch.manual_seed(0)

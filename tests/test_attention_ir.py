@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from reference import lfsr_states, popcount_scores
 
 from npuc.ir import (
     LIF,
@@ -43,18 +44,6 @@ def spikes(*shape, p=0.4):
     return (RNG.random(shape) < p).astype(np.float32)
 
 
-def popcount_scores(q, k, a):
-    """Independent definition: S[i, j] = #(q=k=1) + a #(q=k=0), one pair at a time."""
-    n, m = q.shape[0], k.shape[0]
-    s = np.zeros((n, m))
-    for i in range(n):
-        for j in range(m):
-            both = int(np.sum((q[i] == 1) & (k[j] == 1)))
-            none = int(np.sum((q[i] == 0) & (k[j] == 0)))
-            s[i, j] = both + a * none
-    return s
-
-
 @pytest.mark.parametrize("score, a", [("and", 0.0), ("xnor", 1.0), ("axnor", 0.25)])
 @pytest.mark.parametrize("order", ["qk_v", "q_kv"])
 def test_coincidence_attention_float(score, a, order):
@@ -85,14 +74,6 @@ def test_coincidence_attention_int():
             assert np.array_equal(got[t, b], want)
 
 
-def _lfsr(width, taps, seed, n):
-    s, out = seed, []
-    for _ in range(n):
-        s = ((s << 1) | (bin(s & taps).count("1") & 1)) & ((1 << width) - 1)
-        out.append(s)
-    return np.array(out)
-
-
 def test_stochastic_attention_matches_scalar_definition_in_both_engines():
     T, B, N, D, bits = 4, 2, 3, 5, 10
     q, k, v = spikes(T, B, N, D, p=0.6), spikes(T, B, N, D, p=0.6), spikes(T, B, N, D, p=0.6)
@@ -103,8 +84,8 @@ def test_stochastic_attention_matches_scalar_definition_in_both_engines():
     i = simulate(g, [q, k, v], "int").output
     assert np.array_equal(f, i)
     M = 2**bits - 1
-    r1 = _lfsr(bits, primitive_taps(bits, 0), 9, T * N * N).reshape(T, N, N)
-    r2 = _lfsr(bits, primitive_taps(bits, 1), 33, T * N * D).reshape(T, N, D)
+    r1 = np.array(lfsr_states(bits, primitive_taps(bits, 0), 9, T * N * N)).reshape(T, N, N)
+    r2 = np.array(lfsr_states(bits, primitive_taps(bits, 1), 33, T * N * D)).reshape(T, N, D)
     for t in range(T):
         for b in range(B):
             c1 = popcount_scores(q[t, b], k[t, b], 0)

@@ -189,6 +189,7 @@ def test_old_build_survives_a_failed_compile_into_cwd(ws, monkeypatch, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.slow  # three compiles in child processes
 def test_concurrent_compiles_into_one_out_all_succeed(ws, tmp_path):
     """Three identical compiles at once into one existing ``--out``: serialized by a lock, all exit 0,
     and the result is one complete build."""

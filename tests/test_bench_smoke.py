@@ -10,8 +10,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not an
 
 from bench.run_all import BENCHMARKS  # noqa: E402
 
+# What each quick benchmark starts (all of them compile, train or time models: slow).
+ENGINES = {"sim_speed": [pytest.mark.lava], "rtl_efficiency": [pytest.mark.rtl],
+           "accuracy": [pytest.mark.lava, pytest.mark.rtl], "model_zoo": [pytest.mark.lava, pytest.mark.rtl]}
 
-@pytest.mark.parametrize("name", [b[0] for b in BENCHMARKS])
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [pytest.param(b[0], marks=ENGINES.get(b[0], [])) for b in BENCHMARKS])
 def test_benchmark_quick(name):
     module = importlib.import_module(f"bench.{name}")
     module.main(["--quick"])

@@ -108,3 +108,40 @@ def test_unwritable_simulate_output_is_an_error(graph_dir, capsys):
     rc = main(["simulate", str(d / "g"), "--input", str(d / "x.npy"), "--out", str(d / "x.npy" / "y.npy")])
     err = capsys.readouterr().err
     assert rc == 2 and "cannot write" in err and "Traceback" not in err
+
+
+def test_terminal_output_labels_warnings_and_calibration_cap(tmp_path, capsys):
+    """simulate/verify --labels print an accuracy (decoded here independently: the class with the
+    largest output); npuc warnings are one `npuc: warning:` line (no source path, third-party noise
+    dropped); a capped calibration says so."""
+    import warnings
+
+    import npuc
+    from npuc.cli import _show_warning
+    from npuc.errors import NpucWarning
+
+    d = tmp_path
+    rng = np.random.default_rng(1)
+    x = rng.random((300, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 300)
+    np.save(d / "x.npy", x)
+    np.save(d / "y.npy", y)
+    np.save(d / "ybig.npy", np.full(300, 12))
+    assert main(["compile", "npuc.demo.models:mlp", "--example-input", str(d / "x.npy"), "--labels",
+                 str(d / "y.npy"), "--target", "fpga", "--out", str(d / "b")]) == 0
+    assert "calibrated on the first 256 of 300 samples" in capsys.readouterr().err
+    hw = npuc.load(d / "b")
+    for engine in ("float", "int"):
+        out = np.asarray(hw.simulate(x, engine), dtype=np.float64)
+        scores = out.reshape(out.shape[0], -1) if out.ndim == 2 else out.sum(0)
+        want = np.mean(scores.argmax(1) == y)
+        assert main(["simulate", str(d / "b"), "--engine", engine, "--input", str(d / "x.npy"),
+                     "--labels", str(d / "y.npy")]) == 0
+        assert f"accuracy: {want:.4f} on 300 labelled samples" in capsys.readouterr().err
+    assert main(["simulate", str(d / "b"), "--input", str(d / "x.npy"), "--labels", str(d / "ybig.npy")]) == 2
+    assert "label 12 is not a class index of the model's 10 outputs" in capsys.readouterr().err
+    _show_warning(NpucWarning("layer 'l1' never spikes"), NpucWarning, "/elsewhere/x.py", 3)
+    _show_warning(FutureWarning("torch.jit is deprecated"), FutureWarning, "/site-packages/torch/jit.py", 9)
+    with warnings.catch_warnings():
+        _show_warning(NpucWarning("layer 'l1' never spikes"), NpucWarning, "/elsewhere/x.py", 3)
+    assert capsys.readouterr().err == "npuc: warning: layer 'l1' never spikes\n"

@@ -2,9 +2,14 @@
 
 import json
 
+import pytest
+
 from npuc.cli import main
 
 
+@pytest.mark.lava
+@pytest.mark.rtl
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "d"), "--quick", "--no-synth"]) == 0
     summary = json.loads((tmp_path / "d" / "report" / "summary.json").read_text())

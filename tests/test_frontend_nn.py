@@ -49,6 +49,7 @@ def test_surrogate_gradients_flow(spike):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
+@pytest.mark.slow  # trains a model
 def test_a_tiny_model_trains_and_compiles_exactly(tmp_path, capsys):
     torch.manual_seed(0)
     model = M.classifier()

@@ -119,7 +119,8 @@ def test_graded_integrator_ssm_runs_bit_exact_in_lava(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.normal(0, 1, (T, 5, 6)).astype(np.float32)
     with pytest.raises(PassError, match=r"no num_steps to bound it: fix the number of time steps \(--steps"):
-        npuc.compile(model, x, target="loihi2", out=tmp_path / "refused")
+        npuc.compile(model, x, target="loihi2:stock_only=1", out=tmp_path / "refused")
+    # without stock_only the unbounded reset-free state runs as npuc's custom process instead
     hw = npuc.compile(model, x, target="loihi2", out=tmp_path / "build", steps=T)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
@@ -149,15 +150,20 @@ def _loihi(names=None):
     return build_passes("loihi2", names)
 
 
-def test_state_without_decay_or_step_count_is_refused():
+def test_state_without_decay_or_step_count_is_refused_with_stock_only():
     x = (np.random.default_rng(2).random((T, 3, 4)) < 0.5).astype(np.float32)
-    ctx = PassContext(target=load_target("loihi2"), calibration=[x])
+    ctx = PassContext(target=load_target("loihi2:stock_only=1"), calibration=[x])
     with pytest.raises(PassError, match=r"neuron 'h' \(LIF without reset.*no num_steps to bound it"):
         run_pipeline(_state_graph(1.0, None), _loihi(["legalize"]), ctx)
     g = run_pipeline(_state_graph(0.5, None), _loihi(["legalize"]), ctx)  # decays: a geometric bound
     assert g["h"].meta["ssm_state"]["membrane_bound"] == pytest.approx(2.0 * 2.0)  # row sum 2, 1 / (1 - 0.5)
     with pytest.raises(PassError, match=r"neuron 'h' uses none reset"):  # its spikes are read: a real reset
         run_pipeline(_state_graph(0.5, T, read_spikes=True), _loihi(["legalize"]), ctx)
+    # by default Loihi 2 keeps both as reset-free neurons (npuc's custom process)
+    custom = PassContext(target=load_target("loihi2"), calibration=[x])
+    for g in (run_pipeline(_state_graph(1.0, None), _loihi(["legalize"]), custom),
+              run_pipeline(_state_graph(0.5, T, read_spikes=True), _loihi(["legalize"]), custom)):
+        assert g["h"].op.reset == "none" and "ssm_state" not in g["h"].meta
 
 
 def test_lava_refuses_a_state_whose_integer_bound_reaches_the_threshold():

@@ -156,6 +156,7 @@ def test_report_energy_tables_and_plot(tmp_path):
     assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and a.read_bytes() == b.read_bytes()
 
 
+@pytest.mark.slow  # the mapping benchmark, quick form
 def test_benchmark_quick_run(capsys):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root holds bench/
     from bench.mapping_bench import main

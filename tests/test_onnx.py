@@ -10,63 +10,28 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from builders import every_op_graph
 from onnx import TensorProto, helper, numpy_helper
 from reference import lif_float
 
 from npuc.frontends.errors import FrontendError
-from npuc.frontends.onnx_import import DOMAIN, export_onnx, import_onnx
+from npuc.frontends.onnx_export import DOMAIN, export_onnx
+from npuc.frontends.onnx_import import import_onnx
 from npuc.ir import (
     IF,
     LIF,
-    Add,
     AvgPool2d,
     BatchNorm,
-    Conv1d,
-    Conv2d,
     Dense,
-    Encoding,
     Graph,
     Input,
-    MaxPool2d,
     Output,
-    Permute,
-    Reshape,
     Scale,
-    SumPool2d,
 )
 from npuc.ir.serialize import graph_to_json
 from npuc.sim import simulate
 
 OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)]
-
-
-def every_op_graph() -> Graph:
-    rng = np.random.default_rng(3)
-    g = Graph("all_ops", num_steps=5)
-    g.meta["source"] = {"model": "x.py:f", "tuple": (1, 2)}
-    g.add("x", Input((2, 6, 6), Encoding("bernoulli", bits=12, seed=77)))
-    g.add("bn", BatchNorm(rng.random(2), rng.random(2) + 0.5, rng.random(2), rng.random(2), eps=1e-3), ["x"])
-    g.add("c", Conv2d(rng.normal(size=(4, 1, 3, 3)), rng.normal(size=4), stride=1, padding=1, groups=2), ["bn"])
-    g.add("sp", SumPool2d(2), ["c"])
-    g.add("ap", AvgPool2d(kernel=3, stride=1, padding=1), ["sp"])
-    g.add("mp", MaxPool2d(kernel=(1, 3), stride=1), ["ap"])
-    g.add("lif", LIF(alpha=rng.random((4, 1, 1)), threshold=0.8, spike="ternary", threshold_lo=-0.5,
-                     reset="value", reset_value=0.1, reset_timing="delayed", v_min=-2.0, v_init=0.3), ["mp"])
-    g.add("p", Permute((1, 2, 0)), ["lif"])
-    g.add("r", Reshape((-1, 4)), ["p"])
-    g.add("c1", Conv1d(rng.normal(size=(3, 3, 2)), dilation=2), [("r", None)])
-    g.add("tok", Dense(rng.normal(size=(6, g["c1"].shape[-1])), rng.normal(size=6)), [("c1", None)])  # Dense on (L, C): MatMul + Add
-    g.add("fl", Reshape((-1,)), ["tok"])
-    g.add("d", Dense(rng.normal(size=(5, g["fl"].shape[0])).astype(np.float32)), ["fl"])
-    g.add("rec", Dense(np.eye(5)), [("lif2", "spikes", 1)])
-    g.add("sum", Add(), ["d", "rec", "d"])
-    g.add("sc", Scale(np.full(5, 0.5)), ["sum"])
-    g.add("lif2", LIF(alpha=0.9, alpha_i=0.5, spike="multilevel", compare="ge", levels=4), ["sc"],
-          meta={"core": 3, "rate": [0.1, 0.2]})
-    g.add("if", IF(gain=rng.random(5), threshold=0.7, bits=8, seed=5), ["lif2"])
-    g.add("o1", Output(), ["if"])
-    g.add("o2", Output("last", "B", index=1), [("lif2", "v")])
-    return g.verify()
 
 
 def _canonical(g: Graph):

@@ -116,15 +116,52 @@ def test_legalize_inserts_identity_and_duplicates_shared_synapses():
     assert agreement(g, h, x) == 1.0
 
 
-def test_maxpool_on_currents_is_an_error():
+@pytest.mark.parametrize("shape, factor", [((5,), np.linspace(-0.5, 0.5, 5)), ((5,), 0.3),
+                                           ((3, 4, 4), np.array([0.5, -0.25, 1.0]).reshape(3, 1, 1))])
+def test_legalize_makes_a_recurrent_scale_a_diagonal_synapse(shape, factor):
+    """snntorch RLeaky's one-to-one recurrence: spikes(t-1) * V added to the input."""
+    g = Graph("v", num_steps=6)
+    g.add("x", Input(shape))
+    g.add("rec", Scale(np.asarray(factor, np.float32)), [("l", "spikes", 1)])
+    g.add("s", Add(), ["x", "rec"])
+    g.add("l", LIF(alpha=0.8, threshold=0.4, reset="value"), ["s"])
+    g.add("o", Output(), ["l"])
+    for target in ("fpga", "loihi2"):
+        ctx = PassContext(target=load_target(target))
+        h = run_pipeline(g.verify(), [make_pass("legalize")], ctx)
+        assert not h.of_type(Scale) and ctx.log[0]["diagonal_scales"] == 1
+        assert type(h["rec"].op) is (Dense if len(shape) == 1 else Conv2d)
+        assert [p.delay for p in neuron_paths(h, "l")] == [0, 1]
+        x = RNG.random((2, *shape)).astype("f4") * 2
+        assert agreement(g, h, x) == 1.0
+
+
+def _current_maxpool(reader: str = "lif") -> Graph:
     g = Graph("m", num_steps=2)
     g.add("x", Input((1, 4, 4)))
     g.add("c", Conv2d(np.ones((1, 1, 1, 1), "f4")), ["x"])
     g.add("p", MaxPool2d(2), ["c"])
-    g.add("l", LIF(), ["p"])
+    if reader == "lif":
+        g.add("l", LIF(), ["p"])
+    else:  # the pooled currents go on through another op before a neuron
+        g.add("s", Reshape((-1,)), ["p"])
+        g.add("l", LIF(), ["s"])
     g.add("o", Output(), ["l"])
-    with pytest.raises(PassError, match="max pool 'p' pools currents"):
-        run_pipeline(g, [make_pass("legalize")], PassContext(target=load_target("fpga")))
+    return g
+
+
+@pytest.mark.parametrize("target", ["fpga", "loihi2"])
+def test_maxpool_of_conv_currents_is_kept(target):
+    h = run_pipeline(_current_maxpool(), [make_pass("legalize")], PassContext(target=load_target(target)))
+    assert isinstance(h["p"].op, MaxPool2d) and h["l"].inputs[0].node == "p"
+
+
+def test_maxpool_of_currents_errors():
+    with pytest.raises(PassError, match="max pool 'p' pools currents.*stock processes"):
+        run_pipeline(_current_maxpool(), [make_pass("legalize")],
+                     PassContext(target=load_target("loihi2:stock_only=1")))
+    with pytest.raises(PassError, match="max pool 'p' of the currents of 'c' must feed one neuron directly"):
+        run_pipeline(_current_maxpool("reshape"), [make_pass("legalize")], PassContext(target=load_target("fpga")))
 
 
 @pytest.mark.parametrize(
@@ -137,16 +174,21 @@ def test_maxpool_on_currents_is_an_error():
         (LIF(spike="multilevel", compare="ge"), "multilevel spikes"),
     ],
 )
-def test_loihi2_neuron_features(lif, message):
+def test_loihi2_stock_only_neuron_features(lif, message):
+    """With ``stock_only`` Loihi 2 has lava-nc's stock neurons only: other features are errors or
+    (--allow-approx) approximations; by default npuc's custom process keeps them exactly."""
     g = Graph("f", num_steps=2)
     g.add("x", Input((3,)))
     g.add("d", Dense(np.eye(3, dtype="f4")), ["x"])
     g.add("l", lif, ["d"])
     g.add("o", Output(), ["l"])
+    stock = load_target("loihi2:stock_only=1")
     with pytest.raises(PassError, match=message):
-        run_pipeline(g, [make_pass("legalize")], PassContext(target=load_target("loihi2")))
+        run_pipeline(g, [make_pass("legalize")], PassContext(target=stock))
+    h = run_pipeline(g, [make_pass("legalize")], PassContext(target=load_target("loihi2")))
+    assert h["l"].op.reset == lif.reset and h["l"].op.spike == lif.spike and h["l"].op.v_min is lif.v_min
     if lif.spike != "multilevel":
-        ctx = PassContext(target=load_target("loihi2"), allow_approx=True)
+        ctx = PassContext(target=stock, allow_approx=True)
         h = run_pipeline(g, [make_pass("legalize")], ctx)
         assert h["l"].op.reset == "value" and h["l"].op.reset_value == 0
         assert ctx.warnings and "'l'" in ctx.warnings[0]
@@ -179,6 +221,7 @@ def test_sum_pool_kept_on_fpga():
     assert p.pre == ["p", "f"] and p.weighted == "d"
 
 
+@pytest.mark.lava
 def test_loihi2_folds_spike_pools_into_the_next_layer_exactly(tmp_path):
     """pool -> conv and pool -> flatten -> dense become single weighted layers; Lava agrees bit for bit."""
     import npuc

@@ -169,6 +169,7 @@ def trained_digits_mlp(reset):
     return g, X, y
 
 
+@pytest.mark.slow  # trains a classifier
 @pytest.mark.parametrize("spec", ["fpga", "loihi2"])
 def test_int_accuracy_within_one_point_on_held_out_digits(spec):
     g, X, y = trained_digits_mlp("value")

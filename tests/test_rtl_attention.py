@@ -440,6 +440,7 @@ def all_units_graph():
     return g.verify(), target
 
 
+@pytest.mark.yosys
 def test_attention_units_synthesize(tmp_path):
     """Yosys (synth_ice40) maps every attention unit; resources per stage are reported."""
     g, target = all_units_graph()

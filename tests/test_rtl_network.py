@@ -172,6 +172,7 @@ def test_waves_are_written(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.yosys
 def test_yosys_resources_per_layer(tmp_path):
     target = load_target("fpga")
     g = mlp(np.random.default_rng(2), target, sizes=(4, 3, 2), steps=2)

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import dense_int, lif_int
@@ -238,3 +239,19 @@ def test_batch_chunks_give_the_whole_batch_result(monkeypatch, tmp_path):
         for port, v in ports.items():
             assert np.array_equal(v, chunked.probes[node][port]), (node, port)
     assert whole.stats == chunked.stats
+
+
+def test_input_quantization_rounds_half_away_from_zero_exactly():
+    """``quantize_current`` (trunc(v +- 0.5)) against the definition sign(v) floor(|v| + 0.5),
+    on ties, values next to ties, signed zeros and saturating values."""
+    from npuc.sim.encoding import quantize_current
+
+    rng = np.random.default_rng(0)
+    for f in (-3, 0, 4, 12, 20):
+        x = np.concatenate([rng.normal(0, 10, 20000), (np.arange(-50, 50) + 0.5) / 2.0**f,
+                            [-0.0, 0.0, 1e30, -1e30, 0.49999997, -0.49999997]]).astype(np.float32)
+        xt = torch.from_numpy(x)
+        for bits in (8, 16, 32):
+            v = x.astype(np.float64) * 2.0**f
+            want = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+            assert np.array_equal(quantize_current(xt, f, bits).numpy(), want.astype(np.int64)), (f, bits)

@@ -45,8 +45,11 @@ class SewResidual(nn.Module):
         return torch.stack(out)
 
 
-@pytest.mark.parametrize("variant, targets", [("flat", ["fpga"]), ("pool_of_sum", ["fpga", "loihi2"]),
-                                              ("sum_of_pools", ["loihi2"])])
+# verify runs Verilator for fpga and Lava for loihi2
+@pytest.mark.parametrize("variant, targets", [pytest.param("flat", ["fpga"], marks=pytest.mark.rtl),
+                                              pytest.param("pool_of_sum", ["fpga", "loihi2"],
+                                                           marks=[pytest.mark.rtl, pytest.mark.lava]),
+                                              pytest.param("sum_of_pools", ["loihi2"], marks=pytest.mark.lava)])
 def test_sew_residual_compiles_exactly(variant, targets, tmp_path):
     torch.manual_seed(0)
     model = SewResidual(variant).eval()
@@ -92,6 +95,8 @@ class PooledCurrents(nn.Module):
         return torch.stack(out)
 
 
+@pytest.mark.rtl
+@pytest.mark.lava
 def test_average_pool_of_conv_currents_folds_into_the_conv(tmp_path):
     torch.manual_seed(1)
     model = PooledCurrents().eval()
@@ -112,6 +117,8 @@ def test_average_pool_of_conv_currents_folds_into_the_conv(tmp_path):
     assert hw.verify(x, "lava").mismatches == 0
 
 
+@pytest.mark.rtl
+@pytest.mark.lava
 def test_spikingjelly_sew_block_multistep(tmp_path):
     """SpikingJelly multi-step SEW block: conv-BN-IF, two convs, ADD of spikes, average pool of
     the sum, then Linear into LIF; both targets, 0 mismatches in Verilator and Lava."""

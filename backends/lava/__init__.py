@@ -19,13 +19,43 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .. import Backend, register
+from .. import Backend, Option, flag, register
+
+STOCK_FEATURES = {"spike_types": ("binary", "ternary"), "reset_modes": ("value",), "reset_timings": ("same",),
+                  "compares": ("gt",)}
+"""The neuron features lava-nc's stock processes (LIF, LIFReset, TernaryLIF) compute exactly."""
+
+
+def _adjust_profile(prof: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    """``stock_only``: narrow the neuron features to `STOCK_FEATURES` (no custom processes)."""
+    if not opts.get("stock_only"):
+        return prof
+    out = dict(prof)
+    for key, stock in STOCK_FEATURES.items():
+        out[key] = [v for v in out.get(key, stock) if v in stock]
+    return out
+
 
 register(Backend(
     kind="loihi2", engine="lava", folder="lava", module=__name__,
     pipeline="fold-batchnorm,legalize,quantize,map-cores,place-cores",
+    options={"stock_only": Option(flag, "1: use lava-nc's stock processes only (no custom neuron processes); "
+                                        "features they lack are errors, or approximations with --allow-approx")},
     description="Intel Loihi 2 through Lava processes (fixed_pt simulation here, chip via lava-loihi)",
+    adjust_profile=_adjust_profile,
 ))
+
+def report_section(artifact_dir: Any) -> dict[str, Any]:
+    """The build report's Lava entries: every custom process (from ``network.json``) and what it needs."""
+    import json
+    from pathlib import Path
+
+    from .render import CHIP_NOTE
+
+    doc = json.loads((Path(artifact_dir) / "network.json").read_text())
+    custom = doc.get("custom_processes", [])
+    return {"custom_processes": custom, "custom_processes_note": CHIP_NOTE} if custom else {}
+
 
 _EXPORTS = {
     "emit": ".artifacts", "LavaBackendWarning": ".artifacts", "lower": ".lowering", "LavaArtifactError": ".runner",

@@ -22,7 +22,7 @@ from ...errors import NpucWarning
 from ...ir.graph import Graph
 from .lowering import lower
 from .netx import netx_bytes
-from .render import manifest, npz_bytes, render
+from .render import CHIP_NOTE, custom_processes, manifest, npz_bytes, render
 from .spec import NetworkSpec
 
 
@@ -30,13 +30,14 @@ class LavaBackendWarning(NpucWarning):
     """Layers the netx export cannot represent (the Lava module itself is exact or refused)."""
 
 
-def artifacts(graph: Graph, version: str | None = None) -> tuple[NetworkSpec, dict[str, bytes]]:
+def artifacts(graph: Graph, version: str | None = None, custom: bool = True) -> tuple[NetworkSpec, dict[str, bytes]]:
     """Lower ``graph`` and produce every file's bytes (no file is written).
 
     ``version`` is the npuc version written into the generated module (default: the installed
-    distribution's); the compiler driver passes its own.
+    distribution's); the compiler driver passes its own. ``custom=False`` refuses neurons that
+    need npuc's custom process (the loihi2 option ``stock_only``).
     """
-    spec = lower(graph)
+    spec = lower(graph, custom)
     text, arrays = render(spec, version or _installed_version())
     net, report = netx_bytes(spec)
     files = {
@@ -79,7 +80,8 @@ def emit(graph: Graph, out_dir: str | os.PathLike, target: Any = None, version: 
 
         raise LavaMappingError(f"graph '{graph.name}' is quantized for '{graph.profile.name}', not for target "
                                f"'{target.profile.name}'")
-    _, files = artifacts(graph, version)
+    stock_only = bool(getattr(target, "options", {}).get("stock_only")) if target is not None else False
+    _, files = artifacts(graph, version, custom=not stock_only)
     report = _netx_report(files)
     if report["not_representable"]:
         left = ", ".join(f"'{x['node']}' ({x['reason']})" for x in report["not_representable"])
@@ -142,4 +144,8 @@ def _readme(spec: NetworkSpec, report: dict) -> str:
     if report["not_representable"]:
         lines += ["", "**Not representable in netx** (run them through the Lava module instead):", ""]
         lines += [f"- `{x['node']}`: {x['reason']}" for x in report["not_representable"]]
+    custom = custom_processes(spec)
+    if custom:
+        lines += ["", "## Custom processes", "", CHIP_NOTE, ""]
+        lines += [f"- `{c['node']}` ({c['process']}): {'; '.join(c['needs'])}" for c in custom]
     return "\n".join(lines) + "\n"

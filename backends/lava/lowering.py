@@ -10,9 +10,13 @@ Lava behaviour behind each one):
   payloads (``num_message_bits`` on the synapses they feed), spike encodings
   send binary spikes.
 * ``LIF`` (binary) -> ``LIFReset``; ``LIF`` (ternary) -> ``TernaryLIF`` plus
-  ``Reset`` processes on ``u`` and ``v``. Only ``reset="value"`` with
-  ``reset_value=0``, ``reset_timing="same"``, ``compare="gt"``, no ``v_min``
-  and ``v_init=0``: what Loihi 2's neuron does.
+  ``Reset`` processes on ``u`` and ``v``, when the neuron is what those stock
+  processes compute (``reset="value"`` with ``reset_value=0``,
+  ``reset_timing="same"``, ``compare="gt"``, no ``v_min``, ``v_init=0``);
+  any other LIF (``_stock_gaps``) -> npuc's custom ``NpucNeuron`` process
+  (refused when ``custom=False``, the target option ``stock_only``).
+* ``Conv2d`` -> ``MaxPool2d`` of currents -> LIF: the Conv writes its whole
+  output into an ``NpucNeuron`` that max-pools its ``a_in``.
 * a diagonal SSM state (``meta["ssm_state"]``: a LIF without reset read
   through ``v``, made a never-firing reset-to-0 neuron by the legalize pass)
   -> ``LIFReset`` once an exact integer bound proves it never fires.
@@ -41,7 +45,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ...ir.graph import Graph, Ref
-from ...ir.ops import LIF, Add, Conv2d, Dense, Input, Permute, Reshape, SumPool2d
+from ...ir.ops import LIF, Add, Conv2d, Dense, Input, MaxPool2d, Permute, Reshape, SumPool2d
+from ...ir.optable import OpTable
 from ...ir.values import NumericProfile
 from .spec import (
     Connection,
@@ -150,6 +155,7 @@ class _Term:
     matrix: np.ndarray | None = None  # dense: full (npuc out x logical in) matrix
     weight_exp: int = 0
     op: object = None
+    maxpool: str | None = None  # a MaxPool2d node the reading neuron applies to this conv's currents
 
 
 @dataclass
@@ -177,9 +183,38 @@ def _reindex(sig: Signal, fn) -> Signal:
 # -- the lowering ------------------------------------------------------------------------------
 
 
+SIGNALS = OpTable("Lava signals")
+"""How a node's value reads in terms of populations: ``rule(lowering, node, port) -> Signal``."""
+
+
+def _stock_gaps(op: LIF, q) -> list[str]:
+    """The features of a neuron that lava-nc's stock LIFReset / TernaryLIF do not compute (with why)."""
+    gaps = []
+    if op.spike not in ("binary", "ternary"):
+        gaps.append(f"{op.spike} spikes: Lava's stock neurons are binary LIF and ternary TernaryLIF only")
+    if op.reset != "value" or q.reset_value != 0:
+        what = f"reset '{op.reset}'" if op.reset != "value" else f"reset to {q.reset_value}"
+        gaps.append(f"{what}: Lava's LIF and TernaryLIF reset v to 0 (reset='value', reset_value=0)")
+    if op.reset_timing != "same":
+        gaps.append(f"reset timing '{op.reset_timing}': Lava resets in the step of the spike ('same')")
+    if op.compare != "gt":
+        gaps.append(f"compare '{op.compare}': Lava spikes when v > threshold ('gt')")
+    if q.v_min is not None:
+        gaps.append("v_min: Lava's LIF has no membrane floor")
+    if q.v_init != 0:
+        gaps.append(f"v_init={q.v_init}: every sample starts at v = 0 on Loihi 2 (LIFReset)")
+    return gaps
+
+
+def _lava_layout(a: np.ndarray) -> np.ndarray:
+    """A per-neuron array in Lava's ``(W, H, C)`` layout (others unchanged), int64."""
+    return np.ascontiguousarray(a.transpose(2, 1, 0) if a.ndim == 3 else a).astype(np.int64)
+
+
 class _Lowering:
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, custom: bool = True) -> None:
         self.g = graph
+        self.custom = custom
         self.prof: NumericProfile = graph.profile  # type: ignore[assignment]
         self.names = Names()
         self.pops: dict[str, Population] = {}
@@ -212,21 +247,15 @@ class _Lowering:
         q = op.q
         if q is None:
             raise _error(name, op, "no integer parameters (q): run the quantize pass for loihi2")
-        if op.spike not in ("binary", "ternary"):
-            raise _error(name, op, f"{op.spike} spikes have no Loihi 2 neuron in Lava (binary LIF and ternary "
-                                   "TernaryLIF only)")
-        if op.reset != "value" or q.reset_value != 0:
-            what = f"reset '{op.reset}'" if op.reset != "value" else f"reset to {q.reset_value}"
-            raise _error(name, op, f"{what}: Lava's LIF and TernaryLIF reset v to 0 (reset='value', reset_value=0)")
-        if op.reset_timing != "same":
-            raise _error(name, op, f"reset timing '{op.reset_timing}': Lava resets in the step of the spike ('same')")
-        if op.compare != "gt":
-            raise _error(name, op, f"compare '{op.compare}': Lava spikes when v > threshold ('gt')")
-        if q.v_min is not None:
-            raise _error(name, op, "v_min: Lava's LIF has no membrane floor")
-        if q.v_init != 0:
-            raise _error(name, op, f"v_init={q.v_init}: every sample starts at v = 0 on Loihi 2 (LIFReset)")
-        checks = [("du", q.du, 0, DU_MAX), ("dv", q.dv, 0, DV_MAX), ("vth", q.vth, 0, VTH_MAX),
+        pool = self._current_maxpool(name)
+        reasons = _stock_gaps(op, q) + ([f"max pool '{pool}' of currents"] if pool else [])
+        if reasons and not self.custom:
+            raise _error(name, op, reasons[0])
+        if op.spike == "bernoulli":
+            raise _error(name, op, "bernoulli spikes: npuc has no Loihi 2 neuron process for them (they need the "
+                                   "integer engine's LFSR streams); compile for --target fpga")
+        checks = [("du", q.du, 0, DU_MAX), ("dv", q.dv, 0, DV_MAX), ("vth", q.vth, 1 if op.spike == "multilevel" else 0,
+                                                                      VTH_MAX),
                   ("bias_exp", q.bias_exp, self.prof.bias_exp_min, self.prof.bias_exp_max)]
         if op.spike == "ternary":
             if q.vth_lo is None:
@@ -240,13 +269,46 @@ class _Lowering:
         if bias.size and (bias.min() < -bm_hi or bias.max() > bm_hi - 1):
             raise _error(name, op, f"q.bias_mant in [{bias.min()}, {bias.max()}] exceeds Loihi 2's "
                                    f"{self.prof.bias_mant_bits}-bit mantissa [{-bm_hi}, {bm_hi - 1}]")
-        kind = "lif" if op.spike == "binary" else "ternary"
-        return Population(
+        kind = "custom" if reasons else ("lif" if op.spike == "binary" else "ternary")
+        payload = self._max_payload(op, q)
+        pop = Population(
             self.names.make("lif", name), name, kind, tuple(shape), lava_shape(shape), lava_index(shape),
-            graded=kind == "ternary", message_bits=2 if kind == "ternary" else 0,
+            graded=op.spike != "binary", message_bits=0 if op.spike == "binary" else max(2, payload.bit_length() + 1),
             du=q.du, dv=q.dv, vth=q.vth, vth_lo=q.vth_lo, bias_exp=q.bias_exp,
-            bias_mant=np.ascontiguousarray(bias.transpose(2, 1, 0) if len(shape) == 3 else bias).astype(np.int64),
+            bias_mant=_lava_layout(bias), max_payload=payload,
         )
+        pop.in_shape = pop.lava_shape
+        if kind == "custom":
+            pop.custom = self._custom_params(name, op, q, shape, pool, reasons)
+            if pool:
+                pop.in_shape = lava_shape(self.g[self.g[pool].inputs[0].node].shape)
+        return pop
+
+    def _current_maxpool(self, name: str) -> str | None:
+        """The MaxPool2d node of convolution currents this neuron reads (the legalize pass allows it only
+        as the neuron's single input)."""
+        ref = self.g[name].inputs[0]
+        node = self.g[ref.node]
+        return ref.node if isinstance(node.op, MaxPool2d) and not ref.delay else None
+
+    def _max_payload(self, op: LIF, q) -> int:
+        if op.spike != "multilevel":
+            return 1
+        top = (2**23 - 1) // (q.vth << self.prof.vth_shift)  # v saturates at 2^23 - 1
+        return min(top, op.levels - 1) if op.levels else top
+
+    def _custom_params(self, name: str, op: LIF, q, shape, pool: str | None, reasons: list[str]) -> dict:
+        v_min = None
+        if q.v_min is not None:
+            v_min = _lava_layout(np.broadcast_to(np.asarray(q.v_min, np.int64), shape))
+        pool_args = None
+        if pool:
+            mp = self.g[pool].op  # (W, H) order, as Lava's layout
+            pool_args = (tuple(int(k) for k in mp.kernel[::-1]), tuple(int(k) for k in mp.stride[::-1]),
+                         tuple(int(k) for k in mp.padding[::-1]))
+        return {"reset": op.reset, "reset_value": int(q.reset_value), "reset_timing": op.reset_timing,
+                "compare": op.compare, "spike": op.spike, "levels": int(op.levels or 0), "v_init": int(q.v_init),
+                "v_min": v_min, "pool": pool_args, "reasons": reasons}
 
     # signals ------------------------------------------------------------------------------
     def signal(self, ref: Ref) -> Signal:
@@ -259,31 +321,10 @@ class _Lowering:
 
     def _signal(self, name: str, port: str) -> Signal:
         node = self.g[name]
-        op = node.op
-        if isinstance(op, Input):
-            pop = self.pops[name]
-            return _Spikes(pop, pop.index)
-        if isinstance(op, LIF):
-            pop = self.pops[name]
-            return _Spikes(pop, pop.index) if port == "spikes" else _State(pop, port, pop.index)
-        if isinstance(op, Reshape):
-            shape = node.shape
-            return _reindex(self.signal(node.inputs[0]), lambda a: a.reshape(shape))
-        if isinstance(op, Permute):
-            return _reindex(self.signal(node.inputs[0]), lambda a: a.transpose(op.dims))
-        if isinstance(op, Add):
-            terms: list[_Term] = []
-            for r in node.inputs:
-                terms += self._terms(self.signal(r), name, op)
-            return _Sum(terms)
-        if isinstance(op, (Dense, Conv2d, SumPool2d)):
-            src = self.signal(node.inputs[0])
-            if not isinstance(src, _Spikes):
-                what = "a neuron's membrane" if isinstance(src, _State) else "the output of another synapse op"
-                raise _error(name, op, f"reads {what} ('{node.inputs[0].node}'); Lava synapses read spikes of a "
-                                       "population (Input or LIF): put a neuron between two synapse ops")
-            return _Sum([self._weighted(name, op, src, node.shape)])
-        raise _error(name, op, _UNSUPPORTED.get(type(op).__name__, "has no exact Loihi 2 mapping in Lava"))
+        rule = SIGNALS.lookup(node.op)
+        if rule is None:
+            raise _error(name, node.op, _UNSUPPORTED.get(type(node.op).__name__, "has no exact Loihi 2 mapping in Lava"))
+        return rule(self, node, port)
 
     def _terms(self, sig: Signal, name: str, op: object) -> list[_Term]:
         if isinstance(sig, _Sum):
@@ -321,7 +362,12 @@ class _Lowering:
                 continue
             node = self.g[pop.node]
             (ref,) = node.inputs
-            for term in self._terms(self.signal(ref), pop.node, node.op):
+            terms = self._terms(self.signal(ref), pop.node, node.op)
+            pooled = [t for t in terms if t.maxpool]
+            if pooled and (len(terms) != 1 or pop.custom is None or pop.custom["pool"] is None):
+                raise _error(pooled[0].maxpool, self.g[pooled[0].maxpool].op, f"max pool of currents into "
+                             f"'{pop.node}' must be that neuron's only input")
+            for term in terms:
                 conns.append(self._connection(term, pop))
         return conns
 
@@ -391,6 +437,8 @@ class _Lowering:
                                  "express (only a (C, H, W) population or a reshaped flat one)")
 
     def _conv_out_port(self, t: _Term, out_shape, dst: Population, op) -> str:
+        if t.maxpool:  # the neuron's a_in is the convolution's whole (W, H, C) output
+            return ""
         conv_lava = lava_index(out_shape).ravel()[t.out_idx.ravel()]
         if np.array_equal(conv_lava, dst.index.ravel()):
             return "" if dst.lava_shape == lava_shape(out_shape) else f".reshape({dst.lava_shape!r})"
@@ -567,10 +615,65 @@ class _Lowering:
         return readouts, outputs
 
 
+@SIGNALS.register(Input)
+def _sig_input(lw: _Lowering, node, port: str) -> Signal:
+    pop = lw.pops[node.name]
+    return _Spikes(pop, pop.index)
+
+
+@SIGNALS.register(LIF)
+def _sig_neuron(lw: _Lowering, node, port: str) -> Signal:
+    pop = lw.pops[node.name]
+    return _Spikes(pop, pop.index) if port == "spikes" else _State(pop, port, pop.index)
+
+
+@SIGNALS.register(Reshape)
+def _sig_reshape(lw: _Lowering, node, port: str) -> Signal:
+    shape = node.shape
+    return _reindex(lw.signal(node.inputs[0]), lambda a: a.reshape(shape))
+
+
+@SIGNALS.register(Permute)
+def _sig_permute(lw: _Lowering, node, port: str) -> Signal:
+    return _reindex(lw.signal(node.inputs[0]), lambda a: a.transpose(node.op.dims))
+
+
+@SIGNALS.register(Add)
+def _sig_add(lw: _Lowering, node, port: str) -> Signal:
+    terms: list[_Term] = []
+    for r in node.inputs:
+        terms += lw._terms(lw.signal(r), node.name, node.op)
+    return _Sum(terms)
+
+
+@SIGNALS.register(Dense, Conv2d, SumPool2d)
+def _sig_synapse(lw: _Lowering, node, port: str) -> Signal:
+    src = lw.signal(node.inputs[0])
+    if not isinstance(src, _Spikes):
+        what = "a neuron's membrane" if isinstance(src, _State) else "the output of another synapse op"
+        raise _error(node.name, node.op, f"reads {what} ('{node.inputs[0].node}'); Lava synapses read spikes of a "
+                                         "population (Input or LIF): put a neuron between two synapse ops")
+    return _Sum([lw._weighted(node.name, node.op, src, node.shape)])
+
+
+@SIGNALS.register(MaxPool2d)
+def _sig_maxpool(lw: _Lowering, node, port: str) -> Signal:
+    """A max of one convolution's currents: the reading neuron (an ``NpucNeuron``) takes the maximum
+    over each window of its ``a_in``, so the Conv writes its full output map."""
+    src = lw.signal(node.inputs[0])
+    if not lw.custom:
+        raise _error(node.name, node.op, _UNSUPPORTED["MaxPool2d"])
+    if not (isinstance(src, _Sum) and len(src.terms) == 1 and src.terms[0].kind == "conv"
+            and np.array_equal(src.terms[0].out_idx.ravel(), np.arange(src.terms[0].out_idx.size))):
+        raise _error(node.name, node.op, "max pooling on Loihi 2 reads the currents of one Conv2d directly "
+                                         "(the legalize pass keeps only that form)")
+    return _Sum([replace(src.terms[0], maxpool=node.name)])
+
+
 def _max_abs_input(src: Population) -> int:
     if src.kind == "source":
         return 2 ** (src.message_bits - 1) if src.graded else 1
-    return 1
+    return src.max_payload
 
 
 _UNSUPPORTED = {
@@ -620,15 +723,18 @@ def check_profile(graph: Graph) -> None:
                                f"semantics differ from Lava fixed_pt: {', '.join(bad)}")
 
 
-def lower(graph: Graph) -> NetworkSpec:
+def lower(graph: Graph, custom: bool = True) -> NetworkSpec:
     """Lower a quantized graph (profile ``loihi2``) to the Lava object model.
+
+    ``custom``: neurons no stock Lava process computes exactly become npuc's ``NpucNeuron``
+    process (False: refuse them, as the target option ``stock_only`` asks).
 
     Raises:
         LavaMappingError: naming the first node, op or parameter without an exact Lava mapping.
     """
     check_profile(graph)
     graph.verify()
-    lw = _Lowering(graph)
+    lw = _Lowering(graph, custom)
     lw.populations()
     conns = lw.connections()
     lw.lags(conns)

@@ -49,6 +49,8 @@ def _neuron(p: Population, arrays: dict[str, np.ndarray]) -> dict:
         arrays[f"{p.key}_bias_mant"] = bias.astype(np.int32)
         bias_src = f"P[{p.key + '_bias_mant'!r}]"
     kw = [("shape", _pyrepr(p.lava_shape)), ("du", str(p.du)), ("dv", str(p.dv))]
+    if p.kind == "custom":
+        return {"key": p.key, "node": p.node, "cls": "NpucNeuron", "kwargs": _custom_kwargs(p, kw, bias_src, arrays)}
     if p.kind == "lif":
         cls = "LIFReset"
         kw += [("vth", str(p.vth)), ("bias_mant", bias_src), ("bias_exp", str(p.bias_exp)),
@@ -59,6 +61,20 @@ def _neuron(p: Population, arrays: dict[str, np.ndarray]) -> dict:
                ("bias_exp", str(p.bias_exp))]
     kw.append(("name", repr(p.node)))
     return {"key": p.key, "node": p.node, "cls": cls, "kwargs": kw}
+
+
+def _custom_kwargs(p: Population, kw: list, bias_src: str, arrays: dict[str, np.ndarray]) -> list:
+    c = p.custom
+    kw = [kw[0], ("in_shape", _pyrepr(p.in_shape)), *kw[1:], ("vth", str(p.vth)),
+          ("vth_lo", str(p.vth_lo or 0)), ("bias_mant", bias_src), ("bias_exp", str(p.bias_exp))]
+    kw += [(k, repr(c[k])) for k in ("reset", "reset_value", "reset_timing", "compare", "spike", "levels", "v_init")]
+    if c["v_min"] is not None:
+        arrays[f"{p.key}_v_min"] = np.asarray(c["v_min"]).astype(np.int32)
+        kw.append(("v_min", f"P[{p.key + '_v_min'!r}]"))
+    if c["pool"] is not None:
+        kw.append(("pool", _pyrepr(c["pool"])))
+    kw += [("reset_interval", "period"), ("reset_offset", f"({p.lag} + 1) % period"), ("name", repr(p.node))]
+    return kw
 
 
 def _synapse(c: Connection, src: Population, dst: Population, arrays: dict[str, np.ndarray]) -> dict:
@@ -155,6 +171,7 @@ def render(spec: NetworkSpec, version: str) -> tuple[str, dict[str, np.ndarray]]
         "probes": [{"node": n, "ports": ports} for n, ports in probes.items()],
         "sources": sources, "neurons": neurons, "synapses": synapses, "wires": wires, "resets": resets,
     }
+    ctx["custom"] = any(n["cls"] == "NpucNeuron" for n in neurons)
     ctx["imports"] = _imports({n["cls"] for n in neurons} | {c["cls"] for c in synapses})
     text = _env().get_template("network.py.j2").render(**ctx)
     return text, arrays
@@ -165,6 +182,17 @@ _PROCESS_MODULES = {
     "Dense": "lava.proc.dense.process", "DelayDense": "lava.proc.dense.process",
     "Sparse": "lava.proc.sparse.process", "DelaySparse": "lava.proc.sparse.process",
     "Conv": "lava.proc.conv.process",
+}
+_CUSTOM_IMPORTS = {  # what the custom NpucNeuron process and its model need
+    "lava.magma.core.decorator": ["implements", "requires", "tag"],
+    "lava.magma.core.model.py.model": ["PyLoihiProcessModel"],
+    "lava.magma.core.model.py.ports": ["PyInPort", "PyOutPort"],
+    "lava.magma.core.model.py.type": ["LavaPyType"],
+    "lava.magma.core.process.ports.ports": ["InPort", "OutPort"],
+    "lava.magma.core.process.process": ["AbstractProcess"],
+    "lava.magma.core.process.variable": ["Var"],
+    "lava.magma.core.resources": ["CPU"],
+    "lava.magma.core.sync.protocols.loihi_protocol": ["LoihiProtocol"],
 }
 _ALWAYS = {  # used by the module's fixed helpers
     "lava.magma.core.run_conditions": ["RunSteps"],
@@ -180,6 +208,10 @@ def _imports(classes: set[str]) -> list[tuple[str, list[str]]]:
     """``from module import names`` lines for the process classes the module uses (sorted)."""
     mods: dict[str, list[str]] = {k: list(v) for k, v in _ALWAYS.items()}
     for cls in classes:
+        if cls == "NpucNeuron":
+            for m, names in _CUSTOM_IMPORTS.items():
+                mods.setdefault(m, []).extend(names)
+            continue
         mods.setdefault(_PROCESS_MODULES[cls], []).append(cls)
     return [(m, sorted(set(n))) for m, n in sorted(mods.items())]
 
@@ -218,12 +250,24 @@ def manifest(spec: NetworkSpec, netx_report: dict) -> str:
                          "to": pops[c.dst].node, "lava_delay_steps": c.hw_delay, "graph_delay": c.delta,
                          "flush_per_sample": c.flush} for c in spec.connections],
         "netx_layers": netx_report,
+        "custom_processes": custom_processes(spec),
     }
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
+CHIP_NOTE = ("NpucNeuron is npuc's custom Lava process (a bit-accurate fixed_pt model in the generated module); "
+             "to run on the Loihi 2 chip it needs a matching microcode neuron model (lava-loihi), which npuc does "
+             "not generate. Compile with --target loihi2:stock_only=1 to use lava-nc's stock processes only.")
+
+
+def custom_processes(spec: NetworkSpec) -> list[dict]:
+    """Every population that runs as a custom process: node, process class, and the features that need it."""
+    return [{"node": p.node, "process": "NpucNeuron", "lava_process": p.key, "needs": list(p.custom["reasons"])}
+            for p in spec.populations if p.kind == "custom"]
+
+
 def _lava_class(p: Population) -> str:
-    return {"source": "RingBuffer", "lif": "LIFReset", "ternary": "TernaryLIF"}[p.kind]
+    return {"source": "RingBuffer", "lif": "LIFReset", "ternary": "TernaryLIF", "custom": "NpucNeuron"}[p.kind]
 
 
 def _conn_class(c: Connection) -> str:

@@ -12,6 +12,7 @@ import itertools
 import json
 import re
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
@@ -54,7 +55,6 @@ def _let_lava_choose_fork() -> None:
     fails if anything fixed the start method before (tqdm's first progress bar does, through a
     multiprocessing lock). Unset a prior choice so Lava can make its own."""
     import multiprocessing
-    import sys
 
     if ("lava.magma.runtime.message_infrastructure.multiprocessing" not in sys.modules
             and multiprocessing.get_start_method(allow_none=True) is not None):
@@ -95,6 +95,9 @@ def load_module(artifact_dir: str | Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise LavaArtifactError(f"{path}: cannot be imported")
     mod = importlib.util.module_from_spec(spec)
+    # Lava's compiler looks a process's models up through sys.modules[cls.__module__] (the custom
+    # NpucNeuron process is defined in the module itself)
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 

@@ -31,7 +31,8 @@ class Population:
     Attributes:
         key: Python identifier of the process in the generated module.
         node: the npuc node (an ``Input`` or ``LIF``).
-        kind: ``source`` (RingBuffer), ``lif`` (LIFReset) or ``ternary`` (TernaryLIF).
+        kind: ``source`` (RingBuffer), ``lif`` (LIFReset), ``ternary`` (TernaryLIF) or ``custom``
+            (``NpucNeuron``, npuc's custom process with a bit-accurate fixed_pt model).
         shape: logical (npuc, channels-first) shape per sample.
         lava_shape: the process shape: ``(W, H, C)`` for a ``(C, H, W)`` population,
             otherwise the logical shape.
@@ -42,6 +43,13 @@ class Population:
         message_bits: payload width when graded (0 for binary spikes).
         lag: see the module docstring.
         du, dv, vth, vth_lo, bias_mant (Lava layout), bias_exp: neuron parameters.
+        custom: for ``kind == "custom"`` (npuc's own ``NpucNeuron`` process, used where no stock
+            Lava process computes the neuron exactly): its further parameters (reset, reset_timing,
+            compare, spike, levels, reset_value, v_init, v_min in Lava layout, pool) and ``reasons``,
+            the features that need it.
+        in_shape: the Lava shape of ``a_in`` (differs from ``lava_shape`` when the neuron max-pools
+            a convolution's currents).
+        max_payload: the largest magnitude ``s_out`` carries (1 for binary and ternary spikes).
     """
 
     key: str
@@ -59,6 +67,9 @@ class Population:
     vth_lo: int | None = None
     bias_mant: np.ndarray | None = None
     bias_exp: int = 0
+    custom: dict | None = None
+    in_shape: tuple[int, ...] | None = None
+    max_payload: int = 1
 
     @property
     def size(self) -> int:

@@ -49,6 +49,7 @@ from .model import (
     EventList,
     InputUnit,
     Layer,
+    MaxUnit,
     Memory,
     Path,
     PoolUnit,
@@ -244,6 +245,8 @@ class _NeuronStage(_Stage):
                 ctx.use(la.ATTENTION_MODULES)
             else:
                 ctx.consumers[p.source.ident].append((k, f"p{i}"))
+                if p.maxpool is not None:
+                    ctx.use(("npuc_acc_max.v",))
             lowered.append(item)
         return _layer(ctx.graph, name, k, lowered, ctx.prof, ctx.evlists.get(name), ident(ctx.graph.name),
                       name in ctx.read_i)
@@ -445,7 +448,7 @@ def _pre_pool(graph: Graph, name: str, op, x: _PathIn) -> None:
 
 
 def _path_input(ctx: _Ctx, k: int, i: int, sp: SynapsePath, where: str) -> _PathIn:
-    """Fold the ops before the weighted op (`PRE_OPS`); check the ones after it (Reshape only)."""
+    """Fold the ops before the weighted op (`PRE_OPS`); the ones after it are `_post_maxpool`'s."""
     graph = ctx.graph
     src = ctx.pops[sp.source.node]
     ev = ctx.evlists[sp.source.node]
@@ -458,11 +461,22 @@ def _path_input(ctx: _Ctx, k: int, i: int, sp: SynapsePath, where: str) -> _Path
             raise RtlSupportError(f"{where}: '{name}' ({type(op).__name__}) before the weighted op has no RTL "
                                   "mapping (supported: Reshape, Permute, SumPool2d, MaxPool2d of binary spikes)")
         rule(graph, name, op, x)
-    for name in sp.post:
-        if not isinstance(graph[name].op, Reshape):
-            raise RtlSupportError(f"{where}: '{name}' ({type(graph[name].op).__name__}) between the weighted op and "
-                                  "the neuron has no RTL mapping (supported: Reshape)")
     return x
+
+
+def _post_maxpool(graph: Graph, sp: SynapsePath, wop, where: str) -> str | None:
+    """The MaxPool2d after the weighted op, if any: one, right after a Conv2d (the neuron reads the
+    max of each window's currents, `npuc_acc_max`). Any other op after it must be a Reshape."""
+    maxpool = None
+    for name in sp.post:
+        op = graph[name].op
+        if isinstance(op, MaxPool2d) and isinstance(wop, Conv2d) and name == sp.post[0] and len(sp.post) == 1:
+            maxpool = name
+        elif not isinstance(op, Reshape):
+            raise RtlSupportError(f"{where}: '{name}' ({type(op).__name__}) between the weighted op and the neuron "
+                                  "has no RTL mapping (supported: Reshape, a MaxPool2d of a Conv2d's currents read "
+                                  "by the neuron)")
+    return maxpool
 
 
 def _synapse_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: str) -> _PathResult:
@@ -476,6 +490,9 @@ def _synapse_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: s
     arr, pool = x.arr, x.pool
     wname = sp.weighted
     wop = graph[wname].op
+    maxpool = _post_maxpool(graph, sp, wop, where)
+    if maxpool is not None:
+        lanes = 1  # the max unit walks one lane of accumulators
     q = wop.q
     if q is None:
         raise RtlSupportError(f"weighted op '{wname}' has no integer parameters: run the quantize pass")
@@ -487,7 +504,7 @@ def _synapse_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: s
     ww = prof.weight_bits
     pw = max(2, x.pw)
     n_lif = ctx.pops[lif].n
-    out_n = int(np.prod(graph[wname].shape))
+    out_n = int(np.prod(graph[maxpool or wname].shape))
     if out_n != n_lif:
         raise RtlSupportError(f"{where}: '{wname}' produces {out_n} values for {n_lif} neurons")
     inv = np.empty(arr.size, dtype=np.int64)
@@ -505,6 +522,13 @@ def _synapse_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: s
     ovf_bits = prof.conv_acc_bits if is_conv else 0
     ovf_mode = prof.conv_acc_overflow if is_conv and ovf_bits else "none"
     iter_p = d["P"]
+    max_unit = None
+    if maxpool is not None:
+        if ovf_mode not in ("none", "saturate", "saturate_sym"):
+            raise RtlSupportError(f"{where}: max pool '{maxpool}' after a convolution that {ovf_mode}s at {ovf_bits} "
+                                  "bits: the max commutes only with a non-decreasing overflow rule")
+        max_unit = _max_unit(graph, maxpool, wname, k, i)
+        iter_p = int(np.prod(graph[maxpool].shape[1:]))
     iter_nw = unsigned_bits(max(iter_p, d["cg"], lanes, d["adepth"] + d["kc"] * iter_p)) + 1
     return Path(
         index=i, source=x.source_ev, delay=sp.delay, pool=pool, weighted=wname, nodes=list(sp.nodes),
@@ -514,8 +538,27 @@ def _synapse_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: s
         cg=d["cg"], conv=d.get("conv", {}), decode=d.get("decode"), decode_aw=unsigned_bits(arr.size - 1),
         exp=int(q.weight_exp), bias=bias_mem, bw=bw, ovf_bits=max(2, ovf_bits), ovf_mode=OVF_MODES[ovf_mode],
         iter_p=iter_p, iter_nw=iter_nw, chw=unsigned_bits(d["channels"] - 1),
-        fanout=d["fanout"], fanout_synapses=d["synapses"],
+        fanout=d["fanout"], fanout_synapses=d["synapses"], bias_delayed=bias_mem is not None and sp.post_delay > 0,
+        maxpool=max_unit,
     ), acc, bias_r, ovf_bits, ovf_mode
+
+
+def _max_unit(graph: Graph, name: str, conv: str, k: int, i: int) -> MaxUnit:
+    """The window taps of every pooled neuron (CHW order) as accumulator addresses of a one-lane conv
+    engine (``word = (co * OH + y) * OW + x``); taps in the pool's padding are invalid (its -inf)."""
+    op = graph[name].op
+    co, oh, ow = graph[conv].shape
+    _, ph, pw = graph[name].shape
+    (kh, kw), (sh, sw), (pah, paw) = op.kernel, op.stride, op.padding
+    c, y0, x0, u, v = np.meshgrid(np.arange(co), np.arange(ph) * sh - pah, np.arange(pw) * sw - paw,
+                                  np.arange(kh), np.arange(kw), indexing="ij")
+    y, x = y0 + u, x0 + v
+    valid = (y >= 0) & (y < oh) & (x >= 0) & (x < ow)
+    addr = np.where(valid, (c * oh + np.clip(y, 0, oh - 1)) * ow + np.clip(x, 0, ow - 1), 0).reshape(-1)
+    aaw = unsigned_bits(co * oh * ow - 1)
+    taps = (valid.reshape(-1).astype(np.int64) << aaw) | addr
+    rom = Memory(f"l{k}_p{i}_maxtaps.hex", aaw + 1, _words(int(w) for w in taps))
+    return MaxUnit(name, rom, unsigned_bits(len(taps) - 1), co * ph * pw, kh * kw)
 
 
 def _path_bias(q, acc: Range, d: dict, k: int, i: int) -> tuple[Memory | None, Range, int]:

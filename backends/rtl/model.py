@@ -112,6 +112,18 @@ class PoolUnit:
 
 
 @dataclass
+class MaxUnit:
+    """Max pooling of a convolution's accumulators (`npuc_acc_max`): for each of ``n`` pooled neurons,
+    ``k`` ROM words ``{valid, accumulator address}`` (one per window tap)."""
+
+    node: str  # the MaxPool2d graph node
+    rom: Memory
+    rom_aw: int
+    n: int
+    k: int
+
+
+@dataclass
 class Path:
     """One synapse path into a layer: engine (`npuc_syn`) + accumulators + post (`npuc_syn_post`)."""
 
@@ -149,6 +161,8 @@ class Path:
     chw: int  # channel index width
     fanout: float  # mean (taps x chunks) cycles per event
     fanout_synapses: float  # mean synapses per event
+    bias_delayed: bool = False  # the current (bias included) is delayed: no bias on a sample's first step
+    maxpool: MaxUnit | None = None  # max of the accumulated currents before the neuron reads them
 
 
 @dataclass
@@ -349,7 +363,7 @@ class Design:
                     out += [p.gather.rom, p.iter_rom]
                     continue
                 out.append(p.weights)
-                for m in (p.decode, p.bias, p.pool.rom if p.pool else None):
+                for m in (p.decode, p.bias, p.pool.rom if p.pool else None, p.maxpool.rom if p.maxpool else None):
                     if m is not None:
                         out.append(m)
             for m in (lay.bias, lay.vmin, lay.dmin):

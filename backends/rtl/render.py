@@ -95,9 +95,13 @@ def _path_view(p: SynPath, phases: dict[str, str], pool_lsb: int) -> SimpleNames
         wdepth=p.weights.depth, waw=p.waw, wfile=p.weights.path, adepth=p.adepth, aaw=p.aaw, kc=p.kc, kcb=p.kcb,
         cg=p.cg, conv=conv, iter_p=p.iter_p, iter_nw=p.iter_nw, chw=p.chw, bw=p.bw,
         bias=p.bias.path if p.bias else None, bias_depth=p.bias.depth if p.bias else 0,
+        bias_delayed=p.bias_delayed,
         exp=p.exp, ovf_bits=p.ovf_bits, ovf_mode=p.ovf_mode, src=src.ident,
         read_phase=phases[f"pool{i}"] if p.pool else phases[f"syn{i}"],
-        pool_phase=phases.get(f"pool{i}", ""), syn_phase=phases[f"syn{i}"], pool_count_lsb=pool_lsb, attn=False)
+        pool_phase=phases.get(f"pool{i}", ""), syn_phase=phases[f"syn{i}"], pool_count_lsb=pool_lsb, attn=False,
+        maxpool=None if p.maxpool is None else SimpleNamespace(
+            n=p.maxpool.n, k=p.maxpool.k, rom=p.maxpool.rom.path, rom_depth=p.maxpool.rom.depth,
+            rom_aw=p.maxpool.rom_aw, phase=phases[f"max{i}"]))
 
 
 def _layer_view(lay: Layer) -> SimpleNamespace:
@@ -108,6 +112,9 @@ def _layer_view(lay: Layer) -> SimpleNamespace:
                            f"pool path {p.index}"))
         what = f"attention of path {p.index}" if isinstance(p, AttnPath) else f"synapses of path {p.index}"
         phases.append((f"syn{p.index}", f"PH_P{p.index}_SYN", f"p{p.index}_syn_done", what))
+        if getattr(p, "maxpool", None) is not None:
+            phases.append((f"max{p.index}", f"PH_P{p.index}_MAX", f"p{p.index}_max_done",
+                           f"max pool of path {p.index}'s currents"))
     phases.append(("neuron", "PH_NEURON", "", "neuron update"))
     ph_views = []
     for k, (key, name, done, what) in enumerate(phases):
@@ -232,10 +239,13 @@ def _path_json(p: SynPath | AttnPath) -> dict[str, Any]:
         "fanout_cycles": p.fanout, "fanout_synapses": p.fanout_synapses,
         "pool": None if p.pool is None else {"nodes": p.pool.nodes, "or": p.pool.is_or,
                                              "windows_per_event": p.pool.windows_per_event},
+        "max_pool": None if p.maxpool is None else {"node": p.maxpool.node, "taps": p.maxpool.k,
+                                                    "cycles": p.maxpool.n * p.maxpool.k + p.adepth + 4},
         "memory_bits": {"weights": p.weights.bits, "accumulators": p.aw * p.lanes * p.adepth,
                         "decode": p.decode.bits if p.decode else 0, "bias": p.bias.bits if p.bias else 0,
                         "pool": (p.pool.rom.bits + p.pool.nq * (2 * p.pool.pw + 2 * p.pool.qw + 1))
-                        if p.pool else 0},
+                        if p.pool else 0,
+                        "max_pool": (p.maxpool.rom.bits + p.maxpool.n * p.aw) if p.maxpool else 0},
     }
 
 

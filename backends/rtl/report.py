@@ -6,6 +6,7 @@ architecture needs)::
 
     bound = sum over paths p of  E_p x F_p           (synapse phase)
           + pool: E_src x windows/event + touched     (pooling phase, when the path pools)
+          + N_pooled x taps + accumulators + 4        (max of a conv's currents, `npuc_acc_max`)
           + N                                         (neuron update, one neuron per cycle)
           + depth                                     (pipeline fill per phase, `PHASE_DEPTH`)
 
@@ -139,6 +140,9 @@ def _layer_bound(lay: dict[str, Any], rtl: dict[str, Any], pool_cols: list[int])
             depth += PHASE_DEPTH["pool"]
             ev = pooled
         syn = syn + ev * p["fanout_cycles"]
+        if p.get("max_pool"):  # npuc_acc_max: every tap of every pooled neuron, then the clear
+            pool = pool + p["max_pool"]["cycles"] + 0 * ev
+            depth += PHASE_DEPTH["control"]
     syn_arr = np.asarray(syn, dtype=np.float64)
     pool_arr = np.asarray(pool, dtype=np.float64)
     total = syn_arr + pool_arr + lay["n"] + depth

@@ -30,8 +30,6 @@ from ..ir.ops import (
 )
 from .base import Pass, PassContext, PassError, PassResult
 
-WEIGHTED = (Dense, Conv1d, Conv2d)  # ops with a weight tensor to fold into
-
 
 def canonical(op: LIF, **changes) -> LIF:
     """A LIF with changed canonical parameters, evaluated with the canonical float form."""
@@ -81,7 +79,7 @@ class FoldBatchNorm(Pass):
             (src,) = node.inputs
             prev = graph[src.node]
             users = graph.users(node.name)
-            if isinstance(prev.op, WEIGHTED) and src.delay == 0 and graph.users(prev.name) == [(node.name, 0)] \
+            if prev.op.has_role("foldable") and src.delay == 0 and graph.users(prev.name) == [(node.name, 0)] \
                     and (not isinstance(prev.op, Dense) or len(prev.shape) == 1):
                 w = prev.op.weight.astype(np.float64) * a.reshape((-1,) + (1,) * (prev.op.weight.ndim - 1))
                 b = (prev.op.bias.astype(np.float64) if prev.op.bias is not None else 0.0) * a + c
@@ -170,7 +168,7 @@ class FoldScale(Pass):
         (src,) = node.inputs
         prev = graph[src.node]
         users = graph.users(name)
-        if isinstance(prev.op, WEIGHTED) and src.delay == 0 and graph.users(prev.name) == [(name, 0)]:
+        if prev.op.has_role("foldable") and src.delay == 0 and graph.users(prev.name) == [(name, 0)]:
             try:
                 fc = _channel_factor(f, prev.shape, f"scale '{name}'")
             except PassError:
@@ -190,7 +188,7 @@ class FoldScale(Pass):
                 graph.replace_op(u, canonical(lif, gain=np.asarray(lif.gain * f, dtype=np.float32)))
             graph.bypass(name)
             return True
-        if f.size == 1 and users and all(isinstance(graph[u].op, WEIGHTED) and graph[u].inputs[0].delay == 0 for u, _ in users):
+        if f.size == 1 and users and all(graph[u].op.has_role("foldable") and graph[u].inputs[0].delay == 0 for u, _ in users):
             for u, _ in users:
                 op = graph[u].op
                 graph.replace_op(u, op.replace(weight=(op.weight * f.reshape(())).astype(np.float32), q=None))

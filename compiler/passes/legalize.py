@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import Graph, Ref
-from ..ir.analysis import WEIGHTED, StructureError, is_population, neuron_paths, spikes_read
+from ..ir.analysis import StructureError, is_population, neuron_paths, spikes_read
 from ..ir.ops import (
     LIF,
     Add,
@@ -55,13 +55,17 @@ class Legalize(Pass):
     * a synapse op or Add read by several consumers is duplicated per consumer
       (each neuron scales its own inputs when quantized);
     * a path with no weighted op (input or spikes straight into a neuron)
-      gets an identity Dense (1-d / token shapes) or depthwise 1x1 Conv.
+      gets an identity Dense (1-d / token shapes) or depthwise 1x1 Conv; a
+      constant `Scale` that is such a path's only op (snntorch ``RLeaky``'s
+      one-to-one ``V`` recurrence) becomes that op's weights (a diagonal Dense,
+      or a depthwise 1x1 Conv for a per-channel factor).
 
     Target-specific (from ``target.profile``):
 
     * max pooling of binary spikes is kept where the target pools spikes
       (FPGA) and otherwise becomes a sum pool into an OR neuron (fires when the
-      count is positive); max pooling of currents is an error everywhere;
+      count is positive); max pooling of one convolution's currents into a neuron is kept
+      (`_check_current_maxpool`; an error for Loihi 2 with ``stock_only``);
     * neuron features the profile lacks: a delayed zero reset becomes a
       same-step reset (identical spikes), other missing features raise, or
       with ``allow_approx`` are approximated with a warning naming the node;
@@ -84,11 +88,12 @@ class Legalize(Pass):
         counts["pools_into_convs"] = self._fold_current_pools(graph)
         counts["or_neurons"] = self._maxpools(graph, ctx)
         graph = FoldScale().apply(graph, ctx).graph
+        counts["diagonal_scales"] = self._diagonal_scales(graph)
         if prof.weight_scheme == "loihi":
             counts["pools_into_weights"] = self._fold_pools(graph)
         counts["duplicated"] = self._duplicate_shared(graph)
         counts["identity"] = self._insert_identities(graph)
-        if "none" not in prof.reset_modes:
+        if "none" not in prof.reset_modes or prof.weight_scheme == "loihi":  # loihi2: keeps the stock LIFReset
             counts["ssm_states"] = self._ssm_states(graph, ctx)
         for node in graph.of_type(LIF):
             new = self._neuron(node.name, node.op, ctx)
@@ -188,10 +193,8 @@ class Legalize(Pass):
         for node in graph.of_type(MaxPool2d):
             src = node.inputs[0]
             if not _binary_spikes(graph, src):
-                raise PassError(
-                    f"max pool '{node.name}' pools currents from '{src.node}': max is not linear, so it has no "
-                    "synapse mapping; pool after the neuron (on spikes)"
-                )
+                self._check_current_maxpool(graph, node, ctx)
+                continue
             if prof.weight_scheme != "loihi":
                 continue  # the FPGA pools spikes by OR-ing addresses
             users = graph.users(node.name)
@@ -205,6 +208,26 @@ class Legalize(Pass):
                 graph.set_inputs(user, refs)
             added += 1
         return added
+
+    def _check_current_maxpool(self, graph: Graph, node, ctx: PassContext) -> None:
+        """Max pooling of a convolution's currents, read by one neuron as its only input: kept as a
+        post-synaptic op (max commutes with the positive per-channel scale quantization applies, and
+        with a per-channel bias). The FPGA neuron unit reads the window's largest accumulated
+        current; Loihi 2 runs it in npuc's custom neuron process (refused with ``stock_only``)."""
+        src = node.inputs[0]
+        users = graph.users(node.name)
+        conv = graph[src.node]
+        if src.delay or not isinstance(conv.op, Conv2d) or len(graph.users(conv.name)) != 1:
+            raise PassError(f"max pool '{node.name}' pools '{src.node}' ({type(conv.op).__name__}), which is neither "
+                            "spikes nor the currents of one convolution; pool spikes, or pool a Conv2d's output")
+        if len(users) != 1 or not isinstance(graph[users[0][0]].op, LIF) or node.inputs[0].delay \
+                or graph[users[0][0]].inputs[0].delay:
+            raise PassError(f"max pool '{node.name}' of the currents of '{src.node}' must feed one neuron directly "
+                            "(as its only input): the hardware takes the maximum where the neuron reads its input")
+        if _stock_only(ctx):
+            raise PassError(f"max pool '{node.name}' pools currents from '{src.node}': lava-nc's stock processes have "
+                            "no max of currents; drop stock_only (npuc then emits a custom neuron process), or pool "
+                            "after the neuron (on spikes)")
 
     def _fold_pools(self, graph: Graph) -> int:
         """Fold sum pools of spikes into the weighted op that reads them (Loihi 2 synapses read
@@ -274,6 +297,28 @@ class Legalize(Pass):
                 added += 1
         return added
 
+    def _diagonal_scales(self, graph: Graph) -> int:
+        """A Scale reading a population (spikes or an input, any delay) straight into neurons
+        or sums is a synapse path without weights: it becomes a diagonal weighted op."""
+        changed = 0
+        for node in graph.of_type(Scale):
+            (src,) = node.inputs
+            users = graph.users(node.name)
+            if not is_population(graph, src) or not users or \
+                    not all(isinstance(graph[u].op, (LIF, Add)) for u, _ in users):
+                continue
+            shape = node.shape
+            f = np.broadcast_to(node.op.factor.astype(np.float32), shape)
+            if len(shape) == 1:
+                op = Dense(np.diag(f).astype(np.float32))
+            elif len(shape) == 3 and np.all(f == f[:, :1, :1]):
+                op = Conv2d(f[:, 0, 0].reshape(-1, 1, 1, 1).copy(), groups=shape[0])
+            else:
+                continue
+            graph.replace_op(node.name, op)
+            changed += 1
+        return changed
+
     # -- diagonal SSM states ---------------------------------------------------------
     def _ssm_states(self, graph: Graph, ctx: PassContext) -> int:
         """Rewrite each diagonal SSM state neuron into a never-firing reset-to-0 neuron.
@@ -295,7 +340,12 @@ class Legalize(Pass):
             op = node.op
             if op.reset != "none" or spikes_read(graph, node.name):
                 continue
-            bound = self._state_bound(graph, node.name, op, ctx)
+            try:
+                bound = self._state_bound(graph, node.name, op, ctx)
+            except PassError:
+                if "none" in ctx.target.profile.reset_modes:
+                    continue  # no static bound: the target runs the reset-free neuron itself (Loihi 2's custom process)
+                raise
             theta = 4.0 * bound if bound > 0 else 1.0
             graph.replace_op(node.name, canonical(op, reset="value", reset_value=0.0, reset_timing="same",
                                                   compare="gt", spike="binary", threshold_lo=None, levels=None,
@@ -382,21 +432,29 @@ class Legalize(Pass):
 
         if op.spike not in prof.spike_types:
             raise PassError(f"neuron '{name}' emits {op.spike} spikes; target '{ctx.target.name}' supports {list(prof.spike_types)}")
-        if op.reset == "value" and op.reset_timing == "delayed" and "delayed" not in prof.reset_timings:
-            new = canonical(new, reset_timing="same")  # same spikes: the old membrane is zeroed either way
+        if op.reset == "value" and op.reset_timing == "delayed" and (
+                "delayed" not in prof.reset_timings or prof.weight_scheme == "loihi"):
+            # same spikes: the old membrane is zeroed either way (on Loihi 2 this keeps the stock LIFReset)
+            new = canonical(new, reset_timing="same")
         if new.reset not in prof.reset_modes:
             approx(f"{new.reset} reset", "train with reset to a value (e.g. snntorch reset_mechanism='zero', reset_delay=False)",
                    reset="value", reset_value=0.0)
         if new.reset_timing not in prof.reset_timings:
             approx(f"'{new.reset_timing}' reset timing", "use a same-step reset (snntorch: reset_delay=False)",
                    reset_timing="same")
-        if new.reset == "value" and new.reset_value != 0 and prof.weight_scheme == "loihi":
+        stock = _stock_only(ctx)  # Loihi 2 without custom processes
+        if new.reset == "value" and new.reset_value != 0 and stock:
             approx(f"reset to {new.reset_value}", "reset to 0", reset_value=0.0)
-        if new.v_min is not None and prof.weight_scheme == "loihi":
+        if new.v_min is not None and stock:
             approx("a lower membrane bound (v_min)", "drop the bound (v_min; sinabs min_v_mem)", v_min=None)
-        if new.v_init != 0 and prof.weight_scheme == "loihi":
+        if new.v_init != 0 and stock:
             approx(f"initial membrane {new.v_init}", "start from 0", v_init=0.0)
         return new
+
+
+def _stock_only(ctx: PassContext) -> bool:
+    """Loihi 2 limited to lava-nc's stock processes (target option ``stock_only``)."""
+    return ctx.target.profile.weight_scheme == "loihi" and bool(ctx.target.options.get("stock_only"))
 
 
 def _spikes_source(graph: Graph, ref: Ref) -> bool:
@@ -465,7 +523,7 @@ def _is_current_op(graph: Graph, name: str) -> bool:
     node = graph[name]
     if isinstance(node.op, (Input, LIF, Output)):
         return False
-    if isinstance(node.op, WEIGHTED + (Add,)):
+    if node.op.has_role("weighted") or isinstance(node.op, Add):
         return True
     return any(_is_current_op(graph, r.node) for r in node.inputs)
 
@@ -473,7 +531,7 @@ def _is_current_op(graph: Graph, name: str) -> bool:
 def _has_weighted(graph: Graph, ref: Ref) -> bool:
     while not is_population(graph, ref):
         node = graph[ref.node]
-        if isinstance(node.op, WEIGHTED):
+        if node.op.has_role("weighted"):
             return True
         if isinstance(node.op, (LIF, Add)) or not node.inputs:
             return False

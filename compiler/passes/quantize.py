@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..inputs import accuracy
 from ..ir import Graph
 from ..ir.analysis import SynapsePath, neuron_paths, spikes_read
 from ..ir.ops import (
@@ -36,6 +37,7 @@ from ..ir.ops import (
     Conv1d,
     Conv2d,
     LinearAttention,
+    MaxPool2d,
     Scale,
     SpikeAttention,
     StochasticAttention,
@@ -102,6 +104,7 @@ class Quantize(Pass):
         graph.meta["quantized_for"] = ctx.target.spec
         summary = self._measure(graph, ctx, xs)
         summary["layers"] = layers
+        summary["calibration_given"] = int(_batch_size(graph, ctx.calibration))
         return PassResult(graph, summary)
 
     # -- inputs ----------------------------------------------------------------------
@@ -197,7 +200,10 @@ class Quantize(Pass):
             limits["bias"] = bmax / float(np.max(np.abs(b_all) / theta))
         T = min(limits.values())
         binding = min(limits, key=limits.get)
-        ge_native = op.compare == "ge" and "ge" in prof.compares
+        # Loihi 2: v >= G + 1 is v > G, which the stock LIFReset computes; only multi-level spikes
+        # (floor(v / theta)) need the custom process's native >=
+        ge_native = op.compare == "ge" and "ge" in prof.compares and (
+            prof.weight_scheme != "loihi" or op.spike == "multilevel")
         # Thresholds are powers of two: dyadic float parameters then map to integers exactly,
         # at the cost of at most one bit of membrane range.
         if op.compare == "ge" and not ge_native:
@@ -307,10 +313,14 @@ class Quantize(Pass):
         w = graph[p.weighted]
         out_shape = w.shape
         f = np.asarray(per_neuron, dtype=np.float64)
+        maxpool = [n for n in p.post if isinstance(graph[n].op, MaxPool2d)]
+        if maxpool and np.any(f <= 0):  # max(c x) = c max(x) only for c > 0
+            raise PassError(f"neuron '{neuron}': max pool '{maxpool[0]}' of currents needs a positive gain / "
+                            "threshold; a negative one turns the max into a min")
         if np.all(f == f.reshape(-1)[0]):
             return np.full(w.op.weight.shape[0], f.reshape(-1)[0])
         nshape = graph[neuron].shape
-        if isinstance(w.op, (Conv1d, Conv2d)) and all(isinstance(graph[n].op, SumPool2d) for n in p.post) \
+        if isinstance(w.op, (Conv1d, Conv2d)) and all(isinstance(graph[n].op, (SumPool2d, MaxPool2d)) for n in p.post) \
                 and nshape[0] == out_shape[0]:
             flat = f.reshape(nshape[0], -1)
             if np.all(flat == flat[:, :1]):
@@ -337,6 +347,8 @@ class Quantize(Pass):
             if any(graph[n].op.padding != (0, 0) for n in p.post):
                 raise PassError(f"bias of '{p.weighted}' before a padded sum pool into '{neuron}' is not uniform per neuron")
             return np.broadcast_to((b * k).reshape(-1, 1, 1), shape)
+        if all(isinstance(graph[n].op, MaxPool2d) for n in p.post):  # max(x + b_c) = max(x) + b_c
+            return np.broadcast_to(b.reshape(-1, 1, 1), shape)
         raise PassError(f"bias of '{p.weighted}' cannot be mapped onto neuron '{neuron}' through {p.post}")
 
     # -- measurement -----------------------------------------------------------------
@@ -356,6 +368,9 @@ class Quantize(Pass):
                 continue
             if (name, "spikes") in read:
                 agree[name] = round(float(np.mean(a == b)), 5)
+                if not np.any(a):  # agreement is then trivially 1: say that the layer is silent
+                    ctx.warn(f"layer '{name}' never spikes on the calibration data "
+                             f"({_batch_size(graph, xs)} samples, float model)")
             elif node.op.q is not None:
                 # a state read only through its membrane (e.g. an SSM): compare the dequantized state
                 fv = fl.probes[name]["v"].astype(np.float64)
@@ -374,8 +389,8 @@ class Quantize(Pass):
         out["output_agreement"] = outs
         if ctx.labels is not None:
             lab = np.asarray(ctx.labels)[: out["calibration_samples"]]
-            out["accuracy_float"] = _accuracy(fl.outputs[0], graph.outputs()[0].op, lab)
-            out["accuracy_int"] = _accuracy(it.outputs[0], graph.outputs()[0].op, lab)
+            out["accuracy_float"] = accuracy(fl.outputs[0], graph.outputs()[0].op, lab)
+            out["accuracy_int"] = accuracy(it.outputs[0], graph.outputs()[0].op, lab)
         return out
 
 
@@ -390,14 +405,6 @@ def _is_dense(op) -> bool:
 def _batch_size(graph: Graph, xs) -> int:
     op = graph.inputs()[0].op
     return int(np.asarray(xs[0]).shape[1] if op.layout == "TB" else np.asarray(xs[0]).shape[0])
-
-
-def _accuracy(out: np.ndarray, op, labels: np.ndarray) -> float:
-    o = np.asarray(out, dtype=np.float64)
-    if op.decoding == "sequence":
-        o = o.sum(0) if op.layout == "TB" else o.sum(1)
-    o = o.reshape(o.shape[0], -1)
-    return round(float(np.mean(o.argmax(1) == labels.reshape(-1))), 5)
 
 
 def _sign_mode(w: np.ndarray) -> str:

@@ -101,6 +101,8 @@ def load_target(spec: str) -> Target:
             opts[key] = backend.options[key].parse(value)
         except ValueError as e:
             raise TargetError(f"target '{spec}': option '{key}': {value!r} {e}") from None
+    if backend.adjust_profile is not None:
+        prof = backend.adjust_profile(prof, opts)
     try:
         profile = NumericProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in prof.items()})
         cores = None

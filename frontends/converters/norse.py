@@ -1,4 +1,4 @@
-"""norse 1.1 cells stepped with explicit state: ``LIFCell``, ``LIFBoxCell``, ``IAFCell``.
+"""norse 1.1 cells stepped with explicit state: ``LIFCell``, ``LIFRecurrentCell``, ``LIFBoxCell``, ``IAFCell``.
 
 A cell is called as ``z, state = cell(x, state)`` once per time step; ``state=None``
 starts from norse's initial state (``v = v_leak`` for LIF cells, ``v = v_reset``
@@ -27,15 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 from norse.torch.functional.iaf import IAFFeedForwardState
-from norse.torch.functional.lif import LIFFeedForwardState
+from norse.torch.functional.lif import LIFFeedForwardState, LIFState
 from norse.torch.functional.lif_box import LIFBoxFeedForwardState
 from norse.torch.functional.reset import reset_subtract, reset_value
 from norse.torch.module.iaf import IAFCell
-from norse.torch.module.lif import LIFCell
+from norse.torch.module.lif import LIFCell, LIFRecurrentCell
 from norse.torch.module.lif_box import LIFBoxCell
 
-from ...ir.ops import LIF
-from ..builder import Call, f32
+from ...ir.graph import Ref
+from ...ir.ops import LIF, Add, Dense
+from ..builder import Call, f32, sanitize
 from ..values import Seq, Struct
 from . import converter
 
@@ -63,7 +64,8 @@ def _check(call: Call) -> None:
         raise call.error(f"method={method!r} is not supported (supported: {', '.join(_METHODS)})")
 
 
-def _cell(call: Call, form: str, canon: dict, args: dict, fields: tuple[str, ...], state_type: type):
+def _cell(call: Call, form: str, canon: dict, args: dict, fields: tuple[str, ...], state_type: type,
+          recurrent: bool = False):
     b = call.b
     x = call.tensor()
     meta = {"source": f"norse.{type(call.module).__name__}"}
@@ -73,18 +75,30 @@ def _cell(call: Call, form: str, canon: dict, args: dict, fields: tuple[str, ...
             op = LIF(**canon, form=form, form_args=args)
         except ValueError as e:
             raise call.error(str(e)) from None
-        return b.add(call.name, op, [x.ref], meta)
+        if not recurrent:
+            return b.add(call.name, op, [x.ref], meta)
+        # lif_step: i + linear(x, input_weights) + linear(z, recurrent_weights), summed left to right
+        m, q = call.module, call.qualname
+        lif_name = b.graph.unique_name(sanitize(call.name))
+        inp = b.add(call.name + ".input", Dense(f32(m.input_weights, f"{q}.input_weights")), [x.ref],
+                    {"source": f"{meta['source']}.input_weights"})
+        rec = b.add(call.name + ".rec", Dense(f32(m.recurrent_weights, f"{q}.recurrent_weights")),
+                    [Ref(lif_name, "spikes", 1)], {"source": f"{meta['source']}.recurrent_weights"})
+        total = b.add(call.name + ".in", Add(), [inp, rec])
+        lif = b.graph.add(lif_name, op, [total], meta=meta)
+        b.graph.infer_shapes()  # the loop's shapes are known once it is closed
+        return lif
 
     state = call.arg(1, "state")
     lif, step = b.step_neuron(call, x, make, [state], hidden=False)
     z = b.port(x, lif, "spikes").with_(step=step)
-    ports = {"v": "v", "i": "i"}
+    ports = {"z": "spikes", "v": "v", "i": "i"}
     st = Struct(state_type, {f: b.port(x, lif, ports[f]).with_(step=step) for f in fields}, owner=lif, step=step)
     return Seq((z, st))
 
 
-@converter(LIFCell, role="neuron", library="norse")
-def lif_cell(call: Call) -> Seq:
+def _lif(call: Call) -> tuple[dict, dict]:
+    """Canonical fields and float-form args of a current-based LIF (``LIFParameters``)."""
     _check(call)
     m, p = call.module, call.module.p
     c_m = _product(m.dt, p.tau_mem_inv, f"{call.qualname}.dt*tau_mem_inv")
@@ -94,7 +108,24 @@ def lif_cell(call: Call) -> Seq:
     canon = dict(alpha=np.float32(1) - c_m, gain=c_m, alpha_i=np.float32(1) + c_s, threshold=v_th - v_leak,
                  reset="value", reset_value=_scalar_reset(call, v_reset - v_leak, "v_reset - v_leak"),
                  reset_timing="same", compare="gt")
+    return canon, args
+
+
+@converter(LIFCell, role="neuron", library="norse")
+def lif_cell(call: Call) -> Seq:
+    canon, args = _lif(call)
     return _cell(call, "norse_lif", canon, args, ("v", "i"), LIFFeedForwardState)
+
+
+@converter(LIFRecurrentCell, role="neuron", library="norse")
+def lif_recurrent_cell(call: Call) -> Seq:
+    """``LIFRecurrentCell``: a `LIFCell` whose input is ``input_weights @ x`` plus
+    ``recurrent_weights @ z`` of the previous step (autapses are zero in the weights)."""
+    if call.module.p.method == "adjoint":
+        raise call.error("method='adjoint' is not supported (its forward is lif_step's; use method='super')")
+    canon, args = _lif(call)
+    args["terms"] = 2
+    return _cell(call, "norse_lif", canon, args, ("z", "v", "i"), LIFState, recurrent=True)
 
 
 @converter(LIFBoxCell, role="neuron", library="norse")

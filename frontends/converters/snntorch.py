@@ -1,4 +1,4 @@
-"""snntorch 1.0 neurons: ``Leaky``, ``Synaptic``, ``RLeaky``.
+"""snntorch 1.0 neurons: ``Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic``.
 
 Canonical mapping (``beta``, ``alpha`` are clamped to [0, 1] as snntorch does):
 
@@ -10,7 +10,8 @@ Canonical mapping (``beta``, ``alpha`` are clamped to [0, 1] as snntorch does):
   including the step's input -> ``"delayed_charge"`` with ``reset_value=0``.
 * ``RLeaky``: the recurrent layer (``nn.Linear``, ``nn.Conv2d`` or the one-to-one
   ``V``) reads the neuron's spikes one step late (``delay=1``) and is added to
-  the input; the zero reset is ``"delayed_charge"`` as for Synaptic.
+  the input; the zero reset is ``"delayed_charge"`` as for Synaptic. ``RSynaptic``
+  likewise, with Synaptic's current; its ``reset_delay=False`` has no effect in snntorch.
 * ``graded_spikes_factor != 1`` becomes a `Scale` node after the spikes.
 
 The reset formula is the constructor's (``state_function``); snntorch reads the
@@ -22,18 +23,22 @@ from __future__ import annotations
 
 import numpy as np
 import snntorch as snn
+import torch
 import torch.nn as nn
 
 from ...ir.graph import Ref
 from ...ir.ops import LIF, Add, Conv2d, Dense, Scale
 from ..builder import Call, f32, sanitize
+from ..errors import FrontendError
 from ..values import Seq, Sym
 from . import converter
 
 _STATE_FN = {"_base_sub": 0, "_base_zero": 1, "_base_int": 2}
 
 
-def _common(call: Call, cuba: bool, recurrent: bool) -> tuple[dict, dict]:
+def _common(call: Call, cuba: bool, recurrent: bool, reset_delay: bool | None = None) -> tuple[dict, dict]:
+    """Canonical fields and float-form args; ``reset_delay`` overrides the module's flag (for
+    a module whose immediate-reset correction has no effect, see `rsynaptic`)."""
     m = call.module
     if getattr(m, "inhibition", False):
         raise call.error("inhibition=True (winner-take-all across the batch axis) is not supported")
@@ -46,7 +51,7 @@ def _common(call: Call, cuba: bool, recurrent: bool) -> tuple[dict, dict]:
     if recurrent and state_fn == 1:
         state_fn = 3  # RLeaky's _base_zero clears the new membrane (input included), not the old one
     reset_val = int(m.reset_mechanism_val)
-    delay = bool(m.reset_delay)
+    delay = bool(m.reset_delay) if reset_delay is None else reset_delay
     beta = f32(m.beta, f"{call.qualname}.beta")
     thr = f32(m.threshold, f"{call.qualname}.threshold")
     args = {"beta": beta, "threshold": thr, "state_fn": state_fn, "reset_val": reset_val, "reset_delay": int(delay)}
@@ -90,7 +95,7 @@ def _scale_of(b, lif: str) -> str:
 
 def _meta(call: Call) -> dict:
     m = call.module
-    return {"source": f"snntorch.{type(m).__name__}", "reset_delay": bool(m.reset_delay)}
+    return {"source": f"snntorch.{type(m).__name__}", "reset_delay": bool(getattr(m, "reset_delay", True))}
 
 
 def _gsf(call: Call) -> np.ndarray | None:
@@ -98,69 +103,115 @@ def _gsf(call: Call) -> np.ndarray | None:
     return None if np.all(g == 1) else g
 
 
-@converter(snn.Leaky, role="neuron", library="snntorch")
-def leaky(call: Call):
+def _neuron(call: Call, canon: dict, args: dict, form: str, state: list, ports: tuple[str, ...]):
+    """A feed-forward neuron module: one LIF (plus a `Scale` for a graded spike factor)."""
     x = call.tensor()
-    canon, args = _common(call, cuba=False, recurrent=False)
     gsf = _gsf(call)
     b = call.b
 
     def make() -> str:
-        lif = b.add(call.name, LIF(**canon, form="snntorch_leaky", form_args=args), [x.ref], _meta(call))
+        lif = b.add(call.name, LIF(**canon, form=form, form_args=args), [x.ref], _meta(call))
         if gsf is not None:
             b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
         return lif
 
-    lif, step = b.step_neuron(call, x, make, [call.arg(1, "mem")])
-    return _outputs(call, x, lif, step, ("spikes", "v"), gsf is not None)
+    lif, step = b.step_neuron(call, x, make, state)
+    return _outputs(call, x, lif, step, ports, gsf is not None)
+
+
+@converter(snn.Leaky, role="neuron", library="snntorch")
+def leaky(call: Call):
+    canon, args = _common(call, cuba=False, recurrent=False)
+    return _neuron(call, canon, args, "snntorch_leaky", [call.arg(1, "mem")], ("spikes", "v"))
+
+
+def _as_f32(v, what: str) -> np.ndarray:
+    """A float or integer parameter (snntorch keeps ``R = 1`` and ``time_step`` as int64 tensors,
+    which PyTorch converts to float32 when they meet the float32 state)."""
+    if isinstance(v, torch.Tensor) and not v.is_floating_point():
+        a = v.detach().cpu().numpy()
+        if np.any(np.abs(a) > 2**24):
+            raise FrontendError(f"{what}: integer {a} is not exact in float32")
+        return a.astype(np.float32)
+    return f32(v, what)
+
+
+@converter(snn.Lapicque, role="neuron", library="snntorch")
+def lapicque(call: Call):
+    """``Lapicque`` (RC neuron): a Leaky whose input gain and decay come from ``R``, ``C`` and
+    ``time_step``; its reset always acts on the step after the spike (no ``reset_delay``)."""
+    m, q = call.module, call.qualname
+    canon, _ = _common(call, cuba=False, recurrent=True, reset_delay=True)  # zero: base - reset * base
+    with torch.no_grad():  # the library's constant sub-expressions, in its dtypes
+        inv_rc = 1 / (m.R * m.C)
+        decay = 1 - (m.time_step / (m.R * m.C))
+    r, dt = _as_f32(m.R, f"{q}.R"), _as_f32(m.time_step, f"{q}.time_step")
+    k = f32(inv_rc, f"{q}.1/(R*C)")
+    d = f32(decay, f"{q}.1-time_step/(R*C)")
+    thr = f32(m.threshold, f"{q}.threshold")
+    state_fn = {"subtract": 0, "value": 1, "none": 2}[canon["reset"]]
+    args = {"R": r, "inv_rc": k, "time_step": dt, "decay": d, "threshold": thr, "state_fn": state_fn}
+    canon.update(alpha=d, gain=np.float32(r * k * dt))
+    return _neuron(call, canon, args, "snntorch_lapicque", [call.arg(1, "mem")], ("spikes", "v"))
 
 
 @converter(snn.Synaptic, role="neuron", library="snntorch")
 def synaptic(call: Call):
-    x = call.tensor()
     canon, args = _common(call, cuba=True, recurrent=False)
-    gsf = _gsf(call)
-    b = call.b
-
-    def make() -> str:
-        lif = b.add(call.name, LIF(**canon, form="snntorch_synaptic", form_args=args), [x.ref], _meta(call))
-        if gsf is not None:
-            b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
-        return lif
-
-    lif, step = b.step_neuron(call, x, make, [call.arg(1, "syn"), call.arg(2, "mem")])
-    return _outputs(call, x, lif, step, ("spikes", "i", "v"), gsf is not None)
+    return _neuron(call, canon, args, "snntorch_synaptic", [call.arg(1, "syn"), call.arg(2, "mem")],
+                   ("spikes", "i", "v"))
 
 
-@converter(snn.RLeaky, role="neuron", library="snntorch")
-def rleaky(call: Call):
-    x = call.tensor()
-    m = call.module
-    canon, args = _common(call, cuba=False, recurrent=True)
-    gsf = _gsf(call)
-    b = call.b
+def _recurrent_op(call: Call):
+    """The op of the module's ``recurrent`` layer (``nn.Linear``, ``nn.Conv2d`` or one-to-one ``V``)."""
+    m, q = call.module, call.qualname
     rec_mod = m.recurrent
+    if isinstance(rec_mod, nn.Linear):
+        bias = None if rec_mod.bias is None else f32(rec_mod.bias, f"{q}.recurrent.bias")
+        return Dense(f32(rec_mod.weight, f"{q}.recurrent.weight"), bias)
+    if isinstance(rec_mod, nn.Conv2d):
+        return Conv2d(f32(rec_mod.weight, f"{q}.recurrent.weight"),
+                      None if rec_mod.bias is None else f32(rec_mod.bias, f"{q}.recurrent.bias"),
+                      rec_mod.stride, rec_mod.padding, rec_mod.dilation, rec_mod.groups)
+    return Scale(f32(m.V, f"{q}.V"))
+
+
+def _recurrent(call: Call, canon: dict, args: dict, form: str, state: list, ports: tuple[str, ...]):
+    """A recurrent cell: its ``recurrent`` layer reads the spikes one step late and its output is
+    added to the input. snntorch sums ``leak + input_ + recurrent(spk)`` left to right, which
+    the float form reproduces term by term (``terms``)."""
+    args["terms"] = 2
+    x = call.tensor()
+    gsf = _gsf(call)
+    b = call.b
 
     def make() -> str:
         lif_name = b.graph.unique_name(sanitize(call.name))
         src = Ref(lif_name + ".gsf", None, 1) if gsf is not None else Ref(lif_name, "spikes", 1)
-        if isinstance(rec_mod, nn.Linear):
-            w = f32(rec_mod.weight, f"{call.qualname}.recurrent.weight")
-            bias = None if rec_mod.bias is None else f32(rec_mod.bias, f"{call.qualname}.recurrent.bias")
-            rec_op = Dense(w, bias)
-        elif isinstance(rec_mod, nn.Conv2d):
-            rec_op = Conv2d(f32(rec_mod.weight, "recurrent.weight"),
-                            None if rec_mod.bias is None else f32(rec_mod.bias, "recurrent.bias"),
-                            rec_mod.stride, rec_mod.padding, rec_mod.dilation, rec_mod.groups)
-        else:
-            rec_op = Scale(f32(m.V, f"{call.qualname}.V"))
-        rec = b.add(call.name + ".rec", rec_op, [src], meta={"source": "RLeaky.recurrent"})
+        kind = type(call.module).__name__
+        rec = b.add(call.name + ".rec", _recurrent_op(call), [src], meta={"source": f"{kind}.recurrent"})
         total = b.add(call.name + ".in", Add(), [x.ref, rec])
-        lif = b.graph.add(lif_name, LIF(**canon, form="snntorch_leaky", form_args=args), [total], meta=_meta(call))
+        lif = b.graph.add(lif_name, LIF(**canon, form=form, form_args=args), [total], meta=_meta(call))
         if gsf is not None:
             b.state_alias[b.graph.add(lif_name + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
         b.graph.infer_shapes()  # the loop's shapes are known once it is closed
         return lif
 
-    lif, step = b.step_neuron(call, x, make, [call.arg(1, "spk"), call.arg(2, "mem")])
-    return _outputs(call, x, lif, step, ("spikes", "v"), gsf is not None)
+    lif, step = b.step_neuron(call, x, make, state)
+    return _outputs(call, x, lif, step, ports, gsf is not None)
+
+
+@converter(snn.RLeaky, role="neuron", library="snntorch")
+def rleaky(call: Call):
+    canon, args = _common(call, cuba=False, recurrent=True)
+    return _recurrent(call, canon, args, "snntorch_leaky", [call.arg(1, "spk"), call.arg(2, "mem")], ("spikes", "v"))
+
+
+@converter(snn.RSynaptic, role="neuron", library="snntorch")
+def rsynaptic(call: Call):
+    """snntorch 1.0's ``RSynaptic.forward`` applies its immediate-reset correction
+    (``reset_delay=False``) to a local variable it then drops: the state and the returned
+    membrane are those of ``reset_delay=True`` either way, and so is the conversion."""
+    canon, args = _common(call, cuba=True, recurrent=False, reset_delay=True)
+    return _recurrent(call, canon, args, "snntorch_synaptic",
+                      [call.arg(1, "spk"), call.arg(2, "syn"), call.arg(3, "mem")], ("spikes", "i", "v"))

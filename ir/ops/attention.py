@@ -59,6 +59,7 @@ class SpikeAttention(Op):
 
     arity = 3
     kind = "attention"
+    roles = frozenset({"weighted"})
 
     def __post_init__(self) -> None:
         check_choice(self.score, "score", SCORES)
@@ -102,6 +103,7 @@ class StochasticAttention(Op):
 
     arity = 3
     kind = "attention"
+    roles = frozenset({"population"})
 
     def __post_init__(self) -> None:
         check_int(self.bits, "bits", 3, 32)
@@ -140,6 +142,7 @@ class LinearAttention(Op):
 
     arity = 3
     kind = "attention"
+    roles = frozenset({"population"})
     stateful = True
 
     def __post_init__(self) -> None:

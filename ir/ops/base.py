@@ -24,6 +24,14 @@ COMPARES = ("gt", "ge")
 SPIKES = ("binary", "ternary", "multilevel", "bernoulli")
 """Neuron feature names (`LIF` fields; the features a `NumericProfile` implements)."""
 
+ROLES = {
+    "population": "its outputs travel between layers as spikes or graded payloads (a core's output)",
+    "weighted": "turns spikes into currents; at most one per synapse path",
+    "foldable": "has a weight tensor that a following BatchNorm/Scale folds into",
+    "path": "moves, pools or scales values along a synapse path, before or after the weighted op",
+}
+"""Op roles (``Op.roles``) and what each means to `npuc.ir.analysis` and the passes."""
+
 OP_TYPES: dict[str, type[Op]] = {}
 """Registry of op classes by their type name (the class name)."""
 
@@ -40,6 +48,9 @@ class Op:
     * ``kind``: coarse role used by passes and reports
       (``"io"``, ``"synapse"``, ``"neuron"``, ``"shape"``, ``"attention"``, ...).
     * ``stateful``: whether the op keeps state across time steps.
+    * ``roles``: what the op is to structural analysis (`npuc.ir.analysis`) and the
+      passes; a new op declares its roles here instead of being added to tuples
+      elsewhere (see `ROLES`).
     """
 
     ports: ClassVar[tuple[str, ...]] = ("out",)
@@ -47,11 +58,20 @@ class Op:
     kind: ClassVar[str] = "op"
     stateful: ClassVar[bool] = False
     partial_infer: ClassVar[bool] = False  # can infer with some input shapes unknown (None)
+    roles: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        unknown = set(cls.roles) - set(ROLES)
+        if unknown:
+            raise TypeError(f"op {cls.__name__}: unknown roles {sorted(unknown)} (known: {sorted(ROLES)})")
         if not cls.__name__.startswith("_"):
             OP_TYPES[cls.__name__] = cls
+
+    def has_role(self, role: str) -> bool:
+        if role not in ROLES:
+            raise KeyError(f"unknown op role {role!r} (known: {sorted(ROLES)})")
+        return role in self.roles
 
     # -- shape inference ---------------------------------------------------
     def infer(self, in_shapes: Sequence[Shape]) -> dict[str, Shape]:

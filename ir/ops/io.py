@@ -31,6 +31,7 @@ class Input(Op):
 
     arity = 0
     kind = "io"
+    roles = frozenset({"population"})
 
     def __post_init__(self) -> None:
         freeze(self, shape=tuple(check_int(s, "shape", 1) for s in self.shape))

@@ -26,6 +26,7 @@ FLOAT_FORMS: dict[str, tuple[str, ...]] = {
     "npuc": (),
     "snntorch_leaky": ("beta", "threshold", "state_fn", "reset_val", "reset_delay"),
     "snntorch_synaptic": ("alpha", "beta", "threshold", "state_fn", "reset_val", "reset_delay"),
+    "snntorch_lapicque": ("R", "inv_rc", "time_step", "decay", "threshold", "state_fn"),
     "spikingjelly": ("charge", "c", "v_threshold", "v_reset", "hard", "v0"),
     "norse_lif": ("c_mem", "c_syn", "v_leak", "v_th", "v_reset"),
     "norse_lifbox": ("c_mem", "v_leak", "v_th", "v_reset", "subtract"),
@@ -109,6 +110,7 @@ class LIF(Op):
 
     ports = ("spikes", "v", "i")
     kind = "neuron"
+    roles = frozenset({"population"})
     stateful = True
 
     def __post_init__(self) -> None:

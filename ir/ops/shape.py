@@ -18,6 +18,7 @@ class Reshape(Op):
     shape: Shape
 
     kind = "shape"
+    roles = frozenset({"path"})
 
     def __post_init__(self) -> None:
         shape = tuple(check_int(s, "shape", -1) for s in self.shape)
@@ -47,6 +48,7 @@ class Permute(Op):
     dims: tuple[int, ...]
 
     kind = "shape"
+    roles = frozenset({"path"})
 
     def __post_init__(self) -> None:
         dims = tuple(check_int(d, "dims", 0) for d in self.dims)

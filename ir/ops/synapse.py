@@ -39,6 +39,7 @@ class Dense(Op):
     q: QSynapse | None = None
 
     kind = "synapse"
+    roles = frozenset({"weighted", "foldable"})
 
     def __post_init__(self) -> None:
         freeze(self, weight=as_array(self.weight, "weight", ndim=2))
@@ -66,6 +67,7 @@ class _Conv(Op):
     q: QSynapse | None = None
 
     kind = "synapse"
+    roles = frozenset({"weighted", "foldable"})
     nd = 2
 
     def __post_init__(self) -> None:
@@ -130,6 +132,7 @@ class _Pool2d(Op):
     padding: tuple[int, int] = 0  # type: ignore[assignment]
 
     kind = "synapse"
+    roles = frozenset({"path"})
 
     def __post_init__(self) -> None:
         k = int_tuple(self.kernel, "kernel", 2, lo=1)
@@ -193,6 +196,7 @@ class Scale(Op):
     q: QScale | None = None
 
     kind = "synapse"
+    roles = frozenset({"path"})
 
     def __post_init__(self) -> None:
         freeze(self, factor=as_array(self.factor, "factor"))
@@ -221,6 +225,7 @@ class BatchNorm(Op):
     eps: float = 1e-5
 
     kind = "synapse"
+    roles = frozenset({"path"})
 
     def __post_init__(self) -> None:
         for name in ("mean", "var", "weight", "bias"):

@@ -1,4 +1,4 @@
-"""NIR (Neuromorphic Intermediate Representation, nir 1.0) import and export.
+"""NIR (Neuromorphic Intermediate Representation, nir 1.0.x) import.
 
 A NIR graph describes one time step of a network whose neurons are
 continuous-time ODEs. npuc discretizes them with forward Euler at a step
@@ -16,9 +16,13 @@ snnTorch and Norse NIR importers do (see docs/nir-onnx.md)::
 
 i.e. ``v_t = alpha v_{t-1} + gain x_t + bias`` (the IR `LIF` equations; the
 IR current ``i`` of a CubaLIF is NIR's ``I / c``). Spikes are ``v > v_threshold``.
-NIR 1.0's documented reset is subtraction (``v - v_threshold``); NIR >= 1.1
-nodes carry ``v_reset`` and reset to it. npuc records the reset it exported
-in ``metadata["npuc.reset"]`` so its own round trips are exact.
+
+Reset: nir < 1.0.6 documents subtraction (``v - v_threshold``); nir >= 1.0.6
+nodes carry ``v_reset`` and reset to it. A node with ``v_reset`` resets to it, a
+node without (a file written by nir < 1.0.6, or a graph object of such a nir)
+subtracts; ``metadata["npuc.reset"]`` (what npuc exported) and the ``reset``
+argument override both. Note that a `nir.LIF` built in Python with nir >= 1.0.7
+gets ``v_reset = 0`` by default, i.e. reset to zero.
 
 Edges are identities; several edges into one node are summed (an IR `Add`).
 A cycle is closed by the importer with ``delay=1`` on the DFS back edges
@@ -30,8 +34,6 @@ step's spikes. `nir.Delay` nodes of one step become delayed edges.
 from __future__ import annotations
 
 import os
-import re
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,24 +64,22 @@ from ..ir import (
     SumPool2d,
 )
 from .errors import FrontendError
+from .nir_common import (
+    DEFAULT_DT,
+    NIR_TYPES,
+    NIR_VERSION,
+    RESETS,
+    feedback_edges,
+    has_field,
+    ir_name,
+    nir_graph,
+)
+from .nir_common import to_str as _str
 
-__all__ = ["DEFAULT_DT", "FrontendError", "export_nir", "import_nir", "write_nir"]
+__all__ = ["DEFAULT_DT", "FrontendError", "import_nir"]
 
-DEFAULT_DT = 1e-4
-"""Euler step (seconds) when neither the caller nor the file gives one.
-snnTorch exports with ``dt = 1e-4`` (``tau = dt/(1-beta)``, ``r = tau/dt``)."""
-
-RESETS = ("subtract", "value", "none")
-_IR_NAME = re.compile(r"[^A-Za-z0-9_.:\-]")
-_NIR_TYPES = {
-    "Affine", "Linear", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "Scale",
-    "Threshold", "LI", "LIF", "CubaLIF", "IF", "I", "Delay", "Input", "Output", "NIRGraph",
-}
-
-
-# =============================================================================
-# Import
-# =============================================================================
+_NIR_TYPES = NIR_TYPES
+_ir_name = ir_name
 
 
 def import_nir(
@@ -99,8 +99,8 @@ def import_nir(
         steps: time steps per sample. Given: inputs are static ``[B, ...]``
             values repeated every step (layout ``B``). ``None``: inputs are
             sequences ``[T, B, ...]`` (layout ``TB``) and T comes from the data.
-        reset: override the neuron reset: ``"subtract"`` (NIR 1.0 docstrings),
-            ``"value"`` (reset to ``v_reset``, NIR >= 1.1; 0 when absent) or
+        reset: override the neuron reset: ``"subtract"`` (nir < 1.0.6 docstrings),
+            ``"value"`` (reset to ``v_reset``, nir >= 1.0.6; 0 when absent) or
             ``"none"``. ``None`` follows ``metadata["npuc.reset"]``, then
             ``v_reset`` if the node has one, else subtraction.
         name: graph name (default: the file stem or ``"nir"``).
@@ -135,7 +135,12 @@ def import_nir(
 
 
 def _read_file(path: Path) -> nir.NIRGraph:
-    """Read a NIR file, accepting ``v_reset`` fields written by NIR >= 1.1."""
+    """Read a NIR file written by any nir 1.0.x, keeping whether a neuron had ``v_reset``.
+
+    Not ``nir.read``: nir >= 1.0.6 fills in ``v_reset = 0`` for files written
+    without it (by nir < 1.0.6, whose neurons reset by subtraction), nir < 1.0.6
+    rejects files with it, and nir >= 1.0.5 type-checks the graph on reading.
+    """
     if not path.is_file():
         raise FrontendError(f"{path}: no such NIR file")
     try:
@@ -159,6 +164,8 @@ def _node_from_dict(d: Any, where: str, path: Path) -> nir.NIRNode:
     t = d["type"]
     if t not in _NIR_TYPES:
         raise FrontendError(f"{label}: unknown NIR node type '{t}' (supported: {sorted(_NIR_TYPES)})")
+    if not hasattr(nir, t):
+        raise FrontendError(f"{label}: the installed nir {NIR_VERSION} has no '{t}' node")
     try:
         if t == "NIRGraph":
             nodes = d.get("nodes", {})
@@ -166,30 +173,19 @@ def _node_from_dict(d: Any, where: str, path: Path) -> nir.NIRNode:
                 raise FrontendError(f"{label}: 'nodes' is not a group")
             edges = [(_str(a), _str(b)) for a, b in np.asarray(d.get("edges", []), dtype=object).reshape(-1, 2)]
             sub = {k: _node_from_dict(v, f"{where}.{k}" if where else k, path) for k, v in nodes.items()}
-            return nir.NIRGraph(nodes=sub, edges=edges, metadata=dict(d.get("metadata", {})))
-        v_reset = d.pop("v_reset", None) if "v_reset" in d and not _has_field(t, "v_reset") else None
+            return nir_graph(sub, edges, d.get("metadata", {}))
+        has_v_reset = has_field(t, "v_reset")
+        v_reset = d.pop("v_reset", None) if not has_v_reset else d.get("v_reset")
         node = nir.dict2NIRNode(d)
     except FrontendError:
         raise
     except (AssertionError, TypeError, ValueError, KeyError, IndexError) as e:
         raise FrontendError(f"{label} ({t}): malformed: {type(e).__name__}: {e}") from None
-    if v_reset is not None:
-        node.v_reset = np.asarray(v_reset)  # a NIR >= 1.1 field; nir 1.0 classes lack it
+    if has_v_reset or v_reset is not None:
+        # absent in the file: the neuron subtracts (see the module docstring), whatever
+        # default the installed nir filled in; present: reset to it (nir < 1.0.6 lacks the field)
+        node.v_reset = None if v_reset is None else np.asarray(v_reset)
     return node
-
-
-def _has_field(type_name: str, fname: str) -> bool:
-    cls = getattr(nir, type_name)
-    return fname in getattr(cls, "__dataclass_fields__", {})
-
-
-def _str(x: Any) -> str:
-    return x.decode("utf8") if isinstance(x, bytes) else str(x)
-
-
-def _ir_name(s: str) -> str:
-    s = _IR_NAME.sub("_", str(s)) or "n"
-    return s if s[0] not in ".:-" else "n" + s
 
 
 def _arr(x: Any, label: str) -> np.ndarray:
@@ -275,7 +271,7 @@ class _Importer:
         except GraphError as e:
             raise FrontendError(f"{self.where}: {e}") from None
         self._check_declared(reals)
-        self.g.meta["source"] = {"format": "nir", "file": self.where, "dt": self.dt, "nir_version": nir.version}
+        self.g.meta["source"] = {"format": "nir", "file": self.where, "dt": self.dt, "nir_version": NIR_VERSION}
         return self.g
 
     def _flatten(self, graph: nir.NIRGraph, prefix: str, top: bool) -> tuple[str | None, str | None]:
@@ -553,7 +549,7 @@ class _Importer:
             elif v_reset is not None:
                 mode = "value"
             else:
-                mode = "subtract"  # the NIR 1.0 docstrings: v <- v - v_threshold
+                mode = "subtract"  # no v_reset: the nir < 1.0.6 docstrings, v <- v - v_threshold
         if mode != "value":
             return mode, 0.0
         if v_reset is None:
@@ -622,37 +618,6 @@ class _Importer:
                                       f"but the graph gives {list(actual)}")
 
 
-def feedback_edges(preds: dict[str, list[str]], inputs: Sequence[str]) -> list[tuple[str, str]]:
-    """Edges ``(dst, src)`` that close cycles: back edges of a depth-first search
-    that starts at ``inputs`` (sorted) and visits successors in sorted name order,
-    then restarts from any unvisited node (sorted). Deterministic in the names only."""
-    succ: dict[str, list[str]] = {p: [] for p in preds}
-    for dst, srcs in preds.items():
-        for s in srcs:
-            succ.setdefault(s, []).append(dst)
-    for s in succ:
-        succ[s] = sorted(set(succ[s]))
-    state: dict[str, int] = {}  # 1 on stack, 2 done
-    back: list[tuple[str, str]] = []
-    for root in [*sorted(inputs), *sorted(succ)]:
-        if root in state:
-            continue
-        state[root] = 1
-        stack = [(root, iter(succ[root]))]
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(nxt) == 1:
-                back.append((nxt, node))
-            elif nxt not in state:
-                state[nxt] = 1
-                stack.append((nxt, iter(succ[nxt])))
-    return back
-
-
 def _ints(x: Any, n: int, fname: str, p: str) -> tuple[int, ...]:
     a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x).reshape(-1)
     if a.size == 1:
@@ -662,288 +627,3 @@ def _ints(x: Any, n: int, fname: str, p: str) -> tuple[int, ...]:
     return tuple(int(v) for v in a)
 
 
-# =============================================================================
-# Export
-# =============================================================================
-
-
-def export_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
-    """Export an npuc graph as a NIR graph, inverting the import's Euler convention.
-
-    ``Dense`` becomes Affine (Linear without bias), convolutions and pools their
-    NIR nodes, ``Reshape`` of a contiguous axis range Flatten, ``Scale`` Scale,
-    ``Add`` several edges into its consumer, and ``LIF``/``IF`` LIF, CubaLIF,
-    IF, Threshold (``alpha = 0``, ``gain = 1``, no bias), LI or I (no reset,
-    membrane read out)::
-
-        tau = dt / (1 - alpha), r = gain / (1 - alpha), v_leak = bias / (1 - alpha)
-        CubaLIF: tau_syn = dt / (1 - alpha_i), w_in = 1 / (1 - alpha_i)   (so I = i)
-        IF / I:  r = gain / dt
-
-    Delayed edges that the importer would put on the same edges (the DFS back
-    edges of each cycle) stay plain NIR edges; otherwise every delayed edge
-    becomes a `nir.Delay` of ``dt``.
-
-    Warns (`UserWarning`, naming the node) for every semantic NIR cannot hold:
-    reset other than subtraction (kept only in ``metadata["npuc.reset"]``),
-    delayed reset timing, ``>=`` comparison, ternary/multilevel/bernoulli spikes,
-    ``v_min``, ``v_init``, library float forms, time-folded evaluation, input
-    encodings, output decodings and integer parameters.
-
-    Raises:
-        FrontendError: an op NIR cannot express (BatchNorm, MaxPool2d, Permute,
-            a Dense on a multi-axis input, ...), naming the node.
-    """
-    out, msgs = _export(graph, dt)
-    for msg in msgs:
-        warnings.warn(msg, UserWarning, stacklevel=2)
-    return out
-
-
-def _export(graph: Graph, dt: float) -> tuple[nir.NIRGraph, list[str]]:
-    if not (np.isfinite(dt) and dt > 0):
-        raise FrontendError(f"dt must be a positive number, got {dt!r}")
-    try:
-        graph.verify()
-    except GraphError as e:
-        raise FrontendError(f"cannot export graph '{graph.name}': {e}") from None
-    exp = _Exporter(graph, float(dt))
-    return exp.run(), exp.warnings
-
-
-def write_nir(graph: Graph, path: str | os.PathLike, dt: float = DEFAULT_DT) -> Path:
-    """Export ``graph`` (see `export_nir`) and write it with ``nir.write``.
-
-    The file is written to a temporary name and renamed into place, so a
-    failure never leaves a half-written file. Same graph -> identical bytes.
-    """
-    ng, msgs = _export(graph, dt)
-    for msg in msgs:
-        warnings.warn(msg, UserWarning, stacklevel=2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".npuc-", suffix=".nir", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, ng)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-class _Exporter:
-    def __init__(self, graph: Graph, dt: float):
-        self.g, self.dt = graph, dt
-        self.nodes: dict[str, nir.NIRNode] = {}
-        self.readout: dict[str, str] = {}  # LIF name -> port its consumers read
-        self.warnings: list[str] = []
-
-    def warn(self, name: str, msg: str) -> None:
-        self.warnings.append(f"NIR export, node '{name}': {msg}")
-
-    def err(self, name: str, msg: str) -> FrontendError:
-        op = self.g[name].op
-        return FrontendError(f"cannot export node '{name}' ({type(op).__name__}) to NIR: {msg}")
-
-    def run(self) -> nir.NIRGraph:
-        g = self.g
-        if g.profile is not None:
-            self.warnings.append(
-                f"NIR export of graph '{g.name}': integer parameters (profile {g.profile.name}) are not "
-                "exported; NIR holds the float model"
-            )
-        order = g.topo_order()
-        for name in order:
-            if not isinstance(g[name].op, Add):
-                self._ports(name)
-        for name in order:
-            op = g[name].op
-            if not isinstance(op, Add):
-                self.nodes[name] = self._node(name, op)
-        edges, delayed = self._edges(order)
-        back = feedback_edges({n: [s for s, d in edges if d == n] for n in self.nodes},
-                              [n for n in self.nodes if isinstance(self.nodes[n], nir.Input)])
-        plain = [(s, d) for s, d in edges]
-        if {(s, d) for d, s in back} != set(delayed):
-            plain = [e for e in edges if e not in delayed]
-            for s, d in delayed:
-                dn = s + ".delay"
-                k = 1
-                while dn in self.nodes or dn in g:
-                    dn = f"{s}.delay_{k}"
-                    k += 1
-                port = self.readout.get(s)
-                src = g[s]
-                shape = src.shapes[port or src.op.ports[0]]
-                self.nodes[dn] = nir.Delay(delay=np.full(shape, self.dt))
-                plain += [(s, dn), (dn, d)]
-        return nir.NIRGraph(nodes=self.nodes, edges=plain, metadata={"npuc.dt": self.dt, "npuc.graph": g.name})
-
-    def _ports(self, name: str) -> None:
-        """Which port of a LIF its consumers read (NIR nodes have one output)."""
-        node = self.g[name]
-        if not isinstance(node.op, LIF):
-            return
-        ports = set()
-        for user, idx in self.g.users(name):
-            r = self.g[user].inputs[idx]
-            ports.add(node.port(r))
-        if "i" in ports:
-            raise self.err(name, "its synaptic current 'i' is read; NIR nodes output spikes or (LI) the membrane")
-        if "v" in ports and "spikes" in ports:
-            raise self.err(name, "both spikes and membrane 'v' are read; a NIR node has one output")
-        self.readout[name] = "v" if "v" in ports else "spikes"
-
-    def _edges(self, order: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        edges: list[tuple[str, str]] = []
-        delayed: list[tuple[str, str]] = []
-        for name in order:
-            node = self.g[name]
-            if isinstance(node.op, Add):
-                continue
-            for r in node.inputs:
-                for src, port, d in self._expand(r, 0):
-                    want = self.readout.get(src)
-                    srcnode = self.g[src]
-                    p = port or srcnode.op.ports[0]
-                    if want is not None and p != want:
-                        raise self.err(src, f"port '{p}' is read where the NIR node outputs '{want}'")
-                    if d > 1:
-                        raise self.err(name, f"input from '{src}' is delayed by {d} steps (two delayed edges in series)")
-                    if (src, name) in edges:
-                        raise self.err(name, f"reads '{src}' twice (NIR edges are a set)")
-                    edges.append((src, name))
-                    if d:
-                        delayed.append((src, name))
-        return edges, delayed
-
-    def _expand(self, r: Ref, delay: int) -> list[tuple[str, str | None, int]]:
-        node = self.g[r.node]
-        if isinstance(node.op, Add):
-            out = []
-            for rr in node.inputs:
-                out += self._expand(rr, delay + r.delay)
-            return out
-        return [(r.node, r.port, delay + r.delay)]
-
-    def _in_shape(self, name: str) -> tuple[int, ...]:
-        r = self.g[name].inputs[0]
-        src = self.g[r.node]
-        return tuple(src.shapes[src.port(r)])
-
-    def _node(self, name: str, op: Any) -> nir.NIRNode:
-        node = self.g[name]
-        if node.meta.get("time_folded"):
-            self.warn(name, "evaluated on the time-folded [T*B, ...] tensor by its source library; NIR "
-                        "evaluates per step (float rounding of matmuls may differ)")
-        f32 = lambda x: np.array(x, dtype=np.float32)  # noqa: E731
-        if isinstance(op, Input):
-            if op.encoding.kind not in ("current", "spikes"):
-                self.warn(name, f"the {op.encoding.kind} input encoding is not part of NIR; the graph takes per-step values")
-            return nir.Input(input_type=np.array(op.shape))
-        if isinstance(op, Output):
-            if op.decoding != "sequence":
-                self.warn(name, f"the '{op.decoding}' output decoding is not part of NIR; the graph emits per-step values")
-            return nir.Output(output_type=np.array(node.shape))
-        if isinstance(op, Dense):
-            if len(self._in_shape(name)) != 1:
-                raise self.err(name, f"input shape {list(self._in_shape(name))}: NIR Affine maps a 1-d vector")
-            if op.bias is None:
-                return nir.Linear(weight=f32(op.weight))
-            return nir.Affine(weight=f32(op.weight), bias=f32(op.bias))
-        if isinstance(op, Conv2d):
-            s = self._in_shape(name)
-            bias = f32(op.bias) if op.bias is not None else np.zeros(op.weight.shape[0], np.float32)
-            return nir.Conv2d(input_shape=tuple(s[1:]), weight=f32(op.weight), stride=tuple(op.stride),
-                              padding=tuple(op.padding), dilation=tuple(op.dilation), groups=op.groups, bias=bias)
-        if isinstance(op, Conv1d):
-            s = self._in_shape(name)
-            bias = f32(op.bias) if op.bias is not None else np.zeros(op.weight.shape[0], np.float32)
-            return nir.Conv1d(input_shape=s[1], weight=f32(op.weight), stride=op.stride[0], padding=op.padding[0],
-                              dilation=op.dilation[0], groups=op.groups, bias=bias)
-        if isinstance(op, (SumPool2d, AvgPool2d)) and type(op) in (SumPool2d, AvgPool2d):
-            cls = nir.SumPool2d if isinstance(op, SumPool2d) else nir.AvgPool2d
-            return cls(kernel_size=np.array(op.kernel), stride=np.array(op.stride), padding=np.array(op.padding))
-        if isinstance(op, Reshape):
-            return self._flatten(name)
-        if isinstance(op, Scale):
-            return nir.Scale(scale=np.broadcast_to(f32(op.factor), self._in_shape(name)).copy())
-        if isinstance(op, LIF):
-            return self._lif(name, op)
-        hint = " (run the fold-batchnorm pass first)" if type(op).__name__ == "BatchNorm" else ""
-        raise self.err(name, f"NIR 1.0 has no {type(op).__name__} node{hint}")
-
-    def _flatten(self, name: str) -> nir.NIRNode:
-        s, out = self._in_shape(name), tuple(self.g[name].shape)
-        for a in range(len(s)):
-            for b in range(a, len(s)):
-                if (*s[:a], int(np.prod(s[a:b + 1])), *s[b + 1:]) == out:
-                    return nir.Flatten(input_type={"input": np.array(s)}, start_dim=a, end_dim=b if b < len(s) - 1 else -1)
-        raise self.err(name, f"reshape {list(s)} -> {list(out)} is not a flatten of contiguous axes")
-
-    def _lif(self, name: str, op: LIF) -> nir.NIRNode:
-        shape = tuple(self.g[name].shape)
-        dt = self.dt
-        full = lambda x: np.broadcast_to(np.asarray(x, dtype=np.float64), shape).copy()  # noqa: E731
-        alpha, gain, bias, thr = full(op.alpha), full(op.gain), full(op.bias), full(op.threshold)
-        readout = self.readout.get(name, "spikes")
-        if readout == "v":
-            if op.reset != "none":
-                raise self.err(name, f"its membrane is read after a {op.reset} reset; NIR's LI/I have no reset")
-            if op.cuba:
-                raise self.err(name, "a current-based leaky integrator (CubaLI) is not in NIR 1.0")
-            self._lost(name, op, spiking=False)
-            if np.all(alpha == 1) and np.all(bias == 0):
-                return nir.I(r=gain / dt)
-            if np.any(alpha == 1):
-                raise self.err(name, "alpha = 1 (no leak) with a bias has no NIR form")
-            k = 1.0 - alpha
-            return nir.LI(tau=dt / k, r=gain / k, v_leak=bias / k)
-        same_or_none = op.reset == "none" or op.reset_timing == "same"
-        if (not op.cuba and np.all(alpha == 0) and np.all(gain == 1) and np.all(bias == 0) and same_or_none
-                and op.spike == "binary" and op.compare == "gt"):
-            return nir.Threshold(threshold=thr)  # exactly H(x - thr): v is multiplied by 0
-        self._lost(name, op, spiking=True)
-        md = {"npuc.reset": op.reset}
-        if op.reset == "value":
-            md["npuc.v_reset"] = float(op.reset_value)
-        if np.all(alpha == 1) and not op.cuba:
-            if np.any(bias != 0):
-                raise self.err(name, "an integrate-and-fire neuron with a bias has no NIR form (IF has no v_leak)")
-            return nir.IF(r=gain / dt, v_threshold=thr, metadata=md)
-        if np.any(alpha == 1):
-            raise self.err(name, "alpha = 1 (no leak) on some neurons only, or in a CUBA neuron: no NIR form")
-        k = 1.0 - alpha
-        if not op.cuba:
-            return nir.LIF(tau=dt / k, r=gain / k, v_leak=bias / k, v_threshold=thr, metadata=md)
-        ai = full(op.alpha_i)
-        if np.any(ai == 1):
-            raise self.err(name, "alpha_i = 1 (a non-decaying current) has no NIR CubaLIF form")
-        ki = 1.0 - ai
-        return nir.CubaLIF(tau_syn=dt / ki, tau_mem=dt / k, r=gain / k, v_leak=bias / k,
-                           v_threshold=thr, w_in=1.0 / ki, metadata=md)
-
-    def _lost(self, name: str, op: LIF, spiking: bool) -> None:
-        if spiking:
-            if op.reset == "subtract":
-                self.warn(name, "subtract reset is NIR 1.0's documented reset, but NIR >= 1.1 and the snnTorch/Norse "
-                            "importers reset to v_reset (0); npuc keeps it in metadata['npuc.reset']")
-            elif op.reset == "value":
-                self.warn(name, f"reset to {op.reset_value} has no NIR 1.0 field (NIR 1.0 resets by subtraction); "
-                            "npuc keeps it in metadata['npuc.reset'/'npuc.v_reset']")
-            else:
-                self.warn(name, "a spiking neuron without reset has no NIR form; npuc keeps it in metadata['npuc.reset']")
-            if op.reset != "none" and op.reset_timing != "same":
-                self.warn(name, f"reset timing '{op.reset_timing}' (reset applied one step late) is lost: NIR resets in the same step")
-            if op.compare != "gt":
-                self.warn(name, "spike comparison v >= threshold is lost: NIR fires on v > threshold")
-            if op.spike != "binary":
-                self.warn(name, f"{op.spike} spikes are lost: NIR neurons emit binary spikes")
-        if op.v_min is not None:
-            self.warn(name, "the lower membrane bound v_min is lost")
-        if op.v_init != 0:
-            self.warn(name, f"the initial membrane v_init={op.v_init} is lost (NIR has no initial state)")
-        if op.form != "npuc":
-            self.warn(name, f"the float arithmetic order of form '{op.form}' is lost; NIR holds the canonical dynamics only")

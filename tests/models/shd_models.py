@@ -1,0 +1,83 @@
+"""Recurrent SNNs for the Spiking Heidelberg Digits (700 input channels, 20 classes), written the
+way the snntorch and norse tutorials / SHD reference code write them: a per-step loop over
+``x[step]``, explicit state from ``init_*()`` / ``None``, and the tutorial's return values."""
+
+from __future__ import annotations
+
+import norse.torch as norse
+import snntorch as snn
+import torch
+import torch.nn as nn
+from snntorch import surrogate
+
+SHD_INPUTS, SHD_CLASSES = 700, 20
+
+
+class RLeakySHD(nn.Module):
+    """snntorch: Linear -> RLeaky (all-to-all) -> Linear -> Leaky; returns (spikes, membranes)
+    of the output layer as the snntorch tutorials do."""
+
+    def __init__(self, hidden: int = 128, beta: float = 0.95) -> None:
+        super().__init__()
+        grad = surrogate.fast_sigmoid(slope=25)
+        self.fc1 = nn.Linear(SHD_INPUTS, hidden)
+        self.lif1 = snn.RLeaky(beta=beta, linear_features=hidden, spike_grad=grad)
+        self.fc2 = nn.Linear(hidden, SHD_CLASSES)
+        self.lif2 = snn.Leaky(beta=beta, spike_grad=grad)
+
+    def forward(self, x):
+        spk1, mem1 = self.lif1.init_rleaky()
+        mem2 = self.lif2.init_leaky()
+        spk2_rec, mem2_rec = [], []
+        for step in range(x.shape[0]):
+            spk1, mem1 = self.lif1(self.fc1(x[step]), spk1, mem1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            spk2_rec.append(spk2)
+            mem2_rec.append(mem2)
+        return torch.stack(spk2_rec), torch.stack(mem2_rec)
+
+
+class RSynapticSHD(nn.Module):
+    """snntorch: Linear -> RSynaptic (all-to-all, or one-to-one with a learnable ``V``) ->
+    Linear -> Synaptic."""
+
+    def __init__(self, hidden: int = 128, all_to_all: bool = True) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(SHD_INPUTS, hidden)
+        rec = dict(linear_features=hidden) if all_to_all else dict(all_to_all=False, V=0.5, learn_recurrent=True)
+        self.lif1 = snn.RSynaptic(alpha=0.9, beta=0.85, **rec)
+        self.fc2 = nn.Linear(hidden, SHD_CLASSES)
+        self.lif2 = snn.Synaptic(alpha=0.9, beta=0.85)
+
+    def forward(self, x):
+        spk1, syn1, mem1 = self.lif1.init_rsynaptic()
+        syn2, mem2 = self.lif2.init_synaptic()
+        spk2_rec, mem2_rec = [], []
+        for step in range(x.shape[0]):
+            spk1, syn1, mem1 = self.lif1(self.fc1(x[step]), spk1, syn1, mem1)
+            spk2, syn2, mem2 = self.lif2(self.fc2(spk1), syn2, mem2)
+            spk2_rec.append(spk2)
+            mem2_rec.append(mem2)
+        return torch.stack(spk2_rec), torch.stack(mem2_rec)
+
+
+class NorseSHD(nn.Module):
+    """norse: LIFRecurrentCell (input and recurrent weights inside the cell) -> Linear ->
+    LIFCell, stepped with ``state=None`` first, as norse's SHD/MNIST examples do."""
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        p = norse.LIFParameters(tau_mem_inv=torch.tensor(100.0), tau_syn_inv=torch.tensor(200.0),
+                                v_th=torch.tensor(0.5))
+        self.l1 = norse.LIFRecurrentCell(SHD_INPUTS, hidden, p=p, dt=1e-3)
+        self.fc_out = nn.Linear(hidden, SHD_CLASSES, bias=False)
+        self.out = norse.LIFCell(p=p, dt=1e-3)
+
+    def forward(self, x):
+        s1 = so = None
+        zs = []
+        for ts in range(x.shape[0]):
+            z, s1 = self.l1(x[ts], s1)
+            zo, so = self.out(self.fc_out(z), so)
+            zs.append(zo)
+        return torch.stack(zs)

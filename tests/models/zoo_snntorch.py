@@ -1,0 +1,58 @@
+"""snntorch's convolutional tutorial network (tutorials 6 and 7), written the way the tutorial writes it.
+
+Structure as in snntorch's tutorial 6 ("Surrogate Gradient Descent in a Convolutional SNN"):
+an ``nn.Sequential`` of ``Conv2d(1, 12, 5), MaxPool2d(2), Leaky(init_hidden=True),
+Conv2d(12, 64, 5), MaxPool2d(2), Leaky(init_hidden=True), Flatten(), Linear(64*4*4, 10),
+Leaky(init_hidden=True, output=True)``, stepped by a ``forward_pass`` loop after
+``utils.reset(net)``; tutorial 7 feeds ``data[step]`` of a time-major spike tensor
+(here ``spikegen.rate`` of MNIST-sized images). snntorch's defaults: subtract reset, ``reset_delay=True``.
+"""
+
+from __future__ import annotations
+
+import snntorch as snn
+import torch
+import torch.nn as nn
+from snntorch import surrogate, utils
+
+BETA = 0.5
+NUM_STEPS = 25
+
+
+class TutorialCSNN(nn.Module):
+    """The tutorial's ``net`` plus its ``forward_pass`` (returns ``(spk_rec, mem_rec)``, ``[T, B, 10]``)."""
+
+    def __init__(self, beta: float = BETA, channels: tuple[int, int] = (12, 64), size: int = 28) -> None:
+        super().__init__()
+        spike_grad = surrogate.fast_sigmoid(slope=25)
+        c1, c2 = channels
+        side = ((size - 4) // 2 - 4) // 2
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c1, 5),
+            nn.MaxPool2d(2),
+            snn.Leaky(beta=beta, spike_grad=spike_grad, init_hidden=True),
+            nn.Conv2d(c1, c2, 5),
+            nn.MaxPool2d(2),
+            snn.Leaky(beta=beta, spike_grad=spike_grad, init_hidden=True),
+            nn.Flatten(),
+            nn.Linear(c2 * side * side, 10),
+            snn.Leaky(beta=beta, spike_grad=spike_grad, init_hidden=True, output=True),
+        )
+
+    def forward(self, data):
+        mem_rec, spk_rec = [], []
+        utils.reset(self.net)
+        for step in range(data.size(0)):
+            spk_out, mem_out = self.net(data[step])
+            spk_rec.append(spk_out)
+            mem_rec.append(mem_out)
+        return torch.stack(spk_rec), torch.stack(mem_rec)
+
+
+def tutorial_csnn():
+    return TutorialCSNN()
+
+
+def tutorial_csnn_small():
+    """The same structure at reduced width (for the slow hardware simulators)."""
+    return TutorialCSNN(channels=(4, 8))
