@@ -47,31 +47,24 @@ module npuc_attn #(
     parameter integer KVAW = 1,
     parameter integer CW = 4,            // loop counter width, holds max(H, N, M, DK) + 1
     parameter integer BB = 2,            // bit index width, holds DK - 1
-    // gather
-    parameter integer PW = 2,
-    parameter integer IW = 4,
-    parameter integer EAW = 4,
-    parameter integer AAW = 2,           // query row address width (H * N rows)
-    parameter integer BAW = 2,           // key row address width (H * M rows)
-    parameter integer RWW = 2,
-    parameter integer FB = 2,
-    parameter ROM_FILE = "gather.hex",
-    parameter integer ROM_DEPTH = 1,
-    parameter integer ROM_AW = 1,
-    parameter integer BASE1 = 0,
-    parameter integer BASE2 = 0,
-    parameter integer CAW = 2
+    // row address widths of the front end's RAM A and RAM B
+    parameter integer AAW = 2,           // query rows (H * N)
+    parameter integer BAW = 2            // key/value rows (H * M)
 ) (
     input  wire                  clk,
     input  wire                  rst,
-    input  wire                  start,
     output reg                   done,
     output wire                  busy,
-    input  wire [3*EAW-1:0]      ev_count,
-    output wire [2:0]            ev_re,
-    output wire [3*EAW-1:0]      ev_addr,
-    input  wire [3*(PW+IW)-1:0]  ev_data,
-    output wire [2:0]            ev_act,
+    // the Q, K, V rows of the unit's front end (npuc_gather, instantiated next to the core)
+    input  wire                  rows_done,
+    input  wire                  rows_busy,
+    output reg                   rows_clear,
+    output wire                  a_re,
+    output wire [AAW-1:0]        a_raddr,
+    input  wire [DK-1:0]         a_rdata,
+    output wire                  b_re,
+    output wire [BAW-1:0]        b_raddr,
+    input  wire [DK+DV-1:0]      b_rdata,
     input  wire                  nu_re,
     input  wire [YAW-1:0]        nu_raddr,
     output wire [L*AW-1:0]       nu_rdata,
@@ -79,38 +72,14 @@ module npuc_attn #(
     input  wire [YAW-1:0]        nu_caddr,
     input  wire [L-1:0]          nu_clane
 );
-    localparam integer HN = H * N;
-    localparam integer HM = H * M;
     localparam [31:0] H32 = H;
     localparam [31:0] N32 = N;
     localparam [31:0] M32 = M;
     localparam [31:0] DK32 = DK;
     localparam [31:0] KC32 = KC;
-    localparam [31:0] YD32 = YDEPTH;
-    localparam [31:0] KVD32 = KVDEPTH;
     localparam [31:0] CMP = (ORDER == 0) ? 32'd1 : 32'd0;
     localparam integer VP = KC * L;      // padded value row
 
-    // ---- gather ----
-    wire g_done;
-    wire g_busy;
-    wire g_clearing;
-    reg  g_clear;
-    wire a_re;
-    wire [AAW-1:0] a_raddr;
-    wire [DK-1:0] a_rdata;
-    wire b_re;
-    wire [BAW-1:0] b_raddr;
-    wire [DK+DV-1:0] b_rdata;
-    npuc_gather #(
-        .PW(PW), .IW(IW), .EAW(EAW), .FW(1), .WA(DK), .DA(HN), .AAW(AAW), .WB(DK + DV), .DB(HM), .BAW(BAW),
-        .RWW(RWW), .FB(FB), .ROM_FILE(ROM_FILE), .ROM_DEPTH(ROM_DEPTH), .ROM_AW(ROM_AW), .BASE1(BASE1),
-        .BASE2(BASE2), .CAW(CAW)
-    ) u_gather (
-        .clk(clk), .rst(rst), .start(start), .done(g_done), .busy(g_busy), .clear(g_clear),
-        .clearing_o(g_clearing), .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_data(ev_data),
-        .act(ev_act), .a_re(a_re), .a_raddr(a_raddr), .a_rdata(a_rdata), .b_re(b_re), .b_raddr(b_raddr),
-        .b_rdata(b_rdata));
 
     wire [DK-1:0] qrow = a_rdata;
     wire [DK-1:0] krow = b_rdata[DK-1:0];
@@ -122,18 +91,14 @@ module npuc_attn #(
     // ---- control ----
     reg crun;                            // computing
     reg cpend;                           // gather done, waiting for the KV RAMs to be clear
-    reg kclearing;
-    reg yclearing;
-    reg [KVAW-1:0] kcaddr;
-    reg [YAW-1:0] ycaddr;
-    wire [31:0] kcaddr32 = {{(32-KVAW){1'b0}}, kcaddr};
-    wire [31:0] ycaddr32 = {{(32-YAW){1'b0}}, ycaddr};
+    wire kclearing;                      // the KV bank (ORDER 1) zeroes its words
+    wire yclearing;                      // the Y bank zeroes its words (after reset)
     wire cgo = cpend && !kclearing && !yclearing;
-    assign busy = g_busy || crun || cpend;
-    reg [CW-1:0] ch;
-    reg [CW-1:0] ci;                     // query (ORDER 0, ORDER 1 phase 1) or key (phase 0) row
-    reg [CW-1:0] cj;
-    reg cmore;
+    assign busy = rows_busy || crun || cpend;
+    wire [CW-1:0] ch;
+    wire [CW-1:0] ci;                    // query (ORDER 0, ORDER 1 phase 1) or key (phase 0) row
+    wire [CW-1:0] cj;
+    wire cmore;                          // rows left to walk
     reg ph;                              // ORDER 1: 0 KV phase, 1 Y phase
     wire [31:0] h32 = {{(32-CW){1'b0}}, ch};
     wire [31:0] i32 = {{(32-CW){1'b0}}, ci};
@@ -153,10 +118,6 @@ module npuc_attn #(
     reg [KVAW-1:0] mkaddr;
     reg [L*AW-1:0] mdelta;               // ORDER 0 lane deltas
     reg [L-1:0]    mbits;                // ORDER 1 phase 0 value bits
-    reg            yfwd_v;
-    reg [YAW-1:0]  yfwd_addr;
-    reg            kfwd_v;
-    reg [KVAW-1:0] kfwd_addr;
 
     // issue-stage outputs (one op per cycle)
     wire           op_y;                 // Y update issued
@@ -208,43 +169,31 @@ module npuc_attn #(
                 assign op_delta[l*AW +: AW] = vchunk[l] ? {{(AW-SW){1'b0}}, score} : {AW{1'b0}};
             end
             assign c_finish = crun && !cmore && !sv && !my;
+            // pairs (h, i, j): key j innermost, then query i, then head h; one per issue
+            wire w_valid;
+            wire w_last;
+            wire w_free;
+            wire w_step1;
+            wire w_step2;
+            npuc_wincnt #(.B0(CW), .B1(CW), .B2(CW), .M0(M - 1), .M1(N - 1), .M2(H - 1)) u_pairs (
+                .clk(clk), .rst(rst), .take(cgo), .adv(p_issue), .m0({CW{1'b0}}), .m1({CW{1'b0}}),
+                .m2({CW{1'b0}}), .empty(1'b0), .gv(cmore), .c0(cj), .c1(ci), .c2(ch), .valid(w_valid),
+                .last(w_last), .free(w_free), .step1(w_step1), .step2(w_step2));
+            wire _unused_w = &{1'b0, w_valid, w_last, w_free, w_step1, w_step2, 1'b0};
             always @(posedge clk) begin
                 if (rst) begin
                     sv <= 1'b0;
                     s_row <= 32'd0;
                     kc <= {KCB{1'b0}};
-                    ch <= {CW{1'b0}};
-                    ci <= {CW{1'b0}};
-                    cj <= {CW{1'b0}};
-                    cmore <= 1'b0;
                     ph <= 1'b0;
                 end else begin
                     if (p_issue) sv <= 1'b1;
                     else if (s_last) sv <= 1'b0;
                     if (sv && s_nz) kc <= s_last ? {KCB{1'b0}} : kc + 1'b1;
-                    if (cgo) begin
-                        ch <= {CW{1'b0}};
-                        ci <= {CW{1'b0}};
-                        cj <= {CW{1'b0}};
-                        cmore <= 1'b1;
-                    end else if (p_issue) begin
-                        s_row <= qa32;
-                        if (j32 != M32 - 32'd1) begin
-                            cj <= cj + 1'b1;
-                        end else begin
-                            cj <= {CW{1'b0}};
-                            if (i32 != N32 - 32'd1) begin
-                                ci <= ci + 1'b1;
-                            end else begin
-                                ci <= {CW{1'b0}};
-                                if (h32 != H32 - 32'd1) ch <= ch + 1'b1;
-                                else cmore <= 1'b0;
-                            end
-                        end
-                    end
+                    if (p_issue) s_row <= qa32;
                 end
             end
-            wire _unused_q = &{1'b0, ph, mbits, m_term, mkaddr, kfwd_v, kfwd_addr, op_kv_read, 1'b0};
+            wire _unused_q = &{1'b0, ph, m_term, mk, 1'b0};
         end else begin : g_q_kv
             // ---- ORDER 1: KV phase over key rows, then Y phase over query rows ----
             // row state: 0 idle/next, 1 read issued, 2 walking the selected bits
@@ -261,8 +210,26 @@ module npuc_attn #(
             end
             wire [31:0] b32 = {{(32-BB){1'b0}}, bidx};
             wire walking = crun && (rs == 2'd2) && (rem != {DK{1'b0}});
-            wire last_row_of_phase = ph ? ((h32 == H32 - 32'd1) && (i32 == N32 - 32'd1))
-                                        : ((h32 == H32 - 32'd1) && (j32 == M32 - 32'd1));
+            // rows: key rows (phase 0) or query rows (phase 1) innermost, then head h; one step per
+            // finished row; the walk restarts for phase 1 and ends after it
+            localparam [CW-1:0] MC = M32[CW-1:0];
+            localparam [CW-1:0] NC = N32[CW-1:0];
+            wire row_done = crun && cmore && (rs == 2'd2) && (rem == {DK{1'b0}}) && !((AINT != 0) && !term);
+            wire last_row_of_phase;
+            wire [CW-1:0] row;
+            wire w_c2;
+            wire w_valid;
+            wire w_free;
+            wire w_step1;
+            wire w_step2;
+            npuc_wincnt #(.B0(CW), .B1(CW), .M1(H - 1), .M2(0)) u_rows (
+                .clk(clk), .rst(rst), .take(cgo || (row_done && last_row_of_phase && !ph)), .adv(row_done),
+                .m0(ph ? NC - 1'b1 : MC - 1'b1), .m1({CW{1'b0}}), .m2(1'b0), .empty(1'b0), .gv(cmore), .c0(row),
+                .c1(ch), .c2(w_c2), .valid(w_valid),
+                .last(last_row_of_phase), .free(w_free), .step1(w_step1), .step2(w_step2));
+            assign ci = row;
+            assign cj = row;
+            wire _unused_w = &{1'b0, w_c2, w_valid, w_free, w_step1, w_step2, 1'b0};
             // issue a row read when idle in the phase (rs 0)
             wire row_issue = crun && cmore && (rs == 2'd0);
             assign a_re = row_issue && ph;
@@ -285,17 +252,9 @@ module npuc_attn #(
                     rem <= {DK{1'b0}};
                     term <= 1'b0;
                     kc <= {KCB{1'b0}};
-                    ch <= {CW{1'b0}};
-                    ci <= {CW{1'b0}};
-                    cj <= {CW{1'b0}};
-                    cmore <= 1'b0;
                     ph <= 1'b0;
                 end else if (cgo) begin
                     rs <= 2'd0;
-                    ch <= {CW{1'b0}};
-                    ci <= {CW{1'b0}};
-                    cj <= {CW{1'b0}};
-                    cmore <= 1'b1;
                     ph <= 1'b0;
                     kc <= {KCB{1'b0}};
                 end else if (crun && cmore) begin
@@ -317,27 +276,7 @@ module npuc_attn #(
                         rem <= ~sel_row;
                     end else begin
                         rs <= 2'd0;
-                        if (last_row_of_phase) begin
-                            ch <= {CW{1'b0}};
-                            ci <= {CW{1'b0}};
-                            cj <= {CW{1'b0}};
-                            if (ph) cmore <= 1'b0;
-                            ph <= 1'b1;
-                        end else if (ph) begin
-                            if (i32 != N32 - 32'd1) begin
-                                ci <= ci + 1'b1;
-                            end else begin
-                                ci <= {CW{1'b0}};
-                                ch <= ch + 1'b1;
-                            end
-                        end else begin
-                            if (j32 != M32 - 32'd1) begin
-                                cj <= cj + 1'b1;
-                            end else begin
-                                cj <= {CW{1'b0}};
-                                ch <= ch + 1'b1;
-                            end
-                        end
+                        if (last_row_of_phase) ph <= 1'b1;
                     end
                 end
             end
@@ -345,58 +284,38 @@ module npuc_attn #(
         end
     endgenerate
 
-    // ---- KV lane RAMs (ORDER 1) ----
+    // ---- KV lane RAMs (ORDER 1): KV[...] += V bit; cleared after every compute ----
     wire [L*KVW-1:0] kv_rdata;
     generate
         if (ORDER == 1) begin : g_kvram
+            wire [L*KVW-1:0] kv_delta;
             for (l = 0; l < L; l = l + 1) begin : g_lane
-                wire [KVW-1:0] rd;
-                reg  [KVW-1:0] fwd;
-                wire [KVW-1:0] old = (kfwd_v && (kfwd_addr == mkaddr)) ? fwd : rd;
-                wire [KVW-1:0] sum = old + {{(KVW-1){1'b0}}, mbits[l]};
-                always @(posedge clk) begin
-                    if (rst) fwd <= {KVW{1'b0}};
-                    else if (mk) fwd <= sum;
-                end
-                npuc_ram #(.WIDTH(KVW), .DEPTH(KVDEPTH), .AW(KVAW)) u_kv (
-                    .clk(clk),
-                    .we(kclearing || mk),
-                    .waddr(kclearing ? kcaddr : mkaddr),
-                    .wdata(kclearing ? {KVW{1'b0}} : sum),
-                    .re(op_kv_read),
-                    .raddr(op_kaddr[KVAW-1:0]),
-                    .rdata(rd));
-                assign kv_rdata[l*KVW +: KVW] = rd;
+                assign kv_delta[l*KVW +: KVW] = {{(KVW-1){1'b0}}, mbits[l]};
             end
+            npuc_acc_bank #(.L(L), .AW(KVW), .DEPTH(KVDEPTH), .AAW(KVAW)) u_kv (
+                .clk(clk), .rst(rst), .clear(c_finish), .clearing(kclearing), .run(crun), .rd_re(op_kv_read),
+                .rd_addr(op_kaddr[KVAW-1:0]), .upd(mk), .upd_addr(mkaddr), .delta(kv_delta), .rdata(kv_rdata),
+                .nu_re(1'b0), .nu_raddr({KVAW{1'b0}}), .nu_clr(1'b0), .nu_caddr({KVAW{1'b0}}),
+                .nu_clane({L{1'b0}}));
         end else begin : g_no_kvram
             assign kv_rdata = {(L*KVW){1'b0}};
+            assign kclearing = 1'b0;
+            wire _unused_kv = &{1'b0, mbits, mkaddr, op_kv_read, 1'b0};
         end
     endgenerate
 
-    // ---- Y lane RAMs ----
+    // ---- Y lane RAMs: Y[...] += score x V (ORDER 0) or the KV terms (ORDER 1) ----
+    wire [L*AW-1:0] y_delta;
     generate
         for (l = 0; l < L; l = l + 1) begin : g_lane
-            wire [AW-1:0] rdata;
-            reg  [AW-1:0] fwd;
-            wire [AW-1:0] old = (yfwd_v && (yfwd_addr == maddr)) ? fwd : rdata;
             wire [AW-1:0] kv = {{(AW-KVW){1'b0}}, kv_rdata[l*KVW +: KVW]};
-            wire [AW-1:0] delta = m_kv ? (m_term ? kv * AI_W : kv << AF) : mdelta[l*AW +: AW];
-            wire [AW-1:0] sum = old + delta;
-            always @(posedge clk) begin
-                if (rst) fwd <= {AW{1'b0}};
-                else if (my) fwd <= sum;
-            end
-            npuc_ram #(.WIDTH(AW), .DEPTH(YDEPTH), .AW(YAW)) u_acc (
-                .clk(clk),
-                .we(crun ? my : (yclearing || (nu_clr && nu_clane[l]))),
-                .waddr(crun ? maddr : (yclearing ? ycaddr : nu_caddr)),
-                .wdata(crun ? sum : {AW{1'b0}}),
-                .re(crun ? op_y : nu_re),
-                .raddr(crun ? op_yaddr[YAW-1:0] : nu_raddr),
-                .rdata(rdata));
-            assign nu_rdata[l*AW +: AW] = rdata;
+            assign y_delta[l*AW +: AW] = m_kv ? (m_term ? kv * AI_W : kv << AF) : mdelta[l*AW +: AW];
         end
     endgenerate
+    npuc_acc_bank #(.L(L), .AW(AW), .DEPTH(YDEPTH), .AAW(YAW)) u_y (
+        .clk(clk), .rst(rst), .clear(1'b0), .clearing(yclearing), .run(crun), .rd_re(op_y),
+        .rd_addr(op_yaddr[YAW-1:0]), .upd(my), .upd_addr(maddr), .delta(y_delta), .rdata(nu_rdata),
+        .nu_re(nu_re), .nu_raddr(nu_raddr), .nu_clr(nu_clr), .nu_caddr(nu_caddr), .nu_clane(nu_clane));
     wire _unused_addr = &{1'b0, op_yaddr, op_kaddr, vsh, qa32, ka32, 1'b0};
 
     always @(posedge clk) begin
@@ -404,11 +323,7 @@ module npuc_attn #(
             done <= 1'b0;
             crun <= 1'b0;
             cpend <= 1'b0;
-            g_clear <= 1'b0;
-            kclearing <= (ORDER == 1);
-            yclearing <= 1'b1;
-            kcaddr <= {KVAW{1'b0}};
-            ycaddr <= {YAW{1'b0}};
+            rows_clear <= 1'b0;
             my <= 1'b0;
             mk <= 1'b0;
             m_kv <= 1'b0;
@@ -417,22 +332,10 @@ module npuc_attn #(
             mkaddr <= {KVAW{1'b0}};
             mdelta <= {(L*AW){1'b0}};
             mbits <= {L{1'b0}};
-            yfwd_v <= 1'b0;
-            yfwd_addr <= {YAW{1'b0}};
-            kfwd_v <= 1'b0;
-            kfwd_addr <= {KVAW{1'b0}};
         end else begin
             done <= 1'b0;
-            g_clear <= 1'b0;
-            if (yclearing) begin
-                if (ycaddr32 == YD32 - 32'd1) yclearing <= 1'b0;
-                else ycaddr <= ycaddr + 1'b1;
-            end
-            if (kclearing) begin
-                if (kcaddr32 == KVD32 - 32'd1) kclearing <= 1'b0;
-                else kcaddr <= kcaddr + 1'b1;
-            end
-            if (g_done) cpend <= 1'b1;
+            rows_clear <= 1'b0;
+            if (rows_done) cpend <= 1'b1;
             if (cgo) begin
                 cpend <= 1'b0;
                 crun <= 1'b1;
@@ -440,11 +343,7 @@ module npuc_attn #(
             if (c_finish) begin
                 crun <= 1'b0;
                 done <= 1'b1;
-                g_clear <= 1'b1;
-                if (ORDER == 1) begin
-                    kclearing <= 1'b1;
-                    kcaddr <= {KVAW{1'b0}};
-                end
+                rows_clear <= 1'b1;
             end
             my <= op_y;
             mk <= op_k;
@@ -454,12 +353,7 @@ module npuc_attn #(
             mkaddr <= op_kaddr[KVAW-1:0];
             mdelta <= op_delta;
             mbits <= op_bits;
-            yfwd_v <= my;
-            yfwd_addr <= maddr;
-            kfwd_v <= mk;
-            kfwd_addr <= mkaddr;
         end
     end
-    wire _unused_g = &{1'b0, g_clearing, 1'b0};
 endmodule
 `default_nettype wire

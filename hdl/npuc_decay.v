@@ -1,5 +1,5 @@
-// npuc_decay: y = R(x * MULT / 2^SHIFT) with the profile's rounding R (npuc.sim.int_kernels.decay):
-//   ROUND 0 trunc0 (toward zero), 1 floor, 2 round_half_up (floor(p / 2^SHIFT + 1/2)).
+// npuc_decay: y = R(x * MULT / 2^SHIFT) with the profile's rounding R (npuc.sim.int_kernels.decay;
+// ROUND as npuc_rshift: 0 trunc0, 1 floor, 2 round_half_up).
 // The product is exact in W bits (the emitter sizes W from the operand ranges).
 `default_nettype none
 module npuc_decay #(
@@ -11,19 +11,14 @@ module npuc_decay #(
     input  wire signed [W-1:0] x,
     output wire signed [W-1:0] y
 );
-    wire signed [W-1:0] p = x * MULT;
     generate
-        if (ROUND == 0) begin : g_trunc0
-            wire signed [W-1:0] neg = -p;
-            wire signed [W-1:0] mag = p[W-1] ? neg : p;
-            wire signed [W-1:0] q = mag >>> SHIFT;
-            assign y = p[W-1] ? -q : q;
-        end else if (ROUND == 2) begin : g_half_up
-            localparam signed [W-1:0] HALF = {{(W-SHIFT){1'b0}}, 1'b1, {(SHIFT-1){1'b0}}};
-            wire signed [W-1:0] ph = p + HALF;
-            assign y = ph >>> SHIFT;
-        end else begin : g_floor
-            assign y = p >>> SHIFT;
+        if (MULT == 0) begin : g_zero
+            // R(0) = 0 for every rounding; no shifter (its logic would not fold across the boundary)
+            assign y = {W{1'b0}};
+            wire _unused_ok = &{1'b0, x, 1'b0};
+        end else begin : g_mul
+            wire signed [W-1:0] p = x * MULT;
+            npuc_rshift #(.W(W), .SHIFT(SHIFT), .ROUND(ROUND)) u_shift (.p(p), .q(y));
         end
     endgenerate
 endmodule

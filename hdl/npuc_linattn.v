@@ -40,82 +40,65 @@ module npuc_linattn #(
     parameter integer CW = 4,            // loop counter width, holds max(H, DV) + 1
     parameter integer OIW = 2,           // output index width (H * DV outputs)
     parameter integer OPW = 8,           // output payload width (signed)
-    // gather
-    parameter integer PW = 2,
-    parameter integer IW = 4,
-    parameter integer EAW = 4,
+    // row address widths of the front end's RAM A (query rows) and RAM B (key/value rows)
     parameter integer AAW = 1,
-    parameter integer BAW = 1,
-    parameter integer RWW = 1,
-    parameter integer FB = 2,
-    parameter ROM_FILE = "gather.hex",
-    parameter integer ROM_DEPTH = 1,
-    parameter integer ROM_AW = 1,
-    parameter integer BASE1 = 0,
-    parameter integer BASE2 = 0,
-    parameter integer CAW = 2
+    parameter integer BAW = 1
 ) (
     input  wire                  clk,
     input  wire                  rst,
-    input  wire                  start,
     output reg                   done,
     output wire                  busy,
     input  wire                  step_start,
     input  wire                  first,
-    input  wire [3*EAW-1:0]      ev_count,
-    output wire [2:0]            ev_re,
-    output wire [3*EAW-1:0]      ev_addr,
-    input  wire [3*(PW+IW)-1:0]  ev_data,
-    output wire [2:0]            ev_act,
+    // the Q, K, V rows of the unit's front end (npuc_gather, instantiated next to the core)
+    input  wire                  rows_done,
+    input  wire                  rows_busy,
+    output reg                   rows_clear,
+    output wire                  a_re,
+    output wire [AAW-1:0]        a_raddr,
+    input  wire [DK*FW-1:0]      a_rdata,
+    output wire                  b_re,
+    output wire [BAW-1:0]        b_raddr,
+    input  wire [(DK+DV)*FW-1:0] b_rdata,
     output wire                  ev_wr_en,
     output wire [OPW+OIW-1:0]    ev_wr_data,
     input  wire                  ro_re,
     input  wire [OIW-1:0]        ro_addr,
     output wire [OPW-1:0]        ro_data
 );
-    localparam integer WA = DK * FW;
     localparam integer WB = (DK + DV) * FW;
     localparam integer KP = KC * L;      // padded key row
-    localparam [31:0] H32 = H;
     localparam [31:0] DV32 = DV;
     localparam [31:0] DK32 = DK;
     localparam [31:0] KC32 = KC;
     localparam [31:0] L32 = L;
 
-    // ---- gather ----
-    wire g_done;
-    wire g_busy;
-    wire g_clearing;
-    reg  g_clear;
-    wire a_re;
-    wire [AAW-1:0] a_raddr;
-    wire [WA-1:0] a_rdata;
-    wire b_re;
-    wire [BAW-1:0] b_raddr;
-    wire [WB-1:0] b_rdata;
-    npuc_gather #(
-        .PW(PW), .IW(IW), .EAW(EAW), .FW(FW), .WA(WA), .DA(H), .AAW(AAW), .WB(WB), .DB(H), .BAW(BAW),
-        .RWW(RWW), .FB(FB), .ROM_FILE(ROM_FILE), .ROM_DEPTH(ROM_DEPTH), .ROM_AW(ROM_AW), .BASE1(BASE1),
-        .BASE2(BASE2), .CAW(CAW)
-    ) u_gather (
-        .clk(clk), .rst(rst), .start(start), .done(g_done), .busy(g_busy), .clear(g_clear),
-        .clearing_o(g_clearing), .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_data(ev_data),
-        .act(ev_act), .a_re(a_re), .a_raddr(a_raddr), .a_rdata(a_rdata), .b_re(b_re), .b_raddr(b_raddr),
-        .b_rdata(b_rdata));
 
-    // ---- loop: LOAD reads the rows of head h, RUN walks (c, k) ----
+    // ---- loop: LOAD reads the rows of head h, RUN walks (c, k): chunk k innermost, then the value
+    //      channel c, then the head h (npuc_wincnt, advancing in RUN) ----
     localparam [1:0] S_IDLE = 2'd0, S_LOAD = 2'd1, S_RUN = 2'd2, S_DRAIN = 2'd3;
     reg [1:0] st;
-    reg [CW-1:0] ch;
-    reg [CW-1:0] cc;
-    reg [KCB-1:0] kc;
+    wire [CW-1:0] ch;
+    wire [CW-1:0] cc;
+    wire [KCB-1:0] kc;
+    wire l_gv;
+    wire l_valid;
+    wire l_last;
+    wire l_free;
+    wire l_step1;
+    wire l_next_head;
+    npuc_wincnt #(.B0(KCB), .B1(CW), .B2(CW), .M0(KC - 1), .M1(DV - 1), .M2(H - 1)) u_loop (
+        .clk(clk), .rst(rst), .take((st == S_IDLE) && rows_done), .adv(st == S_RUN), .m0({KCB{1'b0}}),
+        .m1({CW{1'b0}}), .m2({CW{1'b0}}), .empty(1'b0), .gv(l_gv), .c0(kc), .c1(cc), .c2(ch), .valid(l_valid),
+        .last(l_last), .free(l_free), .step1(l_step1), .step2(l_next_head));
+    wire _unused_loop = &{1'b0, l_gv, l_valid, l_free, l_step1, 1'b0};
     reg [2:0] drain;
     wire [31:0] h32 = {{(32-CW){1'b0}}, ch};
     wire [31:0] c32 = {{(32-CW){1'b0}}, cc};
     wire [31:0] kc32 = {{(32-KCB){1'b0}}, kc};
     wire [31:0] row32 = h32 * DV32 + c32;
     wire [31:0] sa32 = row32 * KC32 + kc32;
-    assign busy = g_busy || (st != S_IDLE);
+    assign busy = rows_busy || (st != S_IDLE);
     wire load = (st == S_LOAD);
     assign a_re = load;
     assign a_raddr = load ? h32[AAW-1:0] : {AAW{1'b0}};
@@ -123,8 +106,6 @@ module npuc_linattn #(
     assign b_raddr = load ? h32[BAW-1:0] : {BAW{1'b0}};
     wire run = (st == S_RUN);
     wire kc_last = (kc32 == KC32 - 32'd1);
-    wire c_last = (c32 == DV32 - 32'd1);
-    wire h_last = (h32 == H32 - 32'd1);
 
     // ---- stage A (run): fields of this (c, k) chunk, state and decay reads ----
     wire [KP*FW-1:0] kpad = {{((KP-DK)*FW){1'b0}}, b_rdata[DK*FW-1:0]};
@@ -209,17 +190,14 @@ module npuc_linattn #(
     npuc_ram #(.WIDTH(OPW), .DEPTH(H * DV), .AW(OIW)) u_out (
         .clk(clk), .we(cv), .waddr(crow), .wdata(yo[OPW-1:0]),
         .re(ro_re && !busy), .raddr(ro_addr), .rdata(ro_data));
-    wire _unused_ok = &{1'b0, yo[W-1:OPW], row32, sa32, ksh, qsh, vsh, g_clearing, step_start, 1'b0};
+    wire _unused_ok = &{1'b0, yo[W-1:OPW], row32, sa32, ksh, qsh, vsh, step_start, 1'b0};
 
     always @(posedge clk) begin
         if (rst) begin
             st <= S_IDLE;
-            ch <= {CW{1'b0}};
-            cc <= {CW{1'b0}};
-            kc <= {KCB{1'b0}};
             drain <= 3'd0;
             done <= 1'b0;
-            g_clear <= 1'b0;
+            rows_clear <= 1'b0;
             bv <= 1'b0;
             b_first_chunk <= 1'b0;
             b_last_chunk <= 1'b0;
@@ -235,7 +213,7 @@ module npuc_linattn #(
             crow <= {OIW{1'b0}};
         end else begin
             done <= 1'b0;
-            g_clear <= 1'b0;
+            rows_clear <= 1'b0;
             // stage A -> B
             bv <= run;
             b_first_chunk <= (kc32 == 32'd0);
@@ -252,30 +230,14 @@ module npuc_linattn #(
             cy <= ytot;
             crow <= brow;
             case (st)
-                S_IDLE: if (g_done) begin
-                    st <= S_LOAD;
-                    ch <= {CW{1'b0}};
-                    cc <= {CW{1'b0}};
-                    kc <= {KCB{1'b0}};
-                end
+                S_IDLE: if (rows_done) st <= S_LOAD;
                 S_LOAD: st <= S_RUN;
                 S_RUN: begin
-                    if (!kc_last) begin
-                        kc <= kc + 1'b1;
-                    end else begin
-                        kc <= {KCB{1'b0}};
-                        if (!c_last) begin
-                            cc <= cc + 1'b1;
-                        end else begin
-                            cc <= {CW{1'b0}};
-                            if (h_last) begin
-                                st <= S_DRAIN;
-                                drain <= 3'd0;
-                            end else begin
-                                ch <= ch + 1'b1;
-                                st <= S_LOAD;
-                            end
-                        end
+                    if (l_last) begin
+                        st <= S_DRAIN;
+                        drain <= 3'd0;
+                    end else if (l_next_head) begin
+                        st <= S_LOAD;
                     end
                 end
                 default: begin  // S_DRAIN: stages B and C empty out
@@ -283,7 +245,7 @@ module npuc_linattn #(
                     if (drain == 3'd2) begin
                         st <= S_IDLE;
                         done <= 1'b1;
-                        g_clear <= 1'b1;
+                        rows_clear <= 1'b1;
                     end
                 end
             endcase

@@ -13,6 +13,6 @@ module npuc_mulshift #(
 );
     wire signed [W-1:0] a = {{(W-AW){acc[AW-1]}}, acc};
     wire signed [W-1:0] p = a * MULT;
-    assign y = p >>> SHIFT;
+    npuc_rshift #(.W(W), .SHIFT(SHIFT), .ROUND(1)) u_shift (.p(p), .q(y));
 endmodule
 `default_nettype wire

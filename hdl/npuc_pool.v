@@ -69,49 +69,40 @@ module npuc_pool #(
         .fv(fv), .fpay(fpay), .fidx(fidx), .from(rom), .ftake(g_take), .fdone(fdone));
     wire _unused_idx = &{1'b0, fidx, 1'b0};
 
-    // ---- ACC: window generator ----------------------------------------------------------------
-    reg            gv;
+    // ---- ACC: window generator (dx innermost, then dy) -----------------------------------------
+    wire           gv;
     reg  [QW-1:0]  gw0;
     reg  [NYB-1:0] gny;
     reg  [NXB-1:0] gnx;
-    reg  [NYB-1:0] dy;
-    reg  [NXB-1:0] dx;
+    wire [NYB-1:0] dy;
+    wire [NXB-1:0] dx;
+    wire           dz;
     reg  signed [PWI-1:0] gpay;
-    wire gempty = (gny == {NYB{1'b0}}) || (gnx == {NXB{1'b0}});
-    wire dx_last = (dx == gnx - 1'b1);
-    wire dy_last = (dy == gny - 1'b1);
-    wire g_last = gv && (gempty || (dx_last && dy_last));
-    assign g_take = fv && (!gv || g_last);
-    wire op_valid = gv && !gempty;
+    wire           g_free;
+    wire           op_valid;
+    wire           g_last;
+    wire           g_step1;
+    wire           g_step2;
+    assign g_take = fv && g_free;
+    npuc_wincnt #(.B0(NXB), .B1(NYB), .M2(0), .EMPTY(1)) u_win (
+        .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .m0(gnx - 1'b1), .m1(gny - 1'b1), .m2(1'b0),
+        .empty((gny == {NYB{1'b0}}) || (gnx == {NXB{1'b0}})), .gv(gv), .c0(dx), .c1(dy), .c2(dz),
+        .valid(op_valid), .last(g_last), .free(g_free), .step1(g_step1), .step2(g_step2));
+    wire _unused_win = &{1'b0, dz, g_last, g_step1, g_step2, 1'b0};
     wire [31:0] w32 = {{(32-QW){1'b0}}, gw0} + {{(32-NYB){1'b0}}, dy} * OWP32 + {{(32-NXB){1'b0}}, dx};
     wire [QW-1:0] op_addr = w32[QW-1:0];
     wire _unused_w = &{1'b0, w32[31:QW], 1'b0};
     always @(posedge clk) begin
         if (rst) begin
-            gv <= 1'b0;
             gw0 <= {QW{1'b0}};
             gny <= {NYB{1'b0}};
             gnx <= {NXB{1'b0}};
-            dy <= {NYB{1'b0}};
-            dx <= {NXB{1'b0}};
             gpay <= {PWI{1'b0}};
         end else if (g_take) begin
-            gv <= 1'b1;
             gw0 <= rom[QW-1:0];
             gny <= rom[QW+NYB-1:QW];
             gnx <= rom[QW+NYB+NXB-1:QW+NYB];
-            dy <= {NYB{1'b0}};
-            dx <= {NXB{1'b0}};
             gpay <= fpay;
-        end else if (g_last) begin
-            gv <= 1'b0;
-        end else if (gv) begin
-            if (!dx_last) begin
-                dx <= dx + 1'b1;
-            end else begin
-                dx <= {NXB{1'b0}};
-                dy <= dy + 1'b1;
-            end
         end
     end
 

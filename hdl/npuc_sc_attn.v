@@ -38,68 +38,38 @@ module npuc_sc_attn #(
     parameter integer CW = 4,            // loop counter width, holds max(H, N, M, DV) + 1
     parameter integer OIW = 4,           // output index width
     parameter integer OPW = 2,           // output event payload width
-    // gather
-    parameter integer PW = 2,
-    parameter integer IW = 4,
-    parameter integer EAW = 4,
+    // row address widths of the front end's RAM A (query rows) and RAM B (key/value rows)
     parameter integer AAW = 2,
-    parameter integer BAW = 2,
-    parameter integer RWW = 2,
-    parameter integer FB = 2,
-    parameter ROM_FILE = "gather.hex",
-    parameter integer ROM_DEPTH = 1,
-    parameter integer ROM_AW = 1,
-    parameter integer BASE1 = 0,
-    parameter integer BASE2 = 0,
-    parameter integer CAW = 2
+    parameter integer BAW = 2
 ) (
     input  wire                  clk,
     input  wire                  rst,
-    input  wire                  start,
     output reg                   done,
     output wire                  busy,
     input  wire                  step_start,
     input  wire                  first,
-    input  wire [3*EAW-1:0]      ev_count,
-    output wire [2:0]            ev_re,
-    output wire [3*EAW-1:0]      ev_addr,
-    input  wire [3*(PW+IW)-1:0]  ev_data,
-    output wire [2:0]            ev_act,
+    // the Q, K, V rows of the unit's front end (npuc_gather, instantiated next to the core)
+    input  wire                  rows_done,
+    input  wire                  rows_busy,
+    output reg                   rows_clear,
+    output wire                  a_re,
+    output wire [AAW-1:0]        a_raddr,
+    input  wire [DK-1:0]         a_rdata,
+    output wire                  b_re,
+    output wire [BAW-1:0]        b_raddr,
+    input  wire [DK+DV-1:0]      b_rdata,
     output wire                  ev_wr_en,
     output wire [OPW+OIW-1:0]    ev_wr_data,
     input  wire                  ro_re,
     input  wire [OIW-1:0]        ro_addr,
     output wire [0:0]            ro_data
 );
-    localparam integer HN = H * N;
-    localparam integer HM = H * M;
-    localparam [31:0] H32 = H;
     localparam [31:0] N32 = N;
     localparam [31:0] M32 = M;
     localparam [31:0] DV32 = DV;
     localparam [D1W-1:0] MX1 = {{(D1W-BITS){1'b0}}, {BITS{1'b1}}};
     localparam [D2W-1:0] MX2 = {{(D2W-BITS){1'b0}}, {BITS{1'b1}}};
 
-    // ---- gather ----
-    wire g_done;
-    wire g_busy;
-    wire g_clearing;
-    reg  g_clear;
-    wire a_re;
-    wire [AAW-1:0] a_raddr;
-    wire [DK-1:0] a_rdata;
-    wire b_re;
-    wire [BAW-1:0] b_raddr;
-    wire [DK+DV-1:0] b_rdata;
-    npuc_gather #(
-        .PW(PW), .IW(IW), .EAW(EAW), .FW(1), .WA(DK), .DA(HN), .AAW(AAW), .WB(DK + DV), .DB(HM), .BAW(BAW),
-        .RWW(RWW), .FB(FB), .ROM_FILE(ROM_FILE), .ROM_DEPTH(ROM_DEPTH), .ROM_AW(ROM_AW), .BASE1(BASE1),
-        .BASE2(BASE2), .CAW(CAW)
-    ) u_gather (
-        .clk(clk), .rst(rst), .start(start), .done(g_done), .busy(g_busy), .clear(g_clear),
-        .clearing_o(g_clearing), .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_data(ev_data),
-        .act(ev_act), .a_re(a_re), .a_raddr(a_raddr), .a_rdata(a_rdata), .b_re(b_re), .b_raddr(b_raddr),
-        .b_rdata(b_rdata));
     wire [DK-1:0] qrow = a_rdata;
     wire [DK-1:0] krow = b_rdata[DK-1:0];
     wire [DV-1:0] vrow = b_rdata[DK+DV-1:DK];
@@ -117,19 +87,35 @@ module npuc_sc_attn #(
     //      S_EMIT evaluates the DV outputs of the row ----
     localparam [1:0] S_IDLE = 2'd0, S_PAIR = 2'd1, S_LAST = 2'd2, S_EMIT = 2'd3;
     reg [1:0] st;
-    reg [CW-1:0] ch;
-    reg [CW-1:0] ci;
     reg [CW-1:0] cj;
     reg [CW-1:0] cd;
     reg sv;                              // a pair's rows are on the RAM outputs
+    // rows (h, i): query i innermost, then head h, one step at the end of each row's outputs
+    wire [CW-1:0] ch;
+    wire [CW-1:0] ci;
     wire [31:0] h32 = {{(32-CW){1'b0}}, ch};
     wire [31:0] i32 = {{(32-CW){1'b0}}, ci};
     wire [31:0] j32 = {{(32-CW){1'b0}}, cj};
     wire [31:0] d32 = {{(32-CW){1'b0}}, cd};
+    wire row_last_out = (d32 == DV32 - 32'd1);
+    wire row_end = (st == S_EMIT) && row_last_out;
+    wire rows_last;
+    wire r_gv;
+    wire r_valid;
+    wire r_free;
+    wire r_step1;
+    wire r_step2;
+    wire r_c2;
+    npuc_wincnt #(.B0(CW), .B1(CW), .M0(N - 1), .M1(H - 1), .M2(0)) u_rows (
+        .clk(clk), .rst(rst), .take((st == S_IDLE) && rows_done), .adv(row_end), .m0({CW{1'b0}}),
+        .m1({CW{1'b0}}), .m2(1'b0), .empty(1'b0),
+        .gv(r_gv), .c0(ci), .c1(ch), .c2(r_c2), .valid(r_valid), .last(rows_last), .free(r_free),
+        .step1(r_step1), .step2(r_step2));
+    wire _unused_rows = &{1'b0, r_gv, r_valid, r_free, r_step1, r_step2, r_c2, 1'b0};
     wire [31:0] qa32 = h32 * N32 + i32;
     wire [31:0] ka32 = h32 * M32 + j32;
     wire [31:0] oa32 = qa32 * DV32 + d32;
-    assign busy = g_busy || (st != S_IDLE);
+    assign busy = rows_busy || (st != S_IDLE);
     wire p_issue = (st == S_PAIR);
     assign a_re = p_issue;
     assign a_raddr = p_issue ? qa32[AAW-1:0] : {AAW{1'b0}};
@@ -166,11 +152,9 @@ module npuc_sc_attn #(
     npuc_ram #(.WIDTH(1), .DEPTH(H * N * DV), .AW(OIW)) u_out (
         .clk(clk), .we(o_step), .waddr(oa32[OIW-1:0]), .wdata(o_bit),
         .re(ro_re && !busy), .raddr(ro_addr), .rdata(ro_data));
-    wire _unused_ok = &{1'b0, qa32, ka32, oa32, c2sh, g_clearing, 1'b0};
+    wire _unused_ok = &{1'b0, qa32, ka32, oa32, c2sh, 1'b0};
 
     wire row_last_key = (j32 == M32 - 32'd1);
-    wire row_last_out = (d32 == DV32 - 32'd1);
-    wire rows_done = (h32 == H32 - 32'd1) && (i32 == N32 - 32'd1);
     genvar d;
     generate
         for (d = 0; d < DV; d = d + 1) begin : g_count
@@ -184,22 +168,18 @@ module npuc_sc_attn #(
     always @(posedge clk) begin
         if (rst) begin
             st <= S_IDLE;
-            ch <= {CW{1'b0}};
-            ci <= {CW{1'b0}};
             cj <= {CW{1'b0}};
             cd <= {CW{1'b0}};
             sv <= 1'b0;
             done <= 1'b0;
-            g_clear <= 1'b0;
+            rows_clear <= 1'b0;
         end else begin
             done <= 1'b0;
-            g_clear <= 1'b0;
+            rows_clear <= 1'b0;
             sv <= p_issue;
             case (st)
-                S_IDLE: if (g_done) begin
+                S_IDLE: if (rows_done) begin
                     st <= S_PAIR;
-                    ch <= {CW{1'b0}};
-                    ci <= {CW{1'b0}};
                     cj <= {CW{1'b0}};
                 end
                 S_PAIR: begin
@@ -217,18 +197,12 @@ module npuc_sc_attn #(
                 default: begin  // S_EMIT
                     if (!row_last_out) begin
                         cd <= cd + 1'b1;
-                    end else if (rows_done) begin
+                    end else if (rows_last) begin
                         st <= S_IDLE;
                         done <= 1'b1;
-                        g_clear <= 1'b1;
+                        rows_clear <= 1'b1;
                     end else begin
                         st <= S_PAIR;
-                        if (i32 != N32 - 32'd1) begin
-                            ci <= ci + 1'b1;
-                        end else begin
-                            ci <= {CW{1'b0}};
-                            ch <= ch + 1'b1;
-                        end
                     end
                 end
             endcase

@@ -86,11 +86,8 @@ module npuc_syn #(
     localparam [31:0] L32 = L;
 
     reg running;
-    reg clearing;
     reg start_pending;
-    reg [AAW-1:0] caddr;
-    localparam [31:0] ADEPTH32 = ADEPTH;
-    wire [31:0] caddr32 = {{(32-AAW){1'b0}}, caddr};
+    wire clearing;
     wire go = (start || start_pending) && !clearing;
     assign busy = running;
 
@@ -108,26 +105,24 @@ module npuc_syn #(
         .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_data(ev_data),
         .fv(fv), .fpay(fpay), .fidx(fidx), .from(rom), .ftake(g_take), .fdone(fdone));
 
-    // ---- G: address generator state ---------------------------------------------------------
-    reg         gv;
-    reg  [KCB-1:0] k;
+    // ---- G: address generator: chunk k innermost (npuc_wincnt level 0), then the conv taps ----
+    wire        gv;
+    wire [KCB-1:0] k;
     wire [31:0] k32 = {{(32-KCB){1'b0}}, k};
     reg  signed [PW-1:0] gpay;
-    wire        g_last;
-    wire        g_free = !gv || g_last;
-    assign      g_take = fv && g_free;
+    wire        g_free;
     wire        op_valid;
+    wire        g_step1;
+    wire        g_step2;
+    assign      g_take = fv && g_free;
     wire [31:0] op_waddr;
     wire [31:0] op_aaddr;
-    wire        k_last = (k32 == KC32 - 32'd1);
 
     // ---- M: memory read done, add and write ---------------------------------------------------
     reg            mv;
     reg  [L-1:0]   mmask;
     reg  signed [PW-1:0] mpay;
     reg  [AAW-1:0] maddr;
-    reg            fwd_v;
-    reg  [AAW-1:0] fwd_addr;
     wire [L*WW-1:0] wrow;
     wire [L-1:0]    op_mask;
 
@@ -162,17 +157,20 @@ module npuc_syn #(
             reg [OB-1:0]  cg_j0;
             reg [NB-1:0]  cg_nu;
             reg [NB-1:0]  cg_nv;
-            reg [NB-1:0]  ku;
-            reg [NB-1:0]  kv;
             reg [KB-1:0]  cu;
             reg [KB-1:0]  cv;
             reg [OB-1:0]  ci_;
             reg [OB-1:0]  cj;
-            reg           gempty;
-            wire kv_last = (kv == cg_nv - 1'b1);
-            wire ku_last = (ku == cg_nu - 1'b1);
-            assign g_last = gv && (gempty || (k_last && kv_last && ku_last));
-            assign op_valid = gv && !gempty;
+            wire [NB-1:0] kv;
+            wire [NB-1:0] ku;
+            wire g_last;
+            // k over the chunks, kv over the kernel columns, ku over the kernel rows
+            npuc_wincnt #(.B0(KCB), .B1(NB), .B2(NB), .M0(KC - 1), .EMPTY(1)) u_win (
+                .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .m0({KCB{1'b0}}), .m1(cg_nv - 1'b1),
+                .m2(cg_nu - 1'b1), .empty((cg_nu == {NB{1'b0}}) || (cg_nv == {NB{1'b0}})), .gv(gv), .c0(k),
+                .c1(kv), .c2(ku), .valid(op_valid), .last(g_last), .free(g_free), .step1(g_step1),
+                .step2(g_step2));
+            wire _unused_win = &{1'b0, kv, ku, g_last, 1'b0};
             wire [31:0] g32 = {{(32-GB){1'b0}}, cg_g};
             wire [31:0] slot = g32 * KC32 + k32;
             wire [31:0] cin = {{(32-CIB){1'b0}}, cg_ci};
@@ -184,11 +182,6 @@ module npuc_syn #(
             assign op_aaddr = (slot * OH32 + i32) * OW32 + j32;
             always @(posedge clk) begin
                 if (rst) begin
-                    gv <= 1'b0;
-                    gempty <= 1'b0;
-                    k <= {KCB{1'b0}};
-                    ku <= {NB{1'b0}};
-                    kv <= {NB{1'b0}};
                     cu <= {KB{1'b0}};
                     cv <= {KB{1'b0}};
                     ci_ <= {OB{1'b0}};
@@ -201,8 +194,6 @@ module npuc_syn #(
                     cg_nv <= {NB{1'b0}};
                     gpay <= {PW{1'b0}};
                 end else if (g_take) begin
-                    gv <= 1'b1;
-                    gempty <= (r_nu == {NB{1'b0}}) || (r_nv == {NB{1'b0}});
                     gpay <= fpay;
                     cg_g <= r_g;
                     cg_ci <= r_ci;
@@ -210,88 +201,59 @@ module npuc_syn #(
                     cg_j0 <= r_j0;
                     cg_nu <= r_nu;
                     cg_nv <= r_nv;
-                    k <= {KCB{1'b0}};
-                    ku <= {NB{1'b0}};
-                    kv <= {NB{1'b0}};
                     cu <= r_u0;
                     ci_ <= r_i0;
                     cv <= r_v0;
                     cj <= r_j0;
-                end else if (g_last) begin
-                    gv <= 1'b0;
-                end else if (gv) begin
-                    if (!k_last) begin
-                        k <= k + 1'b1;
-                    end else begin
-                        k <= {KCB{1'b0}};
-                        if (!kv_last) begin
-                            kv <= kv + 1'b1;
-                            cv <= cv + VSTEPB;
-                            cj <= cj - JSTEPB;
-                        end else begin
-                            kv <= {NB{1'b0}};
-                            cv <= cg_v0;
-                            cj <= cg_j0;
-                            ku <= ku + 1'b1;
-                            cu <= cu + USTEPB;
-                            ci_ <= ci_ - ISTEPB;
-                        end
-                    end
+                end else if (g_step1) begin
+                    cv <= cv + VSTEPB;
+                    cj <= cj - JSTEPB;
+                end else if (g_step2) begin
+                    cv <= cg_v0;
+                    cj <= cg_j0;
+                    cu <= cu + USTEPB;
+                    ci_ <= ci_ - ISTEPB;
                 end
             end
-        end else if (KIND == 2) begin : g_token
-            // decoded fields, LSB first: feature f, token t
-            reg [FEATB-1:0] gf;
-            reg [TOKB-1:0] gt;
-            assign g_last = gv && k_last;
-            assign op_valid = gv;
-            wire [31:0] f32 = {{(32-FEATB){1'b0}}, gf};
-            wire [31:0] t32 = {{(32-TOKB){1'b0}}, gt};
-            assign op_waddr = f32 * KC32 + k32;
+        end else begin : g_flat
+            // dense (KIND 0): weight row = event index j, accumulator row 0;
+            // token-wise dense (KIND 2): decoded {token t, feature f}: weight row f, accumulator row t
+            localparam integer RB = (KIND == 2) ? FEATB : IW;
+            localparam integer TB = (KIND == 2) ? TOKB : 1;
+            wire [RB-1:0] row_in;
+            wire [TB-1:0] tok_in;
+            if (KIND == 2) begin : g_token
+                assign row_in = rom[FEATB-1:0];
+                assign tok_in = rom[TOKB+FEATB-1:FEATB];
+                wire _unused_ok = &{1'b0, fidx, 1'b0};
+            end else begin : g_dense
+                assign row_in = fidx;
+                assign tok_in = 1'b0;
+                wire _unused_ok = &{1'b0, rom, 1'b0};
+            end
+            reg [RB-1:0] grow;
+            reg [TB-1:0] gtok;
+            wire c1;
+            wire c2;
+            wire g_last;
+            npuc_wincnt #(.B0(KCB), .M0(KC - 1), .M1(0), .M2(0)) u_win (
+                .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .m0({KCB{1'b0}}), .m1(1'b0), .m2(1'b0),
+                .empty(1'b0), .gv(gv), .c0(k), .c1(c1),
+                .c2(c2), .valid(op_valid), .last(g_last), .free(g_free), .step1(g_step1), .step2(g_step2));
+            wire [31:0] r32 = {{(32-RB){1'b0}}, grow};
+            wire [31:0] t32 = {{(32-TB){1'b0}}, gtok};
+            assign op_waddr = r32 * KC32 + k32;
             assign op_aaddr = t32 * KC32 + k32;
-            wire _unused_ok = &{1'b0, fidx, 1'b0};
+            wire _unused_win = &{1'b0, c1, c2, g_last, g_step1, g_step2, 1'b0};
             always @(posedge clk) begin
                 if (rst) begin
-                    gv <= 1'b0;
-                    gf <= {FEATB{1'b0}};
-                    gt <= {TOKB{1'b0}};
+                    grow <= {RB{1'b0}};
+                    gtok <= {TB{1'b0}};
                     gpay <= {PW{1'b0}};
-                    k <= {KCB{1'b0}};
                 end else if (g_take) begin
-                    gv <= 1'b1;
-                    gf <= rom[FEATB-1:0];
-                    gt <= rom[TOKB+FEATB-1:FEATB];
+                    grow <= row_in;
+                    gtok <= tok_in;
                     gpay <= fpay;
-                    k <= {KCB{1'b0}};
-                end else if (g_last) begin
-                    gv <= 1'b0;
-                end else if (gv) begin
-                    k <= k + 1'b1;
-                end
-            end
-        end else begin : g_dense
-            reg [IW-1:0] gj;
-            assign g_last = gv && k_last;
-            assign op_valid = gv;
-            wire [31:0] j32 = {{(32-IW){1'b0}}, gj};
-            assign op_waddr = j32 * KC32 + k32;
-            assign op_aaddr = k32;
-            wire _unused_ok = &{1'b0, rom, 1'b0};
-            always @(posedge clk) begin
-                if (rst) begin
-                    gv <= 1'b0;
-                    gj <= {IW{1'b0}};
-                    gpay <= {PW{1'b0}};
-                    k <= {KCB{1'b0}};
-                end else if (g_take) begin
-                    gv <= 1'b1;
-                    gj <= fidx;
-                    gpay <= fpay;
-                    k <= {KCB{1'b0}};
-                end else if (g_last) begin
-                    gv <= 1'b0;
-                end else if (gv) begin
-                    k <= k + 1'b1;
                 end
             end
         end
@@ -311,57 +273,41 @@ module npuc_syn #(
 
     wire _unused_addr = &{1'b0, op_waddr[31:WAW], op_aaddr[31:AAW], 1'b0};
 
+    // ---- accumulators: read-modify-write of the lane deltas ----------------------------------
+    wire [L*AW-1:0] deltas;
     generate
         for (l = 0; l < L; l = l + 1) begin : g_lane
             wire signed [WW-1:0] w = wrow[l*WW +: WW];
             wire signed [AW-1:0] delta;
             if (BINARY != 0) begin : g_bin
                 assign delta = {{(AW-WW){w[WW-1]}}, w};
-                wire _unused_ok = &{1'b0, mpay, 1'b0};
             end else begin : g_mul
                 wire signed [WW+PW-1:0] prod = w * mpay;
                 assign delta = {{(AW-WW-PW){prod[WW+PW-1]}}, prod};
             end
-            wire [AW-1:0] rdata;
-            reg  signed [AW-1:0] fwd;
-            wire signed [AW-1:0] old = (fwd_v && (fwd_addr == maddr)) ? fwd : rdata;
-            wire signed [AW-1:0] sum = old + (mmask[l] ? delta : {AW{1'b0}});
-            always @(posedge clk) begin
-                if (rst) fwd <= {AW{1'b0}};
-                else if (mv) fwd <= sum;
-            end
-            npuc_ram #(.WIDTH(AW), .DEPTH(ADEPTH), .AW(AAW)) u_acc (
-                .clk(clk),
-                .we(running ? mv : (clearing || (nu_clr && nu_clane[l]))),
-                .waddr(running ? maddr : (clearing ? caddr : nu_caddr)),
-                .wdata(running ? sum : {AW{1'b0}}),
-                .re(running ? op_valid : nu_re),
-                .raddr(running ? op_aaddr[AAW-1:0] : nu_raddr),
-                .rdata(rdata));
-            assign nu_rdata[l*AW +: AW] = rdata;
+            assign deltas[l*AW +: AW] = mmask[l] ? delta : {AW{1'b0}};
+        end
+        if (BINARY != 0) begin : g_bin_unused
+            wire _unused_ok = &{1'b0, mpay, 1'b0};
         end
     endgenerate
+    npuc_acc_bank #(.L(L), .AW(AW), .DEPTH(ADEPTH), .AAW(AAW)) u_acc (
+        .clk(clk), .rst(rst), .clear(1'b0), .clearing(clearing), .run(running), .rd_re(op_valid),
+        .rd_addr(op_aaddr[AAW-1:0]), .upd(mv), .upd_addr(maddr), .delta(deltas), .rdata(nu_rdata),
+        .nu_re(nu_re), .nu_raddr(nu_raddr), .nu_clr(nu_clr), .nu_caddr(nu_caddr), .nu_clane(nu_clane));
 
     // ---- control ----------------------------------------------------------------------------
     always @(posedge clk) begin
         if (rst) begin
             running <= 1'b0;
-            clearing <= 1'b1;
             start_pending <= 1'b0;
-            caddr <= {AAW{1'b0}};
             done <= 1'b0;
             mv <= 1'b0;
             mmask <= {L{1'b0}};
             mpay <= {PW{1'b0}};
             maddr <= {AAW{1'b0}};
-            fwd_v <= 1'b0;
-            fwd_addr <= {AAW{1'b0}};
         end else begin
             done <= 1'b0;
-            if (clearing) begin
-                if (caddr32 == ADEPTH32 - 32'd1) clearing <= 1'b0;
-                else caddr <= caddr + 1'b1;
-            end
             start_pending <= (start || start_pending) && clearing;
             if (go) begin
                 running <= 1'b1;
@@ -373,8 +319,6 @@ module npuc_syn #(
             mmask <= op_mask;
             mpay <= gpay;
             maddr <= op_aaddr[AAW-1:0];
-            fwd_v <= mv;
-            fwd_addr <= maddr;
         end
     end
 endmodule

@@ -1,5 +1,5 @@
 // npuc_vdecay: y = R(x * mult / 2^SHIFT) with a run-time multiplier (per-element decays), rounding
-// as npuc.sim.int_kernels.decay: ROUND 0 trunc0 (toward zero), 1 floor, 2 round_half_up.
+// as npuc.sim.int_kernels.decay (ROUND as npuc_rshift: 0 trunc0, 1 floor, 2 round_half_up).
 // The product is formed at its exact width XW + MW (signed operands) and the result is
 // sign-extended to W (the emitter guarantees XW + MW > SHIFT and that y fits W).
 `default_nettype none
@@ -17,19 +17,8 @@ module npuc_vdecay #(
     localparam integer PW = XW + MW;
     wire signed [PW-1:0] p = x * mult;
     wire signed [PW-1:0] q;
+    npuc_rshift #(.W(PW), .SHIFT(SHIFT), .ROUND(ROUND)) u_shift (.p(p), .q(q));
     generate
-        if (ROUND == 0) begin : g_trunc0
-            wire signed [PW-1:0] neg = -p;
-            wire signed [PW-1:0] mag = p[PW-1] ? neg : p;
-            wire signed [PW-1:0] m = mag >>> SHIFT;
-            assign q = p[PW-1] ? -m : m;
-        end else if (ROUND == 2) begin : g_half_up
-            localparam signed [PW-1:0] HALF = {{(PW-SHIFT){1'b0}}, 1'b1, {(SHIFT-1){1'b0}}};
-            wire signed [PW-1:0] ph = p + HALF;
-            assign q = ph >>> SHIFT;
-        end else begin : g_floor
-            assign q = p >>> SHIFT;
-        end
         if (W >= PW) begin : g_ext
             assign y = {{(W-PW){q[PW-1]}}, q};
         end else begin : g_trunc

@@ -11,7 +11,8 @@ engine (`npuc.sim.int_kernels`) bit for bit. Anything without a mapping raises
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from ...ir.ops import (
     SumPool2d,
 )
 from ...sim import lfsr
+from . import lower_attention as la
 from .bounds import (
     Range,
     UnboundedError,
@@ -54,7 +56,7 @@ from .model import (
     Readout,
     Unit,
 )
-from .util import RtlSupportError, ident, pack, vconst, words
+from .util import LoweringTable, RtlSupportError, ident, pack, vconst, words
 
 __all__ = ["lower", "RtlSupportError", "ident", "vconst", "STATIC_MODULES"]
 
@@ -65,9 +67,9 @@ TIMINGS = {"same": 0, "delayed": 1, "delayed_charge": 2}
 SPIKES = {"binary": 0, "ternary": 1, "multilevel": 2, "bernoulli": 3}
 INPUT_KINDS = {"current": 0, "spikes": 1, "rate": 2, "bernoulli": 3, "timecode": 4, "latency": 5}
 MAX_BERNOULLI_BITS = 16
-STATIC_MODULES = ("npuc_ram.v", "npuc_rom.v", "npuc_ovf.v", "npuc_decay.v", "npuc_lif.v", "npuc_lfsr.v",
-                  "npuc_evlist.v", "npuc_evfront.v", "npuc_syn.v", "npuc_pool.v", "npuc_input.v",
-                  "npuc_acc_iter.v", "npuc_syn_post.v")
+STATIC_MODULES = ("npuc_ram.v", "npuc_rom.v", "npuc_ovf.v", "npuc_rshift.v", "npuc_decay.v", "npuc_lif.v",
+                  "npuc_lfsr.v", "npuc_evlist.v", "npuc_evfront.v", "npuc_acc_bank.v", "npuc_wincnt.v", "npuc_syn.v",
+                  "npuc_pool.v", "npuc_input.v", "npuc_acc_iter.v", "npuc_syn_post.v")
 """The static building blocks in ``npuc.hdl`` (copied into every artifact)."""
 
 
@@ -90,6 +92,42 @@ class _Pop:
 # ------------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Ctx:
+    """What the stage lowerings share while one graph is lowered."""
+
+    graph: Graph
+    prof: Any
+    lanes: int
+    pops: dict[str, _Pop] = field(default_factory=dict)
+    paths_of: dict[str, list[SynapsePath]] = field(default_factory=dict)
+    evlists: dict[str, EventList] = field(default_factory=dict)
+    consumers: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    modules: list[str] = field(default_factory=lambda: list(STATIC_MODULES))
+    read_i: set[str] = field(default_factory=set)
+
+    def use(self, modules: tuple[str, ...]) -> None:
+        self.modules += [m for m in modules if m not in self.modules]
+
+
+class _Stage:
+    """How one kind of stage op (a neuron population or an attention unit) is lowered: its output
+    population, what it reads, and its hardware. Registered in `STAGES` by op type."""
+
+    def population(self, ctx: _Ctx, name: str) -> _Pop:
+        raise NotImplementedError
+
+    def read(self, ctx: _Ctx, name: str) -> None:
+        raise NotImplementedError
+
+    def build(self, ctx: _Ctx, name: str, k: int) -> Layer | Unit:
+        raise NotImplementedError
+
+
+STAGES = LoweringTable("stage")
+"""Stage ops (each becomes one stage module), by op type."""
+
+
 def lower(graph: Graph, target) -> Design:
     """Build the `Design` of a quantized graph for an FPGA target.
 
@@ -100,6 +138,37 @@ def lower(graph: Graph, target) -> Design:
     Raises:
         RtlSupportError: an op, option or structure without an RTL mapping.
     """
+    ctx = _Ctx(graph, _check_profile(graph), _lanes(target))
+    graph.verify()
+    stage_names = [n for n in graph.topo_order() if STAGES.find(graph[n].op) is not None]
+    if not stage_names:
+        raise RtlSupportError(f"graph '{graph.name}' has no neuron (LIF) or attention population: nothing to map "
+                              "to hardware")
+    for node in graph.inputs():
+        ctx.pops[node.name] = _input_pop(graph, node.name)
+    # neurons first: an attention unit may read a later neuron's spikes through a delayed edge
+    neurons_first = sorted(stage_names, key=lambda n: not isinstance(STAGES.find(graph[n].op), _NeuronStage))
+    for name in neurons_first:
+        ctx.pops[name] = STAGES.find(graph[name].op).population(ctx, name)
+    for name in stage_names:
+        STAGES.find(graph[name].op).read(ctx, name)
+    ctx.evlists = _evlists(graph, ctx.pops)
+    inputs = _inputs(graph, ctx.evlists, ctx.pops)
+    ctx.read_i = _current_outputs(graph)
+    ctx.consumers = {ev.ident: [] for ev in ctx.evlists.values()}
+    layers = [STAGES.find(graph[name].op).build(ctx, name, k) for k, name in enumerate(stage_names)]
+    readouts, outputs = _readouts(graph, layers)
+    top = f"npuc_{ident(graph.name)}"
+    if f"{top}.v" in ctx.modules + list(la.ATTENTION_MODULES + la.SC_MODULES + la.LINEAR_MODULES):
+        top += "_top"  # e.g. a graph named 'ram'
+    return Design(
+        graph=graph.name, top=top, steps=graph.num_steps, profile=ctx.prof.name, lanes=ctx.lanes,
+        in_w=max(i.xw for i in inputs), out_w=max(r.width for r in readouts),
+        inputs=inputs, layers=layers, evlists=list(ctx.evlists.values()), readouts=readouts,
+        outputs=outputs, consumers=ctx.consumers, static_modules=tuple(ctx.modules))
+
+
+def _check_profile(graph: Graph):
     prof = graph.profile
     if prof is None:
         raise RtlSupportError(f"graph '{graph.name}' has no numeric profile: the RTL backend needs a "
@@ -110,48 +179,43 @@ def lower(graph: Graph, target) -> Design:
     if prof.synapse_delay != 0:
         raise RtlSupportError(f"profile '{prof.name}' has synapse_delay={prof.synapse_delay}; the RTL runs "
                               "layers one after another within a step (synapse_delay 0)")
+    return prof
+
+
+def _lanes(target) -> int:
     lanes = int(target.options.get("lanes", 1)) if target is not None else 1
     if lanes < 1:
         raise RtlSupportError(f"target lanes must be >= 1, got {lanes}")
-    graph.verify()
-    order = graph.topo_order()
-    from . import lower_attention as la
+    return lanes
 
-    stage_names = [n for n in order if isinstance(graph[n].op, (LIF, *la.UNIT_OPS))]
-    lif_names = [n for n in stage_names if isinstance(graph[n].op, LIF)]
-    if not stage_names:
-        raise RtlSupportError(f"graph '{graph.name}' has no neuron (LIF) or attention population: nothing to map "
-                              "to hardware")
 
-    pops: dict[str, _Pop] = {}
-    for node in graph.inputs():
-        pops[node.name] = _input_pop(graph, node.name)
-    for name in lif_names:
-        node = graph[name]
-        lo, hi = _spike_range(name, node.op, prof)
-        pops[name] = _Pop(name, int(np.prod(node.shape)), tuple(node.shape), Range(lo, hi),
-                          node.op.spike in ("binary", "bernoulli"), set())
-    for name in stage_names:
-        node = graph[name]
-        if isinstance(node.op, la.StochasticAttention):
-            pops[name] = _Pop(name, int(np.prod(node.shape)), tuple(node.shape), Range(0, 1), True, set())
-        elif isinstance(node.op, la.LinearAttention):
-            missing = [u.source for u in la.unit_inputs(graph, name) if u.source not in pops]
-            if missing:
-                raise RtlSupportError(f"linear attention '{name}' reads {missing} before they are computed "
-                                      "(a delayed edge from a later attention unit)")
-            pops[name] = _Pop(name, int(np.prod(node.shape)), tuple(node.shape),
-                              la.linear_output_range(graph, name, pops, prof), False, set())
-
-    paths_of: dict[str, list[SynapsePath]] = {}
-    inputs_of: dict[str, list] = {}
-    for name in stage_names:
-        if name not in lif_names:
-            inputs_of[name] = la.unit_inputs(graph, name)
-            for u in inputs_of[name]:
-                _check_source(graph, name, u.source, pops)
-                pops[u.source].delays.add(u.delay)
+def _evlists(graph: Graph, pops: dict[str, _Pop]) -> dict[str, EventList]:
+    """One event list per population that is read (and per Input): two banks when a delayed edge
+    reads the previous step's events."""
+    evlists: dict[str, EventList] = {}
+    for pname, pop in pops.items():
+        if not pop.delays and not isinstance(graph[pname].op, Input):
             continue
+        banks = 2 if 1 in pop.delays else 1
+        iaw = unsigned_bits(pop.n)
+        evlists[pname] = EventList(
+            ident=f"u_ev_{len(evlists)}_{ident(pname)}", pop=pname, n=pop.n, iw=unsigned_bits(pop.n - 1),
+            pw=max(2, pop.payload.bits), iaw=iaw, maw=max(iaw, unsigned_bits(banks * pop.n - 1)), banks=banks)
+    return evlists
+
+
+@STAGES.register(LIF)
+class _NeuronStage(_Stage):
+    """A LIF population: its synapse paths (`PATHS`) and the neuron unit (`_layer`)."""
+
+    def population(self, ctx: _Ctx, name: str) -> _Pop:
+        node = ctx.graph[name]
+        lo, hi = _spike_range(name, node.op, ctx.prof)
+        return _Pop(name, int(np.prod(node.shape)), tuple(node.shape), Range(lo, hi),
+                    node.op.spike in ("binary", "bernoulli"), set())
+
+    def read(self, ctx: _Ctx, name: str) -> None:
+        graph, pops = ctx.graph, ctx.pops
         try:
             sps = neuron_paths(graph, name)
         except StructureError as e:
@@ -168,62 +232,75 @@ def lower(graph: Graph, target) -> Design:
                 raise RtlSupportError(f"path {' -> '.join([src, *sp.nodes])} into '{name}' has delay {sp.delay}; "
                                       "the RTL keeps one step of history (delay 0 or 1)")
             pops[src].delays.add(sp.delay)
-        paths_of[name] = sps
+        ctx.paths_of[name] = sps
 
-    evlists: dict[str, EventList] = {}
-    for pname, pop in pops.items():
-        if not pop.delays and not isinstance(graph[pname].op, Input):
-            continue
-        banks = 2 if 1 in pop.delays else 1
-        iaw = unsigned_bits(pop.n)
-        evlists[pname] = EventList(
-            ident=f"u_ev_{len(evlists)}_{ident(pname)}", pop=pname, n=pop.n, iw=unsigned_bits(pop.n - 1),
-            pw=max(2, pop.payload.bits), iaw=iaw, maw=max(iaw, unsigned_bits(banks * pop.n - 1)), banks=banks)
+    def build(self, ctx: _Ctx, name: str, k: int) -> Layer:
+        lowered = []
+        for i, sp in enumerate(ctx.paths_of[name]):
+            item = _path(ctx, name, k, i, sp)
+            p = item[0]
+            if isinstance(p, AttnPath):
+                for port, src in zip("qkv", p.gather.sources):
+                    ctx.consumers[src.ident].append((k, f"p{i}{port}"))
+                ctx.use(la.ATTENTION_MODULES)
+            else:
+                ctx.consumers[p.source.ident].append((k, f"p{i}"))
+                if p.maxpool is not None:
+                    ctx.use(("npuc_acc_max.v",))
+            lowered.append(item)
+        return _layer(ctx.graph, name, k, lowered, ctx.prof, ctx.evlists.get(name), ident(ctx.graph.name),
+                      name in ctx.read_i)
 
-    inputs = _inputs(graph, evlists, pops)
-    read_i = _current_outputs(graph)
-    layers: list = []
-    consumers: dict[str, list[tuple[int, str]]] = {ev.ident: [] for ev in evlists.values()}
-    modules = list(STATIC_MODULES)
-    gid = ident(graph.name)
-    for k, name in enumerate(stage_names):
-        op = graph[name].op
-        if isinstance(op, la.StochasticAttention):
-            unit = la.sc_unit(graph, name, k, pops, evlists, evlists.get(name), gid)
-            extra = la.SC_MODULES
-        elif isinstance(op, la.LinearAttention):
-            unit = la.linear_unit(graph, name, k, pops, evlists, evlists.get(name), prof, lanes, gid)
-            extra = la.LINEAR_MODULES
-        else:
-            lowered = []
-            for i, sp in enumerate(paths_of[name]):
-                item = _path(graph, name, k, i, sp, pops, evlists, prof, lanes)
-                p = item[0]
-                if isinstance(p, AttnPath):
-                    for port, src in zip("qkv", p.gather.sources):
-                        consumers[src.ident].append((k, f"p{i}{port}"))
-                    modules += [m for m in la.ATTENTION_MODULES if m not in modules]
-                else:
-                    consumers[p.source.ident].append((k, f"p{i}"))
-                    if p.maxpool is not None and "npuc_acc_max.v" not in modules:
-                        modules.append("npuc_acc_max.v")
-                lowered.append(item)
-            layers.append(_layer(graph, name, k, lowered, prof, evlists.get(name), gid, name in read_i))
-            continue
+
+class _UnitStage(_Stage):
+    """An attention unit (`npuc.backends.rtl.lower_attention`): reads Q, K, V through its gather."""
+
+    modules: tuple[str, ...] = ()
+
+    def read(self, ctx: _Ctx, name: str) -> None:
+        for u in la.unit_inputs(ctx.graph, name):
+            _check_source(ctx.graph, name, u.source, ctx.pops)
+            ctx.pops[u.source].delays.add(u.delay)
+
+    def unit(self, ctx: _Ctx, name: str, k: int) -> Unit:
+        raise NotImplementedError
+
+    def build(self, ctx: _Ctx, name: str, k: int) -> Unit:
+        unit = self.unit(ctx, name, k)
         for port, src in zip("qkv", unit.gather.sources):
-            consumers[src.ident].append((k, port))
-        modules += [m for m in extra if m not in modules]
-        layers.append(unit)
+            ctx.consumers[src.ident].append((k, port))
+        ctx.use(self.modules)
+        return unit
 
-    readouts, outputs = _readouts(graph, layers)
-    top = f"npuc_{gid}"
-    if f"{top}.v" in modules + list(la.ATTENTION_MODULES + la.SC_MODULES + la.LINEAR_MODULES):
-        top += "_top"  # e.g. a graph named 'ram'
-    return Design(
-        graph=graph.name, top=top, steps=graph.num_steps, profile=prof.name, lanes=lanes,
-        in_w=max(i.xw for i in inputs), out_w=max(r.width for r in readouts),
-        inputs=inputs, layers=layers, evlists=list(evlists.values()), readouts=readouts,
-        outputs=outputs, consumers=consumers, static_modules=tuple(modules))
+
+@STAGES.register(la.StochasticAttention)
+class _ScStage(_UnitStage):
+    modules = la.SC_MODULES
+
+    def population(self, ctx: _Ctx, name: str) -> _Pop:
+        node = ctx.graph[name]
+        return _Pop(name, int(np.prod(node.shape)), tuple(node.shape), Range(0, 1), True, set())
+
+    def unit(self, ctx: _Ctx, name: str, k: int) -> Unit:
+        return la.sc_unit(ctx.graph, name, k, ctx.pops, ctx.evlists, ctx.evlists.get(name), ident(ctx.graph.name))
+
+
+@STAGES.register(la.LinearAttention)
+class _LinearStage(_UnitStage):
+    modules = la.LINEAR_MODULES
+
+    def population(self, ctx: _Ctx, name: str) -> _Pop:
+        graph, node = ctx.graph, ctx.graph[name]
+        missing = [u.source for u in la.unit_inputs(graph, name) if u.source not in ctx.pops]
+        if missing:
+            raise RtlSupportError(f"linear attention '{name}' reads {missing} before they are computed "
+                                  "(a delayed edge from a later attention unit)")
+        return _Pop(name, int(np.prod(node.shape)), tuple(node.shape),
+                    la.linear_output_range(graph, name, ctx.pops, ctx.prof), False, set())
+
+    def unit(self, ctx: _Ctx, name: str, k: int) -> Unit:
+        return la.linear_unit(ctx.graph, name, k, ctx.pops, ctx.evlists, ctx.evlists.get(name), ctx.prof,
+                              ctx.lanes, ident(ctx.graph.name))
 
 
 def _check_source(graph: Graph, stage: str, src: str, pops: dict[str, _Pop]) -> None:
@@ -306,53 +383,116 @@ def _inputs(graph: Graph, evlists: dict[str, EventList], pops: dict[str, _Pop]) 
 # -- synapse paths ------------------------------------------------------------------------------
 
 
-def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[str, _Pop],
-          evlists: dict[str, EventList], prof, lanes: int) -> tuple[Path | AttnPath, Range, Range, int, str]:
+PATHS = LoweringTable("weighted op")
+"""Path lowerings that replace the synapse engine (`_synapse_path`), by weighted op type."""
+
+PRE_OPS = LoweringTable("op before the weighted op")
+"""Ops between a path's source and its weighted op, folded into the event decode, by op type."""
+
+WEIGHTS = LoweringTable("synapse engine")
+"""Weight memory and address decode of the synapse engine (`npuc_syn` KIND), by weighted op type."""
+
+_PathResult = tuple[Path | AttnPath, Range, Range, int, str]
+
+
+@dataclass
+class _PathIn:
+    """A synapse path's input as the ops before its weighted op reshape it: ``arr`` maps the
+    weighted op's input positions to event indices of the list the engine reads."""
+
+    where: str
+    arr: np.ndarray
+    payload: Range
+    binary: bool
+    source_ev: EventList
+    k: int
+    i: int
+    pool: PoolUnit | None = None
+    iw: int = 0
+    eaw: int = 0
+    pw: int = 0
+
+
+def _path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath) -> _PathResult:
     """The path's hardware plus what the neuron side needs for widths: the accumulator range,
     the synapse bias range and the convolution overflow rule."""
     where = f"path {i} ({' -> '.join([sp.source.node, *sp.nodes, lif])})"
-    if sp.weighted is not None and type(graph[sp.weighted].op).__name__ == "SpikeAttention":
-        from .lower_attention import attn_path
+    rule = PATHS.find(ctx.graph[sp.weighted].op) if sp.weighted is not None else None
+    return (rule or _synapse_path)(ctx, lif, k, i, sp, where)
 
-        return attn_path(graph, lif, k, i, sp, pops, evlists, lanes)
+
+@PATHS.register(la.SpikeAttention)
+def _attention_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: str) -> _PathResult:
+    return la.attn_path(ctx.graph, lif, k, i, sp, ctx.pops, ctx.evlists, ctx.lanes)
+
+
+@PRE_OPS.register(Reshape)
+def _pre_reshape(graph: Graph, name: str, op: Reshape, x: _PathIn) -> None:
+    x.arr = x.arr.reshape(graph[name].shape)
+
+
+@PRE_OPS.register(Permute)
+def _pre_permute(graph: Graph, name: str, op: Permute, x: _PathIn) -> None:
+    x.arr = x.arr.transpose(op.dims)
+
+
+@PRE_OPS.register(SumPool2d, MaxPool2d)
+def _pre_pool(graph: Graph, name: str, op, x: _PathIn) -> None:
+    if x.pool is not None:
+        raise RtlSupportError(f"{x.where}: two pooling ops in one path ('{x.pool.nodes[0]}', '{name}')")
+    pool = x.pool = _pool(graph, name, x.arr, x.payload, x.binary, x.source_ev, x.k, x.i)
+    x.arr = np.arange(pool.nq).reshape(graph[name].shape)
+    area = _area(op)
+    x.payload = Range(0, 1) if pool.is_or else Range(min(0, x.payload.lo * area), max(0, x.payload.hi * area))
+    x.iw, x.eaw, x.pw = pool.qw, pool.qcw, pool.pw
+
+
+def _path_input(ctx: _Ctx, k: int, i: int, sp: SynapsePath, where: str) -> _PathIn:
+    """Fold the ops before the weighted op (`PRE_OPS`); the ones after it are `_post_maxpool`'s."""
+    graph = ctx.graph
+    src = ctx.pops[sp.source.node]
+    ev = ctx.evlists[sp.source.node]
+    x = _PathIn(where, np.arange(src.n).reshape(src.shape), src.payload, src.binary, ev, k, i, iw=ev.iw,
+                eaw=ev.iaw, pw=ev.pw)
+    for name in sp.pre:
+        op = graph[name].op
+        rule = PRE_OPS.find(op)
+        if rule is None:
+            raise RtlSupportError(f"{where}: '{name}' ({type(op).__name__}) before the weighted op has no RTL "
+                                  "mapping (supported: Reshape, Permute, SumPool2d, MaxPool2d of binary spikes)")
+        rule(graph, name, op, x)
+    return x
+
+
+def _post_maxpool(graph: Graph, sp: SynapsePath, wop, where: str) -> str | None:
+    """The MaxPool2d after the weighted op, if any: one, right after a Conv2d (the neuron reads the
+    max of each window's currents, `npuc_acc_max`). Any other op after it must be a Reshape."""
+    maxpool = None
+    for name in sp.post:
+        op = graph[name].op
+        if isinstance(op, MaxPool2d) and isinstance(wop, Conv2d) and name == sp.post[0] and len(sp.post) == 1:
+            maxpool = name
+        elif not isinstance(op, Reshape):
+            raise RtlSupportError(f"{where}: '{name}' ({type(op).__name__}) between the weighted op and the neuron "
+                                  "has no RTL mapping (supported: Reshape, a MaxPool2d of a Conv2d's currents read "
+                                  "by the neuron)")
+    return maxpool
+
+
+def _synapse_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: str) -> _PathResult:
+    """A synapse path on `npuc_syn` (dense, token-wise dense or conv weights, `WEIGHTS`)."""
+    graph, prof, lanes = ctx.graph, ctx.prof, ctx.lanes
     if sp.weighted is None:
         raise RtlSupportError(f"{where} has no weighted op; run the legalize pass (it inserts an identity)")
     if len(sp.inputs) > 1:
         raise RtlSupportError(f"{where}: ops with several spike inputs have no RTL template")
-    src = pops[sp.source.node]
-    source_ev = evlists[sp.source.node]
-    arr = np.arange(src.n).reshape(src.shape)
-    payload, binary = src.payload, src.binary
-    pool = None
-    ev_iw, ev_eaw, ev_pw = source_ev.iw, source_ev.iaw, source_ev.pw
-    for name in sp.pre:
-        op = graph[name].op
-        if isinstance(op, Reshape):
-            arr = arr.reshape(graph[name].shape)
-        elif isinstance(op, Permute):
-            arr = arr.transpose(op.dims)
-        elif isinstance(op, (SumPool2d, MaxPool2d)):
-            if pool is not None:
-                raise RtlSupportError(f"{where}: two pooling ops in one path ('{pool.nodes[0]}', '{name}')")
-            pool = _pool(graph, name, arr, payload, binary, source_ev, k, i)
-            arr = np.arange(pool.nq).reshape(graph[name].shape)
-            payload = Range(0, 1) if pool.is_or else Range(min(0, payload.lo * _area(op)), max(0, payload.hi * _area(op)))
-            ev_iw, ev_eaw, ev_pw = pool.qw, pool.qcw, pool.pw
-        else:
-            raise RtlSupportError(f"{where}: '{name}' ({type(op).__name__}) before the weighted op has no RTL "
-                                  "mapping (supported: Reshape, Permute, SumPool2d, MaxPool2d of binary spikes)")
+    x = _path_input(ctx, k, i, sp, where)
+    arr, pool = x.arr, x.pool
     wname = sp.weighted
     wop = graph[wname].op
-    maxpool = None
-    for name in sp.post:
-        if isinstance(graph[name].op, MaxPool2d) and isinstance(wop, Conv2d) and name == sp.post[0] \
-                and len(sp.post) == 1:
-            maxpool = name
-            lanes = 1  # the max unit walks one lane of accumulators
-        elif not isinstance(graph[name].op, Reshape):
-            raise RtlSupportError(f"{where}: '{name}' ({type(graph[name].op).__name__}) between the weighted op and "
-                                  "the neuron has no RTL mapping (supported: Reshape, a MaxPool2d of a Conv2d's "
-                                  "currents read by the neuron)")
+    maxpool = _post_maxpool(graph, sp, wop, where)
+    if maxpool is not None:
+        lanes = 1  # the max unit walks one lane of accumulators
     q = wop.q
     if q is None:
         raise RtlSupportError(f"weighted op '{wname}' has no integer parameters: run the quantize pass")
@@ -362,39 +502,25 @@ def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[st
         raise RtlSupportError(f"weighted op '{wname}': integer weights span [{w.min()}, {w.max()}], outside the "
                               f"profile's {prof.weight_bits}-bit range [{wlo}, {whi}]")
     ww = prof.weight_bits
-    pw = max(2, ev_pw)
-    n_lif = pops[lif].n
+    pw = max(2, x.pw)
+    n_lif = ctx.pops[lif].n
     out_n = int(np.prod(graph[maxpool or wname].shape))
     if out_n != n_lif:
         raise RtlSupportError(f"{where}: '{wname}' produces {out_n} values for {n_lif} neurons")
     inv = np.empty(arr.size, dtype=np.int64)
     inv[arr.reshape(-1)] = np.arange(arr.size)  # event index -> flat input position of the weighted op
-    if isinstance(wop, Dense):
-        d = _dense(wname, wop, w, arr, inv, lanes, ww, k, i)
-    elif isinstance(wop, (Conv2d, Conv1d)):
-        d = _conv(graph, wname, wop, w, arr, inv, lanes, ww, k, i)
-    else:
+    engine = WEIGHTS.find(wop)
+    if engine is None:
         raise RtlSupportError(f"weighted op '{wname}' ({type(wop).__name__}) has no RTL engine")
+    d = engine(graph, wname, wop, w, arr, inv, lanes, ww, k, i)
     d["weights"].name = f"l{k}_p{i}_w.hex"
-    bound = d["fan_in"] * max(abs(wlo), abs(whi)) * payload.mag
+    bound = d["fan_in"] * max(abs(wlo), abs(whi)) * x.payload.mag
     acc = Range(-bound, bound)
     aw = max(acc.bits, ww + pw + 1)
-    bias_vals = np.asarray(q.bias, dtype=np.int64) if q.bias is not None else None
-    bias_r = Range(0, 0)
-    if bias_vals is not None:
-        # as wide as the path's shifted accumulator (structural), or wider if the data needs it
-        bias_r = acc.shift(int(q.weight_exp)).hull(Range(int(bias_vals.min()), int(bias_vals.max())))
-    bw = max(2, bias_r.bits)
-    is_conv = isinstance(wop, (Conv2d, Conv1d))
+    bias_mem, bias_r, bw = _path_bias(q, acc, d, k, i)
+    is_conv = d["kind"] == 1
     ovf_bits = prof.conv_acc_bits if is_conv else 0
     ovf_mode = prof.conv_acc_overflow if is_conv and ovf_bits else "none"
-    channels = d["channels"]
-    bias_mem = None
-    if bias_vals is not None and d.get("tokens"):
-        bias_vals = np.tile(bias_vals, d["tokens"])  # one entry per neuron (the iterator counts neurons)
-    if bias_vals is not None:
-        mask = (1 << bw) - 1
-        bias_mem = Memory(f"l{k}_p{i}_bias.hex", bw, _words(int(b) & mask for b in bias_vals))
     iter_p = d["P"]
     max_unit = None
     if maxpool is not None:
@@ -405,13 +531,13 @@ def _path(graph: Graph, lif: str, k: int, i: int, sp: SynapsePath, pops: dict[st
         iter_p = int(np.prod(graph[maxpool].shape[1:]))
     iter_nw = unsigned_bits(max(iter_p, d["cg"], lanes, d["adepth"] + d["kc"] * iter_p)) + 1
     return Path(
-        index=i, source=source_ev, delay=sp.delay, pool=pool, weighted=wname, nodes=list(sp.nodes),
-        kind=d["kind"], lanes=lanes, ww=ww, pw=pw, binary=binary and (pool is None or pool.is_or),
-        aw=aw, iw=ev_iw, eaw=ev_eaw, weights=d["weights"], waw=unsigned_bits(d["weights"].depth - 1),
+        index=i, source=x.source_ev, delay=sp.delay, pool=pool, weighted=wname, nodes=list(sp.nodes),
+        kind=d["kind"], lanes=lanes, ww=ww, pw=pw, binary=x.binary and (pool is None or pool.is_or),
+        aw=aw, iw=x.iw, eaw=x.eaw, weights=d["weights"], waw=unsigned_bits(d["weights"].depth - 1),
         adepth=d["adepth"], aaw=unsigned_bits(d["adepth"] - 1), kc=d["kc"], kcb=unsigned_bits(d["kc"]),
         cg=d["cg"], conv=d.get("conv", {}), decode=d.get("decode"), decode_aw=unsigned_bits(arr.size - 1),
         exp=int(q.weight_exp), bias=bias_mem, bw=bw, ovf_bits=max(2, ovf_bits), ovf_mode=OVF_MODES[ovf_mode],
-        iter_p=iter_p, iter_nw=iter_nw, chw=unsigned_bits(channels - 1),
+        iter_p=iter_p, iter_nw=iter_nw, chw=unsigned_bits(d["channels"] - 1),
         fanout=d["fanout"], fanout_synapses=d["synapses"], bias_delayed=bias_mem is not None and sp.post_delay > 0,
         maxpool=max_unit,
     ), acc, bias_r, ovf_bits, ovf_mode
@@ -430,16 +556,34 @@ def _max_unit(graph: Graph, name: str, conv: str, k: int, i: int) -> MaxUnit:
     valid = (y >= 0) & (y < oh) & (x >= 0) & (x < ow)
     addr = np.where(valid, (c * oh + np.clip(y, 0, oh - 1)) * ow + np.clip(x, 0, ow - 1), 0).reshape(-1)
     aaw = unsigned_bits(co * oh * ow - 1)
-    words = (valid.reshape(-1).astype(np.int64) << aaw) | addr
-    rom = Memory(f"l{k}_p{i}_maxtaps.hex", aaw + 1, _words(int(w) for w in words))
-    return MaxUnit(name, rom, unsigned_bits(len(words) - 1), co * ph * pw, kh * kw)
+    taps = (valid.reshape(-1).astype(np.int64) << aaw) | addr
+    rom = Memory(f"l{k}_p{i}_maxtaps.hex", aaw + 1, _words(int(w) for w in taps))
+    return MaxUnit(name, rom, unsigned_bits(len(taps) - 1), co * ph * pw, kh * kw)
+
+
+def _path_bias(q, acc: Range, d: dict, k: int, i: int) -> tuple[Memory | None, Range, int]:
+    """The synapse bias memory (one entry per neuron), its range and width."""
+    bias_vals = np.asarray(q.bias, dtype=np.int64) if q.bias is not None else None
+    bias_r = Range(0, 0)
+    if bias_vals is not None:
+        # as wide as the path's shifted accumulator (structural), or wider if the data needs it
+        bias_r = acc.shift(int(q.weight_exp)).hull(Range(int(bias_vals.min()), int(bias_vals.max())))
+    bw = max(2, bias_r.bits)
+    bias_mem = None
+    if bias_vals is not None and d.get("tokens"):
+        bias_vals = np.tile(bias_vals, d["tokens"])  # one entry per neuron (the iterator counts neurons)
+    if bias_vals is not None:
+        mask = (1 << bw) - 1
+        bias_mem = Memory(f"l{k}_p{i}_bias.hex", bw, _words(int(b) & mask for b in bias_vals))
+    return bias_mem, bias_r, bw
 
 
 def _area(op) -> int:
     return int(op.kernel[0] * op.kernel[1])
 
 
-def _dense(name: str, op: Dense, w: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int,
+@WEIGHTS.register(Dense)
+def _dense(graph: Graph, name: str, op: Dense, w: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int,
            k: int, i: int) -> dict:
     n_out, n_in = w.shape
     kc = -(-n_out // lanes)
@@ -491,6 +635,7 @@ def _taps(size: int, k: int, s: int, p: int, d: int, out: int, what: str):
     return rows, ustep, istep
 
 
+@WEIGHTS.register(Conv2d, Conv1d)
 def _conv(graph: Graph, name: str, op, w: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int,
           k: int, i: int) -> dict:
     if isinstance(op, Conv1d):
@@ -594,8 +739,25 @@ def _pool(graph: Graph, name: str, arr: np.ndarray, payload: Range, binary: bool
 # -- neurons -----------------------------------------------------------------------------------
 
 
+@dataclass
+class _NeuronConsts:
+    """A LIF population's integer constants at the profile's scales, and their ranges."""
+
+    mu: int  # current decay multiplier (decay_unity - du)
+    mv: int  # membrane decay multiplier
+    vth: int
+    vth_lo: int  # ternary negative threshold (-1: none)
+    rv: int  # reset value
+    bias_vals: np.ndarray  # per neuron, shifted by bias_exp
+    bias_r: Range
+    vmin_vals: np.ndarray | None
+    vmin_r: Range | None
+    s_r: Range  # spike payload range
+
+
 def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList | None, gident: str,
            keep_u: bool) -> Layer:
+    """The neuron unit of a LIF population (`npuc_lif` behind its synapse paths)."""
     node = graph[name]
     op: LIF = node.op
     q = op.q
@@ -603,8 +765,49 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
         raise RtlSupportError(f"neuron '{name}' has no integer parameters: run the quantize pass")
     shape = tuple(node.shape)
     n = int(np.prod(shape))
-    paths = [p for p, *_ in lowered]
     log = WidthLog()
+    a_range = _input_current_range(lowered, log)
+    nc = _neuron_consts(name, op, prof, shape)
+    u_r = _u_range(name, op, prof, nc, a_range, log)
+    v_r, h_r = _v_range(name, op, prof, nc, u_r, log)
+    div_m, div_k = _multilevel_divider(op, nc.vth, h_r, log)
+    dmin_mem, dmin_w, lfsr_cfg = None, 2, None
+    if op.spike == "bernoulli":
+        dmin_vals, dmin_r = _bernoulli_table(name, op, h_r, nc.vth)
+        dmin_w = dmin_r.bits
+        log.see(dmin_r, h_r - Range(nc.vth, nc.vth))
+        mask = (1 << dmin_w) - 1
+        dmin_mem = Memory(f"l{k}_dmin.hex", dmin_w, _words(int(v) & mask for v in dmin_vals))
+        lfsr_cfg = {"width": op.bits, "taps": lfsr.primitive_taps(op.bits), "seed": op.seed}
+    cw = log.bits + 2
+
+    store_u = nc.mu != 0 or keep_u
+    sw, vw = max(2, nc.s_r.bits), max(2, v_r.bits)
+    uw = max(2, u_r.bits) if store_u else 0
+    bias_w = max(2, nc.bias_r.bits)
+    bias_mem = None
+    if q.bias_mant.size > 1:
+        mask = (1 << bias_w) - 1
+        bias_mem = Memory(f"l{k}_bias.hex", bias_w, _words(int(b) & mask for b in nc.bias_vals.reshape(-1)))
+    vmin_mem, vmin_const, vmin_w = None, None, 2
+    if nc.vmin_vals is not None:
+        vmin_w = max(2, nc.vmin_r.bits)
+        if q.v_min.size > 1:
+            mask = (1 << vmin_w) - 1
+            vmin_mem = Memory(f"l{k}_vmin.hex", vmin_w, _words(int(b) & mask for b in nc.vmin_vals.reshape(-1)))
+        else:
+            vmin_const = int(nc.vmin_vals.reshape(-1)[0])
+    lid = f"l{k}_{ident(name)}"
+    return Layer(
+        index=k, node=name, ident=lid, module=f"npuc_{gident}_{lid}"[:60], n=n, shape=shape,
+        paths=[p for p, *_ in lowered], lif=_lif_params(op, prof, nc, cw, div_m, div_k), cw=cw, sw=sw, vw=vw,
+        uw=uw, naw=unsigned_bits(n - 1), bias=bias_mem, bias_const=int(nc.bias_vals.reshape(-1)[0]),
+        bias_w=bias_w, vmin=vmin_mem, vmin_const=vmin_const, vmin_w=vmin_w, dmin=dmin_mem, dmin_w=dmin_w,
+        lfsr=lfsr_cfg, ev=ev, spike=op.spike)
+
+
+def _input_current_range(lowered: list, log: WidthLog) -> Range:
+    """The summed current of the paths (after each path's shift, bias and overflow rule)."""
     a_range = Range(0, 0)
     for p, acc, bias_r, ovf_bits, ovf_mode in lowered:
         x = overflow(acc.shift(p.exp) + bias_r, ovf_bits, ovf_mode)
@@ -615,12 +818,12 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
             log.see_bits(p.post_bits)
         a_range = a_range + x
         log.see(a_range)
+    return a_range
+
+
+def _neuron_consts(name: str, op: LIF, prof, shape: tuple[int, ...]) -> _NeuronConsts:
+    q = op.q
     d_unity = prof.decay_unity
-    mu = d_unity - (q.du + prof.du_offset)
-    mv = d_unity - (q.dv + prof.dv_offset)
-    vth = int(q.vth) << prof.vth_shift
-    vth_lo = (int(q.vth_lo) << prof.vth_shift) if q.vth_lo is not None else -1
-    rv = int(q.reset_value)
     # Widths come from the profile's ranges (so new parameters fit the same hardware), widened
     # if the data exceeds them.
     bias_vals = _shift_array(np.broadcast_to(np.asarray(q.bias_mant, dtype=np.int64), shape), q.bias_exp)
@@ -630,11 +833,15 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
     if vmin_vals is not None:
         vmin_r = register_range(prof.v_bits).hull(Range(int(vmin_vals.min()), int(vmin_vals.max())))
     s_lo, s_hi = _spike_range(name, op, prof)
-    s_r = Range(s_lo, s_hi)
-    rounding = prof.decay_rounding
-    db = prof.decay_bits
-    arith = prof.arith_bits
+    return _NeuronConsts(
+        mu=d_unity - (q.du + prof.du_offset), mv=d_unity - (q.dv + prof.dv_offset), vth=int(q.vth) << prof.vth_shift,
+        vth_lo=(int(q.vth_lo) << prof.vth_shift) if q.vth_lo is not None else -1, rv=int(q.reset_value),
+        bias_vals=bias_vals, bias_r=bias_r, vmin_vals=vmin_vals, vmin_r=vmin_r, s_r=Range(s_lo, s_hi))
 
+
+def _u_range(name: str, op: LIF, prof, nc: _NeuronConsts, a_range: Range, log: WidthLog) -> Range:
+    """The fixpoint range of the current state u (every intermediate goes to ``log``)."""
+    rounding, db, arith = prof.decay_rounding, prof.decay_bits, prof.arith_bits
     a1 = overflow(a_range, prof.act_bits, prof.act_overflow)
     ash = a1.shift(prof.act_shift)
     log.see(a1, ash)
@@ -642,7 +849,7 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
         log.see_bits(bits + 2)
 
     def u_update(u: Range) -> Range:
-        dec, prod = decay(u, mu, db, rounding)
+        dec, prod = decay(u, nc.mu, db, rounding)
         u0 = dec + ash
         u1 = overflow(u0, arith, "wrap")
         out = overflow(u1, prof.u_bits, prof.u_overflow)
@@ -650,14 +857,19 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
         return out
 
     try:
-        u_r = fixpoint(Range(0, 0), u_update, f"neuron '{name}': the current state u")
+        return fixpoint(Range(0, 0), u_update, f"neuron '{name}': the current state u")
     except UnboundedError as e:
         raise RtlSupportError(f"{e} (u_overflow='{prof.u_overflow}', arith_bits={arith})") from None
 
+
+def _v_range(name: str, op: LIF, prof, nc: _NeuronConsts, u_r: Range, log: WidthLog) -> tuple[Range, Range]:
+    """The fixpoint range of the membrane v, and of h (v before the reset) at that fixpoint."""
+    rounding, db, arith = prof.decay_rounding, prof.decay_bits, prof.arith_bits
+    vth, vth_lo, rv, vmin_r = nc.vth, nc.vth_lo, nc.rv, nc.vmin_r
     if op.spike == "ternary":
         amt = Range.of(0, vth, vth_lo)
     elif op.spike == "multilevel":
-        amt = s_r * Range(vth, vth)
+        amt = nc.s_r * Range(vth, vth)
     else:
         amt = Range.of(0, vth)
     delayed_value = op.reset_timing == "delayed" and op.reset == "value"
@@ -667,8 +879,8 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
 
     def v_update(v: Range) -> Range:
         vp = v.hull(Range(rv, rv)) if delayed_value else v
-        dec, prod = decay(vp, mv, db, rounding)
-        h0 = dec + u_r + bias_r
+        dec, prod = decay(vp, nc.mv, db, rounding)
+        h0 = dec + u_r + nc.bias_r
         h1 = overflow(h0, arith, "wrap")
         h2 = h1 - amt if delayed_sub else h1
         h3 = h2.hull(Range(rv, rv)) if charge_value else h2
@@ -684,18 +896,22 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
         h_seen.append(h)
         return out
 
+    v_init = int(op.q.v_init)
     try:
-        v_r = fixpoint(Range(int(q.v_init), int(q.v_init)), v_update, f"neuron '{name}': the membrane v")
+        v_r = fixpoint(Range(v_init, v_init), v_update, f"neuron '{name}': the membrane v")
     except UnboundedError as e:
         raise RtlSupportError(f"{e} (v_overflow='{prof.v_overflow}', arith_bits={arith})") from None
     h_seen.clear()
     v_update(v_r)
-    h_r = h_seen[-1]
-    log.see(Range.of(rv, int(q.v_init), vth, vth_lo))
+    log.see(Range.of(rv, v_init, vth, vth_lo))
     if vmin_r is not None:
         log.see(vmin_r)
-    log.see(bias_r)
+    log.see(nc.bias_r)
+    return v_r, h_seen[-1]
 
+
+def _multilevel_divider(op: LIF, vth: int, h_r: Range, log: WidthLog) -> tuple[int, int]:
+    """``floor(h / vth) = (h * m) >> k`` for the multilevel spike count (m = 1 for a power of two)."""
     div_m, div_k = 1, 0
     if op.spike == "multilevel":
         hmax = max(0, h_r.hi)
@@ -705,59 +921,32 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
             div_k = hmax.bit_length() + vth.bit_length()
             div_m = -(-(1 << div_k) // vth)
         log.see(Range(0, hmax * div_m))
-    dmin_mem, dmin_w, lfsr_cfg = None, 2, None
-    if op.spike == "bernoulli":
-        dmin_vals, dmin_r = _bernoulli_table(name, op, h_r, vth)
-        dmin_w = dmin_r.bits
-        log.see(dmin_r, h_r - Range(vth, vth))
-        mask = (1 << dmin_w) - 1
-        dmin_mem = Memory(f"l{k}_dmin.hex", dmin_w, _words(int(v) & mask for v in dmin_vals))
-        lfsr_cfg = {"width": op.bits, "taps": lfsr.primitive_taps(op.bits), "seed": op.seed}
-    cw = log.bits + 2
+    return div_m, div_k
 
-    store_u = mu != 0 or keep_u
-    sw, vw = max(2, s_r.bits), max(2, v_r.bits)
-    uw = max(2, u_r.bits) if store_u else 0
-    bias_w = max(2, bias_r.bits)
-    bias_mem = None
-    if q.bias_mant.size > 1:
-        mask = (1 << bias_w) - 1
-        bias_mem = Memory(f"l{k}_bias.hex", bias_w, _words(int(b) & mask for b in bias_vals.reshape(-1)))
-    vmin_mem, vmin_const, vmin_w = None, None, 2
-    if vmin_vals is not None:
-        vmin_w = max(2, vmin_r.bits)
-        if q.v_min.size > 1:
-            mask = (1 << vmin_w) - 1
-            vmin_mem = Memory(f"l{k}_vmin.hex", vmin_w, _words(int(b) & mask for b in vmin_vals.reshape(-1)))
-        else:
-            vmin_const = int(vmin_vals.reshape(-1)[0])
+
+def _lif_params(op: LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k: int) -> dict[str, str]:
+    """The `npuc_lif` parameters."""
 
     def mode_bits(bits: int, mode: str) -> tuple[int, int]:
         return (bits, OVF_MODES[mode]) if bits and mode != "none" else (2, 0)
 
     act = mode_bits(prof.act_bits, prof.act_overflow)
-    ar = mode_bits(arith, "wrap")
+    ar = mode_bits(prof.arith_bits, "wrap")
     um = mode_bits(prof.u_bits, prof.u_overflow)
     vm = mode_bits(prof.v_bits, prof.v_overflow)
-    lif = {
-        "W": str(cw), "DECAY_BITS": str(db), "ROUND": str(ROUNDING[rounding]),
+    return {
+        "W": str(cw), "DECAY_BITS": str(prof.decay_bits), "ROUND": str(ROUNDING[prof.decay_rounding]),
         "ACT_BITS": str(act[0]), "ACT_MODE": str(act[1]), "ACT_SHIFT": str(prof.act_shift),
         "ARITH_BITS": str(ar[0]), "ARITH_MODE": str(ar[1]),
         "U_BITS": str(um[0]), "U_MODE": str(um[1]), "V_BITS": str(vm[0]), "V_MODE": str(vm[1]),
         "RESET": str(RESETS[op.reset]), "TIMING": str(TIMINGS[op.reset_timing]),
         "COMPARE": str(1 if op.compare == "ge" else 0), "SPIKE": str(SPIKES[op.spike]),
         "HAS_LMAX": str(1 if op.spike == "multilevel" and op.levels is not None else 0), "DIV_K": str(div_k),
-        "HAS_VMIN": str(1 if vmin_vals is not None else 0),
-        "VTH": vconst(vth, cw), "VTH_LO": vconst(vth_lo, cw), "RESET_VALUE": vconst(rv, cw),
-        "V_INIT": vconst(int(q.v_init), cw), "DIV_M": vconst(div_m, cw),
-        "LMAX": vconst((op.levels - 1) if op.levels else 0, cw), "MU": vconst(mu, cw), "MV": vconst(mv, cw),
+        "HAS_VMIN": str(1 if nc.vmin_vals is not None else 0),
+        "VTH": vconst(nc.vth, cw), "VTH_LO": vconst(nc.vth_lo, cw), "RESET_VALUE": vconst(nc.rv, cw),
+        "V_INIT": vconst(int(op.q.v_init), cw), "DIV_M": vconst(div_m, cw),
+        "LMAX": vconst((op.levels - 1) if op.levels else 0, cw), "MU": vconst(nc.mu, cw), "MV": vconst(nc.mv, cw),
     }
-    lid = f"l{k}_{ident(name)}"
-    return Layer(
-        index=k, node=name, ident=lid, module=f"npuc_{gident}_{lid}"[:60], n=n, shape=shape, paths=paths,
-        lif=lif, cw=cw, sw=sw, vw=vw, uw=uw, naw=unsigned_bits(n - 1), bias=bias_mem,
-        bias_const=int(bias_vals.reshape(-1)[0]), bias_w=bias_w, vmin=vmin_mem, vmin_const=vmin_const,
-        vmin_w=vmin_w, dmin=dmin_mem, dmin_w=dmin_w, lfsr=lfsr_cfg, ev=ev, spike=op.spike)
 
 
 def _subtract_range(op: LIF, h: Range, vth: int, vth_lo: int, amt: Range) -> Range:

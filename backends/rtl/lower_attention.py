@@ -136,7 +136,7 @@ def gather(graph: Graph, where: str, ins: list[UnitInput], shapes: list[tuple[in
         pw=max(max(s.pw for s in srcs), fw), iw=max(s.iw for s in srcs), eaw=max(s.iaw for s in srcs), fw=fw,
         aaw=aaw, baw=baw, rww=rww, fb=fb, rom=Memory(mem_name, 1 + rww + fb, words(entries)),
         rom_aw=unsigned_bits(len(entries) - 1), base1=bases[1], base2=bases[2],
-        caw=unsigned_bits(max(rows_a, rows_b)))
+        caw=unsigned_bits(max(rows_a, rows_b)), depths=(rows_a, rows_b), widths=(widths[0] * fw, widths[1] * fw))
 
 
 def _binary_inputs(where: str, ins: list[UnitInput], pops: dict) -> None:
@@ -226,7 +226,8 @@ def attn_path(graph: Graph, lif: str, k: int, i: int, sp, pops: dict, evlists: d
         "KC": str(kc), "KCB": str(unsigned_bits(kc)), "AF": str(a_frac), "AINT": str(a_int), "SW": str(sw),
         "AW": str(aw), "AI_S": uconst(a_int, sw), "AI_W": uconst(a_int, aw), "YDEPTH": str(ydepth), "YAW": str(yaw),
         "KVW": str(unsigned_bits(M)), "KVDEPTH": str(kvdepth), "KVAW": str(unsigned_bits(kvdepth - 1)),
-        "CW": str(unsigned_bits(max(H, N, M, DK, DV) + 1)), "BB": str(bb), **g.params(),
+        "CW": str(unsigned_bits(max(H, N, M, DK, DV) + 1)), "BB": str(bb),
+        "AAW": str(g.aaw), "BAW": str(g.baw),
     }
     mult, shift = int(q.mult), int(q.shift)
     post = Range.of(0, ymax * mult)
@@ -290,7 +291,8 @@ def sc_unit(graph: Graph, name: str, k: int, pops: dict, evlists: dict[str, Even
         "D1MB": uconst(d1["mb"], d1["ww"]),
         "C2W": str(unsigned_bits(M)), "D2W": str(d2["ww"]), "D2K": str(d2["k"]), "D2MA": uconst(d2["ma"], d2["ww"]),
         "D2MB": uconst(d2["mb"], d2["ww"]),
-        "CW": str(unsigned_bits(max(H, N, M, DV) + 1)), "OIW": str(unsigned_bits(n - 1)), "OPW": "2", **g.params(),
+        "CW": str(unsigned_bits(max(H, N, M, DV) + 1)), "OIW": str(unsigned_bits(n - 1)), "OPW": "2",
+        "AAW": str(g.aaw), "BAW": str(g.baw),
     }
     uid = f"u{k}_{ident(name)}"
     return Unit(index=k, node=name, ident=uid, module=f"npuc_{gident}_{uid}"[:60], kind="sc", core="npuc_sc_attn",
@@ -401,7 +403,8 @@ def linear_unit(graph: Graph, name: str, k: int, pops: dict, evlists: dict[str, 
         "V_MODE": str(mode[1]), "DMODE": str(dmode), "MDW": str(mdw), "MD": vconst(md_r.lo, w),
         "DROM_FILE": f'"{mems[0].path}"' if mems else '""', "B_INT": vconst(x["b_int"], w),
         "MULT": vconst(x["mult"], w), "SHIFT": str(x["shift"]), "CW": str(unsigned_bits(max(H, DV) + 1)),
-        "OIW": str(unsigned_bits(n - 1)), "OPW": str(ow), **g.params(),
+        "OIW": str(unsigned_bits(n - 1)), "OPW": str(ow),
+        "AAW": str(g.aaw), "BAW": str(g.baw),
     }
     uid = f"u{k}_{ident(name)}"
     return Unit(index=k, node=name, ident=uid, module=f"npuc_{gident}_{uid}"[:60], kind="linear",

@@ -78,13 +78,13 @@ class InputUnit:
     n: int
     offset: int  # first word of this input in a step's stream
     xw: int  # value bits used from the word
-    pw: int
-    iw: int
-    cw: int
-    lw: int
-    taps: int
-    seed: int
-    mq: int
+    pw: int  # event payload width (signed)
+    iw: int  # event index width
+    cw: int  # compute width of the rate / latency comparisons
+    lw: int  # LFSR width (bernoulli)
+    taps: int  # LFSR feedback taps
+    seed: int  # LFSR seed
+    mq: int  # MQ: the quantized unit value (2^xw - 1; 1 for current / spikes)
     ev: EventList
     host: dict[str, Any]  # what the host needs to encode words (npuc.sim.encoding)
 
@@ -94,20 +94,20 @@ class PoolUnit:
     """Pre-synaptic pooling of a path's source (`npuc_pool`)."""
 
     nodes: list[str]
-    is_or: bool
-    pwi: int
-    pw: int
-    iw: int
-    eaw: int
-    qw: int
-    nq: int
-    qaw: int
-    qcw: int
-    rom: Memory
+    is_or: bool  # max pooling of binary spikes (OR) instead of sum pooling
+    pwi: int  # source payload width (signed)
+    pw: int  # pooled payload width (signed)
+    iw: int  # source index width
+    eaw: int  # source event count / address width
+    qw: int  # pooled index width
+    nq: int  # pooled outputs
+    qaw: int  # address width of the NQ-deep memories
+    qcw: int  # pooled count width (holds NQ)
+    rom: Memory  # decode ROM: source event -> {nx, ny, first window}
     rom_aw: int
-    nyb: int
+    nyb: int  # widths of the window counts ny, nx in a ROM entry
     nxb: int
-    owp: int
+    owp: int  # pooled row pitch (windows per row)
     windows_per_event: float
 
 
@@ -133,32 +133,32 @@ class Path:
     pool: PoolUnit | None
     weighted: str  # graph node
     nodes: list[str]  # every graph node of the path (pre, weighted, post)
-    kind: int  # 0 dense, 1 conv
-    lanes: int
-    ww: int
-    pw: int
-    binary: bool
-    aw: int
-    iw: int
-    eaw: int
-    weights: Memory
-    waw: int
-    adepth: int
-    aaw: int
-    kc: int
-    kcb: int
-    cg: int
+    kind: int  # npuc_syn KIND: 0 dense, 1 conv, 2 token-wise dense
+    lanes: int  # parallel accumulator lanes (output channels split among them)
+    ww: int  # weight width (signed)
+    pw: int  # event payload width (signed) the engine reads
+    binary: bool  # payloads are always 1 (no multiplier)
+    aw: int  # accumulator width (signed, exact for the path)
+    iw: int  # event index width
+    eaw: int  # event count / address width
+    weights: Memory  # lane-interleaved weight ROM (lanes * ww bits per word)
+    waw: int  # weight ROM address width
+    adepth: int  # accumulator words per lane
+    aaw: int  # accumulator address width
+    kc: int  # lane chunks per channel group: ceil(cg / lanes)
+    kcb: int  # chunk counter width (holds kc)
+    cg: int  # output channels per group (dense: outputs)
     conv: dict[str, int]  # conv engine parameters (GB, CIB, ..., JSTEP); empty for dense
-    decode: Memory | None
+    decode: Memory | None  # decode ROM (conv taps / token-wise fields), folding pre-synaptic reshapes
     decode_aw: int
-    exp: int
-    bias: Memory | None
-    bw: int
-    ovf_bits: int
+    exp: int  # weight exponent: current = acc << exp (>> -exp)
+    bias: Memory | None  # synapse bias per neuron
+    bw: int  # synapse bias width
+    ovf_bits: int  # conv accumulator overflow rule (npuc_ovf BITS, MODE)
     ovf_mode: int
     iter_p: int  # neurons per channel (conv OH*OW, dense 1)
-    iter_nw: int
-    chw: int
+    iter_nw: int  # npuc_acc_iter counter width
+    chw: int  # channel index width
     fanout: float  # mean (taps x chunks) cycles per event
     fanout_synapses: float  # mean synapses per event
     bias_delayed: bool = False  # the current (bias included) is delayed: no bias on a sample's first step
@@ -176,22 +176,26 @@ class Gather:
     iw: int  # common index width
     eaw: int  # common event address width
     fw: int  # field width in the rows
-    aaw: int
+    aaw: int  # row address width of RAM A (query rows) and RAM B (key/value rows)
     baw: int
-    rww: int
-    fb: int
+    rww: int  # row field width of a decode ROM entry
+    fb: int  # element position width of a decode ROM entry
     rom: Memory
     rom_aw: int
-    base1: int
+    base1: int  # first ROM entry of K and of V
     base2: int
-    caw: int
+    caw: int  # clear counter width
+    depths: tuple[int, int]  # rows of RAM A and RAM B
+    widths: tuple[int, int]  # bits per row of RAM A and RAM B
 
     def params(self) -> dict[str, str]:
-        """The npuc_gather parameters (as the owning unit passes them through)."""
-        return {"PW": str(self.pw), "IW": str(self.iw), "EAW": str(self.eaw), "AAW": str(self.aaw),
-                "BAW": str(self.baw), "RWW": str(self.rww), "FB": str(self.fb), "ROM_FILE": f'"{self.rom.path}"',
-                "ROM_DEPTH": str(self.rom.depth), "ROM_AW": str(self.rom_aw), "BASE1": str(self.base1),
-                "BASE2": str(self.base2), "CAW": str(self.caw)}
+        """The npuc_gather parameters (the unit's front end, instantiated next to its core)."""
+        return {"PW": str(self.pw), "IW": str(self.iw), "EAW": str(self.eaw), "FW": str(self.fw),
+                "WA": str(self.widths[0]), "DA": str(self.depths[0]), "AAW": str(self.aaw),
+                "WB": str(self.widths[1]), "DB": str(self.depths[1]), "BAW": str(self.baw), "RWW": str(self.rww),
+                "FB": str(self.fb), "ROM_FILE": f'"{self.rom.path}"', "ROM_DEPTH": str(self.rom.depth),
+                "ROM_AW": str(self.rom_aw), "BASE1": str(self.base1), "BASE2": str(self.base2),
+                "CAW": str(self.caw)}
 
 
 @dataclass
@@ -204,16 +208,16 @@ class AttnPath:
     weighted: str  # the SpikeAttention node
     nodes: list[str]  # pre ops of Q, the attention node, post ops
     gather: Gather
-    order: str
+    order: str  # "qk_v" (pairs) or "q_kv" (KV first)
     dims: dict[str, int]  # H, N, M, DK, DV
     lanes: int
-    kc: int
+    kc: int  # value-channel chunks: ceil(DV / lanes)
     aw: int  # accumulator width (signed)
     aaw: int  # accumulator word address width
-    params: dict[str, str]  # npuc_attn parameters (Verilog constants), gather included
-    iter_rom: Memory
+    params: dict[str, str]  # npuc_attn parameters (Verilog constants); the gather's are gather.params()
+    iter_rom: Memory  # neuron -> {lane, accumulator word}
     iter_aw: int
-    lb: int
+    lb: int  # lane index width
     mult: int
     shift: int
     post_bits: int  # width of acc * mult
@@ -248,7 +252,7 @@ class Unit:
     n: int
     shape: tuple[int, ...]
     gather: Gather
-    params: dict[str, str]  # core parameters (Verilog constants), gather included
+    params: dict[str, str]  # core parameters (Verilog constants); the gather's are gather.params()
     ow: int  # output value width
     naw: int  # output index width
     ev: EventList | None
@@ -278,18 +282,18 @@ class Layer:
     shape: tuple[int, ...]
     paths: list[Path | AttnPath]
     lif: dict[str, str]  # npuc_lif parameters, already formatted as Verilog constants
-    cw: int
-    sw: int
-    vw: int
+    cw: int  # neuron compute width (holds every intermediate)
+    sw: int  # stored spike width
+    vw: int  # stored membrane width
     uw: int  # 0 when u is not stored
     naw: int  # neuron address width
     bias: Memory | None
-    bias_const: int
+    bias_const: int  # the neuron bias when it is one value (bias is None)
     bias_w: int
-    vmin: Memory | None
+    vmin: Memory | None  # per-neuron membrane floor (vmin_const when one value)
     vmin_const: int | None
     vmin_w: int
-    dmin: Memory | None
+    dmin: Memory | None  # bernoulli spikes: threshold table of h - vth, indexed by the LFSR value
     dmin_w: int
     lfsr: dict[str, int] | None  # width, taps, seed (bernoulli)
     ev: EventList | None

@@ -1,7 +1,12 @@
 """Print a `Design` through the jinja2 templates of ``npuc.hdl`` and write the artifact folder.
 
-The templates hold loops and fields only; this module turns the object model
-into *views* (names, widths and ready-made Verilog expressions) and writes:
+The templates hold loops and fields; this module turns the object model into
+*views* (names, widths, phases and a few ready-made Verilog expressions) and
+writes the files below. Moving toward one emission path, the templates read the
+model directly where they can: the attention front end (``front.v.j2``) prints a
+`Gather` and the lane select of a path's accumulators is a template macro.
+
+Files written:
 
 * ``<top>.v`` and one ``<module>.v`` per layer (generated), plus the static
   building blocks ``npuc_*.v`` copied from ``npuc.hdl``;
@@ -39,7 +44,7 @@ def _env() -> jinja2.Environment:
     root = resources.files("npuc.hdl")
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(root)), keep_trailing_newline=True, trim_blocks=True,
-        lstrip_blocks=True, undefined=jinja2.StrictUndefined, autoescape=False)
+        lstrip_blocks=True, undefined=jinja2.StrictUndefined, autoescape=False, extensions=["jinja2.ext.do"])
 
 
 def static_source(name: str) -> str:
@@ -59,45 +64,14 @@ def _port(name: str, ev) -> SimpleNamespace:
     return SimpleNamespace(name=name, src=ev.ident, eaw=ev.iaw, dw=ev.dw)
 
 
-def _gather_lines(g: Gather, pre: str, ports: list[str]) -> list[str]:
-    """Verilog that packs three event-list ports into npuc_gather's uniform vectors
-    ``{pre}_g_count/_g_data`` (payloads sign-extended, indices and counts zero-extended) and
-    routes ``{pre}_g_re/_g_addr/_g_act`` back to the ports (bank: the step parity, flipped for
-    a delayed input, while that input is read)."""
-    out = [f"wire [2:0] {pre}_g_re;", f"wire [2:0] {pre}_g_act;", f"wire [{3 * g.eaw - 1}:0] {pre}_g_addr;"]
-    counts, datas, unused = [], [], []
-    for s, (port, ev, delay) in enumerate(zip(ports, g.sources, g.delays)):
-        pad = g.eaw - ev.iaw
-        counts.append(f"{{{{{pad}{{1'b0}}}}, {port}_ev_count}}" if pad else f"{port}_ev_count")
-        d = f"{port}_ev_data"
-        pw = ev.pw
-        pay = f"{d}[{ev.dw - 1}:{ev.iw}]"
-        pay_x = f"{{{{{g.pw - pw}{{{d}[{ev.dw - 1}]}}}}, {pay}}}" if g.pw > pw else pay
-        idx = f"{d}[{ev.iw - 1}:0]"
-        idx_x = f"{{{{{g.iw - ev.iw}{{1'b0}}}}, {idx}}}" if g.iw > ev.iw else idx
-        datas.append(f"{pay_x}, {idx_x}")
-        out.append(f"assign {port}_ev_re = {pre}_g_re[{s}];")
-        out.append(f"assign {port}_ev_addr = {pre}_g_addr[{s * g.eaw + ev.iaw - 1}:{s * g.eaw}];")
-        out.append(f"assign {port}_ev_bank = {pre}_g_act[{s}] ? (parity ^ 1'b{delay}) : 1'b0;")
-        if pad:
-            unused.append(f"{pre}_g_addr[{s * g.eaw + g.eaw - 1}:{s * g.eaw + ev.iaw}]")
-    out.insert(0, f"wire [{3 * g.eaw - 1}:0] {pre}_g_count = {{{', '.join(reversed(counts))}}};")
-    out.insert(1, f"wire [{3 * (g.pw + g.iw) - 1}:0] {pre}_g_data = {{{', '.join(reversed(datas))}}};")
-    if unused:
-        out.append(f"wire _unused_{pre}_g = &{{1'b0, {', '.join(unused)}, 1'b0}};")
-    return out
-
-
 def _attn_view(p: AttnPath, lay: Layer, phases: dict[str, str]) -> SimpleNamespace:
     i = p.index
-    lane_terms = [f"(p{i}_lane_b[{ln}] ? p{i}_acc_rdata[{ln * p.aw + p.aw - 1}:{ln * p.aw}] : {p.aw}'d0)"
-                  for ln in range(p.lanes)]
     dims = ", ".join(f"{k}={v}" for k, v in p.dims.items())
     desc = " -> ".join([*(" + ".join(n) for n in p.gather.nodes), *p.nodes[p.nodes.index(p.weighted):]])
     return SimpleNamespace(
         i=i, attn=True, pool=None, desc=desc, order=p.order, dims=dims, lanes=p.lanes, aw=p.aw, aaw=p.aaw,
-        params=list(p.params.items()), gather=_gather_lines(p.gather, f"p{i}", [f"p{i}{c}" for c in "qkv"]),
-        iter_file=p.iter_rom.path, iter_aw=p.iter_aw, lb=p.lb, lane_terms=lane_terms, shift=p.shift,
+        params=list(p.params.items()), gather=p.gather, gather_ports=[f"p{i}{c}" for c in "qkv"],
+        iter_file=p.iter_rom.path, iter_aw=p.iter_aw, lb=p.lb, shift=p.shift,
         mult=vconst(p.mult, lay.cw), syn_phase=phases[f"syn{i}"], n=lay.n, naw1=unsigned_bits(lay.n))
 
 
@@ -113,8 +87,6 @@ def _path_view(p: SynPath, phases: dict[str, str], pool_lsb: int) -> SimpleNames
         conv = [("CROM_FILE", f'"{p.decode.path}"'), ("CROM_DEPTH", str(p.decode.depth)),
                 ("CROM_AW", str(p.decode_aw))] + conv
     i = p.index
-    lane_terms = [f"(p{i}_lane_b[{ln}] ? p{i}_acc_rdata[{ln * p.aw + p.aw - 1}:{ln * p.aw}] : {p.aw}'d0)"
-                  for ln in range(p.lanes)]
     src = p.source
     desc = " -> ".join([src.pop, *p.nodes]) + (" (delay 1)" if p.delay else "")
     return SimpleNamespace(
@@ -122,7 +94,7 @@ def _path_view(p: SynPath, phases: dict[str, str], pool_lsb: int) -> SimpleNames
         kind=p.kind, lanes=p.lanes, ww=p.ww, pw=p.pw, binary=int(p.binary), aw=p.aw, iw=p.iw,
         wdepth=p.weights.depth, waw=p.waw, wfile=p.weights.path, adepth=p.adepth, aaw=p.aaw, kc=p.kc, kcb=p.kcb,
         cg=p.cg, conv=conv, iter_p=p.iter_p, iter_nw=p.iter_nw, chw=p.chw, bw=p.bw,
-        bias=p.bias.path if p.bias else None, bias_depth=p.bias.depth if p.bias else 0, lane_terms=lane_terms,
+        bias=p.bias.path if p.bias else None, bias_depth=p.bias.depth if p.bias else 0,
         bias_delayed=p.bias_delayed,
         exp=p.exp, ovf_bits=p.ovf_bits, ovf_mode=p.ovf_mode, src=src.ident,
         read_phase=phases[f"pool{i}"] if p.pool else phases[f"syn{i}"],
@@ -182,7 +154,7 @@ def _unit_view(u: Unit) -> SimpleNamespace:
     return SimpleNamespace(
         index=u.index, node=u.node, ident=u.ident, module=u.module, n=u.n, shape_str="x".join(map(str, u.shape)),
         naw=u.naw, stw=u.ow, core=u.core, what=what, params=list(u.params.items()),
-        gather=_gather_lines(u.gather, "u", [p.name for p in ports]), ports=ports, pools=False, pool_count_w=0,
+        gather=u.gather, gather_ports=[p.name for p in ports], ports=ports, pools=False, pool_count_w=0,
         pool_count_lsb=0, paths=[], ev=u.ev.ident if u.ev else None, ev_dw=u.ow + u.naw,
         ro_core_w=1 if u.kind == "sc" else u.ow, unit=True)
 

@@ -146,6 +146,18 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool 
     meta = load_design(art)
     words = encode_words(meta, inputs)
     batch, steps, _ = words.shape
+    t0 = time.perf_counter()
+    res, timing = _simulate(art, meta, words, probe, waves, progress, timeout_cycles, opt, reset_check)
+    outputs, names, probes = _decode_readouts(meta, res["out"], probe, steps, batch)
+    stats = {"rtl": _rtl_stats(meta, res, timing, probe)}
+    return SimResult(outputs, names, steps, probes, stats, time.perf_counter() - t0)
+
+
+def _simulate(art: Path, meta: dict, words: np.ndarray, probe: bool, waves: bool, progress: bool,
+              timeout_cycles: int, opt: str, reset_check: tuple[int, int] | None) -> tuple[dict, dict]:
+    """Build (cached) and run the design on the encoded words; returns the testbench's arrays and
+    the build / simulation seconds, build folder and copied waveform."""
+    batch, steps, _ = words.shape
     sources = toolchain.design_sources(art)
     missing = [s for s in sources if not s.is_file()]
     if missing:
@@ -156,7 +168,7 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool 
     if progress:
         print(f"rtl: building {meta['top']} with Verilator{' (waves)' if waves else ''} ...", file=sys.stderr)
     build_dir = toolchain.build(sources, meta["top"], {"PROBE": int(probe)}, waves=waves, opt=opt)
-    t_build = time.perf_counter() - t0
+    timing: dict[str, Any] = {"build": time.perf_counter() - t0, "build_dir": build_dir, "wave_file": None}
     run_dir = Path(tempfile.mkdtemp(prefix="run_", dir=toolchain.cache_root()))
     try:
         (run_dir / "mem").symlink_to(art / "mem", target_is_directory=True) if (art / "mem").is_dir() else None
@@ -183,20 +195,24 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool 
             sys.path.remove(str(run_dir))
             stop.set()
             poller.join()
-        t_sim = time.perf_counter() - t1
-        res = np.load(run_dir / "result.npz")
-        out, step_cycles, layer_cycles = res["out"], res["step_cycles"], res["layer_cycles"]
-        events = res["events"]
-        wave_file = None
+        timing["sim"] = time.perf_counter() - t1
+        with np.load(run_dir / "result.npz") as f:
+            res = {k: f[k] for k in ("out", "step_cycles", "layer_cycles", "events", "pooled")}
         if waves:
             src = run_dir / ("dump.fst" if fst else "dump.vcd")
             if src.exists():
                 (art / "sim").mkdir(exist_ok=True)
-                wave_file = art / "sim" / src.name
-                shutil.copy2(src, wave_file)
+                timing["wave_file"] = art / "sim" / src.name
+                shutil.copy2(src, timing["wave_file"])
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+    return res, timing
 
+
+def _decode_readouts(meta: dict, out: np.ndarray, probe: bool, steps: int,
+                     batch: int) -> tuple[list[np.ndarray], list[str], dict | None]:
+    """The output words of every step -> the graph's outputs (decoded as the golden engines do)
+    and, with ``probe``, every layer's state fields."""
     readouts = [r for r in meta["readouts"] if probe or not r["probe"]]
     traces: dict[tuple[int, str], np.ndarray] = {}
     col = 0
@@ -217,8 +233,16 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool 
         probes = {}
         for (k, port), v in traces.items():
             probes.setdefault(meta["layers"][k]["node"], {})[port] = v
+    return outputs, names, probes
+
+
+def _rtl_stats(meta: dict, res: dict, timing: dict, probe: bool) -> dict[str, Any]:
+    """Measured cycles ([T, B] per step and per layer, and their means), events, seconds."""
+    step_cycles, layer_cycles, events = res["step_cycles"], res["layer_cycles"], res["events"]
     total_cycles = int(step_cycles.sum())
-    stats = {"rtl": {
+    t_sim = timing["sim"]
+    wave_file = timing["wave_file"]
+    return {
         "step_cycles": step_cycles.T.copy(),
         "layer_cycles": {lay["node"]: layer_cycles[:, :, lay["index"]].T.copy() for lay in meta["layers"]},
         "cycles_per_step": float(step_cycles.mean()),
@@ -226,12 +250,11 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool 
                                   for lay in meta["layers"]},
         "events": {ev["pop"]: events[:, :, j].T.copy() for j, ev in enumerate(meta["evlists"])},
         "pooled": res["pooled"].transpose(1, 0, 2).copy(),
-        "build_seconds": round(t_build, 3), "sim_seconds": round(t_sim, 3), "cycles": total_cycles,
+        "build_seconds": round(timing["build"], 3), "sim_seconds": round(t_sim, 3), "cycles": total_cycles,
         "cycles_per_second": round(total_cycles / t_sim, 1) if t_sim > 0 else None,
-        "build_dir": str(build_dir), "waves": str(wave_file) if wave_file else None,
+        "build_dir": str(timing["build_dir"]), "waves": str(wave_file) if wave_file else None,
         "lanes": meta["lanes"], "probe": bool(probe),
-    }}
-    return SimResult(outputs, names, steps, probes, stats, time.perf_counter() - t0)
+    }
 
 
 __all__ = ["run", "encode_words", "load_design", "ArtifactError"]
