@@ -17,12 +17,16 @@ class OpTable:
         self._fn: dict[type, Callable[..., Any]] = {}
 
     def register(self, *types: type) -> Callable:
-        def deco(fn: Callable) -> Callable:
+        """``@TABLE.register(Dense)`` on the function for a Dense, or on a class whose one
+        instance is the rule (like a stateful kernel)."""
+
+        def deco(rule: Any) -> Any:
+            obj = rule() if isinstance(rule, type) else rule
             for t in types:
                 if t in self._fn:
                     raise ValueError(f"{self.what}: {t.__name__} is registered twice")
-                self._fn[t] = fn
-            return fn
+                self._fn[t] = obj
+            return rule
 
         return deco
 

@@ -32,7 +32,7 @@ from npuc.ir import (
     StochasticAttention,
     SumPool2d,
 )
-from npuc.sim.attention_kernels import _round_div
+from npuc.sim.attention_kernels import round_div
 from npuc.targets import load_target
 
 # -- exact constant division of the stochastic decoders -----------------------------------------------
@@ -49,7 +49,7 @@ def test_sc_divider_is_exact_over_the_whole_counter_range(bits):
         c = np.arange(cmax + 1)
         hw = np.minimum((c.astype(object) * d["ma"] + d["mb"]) >> d["k"], mx)
         exact = [min(int(Fraction(int(x) * mx, norm) + Fraction(1, 2)), mx) for x in c]
-        golden = torch.clamp(_round_div(torch.from_numpy(c), mx, norm), max=mx).tolist()
+        golden = torch.clamp(round_div(torch.from_numpy(c), mx, norm), max=mx).tolist()
         assert hw.tolist() == exact == golden, (bits, norm)
         assert (cmax * d["ma"] + d["mb"]).bit_length() < d["ww"]  # the work width holds every product
 

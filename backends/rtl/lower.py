@@ -31,6 +31,7 @@ from ...ir.ops import (
     Reshape,
     SumPool2d,
 )
+from ...ir.optable import OpTable
 from ...sim import lfsr
 from . import lower_attention as la
 from .bounds import (
@@ -56,7 +57,7 @@ from .model import (
     Readout,
     Unit,
 )
-from .util import LoweringTable, RtlSupportError, ident, pack, vconst, words
+from .util import RtlSupportError, ident, pack, vconst, words
 
 __all__ = ["lower", "RtlSupportError", "ident", "vconst", "STATIC_MODULES"]
 
@@ -124,7 +125,7 @@ class _Stage:
         raise NotImplementedError
 
 
-STAGES = LoweringTable("stage")
+STAGES = OpTable("stage")
 """Stage ops (each becomes one stage module), by op type."""
 
 
@@ -140,23 +141,23 @@ def lower(graph: Graph, target) -> Design:
     """
     ctx = _Ctx(graph, _check_profile(graph), _lanes(target))
     graph.verify()
-    stage_names = [n for n in graph.topo_order() if STAGES.find(graph[n].op) is not None]
+    stage_names = [n for n in graph.topo_order() if STAGES.lookup(graph[n].op) is not None]
     if not stage_names:
         raise RtlSupportError(f"graph '{graph.name}' has no neuron (LIF) or attention population: nothing to map "
                               "to hardware")
     for node in graph.inputs():
         ctx.pops[node.name] = _input_pop(graph, node.name)
     # neurons first: an attention unit may read a later neuron's spikes through a delayed edge
-    neurons_first = sorted(stage_names, key=lambda n: not isinstance(STAGES.find(graph[n].op), _NeuronStage))
+    neurons_first = sorted(stage_names, key=lambda n: not isinstance(STAGES.lookup(graph[n].op), _NeuronStage))
     for name in neurons_first:
-        ctx.pops[name] = STAGES.find(graph[name].op).population(ctx, name)
+        ctx.pops[name] = STAGES.lookup(graph[name].op).population(ctx, name)
     for name in stage_names:
-        STAGES.find(graph[name].op).read(ctx, name)
+        STAGES.lookup(graph[name].op).read(ctx, name)
     ctx.evlists = _evlists(graph, ctx.pops)
     inputs = _inputs(graph, ctx.evlists, ctx.pops)
     ctx.read_i = _current_outputs(graph)
     ctx.consumers = {ev.ident: [] for ev in ctx.evlists.values()}
-    layers = [STAGES.find(graph[name].op).build(ctx, name, k) for k, name in enumerate(stage_names)]
+    layers = [STAGES.lookup(graph[name].op).build(ctx, name, k) for k, name in enumerate(stage_names)]
     readouts, outputs = _readouts(graph, layers)
     top = f"npuc_{ident(graph.name)}"
     if f"{top}.v" in ctx.modules + list(la.ATTENTION_MODULES + la.SC_MODULES + la.LINEAR_MODULES):
@@ -383,13 +384,13 @@ def _inputs(graph: Graph, evlists: dict[str, EventList], pops: dict[str, _Pop]) 
 # -- synapse paths ------------------------------------------------------------------------------
 
 
-PATHS = LoweringTable("weighted op")
+PATHS = OpTable("weighted op")
 """Path lowerings that replace the synapse engine (`_synapse_path`), by weighted op type."""
 
-PRE_OPS = LoweringTable("op before the weighted op")
+PRE_OPS = OpTable("op before the weighted op")
 """Ops between a path's source and its weighted op, folded into the event decode, by op type."""
 
-WEIGHTS = LoweringTable("synapse engine")
+WEIGHTS = OpTable("synapse engine")
 """Weight memory and address decode of the synapse engine (`npuc_syn` KIND), by weighted op type."""
 
 _PathResult = tuple[Path | AttnPath, Range, Range, int, str]
@@ -417,7 +418,7 @@ def _path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath) -> _PathResult:
     """The path's hardware plus what the neuron side needs for widths: the accumulator range,
     the synapse bias range and the convolution overflow rule."""
     where = f"path {i} ({' -> '.join([sp.source.node, *sp.nodes, lif])})"
-    rule = PATHS.find(ctx.graph[sp.weighted].op) if sp.weighted is not None else None
+    rule = PATHS.lookup(ctx.graph[sp.weighted].op) if sp.weighted is not None else None
     return (rule or _synapse_path)(ctx, lif, k, i, sp, where)
 
 
@@ -456,7 +457,7 @@ def _path_input(ctx: _Ctx, k: int, i: int, sp: SynapsePath, where: str) -> _Path
                 eaw=ev.iaw, pw=ev.pw)
     for name in sp.pre:
         op = graph[name].op
-        rule = PRE_OPS.find(op)
+        rule = PRE_OPS.lookup(op)
         if rule is None:
             raise RtlSupportError(f"{where}: '{name}' ({type(op).__name__}) before the weighted op has no RTL "
                                   "mapping (supported: Reshape, Permute, SumPool2d, MaxPool2d of binary spikes)")
@@ -509,7 +510,7 @@ def _synapse_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: s
         raise RtlSupportError(f"{where}: '{wname}' produces {out_n} values for {n_lif} neurons")
     inv = np.empty(arr.size, dtype=np.int64)
     inv[arr.reshape(-1)] = np.arange(arr.size)  # event index -> flat input position of the weighted op
-    engine = WEIGHTS.find(wop)
+    engine = WEIGHTS.lookup(wop)
     if engine is None:
         raise RtlSupportError(f"weighted op '{wname}' ({type(wop).__name__}) has no RTL engine")
     d = engine(graph, wname, wop, w, arr, inv, lanes, ww, k, i)

@@ -4,8 +4,6 @@ lowering tables."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -47,30 +45,3 @@ def words(values) -> np.ndarray:
     return np.array([int(v) for v in values], dtype=object)
 
 
-class LoweringTable:
-    """Lowering rules by op type, looked up along the op's class hierarchy (as the simulator's
-    `npuc.sim.engine.KernelTable`): ``@TABLE.register(Dense)`` on the function that lowers a Dense,
-    or on a class whose instance does (registered as one instance, like a stateful kernel)."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._rules: dict[type, Any] = {}
-
-    def register(self, *types: type) -> Callable[[Any], Any]:
-        def deco(rule: Any) -> Any:
-            obj = rule() if isinstance(rule, type) else rule
-            for t in types:
-                self._rules[t] = obj
-            return rule
-
-        return deco
-
-    def find(self, op: Any) -> Any | None:
-        """The rule for ``op`` (None when its type has none)."""
-        for cls in type(op).__mro__:
-            if cls in self._rules:
-                return self._rules[cls]
-        return None
-
-    def types(self) -> tuple[type, ...]:
-        return tuple(self._rules)
