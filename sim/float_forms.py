@@ -215,6 +215,18 @@ def norse_lif(op, st, x, t):
     return z, v, i_dec
 
 
+@form("norse_li")
+def norse_li(op, st, x, t):
+    """norse ``LICell`` / ``LILinearCell`` (leaky integrator, the SHD readout): `norse_lif`
+    without threshold or reset; its ``v`` is the cell's output. No spikes."""
+    a = st["a"]
+    v = a["v_leak"] if t == 0 else st["v"]
+    i_new = plus(st["i"], x)
+    v_dec = v + a["c_mem"] * ((a["v_leak"] - v) + i_new)
+    i_dec = i_new + a["c_syn"] * i_new
+    return torch.zeros_like(v_dec), v_dec, i_dec
+
+
 @form("norse_lifbox")
 def norse_lifbox(op, st, x, t):
     """norse ``LIFBoxCell``: ``v_dec = v + c_mem * (x + v_leak - v)``; reset to

@@ -27,10 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 from norse.torch.functional.iaf import IAFFeedForwardState
+from norse.torch.functional.leaky_integrator import LIState
 from norse.torch.functional.lif import LIFFeedForwardState, LIFState
 from norse.torch.functional.lif_box import LIFBoxFeedForwardState
 from norse.torch.functional.reset import reset_subtract, reset_value
 from norse.torch.module.iaf import IAFCell
+from norse.torch.module.leaky_integrator import LICell, LILinearCell
 from norse.torch.module.lif import LIFCell, LIFRecurrentCell
 from norse.torch.module.lif_box import LIFBoxCell
 
@@ -126,6 +128,36 @@ def lif_recurrent_cell(call: Call) -> Seq:
     canon, args = _lif(call)
     args["terms"] = 2
     return _cell(call, "norse_lif", canon, args, ("z", "v", "i"), LIFState, recurrent=True)
+
+
+@converter(LICell, LILinearCell, role="neuron", library="norse")
+def li_cell(call: Call) -> Seq:
+    """``LICell`` / ``LILinearCell`` (leaky integrator without spikes, the membrane readout of the
+    SHD examples): a CUBA `LIF` with ``reset="none"`` whose membrane ``v`` is the output; its spikes
+    are never read (the threshold is a placeholder). ``LILinearCell`` adds its ``input_weights``."""
+    m, p, q = call.module, call.module.p, call.qualname
+    c_m = _product(m.dt, p.tau_mem_inv, f"{q}.dt*tau_mem_inv")
+    c_s = _product(-m.dt, p.tau_syn_inv, f"{q}.-dt*tau_syn_inv")
+    v_leak = f32(p.v_leak, f"{q}.p.v_leak")
+    if np.any(v_leak != 0):
+        raise call.error("a leaky integrator with v_leak != 0 is not supported (its readout would be offset)")
+    args = {"c_mem": c_m, "c_syn": c_s, "v_leak": v_leak}
+    op = LIF(alpha=np.float32(1) - c_m, gain=c_m, alpha_i=np.float32(1) + c_s, threshold=1.0, reset="none",
+             form="norse_li", form_args=args)
+    b = call.b
+    x = call.tensor()
+    meta = {"source": f"norse.{type(m).__name__}"}
+
+    def make() -> str:
+        src = x.ref
+        if isinstance(m, LILinearCell):
+            src = b.add(call.name + ".input", Dense(f32(m.input_weights, f"{q}.input_weights")), [x.ref],
+                        {"source": f"{meta['source']}.input_weights"})
+        return b.add(call.name, op, [src], meta)
+
+    lif, step = b.step_neuron(call, x, make, [call.arg(1, "state")], hidden=False)
+    st = Struct(LIState, {f: b.port(x, lif, f).with_(step=step) for f in ("v", "i")}, owner=lif, step=step)
+    return Seq((b.port(x, lif, "v").with_(step=step), st))
 
 
 @converter(LIFBoxCell, role="neuron", library="norse")

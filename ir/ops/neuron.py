@@ -29,6 +29,7 @@ FLOAT_FORMS: dict[str, tuple[str, ...]] = {
     "snntorch_lapicque": ("R", "inv_rc", "time_step", "decay", "threshold", "state_fn"),
     "spikingjelly": ("charge", "c", "v_threshold", "v_reset", "hard", "v0"),
     "norse_lif": ("c_mem", "c_syn", "v_leak", "v_th", "v_reset"),
+    "norse_li": ("c_mem", "c_syn", "v_leak"),
     "norse_lifbox": ("c_mem", "v_leak", "v_th", "v_reset", "subtract"),
     "norse_iaf": ("v_th", "v_reset"),
     "sinabs": ("alpha_mem", "norm_input", "spike", "threshold", "reset", "reset_arg", "sub_thr"),

@@ -81,3 +81,29 @@ class NorseSHD(nn.Module):
             zo, so = self.out(self.fc_out(z), so)
             zs.append(zo)
         return torch.stack(zs)
+
+
+class NorseSHDReadout(nn.Module):
+    """norse's SHD example layout: LIFRecurrentCell -> LILinearCell (or Linear -> LICell) membrane
+    readout, returning the readout voltages over time (the example's decoder takes their max)."""
+
+    def __init__(self, hidden: int = 128, linear_cell: bool = True) -> None:
+        super().__init__()
+        p = norse.LIFParameters(tau_mem_inv=torch.tensor(100.0), tau_syn_inv=torch.tensor(200.0),
+                                v_th=torch.tensor(0.5))
+        self.l1 = norse.LIFRecurrentCell(SHD_INPUTS, hidden, p=p, dt=1e-3)
+        self.linear_cell = linear_cell
+        if linear_cell:
+            self.out = norse.LILinearCell(hidden, SHD_CLASSES, dt=1e-3)
+        else:
+            self.fc_out = nn.Linear(hidden, SHD_CLASSES, bias=False)
+            self.out = norse.LICell(dt=1e-3)
+
+    def forward(self, x):
+        s1 = so = None
+        voltages = []
+        for ts in range(x.shape[0]):
+            z, s1 = self.l1(x[ts], s1)
+            vo, so = self.out(z if self.linear_cell else self.fc_out(z), so)
+            voltages.append(vo)
+        return torch.stack(voltages)
