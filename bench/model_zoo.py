@@ -42,36 +42,10 @@ def _spikes(shape: tuple[int, ...], p: float, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).random(shape) < p).astype(np.float32)
 
 
-def _norse_shd() -> torch.nn.Module:
-    m = shd.NorseSHD()
-    with torch.no_grad():
-        m.l1.input_weights.mul_(20)
-        m.l1.recurrent_weights.mul_(5)
-        m.fc_out.weight.mul_(20)
-    return m
-
-
-def _csnn() -> torch.nn.Module:
-    """The tutorial net, weights scaled so every layer spikes (as tests/test_zoo_snntorch_csnn.py)."""
-    m = zsn.tutorial_csnn()
-    with torch.no_grad():
-        for mod, f in zip((m.net[0], m.net[3], m.net[7]), (4.0, 6.0, 8.0)):
-            mod.weight.mul_(f)
-    return m
-
-
-def _rate_images(steps: int, batch: int) -> np.ndarray:
-    from snntorch import spikegen
-
-    g = torch.Generator().manual_seed(1)
-    img = torch.rand((batch, 1, 28, 28), generator=g)
-    torch.manual_seed(1)
-    return spikegen.rate(img, num_steps=steps).numpy()
-
-
 # name, source, model factory, example input (T-major or as the model takes it)
 ZOO: list[tuple[str, str, Callable[[], torch.nn.Module], Callable[[], np.ndarray]]] = [
-    ("snntorch CSNN 28x28 (conv, max pool, Leaky)", "snntorch tutorials 6/7", _csnn, lambda: _rate_images(25, 2)),
+    ("snntorch CSNN 28x28 (conv, max pool, Leaky)", "snntorch tutorials 6/7", zsn.spiking_csnn,
+     lambda: zsn.rate_images(2).numpy()),
     ("sinabs Speck net 2x64x64 (IAFSqueeze, SumPool2d)", "sinabs / Speck deployment", lambda: zoo.SpeckNet(2),
      lambda: _spikes((2, 8, 2, 64, 64), 0.05).astype(np.float32)),
     ("snntorch RLeaky 700-128-20", "snntorch tutorial / SHD", lambda: shd.RLeakySHD(),
@@ -80,7 +54,8 @@ ZOO: list[tuple[str, str, Callable[[], torch.nn.Module], Callable[[], np.ndarray
      lambda: _spikes((50, 4, 700), 0.05)),
     ("snntorch RSynaptic one-to-one", "snntorch docs / SHD", lambda: shd.RSynapticSHD(all_to_all=False),
      lambda: _spikes((50, 4, 700), 0.05)),
-    ("norse LIFRecurrentCell 700-128-20", "norse SHD example", _norse_shd, lambda: _spikes((50, 4, 700), 0.05)),
+    ("norse LIFRecurrentCell 700-128-20", "norse SHD example", lambda: shd.spiking(shd.NorseSHD()),
+     lambda: _spikes((50, 4, 700), 0.05)),
     ("snntorch Lapicque (R, C)", "snntorch tutorial 2", lambda: zoo.LapicqueNet(R=5.0, C=2.5e-3, time_step=1e-3),
      lambda: np.random.default_rng(0).random((25, 4, 20)).astype(np.float32)),
     ("snntorch conv + spk.mean((-2,-1))", "global average pooling head", lambda: zoo.GlobalAveragePoolNet(),

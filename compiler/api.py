@@ -154,8 +154,6 @@ def compile(  # noqa: A001  (the package's verb)
     elif ann_to_snn:
         from .frontends.ann import ann_to_snn as convert_ann
 
-        if steps is None:
-            raise UserError("ann_to_snn=True needs the number of time steps (steps=T)")
         cal = xs if calibration is None else as_arrays(calibration, "calibration")
         graph = convert_ann(model, cal[0], steps, name=name)
     else:

@@ -24,10 +24,9 @@ from .errors import NpucError, NpucWarning
 from .inputs import (
     accuracy,
     batch_size,
-    check_labels,
     check_output_path,
     load_inputs,
-    load_labels,
+    load_labels_for,
     save_outputs,
 )
 from .limits import MAX_STEPS_DEFAULT, set_max_steps
@@ -80,12 +79,7 @@ def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray], labels
 
 
 def _labels(args: argparse.Namespace, bd, xs: list[np.ndarray]) -> np.ndarray | None:
-    """``--labels`` checked against the inputs' batch and the model's output classes."""
-    if not getattr(args, "labels", None):
-        return None
-    graph = bd.float_graph()
-    classes = int(np.prod(graph.outputs()[0].shape))
-    return check_labels(load_labels(args.labels, batch_size(graph, xs)), None, args.labels, classes)
+    return load_labels_for(args.labels, bd.float_graph(), xs) if getattr(args, "labels", None) else None
 
 
 def _print_outputs(graph, res, labels: np.ndarray | None) -> None:

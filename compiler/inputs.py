@@ -86,6 +86,13 @@ def load_labels(path: str, count: int | None) -> np.ndarray:
     return check_labels(y, count, str(p))
 
 
+def load_labels_for(path: str, graph: Any, xs: Sequence[np.ndarray]) -> np.ndarray:
+    """``--labels`` of ``simulate``/``verify``: one label per sample of ``xs``, each a class index of
+    the graph's first output."""
+    classes = int(np.prod(graph.outputs()[0].shape))
+    return check_labels(load_labels(path, batch_size(graph, xs)), None, path, classes)
+
+
 def check_labels(y: Any, count: int | None, name: str, classes: int | None = None) -> np.ndarray:
     """Labels as int64 class indices: 1-D, integers, ``0 <= y < classes``, one per sample."""
     y = _to_numpy(y) if y is not None else y

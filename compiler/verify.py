@@ -58,11 +58,9 @@ def verify_cli(args: argparse.Namespace) -> int:
     xs = load_inputs(args.input)
     labels = None
     if getattr(args, "labels", None):
-        from .inputs import batch_size, check_labels, load_labels
+        from .inputs import load_labels_for
 
-        g = bd.float_graph()
-        labels = check_labels(load_labels(args.labels, batch_size(g, xs)), None, args.labels,
-                              int(np.prod(g.outputs()[0].shape)))
+        labels = load_labels_for(args.labels, bd.float_graph(), xs)
     result, graph, got = verify(bd, args.engine, xs, args.target, allow_modified=args.allow_modified)
     print(result.format())
     if labels is not None:

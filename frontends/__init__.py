@@ -67,8 +67,8 @@ def load_model(
         from .onnx_ann import onnx_relu_model
 
         data = calibration or example_input
-        if steps is None or not data:
-            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion needs --steps T and an example input")
+        if not data:
+            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion needs an example input (--example-input)")
         graph = ann_to_snn(onnx_relu_model(spec), data[0], steps, name=Path(spec).stem)
         graph.meta["source"] = {"model": spec, "ann_to_snn": True}
         return graph
@@ -86,8 +86,6 @@ def load_model(
     if ann:
         from .ann import ann_to_snn
 
-        if steps is None:
-            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion needs the number of time steps (--steps T)")
         data = calibration or example_input
         if len(data) != 1:
             raise FrontendError(f"model '{spec}': ANN-to-SNN conversion supports models with one input")

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..ir import Graph
 from ..ir.ops import LIF, AvgPool2d, BatchNorm, Conv2d, Dense, Input, Output, Reshape
 from .builder import f32, sanitize
+from .converters.torch_nn import adaptive_kernel
 from .errors import FrontendError
 
 _WEIGHTED = (nn.Linear, nn.Conv2d)
@@ -51,7 +52,9 @@ def ann_to_snn(model: nn.Module, calibration: np.ndarray, steps: int, percentile
     Raises:
         FrontendError: an unsupported layer or function, naming it.
     """
-    if not isinstance(steps, int) or steps < 1:
+    if steps is None:
+        raise FrontendError("ANN-to-SNN conversion needs the number of time steps (--steps T); in Python, steps=T")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise FrontendError(f"ANN-to-SNN conversion needs --steps T >= 1, got {steps!r}")
     model = model.eval()
     try:
@@ -155,10 +158,9 @@ class _Converter:
     def _avgpool(self, n: fx.Node, mod: nn.Module, src: str) -> str:
         h, w = self.values[_single(n.args[0])].shape[-2:]
         if isinstance(mod, nn.AdaptiveAvgPool2d):
-            out = mod.output_size if isinstance(mod.output_size, tuple) else (mod.output_size, mod.output_size)
-            if h % out[0] or w % out[1]:
+            k = adaptive_kernel(mod, int(h), int(w))
+            if k is None:
                 raise FrontendError(f"ANN-to-SNN: '{n.target}' on {h}x{w} is not a fixed pool")
-            k = (h // out[0], w // out[1])
             return self._add(n, AvgPool2d(k, k, 0), src, self.scale[src])
         if mod.ceil_mode or not mod.count_include_pad or mod.divisor_override is not None:
             raise FrontendError(f"ANN-to-SNN: '{n.target}' needs ceil_mode=False, count_include_pad=True")

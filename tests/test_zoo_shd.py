@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from models.shd_models import SHD_INPUTS, NorseSHD, NorseSHDReadout, RLeakySHD, RSynapticSHD
+from models.shd_models import (
+    SHD_INPUTS,
+    NorseSHD,
+    NorseSHDReadout,
+    RLeakySHD,
+    RSynapticSHD,
+    spiking,
+)
 
 import npuc
 from npuc.frontends import trace
@@ -29,13 +36,7 @@ MODELS = {
 def _model(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     m = MODELS[name]().eval()
-    if isinstance(m, (NorseSHD, NorseSHDReadout)):  # norse's default init is too weak to spike on sparse input
-        with torch.no_grad():
-            m.l1.input_weights.mul_(20)
-            m.l1.recurrent_weights.mul_(5)
-            if hasattr(m, "fc_out"):
-                m.fc_out.weight.mul_(20)
-    return m
+    return spiking(m)
 
 
 def _spikes(steps: int, batch: int, seed: int = 0) -> np.ndarray:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from models.zoo_snntorch import NUM_STEPS, tutorial_csnn, tutorial_csnn_small
-from snntorch import spikegen
+from models.zoo_snntorch import NUM_STEPS, rate_images, spiking_csnn
 
 import npuc
 from npuc.errors import PassError
@@ -23,21 +22,11 @@ from npuc.sim import simulate
 
 
 def _model(small: bool = False) -> torch.nn.Module:
-    """The tutorial net with seeded random weights, scaled so that every layer spikes (an untrained
-    net at PyTorch's default init barely reaches the output layer)."""
-    torch.manual_seed(0)
-    m = (tutorial_csnn_small() if small else tutorial_csnn()).eval()
-    with torch.no_grad():
-        for mod, f in zip((m.net[0], m.net[3], m.net[7]), (4.0, 6.0 if not small else 10.0, 8.0)):
-            mod.weight.mul_(f)
-    return m
+    return spiking_csnn(small)
 
 
 def _data(batch: int, seed: int = 1, steps: int = NUM_STEPS) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    img = torch.rand((batch, 1, 28, 28), generator=g)
-    torch.manual_seed(seed)  # spikegen.rate draws from the global generator
-    return spikegen.rate(img, num_steps=steps)  # [T, B, 1, 28, 28]
+    return rate_images(batch, seed, steps)
 
 
 def test_float_engine_equals_snntorch():

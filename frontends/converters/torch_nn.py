@@ -63,15 +63,22 @@ def pool(b: Builder, name: str, x: Sym, m: nn.Module, key: Any) -> Sym:
         k, s, p = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
         return b.apply(name, lambda: AvgPool2d(k, s, p), x, key)
     if isinstance(m, nn.AdaptiveAvgPool2d):
-        h, w = x.shape[1:]
-        out = _pair(m.output_size)
-        out = (h if out[0] is None else out[0], w if out[1] is None else out[1])
-        if h % out[0] or w % out[1]:
-            raise b.error(f"'{name}': AdaptiveAvgPool2d({m.output_size}) on {h}x{w} is not a fixed pool "
-                          "(the input size must be a multiple of the output size)")
-        k = (h // out[0], w // out[1])
+        k = adaptive_kernel(m, *x.shape[1:])
+        if k is None:
+            raise b.error(f"'{name}': AdaptiveAvgPool2d({m.output_size}) on {x.shape[1]}x{x.shape[2]} is not a "
+                          "fixed pool (the input size must be a multiple of the output size)")
         return b.apply(name, lambda: AvgPool2d(k, k, 0), x, key, meta={"source": "AdaptiveAvgPool2d"})
     raise b.error(f"'{name}': unsupported pooling {type(m).__name__}")
+
+
+def adaptive_kernel(m: nn.AdaptiveAvgPool2d, h: int, w: int) -> tuple[int, int] | None:
+    """The fixed kernel (= stride) an ``AdaptiveAvgPool2d`` uses on an ``h x w`` map, or None
+    when the input size is not a multiple of the output size."""
+    out = _pair(m.output_size)
+    out = (h if out[0] is None else out[0], w if out[1] is None else out[1])
+    if h % out[0] or w % out[1]:
+        return None
+    return h // out[0], w // out[1]
 
 
 def sum_pool_lp(b: Builder, name: str, x: Sym, kernel: Any, stride: Any, key: Any) -> Sym:

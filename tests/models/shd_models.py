@@ -107,3 +107,15 @@ class NorseSHDReadout(nn.Module):
             vo, so = self.out(z if self.linear_cell else self.fc_out(z), so)
             voltages.append(vo)
         return torch.stack(voltages)
+
+
+def spiking(m: nn.Module) -> nn.Module:
+    """norse's default init is too weak to spike on sparse SHD-like input: scale the norse models'
+    weights (snntorch models spike as initialised)."""
+    if isinstance(m, (NorseSHD, NorseSHDReadout)):
+        with torch.no_grad():
+            m.l1.input_weights.mul_(20)
+            m.l1.recurrent_weights.mul_(5)
+            if hasattr(m, "fc_out"):
+                m.fc_out.weight.mul_(20)
+    return m

@@ -56,3 +56,24 @@ def tutorial_csnn():
 def tutorial_csnn_small():
     """The same structure at reduced width (for the slow hardware simulators)."""
     return TutorialCSNN(channels=(4, 8))
+
+
+def spiking_csnn(small: bool = False) -> nn.Module:
+    """The tutorial net with seeded random weights, scaled so that every layer spikes (an untrained
+    net at PyTorch's default init barely reaches the output layer)."""
+    torch.manual_seed(0)
+    m = (tutorial_csnn_small() if small else tutorial_csnn()).eval()
+    with torch.no_grad():
+        for mod, f in zip((m.net[0], m.net[3], m.net[7]), (4.0, 6.0 if not small else 10.0, 8.0)):
+            mod.weight.mul_(f)
+    return m
+
+
+def rate_images(batch: int, seed: int = 1, steps: int = NUM_STEPS) -> torch.Tensor:
+    """Random 28x28 images rate-coded with ``spikegen.rate`` as the tutorial feeds MNIST: ``[T, B, 1, 28, 28]``."""
+    from snntorch import spikegen
+
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand((batch, 1, 28, 28), generator=g)
+    torch.manual_seed(seed)  # spikegen.rate draws from the global generator
+    return spikegen.rate(img, num_steps=steps)
