@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from ..ir.ops.neuron import register_form
 from .float_kernels import FORMS
 
 
@@ -42,11 +43,13 @@ def _flag(a: dict, name: str) -> int:
     return int(a[name].item())
 
 
-def form(name: str):
-    """Register a step function for ``LIF.form == name``."""
+def form(name: str, args: tuple[str, ...]):
+    """Register a step function for ``LIF.form == name`` that reads ``form_args`` ``args``
+    (the IR checks a LIF of this form carries them)."""
 
     def deco(fn):
         FORMS[name] = fn
+        register_form(name, args)
         return fn
 
     return deco
@@ -71,7 +74,7 @@ def _snn_immediate_reset(mem, spk, reset, thr, reset_val):
     return mem
 
 
-@form("snntorch_leaky")
+@form("snntorch_leaky", ("beta", "threshold", "state_fn", "reset_val", "reset_delay"))
 def snntorch_leaky(op, st, x, t):
     """snntorch ``Leaky`` (and ``RLeaky`` on its summed input); args ``beta``,
     ``threshold``, ``state_fn`` (0 ``_base_sub``, 1 Leaky's ``_base_zero``, 2 ``_base_int``,
@@ -97,7 +100,7 @@ def snntorch_leaky(op, st, x, t):
     return spk, mem, total(x)
 
 
-@form("snntorch_lapicque")
+@form("snntorch_lapicque", ("R", "inv_rc", "time_step", "decay", "threshold", "state_fn"))
 def snntorch_lapicque(op, st, x, t):
     """snntorch ``Lapicque``: ``mem = x * R * inv_rc * time_step + decay * mem`` with the
     library's ``inv_rc = 1 / (R * C)`` and ``decay = 1 - time_step / (R * C)`` (evaluated by the
@@ -117,7 +120,7 @@ def snntorch_lapicque(op, st, x, t):
     return _snn_h(mem - thr), mem, x
 
 
-@form("snntorch_synaptic")
+@form("snntorch_synaptic", ("alpha", "beta", "threshold", "state_fn", "reset_val", "reset_delay"))
 def snntorch_synaptic(op, st, x, t):
     """snntorch ``Synaptic``: ``syn = alpha*syn + x; mem = beta*mem + syn`` then the
     reset chosen by ``state_fn``; args as `snntorch_leaky` plus ``alpha``."""
@@ -156,7 +159,7 @@ SJ_CHARGE = {
 converter picks the one the library runs for the node's mode (train/eval)."""
 
 
-@form("spikingjelly")
+@form("spikingjelly", ("charge", "c", "v_threshold", "v_reset", "hard", "v0"))
 def spikingjelly(op, st, x, t):
     """SpikingJelly ``IFNode``/``LIFNode``/``ParametricLIFNode``: charge (code in
     ``charge``; ``c`` is ``tau``, the double-rounded decay, or PLIF's ``k``), fire
@@ -199,7 +202,7 @@ def _norse_h(x: torch.Tensor) -> torch.Tensor:
     return torch.gt(x, torch.as_tensor(0.0)).to(x.dtype)
 
 
-@form("norse_lif")
+@form("norse_lif", ("c_mem", "c_syn", "v_leak", "v_th", "v_reset"))
 def norse_lif(op, st, x, t):
     """norse ``LIFCell`` (current-based): ``i_new = i + x``;
     ``v_dec = v + c_mem * ((v_leak - v) + i_new)`` with ``c_mem = dt * tau_mem_inv``;
@@ -215,7 +218,7 @@ def norse_lif(op, st, x, t):
     return z, v, i_dec
 
 
-@form("norse_li")
+@form("norse_li", ("c_mem", "c_syn", "v_leak"))
 def norse_li(op, st, x, t):
     """norse ``LICell`` / ``LILinearCell`` (leaky integrator, the SHD readout): `norse_lif`
     without threshold or reset; its ``v`` is the cell's output. No spikes."""
@@ -227,7 +230,7 @@ def norse_li(op, st, x, t):
     return torch.zeros_like(v_dec), v_dec, i_dec
 
 
-@form("norse_lifbox")
+@form("norse_lifbox", ("c_mem", "v_leak", "v_th", "v_reset", "subtract"))
 def norse_lifbox(op, st, x, t):
     """norse ``LIFBoxCell``: ``v_dec = v + c_mem * (x + v_leak - v)``; reset to
     ``v_reset`` or (``subtract=1``) ``v_dec - v_th``."""
@@ -242,7 +245,7 @@ def norse_lifbox(op, st, x, t):
     return z, v, x
 
 
-@form("norse_iaf")
+@form("norse_iaf", ("v_th", "v_reset"))
 def norse_iaf(op, st, x, t):
     """norse ``IAFCell``: ``v = v + x``; strict ``>``; reset to ``v_reset`` (initial v)."""
     a = st["a"]
@@ -256,7 +259,7 @@ def norse_iaf(op, st, x, t):
 # -- sinabs 3.1 (layers/functional/lif.py, activation/*) ---------------------------------
 
 
-@form("sinabs")
+@form("sinabs", ("alpha_mem", "norm_input", "spike", "threshold", "reset", "reset_arg", "sub_thr"))
 def sinabs_lif(op, st, x, t):
     """sinabs ``IAF``/``LIF``/``ExpLeak`` (and Squeeze variants), one step of
     ``lif_forward_single``. Args: ``alpha_mem``; optional ``alpha_syn``;

@@ -81,3 +81,26 @@ def test_every_error_raised_for_users_is_an_npuc_error():
                 defined.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
     internal = {"UnboundedError"}  # rtl bounds: caught and re-raised as RtlSupportError
     assert [d for d in defined if d.split()[-1] not in internal] == []
+
+
+def test_the_ir_lists_no_library_forms_and_loads_them_on_demand():
+    """Library float forms are registered by the float engine's form module, not listed in the IR;
+    a graph built (or loaded) before that module is imported still validates its form."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from npuc.ir.ops import neuron\n"
+        "assert set(neuron.FLOAT_FORMS) == {'npuc'}, neuron.FLOAT_FORMS\n"
+        "assert 'npuc.sim' not in sys.modules\n"
+        "neuron.LIF(form='norse_li', form_args=dict(c_mem=0.1, c_syn=0.2, v_leak=0.0))\n"
+        "assert 'npuc.sim.float_forms' in sys.modules\n"
+        "try:\n"
+        "    neuron.LIF(form='norse_li', form_args=dict(c_mem=0.1))\n"
+        "except ValueError as e:\n"
+        "    assert 'c_syn' in str(e), e\n"
+        "else:\n"
+        "    raise AssertionError('missing form_args accepted')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

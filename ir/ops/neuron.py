@@ -22,28 +22,30 @@ from .base import (  # noqa: F401  (re-exported)
     freeze,
 )
 
-FLOAT_FORMS: dict[str, tuple[str, ...]] = {
-    "npuc": (),
-    "snntorch_leaky": ("beta", "threshold", "state_fn", "reset_val", "reset_delay"),
-    "snntorch_synaptic": ("alpha", "beta", "threshold", "state_fn", "reset_val", "reset_delay"),
-    "snntorch_lapicque": ("R", "inv_rc", "time_step", "decay", "threshold", "state_fn"),
-    "spikingjelly": ("charge", "c", "v_threshold", "v_reset", "hard", "v0"),
-    "norse_lif": ("c_mem", "c_syn", "v_leak", "v_th", "v_reset"),
-    "norse_li": ("c_mem", "c_syn", "v_leak"),
-    "norse_lifbox": ("c_mem", "v_leak", "v_th", "v_reset", "subtract"),
-    "norse_iaf": ("v_th", "v_reset"),
-    "sinabs": ("alpha_mem", "norm_input", "spike", "threshold", "reset", "reset_arg", "sub_thr"),
-}
+FLOAT_FORMS: dict[str, tuple[str, ...]] = {"npuc": ()}
 """Float arithmetic forms and the `LIF.form_args` each needs. A form evaluates
 the neuron in the exact operation order (and with the raw parameters) of the
 library a model came from, so float32 results match that library bit for bit.
-Frontends register their forms with `register_form`; the float engine has one
-step function per form (`npuc.sim.float_kernels.FORMS`)."""
+The IR knows only its own form (``npuc``: the canonical fields); the library
+forms are registered with `register_form` by the module that defines their step
+functions (`FORM_MODULES`), which is imported the first time an unknown form is met."""
+
+FORM_MODULES = ("npuc.sim.float_forms",)
+"""Modules that register library float forms when imported (loaded lazily, so the IR
+does not import the simulator; a plugin appends its module here)."""
 
 
 def register_form(name: str, args: tuple[str, ...]) -> None:
     """Declare a float form and the names of its required ``form_args``."""
     FLOAT_FORMS[name] = tuple(args)
+
+
+def _known_forms() -> tuple[str, ...]:
+    import importlib
+
+    for module in FORM_MODULES:
+        importlib.import_module(module)
+    return tuple(FLOAT_FORMS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,7 +127,7 @@ class LIF(Op):
         check_choice(self.reset_timing, "reset_timing", RESET_TIMINGS)
         check_choice(self.compare, "compare", COMPARES)
         check_choice(self.spike, "spike", SPIKES)
-        check_choice(self.form, "form", tuple(FLOAT_FORMS))
+        check_choice(self.form, "form", tuple(FLOAT_FORMS) if self.form in FLOAT_FORMS else _known_forms())
         missing = [a for a in FLOAT_FORMS[self.form] if a not in self.form_args]
         if missing:
             raise ValueError(f"field 'form_args': form '{self.form}' needs {missing}")
