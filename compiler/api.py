@@ -137,7 +137,9 @@ def compile(  # noqa: A001  (the package's verb)
         pipeline: pass pipeline text for every target, or ``{target name: text}``
             (default: each target's own; see `npuc.passes.base.parse_pipeline`).
         ann_to_snn: ``model`` is a ReLU network: convert it over ``steps`` time steps with
-            thresholds balanced on the calibration data (`npuc.frontends.ann.ann_to_snn`).
+            thresholds balanced on the calibration data (`npuc.frontends.ann.ann_to_snn`). With
+            ``labels``, the report compares the ANN's accuracy with the SNN's at T/4..2T
+            (``report.json`` ``ann_to_snn``, plot ``report/ann_to_snn.png``).
 
     Returns:
         `Compiled`, backed by the build directory.
@@ -169,9 +171,15 @@ def compile(  # noqa: A001  (the package's verb)
     def echo(line: str) -> None:
         print(line)
 
+    sweep = None
+    if ann_to_snn and y is not None and not isinstance(model, Graph):
+        from .frontends.ann import accuracy_vs_steps
+
+        sweep = accuracy_vs_steps(model, calib[0], calib[0], y, graph.num_steps)
     try:
         build(graph, specs, path, calib, y, allow_approx, echo if verbose else None, echo if verbose else None,
-              type(model).__name__, pipeline if isinstance(pipeline, dict) else {None: pipeline} if pipeline else None)
+              type(model).__name__, pipeline if isinstance(pipeline, dict) else {None: pipeline} if pipeline else None,
+              sweep)
     except BaseException:
         if temporary:
             shutil.rmtree(path.parent, ignore_errors=True)

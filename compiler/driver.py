@@ -34,8 +34,12 @@ def load_source(model: str, checkpoint: str | None, example_input: list[np.ndarr
 
 def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | None, labels: np.ndarray | None,
           allow_approx: bool = False, echo=None, verbose=None, source: str = "python",
-          pipelines: dict[str | None, str] | None = None) -> dict[str, Any]:
+          pipelines: dict[str | None, str] | None = None, ann_sweep: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write a build directory for ``graph`` and every target spec; return the report.
+
+    ``ann_sweep`` (`npuc.frontends.ann.accuracy_vs_steps`) goes into the report as
+    ``ann_to_snn``, with each target's integer accuracy at T, and is drawn as
+    ``report/ann_to_snn.png``.
 
     The directory is assembled in a temporary sibling and put in place by
     `npuc.builddir.write_build`: a failure leaves no half-written output, an existing
@@ -75,6 +79,14 @@ def build(graph, specs: list[str], out: Path, calibration: list[np.ndarray] | No
             names.append(name)
             targets[name] = spec
             report["targets"][name] = treport
+        if ann_sweep is not None:
+            from .plots import plot_ann_vs_snn
+
+            report["ann_to_snn"] = {**ann_sweep, "int_accuracy": {
+                n: next((e["accuracy_int"] for e in t.get("passes", []) if "accuracy_int" in e), None)
+                for n, t in report["targets"].items()}}
+            png = plot_ann_vs_snn(report["ann_to_snn"], tmp / "report" / "ann_to_snn.png", graph.name)
+            report["ann_to_snn"]["plot"] = str(png.relative_to(tmp))
         report["compile_seconds"] = round(time.perf_counter() - t0, 3)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
         return {"npuc": __version__, "model": source, "graph": graph.name, "num_steps": graph.num_steps,
@@ -106,8 +118,17 @@ def compile_cli(args: argparse.Namespace) -> int:
         labels = load_labels(args.labels, batch_size(graph, calib) if calib else None)
     if getattr(args, "stock_only", False):
         args.target = [stock_only_spec(t) for t in args.target]
+    sweep = None
+    if ann and labels is not None:
+        from .frontends import load_ann
+        from .frontends.ann import accuracy_vs_steps
+
+        sweep = accuracy_vs_steps(load_ann(args.model, args.checkpoint, args.trust_checkpoint), calib[0], calib[0],
+                                  labels, graph.num_steps)
+        echo(f"ANN accuracy {sweep['ann_accuracy']:.4f}; SNN (float) "
+             + ", ".join(f"T={r['steps']}: {r['accuracy']:.4f}" for r in sweep["snn"]))
     build(graph, args.target, Path(args.out), calib, labels, args.allow_approx, echo,
-          echo if args.verbose else None, args.model, parse_pipeline_args(args.pipeline, args.target))
+          echo if args.verbose else None, args.model, parse_pipeline_args(args.pipeline, args.target), sweep)
     echo(f"wrote {display_path(resolve_output(args.out))} ({', '.join(['graph'] + [s.partition(':')[0] for s in args.target])}) "
          f"in {time.perf_counter() - t0:.2f} s")
     return 0

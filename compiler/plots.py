@@ -143,3 +143,22 @@ def plot_accuracy(rows: list[tuple[str, float, int]], path: str | Path, title: s
     if title:
         ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def plot_ann_vs_snn(sweep: dict, path: str | Path, title: str = "") -> Path:
+    """ANN accuracy (a line) vs the converted SNN's float accuracy over T, with each target's
+    integer accuracy at the compiled T (``sweep``: the report's ``ann_to_snn`` entry)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ts = [r["steps"] for r in sweep["snn"]]
+    ax.plot(ts, [100 * r["accuracy"] for r in sweep["snn"]], "o-", label="SNN, float engine")
+    ax.axhline(100 * sweep["ann_accuracy"], color="k", lw=0.8, ls=":", label="ANN")
+    for i, (name, acc) in enumerate(sorted((sweep.get("int_accuracy") or {}).items())):
+        if acc is not None:
+            ax.plot([sweep["steps"]], [100 * acc], "x", ms=9, color=f"C{i + 1}", label=f"{name}, integer (compiled)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ts, [str(t) for t in ts])
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel(f"accuracy (%, n={sweep['samples']})")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "ANN vs converted SNN", fontsize=10)
+    return _save(fig, path)

@@ -202,3 +202,22 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
         console.print(_kv_table("build", head))
     for name, t in report.get("targets", {}).items():
         print_target(name, t, console)
+    if "ann_to_snn" in report:
+        print_ann_sweep(report["ann_to_snn"], console)
+
+
+def print_ann_sweep(sweep: dict[str, Any], console: Console) -> None:
+    """ANN accuracy vs the converted SNN's (float engine over T, integer per target at the compiled T)."""
+    table = Table(title=f"ANN-to-SNN accuracy ({sweep['samples']} labelled calibration samples)")
+    for col in ("network", "T", "accuracy", "vs ANN (points)"):
+        table.add_column(col)
+    ann = sweep["ann_accuracy"]
+    table.add_row("ANN", "-", f"{ann:.4f}", "")
+    for r in sweep["snn"]:
+        table.add_row("SNN float", str(r["steps"]), f"{r['accuracy']:.4f}", f"{100 * (r['accuracy'] - ann):+.1f}")
+    for name, acc in sorted((sweep.get("int_accuracy") or {}).items()):
+        if acc is not None:
+            table.add_row(f"SNN integer ({name})", str(sweep["steps"]), f"{acc:.4f}", f"{100 * (acc - ann):+.1f}")
+    console.print(table)
+    if sweep.get("plot"):
+        console.print(f"plot: {sweep['plot']}")

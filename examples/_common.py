@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import npuc
 from npuc.demo.models import digits_split
 from npuc.demo.training import accuracy, train_classifier
 
@@ -54,3 +55,36 @@ def save_inputs(out: Path, x_calib: np.ndarray, x_verify: np.ndarray) -> tuple[P
     np.save(out / "calib.npy", x_calib)
     np.save(out / "verify.npy", x_verify)
     return out / "calib.npy", out / "verify.npy"
+
+
+def run_example(script: str, make_net, forward, *, targets=("loihi2", "fpga"), lr: float = 5e-3,
+                to_input=lambda x: x, state_dict=None, simulate: bool = False,
+                before_api=None, api_target="fpga", api_engine: str = "rtl") -> None:
+    """The steps every example takes, as a user would: train on digits, save a checkpoint,
+    ``npuc compile`` the model from ``script``'s ``make_net`` and the checkpoint, ``npuc verify``
+    each target's hardware engine, then the same through the Python API.
+
+    ``to_input`` turns ``[B, 64]`` digits into the model's input layout; ``state_dict(model)``
+    picks what goes into the checkpoint; ``before_api(model)`` resets library state first.
+    """
+    doc = sys.modules["__main__"].__doc__ or script
+    a = args(doc.splitlines()[0])
+    out = Path(a.out) / Path(script).stem.removesuffix("_digits")
+    model = make_net()
+    print(f"held-out accuracy after training: {train(model, forward, a.epochs, lr):.3f}")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict() if state_dict is None else state_dict(model), out / "net.pt")
+    (xtr, _), (xte, _) = digits_split()
+    calib, ver = save_inputs(out, to_input(xtr[:300]), to_input(xte[: a.verify_samples]))
+    build = str(out / "build")
+    npuc_cli("compile", f"{script}:make_net", "--checkpoint", str(out / "net.pt"), "--example-input", str(calib),
+             *(f for t in targets for f in ("--target", t)), "--out", build)
+    if simulate:
+        npuc_cli("simulate", build, "--engine", "float", "--input", str(ver), "--out", str(out / "y.npy"))
+    for target, engine in (("loihi2", "lava"), ("fpga", "rtl")):
+        if target in targets:
+            npuc_cli("verify", build, "--engine", engine, "--input", str(ver))
+    if before_api is not None:
+        before_api(model)
+    hw = npuc.compile(model, to_input(xtr[:300]), target=api_target, out=out / "build_api")
+    print(hw.verify(to_input(xte[: a.verify_samples]), engine=api_engine).format())

@@ -5,15 +5,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import norse.torch as norse
 import torch
 import torch.nn as nn
-from _common import args, npuc_cli, save_inputs, train
-
-import npuc
-from npuc.demo.models import digits_split
+from _common import run_example
 
 STEPS = 10
 
@@ -41,17 +36,4 @@ def make_net() -> Net:
 
 
 if __name__ == "__main__":
-    a = args(__doc__.splitlines()[0])
-    out = Path(a.out) / "norse"
-    model = make_net()
-    print(f"held-out accuracy after training: {train(model, lambda m, x: m(x), a.epochs):.3f}")
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "net.pt")
-    (xtr, _), (xte, _) = digits_split()
-    calib, ver = save_inputs(out, xtr[:300], xte[: a.verify_samples])
-    npuc_cli("compile", f"{__file__}:make_net", "--checkpoint", str(out / "net.pt"), "--example-input", str(calib),
-             "--target", "loihi2", "--target", "fpga", "--out", str(out / "build"))
-    npuc_cli("verify", str(out / "build"), "--engine", "lava", "--input", str(ver))
-    npuc_cli("verify", str(out / "build"), "--engine", "rtl", "--input", str(ver))
-    hw = npuc.compile(model, xtr[:300], target="fpga", out=out / "build_api")
-    print(hw.verify(xte[: a.verify_samples], engine="rtl").format())
+    run_example(__file__, make_net, lambda m, x: m(x))

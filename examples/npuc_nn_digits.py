@@ -5,14 +5,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
 import torch.nn as nn
-from _common import args, npuc_cli, save_inputs, train
+from _common import run_example
 
-import npuc
-from npuc.demo.models import digits_split
 from npuc.nn import LIF, BernoulliEncoder
 
 STEPS = 12
@@ -38,18 +33,4 @@ def make_net() -> Net:
 
 
 if __name__ == "__main__":
-    a = args(__doc__.splitlines()[0])
-    out = Path(a.out) / "npuc_nn"
-    model = make_net()
-    print(f"held-out accuracy after training: {train(model, lambda m, x: m(x), a.epochs):.3f}")
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "net.pt")
-    (xtr, _), (xte, _) = digits_split()
-    calib, ver = save_inputs(out, xtr[:300], xte[: a.verify_samples])
-    npuc_cli("compile", f"{__file__}:make_net", "--checkpoint", str(out / "net.pt"), "--example-input", str(calib),
-             "--target", "loihi2", "--target", "fpga", "--out", str(out / "build"))
-    npuc_cli("verify", str(out / "build"), "--engine", "lava", "--input", str(ver))
-    npuc_cli("verify", str(out / "build"), "--engine", "rtl", "--input", str(ver))
-    # the Python API equivalent
-    hw = npuc.compile(model, xtr[:300], target=["loihi2", "fpga"], out=out / "build_api")
-    print(hw.verify(xte[: a.verify_samples], engine="lava").format())
+    run_example(__file__, make_net, lambda m, x: m(x), api_target=["loihi2", "fpga"], api_engine="lava")

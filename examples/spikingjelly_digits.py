@@ -5,16 +5,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn as nn
-from _common import args, npuc_cli, save_inputs, train
+from _common import run_example
 from spikingjelly.activation_based import functional, layer, neuron
-
-import npuc
-from npuc.demo.models import digits_split
 
 STEPS = 8
 
@@ -36,19 +31,6 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 if __name__ == "__main__":
-    a = args(__doc__.splitlines()[0])
-    out = Path(a.out) / "spikingjelly"
-    model = make_net()
-    print(f"held-out accuracy after training: {train(model, forward, a.epochs):.3f}")
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "net.pt")
-    (xtr, _), (xte, _) = digits_split()
-    to_seq = lambda x: np.repeat(x[None], STEPS, 0)  # noqa: E731  (the model takes [T, B, 64])
-    calib, ver = save_inputs(out, to_seq(xtr[:300]), to_seq(xte[: a.verify_samples]))
-    npuc_cli("compile", f"{__file__}:make_net", "--checkpoint", str(out / "net.pt"), "--example-input", str(calib),
-             "--target", "loihi2", "--target", "fpga", "--out", str(out / "build"))
-    npuc_cli("verify", str(out / "build"), "--engine", "lava", "--input", str(ver))
-    npuc_cli("verify", str(out / "build"), "--engine", "rtl", "--input", str(ver))
-    functional.reset_net(model)
-    hw = npuc.compile(model, to_seq(xtr[:300]), target="loihi2", out=out / "build_api")
-    print(hw.verify(to_seq(xte[: a.verify_samples]), engine="lava").format())
+    # the model takes [T, B, 64]
+    run_example(__file__, make_net, forward, to_input=lambda x: np.repeat(x[None], STEPS, 0),
+                before_api=functional.reset_net, api_target="loihi2", api_engine="lava")

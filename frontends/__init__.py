@@ -62,15 +62,19 @@ def load_model(
         given = [f for f, v in (("dt", dt), ("reset", reset)) if v is not None]
         verb = "apply" if len(given) > 1 else "applies"
         raise FrontendError(f"model '{spec}': {' and '.join(given)} {verb} to NIR models (.nir) only")
-    if lower.endswith(".onnx") and ann:
+    if ann:
         from .ann import ann_to_snn
-        from .onnx_ann import onnx_relu_model
 
         data = calibration or example_input
         if not data:
             raise FrontendError(f"model '{spec}': ANN-to-SNN conversion needs an example input (--example-input)")
-        graph = ann_to_snn(onnx_relu_model(spec), data[0], steps, name=Path(spec).stem)
-        graph.meta["source"] = {"model": spec, "ann_to_snn": True}
+        if len(data) != 1:
+            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion supports models with one input")
+        model = load_ann(spec, checkpoint, trust_checkpoint)
+        name = Path(spec).stem if lower.endswith(".onnx") else graph_name(model, spec.rpartition(":")[2])
+        graph = ann_to_snn(model, data[0], steps, name=name)
+        graph.meta["source"] = {"model": spec, "ann_to_snn": True,
+                                **({"checkpoint": checkpoint} if not lower.endswith(".onnx") else {})}
         return graph
     if lower.endswith(".onnx"):
         from .onnx_import import import_onnx
@@ -83,18 +87,23 @@ def load_model(
         load_checkpoint(model, checkpoint, trust_checkpoint)
     if example_input is None:
         raise FrontendError(f"model '{spec}': tracing a PyTorch model needs an example input (--example-input)")
-    if ann:
-        from .ann import ann_to_snn
-
-        data = calibration or example_input
-        if len(data) != 1:
-            raise FrontendError(f"model '{spec}': ANN-to-SNN conversion supports models with one input")
-        graph = ann_to_snn(model, data[0], steps, name=graph_name(model, spec.rpartition(":")[2]))
-        graph.meta["source"] = {"model": spec, "checkpoint": checkpoint, "ann_to_snn": True}
-        return graph
     graph = trace(model, example_input, steps=steps, name=graph_name(model, spec.rpartition(":")[2]))
     graph.meta["source"] = {"model": spec, "checkpoint": checkpoint}
     return graph
+
+
+def load_ann(spec: str, checkpoint: str | None = None, trust_checkpoint: bool = False) -> torch.nn.Module:
+    """The ReLU network a spec names: an ``.onnx`` file or a PyTorch factory (+ checkpoint)."""
+    if spec.lower().endswith(".onnx"):
+        from .onnx_ann import onnx_relu_model
+
+        return onnx_relu_model(spec)
+    from .loading import import_factory, load_checkpoint
+
+    model = import_factory(spec)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, trust_checkpoint)
+    return model
 
 
 def trace(model: torch.nn.Module, example_input: Any, steps: int | None = None, name: str | None = None) -> Graph:

@@ -199,3 +199,22 @@ def ann_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     with torch.no_grad():
         out = model.eval()(torch.as_tensor(np.asarray(x, dtype=np.float32)))
     return float((out.argmax(1).numpy() == np.asarray(y)).mean())
+
+
+def accuracy_vs_steps(model: nn.Module, calibration: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int,
+                      percentile: float = 99.9) -> dict[str, Any]:
+    """The ANN's accuracy on ``(x, y)`` next to the converted SNN's (float engine) at
+    ``T/4, T/2, T, 2T`` steps, thresholds balanced on ``calibration`` each time: how much
+    accuracy the conversion costs, and what more or fewer steps would buy.
+
+    Returns ``{"ann_accuracy": a, "steps": T, "samples": n, "snn": [{"steps": t, "accuracy": a_t}, ...]}``.
+    """
+    from ..sim import simulate
+
+    grid = sorted({max(1, steps // 4), max(1, steps // 2), steps, 2 * steps})
+    rows = []
+    for t in grid:
+        graph = ann_to_snn(model, calibration, t, percentile)
+        out = simulate(graph, np.asarray(x, dtype=np.float32), "float").output
+        rows.append({"steps": t, "accuracy": float((np.asarray(out).argmax(1) == np.asarray(y)).mean())})
+    return {"ann_accuracy": ann_accuracy(model, x, y), "steps": steps, "samples": int(len(y)), "snn": rows}

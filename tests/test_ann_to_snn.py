@@ -88,6 +88,35 @@ def test_cli_converts_a_relu_factory(tmp_path, capsys):
     assert hw.simulate(x, "float").shape == (64, 10)
 
 
+def test_report_compares_ann_and_snn_accuracy_over_steps(digits, tmp_path, capsys):
+    """With --labels, the build's report holds the ANN's accuracy and the float SNN's at T/4..2T
+    (each recomputed here by converting and simulating), each target's integer accuracy, a plot,
+    and `npuc report` prints them."""
+    xtr, ytr, _, _ = digits
+    mlp = train(make_mlp(), xtr, ytr, 3)
+    ckpt = tmp_path / "mlp.pt"
+    torch.save(mlp.state_dict(), ckpt)
+    np.save(tmp_path / "x.npy", xtr[:120])
+    np.save(tmp_path / "y.npy", ytr[:120])
+    out = tmp_path / "b"
+    assert main(["compile", f"{__file__}:make_mlp", "--checkpoint", str(ckpt), "--example-input",
+                 str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--ann-to-snn", "--steps", "8",
+                 "--target", "fpga", "--out", str(out)]) == 0
+    sweep = npuc.load(out).report()["ann_to_snn"]
+    assert sweep["ann_accuracy"] == ann_accuracy(mlp, xtr[:120], ytr[:120])
+    assert [r["steps"] for r in sweep["snn"]] == [2, 4, 8, 16]
+    for r in sweep["snn"]:
+        assert r["accuracy"] == _snn_accuracy(ann_to_snn(mlp, xtr[:120], r["steps"]), xtr[:120], ytr[:120])
+    hw = npuc.load(out)
+    integer = float((hw.simulate(xtr[:120], "int").argmax(1) == ytr[:120]).mean())
+    assert sweep["int_accuracy"]["fpga"] == pytest.approx(integer, abs=1e-5)  # the report keeps 5 decimals
+    assert (out / sweep["plot"]).stat().st_size > 0
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ANN-to-SNN accuracy" in text and "SNN integer (fpga)" in text
+
+
 @pytest.mark.rtl
 def test_converted_mlp_has_no_rtl_mismatches(digits, tmp_path):
     xtr, ytr, xte, _ = digits
