@@ -118,6 +118,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return report_cli(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .exporting import export_cli
+
+    return export_cli(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -221,6 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--target", help="show the quantized graph of a target")
     i.add_argument("--quantized", action="store_true", help="show the quantized graph (single target)")
     i.set_defaults(fn=cmd_inspect)
+
+    e = sub.add_parser("export", help="write a build's float graph as a NIR file or an ONNX model")
+    e.add_argument("dir", help="build directory from 'npuc compile'")
+    e.add_argument("--format", choices=("nir", "onnx"), required=True)
+    e.add_argument("--out", required=True, help="output file (.nir / .onnx)")
+    e.add_argument("--runtime", action="store_true",
+                   help="onnx: the form onnxruntime runs (standard operators; neuron state as inputs/outputs, "
+                   "one call per time step) instead of npuc's exact round-trip form")
+    e.add_argument("--dt", type=float, metavar="SECONDS", help="nir: the Euler time step written into the file")
+    e.set_defaults(fn=cmd_export)
 
     d = sub.add_parser("demo", help="train, compile, simulate and verify a bundled model end to end")
     d.add_argument("--out", default="npuc-demo", help="output directory (default: ./npuc-demo)")

@@ -45,6 +45,7 @@ from ..ir.optable import OpTable
 from ..ir.serialize import _encode
 from .errors import FrontendError
 from .onnx_common import DOMAIN, FLOAT_FIELDS, LIF_FIELDS, OPSET
+from .onnx_runtime import lif_runtime, sumpool_runtime
 
 __all__ = ["DOMAIN", "ONNX_EXPORT", "FrontendError", "export_onnx"]
 
@@ -54,8 +55,12 @@ IR node ``node`` from the input tensor names ``xs``; the output tensor is named
 after the node."""
 
 
-def export_onnx(graph: Graph, path: str | os.PathLike) -> Path:
+def export_onnx(graph: Graph, path: str | os.PathLike, runtime: bool = False) -> Path:
     """Write ``graph`` as a one-time-step ONNX model (opset 17 + ``ai.npuc``).
+
+    ``runtime=True`` writes the runnable form instead (standard operators only, neuron
+    state as graph inputs/outputs; onnxruntime executes it, `import_onnx` does not read
+    it back): see `npuc.frontends.onnx_runtime`.
 
     Every IR op maps to one ONNX node named after the IR node (Dense on a
     multi-axis input: MatMul + Add), LIF/IF to ``ai.npuc::LIF``/``IF`` with the
@@ -74,7 +79,7 @@ def export_onnx(graph: Graph, path: str | os.PathLike) -> Path:
         graph.verify()
     except GraphError as e:
         raise FrontendError(f"cannot export graph '{graph.name}': {e}") from None
-    ex = _Exporter(graph)
+    ex = _Exporter(graph, runtime)
     model = ex.run()
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -100,8 +105,10 @@ def _tensor(node: str, port: str | None, default: str) -> str:
 
 
 class _Exporter:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, runtime: bool = False):
         self.g = graph
+        self.runtime = runtime
+        self.state_init: dict[str, float] = {}
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
@@ -175,6 +182,9 @@ class _Exporter:
             {o.name: {"decoding": o.op.decoding, "layout": o.op.layout} for o in outs}, sort_keys=True)
         if self.states:
             props["npuc.recurrent"] = json.dumps(self.states, sort_keys=True)
+        if self.runtime:
+            props["npuc.form"] = "runtime"
+            props["npuc.state_init"] = json.dumps(self.state_init, sort_keys=True)
         meta = {}
         for n in g:
             if n.meta:
@@ -208,13 +218,19 @@ class _Exporter:
         return value
 
     def _node(self, node: Any) -> None:
-        fn = ONNX_EXPORT.lookup(node.op)
+        fn = RUNTIME_EXPORT.lookup(node.op) if self.runtime else None
+        fn = fn or ONNX_EXPORT.lookup(node.op)
         if fn is None:
             raise self.err(node.name, "no ONNX form for this op")
         fn(self, node, [self.src(r) for r in node.inputs])
 
 
 _mk = helper.make_node
+
+RUNTIME_EXPORT = OpTable("ONNX runtime export")
+"""Ops whose runnable form (``runtime=True``) differs from the npuc form."""
+RUNTIME_EXPORT.register(LIF)(lif_runtime)
+RUNTIME_EXPORT.register(SumPool2d)(sumpool_runtime)
 
 
 @ONNX_EXPORT.register(Output)

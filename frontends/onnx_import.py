@@ -107,6 +107,9 @@ class _Importer:
     def __init__(self, model: onnx.ModelProto, where: str, steps: int | None, name: str | None):
         self.m, self.where = model, where
         self.props = {p.key: p.value for p in model.metadata_props}
+        if self.props.get("npuc.form") == "runtime":
+            raise FrontendError(f"{where}: this is npuc's runnable ONNX form (standard operators, state as graph "
+                                "I/O) for onnxruntime; import the npuc form (export_onnx without runtime=True)")
         self.onnx_graph = model.graph
         gname = name or self.props.get("npuc.graph_name") or model.graph.name or "onnx"
         if steps is None and "npuc.num_steps" in self.props:
