@@ -202,3 +202,24 @@ def test_membrane_readout_keeps_precision_whatever_its_unreachable_threshold(thr
     got = hw.simulate(x, "int") / lam
     assert np.abs(want).max() > 0.5
     assert np.abs(got - want).max() <= 0.03 * np.abs(want).max()  # decay rounding; was 100% (all 0)
+
+
+def test_dense_bias_into_a_current_stays_on_the_synapse_for_loihi2_unless_stock_only(tmp_path):
+    """A CUBA neuron fed by a biased Dense: Loihi 2 keeps the bias on the synapse (npuc's custom
+    neuron adds it to the current, like the integer engine), and refuses it in one line with
+    stock_only (Lava's stock LIF adds biases to the membrane only)."""
+    import npuc
+    from npuc.errors import NpucError
+
+    rng = np.random.default_rng(0)
+    g = Graph("cuba_bias", num_steps=6)
+    g.add("x", Input((5,), layout="TB"))
+    g.add("d", Dense(rng.normal(size=(4, 5)), rng.normal(size=4)), ["x"])
+    g.add("l", LIF(alpha=0.9, alpha_i=0.8, reset="value"), ["d"])
+    g.add("o", Output(), ["l"])
+    x = rng.normal(size=(6, 8, 5)).astype(np.float32)
+    hw = npuc.compile(g.verify(), x, target="loihi2", out=tmp_path / "b")
+    report = hw.report()["targets"]["loihi2"]
+    assert any("bias of 'd' into the current" in need for p in report["custom_processes"] for need in p["needs"])
+    with pytest.raises(NpucError, match=r"neuron 'l' has a current state fed by a layer with a bias; stock_only"):
+        npuc.compile(g, x, target="loihi2:stock_only=1", out=tmp_path / "c")

@@ -71,10 +71,12 @@ def test_fpga_build_has_no_rtl_mismatches(name, tmp_path):
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("name", ["norse-lif-recurrent", "norse-li-linear-readout", "snntorch-rleaky"])
+@pytest.mark.parametrize("name", ["norse-lif-recurrent", "norse-li-linear-readout", "snntorch-rleaky",
+                                  "snntorch-rsynaptic", "snntorch-rsynaptic-one-to-one"])
 def test_loihi2_build_has_no_lava_mismatches(name, tmp_path):
     """norse's cells map to stock processes (the readout is a reset-free state); snntorch's default
-    subtract reset runs as a custom process."""
+    subtract reset runs as a custom process, which also adds the Linear layers' biases to the
+    synaptic current of RSynaptic / Synaptic (Lava's stock LIF adds biases to the membrane)."""
     x = _spikes(20, 2, seed=1)
     hw = npuc.compile(_model(name), x, target="loihi2", out=tmp_path / "b")
     result = hw.verify(x, engine="lava")
@@ -98,3 +100,4 @@ def test_recurrent_membranes_round_like_the_library():
             mems.append(mem1.numpy().copy())
     (name,) = [n.name for n in graph if n.meta.get("source") == "snntorch.RLeaky"]
     assert np.array_equal(res.probes[name]["v"], np.stack(mems))
+

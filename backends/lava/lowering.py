@@ -206,6 +206,11 @@ def _stock_gaps(op: LIF, q) -> list[str]:
     return gaps
 
 
+def _has_bias(op: object) -> bool:
+    q = getattr(op, "q", None)
+    return q is not None and getattr(q, "bias", None) is not None and bool(np.any(q.bias != 0))
+
+
 def _lava_layout(a: np.ndarray) -> np.ndarray:
     """A per-neuron array in Lava's ``(W, H, C)`` layout (others unchanged), int64."""
     return np.ascontiguousarray(a.transpose(2, 1, 0) if a.ndim == 3 else a).astype(np.int64)
@@ -249,6 +254,9 @@ class _Lowering:
             raise _error(name, op, "no integer parameters (q): run the quantize pass for loihi2")
         pool = self._current_maxpool(name)
         reasons = _stock_gaps(op, q) + ([f"max pool '{pool}' of currents"] if pool else [])
+        biased = self._biased_dense(name)
+        if biased:
+            reasons.append(f"the bias of '{biased}' into the current: Lava's LIF adds biases to the membrane only")
         if reasons and not self.custom:
             raise _error(name, op, reasons[0])
         if op.spike == "bernoulli":
@@ -283,6 +291,21 @@ class _Lowering:
             if pool:
                 pop.in_shape = lava_shape(self.g[self.g[pool].inputs[0].node].shape)
         return pop
+
+    def _biased_dense(self, name: str) -> str | None:
+        """A Dense with a (quantized) bias among the synapses feeding neuron ``name`` directly or
+        through sums and reshapes (quantize leaves such biases only on CUBA neurons' inputs)."""
+        todo, seen = [r.node for r in self.g[name].inputs], set()
+        while todo:
+            node = self.g[todo.pop()]
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            if isinstance(node.op, Dense) and _has_bias(node.op):
+                return node.name
+            if isinstance(node.op, (Add, Reshape, Permute)):
+                todo += [r.node for r in node.inputs]
+        return None
 
     def _current_maxpool(self, name: str) -> str | None:
         """The MaxPool2d node of convolution currents this neuron reads (the legalize pass allows it only
@@ -342,8 +365,8 @@ class _Lowering:
         q = op.q
         if q is None:
             raise _error(name, op, "no integer parameters (q): run the quantize pass for loihi2")
-        if q.bias is not None and np.any(q.bias != 0):
-            raise _error(name, op, "synapse bias: Lava's Dense/Conv have no bias; the quantize pass folds synapse "
+        if _has_bias(op) and not isinstance(op, Dense):
+            raise _error(name, op, "synapse bias: Lava's Conv has no bias; the quantize pass folds convolution "
                                    "biases into the neuron's bias_mant")
         if isinstance(op, Conv2d):
             if q.weight_exp != 0:
@@ -387,6 +410,8 @@ class _Lowering:
                 c.src_port = f".reshape({dst.lava_shape!r})"
             return c
         if t.kind == "dense":
+            if _has_bias(op):
+                self._current_bias(t, dst, op)
             w_rows = np.zeros((dst.size, t.matrix.shape[1]), np.int64)
             w_rows[dst.index.ravel()] = t.matrix[t.out_idx.ravel()]
             w = np.zeros((dst.size, src.size), np.int64)
@@ -425,6 +450,23 @@ class _Lowering:
         c.dst_port = self._conv_out_port(t, out_shape, dst, op)
         self._conv_bounds(t, c, src, op)
         return c
+
+    def _current_bias(self, t: _Term, dst: Population, op) -> None:
+        """A Dense bias (accumulator units) added by the destination's custom process to its input
+        ``a`` every step, as the integer engine adds it to the accumulated sum (``bias_a``)."""
+        if dst.custom is None:
+            raise _error(t.node, op, f"synapse bias into the current of '{dst.node}' needs npuc's custom neuron "
+                                     "process (the target option stock_only keeps stock processes)")
+        late = [n.name for n in self.g for r in n.inputs if r.node == t.node and r.delay]
+        if late:
+            raise _error(t.node, op, f"'{late[0]}' reads this biased synapse one step late: the bias would be "
+                                     "missing from the first step; delay the synapse's input instead")
+        lead = t.out_idx.size // op.q.weight.shape[0]
+        b = np.tile(np.asarray(op.q.bias, np.int64), lead)
+        flat = dst.custom.get("bias_a")
+        flat = np.zeros(dst.size, np.int64) if flat is None else flat.reshape(-1)
+        flat[dst.index.ravel()] += b[t.out_idx.ravel()]
+        dst.custom["bias_a"] = flat.reshape(dst.lava_shape)
 
     def _conv_in_port(self, t: _Term, in_shape, op) -> str:
         src = t.src.pop

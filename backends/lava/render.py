@@ -73,6 +73,9 @@ def _custom_kwargs(p: Population, kw: list, bias_src: str, arrays: dict[str, np.
         kw.append(("v_min", f"P[{p.key + '_v_min'!r}]"))
     if c["pool"] is not None:
         kw.append(("pool", _pyrepr(c["pool"])))
+    if c.get("bias_a") is not None:
+        arrays[f"{p.key}_bias_a"] = np.asarray(c["bias_a"]).astype(np.int32)
+        kw.append(("bias_a", f"P[{p.key + '_bias_a'!r}]"))
     kw += [("reset_interval", "period"), ("reset_offset", f"({p.lag} + 1) % period"), ("name", repr(p.node))]
     return kw
 

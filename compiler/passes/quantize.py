@@ -36,6 +36,7 @@ from ..ir.ops import (
     LIF,
     Conv1d,
     Conv2d,
+    Dense,
     LinearAttention,
     MaxPool2d,
     Scale,
@@ -118,6 +119,15 @@ class Quantize(Pass):
         return QInput(frac, prof.input_bits), 2.0**-frac
 
     # -- neurons ---------------------------------------------------------------------
+    @staticmethod
+    def _current_bias_exact(graph: Graph, dense_bias: list, ctx: PassContext) -> bool:
+        """Loihi 2: the biases of Dense layers feeding a current state stay on the synapses (the
+        integer engine adds them to the accumulated input, as npuc's custom neuron process does)
+        unless a convolution carries one or the target keeps stock processes only."""
+        if ctx.target.options.get("stock_only"):
+            return False
+        return all(isinstance(graph[p.weighted].op, Dense) for p, _ in dense_bias)
+
     def _neuron(self, graph: Graph, name: str, probes, units, prof: NumericProfile, ctx: PassContext) -> dict:
         node = graph[name]
         op: LIF = node.op
@@ -187,10 +197,14 @@ class Quantize(Pass):
         if not op.cuba:
             for p, b in dense_bias:
                 b_all = b_all + gain * self._bias_to_neurons(graph, p, b, shape, name)
-        elif prof.weight_scheme == "loihi" and dense_bias:
+        elif prof.weight_scheme == "loihi" and dense_bias and not self._current_bias_exact(graph, dense_bias, ctx):
             if not ctx.allow_approx:
-                raise PassError(f"neuron '{name}' has a current state fed by a layer with a bias; Loihi 2 adds "
-                                "biases to the membrane only. Remove the bias, or pass --allow-approx")
+                conv = next((p.weighted for p, _ in dense_bias if not isinstance(graph[p.weighted].op, Dense)), None)
+                why = (f"'{conv}' is a convolution, whose accumulator wraps at 24 bits before the neuron could add "
+                       "a bias" if conv else "stock_only keeps lava-nc's stock neurons, which add biases to the "
+                       "membrane only (npuc's custom neuron process adds them to the current)")
+                raise PassError(f"neuron '{name}' has a current state fed by a layer with a bias; {why}. Remove the "
+                                "bias, or pass --allow-approx")
             ctx.warn(f"neuron '{name}': synapse bias of a CUBA neuron moved to the membrane (steady-state approximation)")
             ai = np.broadcast_to(op.alpha_i.astype(np.float64), shape)
             for p, b in dense_bias:
@@ -230,7 +244,7 @@ class Quantize(Pass):
                 continue
             row_lam = self._row_factor(graph, p, name, gain * lam)
             qb = None
-            if op.cuba:  # a constant input current enters u through the synapse (FPGA)
+            if op.cuba:  # a constant input current enters u through the synapse (FPGA; Loihi 2's custom neuron)
                 for pp, b in dense_bias:
                     if pp is p:
                         qb = np.round(b * row_lam / 2.0**prof.act_shift).astype(np.int64)
