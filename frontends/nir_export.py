@@ -46,6 +46,7 @@ from .nir_common import (
     DEFAULT_DT,
     HAS_V_RESET,
     NIR_VERSION,
+    STATELESS,
     TYPE_CHECKS,
     V_RESET_SINCE,
     feedback_edges,
@@ -157,7 +158,8 @@ class _Exporter:
                 self.nodes[name] = self._node(name, op)
         edges, delayed = self._edges(order)
         back = feedback_edges({n: [s for s, d in edges if d == n] for n in self.nodes},
-                              [n for n in self.nodes if isinstance(self.nodes[n], nir.Input)])
+                              [n for n in self.nodes if isinstance(self.nodes[n], nir.Input)],
+                              {n for n, v in self.nodes.items() if isinstance(v, STATELESS)})
         plain = [(s, d) for s, d in edges]
         if {(s, d) for d, s in back} != set(delayed):
             plain = [e for e in edges if e not in delayed]
