@@ -523,6 +523,11 @@ class _Importer:
                 threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value,
             )
         if isinstance(n, nir.IF):
+            if dt != 1.0 and np.all(a(n.r, "r") == 1):
+                self.warnings.append(
+                    f"{self.where}: NIR node '{p}': IF with r = 1 at dt={dt:g} adds {dt:g} x per step; sinabs "
+                    "(and the NIR paper's CNN) write r = 1 for v += x per step: import such files with dt=1 (--dt 1)"
+                )
             mode, value = self._reset(n, p)
             return IF(alpha=1.0, gain=_compress(dt * a(n.r, "r")),
                       threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value)
