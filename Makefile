@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.npuc-installed
 JOBS   ?= 2
 
-# tests/test_nir.py runs a second time against the newest nir 1.0.x npuc supports: the dev
+# tests/test_nir.py (and tests/test_nir_paper.py's nir-only tests: norse, snntorch and sinabs pin an
+# older nir) runs a second time against the newest nir 1.0.x npuc supports: the dev
 # install resolves nir 1.0.4 (sinabs pins nir<=1.0.4), `pip install npuc` alone the newest.
 # That nir goes into a folder beside the venv (no deps: it needs only numpy and h5py).
 NIR_NEWEST     ?= 1.0.8
@@ -35,6 +36,8 @@ $(NIR_NEWEST_DIR)/.installed: | $(STAMP)
 
 test-nir-newest: $(NIR_NEWEST_DIR)/.installed
 	PYTHONPATH=$(NIR_NEWEST_DIR) NPUC_EXPECT_NIR=$(NIR_NEWEST) $(BIN)/python -m pytest -n 0 -q -p no:cacheprovider tests/test_nir.py
+	PYTHONPATH=$(NIR_NEWEST_DIR) $(BIN)/python -m pytest -n 0 -q -p no:cacheprovider tests/test_nir_paper.py \
+		-m "not lava and not rtl" -k "not norse and not snntorch and not sinabs"
 
 # The edit loop: no Lava, Verilator or Yosys, no training (tests/engine_guard.py keeps the markers honest).
 test-fast: $(STAMP)

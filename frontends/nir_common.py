@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import nir
@@ -47,6 +47,9 @@ NIR_TYPES = {
     "Threshold", "LI", "LIF", "CubaLIF", "IF", "I", "Delay", "Input", "Output", "NIRGraph",
 }
 """The NIR node types npuc imports."""
+
+STATELESS = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.Scale, nir.Flatten, nir.SumPool2d, nir.AvgPool2d)
+"""NIR nodes without state: a cycle is cut before them (see `feedback_edges`)."""
 
 _IR_NAME = re.compile(r"[^A-Za-z0-9_.:\-]")
 
@@ -74,10 +77,18 @@ def ir_name(s: str) -> str:
     return s if s[0] not in ".:-" else "n" + s
 
 
-def feedback_edges(preds: dict[str, list[str]], inputs: Sequence[str]) -> list[tuple[str, str]]:
+def feedback_edges(
+    preds: dict[str, list[str]], inputs: Sequence[str], stateless: Collection[str] = ()
+) -> list[tuple[str, str]]:
     """Edges ``(dst, src)`` that close cycles: back edges of a depth-first search
     that starts at ``inputs`` (sorted) and visits successors in sorted name order,
     then restarts from any unvisited node (sorted). Deterministic in the names only.
+
+    Each back edge then moves upstream past ``stateless`` nodes (weights, pools,
+    reshapes) that have one input and one consumer: ``lif -> w_rec -> lif`` is cut at
+    ``lif -> w_rec``, so the recurrent Affine reads the previous step's spikes and its
+    bias enters from the first step on (as in snntorch's RSynaptic: ``W s_{t-1} + b``
+    with ``s_{-1} = 0``), where a cut at ``w_rec -> lif`` would start from 0, not b.
 
     The importer puts ``delay=1`` on exactly these edges, and the exporter leaves
     delayed edges as plain NIR edges when they are exactly these."""
@@ -105,4 +116,13 @@ def feedback_edges(preds: dict[str, list[str]], inputs: Sequence[str]) -> list[t
             elif nxt not in state:
                 state[nxt] = 1
                 stack.append((nxt, iter(succ[nxt])))
-    return back
+    return [_upstream(dst, src, preds, succ, stateless) for dst, src in back]
+
+
+def _upstream(dst: str, src: str, preds: dict, succ: dict, stateless: Collection[str]) -> tuple[str, str]:
+    """Move the cut edge ``src -> dst`` up a chain of one-input, one-consumer stateless nodes."""
+    seen = {dst}
+    while src in stateless and src not in seen and len(preds.get(src, [])) == 1 and succ.get(src) == [dst]:
+        seen.add(src)
+        dst, src = src, preds[src][0]
+    return dst, src

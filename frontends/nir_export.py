@@ -15,6 +15,7 @@ metadata; with nir < 1.0.6 it is the other way round.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import warnings
@@ -46,6 +47,7 @@ from .nir_common import (
     DEFAULT_DT,
     HAS_V_RESET,
     NIR_VERSION,
+    STATELESS,
     TYPE_CHECKS,
     V_RESET_SINCE,
     feedback_edges,
@@ -58,7 +60,7 @@ NIR_EXPORT = OpTable("NIR export")
 """IR op class -> ``fn(exporter, name, op) -> nir.NIRNode``."""
 
 
-def export_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
+def export_nir(graph: Graph, dt: float = DEFAULT_DT, *, r_one: bool = False) -> nir.NIRGraph:
     """Export an npuc graph as a NIR graph, inverting the import's Euler convention.
 
     ``Dense`` becomes Affine (Linear without bias), convolutions and pools their
@@ -75,6 +77,13 @@ def export_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     edges of each cycle) stay plain NIR edges; otherwise every delayed edge
     becomes a `nir.Delay` of ``dt``.
 
+    ``r_one=True`` writes ``r = 1`` on LIF/IF/LI/I nodes and folds ``r`` into the
+    Affine/Linear/Conv that alone feeds the neuron (``W r``, ``b r``): norse's
+    ``from_nir`` ignores ``r`` on these nodes (it assumes 1), so without this a
+    graph whose neurons take their input with gain 1 (``r = tau/dt``, what snnTorch
+    expects) is silent in norse. A neuron whose ``r`` cannot be folded keeps it, with
+    a warning; without ``r_one`` every ``r != 1`` is named in a warning.
+
     Warns (`UserWarning`, naming the node) for every semantic NIR cannot hold:
     a reset the installed nir has no field for (subtraction with nir >= 1.0.6,
     a reset value with older nir, no reset with any; kept in
@@ -87,30 +96,30 @@ def export_nir(graph: Graph, dt: float = DEFAULT_DT) -> nir.NIRGraph:
         FrontendError: an op NIR cannot express (BatchNorm, MaxPool2d, Permute,
             a Dense on a multi-axis input, ...), naming the node.
     """
-    out, msgs = _export(graph, dt)
+    out, msgs = _export(graph, dt, r_one)
     for msg in msgs:
         warnings.warn(msg, UserWarning, stacklevel=2)
     return out
 
 
-def _export(graph: Graph, dt: float) -> tuple[nir.NIRGraph, list[str]]:
+def _export(graph: Graph, dt: float, r_one: bool = False) -> tuple[nir.NIRGraph, list[str]]:
     if not (np.isfinite(dt) and dt > 0):
         raise FrontendError(f"dt must be a positive number, got {dt!r}")
     try:
         graph.verify()
     except GraphError as e:
         raise FrontendError(f"cannot export graph '{graph.name}': {e}") from None
-    exp = _Exporter(graph, float(dt))
+    exp = _Exporter(graph, float(dt), r_one)
     return exp.run(), exp.warnings
 
 
-def write_nir(graph: Graph, path: str | os.PathLike, dt: float = DEFAULT_DT) -> Path:
+def write_nir(graph: Graph, path: str | os.PathLike, dt: float = DEFAULT_DT, *, r_one: bool = False) -> Path:
     """Export ``graph`` (see `export_nir`) and write it with ``nir.write``.
 
     The file is written to a temporary name and renamed into place, so a
     failure never leaves a half-written file. Same graph -> identical bytes.
     """
-    ng, msgs = _export(graph, dt)
+    ng, msgs = _export(graph, dt, r_one)
     for msg in msgs:
         warnings.warn(msg, UserWarning, stacklevel=2)
     path = Path(path)
@@ -127,8 +136,8 @@ def write_nir(graph: Graph, path: str | os.PathLike, dt: float = DEFAULT_DT) -> 
 
 
 class _Exporter:
-    def __init__(self, graph: Graph, dt: float):
-        self.g, self.dt = graph, dt
+    def __init__(self, graph: Graph, dt: float, r_one: bool = False):
+        self.g, self.dt, self.r_one = graph, dt, r_one
         self.nodes: dict[str, nir.NIRNode] = {}
         self.readout: dict[str, str] = {}  # LIF name -> port its consumers read
         self.warnings: list[str] = []
@@ -156,8 +165,10 @@ class _Exporter:
             if not isinstance(op, Add):
                 self.nodes[name] = self._node(name, op)
         edges, delayed = self._edges(order)
+        self._r_for_norse(edges, delayed)
         back = feedback_edges({n: [s for s, d in edges if d == n] for n in self.nodes},
-                              [n for n in self.nodes if isinstance(self.nodes[n], nir.Input)])
+                              [n for n in self.nodes if isinstance(self.nodes[n], nir.Input)],
+                              {n for n, v in self.nodes.items() if isinstance(v, STATELESS)})
         plain = [(s, d) for s, d in edges]
         if {(s, d) for d, s in back} != set(delayed):
             plain = [e for e in edges if e not in delayed]
@@ -173,6 +184,42 @@ class _Exporter:
                 self.nodes[dn] = nir.Delay(delay=np.full(shape, self.dt))
                 plain += [(s, dn), (dn, d)]
         return nir_graph(self.nodes, plain, {"npuc.dt": self.dt, "npuc.graph": g.name})
+
+    def _r_for_norse(self, edges: list[tuple[str, str]], delayed: list[tuple[str, str]]) -> None:
+        """Fold each neuron's ``r`` into the weights that alone feed it (``r_one``), else name it.
+        norse's from_nir builds LIF/IF/LI/I cells without ``r`` (it warns and assumes 1)."""
+        for name, node in list(self.nodes.items()):
+            if not isinstance(node, (nir.LIF, nir.IF, nir.LI, nir.I)) or np.all(np.asarray(node.r) == 1):
+                continue
+            why = "" if not self.r_one else self._fold_r(name, node, edges, delayed)
+            if why is None:
+                continue
+            r = np.unique(np.asarray(node.r))
+            self.warn(name, f"r = {r[0]:.6g}{'...' if r.size > 1 else ''}: norse's from_nir ignores r on "
+                            f"{type(node).__name__} (it assumes r = 1), so norse would integrate the input "
+                            f"scaled by 1/r; " + (why or "export with r_one=True to fold r into the weights"))
+
+    def _fold_r(self, name: str, node: Any, edges: list, delayed: list) -> str | None:
+        """Move ``r`` into the single Affine/Linear/Conv that feeds only ``name``; the reason if not."""
+        ins = [s for s, d in edges if d == name]
+        src = ins[0] if len(ins) == 1 else None
+        w = self.nodes.get(src) if src is not None else None
+        if not isinstance(w, (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)) or (src, name) in delayed:
+            return "r_one: its input is not one Affine/Linear/Conv edge, so r stays"
+        if [d for s, d in edges if s == src] != [name]:
+            return f"r_one: '{src}' feeds other nodes too, so r stays"
+        r = np.broadcast_to(np.asarray(node.r, dtype=np.float64), self.g[name].shape)
+        per_out = r.reshape(r.shape[0], -1)
+        if np.any(per_out != per_out[:, :1]):
+            return "r_one: r differs within an output channel of the convolution, so r stays"
+        k = per_out[:, 0]
+        weight = np.asarray(w.weight, dtype=np.float64)
+        scaled = {"weight": _f32(weight * k.reshape(-1, *([1] * (weight.ndim - 1))))}
+        if not isinstance(w, nir.Linear):
+            scaled["bias"] = _f32(np.asarray(w.bias, dtype=np.float64) * k)
+        self.nodes[src] = dataclasses.replace(w, **scaled)
+        self.nodes[name] = dataclasses.replace(node, r=np.ones_like(np.asarray(node.r)))
+        return None
 
     def _ports(self, name: str) -> None:
         """Which port of a LIF its consumers read (NIR nodes have one output)."""

@@ -26,9 +26,11 @@ gets ``v_reset = 0`` by default, i.e. reset to zero.
 
 Edges are identities; several edges into one node are summed (an IR `Add`).
 A cycle is closed by the importer with ``delay=1`` on the DFS back edges
-(depth-first from the inputs, names in sorted order): for ``lif -> w_rec ->
-lif`` that is ``w_rec -> lif``, i.e. the recurrent input is the previous
-step's spikes. `nir.Delay` nodes of one step become delayed edges.
+(depth-first from the inputs, names in sorted order), each moved upstream past
+stateless nodes: for ``lif -> w_rec -> lif`` that is ``lif -> w_rec``, i.e. the
+recurrent Affine reads the previous step's spikes (zero before the first step)
+and its bias enters every step, the first included, as in snntorch's RSynaptic.
+`nir.Delay` nodes of one step become delayed edges.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from .nir_common import (
     NIR_TYPES,
     NIR_VERSION,
     RESETS,
+    STATELESS,
     feedback_edges,
     has_field,
     ir_name,
@@ -370,9 +373,11 @@ class _Importer:
         return int(k.reshape(-1)[0])
 
     def _break_cycles(self, reals: dict[str, _Real]) -> None:
-        """Put delay=1 on the back edges of a DFS over same-step edges (sorted names)."""
+        """Put delay=1 on the back edges of a DFS over same-step edges (sorted names),
+        each moved up past stateless nodes to the output of the neuron (`feedback_edges`)."""
         back = feedback_edges({p: [s for s, d in r.ins if d == 0] for p, r in reals.items()},
-                              [p for p, r in reals.items() if r.unit.kind == "input"])
+                              [p for p, r in reals.items() if r.unit.kind == "input"],
+                              {p for p, r in reals.items() if isinstance(r.unit.node, STATELESS)})
         for dst, src in back:
             for item in reals[dst].ins:
                 if item[0] == src and item[1] == 0:
@@ -518,6 +523,11 @@ class _Importer:
                 threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value,
             )
         if isinstance(n, nir.IF):
+            if dt != 1.0 and np.all(a(n.r, "r") == 1):
+                self.warnings.append(
+                    f"{self.where}: NIR node '{p}': IF with r = 1 at dt={dt:g} adds {dt:g} x per step; sinabs "
+                    "(and the NIR paper's CNN) write r = 1 for v += x per step: import such files with dt=1 (--dt 1)"
+                )
             mode, value = self._reset(n, p)
             return IF(alpha=1.0, gain=_compress(dt * a(n.r, "r")),
                       threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value)

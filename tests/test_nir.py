@@ -117,13 +117,13 @@ def conv_net(rng: np.random.Generator) -> Graph:
 
 
 def rnn_net(rng: np.random.Generator) -> Graph:
-    """The delay sits where the importer puts it (w_rec -> lif), so NIR gets a plain cycle."""
+    """The delay sits where the importer puts it (lif -> w_rec), so NIR gets a plain cycle."""
     g = Graph("rnn", 12)
     g.add("in", Input((5,)))
     g.add("ff", Dense(rng.normal(size=(7, 5))), ["in"])
-    g.add("lif.sum", Add(), ["ff", ("w_rec", None, 1)])
+    g.add("w_rec", Dense(rng.normal(size=(7, 7)) * 0.4), [("lif", None, 1)])
+    g.add("lif.sum", Add(), ["ff", "w_rec"])
     g.add("lif", LIF(alpha=0.85, gain=1.0, threshold=1.0), ["lif.sum"])
-    g.add("w_rec", Dense(rng.normal(size=(7, 7)) * 0.4), ["lif"])
     g.add("out", Output("sum", "B"), ["lif"])
     return g.verify()
 
@@ -151,9 +151,13 @@ def test_round_trip_preserves_parameters_and_spikes(tmp_path, dt):
         warnings.simplefilter("always")
         write_nir(g, tmp_path / "net.nir", dt=dt)
     # subtract reset is nir < 1.0.6's reset but not nir >= 1.0.6's: one warning per spiking neuron,
-    # and one for the grouped conv where nir's own type check rejects it; nothing else
+    # one for the grouped conv where nir's own type check rejects it, and one per neuron with
+    # r != 1 (norse's from_nir ignores r); nothing else
     grouped = ["c2"] if nir_rejects_grouped_conv() else []
-    assert sorted(str(w.message).split("'")[1] for w in rec) == sorted(["l1", "l2", "l3", *grouped])
+    msgs = [str(w.message) for w in rec]
+    r_msgs = [m for m in msgs if "norse's from_nir ignores r" in m]
+    assert sorted(m.split("'")[1] for m in msgs if m not in r_msgs) == sorted(["l1", "l2", "l3", *grouped])
+    assert sorted(m.split("'")[1] for m in r_msgs) == ["l1", "l2", "li"]  # l3: a CubaLIF, norse applies its r
     g2 = import_nir(tmp_path / "net.nir")  # dt from the file's metadata
     assert g2.meta["source"]["dt"] == dt
     worst = 0.0
@@ -182,7 +186,8 @@ def test_round_trip_recurrent_cycle_is_a_plain_nir_cycle(tmp_path):
     assert not any(isinstance(n, nir.Delay) for n in ng.nodes.values())
     nir.write(tmp_path / "rnn.nir", ng)
     g2 = import_nir(tmp_path / "rnn.nir", steps=12)
-    assert [(r.node, r.delay) for r in g2["lif.sum"].inputs] == [("ff", 0), ("w_rec", 1)]
+    assert [(r.node, r.delay) for r in g2["lif.sum"].inputs] == [("ff", 0), ("w_rec", 0)]
+    assert [(r.node, r.delay) for r in g2["w_rec"].inputs] == [("lif", 1)]
     x = rng.normal(size=(4, 5)).astype(np.float32)
     counts = simulate(g, x).output  # the 'sum' decoding is not part of NIR: g2 emits the spike trains
     assert counts.sum() > 0
@@ -439,8 +444,10 @@ def test_recurrent_nir_graph(tmp_path):
     )
     nir.write(tmp_path / "r.nir", ng)
     g = import_nir(tmp_path / "r.nir", dt=1e-3)
-    # the DFS from the input reaches lif first, so the back edge w_rec -> lif carries the delay
-    assert [(r.node, r.delay) for r in g["lif.sum"].inputs] == [("w_in", 0), ("w_rec", 1)]
+    # the DFS from the input reaches lif first: its back edge w_rec -> lif moves up past the
+    # stateless w_rec, so lif -> w_rec carries the delay
+    assert [(r.node, r.delay) for r in g["lif.sum"].inputs] == [("w_in", 0), ("w_rec", 0)]
+    assert [(r.node, r.delay) for r in g["w_rec"].inputs] == [("lif", 1)]
     x = (rng.random((50, 3, 4)) * 2).astype(np.float32)
     want = _recurrent_reference(x, w_in, w_rec, lif, 1e-3, getattr(ng.nodes["lif"], "v_reset", None))
     assert 0.05 < want.mean() < 0.95
@@ -460,7 +467,8 @@ def test_nested_rnn_subgraph_as_snntorch_writes_it():
                              "out": nir.Output(np.array([6]))},
                       edges=[("in", "fc"), ("fc", "rnn"), ("rnn", "out")])
     g = import_nir(ng, dt=1e-3)
-    assert [(r.node, r.delay) for r in g["rnn.lif.sum"].inputs] == [("fc", 0), ("rnn.w_rec", 1)]
+    assert [(r.node, r.delay) for r in g["rnn.lif.sum"].inputs] == [("fc", 0), ("rnn.w_rec", 0)]
+    assert [(r.node, r.delay) for r in g["rnn.w_rec"].inputs] == [("rnn.lif", 1)]
     x = (rng.random((50, 2, 4)) * 2).astype(np.float32)
     want = _recurrent_reference(x, w_in, w_rec, lif, 1e-3, getattr(sub.nodes["lif"], "v_reset", None))
     np.testing.assert_array_equal(simulate(g, x).output, want)
