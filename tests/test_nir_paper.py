@@ -310,24 +310,23 @@ HW_CASES = {  # graph, input, a spiking node that must be active in the integer 
 }
 
 
-LOIHI_APPROX = {"braille_noDelay_bias_zero"}
-"""Graphs whose Loihi 2 build needs ``allow_approx``: fc1's and w_rec's biases feed the CUBA
-current, and Loihi 2's LIF adds biases to the membrane only (see the test below)."""
-
-
-def test_loihi2_refuses_a_bias_into_the_cuba_current_without_allow_approx(tmp_path):
-    """With allow_approx the bias moves to the membrane as b / (1 - alpha_i) (its steady state);
-    float vs integer agreement of lif1's spikes is then 99.3 % on Loihi 2 and on the FPGA, which
-    keeps the bias in the current, alike (measured, 256 steps x 4 samples)."""
+def test_loihi2_keeps_the_bias_in_the_cuba_current_unless_stock_only(tmp_path):
+    """fc1's and w_rec's biases feed the CUBA current: npuc's custom neuron adds them there, as the
+    integer engine does; lava-nc's stock LIF adds biases to the membrane only, so stock_only refuses
+    the graph in one line (with allow_approx the bias would move to the membrane as b / (1 - alpha_i))."""
     x = braille_input(16, 1)
-    with pytest.raises(npuc.errors.PassError, match="adds biases to the membrane only"):
-        npuc.compile(load("braille_noDelay_bias_zero", reset="value"), x, target="loihi2", out=tmp_path / "b")
+    hw = npuc.compile(load("braille_noDelay_bias_zero", reset="value"), x, target="loihi2", out=tmp_path / "b")
+    needs = [n for p in hw.report()["targets"]["loihi2"]["custom_processes"] for n in p["needs"]]
+    assert any("into the current" in n for n in needs), needs
+    with pytest.raises(npuc.errors.PassError, match="stock_only keeps lava-nc.s stock neurons, which add biases"):
+        npuc.compile(load("braille_noDelay_bias_zero", reset="value"), x, target="loihi2:stock_only=1",
+                     out=tmp_path / "c")
 
 
 def _build_and_verify(name: str, target: str, engine: str, out: Path) -> None:
     graph, data, active = HW_CASES[name]
     x = data()
-    hw = npuc.compile(graph(), x, target=target, out=out, allow_approx=target == "loihi2" and name in LOIHI_APPROX)
+    hw = npuc.compile(graph(), x, target=target, out=out)
     assert hw.simulate(x, engine="int", probe=True).probes[active]["spikes"].any()  # not a silent net
     result = hw.verify(x, engine=engine)
     assert result.ok, result.format()
