@@ -278,7 +278,10 @@ def _simulate_harness(art: Path, meta: dict, sources: list[Path], words: np.ndar
                       progress: bool, timeout_cycles: int, opt: str, reset_check: tuple[int, int] | None,
                       procs: int | None) -> tuple[dict, dict]:
     """Compiled path: build the design with its C++ testbench (cached) and run chunks of the batch
-    in parallel processes (each from reset; a sample's state is cleared by ``in_first``)."""
+    in parallel processes. Each process starts from reset and first replays the sample before its
+    chunk: ``in_first`` clears a sample's numeric state, but cycle counts can depend on what ran
+    before (the first step after reset can take longer), and the replay makes them equal to one
+    sequential run's."""
     batch, steps, _ = words.shape
     top = meta["top"]
     t0 = time.perf_counter()
@@ -294,12 +297,13 @@ def _simulate_harness(art: Path, meta: dict, sources: list[Path], words: np.ndar
         jobs = []
         for k in range(n):
             stim = run_dir / f"stim{k}.bin"
-            chunk = words[bounds[k]:bounds[k + 1]]
+            warm = int(k > 0)  # replay the previous chunk's last sample first (see the harness's --warmup)
+            chunk = words[bounds[k] - warm:bounds[k + 1]]
             with open(stim, "wb") as f:
                 np.asarray(chunk.shape, dtype="<i8").tofile(f)
                 np.ascontiguousarray(chunk, dtype="<i8").tofile(f)
             cmd = [str(exe), str(stim), str(run_dir / f"result{k}.bin"), str(run_dir / f"progress{k}"),
-                   "--timeout", str(int(timeout_cycles))] + (["--probe"] if probe else [])
+                   "--timeout", str(int(timeout_cycles)), "--warmup", str(warm)] + (["--probe"] if probe else [])
             if reset_check is not None and k == 0:
                 cmd += ["--abort", "{},{}".format(*reset_check)]
             jobs.append(cmd)
