@@ -218,7 +218,7 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
 
 # -- Verilator build of the compiled harness (no cocotb, no VPI) ---------------------------------------
 
-HARNESS_OPTS = ("-O1", "-O2", "-O3")
+HARNESS_OPTS = ("-O0", "-O1", "-O2", "-O3", "-Os")
 _HARNESS_RUNTIME = ["verilated", "verilated_threads"]
 
 
