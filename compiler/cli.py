@@ -135,7 +135,7 @@ def _print(msg: str) -> None:
 
 
 TRUSTED_BUILD = ("A build directory holds generated code that the lava and rtl engines execute (the Lava "
-                 "module, the Verilog and its cocotb testbench): treat it as trusted code, like a checkpoint "
+                 "module, the Verilog and its cocotb and C++ testbenches): treat it as trusted code, like a checkpoint "
                  "loaded with --trust-checkpoint. npuc records a SHA-256 of every generated file at compile time "
                  "and refuses a build edited since, unless you pass --allow-modified.")
 ALLOW_MODIFIED = "run a build whose generated files changed since compile (you trust the change)"

@@ -16,6 +16,7 @@ import pytest
 from test_rtl_attention import coincidence_graph
 from test_rtl_network import convnet, mlp
 
+import npuc
 from npuc.backends.rtl import emit, run
 from npuc.backends.rtl.sim import harness_procs
 from npuc.errors import ToolchainError
@@ -108,3 +109,22 @@ def test_harness_processes_follow_cores_cap_and_batch(monkeypatch):
     monkeypatch.setenv("NPUC_RTL_PROCS", "many")
     with pytest.raises(ValueError, match="NPUC_RTL_PROCS"):
         harness_procs(4)
+
+
+@pytest.mark.rtl
+def test_cli_simulate_reports_cycles_per_second(tmp_path, capsys):
+    from npuc.cli import main
+    from npuc.ir import LIF, Dense, Graph, Input, Output
+
+    rng = np.random.default_rng(0)
+    g = Graph("tiny", num_steps=4)
+    g.add("x", Input((6,)))
+    g.add("fc", Dense(rng.normal(0, 0.8, (4, 6)).astype(np.float32)), ["x"])
+    g.add("lif", LIF(alpha=0.9, threshold=1.0), ["fc"])
+    g.add("o", Output(), ["lif"])
+    x = rng.random((3, 6)).astype(np.float32)
+    npuc.compile(g.verify(), x, target="fpga", out=tmp_path / "b")
+    np.save(tmp_path / "x.npy", x)
+    assert main(["simulate", str(tmp_path / "b"), "--engine", "rtl", "--input", str(tmp_path / "x.npy")]) == 0
+    line = [s for s in capsys.readouterr().err.splitlines() if s.startswith("  rtl:")]
+    assert len(line) == 1 and "cycles/s, compiled testbench" in line[0], line
