@@ -69,7 +69,13 @@ def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray], labels
     target = check_target_kind(bd, args.engine, args.target) if args.target else \
         bd.target_for_kind(for_engine(args.engine).kind)
     _print_outputs(bd.int_graph(target), res, labels)
-    wave_file = (res.stats.get("rtl") or {}).get("waves")
+    rtl = res.stats.get("rtl") or {}
+    if rtl.get("cycles_per_second"):
+        how = ("compiled testbench, " + (f"{rtl['procs']} processes" if rtl["procs"] > 1 else "1 process")
+               if rtl.get("engine") == "harness" else "cocotb testbench")
+        _print(f"  rtl: {rtl['cycles']:,} cycles simulated in {rtl['sim_seconds']:.2f} s "
+               f"({rtl['cycles_per_second']:,.0f} cycles/s, {how})")
+    wave_file = rtl.get("waves")
     if wave_file:
         _print(f"  waveform: {wave_file}")
     if args.out:
@@ -135,7 +141,7 @@ def _print(msg: str) -> None:
 
 
 TRUSTED_BUILD = ("A build directory holds generated code that the lava and rtl engines execute (the Lava "
-                 "module, the Verilog and its cocotb testbench): treat it as trusted code, like a checkpoint "
+                 "module, the Verilog and its cocotb and C++ testbenches): treat it as trusted code, like a checkpoint "
                  "loaded with --trust-checkpoint. npuc records a SHA-256 of every generated file at compile time "
                  "and refuses a build edited since, unless you pass --allow-modified.")
 ALLOW_MODIFIED = "run a build whose generated files changed since compile (you trust the change)"

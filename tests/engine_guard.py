@@ -27,6 +27,7 @@ _ENTRY_POINTS: dict[str, list[tuple[str | None, str, str]]] = {
     "lava.magma.runtime.runtime": [("Runtime", "initialize", "lava")],
     "cocotb_tools.runner": [("Runner", "build", "rtl"), ("Runner", "test", "rtl")],
     "npuc.backends.rtl.toolchain": [(None, "build", "rtl"), (None, "run_test", "rtl"),
+                                    (None, "build_harness", "rtl"), (None, "run_harness", "rtl"),
                                     (None, "yosys_stats", "yosys"), (None, "lint", "lint")],
 }
 # The marker each engine needs.

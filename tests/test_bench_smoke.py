@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not an
 from bench.run_all import BENCHMARKS  # noqa: E402
 
 # What each quick benchmark starts (all of them compile, train or time models: slow).
-ENGINES = {"sim_speed": [pytest.mark.lava], "rtl_efficiency": [pytest.mark.rtl],
+ENGINES = {"sim_speed": [pytest.mark.lava, pytest.mark.rtl], "rtl_efficiency": [pytest.mark.rtl],
            "accuracy": [pytest.mark.lava, pytest.mark.rtl], "model_zoo": [pytest.mark.lava, pytest.mark.rtl]}
 
 

@@ -3,8 +3,9 @@
 * `emit(graph, out_dir, target)`: lower the graph to the RTL object model
   (`npuc.backends.rtl.lower`) and print it through the jinja2 templates of
   ``npuc.hdl`` (`npuc.backends.rtl.render`).
-* `run(artifact_dir, inputs, probe=False, waves=False)`: build with Verilator
-  through the cocotb runner and run the generated testbench; returns a
+* `run(artifact_dir, inputs, probe=False, waves=False)`: build with Verilator and
+  run the generated testbench (by default the compiled C++ one, in parallel
+  processes; ``engine="cocotb"`` or ``waves=True``: the cocotb one); returns a
   `npuc.sim.engine.SimResult` in the golden engines' layout.
 * `rtl_report(graph, artifact_dir, run_result=None)`: cycles per step against
   the event-driven bound, and Yosys resource estimates per layer.

