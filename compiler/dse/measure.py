@@ -55,6 +55,7 @@ def run_chunk(graph: Any, x: np.ndarray, engine: str = "int", events: bool = Fal
     from ..sim import simulate
 
     pops = populations(graph)
+    neurons = {n.name for n in graph if n.name in pops and n.op.kind != "io"}  # inputs carry values, not spikes
     res = simulate(graph, x, engine, probe=pops)
     out = np.asarray(res.outputs[0], dtype=np.float64)
     op = graph.outputs()[0].op
@@ -68,8 +69,9 @@ def run_chunk(graph: Any, x: np.ndarray, engine: str = "int", events: bool = Fal
             continue
         trace = np.asarray(trace)
         nz = (trace.reshape(trace.shape[0], trace.shape[1], -1) != 0).sum(2)  # [T, B] events
-        t.neurons[name] = int(np.prod(trace.shape[2:]))
-        t.spikes[name] = float(np.abs(trace).sum())
+        if name in neurons:
+            t.neurons[name] = int(np.prod(trace.shape[2:]))
+            t.spikes[name] = float(np.abs(trace).sum())
         if events:
             t.events[name] = [nz]
     return t
