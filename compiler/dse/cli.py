@@ -24,7 +24,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
                   checkpoint=args.checkpoint, trust_checkpoint=args.trust_checkpoint, steps=args.steps,
                   search=args.search, budget=args.budget, seed=args.seed, scheduler=args.scheduler,
                   workers=args.workers, synth=None if args.synth == "none" else args.synth,
-                  calibration=args.calibration_samples, chunk=args.chunk, min_accuracy=args.min_accuracy,
+                  calibration=args.calibration_samples, calibration_data=args.calibration,
+                  calibration_labels=args.calibration_labels, chunk=args.chunk, min_accuracy=args.min_accuracy,
                   progress=not args.no_progress, echo=echo)
     print_front(res, Console(stderr=False))
     ok = sum(r["status"] == "ok" for r in res.rows)
@@ -77,10 +78,13 @@ def add_parsers(sub: Any) -> None:
                    help="FPGA: Yosys flow for LUT/FF/BRAM per point (cached per design; default none: memory bits)")
     e.add_argument("--min-accuracy", type=float,
                    help="accuracy floor for best-<cost>/ builds (default: best accuracy - 0.01)")
-    e.add_argument("--calibration-samples", type=int, default=256, help="first N samples calibrate quantization")
+    e.add_argument("--calibration", help=".npy calibration inputs (default: --data)")
+    e.add_argument("--calibration-labels", help=".npy labels of --calibration")
+    e.add_argument("--calibration-samples", type=int, default=256,
+                   help="the first N calibration samples calibrate quantization (default 256)")
     e.add_argument("--chunk", type=int, default=512, help="integer-engine samples per batch")
     e.add_argument("--scheduler", help=SCHEDULER)
-    e.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    e.add_argument("--workers", type=int, help="local worker processes (default: one per core; 0: run in this process)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("--out", required=True, help="output directory (its cache/ makes reruns resume)")
     e.set_defaults(fn=cmd_explore)
@@ -96,6 +100,6 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("--target", help="which compiled target (when there are several)")
     v.add_argument("--chunk", type=int, default=512, help="samples per task")
     v.add_argument("--scheduler", help=SCHEDULER)
-    v.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    v.add_argument("--workers", type=int, help="local worker processes (default: one per core; 0: run in this process)")
     v.add_argument("--out", help="folder for the JSON and the plot (default DIR/report/)")
     v.set_defaults(fn=cmd_evaluate)

@@ -55,7 +55,7 @@ def fpga_costs(build: Path, target: str, events: dict[str, np.ndarray], steps: i
     sources = toolchain.design_sources(art)
     mems = sorted((art / "mem").glob("*.hex")) if (art / "mem").is_dir() else []
     design = toolchain.sources_hash([*sources, *mems])
-    row: dict[str, Any] = {"design_hash": design, "lanes": meta["lanes"],
+    row: dict[str, Any] = {"design_hash": design,
                            "neurons": sum(lay["n"] for lay in meta["layers"]),
                            "memory_bits": _memory_bits(meta)}
     new: dict[str, Any] = {}

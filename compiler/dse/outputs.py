@@ -15,7 +15,7 @@ from .plots import plot_pareto
 
 FLAT = ("id", "status", "accuracy", "LUT", "FF", "BRAM", "memory_bits", "neurons", "cycles_per_step", "fmax_mhz",
         "clock_mhz", "latency_us", "cores", "chips", "messages", "synops", "energy_uj", "agreement_mean",
-        "agreement_min", "design_hash", "spec", "seconds")
+        "agreement_min", "num_steps", "design_hash", "spec", "seconds")
 
 
 def columns(result: Any) -> list[str]:

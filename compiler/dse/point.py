@@ -27,13 +27,13 @@ class PointOptions:
     """How points are measured (part of every point's cache key)."""
 
     synth: str | None = None  # Yosys flow for LUT/FF/BRAM, None: no synthesis
-    calibration: int = 256  # calibration samples (the first ones of the data)
+    calibration: int = 256  # calibration samples (the first ones of the calibration set)
     chunk: int = 512  # integer-engine batch per chunk
     keep_build: bool = True  # return the build bundle (for best-<objective>/)
 
 
-def run_point(graph: Any, x: np.ndarray, y: np.ndarray, space: Space, point: dict[str, str],
-              opts: PointOptions, known_synth: dict[str, Any]) -> dict[str, Any]:
+def run_point(graph: Any, x: np.ndarray, y: np.ndarray, cal: tuple[np.ndarray, np.ndarray], space: Space,
+              point: dict[str, str], opts: PointOptions, known_synth: dict[str, Any]) -> dict[str, Any]:
     """Compile and measure one point; returns ``{"row", "build", "synth"}``; never raises."""
     row: dict[str, Any] = {**point, "status": "ok"}
     tmp = Path(tempfile.mkdtemp(prefix="npuc-point-"))
@@ -41,7 +41,7 @@ def run_point(graph: Any, x: np.ndarray, y: np.ndarray, space: Space, point: dic
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = _measure(graph, x, y, space, point, opts, known_synth, tmp / "build", row)
+            out = _measure(graph, x, y, cal, space, point, opts, known_synth, tmp / "build", row)
         row["warnings"] = sorted({str(w.message).splitlines()[0] for w in caught})
     except NpucError as e:
         row["status"] = f"refused: {str(e).splitlines()[0]}"
@@ -55,8 +55,9 @@ def run_point(graph: Any, x: np.ndarray, y: np.ndarray, space: Space, point: dic
     return {"row": row, **out}
 
 
-def _measure(graph: Any, x: np.ndarray, y: np.ndarray, space: Space, point: dict[str, str], opts: PointOptions,
-             known_synth: dict[str, Any], build: Path, row: dict[str, Any]) -> dict[str, Any]:
+def _measure(graph: Any, x: np.ndarray, y: np.ndarray, cal: tuple[np.ndarray, np.ndarray], space: Space,
+             point: dict[str, str], opts: PointOptions, known_synth: dict[str, Any], build: Path,
+             row: dict[str, Any]) -> dict[str, Any]:
     from ..builddir import BuildDir
     from ..driver import build as compile_build
     from . import bundle, costs
@@ -64,13 +65,12 @@ def _measure(graph: Any, x: np.ndarray, y: np.ndarray, space: Space, point: dict
 
     spec, pipeline, steps = point_spec(space, point)
     g = _with_steps(graph, steps)
-    xs = x[: opts.calibration]
-    report = compile_build(g, [spec], build, [xs], y[: opts.calibration],
+    report = compile_build(g, [spec], build, [cal[0][: opts.calibration]], cal[1][: opts.calibration],
                            pipelines={None: pipeline} if pipeline else None)
     name = next(iter(report["targets"]))
     quant = next((e for e in report["targets"][name]["passes"] if e["pass"] == "quantize"), {})
     agree = quant.get("spike_agreement") or {}
-    row.update({"spec": spec, "steps": g.num_steps,
+    row.update({"spec": spec, "num_steps": g.num_steps,
                 "agreement_mean": round(float(np.mean(list(agree.values()))), 5) if agree else None,
                 "agreement_min": round(min(agree.values()), 5) if agree else None,
                 "agreement": agree})

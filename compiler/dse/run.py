@@ -49,7 +49,8 @@ def cost_columns(kind: str, synth: bool) -> list[str]:
 def explore(model: Any, data: Any, labels: Any, target: str, space: str, out: str | Path, *,
             checkpoint: str | None = None, trust_checkpoint: bool = False, steps: int | None = None,
             search: str = "grid", budget: int | None = None, seed: int = 0, scheduler: str | None = None,
-            workers: int | None = None, synth: str | None = None, calibration: int = 256, chunk: int = 512,
+            workers: int | None = None, synth: str | None = None, calibration: int = 256,
+            calibration_data: Any = None, calibration_labels: Any = None, chunk: int = 512,
             min_accuracy: float | None = None, progress: bool = True, echo: Any = None) -> ExploreResult:
     """Explore a design space for one model and target (see ``npuc explore --help``).
 
@@ -58,7 +59,8 @@ def explore(model: Any, data: Any, labels: Any, target: str, space: str, out: st
             ``.onnx``, an ``nn.Module`` or an npuc `Graph`.
         data, labels: the labelled data set (arrays or ``.npy`` paths); every point's accuracy
             is measured on all of it with the integer engine; the first ``calibration``
-            samples calibrate quantization.
+            samples calibrate quantization (of ``calibration_data`` / ``calibration_labels``
+            when given, else of ``data``; keep the data set held out by giving them).
         target: ``fpga``, ``loihi2``, ``fpga:clock_mhz=200`` or a target JSON file.
         space: knob text, e.g. ``"weight_bits=4..8,lanes=1,2,4,steps=8,16"``.
         search: ``grid``, ``random`` or ``nsga`` (``budget`` points).
@@ -73,12 +75,16 @@ def explore(model: Any, data: Any, labels: Any, target: str, space: str, out: st
     echo = echo or (lambda line: None)
     sp = parse_space(space, target)
     x, y = _data(data, labels)
-    graph = _load(model, checkpoint, trust_checkpoint, steps, x)
+    if (calibration_data is None) != (calibration_labels is None):
+        raise UserError("give calibration data and calibration labels together (--calibration, --calibration-labels)")
+    cal = (x, y) if calibration_data is None else _data(calibration_data, calibration_labels)
+    graph = _load(model, checkpoint, trust_checkpoint, steps, cal[0])
     opts = PointOptions(synth=synth, calibration=calibration, chunk=chunk)
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
-    cache = PointCache(root / "cache", fingerprint(graph, x, y), target, opts)
+    source = fingerprint(graph, x, y) + ("" if calibration_data is None else fingerprint(graph, *cal))
+    cache = PointCache(root / "cache", source, target, opts)
     costs = cost_columns(sp.kind, synth is not None)
     strategy = make_strategy(search, sp, budget, seed, 1 + len(costs))
     total = len(strategy.points) if strategy.points else getattr(strategy, "budget", sp.size)
@@ -88,7 +94,7 @@ def explore(model: Any, data: Any, labels: Any, target: str, space: str, out: st
     measured = 0
     with Runner(scheduler, workers) as runner, _progress(total, progress) as bar:
         echo(f"explore: running on {runner.description}")
-        shared = runner.share(graph=graph, x=x, y=y)
+        shared = runner.share(graph=graph, x=x, y=y, cal=(cal[0][:calibration], cal[1][:calibration]))
         for batch in strategy.batches():
             got, n = _run_batch(runner, shared, cache, sp, batch, opts, bar)
             measured += n
@@ -111,7 +117,7 @@ def _run_batch(runner: Runner, shared: dict[str, Any], cache: PointCache, sp: Sp
         if r is not None:
             bar.update(1)
     known = cache.synth()
-    todo = {runner.submit(run_point, shared["graph"], shared["x"], shared["y"], sp, p, opts, known): i
+    todo = {runner.submit(run_point, shared["graph"], shared["x"], shared["y"], shared["cal"], sp, p, opts, known): i
             for i, p in enumerate(batch) if rows[i] is None}
     for fut in runner.as_completed(todo):
         i = todo[fut]

@@ -4,6 +4,7 @@
 
 * ``None`` / ``"processes"``: a `concurrent.futures.ProcessPoolExecutor` with one worker per
   core (``workers`` to change it); shared objects reach each worker once, via its initializer;
+  ``workers=0`` runs every task in this process, one after another (debugging, small tests);
 * ``"local:N"``: a `distributed.LocalCluster` of N single-threaded worker processes;
 * ``"tcp://HOST:PORT"`` (or ``tls://``): an existing Dask scheduler; workers need npuc.
 
@@ -59,7 +60,9 @@ class Runner:
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
         self.scheduler = scheduler or "processes"
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        if self.workers < 0:
+            raise UserError(f"--workers must be 0 (this process) or more, got {workers}")
         self._pool: ProcessPoolExecutor | None = None
         self._client = None
         self._cluster = None
@@ -91,7 +94,7 @@ class Runner:
     @property
     def description(self) -> str:
         if self._client is None:
-            return f"{self.workers} local worker processes"
+            return "this process" if self.workers == 0 else f"{self.workers} local worker processes"
         where = "LocalCluster" if self._cluster is not None else self.scheduler
         return f"Dask ({where}, {self.workers} workers)"
 
@@ -99,12 +102,20 @@ class Runner:
         """Send objects every task reads (graph, data) to the workers once; returns handles."""
         if self._client is not None:
             return {k: self._client.scatter(v, broadcast=True, hash=False) for k, v in objects.items()}
+        if self._pool is not None:  # workers started: restart them with the new objects
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._pending.update(objects)
         return {k: Ref(k) for k in objects}
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._client is not None:
             return self._client.submit(_dask_call, fn, *args, pure=False)
+        if self.workers == 0:
+            done: Future = Future()
+            _SHARED.update(self._pending)
+            done.set_result(_call(fn, *args))
+            return done
         if self._pool is None:
             import multiprocessing
 
