@@ -159,3 +159,22 @@ def test_yosys_costs_are_cached_per_design(tmp_path, data, graph):
     cached = json.loads((tmp_path / "ex" / "cache" / "synth.json").read_text())
     assert cached == {f"{row['design_hash']}:ice40": cached[f"{row['design_hash']}:ice40"]}
     assert cached[f"{row['design_hash']}:ice40"]["LUT"] == row["LUT"]
+
+
+@pytest.mark.rtl
+def test_latency_estimate_is_the_report_bound_and_near_the_rtl_cycles(tmp_path, data, graph):
+    """The cycles per step explore estimates from integer-engine events equal `npuc report`'s bound
+    fed with the events the RTL counted, and stay close to the cycles Verilator measured."""
+    from npuc.backends.rtl import rtl_report, run
+
+    x, y = data
+    x, y = x[:6], y[:6]
+    res = npuc.explore(graph, x, y, "fpga", "weight_bits=6,lanes=2", tmp_path / "ex", workers=0, calibration=6,
+                       progress=False)
+    row = res.rows[0]
+    build = tmp_path / "ex" / "best-accuracy"
+    sim = run(build / "rtl", x, progress=False)
+    rep = rtl_report(BuildDir(build).int_graph(), build / "rtl", sim, yosys=False)
+    bound = sum(lay["cycles"]["bound_mean"] for lay in rep["layers"])
+    assert row["cycles_per_step"] == pytest.approx(bound, abs=0.01)
+    assert 0.8 <= row["cycles_per_step"] / rep["total"]["cycles_per_step"] <= 1.02
