@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args(argv)
     space = "weight_bits=4,6,lanes=1,4" if args.quick else "weight_bits=3..6,lanes=1,4,steps=8,16"
-    samples = 4000 if args.quick else 100_000
+    samples = 4000 if args.quick else 50_000
     with tempfile.TemporaryDirectory(prefix="npuc-bench-explore-") as d:
         tmp = Path(d)
         ex = bench_explore(space, args.workers, tmp)

@@ -79,7 +79,15 @@ def test_refused_points_are_rows_and_loihi2_costs(tmp_path, data, graph):
     assert res.front == [1]
 
 
-def test_steps_on_a_model_with_a_time_axis_is_refused(tmp_path, data, graph):
+def test_nsga_search_end_to_end(tmp_path, data, graph):
+    x, y = data
+    res = npuc.explore(graph, x, y, "fpga", "weight_bits=4,6,lanes=1,2", tmp_path / "ex", search="nsga", budget=3,
+                       seed=1, workers=0, calibration=32, progress=False)
+    points = [(r["weight_bits"], r["lanes"]) for r in res.rows]
+    assert len(points) == 3 == len(set(points)) and all(r["status"] == "ok" for r in res.rows)
+
+
+def test_steps_is_a_knob_of_static_input_models(tmp_path, data, graph):
     x, y = data
     g = graph.copy()
     res = npuc.explore(g, x, y, "fpga", "steps=4", tmp_path / "ex", workers=0, calibration=32, progress=False)
