@@ -70,13 +70,15 @@ def test_explore_fpga_front_best_builds_and_resume(tmp_path, data, graph):
 
 def test_refused_points_are_rows_and_loihi2_costs(tmp_path, data, graph):
     x, y = data
-    res = npuc.explore(graph, x, y, "loihi2", "weight_bits=1,8,steps=4", tmp_path / "ex", workers=0,
-                       calibration=64, progress=False)
-    refused, ok = res.rows
-    assert refused["status"].startswith("refused: ") and "weight_bits=1" in refused["status"]
-    assert refused.get("accuracy") is None
-    assert ok["status"] == "ok" and ok["steps"] == "4" and ok["num_steps"] == 4 and ok["cores"] >= 1 and ok["energy_uj"] > 0
-    assert res.front == [1]
+    res = npuc.explore(graph, x, y, "loihi2", "weight_bits=1,8,steps=4,neurons_per_core=16,4096,cores_per_chip=2",
+                       tmp_path / "ex", workers=0, calibration=64, progress=False)
+    assert [r["status"].startswith("refused: ") for r in res.rows] == [True, True, False, False]
+    assert "weight_bits=1" in res.rows[0]["status"] and res.rows[0].get("accuracy") is None
+    small, big = res.rows[2:]
+    assert small["steps"] == "4" and small["num_steps"] == 4 and small["energy_uj"] > 0
+    assert small["cores"] >= 74 // 16 + 1 and small["chips"] >= 3 and big["cores"] == 1  # 74 neurons
+    assert small["accuracy"] == big["accuracy"]  # the mapping does not change the arithmetic
+    assert res.front == [3]
 
 
 def test_nsga_search_end_to_end(tmp_path, data, graph):

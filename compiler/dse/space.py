@@ -4,7 +4,8 @@ A knob is one of
 
 * ``steps``: time steps per sample of a model with static inputs (``graph.num_steps``);
 * a target override (`npuc.targets`): a `NumericProfile` field, an alias such as
-  ``state_bits``, or a backend option (``lanes``, ``stock_only``);
+  ``state_bits``, a backend option (``lanes``, ``stock_only``) or, on many-core targets,
+  a per-core limit (``neurons_per_core``, ``cores_per_chip``);
 * a pass option, ``PASS.OPTION`` (``quantize.percentile``, ``map-cores.order``), set in
   the target's pipeline.
 
@@ -106,10 +107,12 @@ def knob_names(target: Any) -> set[str]:
     from ..backends import for_kind
     from ..ir.values import NumericProfile
     from ..pipeline import target_passes
-    from ..targets import _ALIASES
+    from ..targets import _ALIASES, CORE_OVERRIDES
 
     fields = {f.name for f in dataclasses.fields(NumericProfile)} - {"name", "notes"}
     names = {STEPS} | fields | set(_ALIASES) | set(for_kind(target.kind).options)
+    if target.cores is not None:
+        names |= set(CORE_OVERRIDES)
     for p in target_passes(target):
         names |= {f"{p.name}.{f.name}" for f in dataclasses.fields(p)}
     return names
