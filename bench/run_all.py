@@ -20,6 +20,7 @@ BENCHMARKS = [
     ("attention_bench", "6. spiking attention: AND vs XNOR vs SC; SC error vs T"),
     ("model_zoo", "7. model zoo: tutorial and reference models on both targets"),
     ("ann_to_snn", "8. ANN-to-SNN: ReLU networks on digits, accuracy vs T"),
+    ("explore_bench", "9. explore / evaluate: points per minute, samples per second, local vs LocalCluster"),
 ]
 
 

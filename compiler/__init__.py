@@ -23,3 +23,17 @@ def load(path):
     from .api import load as _load
 
     return _load(path)
+
+
+def explore(*args, **kwargs):
+    """Search a design space for the best hardware per objective; see `npuc.dse.run.explore`."""
+    from .dse.run import explore as _explore
+
+    return _explore(*args, **kwargs)
+
+
+def evaluate(*args, **kwargs):
+    """Accuracy, confusion and spike rates of a build on a data set; see `npuc.dse.evaluate.evaluate`."""
+    from .dse.evaluate import evaluate as _evaluate
+
+    return _evaluate(*args, **kwargs)

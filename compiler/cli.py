@@ -1,6 +1,7 @@
 """The ``npuc`` command line.
 
-Verbs: ``compile``, ``simulate``, ``verify``, ``report``, ``inspect``, ``demo``.
+Verbs: ``compile``, ``simulate``, ``verify``, ``report``, ``inspect``, ``demo``, ``explore``,
+``evaluate``.
 User errors (bad files, unsupported layers, mismatched inputs) print one line
 ``npuc: error: ...`` and exit with status 2 (``verify`` exits 1 on a mismatch);
 ``--debug`` shows the traceback instead.
@@ -249,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="fewer hardware samples (used by the test suite)")
     d.add_argument("--no-synth", action="store_true", help="skip Yosys resource estimates (the first run takes ~1 min)")
     d.set_defaults(fn=cmd_demo)
+
+    from .dse.cli import add_parsers  # explore, evaluate
+
+    add_parsers(sub)
     return p
 
 

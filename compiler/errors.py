@@ -70,6 +70,10 @@ class TargetError(NpucError, ValueError):
     """A target spec, target file or target option that cannot be resolved."""
 
 
+class SpaceError(UserError, ValueError):
+    """A design space (``npuc explore --space``) naming an unknown knob, an empty range or a bad value."""
+
+
 class PassError(NpucError, ValueError):
     """A pass cannot transform the graph (names the node and the limit)."""
 

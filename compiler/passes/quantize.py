@@ -444,6 +444,9 @@ def _quantize_weights(w: np.ndarray, row: np.ndarray, prof: NumericProfile, e_mi
     limit = _weight_limit(prof, mode)
     if mode == "mixed" and prof.weight_scheme == "loihi":
         limit = min(abs(lo), (hi // lsb) * lsb)
+    if limit <= 0:
+        raise PassError(f"weight_bits={prof.weight_bits} leaves no magnitude bit for {mode}-sign weights under the "
+                        f"'{prof.weight_scheme}' weight scheme: use more weight bits")
     e = e_min
     if m > 0:
         # smallest exponent whose rounded weights still fit: the most precise representation

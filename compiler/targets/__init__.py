@@ -2,7 +2,8 @@
 
 A target spec is a name (``loihi2``, ``fpga``), a name with overrides
 (``fpga:weight_bits=6,state_bits=12,lanes=4``; list fields join values with
-``+``: ``spike_types=binary+ternary``) or a path to a JSON file in the same
+``+``: ``spike_types=binary+ternary``; many-core targets also take per-core limits:
+``loihi2:neurons_per_core=1024,cores_per_chip=64``) or a path to a JSON file in the same
 schema: ``name``, ``kind`` (the backend, see `npuc.backends`), ``profile``
 (`NumericProfile` fields), ``options`` (the backend's options), optional
 ``cores``, ``energy`` and ``pipeline`` (text, e.g.
@@ -92,8 +93,9 @@ def load_target(spec: str) -> Target:
     backend = for_kind(kind)
     prof = dict(_section(doc, "profile", where))
     opts = {k: v for k, v in _section(doc, "options", where, _section(doc, kind, where)).items() if k != "sources"}
+    cores_doc = dict(_section(doc, "cores", where)) if doc.get("cores") else None
     if overrides:
-        _apply_overrides(spec, name, overrides, prof, opts, backend)
+        _apply_overrides(spec, name, overrides, prof, opts, backend, cores_doc)
     for key, value in list(opts.items()):
         if key not in backend.options:
             raise TargetError(f"{where}: unknown option '{key}' for kind '{kind}'; options: {sorted(backend.options)}")
@@ -106,10 +108,9 @@ def load_target(spec: str) -> Target:
     try:
         profile = NumericProfile(**{k: tuple(v) if isinstance(v, list) else v for k, v in prof.items()})
         cores = None
-        if doc.get("cores"):
-            c = dict(_section(doc, "cores", where))
-            c["mesh"] = tuple(c["mesh"])
-            cores = CoreResources(**c)
+        if cores_doc:
+            cores_doc["mesh"] = tuple(cores_doc["mesh"])
+            cores = CoreResources(**cores_doc)
     except (TypeError, ValueError, KeyError) as e:
         raise TargetError(f"target '{spec}': {e}") from None
     pipeline = doc.get("pipeline")
@@ -144,9 +145,14 @@ def _section(doc: dict[str, Any], key: str, where: str, default: Any = None) -> 
     return value
 
 
+CORE_OVERRIDES = tuple(f.name for f in dataclasses.fields(CoreResources) if f.name not in ("mesh", "sources"))
+"""Per-core limits a many-core target's spec can override (``loihi2:neurons_per_core=1024``)."""
+
+
 def _apply_overrides(spec: str, name: str, overrides: str, prof: dict[str, Any], opts: dict[str, Any],
-                     backend: Any) -> None:
+                     backend: Any, cores: dict[str, Any] | None = None) -> None:
     fields = {f.name for f in dataclasses.fields(NumericProfile)} - {"name", "notes"}
+    core_keys = set(CORE_OVERRIDES) if cores is not None else set()
     seen: set[str] = set()
     for item in overrides.split(","):
         key, eq, val = item.partition("=")
@@ -166,9 +172,14 @@ def _apply_overrides(spec: str, name: str, overrides: str, prof: dict[str, Any],
             prof[key] = tuple(v for v in text.split("+") if v)  # spike_types=binary+ternary
         elif key in fields:
             prof[key] = _parse_value(text)
+        elif key in core_keys:
+            value = _parse_value(text)
+            if not isinstance(value, int) or value < 1:
+                raise TargetError(f"target '{spec}': {key} must be a positive integer, got {text!r}")
+            cores[key] = value
         else:
             raise TargetError(
                 f"target '{name}' (kind {backend.kind}) has no option '{key}'; options: "
-                f"{sorted(fields | set(_ALIASES) | set(backend.options))} (lists such as spike_types take "
+                f"{sorted(fields | set(_ALIASES) | set(backend.options) | core_keys)} (lists such as spike_types take "
                 "values joined by '+')"
             )
