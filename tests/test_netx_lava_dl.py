@@ -170,3 +170,20 @@ def test_netx_mode_refuses_a_graph_netx_cannot_describe(tmp_path):
     x = (rng.random((4, 8, 6)) < 0.5).astype(np.float32)
     with pytest.raises(LavaMappingError, match=r"loihi2:netx=1: netx cannot represent 'l2' \('l1' feeds 2 synapses"):
         npuc.compile(g.verify(), x, target=TARGET, out=tmp_path / "b")
+
+
+@pytest.mark.parametrize("w, kept", [
+    ([[-256, 254, 2], [0, -6, 100]], True),  # loihi2 mixed weights at exponent 0
+    ([[255, 0, 17]], True),
+    ([[-127, -54]], True),
+    ([[-128, -54]], False),  # netx scales inhibitory weights to -256; Lava clips them to -255
+    ([[0, -128, 0]], False),  # negatives and zeros: mixed for netx, inhibitory for Lava
+    ([[-93, 0, -157]], False),
+    ([[0, 0]], False),  # netx's optimize_weight_bits divides by the largest weight
+])
+def test_netx_weight_rule(w, kept):
+    """What netx 0.6.0 + Lava 0.10.0 keep (each case run through netx's optimize_weight_bits and
+    Lava's Dense weight handling; a fuzz of 30,000 matrices agreed with `_netx_keeps`)."""
+    from npuc.backends.lava.netx import _netx_keeps
+
+    assert _netx_keeps(np.array(w)) is kept
