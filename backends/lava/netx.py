@@ -17,7 +17,8 @@ dynamics:
 
 The chain is written up to the first layer that is not representable; every
 layer left out is listed with its reason (returned, and printed as a warning
-by `npuc.backends.lava.emit`).
+by `npuc.backends.lava.emit`, an error under ``--target loihi2:netx=1``, whose
+quantization makes every chain layer representable: docs/lava-facts.md 11b).
 """
 
 from __future__ import annotations
