@@ -1,4 +1,4 @@
-"""``--target loihi2:netx=1``: trained digits models land whole in ``network.net``, and lava-dl's
+"""``--target loihi2:netx=1``: trained digits MLPs (and a conv chain) land whole in ``network.net``, and lava-dl's
 netx runs that file like npuc's integer engine, one Lava step later per layer.
 
 The structural checks read the file with h5py. The run needs lava-dl 0.6.0, which pins
@@ -67,9 +67,36 @@ def _snntorch(bias: bool):
     return make
 
 
-MODELS = {"demo-mlp": _demo, "snntorch-mlp": _snntorch(True), "snntorch-no-bias": _snntorch(False)}
+class SnnTorchConv(nn.Module):
+    """Strided conv -> flatten -> dense, untrained (netx has no pooling); larger weights so that it spikes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1, self.lif1 = nn.Conv2d(1, 4, 3, stride=2, padding=1), snn.Leaky(beta=0.9, reset_mechanism="zero")
+        self.fc, self.lif2 = nn.Linear(4 * 4 * 4, 10), snn.Leaky(beta=0.9, reset_mechanism="zero")
+        with torch.no_grad():
+            self.c1.weight.mul_(3)
+            self.fc.weight.mul_(3)
+
+    def forward(self, x):
+        m1, m2 = self.lif1.reset_mem(), self.lif2.reset_mem()
+        out = []
+        for _ in range(STEPS):
+            s1, m1 = self.lif1(self.c1(x), m1)
+            s2, m2 = self.lif2(self.fc(s1.flatten(1)), m2)
+            out.append(s2)
+        return torch.stack(out).sum(0)
+
+
+MODELS = {"demo-mlp": _demo, "snntorch-mlp": _snntorch(True), "snntorch-no-bias": _snntorch(False),
+          "conv-untrained": SnnTorchConv}
 SLOW = pytest.mark.slow  # trains a classifier
-PARAMS = [pytest.param(n, marks=() if n == "demo-mlp" else SLOW) for n in MODELS]
+
+
+def _x(name: str, x: np.ndarray) -> np.ndarray:
+    return x.reshape(-1, 1, 8, 8) if name == "conv-untrained" else x
+PARAMS = [pytest.param(n, marks=SLOW if n.startswith("snntorch") else ()) for n in MODELS]
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +106,7 @@ def builds(tmp_path_factory):
     def get(name: str) -> npuc.Compiled:
         if name not in cache:
             (xtr, ytr), _ = digits_split()
-            cache[name] = npuc.compile(MODELS[name](), xtr[:256], target=TARGET, labels=ytr[:256],
+            cache[name] = npuc.compile(MODELS[name](), _x(name, xtr[:256]), target=TARGET, labels=ytr[:256],
                                        out=tmp_path_factory.mktemp("netx") / name)
         return cache[name]
     return get
@@ -93,18 +120,26 @@ def test_netx_file_holds_every_layer(name, builds):
     doc = json.loads((hw.path / "lava" / "network.json").read_text())["netx_layers"]
     assert doc["layers"] == neurons and doc["not_representable"] == []
     with h5py.File(hw.path / "lava" / "network.net", "r") as f:
-        assert sorted(f["layer"], key=int) == [str(i) for i in range(len(neurons))]
-        for i, node in enumerate(neurons):
-            g, syn, lif = f[f"layer/{i}"], q[q[node].inputs[0].node].op.q, q[node].op.q
-            assert g["type"][0] == b"dense"
+        groups = [f[f"layer/{i}"] for i in range(len(f["layer"]))]
+        blocks = [g for g in groups if g["type"][0] != b"flatten"]
+        assert len(blocks) == len(neurons)
+        for g, node in zip(blocks, neurons):
+            syn, lif = q[q[node].inputs[0].node].op.q, q[node].op.q
             # weight exponent 0 and bias exponent 6: the file holds npuc's integers themselves
-            assert syn.weight_exp == 0 and np.array_equal(g["weight"][()], syn.weight)
-            assert lif.bias_exp == 6
-            assert np.array_equal(g["bias"][()], np.broadcast_to(lif.bias_mant, g["bias"].shape))
+            assert syn.weight_exp == 0 and lif.bias_exp == 6
+            if g["type"][0] == b"dense":
+                assert np.array_equal(g["weight"][()], syn.weight)
+                assert np.array_equal(g["bias"][()], np.broadcast_to(lif.bias_mant, g["bias"].shape))
+            else:  # conv: (O, I, kH, kW) in the file, Lava's (O, kW, kH, I) in npuc; biases per channel
+                assert g["type"][0] == b"conv"
+                assert np.array_equal(np.sort(g["weight"][()], None), np.sort(syn.weight, None))
+                assert set(g["bias"][()].tolist()) == set(np.unique(lif.bias_mant).tolist())
             n = g["neuron"]
             assert [n[k][()] for k in ("iDecay", "vDecay", "vThMant")] == [lif.du + 1, lif.dv, lif.vth]
     if name == "snntorch-no-bias":
         assert all(not np.any(q[n].op.q.bias_mant) for n in neurons)
+    if name == "conv-untrained":
+        return
     # the constraint's accuracy cost on the calibration set: within 2 points of the float model
     rep = next(p for p in hw.report()["targets"]["loihi2"]["passes"] if p["pass"] == "quantize")
     assert rep["accuracy_int"] >= rep["accuracy_float"] - 0.02, rep
@@ -130,9 +165,9 @@ def test_netx_runs_like_the_integer_engine(name, builds, tmp_path):
     exe = _netx_python()
     hw = builds(name)
     _, (xte, _) = digits_split()
-    x = xte[:12]
+    x = _x(name, xte[:12])
     doc = json.loads((hw.path / "lava" / "network.json").read_text())
-    (stream,), steps = encode_inputs(doc, x)  # npuc's integer input stream [T, B, 64]
+    (stream,), steps = encode_inputs(doc, x)  # npuc's integer input stream [T, B, *shape]
     np.save(tmp_path / "in.npy", stream)
     bits = 8 if doc["inputs"][0]["graded"] else 0
     run = subprocess.run([exe, str(RUNNER), str(hw.path / "lava" / "network.net"), str(tmp_path / "in.npy"),
