@@ -12,7 +12,12 @@ JOBS   ?= 2
 NIR_NEWEST     ?= 1.0.8
 NIR_NEWEST_DIR := $(VENV)/nir-$(NIR_NEWEST)
 
-.PHONY: demo test test-fast test-nir-newest lint bench clean
+.PHONY: demo test test-fast test-nir-newest netx-env lint bench clean
+
+# Opt-in: lava-dl's netx (pins torch<2.4, so never in .venv) in its own environment beside the
+# repository; tests/test_netx_lava_dl.py finds it there (or at $$NPUC_NETX_PYTHON) and runs the
+# loihi2:netx=1 network.net files with it. About 5 GB (torch with its CUDA wheels).
+NETX_ENV ?= ../netx-env
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "npuc needs Python 3.10 ($(PYTHON) not found; with pyenv: pyenv install 3.10.13)"; exit 1; }
@@ -38,6 +43,15 @@ test-nir-newest: $(NIR_NEWEST_DIR)/.installed
 	PYTHONPATH=$(NIR_NEWEST_DIR) NPUC_EXPECT_NIR=$(NIR_NEWEST) $(BIN)/python -m pytest -n 0 -q -p no:cacheprovider tests/test_nir.py
 	PYTHONPATH=$(NIR_NEWEST_DIR) $(BIN)/python -m pytest -n 0 -q -p no:cacheprovider tests/test_nir_paper.py \
 		-m "not lava and not rtl" -k "not norse and not snntorch and not sinabs"
+
+netx-env: $(NETX_ENV)/.installed
+
+$(NETX_ENV)/.installed:
+	@command -v $(PYTHON) >/dev/null || { echo "netx-env needs Python 3.10 ($(PYTHON) not found)"; exit 1; }
+	@test -x $(NETX_ENV)/bin/python || $(PYTHON) -m venv $(NETX_ENV)
+	$(NETX_ENV)/bin/python -m pip install --upgrade pip
+	$(NETX_ENV)/bin/python -m pip install lava-dl==0.6.0 lava-nc==0.10.0 h5py
+	@touch $@
 
 # The edit loop: no Lava, Verilator or Yosys, no training (tests/engine_guard.py keeps the markers honest).
 test-fast: $(STAMP)

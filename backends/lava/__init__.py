@@ -26,13 +26,29 @@ STOCK_FEATURES = {"spike_types": ("binary", "ternary"), "reset_modes": ("value",
 """The neuron features lava-nc's stock processes (LIF, LIFReset, TernaryLIF) compute exactly."""
 
 
+NETX_PROFILE = {"spike_types": ["binary"], "weight_exp_min": 0, "weight_exp_max": 0, "bias_exp_min": 6,
+                "bias_exp_max": 6}
+"""What ``netx=1`` fixes on top of `STOCK_FEATURES` so that lava-dl netx rebuilds every layer exactly
+(backends/lava/netx.py): netx has no ternary neuron, ignores weight exponents (the file holds
+``W * 2^e`` and netx re-derives its own scaling, so ``e = 0`` keeps 8-bit weights unchanged) and
+gives every neuron ``bias_exp = 6``."""
+
+
+def stock_only(opts: dict[str, Any]) -> bool:
+    """Whether the options limit the build to lava-nc's stock processes (``stock_only``, or ``netx``)."""
+    return bool(opts.get("stock_only") or opts.get("netx"))
+
+
 def _adjust_profile(prof: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
-    """``stock_only``: narrow the neuron features to `STOCK_FEATURES` (no custom processes)."""
-    if not opts.get("stock_only"):
+    """``stock_only``: narrow the neuron features to `STOCK_FEATURES` (no custom processes);
+    ``netx``: also `NETX_PROFILE`."""
+    if not stock_only(opts):
         return prof
     out = dict(prof)
     for key, stock in STOCK_FEATURES.items():
         out[key] = [v for v in out.get(key, stock) if v in stock]
+    if opts.get("netx"):
+        out.update(NETX_PROFILE)
     return out
 
 
@@ -40,7 +56,10 @@ register(Backend(
     kind="loihi2", engine="lava", folder="lava", module=__name__,
     pipeline="fold-batchnorm,legalize,quantize,map-cores,place-cores",
     options={"stock_only": Option(flag, "1: use lava-nc's stock processes only (no custom neuron processes); "
-                                        "features they lack are errors, or approximations with --allow-approx")},
+                                        "features they lack are errors, or approximations with --allow-approx"),
+             "netx": Option(flag, "1: quantize so that lava-dl netx rebuilds every layer of network.net exactly "
+                                  "(weight exponent 0, bias exponent 6, binary spikes; implies stock_only); a "
+                                  "layer netx cannot describe (pooling, residuals, recurrence) is an error")},
     description="Intel Loihi 2 through Lava processes (fixed_pt simulation here, chip via lava-loihi)",
     adjust_profile=_adjust_profile,
 ))

@@ -20,6 +20,7 @@ from typing import Any
 
 from ...errors import NpucWarning
 from ...ir.graph import Graph
+from . import stock_only
 from .lowering import lower
 from .netx import netx_bytes
 from .render import CHIP_NOTE, custom_processes, manifest, npz_bytes, render
@@ -35,7 +36,7 @@ def artifacts(graph: Graph, version: str | None = None, custom: bool = True) -> 
 
     ``version`` is the npuc version written into the generated module (default: the installed
     distribution's); the compiler driver passes its own. ``custom=False`` refuses neurons that
-    need npuc's custom process (the loihi2 option ``stock_only``).
+    need npuc's custom process (the loihi2 options ``stock_only`` and ``netx``).
     """
     spec = lower(graph, custom)
     text, arrays = render(spec, version or _installed_version())
@@ -80,11 +81,15 @@ def emit(graph: Graph, out_dir: str | os.PathLike, target: Any = None, version: 
 
         raise LavaMappingError(f"graph '{graph.name}' is quantized for '{graph.profile.name}', not for target "
                                f"'{target.profile.name}'")
-    stock_only = bool(getattr(target, "options", {}).get("stock_only")) if target is not None else False
-    _, files = artifacts(graph, version, custom=not stock_only)
+    opts = getattr(target, "options", {}) if target is not None else {}
+    _, files = artifacts(graph, version, custom=not stock_only(opts))
     report = _netx_report(files)
     if report["not_representable"]:
         left = ", ".join(f"'{x['node']}' ({x['reason']})" for x in report["not_representable"])
+        if opts.get("netx"):  # the user asked for a complete netx file
+            from .spec import LavaMappingError
+
+            raise LavaMappingError(f"--target {target.spec}: netx cannot represent {left}")
         warnings.warn(f"network.net: netx cannot represent {left}; see README.md", LavaBackendWarning, stacklevel=2)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,8 @@ dynamics:
 
 The chain is written up to the first layer that is not representable; every
 layer left out is listed with its reason (returned, and printed as a warning
-by `npuc.backends.lava.emit`).
+by `npuc.backends.lava.emit`, an error under ``--target loihi2:netx=1``, whose
+quantization makes every chain layer representable: docs/lava-facts.md 11b).
 """
 
 from __future__ import annotations
@@ -36,22 +37,24 @@ BIAS_MAX = 2**12  # 13-bit signed mantissa
 
 def _netx_keeps(w_file: np.ndarray) -> bool:
     """Whether netx + Lava compute ``sum(w_file * s)`` exactly: netx's ``optimize_weight_bits``
-    (lava-dl netx/utils.py) shifts the weights left by ``scale_bits`` and sets
-    ``weight_exp = -scale_bits``; Lava then clips and truncates them."""
-    from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
+    (lava-dl 0.6.0 netx/utils.py) shifts the weights left by ``scale_bits`` and sets
+    ``weight_exp = -scale_bits``; Lava's Dense then re-derives the sign mode (netx does not pass
+    its own: a matrix of negatives and zeros is mixed for netx, inhibitory for Lava) and clips and
+    truncates the weights to ``num_weight_bits``."""
+    from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
     w = np.asarray(w_file, np.int64)
-    if w.size == 0 or not np.any(w):
-        return True
+    if not np.any(w):
+        return w.size == 0  # netx's scale 255 / 0 fails on an all-zero matrix
     mx, mn = int(w.max()), int(w.min())
     if (mx > 254 and mn < 0) or (mn < -256 and mx > 0):
         return False  # netx clips to [-256, 254]
     if mx < 0:
-        sm, signed, scale = SignMode.INHIBITORY, 0, -256 / mn
+        signed, scale = 0, -256 / mn
     elif mn >= 0:
-        sm, signed, scale = SignMode.EXCITATORY, 0, 255 / mx
-    else:
-        sm, signed, scale = SignMode.MIXED, 1, min(127 / mx, -128 / mn)
+        signed, scale = 0, 255 / mx
+    else:  # netx's numpy gives 127 / 0 = inf
+        signed, scale = 1, min(127 / mx if mx > 0 else np.inf, -128 / mn)
     scale_bits = int(np.floor(np.log2(scale))) + signed
     n = 8
     while n > 0 and np.any(w % (1 << n)):
@@ -60,6 +63,7 @@ def _netx_keeps(w_file: np.ndarray) -> bool:
     if not 1 <= nwb <= 8 or scale_bits < 0:
         return False
     shifted = w << scale_bits
+    sm = determine_sign_mode(shifted)
     kept = truncate_weights(clip_weights(shifted, sm, num_bits=8), sm, nwb)
     return bool(np.array_equal(np.asarray(kept, np.int64), shifted))
 
@@ -118,6 +122,8 @@ def _layer(c: Connection, src: Population, dst: Population) -> tuple[dict | None
         return None, f"weight_exp={c.weight_exp} with weights not divisible by 2^{-c.weight_exp} (netx ignores exponents)"
     else:
         w_file = w >> -c.weight_exp
+    if w_file.size and not np.any(w_file):
+        return None, "every weight is 0 (netx's optimize_weight_bits fails on an all-zero matrix: log2 of 255/0)"
     if not _netx_keeps(w_file):
         return None, "netx's weight rescaling (optimize_weight_bits) would change these weights"
     bias, why = _neuron_bias(dst, per_channel=False)

@@ -458,8 +458,9 @@ class Legalize(Pass):
 
 
 def _stock_only(ctx: PassContext) -> bool:
-    """Loihi 2 limited to lava-nc's stock processes (target option ``stock_only``)."""
-    return ctx.target.profile.weight_scheme == "loihi" and bool(ctx.target.options.get("stock_only"))
+    """Loihi 2 limited to lava-nc's stock processes (target option ``stock_only``, implied by ``netx``)."""
+    opts = ctx.target.options
+    return ctx.target.profile.weight_scheme == "loihi" and bool(opts.get("stock_only") or opts.get("netx"))
 
 
 def _spikes_source(graph: Graph, ref: Ref) -> bool:

@@ -268,7 +268,7 @@ class Quantize(Pass):
         else:
             du = D - prof.du_offset
         bias_int = np.round(lam * b_all)
-        bias_exp = 0
+        bias_exp = prof.bias_exp_min  # a fixed exponent (loihi2:netx=1) rounds the bias to its multiples
         bmant_max = (1 << (prof.bias_mant_bits - 1)) - 1
         while np.max(np.abs(bias_int), initial=0) / 2**bias_exp > bmant_max and bias_exp < prof.bias_exp_max:
             bias_exp += 1
