@@ -170,11 +170,12 @@ def _runner_build(runner, build_dir: Path, opt: str = "-O0", **kw: Any) -> None:
             os.environ["MAKEFLAGS"] = saved
 
 
-def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool = False, opt: str = "-O0") -> Path:
+def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool = False, opt: str = "-O0",
+          defines: dict[str, Any] | None = None) -> Path:
     """Build (or reuse) a Verilator model of ``top``; returns its build directory.
 
-    The directory name hashes the sources, parameters and waves flag, so a
-    build is reused exactly when nothing changed.
+    The directory name hashes the sources, parameters, defines (e.g. ``NPUC_MEM_DIR``) and
+    waves flag, so a build is reused exactly when nothing changed.
     """
     setup_verilator_env()
     from cocotb_tools.runner import get_runner
@@ -184,7 +185,10 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
     # to cocotb and lets Verilator optimize the design (4-5x less C++, much faster builds).
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os"):
         raise ValueError(f"C++ optimization {opt!r} is not one of -O0, -O1, -O2, -O3, -Os")
-    key = sources_hash(sources, {"top": top, "params": parameters, "waves": waves, "opt": opt, "v": 3})
+    extra = {"top": top, "params": parameters, "waves": waves, "opt": opt, "v": 3}
+    if defines:
+        extra["defines"] = defines
+    key = sources_hash(sources, extra)
     root = cache_root()
     build_dir = root / "builds" / f"{top}_{key}"
     done = build_dir / ".built"
@@ -199,7 +203,8 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
         build_dir.mkdir(parents=True)
         runner = _quiet(get_runner("verilator"))
         kw = dict(sources=[Path(s).resolve() for s in sources], hdl_toplevel=top, parameters=dict(parameters),
-                  waves=waves, build_args=["--no-public-flat-rw", "--public-depth", "1"], timescale=("1ns", "1ps"))
+                  waves=waves, build_args=["--no-public-flat-rw", "--public-depth", "1"], timescale=("1ns", "1ps"),
+                  defines=dict(defines or {}))
         cache = root / "runtime" / f"waves{int(waves)}"
         if not cache.is_dir():
             cache.parent.mkdir(parents=True, exist_ok=True)
