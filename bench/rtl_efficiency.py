@@ -89,6 +89,8 @@ def measure(name: str, model: nn.Module, calib: np.ndarray, x: np.ndarray, steps
         t_sim = time.perf_counter() - t0
         rep = rtl_report(hw.quantized(), art, res, yosys=False)
         fig = pnr.measure(art, "ecp5", progress=lambda s: print("  " + s, flush=True)) if synth else {}
+    print(f"  {name}, {lanes} lane(s): {rep['total']['cycles_per_step']:.1f} cycles/step, "
+          f"{({k: fig.get(k) for k in ('lut', 'ff', 'bram', 'dsp', 'fmax_mhz', 'fits')})}", flush=True)
     layers = [lay.get("cycles", {}) for lay in rep["layers"]]
     bound = sum(c.get("bound_mean", 0.0) for c in layers)
     cps = rep["total"]["cycles_per_step"]
