@@ -101,9 +101,15 @@ def design_sources(artifact_dir: Path) -> list[Path]:
 
 
 def lint_design(artifact_dir: Path, probe: bool = False) -> list[tuple[str, str, str, int, str]]:
+    """Lint an emitted design with ``PROBE=probe``; with ``probe=False`` also its AXI4-Stream wrapper."""
     artifact_dir = Path(artifact_dir).resolve()  # Verilator runs inside it: source paths must be absolute
     meta = json.loads((artifact_dir / "design.json").read_text())
-    return lint(design_sources(artifact_dir), top=meta["top"], parameters={"PROBE": int(probe)}, cwd=artifact_dir)
+    sources = design_sources(artifact_dir)
+    out = lint(sources, top=meta["top"], parameters={"PROBE": int(probe)}, cwd=artifact_dir)
+    axis = artifact_dir / f"{meta['top']}_axis.v"
+    if not probe and axis.is_file():  # the AXI4-Stream wrapper instantiates the top with PROBE=0
+        out += lint([*sources, axis], top=axis.stem, cwd=artifact_dir)
+    return out
 
 
 # -- Verilator build through the cocotb runner ----------------------------------------------------
