@@ -29,6 +29,10 @@ def report_cli(args: argparse.Namespace) -> int:
         print(dump(bd.float_graph()))
         return 0
     report = json.loads(path.read_text())
+    if getattr(args, "device", None) and not getattr(args, "synth", False):
+        from .errors import UserError
+
+        raise UserError("--device needs --synth (it picks the part for synthesis and place and route)")
     if getattr(args, "input", None) or getattr(args, "synth", False):
         report = _add_rtl(bd, report, args)
         path.write_text(json.dumps(report, indent=1) + "\n")
@@ -79,8 +83,6 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
                          allow_modified=getattr(args, "allow_modified", False))
     family = getattr(args, "family", None) or "ice40"
     device = getattr(args, "device", None)
-    if device and not args.synth:
-        raise UserError("--device needs --synth (it picks the part for synthesis and place and route)")
     if args.synth and family in DEVICES:
         device_for(family, device)  # a bad --device fails before minutes of synthesis
     rep = rtl_report(bd.int_graph(target), bd.path / "rtl", run, yosys=args.synth, target=family)

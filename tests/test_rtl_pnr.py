@@ -71,3 +71,11 @@ def test_too_big_for_a_small_ice40_reports_fits_false(build):
 def test_unknown_device_is_a_one_line_error(build):
     with pytest.raises(UserError, match="unknown ecp5 device 'hx8k': choose from 12k, 25k, 45k, 85k"):
         pnr.measure(build / "rtl", "ecp5", "hx8k")
+
+
+def test_device_without_synth_and_bad_device_are_one_line_cli_errors(build, capsys):
+    assert main(["report", str(build), "--device", "85k"]) == 2
+    assert "--device needs --synth" in capsys.readouterr().err
+    assert main(["report", str(build), "--synth", "--family", "ice40", "--device", "85k"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "npuc: error: unknown ice40 device '85k': choose from hx1k, hx8k, up5k"
