@@ -101,7 +101,7 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
             if "resources" in prev:
                 layer["resources"] = prev["resources"]
     report["targets"][target]["rtl"] = rep
-    cps = rep["total"].get("cycles_per_step")
+    cps = _deployment_cycles(bd.path / "rtl", rep["total"].get("cycles_per_step"))
     if args.synth and family in DEVICES:
         report["targets"][target]["synth"] = synth_entry(bd.path / "rtl", family, device, cps)
     elif run is not None and "synth" in report["targets"][target]:  # new cycles, same Fmax
@@ -111,11 +111,21 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
     return report
 
 
+def _deployment_cycles(art: Path, probe_cycles: float | None) -> float | None:
+    """Cycles per step of the deployment build (PROBE=0) from a ``--input`` run, which streams the
+    verification readout too: every probe word costs exactly one cycle of the output phase."""
+    if not probe_cycles:
+        return None
+    readouts = json.loads((art / "design.json").read_text())["readouts"]
+    return probe_cycles - sum(r["n"] for r in readouts if r["probe"])
+
+
 def synth_entry(art: Path, family: str, device: str | None, cycles_per_step: float | None) -> dict[str, Any]:
     """``targets.<fpga>.synth``: measured resources, Fmax (ice40/ecp5 place and route) and latency.
 
-    ``latency_us`` is the time of one sample (``cycles_per_step`` x T) at the measured Fmax;
-    both need figures that exist (``--input`` for the cycles, P&R for Fmax), else None.
+    ``cycles_per_step`` is the deployment build's (PROBE=0); ``latency_us`` the time of one
+    sample (``cycles_per_step`` x T) at the measured Fmax; both need figures that exist
+    (``--input`` for the cycles, P&R for Fmax), else None.
     """
     import sys
 

@@ -50,7 +50,10 @@ def test_report_synth_ecp5_writes_measured_figures(build, capsys):
     assert s["family"] == "ecp5" and s["device"].startswith("LFE5U-85F") and s["fits"] is True
     assert s["fmax_mhz"] > 0 and all(s[k] > 0 for k in ("lut", "ff"))
     assert s["bram"] >= 0 and s["dsp"] >= 0
-    assert s["cycles_per_step"] > 0
+    rtl = json.loads((build / "report.json").read_text())["targets"]["fpga"]["rtl"]
+    probe_words = sum(r["n"] for r in json.loads((build / "rtl" / "design.json").read_text())["readouts"]
+                      if r["probe"])
+    assert 0 < s["cycles_per_step"] == rtl["total"]["cycles_per_step"] - probe_words  # deployment build
     assert s["latency_us"] == pytest.approx(s["cycles_per_step"] * 6 / s["fmax_mhz"], rel=1e-3)
     assert s["utilisation"]["lut"]["available"] == 83640
 
