@@ -8,8 +8,8 @@ second, and -- unless ``--quick`` -- Yosys + nextpnr place and route on an ecp5 
 and the latency per sample at the measured Fmax (cycles per step x T / Fmax).
 
 Spiker+ (arXiv 2401.01141), published: MNIST 784-128-10, 7,612 logic cells, 18 BRAM, 780 us
-per image (93.85 %); SHD 700-200-20 recurrent class, 18,268 logic cells, 51 BRAM, 54 us per
-sample. MNIST and SHD are not available offline: the MNIST-size input is scikit-learn's
+per image (93.85 %); SHD, 18,268 logic cells, 51 BRAM, 54 us per sample (their time-step count
+and BRAM size are not restated here: compare per-step figures with care). MNIST and SHD are not available offline: the MNIST-size input is scikit-learn's
 digits upsampled to 28x28 and rate coded (T=16), the SHD-size input is sparse random events
 on 700 channels (5 % per step, T=100); accuracy is not compared here.
 
