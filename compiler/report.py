@@ -5,7 +5,10 @@ estimate) as tables and redraws each mapped target's core map
 (``DIR/report/core_map_<target>.png``). For an FPGA build, ``--input X.npy`` runs the RTL in
 Verilator to measure cycles per time step against the event-driven bound, and
 ``--synth`` adds Yosys resource estimates per layer; both are stored in
-``DIR/report.json`` under the fpga target's ``rtl`` entry.
+``DIR/report.json`` under the fpga target's ``rtl`` entry. With ``--family ice40|ecp5|xilinx``
+(and ``--device``), ``--synth`` also measures the whole design (`npuc.backends.rtl.pnr`: Yosys,
+nextpnr place and route for ice40/ecp5) into the target's ``synth`` entry: resources, Fmax,
+whether it fits, and the latency per sample at that Fmax.
 """
 
 from __future__ import annotations
