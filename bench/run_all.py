@@ -15,7 +15,7 @@ BENCHMARKS = [
     ("sim_speed", "1. simulation speed: golden engines vs Lava and PyTorch"),
     ("compile_scaling", "2. compile time vs network size"),
     ("mapping_bench", "3. mapping quality: messages, hop traffic, cores"),
-    ("rtl_efficiency", "4. RTL efficiency: cycles vs event-driven bound, resources"),
+    ("rtl_efficiency", "4. RTL efficiency: cycles vs bound, ecp5 place and route (Fmax, cells, BRAM) vs Spiker+"),
     ("accuracy", "5. accuracy per engine; int/Lava/RTL mismatches"),
     ("attention_bench", "6. spiking attention: AND vs XNOR vs SC; SC error vs T"),
     ("model_zoo", "7. model zoo: tutorial and reference models on both targets"),

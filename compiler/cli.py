@@ -222,10 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dir")
     r.add_argument("--json", action="store_true", help="print report.json instead of tables")
     r.add_argument("--input", help="FPGA builds: run the RTL on this .npy to measure cycles per step")
-    r.add_argument("--synth", action="store_true", help="FPGA builds: add Yosys resource estimates per layer")
-    r.add_argument("--family", choices=("ice40", "xilinx", "generic"), default="ice40",
-                   help="with --synth: Yosys flow (synth_ice40, synth_xilinx for 7-series, or generic cells; "
-                   "default ice40)")
+    r.add_argument("--synth", action="store_true",
+                   help="FPGA builds: Yosys resources per layer, and for ice40/ecp5 place and route with nextpnr "
+                   "(Fmax, utilisation, fits) into report.json targets.<fpga>.synth")
+    r.add_argument("--family", choices=("ice40", "ecp5", "xilinx", "generic"), default="ice40",
+                   help="with --synth: synth_ice40 + nextpnr-ice40, synth_ecp5 + nextpnr-ecp5, synth_xilinx for "
+                   "7-series (resources only, no P&R) or generic cells (per-layer estimate only); default ice40")
+    r.add_argument("--device", help="with --synth: the part (ice40: hx1k, hx8k, up5k; ecp5: 12k, 25k, 45k, 85k; "
+                   "xilinx: xc7a35t, xc7a100t; default hx8k / 85k / xc7a35t)")
     r.add_argument("--allow-modified", action="store_true", help="with --input: " + ALLOW_MODIFIED)
     r.set_defaults(fn=cmd_report)
 

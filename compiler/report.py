@@ -5,7 +5,10 @@ estimate) as tables and redraws each mapped target's core map
 (``DIR/report/core_map_<target>.png``). For an FPGA build, ``--input X.npy`` runs the RTL in
 Verilator to measure cycles per time step against the event-driven bound, and
 ``--synth`` adds Yosys resource estimates per layer; both are stored in
-``DIR/report.json`` under the fpga target's ``rtl`` entry.
+``DIR/report.json`` under the fpga target's ``rtl`` entry. With ``--family ice40|ecp5|xilinx``
+(and ``--device``), ``--synth`` also measures the whole design (`npuc.backends.rtl.pnr`: Yosys,
+nextpnr place and route for ice40/ecp5) into the target's ``synth`` entry: resources, Fmax,
+whether it fits, and the latency per sample at that Fmax.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ def report_cli(args: argparse.Namespace) -> int:
         print(dump(bd.float_graph()))
         return 0
     report = json.loads(path.read_text())
+    if getattr(args, "device", None) and not getattr(args, "synth", False):
+        from .errors import UserError
+
+        raise UserError("--device needs --synth (it picks the part for synthesis and place and route)")
     if getattr(args, "input", None) or getattr(args, "synth", False):
         report = _add_rtl(bd, report, args)
         path.write_text(json.dumps(report, indent=1) + "\n")
@@ -41,6 +48,8 @@ def report_cli(args: argparse.Namespace) -> int:
     for name, t in report.get("targets", {}).items():
         if "rtl" in t:
             print_rtl(name, t["rtl"], Console())
+        if "synth" in t:
+            print(synth_line(name, t["synth"]))
     for png in _plots(bd):
         print(f"core map: {png}")
     return 0
@@ -62,6 +71,7 @@ def _plots(bd: BuildDir) -> list[Path]:
 
 def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     from .backends.rtl import rtl_report
+    from .backends.rtl.pnr import DEVICES, device_for
     from .errors import UserError
     from .inputs import load_inputs
 
@@ -74,8 +84,11 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
 
         run = run_engine(bd, "rtl", load_inputs(args.input), target=target, probe=True,
                          allow_modified=getattr(args, "allow_modified", False))
-    rep = rtl_report(bd.int_graph(target), bd.path / "rtl", run, yosys=args.synth,
-                     target=getattr(args, "family", None) or "ice40")
+    family = getattr(args, "family", None) or "ice40"
+    device = getattr(args, "device", None)
+    if args.synth and family in DEVICES:
+        device_for(family, device)  # a bad --device fails before minutes of synthesis
+    rep = rtl_report(bd.int_graph(target), bd.path / "rtl", run, yosys=args.synth, target=family)
     old = report["targets"][target].get("rtl", {})
     if run is None and old:  # keep figures measured by an earlier --input run
         measured = {layer["node"]: layer for layer in old.get("layers", [])}
@@ -91,7 +104,47 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
             if "resources" in prev:
                 layer["resources"] = prev["resources"]
     report["targets"][target]["rtl"] = rep
+    cps = _deployment_cycles(bd.path / "rtl", rep["total"].get("cycles_per_step"))
+    if args.synth and family in DEVICES:
+        report["targets"][target]["synth"] = synth_entry(bd.path / "rtl", family, device, cps)
+    elif run is not None and "synth" in report["targets"][target]:  # new cycles, same Fmax
+        s = report["targets"][target]["synth"]
+        s["cycles_per_step"] = cps
+        s["latency_us"] = round(cps * s["steps"] / s["fmax_mhz"], 3) if cps and s.get("fmax_mhz") else None
     return report
+
+
+def _deployment_cycles(art: Path, probe_cycles: float | None) -> float | None:
+    """Cycles per step of the deployment build (PROBE=0) from a ``--input`` run, which streams the
+    verification readout too: every probe word costs exactly one cycle of the output phase."""
+    if not probe_cycles:
+        return None
+    readouts = json.loads((art / "design.json").read_text())["readouts"]
+    return probe_cycles - sum(r["n"] for r in readouts if r["probe"])
+
+
+def synth_entry(art: Path, family: str, device: str | None, cycles_per_step: float | None) -> dict[str, Any]:
+    """``targets.<fpga>.synth``: measured resources, Fmax (ice40/ecp5 place and route) and latency.
+
+    ``cycles_per_step`` is the deployment build's (PROBE=0); ``latency_us`` the time of one
+    sample (``cycles_per_step`` x T) at the measured Fmax; both need figures that exist
+    (``--input`` for the cycles, P&R for Fmax), else None.
+    """
+    import sys
+
+    from .backends.rtl.pnr import measure
+
+    res = measure(art, family, device, progress=lambda s: print(f"[synth] {s}", file=sys.stderr, flush=True))
+    steps = json.loads((art / "design.json").read_text()).get("steps") or 1
+    out = {k: res.get(k) for k in ("family", "device", "lut", "ff", "bram", "dsp", "fmax_mhz", "fits")}
+    out["cycles_per_step"] = cycles_per_step
+    fmax = res.get("fmax_mhz")
+    out["latency_us"] = round(cycles_per_step * steps / fmax, 3) if cycles_per_step and fmax else None
+    out["steps"] = steps
+    for k in ("reason", "utilisation", "seconds"):
+        if k in res:
+            out[k] = res[k]
+    return out
 
 
 def print_rtl(target: str, rep: dict[str, Any], console: Console) -> None:
@@ -118,3 +171,13 @@ def print_rtl(target: str, rep: dict[str, Any], console: Console) -> None:
               f"{total['cycles_per_step']:.1f}" if total.get("cycles_per_step") else "", "", "",
               str(res.get("LUT", "")), str(res.get("FF", "")), str(res.get("BRAM", "")))
     console.print(t)
+
+
+def synth_line(target: str, s: dict[str, Any]) -> str:
+    """One line: family, device, resources, Fmax, fit and latency of ``targets.<fpga>.synth``."""
+    fmax = f"Fmax {s['fmax_mhz']:.1f} MHz" if s.get("fmax_mhz") else "Fmax n/a (no place and route)"
+    fit = "fits" if s.get("fits") else f"DOES NOT FIT ({s.get('reason', '')})"
+    lat = f", {s['latency_us']:.1f} us per sample ({s['cycles_per_step']:.0f} cycles/step x {s.get('steps')})" \
+        if s.get("latency_us") else ""
+    return (f"{target}: family {s['family']}, device {s['device']}: {s['lut']} LUT, {s['ff']} FF, {s['bram']} BRAM, "
+            f"{s['dsp']} DSP, {fmax}, {fit}{lat}")

@@ -29,6 +29,7 @@ _ENTRY_POINTS: dict[str, list[tuple[str | None, str, str]]] = {
     "npuc.backends.rtl.toolchain": [(None, "build", "rtl"), (None, "run_test", "rtl"),
                                     (None, "build_harness", "rtl"), (None, "run_harness", "rtl"),
                                     (None, "yosys_stats", "yosys"), (None, "lint", "lint")],
+    "npuc.backends.rtl.pnr": [(None, "measure", "yosys")],
 }
 # The marker each engine needs.
 MARKER = {"lava": "lava", "rtl": "rtl", "yosys": "yosys", "lint": None}

@@ -156,3 +156,17 @@ def test_report_prints_tables_and_redraws_the_core_map(tmp_path, capsys):
     png = tmp_path / "b" / "report" / "core_map_loihi2.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"core map: {png}" in out and "mapping on" in out
+
+
+def test_manifest_hashes_the_rtl_integration_files(tmp_path):
+    """The AXI4-Stream wrapper, filelist.f and the Vivado / Quartus scripts are build files: hashed in
+    the manifest, so an edit after compile is caught like any other generated source."""
+    g, x = small_graph()
+    npuc.compile(g, x, target="fpga", out=tmp_path / "b")
+    files = json.loads((tmp_path / "b" / "manifest.json").read_text())["files"]
+    for name in ("rtl/filelist.f", "rtl/vivado.tcl", "rtl/quartus.tcl", "rtl/npuc_tiny_axis.v"):
+        assert name in files, name
+    with open(tmp_path / "b" / "rtl" / "vivado.tcl", "a") as f:
+        f.write("# edited\n")
+    with pytest.raises(UserError, match="rtl/vivado.tcl"):
+        npuc.load(tmp_path / "b").simulate(x, "rtl")

@@ -21,6 +21,7 @@ Output is deterministic: the same graph gives byte-identical files.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from importlib import resources
@@ -30,6 +31,7 @@ from typing import Any
 
 import jinja2
 
+from . import integration
 from .bounds import unsigned_bits
 from .lower import STATIC_MODULES, vconst
 from .model import AttnPath, Design, Gather, Layer, Memory, Unit
@@ -289,26 +291,51 @@ def design_json(d: Design) -> dict[str, Any]:
     }
 
 
+TIMESCALE = "`timescale 1ns / 1ps\n"
+MEM_DIR_DEFINE = "NPUC_MEM_DIR"
+_MEM_REF = re.compile(r'"mem/([A-Za-z0-9_.]+\.hex)"')
+
+
+def _with_mem_dir(text: str) -> str:
+    """Memory paths ``"mem/x.hex"`` become ``{`NPUC_MEM_DIR, "/x.hex"}`` (a string concatenation,
+    legal as a parameter value); the define defaults to ``"mem"``, today's path relative to the
+    tool's working directory, and can be set per tool (``+define+NPUC_MEM_DIR=\\"/abs/mem\\"``)."""
+    out = _MEM_REF.sub(lambda m: f'{{`{MEM_DIR_DEFINE}, "/{m.group(1)}"}}', text)
+    if out == text:
+        return text
+    return f"`ifndef {MEM_DIR_DEFINE}\n`define {MEM_DIR_DEFINE} \"mem\"\n`endif\n" + out
+
+
+def verilog_files(d: Design, v: SimpleNamespace) -> dict[str, str]:
+    """Every Verilog source of the design (static blocks, stages, top, AXI4-Stream wrapper),
+    each with a `timescale and the memory directory define."""
+    env = _env()
+    files: dict[str, str] = {f"{d.top}.v": env.get_template("top.v.j2").render(d=v)}
+    for lv in v.layers:
+        files[f"{lv.module}.v"] = env.get_template("unit.v.j2" if lv.unit else "layer.v.j2").render(d=v, L=lv)
+    for name in d.static_modules or STATIC:
+        files[name] = static_source(name)
+    files[f"{d.top}_axis.v"] = env.get_template("axis.v.j2").render(d=v)
+    return {name: TIMESCALE + _with_mem_dir(text) for name, text in files.items()}
+
+
 def render(d: Design, out_dir: Path) -> list[Path]:
     """Write the artifact folder (replacing ``out_dir`` atomically) and return its files."""
     env = _env()
     v = view(d)
-    files: dict[str, str] = {}
-    files[f"{d.top}.v"] = env.get_template("top.v.j2").render(d=v)
-    for lv in v.layers:
-        files[f"{lv.module}.v"] = env.get_template("unit.v.j2" if lv.unit else "layer.v.j2").render(d=v, L=lv)
-    static = d.static_modules or STATIC
-    for name in static:
-        files[name] = static_source(name)
+    files = verilog_files(d, v)
     for mem in d.memories():
         files[mem.path] = _hex(mem)
     files[f"tb_{d.top}.py"] = env.get_template("tb.py.j2").render(d=v)
     files[f"harness_{d.top}.cpp"] = env.get_template("harness.cpp.j2").render(d=v)
     meta = design_json(d)
     files[DESIGN_FILE] = json.dumps(meta, indent=1, sort_keys=True) + "\n"
+    static = d.static_modules or STATIC
     sources = [*static, *(f"{lv.module}.v" for lv in v.layers), f"{d.top}.v"]
     files["files.f"] = "".join(f"{s}\n" for s in sources)
-    files["README"] = env.get_template("README.j2").render(d=v, meta=meta)
+    mems = sorted(m.path for m in d.memories())
+    files.update(integration.files(d.top, [*sources, f"{d.top}_axis.v"], mems))
+    files["README"] = env.get_template("README.j2").render(d=v, meta=meta, mems=len(mems))
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=out_dir.parent))

@@ -46,15 +46,15 @@ def _classify(cells: dict[str, int]) -> dict[str, int]:
     for name, n in cells.items():
         if re.match(r"^(LUT\d|SB_LUT4)$", name):
             s["LUT"] += n
-        elif re.match(r"^(FD[RSCP]E?|SB_DFF\w*|\$_S?DFFE?_\w+|\$_DFF\w*)$", name):
+        elif re.match(r"^(FD[RSCP]E?|SB_DFF\w*|TRELLIS_FF|\$_S?DFFE?_\w+|\$_DFF\w*)$", name):
             s["FF"] += n
-        elif re.match(r"^(RAMB\d+E\d|SB_RAM40_4K\w*|SB_SPRAM256KA)$", name):
+        elif re.match(r"^(RAMB\d+E\d|SB_RAM40_4K\w*|SB_SPRAM256KA|DP16KD)$", name):
             s["BRAM"] += n
-        elif re.match(r"^(RAM\d+[XSMD]\w*)$", name):
+        elif re.match(r"^(RAM\d+[XSMD]\w*|TRELLIS_DPR16X4)$", name):
             s["LUTRAM"] += n
-        elif re.match(r"^(DSP48E\d|SB_MAC16)$", name):
+        elif re.match(r"^(DSP48E\d|SB_MAC16|MULT18X18D|ALU54B)$", name):
             s["DSP"] += n
-        elif re.match(r"^(CARRY4|CARRY8|SB_CARRY|MUXF\d)$", name):
+        elif re.match(r"^(CARRY4|CARRY8|SB_CARRY|CCU2C|MUXF\d|PFUMX|L6MUX21)$", name):
             s["CARRY"] += n
         elif name != "$scopeinfo":
             s["other"] += n
@@ -159,7 +159,7 @@ def rtl_report(graph: Any, artifact_dir: str | Path, run_result: Any = None, yos
         run_result: a `SimResult` from `npuc.backends.rtl.run` on this design; without it
             the cycle figures are omitted.
         yosys: run (or reuse the cached) Yosys synthesis for LUT/FF/BRAM estimates.
-        target: Yosys flow, ``"ice40"`` (``synth_ice40``), ``"xilinx"`` (xc7) or ``"generic"``.
+        target: Yosys flow, ``"ice40"`` (``synth_ice40``), ``"ecp5"``, ``"xilinx"`` (xc7) or ``"generic"``.
 
     Returns:
         ``{"design", "lanes", "layers": [...], "total": {...}}``; each layer has

