@@ -50,7 +50,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ...ir.graph import Graph, Ref
-from ...ir.ops import LIF, Add, Conv2d, Dense, Input, MaxPool2d, Permute, Reshape, SpikeAttention, SumPool2d
+from ...ir.ops import (
+    LIF,
+    Add,
+    Conv2d,
+    Dense,
+    Input,
+    MaxPool2d,
+    Permute,
+    Reshape,
+    SpikeAttention,
+    SumPool2d,
+)
 from ...ir.optable import OpTable
 from ...ir.values import NumericProfile
 from .spec import (

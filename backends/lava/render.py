@@ -320,7 +320,7 @@ def attention_needs(c: Connection, pops: dict[str, Population]) -> list[str]:
         f"computes {h * n * m} scores {score} of {dk}-bit words, {h * n * m * dv} score x value accumulations "
         f"(V is binary: additions) and {h * n * dv} multiply-shifts (* {a['mult']} >> {a['shift']})",
         f"sends {h * n * dv} graded values of up to {bits} bits (|y| <= {a['bound']}) into '{pops[c.dst].node}' "
-        f"one step later" + (f" (Loihi 2's graded spikes carry 24 bits: this bound exceeds them)" if bits > 24
+        f"one step later" + (" (Loihi 2's graded spikes carry 24 bits: this bound exceeds them)" if bits > 24
                              else " (fits Loihi 2's 24-bit graded spikes)")
         + (f"; inputs wait {list(a['fifo'])} steps in the process to line up" if any(a["fifo"]) else ""),
     ]

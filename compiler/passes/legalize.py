@@ -87,12 +87,12 @@ class Legalize(Pass):
             # coincidence attention runs as npuc's custom NpucAttention process (not with stock_only)
             kinds = (StochasticAttention, LinearAttention) + ((SpikeAttention,) if _stock_only(ctx) else ())
             for node in graph.of_type(*kinds):
-                why = ("has no Loihi 2 process in lava-nc (stock_only keeps lava-nc's stock processes; without it "
-                       "npuc emits its custom NpucAttention process)" if isinstance(node.op, SpikeAttention) else
-                       "has no Loihi 2 process in lava-nc")
+                custom = (", drop stock_only (npuc then emits its custom NpucAttention process)"
+                          if isinstance(node.op, SpikeAttention) else "")
                 raise PassError(
-                    f"'{node.name}' ({type(node.op).__name__}) {why}: compile it with --target fpga, or split the "
-                    "model and run this part on the host (see docs/lava-backend.md)"
+                    f"'{node.name}' ({type(node.op).__name__}) has no Loihi 2 process in lava-nc: compile it with "
+                    f"--target fpga{custom}, or split the model and run this part on the host (see "
+                    "docs/lava-backend.md)"
                 )
         counts["time_reductions"] = commute_time_reductions(graph)
         for node in graph.of_type(AvgPool2d):
