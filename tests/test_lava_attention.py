@@ -165,3 +165,21 @@ def test_network_json_lists_what_the_attention_needs_on_chip(tmp_path):
     assert any(c["lava_process"] == "NpucAttention" for c in doc["connections"])
     module = (tmp_path / "lava" / f"{g.name}_lava.py").read_text()
     assert "class NpucAttention(AbstractProcess)" in module and "NpucAttention: PyNpucAttentionModel" in module
+
+
+def test_map_cores_sees_the_attention_as_an_off_core_source():
+    """The attention process is not a neuron population: map-cores counts its results as one-to-one
+    graded inputs of the neurons that read them (like a host input), with the measured rate."""
+    from test_attention_ir import spikformer_block
+
+    from npuc.passes.connectivity import extract_connectivity
+
+    g, x = spikformer_block(heads=2)
+    q = run_pipeline(g, build_passes("loihi2", ["legalize", "quantize"]),
+                     PassContext(target=load_target("loihi2"), calibration=[x]))
+    conn = extract_connectivity(q)
+    assert conn.populations["attn"].kind == "input"
+    (proj,) = conn.projections["attn_lif"]
+    assert proj.source == "attn" and proj.synapses == 6 * 8  # one synapse per neuron (6 tokens x 8)
+    assert sorted(proj.src.tolist()) == list(range(48)) and sorted(proj.dst.tolist()) == list(range(48))
+    assert 0 < float(np.mean(q["attn"].meta["rate"])) <= 1
