@@ -183,3 +183,18 @@ def test_map_cores_sees_the_attention_as_an_off_core_source():
     assert proj.source == "attn" and proj.synapses == 6 * 8  # one synapse per neuron (6 tokens x 8)
     assert sorted(proj.src.tolist()) == list(range(48)) and sorted(proj.dst.tolist()) == list(range(48))
     assert 0 < float(np.mean(q["attn"].meta["rate"])) <= 1
+
+
+def test_non_binary_attention_inputs_are_refused_in_one_line():
+    rng = np.random.default_rng(3)
+    g = Graph("tern", num_steps=4)
+    g.add("x", Input((3, 4), Encoding("spikes"), layout="TB"))
+    add_dense(g, rng, "k_fc", "x", 4, 4)
+    q = rand_qlif(rng, (3, 4), "small", ternary=True)
+    g.add("k_lif", LIF(reset="value", spike="ternary", threshold_lo=-0.5, q=q), ["k_fc"])
+    g.add("attn", SpikeAttention(q=QAttention(0, 0, 1, 0)), ["x", "k_lif", "x"])
+    g.add("attn_lif", LIF(reset="value", q=rand_qlif(rng, (3, 4), "small")), ["attn"])
+    g.add("o", Output(), ["attn_lif"])
+    with pytest.raises(LavaMappingError, match=r"^node 'attn' \(SpikeAttention\): its K input 'k_lif' must be the "
+                                               r"binary spikes of a population[^\n]*$"):
+        lower(_quantized(g))

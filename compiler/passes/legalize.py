@@ -70,6 +70,9 @@ class Legalize(Pass):
     * neuron features the profile lacks: a delayed zero reset becomes a
       same-step reset (identical spikes), other missing features raise, or
       with ``allow_approx`` are approximated with a warning naming the node;
+    * Loihi 2: ``StochasticAttention`` and ``LinearAttention`` raise (no Lava process);
+      ``SpikeAttention`` raises only with ``stock_only`` (otherwise the Lava backend emits
+      npuc's custom ``NpucAttention`` process);
     * a diagonal SSM state (`_ssm_states`) on a target without ``reset="none"``:
       a LIF without reset whose spikes nobody reads (only its membrane is an
       output) keeps its exact dynamics as a reset-to-0 neuron whose threshold
