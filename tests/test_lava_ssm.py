@@ -4,8 +4,8 @@ The legalize pass turns the reset-free state neuron into a reset-to-0 neuron who
 threshold lies above any membrane it can reach (it provably never fires), the Lava
 backend proves the same bound on the integer parameters, and the emitted Lava network
 matches the golden integer engine bit for bit (every neuron's spikes, v and u, and the
-v readout) in Lava's fixed_pt simulator. Attention and SC nodes keep failing for
-loihi2 with the op's name.
+v readout) in Lava's fixed_pt simulator. SC attention and linear attention keep failing for
+loihi2 with the op's name, and so does coincidence attention with stock_only.
 """
 
 from __future__ import annotations
@@ -193,9 +193,10 @@ def test_attention_and_sc_nodes_have_no_loihi_process(op):
         run_pipeline(g.verify(), _loihi(["legalize"]), PassContext(target=load_target("loihi2"), calibration=x))
 
 
-def test_spikformer_for_loihi2_names_the_attention():
+def test_spikformer_for_stock_loihi2_names_the_attention():
     model = SF.NnSpikformer("and")
     x = np.random.default_rng(5).random((2, 8, 8)).astype(np.float32)
     graph = trace(model, x)
     with pytest.raises(PassError, match=r"'attn' \(SpikeAttention\) has no Loihi 2 process"):
-        run_pipeline(graph, _loihi(["legalize"]), PassContext(target=load_target("loihi2"), calibration=[x]))
+        run_pipeline(graph, _loihi(["legalize"]), PassContext(target=load_target("loihi2:stock_only=1"),
+                                                              calibration=[x]))

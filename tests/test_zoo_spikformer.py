@@ -4,12 +4,14 @@
 Block, SPS, Spikformer): ``Linear`` + ``BatchNorm1d`` through ``.transpose(-1, -2)`` on
 ``x.flatten(0, 1)``, heads by ``reshape(...).permute(0, 1, 3, 2, 4)``, spike residuals,
 ``head(x.mean(2).mean(0))``; plus the Spike-driven Transformer's 1x1 Conv1d/Conv2d + BN
-forms. Float engine == PyTorch bit for bit; the reduced block runs in the integer engine
-and in Verilator with 0 mismatches; the CIFAR-10 configuration compiles and maps for fpga.
+forms. Float engine == PyTorch bit for bit; the reduced block runs in the integer engine,
+in Verilator and in Lava (loihi2, attention as npuc's custom NpucAttention process) with 0
+mismatches; the CIFAR-10 configuration compiles and maps for fpga.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -81,6 +83,22 @@ def test_reference_block_compiles_and_runs_in_the_integer_engine(tmp_path):
     assert np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.9
 
 
+@pytest.mark.lava
+def test_reference_block_on_loihi2_has_no_lava_mismatches(tmp_path):
+    """The attention runs as npuc's custom NpucAttention process; the readout integrator (no reset, read
+    through v) as NpucNeuron; everything else as stock Lava processes."""
+    model, x = _block(0)
+    hw = npuc.compile(model, x, target="loihi2", out=tmp_path / "b")
+    doc = json.loads((tmp_path / "b" / "lava" / "network.json").read_text())
+    assert sorted((e["process"], e["node"]) for e in doc["custom_processes"]) == [
+        ("NpucAttention", "matmul_1"), ("NpucNeuron", "head.time_mean")]
+    ref = hw.simulate(x, engine="int", probe=True)
+    assert ref.probes["block.attn.attn_lif"]["spikes"].mean() > 0.02  # the attention drives its neuron
+    result = hw.verify(x, engine="lava")
+    assert result.ok, result.format()
+    assert result.mismatches == 0 and sum(result.compared.values()) > 100_000
+
+
 def test_mean_of_currents_over_tokens_is_refused():
     class CurrentMean(OneBlock):
         def forward(self, x):
@@ -116,7 +134,7 @@ def test_cifar10_spikformer_traces_compiles_and_maps(tmp_path):
     seconds = time.perf_counter() - t0
     assert (tmp_path / "fpga" / "report.json").exists() and seconds > 0 and hw is not None
     with pytest.raises(NpucError, match=r"has no Loihi 2 process in lava-nc: compile it with --target fpga"):
-        npuc.compile(model, xn, target="loihi2", out=tmp_path / "loihi2")
+        npuc.compile(model, xn, target="loihi2:stock_only=1", out=tmp_path / "loihi2")
 
 
 def test_batchnorm_over_tokens_is_not_folded_as_features(tmp_path):

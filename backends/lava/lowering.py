@@ -35,6 +35,11 @@ Lava behaviour behind each one):
 * a recurrent edge (``delay=1``) -> a ``Dense`` between populations of equal
   depth (its one-step Lava delay is the recurrence delay), whose buffer a
   ``Reset`` clears when a new sample starts.
+* ``SpikeAttention`` (binary Q, K, V spikes, through Reshape/Permute, into a
+  neuron's current) -> npuc's custom ``NpucAttention`` process: it reads the
+  three populations' spikes, computes the integer engine's coincidence
+  attention and sends the result into the neuron's ``a_in`` one step later,
+  like a synapse (refused when ``custom=False``).
 """
 
 from __future__ import annotations
@@ -45,7 +50,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ...ir.graph import Graph, Ref
-from ...ir.ops import LIF, Add, Conv2d, Dense, Input, MaxPool2d, Permute, Reshape, SumPool2d
+from ...ir.ops import (
+    LIF,
+    Add,
+    Conv2d,
+    Dense,
+    Input,
+    MaxPool2d,
+    Permute,
+    Reshape,
+    SpikeAttention,
+    SumPool2d,
+)
 from ...ir.optable import OpTable
 from ...ir.values import NumericProfile
 from .spec import (
@@ -156,6 +172,7 @@ class _Term:
     weight_exp: int = 0
     op: object = None
     maxpool: str | None = None  # a MaxPool2d node the reading neuron applies to this conv's currents
+    inputs: list[_Spikes] = field(default_factory=list)  # attention: Q, K, V (src is Q)
 
 
 @dataclass
@@ -409,6 +426,8 @@ class _Lowering:
             if direct and src.lava_shape != dst.lava_shape:
                 c.src_port = f".reshape({dst.lava_shape!r})"
             return c
+        if t.kind == "attention":
+            return self._attention(t, c, dst, op)
         if t.kind == "dense":
             if _has_bias(op):
                 self._current_bias(t, dst, op)
@@ -449,6 +468,30 @@ class _Lowering:
             raise _error(t.node, op, f"output channels {out_shape[0]} differ from the kernel's {out_c}")
         c.dst_port = self._conv_out_port(t, out_shape, dst, op)
         self._conv_bounds(t, c, src, op)
+        return c
+
+    def _attention(self, t: _Term, c: Connection, dst: Population, op: SpikeAttention) -> Connection:
+        """An ``NpucAttention`` process: gathers Q, K, V from their populations' ``s_out`` and writes the
+        integer attention into ``dst.a_in`` (``rows[r] <- cols[r]``), one step later like a synapse."""
+        if t.delay:
+            raise _error(t.node, op, f"its output reaches '{dst.node}' over a delayed edge; NpucAttention sends "
+                                     "the current step's result only")
+        q = op.q
+        n_keys, dk = t.inputs[1].idx.shape[-2:]
+        s_max = dk * max(1 << q.a_frac, q.a_int)  # one score: matches weigh 2^a_frac, (0, 0) pairs a_int
+        y_max = n_keys * s_max
+        if y_max * abs(q.mult) >= 2**53:
+            raise _error(t.node, op, f"attention sums up to {y_max} times mult {q.mult} exceed the integer engine's "
+                                     "exact range (2^53)")
+        bound = (y_max * abs(q.mult) >> q.shift) + 1  # floor of a negative product rounds away from 0
+        c.attention = {
+            "inputs": [(s.pop.key, np.asarray(s.idx, np.int64)) for s in t.inputs], "fifo": [0, 0, 0],
+            "rows": np.asarray(dst.index, np.int64).ravel(), "cols": np.asarray(t.out_idx, np.int64).ravel(),
+            "a_int": int(q.a_int), "a_frac": int(q.a_frac), "mult": int(q.mult), "shift": int(q.shift),
+            "score": op.score, "bound": int(bound),
+            "dims": {"heads": int(np.prod(t.inputs[0].idx.shape[:-2])), "queries": int(t.inputs[0].idx.shape[-2]),
+                     "keys": int(n_keys), "dk": int(dk), "dv": int(t.inputs[2].idx.shape[-1])},
+        }
         return c
 
     def _current_bias(self, t: _Term, dst: Population, op) -> None:
@@ -507,6 +550,7 @@ class _Lowering:
         keys = [p.key for p in self.pops.values()]
         lag = dict.fromkeys(keys, 0)
         edges = [(c.src, c.dst, c.min_hw_delay - c.delta) for c in conns]
+        edges += [(k, c.dst, 1) for c in conns if c.attention for k, _ in c.attention["inputs"][1:]]
         for _ in range(len(keys) + 1):
             changed = False
             for s, d, w in edges:
@@ -524,6 +568,8 @@ class _Lowering:
             p.lag = lag[p.key]
         for c in conns:
             c.hw_delay = lag[c.dst] - lag[c.src] + c.delta
+            if c.attention:  # each input waits in the process until the latest one arrives
+                c.attention["fifo"] = [lag[c.dst] - lag[k] - 1 for k, _ in c.attention["inputs"]]
             self._finish(c)
 
     def _positive_cycle(self, edges: list[tuple[str, str, int]]) -> list[str]:
@@ -547,6 +593,8 @@ class _Lowering:
         where = f"path '{src.node}' -> '{dst.node}'"
         if c.identity and c.hw_delay == 0:
             c.kind, c.key = "wire", ""
+            return
+        if c.kind == "attention":
             return
         if c.identity:  # ones are exact at 8 bits (excitatory)
             c.kind, c.src_port = "sparse", ""
@@ -603,6 +651,9 @@ class _Lowering:
                     continue
                 src = next(p for p in self.pops.values() if p.key == c.src)
                 xmax = _max_abs_input(src)
+                if c.kind == "attention":
+                    a_in += c.attention["bound"]
+                    continue
                 if c.kind in ("wire", "sparse"):
                     a_in += xmax
                     continue
@@ -712,6 +763,29 @@ def _sig_maxpool(lw: _Lowering, node, port: str) -> Signal:
     return _Sum([replace(src.terms[0], maxpool=node.name)])
 
 
+@SIGNALS.register(SpikeAttention)
+def _sig_attention(lw: _Lowering, node, port: str) -> Signal:
+    """Coincidence attention: a synapse-like term read by npuc's ``NpucAttention`` process (Q, K, V
+    gathered from the populations' spikes; its output reaches the neuron through Reshape/Permute/Add)."""
+    if not lw.custom:
+        raise _error(node.name, node.op, "coincidence attention has no lava-nc process; stock_only keeps stock "
+                                         "processes (without it npuc emits its custom NpucAttention process)")
+    if node.op.q is None:
+        raise _error(node.name, node.op, "no integer parameters (q): run the quantize pass for loihi2")
+    ins = []
+    for role, r in zip("QKV", node.inputs):
+        sig = lw.signal(r)
+        if not isinstance(sig, _Spikes) or sig.pop.graded:
+            raise _error(node.name, node.op, f"its {role} input '{r.node}' must be the binary spikes of a population "
+                                             "(a binary LIF or a spike-encoded input)")
+        if sig.delay:
+            raise _error(node.name, node.op, f"its {role} input '{r.node}' arrives over a delayed edge; NpucAttention "
+                                             "reads the current step's spikes only")
+        ins.append(sig)
+    out_idx = np.arange(int(np.prod(node.shape))).reshape(node.shape)
+    return _Sum([_Term(node.name, "attention", ins[0], out_idx, 0, op=node.op, inputs=ins)])
+
+
 def _max_abs_input(src: Population) -> int:
     if src.kind == "source":
         return 2 ** (src.message_bits - 1) if src.graded else 1
@@ -806,6 +880,8 @@ def _check_connected(graph: Graph, pops: list[Population], conns: list[Connectio
 
     for c in conns:
         parent[find(c.src)] = find(c.dst)
+        for k, _ in (c.attention or {}).get("inputs", [])[1:]:
+            parent[find(k)] = find(c.dst)
     roots = {find(p.key) for p in pops}
     if len(roots) > 1:
         groups = sorted(sorted(p.node for p in pops if find(p.key) == r) for r in roots)

@@ -80,6 +80,29 @@ def _custom_kwargs(p: Population, kw: list, bias_src: str, arrays: dict[str, np.
     return kw
 
 
+def _attention(c: Connection, pops: dict[str, Population], dst: Population, arrays: dict[str, np.ndarray]) -> dict:
+    a = c.attention
+    kw = [("in_sizes", _pyrepr(tuple(pops[k].size for k, _ in a["inputs"])))]
+    for role, (_, idx) in zip("qkv", a["inputs"]):
+        arrays[f"{c.key}_{role}_index"] = np.asarray(idx, np.int64)
+        kw.append((f"{role}_index", f"P[{c.key + '_' + role + '_index'!r}]"))
+    for part in ("rows", "cols"):
+        arrays[f"{c.key}_{part}"] = np.asarray(a[part], np.int64)
+        kw.append((part, f"P[{c.key + '_' + part!r}]"))
+    kw += [("out_size", str(dst.size))] + [(k, str(a[k])) for k in ("a_int", "a_frac", "mult", "shift")]
+    kw += [("fifo", _pyrepr(tuple(a["fifo"]))), ("name", repr(c.node))]
+    return {"key": c.key, "cls": "NpucAttention", "kwargs": kw}
+
+
+def _attention_wires(c: Connection, pops: dict[str, Population], dst: Population) -> list[str]:
+    wires = []
+    for role, (k, _) in zip("qkv", c.attention["inputs"]):
+        port = ".flatten()" if len(pops[k].lava_shape) > 1 else ""
+        wires.append(f"{k}.s_out{port}.connect({c.key}.{role}_in)")
+    tail = f".reshape({dst.lava_shape!r})" if len(dst.in_shape or dst.lava_shape) > 1 else ""
+    return wires + [f"{c.key}.a_out{tail}.connect({dst.key}.a_in)"]
+
+
 def _synapse(c: Connection, src: Population, dst: Population, arrays: dict[str, np.ndarray]) -> dict:
     nmb = str(src.message_bits if src.graded else 0)
     if c.kind == "sparse":
@@ -145,6 +168,10 @@ def render(spec: NetworkSpec, version: str) -> tuple[str, dict[str, np.ndarray]]
         if c.kind == "wire":
             wires.append(f"{src.key}.s_out{c.src_port}.connect({dst.key}.a_in)")
             continue
+        if c.kind == "attention":
+            synapses.append(_attention(c, pops, dst, arrays))
+            wires += _attention_wires(c, pops, dst)
+            continue
         synapses.append(_synapse(c, src, dst, arrays))
         wires.append(f"{src.key}.s_out{c.src_port}.connect({c.key}.s_in)")
         wires.append(f"{c.key}.a_out{c.dst_port}.connect({dst.key}.a_in)")
@@ -175,6 +202,7 @@ def render(spec: NetworkSpec, version: str) -> tuple[str, dict[str, np.ndarray]]
         "sources": sources, "neurons": neurons, "synapses": synapses, "wires": wires, "resets": resets,
     }
     ctx["custom"] = any(n["cls"] == "NpucNeuron" for n in neurons)
+    ctx["attention"] = any(c["cls"] == "NpucAttention" for c in synapses)
     ctx["imports"] = _imports({n["cls"] for n in neurons} | {c["cls"] for c in synapses})
     text = _env().get_template("network.py.j2").render(**ctx)
     return text, arrays
@@ -211,7 +239,7 @@ def _imports(classes: set[str]) -> list[tuple[str, list[str]]]:
     """``from module import names`` lines for the process classes the module uses (sorted)."""
     mods: dict[str, list[str]] = {k: list(v) for k, v in _ALWAYS.items()}
     for cls in classes:
-        if cls == "NpucNeuron":
+        if cls in ("NpucNeuron", "NpucAttention"):
             for m, names in _CUSTOM_IMPORTS.items():
                 mods.setdefault(m, []).extend(names)
             continue
@@ -258,15 +286,44 @@ def manifest(spec: NetworkSpec, netx_report: dict) -> str:
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
-CHIP_NOTE = ("NpucNeuron is npuc's custom Lava process (a bit-accurate fixed_pt model in the generated module); "
-             "to run on the Loihi 2 chip it needs a matching microcode neuron model (lava-loihi), which npuc does "
-             "not generate. Compile with --target loihi2:stock_only=1 to use lava-nc's stock processes only.")
+CHIP_NOTE = ("NpucNeuron and NpucAttention are npuc's custom Lava processes (bit-accurate fixed_pt models in the "
+             "generated module); to run on the Loihi 2 chip NpucNeuron needs a matching microcode neuron model "
+             "(lava-loihi) and NpucAttention an implementation on the chip's embedded processors (or microcode), "
+             "which npuc does not generate. Compile with --target loihi2:stock_only=1 to use lava-nc's stock "
+             "processes only.")
 
 
 def custom_processes(spec: NetworkSpec) -> list[dict]:
-    """Every population that runs as a custom process: node, process class, and the features that need it."""
-    return [{"node": p.node, "process": "NpucNeuron", "lava_process": p.key, "needs": list(p.custom["reasons"])}
-            for p in spec.populations if p.kind == "custom"]
+    """Every population or attention that runs as a custom process: node, process class, and what it needs."""
+    out = [{"node": p.node, "process": "NpucNeuron", "lava_process": p.key, "needs": list(p.custom["reasons"])}
+           for p in spec.populations if p.kind == "custom"]
+    pops = {p.key: p for p in spec.populations}
+    out += [{"node": c.node, "process": "NpucAttention", "lava_process": c.key, "needs": attention_needs(c, pops)}
+            for c in spec.connections if c.kind == "attention"]
+    return out
+
+
+def attention_needs(c: Connection, pops: dict[str, Population]) -> list[str]:
+    """What an ``NpucAttention`` computes per step, i.e. what the chip must run for it."""
+    a, d = c.attention, c.attention["dims"]
+    h, n, m, dk, dv = d["heads"], d["queries"], d["keys"], d["dk"], d["dv"]
+    score = {"and": "popcount(q AND k)", "xnor": "Dk - popcount(q XOR k)"}.get(
+        a["score"], f"popcount(q AND k) 2^{a['a_frac']} + {a['a_int']} popcount(NOT q AND NOT k)")
+    bits = int(a["bound"]).bit_length() + 1
+    srcs = ", ".join(f"{r} from '{pops[k].node}'" for r, (k, _) in zip("QKV", a["inputs"]))
+    return [
+        "coincidence attention: no lava-nc process multiplies two spike trains (Loihi 2's synapses weight one "
+        "spike by a stored constant), so it needs an implementation on the chip's embedded processors or in "
+        "microcode",
+        f"per step it reads {h * n * dk} + {h * m * dk} + {h * m * dv} spikes ({srcs}; {h} head(s), {n} queries, "
+        f"{m} keys, Dk={dk}, Dv={dv})",
+        f"computes {h * n * m} scores {score} of {dk}-bit words, {h * n * m * dv} score x value accumulations "
+        f"(V is binary: additions) and {h * n * dv} multiply-shifts (* {a['mult']} >> {a['shift']})",
+        f"sends {h * n * dv} graded values of up to {bits} bits (|y| <= {a['bound']}) into '{pops[c.dst].node}' "
+        f"one step later" + (" (Loihi 2's graded spikes carry 24 bits: this bound exceeds them)" if bits > 24
+                             else " (fits Loihi 2's 24-bit graded spikes)")
+        + (f"; inputs wait {list(a['fifo'])} steps in the process to line up" if any(a["fifo"]) else ""),
+    ]
 
 
 def _lava_class(p: Population) -> str:
@@ -278,5 +335,7 @@ def _conn_class(c: Connection) -> str:
         return "direct"
     if c.kind == "conv":
         return "Conv"
+    if c.kind == "attention":
+        return "NpucAttention"
     base = "Sparse" if c.kind == "sparse" else "Dense"
     return f"Delay{base}" if c.delay > 0 else base

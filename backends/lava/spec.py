@@ -101,6 +101,13 @@ class Connection:
         min_hw_delay: 0 when the path can be a direct wire, else 1.
         flush: the connection must drop the previous sample's last step when a new
             sample starts (recurrent edges): a ``Reset`` zeroes its ``a_buff``.
+        attention: for ``kind == "attention"`` (npuc's custom ``NpucAttention`` process, a
+            `SpikeAttention` between spike populations and a neuron's ``a_in``): ``inputs``
+            (``(population key, gather index of the logical Q/K/V tensor)`` for Q, K, V; ``src`` is
+            Q's population), ``fifo`` (the steps each input waits inside the process, set by the
+            lags), ``rows`` / ``cols`` (destination Lava element <- attention output element),
+            the integer parameters ``a_int``, ``a_frac``, ``mult``, ``shift``, ``score`` and
+            ``bound`` (the largest ``|output|``).
     """
 
     key: str
@@ -121,6 +128,7 @@ class Connection:
     identity: bool = False
     pool: bool = False
     min_hw_delay: int = 1
+    attention: dict | None = None
 
     @property
     def delay(self) -> int:

@@ -53,6 +53,7 @@ from ..ir.ops import (
     Permute,
     Reshape,
     Scale,
+    SpikeAttention,
     SumPool2d,
 )
 from .base import PassError
@@ -67,7 +68,9 @@ class Population:
     Attributes:
         name: node name.
         shape: per-sample neuron shape.
-        kind: ``"neuron"`` (LIF: mapped to cores) or ``"input"`` (host source).
+        kind: ``"neuron"`` (LIF: mapped to cores) or ``"input"`` (a source off the neuro cores: a
+            host input, or a `SpikeAttention`, which runs as a custom process and sends its
+            graded results one-to-one into the neurons that read them).
         offset: first global source id (sources of all populations are numbered
             consecutively, inputs first).
     """
@@ -359,6 +362,11 @@ def extract_connectivity(graph: Graph) -> Connectivity:
         b.pops[n.name] = Population(n.name, tuple(n.shape), "input", offset)
         offset += b.pops[n.name].size
     topo = graph.topo_order()
+    for name in topo:  # Loihi 2: a custom process off the neuro cores whose graded outputs enter like inputs
+        n = graph[name]
+        if isinstance(n.op, SpikeAttention):
+            b.pops[name] = Population(name, tuple(n.shape), "input", offset)
+            offset += b.pops[name].size
     for name in topo:
         n = graph[name]
         if isinstance(n.op, LIF):

@@ -70,6 +70,9 @@ class Legalize(Pass):
     * neuron features the profile lacks: a delayed zero reset becomes a
       same-step reset (identical spikes), other missing features raise, or
       with ``allow_approx`` are approximated with a warning naming the node;
+    * Loihi 2: ``StochasticAttention`` and ``LinearAttention`` raise (no Lava process);
+      ``SpikeAttention`` raises only with ``stock_only`` (otherwise the Lava backend emits
+      npuc's custom ``NpucAttention`` process);
     * a diagonal SSM state (`_ssm_states`) on a target without ``reset="none"``:
       a LIF without reset whose spikes nobody reads (only its membrane is an
       output) keeps its exact dynamics as a reset-to-0 neuron whose threshold
@@ -84,10 +87,15 @@ class Legalize(Pass):
                   "ssm_states": 0}
         # before any rewrite: an attention is the reason, whatever else would also need work
         if prof.weight_scheme == "loihi":
-            for node in graph.of_type(SpikeAttention, StochasticAttention, LinearAttention):
+            # coincidence attention runs as npuc's custom NpucAttention process (not with stock_only)
+            kinds = (StochasticAttention, LinearAttention) + ((SpikeAttention,) if _stock_only(ctx) else ())
+            for node in graph.of_type(*kinds):
+                custom = (", drop stock_only (npuc then emits its custom NpucAttention process)"
+                          if isinstance(node.op, SpikeAttention) else "")
                 raise PassError(
                     f"'{node.name}' ({type(node.op).__name__}) has no Loihi 2 process in lava-nc: compile it with "
-                    "--target fpga, or split the model and run this part on the host (see docs/lava-backend.md)"
+                    f"--target fpga{custom}, or split the model and run this part on the host (see "
+                    "docs/lava-backend.md)"
                 )
         counts["time_reductions"] = commute_time_reductions(graph)
         for node in graph.of_type(AvgPool2d):
