@@ -3,8 +3,8 @@
 `spikformer` is a Spikformer-style block on the same digits seen as 8 tokens
 (rows) of 8 features: embedding LIF -> spiking Q, K, V -> coincidence (AND)
 self-attention without softmax -> LIF -> projection LIF -> class integrator.
-`examples/train_spikformer.py` trains it; it compiles for the FPGA (attention
-has no Loihi 2 process).
+`examples/train_spikformer.py` trains it; it compiles for the FPGA and for
+Loihi 2 (the attention as npuc's custom `NpucAttention` process).
 
 `mlp` is a 64-64-10 LIF network for scikit-learn's 8x8 digits: the static
 image is repeated as an input current for ``STEPS`` steps and the output is
