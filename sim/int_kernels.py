@@ -106,6 +106,32 @@ def decay(x: torch.Tensor, mult: int, profile: NumericProfile) -> torch.Tensor:
     return p.__irshift__(b)
 
 
+def _decay_(x: torch.Tensor, mult: int, profile: NumericProfile, tmp: torch.Tensor) -> torch.Tensor:
+    """`decay` in place on ``x`` (``tmp``: a scratch tensor of ``x``'s shape)."""
+    if mult == 0:
+        return x.zero_()
+    if mult == 1 << profile.decay_bits:
+        return x
+    b = profile.decay_bits
+    x.mul_(mult)
+    if profile.decay_rounding == "trunc0":
+        torch.bitwise_right_shift(x, 63, out=tmp)
+        tmp &= (1 << b) - 1
+        x += tmp
+    elif profile.decay_rounding != "floor":
+        x += 1 << (b - 1)
+    return x.__irshift__(b)
+
+
+def _range_of(bits: int, mode: str) -> tuple[float, float]:
+    """The values a register of ``bits`` leaves unchanged under ``mode`` (see `overflow`)."""
+    if mode == "none" or bits == 0:
+        return float("-inf"), float("inf")
+    half = 1 << (bits - 1)
+    lo = -(half - 1) if mode in ("saturate_sym", "wrap_sym") else -half
+    return float(lo), float(half if mode == "wrap_sym" else half - 1)
+
+
 # -- weighted sums -------------------------------------------------------------
 
 
@@ -119,16 +145,18 @@ def _weighted(op, xs, ctx: Context, fn) -> torch.Tensor:
         ctx.cache[bound_key] = (q.weight, float(w))
     xmax = _absmax(x)
     bound = ctx.cache[bound_key][1] * xmax
-    if bound < 2**24:  # every partial sum is an exactly representable float32 integer
-        acc = fn(x.to(torch.float32), _cached(ctx, q.weight, torch.float32)).round().to(torch.int64)
+    # every partial sum of integers below 2^24 (2^53) is an exact float32 (float64) integer, so
+    # the float result is the integer result (no rounding needed)
+    if bound < 2**24:
+        acc = fn(x.to(torch.float32), _cached(ctx, q.weight, torch.float32)).to(torch.int64)
     elif bound < _EXACT:
-        acc = fn(x.to(torch.float64), _cached(ctx, q.weight, torch.float64)).round().to(torch.int64)
+        acc = fn(x.to(torch.float64), _cached(ctx, q.weight, torch.float64)).to(torch.int64)
     else:  # exact but slower
         acc = fn(x, _cached(ctx, q.weight, torch.int64))
-    acc = shift(acc, q.weight_exp)
+    acc = acc.__ilshift__(q.weight_exp) if q.weight_exp >= 0 else acc.__irshift__(-q.weight_exp)  # acc is fresh
     if q.bias is not None:
         b = _cached(ctx, q.bias, torch.int64)
-        acc = acc + (b if fn is _linear else b.reshape((-1,) + (1,) * (acc.dim() - 2)))
+        acc += b if fn is _linear else b.reshape((-1,) + (1,) * (acc.dim() - 2))
     return acc
 
 
@@ -276,6 +304,21 @@ class LIFInt(StatefulKernel):
         lim = lambda bits: float(2 ** (bits - 1) - 1) if bits else float("inf")  # noqa: E731
         st["check_u"] = not (ubound <= lim(prof.u_bits) and ubound <= lim(prof.arith_bits))
         st["check_v"] = not (vbound <= lim(prof.v_bits) and vbound <= lim(prof.arith_bits))
+        st["fast"] = op.spike == "binary" and st["v_min"] is None
+        if st["fast"]:
+            self._prepare_fast(op, st, ctx)
+
+    def _prepare_fast(self, op: LIF, st: dict, ctx: Context) -> None:
+        """Buffers for `_step_fast`: the state is updated in place (no allocation per step); ports
+        somebody reads are written into ``[T, B, ...]`` rows the engine takes without stacking."""
+        st["tmp"] = torch.empty_like(st["v"])
+        st["fired"] = torch.empty(st["v"].shape, dtype=torch.bool)
+        for port in ("v", "i"):
+            if (ctx.node, port) in ctx.needed:
+                st[port + "_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
+        # the v register's limits with one check per step (see _step_fast)
+        prof: NumericProfile = ctx.profile  # type: ignore[assignment]
+        st["v_ok"] = _range_of(prof.arith_bits, "wrap"), _range_of(prof.v_bits, prof.v_overflow)
 
     def _amount(self, op: LIF, s: torch.Tensor, st: dict) -> torch.Tensor:
         if op.spike == "ternary":
@@ -283,6 +326,8 @@ class LIFInt(StatefulKernel):
         return s * st["vth"]
 
     def step(self, op: LIF, st: dict, xs, t: int, ctx: Context) -> dict:
+        if st.get("fast"):
+            return self._step_fast(op, st, t, ctx)
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         q = op.q
         if "a_shifted" in st:
@@ -325,6 +370,67 @@ class LIFInt(StatefulKernel):
             v = torch.maximum(v, st["v_min"])
         st["u"], st["v"], st["s"] = u, v, s
         return {"spikes": s, "v": v, "i": u}
+
+    def _step_fast(self, op: LIF, st: dict, t: int, ctx: Context) -> dict:
+        """`step` for binary spikes outside recurrent loops, in place on owned buffers.
+
+        Same arithmetic in the same order as `step`. The two v-register resolutions (the adder's
+        wrap before the reset, the state rule after it) are decided by one ``aminmax`` of the sum:
+        the reset moves values by at most ``|vth|`` (or to ``reset_value``), so when that whole
+        range fits both registers neither rule can change a value; otherwise this step takes
+        `step`'s exact path."""
+        prof: NumericProfile = ctx.profile  # type: ignore[assignment]
+        q = op.q
+        a = st["a_shifted"][t]
+        u = a if st["du"] == 0 else _decay_(st["u"], st["du"], prof, st["tmp"]).add_(a)
+        if st["check_u"]:  # u is owned (a_shifted is the kernel's own tensor)
+            u.copy_(overflow(overflow(u, prof.arith_bits, "wrap", ctx, "u_adder_wrap"), prof.u_bits,
+                             prof.u_overflow, ctx, "u_overflow"))
+        v, s_prev = st["v"], st["s"]
+        prev = None if t == 0 else s_prev.bool()
+        if prev is not None and op.reset_timing == "delayed" and op.reset == "value":
+            v.masked_fill_(prev, q.reset_value)
+        h = _decay_(v, st["dv"], prof, st["tmp"]).add_(u)
+        if st["bias"] is not None:
+            h += st["bias"]
+        if st["check_v"] and not self._fits(op, st, h, prev is not None):
+            h.copy_(overflow(h, prof.arith_bits, "wrap", ctx, "v_adder_wrap"))
+            self._reset_before(op, st, h, s_prev, prev)
+            h.copy_(overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_overflow"))
+        else:
+            self._reset_before(op, st, h, s_prev, prev)
+        fired = torch.gt(h, st["vth"], out=st["fired"]) if op.compare == "gt" else torch.ge(h, st["vth"], out=st["fired"])
+        s = st["spike_rows"][t].copy_(fired)
+        if op.reset_timing == "same" and op.reset == "subtract":
+            h.add_(s, alpha=-st["vth"])
+        elif op.reset_timing == "same" and op.reset == "value":
+            h.masked_fill_(fired, q.reset_value)
+        st["s"] = s
+        out = {"spikes": s}
+        out["v"] = st["v_rows"][t].copy_(h) if "v_rows" in st else h
+        out["i"] = st["i_rows"][t].copy_(u) if "i_rows" in st else u
+        return out
+
+    def _reset_before(self, op: LIF, st: dict, h: torch.Tensor, s_prev: torch.Tensor, prev) -> None:
+        """The resets `step` applies between the v adder and the v register (previous spikes)."""
+        if prev is None:
+            return
+        if op.reset_timing != "same" and op.reset == "subtract":
+            h.add_(s_prev, alpha=-st["vth"])
+        if op.reset_timing == "delayed_charge" and op.reset == "value":
+            h.masked_fill_(prev, op.q.reset_value)
+
+    def _fits(self, op: LIF, st: dict, h: torch.Tensor, after_spikes: bool) -> bool:
+        """Whether neither v-register rule can change any value this step (see `_step_fast`)."""
+        lo, hi = (float(x) for x in torch.aminmax(h))
+        (wlo, whi), (vlo, vhi) = st["v_ok"]
+        if not (wlo <= lo and hi <= whi):
+            return False
+        if after_spikes and op.reset_timing != "same" and op.reset == "subtract":
+            lo, hi = lo - max(st["vth"], 0), hi - min(st["vth"], 0)
+        if after_spikes and op.reset_timing == "delayed_charge" and op.reset == "value":
+            lo, hi = min(lo, op.q.reset_value), max(hi, op.q.reset_value)
+        return vlo <= lo and hi <= vhi
 
     def _fire(self, op: LIF, h: torch.Tensor, st: dict, t: int) -> torch.Tensor:
         vth = st["vth"]
