@@ -162,10 +162,16 @@ def _weighted(op, xs, ctx: Context, fn) -> torch.Tensor:
 
 def _absmax(x: torch.Tensor) -> float:
     """``max |x|`` in one pass without allocating ``|x|``."""
+    lo, hi = _extremes(x)
+    return max(-lo, hi, 0.0)
+
+
+def _extremes(x: torch.Tensor) -> tuple[float, float]:
+    """``(min, max)`` of ``x`` in one pass (``(0, 0)`` when empty)."""
     if x.numel() == 0:
-        return 0.0
+        return 0.0, 0.0
     lo, hi = torch.aminmax(x)
-    return float(max(-lo, hi))
+    return float(lo), float(hi)
 
 
 def _linear(x, w):
@@ -280,13 +286,19 @@ class LIFInt(StatefulKernel):
         when its bound fits the register."""
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         x = xs[0]
-        a = overflow(x, prof.act_bits, prof.act_overflow, ctx, "input_overflow")
+        lo, hi = _extremes(x)
+        alo, ahi = _range_of(prof.act_bits, prof.act_overflow)
+        if alo <= lo and hi <= ahi:  # the common case: one pass finds nothing to resolve
+            a, amax = x, max(-lo, hi, 0.0)
+        else:
+            a = overflow(x, prof.act_bits, prof.act_overflow, ctx, "input_overflow")
+            amax = _absmax(a)
         shifted = a << prof.act_shift
+        amax *= 2.0**prof.act_shift
         st["a_shifted"] = shifted
         # binary spikes go straight into the rows of the [T, B, ...] result (no stack afterwards)
         st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
         D, T = prof.decay_unity, ctx.steps
-        amax = _absmax(shifted)
 
         def geometric(per_step: float, mult: int) -> float:
             f = max(0.0, min(1.0, abs(mult) / D))
@@ -387,7 +399,8 @@ class LIFInt(StatefulKernel):
             u.copy_(overflow(overflow(u, prof.arith_bits, "wrap", ctx, "u_adder_wrap"), prof.u_bits,
                              prof.u_overflow, ctx, "u_overflow"))
         v, s_prev = st["v"], st["s"]
-        prev = None if t == 0 else s_prev.bool()
+        # the previous spikes as a mask, for the resets that set a value (the first step has none)
+        prev = None if t == 0 else (s_prev.bool() if op.reset == "value" else s_prev)
         if prev is not None and op.reset_timing == "delayed" and op.reset == "value":
             v.masked_fill_(prev, q.reset_value)
         h = _decay_(v, st["dv"], prof, st["tmp"]).add_(u)
@@ -399,12 +412,12 @@ class LIFInt(StatefulKernel):
             h.copy_(overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_overflow"))
         else:
             self._reset_before(op, st, h, s_prev, prev)
-        fired = torch.gt(h, st["vth"], out=st["fired"]) if op.compare == "gt" else torch.ge(h, st["vth"], out=st["fired"])
-        s = st["spike_rows"][t].copy_(fired)
+        cmp = torch.gt if op.compare == "gt" else torch.ge
+        s = cmp(h, st["vth"], out=st["spike_rows"][t])  # 0/1 written straight into the int64 rows
         if op.reset_timing == "same" and op.reset == "subtract":
             h.add_(s, alpha=-st["vth"])
         elif op.reset_timing == "same" and op.reset == "value":
-            h.masked_fill_(fired, q.reset_value)
+            h.masked_fill_(cmp(h, st["vth"], out=st["fired"]), q.reset_value)
         st["s"] = s
         out = {"spikes": s}
         out["v"] = st["v_rows"][t].copy_(h) if "v_rows" in st else h
