@@ -33,6 +33,9 @@ from .engine import Context, KernelTable, StatefulKernel
 
 INT = KernelTable("int")
 _EXACT = 2**53
+FAST_PATHS = True
+"""Use the in-place neuron step (`LIFInt._step_fast`); False selects the plain step everywhere
+(the tests compare both, counters included)."""
 
 
 def _q(op, ctx: Context):
@@ -316,7 +319,7 @@ class LIFInt(StatefulKernel):
         lim = lambda bits: float(2 ** (bits - 1) - 1) if bits else float("inf")  # noqa: E731
         st["check_u"] = not (ubound <= lim(prof.u_bits) and ubound <= lim(prof.arith_bits))
         st["check_v"] = not (vbound <= lim(prof.v_bits) and vbound <= lim(prof.arith_bits))
-        st["fast"] = op.spike == "binary" and st["v_min"] is None
+        st["fast"] = FAST_PATHS and op.spike == "binary" and st["v_min"] is None
         if st["fast"]:
             self._prepare_fast(op, st, ctx)
 
