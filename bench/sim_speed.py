@@ -67,6 +67,11 @@ def _speck(batch: int) -> torch.nn.Module:
     return m
 
 
+def _seeded(make: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return make()
+
+
 @dataclass
 class Model:
     name: str
@@ -88,7 +93,7 @@ MODELS = [
           4, 1000, batch_axis=0),
     Model("sinabs Speck net 2x32x32 (IAFSqueeze)", "sinabs / Speck deployment", _speck,
           lambda b, s: _spikes((b, 8, 2, 32, 32), 0.1, s), 8, 1000, batch_axis=0),
-    Model("norse LIFRecurrentCell 700-128-20", "norse SHD example", lambda b: shd.spiking(shd.NorseSHD()),
+    Model("norse LIFRecurrentCell 700-128-20", "norse SHD example", lambda b: _seeded(lambda: shd.spiking(shd.NorseSHD())),
           lambda b, s: _spikes((50, b, 700), 0.05, s), 50, 1000),
 ]
 
@@ -110,10 +115,23 @@ def rounds(fns: dict[str, Callable[[], Any]], n: int) -> tuple[dict[str, float],
     return best, last
 
 
+def reset(model: torch.nn.Module) -> None:
+    """Clear the state a SpikingJelly or sinabs model keeps between calls, as their training loops do
+    before each batch (snntorch and norse models here start from fresh state in ``forward``)."""
+    from spikingjelly.activation_based import base
+
+    for mod in model.modules():
+        if isinstance(mod, base.MemoryModule):
+            mod.reset()
+        elif hasattr(mod, "reset_states") and mod is not model:
+            mod.reset_states()
+
+
 def _engines(model: torch.nn.Module, graph, qgraph, x: np.ndarray) -> dict[str, Callable[[], Any]]:
     xt = torch.from_numpy(x)
 
     def forward():
+        reset(model)
         with torch.no_grad():
             return model(xt)
 
@@ -154,8 +172,9 @@ def measure(m: Model, quick: bool, lava_samples: int) -> dict[str, Any]:
 
 
 MEMORY_CODE = """
-import sys
+import sys, time
 import numpy as np
+import torch
 from npuc.builddir import BuildDir
 from npuc.sim import simulate_chunks
 
@@ -163,17 +182,20 @@ def hwm():  # this process's peak RSS in KiB (VmHWM: ru_maxrss would include the
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
 
+if int(sys.argv[4]):
+    torch.set_num_threads(int(sys.argv[4]))
 base = hwm()
 graph = BuildDir(sys.argv[1]).int_graph(None)
 x = np.load(sys.argv[2], mmap_mode="r")
 counts = np.zeros(10, dtype=np.int64)
+t0 = time.perf_counter()
 for lo, hi, res in simulate_chunks(graph, x, "int", chunk=int(sys.argv[3])):
     counts += res.outputs[0].sum((0, 1))
-print(base, hwm(), int(counts.sum()))
+print(base, hwm(), int(counts.sum()), time.perf_counter() - t0)
 """
 
 
-def memory(quick: bool, samples: int | None = None) -> dict[str, Any]:
+def memory(quick: bool, samples: int | None = None, threads: int = 0) -> dict[str, Any]:
     """Peak RSS of a fresh process evaluating ``samples`` rate-coded samples of the MLP from a
     memory-mapped ``.npy`` (uint8 spikes) in chunks of 4,096."""
     n = samples or (2_000 if quick else 100_000)
@@ -188,15 +210,14 @@ def memory(quick: bool, samples: int | None = None) -> dict[str, Any]:
             data[:, lo:hi] = m.data(hi - lo, lo).astype(np.uint8)
         data.flush()
         del data
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", MEMORY_CODE, str(hw.path), str(path), "4096"],
+        out = subprocess.run([sys.executable, "-c", MEMORY_CODE, str(hw.path), str(path), "4096", str(threads)],
                              capture_output=True, text=True)
         if out.returncode:
             raise RuntimeError(f"memory run failed: {out.stderr[-2000:]}")
-        seconds = time.perf_counter() - t0
-        base, peak, spikes = (int(v) for v in out.stdout.split())
+        fields = out.stdout.split()
+        base, peak, spikes, seconds = int(fields[0]), int(fields[1]), int(fields[2]), float(fields[3])
     return {"model": m.name, "samples": n, "data MB": path_size_mb(m.steps * n * 64),
-            "RSS after imports MB": base / 1024, "peak RSS MB": peak / 1024, "seconds": seconds,
+            "RSS after imports MB": base / 1024, "peak RSS MB": peak / 1024, "seconds (simulation)": seconds,
             "sample-steps/s": n * m.steps / seconds, "output spikes": spikes}
 
 
@@ -207,7 +228,7 @@ def path_size_mb(nbytes: int) -> float:
 COLUMNS = ["model", "T", "large batch", "PyTorch b1 ss/s", "float b1 x", "int b1 x", "PyTorch large ss/s",
            "float large x", "int large x", "float exact", "Lava build s", "Lava steps/s", "Lava x", "int / Lava",
            "Lava exact", "RTL cycles/s", "RTL x"]
-MEMORY_COLUMNS = ["model", "samples", "data MB", "RSS after imports MB", "peak RSS MB", "seconds", "sample-steps/s"]
+MEMORY_COLUMNS = ["model", "samples", "data MB", "RSS after imports MB", "peak RSS MB", "seconds (simulation)", "sample-steps/s"]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -235,7 +256,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     table = Table(f"Simulation speed {machine()}, {threads} torch thread(s), load {load:.1f}; ss/s = sample-steps/s, x = vs PyTorch", COLUMNS)
     table.print(rows)
     print(table.markdown(rows))
-    mem = [memory(args.quick, args.memory_samples)]
+    mem = [memory(args.quick, args.memory_samples, args.threads or 0)]
     mem_table = Table("Integer engine on a memory-mapped data set, chunks of 4,096 (fresh process)", MEMORY_COLUMNS)
     mem_table.print(mem)
     print(mem_table.markdown(mem))

@@ -140,6 +140,12 @@ def _range_of(bits: int, mode: str) -> tuple[float, float]:
 
 def _weighted(op, xs, ctx: Context, fn) -> torch.Tensor:
     """Exact integer ``fn(x, W)`` (linear or convolution), then exponent and bias."""
+    return _weighted_bound(op, xs, ctx, fn)[0]
+
+
+def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
+    """`_weighted` and a bound on the magnitude of its result (from the weights' absolute row
+    sums, the input's largest magnitude, the exponent and the bias)."""
     q = _q(op, ctx)
     x = xs[0]
     bound_key = (id(q.weight), "rowsum")
@@ -157,10 +163,13 @@ def _weighted(op, xs, ctx: Context, fn) -> torch.Tensor:
     else:  # exact but slower
         acc = fn(x, _cached(ctx, q.weight, torch.int64))
     acc = acc.__ilshift__(q.weight_exp) if q.weight_exp >= 0 else acc.__irshift__(-q.weight_exp)  # acc is fresh
+    bound = bound * 2.0**q.weight_exp  # floor shifts keep |floor(s / 2^k)| <= ceil(|s| / 2^k) <= bound / 2^k + 1
+    bound += 0.0 if q.weight_exp >= 0 else 1.0
     if q.bias is not None:
         b = _cached(ctx, q.bias, torch.int64)
         acc += b if fn is _linear else b.reshape((-1,) + (1,) * (acc.dim() - 2))
-    return acc
+        bound += float(np.abs(q.bias).max()) if q.bias.size else 0.0
+    return acc, bound
 
 
 def _absmax(x: torch.Tensor) -> float:
@@ -195,21 +204,37 @@ def _check_conv_exp(op, ctx: Context) -> None:
 @INT.stateless(Conv2d)
 def conv2d(op: Conv2d, xs, ctx: Context) -> torch.Tensor:
     _check_conv_exp(op, ctx)
-    y = _weighted(op, xs, ctx, lambda x, w: F.conv2d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
-    return overflow(y, ctx.profile.conv_acc_bits, ctx.profile.conv_acc_overflow, ctx, "conv_overflow")
+    y, bound = _weighted_bound(op, xs, ctx, lambda x, w: F.conv2d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
+    return _conv_overflow(y, bound, ctx)
 
 
 @INT.stateless(Conv1d)
 def conv1d(op: Conv1d, xs, ctx: Context) -> torch.Tensor:
     _check_conv_exp(op, ctx)
-    y = _weighted(op, xs, ctx, lambda x, w: F.conv1d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
+    y, bound = _weighted_bound(op, xs, ctx, lambda x, w: F.conv1d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
+    return _conv_overflow(y, bound, ctx)
+
+
+def _conv_overflow(y: torch.Tensor, bound: float, ctx: Context) -> torch.Tensor:
+    """The convolution accumulator's overflow rule, skipped when the bound proves it idle."""
+    lo, hi = _range_of(ctx.profile.conv_acc_bits, ctx.profile.conv_acc_overflow)
+    if lo <= -bound and bound <= hi:
+        return y
     return overflow(y, ctx.profile.conv_acc_bits, ctx.profile.conv_acc_overflow, ctx, "conv_overflow")
+
+
+def _exact_float(x: torch.Tensor, terms: int) -> torch.dtype:
+    """float32 when sums of ``terms`` values of ``x`` stay exact integers in it, else float64."""
+    return torch.float32 if _absmax(x) * terms < 2**24 else torch.float64
 
 
 @INT.stateless(SumPool2d)
 def sumpool(op: SumPool2d, xs, ctx: Context) -> torch.Tensor:
-    y = F.avg_pool2d(xs[0].to(torch.float64), op.kernel, op.stride, op.padding, count_include_pad=True, divisor_override=1)
-    return y.round().to(torch.int64)
+    terms = op.kernel**2 if isinstance(op.kernel, int) else int(np.prod(op.kernel))
+    x = xs[0]
+    y = F.avg_pool2d(x.to(_exact_float(x, terms)), op.kernel, op.stride, op.padding, count_include_pad=True,
+                     divisor_override=1)
+    return y.to(torch.int64)  # exact sums of integers: no rounding needed
 
 
 @INT.stateless(AvgPool2d)
@@ -220,7 +245,8 @@ def avgpool(op: AvgPool2d, xs, ctx: Context) -> torch.Tensor:
 
 @INT.stateless(MaxPool2d)
 def maxpool(op: MaxPool2d, xs, ctx: Context) -> torch.Tensor:
-    return F.max_pool2d(xs[0].to(torch.float64), op.kernel, op.stride, op.padding).round().to(torch.int64)
+    x = xs[0]
+    return F.max_pool2d(x.to(_exact_float(x, 1)), op.kernel, op.stride, op.padding).to(torch.int64)
 
 
 @INT.stateless(Add)
