@@ -413,7 +413,7 @@ def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable,
             for p, y in out.items():
                 per_step.setdefault((n, p), []).append(y)
     for key, seq in per_step.items():
-        values[key] = torch.stack(seq)
+        values[key] = _stack(seq)
 
 
 def _term_refs(graph: Graph, node: Any, ctx: Context) -> list[Ref] | None:

@@ -304,6 +304,11 @@ class LIFInt(StatefulKernel):
         if op.spike == "bernoulli":
             n = int(np.prod(shape))
             st["r"] = torch.from_numpy(lfsr.uniform_block(op.bits, op.seed, ctx.steps, n).astype(np.int64))
+        # binary spikes: the in-place step, also inside recurrent groups (where `prepare` is not
+        # called: inputs arrive step by step and every overflow check stays on)
+        st["fast"] = FAST_PATHS and op.spike == "binary" and st["v_min"] is None
+        if st["fast"]:
+            self._prepare_fast(op, st, ctx)
         return st
 
     def prepare(self, op: LIF, st: dict, xs, ctx: Context) -> None:
@@ -326,7 +331,8 @@ class LIFInt(StatefulKernel):
         amax *= 2.0**prof.act_shift
         st["a_shifted"] = shifted
         # binary spikes go straight into the rows of the [T, B, ...] result (no stack afterwards)
-        st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
+        if "spike_rows" not in st:
+            st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
         D, T = prof.decay_unity, ctx.steps
 
         def geometric(per_step: float, mult: int) -> float:
@@ -345,14 +351,12 @@ class LIFInt(StatefulKernel):
         lim = lambda bits: float(2 ** (bits - 1) - 1) if bits else float("inf")  # noqa: E731
         st["check_u"] = not (ubound <= lim(prof.u_bits) and ubound <= lim(prof.arith_bits))
         st["check_v"] = not (vbound <= lim(prof.v_bits) and vbound <= lim(prof.arith_bits))
-        st["fast"] = FAST_PATHS and op.spike == "binary" and st["v_min"] is None
-        if st["fast"]:
-            self._prepare_fast(op, st, ctx)
 
     def _prepare_fast(self, op: LIF, st: dict, ctx: Context) -> None:
         """Buffers for `_step_fast`: the state is updated in place (no allocation per step); ports
         somebody reads are written into ``[T, B, ...]`` rows the engine takes without stacking."""
         st["tmp"] = torch.empty_like(st["v"])
+        st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
         st["fired"] = torch.empty(st["v"].shape, dtype=torch.bool)
         for port in ("v", "i"):
             if (ctx.node, port) in ctx.needed:
@@ -367,8 +371,8 @@ class LIFInt(StatefulKernel):
         return s * st["vth"]
 
     def step(self, op: LIF, st: dict, xs, t: int, ctx: Context) -> dict:
-        if st.get("fast"):
-            return self._step_fast(op, st, t, ctx)
+        if st["fast"]:
+            return self._step_fast(op, st, xs, t, ctx)
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         q = op.q
         if "a_shifted" in st:
@@ -412,7 +416,7 @@ class LIFInt(StatefulKernel):
         st["u"], st["v"], st["s"] = u, v, s
         return {"spikes": s, "v": v, "i": u}
 
-    def _step_fast(self, op: LIF, st: dict, t: int, ctx: Context) -> dict:
+    def _step_fast(self, op: LIF, st: dict, xs, t: int, ctx: Context) -> dict:
         """`step` for binary spikes outside recurrent loops, in place on owned buffers.
 
         Same arithmetic in the same order as `step`. The two v-register resolutions (the adder's
@@ -422,9 +426,12 @@ class LIFInt(StatefulKernel):
         `step`'s exact path."""
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         q = op.q
-        a = st["a_shifted"][t]
+        if "a_shifted" in st:
+            a = st["a_shifted"][t]
+        else:  # inside a recurrent group
+            a = overflow(xs[0], prof.act_bits, prof.act_overflow, ctx, "input_overflow") << prof.act_shift
         u = a if st["du"] == 0 else _decay_(st["u"], st["du"], prof, st["tmp"]).add_(a)
-        if st["check_u"]:  # u is owned (a_shifted is the kernel's own tensor)
+        if st.get("check_u", True):  # u is owned (a is the kernel's own tensor)
             u.copy_(overflow(overflow(u, prof.arith_bits, "wrap", ctx, "u_adder_wrap"), prof.u_bits,
                              prof.u_overflow, ctx, "u_overflow"))
         v, s_prev = st["v"], st["s"]
@@ -435,7 +442,7 @@ class LIFInt(StatefulKernel):
         h = _decay_(v, st["dv"], prof, st["tmp"]).add_(u)
         if st["bias"] is not None:
             h += st["bias"]
-        if st["check_v"] and not self._fits(op, st, h, prev is not None):
+        if st.get("check_v", True) and not self._fits(op, st, h, prev is not None):
             h.copy_(overflow(h, prof.arith_bits, "wrap", ctx, "v_adder_wrap"))
             self._reset_before(op, st, h, s_prev, prev)
             h.copy_(overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_overflow"))
