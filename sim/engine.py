@@ -13,6 +13,7 @@ Engines differ only in their kernel tables (`npuc.sim.float_kernels`,
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -207,13 +208,13 @@ def _estimate_bytes(graph: Graph, steps: int, batch: int, chunk: int, keep: set[
     """An upper estimate of the [T, B, ...] tensors one run holds: every port of a chunk,
     plus the kept (probed) ports of the whole batch."""
     item = 4 if mode == "float" else 8
-    per_sample = sum(int(np.prod(sh)) for n in graph for sh in n.shapes.values())
-    kept = sum(int(np.prod(sh)) for n in graph if n.name in keep for sh in n.shapes.values())
+    per_sample = sum(math.prod(sh) for n in graph for sh in n.shapes.values())
+    kept = sum(math.prod(sh) for n in graph if n.name in keep for sh in n.shapes.values())
     return steps * item * (min(chunk, batch) * per_sample + batch * kept)
 
 
 def _chunk_size(graph: Graph, steps: int, batch: int) -> int:
-    widest = max((int(np.prod(sh)) for n in graph for sh in n.shapes.values()), default=1)
+    widest = max((math.prod(sh) for n in graph for sh in n.shapes.values()), default=1)
     return max(1, min(batch, _CHUNK_ELEMENTS // max(1, steps * widest)))  # >= 1 even for batch 0
 
 
