@@ -1,120 +1,236 @@
-"""Benchmark 1: simulation speed of the golden engines.
+"""Benchmark 1: simulation speed of the golden engines, Lava and (later) RTL, on models written the
+way the libraries' tutorials write them (tests/models/).
 
-* golden integer engine vs Lava's ``Loihi2SimCfg(select_tag='fixed_pt')`` on the
-  same compiled network and input, checked bit-exact on the samples both ran;
-  throughput in sample-steps per second (goal: ratio >= 1000x);
-* golden float engine vs the source PyTorch model's own forward on the same
-  input (goal: not slower);
-* RTL simulation: simulated cycles per second of the cocotb testbench (the path
-  before issue 17) and of the compiled C++ harness (one process, and one per
-  core), on the 784-128-10 MLP and a conv network, checked bit-exact (outputs
-  and cycle counts) against each other (goal: >= 10x).
+Per model, in sample-steps per second and as a ratio to the source model's own PyTorch forward
+on the same input (goal: >= 1.0x for both golden engines, at batch 1 and at a large batch):
 
-Golden engines and PyTorch: fastest of several runs; Lava: one run including
-its process build (~0.1 s per process), as a user would see it.
+* PyTorch forward (the model's ``forward``, ``torch.no_grad``);
+* golden float engine (bit-exact to that forward: checked on the large batch);
+* golden integer engine (every overflow check in place);
+* Lava ``Loihi2SimCfg(select_tag='fixed_pt')``: several samples streamed through one network
+  build; the steady state (runtime up, all but the first step) is timed apart from the process
+  build (processes created, compiled, runtime started, first step), checked bit-exact against
+  the integer engine; ``int / Lava`` compares the integer engine at the large batch with Lava's
+  steady state (goal: >= 1000x);
+* RTL (a table of its own): simulated cycles per second of the cocotb testbench (the path before
+  issue 17) and of the compiled C++ harness (one process, and one per core), on the 784-128-10
+  MLP and a conv network, checked bit-exact (outputs and cycle counts) against each other
+  (goal: >= 10x).
 
-Run from the repository root: ``python -m bench.sim_speed [--quick] [--rtl-only]``.
+Timing: the VM's 2 cores are shared, so every engine runs in interleaved rounds and each keeps
+its best round; the load average is printed with the table.
+
+A second table shows memory: the integer engine evaluating a memory-mapped data set in chunks
+(``npuc.sim.simulate_chunks``) in a fresh process, its peak RSS against the data set's size.
+
+Run from the repository root: ``python -m bench.sim_speed [--quick] [--only NAME ...] [--json F] [--rtl-only | --no-rtl]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 import npuc
 from bench.common import Table, machine
-from npuc.ir import LIF, Dense, Graph, Input, Output
+from npuc.backends import run_engine
+from npuc.builddir import BuildDir
+from npuc.frontends import trace
 from npuc.sim import simulate
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-def mlp_graph(widths: list[int], steps: int, seed: int = 0) -> Graph:
-    rng = np.random.default_rng(seed)
-    g = Graph("speed_mlp", num_steps=steps)
-    g.add("x", Input((widths[0],)))
-    prev = "x"
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        g.add(f"fc{i}", Dense(rng.normal(0, 1.5 / np.sqrt(a), (b, a)).astype(np.float32)), [prev])
-        prev = g.add(f"lif{i}", LIF(alpha=0.9, threshold=1.0, reset="value"), [f"fc{i}"])
-    g.add("out", Output(), [prev])
-    return g.verify()
+from models import shd_models as shd  # noqa: E402
+from models import zoo_models as zoo  # noqa: E402
+from models import zoo_snntorch as zsn  # noqa: E402
 
 
-def best_of(n: int, fn):
-    """Fastest of ``n`` runs (the least disturbed by other load) and the last result."""
-    best, out = float("inf"), None
-    for _ in range(n):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+def _spikes(shape: tuple[int, ...], p: float, seed: int) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) < p).astype(np.float32)
 
 
-def int_vs_lava(quick: bool) -> list[dict]:
-    steps = 20 if quick else 50
-    widths = [64, 64, 64, 10]
-    g = mlp_graph(widths, steps)
-    rng = np.random.default_rng(1)
-    lava_samples = 2 if quick else 16
-    int_samples = 256 if quick else 4096
-    x = rng.random((int_samples, widths[0])).astype(np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        hw = npuc.compile(g, x[:256], target="loihi2", out=Path(tmp) / "b")
-        qg = hw.quantized("loihi2")
-        simulate(qg, x[:8], "int")  # warm-up
-        t_int, ref = best_of(5, lambda: simulate(qg, x, "int"))
-        t0 = time.perf_counter()
-        lava = hw.simulate(x[:lava_samples], "lava")
-        t_lava = time.perf_counter() - t0
-    exact = bool(np.array_equal(lava, ref.output[:, :lava_samples]))
-    int_rate = int_samples * steps / t_int
-    lava_rate = lava_samples * steps / t_lava
-    return [
-        {"engine": "golden int (npuc)", "samples": int_samples, "steps": steps, "seconds": t_int,
-         "sample-steps/s": int_rate, "ratio": int_rate / lava_rate, "bit-exact": exact},
-        {"engine": "Lava fixed_pt (CPU)", "samples": lava_samples, "steps": steps, "seconds": t_lava,
-         "sample-steps/s": lava_rate, "ratio": 1.0, "bit-exact": exact},
-    ]
-
-
-def float_vs_pytorch(quick: bool) -> list[dict]:
-    """The golden float engine against the traced PyTorch model's own forward."""
-    from npuc.frontends import trace
-    from npuc.nn import LIF as NnLIF
-
-    steps, batch = (10, 32) if quick else (25, 256)
-
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc1, self.lif1 = torch.nn.Linear(64, 128), NnLIF(alpha=0.9, threshold=1.0)
-            self.fc2, self.lif2 = torch.nn.Linear(128, 10), NnLIF(alpha=0.9, threshold=1.0)
-
-        def forward(self, x):  # x: [T, B, 64]
-            return self.lif2(self.fc2(self.lif1(self.fc1(x))))
-
-    torch.manual_seed(0)
-    net = Net().eval()
-    x = torch.rand(steps, batch, 64)
-    g = trace(net, x.numpy())
+def _speck(batch: int) -> torch.nn.Module:
+    torch.manual_seed(0)  # the same weights at every batch size (IAFSqueeze is built for one)
+    m = zoo.SpeckNet(batch, side=32)
     with torch.no_grad():
-        net(x)
-        t_torch, want = best_of(25, lambda: net(x))
-    simulate(g, x.numpy())
-    t_sim, res = best_of(25, lambda: simulate(g, x.numpy()))
-    got = res.output
-    exact = bool(np.array_equal(got, want.numpy()))
-    n = steps * batch
-    return [
-        {"engine": "PyTorch forward (source model)", "samples": batch, "steps": steps, "seconds": t_torch,
-         "sample-steps/s": n / t_torch, "ratio": 1.0, "bit-exact": exact},
-        {"engine": "golden float (npuc)", "samples": batch, "steps": steps, "seconds": t_sim,
-         "sample-steps/s": n / t_sim, "ratio": t_torch / t_sim, "bit-exact": exact},
-    ]
+        m.seq[10].weight.mul_(4.0)  # drive the classifier layer enough to spike
+    return m
+
+
+def _seeded(make: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return make()
+
+
+@dataclass
+class Model:
+    name: str
+    source: str
+    make: Callable[[int], torch.nn.Module]  # batch -> model (most ignore the batch)
+    data: Callable[[int, int], np.ndarray]  # (batch, seed) -> input as the forward takes it
+    steps: int
+    large: int  # the large batch
+    batch_axis: int = 1
+
+
+MODELS = [
+    Model("snntorch MLP 64-96-10 (Leaky)", "snntorch tutorial 5", lambda b: zsn.spiking_mlp(),
+          lambda b, s: _spikes((16, b, 64), 0.3, s), 16, 4000),
+    Model("snntorch CSNN 28x28 (conv, max pool, Leaky)", "snntorch tutorials 6/7", lambda b: zsn.spiking_csnn(),
+          lambda b, s: zsn.rate_images(b, seed=s).numpy(), 25, 1000),
+    Model("SpikingJelly CSNN 28x28 (multi-step IF)", "SpikingJelly conv_fashion_mnist example",
+          lambda b: zoo.sj_csnn(), lambda b, s: np.random.default_rng(s).random((b, 1, 28, 28)).astype(np.float32),
+          4, 1000, batch_axis=0),
+    Model("sinabs Speck net 2x32x32 (IAFSqueeze)", "sinabs / Speck deployment", _speck,
+          lambda b, s: _spikes((b, 8, 2, 32, 32), 0.1, s), 8, 1000, batch_axis=0),
+    Model("norse LIFRecurrentCell 700-128-20", "norse SHD example", lambda b: _seeded(lambda: shd.spiking(shd.NorseSHD())),
+          lambda b, s: _spikes((50, b, 700), 0.05, s), 50, 1000),
+]
+
+
+def _first(out: Any) -> np.ndarray:
+    """The first output of a forward (the spikes of a ``(spk, mem)`` tuple) as numpy."""
+    return (out[0] if isinstance(out, tuple) else out).numpy()
+
+
+def rounds(fns: dict[str, Callable[[], Any]], n: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """Each function's best time over ``n`` interleaved rounds, and its last result."""
+    best = {k: float("inf") for k in fns}
+    last: dict[str, Any] = {}
+    for _ in range(n):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            last[k] = fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best, last
+
+
+def reset(model: torch.nn.Module) -> None:
+    """Clear the state a SpikingJelly or sinabs model keeps between calls, as their training loops do
+    before each batch (snntorch and norse models here start from fresh state in ``forward``)."""
+    from spikingjelly.activation_based import base
+
+    for mod in model.modules():
+        if isinstance(mod, base.MemoryModule):
+            mod.reset()
+        elif hasattr(mod, "reset_states") and mod is not model:
+            mod.reset_states()
+
+
+def _engines(model: torch.nn.Module, graph, qgraph, x: np.ndarray) -> dict[str, Callable[[], Any]]:
+    xt = torch.from_numpy(x)
+
+    def forward():
+        reset(model)
+        with torch.no_grad():
+            return model(xt)
+
+    return {"torch": forward, "float": lambda: simulate(graph, x, "float"), "int": lambda: simulate(qgraph, x, "int")}
+
+
+def measure(m: Model, quick: bool, lava_samples: int) -> dict[str, Any]:
+    large = 64 if quick else m.large
+    n_rounds = (2, 2) if quick else (12, 3)
+    x_cal = m.data(16, 0)
+    graph = trace(m.make(16), x_cal)
+    row: dict[str, Any] = {"model": m.name, "T": m.steps, "large batch": large}
+    with tempfile.TemporaryDirectory() as tmp:
+        hw = npuc.compile(graph, x_cal, target="loihi2", out=Path(tmp) / "b")
+        qgraph = hw.quantized("loihi2")
+        for label, batch, n in (("b1", 1, n_rounds[0]), ("large", large, n_rounds[1])):
+            x = m.data(batch, 1)
+            t, last = rounds(_engines(m.make(batch), graph, qgraph, x), n)
+            sample_steps = batch * m.steps
+            row[f"PyTorch {label} ss/s"] = sample_steps / t["torch"]
+            row[f"float {label} x"] = t["torch"] / t["float"]
+            row[f"int {label} x"] = t["torch"] / t["int"]
+            if label == "large":
+                row["float exact"] = bool(np.array_equal(last["float"].outputs[0], _first(last["torch"])))
+                int_rate = sample_steps / t["int"]
+        x_lava = m.data(lava_samples, 1)
+        lava = run_engine(BuildDir(hw.path), "lava", [x_lava])
+        timing = lava.stats.get("lava", {})
+        steady = timing.get("steady_us", 0) / 1e6
+        ref = simulate(qgraph, x_lava, "int").outputs[0]
+        row["Lava exact"] = bool(np.array_equal(lava.outputs[0], ref))
+        row["Lava build s"] = timing.get("build_us", 0) / 1e6
+        row["Lava steps/s"] = timing.get("steps_per_s")
+        lava_rate = lava_samples * m.steps / steady if steady else float("nan")
+        row["Lava x"] = lava_rate / row["PyTorch large ss/s"]
+        row["int / Lava"] = int_rate / lava_rate
+    return row
+
+
+MEMORY_CODE = """
+import sys, time
+import numpy as np
+import torch
+from npuc.builddir import BuildDir
+from npuc.sim import simulate_chunks
+
+def hwm():  # this process's peak RSS in KiB (VmHWM: ru_maxrss would include the parent's before exec)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+
+if int(sys.argv[4]):
+    torch.set_num_threads(int(sys.argv[4]))
+base = hwm()
+graph = BuildDir(sys.argv[1]).int_graph(None)
+x = np.load(sys.argv[2], mmap_mode="r")
+counts = np.zeros(10, dtype=np.int64)
+t0 = time.perf_counter()
+for lo, hi, res in simulate_chunks(graph, x, "int", chunk=int(sys.argv[3])):
+    counts += res.outputs[0].sum((0, 1))
+print(base, hwm(), int(counts.sum()), time.perf_counter() - t0)
+"""
+
+
+def memory(quick: bool, samples: int | None = None, threads: int = 0) -> dict[str, Any]:
+    """Peak RSS of a fresh process evaluating ``samples`` rate-coded samples of the MLP from a
+    memory-mapped ``.npy`` (uint8 spikes) in chunks of 4,096."""
+    n = samples or (2_000 if quick else 100_000)
+    m = MODELS[0]
+    x_cal = m.data(16, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        hw = npuc.compile(trace(m.make(16), x_cal), x_cal, target="loihi2", out=Path(tmp) / "b")
+        path = Path(tmp) / "data.npy"
+        data = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(m.steps, n, 64))
+        for lo in range(0, n, 50_000):  # written in slices: this process stays small too
+            hi = min(n, lo + 50_000)
+            data[:, lo:hi] = m.data(hi - lo, lo).astype(np.uint8)
+        data.flush()
+        del data
+        out = subprocess.run([sys.executable, "-c", MEMORY_CODE, str(hw.path), str(path), "4096", str(threads)],
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"memory run failed: {out.stderr[-2000:]}")
+        fields = out.stdout.split()
+        base, peak, spikes, seconds = int(fields[0]), int(fields[1]), int(fields[2]), float(fields[3])
+    return {"model": m.name, "samples": n, "data MB": path_size_mb(m.steps * n * 64),
+            "RSS after imports MB": base / 1024, "peak RSS MB": peak / 1024, "seconds (simulation)": seconds,
+            "sample-steps/s": n * m.steps / seconds, "output spikes": spikes}
+
+
+def path_size_mb(nbytes: int) -> float:
+    return nbytes / 2**20
+
+
+COLUMNS = ["model", "T", "large batch", "PyTorch b1 ss/s", "float b1 x", "int b1 x", "PyTorch large ss/s",
+           "float large x", "int large x", "float exact", "Lava build s", "Lava steps/s", "Lava x", "int / Lava",
+           "Lava exact", "RTL cycles/s", "RTL x"]
+MEMORY_COLUMNS = ["model", "samples", "data MB", "RSS after imports MB", "peak RSS MB", "seconds (simulation)", "sample-steps/s"]
 
 
 class ConvNet(torch.nn.Module):
@@ -182,18 +298,50 @@ def rtl_cocotb_vs_harness(quick: bool) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny sizes for a CI smoke run")
+    ap.add_argument("--quick", action="store_true", help="one small model at tiny sizes (the CI smoke run)")
+    ap.add_argument("--only", nargs="*", help="substrings of model names")
+    ap.add_argument("--lava-samples", type=int, default=None, help="samples per Lava build (default 4; quick 1)")
+    ap.add_argument("--memory-samples", type=int, default=None, help="samples of the memory run (default 100,000)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for every engine (default: torch's own; 1 is steadier on a loaded machine)")
+    ap.add_argument("--json", help="also write the rows to this file")
     ap.add_argument("--rtl-only", action="store_true", help="only the RTL cocotb-vs-harness table")
+    ap.add_argument("--no-rtl", action="store_true", help="skip the RTL table")
     args = ap.parse_args(argv)
+    rtl = [] if args.no_rtl else rtl_table(args.quick)
+    if args.rtl_only:
+        return rtl
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = MODELS[:1] if args.quick else MODELS
+    if args.only:
+        models = [m for m in models if any(s in m.name for s in args.only)]
+    lava_samples = args.lava_samples or (1 if args.quick else 4)
     rows = []
-    if not args.rtl_only:
-        rows = int_vs_lava(args.quick) + float_vs_pytorch(args.quick)
-        Table("Simulation speed " + machine(),
-              ["engine", "samples", "steps", "seconds", "sample-steps/s", "ratio", "bit-exact"]).print(rows)
-    rtl = rtl_cocotb_vs_harness(args.quick)
-    Table("RTL simulation speed (Verilator; simulated cycles per second) " + machine(),
-          ["design", "engine", "samples", "steps", "cycles/step", "seconds", "cycles/s", "ratio", "bit-exact"]).print(rtl)
-    return rows + rtl
+    for m in models:
+        print(f"... {m.name}", flush=True)
+        rows.append(measure(m, args.quick, lava_samples))
+    load = os.getloadavg()[0]
+    threads = torch.get_num_threads()
+    table = Table(f"Simulation speed {machine()}, {threads} torch thread(s), load {load:.1f}; ss/s = sample-steps/s, x = vs PyTorch", COLUMNS)
+    table.print(rows)
+    print(table.markdown(rows))
+    mem = [memory(args.quick, args.memory_samples, args.threads or 0)]
+    mem_table = Table("Integer engine on a memory-mapped data set, chunks of 4,096 (fresh process)", MEMORY_COLUMNS)
+    mem_table.print(mem)
+    print(mem_table.markdown(mem))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"speed": rows, "memory": mem, "load": load}, indent=1, default=str) + "\n")
+    return rows + mem + rtl
+
+
+def rtl_table(quick: bool) -> list[dict]:
+    rtl = rtl_cocotb_vs_harness(quick)
+    table = Table("RTL simulation speed (Verilator; simulated cycles per second) " + machine(),
+                  ["design", "engine", "samples", "steps", "cycles/step", "seconds", "cycles/s", "ratio", "bit-exact"])
+    table.print(rtl)
+    print(table.markdown(rtl))
+    return rtl
 
 
 if __name__ == "__main__":

@@ -32,6 +32,19 @@ from .inputs import (
 )
 from .limits import MAX_STEPS_DEFAULT, set_max_steps
 
+SIM_CHUNK = 8192  # samples per chunk of the integer engine on large inputs (bounded memory)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of samples, got {text!r}")
+    return n
+
+
 # -- verbs -------------------------------------------------------------------------------
 
 
@@ -40,7 +53,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .sim import simulate
 
     bd = BuildDir(args.dir)
-    xs = load_inputs(args.input)
+    # golden engines stream a .npy (memory-mapped, evaluated in chunks); backends take arrays
+    golden = args.engine in ("float", "int")
+    xs = load_inputs(args.input, mmap=golden)
     check_output_path(args.out)
     labels = _labels(args, bd, xs)
     if args.engine == "float":
@@ -49,7 +64,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         graph = bd.int_graph(args.target)
     else:
         return _simulate_backend(bd, args, xs, labels)
-    res = simulate(graph, xs if len(xs) > 1 else xs[0], engine=args.engine)
+    # the integer engine is exact at any chunk size; the float engine equals the model's forward
+    # on the batch it is given, so it chunks only when asked
+    chunk = args.chunk or (SIM_CHUNK if args.engine == "int" and batch_size(graph, xs) > SIM_CHUNK else None)
+    res = simulate(graph, xs if len(xs) > 1 else xs[0], engine=args.engine, chunk=chunk)
     _print(f"simulated '{graph.name}' ({len(graph)} nodes) with the {args.engine} engine: "
            f"{res.steps} steps x batch {batch_size(graph, xs)} in {res.seconds:.3f} s")
     _print_outputs(graph, res, labels)
@@ -76,6 +94,10 @@ def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray], labels
                if rtl.get("engine") == "harness" else "cocotb testbench")
         _print(f"  rtl: {rtl['cycles']:,} cycles simulated in {rtl['sim_seconds']:.2f} s "
                f"({rtl['cycles_per_second']:,.0f} cycles/s, {how})")
+    lava = res.stats.get("lava") or {}
+    if lava.get("steps_per_s"):
+        _print(f"  Lava: {lava['steps']:,} time steps, {lava['steps_per_s']:,} steps/s at steady state "
+               f"({lava['steady_us'] / 1e6:.2f} s), process build and first step {lava['build_us'] / 1e6:.2f} s")
     wave_file = rtl.get("waves")
     if wave_file:
         _print(f"  waveform: {wave_file}")
@@ -203,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", help="which compiled target (when there are several)")
     s.add_argument("--labels", help=".npy class labels for the inputs: print the accuracy")
     s.add_argument("--allow-modified", action="store_true", help="lava/rtl engines: " + ALLOW_MODIFIED)
+    s.add_argument("--chunk", type=_positive_int, metavar="N",
+                   help=f"float/int engines: evaluate N samples at a time (bounded memory; int default {SIM_CHUNK} "
+                   "when the input has more samples)")
     s.add_argument("--waves", action="store_true",
                    help="rtl engine: write a waveform (VCD; FST when lz4 is installed) to DIR/rtl/sim/")
     s.set_defaults(fn=cmd_simulate)

@@ -14,14 +14,15 @@ import numpy as np
 from .errors import InputError, UserError
 
 
-def load_inputs(path: str) -> list[np.ndarray]:
+def load_inputs(path: str, mmap: bool = False) -> list[np.ndarray]:
     """Arrays from ``.npy`` (one input) or ``.npz`` (inputs in key order ``arr_0, arr_1, ...``
-    or ``x0, x1, ...``)."""
+    or ``x0, x1, ...``). ``mmap``: map a ``.npy`` read-only instead of reading it (a data set
+    larger than memory is then read slice by slice, by the checks here and by chunked simulation)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: input file not found")
     try:
-        data = np.load(p, allow_pickle=False)
+        data = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (OSError, ValueError) as e:
         raise UserError(f"{p}: not a numpy .npy/.npz file ({e})") from None
     if isinstance(data, np.ndarray):
@@ -70,8 +71,12 @@ def check_array(a: np.ndarray, name: str, finite: bool = True) -> None:
         raise InputError(f"{name}: dtype {getattr(a, 'dtype', type(a).__name__)} is not numeric")
     if a.size == 0:
         raise InputError(f"{name}: empty array (shape {list(a.shape)})")
-    if finite and a.dtype.kind == "f" and not np.isfinite(a).all():
-        raise InputError(f"{name}: {int((~np.isfinite(a)).sum())} NaN or infinite value(s); inputs must be finite")
+    if finite and a.dtype.kind == "f":
+        # slice by slice along the first axis: a memory-mapped array is never read whole
+        step = max(1, (1 << 24) // max(1, a[:1].size))
+        bad = sum(int((~np.isfinite(a[i:i + step])).sum()) for i in range(0, len(a), step))
+        if bad:
+            raise InputError(f"{name}: {bad} NaN or infinite value(s); inputs must be finite")
 
 
 def load_labels(path: str, count: int | None) -> np.ndarray:

@@ -215,6 +215,10 @@ def trace_model(model: nn.Module, inputs: Sequence[Any]) -> tuple[fx.GraphModule
         concrete[p.name] = p.default
     given = {p.name: x for p, x in zip(params, inputs)}
     tracer = ConcreteTracer(given)
+    # import the converters of the libraries in use before fx patches torch: SpikingJelly's modules
+    # run torch.jit.script at import, which fails inside a trace (e.g. after a user imported only
+    # spikingjelly.activation_based.base, the registry would import the rest mid-trace)
+    REGISTRY.load()
     try:
         graph = tracer.trace(model, concrete_args=concrete or None)
     except FrontendError:

@@ -24,7 +24,8 @@ def to_time_major(node_name: str, op: Input, x: np.ndarray | torch.Tensor, num_s
     if isinstance(a, np.ndarray) and a.dtype.kind not in "biuf":
         raise InputError(f"input '{node_name}' must be numeric, got dtype {a.dtype}")
     t = torch.as_tensor(a)
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    # finite extremes prove every value finite (NaN and inf propagate into min / max)
+    if t.is_floating_point() and t.numel() and not bool(torch.isfinite(torch.stack(torch.aminmax(t))).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise InputError(f"input '{node_name}' has {bad} NaN or infinite value(s); inputs must be finite")
     lead = {"B": 1, "TB": 2, "BT": 2}[op.layout]
@@ -110,10 +111,12 @@ def encode(op: Input, x: torch.Tensor, steps: int, mode: str) -> torch.Tensor:
 
 
 def _int_spikes(x: torch.Tensor) -> torch.Tensor:
-    r = torch.round(x.to(torch.float64))
-    if not torch.equal(r, x.to(torch.float64)):
+    if not x.is_floating_point():
+        return x.to(torch.int64)
+    # rounding is exact in the input's own float type (every float beyond its mantissa is an integer)
+    if not torch.equal(torch.round(x), x):
         raise InputError("a 'spikes' input must hold integer values (0/1 or graded counts)")
-    return r.to(torch.int64)
+    return x.to(torch.int64)
 
 
 def quantize_current(x: torch.Tensor, frac_bits: int, bits: int) -> torch.Tensor:

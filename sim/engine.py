@@ -13,6 +13,7 @@ Engines differ only in their kernel tables (`npuc.sim.float_kernels`,
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -207,13 +208,13 @@ def _estimate_bytes(graph: Graph, steps: int, batch: int, chunk: int, keep: set[
     """An upper estimate of the [T, B, ...] tensors one run holds: every port of a chunk,
     plus the kept (probed) ports of the whole batch."""
     item = 4 if mode == "float" else 8
-    per_sample = sum(int(np.prod(sh)) for n in graph for sh in n.shapes.values())
-    kept = sum(int(np.prod(sh)) for n in graph if n.name in keep for sh in n.shapes.values())
+    per_sample = sum(math.prod(sh) for n in graph for sh in n.shapes.values())
+    kept = sum(math.prod(sh) for n in graph if n.name in keep for sh in n.shapes.values())
     return steps * item * (min(chunk, batch) * per_sample + batch * kept)
 
 
 def _chunk_size(graph: Graph, steps: int, batch: int) -> int:
-    widest = max((int(np.prod(sh)) for n in graph for sh in n.shapes.values()), default=1)
+    widest = max((math.prod(sh) for n in graph for sh in n.shapes.values()), default=1)
     return max(1, min(batch, _CHUNK_ELEMENTS // max(1, steps * widest)))  # >= 1 even for batch 0
 
 
@@ -243,8 +244,12 @@ def _evaluate(
             out.append(_shift(values[(r.node, src.port(r))], r.delay))
         return out
 
+    step_major = _step_major(graph, ctx)
+    if step_major:
+        with torch.no_grad():
+            _run_step_major(graph, raw, values, table, ctx, keep, progress)
     with torch.no_grad():
-        for group in groups:
+        for group in [] if step_major else groups:
             if len(group) == 1 and not any(r.node == group[0] for r in graph[group[0]].inputs):
                 name = group[0]
                 node = graph[name]
@@ -265,6 +270,73 @@ def _evaluate(
                 progress(done, total, group[-1])
     outs = {n.name for n in graph.outputs()}
     return {k: v for k, v in values.items() if k[0] in keep or (k[0] in outs and k[1] == "out")}
+
+
+def _step_major(graph: Graph, ctx: Context) -> bool:
+    """Whether to run the float engine step by step through the whole graph, as the source model's
+    own loop does: every op then sees the same ``[B, ...]`` call as in layer-by-layer order (so the
+    results are the same bits) while each step's values stay in cache. Not when an op runs on the
+    time-folded ``[T*B, ...]`` tensor, when a static input is computed once for all steps, or with
+    delays longer than one step."""
+    return (ctx.mode == "float" and ctx.steps > 1
+            and not any(n.meta.get("time_folded") for n in graph)
+            and not any(isinstance(n.op, Input) and n.op.layout == "B" for n in graph)
+            and all(r.delay <= 1 for n in graph for r in n.inputs))
+
+
+def _run_step_major(graph: Graph, raw: dict[str, torch.Tensor], values: dict, table: KernelTable, ctx: Context,
+                    keep: set[str], progress: Callable[[int, int, str], None] | None) -> None:
+    """Every node for step 0, then step 1, ...; only outputs and kept ports are stacked over time."""
+    order = [n for group in graph.recurrent_groups() for n in group]
+    wanted = {(n, p) for n in keep for p in graph[n].op.ports}
+    wanted |= {(n.name, "out") for n in graph.outputs()}
+    rows: dict[tuple[str, str], list[torch.Tensor]] = {}
+    kernels, states = {}, {}
+    for name in order:
+        node = graph[name]
+        ctx.node = name
+        if isinstance(node.op, Input):
+            values[(name, "out")] = encode(node.op, raw[name], ctx.steps, table.mode)
+            continue
+        kernels[name] = None if isinstance(node.op, Output) else table.lookup(node.op)
+        if isinstance(kernels[name], StatefulKernel):
+            states[name] = kernels[name].init(node.op, node.shape, ctx)
+    prev: dict[tuple[str, str], torch.Tensor] = {}
+    for t in range(ctx.steps):
+        cur: dict[tuple[str, str], torch.Tensor] = {}
+        for name in kernels:
+            node = graph[name]
+            ctx.node = name
+            xs = [_read_step(graph, r, t, values, cur, prev, ctx) for r in _term_refs(graph, node, ctx) or node.inputs]
+            k = kernels[name]
+            if k is None:  # an Output
+                out = {"out": xs[0]}
+            elif isinstance(k, StatefulKernel):
+                out = k.step(node.op, states[name], xs, t, ctx)
+            else:
+                out = k.apply(node.op, xs, ctx)
+            for p, y in out.items():
+                cur[(name, p)] = y
+                if (name, p) in wanted:
+                    rows.setdefault((name, p), []).append(y)
+        prev = cur
+        if progress:
+            progress(len(graph) * (t + 1) // ctx.steps, len(graph), order[-1])
+    for key, seq in rows.items():
+        values[key] = torch.stack(seq)
+
+
+def _read_step(graph: Graph, r: Ref, t: int, values: dict, cur: dict, prev: dict, ctx: Context) -> torch.Tensor:
+    """Input ``r`` at step ``t`` in step-major order (graph inputs are whole ``[T, B, ...]`` tensors)."""
+    key = (r.node, graph[r.node].port(r))
+    if key in values:  # an encoded graph input
+        full = values[key]
+        return full[t - r.delay] if t >= r.delay else torch.zeros_like(full[0])
+    if not r.delay:
+        return cur[key]
+    if t == 0:
+        return torch.zeros((ctx.batch, *graph[r.node].shapes[key[1]]), dtype=torch.float32)
+    return prev[key]
 
 
 def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Context) -> Values:
@@ -342,7 +414,7 @@ def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable,
             for p, y in out.items():
                 per_step.setdefault((n, p), []).append(y)
     for key, seq in per_step.items():
-        values[key] = torch.stack(seq)
+        values[key] = _stack(seq)
 
 
 def _term_refs(graph: Graph, node: Any, ctx: Context) -> list[Ref] | None:

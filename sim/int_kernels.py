@@ -33,6 +33,9 @@ from .engine import Context, KernelTable, StatefulKernel
 
 INT = KernelTable("int")
 _EXACT = 2**53
+FAST_PATHS = True
+"""Use the in-place neuron step (`LIFInt._step_fast`); False selects the plain step everywhere
+(the tests compare both, counters included)."""
 
 
 def _q(op, ctx: Context):
@@ -106,11 +109,43 @@ def decay(x: torch.Tensor, mult: int, profile: NumericProfile) -> torch.Tensor:
     return p.__irshift__(b)
 
 
+def _decay_(x: torch.Tensor, mult: int, profile: NumericProfile, tmp: torch.Tensor) -> torch.Tensor:
+    """`decay` in place on ``x`` (``tmp``: a scratch tensor of ``x``'s shape)."""
+    if mult == 0:
+        return x.zero_()
+    if mult == 1 << profile.decay_bits:
+        return x
+    b = profile.decay_bits
+    x.mul_(mult)
+    if profile.decay_rounding == "trunc0":
+        torch.bitwise_right_shift(x, 63, out=tmp)
+        tmp &= (1 << b) - 1
+        x += tmp
+    elif profile.decay_rounding != "floor":
+        x += 1 << (b - 1)
+    return x.__irshift__(b)
+
+
+def _range_of(bits: int, mode: str) -> tuple[float, float]:
+    """The values a register of ``bits`` leaves unchanged under ``mode`` (see `overflow`)."""
+    if mode == "none" or bits == 0:
+        return float("-inf"), float("inf")
+    half = 1 << (bits - 1)
+    lo = -(half - 1) if mode in ("saturate_sym", "wrap_sym") else -half
+    return float(lo), float(half if mode == "wrap_sym" else half - 1)
+
+
 # -- weighted sums -------------------------------------------------------------
 
 
 def _weighted(op, xs, ctx: Context, fn) -> torch.Tensor:
     """Exact integer ``fn(x, W)`` (linear or convolution), then exponent and bias."""
+    return _weighted_bound(op, xs, ctx, fn)[0]
+
+
+def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
+    """`_weighted` and a bound on the magnitude of its result (from the weights' absolute row
+    sums, the input's largest magnitude, the exponent and the bias)."""
     q = _q(op, ctx)
     x = xs[0]
     bound_key = (id(q.weight), "rowsum")
@@ -119,25 +154,36 @@ def _weighted(op, xs, ctx: Context, fn) -> torch.Tensor:
         ctx.cache[bound_key] = (q.weight, float(w))
     xmax = _absmax(x)
     bound = ctx.cache[bound_key][1] * xmax
-    if bound < 2**24:  # every partial sum is an exactly representable float32 integer
-        acc = fn(x.to(torch.float32), _cached(ctx, q.weight, torch.float32)).round().to(torch.int64)
+    # every partial sum of integers below 2^24 (2^53) is an exact float32 (float64) integer, so
+    # the float result is the integer result (no rounding needed)
+    if bound < 2**24:
+        acc = fn(x.to(torch.float32), _cached(ctx, q.weight, torch.float32)).to(torch.int64)
     elif bound < _EXACT:
-        acc = fn(x.to(torch.float64), _cached(ctx, q.weight, torch.float64)).round().to(torch.int64)
+        acc = fn(x.to(torch.float64), _cached(ctx, q.weight, torch.float64)).to(torch.int64)
     else:  # exact but slower
         acc = fn(x, _cached(ctx, q.weight, torch.int64))
-    acc = shift(acc, q.weight_exp)
+    acc = acc.__ilshift__(q.weight_exp) if q.weight_exp >= 0 else acc.__irshift__(-q.weight_exp)  # acc is fresh
+    bound = bound * 2.0**q.weight_exp  # floor shifts keep |floor(s / 2^k)| <= ceil(|s| / 2^k) <= bound / 2^k + 1
+    bound += 0.0 if q.weight_exp >= 0 else 1.0
     if q.bias is not None:
         b = _cached(ctx, q.bias, torch.int64)
-        acc = acc + (b if fn is _linear else b.reshape((-1,) + (1,) * (acc.dim() - 2)))
-    return acc
+        acc += b if fn is _linear else b.reshape((-1,) + (1,) * (acc.dim() - 2))
+        bound += float(np.abs(q.bias).max()) if q.bias.size else 0.0
+    return acc, bound
 
 
 def _absmax(x: torch.Tensor) -> float:
     """``max |x|`` in one pass without allocating ``|x|``."""
+    lo, hi = _extremes(x)
+    return max(-lo, hi, 0.0)
+
+
+def _extremes(x: torch.Tensor) -> tuple[float, float]:
+    """``(min, max)`` of ``x`` in one pass (``(0, 0)`` when empty)."""
     if x.numel() == 0:
-        return 0.0
+        return 0.0, 0.0
     lo, hi = torch.aminmax(x)
-    return float(max(-lo, hi))
+    return float(lo), float(hi)
 
 
 def _linear(x, w):
@@ -158,21 +204,37 @@ def _check_conv_exp(op, ctx: Context) -> None:
 @INT.stateless(Conv2d)
 def conv2d(op: Conv2d, xs, ctx: Context) -> torch.Tensor:
     _check_conv_exp(op, ctx)
-    y = _weighted(op, xs, ctx, lambda x, w: F.conv2d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
-    return overflow(y, ctx.profile.conv_acc_bits, ctx.profile.conv_acc_overflow, ctx, "conv_overflow")
+    y, bound = _weighted_bound(op, xs, ctx, lambda x, w: F.conv2d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
+    return _conv_overflow(y, bound, ctx)
 
 
 @INT.stateless(Conv1d)
 def conv1d(op: Conv1d, xs, ctx: Context) -> torch.Tensor:
     _check_conv_exp(op, ctx)
-    y = _weighted(op, xs, ctx, lambda x, w: F.conv1d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
+    y, bound = _weighted_bound(op, xs, ctx, lambda x, w: F.conv1d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
+    return _conv_overflow(y, bound, ctx)
+
+
+def _conv_overflow(y: torch.Tensor, bound: float, ctx: Context) -> torch.Tensor:
+    """The convolution accumulator's overflow rule, skipped when the bound proves it idle."""
+    lo, hi = _range_of(ctx.profile.conv_acc_bits, ctx.profile.conv_acc_overflow)
+    if lo <= -bound and bound <= hi:
+        return y
     return overflow(y, ctx.profile.conv_acc_bits, ctx.profile.conv_acc_overflow, ctx, "conv_overflow")
+
+
+def _exact_float(x: torch.Tensor, terms: int) -> torch.dtype:
+    """float32 when sums of ``terms`` values of ``x`` stay exact integers in it, else float64."""
+    return torch.float32 if _absmax(x) * terms < 2**24 else torch.float64
 
 
 @INT.stateless(SumPool2d)
 def sumpool(op: SumPool2d, xs, ctx: Context) -> torch.Tensor:
-    y = F.avg_pool2d(xs[0].to(torch.float64), op.kernel, op.stride, op.padding, count_include_pad=True, divisor_override=1)
-    return y.round().to(torch.int64)
+    terms = op.kernel**2 if isinstance(op.kernel, int) else int(np.prod(op.kernel))
+    x = xs[0]
+    y = F.avg_pool2d(x.to(_exact_float(x, terms)), op.kernel, op.stride, op.padding, count_include_pad=True,
+                     divisor_override=1)
+    return y.to(torch.int64)  # exact sums of integers: no rounding needed
 
 
 @INT.stateless(AvgPool2d)
@@ -183,7 +245,8 @@ def avgpool(op: AvgPool2d, xs, ctx: Context) -> torch.Tensor:
 
 @INT.stateless(MaxPool2d)
 def maxpool(op: MaxPool2d, xs, ctx: Context) -> torch.Tensor:
-    return F.max_pool2d(xs[0].to(torch.float64), op.kernel, op.stride, op.padding).round().to(torch.int64)
+    x = xs[0]
+    return F.max_pool2d(x.to(_exact_float(x, 1)), op.kernel, op.stride, op.padding).to(torch.int64)
 
 
 @INT.stateless(Add)
@@ -241,6 +304,11 @@ class LIFInt(StatefulKernel):
         if op.spike == "bernoulli":
             n = int(np.prod(shape))
             st["r"] = torch.from_numpy(lfsr.uniform_block(op.bits, op.seed, ctx.steps, n).astype(np.int64))
+        # binary spikes: the in-place step, also inside recurrent groups (where `prepare` is not
+        # called: inputs arrive step by step and every overflow check stays on)
+        st["fast"] = FAST_PATHS and op.spike == "binary" and st["v_min"] is None
+        if st["fast"]:
+            self._prepare_fast(op, st, ctx)
         return st
 
     def prepare(self, op: LIF, st: dict, xs, ctx: Context) -> None:
@@ -252,13 +320,20 @@ class LIFInt(StatefulKernel):
         when its bound fits the register."""
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         x = xs[0]
-        a = overflow(x, prof.act_bits, prof.act_overflow, ctx, "input_overflow")
+        lo, hi = _extremes(x)
+        alo, ahi = _range_of(prof.act_bits, prof.act_overflow)
+        if alo <= lo and hi <= ahi:  # the common case: one pass finds nothing to resolve
+            a, amax = x, max(-lo, hi, 0.0)
+        else:
+            a = overflow(x, prof.act_bits, prof.act_overflow, ctx, "input_overflow")
+            amax = _absmax(a)
         shifted = a << prof.act_shift
+        amax *= 2.0**prof.act_shift
         st["a_shifted"] = shifted
         # binary spikes go straight into the rows of the [T, B, ...] result (no stack afterwards)
-        st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
+        if "spike_rows" not in st:
+            st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
         D, T = prof.decay_unity, ctx.steps
-        amax = _absmax(shifted)
 
         def geometric(per_step: float, mult: int) -> float:
             f = max(0.0, min(1.0, abs(mult) / D))
@@ -277,12 +352,27 @@ class LIFInt(StatefulKernel):
         st["check_u"] = not (ubound <= lim(prof.u_bits) and ubound <= lim(prof.arith_bits))
         st["check_v"] = not (vbound <= lim(prof.v_bits) and vbound <= lim(prof.arith_bits))
 
+    def _prepare_fast(self, op: LIF, st: dict, ctx: Context) -> None:
+        """Buffers for `_step_fast`: the state is updated in place (no allocation per step); ports
+        somebody reads are written into ``[T, B, ...]`` rows the engine takes without stacking."""
+        st["tmp"] = torch.empty_like(st["v"])
+        st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
+        st["fired"] = torch.empty(st["v"].shape, dtype=torch.bool)
+        for port in ("v", "i"):
+            if (ctx.node, port) in ctx.needed:
+                st[port + "_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
+        # the v register's limits with one check per step (see _step_fast)
+        prof: NumericProfile = ctx.profile  # type: ignore[assignment]
+        st["v_ok"] = _range_of(prof.arith_bits, "wrap"), _range_of(prof.v_bits, prof.v_overflow)
+
     def _amount(self, op: LIF, s: torch.Tensor, st: dict) -> torch.Tensor:
         if op.spike == "ternary":
             return torch.where(s > 0, st["vth"], torch.where(s < 0, st["vth_lo"], 0))
         return s * st["vth"]
 
     def step(self, op: LIF, st: dict, xs, t: int, ctx: Context) -> dict:
+        if st["fast"]:
+            return self._step_fast(op, st, xs, t, ctx)
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         q = op.q
         if "a_shifted" in st:
@@ -325,6 +415,71 @@ class LIFInt(StatefulKernel):
             v = torch.maximum(v, st["v_min"])
         st["u"], st["v"], st["s"] = u, v, s
         return {"spikes": s, "v": v, "i": u}
+
+    def _step_fast(self, op: LIF, st: dict, xs, t: int, ctx: Context) -> dict:
+        """`step` for binary spikes outside recurrent loops, in place on owned buffers.
+
+        Same arithmetic in the same order as `step`. The two v-register resolutions (the adder's
+        wrap before the reset, the state rule after it) are decided by one ``aminmax`` of the sum:
+        the reset moves values by at most ``|vth|`` (or to ``reset_value``), so when that whole
+        range fits both registers neither rule can change a value; otherwise this step takes
+        `step`'s exact path."""
+        prof: NumericProfile = ctx.profile  # type: ignore[assignment]
+        q = op.q
+        if "a_shifted" in st:
+            a = st["a_shifted"][t]
+        else:  # inside a recurrent group
+            a = overflow(xs[0], prof.act_bits, prof.act_overflow, ctx, "input_overflow") << prof.act_shift
+        u = a if st["du"] == 0 else _decay_(st["u"], st["du"], prof, st["tmp"]).add_(a)
+        if st.get("check_u", True):  # u is owned (a is the kernel's own tensor)
+            u.copy_(overflow(overflow(u, prof.arith_bits, "wrap", ctx, "u_adder_wrap"), prof.u_bits,
+                             prof.u_overflow, ctx, "u_overflow"))
+        v, s_prev = st["v"], st["s"]
+        # the previous spikes as a mask, for the resets that set a value (the first step has none)
+        prev = None if t == 0 else (s_prev.bool() if op.reset == "value" else s_prev)
+        if prev is not None and op.reset_timing == "delayed" and op.reset == "value":
+            v.masked_fill_(prev, q.reset_value)
+        h = _decay_(v, st["dv"], prof, st["tmp"]).add_(u)
+        if st["bias"] is not None:
+            h += st["bias"]
+        if st.get("check_v", True) and not self._fits(op, st, h, prev is not None):
+            h.copy_(overflow(h, prof.arith_bits, "wrap", ctx, "v_adder_wrap"))
+            self._reset_before(op, st, h, s_prev, prev)
+            h.copy_(overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_overflow"))
+        else:
+            self._reset_before(op, st, h, s_prev, prev)
+        cmp = torch.gt if op.compare == "gt" else torch.ge
+        s = cmp(h, st["vth"], out=st["spike_rows"][t])  # 0/1 written straight into the int64 rows
+        if op.reset_timing == "same" and op.reset == "subtract":
+            h.add_(s, alpha=-st["vth"])
+        elif op.reset_timing == "same" and op.reset == "value":
+            h.masked_fill_(cmp(h, st["vth"], out=st["fired"]), q.reset_value)
+        st["s"] = s
+        out = {"spikes": s}
+        out["v"] = st["v_rows"][t].copy_(h) if "v_rows" in st else h
+        out["i"] = st["i_rows"][t].copy_(u) if "i_rows" in st else u
+        return out
+
+    def _reset_before(self, op: LIF, st: dict, h: torch.Tensor, s_prev: torch.Tensor, prev) -> None:
+        """The resets `step` applies between the v adder and the v register (previous spikes)."""
+        if prev is None:
+            return
+        if op.reset_timing != "same" and op.reset == "subtract":
+            h.add_(s_prev, alpha=-st["vth"])
+        if op.reset_timing == "delayed_charge" and op.reset == "value":
+            h.masked_fill_(prev, op.q.reset_value)
+
+    def _fits(self, op: LIF, st: dict, h: torch.Tensor, after_spikes: bool) -> bool:
+        """Whether neither v-register rule can change any value this step (see `_step_fast`)."""
+        lo, hi = (float(x) for x in torch.aminmax(h))
+        (wlo, whi), (vlo, vhi) = st["v_ok"]
+        if not (wlo <= lo and hi <= whi):
+            return False
+        if after_spikes and op.reset_timing != "same" and op.reset == "subtract":
+            lo, hi = lo - max(st["vth"], 0), hi - min(st["vth"], 0)
+        if after_spikes and op.reset_timing == "delayed_charge" and op.reset == "value":
+            lo, hi = min(lo, op.q.reset_value), max(hi, op.q.reset_value)
+        return vlo <= lo and hi <= vhi
 
     def _fire(self, op: LIF, h: torch.Tensor, st: dict, t: int) -> torch.Tensor:
         vth = st["vth"]

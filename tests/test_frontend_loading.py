@@ -158,3 +158,19 @@ def test_package_module_spec(tmp_path):
 def test_python_errors_are_frontend_errors():
     with pytest.raises(FrontendError, match="example input"):
         load_model(f"{SMALL}", None, None)
+
+
+def test_trace_after_a_partial_spikingjelly_import():
+    """Converters load before fx patches torch: a SpikingJelly module imported mid-trace would
+    run torch.jit.script inside the trace and fail (fresh interpreter: import state is global)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch.nn as nn\n"
+            "import spikingjelly.activation_based.base\n"
+            "from npuc.frontends import trace\n"
+            "from npuc.nn import LIF\n"
+            "g = trace(nn.Sequential(nn.Linear(4, 3), LIF(alpha=0.9)), np.zeros((5, 2, 4), dtype=np.float32))\n"
+            "print(len(g))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-1500:]

@@ -159,7 +159,23 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool | Sequence[str] = Fal
         op = Output(o["decoding"], o["layout"], o["index"])
         outputs.append(decode(op, torch.from_numpy(outs[o["node"]])).cpu().numpy())
         names.append(o["node"])
-    return SimResult(outputs, names, steps, traces, {}, time.perf_counter() - t0)
+    return SimResult(outputs, names, steps, traces, {"lava": lava_timing(getattr(mod, "TIMING", {}))},
+                     time.perf_counter() - t0)
+
+
+def lava_timing(timing: dict) -> dict[str, int]:
+    """The generated module's ``TIMING`` as integer counters: Lava ``steps`` run, microseconds of
+    process ``build_us`` (processes created, then Lava's compile, runtime start and first step),
+    ``steady_us`` (the other steps) and ``readout_us``, and the steady ``steps_per_s``."""
+    if not timing:
+        return {}
+    us = lambda s: int(round(s * 1e6))  # noqa: E731
+    steady = timing["steady"]
+    out = {"steps": int(timing["steps"]), "build_us": us(timing["build"] + timing["first_step"]),
+           "steady_us": us(steady), "readout_us": us(timing["readout"])}
+    if steady > 0 and timing["steps"] > 1:
+        out["steps_per_s"] = int(round((timing["steps"] - 1) / steady))
+    return out
 
 
 def build_network(graph: Graph, inputs: Any = None, probe: bool = False) -> Any:

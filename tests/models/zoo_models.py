@@ -123,3 +123,44 @@ class SpeckNet(nn.Module):
     def forward(self, x):  # [B, T, 2, H, W] DVS events
         b, t = x.shape[:2]
         return self.seq(x.flatten(0, 1)).unflatten(0, (b, t))
+
+
+class SJCSNN(nn.Module):
+    """SpikingJelly's convolutional Fashion-MNIST example network (``activation_based/examples/
+    conv_fashion_mnist.py``: Conv-BN-IF-MaxPool twice, Flatten, Linear-IF twice, multi-step
+    mode, input repeated over T) at a reduced width."""
+
+    def __init__(self, channels: int = 8, steps: int = 4) -> None:
+        super().__init__()
+        from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+        self.T = steps
+        c = channels
+        self.conv_fc = nn.Sequential(
+            layer.Conv2d(1, c, kernel_size=3, padding=1, bias=False), layer.BatchNorm2d(c),
+            neuron.IFNode(surrogate_function=surrogate.ATan()), layer.MaxPool2d(2, 2),
+            layer.Conv2d(c, c, kernel_size=3, padding=1, bias=False), layer.BatchNorm2d(c),
+            neuron.IFNode(surrogate_function=surrogate.ATan()), layer.MaxPool2d(2, 2),
+            layer.Flatten(),
+            layer.Linear(c * 7 * 7, c * 4 * 4, bias=False), neuron.IFNode(surrogate_function=surrogate.ATan()),
+            layer.Linear(c * 4 * 4, 10, bias=False), neuron.IFNode(surrogate_function=surrogate.ATan()),
+        )
+        functional.set_step_mode(self, step_mode="m")
+
+    def forward(self, x):  # [B, 1, 28, 28]: the image repeated over T, firing rates out
+        x_seq = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        return self.conv_fc(x_seq).mean(0)
+
+
+def sj_csnn() -> SJCSNN:
+    """The example network with seeded weights and batch-norm statistics that make every layer spike."""
+    torch.manual_seed(0)
+    m = SJCSNN().eval()
+    with torch.no_grad():
+        for mod, f in zip((m.conv_fc[0], m.conv_fc[4], m.conv_fc[9], m.conv_fc[11]), (3.0, 3.0, 4.0, 6.0)):
+            mod.weight.mul_(f)
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+    return m

@@ -1,0 +1,200 @@
+"""The golden engines' fast paths against the plain paths and the Python-int reference:
+the in-place integer neuron step (values and overflow counters, also at the register bounds),
+chunked simulation (API, memory-mapped inputs, CLI), and Lava's timing counters."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import lif_int
+
+from npuc.cli import main
+from npuc.errors import UserError
+from npuc.ir import LIF, QLIF, Add, Dense, Encoding, Graph, Input, Output, QInput
+from npuc.sim import int_kernels, simulate, simulate_chunks
+from npuc.targets import load_target
+
+LOIHI = load_target("loihi2").profile
+FPGA = load_target("fpga").profile
+PROFILES = [
+    LOIHI,
+    FPGA,
+    dataclasses.replace(FPGA, decay_rounding="trunc0", u_overflow="wrap", v_overflow="wrap", u_bits=10, v_bits=10),
+    dataclasses.replace(FPGA, decay_rounding="round_half_up", act_bits=8, act_overflow="saturate", act_shift=2,
+                        vth_shift=2, du_offset=1),
+    dataclasses.replace(FPGA, arith_bits=15, u_overflow="wrap_sym", v_overflow="saturate_sym"),
+]
+
+
+def lif_graph(op, n, steps, profile, ports=("spikes", "v", "i")):
+    """Input -> LIF -> one Output per port (only the spikes: the step keeps no v / i rows)."""
+    g = Graph("fast", num_steps=steps)
+    g.add("x", Input((n,), layout="TB", encoding=Encoding("current"), q=QInput(0, 32)))
+    g.add("n", op, ["x"])
+    for k, port in enumerate(ports):
+        g.add(f"o{k}", Output(index=k), [("n", port)])
+    g.profile = profile
+    return g.verify()
+
+
+def both_paths(graph, a, monkeypatch, **kw):
+    """The integer engine with the fast paths, then with the plain step everywhere."""
+    fast = simulate(graph, a, "int", **kw)
+    monkeypatch.setattr(int_kernels, "FAST_PATHS", False)
+    plain = simulate(graph, a, "int", **kw)
+    monkeypatch.setattr(int_kernels, "FAST_PATHS", True)
+    return fast, plain
+
+
+def random_lif(rng, prof, reset, timing, compare):
+    big = 2 ** (prof.v_bits - 1)
+    D = prof.decay_unity
+    q = QLIF(du=int(rng.integers(0, D)), dv=int(rng.integers(0, D)), vth=int(rng.integers(1, big // 4 >> prof.vth_shift) or 1),
+             bias_mant=rng.integers(-50, 50, 5), bias_exp=int(rng.integers(0, 3)), reset_value=int(rng.integers(-20, 20)),
+             v_init=int(rng.integers(-10, 10)))
+    return LIF(reset=reset, reset_timing=timing, compare=compare, q=q)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(PROFILES), st.sampled_from(["subtract", "value", "none"]),
+       st.sampled_from(["same", "delayed", "delayed_charge"]), st.sampled_from(["gt", "ge"]),
+       st.sampled_from([0.01, 0.3, 1.0, 3.0]), st.booleans(), st.integers(0, 100_000))
+def test_fast_step_equals_reference_and_plain_step(prof, reset, timing, compare, drive, spikes_only, seed):
+    """Inputs from far inside to far beyond the registers: values equal the Python-int reference,
+    and every overflow counter equals the plain step's (overflow detected exactly where it was)."""
+    rng = np.random.default_rng(seed)
+    op = random_lif(rng, prof, reset, timing, compare)
+    T, B, n = 12, 3, 5
+    scale = max(1, int(drive * 2 ** (prof.v_bits - 1)) >> prof.act_shift)
+    a = rng.integers(-scale, scale + 1, (T, B, n)) * (rng.random((T, B, n)) < 0.6)
+    ports = ("spikes",) if spikes_only else ("spikes", "v", "i")
+    g = lif_graph(op, n, T, prof, ports)
+    want = lif_int(op, prof, a)
+    with pytest.MonkeyPatch.context() as mp:
+        fast, plain = both_paths(g, a.astype(np.float64), mp)
+    for got, port in zip(fast.outputs, ports):
+        assert np.array_equal(got, want[port]), port
+    assert fast.stats == plain.stats
+
+
+@pytest.mark.parametrize("prof", [LOIHI, PROFILES[2], PROFILES[4]], ids=["loihi2", "wrap10", "arith15"])
+@pytest.mark.parametrize("timing", ["same", "delayed", "delayed_charge"])
+@pytest.mark.parametrize("reset", ["subtract", "value"])
+def test_fast_step_at_the_register_bounds(prof, timing, reset, monkeypatch):
+    """Sums landing exactly on, one inside and one beyond each register limit (no decay, so the
+    input sets the sum): the single range check must resolve exactly the values the plain step does."""
+    D = prof.decay_unity
+    q = QLIF(du=D - 1 - prof.du_offset, dv=0 - prof.dv_offset, vth=1, bias_mant=np.zeros(1), reset_value=3)
+    op = LIF(reset=reset, reset_timing=timing, q=q)  # dv multiplier D: v keeps everything
+    v_hi = 2 ** (prof.v_bits - 1) - 1
+    unit = 1 << prof.act_shift
+    steps = []
+    for target in (v_hi - unit, v_hi, v_hi + unit, -v_hi - unit, -v_hi, -v_hi + unit):
+        steps += [target // unit, 0, -(target // unit), 0]  # push to the bound, hold, come back
+    a = np.array(steps, dtype=np.int64).reshape(-1, 1, 1)
+    g = lif_graph(op, 1, len(steps), prof)
+    want = lif_int(op, prof, a)
+    fast, plain = both_paths(g, a.astype(np.float64), monkeypatch)
+    for got, port in zip(fast.outputs, ("spikes", "v", "i")):
+        assert np.array_equal(got, want[port]), port
+    assert fast.stats == plain.stats
+
+
+def dense_lif_graph(tmp_path):
+    """A Dense -> LIF graph and its loihi2 build's quantized graph."""
+    import npuc
+
+    rng = np.random.default_rng(3)
+    g = Graph("chunks", num_steps=7)
+    g.add("x", Input((6,), layout="TB", encoding=Encoding("spikes")))
+    g.add("fc", Dense(rng.normal(0, 1.0, (4, 6)).astype(np.float32)), ["x"])
+    g.add("lif", LIF(alpha=0.9, reset="subtract"), ["fc"])
+    g.add("o", Output(), ["lif"])
+    g.add("ov", Output(index=1), [("lif", "v")])
+    g = g.verify()
+    hw = npuc.compile(g, (rng.random((7, 16, 6)) < 0.5).astype(np.float32), target="loihi2", out=tmp_path / "b")
+    return g, hw
+
+
+def test_chunked_simulation_equals_whole(tmp_path):
+    g, hw = dense_lif_graph(tmp_path)
+    q = hw.quantized("loihi2")
+    x = (np.random.default_rng(1).random((7, 23, 6)) < 0.5).astype(np.float32)
+    whole = simulate(q, x, "int")
+    for chunk in (1, 5, 23, 100):
+        part = simulate(q, x, "int", chunk=chunk)
+        assert all(np.array_equal(a, b) for a, b in zip(part.outputs, whole.outputs))
+        assert part.stats == whole.stats
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    got = [r.outputs[0] for _, _, r in simulate_chunks(q, mapped, "int", chunk=4)]
+    assert np.array_equal(np.concatenate(got, axis=1), whole.outputs[0])
+    assert np.array_equal(simulate(g, x, "float", chunk=23).outputs[0], simulate(g, x, "float").outputs[0])
+
+
+def test_chunk_refuses_probe_and_bad_sizes(tmp_path):
+    q = dense_lif_graph(tmp_path)[1].quantized("loihi2")
+    x = np.zeros((7, 3, 6), dtype=np.float32)
+    with pytest.raises(UserError, match="probe"):
+        simulate(q, x, "int", probe=True, chunk=2)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(UserError, match="chunk must be a positive"):
+            simulate(q, x, "int", chunk=bad)
+
+
+def test_cli_simulate_streams_in_chunks(tmp_path):
+    _, hw = dense_lif_graph(tmp_path)
+    q = hw.quantized("loihi2")
+    x = (np.random.default_rng(2).random((7, 11, 6)) < 0.5).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    for extra in ([], ["--chunk", "3"]):
+        out = tmp_path / f"y{len(extra)}.npz"
+        assert main(["simulate", str(hw.path), "--engine", "int", "--input", str(tmp_path / "x.npy"),
+                     "--out", str(out), *extra]) == 0
+        with np.load(out) as got:
+            assert all(np.array_equal(got[k], v) for k, v in zip(("o", "ov"), simulate(q, x, "int").outputs))
+    with pytest.raises(SystemExit):
+        main(["simulate", str(hw.path), "--engine", "int", "--input", str(tmp_path / "x.npy"), "--chunk", "0"])
+
+
+@pytest.mark.lava
+def test_lava_reports_build_and_steady_state(tmp_path):
+    """Several samples through one Lava build: bit-exact, with the steps run and the steady rate."""
+    from npuc.backends import run_engine
+    from npuc.builddir import BuildDir
+
+    _, hw = dense_lif_graph(tmp_path)
+    x = (np.random.default_rng(4).random((7, 3, 6)) < 0.5).astype(np.float32)
+    res = run_engine(BuildDir(hw.path), "lava", [x])
+    assert np.array_equal(res.outputs[0], simulate(hw.quantized("loihi2"), x, "int").outputs[0])
+    lava = res.stats["lava"]
+    assert lava["steps"] >= 3 * 7 and lava["steps_per_s"] > 0 and lava["build_us"] > 0
+
+
+@pytest.mark.parametrize("prof", [LOIHI, PROFILES[2]], ids=["loihi2", "wrap10"])
+@pytest.mark.parametrize("timing", ["same", "delayed"])
+def test_fast_step_inside_a_recurrent_loop(prof, timing, tmp_path, monkeypatch):
+    """A LIF fed back through a delayed Dense (stepped by the recurrent-group driver, inputs step
+    by step, every check on): the fast step equals the plain step, overflow counters included,
+    also with the state read out (v rows) and with strong drive."""
+    import npuc
+
+    rng = np.random.default_rng(5)
+    g = Graph("rec", num_steps=9)
+    g.add("x", Input((6,), layout="TB", encoding=Encoding("current")))
+    g.add("fin", Dense(rng.normal(0, 2.0, (5, 6)).astype(np.float32)), ["x"])
+    g.add("frec", Dense(rng.normal(0, 1.5, (5, 5)).astype(np.float32)), [("lif", "spikes", 1)])
+    g.add("sum", Add(), ["fin", "frec"])
+    g.add("lif", LIF(alpha=0.8, reset="subtract", reset_timing=timing), ["sum"])
+    g.add("o", Output(), ["lif"])
+    g.add("ov", Output(index=1), [("lif", "v")])
+    g = g.verify()
+    x = rng.normal(0, 1.0, (9, 4, 6)).astype(np.float32)
+    spec = "loihi2" if prof is LOIHI else "fpga:state_bits=10"
+    q = npuc.compile(g, x, target=spec, out=tmp_path / "b").quantized()
+    for drive in (1.0, 50.0):  # 50x the calibration range: the registers overflow
+        fast, plain = both_paths(q, x * drive, monkeypatch)
+        assert all(np.array_equal(a, b) for a, b in zip(fast.outputs, plain.outputs))
+        assert fast.stats == plain.stats
