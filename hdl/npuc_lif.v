@@ -1,4 +1,4 @@
-// npuc_lif: combinational integer LIF update of one neuron, bit-exact with
+// npuc_lif: pipelined integer LIF update of one neuron, bit-exact with
 // npuc.sim.int_kernels.LIFInt (equations in npuc.ir.values.QLIF). Every value is carried in W
 // bits, which the emitter sizes so that no intermediate result can overflow; the profile's
 // wraps and saturations are applied explicitly by npuc_ovf:
@@ -12,6 +12,10 @@
 //   v   = h - amount(s) | (s != 0 ? RESET_VALUE : h) | h   (same-step subtract / value / otherwise)
 //   v   = max(v, vmin)                        (HAS_VMIN)
 // first = 1 replaces the previous state by the initial one (u = 0, v = V_INIT, s = 0).
+// Pipeline (LATENCY = 3 registers, a new neuron every cycle, no state shared between neurons):
+// inputs -> decay multiplies | u, v' + bias | h | spike, reset, floor -> outputs. Inputs (first
+// included) belong to the neuron entering; outputs to the one entered LATENCY cycles earlier.
+// The sums are exact in W bits whatever their order, so (v' + bias) + u equals v' + u + bias.
 // Encodings: RESET 0 subtract 1 value 2 none; TIMING 0 same 1 delayed 2 delayed_charge;
 // COMPARE 0 gt 1 ge; SPIKE 0 binary 1 ternary 2 multilevel (s = min((h * DIV_M) >> DIV_K, LMAX),
 // an exact division by VTH over the membrane range) 3 bernoulli (s = h - VTH >= dmin,
@@ -46,6 +50,7 @@ module npuc_lif #(
     parameter signed [W-1:0] MU = 0,
     parameter signed [W-1:0] MV = 0
 ) (
+    input  wire                clk,
     input  wire                first,
     input  wire signed [W-1:0] a,
     input  wire signed [W-1:0] u_prev,
@@ -68,33 +73,65 @@ module npuc_lif #(
     wire signed [W-1:0] sp = first ? ZERO : s_prev;
     wire sp_nz = (sp != ZERO);
 
-    // current state u
+    // stage 1: decay multiplies, input current, previous spike's subtract amount
     wire signed [W-1:0] a1;
     npuc_ovf #(.W(W), .BITS(ACT_BITS), .MODE(ACT_MODE)) u_act (.x(a), .y(a1));
-    wire signed [W-1:0] ash = a1 <<< ACT_SHIFT;
     wire signed [W-1:0] udec;
     npuc_decay #(.W(W), .MULT(MU), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up), .y(udec));
-    wire signed [W-1:0] u0 = udec + ash;
-    wire signed [W-1:0] u1;
-    npuc_ovf #(.W(W), .BITS(ARITH_BITS), .MODE(ARITH_MODE)) u_uwrap (.x(u0), .y(u1));
-    npuc_ovf #(.W(W), .BITS(U_BITS), .MODE(U_MODE)) u_uovf (.x(u1), .y(u));
-
-    // membrane charge h
     wire delayed_value = (TIMING == 1) && (RESET == 1);
     wire signed [W-1:0] vp = (delayed_value && sp_nz) ? RESET_VALUE : vq;
     wire signed [W-1:0] vdec;
     npuc_decay #(.W(W), .MULT(MV), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp), .y(vdec));
-    wire signed [W-1:0] h0 = vdec + u + bias;
+    wire signed [W-1:0] amt_prev;
+    reg signed [W-1:0] r1_udec, r1_ash, r1_vdec, r1_bias, r1_amtp, r1_vmin, r1_dmin;
+    reg r1_spnz;
+    always @(posedge clk) begin
+        r1_udec <= udec;
+        r1_ash <= a1 <<< ACT_SHIFT;
+        r1_vdec <= vdec;
+        r1_bias <= bias;
+        r1_amtp <= amt_prev;
+        r1_spnz <= sp_nz;
+        r1_vmin <= vmin;
+        r1_dmin <= dmin;
+    end
+
+    // stage 2: current state u; decayed membrane plus bias
+    wire signed [W-1:0] u0 = r1_udec + r1_ash;
+    wire signed [W-1:0] u1;
+    wire signed [W-1:0] u2;
+    npuc_ovf #(.W(W), .BITS(ARITH_BITS), .MODE(ARITH_MODE)) u_uwrap (.x(u0), .y(u1));
+    npuc_ovf #(.W(W), .BITS(U_BITS), .MODE(U_MODE)) u_uovf (.x(u1), .y(u2));
+    reg signed [W-1:0] r2_u, r2_vb, r2_amtp, r2_vmin, r2_dmin;
+    reg r2_spnz;
+    always @(posedge clk) begin
+        r2_u <= u2;
+        r2_vb <= r1_vdec + r1_bias;
+        r2_amtp <= r1_amtp;
+        r2_spnz <= r1_spnz;
+        r2_vmin <= r1_vmin;
+        r2_dmin <= r1_dmin;
+    end
+
+    // stage 3: membrane charge h
+    wire signed [W-1:0] h0 = r2_vb + r2_u;
     wire signed [W-1:0] h1;
     npuc_ovf #(.W(W), .BITS(ARITH_BITS), .MODE(ARITH_MODE)) u_hwrap (.x(h0), .y(h1));
-    wire signed [W-1:0] amt_prev;
+    wire signed [W-1:0] h2 = ((TIMING != 0) && (RESET == 0)) ? h1 - r2_amtp : h1;
+    wire signed [W-1:0] h3 = ((TIMING == 2) && (RESET == 1) && r2_spnz) ? RESET_VALUE : h2;
+    wire signed [W-1:0] h4;
+    npuc_ovf #(.W(W), .BITS(V_BITS), .MODE(V_MODE)) u_vovf (.x(h3), .y(h4));
+    reg signed [W-1:0] h, r3_u, r3_vmin, r3_dmin;
+    always @(posedge clk) begin
+        h <= h4;
+        r3_u <= r2_u;
+        r3_vmin <= r2_vmin;
+        r3_dmin <= r2_dmin;
+    end
+    assign u = r3_u;
     wire signed [W-1:0] amt_now;
-    wire signed [W-1:0] h2 = ((TIMING != 0) && (RESET == 0)) ? h1 - amt_prev : h1;
-    wire signed [W-1:0] h3 = ((TIMING == 2) && (RESET == 1) && sp_nz) ? RESET_VALUE : h2;
-    wire signed [W-1:0] h;
-    npuc_ovf #(.W(W), .BITS(V_BITS), .MODE(V_MODE)) u_vovf (.x(h3), .y(h));
 
-    // spike
+    // stage 4 (combinational, into the write-back): spike
     generate
         if (SPIKE == 1) begin : g_ternary
             wire hi = (COMPARE == 1) ? (h >= VTH) : (h > VTH);
@@ -111,7 +148,7 @@ module npuc_lif #(
             assign amt_now = s * VTH;
         end else if (SPIKE == 3) begin : g_bernoulli
             wire signed [W-1:0] d = h - VTH;
-            assign s = (d >= dmin) ? ONE : ZERO;
+            assign s = (d >= r3_dmin) ? ONE : ZERO;
             assign amt_prev = sp_nz ? VTH : ZERO;
             assign amt_now = (s != ZERO) ? VTH : ZERO;
         end else begin : g_binary
@@ -127,13 +164,13 @@ module npuc_lif #(
                              ((TIMING == 0) && (RESET == 1) && (s != ZERO)) ? RESET_VALUE : h;
     generate
         if (HAS_VMIN != 0) begin : g_vmin
-            assign v = (v0 < vmin) ? vmin : v0;
+            assign v = (v0 < r3_vmin) ? r3_vmin : v0;
         end else begin : g_no_vmin
             assign v = v0;
-            wire _unused_ok = &{1'b0, vmin, 1'b0};
+            wire _unused_ok = &{1'b0, r3_vmin, 1'b0};
         end
         if (SPIKE != 3) begin : g_no_dmin
-            wire _unused_ok = &{1'b0, dmin, 1'b0};
+            wire _unused_ok = &{1'b0, r3_dmin, 1'b0};
         end
     endgenerate
 endmodule

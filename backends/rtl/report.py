@@ -35,9 +35,9 @@ import numpy as np
 from . import toolchain
 from .sim import load_design
 
-PHASE_DEPTH = {"syn": 3, "pool": 6, "neuron": 2, "control": 1, "gather": 5, "attention": 2}
+PHASE_DEPTH = {"syn": 3, "pool": 6, "neuron": 5, "control": 1, "gather": 5, "attention": 2}
 """Fixed cycles per phase: engine start + fetch/decode/read/write pipeline fill, pooling
-accumulate + emit pipelines, neuron read/update stages, the layer FSM's entry cycle, an attention
+accumulate + emit pipelines, neuron read + 3-register update + write-back stages, the layer FSM's entry cycle, an attention
 unit's gather (source switches + fetch/decode/read/write fill) and compute pipeline drain."""
 
 
