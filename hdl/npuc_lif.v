@@ -12,8 +12,9 @@
 //   v   = h - amount(s) | (s != 0 ? RESET_VALUE : h) | h   (same-step subtract / value / otherwise)
 //   v   = max(v, vmin)                        (HAS_VMIN)
 // first = 1 replaces the previous state by the initial one (u = 0, v = V_INIT, s = 0).
-// Pipeline (LATENCY = 3 registers, a new neuron every cycle, no state shared between neurons):
-// inputs -> decay multiplies | u, v' + bias | h | spike, reset, floor -> outputs. Inputs (first
+// Pipeline (LATENCY = 4 registers, a new neuron every cycle, no state shared between neurons):
+// inputs | decay multiplies | u, v' + bias | h | spike, reset, floor -> outputs (the input
+// register takes the memories' clock-to-out off the multiplier path). Inputs (first
 // included) belong to the neuron entering; outputs to the one entered LATENCY cycles earlier.
 // The sums are exact in W bits whatever their order, so (v' + bias) + u equals v' + u + bias.
 // Encodings: RESET 0 subtract 1 value 2 none; TIMING 0 same 1 delayed 2 delayed_charge;
@@ -67,15 +68,29 @@ module npuc_lif #(
     localparam signed [W-1:0] ONE = {{(W-1){1'b0}}, 1'b1};
     localparam signed [W-1:0] MONE = {W{1'b1}};
 
+    // stage 0: input register
+    reg r0_first;
+    reg signed [W-1:0] r0_a, r0_u, r0_v, r0_s, r0_bias, r0_vmin, r0_dmin;
+    always @(posedge clk) begin
+        r0_first <= first;
+        r0_a <= a;
+        r0_u <= u_prev;
+        r0_v <= v_prev;
+        r0_s <= s_prev;
+        r0_bias <= bias;
+        r0_vmin <= vmin;
+        r0_dmin <= dmin;
+    end
+
     // previous state (initial state on the first step of a sample)
-    wire signed [W-1:0] up = first ? ZERO : u_prev;
-    wire signed [W-1:0] vq = first ? V_INIT : v_prev;
-    wire signed [W-1:0] sp = first ? ZERO : s_prev;
+    wire signed [W-1:0] up = r0_first ? ZERO : r0_u;
+    wire signed [W-1:0] vq = r0_first ? V_INIT : r0_v;
+    wire signed [W-1:0] sp = r0_first ? ZERO : r0_s;
     wire sp_nz = (sp != ZERO);
 
     // stage 1: decay multiplies, input current, previous spike's subtract amount
     wire signed [W-1:0] a1;
-    npuc_ovf #(.W(W), .BITS(ACT_BITS), .MODE(ACT_MODE)) u_act (.x(a), .y(a1));
+    npuc_ovf #(.W(W), .BITS(ACT_BITS), .MODE(ACT_MODE)) u_act (.x(r0_a), .y(a1));
     wire signed [W-1:0] udec;
     npuc_decay #(.W(W), .MULT(MU), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up), .y(udec));
     wire delayed_value = (TIMING == 1) && (RESET == 1);
@@ -89,11 +104,11 @@ module npuc_lif #(
         r1_udec <= udec;
         r1_ash <= a1 <<< ACT_SHIFT;
         r1_vdec <= vdec;
-        r1_bias <= bias;
+        r1_bias <= r0_bias;
         r1_amtp <= amt_prev;
         r1_spnz <= sp_nz;
-        r1_vmin <= vmin;
-        r1_dmin <= dmin;
+        r1_vmin <= r0_vmin;
+        r1_dmin <= r0_dmin;
     end
 
     // stage 2: current state u; decayed membrane plus bias

@@ -20,9 +20,10 @@
 //
 // Pipeline (one accumulator update per lane per cycle, stalls only upstream of the address
 // generator): F fetch event -> 1 event data -> [2 decode ROM] -> G address generator (one tap x
-// chunk per cycle) -> M read weight + accumulator -> add and write back. A write and a read of the
-// same accumulator word in one cycle is forwarded (1-deep bypass), so back-to-back updates of one
-// neuron are exact. Cycles per step ~ sum over events of (taps x KC) + 5.
+// chunk per cycle) -> read weight -> R register the weight row, read accumulator -> M add and
+// write back. (The weight ROM, many block RAMs deep, has its output mux in R and the add in M.)
+// A write and a read of the same accumulator word in one cycle is forwarded (1-deep bypass), so
+// back-to-back updates of one neuron are exact. Cycles per step ~ sum over events of (taps x KC) + 6.
 //
 // Outside a run the accumulators belong to the neuron unit (nu_*): it reads a word and clears the
 // lane it consumed. After reset the engine first zeroes all ADEPTH accumulator words (a start
@@ -119,6 +120,11 @@ module npuc_syn #(
     wire [31:0] op_aaddr;
 
     // ---- M: memory read done, add and write ---------------------------------------------------
+    reg            rv;
+    reg  [L-1:0]   rmask;
+    reg  signed [PW-1:0] rpay;
+    reg  [AAW-1:0] raddr;
+    reg  [L*WW-1:0] wrow_q;
     reg            mv;
     reg  [L-1:0]   mmask;
     reg  signed [PW-1:0] mpay;
@@ -277,7 +283,7 @@ module npuc_syn #(
     wire [L*AW-1:0] deltas;
     generate
         for (l = 0; l < L; l = l + 1) begin : g_lane
-            wire signed [WW-1:0] w = wrow[l*WW +: WW];
+            wire signed [WW-1:0] w = wrow_q[l*WW +: WW];
             wire signed [AW-1:0] delta;
             if (BINARY != 0) begin : g_bin
                 assign delta = {{(AW-WW){w[WW-1]}}, w};
@@ -292,9 +298,11 @@ module npuc_syn #(
         end
     endgenerate
     npuc_acc_bank #(.L(L), .AW(AW), .DEPTH(ADEPTH), .AAW(AAW)) u_acc (
-        .clk(clk), .rst(rst), .clear(1'b0), .clearing(clearing), .run(running), .rd_re(op_valid),
-        .rd_addr(op_aaddr[AAW-1:0]), .upd(mv), .upd_addr(maddr), .delta(deltas), .rdata(nu_rdata),
+        .clk(clk), .rst(rst), .clear(1'b0), .clearing(clearing), .run(running), .rd_re(rv),
+        .rd_addr(raddr), .upd(mv), .upd_addr(maddr), .delta(deltas), .rdata(nu_rdata),
         .nu_re(nu_re), .nu_raddr(nu_raddr), .nu_clr(nu_clr), .nu_caddr(nu_caddr), .nu_clane(nu_clane));
+
+    always @(posedge clk) wrow_q <= wrow;
 
     // ---- control ----------------------------------------------------------------------------
     always @(posedge clk) begin
@@ -302,6 +310,10 @@ module npuc_syn #(
             running <= 1'b0;
             start_pending <= 1'b0;
             done <= 1'b0;
+            rv <= 1'b0;
+            rmask <= {L{1'b0}};
+            rpay <= {PW{1'b0}};
+            raddr <= {AAW{1'b0}};
             mv <= 1'b0;
             mmask <= {L{1'b0}};
             mpay <= {PW{1'b0}};
@@ -311,14 +323,18 @@ module npuc_syn #(
             start_pending <= (start || start_pending) && clearing;
             if (go) begin
                 running <= 1'b1;
-            end else if (running && fdone && !gv && !mv) begin
+            end else if (running && fdone && !gv && !rv && !mv) begin
                 running <= 1'b0;
                 done <= 1'b1;
             end
-            mv <= op_valid;
-            mmask <= op_mask;
-            mpay <= gpay;
-            maddr <= op_aaddr[AAW-1:0];
+            rv <= op_valid;
+            rmask <= op_mask;
+            rpay <= gpay;
+            raddr <= op_aaddr[AAW-1:0];
+            mv <= rv;
+            mmask <= rmask;
+            mpay <= rpay;
+            maddr <= raddr;
         end
     end
 endmodule

@@ -35,10 +35,11 @@ import numpy as np
 from . import toolchain
 from .sim import load_design
 
-PHASE_DEPTH = {"syn": 3, "pool": 6, "neuron": 5, "control": 1, "gather": 5, "attention": 2}
-"""Fixed cycles per phase: engine start + fetch/decode/read/write pipeline fill, pooling
-accumulate + emit pipelines, neuron read + 3-register update + write-back stages, the layer FSM's entry cycle, an attention
-unit's gather (source switches + fetch/decode/read/write fill) and compute pipeline drain."""
+PHASE_DEPTH = {"syn": 4, "pool": 6, "neuron": 6, "control": 1, "gather": 5, "attention": 2}
+"""Fixed cycles per phase: synapse engine start + fetch/decode/address/weight read/weight
+register/add pipeline fill, pooling accumulate + emit pipelines, the neuron pass's read, four
+`npuc_lif` registers and write-back, the layer FSM's entry cycle, an attention unit's gather
+(source switches + fetch/decode/read/write fill) and compute pipeline drain."""
 
 
 def _classify(cells: dict[str, int]) -> dict[str, int]:
