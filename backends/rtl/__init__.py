@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import RtlSupportError
-from .. import Backend, Option, positive_int, positive_number, register
+from .. import Backend, Option, flag, positive_int, positive_number, register
 
 register(Backend(
     kind="fpga", engine="rtl", folder="rtl", module=__name__,
@@ -32,6 +32,8 @@ register(Backend(
     options={
         "lanes": Option(positive_int, "synapse lanes per layer (output neurons updated per cycle)"),
         "clock_mhz": Option(positive_number, "clock for latency estimates when no place-and-route figure exists"),
+        "pipeline": Option(flag, "1: layers (and the input stream) work on consecutive time steps at once; "
+                                 "0: one step at a time, layer after layer"),
     },
     description="Verilog for FPGAs (Verilator + cocotb simulation, Yosys resources)",
 ))

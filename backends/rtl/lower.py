@@ -57,6 +57,7 @@ from .model import (
     Readout,
     Unit,
 )
+from .pipeline import needs_two_banks, schedule
 from .util import RtlSupportError, ident, pack, vconst, words
 
 __all__ = ["lower", "RtlSupportError", "ident", "vconst", "STATIC_MODULES"]
@@ -162,11 +163,27 @@ def lower(graph: Graph, target) -> Design:
     top = f"npuc_{ident(graph.name)}"
     if f"{top}.v" in ctx.modules + list(la.ATTENTION_MODULES + la.SC_MODULES + la.LINEAR_MODULES):
         top += "_top"  # e.g. a graph named 'ram'
-    return Design(
+    design = Design(
         graph=graph.name, top=top, steps=graph.num_steps, profile=ctx.prof.name, lanes=ctx.lanes,
         in_w=max(i.xw for i in inputs), out_w=max(r.width for r in readouts),
         inputs=inputs, layers=layers, evlists=list(ctx.evlists.values()), readouts=readouts,
         outputs=outputs, consumers=ctx.consumers, static_modules=tuple(ctx.modules))
+    if target is not None and target.options.get("pipeline", True):
+        _pipeline(design)
+    return design
+
+
+def _pipeline(d: Design) -> None:
+    """Schedule the stages across time steps (`npuc.backends.rtl.pipeline`) and double-buffer
+    every event list a later stage reads."""
+    pipe, d.pipeline_note = schedule(d)
+    if pipe is None:
+        return
+    for ev in d.evlists:
+        if ev.banks == 1 and needs_two_banks(pipe, ev.ident):
+            ev.banks = 2
+            ev.maw = max(ev.iaw, unsigned_bits(2 * ev.n - 1))
+    d.pipeline = pipe
 
 
 def _check_profile(graph: Graph):

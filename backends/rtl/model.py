@@ -344,6 +344,8 @@ class Design:
     outputs: list[dict[str, Any]]  # Output nodes: name, index, decoding, layout, readout
     consumers: dict[str, list[tuple[int, str]]]  # evlist ident -> [(stage, port)] reading it
     static_modules: tuple[str, ...] = ()  # the npuc.hdl building blocks this design uses
+    pipeline: Any = None  # `npuc.backends.rtl.pipeline.Pipeline` (None: the sequential top)
+    pipeline_note: str = ""  # why a requested pipeline fell back to the sequential top
 
     @property
     def words_in(self) -> int:

@@ -59,9 +59,9 @@ def _sext(sig: str, lsb: int, width: int, to: int) -> str:
     return f"{{{{{to - width}{{{sig}[{msb}]}}}}, {sig}[{msb}:{lsb}]}}"
 
 
-def _port(name: str, ev) -> SimpleNamespace:
-    """An event-list read port of a stage module."""
-    return SimpleNamespace(name=name, src=ev.ident, eaw=ev.iaw, dw=ev.dw)
+def _port(name: str, ev, delay: int = 0) -> SimpleNamespace:
+    """An event-list read port of a stage module (``delay`` 1: it reads the previous step)."""
+    return SimpleNamespace(name=name, src=ev.ident, eaw=ev.iaw, dw=ev.dw, delay=delay)
 
 
 def _attn_view(p: AttnPath, lay: Layer, phases: dict[str, str]) -> SimpleNamespace:
@@ -126,10 +126,10 @@ def _layer_view(lay: Layer) -> SimpleNamespace:
     for p in lay.paths:
         if isinstance(p, AttnPath):
             paths.append(_attn_view(p, lay, names))
-            ports += [_port(f"p{p.index}{c}", ev) for c, ev in zip("qkv", p.gather.sources)]
+            ports += [_port(f"p{p.index}{c}", ev, dl) for c, ev, dl in zip("qkv", p.gather.sources, p.gather.delays)]
             continue
         paths.append(_path_view(p, names, lsb))
-        ports.append(_port(f"p{p.index}", p.source))
+        ports.append(_port(f"p{p.index}", p.source, p.delay))
         lsb += p.pool.qcw if p.pool else 0
     lf = lay.lfsr or {}
     return SimpleNamespace(
@@ -149,7 +149,7 @@ def _layer_view(lay: Layer) -> SimpleNamespace:
 
 
 def _unit_view(u: Unit) -> SimpleNamespace:
-    ports = [_port(c, ev) for c, ev in zip("qkv", u.gather.sources)]
+    ports = [_port(c, ev, dl) for c, ev, dl in zip("qkv", u.gather.sources, u.gather.delays)]
     what = {"sc": "stochastic-computing attention", "linear": "linear attention / SSM"}[u.kind]
     return SimpleNamespace(
         index=u.index, node=u.node, ident=u.ident, module=u.module, n=u.n, shape_str="x".join(map(str, u.shape)),
@@ -179,7 +179,8 @@ def view(d: Design) -> SimpleNamespace:
             ident=ev.ident, dw=ev.dw, n=ev.n, iaw=ev.iaw, banks=ev.banks, maw=ev.maw,
             rd_re=_or([f"{li}_{port}_ev_re" for li, port in users], "1'b0"),
             rd_bank=_or([f"{li}_{port}_ev_bank" for li, port in users], "1'b0"),
-            rd_addr=_or([f"{li}_{port}_ev_addr" for li, port in users], f"{ev.iaw}'d0"), count_lsb=lsb, pop=ev.pop))
+            rd_addr=_or([f"{li}_{port}_ev_addr" for li, port in users], f"{ev.iaw}'d0"), count_lsb=lsb, pop=ev.pop,
+            prod=d.pipeline.producer[ev.ident] if d.pipeline else None))
         lsb += ev.iaw
     readouts = []
     for r in d.readouts:
@@ -204,7 +205,31 @@ def view(d: Design) -> SimpleNamespace:
         words_out=d.readout_words(False), words_probe=d.readout_words(True), ev_count_w=lsb,
         pool_count_w=pool_count_w,
         pools=[SimpleNamespace(layer=lv.ident, path=p.i, lsb=lv.pool_count_lsb + p.pool_count_lsb, w=p.pool.qcw)
-               for lv in layers for p in lv.paths if p.pool])
+               for lv in layers for p in lv.paths if p.pool],
+        pipe=_pipe_view(d, layers) if d.pipeline else None)
+
+
+def _pipe_view(d: Design, layers: list[SimpleNamespace]) -> SimpleNamespace:
+    """The stage chain of a pipelined top: each stage's start condition (see `npuc.backends.rtl.pipeline`)."""
+    pipe = d.pipeline
+    nw, last = pipe.nw, pipe.stages - 1
+
+    def cond(k: int) -> str:
+        terms = [f"(n_s{k - 1} != n_s{k})"] if k else []
+        readers = {c for ev, prod in pipe.producer.items() if prod == k for c in pipe.readers.get(ev, ())}
+        if k < last:
+            readers.add(k + 1)  # the next stage reads this stage's first flags
+        terms += [f"((n_s{k} - n_s{c}) <= {nw}'d1)" for c in sorted(readers - {k})]
+        if k:
+            terms.append(f"(n_out == n_s{k})" if k in pipe.readout_groups else f"((PROBE == 0) || (n_out == n_s{k}))")
+        terms.append(f"((n_s{k} - n_out) <= {nw}'d{pipe.depth - 2})")
+        return " && ".join(terms)
+
+    groups = [SimpleNamespace(id=g, layers=[layers[k] for k in members], lw=unsigned_bits(len(members) - 1),
+                              cond=cond(g))
+              for g, members in enumerate(pipe.groups, start=1)]
+    return SimpleNamespace(stages=pipe.stages, groups=groups, depth=pipe.depth, nw=nw,
+                           sw=max(1, pipe.depth.bit_length() - 1), input_cond=cond(0))
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -285,6 +310,9 @@ def design_json(d: Design) -> dict[str, Any]:
         "readouts": [{"layer": r.layer, "node": r.node, "port": r.port, "n": r.n, "width": r.width,
                       "probe": r.probe} for r in d.readouts],
         "outputs": d.outputs,
+        "pipeline": None if d.pipeline is None else {
+            "groups": [[d.layers[k].node for k in g] for g in d.pipeline.groups], "status_depth": d.pipeline.depth},
+        "pipeline_note": d.pipeline_note,
     }
 
 
@@ -293,7 +321,7 @@ def render(d: Design, out_dir: Path) -> list[Path]:
     env = _env()
     v = view(d)
     files: dict[str, str] = {}
-    files[f"{d.top}.v"] = env.get_template("top.v.j2").render(d=v)
+    files[f"{d.top}.v"] = env.get_template("top_pipe.v.j2" if v.pipe else "top.v.j2").render(d=v, p=v.pipe)
     for lv in v.layers:
         files[f"{lv.module}.v"] = env.get_template("unit.v.j2" if lv.unit else "layer.v.j2").render(d=v, L=lv)
     static = d.static_modules or STATIC

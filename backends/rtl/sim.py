@@ -197,7 +197,7 @@ def _simulate(art: Path, meta: dict, words: np.ndarray, probe: bool, waves: bool
             poller.join()
         timing["sim"] = time.perf_counter() - t1
         with np.load(run_dir / "result.npz") as f:
-            res = {k: f[k] for k in ("out", "step_cycles", "layer_cycles", "events", "pooled")}
+            res = {k: f[k] for k in ("out", "step_cycles", "layer_cycles", "events", "pooled", "latency")}
         if waves:
             src = run_dir / ("dump.fst" if fst else "dump.vcd")
             if src.exists():
@@ -246,6 +246,8 @@ def _rtl_stats(meta: dict, res: dict, timing: dict, probe: bool) -> dict[str, An
         "step_cycles": step_cycles.T.copy(),
         "layer_cycles": {lay["node"]: layer_cycles[:, :, lay["index"]].T.copy() for lay in meta["layers"]},
         "cycles_per_step": float(step_cycles.mean()),
+        "latency_cycles": res["latency"].copy(),  # [B]: a sample's first input cycle .. its last output word
+        "latency_cycles_mean": float(res["latency"].mean()),
         "layer_cycles_per_step": {lay["node"]: float(layer_cycles[:, :, lay["index"]].mean())
                                   for lay in meta["layers"]},
         "events": {ev["pop"]: events[:, :, j].T.copy() for j, ev in enumerate(meta["evlists"])},
