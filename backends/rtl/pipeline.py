@@ -39,6 +39,7 @@ class Pipeline:
     nw: int  # step counter width
     producer: dict[str, int]  # evlist ident -> stage writing it (0: input stage)
     readers: dict[str, set[int]] = field(default_factory=dict)  # evlist ident -> stages reading it
+    delayed: dict[str, set[int]] = field(default_factory=dict)  # evlist ident -> stages reading its previous step
     readout_groups: set[int] = field(default_factory=set)  # stages holding a non-probe readout layer
 
     @property
@@ -64,7 +65,7 @@ def port_delays(lay: Layer | Unit) -> dict[str, int]:
 
 
 def schedule(d: Design) -> tuple[Pipeline | None, str]:
-    """The pipeline of a lowered design, or ``(None, reason)`` when it must stay sequential."""
+    """The pipeline of a lowered design (``(None, reason)`` is kept for structures it cannot pipeline)."""
     n = len(d.layers)
     producer = {ev.ident: 0 for ev in (u.ev for u in d.inputs)}
     owner = {lay.ev.ident: lay.index for lay in d.layers if lay.ev is not None}
@@ -77,7 +78,7 @@ def schedule(d: Design) -> tuple[Pipeline | None, str]:
             if not port_delays(d.layers[k])[port]:
                 continue
             if ev_ident not in owner:
-                return None, f"stage '{d.layers[k].node}' reads an input with a delay of one step"
+                continue  # an input: the input stage waits for this reader (see `Pipeline.delayed`)
             j = owner[ev_ident]
             spans.append((min(j, k), max(j, k)))
     groups = _merge(spans, n)
@@ -86,6 +87,7 @@ def schedule(d: Design) -> tuple[Pipeline | None, str]:
         producer[ev_ident] = pipe.stage_of(k)
     for ev_ident, users in d.consumers.items():
         pipe.readers[ev_ident] = {pipe.stage_of(k) for k, _ in users}
+        pipe.delayed[ev_ident] = {pipe.stage_of(k) for k, port in users if port_delays(d.layers[k])[port]}
     pipe.readout_groups = {pipe.stage_of(r.layer) for r in d.readouts if not r.probe}
     depth = 2
     while depth < pipe.stages + 1:

@@ -217,9 +217,12 @@ def _pipe_view(d: Design, layers: list[SimpleNamespace]) -> SimpleNamespace:
     def cond(k: int) -> str:
         terms = [f"(n_s{k - 1} != n_s{k})"] if k else []
         readers = {c for ev, prod in pipe.producer.items() if prod == k for c in pipe.readers.get(ev, ())}
+        delayed = {c for ev, prod in pipe.producer.items() if prod == k for c in pipe.delayed.get(ev, ())}
         if k < last:
             readers.add(k + 1)  # the next stage reads this stage's first flags
-        terms += [f"((n_s{k} - n_s{c}) <= {nw}'d1)" for c in sorted(readers - {k})]
+        # step s overwrites the bank of step s-2, which a delayed reader still needs for its step s-1
+        terms += [f"(n_s{k} == n_s{c})" if c in delayed else f"((n_s{k} - n_s{c}) <= {nw}'d1)"
+                  for c in sorted(readers - {k})]
         if k:
             terms.append(f"(n_out == n_s{k})" if k in pipe.readout_groups else f"((PROBE == 0) || (n_out == n_s{k}))")
         terms.append(f"((n_s{k} - n_out) <= {nw}'d{pipe.depth - 2})")

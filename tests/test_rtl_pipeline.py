@@ -1,0 +1,175 @@
+"""Layer pipelining across time steps (target option ``pipeline``, `npuc.backends.rtl.pipeline`).
+
+The stage schedule and the emitted tops are checked without a simulator (Verilator's lint only);
+the ``rtl`` tests run the same graph with ``pipeline=1`` and ``pipeline=0`` in Verilator and
+require both to equal the integer engine bit for bit (every layer's spikes, v and i with PROBE=1,
+the outputs without), to count the same events per step, and the pipelined one to need fewer
+cycles per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from test_rtl_attention import coincidence_graph, stochastic_graph
+from test_rtl_network import _dense, _rand_lif, convnet, mlp
+
+from npuc.backends.rtl import emit, lint, rtl_report, run
+from npuc.backends.rtl.lower import lower
+from npuc.ir import Encoding, Graph, Input, Output, QInput
+from npuc.ir.ops import LIF
+from npuc.sim import simulate
+from npuc.sim.compare import compare
+from npuc.targets import load_target
+
+
+def chain(rng, target, sizes=(16, 12, 10, 6), steps=8) -> Graph:
+    """x -> fc0 -> l0 -> fc1 -> l1 -> fc2 -> l2: a feed-forward chain, one stage per layer."""
+    prof = target.profile
+    g = Graph("chain", num_steps=steps)
+    g.add("x", Input((sizes[0],), encoding=Encoding("current"), layout="B", q=QInput(frac_bits=6, bits=8)))
+    prev = "x"
+    for j in range(len(sizes) - 1):
+        g.add(f"fc{j}", _dense(rng, prof, sizes[j + 1], sizes[j], exp=-1 if j == 0 else 0), [prev])
+        prev = g.add(f"l{j}", _rand_lif(rng, prof, sizes[j + 1]), [f"fc{j}"])
+    g.add("o", Output(), [prev])
+    g.add("ov", Output(decoding="last", layout="B", index=1), [(prev, "v")])
+    g.profile = prof
+    return g.verify()
+
+
+def delayed_input(rng, target) -> Graph:
+    """A layer that reads the input of the previous step (the input stage waits for it)."""
+    prof = target.profile
+    g = Graph("din", num_steps=4)
+    g.add("x", Input((6,), encoding=Encoding("current"), layout="B", q=QInput(frac_bits=6, bits=8)))
+    g.add("fc", _dense(rng, prof, 5, 6), [("x", "out", 1)])
+    g.add("l", _rand_lif(rng, prof, 5), ["fc"])
+    g.add("o", Output(), ["l"])
+    g.profile = prof
+    return g.verify()
+
+
+def _target(spec, pipeline: int):
+    """The target (spec text or `Target`) with the pipeline option set."""
+    t = load_target(spec) if isinstance(spec, str) else spec
+    return dataclasses.replace(t, options={**t.options, "pipeline": bool(pipeline)})
+
+
+def test_schedule_groups():
+    t = load_target("fpga")
+    rng = np.random.default_rng(0)
+    d = lower(chain(rng, t), t)
+    assert d.pipeline.groups == [[0], [1], [2]] and d.pipeline.stages == 4 and d.pipeline.depth == 8
+    assert all(ev.banks == 2 for ev in d.evlists)  # every list is read by the next stage
+    assert d.pipeline.readout_groups == {3}
+    # a recurrent layer and the layer reading it share a stage (one read port per list)
+    d = lower(mlp(rng, t), t)
+    assert d.pipeline.groups == [[0, 1]]
+    d = lower(delayed_input(rng, t), t)
+    assert d.pipeline.groups == [[0]] and d.pipeline.delayed == {d.evlists[0].ident: {1}}
+    off = lower(chain(rng, t), _target("fpga", 0))
+    assert off.pipeline is None and [ev.banks for ev in off.evlists] == [1, 1, 1]
+
+
+def test_pipeline_off_is_the_sequential_top(tmp_path):
+    rng = np.random.default_rng(1)
+    t0, t1 = _target("fpga", 0), load_target("fpga")
+    g = chain(rng, t1)
+    emit(g, tmp_path / "seq", t0)
+    emit(g, tmp_path / "pipe", t1)
+    seq, pipe = ((tmp_path / k / "npuc_chain.v").read_text() for k in ("seq", "pipe"))
+    assert "S_LAYER" in seq and "n_s0" not in seq
+    assert "n_s3" in pipe and "S_LAYER" not in pipe
+    for k in ("seq", "pipe"):
+        assert lint(tmp_path / k) == [] and lint(tmp_path / k, probe=True) == []
+
+
+def test_pipelined_tops_lint_clean(tmp_path):
+    rng = np.random.default_rng(2)
+    cnn_target = load_target("fpga:lanes=2")
+    for name, (g, target) in {"cnn": (convnet(rng, cnn_target), cnn_target), "att": coincidence_graph(10)[:2],
+                              "sc": stochastic_graph(9)[:2]}.items():
+        emit(g, tmp_path / name, target)
+        assert lower(g, target).pipeline is not None, name
+        assert lint(tmp_path / name) == [] and lint(tmp_path / name, probe=True) == [], name
+
+
+def _both(g, spec, x, tmp_path):
+    """Run pipeline=1 and pipeline=0 against the integer engine; returns both runs' stats."""
+    layers = [lay.node for lay in lower(g, _target(spec, 1)).layers]
+    ref = simulate(g, x, "int", probe=True)
+    stats = {}
+    for pipe in (1, 0):
+        art = tmp_path / f"p{pipe}"
+        emit(g, art, _target(spec, pipe))
+        got = run(art, x, probe=True, progress=False)
+        cmp = compare({n: ref.probes[n] for n in layers if n in got.probes}, got.probes, engine="rtl")
+        assert cmp.ok and cmp.mismatches == 0, (pipe, cmp.format())
+        plain = run(art, x, progress=False)
+        for a, b, c in zip(ref.outputs, got.outputs, plain.outputs):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)
+        stats[pipe] = (plain.stats["rtl"], art, plain)
+    s1, s0 = stats[1][0], stats[0][0]
+    for pop in s0["events"]:
+        np.testing.assert_array_equal(s1["events"][pop], s0["events"][pop])
+    return stats
+
+
+@pytest.mark.rtl
+def test_chain_pipelined_equals_sequential(tmp_path):
+    spec = "fpga:lanes=3"
+    rng = np.random.default_rng(4)
+    g = chain(rng, load_target(spec))
+    x = rng.uniform(-1, 1, size=(3, 16)).astype(np.float32)
+    stats = _both(g, spec, x, tmp_path)
+    s1, s0 = stats[1][0], stats[0][0]
+    # the status of a step is the step's own: layer cycles equal the sequential run after the first step
+    for node in s0["layer_cycles"]:
+        np.testing.assert_array_equal(s1["layer_cycles"][node][1:], s0["layer_cycles"][node][1:])
+    assert s1["cycles_per_step"] < 0.8 * s0["cycles_per_step"]
+    assert s1["latency_cycles_mean"] > 0
+    rep = rtl_report(g, stats[1][1], stats[1][2], yosys=False)
+    tot = rep["total"]
+    assert tot["pipelined"] and tot["slowest_stage_bound"] > 0
+    assert tot["cycles_per_step"] >= 0.9 * tot["slowest_stage_bound"]
+
+
+@pytest.mark.rtl
+def test_conv_pool_pipelined_equals_sequential(tmp_path):
+    spec = "fpga:lanes=2"
+    rng = np.random.default_rng(7)
+    g = convnet(rng, load_target(spec))
+    x = rng.uniform(-1, 1, size=(3, 1, 8, 8)).astype(np.float32)
+    stats = _both(g, spec, x, tmp_path)
+    assert stats[1][0]["cycles_per_step"] < stats[0][0]["cycles_per_step"]
+    np.testing.assert_array_equal(stats[1][0]["pooled"], stats[0][0]["pooled"])
+
+
+@pytest.mark.rtl
+def test_delayed_input_pipelined_equals_sequential(tmp_path):
+    rng = np.random.default_rng(8)
+    g = delayed_input(rng, load_target("fpga"))
+    _both(g, "fpga", rng.uniform(-1, 1, size=(3, 6)).astype(np.float32), tmp_path)
+
+
+@pytest.mark.rtl
+def test_recurrent_pipelined_equals_sequential(tmp_path):
+    spec = "fpga:weight_bits=6,state_bits=12,lanes=4"
+    rng = np.random.default_rng(3)
+    g = mlp(rng, load_target(spec))
+    x = rng.uniform(-1, 1, size=(4, 12)).astype(np.float32)
+    stats = _both(g, spec, x, tmp_path)
+    assert stats[1][0]["cycles_per_step"] < stats[0][0]["cycles_per_step"]
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("which", ["coincidence", "stochastic"])
+def test_attention_pipelined_equals_sequential(which, tmp_path):
+    g, target, inputs, _ = coincidence_graph(13) if which == "coincidence" else stochastic_graph(13)
+    assert target.options["lanes"] > 1 or which == "stochastic"
+    assert [n for n in g if isinstance(n.op, LIF)]
+    _both(g, target, inputs(np.random.default_rng(5)), tmp_path)
