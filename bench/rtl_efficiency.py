@@ -1,7 +1,9 @@
 """Benchmark 4: RTL efficiency of a 784-128-10 LIF MLP.
 
 Cycles per time step measured in Verilator vs the event-driven bound (sum of
-active inputs x fan-out / lanes + pipeline depth; goal <= 1.1x), Verilator time
+active inputs x fan-out / lanes + pipeline depth; goal <= 1.1x), sequential
+(``pipeline=0``) and pipelined across time steps (``pipeline=1``: cycles per step
+against the slowest stage, the input stream or a layer), latency per sample, Verilator time
 steps per second, and Yosys resource estimates, next to Spiker+'s published
 784-128-10 MLP (7,612 logic cells, 18 BRAM, 780 us per image; MNIST is not
 available offline, so the input here is scikit-learn's digits upsampled to
@@ -62,9 +64,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         train_classifier(model, x[:1000], y[:1000], epochs=5, lr=3e-3)
     samples = 4 if args.quick else 32
     rows = []
-    for lanes in ((1,) if args.quick else (1, 4)):
+    for lanes, pipeline in ([(1, 0), (1, 1), (4, 0), (4, 1)]):
         with tempfile.TemporaryDirectory() as tmp:
-            hw = npuc_compile(model, x[:200], target=f"fpga:lanes={lanes}", out=Path(tmp) / "b")
+            hw = npuc_compile(model, x[:200], target=f"fpga:lanes={lanes},pipeline={pipeline}", out=Path(tmp) / "b")
             t0 = time.perf_counter()
             # deployment build (PROBE=0): the verification readout of every layer's state
             # would add its words to each step; per-layer cycles and events are status ports
@@ -76,11 +78,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         bound = sum(c.get("bound_mean", 0.0) for c in layers.values())
         cps = rep["total"]["cycles_per_step"]
         res_tot = rep["total"].get("resources") or {}
+        tot = rep["total"]
         rows.append({
-            "design": f"npuc 784-128-10, {lanes} lane(s)",
+            "design": f"npuc 784-128-10, {lanes} lane(s), {'pipelined' if pipeline else 'sequential'}",
             "cycles/step": cps, "layer bound": bound,
             "layers measured/bound": f"{measured / bound:.3f}" if bound else None,
-            "step/bound": f"{cps / bound:.3f}" if bound else None,
+            "slowest stage": f"{tot['slowest_stage']} ({tot['slowest_stage_bound']:.0f})",
+            "step/slowest": f"{tot['cycles_per_step_over_bound']:.3f}",
+            "latency cycles/sample": tot.get("latency_cycles_per_sample"),
             "steps/s (Verilator)": samples * STEPS / t_sim,
             "us per image @100MHz": cps * STEPS / 100.0,
             "LUT": res_tot.get("LUT"), "FF": res_tot.get("FF"), "BRAM": res_tot.get("BRAM"),
@@ -88,7 +93,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         })
     rows.append({"design": SPIKER_PLUS["note"], "LUT": f"{SPIKER_PLUS['logic cells']} logic cells",
                  "BRAM": SPIKER_PLUS["BRAM"], "us per image @100MHz": SPIKER_PLUS["us per image"]})
-    cols = ["design", "cycles/step", "layer bound", "layers measured/bound", "step/bound", "steps/s (Verilator)",
+    cols = ["design", "cycles/step", "layer bound", "layers measured/bound", "slowest stage", "step/slowest",
+            "latency cycles/sample", "steps/s (Verilator)",
             "us per image @100MHz",
             "LUT", "FF", "BRAM", "DSP", "memory bits"]
     Table(f"RTL efficiency, T={STEPS}, {samples} samples {machine()}", cols).print(rows)

@@ -65,9 +65,11 @@ def test_schedule_groups():
     assert d.pipeline.groups == [[0], [1], [2]] and d.pipeline.stages == 4 and d.pipeline.depth == 8
     assert all(ev.banks == 2 for ev in d.evlists)  # every list is read by the next stage
     assert d.pipeline.readout_groups == {3}
-    # a recurrent layer and the layer reading it share a stage (one read port per list)
+    # a recurrent layer keeps its own stage: its list gets a copy for the stage after it
     d = lower(mlp(rng, t), t)
-    assert d.pipeline.groups == [[0, 1]]
+    assert d.pipeline.groups == [[0], [1]]
+    h = next(ev for ev in d.evlists if ev.pop == "h")
+    assert (h.banks, h.copy_banks) == (2, (2,)) and h.bits == 4 * h.dw * h.n
     d = lower(delayed_input(rng, t), t)
     assert d.pipeline.groups == [[0]] and d.pipeline.delayed == {d.evlists[0].ident: {1}}
     off = lower(chain(rng, t), _target("fpga", 0))

@@ -57,7 +57,7 @@ from .model import (
     Readout,
     Unit,
 )
-from .pipeline import needs_two_banks, schedule
+from .pipeline import copy_banks, schedule
 from .util import RtlSupportError, ident, pack, vconst, words
 
 __all__ = ["lower", "RtlSupportError", "ident", "vconst", "STATIC_MODULES"]
@@ -174,15 +174,15 @@ def lower(graph: Graph, target) -> Design:
 
 
 def _pipeline(d: Design) -> None:
-    """Schedule the stages across time steps (`npuc.backends.rtl.pipeline`) and double-buffer
-    every event list a later stage reads."""
+    """Schedule the stages across time steps (`npuc.backends.rtl.pipeline`): one copy of an event
+    list per stage reading it, double-buffered where a later stage reads it."""
     pipe, d.pipeline_note = schedule(d)
     if pipe is None:
         return
     for ev in d.evlists:
-        if ev.banks == 1 and needs_two_banks(pipe, ev.ident):
-            ev.banks = 2
-            ev.maw = max(ev.iaw, unsigned_bits(2 * ev.n - 1))
+        banks = copy_banks(pipe, ev.ident, ev.banks)
+        ev.banks, ev.copy_banks = banks[0], tuple(banks[1:])
+        ev.maw = max(ev.iaw, unsigned_bits(max(banks) * ev.n - 1))
     d.pipeline = pipe
 
 

@@ -57,6 +57,7 @@ class EventList:
     iaw: int  # count / address width within a bank
     maw: int  # memory address width
     banks: int
+    copy_banks: tuple[int, ...] = ()  # a pipelined top's further copies (one per reading stage), their banks
 
     @property
     def dw(self) -> int:
@@ -64,7 +65,7 @@ class EventList:
 
     @property
     def bits(self) -> int:
-        return self.dw * self.n * self.banks
+        return self.dw * self.n * (self.banks + sum(self.copy_banks))
 
 
 @dataclass

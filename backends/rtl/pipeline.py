@@ -71,9 +71,6 @@ def schedule(d: Design) -> tuple[Pipeline | None, str]:
     owner = {lay.ev.ident: lay.index for lay in d.layers if lay.ev is not None}
     spans: list[tuple[int, int]] = [(k, k) for k in range(n)]
     for ev_ident, users in d.consumers.items():
-        readers = sorted({k for k, _ in users})
-        if len(readers) > 1:
-            spans.append((readers[0], readers[-1]))
         for k, port in users:
             if not port_delays(d.layers[k])[port]:
                 continue
@@ -115,6 +112,14 @@ def _merge(spans: list[tuple[int, int]], n: int) -> list[list[int]]:
     return groups
 
 
-def needs_two_banks(pipe: Pipeline, ev_ident: str) -> bool:
-    """A list read by a stage other than its producer (or by a delayed edge) is double-buffered."""
-    return any(r != pipe.producer[ev_ident] for r in pipe.readers.get(ev_ident, ()))
+def copy_name(pipe: Pipeline, ev_ident: str, stage: int) -> str:
+    """The instance of a list's copy that ``stage`` reads (the list itself when one stage reads it)."""
+    readers = sorted(pipe.readers.get(ev_ident, ()))
+    return ev_ident if len(readers) <= 1 or stage == readers[0] else f"{ev_ident}_c{stage}"
+
+
+def copy_banks(pipe: Pipeline, ev_ident: str, banks: int) -> list[int]:
+    """Banks of each copy of a list, in reader-stage order: two where another stage reads it
+    (the producer moves on to the next step), else the list's own (two for a delayed reader)."""
+    readers = sorted(pipe.readers.get(ev_ident, ())) or [pipe.producer[ev_ident]]
+    return [2 if r != pipe.producer[ev_ident] else banks for r in readers]

@@ -31,6 +31,7 @@ import jinja2
 
 from .bounds import unsigned_bits
 from .lower import STATIC_MODULES, vconst
+from .pipeline import copy_name
 from .model import AttnPath, Design, Gather, Layer, Memory, Unit
 from .model import Path as SynPath
 
@@ -175,7 +176,8 @@ def view(d: Design) -> SimpleNamespace:
     lsb = 0
     for ev in d.evlists:
         users = [(layers[k].ident, port) for k, port in d.consumers[ev.ident]]
-        evs.append(SimpleNamespace(
+        copies = _copies(d, ev, layers) if d.pipeline else []
+        evs.append(SimpleNamespace(copies=copies,
             ident=ev.ident, dw=ev.dw, n=ev.n, iaw=ev.iaw, banks=ev.banks, maw=ev.maw,
             rd_re=_or([f"{li}_{port}_ev_re" for li, port in users], "1'b0"),
             rd_bank=_or([f"{li}_{port}_ev_bank" for li, port in users], "1'b0"),
@@ -207,6 +209,25 @@ def view(d: Design) -> SimpleNamespace:
         pools=[SimpleNamespace(layer=lv.ident, path=p.i, lsb=lv.pool_count_lsb + p.pool_count_lsb, w=p.pool.qcw)
                for lv in layers for p in lv.paths if p.pool],
         pipe=_pipe_view(d, layers) if d.pipeline else None)
+
+
+def _copies(d: Design, ev, layers: list[SimpleNamespace]) -> list[SimpleNamespace]:
+    """A pipelined top's copies of an event list, one per reading stage; points every reading port
+    of a layer view at its stage's copy."""
+    pipe = d.pipeline
+    stages = sorted(pipe.readers.get(ev.ident, ())) or [pipe.producer[ev.ident]]
+    out = []
+    for stage, banks in zip(stages, (ev.banks, *ev.copy_banks)):
+        name = copy_name(pipe, ev.ident, stage)
+        users = [(k, port) for k, port in d.consumers[ev.ident] if pipe.stage_of(k) == stage]
+        for k, port in users:
+            next(pt for pt in layers[k].ports if pt.name == port).src = name
+        refs = [f"{layers[k].ident}_{port}" for k, port in users]
+        out.append(SimpleNamespace(
+            ident=name, banks=banks, maw=max(ev.iaw, unsigned_bits(banks * ev.n - 1)),
+            rd_re=_or([f"{r}_ev_re" for r in refs], "1'b0"), rd_bank=_or([f"{r}_ev_bank" for r in refs], "1'b0"),
+            rd_addr=_or([f"{r}_ev_addr" for r in refs], f"{ev.iaw}'d0")))
+    return out
 
 
 def _pipe_view(d: Design, layers: list[SimpleNamespace]) -> SimpleNamespace:
@@ -308,8 +329,8 @@ def design_json(d: Design) -> dict[str, Any]:
         "profile": d.profile, "steps": d.steps, "lanes": d.lanes, "in_w": d.in_w, "out_w": d.out_w,
         "inputs": [dict(u.host, n=u.n, offset=u.offset, xw=u.xw, ident=u.ident, ev=u.ev.ident) for u in d.inputs],
         "layers": [_stage_json(lay) for lay in d.layers],
-        "evlists": [{"ident": ev.ident, "pop": ev.pop, "n": ev.n, "banks": ev.banks, "bits": ev.bits}
-                    for ev in d.evlists],
+        "evlists": [{"ident": ev.ident, "pop": ev.pop, "n": ev.n, "banks": ev.banks, "bits": ev.bits,
+                     "copies": 1 + len(ev.copy_banks)} for ev in d.evlists],
         "readouts": [{"layer": r.layer, "node": r.node, "port": r.port, "n": r.n, "width": r.width,
                       "probe": r.probe} for r in d.readouts],
         "outputs": d.outputs,
