@@ -31,9 +31,9 @@ import jinja2
 
 from .bounds import unsigned_bits
 from .lower import STATIC_MODULES, vconst
-from .pipeline import copy_name
 from .model import AttnPath, Design, Gather, Layer, Memory, Unit
 from .model import Path as SynPath
+from .pipeline import copy_name
 
 STATIC = STATIC_MODULES
 KIND_NAMES = {0: "dense", 1: "conv", 2: "token_dense"}
