@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         train_classifier(model, x[:1000], y[:1000], epochs=5, lr=3e-3)
     samples = 4 if args.quick else 32
     rows = []
-    for lanes, pipeline in ([(1, 0), (1, 1), (4, 0), (4, 1)]):
+    for lanes, pipeline in ([(1, 0), (1, 1), (4, 0), (4, 1), ("auto", 1)]):
         with tempfile.TemporaryDirectory() as tmp:
             hw = npuc_compile(model, x[:200], target=f"fpga:lanes={lanes},pipeline={pipeline}", out=Path(tmp) / "b")
             t0 = time.perf_counter()
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         res_tot = rep["total"].get("resources") or {}
         tot = rep["total"]
         rows.append({
-            "design": f"npuc 784-128-10, {lanes} lane(s), {'pipelined' if pipeline else 'sequential'}",
+            "design": f"npuc 784-128-10, {lanes} lane(s){' (max)' if lanes == 'auto' else ''}, "
+                      f"{'pipelined' if pipeline else 'sequential'}" + (f" {rep['lanes']}" if lanes == "auto" else ""),
             "cycles/step": cps, "layer bound": bound,
             "layers measured/bound": f"{measured / bound:.3f}" if bound else None,
             "slowest stage": f"{tot['slowest_stage']} ({tot['slowest_stage_bound']:.0f})",

@@ -175,3 +175,41 @@ def test_attention_pipelined_equals_sequential(which, tmp_path):
     assert target.options["lanes"] > 1 or which == "stochastic"
     assert [n for n in g if isinstance(n.op, LIF)]
     _both(g, target, inputs(np.random.default_rng(5)), tmp_path)
+
+
+def _auto_chain(rng, target) -> Graph:
+    g = chain(rng, target, sizes=(96, 40, 10), steps=6)
+    g["x"].meta["rate"] = np.full(96, 0.25, np.float32)  # 24 events per step
+    g["l0"].meta["rate"] = np.full(40, 0.1, np.float32)  # 4 spikes per step
+    return g
+
+
+def test_lanes_auto_sizes_each_layer():
+    from npuc.errors import TargetError
+
+    assert load_target("fpga:lanes=auto").options["lanes"] == "auto"
+    with pytest.raises(TargetError, match="'auto'"):
+        load_target("fpga:lanes=fast")
+    t = load_target("fpga:lanes=auto")
+    d = lower(_auto_chain(np.random.default_rng(5), t), t)
+    # floor = 96 input words; l0: 24 x ceil(40 / L) + 40 + 8 <= 96 needs 2 chunks -> 20 lanes;
+    # l1: 4 x 10 + 10 + 8 <= 96 at one lane
+    assert [[p.lanes for p in lay.paths] for lay in d.layers] == [[20], [1]] and d.lanes == 20
+    g = chain(np.random.default_rng(5), t)
+    with pytest.raises(Exception, match="firing rate of 'x'"):
+        lower(g, t)
+
+
+@pytest.mark.rtl
+def test_lanes_auto_pipelined_equals_int_engine(tmp_path):
+    rng = np.random.default_rng(6)
+    t = load_target("fpga:lanes=auto")
+    g = _auto_chain(rng, t)
+    emit(g, tmp_path / "rtl", t)
+    x = rng.uniform(-1, 1, size=(2, 96)).astype(np.float32)
+    ref = simulate(g, x, "int", probe=True)
+    got = run(tmp_path / "rtl", x, probe=True, progress=False)
+    cmp = compare({n: ref.probes[n] for n in ("l0", "l1")}, got.probes, engine="rtl")
+    assert cmp.ok and cmp.mismatches == 0, cmp.format()
+    for a, b in zip(ref.outputs, got.outputs):
+        np.testing.assert_array_equal(a, b)

@@ -34,6 +34,7 @@ from ...ir.ops import (
 from ...ir.optable import OpTable
 from ...sim import lfsr
 from . import lower_attention as la
+from .balance import balance
 from .bounds import (
     Range,
     UnboundedError,
@@ -101,6 +102,7 @@ class _Ctx:
     graph: Graph
     prof: Any
     lanes: int
+    layer_lanes: dict[str, int] = field(default_factory=dict)  # lanes=auto: per LIF node (else `lanes`)
     pops: dict[str, _Pop] = field(default_factory=dict)
     paths_of: dict[str, list[SynapsePath]] = field(default_factory=dict)
     evlists: dict[str, EventList] = field(default_factory=dict)
@@ -140,7 +142,17 @@ def lower(graph: Graph, target) -> Design:
     Raises:
         RtlSupportError: an op, option or structure without an RTL mapping.
     """
-    ctx = _Ctx(graph, _check_profile(graph), _lanes(target))
+    lanes = _lanes(target)
+    if lanes == "auto":  # lower with one lane, then size each layer's lanes (npuc.backends.rtl.balance)
+        layer_lanes = balance(graph, _lower(graph, target, 1, {}))
+        design = _lower(graph, target, 1, layer_lanes)  # attention units keep one lane
+        design.lanes = max(layer_lanes.values(), default=1)
+        return design
+    return _lower(graph, target, lanes, {})
+
+
+def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int]) -> Design:
+    ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=layer_lanes)
     graph.verify()
     stage_names = [n for n in graph.topo_order() if STAGES.lookup(graph[n].op) is not None]
     if not stage_names:
@@ -200,8 +212,11 @@ def _check_profile(graph: Graph):
     return prof
 
 
-def _lanes(target) -> int:
-    lanes = int(target.options.get("lanes", 1)) if target is not None else 1
+def _lanes(target) -> int | str:
+    lanes = target.options.get("lanes", 1) if target is not None else 1
+    if lanes == "auto":
+        return lanes
+    lanes = int(lanes)
     if lanes < 1:
         raise RtlSupportError(f"target lanes must be >= 1, got {lanes}")
     return lanes
@@ -499,7 +514,7 @@ def _post_maxpool(graph: Graph, sp: SynapsePath, wop, where: str) -> str | None:
 
 def _synapse_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: str) -> _PathResult:
     """A synapse path on `npuc_syn` (dense, token-wise dense or conv weights, `WEIGHTS`)."""
-    graph, prof, lanes = ctx.graph, ctx.prof, ctx.lanes
+    graph, prof, lanes = ctx.graph, ctx.prof, ctx.layer_lanes.get(lif, ctx.lanes)
     if sp.weighted is None:
         raise RtlSupportError(f"{where} has no weighted op; run the legalize pass (it inserts an identity)")
     if len(sp.inputs) > 1:
