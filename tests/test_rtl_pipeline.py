@@ -213,3 +213,67 @@ def test_lanes_auto_pipelined_equals_int_engine(tmp_path):
     assert cmp.ok and cmp.mismatches == 0, cmp.format()
     for a, b in zip(ref.outputs, got.outputs):
         np.testing.assert_array_equal(a, b)
+
+
+def spike_chain(rng, target) -> Graph:
+    """Binary spike input (64) -> 16 -> 8: what a sparse DVS / SHD input looks like."""
+    prof = target.profile
+    g = Graph("spk", num_steps=6)
+    g.add("x", Input((64,), encoding=Encoding("spikes"), layout="TB"))
+    g.add("fc0", _dense(rng, prof, 16, 64, exp=0), ["x"])
+    g.add("l0", _rand_lif(rng, prof, 16), ["fc0"])
+    g.add("fc1", _dense(rng, prof, 8, 16, exp=0), ["l0"])
+    g.add("l1", _rand_lif(rng, prof, 8), ["fc1"])
+    g.add("o", Output(), ["l1"])
+    g.profile = prof
+    return g.verify()
+
+
+def test_event_input_option(tmp_path):
+    from npuc.backends.rtl.sim import event_words
+    from npuc.errors import RtlSupportError
+
+    t = load_target("fpga:input=events")
+    rng = np.random.default_rng(9)
+    d = lower(spike_chain(rng, t), t)
+    assert d.input_events and d.in_w == 8 + 7  # value bits + position bits (64 words)
+    emit(spike_chain(rng, t), tmp_path / "ev", t)
+    assert lint(tmp_path / "ev") == [] and lint(tmp_path / "ev", probe=True) == []
+    with pytest.raises(RtlSupportError, match="pipeline=1"):
+        lower(spike_chain(rng, t), _target("fpga:input=events", 0))
+    with pytest.raises(RtlSupportError, match="encoded on chip"):
+        lower(delayed_rate(rng, t), t)
+    w = np.array([[[0, 3, 0, -1], [0, 0, 0, 0]]])
+    got = event_words(w, {"index_bits": 3, "value_bits": 4})
+    assert got.tolist() == [[[2, (3 << 3) | 1, (15 << 3) | 3, 0, 0], [0, 0, 0, 0, 0]]]
+
+
+def delayed_rate(rng, target) -> Graph:
+    prof = target.profile
+    g = Graph("rate", num_steps=4)
+    g.add("x", Input((6,), encoding=Encoding("rate", bits=8), layout="B"))
+    g.add("fc", _dense(rng, prof, 5, 6), ["x"])
+    g.add("l", _rand_lif(rng, prof, 5), ["fc"])
+    g.add("o", Output(), ["l"])
+    g.profile = prof
+    return g.verify()
+
+
+@pytest.mark.rtl
+def test_event_input_equals_int_engine_and_costs_its_events(tmp_path):
+    rng = np.random.default_rng(10)
+    t = load_target("fpga")
+    g = spike_chain(rng, t)
+    x = (rng.random((6, 3, 64)) < 0.1).astype(np.float32)
+    ref = simulate(g, x, "int", probe=True)
+    cps = {}
+    for mode in ("events", "dense"):
+        emit(g, tmp_path / mode, load_target(f"fpga:input={mode}"))
+        got = run(tmp_path / mode, x, probe=True, progress=False)
+        cmp = compare({n: ref.probes[n] for n in ("l0", "l1")}, got.probes, engine="rtl")
+        assert cmp.ok and cmp.mismatches == 0, (mode, cmp.format())
+        plain = run(tmp_path / mode, x, progress=False)
+        np.testing.assert_array_equal(plain.output, ref.output)
+        cps[mode] = plain.stats["rtl"]["cycles_per_step"]
+        np.testing.assert_array_equal(plain.stats["rtl"]["events"]["x"], (x != 0).sum(-1))
+    assert cps["events"] < cps["dense"]

@@ -36,6 +36,13 @@ def _lanes_option(value: Any) -> int | str:
         raise ValueError("must be an integer >= 1 or 'auto'") from None
 
 
+def _input_option(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("dense", "events"):
+        raise ValueError("must be 'dense' or 'events'")
+    return text
+
+
 register(Backend(
     kind="fpga", engine="rtl", folder="rtl", module=__name__,
     pipeline="fold-batchnorm,legalize,quantize",
@@ -43,6 +50,8 @@ register(Backend(
         "lanes": Option(_lanes_option, "synapse lanes per layer (output neurons updated per cycle); auto: per layer, "
                                        "sized to the pipeline's pace from the calibration firing rates"),
         "clock_mhz": Option(positive_number, "clock for latency estimates when no place-and-route figure exists"),
+        "input": Option(_input_option, "dense: one word per input element per step; events: a count word, then one "
+                                       "{value, position} word per nonzero value (current / spikes inputs)"),
         "pipeline": Option(flag, "1: layers (and the input stream) work on consecutive time steps at once; "
                                  "0: one step at a time, layer after layer"),
     },

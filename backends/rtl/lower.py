@@ -182,7 +182,24 @@ def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int]) -> Des
         outputs=outputs, consumers=ctx.consumers, static_modules=tuple(ctx.modules))
     if target is not None and target.options.get("pipeline", True):
         _pipeline(design)
+    if target is not None and target.options.get("input", "dense") == "events":
+        _event_input(design)
     return design
+
+
+def _event_input(d: Design) -> None:
+    """input=events: the host sends a step as a count word and one ``{value, position}`` word per
+    nonzero input value, so a sparse input costs its events instead of its size."""
+    dense = [u.node for u in d.inputs if u.kind_name not in ("current", "spikes")]
+    if dense:
+        raise RtlSupportError(f"target option input=events: input '{dense[0]}' is encoded on chip "
+                              f"({next(u.kind_name for u in d.inputs if u.node == dense[0])}), which needs every "
+                              "element every step; event words carry current or spikes inputs")
+    if d.pipeline is None:
+        raise RtlSupportError("target option input=events needs the pipelined top (pipeline=1)"
+                              + (f"; {d.pipeline_note}" if d.pipeline_note else ""))
+    d.input_events = True
+    d.in_w = max(u.xw for u in d.inputs) + unsigned_bits(d.words_in)
 
 
 def _pipeline(d: Design) -> None:

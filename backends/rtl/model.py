@@ -347,6 +347,7 @@ class Design:
     static_modules: tuple[str, ...] = ()  # the npuc.hdl building blocks this design uses
     pipeline: Any = None  # `npuc.backends.rtl.pipeline.Pipeline` (None: the sequential top)
     pipeline_note: str = ""  # why a requested pipeline fell back to the sequential top
+    input_events: bool = False  # input=events: a step's input is a count word, then one word per nonzero value
 
     @property
     def words_in(self) -> int:

@@ -191,12 +191,13 @@ def view(d: Design) -> SimpleNamespace:
     n_out = sum(1 for r in d.readouts if not r.probe)
     wcw = unsigned_bits(d.words_in)
     inputs = []
+    take, pos = ("in_take", "in_pos") if d.pipeline else ("in_fire", "w")
     for u in d.inputs:
-        conds = ["in_fire"]
+        conds = [take]
         if u.offset:
-            conds.append(f"(w >= {wcw}'d{u.offset})")
+            conds.append(f"({pos} >= {wcw}'d{u.offset})")
         if u.offset + u.n < d.words_in:
-            conds.append(f"(w < {wcw}'d{u.offset + u.n})")
+            conds.append(f"({pos} < {wcw}'d{u.offset + u.n})")
         inputs.append(SimpleNamespace(**vars(u), valid=" && ".join(conds)))
     steps = d.steps or 1
     return SimpleNamespace(
@@ -208,7 +209,7 @@ def view(d: Design) -> SimpleNamespace:
         pool_count_w=pool_count_w,
         pools=[SimpleNamespace(layer=lv.ident, path=p.i, lsb=lv.pool_count_lsb + p.pool_count_lsb, w=p.pool.qcw)
                for lv in layers for p in lv.paths if p.pool],
-        pipe=_pipe_view(d, layers) if d.pipeline else None)
+        pipe=_pipe_view(d, layers) if d.pipeline else None, events=d.input_events)
 
 
 def _copies(d: Design, ev, layers: list[SimpleNamespace]) -> list[SimpleNamespace]:
@@ -337,6 +338,8 @@ def design_json(d: Design) -> dict[str, Any]:
         "pipeline": None if d.pipeline is None else {
             "groups": [[d.layers[k].node for k in g] for g in d.pipeline.groups], "status_depth": d.pipeline.depth},
         "pipeline_note": d.pipeline_note,
+        "input_events": {"index_bits": unsigned_bits(d.words_in), "value_bits": d.in_w - unsigned_bits(d.words_in)}
+        if d.input_events else None,
     }
 
 
