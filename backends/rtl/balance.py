@@ -6,6 +6,7 @@ whatever the lanes; more lanes only shorten the synapse phase. So the step time 
 
     floor = max(input words, neurons of any layer)
 
+(with ``input=events`` the input stage takes the expected input events plus its count word)
 and lanes beyond what brings a stage to that floor only add hardware. For every layer the
 expected synapse cycles per step at L lanes are
 
@@ -59,7 +60,9 @@ def balance(graph: Any, d: Design) -> dict[str, int]:
     # sequential top: no stage overlaps, each layer is brought to the floor on its own
     groups = d.pipeline.groups if d.pipeline is not None else [[k] for k in range(len(d.layers))]
     layers = {lay.index: lay for lay in d.layers if isinstance(lay, Layer) and _paths(lay)}
-    floor = max([d.words_in] + [lay.n + FILL for lay in d.layers])
+    # the input stage: one cycle per word (input=events: per expected event, plus the count word)
+    words = sum(_rate(graph, u.node) for u in d.inputs) + 2 if d.input_events else d.words_in
+    floor = max([words] + [lay.n + FILL for lay in d.layers])
     lanes = {k: 1 for k in layers}
 
     def top(k: int) -> int:

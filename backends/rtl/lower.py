@@ -144,11 +144,20 @@ def lower(graph: Graph, target) -> Design:
     """
     lanes = _lanes(target)
     if lanes == "auto":  # lower with one lane, then size each layer's lanes (npuc.backends.rtl.balance)
-        layer_lanes = balance(graph, _lower(graph, target, 1, {}))
-        design = _lower(graph, target, 1, layer_lanes)  # attention units keep one lane
+        layer_lanes = balance(graph, _finish(_lower(graph, target, 1, {}), target))
+        design = _finish(_lower(graph, target, 1, layer_lanes), target)  # attention units keep one lane
         design.lanes = max(layer_lanes.values(), default=1)
         return design
-    return _lower(graph, target, lanes, {})
+    return _finish(_lower(graph, target, lanes, {}), target)
+
+
+def _finish(design: Design, target) -> Design:
+    """The target's structure options: the pipeline and the input format."""
+    if target is not None and target.options.get("pipeline", True):
+        _pipeline(design)
+    if target is not None and target.options.get("input", "dense") == "events":
+        _event_input(design)
+    return design
 
 
 def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int]) -> Design:
@@ -180,10 +189,6 @@ def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int]) -> Des
         in_w=max(i.xw for i in inputs), out_w=max(r.width for r in readouts),
         inputs=inputs, layers=layers, evlists=list(ctx.evlists.values()), readouts=readouts,
         outputs=outputs, consumers=ctx.consumers, static_modules=tuple(ctx.modules))
-    if target is not None and target.options.get("pipeline", True):
-        _pipeline(design)
-    if target is not None and target.options.get("input", "dense") == "events":
-        _event_input(design)
     return design
 
 
