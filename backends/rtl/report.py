@@ -224,11 +224,14 @@ def _throughput(meta: dict[str, Any], layers: list[dict[str, Any]], rtl: dict[st
     """Cycles per step against the slowest stage's event-driven bound, and latency per sample.
 
     The slowest stage is the layer with the largest mean bound, or the input stream (one cycle per
-    input word) when that is larger; a pipelined design can at best reach it, a sequential one
+    input word; ``input=events``: per event, plus the count word) when that is larger; a pipelined design can at best reach it, a sequential one
     needs the sum of all stages.
     """
     bounds = {lay["node"]: lay["cycles"]["bound_mean"] for lay in layers if "cycles" in lay}
     words_in = sum(int(u["n"]) for u in meta["inputs"])
+    if meta.get("input_events"):  # a count word and one word per event
+        words_in = float(np.mean(sum(np.asarray(rtl["events"][u["node"]], dtype=np.float64)
+                                     for u in meta["inputs"]))) + 2
     slowest = max(bounds, key=bounds.get) if bounds else None
     stage, bound = ("input stream", float(words_in)) if not bounds or words_in > bounds[slowest] else \
         (slowest, float(bounds[slowest]))
