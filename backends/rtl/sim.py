@@ -345,13 +345,13 @@ def _split_records(meta: dict, flat: np.ndarray, probe: bool, batch: int, steps:
     n_out = sum(r["n"] for r in meta["readouts"] if probe or not r["probe"])
     n_lay, n_ev = len(meta["layers"]), len(meta["evlists"])
     n_pool = sum(1 for lay in meta["layers"] for p in lay["paths"] if p.get("pool"))
-    rec = n_out + 1 + n_lay + n_ev + n_pool
+    rec = n_out + 1 + n_lay + n_ev + n_pool + 1
     if flat.size != batch * steps * rec:
         raise ToolchainError(f"compiled testbench wrote {flat.size} words, expected {batch * steps * rec}")
     a = flat.reshape(batch, steps, rec)
     cuts = np.cumsum([n_out, 1, n_lay, n_ev])
     return {"out": a[:, :, :cuts[0]], "step_cycles": a[:, :, cuts[0]], "layer_cycles": a[:, :, cuts[1]:cuts[2]],
-            "events": a[:, :, cuts[2]:cuts[3]], "pooled": a[:, :, cuts[3]:]}
+            "events": a[:, :, cuts[2]:cuts[3]], "pooled": a[:, :, cuts[3]:-1], "latency": a[:, 0, -1]}
 
 
 def _decode_readouts(meta: dict, out: np.ndarray, probe: bool, steps: int,
