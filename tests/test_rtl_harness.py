@@ -130,3 +130,15 @@ def test_cli_simulate_reports_cycles_per_second(tmp_path, capsys):
     assert main(["simulate", str(tmp_path / "b"), "--engine", "rtl", "--input", str(tmp_path / "x.npy")]) == 0
     line = [s for s in capsys.readouterr().err.splitlines() if s.startswith("  rtl:")]
     assert len(line) == 1 and "cycles/s, compiled testbench" in line[0], line
+
+
+@pytest.mark.rtl
+def test_event_input_harness_equals_cocotb(tmp_path):
+    """input=events: each step sends its event count and that many words (rows zero padded)."""
+    from test_rtl_pipeline import spike_chain
+
+    rng = np.random.default_rng(10)
+    g = spike_chain(rng, load_target("fpga"))
+    emit(g, tmp_path / "ev", load_target("fpga:input=events"))
+    x = (rng.random((6, 3, 64)) < 0.1).astype(np.float32)
+    _compare(g, tmp_path / "ev", x)
