@@ -136,7 +136,9 @@ def registry() -> dict[str, Backend]:
 
         for ep in entry_points(group="npuc.backends"):
             ep.load()
-    return dict(_REGISTRY)
+    # built-ins first, in BUILTIN order, whatever imported one of them earlier; then plugins
+    rank = {name: i for i, name in enumerate(BUILTIN)}
+    return dict(sorted(_REGISTRY.items(), key=lambda kv: rank.get(kv[1].module, len(rank))))
 
 
 def for_kind(kind: str) -> Backend:

@@ -1,9 +1,10 @@
 """Benchmark 4: RTL efficiency, measured: a 784-128-10 LIF MLP (MNIST size) and a 700-256-20
 recurrent net (SHD size) next to Spiker+'s published figures.
 
-Per design and lane count: cycles per time step measured in Verilator vs the event-driven
-bound (sum of active inputs x fan-out / lanes + pipeline depth), Verilator time steps per
-second, and -- unless ``--quick`` -- Yosys + nextpnr place and route on an ecp5 LFE5U-85F
+Per design, lane count (1, 4, or ``auto``: per layer from the firing rates) and top
+(``pipeline=0`` sequential, ``pipeline=1`` stages on consecutive time steps): cycles per time
+step measured in Verilator vs the event-driven bound of the slowest stage (the input stream or
+a layer; goal <= 1.1x), latency per sample in cycles, Verilator time steps per second, and -- unless ``--quick`` -- Yosys + nextpnr place and route on an ecp5 LFE5U-85F
 (``npuc.backends.rtl.pnr``): Fmax, logic cells (LUT4s), BRAM (18 kbit DP16KD), multipliers,
 and the latency per sample at the measured Fmax (cycles per step x T / Fmax).
 
@@ -76,12 +77,13 @@ def shd_events(batch: int, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).random((SHD_STEPS, batch, SHD_INPUTS)) < 0.05).astype(np.float32)
 
 
-def measure(name: str, model: nn.Module, calib: np.ndarray, x: np.ndarray, steps: int, lanes: int,
-            synth: bool) -> dict[str, Any]:
-    """Compile at ``lanes``, run ``x`` in Verilator (cycles per step), place and route on ecp5."""
+def measure(name: str, model: nn.Module, calib: np.ndarray, x: np.ndarray, steps: int, lanes: int | str,
+            synth: bool, pipeline: int = 1) -> dict[str, Any]:
+    """Compile at ``lanes`` and ``pipeline``, run ``x`` in Verilator (cycles per step), place and
+    route on ecp5."""
     with tempfile.TemporaryDirectory() as tmp:
         art = Path(tmp) / "b" / "rtl"
-        hw = npuc_compile(model, calib, target=f"fpga:lanes={lanes}", out=Path(tmp) / "b")
+        hw = npuc_compile(model, calib, target=f"fpga:lanes={lanes},pipeline={pipeline}", out=Path(tmp) / "b")
         t0 = time.perf_counter()
         # deployment build (PROBE=0): the verification readout of every layer's state would add
         # its words to each step; per-layer cycles and events are status ports
@@ -96,9 +98,15 @@ def measure(name: str, model: nn.Module, calib: np.ndarray, x: np.ndarray, steps
     cps = rep["total"]["cycles_per_step"]
     samples = x.shape[0] if x.ndim == 2 else x.shape[1]
     fmax = fig.get("fmax_mhz")
+    tot = rep["total"]
+    lane_text = f"lanes=auto {rep.get('lanes', '')}" if lanes == "auto" else f"{lanes} lane(s)"
     return {
-        "design": f"npuc {name}, {lanes} lane(s)", "T": steps, "cycles/step": cps, "layer bound": bound,
-        "step/bound": cps / bound if bound else None, "steps/s (Verilator)": samples * steps / t_sim,
+        "design": f"npuc {name}, {lane_text}, {'pipelined' if pipeline else 'sequential'}", "T": steps,
+        "cycles/step": cps, "layer bound": bound,
+        "slowest stage": f"{tot.get('slowest_stage')} ({tot.get('slowest_stage_bound', 0):.0f})",
+        "step/slowest": tot.get("cycles_per_step_over_bound"),
+        "latency cycles/sample": tot.get("latency_cycles_per_sample"),
+        "steps/s (Verilator)": samples * steps / t_sim,
         "Fmax MHz (ecp5)": fmax, "us/sample": cps * steps / fmax if fmax else None,
         "logic cells": fig.get("lut"), "FF": fig.get("ff"),
         "BRAM": fig.get("bram"), "DSP": fig.get("dsp"), "fits": fig.get("fits"),
@@ -108,10 +116,14 @@ def measure(name: str, model: nn.Module, calib: np.ndarray, x: np.ndarray, steps
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="no training, few samples, no synthesis (CI smoke run)")
-    ap.add_argument("--lanes", default=None, help="comma-separated lane counts (default 1,4; --quick: 1)")
+    ap.add_argument("--lanes", default=None, help="comma-separated lane counts or auto (default 1,4,auto; --quick: 4,auto)")
     ap.add_argument("--only", choices=("mnist", "shd"), help="run one of the two designs")
     args = ap.parse_args(argv)
-    lanes = [int(v) for v in (args.lanes or ("1" if args.quick else "1,4")).split(",")]
+    lanes = [v if v == "auto" else int(v) for v in (args.lanes or ("4,auto" if args.quick else "1,4,auto")).split(",")]
+    # sequential and pipelined tops for fixed lanes; lanes=auto sizes a pipelined design's stages
+    configs = [(n, p) for n in lanes for p in ((1,) if n == "auto" else (0, 1))]
+    if args.quick:
+        configs = [c for c in configs if c[1] == 1]
     synth = not args.quick
     rows = []
     if args.only in (None, "mnist"):
@@ -120,18 +132,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if not args.quick:
             train_classifier(model, x[:1000], y[:1000], epochs=5, lr=3e-3)
         xs = x[1000:1000 + (4 if args.quick else 32)]
-        for n in lanes:
-            rows.append(measure("784-128-10 MLP", model, x[:200], xs, STEPS, n, synth))
+        for n, pipe in configs:
+            rows.append(measure("784-128-10 MLP", model, x[:200], xs, STEPS, n, synth, pipe))
         rows.append(SPIKER_PLUS["mnist"])
     if args.only in (None, "shd"):
         torch.manual_seed(0)
         model = RLeakySHD(hidden=SHD_HIDDEN).eval()
         xs = shd_events(2 if args.quick else 4, seed=1)
-        for n in lanes:
-            rows.append(measure(f"700-{SHD_HIDDEN}-20 recurrent", model, shd_events(16), xs, SHD_STEPS, n, synth))
+        for n, pipe in configs:
+            rows.append(measure(f"700-{SHD_HIDDEN}-20 recurrent", model, shd_events(16), xs, SHD_STEPS, n, synth,
+                                pipe))
         rows.append(SPIKER_PLUS["shd"])
-    cols = ["design", "T", "cycles/step", "layer bound", "step/bound", "steps/s (Verilator)", "Fmax MHz (ecp5)",
-            "us/sample", "logic cells", "FF", "BRAM", "DSP", "fits"]
+    cols = ["design", "T", "cycles/step", "slowest stage", "step/slowest", "latency cycles/sample",
+            "steps/s (Verilator)", "Fmax MHz (ecp5)", "us/sample", "logic cells", "FF", "BRAM", "DSP", "fits"]
     Table(f"RTL efficiency, measured (P&R on ecp5 LFE5U-85F) {machine()}", cols).print(rows)
     return rows
 

@@ -82,7 +82,9 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
     if args.input:
         from .backends import run_engine
 
-        run = run_engine(bd, "rtl", load_inputs(args.input), target=target, probe=True,
+        # deployment build (PROBE=0): the verification readout of every layer's state would hold
+        # a pipelined design's stages back until it has streamed out
+        run = run_engine(bd, "rtl", load_inputs(args.input), target=target, probe=False,
                          allow_modified=getattr(args, "allow_modified", False))
     family = getattr(args, "family", None) or "ice40"
     device = getattr(args, "device", None)
@@ -95,7 +97,9 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
         for layer in rep.get("layers", []):
             if "cycles" in measured.get(layer["node"], {}):
                 layer["cycles"] = measured[layer["node"]]["cycles"]
-        for key in ("cycles_per_step", "cycles_per_second", "steps_per_second_at_100MHz"):
+        for key in ("cycles_per_step", "cycles_per_second", "steps_per_second_at_100MHz", "pipelined", "slowest_layer",
+                    "slowest_layer_bound", "input_words", "slowest_stage", "slowest_stage_bound",
+                    "cycles_per_step_over_bound", "latency_cycles_per_sample"):
             if key in old.get("total", {}):
                 rep["total"][key] = old["total"][key]
     if not args.synth and old.get("total", {}).get("resources"):  # keep earlier Yosys figures

@@ -74,10 +74,11 @@ class ConcreteTracer(fx.Tracer):
             return True
         if isinstance(m, _CONTAINERS):
             return False
-        # library modules (and user subclasses of them) are leaves, so an unsupported one
-        # fails with a clear message instead of deep inside library code
+        # primitive library modules (and user subclasses of them) are leaves, so an unsupported
+        # one fails with a clear message instead of deep inside library code; a library block
+        # built of other modules (SpikingJelly's SEW-ResNet BasicBlock, ...) is traced through
         if any((c.__module__ + ".").startswith(LIBRARY_PREFIXES) for c in type(m).__mro__):
-            return True
+            return next(m.children(), None) is None
         return super().is_leaf_module(m, qualname)
 
     # fx patches nn.Module.__call__/__getattr__ while tracing; while a concrete value is

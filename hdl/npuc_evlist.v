@@ -2,14 +2,17 @@
 // in one time step, appended in neuron order by the producer and walked by the synapse engines of
 // its consumers. With BANKS = 2 the list is double-buffered by step parity, so consumers on a
 // delayed (recurrent) edge read the previous step's list while the producer writes the new one.
-// At `step_start` the bank of the new step is emptied; on the first step of a sample both are.
+// At `step_start` the bank of the new step is emptied; on the first step of a sample both are
+// (CLR_BOTH = 1). A pipelined top (CLR_BOTH = 0) empties only the new step's bank: another stage may
+// still read the other one, and a delayed reader sees no events on a sample's first step instead.
 `default_nettype none
 module npuc_evlist #(
     parameter integer DW = 8,        // entry width: {payload, index}
     parameter integer N = 16,        // entries per bank (population size)
     parameter integer IAW = 4,       // index/address width within a bank, >= clog2(N + 1)
     parameter integer BANKS = 1,
-    parameter integer MAW = 4        // memory address width, >= clog2(BANKS * N) and >= IAW
+    parameter integer MAW = 4,       // memory address width, >= clog2(BANKS * N) and >= IAW
+    parameter integer CLR_BOTH = 1
 ) (
     input  wire           clk,
     input  wire           rst,
@@ -41,8 +44,8 @@ module npuc_evlist #(
             count0 <= {IAW{1'b0}};
             count1 <= {IAW{1'b0}};
         end else if (step_start) begin
-            if (first || !wbank) count0 <= {IAW{1'b0}};
-            if (first || wbank) count1 <= {IAW{1'b0}};
+            if ((first && CLR_BOTH != 0) || !wbank) count0 <= {IAW{1'b0}};
+            if ((first && CLR_BOTH != 0) || wbank) count1 <= {IAW{1'b0}};
         end else if (wr_en) begin
             if (wbank) count1 <= count1 + 1'b1;
             else count0 <= count0 + 1'b1;

@@ -3,7 +3,7 @@ against the cocotb testbench and the golden integer engine, bit for bit.
 
 Both testbenches drive the same Verilator model through the same protocol, so every number
 they return must agree: outputs, probes, step and layer cycle counts, event and pooling
-counts. Designs: the recurrent MLP and the conv -> max pool -> dense network of
+counts and per-sample latency. Designs: the recurrent MLP (pipelined and sequential) and the conv -> max pool -> dense network of
 `test_rtl_network`, and a coincidence-attention design of `test_rtl_attention`. The harness
 runs with two processes (chunks of the batch from reset) and once with a reset in the middle
 of a step.
@@ -23,7 +23,7 @@ from npuc.errors import ToolchainError
 from npuc.sim import simulate
 from npuc.targets import load_target
 
-STATS = ("step_cycles", "layer_cycles", "events", "pooled")
+STATS = ("step_cycles", "layer_cycles", "events", "pooled", "latency_cycles")
 
 
 def _same(a, b, what: str) -> None:
@@ -55,8 +55,10 @@ def _compare(g, art, x, reset_check=None) -> dict:
 
 
 @pytest.mark.rtl
-def test_recurrent_mlp_harness_equals_cocotb(tmp_path):
-    target = load_target("fpga:weight_bits=6,state_bits=12,lanes=4")
+@pytest.mark.parametrize("pipeline", [1, 0])
+def test_recurrent_mlp_harness_equals_cocotb(tmp_path, pipeline):
+    """The pipelined top (inputs stream while earlier steps compute) and the sequential one."""
+    target = load_target(f"fpga:weight_bits=6,state_bits=12,lanes=4,pipeline={pipeline}")
     rng = np.random.default_rng(3)
     g = mlp(rng, target)
     emit(g, tmp_path / "rtl", target)
@@ -128,3 +130,15 @@ def test_cli_simulate_reports_cycles_per_second(tmp_path, capsys):
     assert main(["simulate", str(tmp_path / "b"), "--engine", "rtl", "--input", str(tmp_path / "x.npy")]) == 0
     line = [s for s in capsys.readouterr().err.splitlines() if s.startswith("  rtl:")]
     assert len(line) == 1 and "cycles/s, compiled testbench" in line[0], line
+
+
+@pytest.mark.rtl
+def test_event_input_harness_equals_cocotb(tmp_path):
+    """input=events: each step sends its event count and that many words (rows zero padded)."""
+    from test_rtl_pipeline import spike_chain
+
+    rng = np.random.default_rng(10)
+    g = spike_chain(rng, load_target("fpga"))
+    emit(g, tmp_path / "ev", load_target("fpga:input=events"))
+    x = (rng.random((6, 3, 64)) < 0.1).astype(np.float32)
+    _compare(g, tmp_path / "ev", x)

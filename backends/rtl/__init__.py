@@ -25,14 +25,36 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import RtlSupportError
-from .. import Backend, Option, positive_int, positive_number, register
+from .. import Backend, Option, flag, positive_int, positive_number, register
+
+
+def _lanes_option(value: Any) -> int | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return positive_int(value)
+    except ValueError:
+        raise ValueError("must be an integer >= 1 or 'auto'") from None
+
+
+def _input_option(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("dense", "events"):
+        raise ValueError("must be 'dense' or 'events'")
+    return text
+
 
 register(Backend(
     kind="fpga", engine="rtl", folder="rtl", module=__name__,
     pipeline="fold-batchnorm,legalize,quantize",
     options={
-        "lanes": Option(positive_int, "synapse lanes per layer (output neurons updated per cycle)"),
+        "lanes": Option(_lanes_option, "synapse lanes per layer (output neurons updated per cycle); auto: per layer, "
+                                       "sized to the pipeline's pace from the calibration firing rates"),
         "clock_mhz": Option(positive_number, "clock for latency estimates when no place-and-route figure exists"),
+        "input": Option(_input_option, "dense: one word per input element per step; events: a count word, then one "
+                                       "{value, position} word per nonzero value (current / spikes inputs)"),
+        "pipeline": Option(flag, "1: layers (and the input stream) work on consecutive time steps at once; "
+                                 "0: one step at a time, layer after layer"),
     },
     description="Verilog for FPGAs (Verilator + cocotb simulation, Yosys resources)",
 ))
@@ -62,7 +84,9 @@ def emit(graph: Any, out_dir: str | Path, target: Any = None, version: str | Non
         from npuc.targets import load_target
 
         target = load_target(target or "fpga")
-    _check_lanes(graph, int(target.options.get("lanes", 1)))
+    lanes = target.options.get("lanes", 1)
+    if lanes != "auto":
+        _check_lanes(graph, int(lanes))
     return render(lower(graph, target), Path(out_dir))
 
 

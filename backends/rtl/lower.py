@@ -34,6 +34,7 @@ from ...ir.ops import (
 from ...ir.optable import OpTable
 from ...sim import lfsr
 from . import lower_attention as la
+from .balance import balance
 from .bounds import (
     Range,
     UnboundedError,
@@ -57,6 +58,7 @@ from .model import (
     Readout,
     Unit,
 )
+from .pipeline import copy_banks, schedule
 from .util import RtlSupportError, ident, pack, vconst, words
 
 __all__ = ["lower", "RtlSupportError", "ident", "vconst", "STATIC_MODULES"]
@@ -100,6 +102,7 @@ class _Ctx:
     graph: Graph
     prof: Any
     lanes: int
+    layer_lanes: dict[str, int] = field(default_factory=dict)  # lanes=auto: per LIF node (else `lanes`)
     pops: dict[str, _Pop] = field(default_factory=dict)
     paths_of: dict[str, list[SynapsePath]] = field(default_factory=dict)
     evlists: dict[str, EventList] = field(default_factory=dict)
@@ -139,7 +142,26 @@ def lower(graph: Graph, target) -> Design:
     Raises:
         RtlSupportError: an op, option or structure without an RTL mapping.
     """
-    ctx = _Ctx(graph, _check_profile(graph), _lanes(target))
+    lanes = _lanes(target)
+    if lanes == "auto":  # lower with one lane, then size each layer's lanes (npuc.backends.rtl.balance)
+        layer_lanes = balance(graph, _finish(_lower(graph, target, 1, {}), target))
+        design = _finish(_lower(graph, target, 1, layer_lanes), target)  # attention units keep one lane
+        design.lanes = max(layer_lanes.values(), default=1)
+        return design
+    return _finish(_lower(graph, target, lanes, {}), target)
+
+
+def _finish(design: Design, target) -> Design:
+    """The target's structure options: the pipeline and the input format."""
+    if target is not None and target.options.get("pipeline", True):
+        _pipeline(design)
+    if target is not None and target.options.get("input", "dense") == "events":
+        _event_input(design)
+    return design
+
+
+def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int]) -> Design:
+    ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=layer_lanes)
     graph.verify()
     stage_names = [n for n in graph.topo_order() if STAGES.lookup(graph[n].op) is not None]
     if not stage_names:
@@ -162,11 +184,40 @@ def lower(graph: Graph, target) -> Design:
     top = f"npuc_{ident(graph.name)}"
     if f"{top}.v" in ctx.modules + list(la.ATTENTION_MODULES + la.SC_MODULES + la.LINEAR_MODULES):
         top += "_top"  # e.g. a graph named 'ram'
-    return Design(
+    design = Design(
         graph=graph.name, top=top, steps=graph.num_steps, profile=ctx.prof.name, lanes=ctx.lanes,
         in_w=max(i.xw for i in inputs), out_w=max(r.width for r in readouts),
         inputs=inputs, layers=layers, evlists=list(ctx.evlists.values()), readouts=readouts,
         outputs=outputs, consumers=ctx.consumers, static_modules=tuple(ctx.modules))
+    return design
+
+
+def _event_input(d: Design) -> None:
+    """input=events: the host sends a step as a count word and one ``{value, position}`` word per
+    nonzero input value, so a sparse input costs its events instead of its size."""
+    dense = [u.node for u in d.inputs if u.kind_name not in ("current", "spikes")]
+    if dense:
+        raise RtlSupportError(f"target option input=events: input '{dense[0]}' is encoded on chip "
+                              f"({next(u.kind_name for u in d.inputs if u.node == dense[0])}), which needs every "
+                              "element every step; event words carry current or spikes inputs")
+    if d.pipeline is None:
+        raise RtlSupportError("target option input=events needs the pipelined top (pipeline=1)"
+                              + (f"; {d.pipeline_note}" if d.pipeline_note else ""))
+    d.input_events = True
+    d.in_w = max(u.xw for u in d.inputs) + unsigned_bits(d.words_in)
+
+
+def _pipeline(d: Design) -> None:
+    """Schedule the stages across time steps (`npuc.backends.rtl.pipeline`): one copy of an event
+    list per stage reading it, double-buffered where a later stage reads it."""
+    pipe, d.pipeline_note = schedule(d)
+    if pipe is None:
+        return
+    for ev in d.evlists:
+        banks = copy_banks(pipe, ev.ident, ev.banks)
+        ev.banks, ev.copy_banks = banks[0], tuple(banks[1:])
+        ev.maw = max(ev.iaw, unsigned_bits(max(banks) * ev.n - 1))
+    d.pipeline = pipe
 
 
 def _check_profile(graph: Graph):
@@ -183,8 +234,11 @@ def _check_profile(graph: Graph):
     return prof
 
 
-def _lanes(target) -> int:
-    lanes = int(target.options.get("lanes", 1)) if target is not None else 1
+def _lanes(target) -> int | str:
+    lanes = target.options.get("lanes", 1) if target is not None else 1
+    if lanes == "auto":
+        return lanes
+    lanes = int(lanes)
     if lanes < 1:
         raise RtlSupportError(f"target lanes must be >= 1, got {lanes}")
     return lanes
@@ -482,7 +536,7 @@ def _post_maxpool(graph: Graph, sp: SynapsePath, wop, where: str) -> str | None:
 
 def _synapse_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where: str) -> _PathResult:
     """A synapse path on `npuc_syn` (dense, token-wise dense or conv weights, `WEIGHTS`)."""
-    graph, prof, lanes = ctx.graph, ctx.prof, ctx.lanes
+    graph, prof, lanes = ctx.graph, ctx.prof, ctx.layer_lanes.get(lif, ctx.lanes)
     if sp.weighted is None:
         raise RtlSupportError(f"{where} has no weighted op; run the legalize pass (it inserts an identity)")
     if len(sp.inputs) > 1:

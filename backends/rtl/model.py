@@ -57,6 +57,7 @@ class EventList:
     iaw: int  # count / address width within a bank
     maw: int  # memory address width
     banks: int
+    copy_banks: tuple[int, ...] = ()  # a pipelined top's further copies (one per reading stage), their banks
 
     @property
     def dw(self) -> int:
@@ -64,7 +65,7 @@ class EventList:
 
     @property
     def bits(self) -> int:
-        return self.dw * self.n * self.banks
+        return self.dw * self.n * (self.banks + sum(self.copy_banks))
 
 
 @dataclass
@@ -344,6 +345,9 @@ class Design:
     outputs: list[dict[str, Any]]  # Output nodes: name, index, decoding, layout, readout
     consumers: dict[str, list[tuple[int, str]]]  # evlist ident -> [(stage, port)] reading it
     static_modules: tuple[str, ...] = ()  # the npuc.hdl building blocks this design uses
+    pipeline: Any = None  # `npuc.backends.rtl.pipeline.Pipeline` (None: the sequential top)
+    pipeline_note: str = ""  # why a requested pipeline fell back to the sequential top
+    input_events: bool = False  # input=events: a step's input is a count word, then one word per nonzero value
 
     @property
     def words_in(self) -> int:

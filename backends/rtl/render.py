@@ -36,6 +36,7 @@ from .bounds import unsigned_bits
 from .lower import STATIC_MODULES, vconst
 from .model import AttnPath, Design, Gather, Layer, Memory, Unit
 from .model import Path as SynPath
+from .pipeline import copy_name
 
 STATIC = STATIC_MODULES
 KIND_NAMES = {0: "dense", 1: "conv", 2: "token_dense"}
@@ -62,9 +63,9 @@ def _sext(sig: str, lsb: int, width: int, to: int) -> str:
     return f"{{{{{to - width}{{{sig}[{msb}]}}}}, {sig}[{msb}:{lsb}]}}"
 
 
-def _port(name: str, ev) -> SimpleNamespace:
-    """An event-list read port of a stage module."""
-    return SimpleNamespace(name=name, src=ev.ident, eaw=ev.iaw, dw=ev.dw)
+def _port(name: str, ev, delay: int = 0) -> SimpleNamespace:
+    """An event-list read port of a stage module (``delay`` 1: it reads the previous step)."""
+    return SimpleNamespace(name=name, src=ev.ident, eaw=ev.iaw, dw=ev.dw, delay=delay)
 
 
 def _attn_view(p: AttnPath, lay: Layer, phases: dict[str, str]) -> SimpleNamespace:
@@ -129,10 +130,10 @@ def _layer_view(lay: Layer) -> SimpleNamespace:
     for p in lay.paths:
         if isinstance(p, AttnPath):
             paths.append(_attn_view(p, lay, names))
-            ports += [_port(f"p{p.index}{c}", ev) for c, ev in zip("qkv", p.gather.sources)]
+            ports += [_port(f"p{p.index}{c}", ev, dl) for c, ev, dl in zip("qkv", p.gather.sources, p.gather.delays)]
             continue
         paths.append(_path_view(p, names, lsb))
-        ports.append(_port(f"p{p.index}", p.source))
+        ports.append(_port(f"p{p.index}", p.source, p.delay))
         lsb += p.pool.qcw if p.pool else 0
     lf = lay.lfsr or {}
     return SimpleNamespace(
@@ -152,7 +153,7 @@ def _layer_view(lay: Layer) -> SimpleNamespace:
 
 
 def _unit_view(u: Unit) -> SimpleNamespace:
-    ports = [_port(c, ev) for c, ev in zip("qkv", u.gather.sources)]
+    ports = [_port(c, ev, dl) for c, ev, dl in zip("qkv", u.gather.sources, u.gather.delays)]
     what = {"sc": "stochastic-computing attention", "linear": "linear attention / SSM"}[u.kind]
     return SimpleNamespace(
         index=u.index, node=u.node, ident=u.ident, module=u.module, n=u.n, shape_str="x".join(map(str, u.shape)),
@@ -178,11 +179,13 @@ def view(d: Design) -> SimpleNamespace:
     lsb = 0
     for ev in d.evlists:
         users = [(layers[k].ident, port) for k, port in d.consumers[ev.ident]]
-        evs.append(SimpleNamespace(
+        copies = _copies(d, ev, layers) if d.pipeline else []
+        evs.append(SimpleNamespace(copies=copies,
             ident=ev.ident, dw=ev.dw, n=ev.n, iaw=ev.iaw, banks=ev.banks, maw=ev.maw,
             rd_re=_or([f"{li}_{port}_ev_re" for li, port in users], "1'b0"),
             rd_bank=_or([f"{li}_{port}_ev_bank" for li, port in users], "1'b0"),
-            rd_addr=_or([f"{li}_{port}_ev_addr" for li, port in users], f"{ev.iaw}'d0"), count_lsb=lsb, pop=ev.pop))
+            rd_addr=_or([f"{li}_{port}_ev_addr" for li, port in users], f"{ev.iaw}'d0"), count_lsb=lsb, pop=ev.pop,
+            prod=d.pipeline.producer[ev.ident] if d.pipeline else None))
         lsb += ev.iaw
     readouts = []
     for r in d.readouts:
@@ -191,12 +194,13 @@ def view(d: Design) -> SimpleNamespace:
     n_out = sum(1 for r in d.readouts if not r.probe)
     wcw = unsigned_bits(d.words_in)
     inputs = []
+    take, pos = ("in_take", "in_pos") if d.pipeline else ("in_fire", "w")
     for u in d.inputs:
-        conds = ["in_fire"]
+        conds = [take]
         if u.offset:
-            conds.append(f"(w >= {wcw}'d{u.offset})")
+            conds.append(f"({pos} >= {wcw}'d{u.offset})")
         if u.offset + u.n < d.words_in:
-            conds.append(f"(w < {wcw}'d{u.offset + u.n})")
+            conds.append(f"({pos} < {wcw}'d{u.offset + u.n})")
         inputs.append(SimpleNamespace(**vars(u), valid=" && ".join(conds)))
     steps = d.steps or 1
     return SimpleNamespace(
@@ -207,7 +211,53 @@ def view(d: Design) -> SimpleNamespace:
         words_out=d.readout_words(False), words_probe=d.readout_words(True), ev_count_w=lsb,
         pool_count_w=pool_count_w,
         pools=[SimpleNamespace(layer=lv.ident, path=p.i, lsb=lv.pool_count_lsb + p.pool_count_lsb, w=p.pool.qcw)
-               for lv in layers for p in lv.paths if p.pool])
+               for lv in layers for p in lv.paths if p.pool],
+        pipe=_pipe_view(d, layers) if d.pipeline else None, events=d.input_events)
+
+
+def _copies(d: Design, ev, layers: list[SimpleNamespace]) -> list[SimpleNamespace]:
+    """A pipelined top's copies of an event list, one per reading stage; points every reading port
+    of a layer view at its stage's copy."""
+    pipe = d.pipeline
+    stages = sorted(pipe.readers.get(ev.ident, ())) or [pipe.producer[ev.ident]]
+    out = []
+    for stage, banks in zip(stages, (ev.banks, *ev.copy_banks)):
+        name = copy_name(pipe, ev.ident, stage)
+        users = [(k, port) for k, port in d.consumers[ev.ident] if pipe.stage_of(k) == stage]
+        for k, port in users:
+            next(pt for pt in layers[k].ports if pt.name == port).src = name
+        refs = [f"{layers[k].ident}_{port}" for k, port in users]
+        out.append(SimpleNamespace(
+            ident=name, banks=banks, maw=max(ev.iaw, unsigned_bits(banks * ev.n - 1)),
+            rd_re=_or([f"{r}_ev_re" for r in refs], "1'b0"), rd_bank=_or([f"{r}_ev_bank" for r in refs], "1'b0"),
+            rd_addr=_or([f"{r}_ev_addr" for r in refs], f"{ev.iaw}'d0")))
+    return out
+
+
+def _pipe_view(d: Design, layers: list[SimpleNamespace]) -> SimpleNamespace:
+    """The stage chain of a pipelined top: each stage's start condition (see `npuc.backends.rtl.pipeline`)."""
+    pipe = d.pipeline
+    nw, last = pipe.nw, pipe.stages - 1
+
+    def cond(k: int) -> str:
+        terms = [f"(n_s{k - 1} != n_s{k})"] if k else []
+        readers = {c for ev, prod in pipe.producer.items() if prod == k for c in pipe.readers.get(ev, ())}
+        delayed = {c for ev, prod in pipe.producer.items() if prod == k for c in pipe.delayed.get(ev, ())}
+        if k < last:
+            readers.add(k + 1)  # the next stage reads this stage's first flags
+        # step s overwrites the bank of step s-2, which a delayed reader still needs for its step s-1
+        terms += [f"(n_s{k} == n_s{c})" if c in delayed else f"((n_s{k} - n_s{c}) <= {nw}'d1)"
+                  for c in sorted(readers - {k})]
+        if k:
+            terms.append(f"(n_out == n_s{k})" if k in pipe.readout_groups else f"((PROBE == 0) || (n_out == n_s{k}))")
+        terms.append(f"((n_s{k} - n_out) <= {nw}'d{pipe.depth - 2})")
+        return " && ".join(terms)
+
+    groups = [SimpleNamespace(id=g, layers=[layers[k] for k in members], lw=unsigned_bits(len(members) - 1),
+                              cond=cond(g))
+              for g, members in enumerate(pipe.groups, start=1)]
+    return SimpleNamespace(stages=pipe.stages, groups=groups, depth=pipe.depth, nw=nw,
+                           sw=max(1, pipe.depth.bit_length() - 1), input_cond=cond(0))
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -283,11 +333,16 @@ def design_json(d: Design) -> dict[str, Any]:
         "profile": d.profile, "steps": d.steps, "lanes": d.lanes, "in_w": d.in_w, "out_w": d.out_w,
         "inputs": [dict(u.host, n=u.n, offset=u.offset, xw=u.xw, ident=u.ident, ev=u.ev.ident) for u in d.inputs],
         "layers": [_stage_json(lay) for lay in d.layers],
-        "evlists": [{"ident": ev.ident, "pop": ev.pop, "n": ev.n, "banks": ev.banks, "bits": ev.bits}
-                    for ev in d.evlists],
+        "evlists": [{"ident": ev.ident, "pop": ev.pop, "n": ev.n, "banks": ev.banks, "bits": ev.bits,
+                     "copies": 1 + len(ev.copy_banks)} for ev in d.evlists],
         "readouts": [{"layer": r.layer, "node": r.node, "port": r.port, "n": r.n, "width": r.width,
                       "probe": r.probe} for r in d.readouts],
         "outputs": d.outputs,
+        "pipeline": None if d.pipeline is None else {
+            "groups": [[d.layers[k].node for k in g] for g in d.pipeline.groups], "status_depth": d.pipeline.depth},
+        "pipeline_note": d.pipeline_note,
+        "input_events": {"index_bits": unsigned_bits(d.words_in), "value_bits": d.in_w - unsigned_bits(d.words_in)}
+        if d.input_events else None,
     }
 
 
@@ -310,7 +365,8 @@ def verilog_files(d: Design, v: SimpleNamespace) -> dict[str, str]:
     """Every Verilog source of the design (static blocks, stages, top, AXI4-Stream wrapper),
     each with a `timescale and the memory directory define."""
     env = _env()
-    files: dict[str, str] = {f"{d.top}.v": env.get_template("top.v.j2").render(d=v)}
+    files: dict[str, str] = {
+        f"{d.top}.v": env.get_template("top_pipe.v.j2" if v.pipe else "top.v.j2").render(d=v, p=v.pipe)}
     for lv in v.layers:
         files[f"{lv.module}.v"] = env.get_template("unit.v.j2" if lv.unit else "layer.v.j2").render(d=v, L=lv)
     for name in d.static_modules or STATIC:

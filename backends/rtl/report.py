@@ -209,6 +209,7 @@ def rtl_report(graph: Any, artifact_dir: str | Path, run_result: Any = None, yos
                                  {lay["node"] for lay in meta["layers"]})),
     }
     if rtl is not None:
+        total.update(_throughput(meta, layers, rtl))
         total["cycles_per_step"] = rtl["cycles_per_step"]
         total["cycles_per_second"] = rtl.get("cycles_per_second")
         clock = 100e6
@@ -216,4 +217,30 @@ def rtl_report(graph: Any, artifact_dir: str | Path, run_result: Any = None, yos
     if res is not None:
         total["resources"] = res["total"]
         total["yosys"] = {"target": res["target"], "seconds": res["seconds"]}
-    return {"design": meta["top"], "graph": meta["graph"], "lanes": meta["lanes"], "layers": layers, "total": total}
+    return {"design": meta["top"], "graph": meta["graph"], "lanes": meta["lanes"], "layers": layers, "total": total,
+            "pipeline": meta.get("pipeline"), "pipeline_note": meta.get("pipeline_note", "")}
+
+
+def _throughput(meta: dict[str, Any], layers: list[dict[str, Any]], rtl: dict[str, Any]) -> dict[str, Any]:
+    """Cycles per step against the slowest stage's event-driven bound, and latency per sample.
+
+    The slowest stage is the layer with the largest mean bound, or the input stream (one cycle per
+    input word; ``input=events``: per event, plus the count word) when that is larger; a pipelined design can at best reach it, a sequential one
+    needs the sum of all stages.
+    """
+    bounds = {lay["node"]: lay["cycles"]["bound_mean"] for lay in layers if "cycles" in lay}
+    words_in = sum(int(u["n"]) for u in meta["inputs"])
+    if meta.get("input_events"):  # a count word and one word per event
+        words_in = float(np.mean(sum(np.asarray(rtl["events"][u["node"]], dtype=np.float64)
+                                     for u in meta["inputs"]))) + 2
+    slowest = max(bounds, key=bounds.get) if bounds else None
+    stage, bound = ("input stream", float(words_in)) if not bounds or words_in > bounds[slowest] else \
+        (slowest, float(bounds[slowest]))
+    cps = float(rtl["cycles_per_step"])
+    out = {"pipelined": meta.get("pipeline") is not None, "slowest_layer": slowest,
+           "slowest_layer_bound": float(bounds[slowest]) if slowest else None, "input_words": words_in,
+           "slowest_stage": stage, "slowest_stage_bound": bound,
+           "cycles_per_step_over_bound": cps / bound if bound else None}
+    if "latency_cycles_mean" in rtl:
+        out["latency_cycles_per_sample"] = float(rtl["latency_cycles_mean"])
+    return out

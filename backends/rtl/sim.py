@@ -91,8 +91,24 @@ def encode_words(meta: dict[str, Any], inputs: Any) -> np.ndarray:
             xq = quantize_unit(tm[0], spec["bits"])
             v = np.broadcast_to(xq[None], (t, *xq.shape))
         blocks.append(np.asarray(v, dtype=np.int64).reshape(t, batch, -1))
-    words = np.concatenate(blocks, axis=2)  # [T, B, W]
-    return np.ascontiguousarray(words.transpose(1, 0, 2))
+    words = np.ascontiguousarray(np.concatenate(blocks, axis=2).transpose(1, 0, 2))  # [B, T, W]
+    if meta.get("input_events"):
+        return event_words(words, meta["input_events"])
+    return words
+
+
+def event_words(words: np.ndarray, fmt: dict[str, int]) -> np.ndarray:
+    """input=events: ``[B, T, 1 + W]``, per step the count E of nonzero values, then E words
+    ``value << index_bits | position`` (values in two's complement of value_bits), zero padded."""
+    b, t, w = words.shape
+    out = np.zeros((b, t, 1 + w), dtype=np.int64)
+    vmask = (1 << fmt["value_bits"]) - 1
+    for i in range(b):
+        for j in range(t):
+            pos = np.flatnonzero(words[i, j])
+            out[i, j, 0] = pos.size
+            out[i, j, 1:1 + pos.size] = ((words[i, j, pos] & vmask) << fmt["index_bits"]) | pos
+    return out
 
 
 def _poll_progress(paths: list[Path], total: int, stop: threading.Event, enabled: bool) -> None:
@@ -245,7 +261,7 @@ def _simulate(art: Path, meta: dict, sources: list[Path], words: np.ndarray, pro
             poller.join()
         timing["sim"] = time.perf_counter() - t1
         with np.load(run_dir / "result.npz") as f:
-            res = {k: f[k] for k in ("out", "step_cycles", "layer_cycles", "events", "pooled")}
+            res = {k: f[k] for k in ("out", "step_cycles", "layer_cycles", "events", "pooled", "latency")}
         if waves:
             src = run_dir / ("dump.fst" if fst else "dump.vcd")
             if src.exists():
@@ -329,13 +345,13 @@ def _split_records(meta: dict, flat: np.ndarray, probe: bool, batch: int, steps:
     n_out = sum(r["n"] for r in meta["readouts"] if probe or not r["probe"])
     n_lay, n_ev = len(meta["layers"]), len(meta["evlists"])
     n_pool = sum(1 for lay in meta["layers"] for p in lay["paths"] if p.get("pool"))
-    rec = n_out + 1 + n_lay + n_ev + n_pool
+    rec = n_out + 1 + n_lay + n_ev + n_pool + 1
     if flat.size != batch * steps * rec:
         raise ToolchainError(f"compiled testbench wrote {flat.size} words, expected {batch * steps * rec}")
     a = flat.reshape(batch, steps, rec)
     cuts = np.cumsum([n_out, 1, n_lay, n_ev])
     return {"out": a[:, :, :cuts[0]], "step_cycles": a[:, :, cuts[0]], "layer_cycles": a[:, :, cuts[1]:cuts[2]],
-            "events": a[:, :, cuts[2]:cuts[3]], "pooled": a[:, :, cuts[3]:]}
+            "events": a[:, :, cuts[2]:cuts[3]], "pooled": a[:, :, cuts[3]:-1], "latency": a[:, 0, -1]}
 
 
 def _decode_readouts(meta: dict, out: np.ndarray, probe: bool, steps: int,
@@ -375,6 +391,8 @@ def _rtl_stats(meta: dict, res: dict, timing: dict, probe: bool) -> dict[str, An
         "step_cycles": step_cycles.T.copy(),
         "layer_cycles": {lay["node"]: layer_cycles[:, :, lay["index"]].T.copy() for lay in meta["layers"]},
         "cycles_per_step": float(step_cycles.mean()),
+        "latency_cycles": res["latency"].copy(),  # [B]: a sample's first input cycle .. its last output word
+        "latency_cycles_mean": float(res["latency"].mean()),
         "layer_cycles_per_step": {lay["node"]: float(layer_cycles[:, :, lay["index"]].mean())
                                   for lay in meta["layers"]},
         "events": {ev["pop"]: events[:, :, j].T.copy() for j, ev in enumerate(meta["evlists"])},

@@ -35,7 +35,7 @@ from ..ir.ops import (
 )
 from .base import Pass, PassContext, PassError, PassResult
 from .fold import FoldScale, canonical
-from .readout import commute_time_reductions, fold_token_means
+from .readout import commute_time_reductions, fold_token_means, insert_current_readouts
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class Legalize(Pass):
     """Make the graph implementable by the context's target.
 
     Rewrites (all targets):
+
+    * an output reading synapse currents (a classifier's logits) reads them through a
+      ``LIF(alpha_i=0, reset="none")``'s current port ``i`` (`insert_current_readouts`);
 
     * ``AvgPool2d`` -> ``SumPool2d`` + ``Scale(1 / (kh kw))``, then every
       constant scale is folded into weights or gains (`FoldScale`);
@@ -98,6 +101,7 @@ class Legalize(Pass):
                     "docs/lava-backend.md)"
                 )
         counts["time_reductions"] = commute_time_reductions(graph)
+        counts["current_readouts"] = insert_current_readouts(graph)
         for node in graph.of_type(AvgPool2d):
             self._split_avgpool(graph, node.name)
             counts["avgpool"] += 1

@@ -1,4 +1,5 @@
-"""Move a reduction over time behind the layers that read it.
+"""Readouts: move a reduction over time behind the layers that read it, fold token means,
+and give outputs that read synapse currents a neuron to read them through.
 
 The frontend turns ``head(x.mean(0))`` into an integrator (``LIF`` with
 ``alpha = 1``, no reset, read through its membrane; meta ``time_reduction``)
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Ref
-from ..ir.ops import LIF, Conv1d, Conv2d, Dense, Output, Permute, Reshape, Scale, SumPool2d
+from ..ir.ops import LIF, Conv1d, Conv2d, Dense, Input, Output, Permute, Reshape, Scale, SumPool2d
 from .base import PassError
 
 TIME_REDUCTION = "time_reduction"
@@ -92,3 +93,32 @@ def fold_token_means(graph: Graph) -> int:
         graph.remove(node.name)
         folded += 1
     return folded
+
+
+CURRENT_READOUT = "current_readout"
+
+
+def insert_current_readouts(graph: Graph) -> int:
+    """Give every output that reads synapse currents (a classifier ``Linear`` whose logits are the
+    model's output, as in SpikingJelly's SEW-ResNet; a sum of such layers) a neuron to read them
+    through: ``LIF(alpha_i=0, reset="none")`` read through its current ``i``, which is
+    ``0 * i_{t-1} + x_t = x_t`` exactly in float, and in integers the layer's accumulated input
+    in the neuron's current units (a current decay of zero is exact on every target). Its
+    spikes and membrane are never read (``alpha = 0.5`` only keeps the membrane bounded).
+    Outputs of neurons and inputs, also through reshapes and permutes, are left alone.
+    Marks the new node ``meta["current_readout"]``; returns how many were inserted.
+    """
+    inserted = 0
+    for out in list(graph.of_type(Output)):
+        (ref,) = out.inputs
+        cur = graph[ref.node]
+        while isinstance(cur.op, (Reshape, Permute)):
+            cur = graph[cur.inputs[0].node]
+        if isinstance(cur.op, (LIF, Input)):
+            continue
+        name = graph.unique_name(f"{ref.node}_readout")
+        graph.add(name, LIF(alpha=0.5, alpha_i=0.0, reset="none"), [Ref(ref.node, ref.port, ref.delay)],
+                  meta={CURRENT_READOUT: True})
+        graph.set_inputs(out.name, [Ref(name, "i")])
+        inserted += 1
+    return inserted

@@ -1,0 +1,82 @@
+"""``lanes=auto``: synapse lanes per layer, sized so that no pipeline stage is slower than it needs to be.
+
+A pipelined design (`npuc.backends.rtl.pipeline`) steps at the pace of its slowest stage. The
+input stage takes one cycle per input word, and a layer's neuron pass one cycle per neuron,
+whatever the lanes; more lanes only shorten the synapse phase. So the step time cannot go below
+
+    floor = max(input words, neurons of any layer)
+
+(with ``input=events`` the input stage takes the expected input events plus its count word)
+and lanes beyond what brings a stage to that floor only add hardware. For every layer the
+expected synapse cycles per step at L lanes are
+
+    sum over its paths p of  E_p x taps_p x ceil(channels_p / L)
+
+with ``E_p`` the events per step of the path's source from the calibration firing rates the
+quantize pass stored (``node.meta["rate"]``), and ``taps_p`` the mean kernel taps per event. A
+stage's cost is the sum over its layers (they run one after another) of synapse cycles, neurons
+and fill cycles; each stage's layers get the smallest lanes that bring it to the floor, the layer
+with the largest synapse cost first. Attention units keep one lane (their cost does not follow
+this model).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .model import Design, Layer
+from .model import Path as SynPath
+from .util import RtlSupportError
+
+FILL = 8  # cycles per layer beyond synapses and neurons (phase starts, pipeline fill; see report.PHASE_DEPTH)
+
+
+def _rate(graph: Any, pop: str) -> float:
+    rate = graph[pop].meta.get("rate")
+    if rate is None:
+        raise RtlSupportError(f"lanes=auto needs the firing rate of '{pop}' (node.meta['rate'], set by the quantize "
+                              "pass from the calibration data); compile with calibration inputs or give lanes=N")
+    return float(np.sum(np.asarray(rate, dtype=np.float64)))
+
+
+def _paths(lay: Layer) -> list[SynPath]:
+    return [p for p in lay.paths if isinstance(p, SynPath) and p.maxpool is None]
+
+
+def layer_cost(graph: Any, lay: Layer, lanes: int) -> float:
+    """Expected cycles per step of a layer at ``lanes`` (the design was lowered with one lane)."""
+    syn = 0.0
+    for p in _paths(lay):
+        taps = p.fanout / p.kc  # one lane: kc = channels
+        syn += _rate(graph, p.source.pop) * taps * -(-p.cg // lanes)
+    fixed = sum(p.fanout * _rate(graph, p.source.pop) for p in lay.paths if isinstance(p, SynPath) and p.maxpool)
+    return syn + fixed + lay.n + FILL
+
+
+def balance(graph: Any, d: Design) -> dict[str, int]:
+    """Lanes per layer (node name) for a design lowered with one lane."""
+    # sequential top: no stage overlaps, each layer is brought to the floor on its own
+    groups = d.pipeline.groups if d.pipeline is not None else [[k] for k in range(len(d.layers))]
+    layers = {lay.index: lay for lay in d.layers if isinstance(lay, Layer) and _paths(lay)}
+    # the input stage: one cycle per word (input=events: per expected event, plus the count word)
+    words = sum(_rate(graph, u.node) for u in d.inputs) + 2 if d.input_events else d.words_in
+    floor = max([words] + [lay.n + FILL for lay in d.layers])
+    lanes = {k: 1 for k in layers}
+
+    def top(k: int) -> int:
+        return max(p.cg for p in _paths(layers[k]))
+
+    for members in groups:
+        ks = [k for k in members if k in layers]
+        others = sum(lay.n + FILL for lay in d.layers if lay.index in members and lay.index not in layers)
+        while others + sum(layer_cost(graph, layers[k], lanes[k]) for k in ks) > floor:
+            grow = [k for k in ks if lanes[k] < top(k)]
+            if not grow:
+                break
+            k = max(grow, key=lambda j: layer_cost(graph, layers[j], lanes[j]) - layers[j].n)
+            c = top(k)
+            chunks = -(-c // lanes[k])
+            lanes[k] = -(-c // (chunks - 1))  # the fewest lanes that save one chunk per event
+    return {layers[k].node: v for k, v in lanes.items()}
