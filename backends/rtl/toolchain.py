@@ -273,17 +273,23 @@ def build_harness(sources: list[Path], top: str, harness: Path, parameters: dict
         if build_dir.exists():
             shutil.rmtree(build_dir)
         build_dir.mkdir(parents=True)
+        # Verilator's generated Makefile cannot take paths with spaces: build from copies
+        src = build_dir / "src"
+        src.mkdir()
+        local = []
+        for f in [harness, *sources]:
+            shutil.copyfile(f, src / Path(f).name)
+            local.append(str(src / Path(f).name))
         cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--quiet", "-Mdir", str(build_dir),
                "--top-module", top, "--prefix", "Vtop", "-o", "harness", "--timescale", "1ns/1ps",
-               *[f"-G{k}={v}" for k, v in parameters.items()],
-               str(Path(harness).resolve()), *[str(Path(s).resolve()) for s in sources]]
+               *[f"-G{k}={v}" for k, v in parameters.items()], *local]
         cache = root / "runtime" / f"harness{opt}"
         _prime_runtime(cache, build_dir, names=_HARNESS_RUNTIME)
         _make_harness(cmd, build_dir, opt)
         _store_runtime(cache, build_dir, names=_HARNESS_RUNTIME)
         for f in build_dir.iterdir():  # only the executable is reused (the C++ and objects are large)
             if f.name not in ("harness", "build.log"):
-                f.unlink()
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
         done.write_text("ok\n")
     return exe
 

@@ -129,7 +129,12 @@ class Quantize(Pass):
         unless a convolution carries one or the target keeps stock processes only."""
         if ctx.target.options.get("stock_only"):
             return False
-        return all(isinstance(graph[p.weighted].op, Dense) for p, _ in dense_bias)
+        for p, _ in dense_bias:
+            if not isinstance(graph[p.weighted].op, Dense):
+                return False
+            if p.post_delay:  # a delayed current lacks the bias at step 0: no constant the neuron adds
+                return False
+        return True
 
     def _neuron(self, graph: Graph, name: str, probes, units, prof: NumericProfile, ctx: PassContext) -> dict:
         node = graph[name]
@@ -203,9 +208,14 @@ class Quantize(Pass):
         elif prof.weight_scheme == "loihi" and dense_bias and not self._current_bias_exact(graph, dense_bias, ctx):
             if not ctx.allow_approx:
                 conv = next((p.weighted for p, _ in dense_bias if not isinstance(graph[p.weighted].op, Dense)), None)
-                why = (f"'{conv}' is a convolution, whose accumulator wraps at 24 bits before the neuron could add "
-                       "a bias" if conv else "stock_only keeps lava-nc's stock neurons, which add biases to the "
-                       "membrane only (npuc's custom neuron process adds them to the current)")
+                if ctx.target.options.get("stock_only"):
+                    why = ("stock_only keeps lava-nc's stock neurons, which add biases to the membrane only (npuc's "
+                           "custom neuron process adds them to the current)")
+                elif conv:
+                    why = f"'{conv}' is a convolution, whose accumulator wraps at 24 bits before the neuron could add a bias"
+                else:
+                    why = ("the biased synapse is read one step late, so its bias is missing at the first step; "
+                           "delay the synapse's input instead")
                 raise PassError(f"neuron '{name}' has a current state fed by a layer with a bias; {why}. Remove the "
                                 "bias, or pass --allow-approx")
             ctx.warn(f"neuron '{name}': synapse bias of a CUBA neuron moved to the membrane (steady-state approximation)")
