@@ -190,3 +190,14 @@ def test_latency_estimate_is_the_report_bound_and_near_the_rtl_cycles(tmp_path, 
     bound = sum(lay["cycles"]["bound_mean"] for lay in rep["layers"])
     assert row["cycles_per_step"] == pytest.approx(bound, abs=0.01)
     assert 0.8 <= row["cycles_per_step"] / rep["total"]["cycles_per_step"] <= 1.02
+
+
+@pytest.mark.yosys
+def test_ecp5_costs_carry_the_placed_and_routed_fmax(tmp_path, data, graph):
+    """synth="ecp5": Yosys + nextpnr per design; the latency is the cycle bound at that Fmax."""
+    x, y = data
+    res = npuc.explore(graph, x, y, "fpga", "weight_bits=4,lanes=1", tmp_path / "ex", workers=0, synth="ecp5",
+                       calibration=64, progress=False)
+    row = res.rows[0]
+    assert row["LUT"] > 0 and row["fmax_mhz"] > 0 and row["clock_mhz"] == row["fmax_mhz"]
+    assert row["latency_us"] == pytest.approx(row["cycles_per_step"] * row["num_steps"] / row["fmax_mhz"], rel=1e-3)

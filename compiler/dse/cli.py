@@ -74,8 +74,9 @@ def add_parsers(sub: Any) -> None:
                    help="every point (default), a seeded random sample, or Optuna NSGA-II (both need --budget)")
     e.add_argument("--budget", type=int, help="number of points to evaluate")
     e.add_argument("--seed", type=int, default=0, help="seed of the random and NSGA-II searches")
-    e.add_argument("--synth", choices=("none", "ice40", "xilinx", "generic"), default="none",
-                   help="FPGA: Yosys flow for LUT/FF/BRAM per point (cached per design; default none: memory bits)")
+    e.add_argument("--synth", choices=("none", "ice40", "xilinx", "generic", "ecp5"), default="none",
+                   help="FPGA: Yosys flow for LUT/FF/BRAM per point, or ecp5: Yosys + nextpnr place and route "
+                   "(Fmax, latency at Fmax); cached per design; default none: memory bits")
     e.add_argument("--min-accuracy", type=float,
                    help="accuracy floor for best-<cost>/ builds (default: best accuracy - 0.01)")
     e.add_argument("--calibration", help=".npy calibration inputs (default: --data)")

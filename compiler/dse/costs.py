@@ -1,7 +1,7 @@
 """Hardware cost of one compiled point, read from its build directory.
 
 FPGA: neurons and memory bits (design.json), LUT/FF/BRAM from Yosys (optional, cached
-per design hash), Fmax from place and route when the build's report carries it
+per design hash), Fmax from nextpnr (``synth="ecp5"``) or when the build's report carries it
 (``report.json`` ``targets.<fpga>.synth``), and latency: an event-driven cycle bound per
 time step (`npuc.backends.rtl.report`'s model, fed with the integer engine's measured
 events) times the steps, at Fmax or else the target's nominal ``clock_mhz``.
@@ -43,7 +43,8 @@ def fpga_costs(build: Path, target: str, events: dict[str, np.ndarray], steps: i
     """Cost columns of an FPGA build and new Yosys results ``{design hash: totals}``.
 
     ``events[pop]``: nonzero outputs of each population per step and sample ``[T, B]``
-    (integer engine); ``synth``: Yosys flow (``ice40``, ``xilinx``, ``generic``) or None;
+    (integer engine); ``synth``: Yosys flow (``ice40``, ``xilinx``, ``generic``), ``ecp5``
+    (Yosys + nextpnr: Fmax too), or None;
     ``known``: Yosys totals already measured, by design hash (skips synthesis).
     """
     from ..backends.rtl import toolchain
@@ -59,23 +60,38 @@ def fpga_costs(build: Path, target: str, events: dict[str, np.ndarray], steps: i
                            "neurons": sum(lay["n"] for lay in meta["layers"]),
                            "memory_bits": _memory_bits(meta)}
     new: dict[str, Any] = {}
+    measured: dict[str, Any] = {}
     if synth:
         key = f"{design}:{synth}"
         if key not in known:
-            from ..backends.rtl.report import resources
-
-            new[key] = resources(art, synth)["total"]
-        row.update({k: (known.get(key) or new[key]).get(k) for k in ("LUT", "FF", "BRAM", "DSP")})
+            new[key] = _synthesize(art, synth)
+        measured = known.get(key) or new[key]
+        row.update({k: measured.get(k) for k in ("LUT", "FF", "BRAM", "DSP")})
     pnr = report.get("synth") or {}  # place-and-route figures when the build carries them
     for k in ("LUT", "FF", "BRAM", "DSP"):
         if row.get(k) is None and isinstance(pnr.get(k), (int, float)):
             row[k] = pnr[k]
-    fmax = next((pnr[k] for k in ("fmax_mhz", "fmax") if isinstance(pnr.get(k), (int, float))), None)
+    fmax = measured.get("fmax_mhz") or next(
+        (pnr[k] for k in ("fmax_mhz", "fmax") if isinstance(pnr.get(k), (int, float))), None)
     clock = fmax or _clock_mhz(target, build)
     cycles = cycles_per_step(meta, events)
     row.update({"fmax_mhz": fmax, "clock_mhz": clock, "cycles_per_step": cycles,
                 "latency_us": None if cycles is None else round(cycles * steps / clock, 4)})
     return row, new
+
+
+def _synthesize(art: Path, synth: str) -> dict[str, Any]:
+    """Resource totals of one design: Yosys (``ice40``, ``xilinx``, ``generic``), or Yosys and
+    nextpnr place and route on an ecp5 LFE5U-85F (``ecp5``: also ``fmax_mhz``)."""
+    if synth == "ecp5":
+        from ..backends.rtl import pnr
+
+        fig = pnr.measure(art, "ecp5")
+        return {"LUT": fig.get("lut"), "FF": fig.get("ff"), "BRAM": fig.get("bram"), "DSP": fig.get("dsp"),
+                "fmax_mhz": fig.get("fmax_mhz") if fig.get("fits", True) else None}
+    from ..backends.rtl.report import resources
+
+    return resources(art, synth)["total"]
 
 
 def _clock_mhz(target: str, build: Path) -> float:

@@ -65,7 +65,8 @@ def explore(model: Any, data: Any, labels: Any, target: str, space: str, out: st
         space: knob text, e.g. ``"weight_bits=4..8,lanes=1,2,4,steps=8,16"``.
         search: ``grid``, ``random`` or ``nsga`` (``budget`` points).
         scheduler: None (local processes), ``local:N`` or ``tcp://HOST:PORT`` (Dask).
-        synth: Yosys flow for FPGA LUT/FF/BRAM (``ice40``, ``xilinx``, ``generic``) or None.
+        synth: Yosys flow for FPGA LUT/FF/BRAM (``ice40``, ``xilinx``, ``generic``), ``ecp5``
+            (Yosys + nextpnr place and route: Fmax too) or None.
         min_accuracy: accuracy floor for the cheapest builds (default: best accuracy - 0.01).
 
     Raises:
