@@ -231,17 +231,13 @@ def measure(art: Path, family: str = "ecp5", device: str | None = None, timeout:
 def _synth_dir(art: Path, meta: dict[str, Any], family: str, say: Callable[[str], None], timeout: float) -> Path:
     """The (cached) Yosys run of a design for a family: netlist.json, stats and ``synth.json`` counts."""
     sources = toolchain.design_sources(art)
-    mems = sorted((art / "mem").glob("*.hex")) if (art / "mem").is_dir() else []
+    mems = toolchain.memory_images(art)
     h = toolchain.sources_hash([*sources, *mems], {"family": family, "script": SYNTH[family], "v": VERSION})
     work = toolchain.cache_root() / "pnr" / f"{meta['top']}_{family}_{h}"
     if (work / "synth.json").exists():
         return work
     tmp = work.with_name(work.name + f".tmp{uuid.uuid4().hex[:8]}")
-    (tmp / "mem").mkdir(parents=True)
-    for s in sources:
-        shutil.copy2(s, tmp / s.name)
-    for m in mems:
-        shutil.copy2(m, tmp / "mem" / m.name)
+    toolchain.copy_design(tmp, sources, mems)
     (tmp / f"{SHELL}.v").write_text(shell_source(meta))
     t0 = time.perf_counter()
     say(f"{family}: Yosys synthesis of {meta['top']} ...")

@@ -132,7 +132,7 @@ _HEX_LINE = re.compile(rb"[0-9a-fA-F]+\r?")
 def check_memories(art: Path) -> None:
     """Every ``mem/*.hex`` holds one hex word per line (what `emit` writes); anything else
     would make Verilator's ``$readmemh`` fail deep in the simulation."""
-    for f in sorted((art / "mem").glob("*.hex")) if (art / "mem").is_dir() else []:
+    for f in toolchain.memory_images(art):
         for i, line in enumerate(f.read_bytes().split(b"\n"), 1):
             if line and not _HEX_LINE.fullmatch(line):
                 raise ArtifactError(f"{f}, line {i}: {line[:20]!r} is not a hex word; recompile the build")

@@ -102,6 +102,22 @@ def design_sources(artifact_dir: Path) -> list[Path]:
     return [artifact_dir / f for f in files]
 
 
+def memory_images(artifact_dir: Path) -> list[Path]:
+    """The design's ``$readmemh`` images (``mem/*.hex``), sorted."""
+    mem = artifact_dir / "mem"
+    return sorted(mem.glob("*.hex")) if mem.is_dir() else []
+
+
+def copy_design(dest: Path, sources: list[Path], mems: list[Path] = ()) -> None:
+    """Copy a design's sources into ``dest`` and its memory images into ``dest/mem``, so a tool
+    run there finds them by the relative paths the design uses (and paths with spaces stay out)."""
+    (dest / "mem").mkdir(parents=True, exist_ok=True)
+    for s in sources:
+        shutil.copy2(s, dest / Path(s).name)
+    for m in mems:
+        shutil.copy2(m, dest / "mem" / m.name)
+
+
 def lint_design(artifact_dir: Path, probe: bool = False) -> list[tuple[str, str, str, int, str]]:
     """Lint an emitted design with ``PROBE=probe``; with ``probe=False`` also its AXI4-Stream wrapper."""
     artifact_dir = Path(artifact_dir).resolve()  # Verilator runs inside it: source paths must be absolute
@@ -275,11 +291,8 @@ def build_harness(sources: list[Path], top: str, harness: Path, parameters: dict
         build_dir.mkdir(parents=True)
         # Verilator's generated Makefile cannot take paths with spaces: build from copies
         src = build_dir / "src"
-        src.mkdir()
-        local = []
-        for f in [harness, *sources]:
-            shutil.copyfile(f, src / Path(f).name)
-            local.append(str(src / Path(f).name))
+        copy_design(src, [harness, *sources])
+        local = [str(src / Path(f).name) for f in [harness, *sources]]
         cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--quiet", "-Mdir", str(build_dir),
                "--top-module", top, "--prefix", "Vtop", "-o", "harness", "--timescale", "1ns/1ps",
                *[f"-G{k}={v}" for k, v in parameters.items()], *local]
@@ -373,19 +386,14 @@ def yosys_stats(sources: list[Path], top: str, target: str = "ice40", parameters
     """
     if target not in SYNTH:
         raise ValueError(f"unknown Yosys target {target!r}; choose from {list(SYNTH)}")
-    art = sources[0].parent
-    mems = sorted((art / "mem").glob("*.hex")) if (art / "mem").is_dir() else []
+    mems = memory_images(sources[0].parent)
     key = sources_hash([*sources, *mems], {"top": top, "script": SYNTH[target], "params": parameters, "v": 1})
     work = cache_root() / "yosys" / f"{top}_{target}_{key}"
     stats_file = work / "stats.json"
     if stats_file.exists():
         return json.loads(stats_file.read_text())
     tmp = work.with_name(work.name + f".tmp{uuid.uuid4().hex[:8]}")
-    (tmp / "mem").mkdir(parents=True)
-    for s in sources:
-        shutil.copy2(s, tmp / s.name)
-    for m in mems:
-        shutil.copy2(m, tmp / "mem" / m.name)
+    copy_design(tmp, sources, mems)
     sets = " ".join(f"-set {k} {int(v)}" for k, v in (parameters or {}).items())
     script = [f"read_verilog -defer {s.name}" for s in sources]
     if sets:

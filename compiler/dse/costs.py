@@ -54,8 +54,7 @@ def fpga_costs(build: Path, target: str, events: dict[str, np.ndarray], steps: i
     meta = load_design(art)
     report = json.loads((build / "report.json").read_text())["targets"][target]
     sources = toolchain.design_sources(art)
-    mems = sorted((art / "mem").glob("*.hex")) if (art / "mem").is_dir() else []
-    design = toolchain.sources_hash([*sources, *mems])
+    design = toolchain.sources_hash([*sources, *toolchain.memory_images(art)])
     row: dict[str, Any] = {"design_hash": design,
                            "neurons": sum(lay["n"] for lay in meta["layers"]),
                            "memory_bits": _memory_bits(meta)}
