@@ -75,11 +75,11 @@ def _batch_axis(layout: str) -> int:
 
 
 def simulate_chunks(graph: Graph, inputs: Any | Sequence[Any], engine: str = "int",
-                    chunk: int = 4096) -> Iterator[tuple[int, int, SimResult]]:
+                    chunk: int = 4096, **kwargs: Any) -> Iterator[tuple[int, int, SimResult]]:
     """`simulate` on consecutive slices of at most ``chunk`` samples, yielding
     ``(first, stop, result)`` per slice: reduce each result (accuracy, spike counts) and memory
     stays bounded by one chunk however large the data set (a memory-mapped ``.npy`` is read one
-    slice at a time)."""
+    slice at a time). ``kwargs`` go to `simulate` (e.g. ``probe``)."""
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise UserError(f"chunk must be a positive number of samples, got {chunk!r}")
     xs = _input_list(graph, inputs)
@@ -93,7 +93,7 @@ def simulate_chunks(graph: Graph, inputs: Any | Sequence[Any], engine: str = "in
         for x, ax in zip(xs, axes):
             piece = x[(slice(None),) * ax + (slice(lo, hi),)]
             part.append(np.array(piece) if isinstance(piece, np.ndarray) else piece)  # copies a memmap's slice
-        yield lo, hi, simulate(graph, part if len(part) > 1 else part[0], engine)
+        yield lo, hi, simulate(graph, part if len(part) > 1 else part[0], engine, **kwargs)
 
 
 def _joined(graph: Graph, parts: list[tuple[int, int, SimResult]]) -> SimResult:

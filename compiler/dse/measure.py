@@ -54,9 +54,13 @@ def run_chunk(graph: Any, x: np.ndarray, engine: str = "int", events: bool = Fal
     """One chunk through a golden engine (``x``: one input, batch first or ``[T, B, ...]``)."""
     from ..sim import simulate
 
+    return tally(graph, simulate(graph, x, engine, probe=populations(graph)), events)
+
+
+def tally(graph: Any, res: Any, events: bool = False) -> Tally:
+    """Predictions, spike counts and (``events``) per-step events of one probed `SimResult`."""
     pops = populations(graph)
     neurons = {n.name for n in graph if n.name in pops and n.op.kind != "io"}  # inputs carry values, not spikes
-    res = simulate(graph, x, engine, probe=pops)
     out = np.asarray(res.outputs[0], dtype=np.float64)
     op = graph.outputs()[0].op
     if op.decoding == "sequence":
@@ -79,13 +83,12 @@ def run_chunk(graph: Any, x: np.ndarray, engine: str = "int", events: bool = Fal
 
 def run_chunked(graph: Any, x: np.ndarray, engine: str = "int", chunk: int = DEFAULT_CHUNK,
                 events: bool = False) -> Tally:
-    """A whole data set, ``chunk`` samples at a time, in one process."""
-    tb = graph.inputs()[0].op.layout == "TB"
-    n = x.shape[1] if tb else x.shape[0]
+    """A whole data set, ``chunk`` samples at a time, in one process (`npuc.sim.simulate_chunks`)."""
+    from ..sim import simulate_chunks
+
     total = Tally()
-    for lo in range(0, n, chunk):
-        part = x[:, lo:lo + chunk] if tb else x[lo:lo + chunk]
-        total.merge(run_chunk(graph, part, engine, events))
+    for _, _, res in simulate_chunks(graph, x, engine, chunk, probe=populations(graph)):
+        total.merge(tally(graph, res, events))
     return total
 
 
