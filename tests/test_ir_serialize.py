@@ -56,6 +56,23 @@ def test_profile_round_trip(tmp_path):
     assert np.array_equal(simulate(g, x, "int").output, simulate(h, x, "int").output)
 
 
+@pytest.mark.parametrize("lo,hi", [(-128, 127), (-300, 300), (-(1 << 20), 1 << 20), (-(1 << 40), 1 << 40)])
+def test_large_integer_weights_are_stored_narrow_and_load_as_int64(tmp_path, lo, hi):
+    rng = np.random.default_rng(hi)
+    w = rng.integers(lo, hi + 1, size=(64, 48))
+    w[0, :2] = lo, hi
+    g = Graph("q", num_steps=2)
+    g.add("x", Input((48,), q=QInput(frac_bits=0)))
+    g.add("d", Dense(w.astype(np.float32), q=QSynapse(w, 0, np.zeros(64, np.int64))), ["x"])
+    g.add("o", Output(), ["d"])
+    g.save(tmp_path / "g")
+    stored = np.load(tmp_path / "g" / "tensors.npz")
+    assert max(stored[k].dtype.itemsize for k in stored.files if stored[k].size == w.size and stored[k].dtype.kind == "i") \
+        == (1 if hi < 128 else 2 if hi < 1 << 15 else 4 if hi < 1 << 31 else 8)
+    h = Graph.load(tmp_path / "g")
+    assert h["d"].op.q.weight.dtype == np.int64 and np.array_equal(h["d"].op.q.weight, w)
+
+
 def test_save_is_deterministic(tmp_path):
     every_op_graph(quantized=True).save(tmp_path / "a")
     every_op_graph(quantized=True).save(tmp_path / "b")

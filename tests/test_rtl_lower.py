@@ -246,3 +246,21 @@ def test_same_step_subtract_range_is_sound(spike, compare_, lo, span, vth, vth_l
     amt = Range.of(0, vth, vth_lo) if spike == "ternary" else Range(0, vth * (16 if spike == "multilevel" else 1))
     r = _subtract_range(lif, Range(lo, lo + span), vth, vth_lo, amt)
     assert r.lo <= int(v.min()) and int(v.max()) <= r.hi
+
+
+@pytest.mark.parametrize("lanes,lw", [(1, 1), (1, 7), (3, 5), (4, 8), (8, 9), (2, 40)])
+def test_memory_hex_image_equals_per_word_packing(lanes, lw):
+    """The numpy image writer (lane matrices, chunked) against packing each word by hand."""
+    from npuc.backends.rtl.model import hex_image
+
+    rng = np.random.default_rng(lanes * 100 + lw)
+    vals = rng.integers(-(1 << (lw - 1)) if lw > 1 else 0, 1 << (lw - 1) if lw > 1 else 2, size=(37, lanes))
+    width, digits = lanes * lw, -(-lanes * lw // 4)
+    expect = "".join(f"{sum((int(v) & ((1 << lw) - 1)) << (j * lw) for j, v in enumerate(row)):0{digits}x}\n"
+                     for row in vals)
+    assert hex_image(vals, width, chunk=5) == expect
+    assert hex_image(np.array([int(v) for v in vals[:, 0]], dtype=object), lw) == _expect_1d(vals[:, 0], lw)
+
+
+def _expect_1d(col, lw):
+    return "".join(f"{int(v) & ((1 << lw) - 1):0{max(1, -(-lw // 4))}x}\n" for v in col)

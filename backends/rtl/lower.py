@@ -646,12 +646,9 @@ def _dense(graph: Graph, name: str, op: Dense, w: np.ndarray, arr: np.ndarray, i
     padded[:n_out] = w
     if arr.ndim > 1:
         return _token_dense(padded, arr, inv, lanes, ww, kc, n_out, k, i)
-    words = []
-    for e in range(n_in):
-        col = padded[:, inv[e]]
-        for c in range(kc):
-            words.append(_pack(col[c * lanes:(c + 1) * lanes], ww))
-    return {"kind": 0, "weights": Memory("", lanes * ww, _words(words)), "adepth": kc, "kc": kc, "cg": n_out,
+    # word e * KC + c holds rows c * L .. c * L + L - 1 of event e's column
+    rows = padded[:, inv].reshape(kc, lanes, n_in).transpose(2, 0, 1).reshape(-1, lanes)
+    return {"kind": 0, "weights": Memory("", lanes * ww, rows), "adepth": kc, "kc": kc, "cg": n_out,
             "P": 1, "channels": n_out, "fan_in": n_in, "fanout": float(kc), "synapses": float(n_out)}
 
 
@@ -663,13 +660,13 @@ def _token_dense(padded: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: in
     ``t * n_out + o`` sits at lane ``o mod L`` like ``tokens`` dense groups."""
     n_in = arr.shape[-1]
     tokens = arr.size // n_in
-    words = [_pack(padded[c * lanes:(c + 1) * lanes, f], ww) for f in range(n_in) for c in range(kc)]
+    rows = padded.reshape(kc, lanes, n_in).transpose(2, 0, 1).reshape(-1, lanes)  # word f * KC + c
     featb, tokb = unsigned_bits(n_in - 1), unsigned_bits(tokens - 1)
     dec = []
     for e in range(arr.size):
         t, f = divmod(int(inv[e]), n_in)
         dec.append(f | (t << featb))
-    return {"kind": 2, "weights": Memory("", lanes * ww, _words(words)), "adepth": tokens * kc, "kc": kc,
+    return {"kind": 2, "weights": Memory("", lanes * ww, rows), "adepth": tokens * kc, "kc": kc,
             "cg": n_out, "P": 1, "channels": tokens * n_out, "fan_in": n_in, "conv": {"TOKB": tokb, "FEATB": featb},
             "decode": Memory(f"l{k}_p{i}_decode.hex", tokb + featb, _words(dec)), "tokens": tokens,
             "fanout": float(kc), "synapses": float(n_out)}
@@ -713,38 +710,31 @@ def _conv(graph: Graph, name: str, op, w: np.ndarray, arr: np.ndarray, inv: np.n
     kb = unsigned_bits(max(kh, kw) - 1)
     ob = unsigned_bits(max(oh, ow) - 1)
     nb = unsigned_bits(max(max(r[2] for r in rows_y), max(r[2] for r in rows_x)))
-    dec = []
-    fan = []
-    syn = []
-    for e in range(arr.size):
-        cc, y, x = np.unravel_index(int(inv[e]), arr.shape)
-        g, ci = divmod(int(cc), cig)
-        u0, i0, nu = rows_y[y]
-        v0, j0, nv = rows_x[x]
-        fields = [(g, gb), (ci, cib), (u0, kb), (i0, ob), (nu, nb), (v0, kb), (j0, ob), (nv, nb)]
-        word, sh = 0, 0
-        for val, bits in fields:
-            word |= int(val) << sh
-            sh += bits
-        dec.append(word)
-        taps = nu * nv
-        fan.append(taps * kc if taps else 1)
-        syn.append(taps * cg)
+    # decode word of event e: {g, ci, u0, i0, nu, v0, j0, nv}, first field lowest
+    cc, y, x = np.unravel_index(np.asarray(inv, dtype=np.int64), arr.shape)
+    g, ci = np.divmod(cc, cig)
+    (u0, i0, nu), (v0, j0, nv) = np.asarray(rows_y, dtype=np.int64)[y].T, np.asarray(rows_x, dtype=np.int64)[x].T
+    dec = [0] * arr.size if gb + cib + 2 * kb + 2 * ob + 2 * nb > 62 else np.zeros(arr.size, dtype=np.int64)
+    sh = 0
+    for val, bits in [(g, gb), (ci, cib), (u0, kb), (i0, ob), (nu, nb), (v0, kb), (j0, ob), (nv, nb)]:
+        if isinstance(dec, list):  # wider than int64 (never seen; kept exact)
+            dec = [d | (int(v) << sh) for d, v in zip(dec, val)]
+        else:
+            dec |= val << sh
+        sh += bits
+    taps = nu * nv
+    fan = np.where(taps > 0, taps * kc, 1)
+    syn = taps * cg
     padded = np.zeros((groups, kc * lanes, cig, kh, kw), dtype=np.int64)
     padded[:, :cg] = w.reshape(groups, cg, cig, kh, kw)
-    words = []
-    for g in range(groups):
-        for c_ in range(kc):
-            for ci in range(cig):
-                for u in range(kh):
-                    for v in range(kw):
-                        words.append(_pack(padded[g, c_ * lanes:(c_ + 1) * lanes, ci, u, v], ww))
+    # word ((((g * KC + c) * CIG + ci) * KH + u) * KW + v) holds output channels c * L .. c * L + L - 1
+    rows = padded.reshape(groups, kc, lanes, cig, kh, kw).transpose(0, 1, 3, 4, 5, 2).reshape(-1, lanes)
     conv = {"GB": gb, "CIB": cib, "KB": kb, "OB": ob, "NB": nb, "CIG": cig, "KH": kh, "KW": kw, "OH": oh,
             "OW": ow, "USTEP": ustep, "ISTEP": istep, "VSTEP": vstep, "JSTEP": jstep}
     rw = gb + cib + 2 * kb + 2 * ob + 2 * nb
-    return {"kind": 1, "weights": Memory("", lanes * ww, _words(words)), "adepth": groups * kc * oh * ow,
+    return {"kind": 1, "weights": Memory("", lanes * ww, rows), "adepth": groups * kc * oh * ow,
             "kc": kc, "cg": cg, "P": oh * ow, "channels": co, "fan_in": cig * kh * kw, "conv": conv,
-            "decode": Memory(f"l{k}_p{i}_decode.hex", rw, _words(dec)),
+            "decode": Memory(f"l{k}_p{i}_decode.hex", rw, _words(dec) if isinstance(dec, list) else dec),
             "fanout": float(np.mean(fan)), "synapses": float(np.mean(syn))}
 
 

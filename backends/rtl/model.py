@@ -26,11 +26,15 @@ import numpy as np
 
 @dataclass
 class Memory:
-    """A ``$readmemh`` image: ``words`` (python ints, two's complement of ``width`` bits)."""
+    """A ``$readmemh`` image of ``width``-bit words (two's complement; signed values allowed).
+
+    ``words`` is either a 1-D object array of python ints, or a 2-D integer array of *lane
+    values* ``[depth, L]`` packed ``width // L`` bits each, lane 0 lowest (a weight ROM row):
+    kept unpacked so multi-million-word images are packed and printed by numpy, not per word."""
 
     name: str  # file name inside the artifact's mem/ folder
     width: int
-    words: np.ndarray  # object array of python ints (signed values allowed)
+    words: np.ndarray
 
     @property
     def depth(self) -> int:
@@ -43,6 +47,35 @@ class Memory:
     @property
     def bits(self) -> int:
         return self.width * self.depth
+
+    def hex(self) -> str:
+        """The image as ``$readmemh`` text: one word per line, ceil(width / 4) hex digits."""
+        return hex_image(self.words, self.width)
+
+
+def hex_image(words: np.ndarray, width: int, chunk: int = 1 << 18) -> str:
+    digits = max(1, -(-width // 4))
+    lanes = words.reshape(len(words), -1) if words.dtype != object else None
+    if lanes is None and width <= 62:
+        lanes = np.array([int(w) for w in words], dtype=np.int64).reshape(-1, 1)
+    if lanes is None:  # wide 1-D images of python ints (small: decode/iteration ROMs)
+        mask = (1 << width) - 1
+        return "".join(f"{int(w) & mask:0{digits}x}\n" for w in words)
+    lw, rem = divmod(width, lanes.shape[1])
+    if rem:
+        raise ValueError(f"a {width}-bit word does not split into {lanes.shape[1]} lanes")
+    nbytes = -(-(lw * lanes.shape[1]) // 8)
+    shifts = np.arange(lw, dtype=np.int64)
+    out = []
+    for at in range(0, len(lanes), chunk):
+        part = lanes[at:at + chunk].astype(np.int64)
+        bits = ((part[..., None] >> shifts) & 1).astype(np.uint8).reshape(len(part), -1)
+        packed = np.packbits(bits, axis=1, bitorder="little")
+        packed = np.pad(packed, ((0, 0), (0, nbytes - packed.shape[1])))[:, ::-1]  # big-endian rows
+        text = np.frombuffer(np.ascontiguousarray(packed).tobytes().hex().encode(), dtype="S1")
+        text = text.reshape(len(part), 2 * nbytes)[:, 2 * nbytes - digits:]
+        out.append(np.hstack([text, np.full((len(part), 1), b"\n", dtype="S1")]).tobytes().decode())
+    return "".join(out)
 
 
 @dataclass

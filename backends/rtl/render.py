@@ -34,7 +34,7 @@ import jinja2
 from . import integration
 from .bounds import unsigned_bits
 from .lower import STATIC_MODULES, vconst
-from .model import AttnPath, Design, Gather, Layer, Memory, Unit
+from .model import AttnPath, Design, Gather, Layer, Unit
 from .model import Path as SynPath
 from .pipeline import copy_name
 
@@ -263,12 +263,6 @@ def _pipe_view(d: Design, layers: list[SimpleNamespace]) -> SimpleNamespace:
 # -- files ------------------------------------------------------------------------------------
 
 
-def _hex(mem: Memory) -> str:
-    digits = max(1, -(-mem.width // 4))
-    mask = (1 << mem.width) - 1
-    return "".join(f"{int(w) & mask:0{digits}x}\n" for w in mem.words)
-
-
 def _gather_bits(g: Gather, rows: tuple[int, int], widths: tuple[int, int]) -> dict[str, int]:
     return {"gather_rows": rows[0] * widths[0] * g.fw + rows[1] * widths[1] * g.fw, "gather_rom": g.rom.bits}
 
@@ -381,7 +375,7 @@ def render(d: Design, out_dir: Path) -> list[Path]:
     v = view(d)
     files = verilog_files(d, v)
     for mem in d.memories():
-        files[mem.path] = _hex(mem)
+        files[mem.path] = mem.hex()
     files[f"tb_{d.top}.py"] = env.get_template("tb.py.j2").render(d=v)
     files[f"harness_{d.top}.cpp"] = env.get_template("harness.cpp.j2").render(d=v)
     meta = design_json(d)
