@@ -39,14 +39,14 @@ BRAM_MIN_BITS = 4096
 Block RAMs are counted with one shape per memory: Yosys measured 50 (1 lane) and 53 (43 lanes) on the
 784-128-10 MLP where this gives 52 and 53."""
 
-LUT_MODEL = {"base": 640, "layer": 650, "lane_aw": 14.5, "lane_mul": 1.0, "weight_block": 18}
-"""LUT4 estimate for ecp5, in place-and-route units (LUT4 + 2 per carry cell CCU2C + 2 per
-distributed RAM cell): a fixed part per design and per layer, per lane ``lane_aw`` x accumulator
+LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 1.0, "weight_block": 11}
+"""LUT4 estimate for ecp5 in nextpnr's unit (TRELLIS_COMB cells placed, what ``npuc report --synth
+--family ecp5`` prints): a fixed part per design and per layer, per lane ``lane_aw`` x accumulator
 width (add, bypass and select, the lane's accumulator RAM, the neuron side's read mux) plus a
 multiplier for graded payloads (``lane_mul`` x weight bits x payload bits, not fitted) and
-``weight_block`` per block RAM of a weight ROM (its output mux). Fitted to Yosys ``synth_ecp5`` of
-the 784-128-10 MLP (npuc.nn) at 1 lane (3,216 measured, 3,333 estimated) and at 43 lanes (14,147
-measured, 14,313 estimated): two points, so expect larger errors on other shapes."""
+``weight_block`` per block RAM of a weight ROM (its output mux). Fitted to the 784-128-10 MLP
+(npuc.nn): placed and routed 1,864 at 1 lane and 8,130 at 43 lanes (estimates 1,943 and 8,002),
+split per layer with Yosys ``synth_ecp5``; two designs, so expect larger errors on other shapes."""
 
 
 def blocks(width: int, depth: int) -> int:
