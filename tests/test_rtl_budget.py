@@ -87,7 +87,7 @@ def test_latency_takes_the_smallest_design_that_meets_it():
 
 
 @pytest.mark.parametrize("spec", ["lut_budget=100", "bram_budget=1", "latency_us=1",
-                                  "latency_us=8,lut_budget=1500"])
+                                  "latency_us=8,lut_budget=1500", "lut_budget=100000,bram_budget=1"])
 def test_impossible_requests_name_the_smallest_value_that_works(spec):
     with pytest.raises(RtlSupportError) as err:
         lower(_graph(), load_target(f"fpga:{spec}"))

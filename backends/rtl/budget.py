@@ -45,7 +45,7 @@ LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 1.0, "weight
 width (add, bypass and select, the lane's accumulator RAM, the neuron side's read mux) plus a
 multiplier for graded payloads (``lane_mul`` x weight bits x payload bits, not fitted) and
 ``weight_block`` per block RAM of a weight ROM (its output mux). Fitted to the 784-128-10 MLP
-(npuc.nn): placed and routed 1,864 at 1 lane and 8,130 at 43 lanes (estimates 1,943 and 8,002),
+(npuc.nn): placed and routed 1,864 at 1 lane and 8,130 at 43 lanes (estimates 1,922 and 7,981),
 split per layer with Yosys ``synth_ecp5``; two designs, so expect larger errors on other shapes."""
 
 
@@ -131,7 +131,7 @@ def _stage_costs(graph: Any, d: Design, lanes: dict[int, int]) -> list[tuple[flo
 
 def _candidate(graph: Any, d: Design, lanes: dict[int, int]) -> Candidate:
     costs = [c for c, _ in _stage_costs(graph, d, lanes)]
-    steps = graph.num_steps
+    steps = graph.num_steps or 1  # latency_us needs the steps (checked in `size`)
     if d.pipeline is not None:
         cps = max(costs)
         latency = steps * cps + sum(costs) - cps
@@ -170,17 +170,24 @@ def size(graph: Any, d: Design, options: dict[str, Any]) -> dict[str, int]:
     cands = walk(graph, d)
     limits = {"lut_budget": lut, "bram_budget": bram}
 
-    def short(cs: list[Candidate]) -> tuple[str, int, int] | None:
-        """The first budget no candidate of ``cs`` fits: (option, its value, the least any needs)."""
-        for name, have in limits.items():
-            if have is not None and all(_need(c, name) > have for c in cs):
-                return name, have, min(_need(c, name) for c in cs)
-        return None
+    def fits(c: Candidate, skip: str = "") -> bool:
+        return all(v is None or _need(c, k) <= v for k, v in limits.items() if k != skip)
 
-    inside = [c for c in cands if all(v is None or _need(c, k) <= v for k, v in limits.items())]
+    def short(cs: list[Candidate]) -> tuple[str, int, int]:
+        """A budget that no candidate of ``cs`` meets: (option, its value, the least that works with the
+        other budget kept, or on its own when the other one cannot be met either)."""
+        given = [(k, v) for k, v in limits.items() if v is not None]
+        for name, have in given:
+            pool = [c for c in cs if fits(c, skip=name)]
+            if pool and all(_need(c, name) > have for c in pool):
+                return name, have, min(_need(c, name) for c in pool)
+        name, have = given[0]
+        return name, have, min(_need(c, name) for c in cs)
+
+    inside = [c for c in cands if fits(c)]
     if latency is None:
         if not inside:
-            name, have, need = short(cands) or ("lut_budget", lut, 0)
+            name, have, need = short(cands)
             raise RtlSupportError(f"target option {name}={have}: the smallest design needs about {need} "
                                   f"{_UNIT[name]}; use {name} >= {need}")
         return _named(d, min(inside, key=lambda c: c.cycles_per_step))
@@ -191,7 +198,7 @@ def size(graph: Any, d: Design, options: dict[str, Any]) -> dict[str, int]:
                               f"per sample at clock_mhz={clock:g}; use latency_us >= {best:g} (or a higher clock_mhz)")
     ok = [c for c in meets if c in inside]
     if not ok:
-        name, have, need = short(meets) or ("lut_budget", lut, 0)
+        name, have, need = short(meets)
         raise RtlSupportError(f"target option {name}={have}: latency_us={latency:g} needs about {need} "
                               f"{_UNIT[name]}; use {name} >= {need} (or a larger latency_us)")
     return _named(d, ok[0])
