@@ -18,6 +18,8 @@ from test_rtl_network import _dense, _rand_lif, convnet, mlp
 
 from npuc.backends.rtl import emit, lint, rtl_report, run
 from npuc.backends.rtl.lower import lower
+from npuc.backends.rtl.report import layer_bound
+from npuc.backends.rtl.sim import load_design
 from npuc.ir import Encoding, Graph, Input, Output, QInput
 from npuc.ir.ops import LIF
 from npuc.sim import simulate
@@ -166,6 +168,27 @@ def test_recurrent_pipelined_equals_sequential(tmp_path):
     x = rng.uniform(-1, 1, size=(4, 12)).astype(np.float32)
     stats = _both(g, spec, x, tmp_path)
     assert stats[1][0]["cycles_per_step"] < stats[0][0]["cycles_per_step"]
+    # the bound of the recurrent layer 'h' counts the spikes of h's previous step (from the golden
+    # engine here): x -> h (12 events, ceil(10 / 4) = 3 cycles each) + h@t-1 -> h, then 10 neurons
+    spikes = (simulate(g, x, "int", probe=True).probes["h"]["spikes"] != 0).sum(-1)  # [T, B]
+    prev = np.concatenate([np.zeros_like(spikes[:1]), spikes[:-1]])
+    assert (prev != spikes).any()  # the wrong step would give another bound
+
+    def path(ev):  # events x cycles per event + fill (see report.PHASE_DEPTH)
+        return ev * 3 + np.where(ev > 0, 7, 3)
+
+    for pipe in (0, 1):
+        rtl, art, res = stats[pipe]
+        h = next(lay for lay in load_design(art)["layers"] if lay["node"] == "h")
+        bound = layer_bound(h, rtl, [])["bound"]
+        expect = path(rtl["events"]["x"]) + path(prev) + 10 + 6
+        np.testing.assert_array_equal(bound, expect)
+        first = np.zeros(expect.shape, bool)
+        first[0, 0] = True  # the first step after reset also clears the accumulators
+        np.testing.assert_array_equal(rtl["layer_cycles"]["h"][~first], expect[~first])
+        rep = rtl_report(g, art, res, yosys=False)
+        assert all(lay["cycles"]["efficiency"] <= 1.0 for lay in rep["layers"]), rep["layers"]
+        assert rep["total"]["cycles_per_step_over_bound"] >= 1.0
 
 
 @pytest.mark.rtl

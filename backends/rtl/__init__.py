@@ -53,6 +53,12 @@ register(Backend(
         "clock_mhz": Option(positive_number, "clock for latency estimates when no place-and-route figure exists"),
         "input": Option(_input_option, "dense: one word per input element per step; events: a count word, then one "
                                        "{value, position} word per nonzero value (current / spikes inputs)"),
+        "lut_budget": Option(positive_int, "size each layer's lanes for the fastest design whose estimated LUT4 count "
+                                           "fits (from the calibration firing rates, like lanes=auto)"),
+        "bram_budget": Option(positive_int, "as lut_budget, for estimated 18 kbit block RAMs (ecp5 DP16KD, Xilinx "
+                                            "RAMB18)"),
+        "latency_us": Option(positive_number, "size each layer's lanes for the smallest design whose latency per "
+                                              "sample at clock_mhz meets this (with a budget: within it)"),
         "pipeline": Option(flag, "1: layers (and the input stream) work on consecutive time steps at once; "
                                  "0: one step at a time, layer after layer"),
     },
@@ -85,7 +91,8 @@ def emit(graph: Any, out_dir: str | Path, target: Any = None, version: str | Non
 
         target = load_target(target or "fpga")
     lanes = target.options.get("lanes", 1)
-    if lanes != "auto":
+    if lanes != "auto" and not any(target.options.get(k) is not None for k in ("lut_budget", "bram_budget",
+                                                                                "latency_us")):
         _check_lanes(graph, int(lanes))
     return render(lower(graph, target), Path(out_dir))
 

@@ -45,6 +45,8 @@ from .bounds import (
     register_range,
     unsigned_bits,
 )
+from .budget import BUDGET_OPTIONS
+from .budget import size as size_lanes
 from .model import (
     AttnPath,
     Design,
@@ -143,12 +145,26 @@ def lower(graph: Graph, target) -> Design:
         RtlSupportError: an op, option or structure without an RTL mapping.
     """
     lanes = _lanes(target)
-    if lanes == "auto":  # lower with one lane, then size each layer's lanes (npuc.backends.rtl.balance)
-        layer_lanes = balance(graph, _finish(_lower(graph, target, 1, {}), target))
-        design = _finish(_lower(graph, target, 1, layer_lanes), target)  # attention units keep one lane
-        design.lanes = max(layer_lanes.values(), default=1)
-        return design
+    budget = {k: target.options[k] for k in BUDGET_OPTIONS if target is not None and target.options.get(k) is not None}
+    if budget:
+        if lanes not in ("auto", 1):
+            opt = next(iter(budget))
+            raise RtlSupportError(f"target option {opt}={budget[opt]} sizes each layer's lanes itself: drop "
+                                  f"lanes={lanes} (or give lanes=auto)")
+        options = {**budget, "clock_mhz": target.options.get("clock_mhz")}
+        return _per_layer(graph, target, lambda one: size_lanes(graph, one, options))  # npuc.backends.rtl.budget
+    if lanes == "auto":  # size each layer's lanes to the pipeline's pace (npuc.backends.rtl.balance)
+        return _per_layer(graph, target, lambda one: balance(graph, one))
     return _finish(_lower(graph, target, lanes, {}), target)
+
+
+def _per_layer(graph: Graph, target, sizing) -> Design:
+    """Lower with one lane, size each layer's lanes from that design, lower again with them
+    (attention units keep one lane)."""
+    layer_lanes = sizing(_finish(_lower(graph, target, 1, {}), target))
+    design = _finish(_lower(graph, target, 1, layer_lanes), target)
+    design.lanes = max(layer_lanes.values(), default=1)
+    return design
 
 
 def _finish(design: Design, target) -> Design:

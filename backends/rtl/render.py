@@ -277,7 +277,7 @@ def _path_json(p: SynPath | AttnPath) -> dict[str, Any]:
             "index": p.index, "source": p.source.pop, "source_ev": p.source.ident, "delay": p.delay, "nodes": p.nodes,
             "kind": "attention", "lanes": p.lanes, "fanout_cycles": 0.0, "fanout_synapses": 0.0, "pool": None,
             "attention": {"order": p.order, "dims": p.dims, "sources": [ev.pop for ev in p.gather.sources],
-                          "a_int": int(p.params["AINT"]), "kc": p.kc, "mult": p.mult, "shift": p.shift},
+                          "delays": list(p.gather.delays), "a_int": int(p.params["AINT"]), "kc": p.kc, "mult": p.mult, "shift": p.shift},
             "memory_bits": bits,
         }
     return {
@@ -311,7 +311,8 @@ def _stage_json(lay: Layer | Unit) -> dict[str, Any]:
         bits["events"] = lay.ev.bits if lay.ev else 0
         return {**base, "kind": f"{lay.kind}_attention", "state_bits": 0, "paths": [],
                 "unit": {"kind": lay.kind, "dims": dm, "lanes": lay.lanes,
-                         "sources": [ev.pop for ev in lay.gather.sources]},
+                         "sources": [ev.pop for ev in lay.gather.sources],
+                         "delays": list(lay.gather.delays)},
                 "memory_bits": bits}
     return {**base, "kind": "lif", "state_bits": lay.state_width * lay.n,
             "paths": [_path_json(p) for p in lay.paths],

@@ -11,7 +11,9 @@ architecture needs)::
           + depth                                     (pipeline fill per phase, `PHASE_DEPTH`)
 
 with ``E_p`` the active events reaching the engine (nonzero inputs or pooled
-values, counted by the hardware) and ``F_p`` its cycles per event: the taps
+values, counted by the hardware) in the list the path reads at that step -- a
+delayed (recurrent) edge reads the events its source produced in the previous
+step, none at a sample's first step -- and ``F_p`` its cycles per event: the taps
 of the event's kernel times ``ceil(channels / lanes)`` (``ceil(outputs /
 lanes)`` for dense), i.e. fan-out / lanes. The measured cycles come from the
 layer's cycle counter in simulation (`npuc.backends.rtl.run`).
@@ -35,11 +37,15 @@ import numpy as np
 from . import toolchain
 from .sim import load_design
 
-PHASE_DEPTH = {"syn": 4, "pool": 6, "neuron": 6, "control": 1, "gather": 5, "attention": 2}
-"""Fixed cycles per phase: synapse engine start + fetch/decode/address/weight read/weight
-register/add pipeline fill, pooling accumulate + emit pipelines, the neuron pass's read, four
-`npuc_lif` registers and write-back, the layer FSM's entry cycle, an attention unit's gather
-(source switches + fetch/decode/read/write fill) and compute pipeline drain."""
+PHASE_DEPTH = {"syn": 7, "syn_idle": 3, "syn_conv": 4, "pool": 6, "neuron": 5, "control": 1, "gather": 5,
+               "attention": 2}
+"""Fixed cycles per phase, measured in Verilator: a dense synapse path's start, fetch/decode/address/
+weight read/weight register/add fill and done (``syn``; ``syn_idle`` when its list holds no event that
+step: start and done only), a conv path's (approximate: its taps per event are a mean), pooling
+accumulate + emit pipelines, the neuron pass's read, `npuc_lif` registers and write-back, the layer
+FSM's entry cycle, an attention unit's gather (source switches + fetch/decode/read/write fill) and
+compute pipeline drain. For layers of dense paths the bound equals the measured cycles of every step
+(but a design's first step after reset, which also clears the accumulators)."""
 
 
 def _classify(cells: dict[str, int]) -> dict[str, int]:
@@ -111,27 +117,43 @@ def attention_cycles(kind: str, dims: dict[str, int], events: list[np.ndarray], 
     return gather + comp + PHASE_DEPTH["attention"]
 
 
-def _events(rtl: dict[str, Any], pops: list[str]) -> list[np.ndarray]:
-    return [np.asarray(rtl["events"][p], dtype=np.float64) for p in pops]
+def read_events(rtl: dict[str, Any], pop: str, delay: int = 0) -> np.ndarray:
+    """Events ``[T, B]`` a reader finds in ``pop``'s list at each step: through a delayed edge the
+    previous step's (none at a sample's first step), else the step's own."""
+    ev = np.asarray(rtl["events"][pop], dtype=np.float64)
+    if not delay:
+        return ev
+    out = np.zeros_like(ev)
+    out[delay:] = ev[:-delay]
+    return out
 
 
-def _layer_bound(lay: dict[str, Any], rtl: dict[str, Any], pool_cols: list[int]) -> dict[str, np.ndarray]:
+def _events(rtl: dict[str, Any], pops: list[str], delays: list[int] | None = None) -> list[np.ndarray]:
+    return [read_events(rtl, p, d) for p, d in zip(pops, delays or [0] * len(pops))]
+
+
+def layer_bound(lay: dict[str, Any], rtl: dict[str, Any], pool_cols: list[int]) -> dict[str, np.ndarray]:
     if "unit" in lay:
         u = lay["unit"]
         kc = -(-u["dims"]["DK"] // u["lanes"]) if u["kind"] == "linear" else 1
-        b = attention_cycles(u["kind"], u["dims"], _events(rtl, u["sources"]), kc) + PHASE_DEPTH["control"]
+        ev = _events(rtl, u["sources"], u.get("delays"))
+        b = attention_cycles(u["kind"], u["dims"], ev, kc) + PHASE_DEPTH["control"]
         return {"synapse": b, "pool": np.zeros_like(b), "bound": b, "depth": np.float64(PHASE_DEPTH["control"])}
     syn = 0
     pool = 0
+    fill = 0
     depth = PHASE_DEPTH["control"] + PHASE_DEPTH["neuron"]
     for p in lay["paths"]:
         if "attention" in p:
             a = p["attention"]
-            syn = syn + attention_cycles("coincidence", a["dims"], _events(rtl, a["sources"]), a["kc"], a["order"],
-                                         a["a_int"])
+            ev = _events(rtl, a["sources"], a.get("delays"))
+            syn = syn + attention_cycles("coincidence", a["dims"], ev, a["kc"], a["order"], a["a_int"])
             continue
-        ev = np.asarray(rtl["events"][p["source"]], dtype=np.float64)  # [T, B]
-        depth += PHASE_DEPTH["syn"]
+        ev = read_events(rtl, p["source"], p["delay"])  # [T, B]
+        if p["kind"] == "conv":  # the mean taps per event make this path's figure approximate anyway
+            fill = fill + PHASE_DEPTH["syn_conv"] + 0 * ev
+        else:
+            fill = fill + np.where(ev > 0, PHASE_DEPTH["syn"], PHASE_DEPTH["syn_idle"])
         if p["pool"] is not None:
             col = pool_cols.pop(0)
             pooled = np.asarray(rtl["pooled"][:, :, col], dtype=np.float64)
@@ -146,8 +168,8 @@ def _layer_bound(lay: dict[str, Any], rtl: dict[str, Any], pool_cols: list[int])
             depth += PHASE_DEPTH["control"]
     syn_arr = np.asarray(syn, dtype=np.float64)
     pool_arr = np.asarray(pool, dtype=np.float64)
-    total = syn_arr + pool_arr + lay["n"] + depth
-    return {"synapse": syn_arr, "pool": pool_arr, "bound": total, "depth": np.float64(depth)}
+    total = syn_arr + pool_arr + lay["n"] + depth + fill
+    return {"synapse": syn_arr, "pool": pool_arr, "bound": total, "depth": np.float64(depth) + np.mean(fill)}
 
 
 def rtl_report(graph: Any, artifact_dir: str | Path, run_result: Any = None, yosys: bool = True,
@@ -192,7 +214,7 @@ def rtl_report(graph: Any, artifact_dir: str | Path, run_result: Any = None, yos
             entry["op"] = type(graph[lay["node"]].op).__name__
         if rtl is not None:
             measured = np.asarray(rtl["layer_cycles"][lay["node"]], dtype=np.float64)
-            b = _layer_bound(lay, rtl, pool_cols)
+            b = layer_bound(lay, rtl, pool_cols)
             entry["cycles"] = {
                 "measured_mean": float(measured.mean()), "measured_max": float(measured.max()),
                 "bound_mean": float(b["bound"].mean()), "synapse_mean": float(b["synapse"].mean()),

@@ -110,12 +110,12 @@ def _memory_bits(meta: dict[str, Any]) -> int:
 def cycles_per_step(meta: dict[str, Any], events: dict[str, np.ndarray]) -> float | None:
     """Mean event-driven cycle bound of one time step (layers run one after another), or None
     when a layer pools (the bound needs the pooled values, which only the RTL run counts)."""
-    from ..backends.rtl.report import _layer_bound  # the bound model `npuc report` compares against
+    from ..backends.rtl.report import layer_bound  # the bound model `npuc report` compares against
 
     if any(p.get("pool") is not None for lay in meta["layers"] for p in lay.get("paths", [])):
         return None
     try:
-        total = sum(_layer_bound(lay, {"events": events}, [])["bound"] for lay in meta["layers"])
+        total = sum(layer_bound(lay, {"events": events}, [])["bound"] for lay in meta["layers"])
     except KeyError:  # a source population the integer engine did not probe
         return None
     return round(float(np.mean(total)), 2)

@@ -1,0 +1,215 @@
+"""Target options ``lut_budget=``, ``bram_budget=``, ``latency_us=``: lanes per layer sized to a
+resource budget or a latency target.
+
+Starting from one lane everywhere, each step adds lanes to the slowest pipeline stage (its layer
+with the largest synapse cost, to the fewest lanes that save one chunk per event: the same move as
+`npuc.backends.rtl.balance`), until no stage can get faster (the step floor: input words or a
+layer's neurons). Every step of that walk is a candidate design with an expected step time (the
+calibration firing rates, `balance.layer_cost`) and estimated resources (`estimate`):
+
+* ``latency_us`` alone: the first (smallest) candidate whose latency per sample meets it;
+* ``lut_budget`` / ``bram_budget`` alone: the last (fastest) candidate inside the budget;
+* both: the smallest candidate meeting the latency, which must fit the budget.
+
+Latency per sample = T x cycles per step / ``clock_mhz`` (a pipelined design adds the fill of its
+other stages); give the Fmax that ``npuc report --synth`` measured as ``clock_mhz``, else the
+target file's nominal clock is used. Resources are estimates from the design's memories and lanes
+(coefficients measured with Yosys on ecp5, see `LUT_MODEL`); ``npuc report --synth`` measures them.
+An impossible request is a one-line error naming the option and the smallest value that works.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .balance import FILL, _paths, _rate, layer_cost
+from .model import Design, Layer
+from .model import Path as SynPath
+from .util import RtlSupportError
+
+BUDGET_OPTIONS = ("lut_budget", "bram_budget", "latency_us")
+
+BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+"""Depth x width configurations of an 18 kbit block RAM (ecp5 DP16KD, Xilinx RAMB18E1)."""
+
+BRAM_MIN_BITS = 4096
+"""Memories smaller than this become distributed RAM / logic in Yosys' ecp5 mapping (estimate).
+Block RAMs are counted with one shape per memory: Yosys measured 50 (1 lane) and 53 (43 lanes) on the
+784-128-10 MLP where this gives 52 and 53."""
+
+LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 1.0, "weight_block": 11}
+"""LUT4 estimate for ecp5 in nextpnr's unit (TRELLIS_COMB cells placed, what ``npuc report --synth
+--family ecp5`` prints): a fixed part per design and per layer, per lane ``lane_aw`` x accumulator
+width (add, bypass and select, the lane's accumulator RAM, the neuron side's read mux) plus a
+multiplier for graded payloads (``lane_mul`` x weight bits x payload bits, not fitted) and
+``weight_block`` per block RAM of a weight ROM (its output mux). Fitted to the 784-128-10 MLP
+(npuc.nn): placed and routed 1,864 at 1 lane and 8,130 at 43 lanes (estimates 1,922 and 7,981),
+split per layer with Yosys ``synth_ecp5``; two designs, so expect larger errors on other shapes."""
+
+
+def blocks(width: int, depth: int) -> int:
+    """18 kbit block RAMs for a ``width x depth`` memory (0 below `BRAM_MIN_BITS`)."""
+    if width * depth < BRAM_MIN_BITS:
+        return 0
+    return min(-(-width // w) * -(-depth // d) for d, w in BRAM_SHAPES)
+
+
+def _lanes_of(lay: Layer, p: SynPath, lanes: dict[int, int]) -> int:
+    return 1 if p.maxpool is not None else lanes.get(lay.index, 1)  # the max unit walks one lane
+
+
+def _memories(d: Design, lanes: dict[int, int]) -> list[tuple[int, int]]:
+    """(width, depth) of every memory of the design at ``lanes`` per layer (index); lowered at one lane."""
+    out: list[tuple[int, int]] = []
+    for lay in d.layers:
+        if not isinstance(lay, Layer):
+            out += [(m.width, m.depth) for m in (lay.gather.rom, *lay.memories)]
+            continue
+        out.append((lay.state_width, lay.n))
+        for m in (lay.bias, lay.vmin, lay.dmin):
+            if m is not None:
+                out.append((m.width, m.depth))
+        for p in lay.paths:
+            if not isinstance(p, SynPath):
+                out += [(m.width, m.depth) for m in (p.gather.rom, p.iter_rom)]
+                continue
+            n_l = _lanes_of(lay, p, lanes)
+            kc = -(-p.cg // n_l)
+            out.append((p.ww * n_l, p.weights.depth // p.kc * kc))  # one lane: depth = rows x kc
+            out += [(p.aw, p.adepth // p.kc * kc)] * n_l
+            out += [(m.width, m.depth) for m in (p.decode, p.bias) if m is not None]
+    for ev in d.evlists:
+        out.append((ev.dw, ev.n * (ev.banks + sum(ev.copy_banks))))
+    return out
+
+
+def estimate(d: Design, lanes: dict[int, int]) -> dict[str, int]:
+    """Estimated ``{"lut", "bram"}`` of the design lowered at one lane when each layer (index) gets
+    ``lanes[index]`` lanes."""
+    m = LUT_MODEL
+    lut = m["base"] + m["layer"] * len(d.layers)
+    for lay in d.layers:
+        if not isinstance(lay, Layer):
+            continue
+        for p in lay.paths:
+            if not isinstance(p, SynPath):
+                continue
+            n_l = _lanes_of(lay, p, lanes)
+            lut += n_l * (m["lane_aw"] * p.aw + (0 if p.binary else m["lane_mul"] * p.ww * p.pw))
+            lut += m["weight_block"] * blocks(p.ww * n_l, p.weights.depth // p.kc * -(-p.cg // n_l))
+    return {"lut": int(round(lut)), "bram": sum(blocks(w, dp) for w, dp in _memories(d, lanes))}
+
+
+@dataclass
+class Candidate:
+    lanes: dict[int, int]  # layer index -> lanes
+    cycles_per_step: float
+    latency_cycles: float
+    lut: int
+    bram: int
+
+    def latency_us(self, clock_mhz: float) -> float:
+        return round(self.latency_cycles, 3) / clock_mhz  # the rates are float32
+
+
+def _stage_costs(graph: Any, d: Design, lanes: dict[int, int]) -> list[tuple[float, list[int]]]:
+    """(expected cycles per step, layer indices) of every stage: input, layer groups, output."""
+    groups = d.pipeline.groups if d.pipeline is not None else [[k] for k in range(len(d.layers))]
+    words = sum(_rate(graph, u.node) for u in d.inputs) + 2 if d.input_events else d.words_in
+    out = [(float(words), [])]
+    for members in groups:
+        cost = 0.0
+        for k in members:
+            lay = d.layers[k]
+            cost += layer_cost(graph, lay, lanes[k]) if k in lanes else lay.n + FILL
+        out.append((cost, list(members)))
+    out.append((float(d.readout_words(False)), []))
+    return out
+
+
+def _candidate(graph: Any, d: Design, lanes: dict[int, int]) -> Candidate:
+    costs = [c for c, _ in _stage_costs(graph, d, lanes)]
+    steps = graph.num_steps or 1  # latency_us needs the steps (checked in `size`)
+    if d.pipeline is not None:
+        cps = max(costs)
+        latency = steps * cps + sum(costs) - cps
+    else:
+        cps = sum(costs)
+        latency = steps * cps
+    est = estimate(d, lanes)
+    return Candidate(dict(lanes), cps, latency, est["lut"], est["bram"])
+
+
+def walk(graph: Any, d: Design) -> list[Candidate]:
+    """Candidate designs from one lane everywhere to the fastest, each step speeding up the slowest stage."""
+    layers = {lay.index: lay for lay in d.layers if isinstance(lay, Layer) and _paths(lay)}
+    lanes = {k: 1 for k in layers}
+    out = [_candidate(graph, d, lanes)]
+    while True:
+        costs = _stage_costs(graph, d, lanes)
+        cost, members = max(costs, key=lambda c: c[0])
+        grow = [k for k in members if k in layers and lanes[k] < max(p.cg for p in _paths(layers[k]))]
+        if not grow:
+            return out  # the slowest stage is the input / output stream, or fully parallel
+        k = max(grow, key=lambda j: layer_cost(graph, layers[j], lanes[j]) - layers[j].n)
+        c = max(p.cg for p in _paths(layers[k]))
+        chunks = -(-c // lanes[k])
+        lanes[k] = -(-c // (chunks - 1))  # the fewest lanes that save one chunk per event
+        out.append(_candidate(graph, d, lanes))
+
+
+def size(graph: Any, d: Design, options: dict[str, Any]) -> dict[str, int]:
+    """Lanes per layer (node name) for a design lowered with one lane, under the target's budget options."""
+    lut, bram, latency = (options.get(k) for k in BUDGET_OPTIONS)
+    clock = float(options.get("clock_mhz") or 100.0)
+    if latency is not None and not graph.num_steps:
+        raise RtlSupportError(f"target option latency_us={latency}: graph '{graph.name}' has no fixed number of "
+                              "time steps to count a sample's latency over")
+    cands = walk(graph, d)
+    limits = {"lut_budget": lut, "bram_budget": bram}
+
+    def fits(c: Candidate, skip: str = "") -> bool:
+        return all(v is None or _need(c, k) <= v for k, v in limits.items() if k != skip)
+
+    def short(cs: list[Candidate]) -> tuple[str, int, int]:
+        """A budget that no candidate of ``cs`` meets: (option, its value, the least that works with the
+        other budget kept, or on its own when the other one cannot be met either)."""
+        given = [(k, v) for k, v in limits.items() if v is not None]
+        for name, have in given:
+            pool = [c for c in cs if fits(c, skip=name)]
+            if pool and all(_need(c, name) > have for c in pool):
+                return name, have, min(_need(c, name) for c in pool)
+        name, have = given[0]
+        return name, have, min(_need(c, name) for c in cs)
+
+    inside = [c for c in cands if fits(c)]
+    if latency is None:
+        if not inside:
+            name, have, need = short(cands)
+            raise RtlSupportError(f"target option {name}={have}: the smallest design needs about {need} "
+                                  f"{_UNIT[name]}; use {name} >= {need}")
+        return _named(d, min(inside, key=lambda c: c.cycles_per_step))
+    meets = [c for c in cands if c.latency_us(clock) <= latency]
+    if not meets:
+        best = math.ceil(min(c.latency_us(clock) for c in cands) * 10) / 10
+        raise RtlSupportError(f"target option latency_us={latency:g}: the fastest design needs about {best:g} us "
+                              f"per sample at clock_mhz={clock:g}; use latency_us >= {best:g} (or a higher clock_mhz)")
+    ok = [c for c in meets if c in inside]
+    if not ok:
+        name, have, need = short(meets)
+        raise RtlSupportError(f"target option {name}={have}: latency_us={latency:g} needs about {need} "
+                              f"{_UNIT[name]}; use {name} >= {need} (or a larger latency_us)")
+    return _named(d, ok[0])
+
+
+_UNIT = {"lut_budget": "LUT4", "bram_budget": "block RAMs (18 kbit)"}
+
+
+def _need(c: Candidate, name: str) -> int:
+    return c.lut if name == "lut_budget" else c.bram
+
+
+def _named(d: Design, c: Candidate) -> dict[str, int]:
+    return {d.layers[k].node: v for k, v in c.lanes.items()}
