@@ -223,6 +223,14 @@ def rsynaptic(call: Call):
                       [call.arg(1, "spk"), call.arg(2, "syn"), call.arg(3, "mem")], ("spikes", "i", "v"))
 
 
+class AlphaSynInh:
+    """The ``syn_inh`` an ``Alpha`` returns: npuc computes the neuron from ``syn_exc`` and ``mem``
+    (``mem = tau (syn_exc + syn_inh)``), so the value may only be passed back as its state."""
+
+    opaque = ("snntorch Alpha's syn_inh can only be passed back to its neuron as state; compute with syn_exc and "
+              "mem instead (mem = tau_alpha * (syn_exc + syn_inh))")
+
+
 @converter(snn.Alpha, role="neuron", library="snntorch")
 def alpha(call: Call):
     """``Alpha`` (``reset_mechanism`` zero, its default, or none). ``syn_inh`` is returned as an
@@ -255,5 +263,5 @@ def alpha(call: Call):
     spk = b.port(x, _scale_of(b, lif), "out") if gsf is not None else b.port(x, lif, "spikes")
     if m.init_hidden and not m.output:
         return spk.with_(step=step)
-    inh = Struct(torch.Tensor, {}, owner=lif, step=step)
+    inh = Struct(AlphaSynInh, {}, owner=lif, step=step)
     return Seq((spk.with_(step=step), b.port(x, lif, "i").with_(step=step), inh, b.port(x, lif, "v").with_(step=step)))
