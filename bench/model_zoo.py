@@ -33,6 +33,7 @@ from npuc.sim import simulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from models import alpha_models as alpha  # noqa: E402
 from models import shd_models as shd  # noqa: E402
 from models import zoo_models as zoo  # noqa: E402
 from models import zoo_snntorch as zsn  # noqa: E402
@@ -54,6 +55,10 @@ ZOO: list[tuple[str, str, Callable[[], torch.nn.Module], Callable[[], np.ndarray
      lambda: _spikes((50, 4, 700), 0.05)),
     ("snntorch RSynaptic one-to-one", "snntorch docs / SHD", lambda: shd.RSynapticSHD(all_to_all=False),
      lambda: _spikes((50, 4, 700), 0.05)),
+    ("snntorch Alpha 700-128-20 (init_hidden, zero reset)", "snntorch Alpha docs / SHD", alpha.alpha_shd,
+     lambda: _spikes((50, 4, 700), 0.05)),
+    ("snntorch Alpha MLP 16-24-6 (explicit state)", "snntorch Alpha docs", alpha.alpha_mlp,
+     lambda: _spikes((40, 4, 16), 0.2)),
     ("norse LIFRecurrentCell 700-128-20", "norse SHD example", lambda: shd.spiking(shd.NorseSHD()),
      lambda: _spikes((50, 4, 700), 0.05)),
     ("snntorch Lapicque (R, C)", "snntorch tutorial 2", lambda: zoo.LapicqueNet(R=5.0, C=2.5e-3, time_step=1e-3),

@@ -173,6 +173,8 @@ class _Walker:
             return Const(None)
         args = [self.value(a) for a in node.args]
         kwargs = {k: self.value(v) for k, v in node.kwargs.items()}
+        if target is not operator.getitem:
+            _reject_opaque(self, args, kwargs)
         if not _has_sym(args) and not _has_sym(kwargs):
             return Const(self.values[node] if node in self.values else self._evaluate(node, args, kwargs))
         if target not in PRODUCT_FUNCTIONS:
@@ -187,6 +189,7 @@ class _Walker:
     def call_method(self, node: fx.Node) -> Value:
         args = [self.value(a) for a in node.args]
         kwargs = {k: self.value(v) for k, v in node.kwargs.items()}
+        _reject_opaque(self, args, kwargs)
         if not _has_sym(args) and not _has_sym(kwargs):
             return Const(self.values[node])
         if node.target not in PRODUCT_METHODS:
@@ -208,6 +211,23 @@ class _Walker:
     def concrete(self, node: fx.Node) -> Any:
         return self.values[node]
 
+
+
+def _reject_opaque(w: _Walker, args: list, kwargs: dict) -> None:
+    """A neuron state npuc does not compute (its `Struct` type sets ``opaque``, e.g. snntorch Alpha's
+    ``syn_inh``) may only be passed back to its neuron: computing with it raises that type's message."""
+    def walk(v: Any) -> None:
+        if isinstance(v, Struct) and getattr(v.type, "opaque", ""):
+            raise w.b.error(v.type.opaque)
+        if isinstance(v, (list, tuple, Seq)):
+            for i in v.items if isinstance(v, Seq) else v:
+                walk(i)
+        if isinstance(v, dict):
+            for i in v.values():
+                walk(i)
+
+    walk(args)
+    walk(kwargs)
 
 
 def _has_sym(v: Any) -> bool:
@@ -883,6 +903,8 @@ def _flatten_outputs(w: _Walker, v: Value, label: str = "") -> list[tuple[Sym, s
     if isinstance(v, dict):
         raise FrontendError("the model returns a dict; return a tensor or a tuple of tensors")
     if isinstance(v, Struct):
+        if getattr(v.type, "opaque", ""):
+            raise FrontendError(v.type.opaque)
         raise FrontendError(f"the model returns a {v.type.__name__} state object; return tensors (e.g. state.v)")
     raise FrontendError(f"output {label or 0} of the model is a constant, not computed from the input")
 

@@ -360,6 +360,9 @@ def _scale(ex: _Exporter, name: str, op: Scale) -> nir.NIRNode:
 def _lif(ex: _Exporter, name: str, op: LIF) -> nir.NIRNode:
     """LI/I when the membrane is read, Threshold when the neuron is exactly a step
     function, else IF, LIF or CubaLIF."""
+    if op.charge != "current":
+        raise ex.err(name, f"charge '{op.charge}' (an alpha neuron, snntorch Alpha) has no NIR node: NIR's CubaLIF "
+                           "charges with the step's own current and never clears it")
     shape = tuple(ex.g[name].shape)
     full = lambda x: np.broadcast_to(np.asarray(x, dtype=np.float64), shape).copy()  # noqa: E731
     alpha, gain, bias, thr = full(op.alpha), full(op.gain), full(op.bias), full(op.threshold)

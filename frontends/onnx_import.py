@@ -667,7 +667,7 @@ def _lif(self: _Importer, n: onnx.NodeProto, name: str) -> None:
             continue
         if at.name not in LIF_FIELDS:
             raise self.err(n, f"unknown attribute '{at.name}' (LIF fields: {', '.join(LIF_FIELDS)})")
-        numeric = at.name not in ("reset", "reset_timing", "compare", "spike", "form")
+        numeric = at.name not in ("reset", "reset_timing", "compare", "spike", "charge", "form")
         if numeric and isinstance(v, str):  # names an initializer holding per-neuron values
             if v not in self.consts:
                 raise self.err(n, f"attribute '{at.name}' names '{v}', which is not an initializer")

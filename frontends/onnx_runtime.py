@@ -40,6 +40,9 @@ def lif_runtime(ex: Any, node: Any, xs: list[str]) -> None:
     assert isinstance(op, LIF)
     if op.spike == "bernoulli":
         raise ex.err(name, "Bernoulli spikes draw from npuc's LFSR stream and have no runtime ONNX form")
+    if op.charge != "current":
+        raise ex.err(name, f"charge '{op.charge}' (an alpha neuron) has no runtime ONNX form; export the "
+                           "ai.npuc::LIF form instead")
     if op.form != "npuc":
         ex.warnings.append(f"ONNX runtime export, node '{name}': exported with the canonical LIF arithmetic, "
                            f"not the '{op.form}' form's operation order (same dynamics; floats may differ in the last bit)")

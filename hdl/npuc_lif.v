@@ -5,7 +5,8 @@
 //   a'  = OVF_act(a)
 //   u   = OVF_u(WRAP_arith(R(u_prev * MU / 2^DB) + (a' << ACT_SHIFT)))
 //   v'  = RESET_VALUE if (delayed value reset and s_prev != 0) else v_prev
-//   h   = WRAP_arith(R(v' * MV / 2^DB) + u + bias)
+//   u   = 0 if CHARGE and s_prev != 0         (delayed_charge value reset of the alpha neuron)
+//   h   = WRAP_arith(R(v' * MV / 2^DB) + (CHARGE ? u_prev : u) + bias)
 //   h  -= amount(s_prev)                      (delayed / delayed_charge subtract)
 //   h   = RESET_VALUE if s_prev != 0          (delayed_charge value reset)
 //   h   = OVF_v(h);  s = fire(h)
@@ -18,7 +19,7 @@
 // included) belong to the neuron entering; outputs to the one entered LATENCY cycles earlier.
 // The sums are exact in W bits whatever their order, so (v' + bias) + u equals v' + u + bias.
 // Encodings: RESET 0 subtract 1 value 2 none; TIMING 0 same 1 delayed 2 delayed_charge;
-// COMPARE 0 gt 1 ge; SPIKE 0 binary 1 ternary 2 multilevel (s = min((h * DIV_M) >> DIV_K, LMAX),
+// CHARGE 0 current 1 previous (LIF.charge); COMPARE 0 gt 1 ge; SPIKE 0 binary 1 ternary 2 multilevel (s = min((h * DIV_M) >> DIV_K, LMAX),
 // an exact division by VTH over the membrane range) 3 bernoulli (s = h - VTH >= dmin,
 // dmin from the emitter's threshold table indexed by the neuron's LFSR value).
 `default_nettype none
@@ -37,6 +38,7 @@ module npuc_lif #(
     parameter integer V_MODE = 3,
     parameter integer RESET = 0,
     parameter integer TIMING = 0,
+    parameter integer CHARGE = 0,
     parameter integer COMPARE = 0,
     parameter integer SPIKE = 0,
     parameter integer HAS_LMAX = 0,
@@ -98,9 +100,10 @@ module npuc_lif #(
     wire signed [W-1:0] vdec;
     npuc_decay #(.W(W), .MULT(MV), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp), .y(vdec));
     wire signed [W-1:0] amt_prev;
-    reg signed [W-1:0] r1_udec, r1_ash, r1_vdec, r1_bias, r1_amtp, r1_vmin, r1_dmin;
+    reg signed [W-1:0] r1_udec, r1_ash, r1_vdec, r1_bias, r1_amtp, r1_vmin, r1_dmin, r1_up;
     reg r1_spnz;
     always @(posedge clk) begin
+        r1_up <= up;
         r1_udec <= udec;
         r1_ash <= a1 <<< ACT_SHIFT;
         r1_vdec <= vdec;
@@ -117,10 +120,12 @@ module npuc_lif #(
     wire signed [W-1:0] u2;
     npuc_ovf #(.W(W), .BITS(ARITH_BITS), .MODE(ARITH_MODE)) u_uwrap (.x(u0), .y(u1));
     npuc_ovf #(.W(W), .BITS(U_BITS), .MODE(U_MODE)) u_uovf (.x(u1), .y(u2));
-    reg signed [W-1:0] r2_u, r2_vb, r2_amtp, r2_vmin, r2_dmin;
+    wire clear_u = (CHARGE == 1) && (TIMING == 2) && (RESET == 1) && r1_spnz;
+    reg signed [W-1:0] r2_u, r2_vb, r2_amtp, r2_vmin, r2_dmin, r2_up;
     reg r2_spnz;
     always @(posedge clk) begin
-        r2_u <= u2;
+        r2_u <= clear_u ? ZERO : u2;
+        r2_up <= r1_up;
         r2_vb <= r1_vdec + r1_bias;
         r2_amtp <= r1_amtp;
         r2_spnz <= r1_spnz;
@@ -129,7 +134,7 @@ module npuc_lif #(
     end
 
     // stage 3: membrane charge h
-    wire signed [W-1:0] h0 = r2_vb + r2_u;
+    wire signed [W-1:0] h0 = r2_vb + ((CHARGE == 1) ? r2_up : r2_u);
     wire signed [W-1:0] h1;
     npuc_ovf #(.W(W), .BITS(ARITH_BITS), .MODE(ARITH_MODE)) u_hwrap (.x(h0), .y(h1));
     wire signed [W-1:0] h2 = ((TIMING != 0) && (RESET == 0)) ? h1 - r2_amtp : h1;

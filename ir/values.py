@@ -165,6 +165,7 @@ class QLIF:
 
         u_t = OVF_u( W( R(u_{t-1} * (D - (du + du_offset)) / D) + (a_t << act_shift) ) )
         v_t = OVF_v( W( R(v_{t-1} * (D - (dv + dv_offset)) / D) + u_t + (bias_mant << bias_exp) ) )
+                 (u_{t-1} for u_t with the LIF's ``charge="previous"``)
         spike when v_t > vth << vth_shift   (or >=, or ternary / multi-level forms)
 
     ``a_t`` is the integer synaptic input (after the profile's ``act_bits``

@@ -55,7 +55,7 @@ def form(name: str, args: tuple[str, ...]):
     return deco
 
 
-# -- snntorch 1.0 (snntorch/_neurons/leaky.py, synaptic.py) ---------------------------
+# -- snntorch 1.0 (snntorch/_neurons/leaky.py, synaptic.py, alpha.py) ---------------------------
 
 
 def _snn_h(x: torch.Tensor) -> torch.Tensor:
@@ -140,6 +140,29 @@ def snntorch_synaptic(op, st, x, t):
     if not _flag(a, "reset_delay"):
         mem = _snn_immediate_reset(mem, spk, reset, thr, _flag(a, "reset_val"))
     return spk, mem, syn
+
+
+@form("snntorch_alpha", ("alpha", "beta", "tau", "threshold", "state_fn"))
+def snntorch_alpha(op, st, x, t):
+    """snntorch ``Alpha``: ``syn_exc = alpha*syn_exc + x; syn_inh = beta*syn_inh - x;
+    mem = tau * (syn_exc + syn_inh)`` with ``tau = log(alpha) / (log(beta) - log(alpha)) + 1``
+    (``tau``, evaluated by the converter with the library's tensors), then ``state_fn`` 1
+    (``_base_zero``: every state minus itself times the reset) or 2 (no reset); the reset is
+    triggered by the previous membrane. ``syn_inh`` is kept under ``lib_inh``; the returned
+    current is ``syn_exc``."""
+    a = st["a"]
+    thr, mem, exc = a["threshold"], st["v"], st["i"]
+    inh = st["lib_inh"] if "lib_inh" in st else torch.zeros_like(exc)
+    reset = _snn_h(mem - thr).clone().detach()
+    exc = a["alpha"].clamp(0, 1) * exc + x
+    inh = a["beta"].clamp(0, 1) * inh - x
+    mem = a["tau"] * (exc + inh)
+    if _flag(a, "state_fn") == 1:
+        exc = exc - exc * reset
+        inh = inh - inh * reset
+        mem = mem - mem * reset
+    st["lib_inh"] = inh
+    return _snn_h(mem - thr), mem, exc
 
 
 # -- SpikingJelly 0.0.0.0.14 (activation_based/neuron.py, backend 'torch') --------------

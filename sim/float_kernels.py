@@ -162,11 +162,13 @@ class LIFFloat(StatefulKernel):
         i = p["alpha_i"] * st["i"] + x if op.cuba else x
         if op.reset_timing == "delayed" and op.reset == "value":
             v = torch.where(s_prev != 0, torch.full_like(v, op.reset_value), v)
-        h = p["alpha"] * v + p["gain"] * i + p["bias"]
+        h = p["alpha"] * v + p["gain"] * (st["i"] if op.charge == "previous" else i) + p["bias"]
         if op.reset_timing != "same" and op.reset == "subtract":
             h = h - reset_amount(op, s_prev, theta, theta_lo)
         if op.reset_timing == "delayed_charge" and op.reset == "value":
             h = torch.where(s_prev != 0, torch.full_like(h, op.reset_value), h)
+            if op.charge == "previous":  # the alpha neuron's reset also clears its current
+                i = torch.where(s_prev != 0, torch.zeros_like(i), i)
         s = fire(op, h, theta, theta_lo, st, t)
         if op.reset_timing == "same" and op.reset == "subtract":
             v = h - reset_amount(op, s, theta, theta_lo)

@@ -306,7 +306,7 @@ class LIFInt(StatefulKernel):
             st["r"] = torch.from_numpy(lfsr.uniform_block(op.bits, op.seed, ctx.steps, n).astype(np.int64))
         # binary spikes: the in-place step, also inside recurrent groups (where `prepare` is not
         # called: inputs arrive step by step and every overflow check stays on)
-        st["fast"] = FAST_PATHS and op.spike == "binary" and st["v_min"] is None
+        st["fast"] = FAST_PATHS and op.spike == "binary" and st["v_min"] is None and op.charge == "current"
         if st["fast"]:
             self._prepare_fast(op, st, ctx)
         return st
@@ -387,7 +387,7 @@ class LIFInt(StatefulKernel):
         v, s_prev = st["v"], st["s"]
         if op.reset_timing == "delayed" and op.reset == "value":
             v = torch.where(s_prev != 0, q.reset_value, v)
-        h = decay(v, st["dv"], prof) + u
+        h = decay(v, st["dv"], prof) + (st["u"] if op.charge == "previous" else u)
         if st["bias"] is not None:
             h += st["bias"]  # h is a fresh sum: adding in place is safe
         if st.get("check_v", True):
@@ -396,6 +396,8 @@ class LIFInt(StatefulKernel):
             h = h - self._amount(op, s_prev, st)
         if op.reset_timing == "delayed_charge" and op.reset == "value":
             h = torch.where(s_prev != 0, q.reset_value, h)
+            if op.charge == "previous":  # the alpha neuron's reset also clears its current
+                u = torch.where(s_prev != 0, 0, u)
         if st.get("check_v", True):
             h = overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_overflow")
         if op.spike == "binary":  # the hot path: keep the comparison's mask for the reset

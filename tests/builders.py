@@ -64,7 +64,10 @@ def every_op_graph(quantized: bool = False) -> Graph:
     g.add("lif2", LIF(alpha=0.9, alpha_i=0.5, spike="multilevel", compare="ge", levels=4), ["sc"],
           meta={"core": 3, "rate": [0.1, 0.2]})
     g.add("if", IF(gain=rng.random(5), threshold=0.7, bits=8, seed=5), ["lif2"])
+    g.add("alpha", LIF(alpha=0.8, alpha_i=0.9, gain=0.3, charge="previous", reset="value", reset_timing="delayed_charge"),
+          ["lif2"])
     g.add("o1", Output(), ["if"])
     g.add("o2", Output("last", "B", index=1), [("lif2", "v")])
+    g.add("o3", Output(index=2), [("alpha", "i")])
     return g.verify()
 

@@ -26,14 +26,17 @@ def lif_float(op, x: torch.Tensor) -> dict[str, torch.Tensor]:
     s_prev = torch.zeros_like(x[0])
     S, V, Cur = [], [], []
     for t in range(T):
+        i_prev = i
         i = ai * i + x[t] if ai is not None else x[t]
         if op.reset_timing == "delayed" and op.reset == "value":
             v = torch.where(s_prev != 0, torch.tensor(op.reset_value, dtype=torch.float32), v)
-        h = alpha * v + gain * i + bias
+        h = alpha * v + gain * (i_prev if op.charge == "previous" else i) + bias
         if op.reset_timing in ("delayed", "delayed_charge") and op.reset == "subtract":
             h = h - _amount(op, s_prev, th, th_lo)
         if op.reset_timing == "delayed_charge" and op.reset == "value":
             h = torch.where(s_prev != 0, torch.tensor(op.reset_value, dtype=torch.float32), h)
+            if op.charge == "previous":
+                i = torch.where(s_prev != 0, torch.zeros_like(i), i)
         if op.spike == "binary":
             s = (h > th) if op.compare == "gt" else (h >= th)
             s = s.float()
@@ -125,17 +128,21 @@ def lif_int(op, prof, a: np.ndarray) -> dict[str, np.ndarray]:
             be = int(bias[n]) << q.bias_exp if q.bias_exp >= 0 else int(bias[n]) >> -q.bias_exp
             for t in range(T):
                 x = ovf(int(a[t, b, n]), prof.act_bits, prof.act_overflow)
+                u_prev = u
                 u = rdecay(u, D - q.du - prof.du_offset, prof.decay_bits, prof.decay_rounding)
                 u = ovf(u + ovf(x << prof.act_shift, prof.arith_bits, "wrap"), prof.arith_bits, "wrap")
                 u = ovf(u, prof.u_bits, prof.u_overflow)
                 if op.reset_timing == "delayed" and op.reset == "value" and s_prev != 0:
                     v = q.reset_value
-                h = ovf(ovf(rdecay(v, D - q.dv - prof.dv_offset, prof.decay_bits, prof.decay_rounding) + u, prof.arith_bits, "wrap") + be,
-                        prof.arith_bits, "wrap")
+                charge = u_prev if op.charge == "previous" else u
+                h = ovf(ovf(rdecay(v, D - q.dv - prof.dv_offset, prof.decay_bits, prof.decay_rounding) + charge, prof.arith_bits,
+                            "wrap") + be, prof.arith_bits, "wrap")
                 if op.reset_timing in ("delayed", "delayed_charge") and op.reset == "subtract":
                     h -= _iamount(op, s_prev, vth, vlo)
                 if op.reset_timing == "delayed_charge" and op.reset == "value" and s_prev != 0:
                     h = q.reset_value
+                    if op.charge == "previous":
+                        u = 0
                 h = ovf(h, prof.v_bits, prof.v_overflow)
                 if op.spike == "binary":
                     s = int(h > vth) if op.compare == "gt" else int(h >= vth)

@@ -119,7 +119,7 @@ def test_shape_mismatch_is_named(tmp_path, capsys, example):
     "factory, fragments",
     [
         ("unsupported_layer", ["module '1'", "GELU", "not supported", "supported"]),
-        ("unsupported_neuron", ["module '1'", "Alpha", "supported neuron types", "snntorch.Leaky", "spikingjelly"]),
+        ("unsupported_neuron", ["module '1'", "StateLeaky", "supported neuron types", "snntorch.Leaky", "spikingjelly"]),
         ("subclassed_neuron", ["MyLeaky", "a subclass of snntorch._neurons.leaky.Leaky", "supported neuron types"]),
         ("data_dependent", ["bad_models.py:", "control flow depends on tensor values"]),
         ("step_branch", ["step 1 of the time loop", "differently from step 0"]),

@@ -86,10 +86,15 @@ def _npuc_neuron(draw, hw: str) -> dict:
 
 
 def _snntorch_neuron(draw, recurrent: bool) -> dict:
-    kind = draw(st.sampled_from(["Leaky", "Synaptic"] + (["RLeaky", "RSynaptic"] if recurrent else [])))
+    kind = draw(st.sampled_from(["Leaky", "Synaptic"] + (["RLeaky", "RSynaptic"] if recurrent else []) + ["Alpha"]))
     kw: dict = {"kind": kind, "beta": draw(st.floats(0.5, 0.95)), "threshold": draw(st.floats(0.3, 1.5)),
                 "reset_mechanism": draw(st.sampled_from(["subtract", "zero", "none"])),
                 "reset_delay": draw(st.booleans())}
+    if kind == "Alpha":  # alpha > beta (checked by snntorch); no reset_delay; subtract is refused (own test)
+        del kw["reset_delay"]
+        kw["alpha"] = draw(st.floats(kw["beta"] + 0.02, 0.98))
+        kw["reset_mechanism"] = draw(st.sampled_from(["zero", "none"]))
+        return kw
     if kind in ("Synaptic", "RSynaptic"):
         kw["alpha"] = draw(st.floats(0.3, 0.9))
     if kind == "RSynaptic":
@@ -193,6 +198,8 @@ class SnnNet(nn.Module):
         self.lif2 = _snn_neuron(s.neurons[1], out, None)
 
     def _init(self, m):
+        if isinstance(m, snn.Alpha):
+            return m.init_alpha()
         if isinstance(m, snn.RLeaky):
             return m.init_rleaky()
         if isinstance(m, snn.RSynaptic):
@@ -202,6 +209,9 @@ class SnnNet(nn.Module):
         return (m.init_leaky(),)
 
     def _step(self, m, x, state):
+        if isinstance(m, snn.Alpha):
+            spk, exc, inh, mem = m(x, *state)
+            return spk, (exc, inh, mem)
         if isinstance(m, snn.RLeaky):
             spk, mem = m(x, *state)
             return spk, (spk, mem)

@@ -182,6 +182,24 @@ def test_lif_matches_reference_loop(o, seed):
         assert np.array_equal(got, want[port].numpy()), port
 
 
+@HYP
+@given(st.sampled_from(["value", "none"]), st.sampled_from(["binary", "ternary", "multilevel"]), st.booleans(),
+       st.integers(0, 10_000))
+def test_alpha_charge_matches_reference_loop(reset, spike, per_neuron, seed):
+    """``charge="previous"`` (snntorch Alpha): v charges with the previous current; a delayed_charge
+    value reset also clears the current."""
+    rng = np.random.default_rng(seed)
+    n, T, B = 7, 12, 3
+    o = {"reset": reset, "reset_timing": "delayed_charge", "compare": "gt", "spike": spike, "cuba": True,
+         "per_neuron": per_neuron, "v_min": False}
+    op = make_lif(o, n, rng).replace(charge="previous")
+    x = rng.normal(0.4, 1.0, (T, B, n)).astype(np.float32)
+    want = lif_float(op, torch.from_numpy(x))
+    for port in ("spikes", "v", "i"):
+        got = run_single(op, x, (n,), T, port=port)
+        assert np.array_equal(got, want[port].numpy()), port
+
+
 def test_if_is_lif_without_leak():
     x = np.random.default_rng(1).normal(0.3, 0.5, (10, 2, 4)).astype(np.float32)
     a = run_single(IF(threshold=1.0), x, (4,), 10)

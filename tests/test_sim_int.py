@@ -105,6 +105,27 @@ def test_lif_matches_python_ints(prof, reset, timing, compare, spike, vmin, seed
         assert np.array_equal(got, want[port]), port
 
 
+@HYP
+@given(profiles, st.sampled_from(["value", "none"]), st.integers(0, 100_000))
+def test_alpha_charge_matches_python_ints(prof, reset, seed):
+    """``charge="previous"`` (snntorch Alpha): h charges with the previous u; the delayed_charge
+    value reset also clears u. Inputs large enough to wrap/saturate now and then."""
+    rng = np.random.default_rng(seed)
+    n, T, B = 5, 16, 2
+    D = prof.decay_unity
+    big = 2 ** (prof.v_bits - 1)
+    q = QLIF(du=int(rng.integers(0, D // 4)), dv=int(rng.integers(0, D // 2)),
+             vth=int(rng.integers(1, max(2, (big >> prof.vth_shift) // 4))), bias_mant=rng.integers(-50, 50, n),
+             reset_value=int(rng.integers(-20, 20)), v_init=int(rng.integers(-10, 10)))
+    op = LIF(alpha_i=0.9, charge="previous", reset=reset, reset_timing="delayed_charge", q=q)
+    scale = (big >> prof.act_shift) // 3
+    a = rng.integers(-scale, scale, (T, B, n)) * (rng.random((T, B, n)) < 0.5)
+    res = simulate(int_graph(op, n, T, prof), a.astype(np.float64), "int")
+    want = lif_int(op, prof, a)
+    for got, port in zip(res.outputs, ("spikes", "v", "i")):
+        assert np.array_equal(got, want[port]), port
+
+
 def test_lava_lif_hand_computed():
     """Lava's LIF: u wraps at 24 bits (one correction), v saturates at +-(2^23-1), trunc0 decay."""
     op = LIF(reset="value", q=QLIF(du=4095, dv=0, vth=2**17 - 1, bias_mant=np.zeros(1)))

@@ -220,6 +220,9 @@ def _stock_gaps(op: LIF, q) -> list[str]:
         gaps.append("v_min: Lava's LIF has no membrane floor")
     if q.v_init != 0:
         gaps.append(f"v_init={q.v_init}: every sample starts at v = 0 on Loihi 2 (LIFReset)")
+    if op.charge == "previous":
+        gaps.append("charge 'previous' (an alpha neuron): Lava's LIF charges v with the step's own current and "
+                    "never clears the current")
     return gaps
 
 
@@ -348,7 +351,7 @@ class _Lowering:
                          tuple(int(k) for k in mp.padding[::-1]))
         return {"reset": op.reset, "reset_value": int(q.reset_value), "reset_timing": op.reset_timing,
                 "compare": op.compare, "spike": op.spike, "levels": int(op.levels or 0), "v_init": int(q.v_init),
-                "v_min": v_min, "pool": pool_args, "reasons": reasons}
+                "v_min": v_min, "pool": pool_args, "charge": op.charge, "reasons": reasons}
 
     # signals ------------------------------------------------------------------------------
     def signal(self, ref: Ref) -> Signal:

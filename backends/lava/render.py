@@ -68,6 +68,8 @@ def _custom_kwargs(p: Population, kw: list, bias_src: str, arrays: dict[str, np.
     kw = [kw[0], ("in_shape", _pyrepr(p.in_shape)), *kw[1:], ("vth", str(p.vth)),
           ("vth_lo", str(p.vth_lo or 0)), ("bias_mant", bias_src), ("bias_exp", str(p.bias_exp))]
     kw += [(k, repr(c[k])) for k in ("reset", "reset_value", "reset_timing", "compare", "spike", "levels", "v_init")]
+    if c["charge"] != "current":
+        kw.append(("charge", repr(c["charge"])))
     if c["v_min"] is not None:
         arrays[f"{p.key}_v_min"] = np.asarray(c["v_min"]).astype(np.int32)
         kw.append(("v_min", f"P[{p.key + '_v_min'!r}]"))

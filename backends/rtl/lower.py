@@ -842,7 +842,7 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
         lfsr_cfg = {"width": op.bits, "taps": lfsr.primitive_taps(op.bits), "seed": op.seed}
     cw = log.bits + 2
 
-    store_u = nc.mu != 0 or keep_u
+    store_u = nc.mu != 0 or keep_u or op.charge == "previous"  # the alpha neuron charges with the stored u
     sw, vw = max(2, nc.s_r.bits), max(2, v_r.bits)
     uw = max(2, u_r.bits) if store_u else 0
     bias_w = max(2, nc.bias_r.bits)
@@ -1001,6 +1001,7 @@ def _lif_params(op: LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k: in
         "ARITH_BITS": str(ar[0]), "ARITH_MODE": str(ar[1]),
         "U_BITS": str(um[0]), "U_MODE": str(um[1]), "V_BITS": str(vm[0]), "V_MODE": str(vm[1]),
         "RESET": str(RESETS[op.reset]), "TIMING": str(TIMINGS[op.reset_timing]),
+        "CHARGE": str(1 if op.charge == "previous" else 0),
         "COMPARE": str(1 if op.compare == "ge" else 0), "SPIKE": str(SPIKES[op.spike]),
         "HAS_LMAX": str(1 if op.spike == "multilevel" and op.levels is not None else 0), "DIV_K": str(div_k),
         "HAS_VMIN": str(1 if nc.vmin_vals is not None else 0),

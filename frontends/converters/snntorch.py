@@ -12,6 +12,12 @@ Canonical mapping (``beta``, ``alpha`` are clamped to [0, 1] as snntorch does):
   ``V``) reads the neuron's spikes one step late (``delay=1``) and is added to
   the input; the zero reset is ``"delayed_charge"`` as for Synaptic. ``RSynaptic``
   likewise, with Synaptic's current; its ``reset_delay=False`` has no effect in snntorch.
+* ``Alpha``: CUBA with ``alpha_i = alpha`` (``syn_exc``), membrane decay ``beta`` and
+  ``charge="previous"``: ``mem_t = tau (syn_exc_t + syn_inh_t) = beta mem_{t-1} + tau (alpha -
+  beta) syn_exc_{t-1}`` (the step's input cancels), so ``gain = tau (alpha - beta)``; its zero
+  reset clears all three states, input included (``"delayed_charge"``, which with
+  ``charge="previous"`` also clears the current). ``syn_inh`` is kept by the float form only;
+  the model may pass it back as state. Its subtract reset is refused (see `alpha`).
 * ``graded_spikes_factor != 1`` becomes a `Scale` node after the spikes.
 
 The reset formula is the constructor's (``state_function``); snntorch reads the
@@ -30,7 +36,7 @@ from ...ir.graph import Ref
 from ...ir.ops import LIF, Add, Conv2d, Dense, Scale
 from ..builder import Call, f32, sanitize
 from ..errors import FrontendError
-from ..values import Seq, Sym
+from ..values import Seq, Struct, Sym
 from . import converter
 
 _STATE_FN = {"_base_sub": 0, "_base_zero": 1, "_base_int": 2}
@@ -215,3 +221,47 @@ def rsynaptic(call: Call):
     canon, args = _common(call, cuba=True, recurrent=False, reset_delay=True)
     return _recurrent(call, canon, args, "snntorch_synaptic",
                       [call.arg(1, "spk"), call.arg(2, "syn"), call.arg(3, "mem")], ("spikes", "i", "v"))
+
+
+class AlphaSynInh:
+    """The ``syn_inh`` an ``Alpha`` returns: npuc computes the neuron from ``syn_exc`` and ``mem``
+    (``mem = tau (syn_exc + syn_inh)``), so the value may only be passed back as its state."""
+
+    opaque = ("snntorch Alpha's syn_inh can only be passed back to its neuron as state; compute with syn_exc and "
+              "mem instead (mem = tau_alpha * (syn_exc + syn_inh))")
+
+
+@converter(snn.Alpha, role="neuron", library="snntorch")
+def alpha(call: Call):
+    """``Alpha`` (``reset_mechanism`` zero, its default, or none). ``syn_inh`` is returned as an
+    opaque state value: passing it back to the next call is all a model may do with it."""
+    m, q = call.module, call.qualname
+    if getattr(m.state_function, "__name__", "") == "_base_sub":
+        raise call.error("reset_mechanism='subtract' is not supported (snntorch's Alpha subtract reset adds the "
+                         "previous syn_inh to mem, which no npuc neuron computes); use reset_mechanism='zero' "
+                         "(Alpha's default) or 'none'")
+    canon, args = _common(call, cuba=True, recurrent=False, reset_delay=True)
+    with torch.no_grad():  # the library's tau_alpha, in its dtypes
+        la, lb = torch.log(m.alpha.clamp(0, 1)), torch.log(m.beta.clamp(0, 1))
+        tau = f32(la / (lb - la) + 1, f"{q}.tau_alpha")
+    args["tau"] = tau
+    canon.update(gain=np.float32(tau.astype(np.float64) * (canon["alpha_i"].astype(np.float64)
+                                                          - canon["alpha"].astype(np.float64))),
+                 charge="previous")
+    x = call.tensor()
+    gsf = _gsf(call)
+    b = call.b
+
+    def make() -> str:
+        lif = b.add(call.name, LIF(**canon, form="snntorch_alpha", form_args=args), [x.ref], _meta(call))
+        if gsf is not None:
+            b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
+        return lif
+
+    state = [call.arg(1, "syn_exc"), call.arg(2, "syn_inh"), call.arg(3, "mem")]
+    lif, step = b.step_neuron(call, x, make, state)
+    spk = b.port(x, _scale_of(b, lif), "out") if gsf is not None else b.port(x, lif, "spikes")
+    if m.init_hidden and not m.output:
+        return spk.with_(step=step)
+    inh = Struct(AlphaSynInh, {}, owner=lif, step=step)
+    return Seq((spk.with_(step=step), b.port(x, lif, "i").with_(step=step), inh, b.port(x, lif, "v").with_(step=step)))

@@ -20,6 +20,7 @@ import numpy as np
 
 RESETS = ("subtract", "value", "none")
 RESET_TIMINGS = ("same", "delayed", "delayed_charge")
+CHARGES = ("current", "previous")
 COMPARES = ("gt", "ge")
 SPIKES = ("binary", "ternary", "multilevel", "bernoulli")
 """Neuron feature names (`LIF` fields; the features a `NumericProfile` implements)."""

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..values import QLIF
 from .base import (  # noqa: F401  (re-exported)
+    CHARGES,
     COMPARES,
     RESET_TIMINGS,
     RESETS,
@@ -78,7 +79,18 @@ class LIF(Op):
     the reset triggered by ``s_{t-1}`` is applied at step t:
     ``subtract``: ``h_t = alpha v_{t-1} + gain i_t + bias - s_{t-1} theta``
     (the subtracted threshold is not decayed); ``value``: ``v_{t-1}`` is
-    replaced by ``reset_value`` before decaying. ``IF`` is ``alpha = 1``.
+    replaced by ``reset_value`` before decaying; ``delayed_charge``: ``h_t``
+    itself is replaced by ``reset_value`` (the step's input included). ``IF`` is
+    ``alpha = 1``.
+
+    Charge (``charge``, CUBA only): ``current`` charges with the step's current
+    ``i_t`` as above; ``previous`` charges with the previous one,
+    ``h_t = alpha v_{t-1} + gain i_{t-1} + bias``, so a step's input reaches the
+    membrane one step later through a difference of exponentials (snntorch's
+    ``Alpha``: ``mem = tau (syn_exc + syn_inh)`` with ``syn_exc = i`` and
+    ``mem_t = beta mem_{t-1} + tau (alpha - beta) syn_exc_{t-1}``). Its reset is
+    ``none`` or a ``delayed_charge`` value reset, which then also clears the
+    current: ``i_t = 0``.
 
     Output ports: ``spikes`` (default), ``v`` (membrane at the end of the
     step, after any same-step reset) and ``i`` (current).
@@ -107,6 +119,7 @@ class LIF(Op):
     seed: int = 1
     v_min: np.ndarray | None = None
     v_init: float = 0.0
+    charge: str = "current"
     form: str = "npuc"
     form_args: dict = field(default_factory=dict)
     q: QLIF | None = None
@@ -127,6 +140,13 @@ class LIF(Op):
         check_choice(self.reset_timing, "reset_timing", RESET_TIMINGS)
         check_choice(self.compare, "compare", COMPARES)
         check_choice(self.spike, "spike", SPIKES)
+        check_choice(self.charge, "charge", CHARGES)
+        if self.charge == "previous":
+            if self.alpha_i is None:
+                raise ValueError("field 'charge': charging with the previous current needs a current state (alpha_i)")
+            if self.reset != "none" and (self.reset, self.reset_timing) != ("value", "delayed_charge"):
+                raise ValueError("field 'charge': charging with the previous current takes reset 'none' or a "
+                                 f"'delayed_charge' value reset, not {self.reset!r} / {self.reset_timing!r}")
         check_choice(self.form, "form", tuple(FLOAT_FORMS) if self.form in FLOAT_FORMS else _known_forms())
         missing = [a for a in FLOAT_FORMS[self.form] if a not in self.form_args]
         if missing:

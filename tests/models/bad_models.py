@@ -39,8 +39,8 @@ def unsupported_layer():
 
 
 def unsupported_neuron():
-    """snntorch's Alpha neuron (no converter)."""
-    return nn.Sequential(nn.Linear(6, 8), snn.Alpha(alpha=0.9, beta=0.8, init_hidden=True))
+    """snntorch's StateLeaky neuron (no converter)."""
+    return nn.Sequential(nn.Linear(6, 8), snn.StateLeaky(beta=0.9, channels=8))
 
 
 class DataDependent(nn.Module):
