@@ -495,7 +495,7 @@ class _Importer:
                 return ops.LIF(alpha=_compress(alpha), gain=_compress(gain), bias=_compress(bias), reset="none")
             mode, value = self._reset(n, p)
             return ops.LIF(alpha=_compress(alpha), gain=_compress(gain), bias=_compress(bias),
-                       threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value)
+                           threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value)
         if isinstance(n, nir.CubaLIF):
             ts = self._tau(a(n.tau_syn, "tau_syn"), p, "tau_syn")
             tm = self._tau(a(n.tau_mem, "tau_mem"), p, "tau_mem")
@@ -514,7 +514,7 @@ class _Importer:
                 )
             mode, value = self._reset(n, p)
             return ops.IF(alpha=1.0, gain=_compress(dt * a(n.r, "r")),
-                      threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value)
+                          threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value)
         if isinstance(n, nir.I):
             return ops.LIF(alpha=1.0, gain=_compress(dt * a(n.r, "r")), reset="none")
         raise self.err(p, "has no npuc equivalent")

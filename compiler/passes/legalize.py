@@ -487,7 +487,7 @@ def _pool_into_conv(graph: Graph, pool, conv) -> ops.Conv2d:
         raise PassError(f"conv '{conv.name}' after sum pool '{pool.name}' is dilated: cannot fold the pool for Loihi 2")
     w = np.repeat(np.repeat(op.weight, k, axis=2), k, axis=3)
     return ops.Conv2d(w.astype(np.float32), op.bias, (op.stride[0] * k, op.stride[1] * k),
-                  (op.padding[0] * k, op.padding[1] * k), (1, 1), op.groups)
+                      (op.padding[0] * k, op.padding[1] * k), (1, 1), op.groups)
 
 
 def _pool_into_dense(graph: Graph, pool, dense) -> ops.Dense:
