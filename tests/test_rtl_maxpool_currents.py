@@ -10,20 +10,7 @@ import numpy as np
 import pytest
 
 from npuc.backends.rtl import emit, lint, rtl_report, run
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Conv2d,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    MaxPool2d,
-    Output,
-    QInput,
-    QSynapse,
-    Reshape,
-)
+from npuc.ir import QLIF, Encoding, Graph, QInput, QSynapse, ops
 from npuc.sim import simulate
 from npuc.sim.compare import compare
 from npuc.targets import load_target
@@ -36,25 +23,25 @@ def maxpool_net(rng, prof, graded: bool, pool: tuple[int, int, int]) -> Graph:
     vmax = 2 ** (prof.v_bits - 1)
     g = Graph("mp", num_steps=6)
     if graded:
-        g.add("x", Input((2, 9, 9), encoding=Encoding("current"), layout="B", q=QInput(frac_bits=5, bits=8)))
+        g.add("x", ops.Input((2, 9, 9), encoding=Encoding("current"), layout="B", q=QInput(frac_bits=5, bits=8)))
     else:
-        g.add("x", Input((2, 9, 9), encoding=Encoding("rate", bits=8)))
+        g.add("x", ops.Input((2, 9, 9), encoding=Encoding("rate", bits=8)))
     w = rng.integers(-wmax, wmax, size=(3, 2, 3, 3))
-    g.add("conv", Conv2d(np.zeros((3, 2, 3, 3), np.float32), padding=1,
-                         q=QSynapse(w, weight_exp=-1, bias=rng.integers(-40, 40, size=3))), ["x"])
+    g.add("conv", ops.Conv2d(np.zeros((3, 2, 3, 3), np.float32), padding=1,
+                             q=QSynapse(w, weight_exp=-1, bias=rng.integers(-40, 40, size=3))), ["x"])
     k, s, p = pool
-    g.add("pool", MaxPool2d(k, stride=s, padding=p), ["conv"])
+    g.add("pool", ops.MaxPool2d(k, stride=s, padding=p), ["conv"])
     q = QLIF(du=prof.decay_unity, dv=int(rng.integers(0, prof.decay_unity // 4)), vth=vmax // 64,
              bias_mant=np.array(0))
-    g.add("l1", LIF(reset="subtract", reset_timing="delayed", q=q), ["pool"])
-    g.add("flat", Reshape((-1,)), ["l1"])
+    g.add("l1", ops.LIF(reset="subtract", reset_timing="delayed", q=q), ["pool"])
+    g.add("flat", ops.Reshape((-1,)), ["l1"])
     n = int(np.prod(g["l1"].shape))
-    g.add("fc", Dense(np.zeros((5, n), np.float32), q=QSynapse(rng.integers(-wmax, wmax, size=(5, n)), 0)),
+    g.add("fc", ops.Dense(np.zeros((5, n), np.float32), q=QSynapse(rng.integers(-wmax, wmax, size=(5, n)), 0)),
           ["flat"])
-    g.add("out", LIF(reset="value", q=QLIF(du=prof.decay_unity, dv=200, vth=vmax // 32, bias_mant=np.array(0))),
+    g.add("out", ops.LIF(reset="value", q=QLIF(du=prof.decay_unity, dv=200, vth=vmax // 32, bias_mant=np.array(0))),
           ["fc"])
-    g.add("o", Output(decoding="sum", layout="B"), ["out"])
-    g.add("ov", Output(index=1, layout="B", decoding="last"), [("l1", "v")])
+    g.add("o", ops.Output(decoding="sum", layout="B"), ["out"])
+    g.add("ov", ops.Output(index=1, layout="B", decoding="last"), [("l1", "v")])
     g.profile = prof
     return g.verify()
 
