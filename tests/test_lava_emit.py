@@ -32,6 +32,28 @@ def q_lif(**kw) -> QLIF:
     return QLIF(**base)
 
 
+def _weighted(cls: type, w: np.ndarray) -> ops.Op:
+    """A Dense or Conv2d whose float weights are its integer weights ``w`` (exponent 0)."""
+    return cls(w.astype(np.float32), q=QSynapse(w, 0))
+
+
+def _lif() -> ops.LIF:
+    """The quantized LIF these graphs use (reset to 0, as lava-nc's stock LIF does)."""
+    return ops.LIF(reset="value", q=q_lif())
+
+
+def _input_graph(name: str, shape: tuple = (3,), encoding: str = "spikes", q: QInput | None = None) -> Graph:
+    """A 4-step graph holding only its input ``x`` (time-major)."""
+    g = Graph(name, num_steps=4)
+    g.add("x", ops.Input(shape, encoding=Encoding(encoding), layout="TB", q=q))
+    return g
+
+
+def _quantized(g: Graph) -> Graph:
+    g.profile = PROF
+    return g.verify()
+
+
 def odd_names_graph() -> Graph:
     """A small conv -> flatten -> dense chain whose graph and node names are not Python identifiers."""
     rng = np.random.default_rng(3)
@@ -42,11 +64,10 @@ def odd_names_graph() -> Graph:
     g.add("1st-lif", ops.LIF(reset="value", q=q_lif(bias_mant=np.array(64), bias_exp=6)), ["conv.1"])
     g.add("class", ops.Reshape((-1,)), ["1st-lif"])
     w = (rng.integers(-100, 100, (5, 48)) * 2).astype(np.int64)
-    g.add("import", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["class"])
+    g.add("import", _weighted(ops.Dense, w), ["class"])
     g.add("if", ops.LIF(reset="value", q=q_lif(du=4095, vth=20)), ["import"])
     g.add("out-0", ops.Output(), ["if"])
-    g.profile = PROF
-    return g.verify()
+    return _quantized(g)
 
 
 def emit_quiet(g: Graph, out: Path) -> list[Path]:
@@ -163,12 +184,11 @@ def test_netx_file_matches_schema(tmp_path):
 
 def test_netx_lists_layers_it_cannot_represent(tmp_path):
     rng = np.random.default_rng(0)
-    g = Graph("res", num_steps=4)
-    g.add("x", ops.Input((4,), encoding=Encoding("spikes"), layout="TB"))
+    g = _input_graph("res", (4,))
     w = (rng.integers(0, 100, (4, 4))).astype(np.int64)
-    g.add("fc1", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
+    g.add("fc1", _weighted(ops.Dense, w), ["x"])
     g.add("l1", ops.LIF(reset="value", q=q_lif(du=4095)), ["fc1"])
-    g.add("fc2", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["l1"])
+    g.add("fc2", _weighted(ops.Dense, w), ["l1"])
     g.add("sum", ops.Add(), ["fc2", "l1"])
     g.add("l2", ops.LIF(reset="value", q=q_lif(du=4095, bias_mant=np.array(3))), ["sum"])
     g.add("o", ops.Output(), ["l2"])
@@ -189,11 +209,10 @@ def test_netx_lists_layers_it_cannot_represent(tmp_path):
 
 def _chain(mid: list | None = None, neuron: ops.LIF | None = None, w=None, e: int = 0, shape=(2, 4, 4)) -> Graph:
     """input (C, H, W) -> conv -> lif -> [mid ops] -> flatten -> dense -> neuron -> output."""
-    g = Graph("bad", num_steps=4)
-    g.add("x", ops.Input(shape, encoding=Encoding("spikes"), layout="TB"))
+    g = _input_graph("bad", shape)
     wc = np.full((2, shape[0], 1, 1), 2, np.int64)
-    g.add("conv", ops.Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["x"])
-    g.add("l1", ops.LIF(reset="value", q=q_lif()), ["conv"])
+    g.add("conv", _weighted(ops.Conv2d, wc), ["x"])
+    g.add("l1", _lif(), ["conv"])
     prev = "l1"
     for i, op in enumerate(mid or []):
         g.add(f"m{i}", op, [prev])
@@ -202,10 +221,9 @@ def _chain(mid: list | None = None, neuron: ops.LIF | None = None, w=None, e: in
     n = int(np.prod(g["flat"].shape))
     w = np.full((3, n), 4, np.int64) if w is None else w
     g.add("fc", ops.Dense(w.astype(np.float32), q=QSynapse(w, e)), ["flat"])
-    g.add("out_lif", neuron or ops.LIF(reset="value", q=q_lif()), ["fc"])
+    g.add("out_lif", neuron or _lif(), ["fc"])
     g.add("o", ops.Output(), ["out_lif"])
-    g.profile = PROF
-    return g.verify()
+    return _quantized(g)
 
 
 def _bad_weights() -> Graph:
@@ -215,33 +233,29 @@ def _bad_weights() -> Graph:
 
 
 def _loop() -> Graph:
-    g = Graph("loop", num_steps=4)
-    g.add("x", ops.Input((3,), encoding=Encoding("spikes"), layout="TB"))
+    g = _input_graph("loop")
     w = np.full((3, 3), 8, np.int64)
-    g.add("fa", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
-    g.add("back", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0)), [("b", None, 1)])
+    g.add("fa", _weighted(ops.Dense, w), ["x"])
+    g.add("back", _weighted(ops.Dense, w), [("b", None, 1)])
     g.add("sum", ops.Add(), ["fa", "back"])
-    g.add("a", ops.LIF(reset="value", q=q_lif()), ["sum"])
-    g.add("fb", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["a"])
-    g.add("b", ops.LIF(reset="value", q=q_lif()), ["fb"])
+    g.add("a", _lif(), ["sum"])
+    g.add("fb", _weighted(ops.Dense, w), ["a"])
+    g.add("b", _lif(), ["fb"])
     g.add("o", ops.Output(), ["b"])
-    g.profile = PROF
-    return g.verify()
+    return _quantized(g)
 
 
 def _unbalanced_conv() -> Graph:
-    g = Graph("unbalanced", num_steps=4)
-    g.add("x", ops.Input((1, 3, 3), encoding=Encoding("spikes"), layout="TB"))
+    g = _input_graph("unbalanced", (1, 3, 3))
     wc = np.full((1, 1, 1, 1), 2, np.int64)
-    g.add("c1", ops.Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["x"])
-    g.add("l1", ops.LIF(reset="value", q=q_lif()), ["c1"])
-    g.add("c2", ops.Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["l1"])
-    g.add("cskip", ops.Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["x"])
+    g.add("c1", _weighted(ops.Conv2d, wc), ["x"])
+    g.add("l1", _lif(), ["c1"])
+    g.add("c2", _weighted(ops.Conv2d, wc), ["l1"])
+    g.add("cskip", _weighted(ops.Conv2d, wc), ["x"])
     g.add("sum", ops.Add(), ["c2", "cskip"])
-    g.add("l2", ops.LIF(reset="value", q=q_lif()), ["sum"])
+    g.add("l2", _lif(), ["sum"])
     g.add("o", ops.Output(), ["l2"])
-    g.profile = PROF
-    return g.verify()
+    return _quantized(g)
 
 
 def _disconnected() -> Graph:
@@ -249,11 +263,10 @@ def _disconnected() -> Graph:
     w = np.full((3, 3), 8, np.int64)
     for i in range(2):
         g.add(f"x{i}", ops.Input((3,), encoding=Encoding("spikes"), layout="TB", index=i))
-        g.add(f"f{i}", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0)), [f"x{i}"])
-        g.add(f"l{i}", ops.LIF(reset="value", q=q_lif()), [f"f{i}"])
+        g.add(f"f{i}", _weighted(ops.Dense, w), [f"x{i}"])
+        g.add(f"l{i}", _lif(), [f"f{i}"])
         g.add(f"o{i}", ops.Output(index=i), [f"l{i}"])
-    g.profile = PROF
-    return g.verify()
+    return _quantized(g)
 
 
 def _profile(name: str) -> Graph:
@@ -275,26 +288,22 @@ def _synapse_output() -> Graph:
 
 
 def _dense_after_dense() -> Graph:
-    g = Graph("dd", num_steps=4)
-    g.add("x", ops.Input((3,), encoding=Encoding("spikes"), layout="TB"))
+    g = _input_graph("dd")
     w = np.full((3, 3), 8, np.int64)
-    g.add("f1", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
-    g.add("f2", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["f1"])
-    g.add("l", ops.LIF(reset="value", q=q_lif()), ["f2"])
+    g.add("f1", _weighted(ops.Dense, w), ["x"])
+    g.add("f2", _weighted(ops.Dense, w), ["f1"])
+    g.add("l", _lif(), ["f2"])
     g.add("o", ops.Output(), ["l"])
-    g.profile = PROF
-    return g.verify()
+    return _quantized(g)
 
 
 def _wide_input() -> Graph:
-    g = Graph("wide", num_steps=4)
-    g.add("x", ops.Input((3,), encoding=Encoding("current"), layout="TB", q=QInput(0, 32)))
+    g = _input_graph("wide", encoding="current", q=QInput(0, 32))
     w = np.full((3, 3), 8, np.int64)
-    g.add("f1", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
-    g.add("l", ops.LIF(reset="value", q=q_lif()), ["f1"])
+    g.add("f1", _weighted(ops.Dense, w), ["x"])
+    g.add("l", _lif(), ["f1"])
     g.add("o", ops.Output(), ["l"])
-    g.profile = PROF
-    return g.verify()
+    return _quantized(g)
 
 
 CASES = {
@@ -353,11 +362,10 @@ def test_unmappable_graphs_raise_clear_errors(case, tmp_path):
 
 
 def test_sum_pool_of_large_graded_inputs_is_refused():
-    g = Graph("pool", num_steps=4)
-    g.add("x", ops.Input((1, 4, 4), encoding=Encoding("current"), layout="TB", q=QInput(0, 24)))
-    g.add("l0", ops.LIF(reset="value", q=q_lif()), ["x"])
+    g = _input_graph("pool", (1, 4, 4), encoding="current", q=QInput(0, 24))
+    g.add("l0", _lif(), ["x"])
     g.add("p", ops.SumPool2d(2), ["x"])
-    g.add("l1", ops.LIF(reset="value", q=q_lif()), ["p"])
+    g.add("l1", _lif(), ["p"])
     g.add("o", ops.Output(), ["l1"])
     g.profile = PROF
     with pytest.raises(lb.LavaMappingError, match=r"node 'p' \(SumPool2d\).*24 bits"):
