@@ -7,9 +7,14 @@ covered by the serialization and ONNX round trips (and any other format that use
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from npuc.ir import QLIF, Encoding, Graph, QInput, QScale, QSynapse, ops
+from npuc.targets import load_target
 
 
 def every_op_graph(quantized: bool = False) -> Graph:
@@ -46,3 +51,26 @@ def every_op_graph(quantized: bool = False) -> Graph:
     g.add("o2", ops.Output("last", "B", index=1), [("lif2", "v")])
     return g.verify()
 
+
+def seeded_case(build: Callable[..., Graph], spec: str, seed: int, x_shape: tuple, rtl: Path | None = None,
+                **kw: Any) -> tuple[Graph, np.ndarray]:
+    """``build(rng, target, **kw)`` for the target ``spec``, then an input batch uniform in [-1, 1),
+    both from one generator seeded ``seed``; with ``rtl``, the graph is emitted there as Verilog."""
+    target = load_target(spec)
+    rng = np.random.default_rng(seed)
+    g = build(rng, target, **kw)
+    if rtl is not None:
+        from npuc.backends.rtl import emit
+
+        emit(g, rtl, target)
+    return g, rng.uniform(-1, 1, size=x_shape).astype(np.float32)
+
+
+def add_qkv_heads(g: Graph, rng: np.random.Generator, n: int, d: int, heads: int) -> None:
+    """Spikformer's Q, K, V: spiking projections of input ``x`` (``[n, d]``, Dense on the last
+    axis) split into heads by Reshape/Permute, as nodes ``q_p``, ``k_p``, ``v_p`` (``[heads, n, d / heads]``)."""
+    for name in ("q", "k", "v"):
+        g.add(f"{name}_fc", ops.Dense(rng.normal(0, 0.6, (d, d)).astype("f4")), ["x"])
+        g.add(f"{name}_lif", ops.LIF(alpha=0.5, threshold=1.0, reset="value"), [f"{name}_fc"])
+        g.add(f"{name}_h", ops.Reshape((n, heads, d // heads)), [f"{name}_lif"])
+        g.add(f"{name}_p", ops.Permute((1, 0, 2)), [f"{name}_h"])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from builders import add_qkv_heads
 from reference import lfsr_states, popcount_scores
 
 from npuc.ir import Encoding, Graph, QAttention, QInput, QLinearAttention, ops
@@ -123,11 +124,7 @@ def spikformer_block(score="and", heads=2):
     N, D, T = 6, 8, 4
     g = Graph("spikformer", num_steps=T)
     g.add("x", ops.Input((N, D), Encoding("bernoulli", bits=12, seed=5)))
-    for name in ("q", "k", "v"):
-        g.add(f"{name}_fc", ops.Dense(RNG.normal(0, 0.6, (D, D)).astype("f4")), ["x"])
-        g.add(f"{name}_lif", ops.LIF(alpha=0.5, threshold=1.0, reset="value"), [f"{name}_fc"])
-        g.add(f"{name}_h", ops.Reshape((N, heads, D // heads)), [f"{name}_lif"])
-        g.add(f"{name}_p", ops.Permute((1, 0, 2)), [f"{name}_h"])
+    add_qkv_heads(g, RNG, N, D, heads)
     g.add("attn", ops.SpikeAttention(score=score, scale=0.125), ["q_p", "k_p", "v_p"])
     g.add("back", ops.Permute((1, 0, 2)), ["attn"])
     g.add("merge", ops.Reshape((N, D)), ["back"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import add_qkv_heads
 
 import npuc
 from npuc.backends.rtl import emit, lint, rtl_report, run, sc_stats
@@ -274,11 +275,7 @@ def spikformer_block(score: str, order: str, seed: int = 25, stochastic: bool = 
     n, d, steps, heads = 6, 8, 4, 2
     g = Graph("sc_block" if stochastic else f"spikformer_{score}", num_steps=steps)
     g.add("x", ops.Input((n, d), Encoding("bernoulli", bits=12, seed=5)))
-    for name in ("q", "k", "v"):
-        g.add(f"{name}_fc", ops.Dense(rng.normal(0, 0.6, (d, d)).astype("f4")), ["x"])
-        g.add(f"{name}_lif", ops.LIF(alpha=0.5, threshold=1.0, reset="value"), [f"{name}_fc"])
-        g.add(f"{name}_h", ops.Reshape((n, heads, d // heads)), [f"{name}_lif"])
-        g.add(f"{name}_p", ops.Permute((1, 0, 2)), [f"{name}_h"])
+    add_qkv_heads(g, rng, n, d, heads)
     if stochastic:
         g.add("attn", ops.StochasticAttention(bits=12, seed=77, seed2=1234), ["q_p", "k_p", "v_p"])
     else:

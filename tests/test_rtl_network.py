@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import seeded_case
 
 from npuc.backends.rtl import emit, lint, rtl_report, run
 from npuc.ir import QLIF, Encoding, Graph, QInput, QSynapse, ops
@@ -83,11 +84,7 @@ def _check(g, out, x, layers):
 
 @pytest.mark.parametrize("spec", ["fpga", "fpga:weight_bits=6,state_bits=12,lanes=4"])
 def test_mlp_with_recurrence(spec, tmp_path):
-    target = load_target(spec)
-    rng = np.random.default_rng(3)
-    g = mlp(rng, target)
-    emit(g, tmp_path / "rtl", target)
-    x = rng.uniform(-1, 1, size=(5, 12)).astype(np.float32)
+    g, x = seeded_case(mlp, spec, 3, (5, 12), tmp_path / "rtl")
     ref, got = _check(g, tmp_path / "rtl", x, ("h", "out"))
     assert ref.probes["h"]["spikes"].any() and ref.probes["out"]["spikes"].any()
     # non-probe build streams only the outputs and gives the same answer
@@ -102,11 +99,7 @@ def test_mlp_with_recurrence(spec, tmp_path):
 
 
 def test_conv_pool_flatten_dense(tmp_path):
-    target = load_target("fpga:lanes=2")
-    rng = np.random.default_rng(7)
-    g = convnet(rng, target)
-    emit(g, tmp_path / "rtl", target)
-    x = rng.uniform(-1, 1, size=(3, 1, 8, 8)).astype(np.float32)
+    g, x = seeded_case(convnet, "fpga:lanes=2", 7, (3, 1, 8, 8), tmp_path / "rtl")
     ref, got = _check(g, tmp_path / "rtl", x, ("c", "out"))
     assert 0 < ref.probes["c"]["spikes"].mean() < 1
     rep = rtl_report(g, tmp_path / "rtl", got, yosys=False)
@@ -144,11 +137,7 @@ def test_emit_is_deterministic_and_sanitized(tmp_path):
 
 
 def test_waves_are_written(tmp_path):
-    target = load_target("fpga")
-    rng = np.random.default_rng(5)
-    g = mlp(rng, target, sizes=(3, 2, 2), steps=3)
-    emit(g, tmp_path / "rtl", target)
-    x = rng.uniform(-1, 1, size=(1, 3)).astype(np.float32)
+    g, x = seeded_case(mlp, "fpga", 5, (1, 3), tmp_path / "rtl", sizes=(3, 2, 2), steps=3)
     got = run(tmp_path / "rtl", x, waves=True, progress=False)
     wave = got.stats["rtl"]["waves"]
     assert wave and (tmp_path / "rtl" / "sim").is_dir()
