@@ -54,6 +54,13 @@ def _heads(g: Graph, src, tokens: int, heads: list[int], d: int, tag: str, delay
     return g.add(f"{tag}_p", ops.Permute((*range(1, nd - 1), 0, nd - 1)), [r])
 
 
+def _qkv_inputs(g: Graph, n_tok: int, m_tok: int, dqk: int, dv: int) -> None:
+    """Bernoulli-coded inputs ``xq`` (``[n_tok, dqk]``), ``xk`` and ``xv`` (``m_tok`` tokens)."""
+    g.add("xq", ops.Input((n_tok, dqk), Encoding("bernoulli", bits=10, seed=3), layout="B"))
+    g.add("xk", ops.Input((m_tok, dqk), Encoding("bernoulli", bits=10, seed=5), layout="B", index=1))
+    g.add("xv", ops.Input((m_tok, dv), Encoding("bernoulli", bits=10, seed=9), layout="B", index=2))
+
+
 def _check(g: Graph, art, xs: list, nodes: list[str]) -> dict:
     """Run every input batch on one build; compare the nodes' probes, outputs and event counts.
     The last batch runs after a reset in the middle of step 1 (30 cycles after its inputs,
@@ -91,9 +98,7 @@ def coincidence_graph(seed: int):
     hh = int(np.prod(heads)) if heads else 1
     dk, dv = int(rng.integers(1, 7)), int(rng.integers(1, 7))
     g = Graph(f"coincidence{seed}", num_steps=int(rng.integers(3, 7)))
-    g.add("xq", ops.Input((n_tok, hh * dk), Encoding("bernoulli", bits=10, seed=3), layout="B"))
-    g.add("xk", ops.Input((m_tok, hh * dk), Encoding("bernoulli", bits=10, seed=5), layout="B", index=1))
-    g.add("xv", ops.Input((m_tok, hh * dv), Encoding("bernoulli", bits=10, seed=9), layout="B", index=2))
+    _qkv_inputs(g, n_tok, m_tok, hh * dk, hh * dv)
     # a neuron population as a source: token-wise Dense of a permuted input (decode ROM) + LIF
     g.add("xqt", ops.Permute((1, 0)), ["xq"])
     g.add("fct", _dense(rng, n_tok, n_tok), ["xqt"])
@@ -161,9 +166,7 @@ def stochastic_graph(seed: int):
     hh = int(np.prod(heads)) if heads else 1
     dk, dv = int(rng.integers(1, 7)), int(rng.integers(1, 6))
     g = Graph(f"stochastic{seed}", num_steps=int(rng.integers(4, 8)))
-    g.add("xq", ops.Input((n_tok, hh * dk), Encoding("bernoulli", bits=10, seed=3), layout="B"))
-    g.add("xk", ops.Input((m_tok, hh * dk), Encoding("bernoulli", bits=10, seed=5), layout="B", index=1))
-    g.add("xv", ops.Input((m_tok, hh * dv), Encoding("bernoulli", bits=10, seed=9), layout="B", index=2))
+    _qkv_inputs(g, n_tok, m_tok, hh * dk, hh * dv)
     g.add("fv", _dense(rng, hh * dv, hh * dv), ["xv"])
     g.add("lv", _lif(rng, 25), ["fv"])
     units = []
