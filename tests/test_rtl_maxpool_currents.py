@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rtl_check import rtl_matches_int
 
 from npuc.backends.rtl import emit, lint, rtl_report, run
 from npuc.ir import QLIF, Encoding, Graph, QInput, QSynapse, ops
-from npuc.sim import simulate
-from npuc.sim.compare import compare
 from npuc.targets import load_target
 
 pytestmark = pytest.mark.rtl
@@ -58,12 +57,7 @@ def test_maxpool_of_conv_currents(graded, pool, spec, tmp_path):
     emit(g, out, target)
     assert lint(out) == [] and lint(out, probe=True) == []
     x = rng.uniform(-1 if graded else 0, 1, size=(3, 2, 9, 9)).astype(np.float32)
-    ref = simulate(g, x, "int", probe=True)
-    got = run(out, x, probe=True, progress=False)
-    cmp = compare({n: ref.probes[n] for n in ("l1", "out")}, got.probes, engine="rtl")
-    assert cmp.ok and cmp.mismatches == 0, cmp.format()
-    for a, b in zip(ref.outputs, got.outputs):
-        np.testing.assert_array_equal(a, b)
+    ref, got = rtl_matches_int(g, out, x, ("l1", "out"))
     assert 0 < ref.probes["l1"]["spikes"].mean() < 1
     rep = rtl_report(g, out, got, yosys=False)
     assert rep["layers"][0]["memory_bits"]["max_pool"] > 0

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from builders import seeded_case
+from rtl_check import rtl_matches_int
 
 from npuc.backends.rtl import emit, lint, rtl_report, run
 from npuc.ir import QLIF, Encoding, Graph, QInput, QSynapse, ops
 from npuc.sim import simulate
-from npuc.sim.compare import compare
 from npuc.targets import load_target
 
 pytestmark = pytest.mark.rtl
@@ -73,13 +73,7 @@ def convnet(rng, target) -> Graph:
 
 def _check(g, out, x, layers):
     assert lint(out) == [] and lint(out, probe=True) == []
-    ref = simulate(g, x, "int", probe=True)
-    got = run(out, x, probe=True, progress=False)
-    cmp = compare({n: ref.probes[n] for n in layers}, got.probes, engine="rtl")
-    assert cmp.ok and cmp.mismatches == 0, cmp.format()
-    for a, b in zip(ref.outputs, got.outputs):
-        np.testing.assert_array_equal(a, b)
-    return ref, got
+    return rtl_matches_int(g, out, x, layers)
 
 
 @pytest.mark.parametrize("spec", ["fpga", "fpga:weight_bits=6,state_bits=12,lanes=4"])

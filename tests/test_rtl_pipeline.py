@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 import pytest
 from builders import seeded_case
+from rtl_check import rtl_matches_int
 from test_rtl_attention import coincidence_graph, stochastic_graph
 from test_rtl_network import _dense, _rand_lif, convnet, mlp
 
@@ -197,12 +198,7 @@ def test_lanes_auto_sizes_each_layer():
 @pytest.mark.rtl
 def test_lanes_auto_pipelined_equals_int_engine(tmp_path):
     g, x = seeded_case(_auto_chain, "fpga:lanes=auto", 6, (2, 96), tmp_path / "rtl")
-    ref = simulate(g, x, "int", probe=True)
-    got = run(tmp_path / "rtl", x, probe=True, progress=False)
-    cmp = compare({n: ref.probes[n] for n in ("l0", "l1")}, got.probes, engine="rtl")
-    assert cmp.ok and cmp.mismatches == 0, cmp.format()
-    for a, b in zip(ref.outputs, got.outputs):
-        np.testing.assert_array_equal(a, b)
+    rtl_matches_int(g, tmp_path / "rtl", x, ("l0", "l1"))
 
 
 def spike_chain(rng, target) -> Graph:

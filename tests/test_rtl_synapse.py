@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rtl_check import rtl_matches_int
 
-from npuc.backends.rtl import emit, lint, run
+from npuc.backends.rtl import emit, lint
 from npuc.ir import QLIF, Encoding, Graph, QInput, QSynapse, ops
-from npuc.sim import simulate
-from npuc.sim.compare import compare
 from npuc.targets import load_target
 
 pytestmark = pytest.mark.rtl
@@ -117,13 +116,7 @@ def test_synapse_paths_bit_exact(name, tmp_path):
         out = tmp_path / f"case{case}"
         emit(g, out, target)
         assert lint(out, probe=True) == []
-        x = inputs(rng)
-        ref = simulate(g, x, "int", probe=True)
-        got = run(out, x, probe=True, progress=False)
-        cmp = compare({n: ref.probes[n] for n in layers}, got.probes, engine="rtl")
-        assert cmp.ok and cmp.mismatches == 0, f"{name} case {case}:\n{cmp.format()}"
-        for a, b in zip(ref.outputs, got.outputs):
-            np.testing.assert_array_equal(a, b)
+        ref, got = rtl_matches_int(g, out, inputs(rng), layers, f"{name} case {case}:\n")
         for n in layers:
             assert 0 < np.mean(ref.probes[n]["spikes"] != 0) < 1, f"layer {n} should be partly active"
         # the hardware's event counters see exactly the golden engine's nonzero values
@@ -181,8 +174,6 @@ def test_random_conv_geometry(seed, tmp_path):
     g, target, x = random_geometry_graph(seed)
     emit(g, tmp_path / "rtl", target)
     assert lint(tmp_path / "rtl", probe=True) == []
-    ref = simulate(g, x, "int", probe=True)
-    got = run(tmp_path / "rtl", x, probe=True, progress=False)
-    cmp = compare({n: ref.probes[n] for n in ("a", "b")}, got.probes, engine="rtl")
-    assert cmp.ok and cmp.mismatches == 0, f"seed {seed} {[(n.name, n.op.summary()) for n in g]}:\n{cmp.format()}"
+    what = f"seed {seed} {[(n.name, n.op.summary()) for n in g]}:\n"
+    ref, _ = rtl_matches_int(g, tmp_path / "rtl", x, ("a", "b"), what)
     assert ref.probes["a"]["spikes"].any()
