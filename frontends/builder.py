@@ -82,6 +82,14 @@ class Call:
     def error(self, msg: str, cls: type[FrontendError] = FrontendError) -> FrontendError:
         return cls(f"{self.b.where()}{self.where()}: {msg}")
 
+    def new_op(self, factory: Callable[..., Op], *args: Any, **kwargs: Any) -> Op:
+        """``factory(*args, **kwargs)``, with the op's own parameter check (a ValueError) reported
+        as this module's error."""
+        try:
+            return factory(*args, **kwargs)
+        except ValueError as e:
+            raise self.error(str(e)) from None
+
     def tensor(self, i: int = 0, what: str = "input") -> Sym:
         """Argument ``i`` as a `Sym` (errors if it is not computed from the inputs)."""
         if i >= len(self.args):

@@ -45,22 +45,22 @@ FUNCTIONS: dict[Any, Callable] = {}
 METHODS: dict[str, Callable] = {}
 
 
-def _fn(*targets: Any) -> Callable:
-    def deco(f: Callable) -> Callable:
-        for t in targets:
-            FUNCTIONS[t] = f
-        return f
+def _registers_in(table: dict) -> Callable[..., Callable]:
+    """``@register(k1, k2, ...)`` stores the decorated function in ``table`` under each key."""
 
-    return deco
+    def register(*keys: Any) -> Callable:
+        def deco(f: Callable) -> Callable:
+            for k in keys:
+                table[k] = f
+            return f
+
+        return deco
+
+    return register
 
 
-def _method(*names: str) -> Callable:
-    def deco(f: Callable) -> Callable:
-        for n in names:
-            METHODS[n] = f
-        return f
-
-    return deco
+_fn = _registers_in(FUNCTIONS)  # torch functions and operators called in a forward
+_method = _registers_in(METHODS)  # tensor method names
 
 
 # -- the walker -----------------------------------------------------------------------------

@@ -25,22 +25,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from ..ir import (
-    LIF,
-    Add,
-    AvgPool2d,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Graph,
-    GraphError,
-    Input,
-    Output,
-    Ref,
-    Reshape,
-    Scale,
-    SumPool2d,
-)
+from ..ir import Graph, GraphError, Ref, ops
 from ..ir.optable import OpTable
 from .errors import FrontendError
 from .nir_common import (
@@ -158,11 +143,11 @@ class _Exporter:
             )
         order = g.topo_order()
         for name in order:
-            if not isinstance(g[name].op, Add):
+            if not isinstance(g[name].op, ops.Add):
                 self._ports(name)
         for name in order:
             op = g[name].op
-            if not isinstance(op, Add):
+            if not isinstance(op, ops.Add):
                 self.nodes[name] = self._node(name, op)
         edges, delayed = self._edges(order)
         self._r_for_norse(edges, delayed)
@@ -224,7 +209,7 @@ class _Exporter:
     def _ports(self, name: str) -> None:
         """Which port of a LIF its consumers read (NIR nodes have one output)."""
         node = self.g[name]
-        if not isinstance(node.op, LIF):
+        if not isinstance(node.op, ops.LIF):
             return
         ports = set()
         for user, idx in self.g.users(name):
@@ -241,7 +226,7 @@ class _Exporter:
         delayed: list[tuple[str, str]] = []
         for name in order:
             node = self.g[name]
-            if isinstance(node.op, Add):
+            if isinstance(node.op, ops.Add):
                 continue
             for r in node.inputs:
                 for src, port, d in self._expand(r, 0):
@@ -261,7 +246,7 @@ class _Exporter:
 
     def _expand(self, r: Ref, delay: int) -> list[tuple[str, str | None, int]]:
         node = self.g[r.node]
-        if isinstance(node.op, Add):
+        if isinstance(node.op, ops.Add):
             out = []
             for rr in node.inputs:
                 out += self._expand(rr, delay + r.delay)
@@ -273,7 +258,7 @@ class _Exporter:
         src = self.g[r.node]
         return tuple(src.shapes[src.port(r)])
 
-    def grouped(self, name: str, op: Conv1d | Conv2d) -> None:
+    def grouped(self, name: str, op: ops.Conv1d | ops.Conv2d) -> None:
         if op.groups > 1 and TYPE_CHECKS:
             self.warn(name, f"grouped convolution: the type check of nir {NIR_VERSION}'s NIRGraph and nir.read "
                             "rejects it (it declares C_in/groups input channels); read the file with npuc, or "
@@ -294,26 +279,26 @@ def _f32(x: Any) -> np.ndarray:
     return np.array(x, dtype=np.float32)
 
 
-def _conv_bias(op: Conv1d | Conv2d) -> np.ndarray:
+def _conv_bias(op: ops.Conv1d | ops.Conv2d) -> np.ndarray:
     return _f32(op.bias) if op.bias is not None else np.zeros(op.weight.shape[0], np.float32)
 
 
-@NIR_EXPORT.register(Input)
-def _input(ex: _Exporter, name: str, op: Input) -> nir.NIRNode:
+@NIR_EXPORT.register(ops.Input)
+def _input(ex: _Exporter, name: str, op: ops.Input) -> nir.NIRNode:
     if op.encoding.kind not in ("current", "spikes"):
         ex.warn(name, f"the {op.encoding.kind} input encoding is not part of NIR; the graph takes per-step values")
     return nir.Input(input_type=np.array(op.shape))
 
 
-@NIR_EXPORT.register(Output)
-def _output(ex: _Exporter, name: str, op: Output) -> nir.NIRNode:
+@NIR_EXPORT.register(ops.Output)
+def _output(ex: _Exporter, name: str, op: ops.Output) -> nir.NIRNode:
     if op.decoding != "sequence":
         ex.warn(name, f"the '{op.decoding}' output decoding is not part of NIR; the graph emits per-step values")
     return nir.Output(output_type=np.array(ex.g[name].shape))
 
 
-@NIR_EXPORT.register(Dense)
-def _dense(ex: _Exporter, name: str, op: Dense) -> nir.NIRNode:
+@NIR_EXPORT.register(ops.Dense)
+def _dense(ex: _Exporter, name: str, op: ops.Dense) -> nir.NIRNode:
     if len(ex.in_shape(name)) != 1:
         raise ex.err(name, f"input shape {list(ex.in_shape(name))}: NIR Affine maps a 1-d vector")
     if op.bias is None:
@@ -321,28 +306,28 @@ def _dense(ex: _Exporter, name: str, op: Dense) -> nir.NIRNode:
     return nir.Affine(weight=_f32(op.weight), bias=_f32(op.bias))
 
 
-@NIR_EXPORT.register(Conv2d)
-def _conv2d(ex: _Exporter, name: str, op: Conv2d) -> nir.NIRNode:
+@NIR_EXPORT.register(ops.Conv2d)
+def _conv2d(ex: _Exporter, name: str, op: ops.Conv2d) -> nir.NIRNode:
     ex.grouped(name, op)
     return nir.Conv2d(input_shape=tuple(ex.in_shape(name)[1:]), weight=_f32(op.weight), stride=tuple(op.stride),
                       padding=tuple(op.padding), dilation=tuple(op.dilation), groups=op.groups, bias=_conv_bias(op))
 
 
-@NIR_EXPORT.register(Conv1d)
-def _conv1d(ex: _Exporter, name: str, op: Conv1d) -> nir.NIRNode:
+@NIR_EXPORT.register(ops.Conv1d)
+def _conv1d(ex: _Exporter, name: str, op: ops.Conv1d) -> nir.NIRNode:
     ex.grouped(name, op)
     return nir.Conv1d(input_shape=ex.in_shape(name)[1], weight=_f32(op.weight), stride=op.stride[0],
                       padding=op.padding[0], dilation=op.dilation[0], groups=op.groups, bias=_conv_bias(op))
 
 
-@NIR_EXPORT.register(SumPool2d, AvgPool2d)
-def _pool(ex: _Exporter, name: str, op: SumPool2d | AvgPool2d) -> nir.NIRNode:
-    cls = nir.SumPool2d if isinstance(op, SumPool2d) else nir.AvgPool2d
+@NIR_EXPORT.register(ops.SumPool2d, ops.AvgPool2d)
+def _pool(ex: _Exporter, name: str, op: ops.SumPool2d | ops.AvgPool2d) -> nir.NIRNode:
+    cls = nir.SumPool2d if isinstance(op, ops.SumPool2d) else nir.AvgPool2d
     return cls(kernel_size=np.array(op.kernel), stride=np.array(op.stride), padding=np.array(op.padding))
 
 
-@NIR_EXPORT.register(Reshape)
-def _reshape(ex: _Exporter, name: str, op: Reshape) -> nir.NIRNode:
+@NIR_EXPORT.register(ops.Reshape)
+def _reshape(ex: _Exporter, name: str, op: ops.Reshape) -> nir.NIRNode:
     s, out = ex.in_shape(name), tuple(ex.g[name].shape)
     for a in range(len(s)):
         for b in range(a, len(s)):
@@ -351,13 +336,13 @@ def _reshape(ex: _Exporter, name: str, op: Reshape) -> nir.NIRNode:
     raise ex.err(name, f"reshape {list(s)} -> {list(out)} is not a flatten of contiguous axes")
 
 
-@NIR_EXPORT.register(Scale)
-def _scale(ex: _Exporter, name: str, op: Scale) -> nir.NIRNode:
+@NIR_EXPORT.register(ops.Scale)
+def _scale(ex: _Exporter, name: str, op: ops.Scale) -> nir.NIRNode:
     return nir.Scale(scale=np.broadcast_to(_f32(op.factor), ex.in_shape(name)).copy())
 
 
-@NIR_EXPORT.register(LIF)
-def _lif(ex: _Exporter, name: str, op: LIF) -> nir.NIRNode:
+@NIR_EXPORT.register(ops.LIF)
+def _lif(ex: _Exporter, name: str, op: ops.LIF) -> nir.NIRNode:
     """LI/I when the membrane is read, Threshold when the neuron is exactly a step
     function, else IF, LIF or CubaLIF."""
     if op.charge != "current":
@@ -392,7 +377,7 @@ def _lif(ex: _Exporter, name: str, op: LIF) -> nir.NIRNode:
                        v_threshold=thr, w_in=1.0 / ki, **kw)
 
 
-def _integrator(ex: _Exporter, name: str, op: LIF, alpha: np.ndarray, gain: np.ndarray,
+def _integrator(ex: _Exporter, name: str, op: ops.LIF, alpha: np.ndarray, gain: np.ndarray,
                 bias: np.ndarray) -> nir.NIRNode:
     """A neuron whose membrane is read: NIR's LI or I (no reset, no spikes)."""
     if op.reset != "none":
@@ -408,7 +393,7 @@ def _integrator(ex: _Exporter, name: str, op: LIF, alpha: np.ndarray, gain: np.n
     return nir.LI(tau=ex.dt / k, r=gain / k, v_leak=bias / k)
 
 
-def _reset_fields(op: LIF, shape: tuple[int, ...]) -> dict[str, Any]:
+def _reset_fields(op: ops.LIF, shape: tuple[int, ...]) -> dict[str, Any]:
     """``v_reset`` (nir >= 1.0.6 only) and the metadata npuc's importer reads back."""
     md: dict[str, Any] = {"npuc.reset": op.reset}
     if op.reset == "value":
@@ -419,7 +404,7 @@ def _reset_fields(op: LIF, shape: tuple[int, ...]) -> dict[str, Any]:
     return kw
 
 
-def _lost(ex: _Exporter, name: str, op: LIF, spiking: bool) -> None:
+def _lost(ex: _Exporter, name: str, op: ops.LIF, spiking: bool) -> None:
     """One warning for every semantic of ``op`` the NIR node does not hold."""
     if spiking:
         _lost_reset(ex, name, op)
@@ -437,7 +422,7 @@ def _lost(ex: _Exporter, name: str, op: LIF, spiking: bool) -> None:
         ex.warn(name, f"the float arithmetic order of form '{op.form}' is lost; NIR holds the canonical dynamics only")
 
 
-def _lost_reset(ex: _Exporter, name: str, op: LIF) -> None:
+def _lost_reset(ex: _Exporter, name: str, op: ops.LIF) -> None:
     """The reset NIR holds depends on the installed nir (see the module docstring)."""
     keep = "npuc keeps it in metadata['npuc.reset']"
     if op.reset == "none":

@@ -48,23 +48,7 @@ import nir
 import numpy as np
 from nir.serialization import hdf2dict
 
-from ..ir import (
-    IF,
-    LIF,
-    Add,
-    AvgPool2d,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Graph,
-    GraphError,
-    Input,
-    Output,
-    Ref,
-    Reshape,
-    Scale,
-    SumPool2d,
-)
+from ..ir import Graph, GraphError, Ref, ops
 from .errors import FrontendError
 from .nir_common import (
     DEFAULT_DT,
@@ -430,11 +414,11 @@ class _Importer:
         if u.kind == "input":
             shape = self._input_shape(u, reals)
             layout = "B" if self.steps is not None else "TB"
-            g.add(r.ir, Input(shape, layout=layout, index=inputs.index(u.path)), meta=meta)
+            g.add(r.ir, ops.Input(shape, layout=layout, index=inputs.index(u.path)), meta=meta)
             return
         if len(refs) > 1:
             if u.kind in ("alias", "delay"):
-                g.add(r.ir, Add(), refs, meta=meta)
+                g.add(r.ir, ops.Add(), refs, meta=meta)
                 return
             s = f"{r.ir}.sum"
             k = 1
@@ -442,10 +426,10 @@ class _Importer:
                 s = f"{r.ir}.sum_{k}"
                 k += 1
             used.add(s)
-            g.add(s, Add(), refs, meta={"nir_sum_of": u.path})
+            g.add(s, ops.Add(), refs, meta={"nir_sum_of": u.path})
             refs = [Ref(s)]
         if u.kind == "output":
-            g.add(r.ir, Output(index=outputs.index(u.path)), refs, meta=meta)
+            g.add(r.ir, ops.Output(index=outputs.index(u.path)), refs, meta=meta)
             return
         g.add(r.ir, self._op(u, refs), refs, meta=meta)
 
@@ -478,28 +462,28 @@ class _Importer:
         n, p = u.node, u.path
         a = lambda x, f: _arr(x, f"{self.where}: NIR node '{p}' field '{f}'")  # noqa: E731
         if isinstance(n, nir.Affine):
-            return Dense(self._w2(a(n.weight, "weight"), p), a(n.bias, "bias"))
+            return ops.Dense(self._w2(a(n.weight, "weight"), p), a(n.bias, "bias"))
         if isinstance(n, nir.Linear):
-            return Dense(self._w2(a(n.weight, "weight"), p))
+            return ops.Dense(self._w2(a(n.weight, "weight"), p))
         if isinstance(n, (nir.Conv1d, nir.Conv2d)):
             nd = 1 if isinstance(n, nir.Conv1d) else 2
             w = a(n.weight, "weight")
             k = w.shape[2:]
             dil = _ints(n.dilation, nd, "dilation", p)
             pad = self._padding(n.padding, k, dil, nd, p, _ints(n.stride, nd, "stride", p))
-            cls = Conv1d if nd == 1 else Conv2d
+            cls = ops.Conv1d if nd == 1 else ops.Conv2d
             return cls(w, a(n.bias, "bias"), _ints(n.stride, nd, "stride", p), pad, dil, int(np.asarray(n.groups)))
         if isinstance(n, (nir.SumPool2d, nir.AvgPool2d)):
-            cls = SumPool2d if isinstance(n, nir.SumPool2d) else AvgPool2d
+            cls = ops.SumPool2d if isinstance(n, nir.SumPool2d) else ops.AvgPool2d
             return cls(_ints(n.kernel_size, 2, "kernel_size", p), _ints(n.stride, 2, "stride", p),
                        _ints(n.padding, 2, "padding", p))
         if isinstance(n, nir.Flatten):
-            return Reshape(self._flatten_shape(n, refs, p))
+            return ops.Reshape(self._flatten_shape(n, refs, p))
         if isinstance(n, nir.Scale):
-            return Scale(_compress(a(n.scale, "scale")))
+            return ops.Scale(_compress(a(n.scale, "scale")))
         if isinstance(n, nir.Threshold):
             thr = a(n.threshold, "threshold")
-            return LIF(alpha=0.0, gain=1.0, bias=0.0, threshold=_compress(thr), reset="none")
+            return ops.LIF(alpha=0.0, gain=1.0, bias=0.0, threshold=_compress(thr), reset="none")
         return self._neuron(n, p, a)
 
     def _neuron(self, n: nir.NIRNode, p: str, a: Any) -> Any:
@@ -508,16 +492,16 @@ class _Importer:
             tau = self._tau(a(n.tau, "tau"), p, "tau")
             alpha, gain, bias = 1.0 - dt / tau, dt * a(n.r, "r") / tau, dt * a(n.v_leak, "v_leak") / tau
             if isinstance(n, nir.LI):
-                return LIF(alpha=_compress(alpha), gain=_compress(gain), bias=_compress(bias), reset="none")
+                return ops.LIF(alpha=_compress(alpha), gain=_compress(gain), bias=_compress(bias), reset="none")
             mode, value = self._reset(n, p)
-            return LIF(alpha=_compress(alpha), gain=_compress(gain), bias=_compress(bias),
-                       threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value)
+            return ops.LIF(alpha=_compress(alpha), gain=_compress(gain), bias=_compress(bias),
+                           threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value)
         if isinstance(n, nir.CubaLIF):
             ts = self._tau(a(n.tau_syn, "tau_syn"), p, "tau_syn")
             tm = self._tau(a(n.tau_mem, "tau_mem"), p, "tau_mem")
             c = dt * a(n.w_in, "w_in") / ts
             mode, value = self._reset(n, p)
-            return LIF(
+            return ops.LIF(
                 alpha=_compress(1.0 - dt / tm), alpha_i=_compress(1.0 - dt / ts),
                 gain=_compress(dt * a(n.r, "r") / tm * c), bias=_compress(dt * a(n.v_leak, "v_leak") / tm),
                 threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value,
@@ -529,10 +513,10 @@ class _Importer:
                     "(and the NIR paper's CNN) write r = 1 for v += x per step: import such files with dt=1 (--dt 1)"
                 )
             mode, value = self._reset(n, p)
-            return IF(alpha=1.0, gain=_compress(dt * a(n.r, "r")),
-                      threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value)
+            return ops.IF(alpha=1.0, gain=_compress(dt * a(n.r, "r")),
+                          threshold=_compress(a(n.v_threshold, "v_threshold")), reset=mode, reset_value=value)
         if isinstance(n, nir.I):
-            return LIF(alpha=1.0, gain=_compress(dt * a(n.r, "r")), reset="none")
+            return ops.LIF(alpha=1.0, gain=_compress(dt * a(n.r, "r")), reset="none")
         raise self.err(p, "has no npuc equivalent")
 
     def _tau(self, tau: np.ndarray, p: str, fname: str) -> np.ndarray:

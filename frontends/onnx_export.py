@@ -20,27 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..ir import (
-    IF,
-    LIF,
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Encoding,
-    Graph,
-    GraphError,
-    Input,
-    MaxPool2d,
-    Output,
-    Permute,
-    Ref,
-    Reshape,
-    Scale,
-    SumPool2d,
-)
+from ..ir import Encoding, Graph, GraphError, Ref, ops
 from ..ir.optable import OpTable
 from ..ir.serialize import _encode
 from .errors import FrontendError
@@ -151,7 +131,7 @@ class _Exporter:
             self.inputs.append(self.vi(node.name, node.op.shape))
         for name in g.topo_order():
             node = g[name]
-            if not isinstance(node.op, Input):
+            if not isinstance(node.op, ops.Input):
                 self._node(node)
         # state pairs whose producer comes later were emitted in src(); Identity nodes must follow it
         self.nodes.sort(key=lambda n: 1 if n.name.endswith("@next") else 0)
@@ -229,16 +209,16 @@ _mk = helper.make_node
 
 RUNTIME_EXPORT = OpTable("ONNX runtime export")
 """Ops whose runnable form (``runtime=True``) differs from the npuc form."""
-RUNTIME_EXPORT.register(LIF)(lif_runtime)
-RUNTIME_EXPORT.register(SumPool2d)(sumpool_runtime)
+RUNTIME_EXPORT.register(ops.LIF)(lif_runtime)
+RUNTIME_EXPORT.register(ops.SumPool2d)(sumpool_runtime)
 
 
-@ONNX_EXPORT.register(Output)
+@ONNX_EXPORT.register(ops.Output)
 def _output(ex: _Exporter, node: Any, xs: list[str]) -> None:
     ex.nodes.append(_mk("Identity", xs, [node.name], name=node.name))
 
 
-@ONNX_EXPORT.register(Dense)
+@ONNX_EXPORT.register(ops.Dense)
 def _dense(ex: _Exporter, node: Any, xs: list[str]) -> None:
     """Gemm on a vector; MatMul (+ Add of the bias) on a multi-axis input."""
     name, op = node.name, node.op
@@ -256,7 +236,7 @@ def _dense(ex: _Exporter, node: Any, xs: list[str]) -> None:
         ex.nodes.append(_mk("Add", [mm, ex.init(f"{name}/bias", op.bias)], [name], name=f"{name}/bias_add"))
 
 
-@ONNX_EXPORT.register(Conv1d, Conv2d)
+@ONNX_EXPORT.register(ops.Conv1d, ops.Conv2d)
 def _conv(ex: _Exporter, node: Any, xs: list[str]) -> None:
     name, op = node.name, node.op
     args = [xs[0], ex.init(f"{name}/weight", op.weight)]
@@ -266,38 +246,38 @@ def _conv(ex: _Exporter, node: Any, xs: list[str]) -> None:
                         pads=list(op.padding) * 2, dilations=list(op.dilation), group=op.groups))
 
 
-def _pool_attrs(op: SumPool2d | AvgPool2d | MaxPool2d) -> dict[str, Any]:
+def _pool_attrs(op: ops.SumPool2d | ops.AvgPool2d | ops.MaxPool2d) -> dict[str, Any]:
     return dict(kernel_shape=list(op.kernel), strides=list(op.stride), pads=list(op.padding) * 2)
 
 
-@ONNX_EXPORT.register(SumPool2d)
+@ONNX_EXPORT.register(ops.SumPool2d)
 def _sumpool(ex: _Exporter, node: Any, xs: list[str]) -> None:
     ex.nodes.append(_mk("SumPool2d", xs, [node.name], name=node.name, domain=DOMAIN, **_pool_attrs(node.op)))
 
 
-@ONNX_EXPORT.register(AvgPool2d)
+@ONNX_EXPORT.register(ops.AvgPool2d)
 def _avgpool(ex: _Exporter, node: Any, xs: list[str]) -> None:
     ex.nodes.append(_mk("AveragePool", xs, [node.name], name=node.name, count_include_pad=1,
                         **_pool_attrs(node.op)))
 
 
-@ONNX_EXPORT.register(MaxPool2d)
+@ONNX_EXPORT.register(ops.MaxPool2d)
 def _maxpool(ex: _Exporter, node: Any, xs: list[str]) -> None:
     ex.nodes.append(_mk("MaxPool", xs, [node.name], name=node.name, **_pool_attrs(node.op)))
 
 
-@ONNX_EXPORT.register(Add)
+@ONNX_EXPORT.register(ops.Add)
 def _add(ex: _Exporter, node: Any, xs: list[str]) -> None:
     ex.nodes.append(_mk("Add" if len(xs) == 2 else "Sum", xs, [node.name], name=node.name))
 
 
-@ONNX_EXPORT.register(Scale)
+@ONNX_EXPORT.register(ops.Scale)
 def _scale(ex: _Exporter, node: Any, xs: list[str]) -> None:
     name = node.name
     ex.nodes.append(_mk("Mul", [xs[0], ex.init(f"{name}/factor", node.op.factor)], [name], name=name))
 
 
-@ONNX_EXPORT.register(BatchNorm)
+@ONNX_EXPORT.register(ops.BatchNorm)
 def _batchnorm(ex: _Exporter, node: Any, xs: list[str]) -> None:
     name, op = node.name, node.op
     eps = ex.float_attr(name, "eps", op.eps)
@@ -305,18 +285,18 @@ def _batchnorm(ex: _Exporter, node: Any, xs: list[str]) -> None:
     ex.nodes.append(_mk("BatchNormalization", args, [name], name=name, epsilon=eps))
 
 
-@ONNX_EXPORT.register(Reshape)
+@ONNX_EXPORT.register(ops.Reshape)
 def _reshape(ex: _Exporter, node: Any, xs: list[str]) -> None:
     shape = ex.init(f"{node.name}/shape", np.array([0, *node.op.shape], dtype=np.int64))
     ex.nodes.append(_mk("Reshape", [xs[0], shape], [node.name], name=node.name))
 
 
-@ONNX_EXPORT.register(Permute)
+@ONNX_EXPORT.register(ops.Permute)
 def _permute(ex: _Exporter, node: Any, xs: list[str]) -> None:
     ex.nodes.append(_mk("Transpose", xs, [node.name], name=node.name, perm=[0, *(d + 1 for d in node.op.dims)]))
 
 
-@ONNX_EXPORT.register(LIF)
+@ONNX_EXPORT.register(ops.LIF)
 def _lif(ex: _Exporter, node: Any, xs: list[str]) -> None:
     """``ai.npuc::LIF``/``IF`` with the canonical fields as attributes (per-neuron arrays as tensors)."""
     name, op = node.name, node.op
@@ -338,4 +318,4 @@ def _lif(ex: _Exporter, node: Any, xs: list[str]) -> None:
     for k, v in op.form_args.items():
         attrs[f"form_args.{k}"] = numpy_helper.from_array(np.asarray(v), f"form_args.{k}")
     outs = [_tensor(name, p, op.ports[0]) for p in op.ports]
-    ex.nodes.append(_mk("IF" if type(op) is IF else "LIF", [xs[0]], outs, name=name, domain=DOMAIN, **attrs))
+    ex.nodes.append(_mk("IF" if type(op) is ops.IF else "LIF", [xs[0]], outs, name=name, domain=DOMAIN, **attrs))

@@ -17,27 +17,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
-from ..ir import (
-    IF,
-    LIF,
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Encoding,
-    Graph,
-    GraphError,
-    Input,
-    MaxPool2d,
-    Output,
-    Permute,
-    Ref,
-    Reshape,
-    Scale,
-    SumPool2d,
-)
+from ..ir import Encoding, Graph, GraphError, Ref, ops
 from ..ir.ops import LAYOUTS
 from ..ir.serialize import _decode
 from .errors import FrontendError
@@ -236,7 +216,7 @@ class _Importer:
                 raise FrontendError(f"{self.where}: input '{vi.name}': layout {layout!r} is not one of {list(LAYOUTS)}")
             try:
                 enc = Encoding(**encodings[vi.name]) if vi.name in encodings else Encoding()
-                op = Input(shape, enc, layout=layout, index=index)
+                op = ops.Input(shape, enc, layout=layout, index=index)
             except (TypeError, ValueError) as e:
                 raise FrontendError(f"{self.where}: input '{vi.name}': {e}") from None
             if layout == "B" and self.steps is None:
@@ -259,7 +239,7 @@ class _Importer:
                 raise FrontendError(f"{self.where}: output '{vi.name}' is not computed from the inputs")
             d = decs.get(vi.name, {})
             try:
-                op = Output(d.get("decoding", "sequence"), d.get("layout", "TB"), index=index)
+                op = ops.Output(d.get("decoding", "sequence"), d.get("layout", "TB"), index=index)
             except (TypeError, ValueError) as e:
                 raise FrontendError(f"{self.where}: output '{vi.name}': {e}") from None
             nm = _ir_name(vi.name)
@@ -401,7 +381,7 @@ class _Importer:
                     return op
                 c = np.asarray(self.consts[other], dtype=np.float64)
                 out = op.weight.shape[0]
-                if isinstance(op, Dense):
+                if isinstance(op, ops.Dense):
                     c = c.reshape(c.shape[-1:]) if c.ndim and all(d == 1 for d in c.shape[:-1]) else c
                     ok = c.shape in ((), (out,))
                 else:
@@ -472,7 +452,7 @@ def _gemm(self: _Importer, n: onnx.NodeProto, name: str) -> None:
         if c.size not in (1, w.shape[0]):
             raise self.err(n, f"bias C of shape {list(c.shape)} is not per output ({w.shape[0]})")
         bias = np.broadcast_to(c.reshape(-1), (w.shape[0],)) * np.float32(a.get("beta", 1.0))
-    op = Dense(w, bias)
+    op = ops.Dense(w, bias)
     if bias is None:
         op = self._fuse_bias(op, n.output[0])
     self._add(n, name, op, [0])
@@ -483,7 +463,7 @@ def _matmul(self: _Importer, n: onnx.NodeProto, name: str) -> None:
     w = self._const(n, 1, "weight (second operand)")
     if w.ndim != 2:
         raise self.err(n, f"weight of shape {list(w.shape)}: npuc supports a 2-d [in, out] MatMul weight")
-    op = self._fuse_bias(Dense(np.ascontiguousarray(np.asarray(w, dtype=np.float32).T)), n.output[0])
+    op = self._fuse_bias(ops.Dense(np.ascontiguousarray(np.asarray(w, dtype=np.float32).T)), n.output[0])
     self._add(n, name, op, [0])
 
 
@@ -501,7 +481,7 @@ def _conv(self: _Importer, n: onnx.NodeProto, name: str) -> None:
     dil = tuple(a.get("dilations", [1] * nd))
     pads = self._pads(n, a, nd, kernel, stride, dil)
     b = self._const(n, 2, "bias B", optional=True)
-    cls = Conv1d if nd == 1 else Conv2d
+    cls = ops.Conv1d if nd == 1 else ops.Conv2d
     op = cls(w, None if b is None else np.asarray(b, np.float32), stride, pads, dil, int(a.get("group", 1)))
     if b is None:
         op = self._fuse_bias(op, n.output[0])
@@ -520,7 +500,7 @@ def _bn(self: _Importer, n: onnx.NodeProto, name: str) -> None:
                               for i, w in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
     eps = float(np.float32(a.get("epsilon", 1e-5)))
     eps = self._exact(name, "eps", eps)
-    self._add(n, name, BatchNorm(mean, var, scale, bias, eps=eps), [0])
+    self._add(n, name, ops.BatchNorm(mean, var, scale, bias, eps=eps), [0])
 
 
 def _pool_args(self: _Importer, n: onnx.NodeProto) -> tuple[tuple, tuple, tuple]:
@@ -543,7 +523,7 @@ def _avgpool(self: _Importer, n: onnx.NodeProto, name: str) -> None:
     k, s, p = _pool_args(self, n)
     if any(p) and not self._attrs(n).get("count_include_pad", 0):
         raise self.err(n, "count_include_pad=0 with padding; npuc's AvgPool2d divides by the full kernel size")
-    self._add(n, name, AvgPool2d(k, s, p), [0])
+    self._add(n, name, ops.AvgPool2d(k, s, p), [0])
 
 
 @_handles("MaxPool")
@@ -553,13 +533,13 @@ def _maxpool(self: _Importer, n: onnx.NodeProto, name: str) -> None:
         raise self.err(n, "the Indices output is used")
     if self._attrs(n).get("storage_order", 0):
         raise self.err(n, "storage_order=1 is not supported")
-    self._add(n, name, MaxPool2d(k, s, p), [0])
+    self._add(n, name, ops.MaxPool2d(k, s, p), [0])
 
 
 @_handles("ai.npuc::SumPool2d")
 def _sumpool(self: _Importer, n: onnx.NodeProto, name: str) -> None:
     k, s, p = _pool_args(self, n)
-    self._add(n, name, SumPool2d(k, s, p), [0])
+    self._add(n, name, ops.SumPool2d(k, s, p), [0])
 
 
 @_handles("GlobalAveragePool")
@@ -567,7 +547,7 @@ def _gap(self: _Importer, n: onnx.NodeProto, name: str) -> None:
     s = self._in_shape(n)
     if len(s) != 3:
         raise self.err(n, f"input {list(s)}: npuc pools 2-d (C, H, W) inputs")
-    self._add(n, name, AvgPool2d(s[1:], s[1:], 0), [0])
+    self._add(n, name, ops.AvgPool2d(s[1:], s[1:], 0), [0])
 
 
 @_handles("Flatten")
@@ -578,7 +558,7 @@ def _flatten(self: _Importer, n: onnx.NodeProto, name: str) -> None:
         axis += rank
     if axis != 1:
         raise self.err(n, f"axis={axis} merges the batch axis; npuc flattens per sample (axis=1)")
-    self._add(n, name, Reshape((-1,)), [0])
+    self._add(n, name, ops.Reshape((-1,)), [0])
 
 
 @_handles("Reshape")
@@ -600,7 +580,7 @@ def _reshape(self: _Importer, n: onnx.NodeProto, name: str) -> None:
                               "fixed per-sample sizes)")
     elif lead != 0:
         raise self.err(n, f"target shape {shape}: invalid leading size")
-    self._add(n, name, Reshape(tuple(rest)), [0])
+    self._add(n, name, ops.Reshape(tuple(rest)), [0])
 
 
 @_handles("Transpose")
@@ -609,7 +589,7 @@ def _transpose(self: _Importer, n: onnx.NodeProto, name: str) -> None:
     perm = list(self._attrs(n).get("perm", list(range(rank))[::-1]))
     if perm[0] != 0:
         raise self.err(n, f"perm {perm} moves the batch axis")
-    self._add(n, name, Permute(tuple(p - 1 for p in perm[1:])), [0])
+    self._add(n, name, ops.Permute(tuple(p - 1 for p in perm[1:])), [0])
 
 
 @_handles("Add", "Sum")
@@ -626,7 +606,7 @@ def _add(self: _Importer, n: onnx.NodeProto, name: str) -> None:
     if len(ins) == 1:
         self.refs[n.output[0]], self.shapes[n.output[0]] = self._ref(n, 0), self._in_shape(n)
         return
-    self._add(n, name, Add(), [i for i in range(len(n.input)) if n.input[i]])
+    self._add(n, name, ops.Add(), [i for i in range(len(n.input)) if n.input[i]])
 
 
 @_handles("Mul", "Div")
@@ -647,7 +627,7 @@ def _mul(self: _Importer, n: onnx.NodeProto, name: str) -> None:
         raise self.err(n, "multiplies two tensors; npuc scales tensors by constants only (Scale)")
     c = self._param_shape(c, n, x, "constant")
     factor = (1.0 / c) if n.op_type == "Div" else c
-    self._add(n, name, Scale(factor.astype(np.float32)), [x])
+    self._add(n, name, ops.Scale(factor.astype(np.float32)), [x])
 
 
 @_handles("ai.npuc::LIF", "ai.npuc::IF")
@@ -678,7 +658,7 @@ def _lif(self: _Importer, n: onnx.NodeProto, name: str) -> None:
     if form_args:
         kwargs["form_args"] = form_args
     try:
-        op = (IF if n.op_type == "IF" else LIF)(**kwargs)
+        op = (ops.IF if n.op_type == "IF" else ops.LIF)(**kwargs)
     except (TypeError, ValueError) as e:
         raise self.err(n, str(e)) from None
     self._add(n, name, op, [0], ports=op.ports)

@@ -14,20 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ir.ops import (
-    LIF,
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Conv1d,
-    Conv2d,
-    Dense,
-    MaxPool2d,
-    Permute,
-    Reshape,
-    Scale,
-    SumPool2d,
-)
+from ..ir import ops
 from . import lfsr
 from .engine import Context, KernelTable, StatefulKernel
 
@@ -44,71 +31,71 @@ def _t(ctx: Context, key: Any, arr: np.ndarray | None) -> torch.Tensor | None:
     return ctx.cache[k][1]
 
 
-@FLOAT.stateless(Dense)
-def dense(op: Dense, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.Dense)
+def dense(op: ops.Dense, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     return F.linear(xs[0], _t(ctx, "w", op.weight), _t(ctx, "b", op.bias))
 
 
-@FLOAT.stateless(Conv2d)
-def conv2d(op: Conv2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.Conv2d)
+def conv2d(op: ops.Conv2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     return F.conv2d(xs[0], _t(ctx, "w", op.weight), _t(ctx, "b", op.bias), op.stride, op.padding, op.dilation, op.groups)
 
 
-@FLOAT.stateless(Conv1d)
-def conv1d(op: Conv1d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.Conv1d)
+def conv1d(op: ops.Conv1d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     return F.conv1d(xs[0], _t(ctx, "w", op.weight), _t(ctx, "b", op.bias), op.stride, op.padding, op.dilation, op.groups)
 
 
-@FLOAT.stateless(SumPool2d)
-def sumpool(op: SumPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.SumPool2d)
+def sumpool(op: ops.SumPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     return F.avg_pool2d(xs[0], op.kernel, op.stride, op.padding, count_include_pad=True, divisor_override=1)
 
 
-@FLOAT.stateless(AvgPool2d)
-def avgpool(op: AvgPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.AvgPool2d)
+def avgpool(op: ops.AvgPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     return F.avg_pool2d(xs[0], op.kernel, op.stride, op.padding, count_include_pad=True)
 
 
-@FLOAT.stateless(MaxPool2d)
-def maxpool(op: MaxPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.MaxPool2d)
+def maxpool(op: ops.MaxPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     return F.max_pool2d(xs[0], op.kernel, op.stride, op.padding)
 
 
-@FLOAT.stateless(Add)
-def add(op: Add, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.Add)
+def add(op: ops.Add, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     y = xs[0]
     for x in xs[1:]:
         y = y + x
     return y
 
 
-@FLOAT.stateless(Scale)
-def scale(op: Scale, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.Scale)
+def scale(op: ops.Scale, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     return xs[0] * _t(ctx, "f", op.factor)
 
 
-@FLOAT.stateless(BatchNorm)
-def batchnorm(op: BatchNorm, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.BatchNorm)
+def batchnorm(op: ops.BatchNorm, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     return F.batch_norm(
         xs[0], _t(ctx, "m", op.mean), _t(ctx, "v", op.var), _t(ctx, "w", op.weight), _t(ctx, "b", op.bias),
         training=False, eps=op.eps,
     )
 
 
-@FLOAT.stateless(Reshape)
-def reshape(op: Reshape, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.Reshape)
+def reshape(op: ops.Reshape, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     return xs[0].reshape((xs[0].shape[0], *op.shape))
 
 
-@FLOAT.stateless(Permute)
-def permute(op: Permute, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
+@FLOAT.stateless(ops.Permute)
+def permute(op: ops.Permute, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
     return xs[0].permute(0, *(d + 1 for d in op.dims))
 
 
 # -- neurons --------------------------------------------------------------------
 
 
-def fire(op: LIF, h: torch.Tensor, theta: torch.Tensor, theta_lo: torch.Tensor | None, st: dict, t: int) -> torch.Tensor:
+def fire(op: ops.LIF, h: torch.Tensor, theta: torch.Tensor, theta_lo: torch.Tensor | None, st: dict, t: int) -> torch.Tensor:
     """Spike function of a LIF on the pre-reset membrane ``h`` (float32)."""
     if op.spike == "binary":
         return (h > theta if op.compare == "gt" else h >= theta).to(h.dtype)
@@ -127,19 +114,19 @@ def fire(op: LIF, h: torch.Tensor, theta: torch.Tensor, theta_lo: torch.Tensor |
     return (r <= pq).to(h.dtype)
 
 
-def reset_amount(op: LIF, s: torch.Tensor, theta: torch.Tensor, theta_lo: torch.Tensor | None) -> torch.Tensor:
+def reset_amount(op: ops.LIF, s: torch.Tensor, theta: torch.Tensor, theta_lo: torch.Tensor | None) -> torch.Tensor:
     """What a subtractive reset removes for spikes ``s``."""
     if op.spike == "ternary":
         return torch.where(s > 0, theta, torch.where(s < 0, theta_lo, torch.zeros_like(theta))) * (s != 0)
     return s * theta
 
 
-@FLOAT.stateful(LIF)
+@FLOAT.stateful(ops.LIF)
 class LIFFloat(StatefulKernel):
     """Float LIF. The ``npuc`` form follows the `LIF` docstring literally; other
     forms are library step functions registered in `FORMS`."""
 
-    def init(self, op: LIF, shape: tuple[int, ...], ctx: Context) -> dict:
+    def init(self, op: ops.LIF, shape: tuple[int, ...], ctx: Context) -> dict:
         z = torch.zeros((ctx.batch, *shape), dtype=torch.float32)
         st = {"v": torch.full_like(z, op.v_init), "i": z.clone(), "s": z.clone()}
         st["p"] = {k: _t(ctx, k, v) for k, v in op.per_neuron().items()}
@@ -149,7 +136,7 @@ class LIFFloat(StatefulKernel):
             st["r"] = torch.from_numpy(lfsr.uniform_block(op.bits, op.seed, ctx.steps, n).astype(np.int64))
         return st
 
-    def step(self, op: LIF, st: dict, xs: list[torch.Tensor], t: int, ctx: Context) -> dict:
+    def step(self, op: ops.LIF, st: dict, xs: list[torch.Tensor], t: int, ctx: Context) -> dict:
         if op.form != "npuc":
             # a form that sums its input terms itself gets them as a tuple (see engine._term_refs)
             s, v, i = FORMS[op.form](op, st, xs[0] if len(xs) == 1 else tuple(xs), t)

@@ -13,20 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ir.ops import (
-    LIF,
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Conv1d,
-    Conv2d,
-    Dense,
-    MaxPool2d,
-    Permute,
-    Reshape,
-    Scale,
-    SumPool2d,
-)
+from ..ir import ops
 from ..ir.values import NumericProfile
 from . import lfsr
 from .engine import Context, KernelTable, StatefulKernel
@@ -190,8 +177,8 @@ def _linear(x, w):
     return x @ w.T
 
 
-@INT.stateless(Dense)
-def dense(op: Dense, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.Dense)
+def dense(op: ops.Dense, xs, ctx: Context) -> torch.Tensor:
     return _weighted(op, xs, ctx, _linear)
 
 
@@ -201,15 +188,15 @@ def _check_conv_exp(op, ctx: Context) -> None:
                          f"(got weight_exp={op.q.weight_exp})")
 
 
-@INT.stateless(Conv2d)
-def conv2d(op: Conv2d, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.Conv2d)
+def conv2d(op: ops.Conv2d, xs, ctx: Context) -> torch.Tensor:
     _check_conv_exp(op, ctx)
     y, bound = _weighted_bound(op, xs, ctx, lambda x, w: F.conv2d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
     return _conv_overflow(y, bound, ctx)
 
 
-@INT.stateless(Conv1d)
-def conv1d(op: Conv1d, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.Conv1d)
+def conv1d(op: ops.Conv1d, xs, ctx: Context) -> torch.Tensor:
     _check_conv_exp(op, ctx)
     y, bound = _weighted_bound(op, xs, ctx, lambda x, w: F.conv1d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
     return _conv_overflow(y, bound, ctx)
@@ -228,8 +215,8 @@ def _exact_float(x: torch.Tensor, terms: int) -> torch.dtype:
     return torch.float32 if _absmax(x) * terms < 2**24 else torch.float64
 
 
-@INT.stateless(SumPool2d)
-def sumpool(op: SumPool2d, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.SumPool2d)
+def sumpool(op: ops.SumPool2d, xs, ctx: Context) -> torch.Tensor:
     terms = op.kernel**2 if isinstance(op.kernel, int) else int(np.prod(op.kernel))
     x = xs[0]
     y = F.avg_pool2d(x.to(_exact_float(x, terms)), op.kernel, op.stride, op.padding, count_include_pad=True,
@@ -237,55 +224,55 @@ def sumpool(op: SumPool2d, xs, ctx: Context) -> torch.Tensor:
     return y.to(torch.int64)  # exact sums of integers: no rounding needed
 
 
-@INT.stateless(AvgPool2d)
-def avgpool(op: AvgPool2d, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.AvgPool2d)
+def avgpool(op: ops.AvgPool2d, xs, ctx: Context) -> torch.Tensor:
     q = _q(op, ctx)
     return (sumpool(op, xs, ctx) * _cached(ctx, q.mult, torch.int64)) >> q.shift
 
 
-@INT.stateless(MaxPool2d)
-def maxpool(op: MaxPool2d, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.MaxPool2d)
+def maxpool(op: ops.MaxPool2d, xs, ctx: Context) -> torch.Tensor:
     x = xs[0]
     return F.max_pool2d(x.to(_exact_float(x, 1)), op.kernel, op.stride, op.padding).to(torch.int64)
 
 
-@INT.stateless(Add)
-def add(op: Add, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.Add)
+def add(op: ops.Add, xs, ctx: Context) -> torch.Tensor:
     y = xs[0]
     for x in xs[1:]:
         y = y + x
     return y
 
 
-@INT.stateless(Scale)
-def scale(op: Scale, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.Scale)
+def scale(op: ops.Scale, xs, ctx: Context) -> torch.Tensor:
     q = _q(op, ctx)
     return (xs[0] * _cached(ctx, q.mult, torch.int64)) >> q.shift
 
 
-@INT.stateless(BatchNorm)
-def batchnorm(op: BatchNorm, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.BatchNorm)
+def batchnorm(op: ops.BatchNorm, xs, ctx: Context) -> torch.Tensor:
     raise ValueError(f"node '{ctx.node}': batch norm has no integer form; run the fold-batchnorm pass first")
 
 
-@INT.stateless(Reshape)
-def reshape(op: Reshape, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.Reshape)
+def reshape(op: ops.Reshape, xs, ctx: Context) -> torch.Tensor:
     return xs[0].reshape((xs[0].shape[0], *op.shape))
 
 
-@INT.stateless(Permute)
-def permute(op: Permute, xs, ctx: Context) -> torch.Tensor:
+@INT.stateless(ops.Permute)
+def permute(op: ops.Permute, xs, ctx: Context) -> torch.Tensor:
     return xs[0].permute(0, *(d + 1 for d in op.dims))
 
 
 # -- neurons ----------------------------------------------------------------------
 
 
-@INT.stateful(LIF)
+@INT.stateful(ops.LIF)
 class LIFInt(StatefulKernel):
     """Integer LIF (see `npuc.ir.values.QLIF` for the equations)."""
 
-    def init(self, op: LIF, shape, ctx: Context) -> dict:
+    def init(self, op: ops.LIF, shape, ctx: Context) -> dict:
         q = _q(op, ctx)
         prof = ctx.profile
         if prof is None:
@@ -311,7 +298,7 @@ class LIFInt(StatefulKernel):
             self._prepare_fast(op, st, ctx)
         return st
 
-    def prepare(self, op: LIF, st: dict, xs, ctx: Context) -> None:
+    def prepare(self, op: ops.LIF, st: dict, xs, ctx: Context) -> None:
         """Shift every step's input at once, and skip overflow handling the data cannot trigger.
 
         Worst-case magnitudes over the whole run: ``|u| <= A / (1 - f_u)`` (or ``T A``
@@ -352,7 +339,7 @@ class LIFInt(StatefulKernel):
         st["check_u"] = not (ubound <= lim(prof.u_bits) and ubound <= lim(prof.arith_bits))
         st["check_v"] = not (vbound <= lim(prof.v_bits) and vbound <= lim(prof.arith_bits))
 
-    def _prepare_fast(self, op: LIF, st: dict, ctx: Context) -> None:
+    def _prepare_fast(self, op: ops.LIF, st: dict, ctx: Context) -> None:
         """Buffers for `_step_fast`: the state is updated in place (no allocation per step); ports
         somebody reads are written into ``[T, B, ...]`` rows the engine takes without stacking."""
         st["tmp"] = torch.empty_like(st["v"])
@@ -365,12 +352,12 @@ class LIFInt(StatefulKernel):
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         st["v_ok"] = _range_of(prof.arith_bits, "wrap"), _range_of(prof.v_bits, prof.v_overflow)
 
-    def _amount(self, op: LIF, s: torch.Tensor, st: dict) -> torch.Tensor:
+    def _amount(self, op: ops.LIF, s: torch.Tensor, st: dict) -> torch.Tensor:
         if op.spike == "ternary":
             return torch.where(s > 0, st["vth"], torch.where(s < 0, st["vth_lo"], 0))
         return s * st["vth"]
 
-    def step(self, op: LIF, st: dict, xs, t: int, ctx: Context) -> dict:
+    def step(self, op: ops.LIF, st: dict, xs, t: int, ctx: Context) -> dict:
         if st["fast"]:
             return self._step_fast(op, st, xs, t, ctx)
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
@@ -418,7 +405,7 @@ class LIFInt(StatefulKernel):
         st["u"], st["v"], st["s"] = u, v, s
         return {"spikes": s, "v": v, "i": u}
 
-    def _step_fast(self, op: LIF, st: dict, xs, t: int, ctx: Context) -> dict:
+    def _step_fast(self, op: ops.LIF, st: dict, xs, t: int, ctx: Context) -> dict:
         """`step` for binary spikes outside recurrent loops, in place on owned buffers.
 
         Same arithmetic in the same order as `step`. The two v-register resolutions (the adder's
@@ -462,7 +449,7 @@ class LIFInt(StatefulKernel):
         out["i"] = st["i_rows"][t].copy_(u) if "i_rows" in st else u
         return out
 
-    def _reset_before(self, op: LIF, st: dict, h: torch.Tensor, s_prev: torch.Tensor, prev) -> None:
+    def _reset_before(self, op: ops.LIF, st: dict, h: torch.Tensor, s_prev: torch.Tensor, prev) -> None:
         """The resets `step` applies between the v adder and the v register (previous spikes)."""
         if prev is None:
             return
@@ -471,7 +458,7 @@ class LIFInt(StatefulKernel):
         if op.reset_timing == "delayed_charge" and op.reset == "value":
             h.masked_fill_(prev, op.q.reset_value)
 
-    def _fits(self, op: LIF, st: dict, h: torch.Tensor, after_spikes: bool) -> bool:
+    def _fits(self, op: ops.LIF, st: dict, h: torch.Tensor, after_spikes: bool) -> bool:
         """Whether neither v-register rule can change any value this step (see `_step_fast`)."""
         lo, hi = (float(x) for x in torch.aminmax(h))
         (wlo, whi), (vlo, vhi) = st["v_ok"]
@@ -483,7 +470,7 @@ class LIFInt(StatefulKernel):
             lo, hi = min(lo, op.q.reset_value), max(hi, op.q.reset_value)
         return vlo <= lo and hi <= vhi
 
-    def _fire(self, op: LIF, h: torch.Tensor, st: dict, t: int) -> torch.Tensor:
+    def _fire(self, op: ops.LIF, h: torch.Tensor, st: dict, t: int) -> torch.Tensor:
         vth = st["vth"]
         if op.spike == "binary":
             return (h > vth if op.compare == "gt" else h >= vth).to(torch.int64)

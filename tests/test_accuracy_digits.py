@@ -18,29 +18,12 @@ import pytest
 import snntorch as snn
 import torch
 import torch.nn as nn
+from models.digits_models import STEPS, SnnTorchMLP
 from spikingjelly.activation_based import functional, layer, neuron
 
 import npuc
 from npuc.demo.models import digits_split
 from npuc.demo.training import accuracy, train_classifier
-
-STEPS = 8
-
-
-class SnnTorchMLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1, self.lif1 = nn.Linear(64, 48), snn.Leaky(beta=0.9, reset_mechanism="zero")
-        self.fc2, self.lif2 = nn.Linear(48, 10), snn.Leaky(beta=0.9, reset_mechanism="zero")
-
-    def forward(self, x):
-        m1, m2 = self.lif1.reset_mem(), self.lif2.reset_mem()
-        out = []
-        for _ in range(STEPS):
-            s1, m1 = self.lif1(self.fc1(x), m1)
-            s2, m2 = self.lif2(self.fc2(s1), m2)
-            out.append(s2)
-        return torch.stack(out).sum(0)
 
 
 class SnnTorchConv(nn.Module):

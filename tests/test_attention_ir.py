@@ -3,24 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from builders import add_qkv_heads
 from reference import lfsr_states, popcount_scores
 
-from npuc.ir import (
-    LIF,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    LinearAttention,
-    Output,
-    Permute,
-    QAttention,
-    QInput,
-    QLinearAttention,
-    Reshape,
-    SpikeAttention,
-    StochasticAttention,
-)
+from npuc.ir import Encoding, Graph, QAttention, QInput, QLinearAttention, ops
 from npuc.passes.base import PassContext, PassError, run_pipeline
 from npuc.pipeline import build_passes
 from npuc.sim import simulate
@@ -33,9 +19,9 @@ RNG = np.random.default_rng(21)
 def qkv_graph(op, shape_q, shape_k, shape_v, steps, profile=None):
     g = Graph("attn", num_steps=steps)
     for i, (n, s) in enumerate((("q", shape_q), ("k", shape_k), ("v", shape_v))):
-        g.add(n, Input(s, Encoding("spikes"), layout="TB", index=i, q=QInput(0, 8) if profile else None))
+        g.add(n, ops.Input(s, Encoding("spikes"), layout="TB", index=i, q=QInput(0, 8) if profile else None))
     g.add("a", op, ["q", "k", "v"])
-    g.add("o", Output(), ["a"])
+    g.add("o", ops.Output(), ["a"])
     g.profile = profile
     return g.verify()
 
@@ -49,7 +35,7 @@ def spikes(*shape, p=0.4):
 def test_coincidence_attention_float(score, a, order):
     T, B, H, N, D = 3, 2, 2, 5, 8
     q, k, v = spikes(T, B, H, N, D), spikes(T, B, H, N, D), spikes(T, B, H, N, D)
-    op = SpikeAttention(score=score, a=a, scale=0.125, order=order)
+    op = ops.SpikeAttention(score=score, a=a, scale=0.125, order=order)
     got = simulate(qkv_graph(op, (H, N, D), (H, N, D), (H, N, D), T), [q, k, v]).output
     want = np.zeros_like(got)
     for t in range(T):
@@ -65,7 +51,7 @@ def test_coincidence_attention_float(score, a, order):
 def test_coincidence_attention_int():
     T, B, N, D = 2, 3, 4, 6
     q, k, v = spikes(T, B, N, D), spikes(T, B, N, D), spikes(T, B, N, D)
-    op = SpikeAttention(score="axnor", a=0.75, q=QAttention(a_int=3, a_frac=2, mult=5, shift=3))
+    op = ops.SpikeAttention(score="axnor", a=0.75, q=QAttention(a_int=3, a_frac=2, mult=5, shift=3))
     got = simulate(qkv_graph(op, (N, D), (N, D), (N, D), T, load_target("fpga").profile), [q, k, v], "int").output
     for t in range(T):
         for b in range(B):
@@ -77,7 +63,7 @@ def test_coincidence_attention_int():
 def test_stochastic_attention_matches_scalar_definition_in_both_engines():
     T, B, N, D, bits = 4, 2, 3, 5, 10
     q, k, v = spikes(T, B, N, D, p=0.6), spikes(T, B, N, D, p=0.6), spikes(T, B, N, D, p=0.6)
-    op = StochasticAttention(bits=bits, seed=9, seed2=33)
+    op = ops.StochasticAttention(bits=bits, seed=9, seed2=33)
     g = qkv_graph(op, (N, D), (N, D), (N, D), T)
     f = simulate(g, [q, k, v]).output
     g.profile = load_target("fpga").profile
@@ -103,7 +89,7 @@ def test_stochastic_product_estimates_converge():
     q = (RNG.random((T, 1, N, D)) < p).astype(np.float32)
     k = (RNG.random((T, 1, N, D)) < p).astype(np.float32)
     v = np.ones((T, 1, N, D), np.float32)  # O = Bern(sum_j A_ij / N): mean = mean_j A_ij
-    g = qkv_graph(StochasticAttention(bits=16, seed=3, seed2=77), (N, D), (N, D), (N, D), T)
+    g = qkv_graph(ops.StochasticAttention(bits=16, seed=3, seed2=77), (N, D), (N, D), (N, D), T)
     out = simulate(g, [q, k, v]).output.mean(0)[0, :, 0]
     want = np.clip((p @ p.T) / D, 0, 1).mean(1)
     assert np.all(np.abs(out - want) < 0.08), (out, want)
@@ -113,14 +99,14 @@ def test_linear_attention_float_and_int():
     T, B, Dk, Dv = 6, 2, 4, 3
     q, k, v = spikes(T, B, Dk), spikes(T, B, Dk), spikes(T, B, Dv)
     # a = b = 1: causal linear attention y_t = sum_{s<=t} v_s (k_s . q_t)
-    g = qkv_graph(LinearAttention(a=1.0, b=1.0), (Dk,), (Dk,), (Dv,), T)
+    g = qkv_graph(ops.LinearAttention(a=1.0, b=1.0), (Dk,), (Dk,), (Dv,), T)
     got = simulate(g, [q, k, v]).output
     want = np.stack([sum(v[s] * (k[s] * q[t]).sum(-1, keepdims=True) for s in range(t + 1)) for t in range(T)])
     assert np.array_equal(got, want)
     # per-channel decay in the integer engine, against Python integers
     prof = load_target("fpga").profile
-    op = LinearAttention(a=np.array([1.0, 0.5, 0.25], np.float32), b=1.0,
-                         q=QLinearAttention(np.array([0, 2048, 3072]), 8, 3, 2))
+    op = ops.LinearAttention(a=np.array([1.0, 0.5, 0.25], np.float32), b=1.0,
+                             q=QLinearAttention(np.array([0, 2048, 3072]), 8, 3, 2))
     g = qkv_graph(op, (Dk,), (Dk,), (Dv,), T, prof)
     got = simulate(g, [q, k, v], "int").output
     S = np.zeros((B, Dv, Dk), dtype=object)
@@ -137,19 +123,15 @@ def spikformer_block(score="and", heads=2):
     """Tokens x features -> Q, K, V spiking projections -> coincidence attention -> LIF -> projection."""
     N, D, T = 6, 8, 4
     g = Graph("spikformer", num_steps=T)
-    g.add("x", Input((N, D), Encoding("bernoulli", bits=12, seed=5)))
-    for name in ("q", "k", "v"):
-        g.add(f"{name}_fc", Dense(RNG.normal(0, 0.6, (D, D)).astype("f4")), ["x"])
-        g.add(f"{name}_lif", LIF(alpha=0.5, threshold=1.0, reset="value"), [f"{name}_fc"])
-        g.add(f"{name}_h", Reshape((N, heads, D // heads)), [f"{name}_lif"])
-        g.add(f"{name}_p", Permute((1, 0, 2)), [f"{name}_h"])
-    g.add("attn", SpikeAttention(score=score, scale=0.125), ["q_p", "k_p", "v_p"])
-    g.add("back", Permute((1, 0, 2)), ["attn"])
-    g.add("merge", Reshape((N, D)), ["back"])
-    g.add("attn_lif", LIF(alpha=0.5, threshold=0.25, reset="value"), ["merge"])
-    g.add("proj", Dense(RNG.normal(0, 0.5, (4, D)).astype("f4")), ["attn_lif"])
-    g.add("out_lif", LIF(alpha=0.9, threshold=1.0, reset="value"), ["proj"])
-    g.add("o", Output("sum", "B"), ["out_lif"])
+    g.add("x", ops.Input((N, D), Encoding("bernoulli", bits=12, seed=5)))
+    add_qkv_heads(g, RNG, N, D, heads)
+    g.add("attn", ops.SpikeAttention(score=score, scale=0.125), ["q_p", "k_p", "v_p"])
+    g.add("back", ops.Permute((1, 0, 2)), ["attn"])
+    g.add("merge", ops.Reshape((N, D)), ["back"])
+    g.add("attn_lif", ops.LIF(alpha=0.5, threshold=0.25, reset="value"), ["merge"])
+    g.add("proj", ops.Dense(RNG.normal(0, 0.5, (4, D)).astype("f4")), ["attn_lif"])
+    g.add("out_lif", ops.LIF(alpha=0.9, threshold=1.0, reset="value"), ["proj"])
+    g.add("o", ops.Output("sum", "B"), ["out_lif"])
     return g.verify(), RNG.random((16, N, D)).astype("f4")
 
 

@@ -8,16 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from models import harness
 from models import norse_models as M
-from models.harness import (
-    as_list,
-    assert_exact,
-    canonical_agreement,
-    compile_cli,
-    drive,
-    simulate_cli,
-    spike_rate,
-)
 
 from npuc.frontends import trace
 from npuc.ir import LIF
@@ -31,7 +23,7 @@ T = 25
 def _reference(model, x):
     model.eval()
     with torch.no_grad():
-        return as_list(model(torch.from_numpy(x)))
+        return harness.as_list(model(torch.from_numpy(x)))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -39,20 +31,20 @@ def test_cells_match_norse(tmp_path, capsys, kind):
     torch.manual_seed(11)
     model = getattr(M, f"cells_{kind}")()
     rng = np.random.default_rng(11)
-    build = compile_cli(tmp_path, f"{MODELS}:cells_{kind}", model, drive(rng, (T, 2, 10), 3.0), capsys)
+    build = harness.compile_cli(tmp_path, f"{MODELS}:cells_{kind}", model, harness.drive(rng, (T, 2, 10), 3.0), capsys)
     for batch in (1, 3):
-        x = drive(rng, (T, batch, 10), 3.0)
+        x = harness.drive(rng, (T, batch, 10), 3.0)
         ref = _reference(model, x)
-        assert_exact(simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"{kind} batch {batch}")
+        harness.assert_exact(harness.simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"{kind} batch {batch}")
     graph = trace(model, x)
     res = simulate(graph, x, probe=True)
-    rates = {n.name: spike_rate(res.probes[n.name]["spikes"]) for n in graph.of_type(LIF)}
+    rates = {n.name: harness.spike_rate(res.probes[n.name]["spikes"]) for n in graph.of_type(LIF)}
     assert all(0.02 < r < 0.98 for r in rates.values()), rates
 
 
 def test_initial_state_is_the_shifted_rest():
     """norse starts LIF cells at v = v_leak: canonically the membrane is v - v_leak = 0."""
-    graph = trace(M.cells_offsets(), drive(np.random.default_rng(0), (T, 2, 10)))
+    graph = trace(M.cells_offsets(), harness.drive(np.random.default_rng(0), (T, 2, 10)))
     lif = graph["lif"].op
     assert lif.v_init == 0.0 and lif.form == "norse_lif"
     assert np.isclose(float(lif.threshold), 0.8 - (-0.2)) and np.isclose(lif.reset_value, -0.5 - (-0.2))
@@ -63,8 +55,8 @@ def test_initial_state_is_the_shifted_rest():
 def test_canonical_fields_agree(kind):
     """Measured: agreement 1.0 for every cell (T=40, B=8)."""
     model = getattr(M, f"cells_{kind}")()
-    x = drive(np.random.default_rng(4), (40, 8, 10), 3.0)
-    agreement = canonical_agreement(trace(model, x), x)
+    x = harness.drive(np.random.default_rng(4), (40, 8, 10), 3.0)
+    agreement = harness.canonical_agreement(trace(model, x), x)
     assert min(agreement.values()) >= 0.999, agreement
 
 
@@ -72,12 +64,12 @@ def test_sequential_state(tmp_path, capsys):
     torch.manual_seed(12)
     model = M.sequential_state()
     rng = np.random.default_rng(12)
-    build = compile_cli(tmp_path, f"{MODELS}:sequential_state", model, drive(rng, (T, 2, 10), 3.0), capsys)
+    build = harness.compile_cli(tmp_path, f"{MODELS}:sequential_state", model, harness.drive(rng, (T, 2, 10), 3.0), capsys)
     for batch in (1, 3):
-        x = drive(rng, (T, batch, 10), 3.0)
+        x = harness.drive(rng, (T, batch, 10), 3.0)
         ref = _reference(model, x)
-        assert_exact(simulate_cli(tmp_path, build, x, f"x{batch}"), ref)
-        assert 0.02 < spike_rate(ref[0]) < 0.98
+        harness.assert_exact(harness.simulate_cli(tmp_path, build, x, f"x{batch}"), ref)
+        assert 0.02 < harness.spike_rate(ref[0]) < 0.98
 
 
 class _ZeroStateNet(torch.nn.Module):

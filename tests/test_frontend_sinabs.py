@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 import sinabs
 import torch
+from models import harness
 from models import sinabs_models as M
-from models.harness import (
-    as_list,
-    assert_exact,
-    canonical_agreement,
-    compile_cli,
-    drive,
-    simulate_cli,
-)
 
 from npuc.frontends import trace
 from npuc.ir import LIF
@@ -42,7 +35,7 @@ def _reference(model, x):
     model.eval()
     sinabs.reset_states(model)
     with torch.no_grad():
-        return as_list(model(torch.from_numpy(x)))
+        return harness.as_list(model(torch.from_numpy(x)))
 
 
 @pytest.mark.parametrize("layer", sorted(M.LAYERS))
@@ -53,11 +46,11 @@ def test_layers_match_sinabs(tmp_path, capsys, layer):
     model = getattr(M, f"dense_{layer}")()
     _randomize(model, 21)
     rng = np.random.default_rng(21)
-    build = compile_cli(tmp_path, f"{MODELS}:dense_{layer}", model, drive(rng, (2, M.T, 33)), capsys)
+    build = harness.compile_cli(tmp_path, f"{MODELS}:dense_{layer}", model, harness.drive(rng, (2, M.T, 33)), capsys)
     for batch in (1, 2, 3):
-        x = drive(rng, (batch, M.T, 33))
+        x = harness.drive(rng, (batch, M.T, 33))
         ref = _reference(model, x)
-        assert_exact(simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"{layer} batch {batch}")
+        harness.assert_exact(harness.simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"{layer} batch {batch}")
     graph = trace(model, x)
     res = simulate(graph, x, probe=True)
     spiking = [n for n in graph.of_type(LIF) if n.op.form_args["spike"] != 2]
@@ -69,10 +62,10 @@ def test_squeeze_conv_net(tmp_path, capsys, batch):
     torch.manual_seed(22)
     model = getattr(M, f"squeeze_b{batch}")()
     rng = np.random.default_rng(22)
-    x = drive(rng, (batch, M.T, 2, 6, 6), 2.0)
-    build = compile_cli(tmp_path, f"{MODELS}:squeeze_b{batch}", model, x, capsys)
+    x = harness.drive(rng, (batch, M.T, 2, 6, 6), 2.0)
+    build = harness.compile_cli(tmp_path, f"{MODELS}:squeeze_b{batch}", model, x, capsys)
     ref = _reference(model, x)
-    assert_exact(simulate_cli(tmp_path, build, x), ref)
+    harness.assert_exact(harness.simulate_cli(tmp_path, build, x), ref)
     assert ref[0].sum() > 0
     graph = trace(model, x)
     assert graph.inputs()[0].op.layout == "BT" and graph.outputs()[0].op.layout == "BT"
@@ -88,8 +81,8 @@ CANONICAL_MIN = {"lif_reset_value": 0.85, "iaf_subtract_value": 0.75}
 @pytest.mark.parametrize("layer", sorted(M.LAYERS))
 def test_canonical_fields_agree(layer):
     model = getattr(M, f"dense_{layer}")()
-    x = drive(np.random.default_rng(8), (8, 40, 33))
-    agreement = canonical_agreement(trace(model, x), x)
+    x = harness.drive(np.random.default_rng(8), (8, 40, 33))
+    agreement = harness.canonical_agreement(trace(model, x), x)
     assert min(agreement.values()) >= CANONICAL_MIN.get(layer, 0.999), agreement
 
 
@@ -97,9 +90,9 @@ def test_repeat_and_time_flattening(tmp_path, capsys):
     torch.manual_seed(23)
     model = M.repeat_wrapped()
     rng = np.random.default_rng(23)
-    x = drive(rng, (2, M.T, 2, 6, 6), 2.0)
-    build = compile_cli(tmp_path, f"{MODELS}:repeat_wrapped", model, x, capsys)
+    x = harness.drive(rng, (2, M.T, 2, 6, 6), 2.0)
+    build = harness.compile_cli(tmp_path, f"{MODELS}:repeat_wrapped", model, x, capsys)
     ref = _reference(model, x)
-    assert_exact(simulate_cli(tmp_path, build, x), ref)
+    harness.assert_exact(harness.simulate_cli(tmp_path, build, x), ref)
     res = simulate(trace(model, x), x, probe=["4"])
     assert res.probes["4"]["spikes"].mean() > 0.02

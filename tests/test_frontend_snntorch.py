@@ -11,17 +11,8 @@ import numpy as np
 import pytest
 import snntorch.utils
 import torch
+from models import harness
 from models import snntorch_models as M
-from models.harness import (
-    as_list,
-    assert_exact,
-    canonical_agreement,
-    compile_cli,
-    drive,
-    randomize,
-    simulate_cli,
-    spike_rate,
-)
 
 from npuc.frontends import trace
 
@@ -35,7 +26,7 @@ def _seed(name: str) -> int:
 def _reference(model: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:
     model.eval()
     with torch.no_grad():
-        return as_list(model(torch.from_numpy(x)))
+        return harness.as_list(model(torch.from_numpy(x)))
 
 
 @pytest.mark.parametrize("name", sorted(M.LOOP_CONFIGS))
@@ -43,25 +34,25 @@ def test_loop_models_match_snntorch(tmp_path, capsys, name):
     seed = _seed(name)
     torch.manual_seed(seed)
     model = getattr(M, name)()
-    randomize(model, seed)
+    harness.randomize(model, seed)
     rng = np.random.default_rng(seed)
-    build = compile_cli(tmp_path, f"{MODELS}:{name}", model, drive(rng, (M.T, 2, M.N_IN)), capsys)
+    build = harness.compile_cli(tmp_path, f"{MODELS}:{name}", model, harness.drive(rng, (M.T, 2, M.N_IN)), capsys)
     for batch in (1, 3):
-        x = drive(rng, (M.T, batch, M.N_IN))
-        ours = simulate_cli(tmp_path, build, x, f"x{batch}")
+        x = harness.drive(rng, (M.T, batch, M.N_IN))
+        ours = harness.simulate_cli(tmp_path, build, x, f"x{batch}")
         ref = _reference(model, x)
-        assert_exact(ours, ref, f"{name} batch {batch}")
-    assert 0.02 < spike_rate(ref[0]) < 0.98  # batch 3
+        harness.assert_exact(ours, ref, f"{name} batch {batch}")
+    assert 0.02 < harness.spike_rate(ref[0]) < 0.98  # batch 3
 
 
 def test_init_hidden_sequential_in_a_loop(tmp_path, capsys):
     torch.manual_seed(1)
     model = M.hidden_loop()
     rng = np.random.default_rng(1)
-    build = compile_cli(tmp_path, f"{MODELS}:hidden_loop", model, drive(rng, (2, M.N_IN)), capsys)
+    build = harness.compile_cli(tmp_path, f"{MODELS}:hidden_loop", model, harness.drive(rng, (2, M.N_IN)), capsys)
     for batch in (1, 4):
-        x = drive(rng, (batch, M.N_IN))
-        assert_exact(simulate_cli(tmp_path, build, x, f"x{batch}"), _reference(model, x), f"batch {batch}")
+        x = harness.drive(rng, (batch, M.N_IN))
+        harness.assert_exact(harness.simulate_cli(tmp_path, build, x, f"x{batch}"), _reference(model, x), f"batch {batch}")
 
 
 def test_one_step_model_runs_once_per_input_step(tmp_path, capsys):
@@ -70,26 +61,26 @@ def test_one_step_model_runs_once_per_input_step(tmp_path, capsys):
     torch.manual_seed(2)
     model = M.step_sequential()
     rng = np.random.default_rng(2)
-    build = compile_cli(tmp_path, f"{MODELS}:step_sequential", model, drive(rng, (3, M.N_IN)), capsys)
-    x = drive(rng, (M.T, 3, M.N_IN))
+    build = harness.compile_cli(tmp_path, f"{MODELS}:step_sequential", model, harness.drive(rng, (3, M.N_IN)), capsys)
+    x = harness.drive(rng, (M.T, 3, M.N_IN))
     snntorch.utils.reset(model)
     model.eval()
     with torch.no_grad():
         ref = torch.stack([model(torch.from_numpy(x[t])) for t in range(M.T)]).numpy()
-    assert_exact(simulate_cli(tmp_path, build, x), [ref])
+    harness.assert_exact(harness.simulate_cli(tmp_path, build, x), [ref])
 
 
 def test_conv_net_with_spike_count_decoding(tmp_path, capsys):
     torch.manual_seed(3)
     model = M.conv_net()
     rng = np.random.default_rng(3)
-    build = compile_cli(tmp_path, f"{MODELS}:conv_net", model, drive(rng, (M.T, 2, 2, 8, 8)), capsys)
-    graph = trace(model, drive(rng, (M.T, 2, 2, 8, 8)))
+    build = harness.compile_cli(tmp_path, f"{MODELS}:conv_net", model, harness.drive(rng, (M.T, 2, 2, 8, 8)), capsys)
+    graph = trace(model, harness.drive(rng, (M.T, 2, 2, 8, 8)))
     assert graph.outputs()[0].op.decoding == "sum"
     for batch in (1, 3):
-        x = drive(rng, (M.T, batch, 2, 8, 8))
+        x = harness.drive(rng, (M.T, batch, 2, 8, 8))
         ref = _reference(model, x)
-        assert_exact(simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"batch {batch}")
+        harness.assert_exact(harness.simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"batch {batch}")
         assert ref[0].sum() > 0
 
 
@@ -105,9 +96,9 @@ def test_canonical_fields_agree(name):
     seed = _seed(name)
     torch.manual_seed(seed)
     model = getattr(M, name)()
-    randomize(model, seed)
-    x = drive(np.random.default_rng(seed), (40, 8, M.N_IN))
-    agreement = canonical_agreement(trace(model, x), x)
+    harness.randomize(model, seed)
+    x = harness.drive(np.random.default_rng(seed), (40, 8, M.N_IN))
+    agreement = harness.canonical_agreement(trace(model, x), x)
     floor = next((v for k, v in CANONICAL_MIN.items() if k in name), 1.0)
     assert min(agreement.values()) >= floor, agreement
 
@@ -121,14 +112,14 @@ def test_rleaky_membrane_rounding(kind, mech):
     (measured max relative error 3.6e-6). Exactness needs a second LIF input (reported)."""
     torch.manual_seed(5)
     model = M.RecurrentProbe(kind, mech)
-    x = drive(np.random.default_rng(5), (50, 8, M.N_IN))
+    x = harness.drive(np.random.default_rng(5), (50, 8, M.N_IN))
     graph = trace(model, x)
     from npuc.sim import simulate
 
     spk, mem = simulate(graph, x).outputs
     ref_spk, ref_mem = _reference(model, x)
     assert np.array_equal(spk, ref_spk)
-    assert 0.05 < spike_rate(ref_spk) < 0.95
+    assert 0.05 < harness.spike_rate(ref_spk) < 0.95
     assert np.all(np.abs(mem - ref_mem) <= 8e-6 * np.maximum(np.abs(ref_mem), 1.0))
 
 

@@ -10,16 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from models import harness
 from models import spikingjelly_models as M
-from models.harness import (
-    as_list,
-    assert_exact,
-    canonical_agreement,
-    compile_cli,
-    drive,
-    simulate_cli,
-    spike_rate,
-)
 from spikingjelly.activation_based import functional, neuron
 
 from npuc.frontends import trace
@@ -31,7 +23,7 @@ def _reference(model: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:
     model.eval()
     functional.reset_net(model)
     with torch.no_grad():
-        out = as_list(model(torch.from_numpy(x)))
+        out = harness.as_list(model(torch.from_numpy(x)))
     functional.reset_net(model)
     return out
 
@@ -61,16 +53,16 @@ def test_models_match_spikingjelly(tmp_path, capsys, mode, node):
     _randomize(model, seed)
     rng = np.random.default_rng(seed)
     shape, scale = SHAPES[mode]
-    build = compile_cli(tmp_path, f"{MODELS}:{name}", model, drive(rng, shape, scale), capsys)
+    build = harness.compile_cli(tmp_path, f"{MODELS}:{name}", model, harness.drive(rng, shape, scale), capsys)
     for batch in (1, 3):
-        x = drive(rng, (shape[0], batch, *shape[2:]), scale)
+        x = harness.drive(rng, (shape[0], batch, *shape[2:]), scale)
         ref = _reference(model, x)
-        assert_exact(simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"{name} batch {batch}")
-    assert 0.02 < spike_rate(ref[0]) < 0.98
+        harness.assert_exact(harness.simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"{name} batch {batch}")
+    assert 0.02 < harness.spike_rate(ref[0]) < 0.98
 
 
 def test_multi_step_synapses_are_time_folded():
-    x = drive(np.random.default_rng(0), (M.T, 2, 2, 6, 6))
+    x = harness.drive(np.random.default_rng(0), (M.T, 2, 2, 6, 6))
     graph = trace(M.m_lif(), x)
     folded = {n.name for n in graph if n.meta.get("time_folded")}
     assert {"0", "1", "4", "8"} <= folded  # conv, bn, depthwise conv, linear
@@ -81,14 +73,14 @@ def test_static_input_repeated_over_time(tmp_path, capsys):
     torch.manual_seed(7)
     model = M.static_repeat()
     rng = np.random.default_rng(7)
-    build = compile_cli(tmp_path, f"{MODELS}:static_repeat", model, drive(rng, (2, 1, 6, 6), 2.0), capsys)
-    graph = trace(model, drive(rng, (2, 1, 6, 6)))
+    build = harness.compile_cli(tmp_path, f"{MODELS}:static_repeat", model, harness.drive(rng, (2, 1, 6, 6), 2.0), capsys)
+    graph = trace(model, harness.drive(rng, (2, 1, 6, 6)))
     assert graph.num_steps == M.T and graph.inputs()[0].op.layout == "B"
     assert graph.outputs()[0].op.decoding == "mean"
     for batch in (1, 4):
-        x = drive(rng, (batch, 1, 6, 6), 2.0)
+        x = harness.drive(rng, (batch, 1, 6, 6), 2.0)
         ref = _reference(model, x)
-        assert_exact(simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"batch {batch}")
+        harness.assert_exact(harness.simulate_cli(tmp_path, build, x, f"x{batch}"), ref, f"batch {batch}")
         assert ref[0].sum() > 0
 
 
@@ -97,7 +89,7 @@ def test_train_mode_model_is_compiled_in_eval_mode():
     in train mode; npuc compiles eval mode (and puts the model in it)."""
     model = M.s_lif_nodecay()
     model.train()
-    x = drive(np.random.default_rng(1), (M.T, 2, 10))
+    x = harness.drive(np.random.default_rng(1), (M.T, 2, 10))
     graph = trace(model, x)
     assert not model.training
     assert {n.meta["mode"] for n in graph if "mode" in n.meta} == {"eval"}
@@ -108,6 +100,6 @@ def test_canonical_fields_agree(node):
     """Measured: agreement 1.0 for every node type (T=20, B=8, conv net, strong inputs)."""
     model = getattr(M, f"m_{node}")()
     _randomize(model, 3)
-    x = drive(np.random.default_rng(3), (20, 8, 2, 6, 6), 2.0)
-    agreement = canonical_agreement(trace(model, x), x)
+    x = harness.drive(np.random.default_rng(3), (20, 8, 2, 6, 6), 2.0)
+    agreement = harness.canonical_agreement(trace(model, x), x)
     assert min(agreement.values()) >= 0.999, agreement

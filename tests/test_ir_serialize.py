@@ -7,18 +7,7 @@ import numpy as np
 import pytest
 from builders import every_op_graph
 
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Dense,
-    Graph,
-    GraphFileError,
-    Input,
-    NumericProfile,
-    Output,
-    QInput,
-    QSynapse,
-)
+from npuc.ir import QLIF, Graph, GraphFileError, NumericProfile, QInput, QSynapse, ops
 from npuc.ir.serialize import graph_to_json
 from npuc.sim import simulate
 
@@ -44,10 +33,10 @@ def test_round_trip_is_exact(tmp_path):
 
 def test_profile_round_trip(tmp_path):
     g = Graph("q", num_steps=3)
-    g.add("x", Input((3,), q=QInput(frac_bits=4)))
-    g.add("d", Dense(np.ones((2, 3)), q=QSynapse(np.ones((2, 3), np.int64), 1, np.array([3, -3]))), ["x"])
-    g.add("l", LIF(q=QLIF(du=1, dv=2, vth=3, bias_mant=np.zeros(2), v_min=np.array(-5))), ["d"])
-    g.add("o", Output(), ["l"])
+    g.add("x", ops.Input((3,), q=QInput(frac_bits=4)))
+    g.add("d", ops.Dense(np.ones((2, 3)), q=QSynapse(np.ones((2, 3), np.int64), 1, np.array([3, -3]))), ["x"])
+    g.add("l", ops.LIF(q=QLIF(du=1, dv=2, vth=3, bias_mant=np.zeros(2), v_min=np.array(-5))), ["d"])
+    g.add("o", ops.Output(), ["l"])
     g.profile = NumericProfile("p", weight_bits=6, spike_types=("binary",), notes={"a": "b"})
     g.save(tmp_path / "g")
     h = Graph.load(tmp_path / "g")
@@ -62,9 +51,9 @@ def test_large_integer_weights_are_stored_narrow_and_load_as_int64(tmp_path, lo,
     w = rng.integers(lo, hi + 1, size=(64, 48))
     w[0, :2] = lo, hi
     g = Graph("q", num_steps=2)
-    g.add("x", Input((48,), q=QInput(frac_bits=0)))
-    g.add("d", Dense(w.astype(np.float32), q=QSynapse(w, 0, np.zeros(64, np.int64))), ["x"])
-    g.add("o", Output(), ["d"])
+    g.add("x", ops.Input((48,), q=QInput(frac_bits=0)))
+    g.add("d", ops.Dense(w.astype(np.float32), q=QSynapse(w, 0, np.zeros(64, np.int64))), ["x"])
+    g.add("o", ops.Output(), ["d"])
     g.save(tmp_path / "g")
     stored = np.load(tmp_path / "g" / "tensors.npz")
     assert max(stored[k].dtype.itemsize for k in stored.files if stored[k].size == w.size and stored[k].dtype.kind == "i") \

@@ -19,19 +19,7 @@ from test_lava_equivalence import PROF, add_dense, check, rand_qlif
 
 from npuc.backends.lava.lowering import lower
 from npuc.backends.lava.spec import LavaMappingError
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Add,
-    Encoding,
-    Graph,
-    Input,
-    Output,
-    Permute,
-    QAttention,
-    Reshape,
-    SpikeAttention,
-)
+from npuc.ir import QLIF, Encoding, Graph, QAttention, ops
 from npuc.passes.base import PassContext, PassError, run_pipeline
 from npuc.pipeline import build_passes
 from npuc.targets import load_target
@@ -39,7 +27,7 @@ from npuc.targets import load_target
 pytestmark = pytest.mark.lava
 
 
-def _qattention(rng: np.random.Generator, score: str, big: bool) -> tuple[SpikeAttention, QAttention]:
+def _qattention(rng: np.random.Generator, score: str, big: bool) -> tuple[ops.SpikeAttention, QAttention]:
     a_frac = int(rng.integers(0, 3))
     a_int = {"and": 0, "xnor": 1 << a_frac}.get(score, int(rng.integers(1, 2 ** (a_frac + 1))))
     shift = int(rng.integers(0, 3)) if big else int(rng.integers(0, 6))
@@ -47,15 +35,15 @@ def _qattention(rng: np.random.Generator, score: str, big: bool) -> tuple[SpikeA
     mult = -mult if rng.random() < 0.25 else mult
     q = QAttention(a_int=a_int, a_frac=a_frac, mult=mult, shift=shift)
     a = a_int / 2**a_frac if score == "axnor" else 0.0
-    return SpikeAttention(score=score, a=a, q=q), q
+    return ops.SpikeAttention(score=score, a=a, q=q), q
 
 
 def _heads(g: Graph, src: str, name: str, n: int, heads: int, d: int) -> str:
     """``(n, heads * d)`` spikes -> ``(heads, n, d)`` (Spikformer's reshape + permute); heads = 0: none."""
     if not heads:
         return src
-    g.add(f"{name}_h", Reshape((n, heads, d)), [src])
-    g.add(f"{name}_p", Permute((1, 0, 2)), [f"{name}_h"])
+    g.add(f"{name}_h", ops.Reshape((n, heads, d)), [src])
+    g.add(f"{name}_p", ops.Permute((1, 0, 2)), [f"{name}_h"])
     return f"{name}_p"
 
 
@@ -69,7 +57,7 @@ def attention_graph(seed: int, score: str, T: int = 6, B: int = 2):
     h = max(heads, 1)
     big = rng.random() < 0.3
     g = Graph(f"attn{seed}", num_steps=T)
-    g.add("x", Input((n, f), Encoding("spikes"), layout="TB"))
+    g.add("x", ops.Input((n, f), Encoding("spikes"), layout="TB"))
     width = {"q": h * dk, "k": h * dk, "v": h * dv}
     q_from_input = f == h * dk and rng.random() < 0.5
     srcs = {}
@@ -78,32 +66,32 @@ def attention_graph(seed: int, score: str, T: int = 6, B: int = 2):
             srcs[role] = _heads(g, "x", role, n, heads, dk)
             continue
         add_dense(g, rng, f"{role}_fc", "x", width[role], f, e=int(rng.integers(-2, 2)), mode="exc")
-        g.add(f"{role}_lif", LIF(reset="value", q=rand_qlif(rng, (n, width[role]), "small")), [f"{role}_fc"])
+        g.add(f"{role}_lif", ops.LIF(reset="value", q=rand_qlif(rng, (n, width[role]), "small")), [f"{role}_fc"])
         last = f"{role}_lif"
         if role == "v" and rng.random() < 0.5:  # one layer deeper: V's spikes wait in the process
             add_dense(g, rng, "v_fc2", last, width[role], width[role], mode="exc")
-            g.add("v_lif2", LIF(reset="value", q=rand_qlif(rng, (n, width[role]), "small")), ["v_fc2"])
+            g.add("v_lif2", ops.LIF(reset="value", q=rand_qlif(rng, (n, width[role]), "small")), ["v_fc2"])
             last = "v_lif2"
         srcs[role] = _heads(g, last, role, n, heads, width[role] // h)
     op, q = _qattention(rng, score, big)
     g.add("attn", op, [srcs["q"], srcs["k"], srcs["v"]])
     out = "attn"
     if heads:
-        g.add("back", Permute((1, 0, 2)), ["attn"])
-        g.add("merge", Reshape((n, h * dv)), ["back"])
+        g.add("back", ops.Permute((1, 0, 2)), ["attn"])
+        g.add("merge", ops.Reshape((n, h * dv)), ["back"])
         out = "merge"
     if rng.random() < 0.5:  # a residual current from the input, summed with the attention's in a_in
         add_dense(g, rng, "res", "x", h * dv, f)
-        g.add("sum", Add(), [out, "res"])
+        g.add("sum", ops.Add(), [out, "res"])
         out = "sum"
     vth = int(rng.integers(1, 40)) if not big else int(rng.integers(1, 2**17))
     aq = rand_qlif(rng, (n, h * dv), "small")
-    g.add("attn_lif", LIF(reset="value", q=QLIF(du=aq.du, dv=aq.dv, vth=vth, bias_mant=aq.bias_mant,
+    g.add("attn_lif", ops.LIF(reset="value", q=QLIF(du=aq.du, dv=aq.dv, vth=vth, bias_mant=aq.bias_mant,
                                                     bias_exp=aq.bias_exp)), [out])
     add_dense(g, rng, "proj", "attn_lif", 3, h * dv)
-    g.add("out_lif", LIF(reset="value", q=rand_qlif(rng, (n, 3), "small")), ["proj"])
-    g.add("o", Output(), ["out_lif"])
-    g.add("o_attn", Output(index=1), ["attn_lif"])
+    g.add("out_lif", ops.LIF(reset="value", q=rand_qlif(rng, (n, 3), "small")), ["proj"])
+    g.add("o", ops.Output(), ["out_lif"])
+    g.add("o_attn", ops.Output(index=1), ["attn_lif"])
     x = (rng.random((T, B, n, f)) < 0.5).astype(np.float64)
     return g, x
 
@@ -188,13 +176,13 @@ def test_map_cores_sees_the_attention_as_an_off_core_source():
 def test_non_binary_attention_inputs_are_refused_in_one_line():
     rng = np.random.default_rng(3)
     g = Graph("tern", num_steps=4)
-    g.add("x", Input((3, 4), Encoding("spikes"), layout="TB"))
+    g.add("x", ops.Input((3, 4), Encoding("spikes"), layout="TB"))
     add_dense(g, rng, "k_fc", "x", 4, 4)
     q = rand_qlif(rng, (3, 4), "small", ternary=True)
-    g.add("k_lif", LIF(reset="value", spike="ternary", threshold_lo=-0.5, q=q), ["k_fc"])
-    g.add("attn", SpikeAttention(q=QAttention(0, 0, 1, 0)), ["x", "k_lif", "x"])
-    g.add("attn_lif", LIF(reset="value", q=rand_qlif(rng, (3, 4), "small")), ["attn"])
-    g.add("o", Output(), ["attn_lif"])
+    g.add("k_lif", ops.LIF(reset="value", spike="ternary", threshold_lo=-0.5, q=q), ["k_fc"])
+    g.add("attn", ops.SpikeAttention(q=QAttention(0, 0, 1, 0)), ["x", "k_lif", "x"])
+    g.add("attn_lif", ops.LIF(reset="value", q=rand_qlif(rng, (3, 4), "small")), ["attn"])
+    g.add("o", ops.Output(), ["attn_lif"])
     with pytest.raises(LavaMappingError, match=r"^node 'attn' \(SpikeAttention\): its K input 'k_lif' must be the "
                                                r"binary spikes of a population[^\n]*$"):
         lower(_quantized(g))

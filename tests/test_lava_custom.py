@@ -13,25 +13,12 @@ import numpy as np
 import pytest
 from test_lava_equivalence import check, grid_weights, rand_qlif
 
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Conv2d,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    MaxPool2d,
-    Output,
-    QInput,
-    QSynapse,
-    Reshape,
-)
+from npuc.ir import QLIF, Encoding, Graph, QInput, QSynapse, ops
 
 pytestmark = pytest.mark.lava
 
 
-def rand_custom(rng: np.random.Generator, shape, regime: str) -> LIF:
+def rand_custom(rng: np.random.Generator, shape, regime: str) -> ops.LIF:
     """A LIF with random non-stock features and matching integer parameters."""
     spike = str(rng.choice(["binary", "ternary", "multilevel"]))
     compare = "ge" if spike == "multilevel" else str(rng.choice(["gt", "ge"]))
@@ -49,7 +36,7 @@ def rand_custom(rng: np.random.Generator, shape, regime: str) -> LIF:
              reset_value=int(rng.integers(-scale, scale // 2 + 1)) if reset == "value" and rng.random() < 0.5 else 0,
              v_min=-rng.integers(0, 3 * scale, shape) if rng.random() < 0.3 else None,
              v_init=int(rng.integers(-scale, scale)) if rng.random() < 0.3 else 0)
-    return LIF(reset=reset, reset_timing=timing, compare=compare, spike=spike, q=q, **kw)
+    return ops.LIF(reset=reset, reset_timing=timing, compare=compare, spike=spike, q=q, **kw)
 
 
 def custom_chains(seed: int, T: int = 10, B: int = 3, chains: int = 4):
@@ -58,16 +45,16 @@ def custom_chains(seed: int, T: int = 10, B: int = 3, chains: int = 4):
     rng = np.random.default_rng(seed)
     g = Graph(f"custom{seed}", num_steps=T)
     n_in = int(rng.integers(4, 9))
-    g.add("x", Input((n_in,), encoding=Encoding("spikes"), layout="TB"))
+    g.add("x", ops.Input((n_in,), encoding=Encoding("spikes"), layout="TB"))
     for k in range(chains):
         prev, n_prev = "x", n_in
         for layer in range(2):
             n = int(rng.integers(2, 7))
             w = grid_weights(rng, (n, n_prev), str(rng.choice(["mixed", "exc"])), int(rng.integers(4, 9)))
-            g.add(f"c{k}.fc{layer}", Dense(w.astype(np.float32), q=QSynapse(w, int(rng.integers(-2, 4)))), [prev])
+            g.add(f"c{k}.fc{layer}", ops.Dense(w.astype(np.float32), q=QSynapse(w, int(rng.integers(-2, 4)))), [prev])
             g.add(f"c{k}.lif{layer}", rand_custom(rng, (n,), "small"), [f"c{k}.fc{layer}"])
             prev, n_prev = f"c{k}.lif{layer}", n
-        g.add(f"out{k}", Output(index=k), [prev])
+        g.add(f"out{k}", ops.Output(index=k), [prev])
     x = (rng.random((T, B, n_in)) < 0.5).astype(np.float64)
     return g, x
 
@@ -84,21 +71,21 @@ def maxpool_net(seed: int, graded: bool, T: int = 8, B: int = 3):
     g = Graph(f"maxpool{seed}", num_steps=T)
     C, H, W = 2, int(rng.integers(7, 11)), int(rng.integers(7, 11))
     enc = Encoding("current") if graded else Encoding("spikes")
-    g.add("x", Input((C, H, W), encoding=enc, layout="TB", q=QInput(0, 6) if graded else None))
+    g.add("x", ops.Input((C, H, W), encoding=enc, layout="TB", q=QInput(0, 6) if graded else None))
     w = grid_weights(rng, (3, C, 3, 3), "mixed", 8)
-    g.add("conv", Conv2d(w.astype(np.float32), padding=int(rng.integers(0, 2)), q=QSynapse(w, 0)), ["x"])
+    g.add("conv", ops.Conv2d(w.astype(np.float32), padding=int(rng.integers(0, 2)), q=QSynapse(w, 0)), ["x"])
     k = int(rng.integers(2, 4))
-    g.add("pool", MaxPool2d(k, stride=int(rng.integers(1, k + 1)), padding=int(rng.integers(0, k // 2 + 1))), ["conv"])
+    g.add("pool", ops.MaxPool2d(k, stride=int(rng.integers(1, k + 1)), padding=int(rng.integers(0, k // 2 + 1))), ["conv"])
     q1 = rand_qlif(rng, (), "small")
-    g.add("l1", LIF(reset="subtract", reset_timing="delayed", q=QLIF(du=4095, dv=q1.dv, vth=max(q1.vth, 1),
+    g.add("l1", ops.LIF(reset="subtract", reset_timing="delayed", q=QLIF(du=4095, dv=q1.dv, vth=max(q1.vth, 1),
                                                                       bias_mant=q1.bias_mant, bias_exp=0)), ["pool"])
-    g.add("flat", Reshape((-1,)), ["l1"])
+    g.add("flat", ops.Reshape((-1,)), ["l1"])
     n = int(np.prod(g["l1"].shape))
     w2 = grid_weights(rng, (5, n), "mixed", 8)
-    g.add("fc", Dense(w2.astype(np.float32), q=QSynapse(w2, -1)), ["flat"])
-    g.add("l2", LIF(reset="subtract", reset_timing="delayed", q=rand_qlif(rng, (5,), "small")), ["fc"])
-    g.add("o", Output(), ["l2"])
-    g.add("o2", Output(index=1), [("l1", "v")])
+    g.add("fc", ops.Dense(w2.astype(np.float32), q=QSynapse(w2, -1)), ["flat"])
+    g.add("l2", ops.LIF(reset="subtract", reset_timing="delayed", q=rand_qlif(rng, (5,), "small")), ["fc"])
+    g.add("o", ops.Output(), ["l2"])
+    g.add("o2", ops.Output(index=1), [("l1", "v")])
     if graded:
         x = rng.integers(-32, 32, (T, B, C, H, W)).astype(np.float64)
     else:
@@ -133,4 +120,4 @@ def test_sinabs_multispike_compiles_for_loihi2_without_flags(name, tmp_path):
     assert result.ok and result.mismatches == 0, result.format()
     g = hw.quantized()
     spikes = hw.simulate(x, engine="int", probe=True)
-    assert any(int(np.max(spikes.probes[n.name]["spikes"])) > 1 for n in g.of_type(LIF)), "no graded spike > 1"
+    assert any(int(np.max(spikes.probes[n.name]["spikes"])) > 1 for n in g.of_type(ops.LIF)), "no graded spike > 1"

@@ -17,26 +17,7 @@ import numpy as np
 import pytest
 
 from npuc.backends import lava as lb
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Add,
-    AvgPool2d,
-    Conv2d,
-    Dense,
-    Encoding,
-    Graph,
-    GraphError,
-    Input,
-    MaxPool2d,
-    Output,
-    QInput,
-    QScale,
-    QSynapse,
-    Reshape,
-    Scale,
-    SumPool2d,
-)
+from npuc.ir import QLIF, Encoding, Graph, GraphError, QInput, QScale, QSynapse, ops
 from npuc.sim import simulate
 from npuc.sim.encoding import InputError
 from npuc.targets import load_target
@@ -51,21 +32,42 @@ def q_lif(**kw) -> QLIF:
     return QLIF(**base)
 
 
+def _weighted(cls: type, w: np.ndarray) -> ops.Op:
+    """A Dense or Conv2d whose float weights are its integer weights ``w`` (exponent 0)."""
+    return cls(w.astype(np.float32), q=QSynapse(w, 0))
+
+
+def _lif() -> ops.LIF:
+    """The quantized LIF these graphs use (reset to 0, as lava-nc's stock LIF does)."""
+    return ops.LIF(reset="value", q=q_lif())
+
+
+def _input_graph(name: str, shape: tuple = (3,), encoding: str = "spikes", q: QInput | None = None) -> Graph:
+    """A 4-step graph holding only its input ``x`` (time-major)."""
+    g = Graph(name, num_steps=4)
+    g.add("x", ops.Input(shape, encoding=Encoding(encoding), layout="TB", q=q))
+    return g
+
+
+def _quantized(g: Graph) -> Graph:
+    g.profile = PROF
+    return g.verify()
+
+
 def odd_names_graph() -> Graph:
     """A small conv -> flatten -> dense chain whose graph and node names are not Python identifiers."""
     rng = np.random.default_rng(3)
     g = Graph("my net!", num_steps=5)
-    g.add("in:0", Input((2, 4, 4), encoding=Encoding("spikes"), layout="TB"))
+    g.add("in:0", ops.Input((2, 4, 4), encoding=Encoding("spikes"), layout="TB"))
     wc = (rng.integers(-60, 60, (3, 2, 3, 3)) * 2).astype(np.int64)
-    g.add("conv.1", Conv2d(wc.astype(np.float32), padding=1, q=QSynapse(wc, 0)), ["in:0"])
-    g.add("1st-lif", LIF(reset="value", q=q_lif(bias_mant=np.array(64), bias_exp=6)), ["conv.1"])
-    g.add("class", Reshape((-1,)), ["1st-lif"])
+    g.add("conv.1", ops.Conv2d(wc.astype(np.float32), padding=1, q=QSynapse(wc, 0)), ["in:0"])
+    g.add("1st-lif", ops.LIF(reset="value", q=q_lif(bias_mant=np.array(64), bias_exp=6)), ["conv.1"])
+    g.add("class", ops.Reshape((-1,)), ["1st-lif"])
     w = (rng.integers(-100, 100, (5, 48)) * 2).astype(np.int64)
-    g.add("import", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["class"])
-    g.add("if", LIF(reset="value", q=q_lif(du=4095, vth=20)), ["import"])
-    g.add("out-0", Output(), ["if"])
-    g.profile = PROF
-    return g.verify()
+    g.add("import", _weighted(ops.Dense, w), ["class"])
+    g.add("if", ops.LIF(reset="value", q=q_lif(du=4095, vth=20)), ["import"])
+    g.add("out-0", ops.Output(), ["if"])
+    return _quantized(g)
 
 
 def emit_quiet(g: Graph, out: Path) -> list[Path]:
@@ -182,15 +184,14 @@ def test_netx_file_matches_schema(tmp_path):
 
 def test_netx_lists_layers_it_cannot_represent(tmp_path):
     rng = np.random.default_rng(0)
-    g = Graph("res", num_steps=4)
-    g.add("x", Input((4,), encoding=Encoding("spikes"), layout="TB"))
+    g = _input_graph("res", (4,))
     w = (rng.integers(0, 100, (4, 4))).astype(np.int64)
-    g.add("fc1", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
-    g.add("l1", LIF(reset="value", q=q_lif(du=4095)), ["fc1"])
-    g.add("fc2", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["l1"])
-    g.add("sum", Add(), ["fc2", "l1"])
-    g.add("l2", LIF(reset="value", q=q_lif(du=4095, bias_mant=np.array(3))), ["sum"])
-    g.add("o", Output(), ["l2"])
+    g.add("fc1", _weighted(ops.Dense, w), ["x"])
+    g.add("l1", ops.LIF(reset="value", q=q_lif(du=4095)), ["fc1"])
+    g.add("fc2", _weighted(ops.Dense, w), ["l1"])
+    g.add("sum", ops.Add(), ["fc2", "l1"])
+    g.add("l2", ops.LIF(reset="value", q=q_lif(du=4095, bias_mant=np.array(3))), ["sum"])
+    g.add("o", ops.Output(), ["l2"])
     g.profile = PROF
     with pytest.warns(lb.LavaBackendWarning, match="netx cannot represent 'l2'"):
         lb.emit(g.verify(), tmp_path / "lava", None)
@@ -206,25 +207,23 @@ def test_netx_lists_layers_it_cannot_represent(tmp_path):
 # -- errors -------------------------------------------------------------------------------------------------
 
 
-def _chain(mid: list | None = None, neuron: LIF | None = None, w=None, e: int = 0, shape=(2, 4, 4)) -> Graph:
+def _chain(mid: list | None = None, neuron: ops.LIF | None = None, w=None, e: int = 0, shape=(2, 4, 4)) -> Graph:
     """input (C, H, W) -> conv -> lif -> [mid ops] -> flatten -> dense -> neuron -> output."""
-    g = Graph("bad", num_steps=4)
-    g.add("x", Input(shape, encoding=Encoding("spikes"), layout="TB"))
+    g = _input_graph("bad", shape)
     wc = np.full((2, shape[0], 1, 1), 2, np.int64)
-    g.add("conv", Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["x"])
-    g.add("l1", LIF(reset="value", q=q_lif()), ["conv"])
+    g.add("conv", _weighted(ops.Conv2d, wc), ["x"])
+    g.add("l1", _lif(), ["conv"])
     prev = "l1"
     for i, op in enumerate(mid or []):
         g.add(f"m{i}", op, [prev])
         prev = f"m{i}"
-    g.add("flat", Reshape((-1,)), [prev])
+    g.add("flat", ops.Reshape((-1,)), [prev])
     n = int(np.prod(g["flat"].shape))
     w = np.full((3, n), 4, np.int64) if w is None else w
-    g.add("fc", Dense(w.astype(np.float32), q=QSynapse(w, e)), ["flat"])
-    g.add("out_lif", neuron or LIF(reset="value", q=q_lif()), ["fc"])
-    g.add("o", Output(), ["out_lif"])
-    g.profile = PROF
-    return g.verify()
+    g.add("fc", ops.Dense(w.astype(np.float32), q=QSynapse(w, e)), ["flat"])
+    g.add("out_lif", neuron or _lif(), ["fc"])
+    g.add("o", ops.Output(), ["out_lif"])
+    return _quantized(g)
 
 
 def _bad_weights() -> Graph:
@@ -234,45 +233,40 @@ def _bad_weights() -> Graph:
 
 
 def _loop() -> Graph:
-    g = Graph("loop", num_steps=4)
-    g.add("x", Input((3,), encoding=Encoding("spikes"), layout="TB"))
+    g = _input_graph("loop")
     w = np.full((3, 3), 8, np.int64)
-    g.add("fa", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
-    g.add("back", Dense(w.astype(np.float32), q=QSynapse(w, 0)), [("b", None, 1)])
-    g.add("sum", Add(), ["fa", "back"])
-    g.add("a", LIF(reset="value", q=q_lif()), ["sum"])
-    g.add("fb", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["a"])
-    g.add("b", LIF(reset="value", q=q_lif()), ["fb"])
-    g.add("o", Output(), ["b"])
-    g.profile = PROF
-    return g.verify()
+    g.add("fa", _weighted(ops.Dense, w), ["x"])
+    g.add("back", _weighted(ops.Dense, w), [("b", None, 1)])
+    g.add("sum", ops.Add(), ["fa", "back"])
+    g.add("a", _lif(), ["sum"])
+    g.add("fb", _weighted(ops.Dense, w), ["a"])
+    g.add("b", _lif(), ["fb"])
+    g.add("o", ops.Output(), ["b"])
+    return _quantized(g)
 
 
 def _unbalanced_conv() -> Graph:
-    g = Graph("unbalanced", num_steps=4)
-    g.add("x", Input((1, 3, 3), encoding=Encoding("spikes"), layout="TB"))
+    g = _input_graph("unbalanced", (1, 3, 3))
     wc = np.full((1, 1, 1, 1), 2, np.int64)
-    g.add("c1", Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["x"])
-    g.add("l1", LIF(reset="value", q=q_lif()), ["c1"])
-    g.add("c2", Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["l1"])
-    g.add("cskip", Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["x"])
-    g.add("sum", Add(), ["c2", "cskip"])
-    g.add("l2", LIF(reset="value", q=q_lif()), ["sum"])
-    g.add("o", Output(), ["l2"])
-    g.profile = PROF
-    return g.verify()
+    g.add("c1", _weighted(ops.Conv2d, wc), ["x"])
+    g.add("l1", _lif(), ["c1"])
+    g.add("c2", _weighted(ops.Conv2d, wc), ["l1"])
+    g.add("cskip", _weighted(ops.Conv2d, wc), ["x"])
+    g.add("sum", ops.Add(), ["c2", "cskip"])
+    g.add("l2", _lif(), ["sum"])
+    g.add("o", ops.Output(), ["l2"])
+    return _quantized(g)
 
 
 def _disconnected() -> Graph:
     g = Graph("two", num_steps=4)
     w = np.full((3, 3), 8, np.int64)
     for i in range(2):
-        g.add(f"x{i}", Input((3,), encoding=Encoding("spikes"), layout="TB", index=i))
-        g.add(f"f{i}", Dense(w.astype(np.float32), q=QSynapse(w, 0)), [f"x{i}"])
-        g.add(f"l{i}", LIF(reset="value", q=q_lif()), [f"f{i}"])
-        g.add(f"o{i}", Output(index=i), [f"l{i}"])
-    g.profile = PROF
-    return g.verify()
+        g.add(f"x{i}", ops.Input((3,), encoding=Encoding("spikes"), layout="TB", index=i))
+        g.add(f"f{i}", _weighted(ops.Dense, w), [f"x{i}"])
+        g.add(f"l{i}", _lif(), [f"f{i}"])
+        g.add(f"o{i}", ops.Output(index=i), [f"l{i}"])
+    return _quantized(g)
 
 
 def _profile(name: str) -> Graph:
@@ -289,52 +283,48 @@ def _unquantized() -> Graph:
 
 def _synapse_output() -> Graph:
     g = _chain()
-    g.add("o2", Output(index=1), ["fc"])
+    g.add("o2", ops.Output(index=1), ["fc"])
     return g.verify()
 
 
 def _dense_after_dense() -> Graph:
-    g = Graph("dd", num_steps=4)
-    g.add("x", Input((3,), encoding=Encoding("spikes"), layout="TB"))
+    g = _input_graph("dd")
     w = np.full((3, 3), 8, np.int64)
-    g.add("f1", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
-    g.add("f2", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["f1"])
-    g.add("l", LIF(reset="value", q=q_lif()), ["f2"])
-    g.add("o", Output(), ["l"])
-    g.profile = PROF
-    return g.verify()
+    g.add("f1", _weighted(ops.Dense, w), ["x"])
+    g.add("f2", _weighted(ops.Dense, w), ["f1"])
+    g.add("l", _lif(), ["f2"])
+    g.add("o", ops.Output(), ["l"])
+    return _quantized(g)
 
 
 def _wide_input() -> Graph:
-    g = Graph("wide", num_steps=4)
-    g.add("x", Input((3,), encoding=Encoding("current"), layout="TB", q=QInput(0, 32)))
+    g = _input_graph("wide", encoding="current", q=QInput(0, 32))
     w = np.full((3, 3), 8, np.int64)
-    g.add("f1", Dense(w.astype(np.float32), q=QSynapse(w, 0)), ["x"])
-    g.add("l", LIF(reset="value", q=q_lif()), ["f1"])
-    g.add("o", Output(), ["l"])
-    g.profile = PROF
-    return g.verify()
+    g.add("f1", _weighted(ops.Dense, w), ["x"])
+    g.add("l", _lif(), ["f1"])
+    g.add("o", ops.Output(), ["l"])
+    return _quantized(g)
 
 
 CASES = {
-    "maxpool": (lambda: _chain([MaxPool2d(2)]), r"node 'm0' \(MaxPool2d\): max pooling"),
-    "avgpool": (lambda: _chain([AvgPool2d(2, q=QScale(np.array(1), 2))]), r"node 'm0' \(AvgPool2d\)"),
-    "scale": (lambda: _chain([Scale(2.0, q=QScale(np.array(2), 0))]), r"node 'm0' \(Scale\)"),
-    "multilevel": (lambda: _chain(neuron=LIF(reset="value", spike="multilevel", compare="ge", q=q_lif())),
+    "maxpool": (lambda: _chain([ops.MaxPool2d(2)]), r"node 'm0' \(MaxPool2d\): max pooling"),
+    "avgpool": (lambda: _chain([ops.AvgPool2d(2, q=QScale(np.array(1), 2))]), r"node 'm0' \(AvgPool2d\)"),
+    "scale": (lambda: _chain([ops.Scale(2.0, q=QScale(np.array(2), 0))]), r"node 'm0' \(Scale\)"),
+    "multilevel": (lambda: _chain(neuron=ops.LIF(reset="value", spike="multilevel", compare="ge", q=q_lif())),
                    r"node 'out_lif' \(LIF\): multilevel spikes"),
-    "bernoulli": (lambda: _chain(neuron=LIF(reset="value", spike="bernoulli", q=q_lif())),
+    "bernoulli": (lambda: _chain(neuron=ops.LIF(reset="value", spike="bernoulli", q=q_lif())),
                   r"node 'out_lif' \(LIF\): bernoulli spikes"),
-    "subtract": (lambda: _chain(neuron=LIF(reset="subtract", q=q_lif())), r"'out_lif' \(LIF\): reset 'subtract'"),
-    "no reset": (lambda: _chain(neuron=LIF(reset="none", q=q_lif())), r"'out_lif' \(LIF\): reset 'none'"),
-    "ge": (lambda: _chain(neuron=LIF(reset="value", compare="ge", q=q_lif())), r"'out_lif' \(LIF\): compare 'ge'"),
-    "delayed reset": (lambda: _chain(neuron=LIF(reset="value", reset_timing="delayed", q=q_lif())),
+    "subtract": (lambda: _chain(neuron=ops.LIF(reset="subtract", q=q_lif())), r"'out_lif' \(LIF\): reset 'subtract'"),
+    "no reset": (lambda: _chain(neuron=ops.LIF(reset="none", q=q_lif())), r"'out_lif' \(LIF\): reset 'none'"),
+    "ge": (lambda: _chain(neuron=ops.LIF(reset="value", compare="ge", q=q_lif())), r"'out_lif' \(LIF\): compare 'ge'"),
+    "delayed reset": (lambda: _chain(neuron=ops.LIF(reset="value", reset_timing="delayed", q=q_lif())),
                       r"'out_lif' \(LIF\): reset timing 'delayed'"),
-    "reset value": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(reset_value=5))), r"reset to 5"),
-    "v_min": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(v_min=np.array(-9)))), r"'out_lif' \(LIF\): v_min"),
-    "v_init": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(v_init=3))), r"'out_lif' \(LIF\): v_init=3"),
-    "dv": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(dv=5000))), r"q.dv=5000 is outside"),
-    "vth": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(vth=2**17))), r"q.vth=131072 is outside"),
-    "bias": (lambda: _chain(neuron=LIF(reset="value", q=q_lif(bias_mant=np.array(5000)))), r"13-bit mantissa"),
+    "reset value": (lambda: _chain(neuron=ops.LIF(reset="value", q=q_lif(reset_value=5))), r"reset to 5"),
+    "v_min": (lambda: _chain(neuron=ops.LIF(reset="value", q=q_lif(v_min=np.array(-9)))), r"'out_lif' \(LIF\): v_min"),
+    "v_init": (lambda: _chain(neuron=ops.LIF(reset="value", q=q_lif(v_init=3))), r"'out_lif' \(LIF\): v_init=3"),
+    "dv": (lambda: _chain(neuron=ops.LIF(reset="value", q=q_lif(dv=5000))), r"q.dv=5000 is outside"),
+    "vth": (lambda: _chain(neuron=ops.LIF(reset="value", q=q_lif(vth=2**17))), r"q.vth=131072 is outside"),
+    "bias": (lambda: _chain(neuron=ops.LIF(reset="value", q=q_lif(bias_mant=np.array(5000)))), r"13-bit mantissa"),
     "off grid": (_bad_weights, r"node 'fc' \(Dense\): weight -3 at \[1, 5\] would become -4"),
     "weight_exp": (lambda: _chain(e=9), r"node 'fc' \(Dense\): weight_exp=9 is outside"),
     "conv exp": (lambda: _chain_conv_exp(), r"node 'conv' \(Conv2d\): weight_exp=1"),
@@ -372,12 +362,11 @@ def test_unmappable_graphs_raise_clear_errors(case, tmp_path):
 
 
 def test_sum_pool_of_large_graded_inputs_is_refused():
-    g = Graph("pool", num_steps=4)
-    g.add("x", Input((1, 4, 4), encoding=Encoding("current"), layout="TB", q=QInput(0, 24)))
-    g.add("l0", LIF(reset="value", q=q_lif()), ["x"])
-    g.add("p", SumPool2d(2), ["x"])
-    g.add("l1", LIF(reset="value", q=q_lif()), ["p"])
-    g.add("o", Output(), ["l1"])
+    g = _input_graph("pool", (1, 4, 4), encoding="current", q=QInput(0, 24))
+    g.add("l0", _lif(), ["x"])
+    g.add("p", ops.SumPool2d(2), ["x"])
+    g.add("l1", _lif(), ["p"])
+    g.add("o", ops.Output(), ["l1"])
     g.profile = PROF
     with pytest.raises(lb.LavaMappingError, match=r"node 'p' \(SumPool2d\).*24 bits"):
         lb.lower(g.verify())

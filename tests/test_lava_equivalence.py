@@ -21,22 +21,7 @@ import numpy as np
 import pytest
 
 from npuc.backends import lava as lb
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Add,
-    Conv2d,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    Output,
-    Permute,
-    QInput,
-    QSynapse,
-    Reshape,
-    SumPool2d,
-)
+from npuc.ir import QLIF, Encoding, Graph, QInput, QSynapse, ops
 from npuc.sim import simulate
 from npuc.sim.compare import compare
 from npuc.targets import load_target
@@ -79,15 +64,15 @@ def rand_qlif(rng: np.random.Generator, shape, regime: str, ternary: bool = Fals
     return QLIF(du=du, dv=dv, vth=vth, bias_mant=bias, bias_exp=be, vth_lo=vth_lo)
 
 
-def lif(q: QLIF, ternary: bool = False) -> LIF:
+def lif(q: QLIF, ternary: bool = False) -> ops.LIF:
     kw = {"spike": "ternary", "threshold_lo": -0.5} if ternary else {}
-    return LIF(reset="value", **kw, q=q)
+    return ops.LIF(reset="value", **kw, q=q)
 
 
 def add_dense(g: Graph, rng, name: str, src, n_out: int, n_in: int, e: int = 0, mode: str | None = None) -> None:
     mode = mode or str(rng.choice(["mixed", "exc", "inh"]))
     w = grid_weights(rng, (n_out, n_in), mode, int(rng.integers(1, 9)))
-    g.add(name, Dense(w.astype(np.float32), q=QSynapse(w, e)), [src])
+    g.add(name, ops.Dense(w.astype(np.float32), q=QSynapse(w, e)), [src])
 
 
 # -- the check ----------------------------------------------------------------------------------------
@@ -102,7 +87,7 @@ def check(g: Graph, x, tmp_path):
         warnings.simplefilter("ignore", lb.LavaBackendWarning)  # netx coverage is tested elsewhere
         lb.emit(g, tmp_path / "lava", None)
     res = lb.run(tmp_path / "lava", x, probe=True)
-    lifs = {n.name for n in g if isinstance(n.op, LIF)}
+    lifs = {n.name for n in g if isinstance(n.op, ops.LIF)}
     cmp = compare({n: p for n, p in ref.probes.items() if n in lifs}, res.probes, engine="lava")
     assert cmp.ok and not cmp.not_observed, cmp.format()
     assert set(cmp.compared) == {f"{n}.{p}" for n in lifs for p in ("spikes", "v", "i")}
@@ -122,16 +107,16 @@ def dense_chains(seed: int, input_kind: str, chains: int = 3, T: int = 9, B: int
     n_in = int(rng.integers(3, 9))
     if input_kind == "current":
         bits = int(rng.choice([4, 8, 12]))
-        g.add("x", Input((n_in,), encoding=Encoding("current"), layout="TB", q=QInput(0, bits)))
+        g.add("x", ops.Input((n_in,), encoding=Encoding("current"), layout="TB", q=QInput(0, bits)))
         x = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), (T, B, n_in)).astype(np.float64)
     elif input_kind == "static":  # a static current, encoded over T steps with fractional bits
-        g.add("x", Input((n_in,), encoding=Encoding("current"), layout="B", q=QInput(3, 8)))
+        g.add("x", ops.Input((n_in,), encoding=Encoding("current"), layout="B", q=QInput(3, 8)))
         x = rng.uniform(-16, 16, (B, n_in))
     elif input_kind == "rate":
-        g.add("x", Input((n_in,), encoding=Encoding("rate", bits=8)))
+        g.add("x", ops.Input((n_in,), encoding=Encoding("rate", bits=8)))
         x = rng.uniform(0, 1, (B, n_in))
     else:
-        g.add("x", Input((n_in,), encoding=Encoding("spikes"), layout="TB"))
+        g.add("x", ops.Input((n_in,), encoding=Encoding("spikes"), layout="TB"))
         x = (rng.random((T, B, n_in)) < 0.4).astype(np.float64)
     for k in range(chains):
         prev, n_prev = "x", n_in
@@ -142,7 +127,7 @@ def dense_chains(seed: int, input_kind: str, chains: int = 3, T: int = 9, B: int
             g.add(f"c{k}.lif{layer}", lif(rand_qlif(rng, (n,), str(rng.choice(["small", "big"])), ternary), ternary),
                   [f"c{k}.fc{layer}"])
             prev, n_prev = f"c{k}.lif{layer}", n
-        g.add(f"out{k}", Output(index=k), [prev])
+        g.add(f"out{k}", ops.Output(index=k), [prev])
     return g, x
 
 
@@ -159,16 +144,16 @@ def test_overflow_regimes(tmp_path):
     rng = np.random.default_rng(7)
     T, B, n = 8, 3, 12
     g = Graph("overflow", num_steps=T)
-    g.add("x", Input((n,), encoding=Encoding("current"), layout="TB", q=QInput(0, 16)))
+    g.add("x", ops.Input((n,), encoding=Encoding("current"), layout="TB", q=QInput(0, 16)))
     w = grid_weights(rng, (6, n), "exc", 8) | 128
-    g.add("fc_up", Dense(w.astype(np.float32), q=QSynapse(w, 7)), ["x"])  # up to 12*255*2^15 << 7 > 2^31
+    g.add("fc_up", ops.Dense(w.astype(np.float32), q=QSynapse(w, 7)), ["x"])  # up to 12*255*2^15 << 7 > 2^31
     g.add("hot", lif(QLIF(du=0, dv=0, vth=2**17 - 1, bias_mant=np.array(4095), bias_exp=7)), ["fc_up"])
     w2 = grid_weights(rng, (6, n), "mixed", 8)
-    g.add("fc_mix", Dense(w2.astype(np.float32), q=QSynapse(w2, -8)), ["x"])
+    g.add("fc_mix", ops.Dense(w2.astype(np.float32), q=QSynapse(w2, -8)), ["x"])
     g.add("mixed", lif(QLIF(du=3000, dv=1, vth=5000, bias_mant=rng.integers(-4096, 4096, 6), bias_exp=5)),
           ["fc_mix"])
-    g.add("o", Output(), ["hot"])
-    g.add("o2", Output(index=1), ["mixed"])
+    g.add("o", ops.Output(), ["hot"])
+    g.add("o2", ops.Output(index=1), ["mixed"])
     x = rng.integers(-(2**15), 2**15, (T, B, n)).astype(np.float64)
     ref = check(g, x, tmp_path)
     events = {k for s in ref.stats.values() for k in s}
@@ -183,47 +168,47 @@ def conv_net(seed: int, graded: bool, T: int = 6, B: int = 3):
     g = Graph(f"conv{seed}", num_steps=T)
     C, H, W = int(rng.integers(1, 4)), int(rng.integers(5, 9)), int(rng.integers(5, 9))
     enc = Encoding("current") if graded else Encoding("spikes")
-    g.add("x", Input((C, H, W), encoding=enc, layout="TB", q=QInput(0, 6) if graded else None))
+    g.add("x", ops.Input((C, H, W), encoding=enc, layout="TB", q=QInput(0, 6) if graded else None))
     groups = int(rng.choice([1, C]))
     n_out = groups * int(rng.integers(1, 3))
     kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
     w = grid_weights(rng, (n_out, C // groups, kh, kw), str(rng.choice(["mixed", "exc", "inh"])), int(rng.integers(2, 9)))
-    conv = Conv2d(w.astype(np.float32), stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
-                  padding=(int(rng.integers(0, 2)), int(rng.integers(0, 2))), dilation=(int(rng.integers(1, 3)), 1),
-                  groups=groups, q=QSynapse(w, 0))
+    conv = ops.Conv2d(w.astype(np.float32), stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                      padding=(int(rng.integers(0, 2)), int(rng.integers(0, 2))), dilation=(int(rng.integers(1, 3)), 1),
+                      groups=groups, q=QSynapse(w, 0))
     g.add("conv", conv, ["x"])
     g.add("l1", lif(rand_qlif(rng, g["conv"].shape, "small")), ["conv"])
     k = int(rng.integers(1, 3))
-    g.add("pool", SumPool2d(kernel=k, stride=k), ["l1"])
+    g.add("pool", ops.SumPool2d(kernel=k, stride=k), ["l1"])
     g.add("l2", lif(QLIF(du=4095, dv=int(rng.integers(0, 4097)), vth=int(rng.integers(0, 3)), bias_mant=np.array(0))),
           ["pool"])
-    g.add("flat", Reshape((-1,)), ["l2"])
+    g.add("flat", ops.Reshape((-1,)), ["l2"])
     n = int(np.prod(g["l2"].shape))
     w2 = grid_weights(rng, (5, n), "mixed", 8)
-    g.add("fc", Dense(w2.astype(np.float32), q=QSynapse(w2, -2)), ["flat"])
+    g.add("fc", ops.Dense(w2.astype(np.float32), q=QSynapse(w2, -2)), ["flat"])
     g.add("l3", lif(rand_qlif(rng, (5,), "small")), ["fc"])
     # a second head reads l1 through a permutation of its axes
-    g.add("perm", Permute((0, 2, 1)), ["l1"])
-    g.add("flat2", Reshape((-1,)), ["perm"])
+    g.add("perm", ops.Permute((0, 2, 1)), ["l1"])
+    g.add("flat2", ops.Reshape((-1,)), ["perm"])
     w3 = grid_weights(rng, (4, int(np.prod(g["l1"].shape))), "exc", 7)
-    g.add("fc2", Dense(w3.astype(np.float32), q=QSynapse(w3, 0)), ["flat2"])
+    g.add("fc2", ops.Dense(w3.astype(np.float32), q=QSynapse(w3, 0)), ["flat2"])
     g.add("l4", lif(rand_qlif(rng, (4,), "small")), ["fc2"])
     # a flat population reshaped into a (C, H, W) conv input
-    g.add("img", Reshape((1, 2, 2)), ["l4"])
+    g.add("img", ops.Reshape((1, 2, 2)), ["l4"])
     wc = grid_weights(rng, (2, 1, 2, 1), "mixed", 8)
-    g.add("conv2", Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["img"])
+    g.add("conv2", ops.Conv2d(wc.astype(np.float32), q=QSynapse(wc, 0)), ["img"])
     g.add("l5", lif(rand_qlif(rng, g["conv2"].shape, "small")), ["conv2"])
     # a residual block: l6 <- conv_same(l1) + l1 (spikes added without weights, as in SEW-ResNet)
     c1 = g["l1"].shape[0]
     ws = grid_weights(rng, (c1, c1, 3, 3), "mixed", 8)
-    g.add("conv_same", Conv2d(ws.astype(np.float32), padding=1, q=QSynapse(ws, 0)), ["l1"])
-    g.add("res", Add(), ["conv_same", "l1"])
+    g.add("conv_same", ops.Conv2d(ws.astype(np.float32), padding=1, q=QSynapse(ws, 0)), ["l1"])
+    g.add("res", ops.Add(), ["conv_same", "l1"])
     g.add("l6", lif(rand_qlif(rng, g["l1"].shape, "small")), ["res"])
-    g.add("o", Output(), ["l3"])
-    g.add("o2", Output(index=1, decoding="sum", layout="B"), ["l4"])
-    g.add("o3", Output(index=2), [("l2", "v")])
-    g.add("o4", Output(index=3, layout="BT"), ["l5"])
-    g.add("o5", Output(index=4), ["l6"])
+    g.add("o", ops.Output(), ["l3"])
+    g.add("o2", ops.Output(index=1, decoding="sum", layout="B"), ["l4"])
+    g.add("o3", ops.Output(index=2), [("l2", "v")])
+    g.add("o4", ops.Output(index=3, layout="BT"), ["l5"])
+    g.add("o5", ops.Output(index=4), ["l6"])
     if graded:
         x = rng.integers(-32, 32, (T, B, C, H, W)).astype(np.float64)
     else:
@@ -244,32 +229,32 @@ def recurrent_net(seed: int, graded: bool, ternary: bool, T: int = 8, B: int = 4
     rng = np.random.default_rng(seed)
     g = Graph(f"rec{seed}", num_steps=T)
     n_in = 5
-    g.add("x", Input((n_in,), encoding=Encoding("current" if graded else "spikes"), layout="TB",
-                     q=QInput(0, 8) if graded else None))
+    g.add("x", ops.Input((n_in,), encoding=Encoding("current" if graded else "spikes"), layout="TB",
+                         q=QInput(0, 8) if graded else None))
     # self recurrence: l1 <- fc1(x) + rec1(l1 at t-1)
     add_dense(g, rng, "fc1", "x", 4, n_in, int(rng.integers(-3, 2)))
     add_dense(g, rng, "rec1", ("l1", None, 1), 4, 4)
-    g.add("sum1", Add(), ["fc1", "rec1"])
+    g.add("sum1", ops.Add(), ["fc1", "rec1"])
     g.add("l1", lif(rand_qlif(rng, (4,), "small", ternary), ternary), ["sum1"])
     # lateral recurrence between populations at the same depth
     add_dense(g, rng, "fc2", "x", 3, n_in)
     add_dense(g, rng, "lat", ("l1", None, 1), 3, 4)
-    g.add("sum2", Add(), ["fc2", "lat"])
+    g.add("sum2", ops.Add(), ["fc2", "lat"])
     g.add("l2", lif(rand_qlif(rng, (3,), "small")), ["sum2"])
     # residual paths of depths 1 (x), 2 (l1 spikes, no weights) and 3 (fc3) into l3: DelayDense delays 2 and 1
     add_dense(g, rng, "fc2b", "l1", 4, 4)
     g.add("l2b", lif(rand_qlif(rng, (4,), "small")), ["fc2b"])
     add_dense(g, rng, "fc3", "l2b", 4, 4)
     add_dense(g, rng, "skip", "x", 4, n_in)
-    g.add("sum3", Add(), ["fc3", "skip", "l1"])
+    g.add("sum3", ops.Add(), ["fc3", "skip", "l1"])
     g.add("l3", lif(rand_qlif(rng, (4,), "small")), ["sum3"])
     # the input wired straight into a neuron, and a delayed feed-forward edge
     g.add("l0", lif(rand_qlif(rng, (n_in,), "small")), ["x"])
     add_dense(g, rng, "fcd", ("x", None, 1), 3, n_in)
     g.add("l5", lif(rand_qlif(rng, (3,), "small")), ["fcd"])
-    g.add("o", Output(), ["l3"])
-    g.add("o2", Output(index=1), ["l0"])
-    g.add("o3", Output(index=2), [("l5", "i")])
+    g.add("o", ops.Output(), ["l3"])
+    g.add("o2", ops.Output(index=1), ["l0"])
+    g.add("o3", ops.Output(index=2), [("l5", "i")])
     if graded:
         x = rng.integers(-128, 128, (T, B, n_in)).astype(np.float64)
     else:
@@ -303,29 +288,29 @@ def test_ternary_into_conv_and_two_inputs(tmp_path):
     rng = np.random.default_rng(31)
     T, B = 7, 3
     g = Graph("tern", num_steps=T)
-    g.add("img", Input((2, 5, 4), encoding=Encoding("spikes"), layout="TB"))
-    g.add("aux", Input((2, 3), encoding=Encoding("current"), layout="TB", index=1, q=QInput(0, 8)))
+    g.add("img", ops.Input((2, 5, 4), encoding=Encoding("spikes"), layout="TB"))
+    g.add("aux", ops.Input((2, 3), encoding=Encoding("current"), layout="TB", index=1, q=QInput(0, 8)))
     wc = grid_weights(rng, (3, 2, 3, 3), "mixed", 8)
-    g.add("conv", Conv2d(wc.astype(np.float32), padding=1, q=QSynapse(wc, 0)), ["img"])
+    g.add("conv", ops.Conv2d(wc.astype(np.float32), padding=1, q=QSynapse(wc, 0)), ["img"])
     g.add("t1", lif(QLIF(du=2000, dv=500, vth=60, vth_lo=-40, bias_mant=rng.integers(-20, 20, (3, 5, 4))),
                     ternary=True), ["conv"])
     wt = grid_weights(rng, (3, 3, 2, 2), "exc", 6)
-    g.add("conv_t", Conv2d(wt.astype(np.float32), q=QSynapse(wt, 0)), ["t1"])
+    g.add("conv_t", ops.Conv2d(wt.astype(np.float32), q=QSynapse(wt, 0)), ["t1"])
     g.add("t2", lif(QLIF(du=4095, dv=100, vth=30, vth_lo=-30, bias_mant=np.array(0)), ternary=True), ["conv_t"])
-    g.add("flat", Reshape((-1,)), ["t2"])
+    g.add("flat", ops.Reshape((-1,)), ["t2"])
     w = grid_weights(rng, (3, int(np.prod(g["t2"].shape))), "mixed", 8)
-    g.add("fc", Dense(w.astype(np.float32), q=QSynapse(w, -1)), ["flat"])
-    g.add("aux_flat", Reshape((-1,)), ["aux"])
+    g.add("fc", ops.Dense(w.astype(np.float32), q=QSynapse(w, -1)), ["flat"])
+    g.add("aux_flat", ops.Reshape((-1,)), ["aux"])
     wa = grid_weights(rng, (3, 6), "mixed", 8)
-    g.add("fa", Dense(wa.astype(np.float32), q=QSynapse(wa, -1)), ["aux_flat"])
-    g.add("sum", Add(), ["fc", "fa"])
+    g.add("fa", ops.Dense(wa.astype(np.float32), q=QSynapse(wa, -1)), ["aux_flat"])
+    g.add("sum", ops.Add(), ["fc", "fa"])
     g.add("l3", lif(rand_qlif(rng, (3,), "small")), ["sum"])
     wk = grid_weights(rng, (4, 3), "inh", 5)
-    g.add("tok_fc", Dense(wk.astype(np.float32), q=QSynapse(wk, 0)), ["aux"])
+    g.add("tok_fc", ops.Dense(wk.astype(np.float32), q=QSynapse(wk, 0)), ["aux"])
     g.add("tok", lif(QLIF(du=100, dv=200, vth=0, bias_mant=np.array(40))), ["tok_fc"])
-    g.add("o", Output(), ["l3"])
-    g.add("o2", Output(index=1), [("t2", "v")])
-    g.add("o3", Output(index=2), ["tok"])
+    g.add("o", ops.Output(), ["l3"])
+    g.add("o2", ops.Output(index=1), [("t2", "v")])
+    g.add("o3", ops.Output(index=2), ["tok"])
     x = [(rng.random((T, B, 2, 5, 4)) < 0.4).astype(np.float64),
          rng.integers(-128, 128, (T, B, 2, 3)).astype(np.float64)]
     ref = check(g, x, tmp_path)
@@ -381,7 +366,7 @@ def test_build_network_live_processes():
     g.verify()
     ref = simulate(g, x, "int", probe=True)
     net = lb.build_network(g, x)
-    assert set(net.neurons) == {n.name for n in g if isinstance(n.op, LIF)}
+    assert set(net.neurons) == {n.name for n in g if isinstance(n.op, ops.LIF)}
     assert all(isinstance(p, (LIFReset, TernaryLIF)) for p in net.neurons.values())
     assert net.synapses and all(isinstance(s, (LavaDense, DelayDense)) for s in net.synapses.values())
     last = g["out0"].inputs[0].node

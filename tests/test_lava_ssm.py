@@ -21,17 +21,7 @@ import npuc.nn as nnn
 from npuc.backends.lava.lowering import lower
 from npuc.backends.lava.spec import LavaMappingError
 from npuc.frontends import trace
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    LinearAttention,
-    Output,
-    StochasticAttention,
-)
+from npuc.ir import QLIF, Encoding, Graph, ops
 from npuc.passes.base import PassContext, PassError, run_pipeline
 from npuc.pipeline import build_passes
 from npuc.sim import simulate
@@ -70,7 +60,7 @@ class CurrentIntegrator(nn.Module):
 
 
 def _ssm_node(graph: Graph):
-    (node,) = [n for n in graph if isinstance(n.op, LIF) and "ssm_state" in n.meta]
+    (node,) = [n for n in graph if isinstance(n.op, ops.LIF) and "ssm_state" in n.meta]
     return node
 
 
@@ -137,12 +127,12 @@ def test_graded_integrator_ssm_runs_bit_exact_in_lava(tmp_path):
 
 def _state_graph(alpha: float, steps: int | None, read_spikes: bool = False) -> Graph:
     g = Graph("ssm", num_steps=steps)
-    g.add("x", Input((4,), Encoding("spikes"), layout="TB"))
-    g.add("fc", Dense(np.full((3, 4), 0.5, np.float32)), ["x"])
-    g.add("h", LIF(alpha=alpha, threshold=1.0, reset="none"), ["fc"])
-    g.add("out", Output(), [("h", "v")])
+    g.add("x", ops.Input((4,), Encoding("spikes"), layout="TB"))
+    g.add("fc", ops.Dense(np.full((3, 4), 0.5, np.float32)), ["x"])
+    g.add("h", ops.LIF(alpha=alpha, threshold=1.0, reset="none"), ["fc"])
+    g.add("out", ops.Output(), [("h", "v")])
     if read_spikes:
-        g.add("spk", Output(index=1), ["h"])
+        g.add("spk", ops.Output(index=1), ["h"])
     return g.verify()
 
 
@@ -177,16 +167,16 @@ def test_lava_refuses_a_state_whose_integer_bound_reaches_the_threshold():
         lower(g)
 
 
-@pytest.mark.parametrize("op", [StochasticAttention(bits=8, seed=3, seed2=5), LinearAttention(a=0.9)])
+@pytest.mark.parametrize("op", [ops.StochasticAttention(bits=8, seed=3, seed2=5), ops.LinearAttention(a=0.9)])
 def test_attention_and_sc_nodes_have_no_loihi_process(op):
     g = Graph("attn", num_steps=4)
-    shape = (3, 4) if isinstance(op, StochasticAttention) else (4,)
+    shape = (3, 4) if isinstance(op, ops.StochasticAttention) else (4,)
     for i, n in enumerate("qkv"):
-        g.add(n, Input(shape, Encoding("spikes"), layout="TB", index=i), [])
+        g.add(n, ops.Input(shape, Encoding("spikes"), layout="TB", index=i), [])
     g.add("a", op, ["q", "k", "v"])
-    g.add("fc", Dense(np.eye(4, dtype=np.float32)), ["a"])
-    g.add("lif", LIF(reset="value"), ["fc"])
-    g.add("o", Output(), ["lif"])
+    g.add("fc", ops.Dense(np.eye(4, dtype=np.float32)), ["a"])
+    g.add("lif", ops.LIF(reset="value"), ["fc"])
+    g.add("o", ops.Output(), ["lif"])
     x = [(np.random.default_rng(4).random((4, 2, *shape)) < 0.5).astype(np.float32) for _ in range(3)]
     name = type(op).__name__
     with pytest.raises(PassError, match=rf"'a' \({name}\) has no Loihi 2 process"):

@@ -14,22 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from npuc.ir import (
-    LIF,
-    Add,
-    AvgPool2d,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Graph,
-    Input,
-    MaxPool2d,
-    Output,
-    Permute,
-    Reshape,
-    Scale,
-    SumPool2d,
-)
+from npuc.ir import Graph, ops
 from npuc.passes.base import PassError
 from npuc.passes.connectivity import extract_connectivity
 
@@ -49,13 +34,13 @@ def random_graph(seed: int) -> Graph:
     rng = np.random.default_rng(seed)
     g = Graph(f"rand{seed}", num_steps=4)
     c, h, w = int(rng.integers(1, 4)), int(rng.integers(5, 11)), int(rng.integers(5, 11))
-    prev = g.add("x", Input((c, h, w)))
+    prev = g.add("x", ops.Input((c, h, w)))
     k = 0
     for _ in range(int(rng.integers(1, 4))):
         kind = rng.choice(["conv", "conv", "pool_conv", "res"])
         k += 1
         if kind == "pool_conv" and min(g[prev].shape[1:]) >= 4:
-            pool = rng.choice([SumPool2d, AvgPool2d, MaxPool2d])
+            pool = rng.choice([ops.SumPool2d, ops.AvgPool2d, ops.MaxPool2d])
             ks = int(rng.integers(2, 4))
             prev = g.add(f"pool{k}", pool(ks, stride=int(rng.integers(1, ks + 1)), padding=int(rng.integers(0, ks // 2 + 1))), [prev])
         c = g[prev].shape[0]
@@ -68,26 +53,26 @@ def random_graph(seed: int) -> Graph:
         if min(g[prev].shape[1:]) + 2 * pad < span:
             pad = span
         weight = _w(rng, (co, c // groups, ks, ks), sparsity=0.2)
-        conv = g.add(f"conv{k}", Conv2d(weight, stride=int(rng.integers(1, 3)), padding=pad, dilation=dil, groups=groups), [prev])
-        if kind == "res" and g[conv].shape == g[prev].shape and isinstance(g[prev].op, LIF):
-            conv = g.add(f"add{k}", Add(), [conv, prev])  # identity skip: duplicate-free union
+        conv = g.add(f"conv{k}", ops.Conv2d(weight, stride=int(rng.integers(1, 3)), padding=pad, dilation=dil, groups=groups), [prev])
+        if kind == "res" and g[conv].shape == g[prev].shape and isinstance(g[prev].op, ops.LIF):
+            conv = g.add(f"add{k}", ops.Add(), [conv, prev])  # identity skip: duplicate-free union
         if rng.random() < 0.3:
-            conv = g.add(f"scale{k}", Scale(np.float32(0.5)), [conv])
-        prev = g.add(f"lif{k}", LIF(alpha=0.9), [conv])
+            conv = g.add(f"scale{k}", ops.Scale(np.float32(0.5)), [conv])
+        prev = g.add(f"lif{k}", ops.LIF(alpha=0.9), [conv])
     if rng.random() < 0.5:
-        prev = g.add("perm", Permute((1, 2, 0)), [prev])
-    prev = g.add("flat", Reshape((-1,)), [prev])
+        prev = g.add("perm", ops.Permute((1, 2, 0)), [prev])
+    prev = g.add("flat", ops.Reshape((-1,)), [prev])
     n = g[prev].shape[0]
     for j in range(int(rng.integers(1, 3))):
         m = int(rng.integers(3, 25))
-        d = g.add(f"fc{j}", Dense(_w(rng, (m, n), sparsity=float(rng.choice([0.0, 0.5])))), [prev])
+        d = g.add(f"fc{j}", ops.Dense(_w(rng, (m, n), sparsity=float(rng.choice([0.0, 0.5])))), [prev])
         name = f"flif{j}"
         if j == 0 and rng.random() < 0.6:  # recurrent: own spikes one step late
-            r = g.add(f"rec{j}", Dense(_w(rng, (m, m), sparsity=0.3)), [(name, None, 1)])
-            d = g.add(f"radd{j}", Add(), [d, r])
-        prev = g.add(name, LIF(alpha=0.8), [d])
+            r = g.add(f"rec{j}", ops.Dense(_w(rng, (m, m), sparsity=0.3)), [(name, None, 1)])
+            d = g.add(f"radd{j}", ops.Add(), [d, r])
+        prev = g.add(name, ops.LIF(alpha=0.8), [d])
         n = m
-    g.add("out", Output("sum", "B"), [prev])
+    g.add("out", ops.Output("sum", "B"), [prev])
     return g.verify()
 
 
@@ -95,18 +80,18 @@ def conv_net(seed: int = 0, hw: int = 16, chans=(4, 8), dense=16) -> Graph:
     """A regular conv SNN: conv -> LIF -> sum pool -> conv -> LIF -> dense -> LIF."""
     rng = np.random.default_rng(seed)
     g = Graph("conv", num_steps=4)
-    prev = g.add("x", Input((2, hw, hw)))
+    prev = g.add("x", ops.Input((2, hw, hw)))
     c = 2
     for i, co in enumerate(chans):
         if i:
-            prev = g.add(f"pool{i}", SumPool2d(2), [prev])
-        prev = g.add(f"conv{i}", Conv2d(_w(rng, (co, c, 3, 3)), padding=1), [prev])
-        prev = g.add(f"lif{i}", LIF(alpha=0.9), [prev])
+            prev = g.add(f"pool{i}", ops.SumPool2d(2), [prev])
+        prev = g.add(f"conv{i}", ops.Conv2d(_w(rng, (co, c, 3, 3)), padding=1), [prev])
+        prev = g.add(f"lif{i}", ops.LIF(alpha=0.9), [prev])
         c = co
-    prev = g.add("flat", Reshape((-1,)), [prev])
-    prev = g.add("fc", Dense(_w(rng, (dense, g[prev].shape[0]))), [prev])
-    prev = g.add("flif", LIF(alpha=0.9), [prev])
-    g.add("out", Output("sum", "B"), [prev])
+    prev = g.add("flat", ops.Reshape((-1,)), [prev])
+    prev = g.add("fc", ops.Dense(_w(rng, (dense, g[prev].shape[0]))), [prev])
+    prev = g.add("flif", ops.LIF(alpha=0.9), [prev])
+    g.add("out", ops.Output("sum", "B"), [prev])
     return g.verify()
 
 
@@ -117,25 +102,25 @@ def _eval(graph: Graph, values: dict, name: str, batch: int) -> torch.Tensor:
     node = graph[name]
     op = node.op
     xs = [values[r.node] for r in node.inputs]
-    if isinstance(op, Dense):
+    if isinstance(op, ops.Dense):
         return xs[0] @ torch.tensor(op.weight, dtype=torch.float64).T
-    if isinstance(op, Conv2d):
+    if isinstance(op, ops.Conv2d):
         return F.conv2d(xs[0], torch.tensor(op.weight, dtype=torch.float64), None, op.stride, op.padding, op.dilation, op.groups)
-    if isinstance(op, Conv1d):
+    if isinstance(op, ops.Conv1d):
         return F.conv1d(xs[0], torch.tensor(op.weight, dtype=torch.float64), None, op.stride, op.padding, op.dilation, op.groups)
-    if isinstance(op, SumPool2d):
+    if isinstance(op, ops.SumPool2d):
         return F.avg_pool2d(xs[0], op.kernel, op.stride, op.padding) * (op.kernel[0] * op.kernel[1])
-    if isinstance(op, AvgPool2d):
+    if isinstance(op, ops.AvgPool2d):
         return F.avg_pool2d(xs[0], op.kernel, op.stride, op.padding)
-    if isinstance(op, MaxPool2d):
+    if isinstance(op, ops.MaxPool2d):
         return F.max_pool2d(xs[0], op.kernel, op.stride, op.padding)
-    if isinstance(op, Scale):
+    if isinstance(op, ops.Scale):
         return xs[0] * torch.tensor(op.factor, dtype=torch.float64)
-    if isinstance(op, Reshape):
+    if isinstance(op, ops.Reshape):
         return xs[0].reshape(batch, *node.shape)
-    if isinstance(op, Permute):
+    if isinstance(op, ops.Permute):
         return xs[0].permute(0, *[d + 1 for d in op.dims])
-    if isinstance(op, Add):
+    if isinstance(op, ops.Add):
         return sum(xs)
     raise NotImplementedError(type(op).__name__)
 
@@ -151,8 +136,8 @@ def reference_synapses(graph: Graph) -> dict[str, dict[str, np.ndarray]]:
 
 
 def _reference(graph: Graph) -> dict[str, dict[str, np.ndarray]]:
-    pops = [n.name for n in graph if isinstance(n.op, (LIF, Input))]
-    lifs = [n for n in pops if isinstance(graph[n].op, LIF)]
+    pops = [n.name for n in graph if isinstance(n.op, (ops.LIF, ops.Input))]
+    lifs = [n for n in pops if isinstance(graph[n].op, ops.LIF)]
     order = graph.topo_order()
     ref: dict[str, dict[str, np.ndarray]] = {d: {} for d in lifs}
     for s in pops:
@@ -166,7 +151,7 @@ def _reference(graph: Graph) -> dict[str, dict[str, np.ndarray]]:
                     v = sign * torch.eye(size, dtype=torch.float64).reshape(size, *graph[name].shape)
                 values[name] = v
             for name in order:
-                if name not in pops and not isinstance(graph[name].op, Output):
+                if name not in pops and not isinstance(graph[name].op, ops.Output):
                     values[name] = _eval(graph, values, name, size)
             for d in lifs:
                 drive = values[graph[d].inputs[0].node]
@@ -224,18 +209,18 @@ def conv1d_token_graph(seed: int = 1) -> Graph:
     recurrent dense: two-axis populations that are not images."""
     rng = np.random.default_rng(seed)
     g = Graph("c1", num_steps=3)
-    g.add("x", Input((3, 12)))
-    g.add("c", Conv1d(_w(rng, (4, 3, 3)), stride=2, padding=1, dilation=2), ["x"])
-    g.add("l", LIF(), ["c"])
-    g.add("p", Permute((1, 0)), ["l"])
-    g.add("tok", Dense(_w(rng, (7, 4))), ["p"])
-    g.add("lt", LIF(), ["tok"])
-    g.add("flat", Reshape((-1,)), ["lt"])
-    g.add("d", Dense(_w(rng, (5, 35))), ["flat"])
-    g.add("r", Dense(_w(rng, (5, 5))), [("l2", None, 1)])
-    g.add("a", Add(), ["d", "r"])
-    g.add("l2", LIF(), ["a"])
-    g.add("o", Output(), ["l2"])
+    g.add("x", ops.Input((3, 12)))
+    g.add("c", ops.Conv1d(_w(rng, (4, 3, 3)), stride=2, padding=1, dilation=2), ["x"])
+    g.add("l", ops.LIF(), ["c"])
+    g.add("p", ops.Permute((1, 0)), ["l"])
+    g.add("tok", ops.Dense(_w(rng, (7, 4))), ["p"])
+    g.add("lt", ops.LIF(), ["tok"])
+    g.add("flat", ops.Reshape((-1,)), ["lt"])
+    g.add("d", ops.Dense(_w(rng, (5, 35))), ["flat"])
+    g.add("r", ops.Dense(_w(rng, (5, 5))), [("l2", None, 1)])
+    g.add("a", ops.Add(), ["d", "r"])
+    g.add("l2", ops.LIF(), ["a"])
+    g.add("o", ops.Output(), ["l2"])
     return g.verify()
 
 
@@ -252,11 +237,11 @@ def test_conv1d_permute_and_delay_keys():
 
 def test_loop_without_neuron_is_an_error():
     g = Graph("acc", num_steps=2)
-    g.add("x", Input((4,)))
-    g.add("a", Add(), ["x", ("s", None, 1)])
-    g.add("s", Scale(np.float32(0.5)), ["a"])
-    g.add("l", LIF(), ["s"])
-    g.add("o", Output(), ["l"])
+    g.add("x", ops.Input((4,)))
+    g.add("a", ops.Add(), ["x", ("s", None, 1)])
+    g.add("s", ops.Scale(np.float32(0.5)), ["a"])
+    g.add("l", ops.LIF(), ["s"])
+    g.add("o", ops.Output(), ["l"])
     g.verify()
     with pytest.raises(PassError, match="'a'|'s'"):
         extract_connectivity(g)
@@ -265,10 +250,10 @@ def test_loop_without_neuron_is_an_error():
 def test_readout_without_neurons_is_listed_unmapped():
     rng = np.random.default_rng(0)
     g = Graph("ro", num_steps=2)
-    g.add("x", Input((6,)))
-    g.add("d", Dense(_w(rng, (4, 6))), ["x"])
-    g.add("l", LIF(), ["d"])
-    g.add("r", Dense(_w(rng, (2, 4))), ["l"])
-    g.add("o", Output(), ["r"])
+    g.add("x", ops.Input((6,)))
+    g.add("d", ops.Dense(_w(rng, (4, 6))), ["x"])
+    g.add("l", ops.LIF(), ["d"])
+    g.add("r", ops.Dense(_w(rng, (2, 4))), ["l"])
+    g.add("o", ops.Output(), ["r"])
     conn = extract_connectivity(g.verify())
     assert conn.unmapped == ["r"] and list(conn.projections) == ["l"]

@@ -24,23 +24,7 @@ import torch.nn.functional as F
 from npuc.frontends.errors import FrontendError
 from npuc.frontends.nir_export import export_nir, write_nir
 from npuc.frontends.nir_import import DEFAULT_DT, import_nir
-from npuc.ir import (
-    IF,
-    LIF,
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Conv2d,
-    Dense,
-    Graph,
-    Input,
-    MaxPool2d,
-    Output,
-    Permute,
-    Reshape,
-    Scale,
-    SumPool2d,
-)
+from npuc.ir import Graph, ops
 from npuc.sim import simulate
 
 HAS_V_RESET = "v_reset" in {f.name for f in dataclasses.fields(nir.LIF)}  # nir >= 1.0.6: reset to v_reset
@@ -94,37 +78,37 @@ def conv_net(rng: np.random.Generator) -> Graph:
     """Conv/pool/flatten/dense, LIF (per-channel alpha), IF, a recurrent CUBA LIF,
     a Threshold-like LIF (alpha 0) and a leaky-integrator readout."""
     g = Graph("convnet", None)
-    g.add("x", Input((2, 8, 8), layout="TB"))
-    g.add("c1", Conv2d(rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4) * 0.1, padding=1), ["x"])
-    g.add("l1", LIF(alpha=rng.uniform(0.5, 0.99, (4, 1, 1)), gain=rng.uniform(0.5, 2, (4, 8, 8)),
-                    bias=0.01, threshold=1.0), ["c1"])
-    g.add("p1", SumPool2d(2), ["l1"])
-    g.add("c2", Conv2d(rng.normal(size=(4, 2, 3, 3)), None, padding=1, groups=2), ["p1"])
-    g.add("l2", IF(gain=0.7, threshold=0.8), ["c2"])
-    g.add("p2", AvgPool2d(2), ["l2"])
-    g.add("f", Reshape((-1,)), ["p2"])
-    g.add("d", Dense(rng.normal(size=(6, 16))), ["f"])
-    g.add("sc", Scale(np.full(6, 0.5)), ["d"])
-    g.add("rec", Dense(rng.normal(size=(6, 6)) * 0.3), [("l3", "spikes", 1)])
-    g.add("s", Add(), ["sc", "rec"])
-    g.add("l3", LIF(alpha=0.9, alpha_i=rng.uniform(0.3, 0.8, 6), gain=1.5, threshold=0.5), ["s"])
-    g.add("th", LIF(alpha=0.0, gain=1.0, threshold=0.2, reset="none"), ["l3"])
-    g.add("d2", Dense(rng.normal(size=(3, 6)), rng.normal(size=3)), ["th"])
-    g.add("li", LIF(alpha=0.8, gain=0.2, bias=0.05, reset="none"), ["d2"])
-    g.add("o", Output(), [("li", "v")])
-    g.add("o2", Output(index=1), ["l3"])
+    g.add("x", ops.Input((2, 8, 8), layout="TB"))
+    g.add("c1", ops.Conv2d(rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4) * 0.1, padding=1), ["x"])
+    g.add("l1", ops.LIF(alpha=rng.uniform(0.5, 0.99, (4, 1, 1)), gain=rng.uniform(0.5, 2, (4, 8, 8)),
+                        bias=0.01, threshold=1.0), ["c1"])
+    g.add("p1", ops.SumPool2d(2), ["l1"])
+    g.add("c2", ops.Conv2d(rng.normal(size=(4, 2, 3, 3)), None, padding=1, groups=2), ["p1"])
+    g.add("l2", ops.IF(gain=0.7, threshold=0.8), ["c2"])
+    g.add("p2", ops.AvgPool2d(2), ["l2"])
+    g.add("f", ops.Reshape((-1,)), ["p2"])
+    g.add("d", ops.Dense(rng.normal(size=(6, 16))), ["f"])
+    g.add("sc", ops.Scale(np.full(6, 0.5)), ["d"])
+    g.add("rec", ops.Dense(rng.normal(size=(6, 6)) * 0.3), [("l3", "spikes", 1)])
+    g.add("s", ops.Add(), ["sc", "rec"])
+    g.add("l3", ops.LIF(alpha=0.9, alpha_i=rng.uniform(0.3, 0.8, 6), gain=1.5, threshold=0.5), ["s"])
+    g.add("th", ops.LIF(alpha=0.0, gain=1.0, threshold=0.2, reset="none"), ["l3"])
+    g.add("d2", ops.Dense(rng.normal(size=(3, 6)), rng.normal(size=3)), ["th"])
+    g.add("li", ops.LIF(alpha=0.8, gain=0.2, bias=0.05, reset="none"), ["d2"])
+    g.add("o", ops.Output(), [("li", "v")])
+    g.add("o2", ops.Output(index=1), ["l3"])
     return g.verify()
 
 
 def rnn_net(rng: np.random.Generator) -> Graph:
     """The delay sits where the importer puts it (lif -> w_rec), so NIR gets a plain cycle."""
     g = Graph("rnn", 12)
-    g.add("in", Input((5,)))
-    g.add("ff", Dense(rng.normal(size=(7, 5))), ["in"])
-    g.add("w_rec", Dense(rng.normal(size=(7, 7)) * 0.4), [("lif", None, 1)])
-    g.add("lif.sum", Add(), ["ff", "w_rec"])
-    g.add("lif", LIF(alpha=0.85, gain=1.0, threshold=1.0), ["lif.sum"])
-    g.add("out", Output("sum", "B"), ["lif"])
+    g.add("in", ops.Input((5,)))
+    g.add("ff", ops.Dense(rng.normal(size=(7, 5))), ["in"])
+    g.add("w_rec", ops.Dense(rng.normal(size=(7, 7)) * 0.4), [("lif", None, 1)])
+    g.add("lif.sum", ops.Add(), ["ff", "w_rec"])
+    g.add("lif", ops.LIF(alpha=0.85, gain=1.0, threshold=1.0), ["lif.sum"])
+    g.add("out", ops.Output("sum", "B"), ["lif"])
     return g.verify()
 
 
@@ -164,7 +148,7 @@ def test_round_trip_preserves_parameters_and_spikes(tmp_path, dt):
     for name in ("l1", "l2", "l3", "th", "li"):
         worst = max(worst, _params_equal(g[name].op, g2[name].op))
     assert worst == 0.0  # float64 dt conversion, then float32: measured exact
-    assert type(g2["l2"].op) is IF
+    assert type(g2["l2"].op) is ops.IF
     assert g2["l1"].op.alpha.shape == (4, 1, 1)  # per-channel form recovered from NIR's full arrays
     for name in ("c1", "c2", "d", "d2", "rec"):
         np.testing.assert_array_equal(g[name].op.weight, g2[name].op.weight)
@@ -197,11 +181,11 @@ def test_round_trip_recurrent_cycle_is_a_plain_nir_cycle(tmp_path):
 def test_delay_on_another_edge_becomes_a_nir_delay_node(tmp_path):
     rng = np.random.default_rng(2)
     g = Graph("d", None)
-    g.add("in", Input((4,), layout="TB"))
-    g.add("w", Dense(rng.normal(size=(4, 4))), ["in"])
-    g.add("lif", LIF(alpha=0.5, threshold=0.5), ["w"])
-    g.add("late", Scale(2.0), [("lif", None, 1)])  # feed-forward delay
-    g.add("o", Output(), ["late"])
+    g.add("in", ops.Input((4,), layout="TB"))
+    g.add("w", ops.Dense(rng.normal(size=(4, 4))), ["in"])
+    g.add("lif", ops.LIF(alpha=0.5, threshold=0.5), ["w"])
+    g.add("late", ops.Scale(2.0), [("lif", None, 1)])  # feed-forward delay
+    g.add("o", ops.Output(), ["late"])
     ng = quiet(export_nir, g)
     delays = [k for k, n in ng.nodes.items() if isinstance(n, nir.Delay)]
     assert delays == ["lif.delay"]
@@ -213,10 +197,10 @@ def test_delay_on_another_edge_becomes_a_nir_delay_node(tmp_path):
 
 def test_export_warns_for_each_lost_semantic():
     g = Graph("lossy", 5)
-    g.add("x", Input((3,)))
-    g.add("n", LIF(alpha=0.9, threshold=1.0, threshold_lo=-1.0, spike="ternary", reset="value", reset_value=0.25,
-                   reset_timing="delayed", compare="ge", v_min=-3.0, v_init=0.5), ["x"])
-    g.add("o", Output("sum", "B"), ["n"])
+    g.add("x", ops.Input((3,)))
+    g.add("n", ops.LIF(alpha=0.9, threshold=1.0, threshold_lo=-1.0, spike="ternary", reset="value", reset_value=0.25,
+                       reset_timing="delayed", compare="ge", v_min=-3.0, v_init=0.5), ["x"])
+    g.add("o", ops.Output("sum", "B"), ["n"])
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         ng = export_nir(g)
@@ -238,32 +222,32 @@ def test_export_warns_for_each_lost_semantic():
 @pytest.mark.parametrize(
     "op, match",
     [
-        (MaxPool2d(2), "no MaxPool2d"),
-        (Permute((0, 2, 1)), "no Permute"),
-        (BatchNorm(np.zeros(2), np.ones(2), np.ones(2), np.zeros(2)), "fold-batchnorm"),
-        (Reshape((4, 4, 2)), "not a flatten"),
+        (ops.MaxPool2d(2), "no MaxPool2d"),
+        (ops.Permute((0, 2, 1)), "no Permute"),
+        (ops.BatchNorm(np.zeros(2), np.ones(2), np.ones(2), np.zeros(2)), "fold-batchnorm"),
+        (ops.Reshape((4, 4, 2)), "not a flatten"),
     ],
 )
 def test_export_rejects_ops_without_nir_form(op, match):
     g = Graph("bad", 3)
-    g.add("x", Input((2, 4, 4)))
+    g.add("x", ops.Input((2, 4, 4)))
     g.add("bad", op, ["x"])
-    g.add("o", Output(), ["bad"])
+    g.add("o", ops.Output(), ["bad"])
     with pytest.raises(FrontendError, match=f"node 'bad'.*{match}"):
         export_nir(g)
 
 
 def test_export_rejects_dense_on_tokens_and_membrane_of_resetting_neuron():
     g = Graph("tok", 3)
-    g.add("x", Input((2, 4)))
-    g.add("d", Dense(np.ones((3, 4))), ["x"])
-    g.add("o", Output(), ["d"])
+    g.add("x", ops.Input((2, 4)))
+    g.add("d", ops.Dense(np.ones((3, 4))), ["x"])
+    g.add("o", ops.Output(), ["d"])
     with pytest.raises(FrontendError, match="node 'd'.*1-d vector"):
         export_nir(g)
     g = Graph("mem", 3)
-    g.add("x", Input((4,)))
-    g.add("n", LIF(alpha=0.9), ["x"])
-    g.add("o", Output(), [("n", "v")])
+    g.add("x", ops.Input((4,)))
+    g.add("n", ops.LIF(alpha=0.9), ["x"])
+    g.add("o", ops.Output(), [("n", "v")])
     with pytest.raises(FrontendError, match="node 'n'.*membrane is read after a subtract reset"):
         export_nir(g)
 
@@ -360,7 +344,7 @@ def test_import_dense_cuba_graph_matches_reference(tmp_path):
     edges = [("in", "a1"), ("a1", "lif"), ("lif", "a2"), ("a2", "cuba"), ("cuba", "sc"), ("sc", "thr"), ("thr", "out")]
     nir.write(tmp_path / "g.nir", graph(nodes, edges))
     g = import_nir(tmp_path / "g.nir", dt=dt)
-    assert g["cuba"].op.cuba and type(g["thr"].op) is LIF and g["thr"].op.alpha == 0
+    assert g["cuba"].op.cuba and type(g["thr"].op) is ops.LIF and g["thr"].op.alpha == 0
     x = (rng.random((40, 4, 6)) * 3).astype(np.float32)
     ref = nir_reference(graph(nodes, edges), x, dt, ["in", "a1", "lif", "a2", "cuba", "sc", "thr", "out"])
     res = simulate(g, x, probe=["lif", "cuba"])
@@ -531,12 +515,12 @@ def test_exported_files_load_in_nir(tmp_path):
     """Files npuc writes load with the installed nir's own reader (which type-checks from 1.0.5),
     and every spiking node carries the reset the installed nir can express."""
     g = Graph("plain", None)
-    g.add("x", Input((2, 6, 6), layout="TB"))
-    g.add("c", Conv2d(np.ones((3, 2, 3, 3)), None, padding=1), ["x"])
-    g.add("l", LIF(alpha=0.5, gain=1.0, threshold=1.0, reset="value", reset_value=0.0), ["c"])
-    g.add("f", Reshape((-1,)), ["l"])
-    g.add("d", Dense(np.ones((4, 108))), ["f"])
-    g.add("o", Output(), ["d"])
+    g.add("x", ops.Input((2, 6, 6), layout="TB"))
+    g.add("c", ops.Conv2d(np.ones((3, 2, 3, 3)), None, padding=1), ["x"])
+    g.add("l", ops.LIF(alpha=0.5, gain=1.0, threshold=1.0, reset="value", reset_value=0.0), ["c"])
+    g.add("f", ops.Reshape((-1,)), ["l"])
+    g.add("d", ops.Dense(np.ones((4, 108))), ["f"])
+    g.add("o", ops.Output(), ["d"])
     quiet(write_nir, g.verify(), tmp_path / "p.nir")
     ng = nir.read(tmp_path / "p.nir")
     assert isinstance(ng.nodes["l"], nir.LIF)
@@ -659,9 +643,9 @@ def test_export_tables_dispatch_on_the_op_class():
     from npuc.frontends.onnx_export import ONNX_EXPORT
     from npuc.ir.optable import OpTable
 
-    assert NIR_EXPORT.lookup(IF(gain=1.0, threshold=1.0)) is NIR_EXPORT.lookup(LIF(alpha=0.5, threshold=1.0))
-    assert NIR_EXPORT.lookup(MaxPool2d(2)) is None and ONNX_EXPORT.lookup(MaxPool2d(2)) is not None
+    assert NIR_EXPORT.lookup(ops.IF(gain=1.0, threshold=1.0)) is NIR_EXPORT.lookup(ops.LIF(alpha=0.5, threshold=1.0))
+    assert NIR_EXPORT.lookup(ops.MaxPool2d(2)) is None and ONNX_EXPORT.lookup(ops.MaxPool2d(2)) is not None
     t = OpTable("t")
-    t.register(Dense)(lambda *a: None)
+    t.register(ops.Dense)(lambda *a: None)
     with pytest.raises(ValueError, match="Dense is registered twice"):
-        t.register(Dense)(lambda *a: None)
+        t.register(ops.Dense)(lambda *a: None)

@@ -17,17 +17,7 @@ from reference import lif_float
 from npuc.frontends.errors import FrontendError
 from npuc.frontends.onnx_export import DOMAIN, export_onnx
 from npuc.frontends.onnx_import import import_onnx
-from npuc.ir import (
-    IF,
-    LIF,
-    AvgPool2d,
-    BatchNorm,
-    Dense,
-    Graph,
-    Input,
-    Output,
-    Scale,
-)
+from npuc.ir import Graph, ops
 from npuc.ir.serialize import graph_to_json
 from npuc.sim import simulate
 
@@ -76,9 +66,9 @@ def test_export_rejects_ops_without_onnx_form(tmp_path):
             return {"out": tuple(in_shapes[0])}
 
     g = Graph("m", 2)
-    g.add("x", Input((3,)))
+    g.add("x", ops.Input((3,)))
     g.add("weird", Mystery(), ["x"])
-    g.add("o", Output(), ["weird"])
+    g.add("o", ops.Output(), ["weird"])
     with pytest.raises(FrontendError, match="node 'weird' \\(Mystery\\).*no ONNX form"):
         export_onnx(g, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
@@ -118,9 +108,9 @@ def test_torch_onnx_export_with_lif_nodes(tmp_path):
     rng = np.random.default_rng(5)
     alpha1 = rng.uniform(0.6, 0.95, (4, 1, 1)).astype(np.float32)
     lifs = [
-        LIF(alpha=alpha1, threshold=0.5),
-        IF(gain=0.8, threshold=0.6, reset="value", reset_value=0.0),
-        LIF(alpha=0.9, alpha_i=rng.uniform(0.2, 0.7, 5), threshold=0.3, compare="ge"),
+        ops.LIF(alpha=alpha1, threshold=0.5),
+        ops.IF(gain=0.8, threshold=0.6, reset="value", reset_value=0.0),
+        ops.LIF(alpha=0.9, alpha_i=rng.uniform(0.2, 0.7, 5), threshold=0.3, compare="ge"),
     ]
     m.graph.initializer.append(numpy_helper.from_array(np.asarray(lifs[2].alpha_i), "lif3.alpha_i"))
     relus = [n for n in m.graph.node if n.op_type == "Relu"]
@@ -138,8 +128,8 @@ def test_torch_onnx_export_with_lif_nodes(tmp_path):
     onnx.checker.check_model(m, full_check=True)
     onnx.save(m, tmp_path / "net.onnx")
     g = import_onnx(tmp_path / "net.onnx")
-    assert [type(g[f"lif{k}"].op) for k in (1, 2, 3)] == [LIF, IF, LIF]
-    assert isinstance(g["1_BatchNormalization"].op, BatchNorm)
+    assert [type(g[f"lif{k}"].op) for k in (1, 2, 3)] == [ops.LIF, ops.IF, ops.LIF]
+    assert isinstance(g["1_BatchNormalization"].op, ops.BatchNorm)
 
     x = torch.rand(16, 3, 2, 8, 8) * 2
     h = x
@@ -197,8 +187,8 @@ def test_handbuilt_graph_matches_numpy():
         {"npuc.layout": "TB"},
     )
     g = import_onnx(m)
-    assert isinstance(g["mm"].op, Dense) and g["mm"].op.bias is not None and "bias" not in g
-    assert isinstance(g["div"].op, Scale) and isinstance(g["gap"].op, AvgPool2d)
+    assert isinstance(g["mm"].op, ops.Dense) and g["mm"].op.bias is not None and "bias" not in g
+    assert isinstance(g["div"].op, ops.Scale) and isinstance(g["gap"].op, ops.AvgPool2d)
     x = rng.normal(size=(10, 2, 3, 2, 4)).astype(np.float32)
     res = simulate(g, x)
     # numpy reference, step by step

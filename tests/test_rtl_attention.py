@@ -24,28 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import add_qkv_heads
 
 import npuc
 from npuc.backends.rtl import emit, lint, rtl_report, run, sc_stats
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Add,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    LinearAttention,
-    Output,
-    Permute,
-    QAttention,
-    QInput,
-    QLinearAttention,
-    QSynapse,
-    Reshape,
-    SpikeAttention,
-    StochasticAttention,
-)
+from npuc.ir import QLIF, Encoding, Graph, QAttention, QInput, QLinearAttention, QSynapse, ops
 from npuc.sim import simulate
 from npuc.sim.compare import compare
 from npuc.targets import load_target
@@ -53,22 +36,29 @@ from npuc.targets import load_target
 pytestmark = pytest.mark.rtl
 
 
-def _lif(rng, vth: int, du: int = 4096, dv: int | None = None, **kw) -> LIF:
+def _lif(rng, vth: int, du: int = 4096, dv: int | None = None, **kw) -> ops.LIF:
     dv = int(rng.integers(0, 1500)) if dv is None else dv
-    return LIF(q=QLIF(du=du, dv=dv, vth=vth, bias_mant=np.array(0)), **kw)
+    return ops.LIF(q=QLIF(du=du, dv=dv, vth=vth, bias_mant=np.array(0)), **kw)
 
 
-def _dense(rng, n_out: int, n_in: int, exp: int = -2, bias: bool = False) -> Dense:
+def _dense(rng, n_out: int, n_in: int, exp: int = -2, bias: bool = False) -> ops.Dense:
     b = rng.integers(-20, 20, n_out) if bias else None
-    return Dense(np.zeros((n_out, n_in), np.float32),
-                 q=QSynapse(rng.integers(-128, 128, (n_out, n_in)), weight_exp=exp, bias=b))
+    return ops.Dense(np.zeros((n_out, n_in), np.float32),
+                     q=QSynapse(rng.integers(-128, 128, (n_out, n_in)), weight_exp=exp, bias=b))
 
 
 def _heads(g: Graph, src, tokens: int, heads: list[int], d: int, tag: str, delay: int = 0) -> str:
     """(tokens, H * d) -> (*heads, tokens, d): the Spikformer head split."""
-    r = g.add(f"{tag}_r", Reshape((tokens, *heads, d)), [(src, None, delay)])
+    r = g.add(f"{tag}_r", ops.Reshape((tokens, *heads, d)), [(src, None, delay)])
     nd = len(heads) + 2
-    return g.add(f"{tag}_p", Permute((*range(1, nd - 1), 0, nd - 1)), [r])
+    return g.add(f"{tag}_p", ops.Permute((*range(1, nd - 1), 0, nd - 1)), [r])
+
+
+def _qkv_inputs(g: Graph, n_tok: int, m_tok: int, dqk: int, dv: int) -> None:
+    """Bernoulli-coded inputs ``xq`` (``[n_tok, dqk]``), ``xk`` and ``xv`` (``m_tok`` tokens)."""
+    g.add("xq", ops.Input((n_tok, dqk), Encoding("bernoulli", bits=10, seed=3), layout="B"))
+    g.add("xk", ops.Input((m_tok, dqk), Encoding("bernoulli", bits=10, seed=5), layout="B", index=1))
+    g.add("xv", ops.Input((m_tok, dv), Encoding("bernoulli", bits=10, seed=9), layout="B", index=2))
 
 
 def _check(g: Graph, art, xs: list, nodes: list[str]) -> dict:
@@ -85,7 +75,7 @@ def _check(g: Graph, art, xs: list, nodes: list[str]) -> dict:
         for a, b in zip(ref.outputs, got.outputs):
             np.testing.assert_array_equal(a, b)
         for pop, counts in got.stats["rtl"]["events"].items():
-            port = "spikes" if isinstance(g[pop].op, LIF) else "out"
+            port = "spikes" if isinstance(g[pop].op, ops.LIF) else "out"
             nz = ref.probes[pop][port] != 0
             np.testing.assert_array_equal(counts, nz.reshape(nz.shape[0], nz.shape[1], -1).sum(-1))
         builds.add(got.stats["rtl"]["build_dir"])
@@ -108,14 +98,12 @@ def coincidence_graph(seed: int):
     hh = int(np.prod(heads)) if heads else 1
     dk, dv = int(rng.integers(1, 7)), int(rng.integers(1, 7))
     g = Graph(f"coincidence{seed}", num_steps=int(rng.integers(3, 7)))
-    g.add("xq", Input((n_tok, hh * dk), Encoding("bernoulli", bits=10, seed=3), layout="B"))
-    g.add("xk", Input((m_tok, hh * dk), Encoding("bernoulli", bits=10, seed=5), layout="B", index=1))
-    g.add("xv", Input((m_tok, hh * dv), Encoding("bernoulli", bits=10, seed=9), layout="B", index=2))
+    _qkv_inputs(g, n_tok, m_tok, hh * dk, hh * dv)
     # a neuron population as a source: token-wise Dense of a permuted input (decode ROM) + LIF
-    g.add("xqt", Permute((1, 0)), ["xq"])
+    g.add("xqt", ops.Permute((1, 0)), ["xq"])
     g.add("fct", _dense(rng, n_tok, n_tok), ["xqt"])
     g.add("lt", _lif(rng, 30), ["fct"])
-    g.add("lq", Permute((1, 0)), ["lt"])
+    g.add("lq", ops.Permute((1, 0)), ["lt"])
     configs = []
     for j, score in enumerate(["and", "axnor", "xnor", "axnor"]):
         order = ["qk_v", "q_kv", str(rng.choice(["qk_v", "q_kv"])), "qk_v"][j]
@@ -128,18 +116,18 @@ def coincidence_graph(seed: int):
         vp = _heads(g, "xv", m_tok, heads, dv, f"v{j}")
         a = {"and": 0.0, "xnor": 1.0}.get(score, a_int / 2**a_frac)
         mult = int(rng.integers(1, 9)) * (-1 if j == 2 else 1)
-        op = SpikeAttention(score=score, a=a, order=order,
-                            q=QAttention(a_int=a_int, a_frac=a_frac, mult=mult, shift=int(rng.integers(0, 4))))
+        op = ops.SpikeAttention(score=score, a=a, order=order,
+                                q=QAttention(a_int=a_int, a_frac=a_frac, mult=mult, shift=int(rng.integers(0, 4))))
         att = g.add(f"att{j}", op, [qp, kp, vp])
         nd = len(heads) + 2
-        back = g.add(f"back{j}", Permute((nd - 2, *range(nd - 2), nd - 1)), [att])
-        cur = g.add(f"merge{j}", Reshape((n_tok, hh * dv)), [back])
+        back = g.add(f"back{j}", ops.Permute((nd - 2, *range(nd - 2), nd - 1)), [att])
+        cur = g.add(f"merge{j}", ops.Reshape((n_tok, hh * dv)), [back])
         if j == 0:  # residual: attention + token-wise Dense (with bias) into one population
             fc = g.add("fcr", _dense(rng, hh * dv, hh * dk, exp=-3, bias=True), ["xq"])
-            cur = g.add("res", Add(), [cur, fc])
+            cur = g.add("res", ops.Add(), [cur, fc])
         lif = g.add(f"l{j}", _lif(rng, int(rng.integers(10, 60)), du=int(rng.integers(0, 4097))), [cur])
-        g.add(f"o{j}", Output(index=j), [lif])
-        g.add(f"oi{j}", Output(index=4 + j), [(lif, "i")])  # the delivered current, exactly
+        g.add(f"o{j}", ops.Output(index=j), [lif])
+        g.add(f"oi{j}", ops.Output(index=4 + j), [(lif, "i")])  # the delivered current, exactly
         configs.append((score, order, a_int, a_frac, mult))
     g.profile = target.profile
 
@@ -158,7 +146,7 @@ def test_coincidence_attention_bit_exact(seed, tmp_path):
     emit(g, art, target)
     assert lint(art) == [] and lint(art, probe=True) == []
     rng = np.random.default_rng(100 + seed)
-    lifs = [n.name for n in g if isinstance(n.op, LIF)]
+    lifs = [n.name for n in g if isinstance(n.op, ops.LIF)]
     res = _check(g, art, [inputs(rng), inputs(rng)], lifs)
     ref = res["ref"]
     for j in range(4):
@@ -178,27 +166,25 @@ def stochastic_graph(seed: int):
     hh = int(np.prod(heads)) if heads else 1
     dk, dv = int(rng.integers(1, 7)), int(rng.integers(1, 6))
     g = Graph(f"stochastic{seed}", num_steps=int(rng.integers(4, 8)))
-    g.add("xq", Input((n_tok, hh * dk), Encoding("bernoulli", bits=10, seed=3), layout="B"))
-    g.add("xk", Input((m_tok, hh * dk), Encoding("bernoulli", bits=10, seed=5), layout="B", index=1))
-    g.add("xv", Input((m_tok, hh * dv), Encoding("bernoulli", bits=10, seed=9), layout="B", index=2))
+    _qkv_inputs(g, n_tok, m_tok, hh * dk, hh * dv)
     g.add("fv", _dense(rng, hh * dv, hh * dv), ["xv"])
     g.add("lv", _lif(rng, 25), ["fv"])
     units = []
     for j in range(2):
         bits = int(rng.choice([3, 8, 12, 16, 32])) if j == 0 else int(rng.integers(5, 20))
         top = (1 << bits) - 1
-        op = StochasticAttention(bits=bits, seed=int(rng.integers(1, top + 1)), seed2=int(rng.integers(1, top + 1)),
-                                 norm_qk=int(rng.choice([0, 1, 2, dk + 1])), norm_av=int(rng.choice([0, 1, m_tok + 2])))
+        op = ops.StochasticAttention(bits=bits, seed=int(rng.integers(1, top + 1)), seed2=int(rng.integers(1, top + 1)),
+                                     norm_qk=int(rng.choice([0, 1, 2, dk + 1])), norm_av=int(rng.choice([0, 1, m_tok + 2])))
         v_src = "xv" if j == 0 else ("mg0" if n_tok == m_tok else "lv")
         sc = g.add(f"sc{j}", op, [_heads(g, "xq", n_tok, heads, dk, f"q{j}"), _heads(g, "xk", m_tok, heads, dk, f"k{j}"),
                                   _heads(g, v_src, m_tok, heads, dv, f"v{j}")])
         nd = len(heads) + 2
-        back = g.add(f"back{j}", Permute((nd - 2, *range(nd - 2), nd - 1)), [sc])
-        g.add(f"mg{j}", Reshape((n_tok, hh * dv)), [back])
+        back = g.add(f"back{j}", ops.Permute((nd - 2, *range(nd - 2), nd - 1)), [sc])
+        g.add(f"mg{j}", ops.Reshape((n_tok, hh * dv)), [back])
         fc = g.add(f"proj{j}", _dense(rng, 3, hh * dv, exp=-1), [f"mg{j}"])  # token-wise Dense
         lif = g.add(f"l{j}", _lif(rng, 50), [fc])
-        g.add(f"o{j}", Output(index=2 * j), [lif])
-        g.add(f"os{j}", Output(index=2 * j + 1), [sc])
+        g.add(f"o{j}", ops.Output(index=2 * j), [lif])
+        g.add(f"os{j}", ops.Output(index=2 * j + 1), [sc])
         units.append((bits, op.norm_qk, op.norm_av, v_src))
     g.profile = target.profile
 
@@ -216,7 +202,7 @@ def test_stochastic_attention_bit_exact(seed, tmp_path):
     emit(g, art, target)
     assert lint(art, probe=True) == []
     rng = np.random.default_rng(200 + seed)
-    nodes = [n.name for n in g if isinstance(n.op, (LIF, StochasticAttention))]
+    nodes = [n.name for n in g if isinstance(n.op, (ops.LIF, ops.StochasticAttention))]
     res = _check(g, art, [inputs(rng), inputs(rng)], nodes)
     for j in range(2):
         rate = res["ref"].probes[f"sc{j}"]["out"].mean()
@@ -235,25 +221,25 @@ def linear_graph(seed: int, spec: str, scalar: bool = False):
     dk, dv = int(rng.integers(2, 6)), int(rng.integers(2, 5))
     steps = 8
     g = Graph(f"linear{seed}", num_steps=steps)
-    g.add("q", Input((heads * dk,), Encoding("bernoulli", bits=10, seed=3), layout="B"))
-    g.add("k", Input((heads * dk,), Encoding("current"), layout="TB", index=1, q=QInput(2, 4)))
-    g.add("v", Input((heads * dv,), Encoding("bernoulli", bits=10, seed=11), layout="B", index=2))
+    g.add("q", ops.Input((heads * dk,), Encoding("bernoulli", bits=10, seed=3), layout="B"))
+    g.add("k", ops.Input((heads * dk,), Encoding("current"), layout="TB", index=1, q=QInput(2, 4)))
+    g.add("v", ops.Input((heads * dv,), Encoding("bernoulli", bits=10, seed=11), layout="B", index=2))
     g.add("fk", _dense(rng, heads * dk, heads * dk, exp=-1), ["k"])
     g.add("lk", _lif(rng, 20), ["fk"])
-    g.add("qh", Reshape((heads, dk)), ["q"])
-    g.add("vh", Reshape((heads, dv)), ["v"])
+    g.add("qh", ops.Reshape((heads, dk)), ["q"])
+    g.add("vh", ops.Reshape((heads, dv)), ["v"])
     decays = [np.array(int(rng.integers(0, 600))), np.array(int(rng.integers(0, 600)))] if scalar else \
         [rng.integers(0, 4096, dv), rng.integers(0, 2500, (heads, dv, dk))]
     b_lo, b_hi = (12, 24) if target.profile.v_bits < 12 else (1, 5)  # narrow states: drive them into overflow
     for j, k_src in enumerate(["k", "lk"]):  # graded (signed currents) and binary keys
-        kh = g.add(f"kh{j}", Reshape((heads, dk)), [k_src])
-        op = LinearAttention(a=1.0, b=1.0, q=QLinearAttention(decays[j], int(rng.integers(b_lo, b_hi)) * (1 - 2 * j),
+        kh = g.add(f"kh{j}", ops.Reshape((heads, dk)), [k_src])
+        op = ops.LinearAttention(a=1.0, b=1.0, q=QLinearAttention(decays[j], int(rng.integers(b_lo, b_hi)) * (1 - 2 * j),
                                                                int(rng.integers(1, 9)), int(rng.integers(0, 4))))
         la = g.add(f"la{j}", op, ["qh", kh, "vh"])
         fc = g.add(f"fc{j}", _dense(rng, 3, dv, exp=-3), [la])  # token-wise Dense over (heads, dv)
         lif = g.add(f"l{j}", _lif(rng, 40), [fc])
-        g.add(f"o{j}", Output(index=2 * j), [lif])
-        g.add(f"ol{j}", Output(index=2 * j + 1), [la])
+        g.add(f"o{j}", ops.Output(index=2 * j), [lif])
+        g.add(f"ol{j}", ops.Output(index=2 * j + 1), [la])
     g.profile = target.profile
 
     def inputs(r: np.random.Generator, batch: int = 3) -> list[np.ndarray]:
@@ -274,7 +260,7 @@ def test_linear_attention_bit_exact(spec, scalar, tmp_path):
     emit(g, art, target)
     assert lint(art, probe=True) == []
     rng = np.random.default_rng(300)
-    nodes = [n.name for n in g if isinstance(n.op, (LIF, LinearAttention))]
+    nodes = [n.name for n in g if isinstance(n.op, (ops.LIF, ops.LinearAttention))]
     res = _check(g, art, [inputs(rng), inputs(rng)], nodes)
     for j in range(2):
         assert np.any(res["ref"].probes[f"la{j}"]["out"] != 0), f"linear attention la{j} stayed silent"
@@ -291,26 +277,22 @@ def spikformer_block(score: str, order: str, seed: int = 25, stochastic: bool = 
     rng = np.random.default_rng(seed)
     n, d, steps, heads = 6, 8, 4, 2
     g = Graph("sc_block" if stochastic else f"spikformer_{score}", num_steps=steps)
-    g.add("x", Input((n, d), Encoding("bernoulli", bits=12, seed=5)))
-    for name in ("q", "k", "v"):
-        g.add(f"{name}_fc", Dense(rng.normal(0, 0.6, (d, d)).astype("f4")), ["x"])
-        g.add(f"{name}_lif", LIF(alpha=0.5, threshold=1.0, reset="value"), [f"{name}_fc"])
-        g.add(f"{name}_h", Reshape((n, heads, d // heads)), [f"{name}_lif"])
-        g.add(f"{name}_p", Permute((1, 0, 2)), [f"{name}_h"])
+    g.add("x", ops.Input((n, d), Encoding("bernoulli", bits=12, seed=5)))
+    add_qkv_heads(g, rng, n, d, heads)
     if stochastic:
-        g.add("attn", StochasticAttention(bits=12, seed=77, seed2=1234), ["q_p", "k_p", "v_p"])
+        g.add("attn", ops.StochasticAttention(bits=12, seed=77, seed2=1234), ["q_p", "k_p", "v_p"])
     else:
-        g.add("attn", SpikeAttention(score=score, scale=0.125, order=order), ["q_p", "k_p", "v_p"])
-    g.add("back", Permute((1, 0, 2)), ["attn"])
-    g.add("merge", Reshape((n, d)), ["back"])
+        g.add("attn", ops.SpikeAttention(score=score, scale=0.125, order=order), ["q_p", "k_p", "v_p"])
+    g.add("back", ops.Permute((1, 0, 2)), ["attn"])
+    g.add("merge", ops.Reshape((n, d)), ["back"])
     if stochastic:
-        g.add("mix", Dense(rng.normal(0, 0.8, (d, d)).astype("f4")), ["merge"])
-        g.add("attn_lif", LIF(alpha=0.5, threshold=0.5, reset="value"), ["mix"])
+        g.add("mix", ops.Dense(rng.normal(0, 0.8, (d, d)).astype("f4")), ["merge"])
+        g.add("attn_lif", ops.LIF(alpha=0.5, threshold=0.5, reset="value"), ["mix"])
     else:
-        g.add("attn_lif", LIF(alpha=0.5, threshold=0.25, reset="value"), ["merge"])
-    g.add("proj", Dense(rng.normal(0, 0.5, (4, d)).astype("f4")), ["attn_lif"])
-    g.add("out_lif", LIF(alpha=0.9, threshold=1.0, reset="value"), ["proj"])
-    g.add("o", Output("sum", "B"), ["out_lif"])
+        g.add("attn_lif", ops.LIF(alpha=0.5, threshold=0.25, reset="value"), ["merge"])
+    g.add("proj", ops.Dense(rng.normal(0, 0.5, (4, d)).astype("f4")), ["attn_lif"])
+    g.add("out_lif", ops.LIF(alpha=0.9, threshold=1.0, reset="value"), ["proj"])
+    g.add("o", ops.Output("sum", "B"), ["out_lif"])
     return g.verify(), rng.random((16, n, d)).astype("f4")
 
 
@@ -325,7 +307,7 @@ def test_attention_block_through_compiler(score, order, stochastic, tmp_path):
     g, x = spikformer_block(score, order, stochastic=stochastic)
     hw = npuc.compile(g, x, target="fpga:lanes=2", out=tmp_path / "build")
     q = hw.quantized()
-    assert isinstance(q["attn"].op, StochasticAttention if stochastic else SpikeAttention)
+    assert isinstance(q["attn"].op, ops.StochasticAttention if stochastic else ops.SpikeAttention)
     result, _, got = verify(BuildDir(hw.path), "rtl", [x[:6]])
     assert result.ok and result.mismatches == 0, result.format()
     assert {"attn_lif.spikes", "out_lif.spikes", "o.out"} <= set(result.compared)
@@ -354,7 +336,7 @@ def test_user_spikformer_models_in_rtl(model, tmp_path):
         m = NnSpikformer("sc").eval()
         m.attn.rng = "lfsr"  # the hardware draws from LFSR streams
     hw = npuc.compile(m, digits[:32], target="fpga:lanes=4", out=tmp_path / "build")
-    attn = [n for n in hw.quantized() if isinstance(n.op, (SpikeAttention, StochasticAttention))]
+    attn = [n for n in hw.quantized() if isinstance(n.op, (ops.SpikeAttention, ops.StochasticAttention))]
     assert len(attn) == 1
     result = hw.verify(digits[:4], "rtl")
     assert result.ok and result.mismatches == 0, result.format()
@@ -420,22 +402,22 @@ def all_units_graph():
     target = load_target("fpga:lanes=2")
     n, heads, d = 6, 2, 4
     g = Graph("attention_units", num_steps=8)
-    g.add("x", Input((n, heads * d), Encoding("bernoulli", bits=10, seed=3), layout="B"))
+    g.add("x", ops.Input((n, heads * d), Encoding("bernoulli", bits=10, seed=3), layout="B"))
     g.add("fc", _dense(rng, heads * d, heads * d), ["x"])
     g.add("l", _lif(rng, 30, dv=0), ["fc"])
     hx = _heads(g, "x", n, [heads], d, "hx")
     hl = _heads(g, "l", n, [heads], d, "hl")
-    att = g.add("att", SpikeAttention(score="xnor", q=QAttention(a_int=1, a_frac=0, mult=3, shift=1)), [hl, hx, hx])
-    g.add("la_att", _lif(rng, 40, dv=0), [g.add("back", Reshape((heads * n * d,)), [att])])
-    sc = g.add("sc", StochasticAttention(bits=16, seed=7, seed2=99), [hl, hx, hl])
+    att = g.add("att", ops.SpikeAttention(score="xnor", q=QAttention(a_int=1, a_frac=0, mult=3, shift=1)), [hl, hx, hx])
+    g.add("la_att", _lif(rng, 40, dv=0), [g.add("back", ops.Reshape((heads * n * d,)), [att])])
+    sc = g.add("sc", ops.StochasticAttention(bits=16, seed=7, seed2=99), [hl, hx, hl])
     g.add("fsc", _dense(rng, 4, d), [sc])
     g.add("l_sc", _lif(rng, 30, dv=0), ["fsc"])
-    lin = g.add("lin", LinearAttention(a=1.0, b=1.0, q=QLinearAttention(np.array([100, 900] * (d // 2)), 2, 3, 1)),
+    lin = g.add("lin", ops.LinearAttention(a=1.0, b=1.0, q=QLinearAttention(np.array([100, 900] * (d // 2)), 2, 3, 1)),
                 [hl, hx, hl])
     g.add("flin", _dense(rng, 4, d, exp=-4), [lin])
     g.add("l_lin", _lif(rng, 30, dv=0), ["flin"])
     for i, node in enumerate(("la_att", "l_sc", "l_lin")):
-        g.add(f"o{i}", Output(index=i), [node])
+        g.add(f"o{i}", ops.Output(index=i), [node])
     g.profile = target.profile
     return g.verify(), target
 

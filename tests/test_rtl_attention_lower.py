@@ -14,24 +14,7 @@ from npuc.backends.rtl.bounds import Range, overflow, rounding_shift
 from npuc.backends.rtl.lower import lower
 from npuc.backends.rtl.lower_attention import _linear_numbers, sc_divider
 from npuc.backends.rtl.model import AttnPath, Unit
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    LinearAttention,
-    Output,
-    Permute,
-    QAttention,
-    QLinearAttention,
-    QSynapse,
-    Reshape,
-    SpikeAttention,
-    StochasticAttention,
-    SumPool2d,
-)
+from npuc.ir import QLIF, Encoding, Graph, QAttention, QLinearAttention, QSynapse, ops
 from npuc.sim.attention_kernels import round_div
 from npuc.targets import load_target
 
@@ -61,7 +44,7 @@ def _apply(graph: Graph, names, x: np.ndarray) -> np.ndarray:
     """Run Reshape/Permute ops on a numpy array (the brute-force data movement)."""
     for name in names:
         op = graph[name].op
-        x = x.reshape(graph[name].shape) if isinstance(op, Reshape) else np.transpose(x, op.dims)
+        x = x.reshape(graph[name].shape) if isinstance(op, ops.Reshape) else np.transpose(x, op.dims)
     return x
 
 
@@ -73,25 +56,25 @@ def attention_graph(seed: int):
     dk, dv = int(rng.integers(1, 6)), int(rng.integers(1, 6))
     lanes = int(rng.integers(1, 5))
     g = Graph("addr", num_steps=3)
-    g.add("xq", Input((n, hh * dk), Encoding("bernoulli", bits=8, seed=1)))
-    g.add("xk", Input((hh * dk, m), Encoding("bernoulli", bits=8, seed=2), index=1))  # keys stored transposed
-    g.add("xv", Input((m * hh * dv,), Encoding("bernoulli", bits=8, seed=3), index=2))
+    g.add("xq", ops.Input((n, hh * dk), Encoding("bernoulli", bits=8, seed=1)))
+    g.add("xk", ops.Input((hh * dk, m), Encoding("bernoulli", bits=8, seed=2), index=1))  # keys stored transposed
+    g.add("xv", ops.Input((m * hh * dv,), Encoding("bernoulli", bits=8, seed=3), index=2))
     nd = len(heads) + 2
-    g.add("q1", Reshape((n, *heads, dk)), ["xq"])
-    g.add("q2", Permute((*range(1, nd - 1), 0, nd - 1)), ["q1"])
-    g.add("k0", Permute((1, 0)), ["xk"])
-    g.add("k1", Reshape((m, *heads, dk)), ["k0"])
-    g.add("k2", Permute((*range(1, nd - 1), 0, nd - 1)), ["k1"])
-    g.add("v1", Reshape((m, *heads, dv)), ["xv"])
-    g.add("v2", Permute((*range(1, nd - 1), 0, nd - 1)), ["v1"])
+    g.add("q1", ops.Reshape((n, *heads, dk)), ["xq"])
+    g.add("q2", ops.Permute((*range(1, nd - 1), 0, nd - 1)), ["q1"])
+    g.add("k0", ops.Permute((1, 0)), ["xk"])
+    g.add("k1", ops.Reshape((m, *heads, dk)), ["k0"])
+    g.add("k2", ops.Permute((*range(1, nd - 1), 0, nd - 1)), ["k1"])
+    g.add("v1", ops.Reshape((m, *heads, dv)), ["xv"])
+    g.add("v2", ops.Permute((*range(1, nd - 1), 0, nd - 1)), ["v1"])
     score, a_int, a_frac = [("and", 0, 0), ("xnor", 1, 0), ("axnor", 5, 2)][seed % 3]
-    att = SpikeAttention(score=score, a=a_int / 2**a_frac, order=("qk_v", "q_kv")[seed % 2],
-                         q=QAttention(a_int, a_frac, int(rng.integers(-9, 9)), int(rng.integers(0, 5))))
+    att = ops.SpikeAttention(score=score, a=a_int / 2**a_frac, order=("qk_v", "q_kv")[seed % 2],
+                             q=QAttention(a_int, a_frac, int(rng.integers(-9, 9)), int(rng.integers(0, 5))))
     g.add("att", att, ["q2", "k2", "v2"])
-    g.add("b1", Permute((nd - 1, *range(nd - 1))), ["att"])  # (dv, heads..., n)
-    g.add("b2", Reshape((-1,)), ["b1"])
-    g.add("lif", LIF(q=QLIF(du=4096, dv=0, vth=10, bias_mant=np.array(0))), ["b2"])
-    g.add("o", Output(), ["lif"])
+    g.add("b1", ops.Permute((nd - 1, *range(nd - 1))), ["att"])  # (dv, heads..., n)
+    g.add("b2", ops.Reshape((-1,)), ["b1"])
+    g.add("lif", ops.LIF(q=QLIF(du=4096, dv=0, vth=10, bias_mant=np.array(0))), ["b2"])
+    g.add("o", ops.Output(), ["lif"])
     g.profile = load_target("fpga").profile
     return g.verify(), load_target(f"fpga:lanes={lanes}"), dict(n=n, m=m, hh=hh, dk=dk, dv=dv, lanes=lanes)
 
@@ -130,11 +113,11 @@ def test_gather_and_readout_tables_match_brute_force(seed):
 def test_token_dense_decode_rom_matches_brute_force():
     rng = np.random.default_rng(0)
     g = Graph("tok", num_steps=2)
-    g.add("x", Input((3, 4, 5), Encoding("bernoulli", bits=8, seed=1)))
-    g.add("p", Permute((2, 0, 1)), ["x"])  # (5, 3, 4): 15 tokens of 4 features
-    g.add("fc", Dense(np.zeros((6, 4), "f4"), q=QSynapse(rng.integers(-100, 100, (6, 4)), bias=np.arange(6))), ["p"])
-    g.add("lif", LIF(q=QLIF(du=4096, dv=0, vth=10, bias_mant=np.array(0))), ["fc"])
-    g.add("o", Output(), ["lif"])
+    g.add("x", ops.Input((3, 4, 5), Encoding("bernoulli", bits=8, seed=1)))
+    g.add("p", ops.Permute((2, 0, 1)), ["x"])  # (5, 3, 4): 15 tokens of 4 features
+    g.add("fc", ops.Dense(np.zeros((6, 4), "f4"), q=QSynapse(rng.integers(-100, 100, (6, 4)), bias=np.arange(6))), ["p"])
+    g.add("lif", ops.LIF(q=QLIF(du=4096, dv=0, vth=10, bias_mant=np.array(0))), ["fc"])
+    g.add("o", ops.Output(), ["lif"])
     g.profile = load_target("fpga").profile
     path = lower(g.verify(), load_target("fpga:lanes=4")).layers[0].paths[0]
     assert path.kind == 2 and path.adepth == 15 * 2
@@ -153,11 +136,11 @@ def test_token_dense_decode_rom_matches_brute_force():
 
 def _linear_graph(spec: str, da, b_int: int):
     g = Graph("lin", num_steps=4)
-    g.add("q", Input((2, 3), Encoding("bernoulli", bits=8, seed=1)))
-    g.add("k", Input((2, 3), Encoding("bernoulli", bits=8, seed=2), index=1))
-    g.add("v", Input((2, 2), Encoding("bernoulli", bits=8, seed=3), index=2))
-    g.add("la", LinearAttention(q=QLinearAttention(np.asarray(da), b_int, 3, 1)), ["q", "k", "v"])
-    g.add("o", Output(), ["la"])
+    g.add("q", ops.Input((2, 3), Encoding("bernoulli", bits=8, seed=1)))
+    g.add("k", ops.Input((2, 3), Encoding("bernoulli", bits=8, seed=2), index=1))
+    g.add("v", ops.Input((2, 2), Encoding("bernoulli", bits=8, seed=3), index=2))
+    g.add("la", ops.LinearAttention(q=QLinearAttention(np.asarray(da), b_int, 3, 1)), ["q", "k", "v"])
+    g.add("o", ops.Output(), ["la"])
     g.profile = load_target(spec).profile
     return g.verify()
 
@@ -198,14 +181,14 @@ def _pop(g: Graph, name: str):
 
 
 def _qkv(g: Graph, n: int = 3, d: int = 4):
-    g.add("xq", Input((n, d), Encoding("bernoulli", bits=8, seed=1)))
-    g.add("xk", Input((n, d), Encoding("bernoulli", bits=8, seed=2), index=1))
-    g.add("xv", Input((n, d), Encoding("bernoulli", bits=8, seed=3), index=2))
+    g.add("xq", ops.Input((n, d), Encoding("bernoulli", bits=8, seed=1)))
+    g.add("xk", ops.Input((n, d), Encoding("bernoulli", bits=8, seed=2), index=1))
+    g.add("xv", ops.Input((n, d), Encoding("bernoulli", bits=8, seed=3), index=2))
 
 
 def _finish(g: Graph, src: str, spec: str = "fpga") -> Graph:
-    g.add("lif", LIF(q=QLIF(du=4096, dv=0, vth=10, bias_mant=np.array(0))), [src])
-    g.add("o", Output(), ["lif"])
+    g.add("lif", ops.LIF(q=QLIF(du=4096, dv=0, vth=10, bias_mant=np.array(0))), [src])
+    g.add("o", ops.Output(), ["lif"])
     g.profile = load_target(spec).profile
     return g.verify()
 
@@ -214,39 +197,39 @@ def test_attention_errors_name_the_node_and_the_fix():
     fpga = load_target("fpga")
     g = Graph("e1", num_steps=2)
     _qkv(g)
-    g.add("fc", Dense(np.zeros((4, 4), "f4"), q=QSynapse(np.ones((4, 4), np.int64))), ["xq"])
-    g.add("ml", LIF(spike="multilevel", levels=4, compare="ge", q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))), ["fc"])
-    g.add("att", SpikeAttention(q=QAttention(0, 0, 1, 0)), ["ml", "xk", "xv"])
+    g.add("fc", ops.Dense(np.zeros((4, 4), "f4"), q=QSynapse(np.ones((4, 4), np.int64))), ["xq"])
+    g.add("ml", ops.LIF(spike="multilevel", levels=4, compare="ge", q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))), ["fc"])
+    g.add("att", ops.SpikeAttention(q=QAttention(0, 0, 1, 0)), ["ml", "xk", "xv"])
     with pytest.raises(RtlSupportError, match="'att'.*'ml' carries graded values"):
         lower(_finish(g, "att"), fpga)
 
     g = Graph("e2", num_steps=2)
     _qkv(g, 2, 4)
-    g.add("xp", Input((2, 4, 4), Encoding("bernoulli", bits=8, seed=4), index=3))
-    g.add("pool", SumPool2d(2), ["xp"])  # (2, 2, 2)
-    g.add("qr", Reshape((2, 4)), ["pool"])
-    g.add("att", SpikeAttention(q=QAttention(0, 0, 1, 0)), ["qr", "xk", "xv"])
+    g.add("xp", ops.Input((2, 4, 4), Encoding("bernoulli", bits=8, seed=4), index=3))
+    g.add("pool", ops.SumPool2d(2), ["xp"])  # (2, 2, 2)
+    g.add("qr", ops.Reshape((2, 4)), ["pool"])
+    g.add("att", ops.SpikeAttention(q=QAttention(0, 0, 1, 0)), ["qr", "xk", "xv"])
     with pytest.raises(RtlSupportError, match="'pool' \\(SumPool2d\\) between a population and the attention"):
         lower(_finish(g, "att"), fpga)
 
     g = Graph("e3", num_steps=2)
     _qkv(g)
-    g.add("att", SpikeAttention(), ["xq", "xk", "xv"])
+    g.add("att", ops.SpikeAttention(), ["xq", "xk", "xv"])
     with pytest.raises(RtlSupportError, match="attention 'att' has no integer parameters: run the quantize pass"):
         lower(_finish(g, "att"), fpga)
 
     g = Graph("e4", num_steps=3)
     _qkv(g)
-    g.add("d1", Reshape((3, 4)), [("xk", None, 1)])
-    g.add("d2", Reshape((3, 4)), [("d1", None, 1)])
-    g.add("att", SpikeAttention(q=QAttention(0, 0, 1, 0)), ["xq", "d2", "xv"])
+    g.add("d1", ops.Reshape((3, 4)), [("xk", None, 1)])
+    g.add("d2", ops.Reshape((3, 4)), [("d1", None, 1)])
+    g.add("att", ops.SpikeAttention(q=QAttention(0, 0, 1, 0)), ["xq", "d2", "xv"])
     with pytest.raises(RtlSupportError, match="input from 'xk' has delay 2"):
         lower(_finish(g, "att"), fpga)
 
     g = Graph("e5", num_steps=2)
     _qkv(g)
-    g.add("la", LinearAttention(q=QLinearAttention(np.array(0), 1, 1, 0)), ["xq", "xk", "xv"])
-    g.add("o", Output(), ["la"])
+    g.add("la", ops.LinearAttention(q=QLinearAttention(np.array(0), 1, 1, 0)), ["xq", "xk", "xv"])
+    g.add("o", ops.Output(), ["la"])
     g.profile = load_target("fpga:v_overflow=none").profile
     with pytest.raises(RtlSupportError, match="linear attention 'la': the state S has no finite bound"):
         lower(g.verify(), fpga)
@@ -257,14 +240,14 @@ def test_attention_errors_name_the_node_and_the_fix():
 
 def test_attention_emit_is_deterministic_and_sanitized(tmp_path):
     g = Graph("attn.block:1", num_steps=3)
-    g.add("x.q", Input((4, 6), Encoding("bernoulli", bits=8, seed=1)))
-    g.add("h.q", Reshape((4, 2, 3)), ["x.q"])
-    g.add("p:q", Permute((1, 0, 2)), ["h.q"])
-    g.add("s-c", StochasticAttention(bits=9, seed=3, seed2=5), ["p:q", "p:q", "p:q"])
-    g.add("a:t", SpikeAttention(score="xnor", q=QAttention(1, 0, 3, 2)), ["p:q", "s-c", "p:q"])
-    g.add("m-1", Reshape((24,)), ["a:t"])
-    g.add("n.1", LIF(q=QLIF(du=4096, dv=0, vth=10, bias_mant=np.array(0))), ["m-1"])
-    g.add("o", Output(), ["n.1"])
+    g.add("x.q", ops.Input((4, 6), Encoding("bernoulli", bits=8, seed=1)))
+    g.add("h.q", ops.Reshape((4, 2, 3)), ["x.q"])
+    g.add("p:q", ops.Permute((1, 0, 2)), ["h.q"])
+    g.add("s-c", ops.StochasticAttention(bits=9, seed=3, seed2=5), ["p:q", "p:q", "p:q"])
+    g.add("a:t", ops.SpikeAttention(score="xnor", q=QAttention(1, 0, 3, 2)), ["p:q", "s-c", "p:q"])
+    g.add("m-1", ops.Reshape((24,)), ["a:t"])
+    g.add("n.1", ops.LIF(q=QLIF(du=4096, dv=0, vth=10, bias_mant=np.array(0))), ["m-1"])
+    g.add("o", ops.Output(), ["n.1"])
     g.profile = load_target("fpga").profile
     g.verify()
     a = emit(g, tmp_path / "a", "fpga:lanes=2")

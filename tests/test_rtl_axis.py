@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import seeded_case
 from test_rtl_network import mlp
 
 from npuc.backends.rtl import emit, toolchain
@@ -49,11 +50,7 @@ def run_axis(art: Path, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, di
 
 @pytest.mark.parametrize("spec", ["fpga", "fpga:lanes=4"])
 def test_axis_wrapper_is_bit_exact_with_tlast_per_sample(spec, tmp_path):
-    target = load_target(spec)
-    rng = np.random.default_rng(3)
-    g = mlp(rng, target)
-    emit(g, tmp_path / "rtl", target)
-    x = rng.uniform(-1, 1, size=(3, 12)).astype(np.float32)
+    g, x = seeded_case(mlp, spec, 3, (3, 12), tmp_path / "rtl")
     ref = simulate(g, x, "int")
     got, tlast, meta = run_axis(tmp_path / "rtl", x)
     for a, b in zip(ref.outputs, got):

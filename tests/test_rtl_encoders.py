@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rtl_check import rtl_matches_int
 
 from npuc.backends.rtl import emit, lint, run
 from npuc.ir import LIF, QLIF, Dense, Encoding, Graph, Input, Output, QInput, QSynapse
-from npuc.sim import simulate
-from npuc.sim.compare import compare
 from npuc.sim.encoding import InputError
 from npuc.targets import load_target
 
@@ -67,10 +66,7 @@ def test_encoders_bit_exact(tmp_path):
         emit(g, out, target)
         assert lint(out, probe=True) == []
         xs = _inputs(rng)
-        ref = simulate(g, xs, "int", probe=True)
-        got = run(out, xs, probe=True, progress=False)
-        cmp = compare({f"n{i}": ref.probes[f"n{i}"] for i in range(6)}, got.probes, engine="rtl")
-        assert cmp.ok and cmp.mismatches == 0, cmp.format()
+        ref, got = rtl_matches_int(g, out, xs, [f"n{i}" for i in range(6)])
         for name in [n.name for n in g.inputs()]:
             golden = ref.probes[name]["out"].reshape(T, B, -1)
             assert 0 < np.mean(golden != 0) < 1, name

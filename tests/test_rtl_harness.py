@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import seeded_case
 from test_rtl_attention import coincidence_graph
 from test_rtl_network import convnet, mlp
 
@@ -58,11 +59,8 @@ def _compare(g, art, x, reset_check=None) -> dict:
 @pytest.mark.parametrize("pipeline", [1, 0])
 def test_recurrent_mlp_harness_equals_cocotb(tmp_path, pipeline):
     """The pipelined top (inputs stream while earlier steps compute) and the sequential one."""
-    target = load_target(f"fpga:weight_bits=6,state_bits=12,lanes=4,pipeline={pipeline}")
-    rng = np.random.default_rng(3)
-    g = mlp(rng, target)
-    emit(g, tmp_path / "rtl", target)
-    x = rng.uniform(-1, 1, size=(5, 12)).astype(np.float32)
+    spec = f"fpga:weight_bits=6,state_bits=12,lanes=4,pipeline={pipeline}"
+    g, x = seeded_case(mlp, spec, 3, (5, 12), tmp_path / "rtl")
     st = _compare(g, tmp_path / "rtl", x)
     assert st["procs"] == 2 and st["cycles_per_second"] > 0
     # without probes (a second build, PROBE=0) the outputs are the golden ones too
@@ -73,11 +71,7 @@ def test_recurrent_mlp_harness_equals_cocotb(tmp_path, pipeline):
 
 @pytest.mark.rtl
 def test_conv_pool_harness_equals_cocotb_with_reset_check(tmp_path):
-    target = load_target("fpga:lanes=2")
-    rng = np.random.default_rng(7)
-    g = convnet(rng, target)
-    emit(g, tmp_path / "rtl", target)
-    x = rng.uniform(-1, 1, size=(3, 1, 8, 8)).astype(np.float32)
+    g, x = seeded_case(convnet, "fpga:lanes=2", 7, (3, 1, 8, 8), tmp_path / "rtl")
     st = _compare(g, tmp_path / "rtl", x)
     mid = int(st["layer_cycles"]["c"][2].min()) // 2
     _compare(g, tmp_path / "rtl", x, reset_check=(2, mid))
@@ -92,11 +86,7 @@ def test_attention_harness_equals_cocotb(tmp_path):
 
 @pytest.mark.rtl
 def test_harness_cycle_limit_names_the_step(tmp_path):
-    target = load_target("fpga")
-    rng = np.random.default_rng(1)
-    g = mlp(rng, target, sizes=(3, 2, 2), steps=2)
-    emit(g, tmp_path / "rtl", target)
-    x = rng.uniform(-1, 1, size=(1, 3)).astype(np.float32)
+    g, x = seeded_case(mlp, "fpga", 1, (1, 3), tmp_path / "rtl", sizes=(3, 2, 2), steps=2)
     with pytest.raises(ToolchainError, match="sample 0 step 0: no output within 3 cycles"):
         run(tmp_path / "rtl", x, progress=False, timeout_cycles=3)
 

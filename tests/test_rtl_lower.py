@@ -27,24 +27,7 @@ from npuc.backends.rtl.bounds import (
     unsigned_bits,
 )
 from npuc.backends.rtl.lower import _bernoulli_table, ident, lower, vconst
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Add,
-    AvgPool2d,
-    Conv2d,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    MaxPool2d,
-    Output,
-    QInput,
-    QScale,
-    QSynapse,
-    Scale,
-    SumPool2d,
-)
+from npuc.ir import QLIF, Encoding, Graph, QInput, QScale, QSynapse, ops
 from npuc.sim import int_kernels
 from npuc.targets import load_target
 
@@ -94,7 +77,7 @@ def test_fixpoint_bounds_leaky_state_and_rejects_runaway():
 
 @pytest.mark.parametrize("scale,bits,vth", [(1 / 64, 8, 100), (0.02, 6, 0), (1 / 300, 10, -50)])
 def test_bernoulli_threshold_table_is_exact(scale, bits, vth):
-    lif = LIF(spike="bernoulli", bits=bits, q=QLIF(du=4096, dv=0, vth=vth, bias_mant=np.array(0), scale=scale))
+    lif = ops.LIF(spike="bernoulli", bits=bits, q=QLIF(du=4096, dv=0, vth=vth, bias_mant=np.array(0), scale=scale))
     h = Range(-3000, 3000)
     table, rng = _bernoulli_table("n", lif, h, vth)
     d = torch.arange(h.lo - vth, h.hi - vth + 1, dtype=torch.int64)
@@ -107,19 +90,19 @@ def test_bernoulli_threshold_table_is_exact(scale, bits, vth):
     assert rng.lo <= min(table) and max(table) <= rng.hi
 
 
-def _one_layer(lif: LIF, prof=None) -> Graph:
+def _one_layer(lif: ops.LIF, prof=None) -> Graph:
     g = Graph("one", num_steps=4)
-    g.add("x", Input((3,), encoding=Encoding("current"), q=QInput(0, 8)))
-    g.add("fc", Dense(np.zeros((2, 3), np.float32), q=QSynapse(np.ones((2, 3), np.int64))), ["x"])
+    g.add("x", ops.Input((3,), encoding=Encoding("current"), q=QInput(0, 8)))
+    g.add("fc", ops.Dense(np.zeros((2, 3), np.float32), q=QSynapse(np.ones((2, 3), np.int64))), ["x"])
     g.add("n", lif, ["fc"])
-    g.add("o", Output(), ["n"])
+    g.add("o", ops.Output(), ["n"])
     g.profile = prof or FPGA.profile
     return g.verify()
 
 
 @pytest.mark.parametrize("vth", [3, 7, 100, 1000, 4095])
 def test_multilevel_division_is_exact(vth):
-    lif = LIF(threshold=1.0, compare="ge", spike="multilevel", q=QLIF(du=4096, dv=0, vth=vth, bias_mant=np.array(0)))
+    lif = ops.LIF(threshold=1.0, compare="ge", spike="multilevel", q=QLIF(du=4096, dv=0, vth=vth, bias_mant=np.array(0)))
     layer = lower(_one_layer(lif), FPGA).layers[0]
     m = int(layer.lif["DIV_M"].split("'sd")[1])
     k = int(layer.lif["DIV_K"])
@@ -129,17 +112,17 @@ def test_multilevel_division_is_exact(vth):
 
 def _path_graph(pre, post=(), weighted=None, shape=(2, 4, 4)) -> Graph:
     g = Graph("p", num_steps=3)
-    g.add("x", Input(shape, encoding=Encoding("rate")))
+    g.add("x", ops.Input(shape, encoding=Encoding("rate")))
     prev = "x"
     for name, op in pre:
         prev = g.add(name, op, [prev])
     n_in = int(np.prod(g[prev].shape))
-    w = weighted or Dense(np.zeros((3, n_in), np.float32), q=QSynapse(np.ones((3, n_in), np.int64)))
+    w = weighted or ops.Dense(np.zeros((3, n_in), np.float32), q=QSynapse(np.ones((3, n_in), np.int64)))
     prev = g.add("w", w, [prev])
     for name, op in post:
         prev = g.add(name, op, [prev])
-    g.add("n", LIF(q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))), [prev])
-    g.add("o", Output(), ["n"])
+    g.add("n", ops.LIF(q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))), [prev])
+    g.add("o", ops.Output(), ["n"])
     g.profile = FPGA.profile
     return g.verify()
 
@@ -149,9 +132,9 @@ def test_unsupported_structures_name_the_node(tmp_path):
 
     flat = ("flat", Reshape((-1,)))
     cases = [
-        (_path_graph([("avg", AvgPool2d(2, q=QScale(np.array(1), 2))), flat]), "avg"),
-        (_path_graph([flat], post=[("scale", Scale(np.float32(0.5), q=QScale(np.array(1), 1)))]), "scale"),
-        (_path_graph([("p1", SumPool2d(2)), ("p2", MaxPool2d(1)), flat]), "two pooling ops"),
+        (_path_graph([("avg", ops.AvgPool2d(2, q=QScale(np.array(1), 2))), flat]), "avg"),
+        (_path_graph([flat], post=[("scale", ops.Scale(np.float32(0.5), q=QScale(np.array(1), 1)))]), "scale"),
+        (_path_graph([("p1", ops.SumPool2d(2)), ("p2", ops.MaxPool2d(1)), flat]), "two pooling ops"),
     ]
     for g, what in cases:
         with pytest.raises(RtlSupportError, match=what):
@@ -161,13 +144,13 @@ def test_unsupported_structures_name_the_node(tmp_path):
 
 def test_unsupported_numerics_name_the_node(tmp_path):
     # weights outside the profile's range
-    g = _one_layer(LIF(q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))))
-    g["fc"].op = Dense(np.zeros((2, 3), np.float32), q=QSynapse(np.full((2, 3), 300)))
+    g = _one_layer(ops.LIF(q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))))
+    g["fc"].op = ops.Dense(np.zeros((2, 3), np.float32), q=QSynapse(np.full((2, 3), 300)))
     with pytest.raises(RtlSupportError, match="'fc'.*outside"):
         lower(g, FPGA)
     # a non-leaky current without any overflow rule grows without bound
     prof = dataclasses.replace(FPGA.profile, u_overflow="none", arith_bits=0)
-    g = _one_layer(LIF(q=QLIF(du=0, dv=0, vth=5, bias_mant=np.array(0))), prof)
+    g = _one_layer(ops.LIF(q=QLIF(du=0, dv=0, vth=5, bias_mant=np.array(0))), prof)
     with pytest.raises(RtlSupportError, match="neuron 'n'.*current state u"):
         lower(g, FPGA)
     # Loihi's weight scheme is not the FPGA's
@@ -178,20 +161,20 @@ def test_unsupported_numerics_name_the_node(tmp_path):
 
 def test_outputs_and_delays_that_have_no_hardware(tmp_path):
     g = Graph("bad", num_steps=3)
-    g.add("x", Input((3,), encoding=Encoding("rate")))
-    g.add("fc", Dense(np.zeros((2, 3), np.float32), q=QSynapse(np.ones((2, 3), np.int64))), ["x"])
-    g.add("n", LIF(q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))), ["fc"])
-    g.add("o", Output(), ["fc"])
+    g.add("x", ops.Input((3,), encoding=Encoding("rate")))
+    g.add("fc", ops.Dense(np.zeros((2, 3), np.float32), q=QSynapse(np.ones((2, 3), np.int64))), ["x"])
+    g.add("n", ops.LIF(q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))), ["fc"])
+    g.add("o", ops.Output(), ["fc"])
     g.profile = FPGA.profile
     with pytest.raises(RtlSupportError, match="output 'o' reads 'fc'"):
         lower(g.verify(), FPGA)
     h = Graph("late", num_steps=3)
-    h.add("x", Input((3,), encoding=Encoding("rate")))
-    h.add("fc", Dense(np.zeros((2, 3), np.float32), q=QSynapse(np.ones((2, 3), np.int64))), [("x", None, 1)])
-    h.add("fc2", Dense(np.zeros((2, 3), np.float32), q=QSynapse(np.ones((2, 3), np.int64))), ["x"])
-    h.add("sum", Add(), ["fc", "fc2"])
-    h.add("n", LIF(q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))), [("sum", None, 1)])
-    h.add("o", Output(), ["n"])
+    h.add("x", ops.Input((3,), encoding=Encoding("rate")))
+    h.add("fc", ops.Dense(np.zeros((2, 3), np.float32), q=QSynapse(np.ones((2, 3), np.int64))), [("x", None, 1)])
+    h.add("fc2", ops.Dense(np.zeros((2, 3), np.float32), q=QSynapse(np.ones((2, 3), np.int64))), ["x"])
+    h.add("sum", ops.Add(), ["fc", "fc2"])
+    h.add("n", ops.LIF(q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))), [("sum", None, 1)])
+    h.add("o", ops.Output(), ["n"])
     h.profile = FPGA.profile
     with pytest.raises(RtlSupportError, match="delay 2"):
         lower(h.verify(), FPGA)
@@ -199,13 +182,13 @@ def test_outputs_and_delays_that_have_no_hardware(tmp_path):
 
 def test_conv_decode_covers_every_tap():
     """The decode ROM lists exactly the (tap, output) pairs of the convolution, for awkward strides."""
-    conv = Conv2d(np.zeros((2, 1, 3, 4), np.float32), stride=(2, 3), padding=(1, 2), dilation=(2, 1),
-                  q=QSynapse(np.ones((2, 1, 3, 4), np.int64)))
+    conv = ops.Conv2d(np.zeros((2, 1, 3, 4), np.float32), stride=(2, 3), padding=(1, 2), dilation=(2, 1),
+                      q=QSynapse(np.ones((2, 1, 3, 4), np.int64)))
     g = Graph("c", num_steps=2)
-    g.add("x", Input((1, 9, 11), encoding=Encoding("rate")))
+    g.add("x", ops.Input((1, 9, 11), encoding=Encoding("rate")))
     g.add("w", conv, ["x"])
-    g.add("n", LIF(q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))), ["w"])
-    g.add("o", Output(), ["n"])
+    g.add("n", ops.LIF(q=QLIF(du=4096, dv=0, vth=5, bias_mant=np.array(0))), ["w"])
+    g.add("o", ops.Output(), ["n"])
     g.profile = FPGA.profile
     path = lower(g.verify(), FPGA).layers[0].paths[0]
     c = path.conv
@@ -237,8 +220,8 @@ def test_same_step_subtract_range_is_sound(spike, compare_, lo, span, vth, vth_l
     if spike == "multilevel":
         compare_ = "ge"
     vth_lo = min(vth_lo, vth - 1)
-    lif = LIF(threshold=1.0, threshold_lo=-1.0 if spike == "ternary" else None, compare=compare_, spike=spike,
-              levels=levels if spike == "multilevel" else None)
+    lif = ops.LIF(threshold=1.0, threshold_lo=-1.0 if spike == "ternary" else None, compare=compare_, spike=spike,
+                  levels=levels if spike == "multilevel" else None)
     h = torch.arange(lo, lo + span + 1, dtype=torch.int64)[None]
     st_ = {"vth": vth, "vth_lo": vth_lo}
     s = int_kernels.LIFInt()._fire(lif, h, st_, 0)

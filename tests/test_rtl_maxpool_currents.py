@@ -8,24 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rtl_check import rtl_matches_int
 
 from npuc.backends.rtl import emit, lint, rtl_report, run
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Conv2d,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    MaxPool2d,
-    Output,
-    QInput,
-    QSynapse,
-    Reshape,
-)
-from npuc.sim import simulate
-from npuc.sim.compare import compare
+from npuc.ir import QLIF, Encoding, Graph, QInput, QSynapse, ops
 from npuc.targets import load_target
 
 pytestmark = pytest.mark.rtl
@@ -36,25 +22,25 @@ def maxpool_net(rng, prof, graded: bool, pool: tuple[int, int, int]) -> Graph:
     vmax = 2 ** (prof.v_bits - 1)
     g = Graph("mp", num_steps=6)
     if graded:
-        g.add("x", Input((2, 9, 9), encoding=Encoding("current"), layout="B", q=QInput(frac_bits=5, bits=8)))
+        g.add("x", ops.Input((2, 9, 9), encoding=Encoding("current"), layout="B", q=QInput(frac_bits=5, bits=8)))
     else:
-        g.add("x", Input((2, 9, 9), encoding=Encoding("rate", bits=8)))
+        g.add("x", ops.Input((2, 9, 9), encoding=Encoding("rate", bits=8)))
     w = rng.integers(-wmax, wmax, size=(3, 2, 3, 3))
-    g.add("conv", Conv2d(np.zeros((3, 2, 3, 3), np.float32), padding=1,
-                         q=QSynapse(w, weight_exp=-1, bias=rng.integers(-40, 40, size=3))), ["x"])
+    g.add("conv", ops.Conv2d(np.zeros((3, 2, 3, 3), np.float32), padding=1,
+                             q=QSynapse(w, weight_exp=-1, bias=rng.integers(-40, 40, size=3))), ["x"])
     k, s, p = pool
-    g.add("pool", MaxPool2d(k, stride=s, padding=p), ["conv"])
+    g.add("pool", ops.MaxPool2d(k, stride=s, padding=p), ["conv"])
     q = QLIF(du=prof.decay_unity, dv=int(rng.integers(0, prof.decay_unity // 4)), vth=vmax // 64,
              bias_mant=np.array(0))
-    g.add("l1", LIF(reset="subtract", reset_timing="delayed", q=q), ["pool"])
-    g.add("flat", Reshape((-1,)), ["l1"])
+    g.add("l1", ops.LIF(reset="subtract", reset_timing="delayed", q=q), ["pool"])
+    g.add("flat", ops.Reshape((-1,)), ["l1"])
     n = int(np.prod(g["l1"].shape))
-    g.add("fc", Dense(np.zeros((5, n), np.float32), q=QSynapse(rng.integers(-wmax, wmax, size=(5, n)), 0)),
+    g.add("fc", ops.Dense(np.zeros((5, n), np.float32), q=QSynapse(rng.integers(-wmax, wmax, size=(5, n)), 0)),
           ["flat"])
-    g.add("out", LIF(reset="value", q=QLIF(du=prof.decay_unity, dv=200, vth=vmax // 32, bias_mant=np.array(0))),
+    g.add("out", ops.LIF(reset="value", q=QLIF(du=prof.decay_unity, dv=200, vth=vmax // 32, bias_mant=np.array(0))),
           ["fc"])
-    g.add("o", Output(decoding="sum", layout="B"), ["out"])
-    g.add("ov", Output(index=1, layout="B", decoding="last"), [("l1", "v")])
+    g.add("o", ops.Output(decoding="sum", layout="B"), ["out"])
+    g.add("ov", ops.Output(index=1, layout="B", decoding="last"), [("l1", "v")])
     g.profile = prof
     return g.verify()
 
@@ -71,12 +57,7 @@ def test_maxpool_of_conv_currents(graded, pool, spec, tmp_path):
     emit(g, out, target)
     assert lint(out) == [] and lint(out, probe=True) == []
     x = rng.uniform(-1 if graded else 0, 1, size=(3, 2, 9, 9)).astype(np.float32)
-    ref = simulate(g, x, "int", probe=True)
-    got = run(out, x, probe=True, progress=False)
-    cmp = compare({n: ref.probes[n] for n in ("l1", "out")}, got.probes, engine="rtl")
-    assert cmp.ok and cmp.mismatches == 0, cmp.format()
-    for a, b in zip(ref.outputs, got.outputs):
-        np.testing.assert_array_equal(a, b)
+    ref, got = rtl_matches_int(g, out, x, ("l1", "out"))
     assert 0 < ref.probes["l1"]["spikes"].mean() < 1
     rep = rtl_report(g, out, got, yosys=False)
     assert rep["layers"][0]["memory_bits"]["max_pool"] > 0

@@ -13,6 +13,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from builders import seeded_case
+from rtl_check import rtl_matches_int
 from test_rtl_attention import coincidence_graph, stochastic_graph
 from test_rtl_network import _dense, _rand_lif, convnet, mlp
 
@@ -126,9 +128,7 @@ def _both(g, spec, x, tmp_path):
 @pytest.mark.rtl
 def test_chain_pipelined_equals_sequential(tmp_path):
     spec = "fpga:lanes=3"
-    rng = np.random.default_rng(4)
-    g = chain(rng, load_target(spec))
-    x = rng.uniform(-1, 1, size=(3, 16)).astype(np.float32)
+    g, x = seeded_case(chain, spec, 4, (3, 16))
     stats = _both(g, spec, x, tmp_path)
     s1, s0 = stats[1][0], stats[0][0]
     # the status of a step is the step's own: layer cycles equal the sequential run after the first step
@@ -145,9 +145,7 @@ def test_chain_pipelined_equals_sequential(tmp_path):
 @pytest.mark.rtl
 def test_conv_pool_pipelined_equals_sequential(tmp_path):
     spec = "fpga:lanes=2"
-    rng = np.random.default_rng(7)
-    g = convnet(rng, load_target(spec))
-    x = rng.uniform(-1, 1, size=(3, 1, 8, 8)).astype(np.float32)
+    g, x = seeded_case(convnet, spec, 7, (3, 1, 8, 8))
     stats = _both(g, spec, x, tmp_path)
     assert stats[1][0]["cycles_per_step"] < stats[0][0]["cycles_per_step"]
     np.testing.assert_array_equal(stats[1][0]["pooled"], stats[0][0]["pooled"])
@@ -155,17 +153,14 @@ def test_conv_pool_pipelined_equals_sequential(tmp_path):
 
 @pytest.mark.rtl
 def test_delayed_input_pipelined_equals_sequential(tmp_path):
-    rng = np.random.default_rng(8)
-    g = delayed_input(rng, load_target("fpga"))
-    _both(g, "fpga", rng.uniform(-1, 1, size=(3, 6)).astype(np.float32), tmp_path)
+    g, x = seeded_case(delayed_input, "fpga", 8, (3, 6))
+    _both(g, "fpga", x, tmp_path)
 
 
 @pytest.mark.rtl
 def test_recurrent_pipelined_equals_sequential(tmp_path):
     spec = "fpga:weight_bits=6,state_bits=12,lanes=4"
-    rng = np.random.default_rng(3)
-    g = mlp(rng, load_target(spec))
-    x = rng.uniform(-1, 1, size=(4, 12)).astype(np.float32)
+    g, x = seeded_case(mlp, spec, 3, (4, 12))
     stats = _both(g, spec, x, tmp_path)
     assert stats[1][0]["cycles_per_step"] < stats[0][0]["cycles_per_step"]
     # the bound of the recurrent layer 'h' counts the spikes of h's previous step (from the golden
@@ -225,17 +220,8 @@ def test_lanes_auto_sizes_each_layer():
 
 @pytest.mark.rtl
 def test_lanes_auto_pipelined_equals_int_engine(tmp_path):
-    rng = np.random.default_rng(6)
-    t = load_target("fpga:lanes=auto")
-    g = _auto_chain(rng, t)
-    emit(g, tmp_path / "rtl", t)
-    x = rng.uniform(-1, 1, size=(2, 96)).astype(np.float32)
-    ref = simulate(g, x, "int", probe=True)
-    got = run(tmp_path / "rtl", x, probe=True, progress=False)
-    cmp = compare({n: ref.probes[n] for n in ("l0", "l1")}, got.probes, engine="rtl")
-    assert cmp.ok and cmp.mismatches == 0, cmp.format()
-    for a, b in zip(ref.outputs, got.outputs):
-        np.testing.assert_array_equal(a, b)
+    g, x = seeded_case(_auto_chain, "fpga:lanes=auto", 6, (2, 96), tmp_path / "rtl")
+    rtl_matches_int(g, tmp_path / "rtl", x, ("l0", "l1"))
 
 
 def spike_chain(rng, target) -> Graph:

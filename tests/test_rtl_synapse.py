@@ -21,28 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rtl_check import rtl_matches_int
 
-from npuc.backends.rtl import emit, lint, run
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Add,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    MaxPool2d,
-    Output,
-    Permute,
-    QInput,
-    QSynapse,
-    Reshape,
-    SumPool2d,
-)
-from npuc.sim import simulate
-from npuc.sim.compare import compare
+from npuc.backends.rtl import emit, lint
+from npuc.ir import QLIF, Encoding, Graph, QInput, QSynapse, ops
 from npuc.targets import load_target
 
 pytestmark = pytest.mark.rtl
@@ -62,25 +44,25 @@ def _q(**kw):
 def graded_graph(rng, target) -> Graph:
     prof = target.profile
     g = Graph("graded", num_steps=10)
-    g.add("x", Input((7,), encoding=Encoding("current"), layout="TB", q=QInput(frac_bits=4, bits=9)))
-    g.add("fc1", Dense(np.zeros((5, 7), np.float32), q=QSynapse(_w(rng, prof, (5, 7)), weight_exp=-2,
+    g.add("x", ops.Input((7,), encoding=Encoding("current"), layout="TB", q=QInput(frac_bits=4, bits=9)))
+    g.add("fc1", ops.Dense(np.zeros((5, 7), np.float32), q=QSynapse(_w(rng, prof, (5, 7)), weight_exp=-2,
                                                                     bias=np.array([-300, 255, 0, 17, -1]))), ["x"])
-    g.add("m1", LIF(threshold=1.0, compare="ge", spike="multilevel", q=_q(du=1500, vth=90)), ["fc1"])
-    g.add("fc2", Dense(np.zeros((4, 5), np.float32), q=QSynapse(_w(rng, prof, (4, 5)), weight_exp=-3)), ["m1"])
-    g.add("fcd", Dense(np.zeros((4, 7), np.float32), q=QSynapse(_w(rng, prof, (4, 7)), weight_exp=-1)),
+    g.add("m1", ops.LIF(threshold=1.0, compare="ge", spike="multilevel", q=_q(du=1500, vth=90)), ["fc1"])
+    g.add("fc2", ops.Dense(np.zeros((4, 5), np.float32), q=QSynapse(_w(rng, prof, (4, 5)), weight_exp=-3)), ["m1"])
+    g.add("fcd", ops.Dense(np.zeros((4, 7), np.float32), q=QSynapse(_w(rng, prof, (4, 7)), weight_exp=-1)),
           [("x", None, 1)])
-    g.add("sum2", Add(), ["fc2", "fcd"])
-    g.add("t1", LIF(threshold=1.0, threshold_lo=-1.0, spike="ternary", reset_timing="delayed",
-                    q=_q(vth=120, vth_lo=-90, dv=100, bias_mant=rng.integers(-20, 20, size=4))), ["sum2"])
-    g.add("fc3", Dense(np.zeros((6, 4), np.float32), q=QSynapse(_w(rng, prof, (6, 4)), weight_exp=0)), ["t1"])
-    g.add("rec", Dense(np.zeros((6, 6), np.float32), q=QSynapse(_w(rng, prof, (6, 6)), weight_exp=0)),
+    g.add("sum2", ops.Add(), ["fc2", "fcd"])
+    g.add("t1", ops.LIF(threshold=1.0, threshold_lo=-1.0, spike="ternary", reset_timing="delayed",
+                        q=_q(vth=120, vth_lo=-90, dv=100, bias_mant=rng.integers(-20, 20, size=4))), ["sum2"])
+    g.add("fc3", ops.Dense(np.zeros((6, 4), np.float32), q=QSynapse(_w(rng, prof, (6, 4)), weight_exp=0)), ["t1"])
+    g.add("rec", ops.Dense(np.zeros((6, 6), np.float32), q=QSynapse(_w(rng, prof, (6, 6)), weight_exp=0)),
           [("b1", "spikes", 1)])
-    g.add("sum3", Add(), ["fc3", "rec"])
-    g.add("b1", LIF(reset="value", reset_value=-7.0, q=_q(vth=150, reset_value=-7, dv=700)), ["sum3"])
-    g.add("o", Output(), ["b1"])
-    g.add("ov", Output(decoding="last", layout="B", index=1), [("t1", "v")])
-    g.add("mi", Reshape((5, 1)), [("m1", "i")])
-    g.add("oi", Output(index=2), ["mi"])
+    g.add("sum3", ops.Add(), ["fc3", "rec"])
+    g.add("b1", ops.LIF(reset="value", reset_value=-7.0, q=_q(vth=150, reset_value=-7, dv=700)), ["sum3"])
+    g.add("o", ops.Output(), ["b1"])
+    g.add("ov", ops.Output(decoding="last", layout="B", index=1), [("t1", "v")])
+    g.add("mi", ops.Reshape((5, 1)), [("m1", "i")])
+    g.add("oi", ops.Output(index=2), ["mi"])
     g.profile = prof
     return g.verify()
 
@@ -88,28 +70,28 @@ def graded_graph(rng, target) -> Graph:
 def conv_graph(rng, target) -> Graph:
     prof = target.profile
     g = Graph("convs", num_steps=6)
-    g.add("x", Input((2, 7, 9), encoding=Encoding("rate", bits=6), layout="B"))
-    g.add("ca", Conv2d(np.zeros((6, 1, 3, 3), np.float32), stride=2, padding=1, groups=2,
-                       q=QSynapse(_w(rng, prof, (6, 1, 3, 3)), bias=rng.integers(-9, 9, size=6))), ["x"])
-    g.add("la", LIF(q=_q(vth=25, dv=50)), ["ca"])  # (6, 4, 5)
-    g.add("perm", Permute((0, 2, 1)), ["la"])  # (6, 5, 4)
-    g.add("sp", SumPool2d(2, stride=1, padding=1), ["perm"])  # (6, 6, 5), counts 0..4
-    g.add("cb", Conv2d(np.zeros((3, 6, 2, 3), np.float32), stride=(1, 2), padding=(0, 1), dilation=(2, 1),
-                       q=QSynapse(_w(rng, prof, (3, 6, 2, 3)), weight_exp=-1)), ["sp"])
-    g.add("lb", LIF(q=_q(vth=30, dv=200)), ["cb"])  # (3, 4, 3)
-    g.add("mp", MaxPool2d(2), ["lb"])  # (3, 2, 1)
-    g.add("fb", Reshape((-1,)), ["mp"])
-    g.add("x2", Input((3, 11), encoding=Encoding("current"), layout="B", index=1, q=QInput(frac_bits=3, bits=6)))
-    g.add("c1", Conv1d(np.zeros((4, 3, 4), np.float32), stride=2, padding=2, dilation=2,
-                       q=QSynapse(_w(rng, prof, (4, 3, 4)), weight_exp=-2)), ["x2"])
-    g.add("lc", LIF(q=_q(vth=20, dv=400)), ["c1"])  # (4, 5)
-    g.add("fc", Reshape((-1,)), ["lc"])
-    g.add("d1", Dense(np.zeros((5, 6), np.float32), q=QSynapse(_w(rng, prof, (5, 6)))), ["fb"])
-    g.add("d2", Dense(np.zeros((5, 20), np.float32), q=QSynapse(_w(rng, prof, (5, 20)))), ["fc"])
-    g.add("res", Add(), ["d1", "d2"])
-    g.add("ld", LIF(q=_q(vth=40, dv=300)), ["res"])
-    g.add("o", Output(), ["ld"])
-    g.add("ob", Output(index=1), ["lb"])
+    g.add("x", ops.Input((2, 7, 9), encoding=Encoding("rate", bits=6), layout="B"))
+    g.add("ca", ops.Conv2d(np.zeros((6, 1, 3, 3), np.float32), stride=2, padding=1, groups=2,
+                           q=QSynapse(_w(rng, prof, (6, 1, 3, 3)), bias=rng.integers(-9, 9, size=6))), ["x"])
+    g.add("la", ops.LIF(q=_q(vth=25, dv=50)), ["ca"])  # (6, 4, 5)
+    g.add("perm", ops.Permute((0, 2, 1)), ["la"])  # (6, 5, 4)
+    g.add("sp", ops.SumPool2d(2, stride=1, padding=1), ["perm"])  # (6, 6, 5), counts 0..4
+    g.add("cb", ops.Conv2d(np.zeros((3, 6, 2, 3), np.float32), stride=(1, 2), padding=(0, 1), dilation=(2, 1),
+                           q=QSynapse(_w(rng, prof, (3, 6, 2, 3)), weight_exp=-1)), ["sp"])
+    g.add("lb", ops.LIF(q=_q(vth=30, dv=200)), ["cb"])  # (3, 4, 3)
+    g.add("mp", ops.MaxPool2d(2), ["lb"])  # (3, 2, 1)
+    g.add("fb", ops.Reshape((-1,)), ["mp"])
+    g.add("x2", ops.Input((3, 11), encoding=Encoding("current"), layout="B", index=1, q=QInput(frac_bits=3, bits=6)))
+    g.add("c1", ops.Conv1d(np.zeros((4, 3, 4), np.float32), stride=2, padding=2, dilation=2,
+                           q=QSynapse(_w(rng, prof, (4, 3, 4)), weight_exp=-2)), ["x2"])
+    g.add("lc", ops.LIF(q=_q(vth=20, dv=400)), ["c1"])  # (4, 5)
+    g.add("fc", ops.Reshape((-1,)), ["lc"])
+    g.add("d1", ops.Dense(np.zeros((5, 6), np.float32), q=QSynapse(_w(rng, prof, (5, 6)))), ["fb"])
+    g.add("d2", ops.Dense(np.zeros((5, 20), np.float32), q=QSynapse(_w(rng, prof, (5, 20)))), ["fc"])
+    g.add("res", ops.Add(), ["d1", "d2"])
+    g.add("ld", ops.LIF(q=_q(vth=40, dv=300)), ["res"])
+    g.add("o", ops.Output(), ["ld"])
+    g.add("ob", ops.Output(index=1), ["lb"])
     g.profile = prof
     return g.verify()
 
@@ -134,13 +116,7 @@ def test_synapse_paths_bit_exact(name, tmp_path):
         out = tmp_path / f"case{case}"
         emit(g, out, target)
         assert lint(out, probe=True) == []
-        x = inputs(rng)
-        ref = simulate(g, x, "int", probe=True)
-        got = run(out, x, probe=True, progress=False)
-        cmp = compare({n: ref.probes[n] for n in layers}, got.probes, engine="rtl")
-        assert cmp.ok and cmp.mismatches == 0, f"{name} case {case}:\n{cmp.format()}"
-        for a, b in zip(ref.outputs, got.outputs):
-            np.testing.assert_array_equal(a, b)
+        ref, got = rtl_matches_int(g, out, inputs(rng), layers, f"{name} case {case}:\n")
         for n in layers:
             assert 0 < np.mean(ref.probes[n]["spikes"] != 0) < 1, f"layer {n} should be partly active"
         # the hardware's event counters see exactly the golden engine's nonzero values
@@ -166,28 +142,28 @@ def random_geometry_graph(seed: int):
     pad = (int(rng.integers(0, k[0] + 1)), int(rng.integers(0, k[1] + 1)))
     h, w = int(rng.integers(5, 10)), int(rng.integers(5, 12))
     g = Graph(f"geo{seed}", num_steps=5)
-    g.add("x", Input((cin, h, w), encoding=Encoding("bernoulli", bits=9, seed=seed + 1), layout="B"))
-    g.add("conv", Conv2d(np.zeros((cout, cin // groups, *k), np.float32), stride=stride, padding=pad,
-                         dilation=dil, groups=groups,
-                         q=QSynapse(_w(rng, prof, (cout, cin // groups, *k)), bias=rng.integers(-20, 20, size=cout))),
+    g.add("x", ops.Input((cin, h, w), encoding=Encoding("bernoulli", bits=9, seed=seed + 1), layout="B"))
+    g.add("conv", ops.Conv2d(np.zeros((cout, cin // groups, *k), np.float32), stride=stride, padding=pad,
+                             dilation=dil, groups=groups,
+                             q=QSynapse(_w(rng, prof, (cout, cin // groups, *k)), bias=rng.integers(-20, 20, size=cout))),
           ["x"])
     spike = str(rng.choice(["binary", "multilevel"]))
-    g.add("a", LIF(threshold=1.0, compare="ge", spike=spike, levels=3 if spike == "multilevel" else None,
-                   q=_q(vth=int(rng.integers(15, 60)), dv=int(rng.integers(0, 2000)))), ["conv"])
+    g.add("a", ops.LIF(threshold=1.0, compare="ge", spike=spike, levels=3 if spike == "multilevel" else None,
+                       q=_q(vth=int(rng.integers(15, 60)), dv=int(rng.integers(0, 2000)))), ["conv"])
     prev = "a"
     _, oh, ow = g["a"].shape
     pool = str(rng.choice(["none", "sum", "max"] if spike == "binary" and min(oh, ow) >= 2 else ["none", "sum"]))
     if pool != "none" and min(oh, ow) >= 2:
         kp = int(rng.integers(1, 3))
-        op = SumPool2d(kp + 1, stride=int(rng.integers(1, 3)), padding=int(rng.integers(0, (kp + 1) // 2 + 1)))
+        op = ops.SumPool2d(kp + 1, stride=int(rng.integers(1, 3)), padding=int(rng.integers(0, (kp + 1) // 2 + 1)))
         if pool == "max":
-            op = MaxPool2d(kp + 1, stride=int(rng.integers(1, 3)), padding=int(rng.integers(0, (kp + 1) // 2 + 1)))
+            op = ops.MaxPool2d(kp + 1, stride=int(rng.integers(1, 3)), padding=int(rng.integers(0, (kp + 1) // 2 + 1)))
         prev = g.add("pool", op, [prev])
-    prev = g.add("flat", Reshape((-1,)), [prev])
+    prev = g.add("flat", ops.Reshape((-1,)), [prev])
     n = int(np.prod(g[prev].shape))
-    g.add("fc", Dense(np.zeros((7, n), np.float32), q=QSynapse(_w(rng, prof, (7, n)))), [prev])
-    g.add("b", LIF(q=_q(vth=int(rng.integers(20, 200)))), ["fc"])
-    g.add("o", Output(), ["b"])
+    g.add("fc", ops.Dense(np.zeros((7, n), np.float32), q=QSynapse(_w(rng, prof, (7, n)))), [prev])
+    g.add("b", ops.LIF(q=_q(vth=int(rng.integers(20, 200)))), ["fc"])
+    g.add("o", ops.Output(), ["b"])
     g.profile = prof
     x = rng.uniform(-0.1, 1.1, size=(2, cin, h, w)).astype(np.float32)
     return g.verify(), target, x
@@ -198,8 +174,6 @@ def test_random_conv_geometry(seed, tmp_path):
     g, target, x = random_geometry_graph(seed)
     emit(g, tmp_path / "rtl", target)
     assert lint(tmp_path / "rtl", probe=True) == []
-    ref = simulate(g, x, "int", probe=True)
-    got = run(tmp_path / "rtl", x, probe=True, progress=False)
-    cmp = compare({n: ref.probes[n] for n in ("a", "b")}, got.probes, engine="rtl")
-    assert cmp.ok and cmp.mismatches == 0, f"seed {seed} {[(n.name, n.op.summary()) for n in g]}:\n{cmp.format()}"
+    what = f"seed {seed} {[(n.name, n.op.summary()) for n in g]}:\n"
+    ref, _ = rtl_matches_int(g, tmp_path / "rtl", x, ("a", "b"), what)
     assert ref.probes["a"]["spikes"].any()

@@ -7,25 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import lif_float
 
-from npuc.ir import (
-    IF,
-    LIF,
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Encoding,
-    Graph,
-    Input,
-    MaxPool2d,
-    Output,
-    Permute,
-    Reshape,
-    Scale,
-    SumPool2d,
-)
+from npuc.ir import Encoding, Graph, ops
 from npuc.sim import simulate
 
 HYP = settings(max_examples=25, deadline=None)
@@ -34,9 +16,9 @@ HYP = settings(max_examples=25, deadline=None)
 def run_single(op, x_tb, in_shape, steps, port=None, meta=None):
     """Simulate one op between an Input (per-step currents, TB layout) and an Output."""
     g = Graph("one", num_steps=steps)
-    g.add("x", Input(in_shape, layout="TB"))
+    g.add("x", ops.Input(in_shape, layout="TB"))
     g.add("n", op, ["x"], meta=meta)
-    g.add("o", Output(), [("n", port)])
+    g.add("o", ops.Output(), [("n", port)])
     return simulate(g.verify(), x_tb).output
 
 
@@ -48,7 +30,7 @@ def test_dense_matches_nn_linear_per_step(T, B, fin, fout, bias, spikes):
     x = torch.from_numpy((rng.random((T, B, fin)) < 0.4).astype(np.float32) if spikes else rng.normal(size=(T, B, fin)).astype(np.float32))
     with torch.no_grad():
         want = torch.stack([lin(x[t]) for t in range(T)])  # how a time-loop model calls it
-    op = Dense(lin.weight.detach().numpy(), lin.bias.detach().numpy() if bias else None)
+    op = ops.Dense(lin.weight.detach().numpy(), lin.bias.detach().numpy() if bias else None)
     assert np.array_equal(run_single(op, x.numpy(), (fin,), T), want.numpy())
 
 
@@ -58,7 +40,7 @@ def test_time_folded_dense_matches_folded_call():
     x = torch.from_numpy(rng.normal(size=(6, 1, 300)).astype(np.float32))
     with torch.no_grad():
         folded = lin(x)  # SpikingJelly multi-step style: one call on [T, B, F]
-    got = run_single(Dense(lin.weight.detach().numpy(), lin.bias.detach().numpy()), x.numpy(), (300,), 6, meta={"time_folded": True})
+    got = run_single(ops.Dense(lin.weight.detach().numpy(), lin.bias.detach().numpy()), x.numpy(), (300,), 6, meta={"time_folded": True})
     assert np.array_equal(got, folded.numpy())
 
 
@@ -76,7 +58,7 @@ def test_conv2d_matches_nn_conv2d(B, cg, k, stride, pad, dil, hw):
         return
     with torch.no_grad():
         want = torch.stack([conv(x[t]) for t in range(T)])
-    op = Conv2d(conv.weight.detach().numpy(), conv.bias.detach().numpy(), stride, pad, dil, groups)
+    op = ops.Conv2d(conv.weight.detach().numpy(), conv.bias.detach().numpy(), stride, pad, dil, groups)
     assert np.array_equal(run_single(op, x.numpy(), (cg * groups, hw, hw), T), want.numpy())
 
 
@@ -85,7 +67,7 @@ def test_conv1d_depthwise():
     x = torch.rand(2, 3, 4, 10)
     with torch.no_grad():
         want = torch.stack([conv(x[t]) for t in range(2)])
-    op = Conv1d(conv.weight.detach().numpy(), conv.bias.detach().numpy(), padding=1, groups=4)
+    op = ops.Conv1d(conv.weight.detach().numpy(), conv.bias.detach().numpy(), padding=1, groups=4)
     assert np.array_equal(run_single(op, x.numpy(), (4, 10), 2), want.numpy())
 
 
@@ -99,10 +81,10 @@ def test_pools(kernel, stride, pad):
     with torch.no_grad():
         want_max = torch.stack([mp(x[t]) for t in range(2)]).numpy()
         want_avg = torch.stack([ap(x[t]) for t in range(2)]).numpy()
-    assert np.array_equal(run_single(MaxPool2d(kernel, stride, pad), xs, (2, 7, 7), 2), want_max)
-    assert np.array_equal(run_single(AvgPool2d(kernel, stride, pad), xs, (2, 7, 7), 2), want_avg)
+    assert np.array_equal(run_single(ops.MaxPool2d(kernel, stride, pad), xs, (2, 7, 7), 2), want_max)
+    assert np.array_equal(run_single(ops.AvgPool2d(kernel, stride, pad), xs, (2, 7, 7), 2), want_avg)
     # sum pool: integer-valued inputs sum exactly; compare with an explicit window loop
-    got = run_single(SumPool2d(kernel, stride, pad), xs, (2, 7, 7), 2)
+    got = run_single(ops.SumPool2d(kernel, stride, pad), xs, (2, 7, 7), 2)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     sh, sw = (s, s) if isinstance(s, int) else s
     ph = pw = pad
@@ -125,13 +107,13 @@ def test_batchnorm_scale_add_shape_ops():
         bn.bias.uniform_(-1, 1)
     x = torch.randn(2, 4, 3, 5, 5)
     g = Graph("m", num_steps=2)
-    g.add("x", Input((3, 5, 5), layout="TB"))
-    g.add("bn", BatchNorm(bn.running_mean.numpy(), bn.running_var.numpy(), bn.weight.detach().numpy(), bn.bias.detach().numpy(), bn.eps), ["x"])
-    g.add("sc", Scale(np.array([0.5, 2.0, -1.0], np.float32).reshape(3, 1, 1)), ["bn"])
-    g.add("add", Add(), ["sc", "x"])
-    g.add("p", Permute((1, 2, 0)), ["add"])
-    g.add("r", Reshape((5, -1)), ["p"])
-    g.add("o", Output(), ["r"])
+    g.add("x", ops.Input((3, 5, 5), layout="TB"))
+    g.add("bn", ops.BatchNorm(bn.running_mean.numpy(), bn.running_var.numpy(), bn.weight.detach().numpy(), bn.bias.detach().numpy(), bn.eps), ["x"])
+    g.add("sc", ops.Scale(np.array([0.5, 2.0, -1.0], np.float32).reshape(3, 1, 1)), ["bn"])
+    g.add("add", ops.Add(), ["sc", "x"])
+    g.add("p", ops.Permute((1, 2, 0)), ["add"])
+    g.add("r", ops.Reshape((5, -1)), ["p"])
+    g.add("o", ops.Output(), ["r"])
     with torch.no_grad():
         want = torch.stack([((bn(x[t]) * torch.tensor([0.5, 2.0, -1.0]).reshape(3, 1, 1)) + x[t]).permute(0, 2, 3, 1).reshape(4, 5, -1) for t in range(2)])
     assert np.array_equal(simulate(g.verify(), x.numpy()).output, want.numpy())
@@ -166,7 +148,7 @@ def make_lif(o, n, rng):
         kw["levels"] = int(rng.integers(2, 6)) if rng.random() < 0.5 else None
     if o["v_min"]:
         kw["v_min"] = p(-2.0, -0.5)
-    return LIF(**kw)
+    return ops.LIF(**kw)
 
 
 @HYP
@@ -202,8 +184,8 @@ def test_alpha_charge_matches_reference_loop(reset, spike, per_neuron, seed):
 
 def test_if_is_lif_without_leak():
     x = np.random.default_rng(1).normal(0.3, 0.5, (10, 2, 4)).astype(np.float32)
-    a = run_single(IF(threshold=1.0), x, (4,), 10)
-    b = run_single(LIF(alpha=1.0, threshold=1.0), x, (4,), 10)
+    a = run_single(ops.IF(threshold=1.0), x, (4,), 10)
+    b = run_single(ops.LIF(alpha=1.0, threshold=1.0), x, (4,), 10)
     assert np.array_equal(a, b) and a.sum() > 0
 
 
@@ -212,12 +194,12 @@ def test_recurrent_matches_explicit_loop():
     W = rng.normal(0, 0.6, (4, 3)).astype(np.float32)
     V = rng.normal(0, 0.6, (4, 4)).astype(np.float32)
     g = Graph("rnn", num_steps=9)
-    g.add("x", Input((3,)))
-    g.add("fc", Dense(W), ["x"])
-    g.add("rec", Dense(V), [("lif", "spikes", 1)])
-    g.add("sum", Add(), ["fc", "rec"])
-    g.add("lif", LIF(alpha=0.8, threshold=0.7), ["sum"])
-    g.add("o", Output(), ["lif"])
+    g.add("x", ops.Input((3,)))
+    g.add("fc", ops.Dense(W), ["x"])
+    g.add("rec", ops.Dense(V), [("lif", "spikes", 1)])
+    g.add("sum", ops.Add(), ["fc", "rec"])
+    g.add("lif", ops.LIF(alpha=0.8, threshold=0.7), ["sum"])
+    g.add("o", ops.Output(), ["lif"])
     x = rng.random((2, 3)).astype(np.float32)
     got = simulate(g.verify(), x).output
     xt, Wt, Vt = map(torch.from_numpy, (x, W, V))
@@ -237,11 +219,11 @@ def test_recurrent_matches_explicit_loop():
 def test_input_layouts_and_decodings():
     x_bt = np.random.default_rng(2).random((3, 5, 4)).astype(np.float32)  # [B, T, F]
     g = Graph("io")
-    g.add("x", Input((4,), layout="BT"))
-    g.add("l", LIF(alpha=0.9, threshold=0.8), ["x"])
+    g.add("x", ops.Input((4,), layout="BT"))
+    g.add("l", ops.LIF(alpha=0.9, threshold=0.8), ["x"])
     for i, (dec, lay) in enumerate([("sequence", "TB"), ("sequence", "BT"), ("sum", "B"), ("mean", "B"), ("last", "B"), ("max", "B")]):
-        g.add(f"o{i}", Output(dec, lay, index=i), ["l"])
-    g.add("ov", Output("last", "B", index=6), [("l", "v")])
+        g.add(f"o{i}", ops.Output(dec, lay, index=i), ["l"])
+    g.add("ov", ops.Output("last", "B", index=6), [("l", "v")])
     r = simulate(g.verify(), x_bt, probe=["l"])
     seq = r.probes["l"]["spikes"]  # [T, B, F]
     assert seq.shape == (5, 3, 4)
@@ -261,8 +243,8 @@ def test_spike_encoders_match_definitions(bits):
 
     def enc(kind, **kw):
         g = Graph("e", num_steps=T)
-        g.add("x", Input((6,), Encoding(kind, bits=bits, **kw)))
-        g.add("o", Output(), ["x"])
+        g.add("x", ops.Input((6,), Encoding(kind, bits=bits, **kw)))
+        g.add("o", ops.Output(), ["x"])
         return simulate(g, x).output
 
     # rate: the first k of T steps, k = round(x T) computed exactly on x_q

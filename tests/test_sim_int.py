@@ -9,24 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import dense_int, lif_int
 
-from npuc.ir import (
-    LIF,
-    QLIF,
-    Add,
-    AvgPool2d,
-    Conv2d,
-    Dense,
-    Graph,
-    Input,
-    MaxPool2d,
-    NumericProfile,
-    Output,
-    QInput,
-    QScale,
-    QSynapse,
-    Scale,
-    SumPool2d,
-)
+from npuc.ir import QLIF, Graph, NumericProfile, QInput, QScale, QSynapse, ops
 from npuc.sim import simulate
 from npuc.targets import load_target
 
@@ -37,11 +20,11 @@ FPGA = load_target("fpga").profile
 
 def int_graph(op, n, steps, profile, spikes_in=False):
     g = Graph("one", num_steps=steps)
-    g.add("x", Input((n,), layout="TB", encoding=_enc("spikes" if spikes_in else "current"), q=QInput(0, 32)))
+    g.add("x", ops.Input((n,), layout="TB", encoding=_enc("spikes" if spikes_in else "current"), q=QInput(0, 32)))
     g.add("n", op, ["x"])
-    g.add("o", Output(), ["n"])
-    g.add("ov", Output(index=1), [("n", "v")])
-    g.add("oi", Output(index=2), [("n", "i")])
+    g.add("o", ops.Output(), ["n"])
+    g.add("ov", ops.Output(index=1), [("n", "v")])
+    g.add("oi", ops.Output(index=2), [("n", "i")])
     g.profile = profile
     return g.verify()
 
@@ -95,7 +78,7 @@ def test_lif_matches_python_ints(prof, reset, timing, compare, spike, vmin, seed
         kw["threshold_lo"] = -0.5
     if spike == "multilevel":
         kw.update(compare="ge", levels=4)
-    op = LIF(**kw, q=q)
+    op = ops.LIF(**kw, q=q)
     # inputs large enough to wrap/saturate now and then
     scale = (big >> prof.act_shift) // 3
     a = rng.integers(-scale, scale, (T, B, n)) * (rng.random((T, B, n)) < 0.5)
@@ -117,7 +100,7 @@ def test_alpha_charge_matches_python_ints(prof, reset, seed):
     q = QLIF(du=int(rng.integers(0, D // 4)), dv=int(rng.integers(0, D // 2)),
              vth=int(rng.integers(1, max(2, (big >> prof.vth_shift) // 4))), bias_mant=rng.integers(-50, 50, n),
              reset_value=int(rng.integers(-20, 20)), v_init=int(rng.integers(-10, 10)))
-    op = LIF(alpha_i=0.9, charge="previous", reset=reset, reset_timing="delayed_charge", q=q)
+    op = ops.LIF(alpha_i=0.9, charge="previous", reset=reset, reset_timing="delayed_charge", q=q)
     scale = (big >> prof.act_shift) // 3
     a = rng.integers(-scale, scale, (T, B, n)) * (rng.random((T, B, n)) < 0.5)
     res = simulate(int_graph(op, n, T, prof), a.astype(np.float64), "int")
@@ -128,7 +111,7 @@ def test_alpha_charge_matches_python_ints(prof, reset, seed):
 
 def test_lava_lif_hand_computed():
     """Lava's LIF: u wraps at 24 bits (one correction), v saturates at +-(2^23-1), trunc0 decay."""
-    op = LIF(reset="value", q=QLIF(du=4095, dv=0, vth=2**17 - 1, bias_mant=np.zeros(1)))
+    op = ops.LIF(reset="value", q=QLIF(du=4095, dv=0, vth=2**17 - 1, bias_mant=np.zeros(1)))
     a = np.array([[[2**17]], [[2**17 - 1]], [[-(2**17)]]], dtype=np.float64)  # a << 6 = 2^23, 2^23 - 64, -2^23
     res = simulate(int_graph(op, 1, 3, LOIHI), a, "int")
     s, v, u = (o[:, 0, 0].tolist() for o in res.outputs)
@@ -142,7 +125,7 @@ def test_lava_lif_hand_computed():
 @pytest.mark.parametrize("rounding, want", [("trunc0", -2), ("floor", -3), ("round_half_up", -2)])
 def test_decay_rounding_of_negative_values(rounding, want):
     prof = dataclasses.replace(FPGA, decay_rounding=rounding)
-    op = LIF(reset="none", q=QLIF(du=4096, dv=2048, vth=1000, bias_mant=np.zeros(1), v_init=-5))
+    op = ops.LIF(reset="none", q=QLIF(du=4096, dv=2048, vth=1000, bias_mant=np.zeros(1), v_init=-5))
     res = simulate(int_graph(op, 1, 1, prof), np.zeros((1, 1, 1)), "int")
     assert res.outputs[1][0, 0, 0] == want  # -5 * 2048 / 4096 = -2.5
 
@@ -152,10 +135,10 @@ def test_dense_conv_pool_int():
     W = rng.integers(-128, 128, (6, 10))
     b = rng.integers(-100, 100, 6)
     g = Graph("d", num_steps=3)
-    g.add("x", Input((10,), layout="TB", encoding=_enc("spikes")))
-    g.add("d", Dense(W.astype(np.float32), q=QSynapse(W, -3, b)), ["x"])
-    g.add("s", Scale(0.5, q=QScale(np.array(3), 2)), ["d"])
-    g.add("o", Output(), ["s"])
+    g.add("x", ops.Input((10,), layout="TB", encoding=_enc("spikes")))
+    g.add("d", ops.Dense(W.astype(np.float32), q=QSynapse(W, -3, b)), ["x"])
+    g.add("s", ops.Scale(0.5, q=QScale(np.array(3), 2)), ["d"])
+    g.add("o", ops.Output(), ["s"])
     g.profile = FPGA
     x = (rng.random((3, 4, 10)) < 0.5).astype(np.float32)
     got = simulate(g.verify(), x, "int").output
@@ -165,12 +148,12 @@ def test_dense_conv_pool_int():
 
     Wc = rng.integers(-20, 20, (4, 2, 3, 3))
     g = Graph("c", num_steps=2)
-    g.add("x", Input((2, 6, 6), layout="TB", encoding=_enc("spikes")))
-    g.add("c", Conv2d(Wc.astype(np.float32), padding=1, q=QSynapse(Wc, 1)), ["x"])
-    g.add("sp", SumPool2d(2), ["c"])
-    g.add("ap", AvgPool2d(3, 1, 1, q=QScale(np.array(57), 9)), ["sp"])
-    g.add("mp", MaxPool2d(3, 1), ["ap"])
-    g.add("o", Output(), ["mp"])
+    g.add("x", ops.Input((2, 6, 6), layout="TB", encoding=_enc("spikes")))
+    g.add("c", ops.Conv2d(Wc.astype(np.float32), padding=1, q=QSynapse(Wc, 1)), ["x"])
+    g.add("sp", ops.SumPool2d(2), ["c"])
+    g.add("ap", ops.AvgPool2d(3, 1, 1, q=QScale(np.array(57), 9)), ["sp"])
+    g.add("mp", ops.MaxPool2d(3, 1), ["ap"])
+    g.add("o", ops.Output(), ["mp"])
     g.profile = FPGA
     x = (rng.random((2, 3, 2, 6, 6)) < 0.5).astype(np.float32)
     got = simulate(g.verify(), x, "int").output
@@ -196,10 +179,10 @@ def test_exactness_beyond_float64_range():
     """Sums past 2^53 take the exact int64 path."""
     W = np.full((1, 4), 2**40, dtype=np.int64)
     g = Graph("big", num_steps=1)
-    g.add("x", Input((4,), layout="TB", encoding=_enc("spikes")))
-    g.add("d", Dense(np.ones((1, 4)), q=QSynapse(W, 0)), ["x"])
-    g.add("a", Add(), ["d", "d"])
-    g.add("o", Output(), ["a"])
+    g.add("x", ops.Input((4,), layout="TB", encoding=_enc("spikes")))
+    g.add("d", ops.Dense(np.ones((1, 4)), q=QSynapse(W, 0)), ["x"])
+    g.add("a", ops.Add(), ["d", "d"])
+    g.add("o", ops.Output(), ["a"])
     g.profile = FPGA
     x = np.full((1, 1, 4), 2**12 + 1, dtype=np.float64)
     got = simulate(g.verify(), x, "int").output
@@ -208,8 +191,8 @@ def test_exactness_beyond_float64_range():
 
 def test_current_input_quantization():
     g = Graph("q", num_steps=2)
-    g.add("x", Input((4,), q=QInput(frac_bits=2, bits=6)))
-    g.add("o", Output(), ["x"])
+    g.add("x", ops.Input((4,), q=QInput(frac_bits=2, bits=6)))
+    g.add("o", ops.Output(), ["x"])
     g.profile = FPGA
     x = np.array([[0.125, -0.125, 7.9, -100.0]], np.float32)
     got = simulate(g.verify(), x, "int").output
@@ -219,8 +202,8 @@ def test_current_input_quantization():
 
 def test_int_engine_requires_quantized_graph():
     g = Graph("f", num_steps=2)
-    g.add("x", Input((2,)))
-    g.add("o", Output(), ["x"])
+    g.add("x", ops.Input((2,)))
+    g.add("o", ops.Output(), ["x"])
     with pytest.raises(ValueError, match="no numeric profile"):
         simulate(g, np.zeros((1, 2), np.float32), "int")
     g.profile = NumericProfile("p")
@@ -237,16 +220,16 @@ def test_batch_chunks_give_the_whole_batch_result(monkeypatch, tmp_path):
 
     rng = np.random.default_rng(3)
     g = Graph("chunks", num_steps=6)
-    g.add("x", Input((2, 6, 6), encoding=Encoding("bernoulli", seed=5)))
-    g.add("c", Conv2d(rng.normal(0, 0.6, (4, 2, 3, 3)).astype(np.float32), padding=1), ["x"])
-    g.add("l1", LIF(alpha=0.8, threshold=0.5), ["c"])
-    g.add("p", SumPool2d(2), ["l1"])
+    g.add("x", ops.Input((2, 6, 6), encoding=Encoding("bernoulli", seed=5)))
+    g.add("c", ops.Conv2d(rng.normal(0, 0.6, (4, 2, 3, 3)).astype(np.float32), padding=1), ["x"])
+    g.add("l1", ops.LIF(alpha=0.8, threshold=0.5), ["c"])
+    g.add("p", ops.SumPool2d(2), ["l1"])
     g.add("f", Reshape((-1,)), ["p"])
-    g.add("d", Dense(rng.normal(0, 0.5, (5, 36)).astype(np.float32)), ["f"])
-    g.add("r", Dense(rng.normal(0, 0.5, (5, 5)).astype(np.float32)), [("l2", "spikes", 1)])
-    g.add("a", Add(), ["d", "r"])
-    g.add("l2", LIF(alpha=0.9, threshold=0.6), ["a"])
-    g.add("o", Output("sum", "B"), ["l2"])
+    g.add("d", ops.Dense(rng.normal(0, 0.5, (5, 36)).astype(np.float32)), ["f"])
+    g.add("r", ops.Dense(rng.normal(0, 0.5, (5, 5)).astype(np.float32)), [("l2", "spikes", 1)])
+    g.add("a", ops.Add(), ["d", "r"])
+    g.add("l2", ops.LIF(alpha=0.9, threshold=0.6), ["a"])
+    g.add("o", ops.Output("sum", "B"), ["l2"])
     x = rng.random((23, 2, 6, 6)).astype(np.float32)
     q = npuc.compile(g.verify(), x, target="fpga:state_bits=10", out=tmp_path / "b").quantized("fpga")
 

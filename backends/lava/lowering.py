@@ -49,19 +49,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ...ir import ops
 from ...ir.graph import Graph, Ref
-from ...ir.ops import (
-    LIF,
-    Add,
-    Conv2d,
-    Dense,
-    Input,
-    MaxPool2d,
-    Permute,
-    Reshape,
-    SpikeAttention,
-    SumPool2d,
-)
 from ...ir.optable import OpTable
 from ...ir.values import NumericProfile
 from .spec import (
@@ -204,7 +193,7 @@ SIGNALS = OpTable("Lava signals")
 """How a node's value reads in terms of populations: ``rule(lowering, node, port) -> Signal``."""
 
 
-def _stock_gaps(op: LIF, q) -> list[str]:
+def _stock_gaps(op: ops.LIF, q) -> list[str]:
     """The features of a neuron that lava-nc's stock LIFReset / TernaryLIF do not compute (with why)."""
     gaps = []
     if op.spike not in ("binary", "ternary"):
@@ -249,12 +238,12 @@ class _Lowering:
     def populations(self) -> None:
         for name in self.g.topo_order():
             node = self.g[name]
-            if isinstance(node.op, Input):
+            if isinstance(node.op, ops.Input):
                 self.pops[name] = self._source(name, node.op)
-            elif isinstance(node.op, LIF):
+            elif isinstance(node.op, ops.LIF):
                 self.pops[name] = self._neuron(name, node.op, node.shape)
 
-    def _source(self, name: str, op: Input) -> Population:
+    def _source(self, name: str, op: ops.Input) -> Population:
         shape = tuple(op.shape)
         graded = op.encoding.kind == "current"
         bits = 0
@@ -268,7 +257,7 @@ class _Lowering:
         return Population(self.names.make("src", name), name, "source", shape, lava_shape(shape), lava_index(shape),
                           graded=graded, message_bits=bits)
 
-    def _neuron(self, name: str, op: LIF, shape: tuple[int, ...]) -> Population:
+    def _neuron(self, name: str, op: ops.LIF, shape: tuple[int, ...]) -> Population:
         q = op.q
         if q is None:
             raise _error(name, op, "no integer parameters (q): run the quantize pass for loihi2")
@@ -321,9 +310,9 @@ class _Lowering:
             if node.name in seen:
                 continue
             seen.add(node.name)
-            if isinstance(node.op, Dense) and _has_bias(node.op):
+            if isinstance(node.op, ops.Dense) and _has_bias(node.op):
                 return node.name
-            if isinstance(node.op, (Add, Reshape, Permute)):
+            if isinstance(node.op, (ops.Add, ops.Reshape, ops.Permute)):
                 todo += [r.node for r in node.inputs]
         return None
 
@@ -332,15 +321,15 @@ class _Lowering:
         as the neuron's single input)."""
         ref = self.g[name].inputs[0]
         node = self.g[ref.node]
-        return ref.node if isinstance(node.op, MaxPool2d) and not ref.delay else None
+        return ref.node if isinstance(node.op, ops.MaxPool2d) and not ref.delay else None
 
-    def _max_payload(self, op: LIF, q) -> int:
+    def _max_payload(self, op: ops.LIF, q) -> int:
         if op.spike != "multilevel":
             return 1
         top = (2**23 - 1) // (q.vth << self.prof.vth_shift)  # v saturates at 2^23 - 1
         return min(top, op.levels - 1) if op.levels else top
 
-    def _custom_params(self, name: str, op: LIF, q, shape, pool: str | None, reasons: list[str]) -> dict:
+    def _custom_params(self, name: str, op: ops.LIF, q, shape, pool: str | None, reasons: list[str]) -> dict:
         v_min = None
         if q.v_min is not None:
             v_min = _lava_layout(np.broadcast_to(np.asarray(q.v_min, np.int64), shape))
@@ -380,15 +369,15 @@ class _Lowering:
 
     def _weighted(self, name: str, op, src: _Spikes, out_shape) -> _Term:
         out_idx = np.arange(int(np.prod(out_shape))).reshape(out_shape)
-        if isinstance(op, SumPool2d):
+        if isinstance(op, ops.SumPool2d):
             return _Term(name, "pool", replace(src, delay=0), out_idx, src.delay, op=op)
         q = op.q
         if q is None:
             raise _error(name, op, "no integer parameters (q): run the quantize pass for loihi2")
-        if _has_bias(op) and not isinstance(op, Dense):
+        if _has_bias(op) and not isinstance(op, ops.Dense):
             raise _error(name, op, "synapse bias: Lava's Conv has no bias; the quantize pass folds convolution "
                                    "biases into the neuron's bias_mant")
-        if isinstance(op, Conv2d):
+        if isinstance(op, ops.Conv2d):
             if q.weight_exp != 0:
                 raise _error(name, op, f"weight_exp={q.weight_exp}: Lava's Conv ignores weight_exp, so it must be 0")
             return _Term(name, "conv", replace(src, delay=0), out_idx, src.delay, op=op)
@@ -473,7 +462,7 @@ class _Lowering:
         self._conv_bounds(t, c, src, op)
         return c
 
-    def _attention(self, t: _Term, c: Connection, dst: Population, op: SpikeAttention) -> Connection:
+    def _attention(self, t: _Term, c: Connection, dst: Population, op: ops.SpikeAttention) -> Connection:
         """An ``NpucAttention`` process: gathers Q, K, V from their populations' ``s_out`` and writes the
         integer attention into ``dst.a_in`` (``rows[r] <- cols[r]``), one step later like a synapse."""
         if t.delay:
@@ -711,30 +700,30 @@ class _Lowering:
         return readouts, outputs
 
 
-@SIGNALS.register(Input)
+@SIGNALS.register(ops.Input)
 def _sig_input(lw: _Lowering, node, port: str) -> Signal:
     pop = lw.pops[node.name]
     return _Spikes(pop, pop.index)
 
 
-@SIGNALS.register(LIF)
+@SIGNALS.register(ops.LIF)
 def _sig_neuron(lw: _Lowering, node, port: str) -> Signal:
     pop = lw.pops[node.name]
     return _Spikes(pop, pop.index) if port == "spikes" else _State(pop, port, pop.index)
 
 
-@SIGNALS.register(Reshape)
+@SIGNALS.register(ops.Reshape)
 def _sig_reshape(lw: _Lowering, node, port: str) -> Signal:
     shape = node.shape
     return _reindex(lw.signal(node.inputs[0]), lambda a: a.reshape(shape))
 
 
-@SIGNALS.register(Permute)
+@SIGNALS.register(ops.Permute)
 def _sig_permute(lw: _Lowering, node, port: str) -> Signal:
     return _reindex(lw.signal(node.inputs[0]), lambda a: a.transpose(node.op.dims))
 
 
-@SIGNALS.register(Add)
+@SIGNALS.register(ops.Add)
 def _sig_add(lw: _Lowering, node, port: str) -> Signal:
     terms: list[_Term] = []
     for r in node.inputs:
@@ -742,7 +731,7 @@ def _sig_add(lw: _Lowering, node, port: str) -> Signal:
     return _Sum(terms)
 
 
-@SIGNALS.register(Dense, Conv2d, SumPool2d)
+@SIGNALS.register(ops.Dense, ops.Conv2d, ops.SumPool2d)
 def _sig_synapse(lw: _Lowering, node, port: str) -> Signal:
     src = lw.signal(node.inputs[0])
     if not isinstance(src, _Spikes):
@@ -752,7 +741,7 @@ def _sig_synapse(lw: _Lowering, node, port: str) -> Signal:
     return _Sum([lw._weighted(node.name, node.op, src, node.shape)])
 
 
-@SIGNALS.register(MaxPool2d)
+@SIGNALS.register(ops.MaxPool2d)
 def _sig_maxpool(lw: _Lowering, node, port: str) -> Signal:
     """A max of one convolution's currents: the reading neuron (an ``NpucNeuron``) takes the maximum
     over each window of its ``a_in``, so the Conv writes its full output map."""
@@ -766,7 +755,7 @@ def _sig_maxpool(lw: _Lowering, node, port: str) -> Signal:
     return _Sum([replace(src.terms[0], maxpool=node.name)])
 
 
-@SIGNALS.register(SpikeAttention)
+@SIGNALS.register(ops.SpikeAttention)
 def _sig_attention(lw: _Lowering, node, port: str) -> Signal:
     """Coincidence attention: a synapse-like term read by npuc's ``NpucAttention`` process (Q, K, V
     gathered from the populations' spikes; its output reaches the neuron through Reshape/Permute/Add)."""

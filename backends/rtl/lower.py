@@ -17,20 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...ir import Graph
+from ...ir import Graph, ops
 from ...ir.analysis import StructureError, SynapsePath, neuron_paths
-from ...ir.ops import (
-    LIF,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Input,
-    MaxPool2d,
-    Output,
-    Permute,
-    Reshape,
-    SumPool2d,
-)
 from ...ir.optable import OpTable
 from ...sim import lfsr
 from . import lower_attention as la
@@ -265,7 +253,7 @@ def _evlists(graph: Graph, pops: dict[str, _Pop]) -> dict[str, EventList]:
     reads the previous step's events."""
     evlists: dict[str, EventList] = {}
     for pname, pop in pops.items():
-        if not pop.delays and not isinstance(graph[pname].op, Input):
+        if not pop.delays and not isinstance(graph[pname].op, ops.Input):
             continue
         banks = 2 if 1 in pop.delays else 1
         iaw = unsigned_bits(pop.n)
@@ -275,7 +263,7 @@ def _evlists(graph: Graph, pops: dict[str, _Pop]) -> dict[str, EventList]:
     return evlists
 
 
-@STAGES.register(LIF)
+@STAGES.register(ops.LIF)
 class _NeuronStage(_Stage):
     """A LIF population: its synapse paths (`PATHS`) and the neuron unit (`_layer`)."""
 
@@ -383,7 +371,7 @@ def _check_source(graph: Graph, stage: str, src: str, pops: dict[str, _Pop]) -> 
 # -- populations ----------------------------------------------------------------------------
 
 
-def _spike_range(name: str, op: LIF, prof) -> tuple[int, int]:
+def _spike_range(name: str, op: ops.LIF, prof) -> tuple[int, int]:
     if op.spike in ("binary", "bernoulli"):
         return 0, 1
     if op.spike == "ternary":
@@ -398,7 +386,7 @@ def _spike_range(name: str, op: LIF, prof) -> tuple[int, int]:
 
 
 def _input_pop(graph: Graph, name: str) -> _Pop:
-    op: Input = graph[name].op
+    op: ops.Input = graph[name].op
     n = int(np.prod(op.shape))
     kind = op.encoding.kind
     if kind in ("current", "spikes"):
@@ -408,7 +396,7 @@ def _input_pop(graph: Graph, name: str) -> _Pop:
 
 
 def _input_bits(graph: Graph, name: str) -> int:
-    op: Input = graph[name].op
+    op: ops.Input = graph[name].op
     if op.q is not None:
         return int(op.q.bits)
     if op.encoding.kind == "current":
@@ -421,7 +409,7 @@ def _inputs(graph: Graph, evlists: dict[str, EventList], pops: dict[str, _Pop]) 
     offset = 0
     steps = graph.num_steps
     for node in graph.inputs():
-        op: Input = node.op
+        op: ops.Input = node.op
         enc = op.encoding
         kind = enc.kind
         ev = evlists[node.name]
@@ -497,17 +485,17 @@ def _attention_path(ctx: _Ctx, lif: str, k: int, i: int, sp: SynapsePath, where:
     return la.attn_path(ctx.graph, lif, k, i, sp, ctx.pops, ctx.evlists, ctx.lanes)
 
 
-@PRE_OPS.register(Reshape)
-def _pre_reshape(graph: Graph, name: str, op: Reshape, x: _PathIn) -> None:
+@PRE_OPS.register(ops.Reshape)
+def _pre_reshape(graph: Graph, name: str, op: ops.Reshape, x: _PathIn) -> None:
     x.arr = x.arr.reshape(graph[name].shape)
 
 
-@PRE_OPS.register(Permute)
-def _pre_permute(graph: Graph, name: str, op: Permute, x: _PathIn) -> None:
+@PRE_OPS.register(ops.Permute)
+def _pre_permute(graph: Graph, name: str, op: ops.Permute, x: _PathIn) -> None:
     x.arr = x.arr.transpose(op.dims)
 
 
-@PRE_OPS.register(SumPool2d, MaxPool2d)
+@PRE_OPS.register(ops.SumPool2d, ops.MaxPool2d)
 def _pre_pool(graph: Graph, name: str, op, x: _PathIn) -> None:
     if x.pool is not None:
         raise RtlSupportError(f"{x.where}: two pooling ops in one path ('{x.pool.nodes[0]}', '{name}')")
@@ -541,9 +529,9 @@ def _post_maxpool(graph: Graph, sp: SynapsePath, wop, where: str) -> str | None:
     maxpool = None
     for name in sp.post:
         op = graph[name].op
-        if isinstance(op, MaxPool2d) and isinstance(wop, Conv2d) and name == sp.post[0] and len(sp.post) == 1:
+        if isinstance(op, ops.MaxPool2d) and isinstance(wop, ops.Conv2d) and name == sp.post[0] and len(sp.post) == 1:
             maxpool = name
-        elif not isinstance(op, Reshape):
+        elif not isinstance(op, ops.Reshape):
             raise RtlSupportError(f"{where}: '{name}' ({type(op).__name__}) between the weighted op and the neuron "
                                   "has no RTL mapping (supported: Reshape, a MaxPool2d of a Conv2d's currents read "
                                   "by the neuron)")
@@ -653,8 +641,8 @@ def _area(op) -> int:
     return int(op.kernel[0] * op.kernel[1])
 
 
-@WEIGHTS.register(Dense)
-def _dense(graph: Graph, name: str, op: Dense, w: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int,
+@WEIGHTS.register(ops.Dense)
+def _dense(graph: Graph, name: str, op: ops.Dense, w: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int,
            k: int, i: int) -> dict:
     n_out, n_in = w.shape
     kc = -(-n_out // lanes)
@@ -703,10 +691,10 @@ def _taps(size: int, k: int, s: int, p: int, d: int, out: int, what: str):
     return rows, ustep, istep
 
 
-@WEIGHTS.register(Conv2d, Conv1d)
+@WEIGHTS.register(ops.Conv2d, ops.Conv1d)
 def _conv(graph: Graph, name: str, op, w: np.ndarray, arr: np.ndarray, inv: np.ndarray, lanes: int, ww: int,
           k: int, i: int) -> dict:
-    if isinstance(op, Conv1d):
+    if isinstance(op, ops.Conv1d):
         w = w[:, :, None, :]
         stride, pad, dil = (1, op.stride[0]), (0, op.padding[0]), (1, op.dilation[0])
         arr = arr.reshape(arr.shape[0], 1, arr.shape[1])
@@ -757,7 +745,7 @@ def _conv(graph: Graph, name: str, op, w: np.ndarray, arr: np.ndarray, inv: np.n
 def _pool(graph: Graph, name: str, arr: np.ndarray, payload: Range, binary: bool, src: EventList,
           k: int, i: int) -> PoolUnit:
     op = graph[name].op
-    is_or = isinstance(op, MaxPool2d)
+    is_or = isinstance(op, ops.MaxPool2d)
     if is_or and not binary:
         raise RtlSupportError(f"max pool '{name}' pools non-binary values; the RTL max pool is an OR of binary spikes")
     if arr.ndim != 3:
@@ -820,7 +808,7 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
            keep_u: bool) -> Layer:
     """The neuron unit of a LIF population (`npuc_lif` behind its synapse paths)."""
     node = graph[name]
-    op: LIF = node.op
+    op: ops.LIF = node.op
     q = op.q
     if q is None:
         raise RtlSupportError(f"neuron '{name}' has no integer parameters: run the quantize pass")
@@ -882,7 +870,7 @@ def _input_current_range(lowered: list, log: WidthLog) -> Range:
     return a_range
 
 
-def _neuron_consts(name: str, op: LIF, prof, shape: tuple[int, ...]) -> _NeuronConsts:
+def _neuron_consts(name: str, op: ops.LIF, prof, shape: tuple[int, ...]) -> _NeuronConsts:
     q = op.q
     d_unity = prof.decay_unity
     # Widths come from the profile's ranges (so new parameters fit the same hardware), widened
@@ -900,7 +888,7 @@ def _neuron_consts(name: str, op: LIF, prof, shape: tuple[int, ...]) -> _NeuronC
         bias_vals=bias_vals, bias_r=bias_r, vmin_vals=vmin_vals, vmin_r=vmin_r, s_r=Range(s_lo, s_hi))
 
 
-def _u_range(name: str, op: LIF, prof, nc: _NeuronConsts, a_range: Range, log: WidthLog) -> Range:
+def _u_range(name: str, op: ops.LIF, prof, nc: _NeuronConsts, a_range: Range, log: WidthLog) -> Range:
     """The fixpoint range of the current state u (every intermediate goes to ``log``)."""
     rounding, db, arith = prof.decay_rounding, prof.decay_bits, prof.arith_bits
     a1 = overflow(a_range, prof.act_bits, prof.act_overflow)
@@ -923,7 +911,7 @@ def _u_range(name: str, op: LIF, prof, nc: _NeuronConsts, a_range: Range, log: W
         raise RtlSupportError(f"{e} (u_overflow='{prof.u_overflow}', arith_bits={arith})") from None
 
 
-def _v_range(name: str, op: LIF, prof, nc: _NeuronConsts, u_r: Range, log: WidthLog) -> tuple[Range, Range]:
+def _v_range(name: str, op: ops.LIF, prof, nc: _NeuronConsts, u_r: Range, log: WidthLog) -> tuple[Range, Range]:
     """The fixpoint range of the membrane v, and of h (v before the reset) at that fixpoint."""
     rounding, db, arith = prof.decay_rounding, prof.decay_bits, prof.arith_bits
     vth, vth_lo, rv, vmin_r = nc.vth, nc.vth_lo, nc.rv, nc.vmin_r
@@ -971,7 +959,7 @@ def _v_range(name: str, op: LIF, prof, nc: _NeuronConsts, u_r: Range, log: Width
     return v_r, h_seen[-1]
 
 
-def _multilevel_divider(op: LIF, vth: int, h_r: Range, log: WidthLog) -> tuple[int, int]:
+def _multilevel_divider(op: ops.LIF, vth: int, h_r: Range, log: WidthLog) -> tuple[int, int]:
     """``floor(h / vth) = (h * m) >> k`` for the multilevel spike count (m = 1 for a power of two)."""
     div_m, div_k = 1, 0
     if op.spike == "multilevel":
@@ -985,7 +973,7 @@ def _multilevel_divider(op: LIF, vth: int, h_r: Range, log: WidthLog) -> tuple[i
     return div_m, div_k
 
 
-def _lif_params(op: LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k: int) -> dict[str, str]:
+def _lif_params(op: ops.LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k: int) -> dict[str, str]:
     """The `npuc_lif` parameters."""
 
     def mode_bits(bits: int, mode: str) -> tuple[int, int]:
@@ -1011,7 +999,7 @@ def _lif_params(op: LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k: in
     }
 
 
-def _subtract_range(op: LIF, h: Range, vth: int, vth_lo: int, amt: Range) -> Range:
+def _subtract_range(op: ops.LIF, h: Range, vth: int, vth_lo: int, amt: Range) -> Range:
     """Range of ``h - amount(s)`` after a same-step subtractive reset, piecewise over the
     deterministic firing regions (the plain interval ``h - amt`` would cost a bit)."""
     ge = op.compare == "ge"
@@ -1050,7 +1038,7 @@ def _shift_array(x: np.ndarray, e: int) -> np.ndarray:
     return x << e if e >= 0 else x >> (-e)
 
 
-def _bernoulli_table(name: str, op: LIF, h_r: Range, vth: int) -> tuple[list[int], Range]:
+def _bernoulli_table(name: str, op: ops.LIF, h_r: Range, vth: int) -> tuple[list[int], Range]:
     """Threshold table for bernoulli spikes: ``dmin[r] = min{d : pq(d) >= r}`` over ``d = h - vth``,
     with ``pq(d) = floor(sigmoid(d * scale) * (2^bits - 1) + 1/2)`` evaluated exactly as
     `npuc.sim.int_kernels.LIFInt._fire` does, so ``s = (r <= pq(d)) = (d >= dmin[r])``."""
@@ -1085,7 +1073,7 @@ def _bernoulli_table(name: str, op: LIF, h_r: Range, vth: int) -> tuple[list[int
 
 def _output_source(graph: Graph, name: str):
     ref = graph[name].inputs[0]
-    while isinstance(graph[ref.node].op, Reshape) and ref.delay == 0:
+    while isinstance(graph[ref.node].op, ops.Reshape) and ref.delay == 0:
         ref = graph[ref.node].inputs[0]
     return ref
 
@@ -1096,7 +1084,7 @@ def _current_outputs(graph: Graph) -> set[str]:
     for node in graph.outputs():
         ref = _output_source(graph, node.name)
         src = graph[ref.node]
-        if isinstance(src.op, LIF) and src.port(ref) == "i":
+        if isinstance(src.op, ops.LIF) and src.port(ref) == "i":
             out.add(ref.node)
     return out
 
@@ -1119,7 +1107,7 @@ def _readouts(graph: Graph, layers: list[Layer | Unit]) -> tuple[list[Readout], 
 
     outputs = []
     for out in graph.outputs():
-        op: Output = out.op
+        op: ops.Output = out.op
         ref = _output_source(graph, out.name)
         src = graph[ref.node]
         if ref.delay != 0 or ref.node not in by_node:

@@ -48,21 +48,24 @@ compute pipeline drain. For layers of dense paths the bound equals the measured 
 (but a design's first step after reset, which also clears the accumulators)."""
 
 
+_CELL_KINDS = {
+    "LUT": re.compile(r"^(LUT\d|SB_LUT4)$"),
+    "FF": re.compile(r"^(FD[RSCP]E?|SB_DFF\w*|TRELLIS_FF|\$_S?DFFE?_\w+|\$_DFF\w*)$"),
+    "BRAM": re.compile(r"^(RAMB\d+E\d|SB_RAM40_4K\w*|SB_SPRAM256KA|DP16KD)$"),
+    "LUTRAM": re.compile(r"^(RAM\d+[XSMD]\w*|TRELLIS_DPR16X4)$"),
+    "DSP": re.compile(r"^(DSP48E\d|SB_MAC16|MULT18X18D|ALU54B)$"),
+    "CARRY": re.compile(r"^(CARRY4|CARRY8|SB_CARRY|CCU2C|MUXF\d|PFUMX|L6MUX21)$"),
+}
+"""Resource kind -> the Yosys cell names (Xilinx, iCE40, ECP5 and generic) counted as one; the
+first match wins, anything else but ``$scopeinfo`` is ``other``."""
+
+
 def _classify(cells: dict[str, int]) -> dict[str, int]:
-    s = {"LUT": 0, "FF": 0, "BRAM": 0, "LUTRAM": 0, "DSP": 0, "CARRY": 0, "other": 0}
+    s = dict.fromkeys([*_CELL_KINDS, "other"], 0)
     for name, n in cells.items():
-        if re.match(r"^(LUT\d|SB_LUT4)$", name):
-            s["LUT"] += n
-        elif re.match(r"^(FD[RSCP]E?|SB_DFF\w*|TRELLIS_FF|\$_S?DFFE?_\w+|\$_DFF\w*)$", name):
-            s["FF"] += n
-        elif re.match(r"^(RAMB\d+E\d|SB_RAM40_4K\w*|SB_SPRAM256KA|DP16KD)$", name):
-            s["BRAM"] += n
-        elif re.match(r"^(RAM\d+[XSMD]\w*|TRELLIS_DPR16X4)$", name):
-            s["LUTRAM"] += n
-        elif re.match(r"^(DSP48E\d|SB_MAC16|MULT18X18D|ALU54B)$", name):
-            s["DSP"] += n
-        elif re.match(r"^(CARRY4|CARRY8|SB_CARRY|CCU2C|MUXF\d|PFUMX|L6MUX21)$", name):
-            s["CARRY"] += n
+        kind = next((k for k, rx in _CELL_KINDS.items() if rx.match(name)), None)
+        if kind is not None:
+            s[kind] += n
         elif name != "$scopeinfo":
             s["other"] += n
     return s

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -215,16 +216,8 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
     key = sources_hash(sources, extra)
     root = cache_root()
     build_dir = root / "builds" / f"{top}_{key}"
-    done = build_dir / ".built"
-    if done.exists():
-        return build_dir
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(build_dir) + ".lock"):
-        if done.exists():
-            return build_dir
-        if build_dir.exists():
-            shutil.rmtree(build_dir)
-        build_dir.mkdir(parents=True)
+
+    def fill() -> None:
         runner = _quiet(get_runner("verilator"))
         kw = dict(sources=[Path(s).resolve() for s in sources], hdl_toplevel=top, parameters=dict(parameters),
                   waves=waves, build_args=["--no-public-flat-rw", "--public-depth", "1"], timescale=("1ns", "1ps"),
@@ -239,8 +232,28 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
         _prime_runtime(cache, build_dir, waves)
         _runner_build(runner, build_dir, opt, **kw)
         _future_date(build_dir, waves)
-        done.write_text("ok\n")
+
+    _cached_build(build_dir, fill)
     return build_dir
+
+
+def _cached_build(build_dir: Path, fill: Callable[[], None]) -> None:
+    """Run ``fill`` into an empty ``build_dir`` unless a finished build is there already (its
+    ``.built`` marker); a file lock keeps concurrent processes from building it twice."""
+    from filelock import FileLock
+
+    done = build_dir / ".built"
+    if done.exists():
+        return
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(build_dir) + ".lock"):
+        if done.exists():
+            return
+        if build_dir.exists():
+            shutil.rmtree(build_dir)
+        build_dir.mkdir(parents=True)
+        fill()
+        done.write_text("ok\n")
 
 
 # -- Verilator build of the compiled harness (no cocotb, no VPI) ---------------------------------------
@@ -272,23 +285,11 @@ def build_harness(sources: list[Path], top: str, harness: Path, parameters: dict
     if opt not in HARNESS_OPTS:
         raise ValueError(f"C++ optimization {opt!r} is not one of {', '.join(HARNESS_OPTS)}")
     setup_verilator_env()
-    from filelock import FileLock
-
     key = sources_hash([*sources, harness], {"top": top, "params": parameters, "opt": opt, "harness": 1})
     root = cache_root()
     build_dir = root / "harness" / f"{top}_{key}"
-    exe = build_dir / "harness"
-    done = build_dir / ".built"
-    if done.exists():
-        return exe
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "harness").mkdir(exist_ok=True)
-    with FileLock(str(build_dir) + ".lock"):
-        if done.exists():
-            return exe
-        if build_dir.exists():
-            shutil.rmtree(build_dir)
-        build_dir.mkdir(parents=True)
+
+    def fill() -> None:
         # Verilator's generated Makefile cannot take paths with spaces: build from copies
         src = build_dir / "src"
         copy_design(src, [harness, *sources])
@@ -303,8 +304,9 @@ def build_harness(sources: list[Path], top: str, harness: Path, parameters: dict
         for f in build_dir.iterdir():  # only the executable is reused (the C++ and objects are large)
             if f.name not in ("harness", "build.log"):
                 shutil.rmtree(f) if f.is_dir() else f.unlink()
-        done.write_text("ok\n")
-    return exe
+
+    _cached_build(build_dir, fill)
+    return build_dir / "harness"
 
 
 def run_harness(jobs: list[list[str]], cwd: Path) -> None:

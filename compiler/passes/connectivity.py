@@ -38,24 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..ir import Graph
-from ..ir.ops import (
-    LIF,
-    Add,
-    AvgPool2d,
-    BatchNorm,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Input,
-    MaxPool2d,
-    Output,
-    Permute,
-    Reshape,
-    Scale,
-    SpikeAttention,
-    SumPool2d,
-)
+from ..ir import Graph, ops
 from .base import PassError
 
 IDX = np.int32  # neuron indices (populations are far below 2**31 neurons)
@@ -214,9 +197,9 @@ def _window_edges(
     return src, dst
 
 
-def _conv_edges(op: Conv1d | Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
+def _conv_edges(op: ops.Conv1d | ops.Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
     weight = op.q.weight if op.q is not None else op.weight
-    if isinstance(op, Conv1d):
+    if isinstance(op, ops.Conv1d):
         weight = weight[:, :, None, :]
         in_shape, out_shape = (in_shape[0], 1, in_shape[1]), (out_shape[0], 1, out_shape[1])
         kernel, stride = (1, op.kernel[0]), (1, op.stride[0])
@@ -236,7 +219,7 @@ def _pool_edges(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
     return _window_edges(out_shape, in_shape[1:], op.kernel, op.stride, op.padding, (1, 1), chan, tap)
 
 
-def _dense_edges(op: Dense, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
+def _dense_edges(op: ops.Dense, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
     weight = op.q.weight if op.q is not None else op.weight
     o, i = np.nonzero(weight)  # row-major: sorted by output feature
     lead = int(np.prod(in_shape[:-1], dtype=np.int64))
@@ -315,7 +298,7 @@ class _Builder:
             src = self.graph[r.node]
             in_shapes.append(tuple(src.shapes[src.port(r)]))
         out_shape = tuple(node.shape)
-        if isinstance(op, Add):
+        if isinstance(op, ops.Add):
             merged: dict[tuple[str, int], list[_Rel]] = {}
             for k in range(len(node.inputs)):
                 for key, rel in self._input_rel(node, k).items():
@@ -330,16 +313,16 @@ class _Builder:
         if len(node.inputs) != 1:
             raise PassError(f"node '{node.name}' ({type(op).__name__}): map-cores cannot derive its connectivity")
         n_in = int(np.prod(in_shapes[0], dtype=np.int64))
-        if isinstance(op, (Scale, BatchNorm, Reshape)):
+        if isinstance(op, (ops.Scale, ops.BatchNorm, ops.Reshape)):
             return self._input_rel(node, 0)
-        if isinstance(op, Permute):
+        if isinstance(op, ops.Permute):
             perm = np.arange(n_in, dtype=IDX).reshape(in_shapes[0]).transpose(op.dims).ravel()
             edges = (perm, np.arange(n_in, dtype=IDX))
-        elif isinstance(op, Dense):
+        elif isinstance(op, ops.Dense):
             edges = _dense_edges(op, in_shapes[0], out_shape)
-        elif isinstance(op, (Conv1d, Conv2d)):
+        elif isinstance(op, (ops.Conv1d, ops.Conv2d)):
             edges = _conv_edges(op, in_shapes[0], out_shape)
-        elif isinstance(op, (SumPool2d, AvgPool2d, MaxPool2d)):
+        elif isinstance(op, (ops.SumPool2d, ops.AvgPool2d, ops.MaxPool2d)):
             edges = _pool_edges(op, in_shapes[0], out_shape)
         else:
             raise PassError(
@@ -364,18 +347,18 @@ def extract_connectivity(graph: Graph) -> Connectivity:
     topo = graph.topo_order()
     for name in topo:  # Loihi 2: a custom process off the neuro cores whose graded outputs enter like inputs
         n = graph[name]
-        if isinstance(n.op, SpikeAttention):
+        if isinstance(n.op, ops.SpikeAttention):
             b.pops[name] = Population(name, tuple(n.shape), "input", offset)
             offset += b.pops[name].size
     for name in topo:
         n = graph[name]
-        if isinstance(n.op, LIF):
+        if isinstance(n.op, ops.LIF):
             b.pops[name] = Population(name, tuple(n.shape), "neuron", offset)
             offset += b.pops[name].size
     projections: dict[str, list[Projection]] = {}
     for name in topo:
         n = graph[name]
-        if not isinstance(n.op, LIF):
+        if not isinstance(n.op, ops.LIF):
             continue
         rels = b._input_rel(n, 0)
         projections[name] = [
@@ -386,7 +369,7 @@ def extract_connectivity(graph: Graph) -> Connectivity:
     unmapped = []
     for o in graph.outputs():
         r = o.inputs[0]
-        if r.node not in b.pops and not isinstance(graph[r.node].op, (Output, Input)):
+        if r.node not in b.pops and not isinstance(graph[r.node].op, (ops.Output, ops.Input)):
             unmapped.append(r.node)
     return Connectivity(b.pops, projections, sorted(set(unmapped)))
 

@@ -13,25 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NpucError
-from ..ir import Graph
-from ..ir.ops import (
-    LIF,
-    AvgPool2d,
-    BatchNorm,
-    Conv1d,
-    Conv2d,
-    Dense,
-    MaxPool2d,
-    Permute,
-    Reshape,
-    Scale,
-    SpikeAttention,
-    SumPool2d,
-)
+from ..ir import Graph, ops
 from .base import Pass, PassContext, PassError, PassResult
 
 
-def canonical(op: LIF, **changes) -> LIF:
+def canonical(op: ops.LIF, **changes) -> ops.LIF:
     """A LIF with changed canonical parameters, evaluated with the canonical float form."""
     return op.replace(form="npuc", form_args={}, **changes)
 
@@ -72,7 +58,7 @@ class FoldBatchNorm(Pass):
 
     def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         into_weights = into_neurons = 0
-        for node in graph.of_type(BatchNorm):
+        for node in graph.of_type(ops.BatchNorm):
             bn = node.op
             a = (bn.weight.astype(np.float64) / np.sqrt(bn.var.astype(np.float64) + bn.eps))
             c = bn.bias.astype(np.float64) - bn.mean.astype(np.float64) * a
@@ -88,13 +74,13 @@ class FoldBatchNorm(Pass):
                 graph.bypass(node.name)
                 into_weights += 1
             elif prev.op.has_role("foldable") and src.delay == 0 and graph.users(prev.name) == [(node.name, 0)] \
-                    and (not isinstance(prev.op, Dense) or len(prev.shape) == 1):
+                    and (not isinstance(prev.op, ops.Dense) or len(prev.shape) == 1):
                 w = prev.op.weight.astype(np.float64) * a.reshape((-1,) + (1,) * (prev.op.weight.ndim - 1))
                 b = (prev.op.bias.astype(np.float64) if prev.op.bias is not None else 0.0) * a + c
                 graph.replace_op(prev.name, prev.op.replace(weight=w.astype(np.float32), bias=b.astype(np.float32)))
                 graph.bypass(node.name)
                 into_weights += 1
-            elif users and all(isinstance(graph[u].op, LIF) for u, _ in users):
+            elif users and all(isinstance(graph[u].op, ops.LIF) for u, _ in users):
                 if np.any(a <= 0):
                     raise PassError(f"batch norm '{node.name}' has non-positive scale on some channels; "
                                     "it cannot fold into the following neuron's threshold")
@@ -120,11 +106,11 @@ def cancel_inverse_permutes(graph: Graph) -> int:
     """Remove a Permute followed (as its only user) by the inverse Permute: what is left of
     ``bn(x.transpose(-1, -2)).transpose(-1, -2)`` once the batch norm has folded away."""
     done = 0
-    for node in graph.of_type(Permute):
+    for node in graph.of_type(ops.Permute):
         if node.name not in graph:
             continue
         users = graph.users(node.name)
-        if len(users) != 1 or not isinstance(graph[users[0][0]].op, Permute):
+        if len(users) != 1 or not isinstance(graph[users[0][0]].op, ops.Permute):
             continue
         nxt = graph[users[0][0]]
         if nxt.inputs[0].delay != 0 or any(node.op.dims[d] != i for i, d in enumerate(nxt.op.dims)):
@@ -145,15 +131,15 @@ def _through_layout(graph: Graph, src) -> object | None:
         node = graph[ref.node]
         if ref.delay != 0 or len(graph.users(node.name)) != 1:
             return None
-        if isinstance(node.op, Permute):
+        if isinstance(node.op, ops.Permute):
             axis = node.op.dims[axis]
-        elif isinstance(node.op, Reshape):
+        elif isinstance(node.op, ops.Reshape):
             axis = _reshape_axis(graph[node.inputs[0].node].shapes[graph[node.inputs[0].node].port(node.inputs[0])],
                                  node.shape, axis)
             if axis is None:
                 return None
         elif node.op.has_role("foldable") and node is not graph[src.node]:
-            channel = len(node.shape) - 1 if isinstance(node.op, Dense) else 0
+            channel = len(node.shape) - 1 if isinstance(node.op, ops.Dense) else 0
             return node if axis == channel else None
         else:
             return None
@@ -169,7 +155,7 @@ def _reshape_axis(in_shape: tuple[int, ...], out_shape: tuple[int, ...], axis: i
     return None
 
 
-def _divide_membrane(lif: LIF, a: np.ndarray, c: np.ndarray) -> LIF:
+def _divide_membrane(lif: ops.LIF, a: np.ndarray, c: np.ndarray) -> ops.LIF:
     f32 = lambda x: np.asarray(x, dtype=np.float32)  # noqa: E731
     kw = dict(threshold=f32(lif.threshold / a), bias=f32((lif.bias + lif.gain * c) / a))
     if lif.reset_value != 0 or lif.v_init != 0:
@@ -184,7 +170,7 @@ def _divide_membrane(lif: LIF, a: np.ndarray, c: np.ndarray) -> LIF:
     return canonical(lif, **kw)
 
 
-_LINEAR_SPIKE_OPS = (Reshape, Permute, SumPool2d, AvgPool2d)
+_LINEAR_SPIKE_OPS = (ops.Reshape, ops.Permute, ops.SumPool2d, ops.AvgPool2d)
 
 
 @dataclass(frozen=True)
@@ -208,11 +194,11 @@ class FoldScale(Pass):
     name = "fold-scale"
 
     def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
-        before = len(graph.of_type(Scale))
+        before = len(graph.of_type(ops.Scale))
         changed = True
         while changed:
             changed = False
-            for node in graph.of_type(Scale):
+            for node in graph.of_type(ops.Scale):
                 try:
                     folded = self._fold_one(graph, node.name)
                 except NpucError:
@@ -223,7 +209,7 @@ class FoldScale(Pass):
                 if folded:
                     changed = True
                     break
-        return PassResult(graph, dict(folded=before - len(graph.of_type(Scale)), remaining=len(graph.of_type(Scale))))
+        return PassResult(graph, dict(folded=before - len(graph.of_type(ops.Scale)), remaining=len(graph.of_type(ops.Scale))))
 
     def _fold_one(self, graph: Graph, name: str) -> bool:
         node = graph[name]
@@ -240,12 +226,12 @@ class FoldScale(Pass):
                 graph.replace_op(prev.name, scale_weighted_outputs(prev.op, fc))
                 graph.bypass(name)
                 return True
-        if isinstance(prev.op, SpikeAttention) and f.size == 1 and src.delay == 0 \
+        if isinstance(prev.op, ops.SpikeAttention) and f.size == 1 and src.delay == 0 \
                 and graph.users(prev.name) == [(name, 0)]:
             graph.replace_op(prev.name, prev.op.replace(scale=float(prev.op.scale * f.reshape(())), q=None))
             graph.bypass(name)
             return True
-        if users and all(isinstance(graph[u].op, LIF) for u, _ in users):
+        if users and all(isinstance(graph[u].op, ops.LIF) for u, _ in users):
             for u, _ in users:
                 lif = graph[u].op
                 graph.replace_op(u, canonical(lif, gain=np.asarray(lif.gain * f, dtype=np.float32)))
@@ -260,7 +246,7 @@ class FoldScale(Pass):
         if f.size == 1 and len(users) == 1:
             (u, _), = users
             nxt = graph[u]
-            if isinstance(nxt.op, _LINEAR_SPIKE_OPS + (MaxPool2d,)) and (f > 0 or not isinstance(nxt.op, MaxPool2d)) \
+            if isinstance(nxt.op, _LINEAR_SPIKE_OPS + (ops.MaxPool2d,)) and (f > 0 or not isinstance(nxt.op, ops.MaxPool2d)) \
                     and nxt.inputs[0].delay == 0 and src.delay == 0:
                 # swap: src -> nxt -> scale -> (users of nxt)
                 graph.set_inputs(u, [src])
@@ -276,4 +262,4 @@ def _describe(a: np.ndarray) -> str:
 
 
 def is_conv(op) -> bool:
-    return isinstance(op, (Conv1d, Conv2d))
+    return isinstance(op, (ops.Conv1d, ops.Conv2d))

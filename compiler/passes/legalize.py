@@ -13,26 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import Graph, Ref
+from ..ir import Graph, Ref, ops
 from ..ir.analysis import StructureError, is_population, neuron_paths, spikes_read
-from ..ir.ops import (
-    LIF,
-    Add,
-    AvgPool2d,
-    Conv1d,
-    Conv2d,
-    Dense,
-    Input,
-    LinearAttention,
-    MaxPool2d,
-    Output,
-    Permute,
-    Reshape,
-    Scale,
-    SpikeAttention,
-    StochasticAttention,
-    SumPool2d,
-)
 from .base import Pass, PassContext, PassError, PassResult
 from .fold import FoldScale, canonical
 from .readout import commute_time_reductions, fold_token_means, insert_current_readouts
@@ -91,10 +73,10 @@ class Legalize(Pass):
         # before any rewrite: an attention is the reason, whatever else would also need work
         if prof.weight_scheme == "loihi":
             # coincidence attention runs as npuc's custom NpucAttention process (not with stock_only)
-            kinds = (StochasticAttention, LinearAttention) + ((SpikeAttention,) if _stock_only(ctx) else ())
+            kinds = (ops.StochasticAttention, ops.LinearAttention) + ((ops.SpikeAttention,) if _stock_only(ctx) else ())
             for node in graph.of_type(*kinds):
                 custom = (", drop stock_only (npuc then emits its custom NpucAttention process)"
-                          if isinstance(node.op, SpikeAttention) else "")
+                          if isinstance(node.op, ops.SpikeAttention) else "")
                 raise PassError(
                     f"'{node.name}' ({type(node.op).__name__}) has no Loihi 2 process in lava-nc: compile it with "
                     f"--target fpga{custom}, or split the model and run this part on the host (see "
@@ -102,7 +84,7 @@ class Legalize(Pass):
                 )
         counts["time_reductions"] = commute_time_reductions(graph)
         counts["current_readouts"] = insert_current_readouts(graph)
-        for node in graph.of_type(AvgPool2d):
+        for node in graph.of_type(ops.AvgPool2d):
             self._split_avgpool(graph, node.name)
             counts["avgpool"] += 1
         counts["distributed_over_adds"] = self._distribute_over_adds(graph)
@@ -118,16 +100,16 @@ class Legalize(Pass):
         counts["identity"] = self._insert_identities(graph)
         if "none" not in prof.reset_modes or prof.weight_scheme == "loihi":  # loihi2: keeps the stock LIFReset
             counts["ssm_states"] = self._ssm_states(graph, ctx)
-        for node in graph.of_type(LIF):
+        for node in graph.of_type(ops.LIF):
             new = self._neuron(node.name, node.op, ctx)
             if new is not node.op:
                 graph.replace_op(node.name, new)
                 counts["neurons_changed"] += 1
-        remaining_scales = [n.name for n in graph.of_type(Scale)]
+        remaining_scales = [n.name for n in graph.of_type(ops.Scale)]
         if remaining_scales:
             raise PassError(f"scale node(s) {remaining_scales} could not fold into weights or neurons; "
                             f"target '{ctx.target.name}' has no multiplier between layers")
-        for node in graph.of_type(LIF):
+        for node in graph.of_type(ops.LIF):
             try:
                 neuron_paths(graph, node.name)
             except StructureError as e:
@@ -139,8 +121,8 @@ class Legalize(Pass):
         op = graph[name].op
         (src,) = graph[name].inputs
         k = op.kernel[0] * op.kernel[1]
-        graph.replace_op(name, SumPool2d(op.kernel, op.stride, op.padding))
-        sc = graph.add(graph.unique_name(f"{name}.scale"), Scale(np.float32(1.0 / k)), [name])
+        graph.replace_op(name, ops.SumPool2d(op.kernel, op.stride, op.padding))
+        sc = graph.add(graph.unique_name(f"{name}.scale"), ops.Scale(np.float32(1.0 / k)), [name])
         graph.redirect(name, sc)
 
     def _fold_current_pools(self, graph: Graph) -> int:
@@ -150,10 +132,10 @@ class Legalize(Pass):
         ``a + u`` sum into one kernel of size ``k + kp - 1``; the floor-mode output sizes agree.
         """
         done = 0
-        for pool in graph.of_type(SumPool2d):
+        for pool in graph.of_type(ops.SumPool2d):
             src = pool.inputs[0]
             conv = graph[src.node]
-            if (src.delay or not isinstance(conv.op, Conv2d) or len(graph.users(conv.name)) != 1
+            if (src.delay or not isinstance(conv.op, ops.Conv2d) or len(graph.users(conv.name)) != 1
                     or pool.op.padding != (0, 0) or pool.op.stride != pool.op.kernel
                     or conv.op.stride != (1, 1) or conv.op.dilation != (1, 1)):
                 continue
@@ -166,7 +148,7 @@ class Legalize(Pass):
             bias = None if conv.op.bias is None else (conv.op.bias.astype(np.float64) * ph * pw).astype(np.float32)
             new = conv.op.replace(weight=w2.astype(np.float32), bias=bias, stride=(ph, pw))
             # the pool becomes a 1x1 pass-through (shapes stay consistent), then goes
-            graph.replace_ops({conv.name: new, pool.name: SumPool2d(1)})
+            graph.replace_ops({conv.name: new, pool.name: ops.SumPool2d(1)})
             graph.bypass(pool.name)
             done += 1
         return done
@@ -177,15 +159,15 @@ class Legalize(Pass):
         ``chain`` holds only linear shape ops (Reshape, Permute, SumPool2d, Scale), so the sum of
         the branches equals the original in exact arithmetic and each branch has one weighted op.
         """
-        linear = (Reshape, Permute, SumPool2d, Scale)
+        linear = (ops.Reshape, ops.Permute, ops.SumPool2d, ops.Scale)
         done = 0
         while True:
-            for node in graph.of_type(Dense, Conv1d, Conv2d):
+            for node in graph.of_type(ops.Dense, ops.Conv1d, ops.Conv2d):
                 chain, ref = [], node.inputs[0]
                 while ref.delay == 0 and isinstance(graph[ref.node].op, linear):
                     chain.append(ref.node)
                     ref = graph[ref.node].inputs[0]
-                if ref.delay == 0 and isinstance(graph[ref.node].op, Add):
+                if ref.delay == 0 and isinstance(graph[ref.node].op, ops.Add):
                     break
             else:
                 return done
@@ -197,7 +179,7 @@ class Legalize(Pass):
                     prev = graph.add(graph.unique_name(f"{c}.{j}"), graph[c].op, [prev], meta=dict(graph[c].meta))
                 op = node.op if j == 0 else node.op.replace(bias=None)
                 branches.append(graph.add(graph.unique_name(f"{node.name}.{j}"), op, [prev], meta=dict(node.meta)))
-            total = graph.add(graph.unique_name(f"{node.name}.sum"), Add(), branches)
+            total = graph.add(graph.unique_name(f"{node.name}.sum"), ops.Add(), branches)
             graph.redirect(node.name, total)
             for name in [node.name, *chain, add.name]:
                 if not graph.users(name):
@@ -207,7 +189,7 @@ class Legalize(Pass):
     def _maxpools(self, graph: Graph, ctx: PassContext) -> int:
         prof = ctx.target.profile
         added = 0
-        for node in graph.of_type(MaxPool2d):
+        for node in graph.of_type(ops.MaxPool2d):
             src = node.inputs[0]
             if not _binary_spikes(graph, src):
                 self._check_current_maxpool(graph, node, ctx)
@@ -215,10 +197,10 @@ class Legalize(Pass):
             if prof.weight_scheme != "loihi":
                 continue  # the FPGA pools spikes by OR-ing addresses
             users = graph.users(node.name)
-            graph.replace_op(node.name, SumPool2d(node.op.kernel, node.op.stride, node.op.padding))
+            graph.replace_op(node.name, ops.SumPool2d(node.op.kernel, node.op.stride, node.op.padding))
             count = graph.add(graph.unique_name(f"{node.name}.count"), _identity_for(graph[node.name].shape), [node.name])
             # OR neuron: fires when the pooled spike count is positive, and never keeps charge
-            lif = graph.add(graph.unique_name(f"{node.name}.or"), LIF(alpha=0.0, threshold=0.5, reset="value"), [count])
+            lif = graph.add(graph.unique_name(f"{node.name}.or"), ops.LIF(alpha=0.0, threshold=0.5, reset="value"), [count])
             for user, idx in users:
                 refs = list(graph[user].inputs)
                 refs[idx] = Ref(lif, None, refs[idx].delay)
@@ -234,10 +216,10 @@ class Legalize(Pass):
         src = node.inputs[0]
         users = graph.users(node.name)
         conv = graph[src.node]
-        if src.delay or not isinstance(conv.op, Conv2d) or len(graph.users(conv.name)) != 1:
+        if src.delay or not isinstance(conv.op, ops.Conv2d) or len(graph.users(conv.name)) != 1:
             raise PassError(f"max pool '{node.name}' pools '{src.node}' ({type(conv.op).__name__}), which is neither "
                             "spikes nor the currents of one convolution; pool spikes, or pool a Conv2d's output")
-        if len(users) != 1 or not isinstance(graph[users[0][0]].op, LIF) or node.inputs[0].delay \
+        if len(users) != 1 or not isinstance(graph[users[0][0]].op, ops.LIF) or node.inputs[0].delay \
                 or graph[users[0][0]].inputs[0].delay:
             raise PassError(f"max pool '{node.name}' of the currents of '{src.node}' must feed one neuron directly "
                             "(as its only input): the hardware takes the maximum where the neuron reads its input")
@@ -252,18 +234,18 @@ class Legalize(Pass):
         with each tap repeated over the k x k window, stride k S, padding k P; pool, flatten,
         dense equals one dense layer whose columns repeat over each window."""
         folded = 0
-        for node in list(graph.of_type(SumPool2d)):
+        for node in list(graph.of_type(ops.SumPool2d)):
             users = graph.users(node.name)
             if len(users) != 1 or not _spikes_source(graph, node.inputs[0]):
                 continue
             (user, _), = users
             u = graph[user]
-            if isinstance(u.op, Conv2d) and u.inputs[0].delay == 0:
+            if isinstance(u.op, ops.Conv2d) and u.inputs[0].delay == 0:
                 graph.replace_ops({user: _pool_into_conv(graph, node, u)}, {user: [node.inputs[0]]})
-            elif isinstance(u.op, Reshape) and len(u.shape) == 1 and len(graph.users(user)) == 1 \
-                    and isinstance(graph[graph.users(user)[0][0]].op, Dense):
+            elif isinstance(u.op, ops.Reshape) and len(u.shape) == 1 and len(graph.users(user)) == 1 \
+                    and isinstance(graph[graph.users(user)[0][0]].op, ops.Dense):
                 dense = graph[graph.users(user)[0][0]]
-                graph.replace_ops({user: Reshape((-1,)), dense.name: _pool_into_dense(graph, node, dense)},
+                graph.replace_ops({user: ops.Reshape((-1,)), dense.name: _pool_into_dense(graph, node, dense)},
                                   {user: [node.inputs[0]]})
             else:
                 continue
@@ -296,10 +278,10 @@ class Legalize(Pass):
 
     def _insert_identities(self, graph: Graph) -> int:
         added = 0
-        for node in graph.of_type(LIF):
+        for node in graph.of_type(ops.LIF):
             (start,) = node.inputs
             heads = [(None, 0, start)]
-            if isinstance(graph[start.node].op, Add):
+            if isinstance(graph[start.node].op, ops.Add):
                 heads = [(start.node, i, r) for i, r in enumerate(graph[start.node].inputs)]
             for owner, idx, ref in heads:
                 if _has_weighted(graph, ref):
@@ -318,18 +300,18 @@ class Legalize(Pass):
         """A Scale reading a population (spikes or an input, any delay) straight into neurons
         or sums is a synapse path without weights: it becomes a diagonal weighted op."""
         changed = 0
-        for node in graph.of_type(Scale):
+        for node in graph.of_type(ops.Scale):
             (src,) = node.inputs
             users = graph.users(node.name)
             if not is_population(graph, src) or not users or \
-                    not all(isinstance(graph[u].op, (LIF, Add)) for u, _ in users):
+                    not all(isinstance(graph[u].op, (ops.LIF, ops.Add)) for u, _ in users):
                 continue
             shape = node.shape
             f = np.broadcast_to(node.op.factor.astype(np.float32), shape)
             if len(shape) == 1:
-                op = Dense(np.diag(f).astype(np.float32))
+                op = ops.Dense(np.diag(f).astype(np.float32))
             elif len(shape) == 3 and np.all(f == f[:, :1, :1]):
-                op = Conv2d(f[:, 0, 0].reshape(-1, 1, 1, 1).copy(), groups=shape[0])
+                op = ops.Conv2d(f[:, 0, 0].reshape(-1, 1, 1, 1).copy(), groups=shape[0])
             else:
                 continue
             graph.replace_op(node.name, op)
@@ -353,7 +335,7 @@ class Legalize(Pass):
         integer bound reaches the integer threshold). Marks the node ``meta["ssm_state"]``.
         """
         changed = 0
-        for node in graph.of_type(LIF):
+        for node in graph.of_type(ops.LIF):
             op = node.op
             if op.reset != "none" or spikes_read(graph, node.name):
                 continue
@@ -371,7 +353,7 @@ class Legalize(Pass):
             changed += 1
         return changed
 
-    def _state_bound(self, graph: Graph, name: str, op: LIF, ctx: PassContext) -> float:
+    def _state_bound(self, graph: Graph, name: str, op: ops.LIF, ctx: PassContext) -> float:
         """An upper bound of ``|h_t|`` of neuron ``name`` over the graph's steps (float units)."""
 
         def fail(why: str) -> PassError:
@@ -385,9 +367,9 @@ class Legalize(Pass):
             raise PassError(str(e)) from None
         for p in paths:
             w = graph[p.weighted].op if p.weighted is not None else None
-            if not isinstance(w, (Dense, Conv2d, Conv1d)):
+            if not isinstance(w, (ops.Dense, ops.Conv2d, ops.Conv1d)):
                 raise fail(f"its input path from '{p.source.node}' has no Dense/Conv to bound")
-            odd = [n for n in p.pre + p.post if not isinstance(graph[n].op, (Reshape, Permute))]
+            odd = [n for n in p.pre + p.post if not isinstance(graph[n].op, (ops.Reshape, ops.Permute))]
             if odd:
                 raise fail(f"'{odd[0]}' ({type(graph[odd[0]].op).__name__}) on its input path has no static bound")
             rows = np.abs(w.weight.astype(np.float64)).reshape(w.weight.shape[0], -1).sum(1)
@@ -416,13 +398,13 @@ class Legalize(Pass):
         """The largest magnitude a population's output reaches (float units)."""
         node = graph[ref.node]
         op = node.op
-        if isinstance(op, LIF):
+        if isinstance(op, ops.LIF):
             if op.spike == "multilevel":
                 if op.levels is None:
                     raise fail(f"its source '{ref.node}' emits unbounded multilevel spikes")
                 return float(op.levels - 1)
             return 1.0
-        if isinstance(op, Input):
+        if isinstance(op, ops.Input):
             if op.encoding.kind != "current":
                 return 1.0
             if ctx.calibration is None:
@@ -430,12 +412,12 @@ class Legalize(Pass):
             idx = [n.name for n in graph.inputs()].index(ref.node)
             m = float(np.max(np.abs(np.asarray(ctx.calibration[idx], dtype=np.float64)), initial=0.0))
             return 2.0 * m * 1.01  # quantized inputs saturate at 2^(bits-1) units, at most ~2x the calibration range
-        if isinstance(op, StochasticAttention):
+        if isinstance(op, ops.StochasticAttention):
             return 1.0
         raise fail(f"its source '{ref.node}' ({type(op).__name__}) has no static bound")
 
     # -- neurons -------------------------------------------------------------------
-    def _neuron(self, name: str, op: LIF, ctx: PassContext) -> LIF:
+    def _neuron(self, name: str, op: ops.LIF, ctx: PassContext) -> ops.LIF:
         prof = ctx.target.profile
         new = op
 
@@ -479,7 +461,7 @@ def _spikes_source(graph: Graph, ref: Ref) -> bool:
     """Whether a pool reads a population (its pooled values are spike counts, not currents)."""
     while not is_population(graph, ref):
         node = graph[ref.node]
-        if isinstance(node.op, (SumPool2d, Reshape)) and len(node.inputs) == 1:
+        if isinstance(node.op, (ops.SumPool2d, ops.Reshape)) and len(node.inputs) == 1:
             ref = node.inputs[0]
             continue
         return False
@@ -497,41 +479,41 @@ def _pool_factor(graph: Graph, pool) -> int:
     return k[0]
 
 
-def _pool_into_conv(graph: Graph, pool, conv) -> Conv2d:
+def _pool_into_conv(graph: Graph, pool, conv) -> ops.Conv2d:
     """conv(pool(x)) as one convolution of x: every kernel tap repeated over the k x k window."""
     op = conv.op
     k = _pool_factor(graph, pool)
     if op.dilation != (1, 1):
         raise PassError(f"conv '{conv.name}' after sum pool '{pool.name}' is dilated: cannot fold the pool for Loihi 2")
     w = np.repeat(np.repeat(op.weight, k, axis=2), k, axis=3)
-    return Conv2d(w.astype(np.float32), op.bias, (op.stride[0] * k, op.stride[1] * k),
-                  (op.padding[0] * k, op.padding[1] * k), (1, 1), op.groups)
+    return ops.Conv2d(w.astype(np.float32), op.bias, (op.stride[0] * k, op.stride[1] * k),
+                      (op.padding[0] * k, op.padding[1] * k), (1, 1), op.groups)
 
 
-def _pool_into_dense(graph: Graph, pool, dense) -> Dense:
+def _pool_into_dense(graph: Graph, pool, dense) -> ops.Dense:
     """dense(flatten(pool(x))) as one dense layer of flatten(x): columns repeated over each window."""
     k = _pool_factor(graph, pool)
     c, h, w = pool.shape
     wd = dense.op.weight.reshape(dense.op.weight.shape[0], c, h, w)
     wd = np.repeat(np.repeat(wd, k, axis=2), k, axis=3).reshape(dense.op.weight.shape[0], -1)
-    return Dense(wd.astype(np.float32), dense.op.bias)
+    return ops.Dense(wd.astype(np.float32), dense.op.bias)
 
 
 def _identity_for(shape: tuple[int, ...]):
     """An identity weighted op: depthwise 1x1 conv for (C, H, W), else a Dense on the last axis."""
     if len(shape) == 3:
         c = shape[0]
-        return Conv2d(np.ones((c, 1, 1, 1), np.float32), groups=c)
-    return Dense(np.eye(shape[-1], dtype=np.float32))
+        return ops.Conv2d(np.ones((c, 1, 1, 1), np.float32), groups=c)
+    return ops.Dense(np.eye(shape[-1], dtype=np.float32))
 
 
 def _binary_spikes(graph: Graph, ref: Ref) -> bool:
     node = graph[ref.node]
-    if isinstance(node.op, LIF):
+    if isinstance(node.op, ops.LIF):
         return node.port(ref) == "spikes" and node.op.spike == "binary"
-    if isinstance(node.op, Input):
+    if isinstance(node.op, ops.Input):
         return node.op.encoding.kind in ("rate", "bernoulli", "timecode", "latency")
-    if isinstance(node.op, (MaxPool2d,)) or type(node.op).__name__ in ("Reshape", "Permute"):
+    if isinstance(node.op, (ops.MaxPool2d,)) or type(node.op).__name__ in ("Reshape", "Permute"):
         return _binary_spikes(graph, node.inputs[0])
     return False
 
@@ -539,9 +521,9 @@ def _binary_spikes(graph: Graph, ref: Ref) -> bool:
 def _is_current_op(graph: Graph, name: str) -> bool:
     """A node carrying synaptic currents (downstream of a weighted op, up to a neuron)."""
     node = graph[name]
-    if isinstance(node.op, (Input, LIF, Output)):
+    if isinstance(node.op, (ops.Input, ops.LIF, ops.Output)):
         return False
-    if node.op.has_role("weighted") or isinstance(node.op, Add):
+    if node.op.has_role("weighted") or isinstance(node.op, ops.Add):
         return True
     return any(_is_current_op(graph, r.node) for r in node.inputs)
 
@@ -551,7 +533,7 @@ def _has_weighted(graph: Graph, ref: Ref) -> bool:
         node = graph[ref.node]
         if node.op.has_role("weighted"):
             return True
-        if isinstance(node.op, (LIF, Add)) or not node.inputs:
+        if isinstance(node.op, (ops.LIF, ops.Add)) or not node.inputs:
             return False
         ref = node.inputs[0]
     return False
@@ -563,11 +545,11 @@ def _flatten_adds(graph: Graph) -> None:
     changed = True
     while changed:
         changed = False
-        for node in graph.of_type(Add):
+        for node in graph.of_type(ops.Add):
             refs: list[Ref] = []
             for i, r in enumerate(node.inputs):
                 inner = graph[r.node]
-                if isinstance(inner.op, Add) and r.delay == 0 and graph.users(r.node) == [(node.name, i)]:
+                if isinstance(inner.op, ops.Add) and r.delay == 0 and graph.users(r.node) == [(node.name, i)]:
                     refs += list(inner.inputs)
                     changed = True
                 else:
@@ -576,6 +558,6 @@ def _flatten_adds(graph: Graph) -> None:
                 old = [r.node for r in node.inputs]
                 graph.set_inputs(node.name, refs)
                 for name in old:
-                    if name in graph and not graph.users(name) and isinstance(graph[name].op, Add):
+                    if name in graph and not graph.users(name) and isinstance(graph[name].op, ops.Add):
                         graph.remove(name)
                 break

@@ -30,20 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..inputs import accuracy
-from ..ir import Graph
+from ..ir import Graph, ops
 from ..ir.analysis import SynapsePath, neuron_paths, spikes_read
-from ..ir.ops import (
-    LIF,
-    Conv1d,
-    Conv2d,
-    Dense,
-    LinearAttention,
-    MaxPool2d,
-    Scale,
-    SpikeAttention,
-    StochasticAttention,
-    SumPool2d,
-)
 from ..ir.values import QLIF, NumericProfile, QAttention, QInput, QLinearAttention, QScale, QSynapse
 from ..sim import simulate
 from .base import Pass, PassContext, PassError, PassResult
@@ -83,26 +71,26 @@ class Quantize(Pass):
             node.meta["rate"] = (values != 0).mean(axis=(0, 1)).astype(np.float32)
         # a spike is one unit whatever its layer's scale: recurrent paths read a neuron
         # population before the topological walk reaches it
-        units.update({n.name: 1.0 for n in graph if isinstance(n.op, (LIF, StochasticAttention))})
+        units.update({n.name: 1.0 for n in graph if isinstance(n.op, (ops.LIF, ops.StochasticAttention))})
         for name in graph.topo_order():
             node = graph[name]
-            if isinstance(node.op, StochasticAttention):
+            if isinstance(node.op, ops.StochasticAttention):
                 units[name] = 1.0  # binary spikes; LFSR widths and seeds are already integers
                 continue
-            if isinstance(node.op, LinearAttention):
+            if isinstance(node.op, ops.LinearAttention):
                 layers[name], units[name] = self._linear_attention(graph, name, cal.probes, prof)
                 continue
-            if isinstance(node.op, SpikeAttention):  # graded results: one event per nonzero value (mapping)
+            if isinstance(node.op, ops.SpikeAttention):  # graded results: one event per nonzero value (mapping)
                 node.meta["rate"] = (cal.probes[name]["out"] != 0).mean(axis=(0, 1)).astype(np.float32)
                 continue
-            if not isinstance(node.op, LIF):
+            if not isinstance(node.op, ops.LIF):
                 continue
             layers[name] = self._neuron(graph, name, cal.probes, units, prof, ctx)
             units[name] = 1.0
             spikes = cal.probes[name]["spikes"]
             node.meta["rate"] = np.abs(spikes).mean(axis=(0, 1)).astype(np.float32)
         for node in graph:
-            if isinstance(node.op, Scale) and node.op.q is None:
+            if isinstance(node.op, ops.Scale) and node.op.q is None:
                 graph.replace_op(node.name, node.op.replace(q=_qscale(node.op.factor, node.name)))
         graph.profile = prof
         graph.meta["quantized_for"] = ctx.target.spec
@@ -130,7 +118,7 @@ class Quantize(Pass):
         if ctx.target.options.get("stock_only"):
             return False
         for p, _ in dense_bias:
-            if not isinstance(graph[p.weighted].op, Dense):
+            if not isinstance(graph[p.weighted].op, ops.Dense):
                 return False
             if p.post_delay:  # a delayed current lacks the bias at step 0: no constant the neuron adds
                 return False
@@ -138,7 +126,7 @@ class Quantize(Pass):
 
     def _neuron(self, graph: Graph, name: str, probes, units, prof: NumericProfile, ctx: PassContext) -> dict:
         node = graph[name]
-        op: LIF = node.op
+        op: ops.LIF = node.op
         shape = node.shape
         paths = neuron_paths(graph, name)
         theta = np.broadcast_to(op.threshold.astype(np.float64), shape)
@@ -187,13 +175,13 @@ class Quantize(Pass):
         path_w = []
         for p in paths:
             w_op = graph[p.weighted].op
-            if isinstance(w_op, SpikeAttention):
+            if isinstance(w_op, ops.SpikeAttention):
                 path_w.append((p, 0, 0))
                 continue
             row = self._row_factor(graph, p, name, gain / theta)  # per output channel of the weighted op
             per_t = np.abs(w_op.weight.astype(np.float64)) * row.reshape((-1,) + (1,) * (w_op.weight.ndim - 1))
             per_t *= units[p.source.node] / 2.0**prof.act_shift
-            fixed = isinstance(w_op, (Conv1d, Conv2d)) and not prof.conv_weight_exp  # Lava's Conv has no exponent
+            fixed = isinstance(w_op, (ops.Conv1d, ops.Conv2d)) and not prof.conv_weight_exp  # Lava's Conv has no exponent
             e_min, e_max = (0, 0) if fixed else (prof.weight_exp_min, prof.weight_exp_max)
             wmax = _weight_limit(prof, _sign_mode(w_op.weight))
             m = float(per_t.max()) if per_t.size else 0.0
@@ -207,7 +195,7 @@ class Quantize(Pass):
                 b_all = b_all + gain * self._bias_to_neurons(graph, p, b, shape, name)
         elif prof.weight_scheme == "loihi" and dense_bias and not self._current_bias_exact(graph, dense_bias, ctx):
             if not ctx.allow_approx:
-                conv = next((p.weighted for p, _ in dense_bias if not isinstance(graph[p.weighted].op, Dense)), None)
+                conv = next((p.weighted for p, _ in dense_bias if not isinstance(graph[p.weighted].op, ops.Dense)), None)
                 if ctx.target.options.get("stock_only"):
                     why = ("stock_only keeps lava-nc's stock neurons, which add biases to the membrane only (npuc's "
                            "custom neuron process adds them to the current)")
@@ -252,7 +240,7 @@ class Quantize(Pass):
         # synapses
         for p, e_min, e_max in path_w:
             w_op = graph[p.weighted].op
-            if isinstance(w_op, SpikeAttention):
+            if isinstance(w_op, ops.SpikeAttention):
                 graph.replace_op(p.weighted, w_op.replace(q=_qattention(w_op, gain * lam, prof, p.weighted, ctx)))
                 continue
             row_lam = self._row_factor(graph, p, name, gain * lam)
@@ -303,7 +291,7 @@ class Quantize(Pass):
 
     def _linear_attention(self, graph: Graph, name: str, probes, prof: NumericProfile) -> tuple[dict, float]:
         """State scale from an analytic bound, output scale from calibration."""
-        op: LinearAttention = graph[name].op
+        op: ops.LinearAttention = graph[name].op
         ins = [probes[r.node][graph[r.node].port(r)] for r in graph[name].inputs]
         qmax, kmax, vmax = (float(np.max(np.abs(x), initial=0)) for x in ins)
         steps = ins[0].shape[0]
@@ -340,14 +328,14 @@ class Quantize(Pass):
         w = graph[p.weighted]
         out_shape = w.shape
         f = np.asarray(per_neuron, dtype=np.float64)
-        maxpool = [n for n in p.post if isinstance(graph[n].op, MaxPool2d)]
+        maxpool = [n for n in p.post if isinstance(graph[n].op, ops.MaxPool2d)]
         if maxpool and np.any(f <= 0):  # max(c x) = c max(x) only for c > 0
             raise PassError(f"neuron '{neuron}': max pool '{maxpool[0]}' of currents needs a positive gain / "
                             "threshold; a negative one turns the max into a min")
         if np.all(f == f.reshape(-1)[0]):
             return np.full(w.op.weight.shape[0], f.reshape(-1)[0])
         nshape = graph[neuron].shape
-        if isinstance(w.op, (Conv1d, Conv2d)) and all(isinstance(graph[n].op, (SumPool2d, MaxPool2d)) for n in p.post) \
+        if isinstance(w.op, (ops.Conv1d, ops.Conv2d)) and all(isinstance(graph[n].op, (ops.SumPool2d, ops.MaxPool2d)) for n in p.post) \
                 and nshape[0] == out_shape[0]:
             flat = f.reshape(nshape[0], -1)
             if np.all(flat == flat[:, :1]):
@@ -365,7 +353,7 @@ class Quantize(Pass):
         w = graph[p.weighted]
         if not p.post:  # Dense biases sit on the last axis, convolution biases on the channel axis
             return np.broadcast_to(b if _is_dense(w.op) else b.reshape((-1,) + (1,) * (len(w.shape) - 1)), shape)
-        if all(isinstance(graph[n].op, SumPool2d) for n in p.post):
+        if all(isinstance(graph[n].op, ops.SumPool2d) for n in p.post):
             k = 1
             for n in p.post:
                 kk = graph[n].op.kernel
@@ -374,7 +362,7 @@ class Quantize(Pass):
             if any(graph[n].op.padding != (0, 0) for n in p.post):
                 raise PassError(f"bias of '{p.weighted}' before a padded sum pool into '{neuron}' is not uniform per neuron")
             return np.broadcast_to((b * k).reshape(-1, 1, 1), shape)
-        if all(isinstance(graph[n].op, MaxPool2d) for n in p.post):  # max(x + b_c) = max(x) + b_c
+        if all(isinstance(graph[n].op, ops.MaxPool2d) for n in p.post):  # max(x + b_c) = max(x) + b_c
             return np.broadcast_to(b.reshape(-1, 1, 1), shape)
         raise PassError(f"bias of '{p.weighted}' cannot be mapped onto neuron '{neuron}' through {p.post}")
 
@@ -388,7 +376,7 @@ class Quantize(Pass):
         read = {(r.node, graph[r.node].port(r)) for n in graph for r in n.inputs}
         for name, ports in it.probes.items():
             node = graph[name]
-            if not (isinstance(node.op, LIF) and name in (fl.probes or {}) and "spikes" in fl.probes[name]):
+            if not (isinstance(node.op, ops.LIF) and name in (fl.probes or {}) and "spikes" in fl.probes[name]):
                 continue
             a, b = fl.probes[name]["spikes"], ports["spikes"]
             if a.shape != b.shape:
@@ -409,7 +397,7 @@ class Quantize(Pass):
         for k, (f, i) in enumerate(zip(fl.outputs, it.outputs)):
             o = graph.outputs()[k]
             src = graph[o.inputs[0].node]
-            if isinstance(src.op, LIF) and src.port(o.inputs[0]) == "spikes":
+            if isinstance(src.op, ops.LIF) and src.port(o.inputs[0]) == "spikes":
                 outs.append(round(float(np.mean(f == i)), 5))
             else:
                 outs.append(None)
@@ -426,7 +414,7 @@ def _pow2_floor(x: float) -> int:
 
 
 def _is_dense(op) -> bool:
-    return not isinstance(op, (Conv1d, Conv2d))
+    return not isinstance(op, (ops.Conv1d, ops.Conv2d))
 
 
 def _batch_size(graph: Graph, xs) -> int:
@@ -479,7 +467,7 @@ def _mult_shift(factor: float, bits: int = 16) -> tuple[int, int]:
     return int(round(factor * 2.0**shift)), shift
 
 
-def _qattention(op: SpikeAttention, per_neuron: np.ndarray, prof: NumericProfile, name: str, ctx: PassContext) -> QAttention:
+def _qattention(op: ops.SpikeAttention, per_neuron: np.ndarray, prof: NumericProfile, name: str, ctx: PassContext) -> QAttention:
     """Integer coincidence weight ``a`` and the multiply-shift into the neuron's input units."""
     f = np.asarray(per_neuron, dtype=np.float64)
     if not np.all(f == f.reshape(-1)[0]):

@@ -73,10 +73,7 @@ def _cell(call: Call, form: str, canon: dict, args: dict, fields: tuple[str, ...
     meta = {"source": f"norse.{type(call.module).__name__}"}
 
     def make() -> str:
-        try:
-            op = LIF(**canon, form=form, form_args=args)
-        except ValueError as e:
-            raise call.error(str(e)) from None
+        op = call.new_op(LIF, **canon, form=form, form_args=args)
         if not recurrent:
             return b.add(call.name, op, [x.ref], meta)
         # lif_step: i + linear(x, input_weights) + linear(z, recurrent_weights), summed left to right

@@ -92,11 +92,7 @@ def _sequence_npe(call: Call, make_op) -> Sym:
     b = call.b
 
     def make() -> str:
-        try:
-            op = make_op()
-        except ValueError as e:
-            raise call.error(str(e)) from None
-        return b.add(call.name, op, [q.ref, k.ref, v.ref])
+        return b.add(call.name, call.new_op(make_op), [q.ref, k.ref, v.ref])
 
     node = b.seq_neuron(call, q, ("T", "B"), make)
     return b.port(q, node, "out")

@@ -104,10 +104,7 @@ def layer(call: Call) -> Sym:
     meta = {"source": f"sinabs.{type(m).__name__}"}
 
     def make() -> str:
-        try:
-            op = LIF(**canon, form="sinabs", form_args=args)
-        except ValueError as e:
-            raise call.error(str(e)) from None
+        op = call.new_op(LIF, **canon, form="sinabs", form_args=args)
         return b.add(call.name, op, [x.ref], meta)
 
     lif = b.seq_neuron(call, x, lead, make)

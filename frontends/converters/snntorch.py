@@ -34,7 +34,7 @@ import torch.nn as nn
 
 from ...ir.graph import Ref
 from ...ir.ops import LIF, Add, Conv2d, Dense, Scale
-from ..builder import Call, f32, sanitize
+from ..builder import Builder, Call, f32, sanitize
 from ..errors import FrontendError
 from ..values import Seq, Struct, Sym
 from . import converter
@@ -117,12 +117,18 @@ def _neuron(call: Call, canon: dict, args: dict, form: str, state: list, ports: 
 
     def make() -> str:
         lif = b.add(call.name, LIF(**canon, form=form, form_args=args), [x.ref], _meta(call))
-        if gsf is not None:
-            b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
-        return lif
+        return _scale_spikes(b, lif, gsf)
 
     lif, step = b.step_neuron(call, x, make, state)
     return _outputs(call, x, lif, step, ports, gsf is not None)
+
+
+def _scale_spikes(b: Builder, lif: str, gsf: np.ndarray | None) -> str:
+    """Scale the spikes of LIF ``lif`` by a graded spike factor (a ``.gsf`` node whose state
+    reads go to the LIF); returns ``lif``."""
+    if gsf is not None:
+        b.state_alias[b.graph.add(lif + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
+    return lif
 
 
 @converter(snn.Leaky, role="neuron", library="snntorch")
@@ -198,8 +204,7 @@ def _recurrent(call: Call, canon: dict, args: dict, form: str, state: list, port
         rec = b.add(call.name + ".rec", _recurrent_op(call), [src], meta={"source": f"{kind}.recurrent"})
         total = b.add(call.name + ".in", Add(), [x.ref, rec])
         lif = b.graph.add(lif_name, LIF(**canon, form=form, form_args=args), [total], meta=_meta(call))
-        if gsf is not None:
-            b.state_alias[b.graph.add(lif_name + ".gsf", Scale(gsf), [Ref(lif, "spikes")])] = lif
+        _scale_spikes(b, lif, gsf)
         b.graph.infer_shapes()  # the loop's shapes are known once it is closed
         return lif
 

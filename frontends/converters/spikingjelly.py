@@ -85,10 +85,7 @@ def node(call: Call) -> Sym:
         meta["membrane_offset"] = vr
 
     def make() -> str:
-        try:
-            op = LIF(**canon, form="spikingjelly", form_args=args)
-        except ValueError as e:
-            raise call.error(str(e)) from None
+        op = call.new_op(LIF, **canon, form="spikingjelly", form_args=args)
         return b.add(call.name, op, [x.ref], meta)
 
     if _mode(call) == "m":
