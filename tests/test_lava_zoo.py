@@ -5,7 +5,9 @@
   (``node.meta["fan_in_relays"]``) and the Lava backend emits them as stock ``GradedVec`` relays
   forwarding exact partial sums as graded spikes;
 * a convolution on a path shorter than the others into a neuron (SEW ``IAND``): unrolled into a
-  ``DelaySparse`` that waits the missing steps.
+  ``DelaySparse`` that waits the missing steps;
+* an overlapping max pool of spikes (sew_resnet18's 3x3/2 stem pool): an OR neuron behind a
+  depthwise window convolution of ones (stock processes).
 
 Lava runs use reduced sizes with a target whose cores have fewer input axons, so that the relays
 appear at small sizes; full sizes are compiled and mapped without running Lava.
@@ -19,9 +21,10 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
-from models.zoo_models import GlobalAveragePoolNet, sew_net
+from models.zoo_models import GlobalAveragePoolNet, sew_net, sew_stem
 
 import npuc
+from npuc.builddir import BuildDir
 from npuc.frontends import trace
 from npuc.passes.base import PassContext, parse_pipeline, run_pipeline
 from npuc.targets import load_target
@@ -105,3 +108,27 @@ def test_sew_block_is_exact_in_lava(cnf, tmp_path):
         assert any(p["lava_process"] == "GradedVec" for p in doc["populations"])
     else:
         assert "DelaySparse" in procs
+
+
+def test_overlapping_max_pool_of_spikes_is_an_or_neuron_behind_a_window_conv(tmp_path):
+    """sew_resnet18's stem max pool (3x3, stride 2, padding 1) of spikes: the legalize pass makes it
+    an OR neuron reading a depthwise 3x3/2 convolution of ones (stock Conv + LIFReset); its integer
+    spikes are PyTorch's max pool of the integer stem spikes, value for value."""
+    model = sew_stem()
+    x = _spikes((4, 2, 2, 16, 16), 0.3, 3)
+    hw = npuc.compile(model, x, target="loihi2", out=tmp_path / "b")
+    q = BuildDir(hw.path).int_graph("loihi2")
+    (conv,) = [n for n in q if n.name.startswith("maxpool.count")]
+    assert conv.op.kernel == (3, 3) and conv.op.stride == (2, 2) and conv.op.padding == (1, 1)
+    res = hw.simulate(x, engine="int", probe=True)
+    (orn,) = [n.name for n in q if n.name.startswith("maxpool.or")]
+    stem = torch.from_numpy(res.probes["sn1"]["spikes"].astype(np.float32)).flatten(0, 1)
+    want = torch.nn.functional.max_pool2d(stem, 3, 2, 1).unflatten(0, (4, 2)).numpy()
+    assert np.array_equal(res.probes[orn]["spikes"], want)
+    assert 0.05 < want.mean() < 0.95
+
+
+@pytest.mark.lava
+def test_overlapping_max_pool_of_spikes_is_exact_in_lava(tmp_path):
+    x = _spikes((4, 1, 2, 12, 12), 0.3, 4)
+    _lava_check(sew_stem(), x, "loihi2", tmp_path)
