@@ -132,3 +132,32 @@ def test_overlapping_max_pool_of_spikes_is_an_or_neuron_behind_a_window_conv(tmp
 def test_overlapping_max_pool_of_spikes_is_exact_in_lava(tmp_path):
     x = _spikes((4, 1, 2, 12, 12), 0.3, 4)
     _lava_check(sew_stem(), x, "loihi2", tmp_path)
+
+
+def test_relays_split_the_dense_columns_and_keep_the_weight_exponent(tmp_path):
+    """The lowering of a relayed neuron: one relay Dense per block (weight_exp 0, the block's columns
+    of the original weights, disjoint, together all of them) into one GradedVec, then a Dense of
+    ones with the original exponent into the neuron."""
+    from npuc.backends.lava import lower
+
+    torch.manual_seed(1)
+    x = np.random.default_rng(1).random((6, 1, 1, 12, 12)).astype(np.float32)
+    q = _mapped(GlobalAveragePoolNet().eval(), x, _small_axons(tmp_path, 512))
+    assert [b[1:] for b in q["lif2"].meta["fan_in_relays"]["blocks"]] == [[0, 384], [384, 768], [768, 1152]]
+    spec = lower(q)
+    (relay,) = [p for p in spec.populations if p.kind == "relay"]
+    into = [c for c in spec.connections if c.dst == relay.key]
+    (out,) = [c for c in spec.connections if c.src == relay.key]
+    assert relay.size == 30 and len(into) == 3 and all(c.weight_exp == 0 for c in into)
+    assert out.weight_exp == q["fc"].op.q.weight_exp and set(np.unique(out.weights)) == {0, 1}
+    blocks = [c.weights[k * 10:(k + 1) * 10] for k, c in enumerate(into)]
+    used = [np.any(b != 0, axis=0) for b in blocks]
+    assert not np.any(np.sum(used, axis=0) > 1)  # every source column in one block
+    assert np.array_equal(sum(blocks), lower(_no_relays(q)).connections[-1].weights)
+
+
+def _no_relays(q):
+    """The same quantized graph without relays (map-cores not run)."""
+    q2 = q.copy()
+    del q2["lif2"].meta["fan_in_relays"]
+    return q2
