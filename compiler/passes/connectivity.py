@@ -448,8 +448,9 @@ def relay_blocks(sizes: list[tuple[str, int]], axons: int) -> list[tuple[str, in
 def max_distinct_fan_in(conn: Connectivity, name: str) -> int:
     """The largest number of distinct source neurons feeding one neuron of population ``name``."""
     indptr, src = conn.fan_in(name)
-    if src.size == 0:
-        return 0
+    most = int(np.diff(indptr).max(initial=0))  # synapses per neuron bound the distinct sources
+    if most <= 1 or len(conn.projections.get(name, [])) <= 1:
+        return most  # one projection holds distinct pairs
     dst = np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
     pairs = np.unique(dst * conn.num_sources + src.astype(np.int64))
     return int(np.bincount(pairs // conn.num_sources).max())
@@ -475,11 +476,11 @@ def insert_relays(conn: Connectivity, name: str, blocks: list[tuple[str, int, in
                 into_relay.append(Projection(source, p.delay, p.src[keep], (p.dst[keep] + b * n).astype(IDX)))
                 used.append(np.unique(p.dst[keep]).astype(np.int64) + b * n)
     rsrc = np.sort(np.concatenate(used)).astype(IDX) if used else np.zeros(0, IDX)
-    by_dst = {}
+    by_source: dict[str, list[Projection]] = {}
     for p in into_relay:
-        by_dst.setdefault(p.source, []).append(p)
+        by_source.setdefault(p.source, []).append(p)
     merged = []
-    for source, ps in by_dst.items():  # one projection per (source, delay), sorted by destination
+    for source, ps in by_source.items():  # one projection per (source, delay), sorted by destination
         for delay in sorted({p.delay for p in ps}):
             sel = [p for p in ps if p.delay == delay]
             s = np.concatenate([p.src for p in sel])
