@@ -25,6 +25,7 @@ from models.zoo_models import GlobalAveragePoolNet, sew_net, sew_stem
 
 import npuc
 from npuc.builddir import BuildDir
+from npuc.errors import LavaMappingError
 from npuc.frontends import trace
 from npuc.passes.base import PassContext, parse_pipeline, run_pipeline
 from npuc.targets import load_target
@@ -154,6 +155,10 @@ def test_relays_split_the_dense_columns_and_keep_the_weight_exponent(tmp_path):
     used = [np.any(b != 0, axis=0) for b in blocks]
     assert not np.any(np.sum(used, axis=0) > 1)  # every source column in one block
     assert np.array_equal(sum(blocks), lower(_no_relays(q)).connections[-1].weights)
+    stale = q.copy()
+    stale["lif2"].meta["fan_in_relays"]["blocks"].pop()
+    with pytest.raises(LavaMappingError, match=r"node 'lif2'.*from 'lif1' without a relay block: re-run map-cores"):
+        lower(stale)
 
 
 def _no_relays(q):

@@ -448,10 +448,15 @@ class _Lowering:
             w[:, t.src.idx.ravel()] = w_rows
             logical = np.empty(src.size, np.int64)
             logical[src.index.ravel()] = np.arange(src.size)
+            covered = np.zeros(src.size, bool)
             for source, lo, hi in relays["blocks"]:
-                cols = (logical >= lo) & (logical < hi)
-                if source == src.node and np.any(w[:, cols]):
+                cols = (logical >= lo) & (logical < hi) & (source == src.node)
+                covered |= cols
+                if np.any(w[:, cols]):
                     units.append((t, op, np.where(cols[None, :], w, 0)))
+            if np.any(w[:, ~covered]):
+                raise _error(dst.node, self.g[dst.node].op, f"meta['fan_in_relays'] leaves synapses from '{src.node}' "
+                                                            "without a relay block: re-run map-cores")
         size = len(units) * n
         relay = Population(self.names.make("relay", dst.node), f"{dst.node}.relay", "relay", (size,), (size,),
                            np.arange(size, dtype=np.int64), graded=True, message_bits=MAX_GRADED_BITS)
