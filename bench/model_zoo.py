@@ -69,6 +69,8 @@ ZOO: list[tuple[str, str, Callable[[], torch.nn.Module], Callable[[], np.ndarray
      lambda: _spikes((4, 4, 2, 16, 16), 0.3)),
     ("SpikingJelly SEW block (IAND)", "SEW-ResNet reference", lambda: zoo.sew_net("IAND"),
      lambda: _spikes((4, 4, 2, 16, 16), 0.3)),
+    ("SpikingJelly sew_resnet18 stem (3x3/2 max pool of spikes)", "SpikingJelly model/sew_resnet.py",
+     lambda: zoo.sew_stem(), lambda: _spikes((4, 4, 2, 32, 32), 0.3)),
 ]
 
 

@@ -246,7 +246,9 @@ def _loop() -> Graph:
 
 
 def _unbalanced_conv() -> Graph:
-    g = _input_graph("unbalanced", (1, 3, 3))
+    """A skip convolution two steps shorter than the main path; the delay it needs makes it a
+    DelaySparse, exact only while its sums stay below the Conv's 24-bit wrap (24-bit inputs: not)."""
+    g = _input_graph("unbalanced", (1, 3, 3), encoding="current", q=QInput(0, 24))
     wc = np.full((1, 1, 1, 1), 2, np.int64)
     g.add("c1", _weighted(ops.Conv2d, wc), ["x"])
     g.add("l1", _lif(), ["c1"])
@@ -329,7 +331,7 @@ CASES = {
     "weight_exp": (lambda: _chain(e=9), r"node 'fc' \(Dense\): weight_exp=9 is outside"),
     "conv exp": (lambda: _chain_conv_exp(), r"node 'conv' \(Conv2d\): weight_exp=1"),
     "loop": (_loop, r"recurrent loop through \['a', 'b'\]"),
-    "unbalanced conv": (_unbalanced_conv, r"node 'cskip' \(Conv2d\).*no delay"),
+    "unbalanced conv": (_unbalanced_conv, r"node 'cskip' \(Conv2d\).*delay of 1 steps.*24-bit wrap"),
     "fpga": (lambda: _profile("fpga"), r"quantized for profile 'fpga'.*weight_scheme='signed'"),
     "unquantized": (_unquantized, r"not quantized"),
     "synapse output": (_synapse_output, r"node 'o2' \(Output\): shows 'fc', a synapse value"),

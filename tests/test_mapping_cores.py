@@ -191,10 +191,19 @@ def test_fan_in_beyond_synapse_memory_names_layer_and_limit():
     map_cores(g, target_with(synapse_memory_bits_per_core=8 * 300))  # exactly fits
 
 
-def test_fan_in_beyond_input_axons_names_layer_and_limit():
+def test_fan_in_beyond_input_axons_goes_through_relays():
+    """300 sources > 256 axons: two balanced blocks of 150 sources each feed one relay per neuron
+    (8 relays), and the neuron reads its 2 relays (the Lava backend emits them from the meta)."""
     g = _dense_graph(300)
-    with pytest.raises(PassError, match=r"node 'wide'.*300 distinct source neurons.*input_axons_per_core = 256"):
-        map_cores(g, target_with(input_axons_per_core=256))
+    m = map_cores(g, target_with(input_axons_per_core=256))
+    assert g["wide"].meta["fan_in_relays"] == {"axons": 256, "blocks": [["x", 0, 150], ["x", 150, 300]]}
+    pops = {p["node"]: p for p in m["populations"]}
+    assert pops["wide.relay"]["neurons"] == 8 and pops["wide.relay"]["synapses"] == 4 * 300
+    assert pops["wide"]["synapses"] == 8
+    assert all(c["usage"]["input_axons"] <= 256 for c in m["cores"])
+    assert set(g["wide"].meta["relay_cores"]) | set(g["wide"].meta["cores"]) == set(range(m["totals"]["cores"]))
+    map_cores(g, target_with(input_axons_per_core=300))  # fits again: the relays disappear
+    assert "fan_in_relays" not in g["wide"].meta
 
 
 def test_conv_fan_in_error_through_pipeline():

@@ -73,7 +73,10 @@ def report_section(artifact_dir: Any) -> dict[str, Any]:
 
     doc = json.loads((Path(artifact_dir) / "network.json").read_text())
     custom = doc.get("custom_processes", [])
-    return {"custom_processes": custom, "custom_processes_note": CHIP_NOTE} if custom else {}
+    out = {"custom_processes": custom, "custom_processes_note": CHIP_NOTE} if custom else {}
+    if doc.get("fan_in_relays"):
+        out["fan_in_relays"] = doc["fan_in_relays"]
+    return out
 
 
 _EXPORTS = {

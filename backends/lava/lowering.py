@@ -31,7 +31,15 @@ Lava behaviour behind each one):
   weights or into virtual ports.
 * ``Add`` of synapse paths -> several synapse processes into one ``a_in``;
   paths of unequal depth get ``DelayDense`` delays; a population added without
-  weights is wired directly or through a ``Sparse`` / ``DelaySparse`` of ones.
+  weights is wired directly or through a ``Sparse`` / ``DelaySparse`` of ones; a
+  ``Conv2d`` / ``SumPool2d`` on a shorter path is unrolled into a weighted
+  ``DelaySparse`` (Lava's Conv has no delay; exact while its sums stay below
+  the Conv's 24-bit wrap).
+* a neuron whose fan-in exceeds a core's input axons (``meta["fan_in_relays"]``,
+  set by map-cores; Dense paths only) -> relay neurons (stock ``GradedVec``,
+  ``vth=0``) that forward exact partial sums as graded spikes, then one Dense of
+  ones per path applying its weight exponent: one more Lava step, absorbed by
+  the lags like any other depth.
 * a recurrent edge (``delay=1``) -> a ``Dense`` between populations of equal
   depth (its one-step Lava delay is the recurrence delay), whose buffer a
   ``Reset`` clears when a new sample starts.
@@ -389,7 +397,7 @@ class _Lowering:
     # connections ----------------------------------------------------------------------------
     def connections(self) -> list[Connection]:
         conns: list[Connection] = []
-        for pop in self.pops.values():
+        for pop in list(self.pops.values()):
             if pop.kind == "source":
                 continue
             node = self.g[pop.node]
@@ -399,8 +407,73 @@ class _Lowering:
             if pooled and (len(terms) != 1 or pop.custom is None or pop.custom["pool"] is None):
                 raise _error(pooled[0].maxpool, self.g[pooled[0].maxpool].op, f"max pool of currents into "
                              f"'{pop.node}' must be that neuron's only input")
+            if node.meta.get("fan_in_relays"):
+                conns += self._relayed(pop, terms, node.meta["fan_in_relays"])
+                continue
             for term in terms:
                 conns.append(self._connection(term, pop))
+        return conns
+
+    def _relayed(self, dst: Population, terms: list[_Term], relays: dict) -> list[Connection]:
+        """A neuron fed by more sources than a core has input axons (``meta["fan_in_relays"]``, set by
+        map-cores): each block of sources (a chunk of one population, in its row-major order) drives
+        one relay per destination neuron through a Dense with ``weight_exp = 0``; the relays (one stock
+        ``GradedVec`` process, ``vth = 0``: it forwards ``a_in`` as a graded spike) send these exact
+        partial sums to the neuron through one Dense of ones per path that applies the path's weight
+        exponent to its total, so the neuron's input equals the paths' Denses', one Lava step later."""
+        n = dst.size
+        units = []  # (term, relay block index, Lava-layout weights dst.size x src.size)
+        for t in terms:
+            op = t.op if t.op is not None else self.g[t.node].op
+            if t.kind != "dense":
+                raise _error(t.node, op, f"reaches '{dst.node}', whose fan-in exceeds {relays['axons']} input axons "
+                                         "per core, through a non-Dense path; only Dense paths are split over relays")
+            if t.delay:
+                raise _error(t.node, op, f"a delayed edge into '{dst.node}', whose fan-in needs relays: relays "
+                                         "add a Lava step a recurrent edge cannot absorb")
+            if _has_bias(op):
+                self._current_bias(t, dst, op)
+            src = t.src.pop
+            w_rows = np.zeros((n, t.matrix.shape[1]), np.int64)
+            w_rows[dst.index.ravel()] = t.matrix[t.out_idx.ravel()]
+            w = np.zeros((n, src.size), np.int64)
+            w[:, t.src.idx.ravel()] = w_rows
+            logical = np.empty(src.size, np.int64)
+            logical[src.index.ravel()] = np.arange(src.size)
+            covered = np.zeros(src.size, bool)
+            for source, lo, hi in relays["blocks"]:
+                cols = (logical >= lo) & (logical < hi) & (source == src.node)
+                covered |= cols
+                if np.any(w[:, cols]):
+                    units.append((t, op, np.where(cols[None, :], w, 0)))
+            if np.any(w[:, ~covered]):
+                raise _error(dst.node, self.g[dst.node].op, f"meta['fan_in_relays'] leaves synapses from '{src.node}' "
+                                                            "without a relay block: re-run map-cores")
+        size = len(units) * n
+        relay = Population(self.names.make("relay", dst.node), f"{dst.node}.relay", "relay", (size,), (size,),
+                           np.arange(size, dtype=np.int64), graded=True, message_bits=MAX_GRADED_BITS)
+        conns, bound = [], 0
+        for u, (t, op, w) in enumerate(units):
+            full = np.zeros((size, w.shape[1]), np.int64)
+            full[u * n:(u + 1) * n] = w
+            bound = max(bound, int(np.abs(w).sum(1).max(initial=0)) * _max_abs_input(t.src.pop))
+            c = Connection(self.names.make("syn", f"{t.node}_relay{u}"), t.node, "dense", t.src.pop.key, relay.key,
+                           weights=full, weight_exp=0, num_weight_bits=lava_weight_bits(w, t.node, op))
+            conns.append(c)
+        if bound >= 2 ** (MAX_GRADED_BITS - 1):
+            raise _error(dst.node, self.g[dst.node].op, f"relayed partial sums reach {bound}, beyond Loihi 2's "
+                                                        f"{MAX_GRADED_BITS}-bit graded spikes")
+        relay.max_payload = max(bound, 1)
+        self.pops[relay.node] = relay
+        for term in dict.fromkeys(id(t) for t, _, _ in units):  # each path shifts its own total, as in the IR
+            ones = np.zeros((n, size), np.int64)
+            for u, (t, _, _) in enumerate(units):
+                if id(t) == term:
+                    ones[np.arange(n), u * n + np.arange(n)] = 1
+                    e = t.weight_exp
+            conns.append(Connection(self.names.make("syn", f"{relay.node}_{dst.node}"), dst.node, "dense", relay.key,
+                                    dst.key, weights=ones, weight_exp=e,
+                                    num_weight_bits=lava_weight_bits(ones, dst.node, self.g[dst.node].op)))
         return conns
 
     def _connection(self, t: _Term, dst: Population) -> Connection:
@@ -437,7 +510,7 @@ class _Lowering:
         in_shape = tuple(t.src.idx.shape)
         if len(in_shape) != 3:
             raise _error(t.node, op, f"expects a (C, H, W) input, got {in_shape}")
-        c.kind, c.pool = "conv", t.kind == "pool"
+        c.kind, c.pool, c.term = "conv", t.kind == "pool", t
         c.src_port = self._conv_in_port(t, in_shape, op)
         cin = in_shape[0]
         if t.kind == "pool":
@@ -603,8 +676,7 @@ class _Lowering:
                                          "exactly across sample boundaries")
             c.flush = True
         if c.kind == "conv" and c.hw_delay != 1:
-            raise _error(c.node, op, f"{where} is {c.hw_delay - 1} step(s) shorter than the other paths into "
-                                     f"'{dst.node}', and Lava's Conv has no delay: balance the path depths")
+            self._conv_as_sparse(c, src, dst, op, where)
         if c.hw_delay - 1 > MAX_DELAY:
             raise _error(c.node, op, f"{where} needs a synaptic delay of {c.hw_delay - 1} steps; Loihi 2 allows "
                                      f"at most {MAX_DELAY}")
@@ -615,6 +687,29 @@ class _Lowering:
                 raise _error(c.node, op, f"graded inputs up to {xmax} times these weights reach {bound} >= 2^31: "
                                          "Lava's graded Dense sums in int32 before the weight exponent, so the "
                                          "result would differ from the exact sum; use fewer input bits")
+
+    def _conv_as_sparse(self, c: Connection, src: Population, dst: Population, op, where: str) -> None:
+        """A convolution on a path shorter than the others into its neuron: Lava's Conv has no delay,
+        so its kernel is unrolled into a ``DelaySparse`` (stock, delays up to 62) that waits the
+        missing steps. Exact while no sum reaches Lava Conv's 24-bit wrap (checked), since then both
+        compute the same integer sums."""
+        t = c.term
+        if t is None or t.maxpool:
+            raise _error(c.node, op, f"{where} is {c.hw_delay - 1} step(s) shorter than the other paths into "
+                                     f"'{dst.node}', and a Conv feeding a max pool of currents has no delay")
+        rows, cols, vals = _conv_pairs(op, t.src.idx.shape, self.g[t.node].shape, t.kind == "pool")
+        bound = int(np.bincount(rows, np.abs(vals), minlength=1).max(initial=0)) * _max_abs_input(src)
+        if bound >= 2 ** (self.prof.conv_acc_bits - 1):
+            raise _error(c.node, op, f"{where} needs a delay of {c.hw_delay - 1} steps, which Lava's Conv lacks, and "
+                                     f"its sums (up to {bound}) reach the Conv's 24-bit wrap, so an unrolled "
+                                     "DelaySparse would differ: balance the path depths")
+        inv = np.empty(t.out_idx.size, np.int64)
+        inv[t.out_idx.ravel()] = np.arange(t.out_idx.size)
+        c.sparse_weights = (dst.index.ravel()[inv[rows]], t.src.idx.ravel()[cols], vals)
+        c.kind, c.weights, c.weight_exp = "sparse", None, 0
+        c.src_port = ".flatten()" if len(src.lava_shape) > 1 else ""
+        c.dst_port = f".reshape({dst.lava_shape!r})" if len(dst.lava_shape) > 1 else ""
+        c.num_weight_bits = lava_weight_bits(vals[None, :], c.node, op) if vals.size else 8
 
     # diagonal SSM states ------------------------------------------------------------------------
     def ssm_states(self, conns: list[Connection]) -> None:
@@ -634,8 +729,10 @@ class _Lowering:
         exceeds ``vth << 6`` or that of ``u`` reaches its 24-bit wrap.
         """
         for pop in self.pops.values():
+            if pop.kind in ("source", "relay"):
+                continue
             node = self.g[pop.node]
-            if pop.kind == "source" or "ssm_state" not in node.meta:
+            if "ssm_state" not in node.meta:
                 continue
             a_in = 0
             for c in conns:
@@ -694,7 +791,7 @@ class _Lowering:
             readouts.append(Readout(rname, sig.pop.key, port, np.asarray(sig.idx, np.int64)))
             outputs.append(OutputSpec(out.name, rname, out.op.decoding, out.op.layout, out.op.index))
         for pop in self.pops.values():
-            if pop.kind != "source":
+            if pop.kind not in ("source", "relay"):
                 for port in ("spikes", "v", "i"):
                     readouts.append(Readout(self.names.make("probe", f"{pop.node}_{port}"), pop.key, port, pop.index))
         return readouts, outputs
@@ -776,6 +873,36 @@ def _sig_attention(lw: _Lowering, node, port: str) -> Signal:
         ins.append(sig)
     out_idx = np.arange(int(np.prod(node.shape))).reshape(node.shape)
     return _Sum([_Term(node.name, "attention", ins[0], out_idx, 0, op=node.op, inputs=ins)])
+
+
+def _conv_pairs(op, in_shape, out_shape, pool: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nonzero synapses of a Conv2d (integer weights) or SumPool2d: ``(output, input, weight)`` with
+    logical (C, H, W) flat indices, as the integer engine computes it (cross-correlation)."""
+    c_in, h, w = in_shape
+    c_out, ho, wo = out_shape
+    if pool:
+        kh, kw = op.kernel
+        weight = np.ones((c_in, 1, kh, kw), np.int64)
+        stride, padding, dilation, groups = op.stride, op.padding, (1, 1), c_in
+    else:
+        weight = np.asarray(op.q.weight, np.int64)
+        stride, padding, dilation, groups = op.stride, op.padding, op.dilation, op.groups
+    cg, per_group = weight.shape[1], c_out // groups
+    o, i, j = np.meshgrid(np.arange(c_out), np.arange(ho), np.arange(wo), indexing="ij")
+    rows, cols, vals = [], [], []
+    for u in range(weight.shape[2]):
+        for v in range(weight.shape[3]):
+            r = stride[0] * i + dilation[0] * u - padding[0]
+            q = stride[1] * j + dilation[1] * v - padding[1]
+            ok = (r >= 0) & (r < h) & (q >= 0) & (q < w)
+            for k in range(cg):
+                wk = weight[o, k, u, v]
+                m = ok & (wk != 0)
+                ch = (o // per_group) * cg + k
+                rows.append(((o * ho + i) * wo + j)[m])
+                cols.append(((ch * h + r) * w + q)[m])
+                vals.append(wk[m])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 
 
 def _max_abs_input(src: Population) -> int:

@@ -91,6 +91,8 @@ def _layer(c: Connection, src: Population, dst: Population) -> tuple[dict | None
         return None, "attention (npuc's custom NpucAttention process) has no netx block"
     if dst.kind == "custom":
         return None, "npuc's custom neuron process (" + "; ".join(dst.custom["reasons"]) + ") has no netx neuron type"
+    if dst.kind == "relay":
+        return None, "fan-in relays (graded GradedVec neurons) have no netx block"
     if dst.kind != "lif":
         return None, "ternary neurons have no netx neuron type"
     if c.kind in ("wire", "sparse") or c.delay or c.flush:

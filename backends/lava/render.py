@@ -42,6 +42,9 @@ def _pyrepr(v: Any) -> str:
 
 
 def _neuron(p: Population, arrays: dict[str, np.ndarray]) -> dict:
+    if p.kind == "relay":  # lava.proc.graded's GradedVec with vth = 0 forwards a_in as a graded spike
+        return {"key": p.key, "node": p.node, "cls": "GradedVec", "kwargs": [("shape", _pyrepr(p.lava_shape)),
+                                                                             ("vth", "0")]}
     bias = np.asarray(p.bias_mant)
     if bias.size and np.all(bias == bias.reshape(-1)[0]):
         bias_src = repr(int(bias.reshape(-1)[0]))
@@ -109,10 +112,17 @@ def _synapse(c: Connection, src: Population, dst: Population, arrays: dict[str, 
     nmb = str(src.message_bits if src.graded else 0)
     if c.kind == "sparse":
         rows, cols = f"{c.key}_rows", f"{c.key}_cols"
-        arrays[rows] = np.arange(dst.size, dtype=np.int64)
-        arrays[cols] = np.asarray(c.source_of, np.int64)
-        ones = f"sparse_matrix(P[{rows!r}], P[{cols!r}], ({dst.size}, {src.size})"
-        kw = [("weights", ones + ")")]
+        if c.sparse_weights is None:
+            arrays[rows] = np.arange(dst.size, dtype=np.int64)
+            arrays[cols] = np.asarray(c.source_of, np.int64)
+            ones = f"sparse_matrix(P[{rows!r}], P[{cols!r}], ({dst.size}, {src.size})"
+            kw = [("weights", ones + ")")]
+        else:  # an unrolled convolution
+            arrays[rows], arrays[cols] = (np.asarray(a, np.int64) for a in c.sparse_weights[:2])
+            arrays[f"{c.key}_values"] = np.asarray(c.sparse_weights[2], np.int32)
+            ones = f"sparse_matrix(P[{rows!r}], P[{cols!r}], ({dst.size}, {src.size})"
+            kw = [("weights", ones + f", P[{c.key + '_values'!r}])"), ("weight_exp", "0"),
+                  ("num_weight_bits", str(c.num_weight_bits))]
         cls = "Sparse"
         if c.delay > 0:
             cls = "DelaySparse"
@@ -214,7 +224,7 @@ _PROCESS_MODULES = {
     "LIFReset": "lava.proc.lif.process", "TernaryLIF": "lava.proc.lif.process",
     "Dense": "lava.proc.dense.process", "DelayDense": "lava.proc.dense.process",
     "Sparse": "lava.proc.sparse.process", "DelaySparse": "lava.proc.sparse.process",
-    "Conv": "lava.proc.conv.process",
+    "Conv": "lava.proc.conv.process", "GradedVec": "lava.proc.graded.process",
 }
 _CUSTOM_IMPORTS = {  # what the custom NpucNeuron process and its model need
     "lava.magma.core.decorator": ["implements", "requires", "tag"],
@@ -284,6 +294,7 @@ def manifest(spec: NetworkSpec, netx_report: dict) -> str:
                          "flush_per_sample": c.flush} for c in spec.connections],
         "netx_layers": netx_report,
         "custom_processes": custom_processes(spec),
+        "fan_in_relays": fan_in_relays(spec),
     }
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
@@ -293,6 +304,21 @@ CHIP_NOTE = ("NpucNeuron and NpucAttention are npuc's custom Lava processes (bit
              "(lava-loihi) and NpucAttention an implementation on the chip's embedded processors (or microcode), "
              "which npuc does not generate. Compile with --target loihi2:stock_only=1 to use lava-nc's stock "
              "processes only.")
+
+
+def fan_in_relays(spec: NetworkSpec) -> list[dict]:
+    """Every relay population (a neuron whose fan-in exceeds a core's input axons) and what it needs."""
+    out = []
+    for p in spec.populations:
+        if p.kind != "relay":
+            continue
+        dst = p.node.rsplit(".relay", 1)[0]
+        bits = int(p.max_payload).bit_length() + 1
+        out.append({"node": dst, "lava_process": p.key, "relays": p.size, "needs": [
+            f"{p.size} relay neurons (lava.proc.graded GradedVec, vth=0) that forward their summed input as a "
+            f"graded spike of up to {bits} bits (|partial sum| <= {p.max_payload}; Loihi 2 carries 24)",
+            f"one more Lava step of latency into '{dst}' (the other paths into it wait in DelayDense/DelaySparse)"]})
+    return out
 
 
 def custom_processes(spec: NetworkSpec) -> list[dict]:
@@ -329,7 +355,8 @@ def attention_needs(c: Connection, pops: dict[str, Population]) -> list[str]:
 
 
 def _lava_class(p: Population) -> str:
-    return {"source": "RingBuffer", "lif": "LIFReset", "ternary": "TernaryLIF", "custom": "NpucNeuron"}[p.kind]
+    return {"source": "RingBuffer", "lif": "LIFReset", "ternary": "TernaryLIF", "custom": "NpucNeuron",
+            "relay": "GradedVec"}[p.kind]
 
 
 def _conn_class(c: Connection) -> str:

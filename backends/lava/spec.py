@@ -31,8 +31,10 @@ class Population:
     Attributes:
         key: Python identifier of the process in the generated module.
         node: the npuc node (an ``Input`` or ``LIF``).
-        kind: ``source`` (RingBuffer), ``lif`` (LIFReset), ``ternary`` (TernaryLIF) or ``custom``
-            (``NpucNeuron``, npuc's custom process with a bit-accurate fixed_pt model).
+        kind: ``source`` (RingBuffer), ``lif`` (LIFReset), ``ternary`` (TernaryLIF), ``custom``
+            (``NpucNeuron``, npuc's custom process with a bit-accurate fixed_pt model) or ``relay``
+            (``GradedVec`` relays of a neuron whose fan-in exceeds a core's input axons; ``node`` is
+            ``<neuron>.relay``, not a graph node).
         shape: logical (npuc, channels-first) shape per sample.
         lava_shape: the process shape: ``(W, H, C)`` for a ``(C, H, W)`` population,
             otherwise the logical shape.
@@ -99,6 +101,9 @@ class Connection:
         source_of: for ``sparse`` / ``wire``: the source Lava element each destination element reads.
         identity / pool: the path has no weights (an Add of spikes) / is a SumPool2d.
         min_hw_delay: 0 when the path can be a direct wire, else 1.
+        sparse_weights: ``(rows, cols, values)`` of a weighted ``sparse`` connection (a convolution
+            whose path needs a synaptic delay runs as a DelaySparse with its kernel unrolled).
+        term: the lowering's record of the synapse path (not rendered).
         flush: the connection must drop the previous sample's last step when a new
             sample starts (recurrent edges): a ``Reset`` zeroes its ``a_buff``.
         attention: for ``kind == "attention"`` (npuc's custom ``NpucAttention`` process, a
@@ -129,6 +134,8 @@ class Connection:
     pool: bool = False
     min_hw_delay: int = 1
     attention: dict | None = None
+    sparse_weights: tuple | None = None
+    term: object = None
 
     @property
     def delay(self) -> int:

@@ -391,6 +391,8 @@ def source_rates(graph: Graph, conn: Connectivity) -> tuple[np.ndarray, str]:
     rates = np.ones(conn.num_sources, np.float64)
     have = 0
     for pop in conn.populations.values():
+        if pop.name not in graph:  # a fan-in relay (map-cores): a graded message every step at worst
+            continue
         meta = graph[pop.name].meta
         if "rate" not in meta or meta["rate"] is None:
             continue
@@ -403,5 +405,83 @@ def source_rates(graph: Graph, conn: Connectivity) -> tuple[np.ndarray, str]:
             raise PassError(f"node '{pop.name}': meta['rate'] must be finite and non-negative")
         rates[pop.offset : pop.offset + pop.size] = r
         have += 1
-    n = len(conn.populations)
+    n = sum(1 for p in conn.populations if p in graph)
     return rates, ("measured" if have == n and n else "default" if have == 0 else "partial")
+
+
+# -- fan-in relays ---------------------------------------------------------------
+
+
+def relay_blocks(sizes: list[tuple[str, int]], axons: int) -> list[tuple[str, int, int]]:
+    """The relay blocks of a neuron population whose fan-in exceeds ``axons`` input axons.
+
+    ``sizes``: its source populations ``(name, neurons)`` in connectivity order. Each source
+    population is cut into ``ceil(n / axons)`` balanced chunks of consecutive (row-major)
+    neurons; each chunk ``(source, lo, hi)`` feeds one block of relay neurons (one relay per
+    destination neuron) that forwards its partial sum. The Lava backend emits the same blocks
+    from ``node.meta["fan_in_relays"]``."""
+    blocks = []
+    for name, n in sizes:
+        k = max(1, -(-n // axons))
+        step = -(-n // k)
+        blocks += [(name, lo, min(lo + step, n)) for lo in range(0, n, step)]
+    return blocks
+
+
+def max_distinct_fan_in(conn: Connectivity, name: str) -> int:
+    """The largest number of distinct source neurons feeding one neuron of population ``name``."""
+    indptr, src = conn.fan_in(name)
+    most = int(np.diff(indptr).max(initial=0))  # synapses per neuron bound the distinct sources
+    if most <= 1 or len(conn.projections.get(name, [])) <= 1:
+        return most  # one projection holds distinct pairs
+    dst = np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
+    pairs = np.unique(dst * conn.num_sources + src.astype(np.int64))
+    return int(np.bincount(pairs // conn.num_sources).max())
+
+
+def insert_relays(conn: Connectivity, name: str, blocks: list[tuple[str, int, int]]) -> str:
+    """Route every synapse into population ``name`` through relay neurons (see `relay_blocks`).
+
+    Adds population ``<name>.relay`` (``len(blocks) x`` the destination's neurons; relay ``(b, i)``
+    receives block ``b``'s synapses into neuron ``i``) just before ``name``, which then reads one
+    relay per block instead of the sources. Global source ids are renumbered. Returns the relay's
+    name."""
+    dst_pop = conn.populations[name]
+    n = dst_pop.size
+    relay = f"{name}.relay"
+    into_relay: list[Projection] = []
+    used = []
+    for b, (source, lo, hi) in enumerate(blocks):
+        parts = [p for p in conn.projections.get(name, []) if p.source == source]
+        for p in parts:
+            keep = (p.src >= lo) & (p.src < hi)
+            if keep.any():
+                into_relay.append(Projection(source, p.delay, p.src[keep], (p.dst[keep] + b * n).astype(IDX)))
+                used.append(np.unique(p.dst[keep]).astype(np.int64) + b * n)
+    rsrc = np.sort(np.concatenate(used)).astype(IDX) if used else np.zeros(0, IDX)
+    by_source: dict[str, list[Projection]] = {}
+    for p in into_relay:
+        by_source.setdefault(p.source, []).append(p)
+    merged = []
+    for source, ps in by_source.items():  # one projection per (source, delay), sorted by destination
+        for delay in sorted({p.delay for p in ps}):
+            sel = [p for p in ps if p.delay == delay]
+            s = np.concatenate([p.src for p in sel])
+            d = np.concatenate([p.dst for p in sel])
+            order = np.argsort(d, kind="stable")
+            merged.append(Projection(source, delay, s[order], d[order]))
+    pops: dict[str, Population] = {}
+    for k, p in conn.populations.items():
+        if k == name:
+            pops[relay] = Population(relay, (len(blocks) * n,), "neuron")
+        pops[k] = p
+    offset = 0
+    for p in pops.values():
+        p.offset = offset
+        offset += p.size
+    order = np.argsort(rsrc % n, kind="stable")
+    conn.populations.clear()
+    conn.populations.update(pops)
+    conn.projections[relay] = merged
+    conn.projections[name] = [Projection(relay, 0, rsrc[order], (rsrc[order] % n).astype(IDX))]
+    return relay

@@ -480,8 +480,16 @@ def _pool_factor(graph: Graph, pool) -> int:
 
 
 def _pool_into_conv(graph: Graph, pool, conv) -> ops.Conv2d:
-    """conv(pool(x)) as one convolution of x: every kernel tap repeated over the k x k window."""
+    """conv(pool(x)) as one convolution of x: every kernel tap repeated over the k x k window.
+    A pointwise conv (1x1, stride 1, no padding; e.g. the count of a max pool of spikes) takes any
+    pool, overlapping and padded ones included: each weight spread over the pool's window, with the
+    pool's stride and padding (its zero padding adds nothing, as in the sum)."""
     op = conv.op
+    if op.kernel == (1, 1) and op.stride == (1, 1) and op.padding == (0, 0):
+        kh, kw = pool.op.kernel
+        w = np.repeat(np.repeat(op.weight, kh, axis=2), kw, axis=3)
+        return ops.Conv2d(w.astype(np.float32), op.bias, tuple(pool.op.stride), tuple(pool.op.padding), (1, 1),
+                      op.groups)
     k = _pool_factor(graph, pool)
     if op.dilation != (1, 1):
         raise PassError(f"conv '{conv.name}' after sum pool '{pool.name}' is dilated: cannot fold the pool for Loihi 2")

@@ -15,6 +15,13 @@ core respects every per-core limit of the target (`npuc.targets.CoreResources`):
   pairs ``<= output_axons_per_core``;
 * neuron groups: populations with neurons on the core ``<= neuron_groups_per_core``.
 
+A neuron fed through Dense paths by more distinct sources than ``input_axons_per_core``
+is fed through *relay neurons* instead: its sources are cut into blocks of at most that
+many (``connectivity.relay_blocks``), each block drives one relay per destination neuron
+(population ``<node>.relay``), and the neuron reads one relay per block. The blocks are
+recorded in ``node.meta["fan_in_relays"]`` (the Lava backend emits the relays from it)
+and the relays' cores in ``node.meta["relay_cores"]``.
+
 Objective: multicast *messages* per time step, the number of distinct
 ``(source neuron, destination core)`` pairs weighted by the source's firing
 rate (``node.meta["rate"]``: a scalar mean spikes per step or one value per
@@ -68,8 +75,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..ir import Graph
+from ..ir.ops import Add, Dense, Permute, Reshape
 from .base import Pass, PassContext, PassError, PassResult
-from .connectivity import extract_connectivity, source_rates
+from .connectivity import (
+    extract_connectivity,
+    insert_relays,
+    max_distinct_fan_in,
+    relay_blocks,
+    source_rates,
+)
 from .packing import ORDERS, RESOURCES, Limits, Packer, describe_slice, neuron_cores
 
 __all__ = ["MapCores", "map_cores", "neuron_cores", "RESOURCES", "ORDERS", "Limits"]
@@ -123,6 +137,7 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
     if lim.synapses < 1:
         raise PassError(f"target '{target.name}': synapse memory {lim.synapse_bits} bits holds no {lim.weight_bits}-bit weight")
     conn = extract_connectivity(graph)
+    _relay_wide_fan_in(graph, conn, lim.input_axons)
     rates, provenance = source_rates(graph, conn)
     packer = Packer(conn, lim, rates, order, tile)
     topo = [p.name for p in conn.neuron_populations]
@@ -191,7 +206,10 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
         pops_json.append({"node": name, "shape": list(P.pop.shape), "neurons": P.pop.size,
                           "synapses": sum(pr.synapses for pr in projs), "cores": ids,
                           "tiling": P.tiling, "messages_per_step": msgs})
-        graph[name].meta["cores"] = ids
+        if name in graph:
+            graph[name].meta["cores"] = ids
+        else:  # a relay population: recorded on the neuron it feeds
+            graph[name.rsplit(".relay", 1)[0]].meta["relay_cores"] = ids
 
     cores_json = [{"id": ci, "chip": ci // cpc,
                    "slices": [describe_slice(packer.pops[n], p0, p1) for n, p0, p1 in c.slices],
@@ -245,6 +263,37 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
     # the graph keeps only what is deterministic (a saved build is byte-identical run to run)
     graph.meta["mapping"] = {k: v for k, v in mapping.items() if k != "seconds"}
     return mapping
+
+
+def _relay_wide_fan_in(graph: Graph, conn: Any, axons: int) -> None:
+    """Give every neuron population fed by more distinct sources than a core has input axons relay
+    neurons (``connectivity.insert_relays``) and record their blocks in ``node.meta["fan_in_relays"]``,
+    which the Lava backend reads to emit them (graded relays forwarding partial sums)."""
+    for pop in list(conn.neuron_populations):
+        meta = graph[pop.name].meta
+        meta.pop("fan_in_relays", None)
+        meta.pop("relay_cores", None)
+        if max_distinct_fan_in(conn, pop.name) <= axons or not _dense_paths(graph, pop.name):
+            continue  # a convolution's fan-in beyond the axons stays an error (the packer names it)
+        seen: dict[str, int] = {}
+        for p in conn.projections[pop.name]:
+            seen.setdefault(p.source, conn.populations[p.source].size)
+        blocks = relay_blocks(list(seen.items()), axons)
+        insert_relays(conn, pop.name, blocks)
+        meta["fan_in_relays"] = {"axons": int(axons), "blocks": [[s, int(lo), int(hi)] for s, lo, hi in blocks]}
+
+
+def _dense_paths(graph: Graph, name: str) -> bool:
+    """Whether every synapse path into neuron ``name`` ends in a Dense (sums and reshapes between):
+    the paths the Lava backend splits over relays."""
+    todo = [r.node for r in graph[name].inputs]
+    while todo:
+        node = graph[todo.pop()]
+        if isinstance(node.op, (Add, Reshape, Permute)):
+            todo += [r.node for r in node.inputs]
+        elif not isinstance(node.op, Dense):
+            return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -164,3 +164,45 @@ def sj_csnn() -> SJCSNN:
                 mod.running_mean.uniform_(-0.1, 0.1)
                 mod.running_var.uniform_(0.5, 1.5)
     return m
+
+
+class SEWStem(nn.Module):
+    """sew_resnet18's stem as SpikingJelly writes it (``conv1 -> bn1 -> sn1 -> maxpool``, the max pool
+    3x3, stride 2, padding 1: overlapping windows of spikes), then a Conv-BN-IF stage and an IF
+    classifier (multi-step, [T, B, C, H, W])."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+        c = channels
+        self.conv1 = layer.Conv2d(2, c, 3, padding=1, bias=False)
+        self.bn1 = layer.BatchNorm2d(c)
+        self.sn1 = neuron.IFNode(surrogate_function=surrogate.ATan())
+        self.maxpool = layer.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.conv2 = layer.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = layer.BatchNorm2d(c)
+        self.sn2 = neuron.IFNode(surrogate_function=surrogate.ATan())
+        self.avgpool, self.flatten = layer.AdaptiveAvgPool2d((1, 1)), layer.Flatten()
+        self.fc = layer.Linear(c, 10)
+        self.sn3 = neuron.IFNode(surrogate_function=surrogate.ATan())
+        functional.set_step_mode(self, "m")
+
+    def forward(self, x):
+        x = self.maxpool(self.sn1(self.bn1(self.conv1(x))))
+        x = self.sn2(self.bn2(self.conv2(x)))
+        return self.sn3(self.fc(self.flatten(self.avgpool(x))))
+
+
+def sew_stem(channels: int = 8) -> SEWStem:
+    """The stem with seeded weights and batch-norm statistics that make every stage spike."""
+    torch.manual_seed(0)
+    m = SEWStem(channels).eval()
+    with torch.no_grad():
+        m.conv1.weight.mul_(3.0)
+        m.conv2.weight.mul_(3.0)
+        m.fc.weight.mul_(30.0)
+        for mod in (m.bn1, m.bn2):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m
