@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from typing import Any
 
 import jinja2
 import numpy as np
 
+from ...ir.serialize import write_npz
 from .spec import Connection, NetworkSpec, Population
 
 EXAMPLE_BATCH = 2
@@ -260,14 +260,10 @@ def _imports(classes: set[str]) -> list[tuple[str, list[str]]]:
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """A deterministic ``.npz`` (sorted keys, fixed zip timestamps; ``np.savez`` stamps the time)."""
+    """The params ``.npz`` (`npuc.ir.serialize.write_npz`: deterministic, integers stored narrow;
+    the module's ``load_params`` widens them back)."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key in sorted(arrays):
-            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with zf.open(info, "w") as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+    write_npz(buf, {k: np.ascontiguousarray(a) for k, a in arrays.items()})  # as before: 0-d arrays as [1]
     return buf.getvalue()
 
 
