@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,7 +182,7 @@ def run(
     chunk = max(batch, 1) if table.mode == "float" else _chunk_size(graph, steps, batch)
     check_memory(_estimate_bytes(graph, steps, batch, chunk, keep, table.mode),
                  f"simulating '{graph.name}' ({steps:,} steps x {batch:,} samples, {table.mode} engine)")
-    ctx = Context(table.mode, profile, steps, batch)
+    ctx = Context(table.mode, profile, steps, batch, cache=_graph_cache(graph, table.mode, profile))
     parts = []
     for lo in range(0, max(batch, 1), chunk):
         hi = min(lo + chunk, batch)
@@ -199,6 +200,31 @@ def run(
             if name in keep:
                 probes.setdefault(name, {})[port] = v.cpu().numpy()
     return SimResult(decoded, [n.name for n in outs], steps, probes, ctx.stats, time.perf_counter() - t0)
+
+
+_GRAPH_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _graph_cache(graph: Graph, mode: str, profile: NumericProfile | None) -> dict:
+    """The kernel cache (parameter tensors, weight bounds, the graph's analysis) kept between runs
+    of one graph, so that small batches do not pay for it again. Kernels key it by the ids of
+    parameter arrays (which ops hold read-only, and the cache keeps alive); it is dropped when
+    the graph's nodes, ops, edges or profile change."""
+    keep = (mode, profile, [n.op for n in graph])  # alive, so that their ids are not reused
+    sig = (mode, id(profile), tuple((n.name, id(n.op), n.inputs) for n in graph))
+    hit = _GRAPH_CACHES.get(graph)
+    if hit is None or hit[0] != sig:
+        hit = (sig, {"_alive": keep})
+        _GRAPH_CACHES[graph] = hit
+    return hit[1]
+
+
+def _analysis(graph: Graph, ctx: Context) -> tuple[list[list[str]], set[tuple[str, str]]]:
+    """The recurrent groups and the ports somebody reads (cached with the graph)."""
+    if "_analysis" not in ctx.cache:
+        needed = {(r.node, graph[r.node].port(r)) for n in graph for r in n.inputs}
+        ctx.cache["_analysis"] = (graph.recurrent_groups(), needed)
+    return ctx.cache["_analysis"]
 
 
 _CHUNK_ELEMENTS = 1 << 21  # ~16 MB per int64 [T, B, ...] tensor of the widest node
@@ -229,10 +255,9 @@ def _evaluate(
     """Every node on time-major inputs ``raw``; returns the outputs' and kept nodes' values."""
     steps = ctx.steps
     values: dict[tuple[str, str], torch.Tensor] = {}
-    groups = graph.recurrent_groups()
+    groups, needed = _analysis(graph, ctx)
     # ports somebody reads (or probes): only these are stacked over time
-    ctx.needed = {(r.node, graph[r.node].port(r)) for n in graph for r in n.inputs}
-    ctx.needed |= {(n, p) for n in keep for p in graph[n].op.ports}
+    ctx.needed = needed | {(n, p) for n in keep for p in graph[n].op.ports}
     total = len(graph)
     done = 0
 
@@ -287,7 +312,7 @@ def _step_major(graph: Graph, ctx: Context) -> bool:
 def _run_step_major(graph: Graph, raw: dict[str, torch.Tensor], values: dict, table: KernelTable, ctx: Context,
                     keep: set[str], progress: Callable[[int, int, str], None] | None) -> None:
     """Every node for step 0, then step 1, ...; only outputs and kept ports are stacked over time."""
-    order = [n for group in graph.recurrent_groups() for n in group]
+    order = [n for group in _analysis(graph, ctx)[0] for n in group]
     wanted = {(n, p) for n in keep for p in graph[n].op.ports}
     wanted |= {(n.name, "out") for n in graph.outputs()}
     rows: dict[tuple[str, str], list[torch.Tensor]] = {}

@@ -36,6 +36,9 @@ _EXACT = 2**53
 FAST_PATHS = True
 """Use the in-place neuron step (`LIFInt._step_fast`); False selects the plain step everywhere
 (the tests compare both, counters included)."""
+NARROW = True
+"""Let the in-place step run on int32 state where `LIFInt._narrow` proves it exact (False: int64)."""
+_NARROW_MIN = 4096  # smaller states (batch x neurons): the conversions cost more than int32 saves
 
 
 def _q(op, ctx: Context):
@@ -67,6 +70,8 @@ def overflow(x: torch.Tensor, bits: int, mode: str, ctx: Context | None = None, 
     ceil_ = half if mode == "wrap_sym" else half - 1
     if lo >= floor_ and hi <= ceil_:  # the common case: nothing to resolve
         return x
+    narrow = x.dtype if x.dtype != torch.int64 else None
+    x = x.long() if narrow else x  # resolve in int64 (an int32 state's sums fit by its bound proof)
     if mode == "wrap":
         y = ((x + half) & ((1 << bits) - 1)) - half  # two's complement, bitwise on int64
     elif mode == "wrap_sym":
@@ -80,7 +85,7 @@ def overflow(x: torch.Tensor, bits: int, mode: str, ctx: Context | None = None, 
         raise ValueError(mode)
     if ctx is not None:
         ctx.count(what, (y != x).sum())
-    return y
+    return y.to(narrow) if narrow else y
 
 
 def shift(x: torch.Tensor, e: int) -> torch.Tensor:
@@ -109,13 +114,24 @@ def decay(x: torch.Tensor, mult: int, profile: NumericProfile) -> torch.Tensor:
     return p.__irshift__(b)
 
 
-def _decay_(x: torch.Tensor, mult: int, profile: NumericProfile, tmp: torch.Tensor) -> torch.Tensor:
-    """`decay` in place on ``x`` (``tmp``: a scratch tensor of ``x``'s shape)."""
+def _decay_(x: torch.Tensor, mult: int, profile: NumericProfile, tmp: torch.Tensor,
+            ftmp: torch.Tensor | None = None) -> torch.Tensor:
+    """`decay` in place on ``x`` (``tmp``: a scratch tensor of ``x``'s shape; ``ftmp``: a float64
+    one, given for int32 states)."""
     if mult == 0:
         return x.zero_()
     if mult == 1 << profile.decay_bits:
         return x
     b = profile.decay_bits
+    if ftmp is not None:
+        # |x| < 2^31 and mult <= 2^b: x * mult / 2^b is an exact float64 (< 2^53 before scaling by a
+        # power of two), so trunc / floor / floor(+1/2) of it is `decay`'s integer result
+        torch.mul(x, torch.tensor(mult / (1 << b), dtype=torch.float64), out=ftmp)
+        if profile.decay_rounding == "floor":
+            ftmp.floor_()
+        elif profile.decay_rounding != "trunc0":
+            ftmp.add_(0.5).floor_()
+        return x.copy_(ftmp)  # float -> int conversion truncates toward zero
     x.mul_(mult)
     if profile.decay_rounding == "trunc0":
         torch.bitwise_right_shift(x, 63, out=tmp)
@@ -294,7 +310,7 @@ class LIFInt(StatefulKernel):
         bias = shift(_cached(ctx, q.bias_mant, torch.int64), q.bias_exp)
         bias = bias if bool(bias.any()) else None  # no bias: skip one add per step
         st = {
-            "u": z.clone(), "v": torch.full_like(z, q.v_init), "s": z.clone(), "bias": bias,
+            "prof": prof, "u": z.clone(), "v": torch.full_like(z, q.v_init), "s": z.clone(), "bias": bias,
             "v_min": None if q.v_min is None else _cached(ctx, q.v_min, torch.int64),
             "du": prof.decay_unity - (q.du + prof.du_offset),
             "dv": prof.decay_unity - (q.dv + prof.dv_offset),
@@ -322,48 +338,83 @@ class LIFInt(StatefulKernel):
         x = xs[0]
         lo, hi = _extremes(x)
         alo, ahi = _range_of(prof.act_bits, prof.act_overflow)
-        if alo <= lo and hi <= ahi:  # the common case: one pass finds nothing to resolve
-            a, amax = x, max(-lo, hi, 0.0)
-        else:
-            a = overflow(x, prof.act_bits, prof.act_overflow, ctx, "input_overflow")
-            amax = _absmax(a)
-        shifted = a << prof.act_shift
-        amax *= 2.0**prof.act_shift
-        st["a_shifted"] = shifted
+        if not (alo <= lo and hi <= ahi):  # the common case: one pass finds nothing to resolve
+            x = overflow(x, prof.act_bits, prof.act_overflow, ctx, "input_overflow")
+            lo, hi = _extremes(x)
+        st["a_shifted"] = x << prof.act_shift
+        lo, hi = min(lo, 0.0) * 2.0**prof.act_shift, max(hi, 0.0) * 2.0**prof.act_shift
+        amax = max(-lo, hi)
         # binary spikes go straight into the rows of the [T, B, ...] result (no stack afterwards)
         if "spike_rows" not in st:
             st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
         D, T = prof.decay_unity, ctx.steps
+        # a decay that does not round toward zero can grow a magnitude by < 1 per step
+        slack = 0.0 if prof.decay_rounding == "trunc0" else float(T)
 
         def geometric(per_step: float, mult: int) -> float:
             f = max(0.0, min(1.0, abs(mult) / D))
-            return per_step * T if f >= 1.0 else min(per_step * T, per_step / (1.0 - f))
+            return slack + (per_step * T if f >= 1.0 else min(per_step * T, per_step / (1.0 - f)))
 
-        ubound = geometric(amax, st["du"]) + _absmax(st["u"])
+        u0 = _absmax(st["u"])
+        ubound = geometric(amax, st["du"]) + u0
         q = op.q
         reset = max(abs(st["vth"]), abs(st["vth_lo"] or 0), abs(q.reset_value), abs(q.v_init))
         if op.spike == "multilevel":
             reset *= op.levels or 2**20
         bias = 0.0 if st["bias"] is None else _absmax(st["bias"])
         vbound = geometric(ubound + bias + reset, st["dv"]) + reset + abs(q.v_init)
+        if op.spike == "binary" and op.reset == "value" and op.reset_timing == "same" and st["v_min"] is None:
+            # v after a step is <= max(vth, reset_value) (below threshold, or reset): only the
+            # negative side accumulates
+            blo, bhi = (0.0, 0.0) if st["bias"] is None else _extremes(st["bias"])
+            top = max(st["vth"], q.reset_value, q.v_init, 0) + geometric(hi, st["du"]) + u0 + max(bhi, 0.0)
+            low = geometric(geometric(-lo, st["du"]) + u0 + max(-blo, 0.0), st["dv"]) + abs(q.reset_value) + abs(q.v_init)
+            vbound = min(vbound, max(top, low))
+        if (op.spike == "binary" and op.reset == "subtract" and op.reset_timing in ("same", "delayed")
+                and st["vth"] >= 0 and st["v_min"] is None):
+            # a subtraction only follows v > vth >= 0, so it never grows |v| beyond vth
+            vbound = min(vbound, geometric(ubound + bias, st["dv"]) + st["vth"] + abs(q.v_init))
         if st["v_min"] is not None:
             vbound += float(st["v_min"].abs().max())
         lim = lambda bits: float(2 ** (bits - 1) - 1) if bits else float("inf")  # noqa: E731
         st["check_u"] = not (ubound <= lim(prof.u_bits) and ubound <= lim(prof.arith_bits))
         st["check_v"] = not (vbound <= lim(prof.v_bits) and vbound <= lim(prof.arith_bits))
+        if st["fast"] and NARROW and st["v"].numel() >= _NARROW_MIN:
+            self._narrow(op, st, amax, ubound, vbound, bias + reset + abs(q.reset_value))
 
     def _prepare_fast(self, op: LIF, st: dict, ctx: Context) -> None:
         """Buffers for `_step_fast`: the state is updated in place (no allocation per step); ports
         somebody reads are written into ``[T, B, ...]`` rows the engine takes without stacking."""
         st["tmp"] = torch.empty_like(st["v"])
         st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
-        st["fired"] = torch.empty(st["v"].shape, dtype=torch.bool)
         for port in ("v", "i"):
             if (ctx.node, port) in ctx.needed:
                 st[port + "_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
         # the v register's limits with one check per step (see _step_fast)
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         st["v_ok"] = _range_of(prof.arith_bits, "wrap"), _range_of(prof.v_bits, prof.v_overflow)
+
+    def _narrow(self, op: LIF, st: dict, amax: float, ubound: float, vbound: float, extra: float) -> None:
+        """Run `_step_fast` on int32 state when no intermediate value can leave int32.
+
+        Bounds (``prepare``'s, or the register a check resolves into each step): the input
+        ``|a| <= amax``; u before its check ``<= U + amax`` with ``U`` the proven bound or u's
+        register; the v sum before its checks ``<= V + U + extra`` (bias, reset amounts, reset
+        value) with ``V`` likewise. Checks that stay on still run (on int32 values that are the
+        exact sums), so overflow is still detected and resolved exactly as in int64."""
+        prof: NumericProfile = st["prof"]
+        reg = lambda bits, mode: float("inf") if mode == "none" or not bits else float(2 ** (bits - 1))  # noqa: E731
+        U = min(reg(prof.u_bits, prof.u_overflow), reg(prof.arith_bits, "wrap")) if st["check_u"] else ubound
+        V = min(reg(prof.v_bits, prof.v_overflow), reg(prof.arith_bits, "wrap")) if st["check_v"] else vbound
+        if max(U + amax, V + U + extra) >= 2**30:  # a margin below 2^31: no proof, keep int64
+            return
+        i32 = torch.int32
+        for k in ("u", "v", "tmp"):
+            st[k] = st[k].to(i32)
+        st["a_shifted"] = st["a_shifted"].to(i32)
+        st["s32"] = [torch.zeros_like(st["v"]), torch.zeros_like(st["v"])]  # this step's and the last
+        st["s"] = st["s32"][1]
+        st["ftmp"] = torch.empty(st["v"].shape, dtype=torch.float64)
 
     def _amount(self, op: LIF, s: torch.Tensor, st: dict) -> torch.Tensor:
         if op.spike == "ternary":
@@ -417,57 +468,74 @@ class LIFInt(StatefulKernel):
         return {"spikes": s, "v": v, "i": u}
 
     def _step_fast(self, op: LIF, st: dict, xs, t: int, ctx: Context) -> dict:
-        """`step` for binary spikes outside recurrent loops, in place on owned buffers.
+        """`step` for binary spikes, in place on owned buffers (int32 ones when `_narrow` proved
+        they suffice).
 
         Same arithmetic in the same order as `step`. The two v-register resolutions (the adder's
         wrap before the reset, the state rule after it) are decided by one ``aminmax`` of the sum:
         the reset moves values by at most ``|vth|`` (or to ``reset_value``), so when that whole
         range fits both registers neither rule can change a value; otherwise this step takes
-        `step`'s exact path."""
+        `step`'s exact path. Resets that set a value multiply by a 0/1 mask (``masked_fill_`` is
+        several times slower on CPU)."""
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         q = op.q
         if "a_shifted" in st:
             a = st["a_shifted"][t]
         else:  # inside a recurrent group
             a = overflow(xs[0], prof.act_bits, prof.act_overflow, ctx, "input_overflow") << prof.act_shift
-        u = a if st["du"] == 0 else _decay_(st["u"], st["du"], prof, st["tmp"]).add_(a)
+        ftmp = st.get("ftmp")
+        u = a if st["du"] == 0 else _decay_(st["u"], st["du"], prof, st["tmp"], ftmp).add_(a)
         if st.get("check_u", True):  # u is owned (a is the kernel's own tensor)
             u.copy_(overflow(overflow(u, prof.arith_bits, "wrap", ctx, "u_adder_wrap"), prof.u_bits,
                              prof.u_overflow, ctx, "u_overflow"))
         v, s_prev = st["v"], st["s"]
-        # the previous spikes as a mask, for the resets that set a value (the first step has none)
-        prev = None if t == 0 else (s_prev.bool() if op.reset == "value" else s_prev)
-        if prev is not None and op.reset_timing == "delayed" and op.reset == "value":
-            v.masked_fill_(prev, q.reset_value)
-        h = _decay_(v, st["dv"], prof, st["tmp"]).add_(u)
+        after = t > 0  # the first step has no previous spikes
+        if after and op.reset_timing == "delayed" and op.reset == "value":
+            self._set_where(v, s_prev, q.reset_value, st["tmp"])
+        h = _decay_(v, st["dv"], prof, st["tmp"], ftmp).add_(u)
         if st["bias"] is not None:
             h += st["bias"]
-        if st.get("check_v", True) and not self._fits(op, st, h, prev is not None):
+        if st.get("check_v", True) and not self._fits(op, st, h, after):
             h.copy_(overflow(h, prof.arith_bits, "wrap", ctx, "v_adder_wrap"))
-            self._reset_before(op, st, h, s_prev, prev)
+            self._reset_before(op, st, h, s_prev, after)
             h.copy_(overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_overflow"))
         else:
-            self._reset_before(op, st, h, s_prev, prev)
+            self._reset_before(op, st, h, s_prev, after)
         cmp = torch.gt if op.compare == "gt" else torch.ge
-        s = cmp(h, st["vth"], out=st["spike_rows"][t])  # 0/1 written straight into the int64 rows
+        row = st["spike_rows"][t]
+        if "s32" in st:  # int32 state: spikes in an int32 buffer (the last step's stays), copied to the rows
+            s = cmp(h, st["vth"], out=st["s32"][t % 2])
+            row.copy_(s)
+        else:
+            s = row = cmp(h, st["vth"], out=row)  # 0/1 written straight into the int64 rows
         if op.reset_timing == "same" and op.reset == "subtract":
             h.add_(s, alpha=-st["vth"])
         elif op.reset_timing == "same" and op.reset == "value":
-            h.masked_fill_(cmp(h, st["vth"], out=st["fired"]), q.reset_value)
+            self._set_where(h, s, q.reset_value, st["tmp"])
         st["s"] = s
-        out = {"spikes": s}
+        out = {"spikes": row}
         out["v"] = st["v_rows"][t].copy_(h) if "v_rows" in st else h
         out["i"] = st["i_rows"][t].copy_(u) if "i_rows" in st else u
         return out
 
-    def _reset_before(self, op: LIF, st: dict, h: torch.Tensor, s_prev: torch.Tensor, prev) -> None:
+    @staticmethod
+    def _set_where(x: torch.Tensor, mask: torch.Tensor, value: int, tmp: torch.Tensor) -> None:
+        """``x[mask != 0] = value`` for a 0/1 integer ``mask``: ``x -= (x - value) * mask``."""
+        if value:
+            torch.sub(x, value, out=tmp)
+            tmp.mul_(mask)
+        else:
+            torch.mul(x, mask, out=tmp)
+        x.sub_(tmp)
+
+    def _reset_before(self, op: LIF, st: dict, h: torch.Tensor, s_prev: torch.Tensor, after: bool) -> None:
         """The resets `step` applies between the v adder and the v register (previous spikes)."""
-        if prev is None:
+        if not after:
             return
         if op.reset_timing != "same" and op.reset == "subtract":
             h.add_(s_prev, alpha=-st["vth"])
         if op.reset_timing == "delayed_charge" and op.reset == "value":
-            h.masked_fill_(prev, op.q.reset_value)
+            self._set_where(h, s_prev, op.q.reset_value, st["tmp"])
 
     def _fits(self, op: LIF, st: dict, h: torch.Tensor, after_spikes: bool) -> bool:
         """Whether neither v-register rule can change any value this step (see `_step_fast`)."""
