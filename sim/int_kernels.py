@@ -322,7 +322,9 @@ class LIFInt(StatefulKernel):
             st["r"] = torch.from_numpy(lfsr.uniform_block(op.bits, op.seed, ctx.steps, n).astype(np.int64))
         # binary spikes: the in-place step, also inside recurrent groups (where `prepare` is not
         # called: inputs arrive step by step and every overflow check stays on)
-        st["fast"] = FAST_PATHS and op.spike == "binary" and st["v_min"] is None
+        # multi-level spikes (sinabs) too when the reset is a same-step subtraction (or none)
+        multi = op.spike == "multilevel" and op.reset_timing == "same" and op.reset != "value"
+        st["fast"] = FAST_PATHS and (op.spike == "binary" or multi) and st["v_min"] is None
         if st["fast"]:
             self._prepare_fast(op, st, ctx)
         return st
@@ -370,9 +372,11 @@ class LIFInt(StatefulKernel):
             top = max(st["vth"], q.reset_value, q.v_init, 0) + geometric(hi, st["du"]) + u0 + max(bhi, 0.0)
             low = geometric(geometric(-lo, st["du"]) + u0 + max(-blo, 0.0), st["dv"]) + abs(q.reset_value) + abs(q.v_init)
             vbound = min(vbound, max(top, low))
-        if (op.spike == "binary" and op.reset == "subtract" and op.reset_timing in ("same", "delayed")
+        same_sub = op.reset == "subtract" and op.reset_timing == "same" and op.spike in ("binary", "multilevel")
+        if ((same_sub or (op.spike == "binary" and op.reset == "subtract" and op.reset_timing == "delayed"))
                 and st["vth"] >= 0 and st["v_min"] is None):
-            # a subtraction only follows v > vth >= 0, so it never grows |v| beyond vth
+            # a subtraction of s * vth only follows v >= s * vth >= 0 (a delayed one: v > vth), so it
+            # never grows |v| beyond vth
             vbound = min(vbound, geometric(ubound + bias, st["dv"]) + st["vth"] + abs(q.v_init))
         if st["v_min"] is not None:
             vbound += float(st["v_min"].abs().max())
@@ -380,7 +384,12 @@ class LIFInt(StatefulKernel):
         st["check_u"] = not (ubound <= lim(prof.u_bits) and ubound <= lim(prof.arith_bits))
         st["check_v"] = not (vbound <= lim(prof.v_bits) and vbound <= lim(prof.arith_bits))
         if st["fast"] and NARROW and st["v"].numel() >= _NARROW_MIN:
-            self._narrow(op, st, amax, ubound, vbound, bias + reset + abs(q.reset_value))
+            # what the v sum can hold besides decayed v and u: bias, v_init, reset_value, and a
+            # delayed subtraction (binary: one vth) before the checks; a same-step subtraction
+            # comes after them and only shrinks |v|
+            delayed_sub = op.reset == "subtract" and op.reset_timing != "same"
+            extra = bias + abs(q.v_init) + abs(q.reset_value) + (abs(st["vth"]) if delayed_sub else 0.0)
+            self._narrow(op, st, amax, ubound, vbound, extra)
 
     def _prepare_fast(self, op: LIF, st: dict, ctx: Context) -> None:
         """Buffers for `_step_fast`: the state is updated in place (no allocation per step); ports
@@ -504,10 +513,10 @@ class LIFInt(StatefulKernel):
         cmp = torch.gt if op.compare == "gt" else torch.ge
         row = st["spike_rows"][t]
         if "s32" in st:  # int32 state: spikes in an int32 buffer (the last step's stays), copied to the rows
-            s = cmp(h, st["vth"], out=st["s32"][t % 2])
+            s = self._spikes(op, st, h, cmp, st["s32"][t % 2])
             row.copy_(s)
         else:
-            s = row = cmp(h, st["vth"], out=row)  # 0/1 written straight into the int64 rows
+            s = row = self._spikes(op, st, h, cmp, row)  # written straight into the int64 rows
         if op.reset_timing == "same" and op.reset == "subtract":
             h.add_(s, alpha=-st["vth"])
         elif op.reset_timing == "same" and op.reset == "value":
@@ -517,6 +526,14 @@ class LIFInt(StatefulKernel):
         out["v"] = st["v_rows"][t].copy_(h) if "v_rows" in st else h
         out["i"] = st["i_rows"][t].copy_(u) if "i_rows" in st else u
         return out
+
+    @staticmethod
+    def _spikes(op: LIF, st: dict, h: torch.Tensor, cmp, out: torch.Tensor) -> torch.Tensor:
+        """Binary spikes ``h > vth`` (or ``>=``), or `_fire`'s multi-level counts, into ``out``."""
+        if op.spike == "binary":
+            return cmp(h, st["vth"], out=out)
+        torch.div(h, st["vth"], rounding_mode="floor", out=out)
+        return out.clamp_(min=0, max=None if op.levels is None else op.levels - 1)
 
     @staticmethod
     def _set_where(x: torch.Tensor, mask: torch.Tensor, value: int, tmp: torch.Tensor) -> None:
