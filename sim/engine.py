@@ -25,10 +25,10 @@ import torch
 
 from ..errors import GraphError
 from ..ir.graph import Graph, Ref
-from ..ir.ops import LIF, Add, Input, Op, Output
+from ..ir.ops import LIF, Add, Conv1d, Conv2d, Dense, Input, Op, Output
 from ..ir.values import NumericProfile
 from ..limits import check_memory
-from .encoding import decode, encode, to_time_major
+from .encoding import decode, encode, encode_int_spikes_float, to_time_major
 
 Values = dict[str, torch.Tensor]
 
@@ -240,7 +240,8 @@ def _estimate_bytes(graph: Graph, steps: int, batch: int, chunk: int, keep: set[
 
 
 def _chunk_size(graph: Graph, steps: int, batch: int) -> int:
-    widest = max((math.prod(sh) for n in graph for sh in n.shapes.values()), default=1)
+    # inputs are not counted: their values are the caller's, sliced per chunk
+    widest = max((math.prod(sh) for n in graph if not isinstance(n.op, Input) for sh in n.shapes.values()), default=1)
     return max(1, min(batch, _CHUNK_ELEMENTS // max(1, steps * widest)))  # >= 1 even for batch 0
 
 
@@ -253,7 +254,6 @@ def _evaluate(
     progress: Callable[[int, int, str], None] | None,
 ) -> dict[tuple[str, str], torch.Tensor]:
     """Every node on time-major inputs ``raw``; returns the outputs' and kept nodes' values."""
-    steps = ctx.steps
     values: dict[tuple[str, str], torch.Tensor] = {}
     groups, needed = _analysis(graph, ctx)
     # ports somebody reads (or probes): only these are stacked over time
@@ -281,7 +281,7 @@ def _evaluate(
                 ctx.node = name
                 op = node.op
                 if isinstance(op, Input):
-                    out = {"out": encode(op, raw[name], steps, table.mode)}
+                    out = {"out": _encode_input(graph, name, raw[name], ctx, name in keep)}
                 elif isinstance(op, Output):
                     out = {"out": inputs_of(name)[0]}
                 else:
@@ -295,6 +295,24 @@ def _evaluate(
                 progress(done, total, group[-1])
     outs = {n.name for n in graph.outputs()}
     return {k: v for k, v in values.items() if k[0] in keep or (k[0] in outs and k[1] == "out")}
+
+
+def _encode_input(graph: Graph, name: str, x: torch.Tensor, ctx: Context, probed: bool) -> torch.Tensor:
+    """An input's per-step values. Integer spikes only weighted ops read (and nobody probes) stay
+    in their float type (exact integers: those ops multiply in float anyway) instead of a round
+    trip through int64."""
+    op = graph[name].op
+    if ctx.mode == "int" and "_float_inputs" not in ctx.cache:
+        ctx.cache["_float_inputs"] = {n.name for n in graph.inputs()
+                                      if all(type(graph[u].op) in _WEIGHTED for u, _ in graph.users(n.name))}
+    if ctx.mode == "int" and not probed and name in ctx.cache["_float_inputs"]:
+        v = encode_int_spikes_float(op, x, ctx.steps)
+        if v is not None:
+            return v
+    return encode(op, x, ctx.steps, ctx.mode)
+
+
+_WEIGHTED = (Dense, Conv1d, Conv2d)
 
 
 def _step_major(graph: Graph, ctx: Context) -> bool:
@@ -439,7 +457,8 @@ def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable,
             for p, y in out.items():
                 per_step.setdefault((n, p), []).append(y)
     for key, seq in per_step.items():
-        values[key] = _stack(seq)
+        if key in ctx.needed:  # ports nobody reads (a neuron's v and i) are not stacked
+            values[key] = _stack(seq)
 
 
 def _term_refs(graph: Graph, node: Any, ctx: Context) -> list[Ref] | None:

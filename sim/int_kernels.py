@@ -177,7 +177,7 @@ def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
     elif bound < _EXACT:
         acc = fn(x.to(torch.float64), _cached(ctx, q.weight, torch.float64)).to(torch.int64)
     else:  # exact but slower
-        acc = fn(x, _cached(ctx, q.weight, torch.int64))
+        acc = fn(x.to(torch.int64), _cached(ctx, q.weight, torch.int64))
     acc = acc.__ilshift__(q.weight_exp) if q.weight_exp >= 0 else acc.__irshift__(-q.weight_exp)  # acc is fresh
     bound = bound * 2.0**q.weight_exp  # floor shifts keep |floor(s / 2^k)| <= ceil(|s| / 2^k) <= bound / 2^k + 1
     bound += 0.0 if q.weight_exp >= 0 else 1.0
