@@ -277,3 +277,20 @@ def test_int32_state_refused_when_sums_can_leave_int32(monkeypatch):
     assert want["v"].max() > 2**31
     for got, port in zip(fast.outputs, ("spikes", "v", "i")):
         assert np.array_equal(got, want[port]), port
+
+
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2), ((2, 3), (1, 2)), (3, 3), (1, 1)])
+def test_int_max_pool_on_strided_views_equals_max_pool2d(kernel, stride):
+    """The integer max pool without padding (maxima of strided views, no float round trip) equals
+    torch's max_pool2d on the same integers, including values beyond float32's exact range."""
+    import torch
+    import torch.nn.functional as F
+
+    from npuc.ir import MaxPool2d
+
+    rng = np.random.default_rng(7)
+    for h, w in [(7, 9), (8, 8), (5, 6)]:
+        x = torch.from_numpy(rng.integers(-(2**40), 2**40, (3, 2, h, w)))
+        got = int_kernels.maxpool(MaxPool2d(kernel=kernel, stride=stride), [x], None)
+        want = F.max_pool2d(x.to(torch.float64), kernel, stride).to(torch.int64)
+        assert got.dtype == torch.int64 and torch.equal(got, want)
