@@ -169,22 +169,38 @@ def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
         w = np.abs(q.weight.astype(np.float64)).reshape(q.weight.shape[0], -1).sum(1).max()
         ctx.cache[bound_key] = (q.weight, float(w))
     xmax = _absmax(x)
-    bound = ctx.cache[bound_key][1] * xmax
+    acc_bound = ctx.cache[bound_key][1] * xmax
+    e = q.weight_exp
+    # floor shifts keep |floor(s / 2^k)| <= ceil(|s| / 2^k) <= bound / 2^k + 1
+    bound = acc_bound * 2.0**e + (0.0 if e >= 0 else 1.0)
+    bias_max = float(np.abs(q.bias).max()) if q.bias is not None and q.bias.size else 0.0
+    bound += bias_max
+    bias = None if q.bias is None else _cached(ctx, q.bias, torch.int64)
+    if bias is not None and fn is not _linear:
+        bias = bias.reshape((-1,) + (1,) * (x.dim() - 2))
     # every partial sum of integers below 2^24 (2^53) is an exact float32 (float64) integer, so
-    # the float result is the integer result (no rounding needed)
-    if bound < 2**24:
+    # the float result is the integer result; scaling by 2^e is exact in float too, floor() gives
+    # the shift's floor, and the bias sum is exact while the whole bound stays below 2^24 (2^53):
+    # then one conversion to int64 at the end
+    for limit, ft in ((2**24, torch.float32), (_EXACT, torch.float64)):
+        if acc_bound < limit and bound < limit:
+            acc = fn(x.to(ft), _cached(ctx, q.weight, ft))
+            if e:
+                acc.mul_(2.0**e)
+                if e < 0:
+                    acc.floor_()
+            if bias is not None:
+                acc += _cached(ctx, q.bias, ft) if fn is _linear else _cached(ctx, q.bias, ft).reshape(bias.shape)
+            return acc.to(torch.int64), bound
+    if acc_bound < 2**24:
         acc = fn(x.to(torch.float32), _cached(ctx, q.weight, torch.float32)).to(torch.int64)
-    elif bound < _EXACT:
+    elif acc_bound < _EXACT:
         acc = fn(x.to(torch.float64), _cached(ctx, q.weight, torch.float64)).to(torch.int64)
     else:  # exact but slower
         acc = fn(x.to(torch.int64), _cached(ctx, q.weight, torch.int64))
-    acc = acc.__ilshift__(q.weight_exp) if q.weight_exp >= 0 else acc.__irshift__(-q.weight_exp)  # acc is fresh
-    bound = bound * 2.0**q.weight_exp  # floor shifts keep |floor(s / 2^k)| <= ceil(|s| / 2^k) <= bound / 2^k + 1
-    bound += 0.0 if q.weight_exp >= 0 else 1.0
-    if q.bias is not None:
-        b = _cached(ctx, q.bias, torch.int64)
-        acc += b if fn is _linear else b.reshape((-1,) + (1,) * (acc.dim() - 2))
-        bound += float(np.abs(q.bias).max()) if q.bias.size else 0.0
+    acc = acc.__ilshift__(e) if e >= 0 else acc.__irshift__(-e)  # acc is fresh
+    if bias is not None:
+        acc += bias
     return acc, bound
 
 
