@@ -337,10 +337,15 @@ class LIFInt(StatefulKernel):
         if prof is None:
             raise ValueError("the integer engine needs a numeric profile")
         z = torch.zeros((ctx.batch, *shape), dtype=torch.int64)
-        bias = shift(_cached(ctx, q.bias_mant, torch.int64), q.bias_exp)
-        bias = bias if bool(bias.any()) else None  # no bias: skip one add per step
+        key = (id(q.bias_mant), "bias", q.bias_exp)
+        if key not in ctx.cache:  # the shifted bias and its range (None: no bias, skip one add per step)
+            bias = shift(_cached(ctx, q.bias_mant, torch.int64), q.bias_exp)
+            ctx.cache[key] = (q.bias_mant, bias if bool(bias.any()) else None,
+                              _extremes(bias) if bool(bias.any()) else (0.0, 0.0))
+        _, bias, st_brange = ctx.cache[key]
         st = {
-            "prof": prof, "u": z.clone(), "v": torch.full_like(z, q.v_init), "s": z.clone(), "bias": bias,
+            "prof": prof, "u": z, "v": torch.full_like(z, q.v_init), "s": torch.zeros_like(z), "bias": bias,
+            "bias_range": st_brange,
             "v_min": None if q.v_min is None else _cached(ctx, q.v_min, torch.int64),
             "du": prof.decay_unity - (q.du + prof.du_offset),
             "dv": prof.decay_unity - (q.dv + prof.dv_offset),
@@ -387,18 +392,18 @@ class LIFInt(StatefulKernel):
             f = max(0.0, min(1.0, abs(mult) / D))
             return slack + (per_step * T if f >= 1.0 else min(per_step * T, per_step / (1.0 - f)))
 
-        u0 = _absmax(st["u"])
+        u0 = 0.0  # u starts at zero (`init`)
         ubound = geometric(amax, st["du"]) + u0
         q = op.q
         reset = max(abs(st["vth"]), abs(st["vth_lo"] or 0), abs(q.reset_value), abs(q.v_init))
         if op.spike == "multilevel":
             reset *= op.levels or 2**20
-        bias = 0.0 if st["bias"] is None else _absmax(st["bias"])
+        blo, bhi = st["bias_range"]
+        bias = max(-blo, bhi)
         vbound = geometric(ubound + bias + reset, st["dv"]) + reset + abs(q.v_init)
         if op.spike == "binary" and op.reset == "value" and op.reset_timing == "same" and st["v_min"] is None:
             # v after a step is <= max(vth, reset_value) (below threshold, or reset): only the
             # negative side accumulates
-            blo, bhi = (0.0, 0.0) if st["bias"] is None else _extremes(st["bias"])
             top = max(st["vth"], q.reset_value, q.v_init, 0) + geometric(hi, st["du"]) + u0 + max(bhi, 0.0)
             low = geometric(geometric(-lo, st["du"]) + u0 + max(-blo, 0.0), st["dv"]) + abs(q.reset_value) + abs(q.v_init)
             vbound = min(vbound, max(top, low))
