@@ -378,7 +378,6 @@ class LIFInt(StatefulKernel):
         if not (alo <= lo and hi <= ahi):  # the common case: one pass finds nothing to resolve
             x = overflow(x, prof.act_bits, prof.act_overflow, ctx, "input_overflow")
             lo, hi = _extremes(x)
-        st["a_shifted"] = x << prof.act_shift
         lo, hi = min(lo, 0.0) * 2.0**prof.act_shift, max(hi, 0.0) * 2.0**prof.act_shift
         amax = max(-lo, hi)
         # binary spikes go straight into the rows of the [T, B, ...] result (no stack afterwards)
@@ -425,6 +424,11 @@ class LIFInt(StatefulKernel):
             delayed_sub = op.reset == "subtract" and op.reset_timing != "same"
             extra = bias + abs(q.v_init) + abs(q.reset_value) + (abs(st["vth"]) if delayed_sub else 0.0)
             self._narrow(op, st, amax, ubound, vbound, extra)
+        # every step's input shifted at once, in the state's type (int32 inputs fit: amax < 2^30)
+        if "s32" in st:
+            st["a_shifted"] = x.to(torch.int32).__ilshift__(prof.act_shift)
+        else:
+            st["a_shifted"] = x.to(torch.int64) << prof.act_shift
 
     def _prepare_fast(self, op: LIF, st: dict, ctx: Context) -> None:
         """Buffers for `_step_fast`: the state is updated in place (no allocation per step); ports
@@ -455,7 +459,6 @@ class LIFInt(StatefulKernel):
         i32 = torch.int32
         for k in ("u", "v", "tmp"):
             st[k] = st[k].to(i32)
-        st["a_shifted"] = st["a_shifted"].to(i32)
         st["s32"] = [torch.zeros_like(st["v"]), torch.zeros_like(st["v"])]  # this step's and the last
         st["s"] = st["s32"][1]
         st["ftmp"] = torch.empty(st["v"].shape, dtype=torch.float64)
