@@ -45,6 +45,7 @@ class Context:
     cache: dict[Any, Any] = field(default_factory=dict)
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     needed: set[tuple[str, str]] = field(default_factory=set)
+    kept: set[tuple[str, str]] = field(default_factory=set)  # probed ports
 
     def count(self, key: str, n: int | torch.Tensor) -> None:
         """Add ``n`` events (e.g. saturations) to the current node's counter ``key``."""
@@ -187,7 +188,9 @@ def run(
     for lo in range(0, max(batch, 1), chunk):
         hi = min(lo + chunk, batch)
         ctx.batch = hi - lo
-        part = {k: v[:, lo:hi] for k, v in raw.items()} if chunk < batch else raw
+        # one contiguous copy of the chunk (a batch slice of [T, B, ...] is strided): the kernels'
+        # flattening to [T*B, ...] and the input checks then need no copies of their own
+        part = {k: v[:, lo:hi].contiguous() for k, v in raw.items()} if chunk < batch else raw
         parts.append(_evaluate(graph, part, table, ctx, keep, progress if lo == 0 else None))
     values = parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts], 1) for k in parts[0]}
 
@@ -257,7 +260,8 @@ def _evaluate(
     values: dict[tuple[str, str], torch.Tensor] = {}
     groups, needed = _analysis(graph, ctx)
     # ports somebody reads (or probes): only these are stacked over time
-    ctx.needed = needed | {(n, p) for n in keep for p in graph[n].op.ports}
+    ctx.kept = {(n, p) for n in keep for p in graph[n].op.ports}
+    ctx.needed = needed | ctx.kept
     total = len(graph)
     done = 0
 
@@ -456,8 +460,10 @@ def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable,
                 out = k.apply(node.op, xs, ctx)
             for p, y in out.items():
                 per_step.setdefault((n, p), []).append(y)
+    # only ports read outside the group (or probed) are stacked over time
+    outside = {(r.node, graph[r.node].port(r)) for n in graph if n.name not in members for r in n.inputs}
     for key, seq in per_step.items():
-        if key in ctx.needed:  # ports nobody reads (a neuron's v and i) are not stacked
+        if key in outside or key in ctx.kept:
             values[key] = _stack(seq)
 
 
