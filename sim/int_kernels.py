@@ -1,10 +1,14 @@
 """Integer semantics: what the hardware computes, driven by a `NumericProfile`.
 
-All values are int64 tensors. Weighted sums are evaluated in float64, which is
-exact while every partial sum stays below 2^53 (checked per call from the
-weights' absolute row sums; otherwise the int64 path is used). Every overflow
-the profile resolves (wrap or saturation) is counted per node in the result's
-``stats`` so that quantization reports can name the layers that overflowed.
+Node values are int64 tensors (spike inputs read only by weighted ops may stay
+float: exact integers). Weighted sums, exponent and bias are evaluated in float32
+or float64, exact while every partial sum stays below 2^24 / 2^53 (checked per
+call from the weights' absolute row sums; otherwise the int64 path is used).
+Neuron states are int64, or int32 where `LIFInt._narrow` proves no intermediate
+value can leave int32. Each overflow check is skipped only where the layer's
+bounds prove it idle; every overflow the profile resolves (wrap or saturation) is
+counted per node in the result's ``stats`` so that quantization reports can name
+the layers that overflowed.
 """
 
 from __future__ import annotations
