@@ -121,15 +121,15 @@ def decay(x: torch.Tensor, mult: int, profile: NumericProfile) -> torch.Tensor:
 def _decay_(x: torch.Tensor, mult: int, profile: NumericProfile, tmp: torch.Tensor,
             ftmp: torch.Tensor | None = None) -> torch.Tensor:
     """`decay` in place on ``x`` (``tmp``: a scratch tensor of ``x``'s shape; ``ftmp``: a float64
-    one, given for int32 states)."""
+    one, given when ``|x| * 2^decay_bits < 2^53``)."""
     if mult == 0:
         return x.zero_()
     if mult == 1 << profile.decay_bits:
         return x
     b = profile.decay_bits
     if ftmp is not None:
-        # |x| < 2^31 and mult <= 2^b: x * mult / 2^b is an exact float64 (< 2^53 before scaling by a
-        # power of two), so trunc / floor / floor(+1/2) of it is `decay`'s integer result
+        # |x| * mult < 2^53: x * mult / 2^b is an exact float64 (a power-of-two scaling of an exact
+        # product), so trunc / floor / floor(+1/2) of it is `decay`'s integer result
         torch.mul(x, torch.tensor(mult / (1 << b), dtype=torch.float64), out=ftmp)
         if profile.decay_rounding == "floor":
             ftmp.floor_()
@@ -445,6 +445,15 @@ class LIFInt(StatefulKernel):
         # the v register's limits with one check per step (see _step_fast)
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         st["v_ok"] = _range_of(prof.arith_bits, "wrap"), _range_of(prof.v_bits, prof.v_overflow)
+        # the decays multiply the state after the previous step's register rules (or within
+        # `prepare`'s proven bounds, which fit those registers): when registers keep that product
+        # below 2^53 it is an exact float64, and two passes replace `_decay_`'s five on int64
+        reg = lambda bits, mode: float("inf") if mode == "none" or not bits else float(2 ** (bits - 1))  # noqa: E731
+        wide = max(min(reg(prof.u_bits, prof.u_overflow), reg(prof.arith_bits, "wrap")),
+                   min(reg(prof.v_bits, prof.v_overflow), reg(prof.arith_bits, "wrap"))
+                   + abs(st["vth"]) + abs(op.q.reset_value), abs(op.q.v_init))  # resets after the adder wrap
+        if wide * prof.decay_unity < 2.0**52:
+            st["ftmp"] = torch.empty(st["v"].shape, dtype=torch.float64)
 
     def _narrow(self, op: LIF, st: dict, amax: float, ubound: float, vbound: float, extra: float) -> None:
         """Run `_step_fast` on int32 state when no intermediate value can leave int32.
