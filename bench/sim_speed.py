@@ -6,7 +6,8 @@ on the same input (goal: >= 1.0x for both golden engines, at batch 1 and at a la
 
 * PyTorch forward (the model's ``forward``, ``torch.no_grad``);
 * golden float engine (bit-exact to that forward: checked on the large batch);
-* golden integer engine (every overflow check in place);
+* golden integer engine (every overflow check in place; a check is skipped only where the layer's
+  bounds prove it idle);
 * Lava ``Loihi2SimCfg(select_tag='fixed_pt')``: several samples streamed through one network
   build; the steady state (runtime up, all but the first step) is timed apart from the process
   build (processes created, compiled, runtime started, first step), checked bit-exact against

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +25,10 @@ import torch
 
 from ..errors import GraphError
 from ..ir.graph import Graph, Ref
-from ..ir.ops import LIF, Add, Input, Op, Output
+from ..ir.ops import LIF, Add, Conv1d, Conv2d, Dense, Input, Op, Output
 from ..ir.values import NumericProfile
 from ..limits import check_memory
-from .encoding import decode, encode, to_time_major
+from .encoding import decode, encode, encode_int_spikes_float, to_time_major
 
 Values = dict[str, torch.Tensor]
 
@@ -44,6 +45,7 @@ class Context:
     cache: dict[Any, Any] = field(default_factory=dict)
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     needed: set[tuple[str, str]] = field(default_factory=set)
+    kept: set[tuple[str, str]] = field(default_factory=set)  # probed ports
 
     def count(self, key: str, n: int | torch.Tensor) -> None:
         """Add ``n`` events (e.g. saturations) to the current node's counter ``key``."""
@@ -181,12 +183,14 @@ def run(
     chunk = max(batch, 1) if table.mode == "float" else _chunk_size(graph, steps, batch)
     check_memory(_estimate_bytes(graph, steps, batch, chunk, keep, table.mode),
                  f"simulating '{graph.name}' ({steps:,} steps x {batch:,} samples, {table.mode} engine)")
-    ctx = Context(table.mode, profile, steps, batch)
+    ctx = Context(table.mode, profile, steps, batch, cache=_graph_cache(graph, table.mode, profile))
     parts = []
     for lo in range(0, max(batch, 1), chunk):
         hi = min(lo + chunk, batch)
         ctx.batch = hi - lo
-        part = {k: v[:, lo:hi] for k, v in raw.items()} if chunk < batch else raw
+        # one contiguous copy of the chunk (a batch slice of [T, B, ...] is strided): the kernels'
+        # flattening to [T*B, ...] and the input checks then need no copies of their own
+        part = {k: v[:, lo:hi].contiguous() for k, v in raw.items()} if chunk < batch else raw
         parts.append(_evaluate(graph, part, table, ctx, keep, progress if lo == 0 else None))
     values = parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts], 1) for k in parts[0]}
 
@@ -199,6 +203,31 @@ def run(
             if name in keep:
                 probes.setdefault(name, {})[port] = v.cpu().numpy()
     return SimResult(decoded, [n.name for n in outs], steps, probes, ctx.stats, time.perf_counter() - t0)
+
+
+_GRAPH_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _graph_cache(graph: Graph, mode: str, profile: NumericProfile | None) -> dict:
+    """The kernel cache (parameter tensors, weight bounds, the graph's analysis) kept between runs
+    of one graph, so that small batches do not pay for it again. Kernels key it by the ids of
+    parameter arrays (which ops hold read-only, and the cache keeps alive); it is dropped when
+    the graph's nodes, ops, edges or profile change."""
+    keep = (mode, profile, [n.op for n in graph])  # alive, so that their ids are not reused
+    sig = (mode, id(profile), tuple((n.name, id(n.op), n.inputs) for n in graph))
+    hit = _GRAPH_CACHES.get(graph)
+    if hit is None or hit[0] != sig:
+        hit = (sig, {"_alive": keep})
+        _GRAPH_CACHES[graph] = hit
+    return hit[1]
+
+
+def _analysis(graph: Graph, ctx: Context) -> tuple[list[list[str]], set[tuple[str, str]]]:
+    """The recurrent groups and the ports somebody reads (cached with the graph)."""
+    if "_analysis" not in ctx.cache:
+        needed = {(r.node, graph[r.node].port(r)) for n in graph for r in n.inputs}
+        ctx.cache["_analysis"] = (graph.recurrent_groups(), needed)
+    return ctx.cache["_analysis"]
 
 
 _CHUNK_ELEMENTS = 1 << 21  # ~16 MB per int64 [T, B, ...] tensor of the widest node
@@ -214,7 +243,8 @@ def _estimate_bytes(graph: Graph, steps: int, batch: int, chunk: int, keep: set[
 
 
 def _chunk_size(graph: Graph, steps: int, batch: int) -> int:
-    widest = max((math.prod(sh) for n in graph for sh in n.shapes.values()), default=1)
+    # inputs are not counted: their values are the caller's, sliced per chunk
+    widest = max((math.prod(sh) for n in graph if not isinstance(n.op, Input) for sh in n.shapes.values()), default=1)
     return max(1, min(batch, _CHUNK_ELEMENTS // max(1, steps * widest)))  # >= 1 even for batch 0
 
 
@@ -227,12 +257,11 @@ def _evaluate(
     progress: Callable[[int, int, str], None] | None,
 ) -> dict[tuple[str, str], torch.Tensor]:
     """Every node on time-major inputs ``raw``; returns the outputs' and kept nodes' values."""
-    steps = ctx.steps
     values: dict[tuple[str, str], torch.Tensor] = {}
-    groups = graph.recurrent_groups()
+    groups, needed = _analysis(graph, ctx)
     # ports somebody reads (or probes): only these are stacked over time
-    ctx.needed = {(r.node, graph[r.node].port(r)) for n in graph for r in n.inputs}
-    ctx.needed |= {(n, p) for n in keep for p in graph[n].op.ports}
+    ctx.kept = {(n, p) for n in keep for p in graph[n].op.ports}
+    ctx.needed = needed | ctx.kept
     total = len(graph)
     done = 0
 
@@ -256,7 +285,7 @@ def _evaluate(
                 ctx.node = name
                 op = node.op
                 if isinstance(op, Input):
-                    out = {"out": encode(op, raw[name], steps, table.mode)}
+                    out = {"out": _encode_input(graph, name, raw[name], ctx, name in keep)}
                 elif isinstance(op, Output):
                     out = {"out": inputs_of(name)[0]}
                 else:
@@ -270,6 +299,24 @@ def _evaluate(
                 progress(done, total, group[-1])
     outs = {n.name for n in graph.outputs()}
     return {k: v for k, v in values.items() if k[0] in keep or (k[0] in outs and k[1] == "out")}
+
+
+def _encode_input(graph: Graph, name: str, x: torch.Tensor, ctx: Context, probed: bool) -> torch.Tensor:
+    """An input's per-step values. Integer spikes only weighted ops read (and nobody probes) stay
+    in their float type (exact integers: those ops multiply in float anyway) instead of a round
+    trip through int64."""
+    op = graph[name].op
+    if ctx.mode == "int" and "_float_inputs" not in ctx.cache:
+        ctx.cache["_float_inputs"] = {n.name for n in graph.inputs()
+                                      if all(type(graph[u].op) in _WEIGHTED for u, _ in graph.users(n.name))}
+    if ctx.mode == "int" and not probed and name in ctx.cache["_float_inputs"]:
+        v = encode_int_spikes_float(op, x, ctx.steps)
+        if v is not None:
+            return v
+    return encode(op, x, ctx.steps, ctx.mode)
+
+
+_WEIGHTED = (Dense, Conv1d, Conv2d)
 
 
 def _step_major(graph: Graph, ctx: Context) -> bool:
@@ -287,7 +334,7 @@ def _step_major(graph: Graph, ctx: Context) -> bool:
 def _run_step_major(graph: Graph, raw: dict[str, torch.Tensor], values: dict, table: KernelTable, ctx: Context,
                     keep: set[str], progress: Callable[[int, int, str], None] | None) -> None:
     """Every node for step 0, then step 1, ...; only outputs and kept ports are stacked over time."""
-    order = [n for group in graph.recurrent_groups() for n in group]
+    order = [n for group in _analysis(graph, ctx)[0] for n in group]
     wanted = {(n, p) for n in keep for p in graph[n].op.ports}
     wanted |= {(n.name, "out") for n in graph.outputs()}
     rows: dict[tuple[str, str], list[torch.Tensor]] = {}
@@ -413,8 +460,11 @@ def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable,
                 out = k.apply(node.op, xs, ctx)
             for p, y in out.items():
                 per_step.setdefault((n, p), []).append(y)
+    # only ports read outside the group (or probed) are stacked over time
+    outside = {(r.node, graph[r.node].port(r)) for n in graph if n.name not in members for r in n.inputs}
     for key, seq in per_step.items():
-        values[key] = _stack(seq)
+        if key in outside or key in ctx.kept:
+            values[key] = _stack(seq)
 
 
 def _term_refs(graph: Graph, node: Any, ctx: Context) -> list[Ref] | None:

@@ -1,10 +1,14 @@
 """Integer semantics: what the hardware computes, driven by a `NumericProfile`.
 
-All values are int64 tensors. Weighted sums are evaluated in float64, which is
-exact while every partial sum stays below 2^53 (checked per call from the
-weights' absolute row sums; otherwise the int64 path is used). Every overflow
-the profile resolves (wrap or saturation) is counted per node in the result's
-``stats`` so that quantization reports can name the layers that overflowed.
+Node values are int64 tensors (spike inputs read only by weighted ops may stay
+float: exact integers). Weighted sums, exponent and bias are evaluated in float32
+or float64, exact while every partial sum stays below 2^24 / 2^53 (checked per
+call from the weights' absolute row sums; otherwise the int64 path is used).
+Neuron states are int64, or int32 where `LIFInt._narrow` proves no intermediate
+value can leave int32. Each overflow check is skipped only where the layer's
+bounds prove it idle; every overflow the profile resolves (wrap or saturation) is
+counted per node in the result's ``stats`` so that quantization reports can name
+the layers that overflowed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ _EXACT = 2**53
 FAST_PATHS = True
 """Use the in-place neuron step (`LIFInt._step_fast`); False selects the plain step everywhere
 (the tests compare both, counters included)."""
+NARROW = True
+"""Let the in-place step run on int32 state where `LIFInt._narrow` proves it exact (False: int64)."""
+_NARROW_MIN = 4096  # smaller states (batch x neurons): the conversions cost more than int32 saves
 
 
 def _q(op, ctx: Context):
@@ -54,6 +61,8 @@ def overflow(x: torch.Tensor, bits: int, mode: str, ctx: Context | None = None, 
     ceil_ = half if mode == "wrap_sym" else half - 1
     if lo >= floor_ and hi <= ceil_:  # the common case: nothing to resolve
         return x
+    narrow = x.dtype if x.dtype != torch.int64 else None
+    x = x.long() if narrow else x  # resolve in int64 (an int32 state's sums fit by its bound proof)
     if mode == "wrap":
         y = ((x + half) & ((1 << bits) - 1)) - half  # two's complement, bitwise on int64
     elif mode == "wrap_sym":
@@ -67,7 +76,7 @@ def overflow(x: torch.Tensor, bits: int, mode: str, ctx: Context | None = None, 
         raise ValueError(mode)
     if ctx is not None:
         ctx.count(what, (y != x).sum())
-    return y
+    return y.to(narrow) if narrow else y
 
 
 def shift(x: torch.Tensor, e: int) -> torch.Tensor:
@@ -96,13 +105,24 @@ def decay(x: torch.Tensor, mult: int, profile: NumericProfile) -> torch.Tensor:
     return p.__irshift__(b)
 
 
-def _decay_(x: torch.Tensor, mult: int, profile: NumericProfile, tmp: torch.Tensor) -> torch.Tensor:
-    """`decay` in place on ``x`` (``tmp``: a scratch tensor of ``x``'s shape)."""
+def _decay_(x: torch.Tensor, mult: int, profile: NumericProfile, tmp: torch.Tensor,
+            ftmp: torch.Tensor | None = None) -> torch.Tensor:
+    """`decay` in place on ``x`` (``tmp``: a scratch tensor of ``x``'s shape; ``ftmp``: a float64
+    one, given when ``|x| * 2^decay_bits < 2^53``)."""
     if mult == 0:
         return x.zero_()
     if mult == 1 << profile.decay_bits:
         return x
     b = profile.decay_bits
+    if ftmp is not None:
+        # |x| * mult < 2^53: x * mult / 2^b is an exact float64 (a power-of-two scaling of an exact
+        # product), so trunc / floor / floor(+1/2) of it is `decay`'s integer result
+        torch.mul(x, torch.tensor(mult / (1 << b), dtype=torch.float64), out=ftmp)
+        if profile.decay_rounding == "floor":
+            ftmp.floor_()
+        elif profile.decay_rounding != "trunc0":
+            ftmp.add_(0.5).floor_()
+        return x.copy_(ftmp)  # float -> int conversion truncates toward zero
     x.mul_(mult)
     if profile.decay_rounding == "trunc0":
         torch.bitwise_right_shift(x, 63, out=tmp)
@@ -140,22 +160,38 @@ def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
         w = np.abs(q.weight.astype(np.float64)).reshape(q.weight.shape[0], -1).sum(1).max()
         ctx.cache[bound_key] = (q.weight, float(w))
     xmax = _absmax(x)
-    bound = ctx.cache[bound_key][1] * xmax
+    acc_bound = ctx.cache[bound_key][1] * xmax
+    e = q.weight_exp
+    # floor shifts keep |floor(s / 2^k)| <= ceil(|s| / 2^k) <= bound / 2^k + 1
+    bound = acc_bound * 2.0**e + (0.0 if e >= 0 else 1.0)
+    bias_max = float(np.abs(q.bias).max()) if q.bias is not None and q.bias.size else 0.0
+    bound += bias_max
+    bias = None if q.bias is None else _cached(ctx, q.bias, torch.int64)
+    if bias is not None and fn is not _linear:
+        bias = bias.reshape((-1,) + (1,) * (x.dim() - 2))
     # every partial sum of integers below 2^24 (2^53) is an exact float32 (float64) integer, so
-    # the float result is the integer result (no rounding needed)
-    if bound < 2**24:
+    # the float result is the integer result; scaling by 2^e is exact in float too, floor() gives
+    # the shift's floor, and the bias sum is exact while the whole bound stays below 2^24 (2^53):
+    # then one conversion to int64 at the end
+    for limit, ft in ((2**24, torch.float32), (_EXACT, torch.float64)):
+        if acc_bound < limit and bound < limit:
+            acc = fn(x.to(ft), _cached(ctx, q.weight, ft))
+            if e:
+                acc.mul_(2.0**e)
+                if e < 0:
+                    acc.floor_()
+            if bias is not None:
+                acc += _cached(ctx, q.bias, ft) if fn is _linear else _cached(ctx, q.bias, ft).reshape(bias.shape)
+            return acc.to(torch.int64), bound
+    if acc_bound < 2**24:
         acc = fn(x.to(torch.float32), _cached(ctx, q.weight, torch.float32)).to(torch.int64)
-    elif bound < _EXACT:
+    elif acc_bound < _EXACT:
         acc = fn(x.to(torch.float64), _cached(ctx, q.weight, torch.float64)).to(torch.int64)
     else:  # exact but slower
-        acc = fn(x, _cached(ctx, q.weight, torch.int64))
-    acc = acc.__ilshift__(q.weight_exp) if q.weight_exp >= 0 else acc.__irshift__(-q.weight_exp)  # acc is fresh
-    bound = bound * 2.0**q.weight_exp  # floor shifts keep |floor(s / 2^k)| <= ceil(|s| / 2^k) <= bound / 2^k + 1
-    bound += 0.0 if q.weight_exp >= 0 else 1.0
-    if q.bias is not None:
-        b = _cached(ctx, q.bias, torch.int64)
-        acc += b if fn is _linear else b.reshape((-1,) + (1,) * (acc.dim() - 2))
-        bound += float(np.abs(q.bias).max()) if q.bias.size else 0.0
+        acc = fn(x.to(torch.int64), _cached(ctx, q.weight, torch.int64))
+    acc = acc.__ilshift__(e) if e >= 0 else acc.__irshift__(-e)  # acc is fresh
+    if bias is not None:
+        acc += bias
     return acc, bound
 
 
@@ -233,6 +269,20 @@ def avgpool(op: ops.AvgPool2d, xs, ctx: Context) -> torch.Tensor:
 @INT.stateless(ops.MaxPool2d)
 def maxpool(op: ops.MaxPool2d, xs, ctx: Context) -> torch.Tensor:
     x = xs[0]
+    if op.padding == (0, 0):
+        # the maximum of the k x k strided views, on the integers themselves: no conversions, and
+        # 2-3x faster than CPU max_pool2d on one thread
+        y = None
+        for axis, (k, st) in enumerate(zip(op.kernel, op.stride)):
+            dim = x.dim() - 2 + axis
+            n = (x.shape[dim] - k) // st + 1
+            parts = [x.narrow(dim, i, st * (n - 1) + 1)[(slice(None),) * dim + (slice(None, None, st),)]
+                     for i in range(k)]
+            y = parts[0]
+            for part in parts[1:]:
+                y = torch.maximum(y, part)
+            x = y
+        return y
     return F.max_pool2d(x.to(_exact_float(x, 1)), op.kernel, op.stride, op.padding).to(torch.int64)
 
 
@@ -278,10 +328,15 @@ class LIFInt(StatefulKernel):
         if prof is None:
             raise ValueError("the integer engine needs a numeric profile")
         z = torch.zeros((ctx.batch, *shape), dtype=torch.int64)
-        bias = shift(_cached(ctx, q.bias_mant, torch.int64), q.bias_exp)
-        bias = bias if bool(bias.any()) else None  # no bias: skip one add per step
+        key = (id(q.bias_mant), "bias", q.bias_exp)
+        if key not in ctx.cache:  # the shifted bias and its range (None: no bias, skip one add per step)
+            bias = shift(_cached(ctx, q.bias_mant, torch.int64), q.bias_exp)
+            ctx.cache[key] = (q.bias_mant, bias if bool(bias.any()) else None,
+                              _extremes(bias) if bool(bias.any()) else (0.0, 0.0))
+        _, bias, st_brange = ctx.cache[key]
         st = {
-            "u": z.clone(), "v": torch.full_like(z, q.v_init), "s": z.clone(), "bias": bias,
+            "prof": prof, "u": z, "v": torch.full_like(z, q.v_init), "s": torch.zeros_like(z), "bias": bias,
+            "bias_range": st_brange,
             "v_min": None if q.v_min is None else _cached(ctx, q.v_min, torch.int64),
             "du": prof.decay_unity - (q.du + prof.du_offset),
             "dv": prof.decay_unity - (q.dv + prof.dv_offset),
@@ -293,7 +348,9 @@ class LIFInt(StatefulKernel):
             st["r"] = torch.from_numpy(lfsr.uniform_block(op.bits, op.seed, ctx.steps, n).astype(np.int64))
         # binary spikes: the in-place step, also inside recurrent groups (where `prepare` is not
         # called: inputs arrive step by step and every overflow check stays on)
-        st["fast"] = FAST_PATHS and op.spike == "binary" and st["v_min"] is None and op.charge == "current"
+        # multi-level spikes (sinabs) too when the reset is a same-step subtraction (or none)
+        multi = op.spike == "multilevel" and op.reset_timing == "same" and op.reset != "value"
+        st["fast"] = FAST_PATHS and (op.spike == "binary" or multi) and st["v_min"] is None and op.charge == "current"
         if st["fast"]:
             self._prepare_fast(op, st, ctx)
         return st
@@ -309,48 +366,102 @@ class LIFInt(StatefulKernel):
         x = xs[0]
         lo, hi = _extremes(x)
         alo, ahi = _range_of(prof.act_bits, prof.act_overflow)
-        if alo <= lo and hi <= ahi:  # the common case: one pass finds nothing to resolve
-            a, amax = x, max(-lo, hi, 0.0)
-        else:
-            a = overflow(x, prof.act_bits, prof.act_overflow, ctx, "input_overflow")
-            amax = _absmax(a)
-        shifted = a << prof.act_shift
-        amax *= 2.0**prof.act_shift
-        st["a_shifted"] = shifted
+        if not (alo <= lo and hi <= ahi):  # the common case: one pass finds nothing to resolve
+            x = overflow(x, prof.act_bits, prof.act_overflow, ctx, "input_overflow")
+            lo, hi = _extremes(x)
+        lo, hi = min(lo, 0.0) * 2.0**prof.act_shift, max(hi, 0.0) * 2.0**prof.act_shift
+        amax = max(-lo, hi)
         # binary spikes go straight into the rows of the [T, B, ...] result (no stack afterwards)
         if "spike_rows" not in st:
             st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
         D, T = prof.decay_unity, ctx.steps
+        # a decay that does not round toward zero can grow a magnitude by < 1 per step
+        slack = 0.0 if prof.decay_rounding == "trunc0" else float(T)
 
         def geometric(per_step: float, mult: int) -> float:
             f = max(0.0, min(1.0, abs(mult) / D))
-            return per_step * T if f >= 1.0 else min(per_step * T, per_step / (1.0 - f))
+            return slack + (per_step * T if f >= 1.0 else min(per_step * T, per_step / (1.0 - f)))
 
-        ubound = geometric(amax, st["du"]) + _absmax(st["u"])
+        u0 = 0.0  # u starts at zero (`init`)
+        ubound = geometric(amax, st["du"]) + u0
         q = op.q
         reset = max(abs(st["vth"]), abs(st["vth_lo"] or 0), abs(q.reset_value), abs(q.v_init))
         if op.spike == "multilevel":
             reset *= op.levels or 2**20
-        bias = 0.0 if st["bias"] is None else _absmax(st["bias"])
+        blo, bhi = st["bias_range"]
+        bias = max(-blo, bhi)
         vbound = geometric(ubound + bias + reset, st["dv"]) + reset + abs(q.v_init)
+        if op.spike == "binary" and op.reset == "value" and op.reset_timing == "same" and st["v_min"] is None:
+            # v after a step is <= max(vth, reset_value) (below threshold, or reset): only the
+            # negative side accumulates
+            top = max(st["vth"], q.reset_value, q.v_init, 0) + geometric(hi, st["du"]) + u0 + max(bhi, 0.0)
+            low = geometric(geometric(-lo, st["du"]) + u0 + max(-blo, 0.0), st["dv"]) + abs(q.reset_value) + abs(q.v_init)
+            vbound = min(vbound, max(top, low))
+        same_sub = op.reset == "subtract" and op.reset_timing == "same" and op.spike in ("binary", "multilevel")
+        if ((same_sub or (op.spike == "binary" and op.reset == "subtract" and op.reset_timing == "delayed"))
+                and st["vth"] >= 0 and st["v_min"] is None):
+            # a subtraction of s * vth only follows v >= s * vth >= 0 (a delayed one: v > vth), so it
+            # never grows |v| beyond vth
+            vbound = min(vbound, geometric(ubound + bias, st["dv"]) + st["vth"] + abs(q.v_init))
         if st["v_min"] is not None:
             vbound += float(st["v_min"].abs().max())
         lim = lambda bits: float(2 ** (bits - 1) - 1) if bits else float("inf")  # noqa: E731
         st["check_u"] = not (ubound <= lim(prof.u_bits) and ubound <= lim(prof.arith_bits))
         st["check_v"] = not (vbound <= lim(prof.v_bits) and vbound <= lim(prof.arith_bits))
+        if st["fast"] and NARROW and st["v"].numel() >= _NARROW_MIN:
+            # what the v sum can hold besides decayed v and u: bias, v_init, reset_value, and a
+            # delayed subtraction (binary: one vth) before the checks; a same-step subtraction
+            # comes after them and only shrinks |v|
+            delayed_sub = op.reset == "subtract" and op.reset_timing != "same"
+            extra = bias + abs(q.v_init) + abs(q.reset_value) + (abs(st["vth"]) if delayed_sub else 0.0)
+            self._narrow(op, st, amax, ubound, vbound, extra)
+        # every step's input shifted at once, in the state's type (int32 inputs fit: amax < 2^30)
+        if "s32" in st:
+            st["a_shifted"] = x.to(torch.int32).__ilshift__(prof.act_shift)
+        else:
+            st["a_shifted"] = x.to(torch.int64) << prof.act_shift
 
     def _prepare_fast(self, op: ops.LIF, st: dict, ctx: Context) -> None:
         """Buffers for `_step_fast`: the state is updated in place (no allocation per step); ports
         somebody reads are written into ``[T, B, ...]`` rows the engine takes without stacking."""
         st["tmp"] = torch.empty_like(st["v"])
         st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
-        st["fired"] = torch.empty(st["v"].shape, dtype=torch.bool)
         for port in ("v", "i"):
             if (ctx.node, port) in ctx.needed:
                 st[port + "_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
         # the v register's limits with one check per step (see _step_fast)
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         st["v_ok"] = _range_of(prof.arith_bits, "wrap"), _range_of(prof.v_bits, prof.v_overflow)
+        # the decays multiply the state after the previous step's register rules (or within
+        # `prepare`'s proven bounds, which fit those registers): when registers keep that product
+        # below 2^53 it is an exact float64, and two passes replace `_decay_`'s five on int64
+        reg = lambda bits, mode: float("inf") if mode == "none" or not bits else float(2 ** (bits - 1))  # noqa: E731
+        wide = max(min(reg(prof.u_bits, prof.u_overflow), reg(prof.arith_bits, "wrap")),
+                   min(reg(prof.v_bits, prof.v_overflow), reg(prof.arith_bits, "wrap"))
+                   + abs(st["vth"]) + abs(op.q.reset_value), abs(op.q.v_init))  # resets after the adder wrap
+        if wide * prof.decay_unity < 2.0**52:
+            st["ftmp"] = torch.empty(st["v"].shape, dtype=torch.float64)
+
+    def _narrow(self, op: ops.LIF, st: dict, amax: float, ubound: float, vbound: float, extra: float) -> None:
+        """Run `_step_fast` on int32 state when no intermediate value can leave int32.
+
+        Bounds (``prepare``'s, or the register a check resolves into each step): the input
+        ``|a| <= amax``; u before its check ``<= U + amax`` with ``U`` the proven bound or u's
+        register; the v sum before its checks ``<= V + U + extra`` (bias, reset amounts, reset
+        value) with ``V`` likewise. Checks that stay on still run (on int32 values that are the
+        exact sums), so overflow is still detected and resolved exactly as in int64."""
+        prof: NumericProfile = st["prof"]
+        reg = lambda bits, mode: float("inf") if mode == "none" or not bits else float(2 ** (bits - 1))  # noqa: E731
+        U = min(reg(prof.u_bits, prof.u_overflow), reg(prof.arith_bits, "wrap")) if st["check_u"] else ubound
+        V = min(reg(prof.v_bits, prof.v_overflow), reg(prof.arith_bits, "wrap")) if st["check_v"] else vbound
+        if max(U + amax, V + U + extra) >= 2**30:  # a margin below 2^31: no proof, keep int64
+            return
+        i32 = torch.int32
+        for k in ("u", "v", "tmp"):
+            st[k] = st[k].to(i32)
+        st["s32"] = [torch.zeros_like(st["v"]), torch.zeros_like(st["v"])]  # this step's and the last
+        st["s"] = st["s32"][1]
+        st["ftmp"] = torch.empty(st["v"].shape, dtype=torch.float64)
 
     def _amount(self, op: ops.LIF, s: torch.Tensor, st: dict) -> torch.Tensor:
         if op.spike == "ternary":
@@ -406,57 +517,82 @@ class LIFInt(StatefulKernel):
         return {"spikes": s, "v": v, "i": u}
 
     def _step_fast(self, op: ops.LIF, st: dict, xs, t: int, ctx: Context) -> dict:
-        """`step` for binary spikes outside recurrent loops, in place on owned buffers.
+        """`step` for binary spikes, in place on owned buffers (int32 ones when `_narrow` proved
+        they suffice).
 
         Same arithmetic in the same order as `step`. The two v-register resolutions (the adder's
         wrap before the reset, the state rule after it) are decided by one ``aminmax`` of the sum:
         the reset moves values by at most ``|vth|`` (or to ``reset_value``), so when that whole
         range fits both registers neither rule can change a value; otherwise this step takes
-        `step`'s exact path."""
+        `step`'s exact path. Resets that set a value multiply by a 0/1 mask (``masked_fill_`` is
+        several times slower on CPU)."""
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         q = op.q
         if "a_shifted" in st:
             a = st["a_shifted"][t]
         else:  # inside a recurrent group
             a = overflow(xs[0], prof.act_bits, prof.act_overflow, ctx, "input_overflow") << prof.act_shift
-        u = a if st["du"] == 0 else _decay_(st["u"], st["du"], prof, st["tmp"]).add_(a)
+        ftmp = st.get("ftmp")
+        u = a if st["du"] == 0 else _decay_(st["u"], st["du"], prof, st["tmp"], ftmp).add_(a)
         if st.get("check_u", True):  # u is owned (a is the kernel's own tensor)
             u.copy_(overflow(overflow(u, prof.arith_bits, "wrap", ctx, "u_adder_wrap"), prof.u_bits,
                              prof.u_overflow, ctx, "u_overflow"))
         v, s_prev = st["v"], st["s"]
-        # the previous spikes as a mask, for the resets that set a value (the first step has none)
-        prev = None if t == 0 else (s_prev.bool() if op.reset == "value" else s_prev)
-        if prev is not None and op.reset_timing == "delayed" and op.reset == "value":
-            v.masked_fill_(prev, q.reset_value)
-        h = _decay_(v, st["dv"], prof, st["tmp"]).add_(u)
+        after = t > 0  # the first step has no previous spikes
+        if after and op.reset_timing == "delayed" and op.reset == "value":
+            self._set_where(v, s_prev, q.reset_value, st["tmp"])
+        h = _decay_(v, st["dv"], prof, st["tmp"], ftmp).add_(u)
         if st["bias"] is not None:
             h += st["bias"]
-        if st.get("check_v", True) and not self._fits(op, st, h, prev is not None):
+        if st.get("check_v", True) and not self._fits(op, st, h, after):
             h.copy_(overflow(h, prof.arith_bits, "wrap", ctx, "v_adder_wrap"))
-            self._reset_before(op, st, h, s_prev, prev)
+            self._reset_before(op, st, h, s_prev, after)
             h.copy_(overflow(h, prof.v_bits, prof.v_overflow, ctx, "v_overflow"))
         else:
-            self._reset_before(op, st, h, s_prev, prev)
+            self._reset_before(op, st, h, s_prev, after)
         cmp = torch.gt if op.compare == "gt" else torch.ge
-        s = cmp(h, st["vth"], out=st["spike_rows"][t])  # 0/1 written straight into the int64 rows
+        row = st["spike_rows"][t]
+        if "s32" in st:  # int32 state: spikes in an int32 buffer (the last step's stays), copied to the rows
+            s = self._spikes(op, st, h, cmp, st["s32"][t % 2])
+            row.copy_(s)
+        else:
+            s = row = self._spikes(op, st, h, cmp, row)  # written straight into the int64 rows
         if op.reset_timing == "same" and op.reset == "subtract":
             h.add_(s, alpha=-st["vth"])
         elif op.reset_timing == "same" and op.reset == "value":
-            h.masked_fill_(cmp(h, st["vth"], out=st["fired"]), q.reset_value)
+            self._set_where(h, s, q.reset_value, st["tmp"])
         st["s"] = s
-        out = {"spikes": s}
+        out = {"spikes": row}
         out["v"] = st["v_rows"][t].copy_(h) if "v_rows" in st else h
         out["i"] = st["i_rows"][t].copy_(u) if "i_rows" in st else u
         return out
 
-    def _reset_before(self, op: ops.LIF, st: dict, h: torch.Tensor, s_prev: torch.Tensor, prev) -> None:
+    @staticmethod
+    def _spikes(op: ops.LIF, st: dict, h: torch.Tensor, cmp, out: torch.Tensor) -> torch.Tensor:
+        """Binary spikes ``h > vth`` (or ``>=``), or `_fire`'s multi-level counts, into ``out``."""
+        if op.spike == "binary":
+            return cmp(h, st["vth"], out=out)
+        torch.div(h, st["vth"], rounding_mode="floor", out=out)
+        return out.clamp_(min=0, max=None if op.levels is None else op.levels - 1)
+
+    @staticmethod
+    def _set_where(x: torch.Tensor, mask: torch.Tensor, value: int, tmp: torch.Tensor) -> None:
+        """``x[mask != 0] = value`` for a 0/1 integer ``mask``: ``x -= (x - value) * mask``."""
+        if value:
+            torch.sub(x, value, out=tmp)
+            tmp.mul_(mask)
+        else:
+            torch.mul(x, mask, out=tmp)
+        x.sub_(tmp)
+
+    def _reset_before(self, op: ops.LIF, st: dict, h: torch.Tensor, s_prev: torch.Tensor, after: bool) -> None:
         """The resets `step` applies between the v adder and the v register (previous spikes)."""
-        if prev is None:
+        if not after:
             return
         if op.reset_timing != "same" and op.reset == "subtract":
             h.add_(s_prev, alpha=-st["vth"])
         if op.reset_timing == "delayed_charge" and op.reset == "value":
-            h.masked_fill_(prev, op.q.reset_value)
+            self._set_where(h, s_prev, op.q.reset_value, st["tmp"])
 
     def _fits(self, op: ops.LIF, st: dict, h: torch.Tensor, after_spikes: bool) -> bool:
         """Whether neither v-register rule can change any value this step (see `_step_fast`)."""

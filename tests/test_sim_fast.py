@@ -198,3 +198,99 @@ def test_fast_step_inside_a_recurrent_loop(prof, timing, tmp_path, monkeypatch):
         fast, plain = both_paths(q, x * drive, monkeypatch)
         assert all(np.array_equal(a, b) for a, b in zip(fast.outputs, plain.outputs))
         assert fast.stats == plain.stats
+
+
+def narrowed(monkeypatch):
+    """Let every LIF state take the int32 path (not only large ones); returns the nodes'
+    int32 decisions as they are made (True: int32 state)."""
+    taken = []
+    orig = int_kernels.LIFInt._narrow
+
+    def spy(self, op, st, *args):
+        orig(self, op, st, *args)
+        taken.append("s32" in st)
+
+    monkeypatch.setattr(int_kernels, "_NARROW_MIN", 0)
+    monkeypatch.setattr(int_kernels.LIFInt, "_narrow", spy)
+    return taken
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(PROFILES), st.sampled_from(["subtract", "value", "none"]),
+       st.sampled_from(["same", "delayed", "delayed_charge"]), st.sampled_from(["binary", "multilevel"]),
+       st.sampled_from([0.01, 0.3, 1.0, 3.0]), st.integers(0, 100_000))
+def test_int32_step_equals_reference_and_int64_step(prof, reset, timing, spike, drive, seed):
+    """The in-place step on int32 state (where `_narrow` proves it exact) and multi-level spikes
+    on the in-place step: values equal the Python-int reference, counters equal the plain step's."""
+    rng = np.random.default_rng(seed)
+    op = random_lif(rng, prof, reset, timing, "gt")
+    if spike == "multilevel":
+        op = dataclasses.replace(op, spike="multilevel", compare="ge", levels=[None, 3][seed % 2])
+    T, B, n = 12, 3, 5
+    scale = max(1, int(drive * 2 ** (prof.v_bits - 1)) >> prof.act_shift)
+    a = rng.integers(-scale, scale + 1, (T, B, n)) * (rng.random((T, B, n)) < 0.6)
+    g = lif_graph(op, n, T, prof)
+    want = lif_int(op, prof, a)
+    with pytest.MonkeyPatch.context() as mp:
+        narrowed(mp)
+        fast, plain = both_paths(g, a.astype(np.float64), mp)
+    for got, port in zip(fast.outputs, ("spikes", "v", "i")):
+        assert np.array_equal(got, want[port]), port
+    assert fast.stats == plain.stats
+
+
+@pytest.mark.parametrize("spike", ["binary", "multilevel"])
+def test_int32_step_still_resolves_overflow_where_the_bound_proof_fails(spike, monkeypatch):
+    """Loihi 2, no decay, no reset: an input that drives v past its 24-bit register. The bound
+    cannot prove the register idle (so its check stays on), but the register bounds every sum
+    below 2^31 (so the state is int32): the check must fire, saturating exactly as the reference."""
+    prof = LOIHI
+    D = prof.decay_unity
+    q = QLIF(du=D - 1 - prof.du_offset, dv=0 - prof.dv_offset, vth=2**16 - 1, bias_mant=np.zeros(1))
+    op = LIF(reset="none", spike=spike, compare="ge" if spike == "multilevel" else "gt", q=q)
+    T, B, n = 40, 2, 3
+    a = np.full((T, B, n), 2**15, dtype=np.int64)  # 2^21 per step: past 2^23 after 4 steps
+    a[T // 2:, 0] = -(2**15)  # one sample comes back down, through the negative limit
+    g = lif_graph(op, n, T, prof)
+    want = lif_int(op, prof, a)
+    taken = narrowed(monkeypatch)
+    fast, plain = both_paths(g, a.astype(np.float64), monkeypatch)
+    assert taken[0] is True  # the int32 path ran
+    for got, port in zip(fast.outputs, ("spikes", "v", "i")):
+        assert np.array_equal(got, want[port]), port
+    assert fast.stats == plain.stats and fast.stats["n"]["v_overflow"] > 0
+
+
+def test_int32_state_refused_when_sums_can_leave_int32(monkeypatch):
+    """48-bit registers and an input whose bound cannot be proven: sums can leave int32, so the
+    state stays int64 (and v grows past 2^31 exactly as the reference says)."""
+    prof = dataclasses.replace(FPGA, arith_bits=48, v_bits=48, u_bits=48, act_bits=32)
+    D = prof.decay_unity
+    q = QLIF(du=D - 1 - prof.du_offset, dv=0 - prof.dv_offset, vth=2**40, bias_mant=np.zeros(1))
+    op = LIF(reset="none", q=q)
+    a = np.full((40, 1, 2), 2**26, dtype=np.int64)  # v passes 2^31 after ~32 steps
+    g = lif_graph(op, 2, 40, prof)
+    taken = narrowed(monkeypatch)
+    fast, plain = both_paths(g, a.astype(np.float64), monkeypatch)
+    assert taken == [False]
+    want = lif_int(op, prof, a)
+    assert want["v"].max() > 2**31
+    for got, port in zip(fast.outputs, ("spikes", "v", "i")):
+        assert np.array_equal(got, want[port]), port
+
+
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2), ((2, 3), (1, 2)), (3, 3), (1, 1)])
+def test_int_max_pool_on_strided_views_equals_max_pool2d(kernel, stride):
+    """The integer max pool without padding (maxima of strided views, no float round trip) equals
+    torch's max_pool2d on the same integers, including values beyond float32's exact range."""
+    import torch
+    import torch.nn.functional as F
+
+    from npuc.ir import MaxPool2d
+
+    rng = np.random.default_rng(7)
+    for h, w in [(7, 9), (8, 8), (5, 6)]:
+        x = torch.from_numpy(rng.integers(-(2**40), 2**40, (3, 2, h, w)))
+        got = int_kernels.maxpool(MaxPool2d(kernel=kernel, stride=stride), [x], None)
+        want = F.max_pool2d(x.to(torch.float64), kernel, stride).to(torch.int64)
+        assert got.dtype == torch.int64 and torch.equal(got, want)

@@ -259,3 +259,22 @@ def test_input_quantization_rounds_half_away_from_zero_exactly():
             v = x.astype(np.float64) * 2.0**f
             want = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
             assert np.array_equal(quantize_current(xt, f, bits).numpy(), want.astype(np.int64)), (f, bits)
+
+
+@pytest.mark.parametrize("wmax", [2**6, 2**30, 2**58], ids=["float32", "float64", "int64"])
+@pytest.mark.parametrize("exp", [-3, 0, 2])
+def test_dense_exact_at_every_float_tier(wmax, exp):
+    """The weighted sum, exponent and bias run in float32, float64 (exact below 2^24 / 2^53) or
+    int64 by their bound: each tier equals the Python-int reference, negative floors included."""
+    rng = np.random.default_rng(wmax % 1000 + exp)
+    W = rng.integers(-wmax, wmax, (5, 8))
+    b = rng.integers(-wmax // 4, wmax // 4, 5)
+    g = Graph("d", num_steps=2)
+    g.add("x", ops.Input((8,), layout="TB", encoding=_enc("spikes")))
+    g.add("d", ops.Dense(W.astype(np.float32), q=QSynapse(W, exp if wmax < 2**58 else min(exp, 0), b)), ["x"])
+    g.add("o", ops.Output(), ["d"])
+    g.profile = FPGA
+    x = rng.integers(0, 4, (2, 3, 8)).astype(np.float32)  # graded spike counts
+    got = simulate(g.verify(), x, "int").output
+    want = dense_int(x.astype(np.int64), W, g["d"].op.q.weight_exp, b)
+    assert np.array_equal(got, want) and (want < 0).any()
