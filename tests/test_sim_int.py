@@ -78,11 +78,15 @@ def test_lif_matches_python_ints(prof, reset, timing, compare, spike, vmin, seed
         kw["threshold_lo"] = -0.5
     if spike == "multilevel":
         kw.update(compare="ge", levels=4)
-    op = ops.LIF(**kw, q=q)
-    # inputs large enough to wrap/saturate now and then
+    _equals_reference(ops.LIF(**kw, q=q), prof, rng, (T, B, n), big)
+
+
+def _equals_reference(op, prof, rng, shape: tuple[int, int, int], big: int) -> None:
+    """The engine's spikes, v and i equal `lif_int`'s on inputs large enough to wrap/saturate
+    now and then."""
     scale = (big >> prof.act_shift) // 3
-    a = rng.integers(-scale, scale, (T, B, n)) * (rng.random((T, B, n)) < 0.5)
-    res = simulate(int_graph(op, n, T, prof), a.astype(np.float64), "int")
+    a = rng.integers(-scale, scale, shape) * (rng.random(shape) < 0.5)
+    res = simulate(int_graph(op, shape[2], shape[0], prof), a.astype(np.float64), "int")
     want = lif_int(op, prof, a)
     for got, port in zip(res.outputs, ("spikes", "v", "i")):
         assert np.array_equal(got, want[port]), port
@@ -100,13 +104,8 @@ def test_alpha_charge_matches_python_ints(prof, reset, seed):
     q = QLIF(du=int(rng.integers(0, D // 4)), dv=int(rng.integers(0, D // 2)),
              vth=int(rng.integers(1, max(2, (big >> prof.vth_shift) // 4))), bias_mant=rng.integers(-50, 50, n),
              reset_value=int(rng.integers(-20, 20)), v_init=int(rng.integers(-10, 10)))
-    op = ops.LIF(alpha_i=0.9, charge="previous", reset=reset, reset_timing="delayed_charge", q=q)
-    scale = (big >> prof.act_shift) // 3
-    a = rng.integers(-scale, scale, (T, B, n)) * (rng.random((T, B, n)) < 0.5)
-    res = simulate(int_graph(op, n, T, prof), a.astype(np.float64), "int")
-    want = lif_int(op, prof, a)
-    for got, port in zip(res.outputs, ("spikes", "v", "i")):
-        assert np.array_equal(got, want[port]), port
+    _equals_reference(ops.LIF(alpha_i=0.9, charge="previous", reset=reset, reset_timing="delayed_charge", q=q),
+                      prof, rng, (T, B, n), big)
 
 
 def test_lava_lif_hand_computed():

@@ -159,22 +159,16 @@ def test_shd_size_compiles(target, tmp_path):
     assert (hw.path / ("rtl" if target == "fpga" else "lava")).is_dir()
 
 
-@pytest.mark.rtl
-@pytest.mark.parametrize("name", ["mlp-zero", "mlp-none", "shd-small"])
-def test_fpga_build_has_no_rtl_mismatches(name, tmp_path):
-    make = {"mlp-zero": alpha_mlp, "mlp-none": lambda: alpha_mlp("none"), "shd-small": alpha_shd_small}[name]
-    x = _spikes(20, 2, 40 if name == "shd-small" else 16, 0.25, seed=1)
-    hw = npuc.compile(make(), x, target="fpga", out=tmp_path / "b")
-    result = hw.verify(x, engine="rtl")
-    assert result.ok, result.format()
+HW = [pytest.param("fpga", "rtl", marks=pytest.mark.rtl), pytest.param("loihi2", "lava", marks=pytest.mark.lava)]
 
 
-@pytest.mark.lava
+@pytest.mark.parametrize("target,engine", HW)
 @pytest.mark.parametrize("name", ["mlp-zero", "mlp-none", "shd-small"])
-def test_loihi2_build_has_no_lava_mismatches(name, tmp_path):
-    """Lava's stock LIF cannot charge with the previous current: npuc's custom NpucNeuron runs it."""
+def test_hardware_build_has_no_mismatches(target, engine, name, tmp_path):
+    """Verilator, and Lava (its stock LIF cannot charge with the previous current: npuc's custom
+    NpucNeuron runs it), against the integer engine."""
     make = {"mlp-zero": alpha_mlp, "mlp-none": lambda: alpha_mlp("none"), "shd-small": alpha_shd_small}[name]
     x = _spikes(20, 2, 40 if name == "shd-small" else 16, 0.25, seed=1)
-    hw = npuc.compile(make(), x, target="loihi2", out=tmp_path / "b")
-    result = hw.verify(x, engine="lava")
+    hw = npuc.compile(make(), x, target=target, out=tmp_path / "b")
+    result = hw.verify(x, engine=engine)
     assert result.ok, result.format()
