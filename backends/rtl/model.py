@@ -210,9 +210,9 @@ class Gather:
 
 @dataclass
 class AttnPath:
-    """A SpikeAttention path into a layer: `npuc_attn` (gather + scores + S V into lane
-    accumulators), `npuc_attn_iter` (neuron -> accumulator table, folding the ops after the
-    attention) and `npuc_mulshift` (``(acc * mult) >> shift``).
+    """A SpikeAttention path into a layer: `npuc_gather` + `npuc_attn` (scores + S V into lane
+    accumulators), `npuc_acc_iter` with TABLE 1 (neuron -> accumulator table, folding the ops after the
+    attention) and `npuc_decay` with floor rounding (``(acc * mult) >> shift``).
 
     ``layer.v.j2`` prints it as is: ``aw`` accumulator width, ``aaw`` its word address width,
     ``lb`` lane index width, ``iter_aw`` the table's address width; ``params`` are the
