@@ -19,7 +19,7 @@ module npuc_acc_bank #(
     input  wire              clk,
     input  wire              rst,
     input  wire              clear,
-    output reg               clearing,
+    output wire              clearing,
     input  wire              run,
     input  wire              rd_re,
     input  wire [AAW-1:0]    rd_addr,
@@ -33,9 +33,9 @@ module npuc_acc_bank #(
     input  wire [AAW-1:0]    nu_caddr,
     input  wire [L-1:0]      nu_clane
 );
-    localparam [31:0] DEPTH32 = DEPTH;
-    reg [AAW-1:0] caddr;
-    wire [31:0] caddr32 = {{(32-AAW){1'b0}}, caddr};
+    wire [AAW-1:0] caddr;
+    npuc_sweep #(.AW(AAW), .DEPTH(DEPTH)) u_clear (
+        .clk(clk), .rst(rst), .restart(clear), .busy(clearing), .addr(caddr));
     reg fwd_v;
     reg [AAW-1:0] fwd_addr;
     wire hit = fwd_v && (fwd_addr == upd_addr);
@@ -64,18 +64,9 @@ module npuc_acc_bank #(
 
     always @(posedge clk) begin
         if (rst) begin
-            clearing <= 1'b1;
-            caddr <= {AAW{1'b0}};
             fwd_v <= 1'b0;
             fwd_addr <= {AAW{1'b0}};
         end else begin
-            if (clear) begin
-                clearing <= 1'b1;
-                caddr <= {AAW{1'b0}};
-            end else if (clearing) begin
-                if (caddr32 == DEPTH32 - 32'd1) clearing <= 1'b0;
-                else caddr <= caddr + 1'b1;
-            end
             fwd_v <= upd;
             fwd_addr <= upd_addr;
         end

@@ -59,20 +59,23 @@ module npuc_gather #(
     localparam integer DW = PW + IW;
     localparam [31:0] DA32 = DA;
     localparam [31:0] DB32 = DB;
-    localparam [31:0] DMAX32 = (DA > DB) ? DA : DB;
+    localparam integer DMAX = (DA > DB) ? DA : DB;
     localparam [31:0] B1 = BASE1;
     localparam [31:0] B2 = BASE2;
 
     reg running;
-    reg clearing;
+    wire clearing;
     reg pend;
-    reg [CAW-1:0] caddr;
+    wire [CAW-1:0] caddr;
     wire [31:0] caddr32 = {{(32-CAW){1'b0}}, caddr};
     reg [1:0] src;
     reg [EAW-1:0] e;
     assign busy = running || pend;
     assign clearing_o = clearing;
     wire go = (start || pend) && !clearing && !running;
+    // the rows are zeroed after reset and on `clear` (once the walk is over)
+    npuc_sweep #(.AW(CAW), .DEPTH(DMAX)) u_clear (
+        .clk(clk), .rst(rst), .restart(clear && !running && !clearing), .busy(clearing), .addr(caddr));
 
     // ---- E: fetch ----
     wire live = running && (src != 2'd3);
@@ -155,9 +158,7 @@ module npuc_gather #(
     always @(posedge clk) begin
         if (rst) begin
             running <= 1'b0;
-            clearing <= 1'b1;
             pend <= 1'b0;
-            caddr <= {CAW{1'b0}};
             src <= 2'd0;
             e <= {EAW{1'b0}};
             done <= 1'b0;
@@ -177,13 +178,6 @@ module npuc_gather #(
         end else begin
             done <= 1'b0;
             pend <= (start || pend) && !go;
-            if (clearing) begin
-                if (caddr32 == DMAX32 - 32'd1) clearing <= 1'b0;
-                else caddr <= caddr + 1'b1;
-            end else if (clear && !running) begin
-                clearing <= 1'b1;
-                caddr <= {CAW{1'b0}};
-            end
             if (go) begin
                 running <= 1'b1;
                 src <= 2'd0;

@@ -5,8 +5,9 @@
 //   y[h,c]   = (sum_d S[h,c,d] q[h,d] * MULT) >> SHIFT                          (floor)
 // MD = 2^DB - da: one constant (DMODE 0) or a ROM word per state element (DMODE 1, L lanes per
 // word: per-channel and per-element decays). R and OVF are the profile's decay rounding and
-// membrane overflow rule (npuc_vdecay, npuc_ovf). y is a graded population: its nonzero
-// values are appended to its event list (index h * DV + c) and every value is kept for readout.
+// membrane overflow rule (npuc_vdecay, npuc_ovf); the output scale is npuc_decay (floor).
+// y is a graded population: its nonzero values are appended to its event list (index h * DV + c)
+// and every value is kept for readout (npuc_unit_out).
 //
 // State: L lane RAMs, lane l holds the key channels d = k * L + l, word (h * DV + c) * KC + k.
 // Per time step (start .. done): gather q, k, v into rows (npuc_gather, one FW-bit field per
@@ -184,12 +185,11 @@ module npuc_linattn #(
     reg signed [W-1:0] cy;
     reg [OIW-1:0] crow;
     wire signed [W-1:0] yo;
-    npuc_mulshift #(.AW(W), .W(W), .SHIFT(SHIFT), .MULT(MULT)) u_out_scale (.acc(cy), .y(yo));
-    assign ev_wr_en = cv && (yo != {W{1'b0}});
-    assign ev_wr_data = {yo[OPW-1:0], crow};
-    npuc_ram #(.WIDTH(OPW), .DEPTH(H * DV), .AW(OIW)) u_out (
-        .clk(clk), .we(cv), .waddr(crow), .wdata(yo[OPW-1:0]),
-        .re(ro_re && !busy), .raddr(ro_addr), .rdata(ro_data));
+    npuc_decay #(.W(W), .SHIFT(SHIFT), .ROUND(1), .MULT(MULT)) u_out_scale (.x(cy), .y(yo));
+    // yo fits OPW bits (the emitter sizes OPW from its range): nonzero iff its low OPW bits are
+    npuc_unit_out #(.VW(OPW), .OPW(OPW), .OIW(OIW), .DEPTH(H * DV)) u_out (
+        .clk(clk), .we(cv), .addr(crow), .val(yo[OPW-1:0]), .ev_wr_en(ev_wr_en), .ev_wr_data(ev_wr_data),
+        .ro_re(ro_re && !busy), .ro_addr(ro_addr), .ro_data(ro_data));
     wire _unused_ok = &{1'b0, yo[W-1:OPW], row32, sa32, ksh, qsh, vsh, step_start, 1'b0};
 
     always @(posedge clk) begin

@@ -47,11 +47,11 @@ module npuc_pool #(
     localparam [31:0] OWP32 = OWP;
     localparam [1:0] IDLE = 2'd0, ACC = 2'd1, EMIT = 2'd2;
     reg [1:0] phase;
-    reg clearing;
+    wire clearing;                   // the value memory is zeroed after reset
     reg start_pending;
-    reg [QW-1:0] caddr;
-    localparam [31:0] NQ32 = NQ;
-    wire [31:0] caddr32 = {{(32-QW){1'b0}}, caddr};
+    wire [QW-1:0] caddr;
+    npuc_sweep #(.AW(QW), .DEPTH(NQ)) u_clear (
+        .clk(clk), .rst(rst), .restart(1'b0), .busy(clearing), .addr(caddr));
     wire go = (start || start_pending) && !clearing;
     assign busy = (phase != IDLE);
 
@@ -165,9 +165,7 @@ module npuc_pool #(
     always @(posedge clk) begin
         if (rst) begin
             phase <= IDLE;
-            clearing <= 1'b1;
             start_pending <= 1'b0;
-            caddr <= {QW{1'b0}};
             done <= 1'b0;
             mv <= 1'b0;
             maddr <= {QW{1'b0}};
@@ -183,10 +181,6 @@ module npuc_pool #(
             m <= {QCW{1'b0}};
         end else begin
             done <= 1'b0;
-            if (clearing) begin
-                if (caddr32 == NQ32 - 32'd1) clearing <= 1'b0;
-                else caddr <= caddr + 1'b1;
-            end
             start_pending <= (start || start_pending) && clearing;
             mv <= op_valid;
             maddr <= op_addr;

@@ -7,7 +7,7 @@
 //   C2[h,i,d] = sum_j (A[h,i,j] AND V[h,j,d])                AND multipliers + DV counters
 //   O[h,i,d]  = (r2 <= min(round(C2 MX / NAV), MX))          npuc_sc_decode + npuc_sc_encode
 // O is a spike population: its nonzero elements are appended to its event list (index
-// (h * N + i) * DV + d) and every element is kept in a 1-bit output RAM for readout.
+// (h * N + i) * DV + d) and every element is kept in a 1-bit output RAM for readout (npuc_unit_out).
 //
 // Per time step (start .. done): gather Q, K, V rows (npuc_gather, E_q + E_k + E_v + ~6 cycles);
 // for each query row (h, i): the M keys, one per cycle (r1 steps once per key), then the DV
@@ -146,12 +146,9 @@ module npuc_sc_attn #(
     wire o_bit;
     npuc_sc_encode #(.BITS(BITS)) u_enc2 (.r(r2), .p(p2), .s(o_bit));
     assign o_step = (st == S_EMIT);
-    localparam [OPW-1:0] ONE = {{(OPW-1){1'b0}}, 1'b1};
-    assign ev_wr_en = o_step && o_bit;
-    assign ev_wr_data = {ONE, oa32[OIW-1:0]};
-    npuc_ram #(.WIDTH(1), .DEPTH(H * N * DV), .AW(OIW)) u_out (
-        .clk(clk), .we(o_step), .waddr(oa32[OIW-1:0]), .wdata(o_bit),
-        .re(ro_re && !busy), .raddr(ro_addr), .rdata(ro_data));
+    npuc_unit_out #(.VW(1), .OPW(OPW), .OIW(OIW), .DEPTH(H * N * DV)) u_out (
+        .clk(clk), .we(o_step), .addr(oa32[OIW-1:0]), .val(o_bit), .ev_wr_en(ev_wr_en), .ev_wr_data(ev_wr_data),
+        .ro_re(ro_re && !busy), .ro_addr(ro_addr), .ro_data(ro_data));
     wire _unused_ok = &{1'b0, qa32, ka32, oa32, c2sh, 1'b0};
 
     wire row_last_key = (j32 == M32 - 32'd1);

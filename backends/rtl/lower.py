@@ -62,7 +62,7 @@ INPUT_KINDS = {"current": 0, "spikes": 1, "rate": 2, "bernoulli": 3, "timecode":
 MAX_BERNOULLI_BITS = 16
 STATIC_MODULES = ("npuc_ram.v", "npuc_rom.v", "npuc_ovf.v", "npuc_rshift.v", "npuc_decay.v", "npuc_lif.v",
                   "npuc_lfsr.v", "npuc_evlist.v", "npuc_evfront.v", "npuc_acc_bank.v", "npuc_wincnt.v", "npuc_syn.v",
-                  "npuc_pool.v", "npuc_input.v", "npuc_acc_iter.v", "npuc_syn_post.v")
+                  "npuc_pool.v", "npuc_input.v", "npuc_acc_iter.v", "npuc_syn_post.v", "npuc_sweep.v")
 """The static building blocks in ``npuc.hdl`` (copied into every artifact)."""
 
 

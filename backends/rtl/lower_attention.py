@@ -39,9 +39,10 @@ from .util import RtlSupportError, ident, pack, uconst, vconst, words
 
 OVF_MODES = {"none": 0, "wrap": 1, "wrap_sym": 2, "saturate": 3, "saturate_sym": 4}
 ROUNDING = {"trunc0": 0, "floor": 1, "round_half_up": 2}
-ATTENTION_MODULES = ("npuc_gather.v", "npuc_attn.v", "npuc_attn_iter.v", "npuc_mulshift.v")
-SC_MODULES = ("npuc_gather.v", "npuc_lfsr_bank.v", "npuc_sc_encode.v", "npuc_sc_decode.v", "npuc_sc_attn.v")
-LINEAR_MODULES = ("npuc_gather.v", "npuc_vdecay.v", "npuc_mulshift.v", "npuc_linattn.v")
+ATTENTION_MODULES = ("npuc_gather.v", "npuc_attn.v")
+SC_MODULES = ("npuc_gather.v", "npuc_lfsr_bank.v", "npuc_sc_encode.v", "npuc_sc_decode.v", "npuc_unit_out.v",
+              "npuc_sc_attn.v")
+LINEAR_MODULES = ("npuc_gather.v", "npuc_vdecay.v", "npuc_unit_out.v", "npuc_linattn.v")
 UNIT_OPS = (StochasticAttention, LinearAttention)
 
 

@@ -125,7 +125,7 @@ class InputUnit:
 
 @dataclass
 class PoolUnit:
-    """Pre-synaptic pooling of a path's source (`npuc_pool`)."""
+    """Pre-synaptic pooling of a path's source (`npuc_pool`; the fields are its parameters)."""
 
     nodes: list[str]
     is_or: bool  # max pooling of binary spikes (OR) instead of sum pooling
@@ -159,7 +159,16 @@ class MaxUnit:
 
 @dataclass
 class Path:
-    """One synapse path into a layer: engine (`npuc_syn`) + accumulators + post (`npuc_syn_post`)."""
+    """One synapse path into a layer: engine (`npuc_syn`) + accumulators + post (`npuc_syn_post`).
+
+    ``layer.v.j2`` prints it as is. The terse fields are the `npuc_syn` parameters of the same
+    name: widths ``ww`` (weight), ``pw`` (payload), ``aw`` (accumulator), ``iw`` (event index),
+    ``eaw`` (event address), ``waw`` / ``aaw`` (weight ROM / accumulator RAM address), ``bw``
+    (bias), ``chw`` (channel index); ``cg`` output channels per group are spread over ``lanes``
+    accumulator lanes in ``kc = ceil(cg / lanes)`` chunks, counted in ``kcb`` bits; ``adepth``
+    words per lane; ``iter_p`` / ``iter_nw`` are the `npuc_acc_iter` walk (neurons per channel,
+    counter width). A layer's phase for this path is ``PH_P<index>_POOL`` / ``_SYN`` / ``_MAX``.
+    """
 
     index: int
     source: EventList
@@ -234,9 +243,14 @@ class Gather:
 
 @dataclass
 class AttnPath:
-    """A SpikeAttention path into a layer: `npuc_attn` (gather + scores + S V into lane
-    accumulators), `npuc_attn_iter` (neuron -> accumulator table, folding the ops after the
-    attention) and `npuc_mulshift` (``(acc * mult) >> shift``)."""
+    """A SpikeAttention path into a layer: `npuc_gather` + `npuc_attn` (scores + S V into lane
+    accumulators), `npuc_acc_iter` with TABLE 1 (neuron -> accumulator table, folding the ops after the
+    attention) and `npuc_decay` with floor rounding (``(acc * mult) >> shift``).
+
+    ``layer.v.j2`` prints it as is: ``aw`` accumulator width, ``aaw`` its word address width,
+    ``lb`` lane index width, ``iter_aw`` the table's address width; ``params`` are the
+    `npuc_attn` parameters. Same interface as `Path` where a layer reads both (``source``,
+    ``delay``, ``pool``, ``maxpool``)."""
 
     index: int
     weighted: str  # the SpikeAttention node
@@ -271,6 +285,10 @@ class AttnPath:
     def pool(self) -> None:
         return None
 
+    @property
+    def maxpool(self) -> None:
+        return None
+
 
 @dataclass
 class Unit:
@@ -298,6 +316,11 @@ class Unit:
     @property
     def state_width(self) -> int:
         return self.ow
+
+    @property
+    def ev_dw(self) -> int:
+        """Width of an entry the unit appends to its event list: ``{value, output index}``."""
+        return self.ow + self.naw
 
     @property
     def fields(self) -> dict[str, tuple[int, int]]:
@@ -336,6 +359,11 @@ class Layer:
     @property
     def state_width(self) -> int:
         return self.sw + self.vw + self.uw
+
+    @property
+    def ev_dw(self) -> int:
+        """Width of an entry the layer appends to its event list: ``{spike, neuron index}``."""
+        return self.sw + self.naw
 
     @property
     def fields(self) -> dict[str, tuple[int, int]]:

@@ -1,10 +1,11 @@
 """Print a `Design` through the jinja2 templates of ``npuc.hdl`` and write the artifact folder.
 
-The templates hold loops and fields; this module turns the object model into
-*views* (names, widths, phases and a few ready-made Verilog expressions) and
-writes the files below. Moving toward one emission path, the templates read the
-model directly where they can: the attention front end (``front.v.j2``) prints a
-`Gather` and the lane select of a path's accumulators is a template macro.
+The templates hold loops and fields. A stage's module (``layer.v.j2``, ``unit.v.j2``) prints
+the model objects themselves (`Layer` with its `Path` / `AttnPath` list, `Unit`, `Gather`;
+their fields are documented in `npuc.backends.rtl.model`) and derives its phase table in the
+template. What remains here is the wiring of the top: each stage's event-list read ports
+(pointed at a pipelined top's per-stage copies), the event-list read muxes, the input and
+readout selects, the pool-count layout and the pipeline's stage conditions.
 
 Files written:
 
@@ -46,9 +47,12 @@ DESIGN_VERSION = 1
 
 def _env() -> jinja2.Environment:
     root = resources.files("npuc.hdl")
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(root)), keep_trailing_newline=True, trim_blocks=True,
         lstrip_blocks=True, undefined=jinja2.StrictUndefined, autoescape=False, extensions=["jinja2.ext.do"])
+    env.globals.update(vconst=vconst, bits=unsigned_bits)
+    env.tests["attn"] = lambda p: isinstance(p, AttnPath)
+    return env
 
 
 def static_source(name: str) -> str:
@@ -64,103 +68,32 @@ def _sext(sig: str, lsb: int, width: int, to: int) -> str:
 
 
 def _port(name: str, ev, delay: int = 0) -> SimpleNamespace:
-    """An event-list read port of a stage module (``delay`` 1: it reads the previous step)."""
+    """An event-list read port of a stage module (``delay`` 1: it reads the previous step); a
+    pipelined top points ``src`` at the reading stage's copy of the list."""
     return SimpleNamespace(name=name, src=ev.ident, eaw=ev.iaw, dw=ev.dw, delay=delay)
 
 
-def _attn_view(p: AttnPath, lay: Layer, phases: dict[str, str]) -> SimpleNamespace:
-    i = p.index
-    dims = ", ".join(f"{k}={v}" for k, v in p.dims.items())
-    desc = " -> ".join([*(" + ".join(n) for n in p.gather.nodes), *p.nodes[p.nodes.index(p.weighted):]])
-    return SimpleNamespace(
-        i=i, attn=True, pool=None, desc=desc, order=p.order, dims=dims, lanes=p.lanes, aw=p.aw, aaw=p.aaw,
-        params=list(p.params.items()), gather=p.gather, gather_ports=[f"p{i}{c}" for c in "qkv"],
-        iter_file=p.iter_rom.path, iter_aw=p.iter_aw, lb=p.lb, shift=p.shift,
-        mult=vconst(p.mult, lay.cw), syn_phase=phases[f"syn{i}"], n=lay.n, naw1=unsigned_bits(lay.n))
-
-
-def _path_view(p: SynPath, phases: dict[str, str], pool_lsb: int) -> SimpleNamespace:
-    pool = None
-    if p.pool is not None:
-        pl = p.pool
-        pool = SimpleNamespace(is_or=int(pl.is_or), pwi=pl.pwi, pw=pl.pw, iw=pl.iw, eaw=pl.eaw, qw=pl.qw, nq=pl.nq,
-                               qaw=pl.qaw, qcw=pl.qcw, rom=pl.rom.path, rom_depth=pl.rom.depth, rom_aw=pl.rom_aw,
-                               nyb=pl.nyb, nxb=pl.nxb, owp=pl.owp)
-    conv = list(p.conv.items())
-    if p.decode is not None:
-        conv = [("CROM_FILE", f'"{p.decode.path}"'), ("CROM_DEPTH", str(p.decode.depth)),
-                ("CROM_AW", str(p.decode_aw))] + conv
-    i = p.index
-    src = p.source
-    desc = " -> ".join([src.pop, *p.nodes]) + (" (delay 1)" if p.delay else "")
-    return SimpleNamespace(
-        i=i, desc=desc, delay=p.delay, src_eaw=src.iaw, src_dw=src.dw, eaw=p.eaw, dw=p.pw + p.iw, pool=pool,
-        kind=p.kind, lanes=p.lanes, ww=p.ww, pw=p.pw, binary=int(p.binary), aw=p.aw, iw=p.iw,
-        wdepth=p.weights.depth, waw=p.waw, wfile=p.weights.path, adepth=p.adepth, aaw=p.aaw, kc=p.kc, kcb=p.kcb,
-        cg=p.cg, conv=conv, iter_p=p.iter_p, iter_nw=p.iter_nw, chw=p.chw, bw=p.bw,
-        bias=p.bias.path if p.bias else None, bias_depth=p.bias.depth if p.bias else 0,
-        bias_delayed=p.bias_delayed,
-        exp=p.exp, ovf_bits=p.ovf_bits, ovf_mode=p.ovf_mode, src=src.ident,
-        read_phase=phases[f"pool{i}"] if p.pool else phases[f"syn{i}"],
-        pool_phase=phases.get(f"pool{i}", ""), syn_phase=phases[f"syn{i}"], pool_count_lsb=pool_lsb, attn=False,
-        maxpool=None if p.maxpool is None else SimpleNamespace(
-            n=p.maxpool.n, k=p.maxpool.k, rom=p.maxpool.rom.path, rom_depth=p.maxpool.rom.depth,
-            rom_aw=p.maxpool.rom_aw, phase=phases[f"max{i}"]))
-
-
-def _layer_view(lay: Layer) -> SimpleNamespace:
-    phases = []
-    for p in lay.paths:
-        if p.pool is not None:
-            phases.append((f"pool{p.index}", f"PH_P{p.index}_POOL", f"p{p.index}_pool_done",
-                           f"pool path {p.index}"))
-        what = f"attention of path {p.index}" if isinstance(p, AttnPath) else f"synapses of path {p.index}"
-        phases.append((f"syn{p.index}", f"PH_P{p.index}_SYN", f"p{p.index}_syn_done", what))
-        if getattr(p, "maxpool", None) is not None:
-            phases.append((f"max{p.index}", f"PH_P{p.index}_MAX", f"p{p.index}_max_done",
-                           f"max pool of path {p.index}'s currents"))
-    phases.append(("neuron", "PH_NEURON", "", "neuron update"))
-    ph_views = []
-    for k, (key, name, done, what) in enumerate(phases):
-        nxt = phases[k + 1][1] if k + 1 < len(phases) else "PH_IDLE"
-        ph_views.append(SimpleNamespace(key=key, name=name, id=k + 1, done=done, next=nxt, what=what))
-    names = {key: name for key, name, _, _ in phases}
-    fields = lay.fields
-    paths, lsb, ports = [], 0, []
+def _stage_ports(lay: Layer | Unit) -> list[SimpleNamespace]:
+    if isinstance(lay, Unit):
+        return [_port(c, ev, dl) for c, ev, dl in zip("qkv", lay.gather.sources, lay.gather.delays)]
+    ports = []
     for p in lay.paths:
         if isinstance(p, AttnPath):
-            paths.append(_attn_view(p, lay, names))
             ports += [_port(f"p{p.index}{c}", ev, dl) for c, ev, dl in zip("qkv", p.gather.sources, p.gather.delays)]
-            continue
-        paths.append(_path_view(p, names, lsb))
-        ports.append(_port(f"p{p.index}", p.source, p.delay))
-        lsb += p.pool.qcw if p.pool else 0
-    lf = lay.lfsr or {}
-    return SimpleNamespace(
-        index=lay.index, node=lay.node, ident=lay.ident, module=lay.module, n=lay.n,
-        shape_str="x".join(map(str, lay.shape)), cw=lay.cw, naw=lay.naw, stw=lay.state_width,
-        phases=ph_views, phw=unsigned_bits(len(phases)),
-        paths=paths, pools=any(p.pool for p in lay.paths), pool_count_w=lsb, pool_count_lsb=0,
-        sw=lay.sw, vw=lay.vw, uw=lay.uw, s_lsb=fields["spikes"][0], v_lsb=fields["v"][0],
-        bias=lay.bias.path if lay.bias else None, bias_w=lay.bias_w, bias_const=vconst(lay.bias_const, lay.cw),
-        vmin=lay.vmin.path if lay.vmin else None, vmin_w=lay.vmin_w,
-        vmin_const=vconst(lay.vmin_const or 0, lay.cw),
-        dmin=lay.dmin.path if lay.dmin else None, dmin_w=lay.dmin_w,
-        dmin_depth=lay.dmin.depth if lay.dmin else 0, lfsr_w=lf.get("width", 1),
-        lfsr_taps=f"{lf.get('width', 1)}'d{lf.get('taps', 0)}", lfsr_seed=f"{lf.get('width', 1)}'d{lf.get('seed', 0)}",
-        lif=list(lay.lif.items()), ev=lay.ev.ident if lay.ev else None,
-        ev_dw=lay.sw + lay.naw, ev_pw=lay.sw, ports=ports, unit=False)
+        else:
+            ports.append(_port(f"p{p.index}", p.source, p.delay))
+    return ports
 
 
-def _unit_view(u: Unit) -> SimpleNamespace:
-    ports = [_port(c, ev, dl) for c, ev, dl in zip("qkv", u.gather.sources, u.gather.delays)]
-    what = {"sc": "stochastic-computing attention", "linear": "linear attention / SSM"}[u.kind]
+def _stage_view(lay: Layer | Unit) -> SimpleNamespace:
+    """What the top templates print of a stage: its instance wiring. The stage's own module
+    (``layer.v.j2``, ``unit.v.j2``) prints the model object itself."""
+    pool_w = 0 if isinstance(lay, Unit) else sum(p.pool.qcw for p in lay.paths if p.pool)
     return SimpleNamespace(
-        index=u.index, node=u.node, ident=u.ident, module=u.module, n=u.n, shape_str="x".join(map(str, u.shape)),
-        naw=u.naw, stw=u.ow, core=u.core, what=what, params=list(u.params.items()),
-        gather=u.gather, gather_ports=[p.name for p in ports], ports=ports, pools=False, pool_count_w=0,
-        pool_count_lsb=0, paths=[], ev=u.ev.ident if u.ev else None, ev_dw=u.ow + u.naw,
-        ro_core_w=1 if u.kind == "sc" else u.ow, unit=True)
+        index=lay.index, node=lay.node, n=lay.n, ident=lay.ident, module=lay.module, naw=lay.naw,
+        stw=lay.state_width,
+        ev=lay.ev.ident if lay.ev else None, ev_dw=lay.ev_dw, ports=_stage_ports(lay), pools=pool_w > 0,
+        pool_count_w=pool_w, pool_count_lsb=0, model=lay)
 
 
 def _or(terms: list[str], zero: str) -> str:
@@ -169,7 +102,7 @@ def _or(terms: list[str], zero: str) -> str:
 
 def view(d: Design) -> SimpleNamespace:
     """Template view of a design: every name and expression the templates print."""
-    layers = [_unit_view(lay) if isinstance(lay, Unit) else _layer_view(lay) for lay in d.layers]
+    layers = [_stage_view(lay) for lay in d.layers]
     evs = []
     lsb = 0
     for lv in layers:
@@ -210,9 +143,19 @@ def view(d: Design) -> SimpleNamespace:
         wcw=wcw, tw=unsigned_bits(steps), steps_param=steps, words_in=d.words_in,
         words_out=d.readout_words(False), words_probe=d.readout_words(True), ev_count_w=lsb,
         pool_count_w=pool_count_w,
-        pools=[SimpleNamespace(layer=lv.ident, path=p.i, lsb=lv.pool_count_lsb + p.pool_count_lsb, w=p.pool.qcw)
-               for lv in layers for p in lv.paths if p.pool],
+        pools=[SimpleNamespace(layer=lv.ident, path=p.index, lsb=lv.pool_count_lsb + lsb, w=p.pool.qcw)
+               for lv in layers for p, lsb in _pool_fields(lv.model)],
         pipe=_pipe_view(d, layers) if d.pipeline else None, events=d.input_events)
+
+
+def _pool_fields(lay: Layer | Unit) -> list[tuple[SynPath, int]]:
+    """A layer's pooled paths and the lsb of each one's event count in the layer's ``pool_counts``."""
+    out, lsb = [], 0
+    for p in [] if isinstance(lay, Unit) else lay.paths:
+        if p.pool is not None:
+            out.append((p, lsb))
+            lsb += p.pool.qcw
+    return out
 
 
 def _copies(d: Design, ev, layers: list[SimpleNamespace]) -> list[SimpleNamespace]:
@@ -363,7 +306,9 @@ def verilog_files(d: Design, v: SimpleNamespace) -> dict[str, str]:
     files: dict[str, str] = {
         f"{d.top}.v": env.get_template("top_pipe.v.j2" if v.pipe else "top.v.j2").render(d=v, p=v.pipe)}
     for lv in v.layers:
-        files[f"{lv.module}.v"] = env.get_template("unit.v.j2" if lv.unit else "layer.v.j2").render(d=v, L=lv)
+        unit = isinstance(lv.model, Unit)
+        files[f"{lv.module}.v"] = env.get_template("unit.v.j2" if unit else "layer.v.j2").render(
+            d=v, L=lv.model, ports=lv.ports)
     for name in d.static_modules or STATIC:
         files[name] = static_source(name)
     files[f"{d.top}_axis.v"] = env.get_template("axis.v.j2").render(d=v)
