@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from models.zoo_models import spread_batchnorm
 
 import npuc
 from npuc.builddir import BuildDir
@@ -65,9 +66,7 @@ def _mini_sew(cnf: str) -> MiniSEWResNet:
         for mod in model.modules():
             if isinstance(mod, nn.Conv2d):
                 mod.weight.mul_(3.0)  # every stage spikes
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.2, 0.2)
-                mod.running_var.uniform_(0.5, 1.5)
+        spread_batchnorm(model, 0.2)
     return model
 
 

@@ -10,6 +10,15 @@ import torch.nn as nn
 from snntorch import utils
 
 
+def spread_batchnorm(model: nn.Module, mean: float) -> None:
+    """Seeded running statistics (mean in [-mean, mean), variance in [0.5, 1.5)) for every
+    BatchNorm2d, in module order, so that eval-mode batch norm is not the identity."""
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-mean, mean)
+            mod.running_var.uniform_(0.5, 1.5)
+
+
 class LapicqueNet(nn.Module):
     """snntorch tutorial style: Linear -> Lapicque, explicit ``mem`` from ``init_lapicque()``."""
 
@@ -98,10 +107,7 @@ def sew_net(cnf: str) -> SEWNet:
         model.head[2].weight.mul_(40.0)
         for conv in (model.stem[0], model.block.conv[0], model.block.conv[3]):
             conv.weight.mul_(4.0)  # enough drive that the block's spikes overlap the identity's
-        for mod in model.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.2, 0.2)
-                mod.running_var.uniform_(0.5, 1.5)
+        spread_batchnorm(model, 0.2)
     return model
 
 
@@ -159,10 +165,7 @@ def sj_csnn() -> SJCSNN:
     with torch.no_grad():
         for mod, f in zip((m.conv_fc[0], m.conv_fc[4], m.conv_fc[9], m.conv_fc[11]), (3.0, 3.0, 4.0, 6.0)):
             mod.weight.mul_(f)
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.1, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
+        spread_batchnorm(m, 0.1)
     return m
 
 
@@ -202,7 +205,5 @@ def sew_stem(channels: int = 8) -> SEWStem:
         m.conv1.weight.mul_(3.0)
         m.conv2.weight.mul_(3.0)
         m.fc.weight.mul_(30.0)
-        for mod in (m.bn1, m.bn2):
-            mod.running_mean.uniform_(-0.2, 0.2)
-            mod.running_var.uniform_(0.5, 1.5)
+        spread_batchnorm(m, 0.2)
     return m
