@@ -159,12 +159,17 @@ def test_bad_schedulers():
         Runner(None, -1)
 
 
+def _synthesized_point(tmp_path, data, graph, synth: str):
+    """One FPGA design point explored with ``synth`` costs: the result and its row."""
+    x, y = data
+    res = npuc.explore(graph, x, y, "fpga", "weight_bits=4,lanes=1", tmp_path / "ex", workers=0, synth=synth,
+                       calibration=64, progress=False)
+    return res, res.rows[0]
+
+
 @pytest.mark.yosys
 def test_yosys_costs_are_cached_per_design(tmp_path, data, graph):
-    x, y = data
-    res = npuc.explore(graph, x, y, "fpga", "weight_bits=4,lanes=1", tmp_path / "ex", workers=0, synth="ice40",
-                       calibration=64, progress=False)
-    row = res.rows[0]
+    res, row = _synthesized_point(tmp_path, data, graph, "ice40")
     assert res.costs == ["LUT", "latency_us"] and row["LUT"] > 0 and row["FF"] > 0
     cached = json.loads((tmp_path / "ex" / "cache" / "synth.json").read_text())
     assert cached == {f"{row['design_hash']}:ice40": cached[f"{row['design_hash']}:ice40"]}
@@ -195,9 +200,6 @@ def test_latency_estimate_is_the_report_bound_and_near_the_rtl_cycles(tmp_path, 
 @pytest.mark.yosys
 def test_ecp5_costs_carry_the_placed_and_routed_fmax(tmp_path, data, graph):
     """synth="ecp5": Yosys + nextpnr per design; the latency is the cycle bound at that Fmax."""
-    x, y = data
-    res = npuc.explore(graph, x, y, "fpga", "weight_bits=4,lanes=1", tmp_path / "ex", workers=0, synth="ecp5",
-                       calibration=64, progress=False)
-    row = res.rows[0]
+    _, row = _synthesized_point(tmp_path, data, graph, "ecp5")
     assert row["LUT"] > 0 and row["fmax_mhz"] > 0 and row["clock_mhz"] == row["fmax_mhz"]
     assert row["latency_us"] == pytest.approx(row["cycles_per_step"] * row["num_steps"] / row["fmax_mhz"], rel=1e-3)
