@@ -49,7 +49,7 @@ from .model import (
     Unit,
 )
 from .pipeline import copy_banks, schedule
-from .util import RtlSupportError, ident, pack, vconst, words
+from .util import RtlSupportError, ident, vconst, words
 
 __all__ = ["lower", "RtlSupportError", "ident", "vconst", "STATIC_MODULES"]
 
@@ -66,7 +66,6 @@ STATIC_MODULES = ("npuc_ram.v", "npuc_rom.v", "npuc_ovf.v", "npuc_rshift.v", "np
 """The static building blocks in ``npuc.hdl`` (copied into every artifact)."""
 
 
-_pack = pack
 _words = words
 
 

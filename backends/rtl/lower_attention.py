@@ -35,7 +35,7 @@ from .bounds import (
     unsigned_bits,
 )
 from .model import AttnPath, EventList, Gather, Memory, Unit
-from .util import RtlSupportError, ident, pack, uconst, vconst, words
+from .util import RtlSupportError, ident, uconst, vconst, words
 
 OVF_MODES = {"none": 0, "wrap": 1, "wrap_sym": 2, "saturate": 3, "saturate_sym": 4}
 ROUNDING = {"trunc0": 0, "floor": 1, "round_half_up": 2}
@@ -394,7 +394,7 @@ def linear_unit(graph: Graph, name: str, k: int, pops: dict, evlists: dict[str, 
         padded = np.zeros((H, DV, kc * lanes), dtype=np.int64)
         padded[:, :, :DK] = md
         rows = padded.reshape(H * DV * kc, lanes)
-        mems.append(Memory(f"u{k}_decay.hex", lanes * mdw, words(pack(r, mdw) for r in rows)))
+        mems.append(Memory(f"u{k}_decay.hex", lanes * mdw, rows))  # lane matrix
     vb, vmode = x["vb"], x["vmode"]
     mode = (vb, OVF_MODES[vmode]) if vb else (2, 0)
     params = {

@@ -54,6 +54,7 @@ class Memory:
 
 
 def hex_image(words: np.ndarray, width: int, chunk: int = 1 << 18) -> str:
+    """``$readmemh`` text of `Memory.words` (either form), ``chunk`` rows at a time."""
     digits = max(1, -(-width // 4))
     lanes = words.reshape(len(words), -1) if words.dtype != object else None
     if lanes is None and width <= 62:

@@ -31,15 +31,6 @@ def uconst(value: int, width: int) -> str:
     return f"{width}'d{v}"
 
 
-def pack(lanes, width: int) -> int:
-    """Lane values (two's complement of ``width`` bits) packed into one word, lane 0 lowest."""
-    mask = (1 << width) - 1
-    out = 0
-    for i, v in enumerate(lanes):
-        out |= (int(v) & mask) << (i * width)
-    return out
-
-
 def words(values) -> np.ndarray:
     """An object array of python ints (a memory image)."""
     return np.array([int(v) for v in values], dtype=object)
