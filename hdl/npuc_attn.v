@@ -41,36 +41,19 @@ module npuc_attn #(
     parameter [SW-1:0] AI_S = 0,         // a_int at the score width
     parameter [AW-1:0] AI_W = 0,         // a_int at the accumulator width
     parameter integer YDEPTH = 8,        // H * N * KC
-    parameter integer YAW = 3,
+    parameter integer AAW = 3,           // Y accumulator address width
     parameter integer KVW = 4,           // KV accumulator width (unsigned, <= M)
     parameter integer KVDEPTH = 1,       // (AINT ? 2 : 1) * H * DK * KC (ORDER 1)
     parameter integer KVAW = 1,
     parameter integer CW = 4,            // loop counter width, holds max(H, N, M, DK) + 1
     parameter integer BB = 2,            // bit index width, holds DK - 1
+    parameter integer FW = 1,            // row element width (spike rows; npuc_unit_rows.vh)
     // row address widths of the front end's RAM A and RAM B
-    parameter integer AAW = 2,           // query rows (H * N)
-    parameter integer BAW = 2            // key/value rows (H * M)
+    parameter integer A_AW = 2,          // query rows (H * N)
+    parameter integer B_AW = 2           // key/value rows (H * M)
 ) (
-    input  wire                  clk,
-    input  wire                  rst,
-    output reg                   done,
-    output wire                  busy,
-    // the Q, K, V rows of the unit's front end (npuc_gather, instantiated next to the core)
-    input  wire                  rows_done,
-    input  wire                  rows_busy,
-    output reg                   rows_clear,
-    output wire                  a_re,
-    output wire [AAW-1:0]        a_raddr,
-    input  wire [DK-1:0]         a_rdata,
-    output wire                  b_re,
-    output wire [BAW-1:0]        b_raddr,
-    input  wire [DK+DV-1:0]      b_rdata,
-    input  wire                  nu_re,
-    input  wire [YAW-1:0]        nu_raddr,
-    output wire [L*AW-1:0]       nu_rdata,
-    input  wire                  nu_clr,
-    input  wire [YAW-1:0]        nu_caddr,
-    input  wire [L-1:0]          nu_clane
+`include "npuc_unit_rows.vh"
+`include "npuc_acc_ports.vh"
 );
     localparam [31:0] H32 = H;
     localparam [31:0] N32 = N;
@@ -114,7 +97,7 @@ module npuc_attn #(
     reg            mk;                   // KV update in M (ORDER 1 phase 0)
     reg            m_kv;                 // Y delta from the KV RAM (ORDER 1 phase 1)
     reg            m_term;               // complement term
-    reg [YAW-1:0]  maddr;
+    reg [AAW-1:0]  maddr;
     reg [KVAW-1:0] mkaddr;
     reg [L*AW-1:0] mdelta;               // ORDER 0 lane deltas
     reg [L-1:0]    mbits;                // ORDER 1 phase 0 value bits
@@ -155,9 +138,9 @@ module npuc_attn #(
             wire s_free = !sv || s_last;
             wire p_issue = crun && cmore && s_free;
             assign a_re = p_issue;
-            assign a_raddr = p_issue ? qa32[AAW-1:0] : {AAW{1'b0}};
+            assign a_raddr = qa32[A_AW-1:0];  // an address matters only with a_re / b_re
             assign b_re = p_issue;
-            assign b_raddr = p_issue ? ka32[BAW-1:0] : {BAW{1'b0}};
+            assign b_raddr = ka32[B_AW-1:0];
             assign op_y = sv && s_nz;
             assign op_k = 1'b0;
             assign op_kv_read = 1'b0;
@@ -233,9 +216,9 @@ module npuc_attn #(
             // issue a row read when idle in the phase (rs 0)
             wire row_issue = crun && cmore && (rs == 2'd0);
             assign a_re = row_issue && ph;
-            assign a_raddr = (row_issue && ph) ? qa32[AAW-1:0] : {AAW{1'b0}};
+            assign a_raddr = qa32[A_AW-1:0];  // an address matters only with a_re / b_re
             assign b_re = row_issue && !ph;
-            assign b_raddr = (row_issue && !ph) ? ka32[BAW-1:0] : {BAW{1'b0}};
+            assign b_raddr = ka32[B_AW-1:0];
             wire [31:0] tm32 = {31'd0, term};
             assign op_kaddr = (((tm32 * H32 + h32) * DK32 + b32) * KC32) + kc32;
             assign op_kv_read = walking;
@@ -312,9 +295,9 @@ module npuc_attn #(
             assign y_delta[l*AW +: AW] = m_kv ? (m_term ? kv * AI_W : kv << AF) : mdelta[l*AW +: AW];
         end
     endgenerate
-    npuc_acc_bank #(.L(L), .AW(AW), .DEPTH(YDEPTH), .AAW(YAW)) u_y (
+    npuc_acc_bank #(.L(L), .AW(AW), .DEPTH(YDEPTH), .AAW(AAW)) u_y (
         .clk(clk), .rst(rst), .clear(1'b0), .clearing(yclearing), .run(crun), .rd_re(op_y),
-        .rd_addr(op_yaddr[YAW-1:0]), .upd(my), .upd_addr(maddr), .delta(y_delta), .rdata(nu_rdata),
+        .rd_addr(op_yaddr[AAW-1:0]), .upd(my), .upd_addr(maddr), .delta(y_delta), .rdata(nu_rdata),
         .nu_re(nu_re), .nu_raddr(nu_raddr), .nu_clr(nu_clr), .nu_caddr(nu_caddr), .nu_clane(nu_clane));
     wire _unused_addr = &{1'b0, op_yaddr, op_kaddr, vsh, qa32, ka32, 1'b0};
 
@@ -328,7 +311,7 @@ module npuc_attn #(
             mk <= 1'b0;
             m_kv <= 1'b0;
             m_term <= 1'b0;
-            maddr <= {YAW{1'b0}};
+            maddr <= {AAW{1'b0}};
             mkaddr <= {KVAW{1'b0}};
             mdelta <= {(L*AW){1'b0}};
             mbits <= {L{1'b0}};
@@ -349,7 +332,7 @@ module npuc_attn #(
             mk <= op_k;
             m_kv <= (CMP == 32'd0);
             m_term <= op_term;
-            maddr <= op_yaddr[YAW-1:0];
+            maddr <= op_yaddr[AAW-1:0];
             mkaddr <= op_kaddr[KVAW-1:0];
             mdelta <= op_delta;
             mbits <= op_bits;

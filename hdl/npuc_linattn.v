@@ -41,31 +41,12 @@ module npuc_linattn #(
     parameter integer CW = 4,            // loop counter width, holds max(H, DV) + 1
     parameter integer OIW = 2,           // output index width (H * DV outputs)
     parameter integer OPW = 8,           // output payload width (signed)
+    parameter integer RW = OPW,          // readout value width
     // row address widths of the front end's RAM A (query rows) and RAM B (key/value rows)
-    parameter integer AAW = 1,
-    parameter integer BAW = 1
+    parameter integer A_AW = 1,
+    parameter integer B_AW = 1
 ) (
-    input  wire                  clk,
-    input  wire                  rst,
-    output reg                   done,
-    output wire                  busy,
-    input  wire                  step_start,
-    input  wire                  first,
-    // the Q, K, V rows of the unit's front end (npuc_gather, instantiated next to the core)
-    input  wire                  rows_done,
-    input  wire                  rows_busy,
-    output reg                   rows_clear,
-    output wire                  a_re,
-    output wire [AAW-1:0]        a_raddr,
-    input  wire [DK*FW-1:0]      a_rdata,
-    output wire                  b_re,
-    output wire [BAW-1:0]        b_raddr,
-    input  wire [(DK+DV)*FW-1:0] b_rdata,
-    output wire                  ev_wr_en,
-    output wire [OPW+OIW-1:0]    ev_wr_data,
-    input  wire                  ro_re,
-    input  wire [OIW-1:0]        ro_addr,
-    output wire [OPW-1:0]        ro_data
+`include "npuc_unit_io.vh"
 );
     localparam integer WB = (DK + DV) * FW;
     localparam integer KP = KC * L;      // padded key row
@@ -102,9 +83,9 @@ module npuc_linattn #(
     assign busy = rows_busy || (st != S_IDLE);
     wire load = (st == S_LOAD);
     assign a_re = load;
-    assign a_raddr = load ? h32[AAW-1:0] : {AAW{1'b0}};
+    assign a_raddr = h32[A_AW-1:0];  // an address matters only with a_re / b_re
     assign b_re = load;
-    assign b_raddr = load ? h32[BAW-1:0] : {BAW{1'b0}};
+    assign b_raddr = h32[B_AW-1:0];
     wire run = (st == S_RUN);
     wire kc_last = (kc32 == KC32 - 32'd1);
 

@@ -14,8 +14,8 @@
 `default_nettype none
 module npuc_pool #(
     parameter integer OR = 0,
-    parameter integer PWI = 2,           // source payload width (signed)
-    parameter integer PW = 4,            // pooled payload width (signed)
+    parameter integer PW = 2,            // source payload width (signed)
+    parameter integer QPW = 4,           // pooled payload width (signed)
     parameter integer IW = 4,            // source index width
     parameter integer EAW = 4,           // source event count width
     parameter integer QW = 4,            // pooled index width
@@ -29,19 +29,11 @@ module npuc_pool #(
     parameter integer NXB = 1,
     parameter integer OWP = 1
 ) (
-    input  wire              clk,
-    input  wire              rst,
-    input  wire              start,
-    output reg               done,
-    output wire              busy,
-    input  wire [EAW-1:0]    ev_count,
-    output wire              ev_re,
-    output wire [EAW-1:0]    ev_addr,
-    input  wire [PWI+IW-1:0] ev_data,
+`include "npuc_stage_ports.vh"
     output wire [QCW-1:0]    out_count,
     input  wire              out_re,
     input  wire [QCW-1:0]    out_addr,
-    output wire [PW+QW-1:0]  out_data
+    output wire [QPW+QW-1:0] out_data
 );
     localparam integer RW = QW + NYB + NXB;
     localparam [31:0] OWP32 = OWP;
@@ -57,12 +49,12 @@ module npuc_pool #(
 
     // ---- ACC: front end ---------------------------------------------------------------------
     wire           fv;
-    wire signed [PWI-1:0] fpay;
+    wire signed [PW-1:0] fpay;
     wire [IW-1:0]  fidx;
     wire [RW-1:0]  rom;
     wire           fdone;
     wire           g_take;
-    npuc_evfront #(.IW(IW), .PW(PWI), .EAW(EAW), .USE_ROM(1), .RW(RW), .ROM_FILE(ROM_FILE),
+    npuc_evfront #(.IW(IW), .PW(PW), .EAW(EAW), .USE_ROM(1), .RW(RW), .ROM_FILE(ROM_FILE),
                    .ROM_DEPTH(ROM_DEPTH), .ROM_AW(ROM_AW)) u_front (
         .clk(clk), .rst(rst), .start(go), .running(phase == ACC),
         .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_data(ev_data),
@@ -77,7 +69,7 @@ module npuc_pool #(
     wire [NYB-1:0] dy;
     wire [NXB-1:0] dx;
     wire           dz;
-    reg  signed [PWI-1:0] gpay;
+    reg  signed [PW-1:0] gpay;
     wire           g_free;
     wire           op_valid;
     wire           g_last;
@@ -97,7 +89,7 @@ module npuc_pool #(
             gw0 <= {QW{1'b0}};
             gny <= {NYB{1'b0}};
             gnx <= {NXB{1'b0}};
-            gpay <= {PWI{1'b0}};
+            gpay <= {PW{1'b0}};
         end else if (g_take) begin
             gw0 <= rom[QW-1:0];
             gny <= rom[QW+NYB-1:QW];
@@ -109,26 +101,26 @@ module npuc_pool #(
     // ---- ACC: read-modify-write of the pooled values ------------------------------------------
     reg            mv;
     reg  [QW-1:0]  maddr;
-    reg  signed [PWI-1:0] mpay;
+    reg  signed [PW-1:0] mpay;
     reg            fwd_v;
     reg  [QW-1:0]  fwd_addr;
-    reg  [PW:0]    fwd;
-    wire [PW:0]    prd;              // {touched, value}
-    wire [PW:0]    old = (fwd_v && (fwd_addr == maddr)) ? fwd : prd;
-    wire signed [PW-1:0] oldv = old[PW-1:0];
-    wire signed [PW-1:0] add = {{(PW-PWI){mpay[PWI-1]}}, mpay};
-    wire signed [PW-1:0] newv;
+    reg  [QPW:0]    fwd;
+    wire [QPW:0]    prd;              // {touched, value}
+    wire [QPW:0]    old = (fwd_v && (fwd_addr == maddr)) ? fwd : prd;
+    wire signed [QPW-1:0] oldv = old[QPW-1:0];
+    wire signed [QPW-1:0] add = {{(QPW-PW){mpay[PW-1]}}, mpay};
+    wire signed [QPW-1:0] newv;
     generate
         if (OR != 0) begin : g_or
-            assign newv = {{(PW-1){1'b0}}, 1'b1};
+            assign newv = {{(QPW-1){1'b0}}, 1'b1};
             wire _unused_ok = &{1'b0, oldv, add, 1'b0};
         end else begin : g_sum
             assign newv = oldv + add;
         end
     endgenerate
-    wire [PW:0] mnew = {1'b1, newv};
+    wire [QPW:0] mnew = {1'b1, newv};
     reg [QCW-1:0] cnt;               // windows touched so far
-    wire push = mv && !old[PW];
+    wire push = mv && !old[QPW];
 
     // ---- EMIT ------------------------------------------------------------------------------------
     reg  [QCW-1:0] ek;
@@ -138,22 +130,22 @@ module npuc_pool #(
     reg  [QCW-1:0] m;
     wire [QW-1:0]  irdata;
     wire           e_issue = (phase == EMIT) && (ek < cnt);
-    wire signed [PW-1:0] eval_ = prd[PW-1:0];
-    wire           e_write = x2 && (eval_ != {PW{1'b0}});
+    wire signed [QPW-1:0] eval_ = prd[QPW-1:0];
+    wire           e_write = x2 && (eval_ != {QPW{1'b0}});
     assign out_count = m;
 
     npuc_ram #(.WIDTH(QW), .DEPTH(NQ), .AW(QAW)) u_idx (
         .clk(clk), .we(push), .waddr(cnt[QAW-1:0]), .wdata(maddr),
         .re(e_issue), .raddr(ek[QAW-1:0]), .rdata(irdata));
-    npuc_ram #(.WIDTH(PW + 1), .DEPTH(NQ), .AW(QW)) u_val (
+    npuc_ram #(.WIDTH(QPW + 1), .DEPTH(NQ), .AW(QW)) u_val (
         .clk(clk),
         .we(mv || x2 || clearing),
         .waddr(clearing ? caddr : (x2 ? q2 : maddr)),
-        .wdata((x2 || clearing) ? {(PW + 1){1'b0}} : mnew),
+        .wdata((x2 || clearing) ? {(QPW + 1){1'b0}} : mnew),
         .re(op_valid || x1),
         .raddr(x1 ? irdata : op_addr),
         .rdata(prd));
-    npuc_ram #(.WIDTH(PW + QW), .DEPTH(NQ), .AW(QAW)) u_out (
+    npuc_ram #(.WIDTH(QPW + QW), .DEPTH(NQ), .AW(QAW)) u_out (
         .clk(clk), .we(e_write), .waddr(m[QAW-1:0]), .wdata({eval_, q2}),
         .re(out_re), .raddr(out_addr[QAW-1:0]), .rdata(out_data));
     generate
@@ -169,10 +161,10 @@ module npuc_pool #(
             done <= 1'b0;
             mv <= 1'b0;
             maddr <= {QW{1'b0}};
-            mpay <= {PWI{1'b0}};
+            mpay <= {PW{1'b0}};
             fwd_v <= 1'b0;
             fwd_addr <= {QW{1'b0}};
-            fwd <= {(PW + 1){1'b0}};
+            fwd <= {(QPW + 1){1'b0}};
             cnt <= {QCW{1'b0}};
             ek <= {QCW{1'b0}};
             x1 <= 1'b0;

@@ -38,31 +38,13 @@ module npuc_sc_attn #(
     parameter integer CW = 4,            // loop counter width, holds max(H, N, M, DV) + 1
     parameter integer OIW = 4,           // output index width
     parameter integer OPW = 2,           // output event payload width
+    parameter integer FW = 1,            // row element width (spike rows; npuc_unit_rows.vh)
+    parameter integer RW = 1,            // readout value width (spikes)
     // row address widths of the front end's RAM A (query rows) and RAM B (key/value rows)
-    parameter integer AAW = 2,
-    parameter integer BAW = 2
+    parameter integer A_AW = 2,
+    parameter integer B_AW = 2
 ) (
-    input  wire                  clk,
-    input  wire                  rst,
-    output reg                   done,
-    output wire                  busy,
-    input  wire                  step_start,
-    input  wire                  first,
-    // the Q, K, V rows of the unit's front end (npuc_gather, instantiated next to the core)
-    input  wire                  rows_done,
-    input  wire                  rows_busy,
-    output reg                   rows_clear,
-    output wire                  a_re,
-    output wire [AAW-1:0]        a_raddr,
-    input  wire [DK-1:0]         a_rdata,
-    output wire                  b_re,
-    output wire [BAW-1:0]        b_raddr,
-    input  wire [DK+DV-1:0]      b_rdata,
-    output wire                  ev_wr_en,
-    output wire [OPW+OIW-1:0]    ev_wr_data,
-    input  wire                  ro_re,
-    input  wire [OIW-1:0]        ro_addr,
-    output wire [0:0]            ro_data
+`include "npuc_unit_io.vh"
 );
     localparam [31:0] N32 = N;
     localparam [31:0] M32 = M;
@@ -118,9 +100,9 @@ module npuc_sc_attn #(
     assign busy = rows_busy || (st != S_IDLE);
     wire p_issue = (st == S_PAIR);
     assign a_re = p_issue;
-    assign a_raddr = p_issue ? qa32[AAW-1:0] : {AAW{1'b0}};
+    assign a_raddr = qa32[A_AW-1:0];  // an address matters only with a_re / b_re
     assign b_re = p_issue;
-    assign b_raddr = p_issue ? ka32[BAW-1:0] : {BAW{1'b0}};
+    assign b_raddr = ka32[B_AW-1:0];
 
     // ---- key stage: C1 -> p1 -> A, then C2 += A AND V ----
     reg [C1W-1:0] c1;

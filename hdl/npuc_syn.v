@@ -66,21 +66,8 @@ module npuc_syn #(
     parameter integer TOKB = 1,          // token-wise dense decode field widths
     parameter integer FEATB = 1
 ) (
-    input  wire              clk,
-    input  wire              rst,
-    input  wire              start,
-    output reg               done,
-    output wire              busy,
-    input  wire [EAW-1:0]    ev_count,
-    output wire              ev_re,
-    output wire [EAW-1:0]    ev_addr,
-    input  wire [PW+IW-1:0]  ev_data,
-    input  wire              nu_re,
-    input  wire [AAW-1:0]    nu_raddr,
-    output wire [L*AW-1:0]   nu_rdata,
-    input  wire              nu_clr,
-    input  wire [AAW-1:0]    nu_caddr,
-    input  wire [L-1:0]      nu_clane
+`include "npuc_stage_ports.vh"
+`include "npuc_acc_ports.vh"
 );
     localparam [31:0] KC32 = KC;
     localparam [31:0] CG32 = CG;

@@ -247,3 +247,27 @@ def test_memory_hex_image_equals_per_word_packing(lanes, lw):
 
 def _expect_1d(col, lw):
     return "".join(f"{int(v) & ((1 << lw) - 1):0{max(1, -(-lw // 4))}x}\n" for v in col)
+
+
+def test_static_blocks_stand_alone_with_their_port_groups_inlined():
+    """The shared port groups (``npuc_*.vh``) are inlined into every artifact file that uses them:
+    no artifact needs an include path, and each group is used by the blocks it names."""
+    from importlib import resources
+
+    from npuc.backends.rtl.lower import STATIC_MODULES
+    from npuc.backends.rtl.lower_attention import ATTENTION_MODULES, LINEAR_MODULES, SC_MODULES
+    from npuc.backends.rtl.render import static_source
+
+    root = resources.files("npuc.hdl")
+    headers = {p.name: p.read_text() for p in root.iterdir() if p.name.endswith(".vh")}
+    assert {"npuc_stage_ports.vh", "npuc_acc_ports.vh", "npuc_unit_rows.vh", "npuc_unit_io.vh"} <= set(headers)
+    used = set()
+    for name in sorted(set(STATIC_MODULES + ATTENTION_MODULES + SC_MODULES + LINEAR_MODULES)):
+        raw, text = root.joinpath(name).read_text(), static_source(name)
+        assert "`include" not in text, name
+        for h in headers:
+            if f'`include "{h}"' in raw:
+                used.add(h)
+                ports = [ln for ln in headers[h].splitlines() if ln.strip().startswith(("input", "output"))]
+                assert ports and all(ln in text.splitlines() for ln in ports), (name, h)
+    assert used == set(headers)  # no orphan port group

@@ -225,10 +225,10 @@ def attn_path(graph: Graph, lif: str, k: int, i: int, sp, pops: dict, evlists: d
     params = {
         "ORDER": str(order), "H": str(H), "N": str(N), "M": str(M), "DK": str(DK), "DV": str(DV), "L": str(lanes),
         "KC": str(kc), "KCB": str(unsigned_bits(kc)), "AF": str(a_frac), "AINT": str(a_int), "SW": str(sw),
-        "AW": str(aw), "AI_S": uconst(a_int, sw), "AI_W": uconst(a_int, aw), "YDEPTH": str(ydepth), "YAW": str(yaw),
+        "AW": str(aw), "AI_S": uconst(a_int, sw), "AI_W": uconst(a_int, aw), "YDEPTH": str(ydepth), "AAW": str(yaw),
         "KVW": str(unsigned_bits(M)), "KVDEPTH": str(kvdepth), "KVAW": str(unsigned_bits(kvdepth - 1)),
         "CW": str(unsigned_bits(max(H, N, M, DK, DV) + 1)), "BB": str(bb),
-        "AAW": str(g.aaw), "BAW": str(g.baw),
+        "A_AW": str(g.aaw), "B_AW": str(g.baw),
     }
     mult, shift = int(q.mult), int(q.shift)
     post = Range.of(0, ymax * mult)
@@ -293,7 +293,7 @@ def sc_unit(graph: Graph, name: str, k: int, pops: dict, evlists: dict[str, Even
         "C2W": str(unsigned_bits(M)), "D2W": str(d2["ww"]), "D2K": str(d2["k"]), "D2MA": uconst(d2["ma"], d2["ww"]),
         "D2MB": uconst(d2["mb"], d2["ww"]),
         "CW": str(unsigned_bits(max(H, N, M, DV) + 1)), "OIW": str(unsigned_bits(n - 1)), "OPW": "2",
-        "AAW": str(g.aaw), "BAW": str(g.baw),
+        "A_AW": str(g.aaw), "B_AW": str(g.baw),
     }
     uid = f"u{k}_{ident(name)}"
     return Unit(index=k, node=name, ident=uid, module=f"npuc_{gident}_{uid}"[:60], kind="sc", core="npuc_sc_attn",
@@ -405,7 +405,7 @@ def linear_unit(graph: Graph, name: str, k: int, pops: dict, evlists: dict[str, 
         "DROM_FILE": f'"{mems[0].path}"' if mems else '""', "B_INT": vconst(x["b_int"], w),
         "MULT": vconst(x["mult"], w), "SHIFT": str(x["shift"]), "CW": str(unsigned_bits(max(H, DV) + 1)),
         "OIW": str(unsigned_bits(n - 1)), "OPW": str(ow),
-        "AAW": str(g.aaw), "BAW": str(g.baw),
+        "A_AW": str(g.aaw), "B_AW": str(g.baw),
     }
     uid = f"u{k}_{ident(name)}"
     return Unit(index=k, node=name, ident=uid, module=f"npuc_{gident}_{uid}"[:60], kind="linear",

@@ -3,9 +3,8 @@
 The templates hold loops and fields. A stage's module (``layer.v.j2``, ``unit.v.j2``) prints
 the model objects themselves (`Layer` with its `Path` / `AttnPath` list, `Unit`, `Gather`;
 their fields are documented in `npuc.backends.rtl.model`) and derives its phase table in the
-template. What remains here is the wiring of the top: each stage's event-list read ports
-(pointed at a pipelined top's per-stage copies), the event-list read muxes, the input and
-readout selects, the pool-count layout and the pipeline's stage conditions.
+template. The top-level templates read `npuc.backends.rtl.view.TopView` (the wiring as data)
+and print its Verilog expressions with the macros of ``top_macros.j2``.
 
 Files written:
 
@@ -27,7 +26,6 @@ import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import jinja2
@@ -37,7 +35,7 @@ from .bounds import unsigned_bits
 from .lower import STATIC_MODULES, vconst
 from .model import AttnPath, Design, Gather, Layer, Unit
 from .model import Path as SynPath
-from .pipeline import copy_name
+from .view import TopView, view
 
 STATIC = STATIC_MODULES
 KIND_NAMES = {0: "dense", 1: "conv", 2: "token_dense"}
@@ -55,155 +53,15 @@ def _env() -> jinja2.Environment:
     return env
 
 
+_INCLUDE = re.compile(r'^`include "(npuc_[a-z0-9_]+\.vh)"\n', re.M)
+
+
 def static_source(name: str) -> str:
-    return resources.files("npuc.hdl").joinpath(name).read_text()
-
-
-# -- views ------------------------------------------------------------------------------------
-
-
-def _sext(sig: str, lsb: int, width: int, to: int) -> str:
-    msb = lsb + width - 1
-    return f"{{{{{to - width}{{{sig}[{msb}]}}}}, {sig}[{msb}:{lsb}]}}"
-
-
-def _port(name: str, ev, delay: int = 0) -> SimpleNamespace:
-    """An event-list read port of a stage module (``delay`` 1: it reads the previous step); a
-    pipelined top points ``src`` at the reading stage's copy of the list."""
-    return SimpleNamespace(name=name, src=ev.ident, eaw=ev.iaw, dw=ev.dw, delay=delay)
-
-
-def _stage_ports(lay: Layer | Unit) -> list[SimpleNamespace]:
-    if isinstance(lay, Unit):
-        return [_port(c, ev, dl) for c, ev, dl in zip("qkv", lay.gather.sources, lay.gather.delays)]
-    ports = []
-    for p in lay.paths:
-        if isinstance(p, AttnPath):
-            ports += [_port(f"p{p.index}{c}", ev, dl) for c, ev, dl in zip("qkv", p.gather.sources, p.gather.delays)]
-        else:
-            ports.append(_port(f"p{p.index}", p.source, p.delay))
-    return ports
-
-
-def _stage_view(lay: Layer | Unit) -> SimpleNamespace:
-    """What the top templates print of a stage: its instance wiring. The stage's own module
-    (``layer.v.j2``, ``unit.v.j2``) prints the model object itself."""
-    pool_w = 0 if isinstance(lay, Unit) else sum(p.pool.qcw for p in lay.paths if p.pool)
-    return SimpleNamespace(
-        index=lay.index, node=lay.node, n=lay.n, ident=lay.ident, module=lay.module, naw=lay.naw,
-        stw=lay.state_width,
-        ev=lay.ev.ident if lay.ev else None, ev_dw=lay.ev_dw, ports=_stage_ports(lay), pools=pool_w > 0,
-        pool_count_w=pool_w, pool_count_lsb=0, model=lay)
-
-
-def _or(terms: list[str], zero: str) -> str:
-    return " | ".join(terms) if terms else zero
-
-
-def view(d: Design) -> SimpleNamespace:
-    """Template view of a design: every name and expression the templates print."""
-    layers = [_stage_view(lay) for lay in d.layers]
-    evs = []
-    lsb = 0
-    for lv in layers:
-        lv.pool_count_lsb = lsb
-        lsb += lv.pool_count_w
-    pool_count_w = lsb
-    lsb = 0
-    for ev in d.evlists:
-        users = [(layers[k].ident, port) for k, port in d.consumers[ev.ident]]
-        copies = _copies(d, ev, layers) if d.pipeline else []
-        evs.append(SimpleNamespace(copies=copies,
-            ident=ev.ident, dw=ev.dw, n=ev.n, iaw=ev.iaw, banks=ev.banks, maw=ev.maw,
-            rd_re=_or([f"{li}_{port}_ev_re" for li, port in users], "1'b0"),
-            rd_bank=_or([f"{li}_{port}_ev_bank" for li, port in users], "1'b0"),
-            rd_addr=_or([f"{li}_{port}_ev_addr" for li, port in users], f"{ev.iaw}'d0"), count_lsb=lsb, pop=ev.pop,
-            prod=d.pipeline.producer[ev.ident] if d.pipeline else None))
-        lsb += ev.iaw
-    readouts = []
-    for r in d.readouts:
-        sig = f"{layers[r.layer].ident}_ro_data"
-        readouts.append(SimpleNamespace(n=r.n, layer=r.layer, expr=_sext(sig, r.lsb, r.width, d.out_w)))
-    n_out = sum(1 for r in d.readouts if not r.probe)
-    wcw = unsigned_bits(d.words_in)
-    inputs = []
-    take, pos = ("in_take", "in_pos") if d.pipeline else ("in_fire", "w")
-    for u in d.inputs:
-        conds = [take]
-        if u.offset:
-            conds.append(f"({pos} >= {wcw}'d{u.offset})")
-        if u.offset + u.n < d.words_in:
-            conds.append(f"({pos} < {wcw}'d{u.offset + u.n})")
-        inputs.append(SimpleNamespace(**vars(u), valid=" && ".join(conds)))
-    steps = d.steps or 1
-    return SimpleNamespace(
-        graph=d.graph, top=d.top, profile=d.profile, in_w=d.in_w, out_w=d.out_w, layers=layers, evlists=evs,
-        inputs=inputs, readouts=readouts, n_out_items=n_out, itw=unsigned_bits(len(d.readouts)),
-        rnw=unsigned_bits(max(r.n for r in d.readouts)), liw=unsigned_bits(len(d.layers) - 1),
-        wcw=wcw, tw=unsigned_bits(steps), steps_param=steps, words_in=d.words_in,
-        words_out=d.readout_words(False), words_probe=d.readout_words(True), ev_count_w=lsb,
-        pool_count_w=pool_count_w,
-        pools=[SimpleNamespace(layer=lv.ident, path=p.index, lsb=lv.pool_count_lsb + lsb, w=p.pool.qcw)
-               for lv in layers for p, lsb in _pool_fields(lv.model)],
-        pipe=_pipe_view(d, layers) if d.pipeline else None, events=d.input_events)
-
-
-def _pool_fields(lay: Layer | Unit) -> list[tuple[SynPath, int]]:
-    """A layer's pooled paths and the lsb of each one's event count in the layer's ``pool_counts``."""
-    out, lsb = [], 0
-    for p in [] if isinstance(lay, Unit) else lay.paths:
-        if p.pool is not None:
-            out.append((p, lsb))
-            lsb += p.pool.qcw
-    return out
-
-
-def _copies(d: Design, ev, layers: list[SimpleNamespace]) -> list[SimpleNamespace]:
-    """A pipelined top's copies of an event list, one per reading stage; points every reading port
-    of a layer view at its stage's copy."""
-    pipe = d.pipeline
-    stages = sorted(pipe.readers.get(ev.ident, ())) or [pipe.producer[ev.ident]]
-    out = []
-    for stage, banks in zip(stages, (ev.banks, *ev.copy_banks)):
-        name = copy_name(pipe, ev.ident, stage)
-        users = [(k, port) for k, port in d.consumers[ev.ident] if pipe.stage_of(k) == stage]
-        for k, port in users:
-            next(pt for pt in layers[k].ports if pt.name == port).src = name
-        refs = [f"{layers[k].ident}_{port}" for k, port in users]
-        out.append(SimpleNamespace(
-            ident=name, banks=banks, maw=max(ev.iaw, unsigned_bits(banks * ev.n - 1)),
-            rd_re=_or([f"{r}_ev_re" for r in refs], "1'b0"), rd_bank=_or([f"{r}_ev_bank" for r in refs], "1'b0"),
-            rd_addr=_or([f"{r}_ev_addr" for r in refs], f"{ev.iaw}'d0")))
-    return out
-
-
-def _pipe_view(d: Design, layers: list[SimpleNamespace]) -> SimpleNamespace:
-    """The stage chain of a pipelined top: each stage's start condition (see `npuc.backends.rtl.pipeline`)."""
-    pipe = d.pipeline
-    nw, last = pipe.nw, pipe.stages - 1
-
-    def cond(k: int) -> str:
-        terms = [f"(n_s{k - 1} != n_s{k})"] if k else []
-        readers = {c for ev, prod in pipe.producer.items() if prod == k for c in pipe.readers.get(ev, ())}
-        delayed = {c for ev, prod in pipe.producer.items() if prod == k for c in pipe.delayed.get(ev, ())}
-        if k < last:
-            readers.add(k + 1)  # the next stage reads this stage's first flags
-        # step s overwrites the bank of step s-2, which a delayed reader still needs for its step s-1
-        terms += [f"(n_s{k} == n_s{c})" if c in delayed else f"((n_s{k} - n_s{c}) <= {nw}'d1)"
-                  for c in sorted(readers - {k})]
-        if k:
-            terms.append(f"(n_out == n_s{k})" if k in pipe.readout_groups else f"((PROBE == 0) || (n_out == n_s{k}))")
-        terms.append(f"((n_s{k} - n_out) <= {nw}'d{pipe.depth - 2})")
-        return " && ".join(terms)
-
-    groups = [SimpleNamespace(id=g, layers=[layers[k] for k in members], lw=unsigned_bits(len(members) - 1),
-                              cond=cond(g))
-              for g, members in enumerate(pipe.groups, start=1)]
-    return SimpleNamespace(stages=pipe.stages, groups=groups, depth=pipe.depth, nw=nw,
-                           sw=max(1, pipe.depth.bit_length() - 1), input_cond=cond(0))
-
-
-# -- files ------------------------------------------------------------------------------------
+    """A building block of ``npuc.hdl`` as an artifact file: its shared port groups
+    (``npuc_*.vh``: Verilog-2005 has no interfaces) inlined, so every file stands alone and no
+    tool flow needs an include path."""
+    text = resources.files("npuc.hdl").joinpath(name).read_text()
+    return _INCLUDE.sub(lambda m: static_source(m.group(1)), text)
 
 
 def _gather_bits(g: Gather, rows: tuple[int, int], widths: tuple[int, int]) -> dict[str, int]:
@@ -299,7 +157,7 @@ def _with_mem_dir(text: str) -> str:
     return f"`ifndef {MEM_DIR_DEFINE}\n`define {MEM_DIR_DEFINE} \"mem\"\n`endif\n" + out
 
 
-def verilog_files(d: Design, v: SimpleNamespace) -> dict[str, str]:
+def verilog_files(d: Design, v: TopView) -> dict[str, str]:
     """Every Verilog source of the design (static blocks, stages, top, AXI4-Stream wrapper),
     each with a `timescale and the memory directory define."""
     env = _env()

@@ -20,6 +20,7 @@ import numpy as np
 
 from ...sim import lfsr
 from . import toolchain
+from .render import static_source
 
 SOURCES = ("npuc_sc_stats.v", "npuc_lfsr_bank.v", "npuc_sc_encode.v", "npuc_sc_mux.v")
 COUNTS = ("n1", "n2", "n_ind", "n_shared", "n_samepoly", "n_mux")
@@ -38,11 +39,10 @@ def config(bits: int = 16, leap: int | None = None, seeds: tuple[int, int, int, 
 
 
 def _sources(work: Path) -> list[Path]:
-    root = resources.files("npuc.hdl")
     out = []
     for name in SOURCES:
         dst = work / name
-        dst.write_text(root.joinpath(name).read_text())
+        dst.write_text(static_source(name))
         out.append(dst)
     return out
 
