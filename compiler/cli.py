@@ -173,16 +173,8 @@ ALLOW_MODIFIED = "run a build whose generated files changed since compile (you t
 # -- parser ------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="npuc",
-        description="Compile trained spiking neural networks to Loihi 2 (Lava) and FPGA (Verilog), "
-        "and verify them bit-exact against golden simulators.",
-    )
-    p.add_argument("--version", action="version", version=f"npuc {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = p.add_subparsers(dest="verb", metavar="VERB")
-
+def _add_compile(sub) -> None:
+    """`npuc compile`."""
     c = sub.add_parser("compile", help="compile a model (file.py:factory, package.module:factory or .nir) to hardware")
     c.add_argument("model", help="file.py:factory, package.module:factory, a .nir or an .onnx file")
     c.add_argument("--checkpoint", help="state_dict checkpoint (.pt) loaded with torch.load(weights_only=True)")
@@ -215,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--verbose", "-v", action="store_true", help="print each pass and its effect")
     c.set_defaults(fn=cmd_compile)
 
+
+def _add_simulate(sub) -> None:
+    """`npuc simulate`."""
     s = sub.add_parser("simulate", help="run a compiled graph with an engine",
                        description="Run a build with the float or integer golden engine, or with a hardware "
                        "engine (lava, rtl). " + TRUSTED_BUILD)
@@ -232,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rtl engine: write a waveform (VCD; FST when lz4 is installed) to DIR/rtl/sim/")
     s.set_defaults(fn=cmd_simulate)
 
+
+def _add_verify(sub) -> None:
+    """`npuc verify`."""
     v = sub.add_parser("verify", help="compare a hardware engine with the golden integer engine",
                        description="Run a hardware engine (Lava fixed_pt or Verilator) on a build and compare "
                        "every layer with the golden integer engine. " + TRUSTED_BUILD)
@@ -243,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--allow-modified", action="store_true", help=ALLOW_MODIFIED)
     v.set_defaults(fn=cmd_verify)
 
+
+def _add_report(sub) -> None:
+    """`npuc report`."""
     r = sub.add_parser("report", help="resources, mapping, energy and quantization error of a build")
     r.add_argument("dir")
     r.add_argument("--json", action="store_true", help="print report.json instead of tables")
@@ -258,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-modified", action="store_true", help="with --input: " + ALLOW_MODIFIED)
     r.set_defaults(fn=cmd_report)
 
+
+def _add_inspect_export_demo(sub) -> None:
+    """`npuc inspect`, `npuc export` and `npuc demo`."""
     i = sub.add_parser("inspect", help="print a graph: nodes, shapes, parameters")
     i.add_argument("dir")
     i.add_argument("--target", help="show the quantized graph of a target")
@@ -279,6 +283,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="fewer hardware samples (used by the test suite)")
     d.add_argument("--no-synth", action="store_true", help="skip Yosys resource estimates (the first run takes ~1 min)")
     d.set_defaults(fn=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="npuc",
+        description="Compile trained spiking neural networks to Loihi 2 (Lava) and FPGA (Verilog), "
+        "and verify them bit-exact against golden simulators.",
+    )
+    p.add_argument("--version", action="version", version=f"npuc {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+
+    _add_compile(sub)
+    _add_simulate(sub)
+    _add_verify(sub)
+    _add_report(sub)
+    _add_inspect_export_demo(sub)
 
     from .dse.cli import add_parsers  # explore, evaluate
 

@@ -28,6 +28,7 @@ ATTENTION_MODEL = "npuc.demo.models:spikformer"
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    # One linear story in six stages, the order a new user reads it in (kept whole on purpose).
     from ..builddir import BuildDir
     from ..driver import build
     from ..frontends import load_model
