@@ -9,7 +9,8 @@ Everything else follows from the canonical `LIF` fields:
   (1 for spikes, ``2^-frac_bits`` for quantized input currents) and ``e`` is
   the smallest exponent that fits the weights in the profile's range;
 * decays ``dv = round(D (1 - alpha))``, ``du = round(D (1 - alpha_i)) - du_offset``
-  (``du = D - du_offset`` without a current state: ``u`` is the input);
+  (``du = D - du_offset`` without a current state: ``u`` is the input), one per neuron when the
+  float decays differ (a learned per-neuron beta), by the same rule;
 * bias ``lam (bias + gain * b_dense)`` as mantissa << exponent; reset value,
   bounds and initial value times ``lam``.
 
@@ -259,7 +260,7 @@ class Quantize(Pass):
                          f"exponent {e}: the layer's scale is below what {prof.name} weights can represent")
             graph.replace_op(p.weighted, w_op.replace(q=QSynapse(w_int, e, qb)))
         # neuron parameters
-        dv, du = _decays(op, prof)
+        dv, du = _decays(self._stock_decays(op, name, ctx), prof)
         bias_int = np.round(lam * b_all)
         bias_exp = prof.bias_exp_min  # a fixed exponent (loihi2:netx=1) rounds the bias to its multiples
         bmant_max = (1 << (prof.bias_mant_bits - 1)) - 1
@@ -301,6 +302,24 @@ class Quantize(Pass):
         q = QLinearAttention(_compact(da), int(round(op.b * lam_s)), mult, shift)
         graph.replace_op(name, op.replace(q=q))
         return {"state_scale": lam_s, "output_scale": lam_y}, 1.0 / lam_y
+
+    @staticmethod
+    def _stock_decays(op: ops.LIF, name: str, ctx: PassContext) -> ops.LIF:
+        """``stock_only`` (Loihi 2 without custom processes) has one du / dv per population: per-neuron
+        decays are refused there, or replaced by their mean with ``allow_approx``."""
+        if not ctx.target.options.get("stock_only"):
+            return op
+        for field, what in (("alpha", "alpha (membrane decay)"), ("alpha_i", "alpha_i (current decay)")):
+            a = getattr(op, field)
+            if a is None or a.size <= 1 or np.all(a == a.reshape(-1)[0]):
+                continue
+            if not ctx.allow_approx:
+                raise PassError(f"neuron '{name}' has a per-neuron {what}; stock_only keeps lava-nc's stock LIF, "
+                                "which has one decay per population. Drop stock_only (npuc's custom neuron takes "
+                                "per-neuron decays), or pass --allow-approx to use the mean")
+            ctx.warn(f"neuron '{name}': per-neuron {what} replaced by its mean {a.mean():.4g} (stock_only)")
+            op = op.replace(**{field: np.float32(a.mean())})
+        return op
 
     def _uniform_value(self, lam: np.ndarray, name: str) -> float:
         return float(np.mean(lam))
