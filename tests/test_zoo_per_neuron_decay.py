@@ -70,7 +70,7 @@ def test_decays_are_quantized_per_neuron_by_the_scalar_rule(name, target, tmp_pa
     i = simulate(hw.quantized(), x, "int", probe=True).probes
     for node in ("lif1", "lif2"):
         assert i[node]["spikes"].any()
-        # measured 0.946-0.996 (README); the same nets with one (mean) decay per layer: 0.953-0.992
+        # measured 0.946-0.996 (README); the Synaptic net with one (mean) decay per layer: 0.953-0.992
         assert np.mean(f[node]["spikes"] == i[node]["spikes"]) > 0.93, node
 
 
