@@ -5,7 +5,9 @@ write it (tests/models/zoo_snntorch.py: 64-96-10, decays uniform in [0.5, 0.99])
 The float engine equals snntorch bit for bit; quantization keeps one integer decay per neuron by
 the scalar rule (``dv = round(D (1 - beta_n))``); the integer engine applies each neuron's own
 decay; the FPGA design reads them from a decay ROM (``npuc_lif_pn``) and Lava runs them in npuc's
-``NpucNeuron`` (vector du / dv): 0 mismatches in Verilator and in Lava, without --allow-approx."""
+``NpucNeuron`` (vector du / dv): 0 mismatches in Verilator and in Lava, without --allow-approx.
+norse ``LIFCell`` with per-neuron ``tau_mem_inv`` / ``tau_syn_inv`` tensors takes the same path
+(SpikingJelly's ``tau`` is one float per layer)."""
 
 from __future__ import annotations
 
@@ -165,3 +167,42 @@ def test_hardware_build_has_no_mismatches(target, engine, name, tmp_path):
     hw = npuc.compile(MODELS[name](), x, target=target, out=tmp_path / "b")
     result = hw.verify(x[:, :2], engine=engine)
     assert result.ok and result.mismatches == 0, result.format()
+
+
+class NorsePerNeuronTau(torch.nn.Module):
+    """norse ``LIFCell`` (current-based) with a time constant per neuron (``LIFParameters`` tensors of
+    ``tau_mem_inv`` and ``tau_syn_inv``), stepped over ``x[t]``: per-neuron dv and du."""
+
+    def __init__(self, n_in: int = 20, n: int = 12) -> None:
+        import norse.torch as nt
+
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.fc = torch.nn.Linear(n_in, n)
+        p = nt.LIFParameters(tau_mem_inv=50.0 + 100.0 * torch.rand(n, generator=g),
+                             tau_syn_inv=100.0 + 200.0 * torch.rand(n, generator=g))
+        self.lif = nt.LIFCell(p)
+
+    def forward(self, x):
+        s, out = None, []
+        for t in range(x.shape[0]):
+            z, s = self.lif(self.fc(x[t]) * 20.0, s)
+            out.append(z)
+        return torch.stack(out)
+
+
+@pytest.mark.parametrize("target,engine", [("fpga", None), ("loihi2", None), *HW])
+def test_norse_per_neuron_time_constants(target, engine, tmp_path):
+    """norse keeps a time constant per neuron where its parameters are tensors: float exact, one
+    integer decay per neuron (v and the current), and (rtl / lava) 0 mismatches."""
+    model, x = NorsePerNeuronTau().eval(), (np.random.default_rng(0).random((20, 4, 20)) < 0.3).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    assert np.array_equal(simulate(trace(model, x), x, "float").outputs[0], want) and want.any()
+    hw = npuc.compile(model, x, target=target, out=tmp_path / "b")
+    q = hw.quantized()["lif"].op.q
+    assert isinstance(q.dv, np.ndarray) and isinstance(q.du, np.ndarray)
+    assert len(np.unique(q.dv)) > 6 and len(np.unique(q.du)) > 6
+    if engine:
+        result = hw.verify(x[:, :2], engine=engine)
+        assert result.ok and result.mismatches == 0, result.format()
