@@ -1,7 +1,9 @@
 // npuc_lif_pn: npuc_lif with per-neuron decays (a learned per-neuron beta / alpha, QLIF arrays
 // du, dv): VEC_MU / VEC_MV = 1 take the multiplier of the neuron entering from the input mu / mv
 // (MW-bit signed, read from the layer's decay ROM alongside its state) instead of the parameter
-// MU / MV, and multiply with npuc_vdecay (same rounding R). Everything else is npuc_lif line for
+// MU / MV, and multiply with npuc_vdecay (same rounding R) at the operands' widths XU / XV (the
+// emitter's bounds of u_prev and of v' with V_INIT and RESET_VALUE, so the multipliers stay
+// narrow: a W-bit product would double their logic). Everything else is npuc_lif line for
 // line (tests/test_rtl_neuron.py checks that the two files differ only in these places); designs
 // whose decays are one value per population keep npuc_lif.
 // npuc_lif: pipelined integer LIF update of one neuron, bit-exact with
@@ -60,7 +62,9 @@ module npuc_lif_pn #(
     parameter signed [W-1:0] MV = 0,
     parameter integer MW = 14,
     parameter integer VEC_MU = 0,
-    parameter integer VEC_MV = 1
+    parameter integer VEC_MV = 1,
+    parameter integer XU = W,
+    parameter integer XV = W
 ) (
     input  wire                clk,
     input  wire                first,
@@ -110,7 +114,7 @@ module npuc_lif_pn #(
     wire signed [W-1:0] udec;
     generate
         if (VEC_MU != 0) begin : g_vmu
-            npuc_vdecay #(.XW(W), .MW(MW), .W(W), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up), .mult(r0_mu), .y(udec));
+            npuc_vdecay #(.XW(XU), .MW(MW), .W(W), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up[XU-1:0]), .mult(r0_mu), .y(udec));
         end else begin : g_cmu
             npuc_decay #(.W(W), .MULT(MU), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up), .y(udec));
             wire _unused_ok = &{1'b0, r0_mu, 1'b0};
@@ -121,7 +125,10 @@ module npuc_lif_pn #(
     wire signed [W-1:0] vdec;
     generate
         if (VEC_MV != 0) begin : g_vmv
-            npuc_vdecay #(.XW(W), .MW(MW), .W(W), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp), .mult(r0_mv), .y(vdec));
+            npuc_vdecay #(.XW(XV), .MW(MW), .W(W), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp[XV-1:0]), .mult(r0_mv), .y(vdec));
+            if (XV < W) begin : g_vnarrow
+                wire _unused_ok = &{1'b0, vp[W-1:XV], 1'b0};
+            end
         end else begin : g_cmv
             npuc_decay #(.W(W), .MULT(MV), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp), .y(vdec));
             wire _unused_ok = &{1'b0, r0_mv, 1'b0};

@@ -854,7 +854,7 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
     lid = f"l{k}_{ident(name)}"
     return Layer(
         index=k, node=name, ident=lid, module=f"npuc_{gident}_{lid}"[:60], n=n, shape=shape,
-        paths=[p for p, *_ in lowered], lif=_lif_params(op, prof, nc, cw, div_m, div_k), cw=cw, sw=sw, vw=vw,
+        paths=[p for p, *_ in lowered], lif=_lif_params(op, prof, nc, cw, div_m, div_k, (u_r, v_r)), cw=cw, sw=sw, vw=vw,
         uw=uw, naw=unsigned_bits(n - 1), bias=bias_mem, bias_const=int(nc.bias_vals.reshape(-1)[0]),
         bias_w=bias_w, vmin=vmin_mem, vmin_const=vmin_const, vmin_w=vmin_w, dmin=dmin_mem, dmin_w=dmin_w,
         lfsr=lfsr_cfg, ev=ev, spike=op.spike, decay=decay_mem, decay_w=decay_w, decay_vec=decay_vec)
@@ -1001,7 +1001,8 @@ def _multilevel_divider(op: ops.LIF, vth: int, h_r: Range, log: WidthLog) -> tup
     return div_m, div_k
 
 
-def _lif_params(op: ops.LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k: int) -> dict[str, str]:
+def _lif_params(op: ops.LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k: int,
+                ranges: tuple[Range, Range]) -> dict[str, str]:
     """The `npuc_lif` parameters."""
 
     def mode_bits(bits: int, mode: str) -> tuple[int, int]:
@@ -1023,17 +1024,22 @@ def _lif_params(op: ops.LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k
         "HAS_VMIN": str(1 if nc.vmin_vals is not None else 0),
         "VTH": vconst(nc.vth, cw), "VTH_LO": vconst(nc.vth_lo, cw), "RESET_VALUE": vconst(nc.rv, cw),
         "V_INIT": vconst(int(op.q.v_init), cw), "DIV_M": vconst(div_m, cw),
-        "LMAX": vconst((op.levels - 1) if op.levels else 0, cw), **_decay_params(nc, cw),
+        "LMAX": vconst((op.levels - 1) if op.levels else 0, cw), **_decay_params(nc, cw, *ranges, int(op.q.v_init), prof.decay_bits),
     }
 
 
-def _decay_params(nc: _NeuronConsts, cw: int) -> dict[str, str]:
-    """MU, MV (constants; 0 where the decay ROM supplies them) and, per-neuron, `npuc_lif_pn`'s MW, VEC_MU, VEC_MV."""
+def _decay_params(nc: _NeuronConsts, cw: int, u_r: Range, v_r: Range, v_init: int, db: int) -> dict[str, str]:
+    """MU, MV (constants; 0 where the decay ROM supplies them) and, per-neuron, `npuc_lif_pn`'s MW, VEC_MU,
+    VEC_MV and the decayed operands' widths XU (u_prev or 0), XV (v_prev, V_INIT or RESET_VALUE), at least
+    ``db + 2 - MW`` so that `npuc_vdecay`'s product is wider than the shift."""
     vec = [isinstance(m, np.ndarray) for m in (nc.mu, nc.mv)]
     out = {"MU": vconst(0 if vec[0] else nc.mu, cw), "MV": vconst(0 if vec[1] else nc.mv, cw)}
     if any(vec):
         w = max(2, *(_mult_range(m).bits for m, v in zip((nc.mu, nc.mv), vec) if v))
-        out.update({"MW": str(w), "VEC_MU": str(int(vec[0])), "VEC_MV": str(int(vec[1]))})
+        xu = min(cw, max(2, db + 2 - w, u_r.hull(Range(0, 0)).bits))
+        xv = min(cw, max(2, db + 2 - w, v_r.hull(Range.of(v_init, nc.rv)).bits))
+        out.update({"MW": str(w), "VEC_MU": str(int(vec[0])), "VEC_MV": str(int(vec[1])), "XU": str(xu),
+                    "XV": str(xv)})
     return out
 
 
