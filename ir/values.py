@@ -174,10 +174,15 @@ class QLIF:
     thresholds are ``vth << vth_shift`` (and ``vth_lo << vth_shift``) while
     ``reset_value`` is already in membrane units.
     ``scale`` maps integer membrane units back to float units (for reports).
+
+    ``du`` and ``dv`` are one integer for the population, or an int64 array (broadcastable to the
+    neuron shape, values varying) when the decays differ per neuron (a learned per-neuron beta):
+    each neuron then uses its own value in the same equations, quantized by the same rule
+    (``dv = round(D (1 - alpha_n))``). Equal values are stored as one integer.
     """
 
-    du: int
-    dv: int
+    du: int | np.ndarray
+    dv: int | np.ndarray
     vth: int
     bias_mant: np.ndarray
     bias_exp: int = 0
@@ -191,8 +196,7 @@ class QLIF:
         if self.v_min is not None:
             freeze(self, v_min=as_array(self.v_min, "q.v_min", np.int64))
         check_int(self.v_init, "q.v_init", -(2**40), 2**40)
-        check_int(self.du, "q.du", 0, 2**20)
-        check_int(self.dv, "q.dv", 0, 2**20)
+        freeze(self, du=_decay_field(self.du, "q.du"), dv=_decay_field(self.dv, "q.dv"))
         check_int(self.vth, "q.vth", -(2**40), 2**40)
         if self.vth_lo is not None:
             check_int(self.vth_lo, "q.vth_lo", -(2**40), 2**40)
@@ -201,6 +205,26 @@ class QLIF:
         freeze(self, bias_mant=as_array(self.bias_mant, "q.bias_mant", np.int64))
 
     summary = _summary
+
+    @property
+    def per_neuron_decay(self) -> bool:
+        """Whether ``du`` or ``dv`` differs between neurons (arrays; see the class docstring)."""
+        return isinstance(self.du, np.ndarray) or isinstance(self.dv, np.ndarray)
+
+
+def _decay_field(value: Any, name: str) -> int | np.ndarray:
+    """A decay integer: one int, or an int64 array when its values differ (per-neuron decays)."""
+    if isinstance(value, (np.ndarray, list, tuple)):
+        arr = as_array(value, name, np.int64)
+        if arr.size == 0:
+            raise ValueError(f"field '{name}': empty decay array")
+        if np.all(arr == arr.reshape(-1)[0]):
+            value = arr.reshape(-1)[0]
+        else:
+            if arr.min() < 0 or arr.max() > 2**20:
+                raise ValueError(f"field '{name}': values {arr.min()}..{arr.max()} outside [0, {2**20}]")
+            return arr
+    return check_int(value, name, 0, 2**20)
 
 
 @value_type

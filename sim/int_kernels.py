@@ -109,15 +109,16 @@ def _decay_(x: torch.Tensor, mult: int, profile: NumericProfile, tmp: torch.Tens
             ftmp: torch.Tensor | None = None) -> torch.Tensor:
     """`decay` in place on ``x`` (``tmp``: a scratch tensor of ``x``'s shape; ``ftmp``: a float64
     one, given when ``|x| * 2^decay_bits < 2^53``)."""
-    if mult == 0:
+    if _is(mult, 0):
         return x.zero_()
-    if mult == 1 << profile.decay_bits:
+    if _is(mult, 1 << profile.decay_bits):
         return x
     b = profile.decay_bits
     if ftmp is not None:
         # |x| * mult < 2^53: x * mult / 2^b is an exact float64 (a power-of-two scaling of an exact
         # product), so trunc / floor / floor(+1/2) of it is `decay`'s integer result
-        torch.mul(x, torch.tensor(mult / (1 << b), dtype=torch.float64), out=ftmp)
+        f = mult.to(torch.float64) / (1 << b) if isinstance(mult, torch.Tensor) else torch.tensor(mult / (1 << b), dtype=torch.float64)
+        torch.mul(x, f, out=ftmp)
         if profile.decay_rounding == "floor":
             ftmp.floor_()
         elif profile.decay_rounding != "trunc0":
@@ -131,6 +132,24 @@ def _decay_(x: torch.Tensor, mult: int, profile: NumericProfile, tmp: torch.Tens
     elif profile.decay_rounding != "floor":
         x += 1 << (b - 1)
     return x.__irshift__(b)
+
+
+def _multiplier(d, offset: int, profile: NumericProfile):
+    """The decay multiplier ``2^decay_bits - (d + offset)``: an int, or an int64 tensor of a QLIF's
+    per-neuron decays (broadcasting over the batch axis)."""
+    if isinstance(d, np.ndarray):
+        return torch.from_numpy(profile.decay_unity - (d.astype(np.int64) + offset))
+    return profile.decay_unity - (d + offset)
+
+
+def _is(mult, value: int) -> bool:
+    """Whether a decay multiplier is the integer ``value`` (per-neuron tensors never are: their values differ)."""
+    return isinstance(mult, int) and mult == value
+
+
+def _largest(mult) -> float:
+    """The largest magnitude of a decay multiplier (for bounds)."""
+    return float(mult.abs().max()) if isinstance(mult, torch.Tensor) else float(abs(mult))
 
 
 def _range_of(bits: int, mode: str) -> tuple[float, float]:
@@ -338,8 +357,8 @@ class LIFInt(StatefulKernel):
             "prof": prof, "u": z, "v": torch.full_like(z, q.v_init), "s": torch.zeros_like(z), "bias": bias,
             "bias_range": st_brange,
             "v_min": None if q.v_min is None else _cached(ctx, q.v_min, torch.int64),
-            "du": prof.decay_unity - (q.du + prof.du_offset),
-            "dv": prof.decay_unity - (q.dv + prof.dv_offset),
+            "du": _multiplier(q.du, prof.du_offset, prof),
+            "dv": _multiplier(q.dv, prof.dv_offset, prof),
             "vth": q.vth << prof.vth_shift,
             "vth_lo": None if q.vth_lo is None else q.vth_lo << prof.vth_shift,
         }
@@ -378,8 +397,8 @@ class LIFInt(StatefulKernel):
         # a decay that does not round toward zero can grow a magnitude by < 1 per step
         slack = 0.0 if prof.decay_rounding == "trunc0" else float(T)
 
-        def geometric(per_step: float, mult: int) -> float:
-            f = max(0.0, min(1.0, abs(mult) / D))
+        def geometric(per_step: float, mult) -> float:
+            f = max(0.0, min(1.0, _largest(mult) / D))
             return slack + (per_step * T if f >= 1.0 else min(per_step * T, per_step / (1.0 - f)))
 
         u0 = 0.0  # u starts at zero (`init`)
@@ -478,7 +497,7 @@ class LIFInt(StatefulKernel):
         else:  # inside a recurrent group: inputs arrive step by step
             a_shifted = overflow(xs[0], prof.act_bits, prof.act_overflow, ctx, "input_overflow") << prof.act_shift
         # modular adders: one wrap of the total equals a wrap after every add
-        u = a_shifted if st["du"] == 0 else decay(st["u"], st["du"], prof) + a_shifted
+        u = a_shifted if _is(st["du"], 0) else decay(st["u"], st["du"], prof) + a_shifted
         if st.get("check_u", True):
             u = overflow(u, prof.arith_bits, "wrap", ctx, "u_adder_wrap")
             u = overflow(u, prof.u_bits, prof.u_overflow, ctx, "u_overflow")
@@ -533,7 +552,7 @@ class LIFInt(StatefulKernel):
         else:  # inside a recurrent group
             a = overflow(xs[0], prof.act_bits, prof.act_overflow, ctx, "input_overflow") << prof.act_shift
         ftmp = st.get("ftmp")
-        u = a if st["du"] == 0 else _decay_(st["u"], st["du"], prof, st["tmp"], ftmp).add_(a)
+        u = a if _is(st["du"], 0) else _decay_(st["u"], st["du"], prof, st["tmp"], ftmp).add_(a)
         if st.get("check_u", True):  # u is owned (a is the kernel's own tensor)
             u.copy_(overflow(overflow(u, prof.arith_bits, "wrap", ctx, "u_adder_wrap"), prof.u_bits,
                              prof.u_overflow, ctx, "u_overflow"))

@@ -45,6 +45,21 @@ def test_profile_round_trip(tmp_path):
     assert np.array_equal(simulate(g, x, "int").output, simulate(h, x, "int").output)
 
 
+def test_per_neuron_decays_round_trip(tmp_path):
+    """QLIF du / dv arrays (per-neuron decays) load back as arrays; equal values as one integer."""
+    g = Graph("q", num_steps=4)
+    g.add("x", ops.Input((3,), q=QInput(frac_bits=4)))
+    g.add("d", ops.Dense(np.ones((2, 3)), q=QSynapse(np.ones((2, 3), np.int64), 1)), ["x"])
+    g.add("l", ops.LIF(alpha_i=0.5, q=QLIF(du=np.array([7, 7]), dv=np.array([10, 300]), vth=3,
+                                           bias_mant=np.zeros(2))), ["d"])
+    g.add("o", ops.Output(), ["l"])
+    g.profile = NumericProfile("p", weight_bits=6, spike_types=("binary",))
+    assert g["l"].op.q.du == 7 and isinstance(g["l"].op.q.du, int)
+    g.save(tmp_path / "g")
+    q = Graph.load(tmp_path / "g")["l"].op.q
+    assert q.du == 7 and np.array_equal(q.dv, [10, 300]) and q.per_neuron_decay
+
+
 @pytest.mark.parametrize("lo,hi", [(-128, 127), (-300, 300), (-(1 << 20), 1 << 20), (-(1 << 40), 1 << 40)])
 def test_large_integer_weights_are_stored_narrow_and_load_as_int64(tmp_path, lo, hi):
     rng = np.random.default_rng(hi)

@@ -18,8 +18,9 @@ from npuc.ir import QLIF, Encoding, Graph, QInput, QSynapse, ops
 pytestmark = pytest.mark.lava
 
 
-def rand_custom(rng: np.random.Generator, shape, regime: str) -> ops.LIF:
-    """A LIF with random non-stock features and matching integer parameters."""
+def rand_custom(rng: np.random.Generator, shape, regime: str, per_neuron: bool = False) -> ops.LIF:
+    """A LIF with random non-stock features and matching integer parameters (``per_neuron``: a
+    random decay per neuron for v, and for u in about half of the neurons' populations)."""
     spike = str(rng.choice(["binary", "ternary", "multilevel"]))
     compare = "ge" if spike == "multilevel" else str(rng.choice(["gt", "ge"]))
     reset = str(rng.choice(["subtract", "value", "none"]))
@@ -36,10 +37,15 @@ def rand_custom(rng: np.random.Generator, shape, regime: str) -> ops.LIF:
              reset_value=int(rng.integers(-scale, scale // 2 + 1)) if reset == "value" and rng.random() < 0.5 else 0,
              v_min=-rng.integers(0, 3 * scale, shape) if rng.random() < 0.3 else None,
              v_init=int(rng.integers(-scale, scale)) if rng.random() < 0.3 else 0)
+    if per_neuron:
+        dv = rng.integers(0, 4097, shape)
+        du = rng.integers(0, 4096, shape) if rng.random() < 0.5 else q.du
+        q = QLIF(**{**q.__dict__, "du": du, "dv": dv})
+        assert q.per_neuron_decay
     return ops.LIF(reset=reset, reset_timing=timing, compare=compare, spike=spike, q=q, **kw)
 
 
-def custom_chains(seed: int, T: int = 10, B: int = 3, chains: int = 4):
+def custom_chains(seed: int, T: int = 10, B: int = 3, chains: int = 4, per_neuron: bool = False):
     """One spike input into ``chains`` Dense -> custom LIF -> Dense -> custom LIF chains (the second
     layer reads the first's binary, ternary or graded multi-level spikes)."""
     rng = np.random.default_rng(seed)
@@ -52,7 +58,7 @@ def custom_chains(seed: int, T: int = 10, B: int = 3, chains: int = 4):
             n = int(rng.integers(2, 7))
             w = grid_weights(rng, (n, n_prev), str(rng.choice(["mixed", "exc"])), int(rng.integers(4, 9)))
             g.add(f"c{k}.fc{layer}", ops.Dense(w.astype(np.float32), q=QSynapse(w, int(rng.integers(-2, 4)))), [prev])
-            g.add(f"c{k}.lif{layer}", rand_custom(rng, (n,), "small"), [f"c{k}.fc{layer}"])
+            g.add(f"c{k}.lif{layer}", rand_custom(rng, (n,), "small", per_neuron), [f"c{k}.fc{layer}"])
             prev, n_prev = f"c{k}.lif{layer}", n
         g.add(f"out{k}", ops.Output(index=k), [prev])
     x = (rng.random((T, B, n_in)) < 0.5).astype(np.float64)
@@ -63,6 +69,16 @@ def custom_chains(seed: int, T: int = 10, B: int = 3, chains: int = 4):
 def test_random_custom_neurons(seed, tmp_path):
     g, x = custom_chains(seed)
     check(g, x, tmp_path)
+
+
+@pytest.mark.parametrize("seed", [34, 35])
+def test_random_per_neuron_decays(seed, tmp_path):
+    """A decay per neuron (dv vectors, and du vectors in about half of the populations) on top of the
+    random features: NpucNeuron's vector du / dv equal the integer engine's per-neuron decays."""
+    g, x = custom_chains(seed, per_neuron=True)
+    assert any(isinstance(n.op.q.du, np.ndarray) for n in g.of_type(ops.LIF))
+    ref = check(g, x, tmp_path)
+    assert any(ref.probes[n.name]["spikes"].any() for n in g.of_type(ops.LIF))
 
 
 def maxpool_net(seed: int, graded: bool, T: int = 8, B: int = 3):

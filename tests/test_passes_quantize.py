@@ -99,7 +99,9 @@ def test_integer_parameters_respect_the_profile(seed, conv, spec):
     assert min(agreement.values()) > (0.8 if prof.weight_bits >= 6 else 0.7), agreement
 
 
-def test_calibration_and_uniformity_errors():
+def test_calibration_errors_and_per_neuron_decays():
+    """Per-neuron decays quantize exactly (one integer per neuron, the scalar rule); only loihi2's
+    stock_only, whose LIF has one decay per population, refuses them or (approx) takes the mean."""
     g = Graph("e", num_steps=3)
     g.add("x", Input((4,)))
     g.add("d", Dense(np.eye(4, dtype="f4")), ["x"])
@@ -109,11 +111,15 @@ def test_calibration_and_uniformity_errors():
     with pytest.raises(PassError, match="calibration"):
         run_pipeline(g, build_passes("fpga"), PassContext(target=t))
     x = np.random.default_rng(0).random((4, 4)).astype("f4")
-    with pytest.raises(PassError, match="per-neuron alpha"):
-        run_pipeline(g, build_passes("fpga"), PassContext(target=t, calibration=[x]))
-    ctx = PassContext(target=t, calibration=[x], allow_approx=True)
-    run_pipeline(g, build_passes("fpga"), ctx)
-    assert any("replaced by its mean" in w for w in ctx.warnings)
+    q = run_pipeline(g, build_passes("fpga"), PassContext(target=t, calibration=[x]))["l"].op.q
+    want = np.round(t.profile.decay_unity * (1 - np.array([0.5, 0.6, 0.7, 0.8], "f4").astype(np.float64)))
+    np.testing.assert_array_equal(q.dv, want.astype(np.int64))
+    stock = load_target("loihi2:stock_only=1")
+    with pytest.raises(PassError, match="per-neuron alpha .*stock_only"):
+        run_pipeline(g, build_passes("loihi2"), PassContext(target=stock, calibration=[x]))
+    ctx = PassContext(target=stock, calibration=[x], allow_approx=True)
+    q = run_pipeline(g, build_passes("loihi2"), ctx)["l"].op.q
+    assert any("replaced by its mean" in w for w in ctx.warnings) and isinstance(q.dv, int)
 
 
 class _Spike(torch.autograd.Function):

@@ -5,8 +5,9 @@ valid ones) appears in one of six designs; each design runs under its own
 numeric profile variant (rounding modes, every overflow mode for act/u/v,
 narrow adders, offsets, shifts). A design packs 10-11 independent LIF layers
 fed from one current input, so one Verilator build checks many neuron
-configurations; each build then runs two random cases (new weights, biases,
-floors and inputs loaded from memory files, same hardware) and compares
+configurations (a third of the layers decay per neuron: their du / dv vectors, part of the
+skeleton, are read from a decay ROM by npuc_lif_pn); each build then runs two random cases (new
+weights, biases, floors and inputs loaded from memory files, same hardware) and compares
 every layer's spikes, membrane v and current i with
 ``npuc.sim.simulate(graph, x, "int", probe=True)`` step by step.
 """
@@ -73,6 +74,11 @@ def _skeleton(k: int, prof, seed: int) -> list[dict]:
             spec["levels"] = [None if bounded else 4, 3, 5][j % 3]
         if spike == "bernoulli":
             spec.update(bits=8, seed=int(rng.integers(1, 255)), scale=float(rng.choice([1 / 64, 1 / 300, 0.02])))
+        if j % 3 == 1:  # per-neuron decays: dv always, du in every other such layer
+            spec["dv"] = rng.integers(0, d - prof.dv_offset + 1, size=N)
+            if j % 2:
+                lo = d // 4 if prof.u_overflow == "none" else 0  # see du above
+                spec["du"] = rng.integers(lo, d - prof.du_offset + 1, size=N)
         specs.append(spec)
     return specs
 
@@ -134,6 +140,9 @@ def test_every_option_is_covered():
         for s in _skeleton(k, prof, k):
             seen.add((s["reset"], s["reset_timing"], s["compare"], s["spike"]))
     assert seen == set(COMBOS) and len(COMBOS) == 63
+    for k, (_, prof) in enumerate(PROFILES):  # every profile has per-neuron dv, and du, somewhere
+        specs = _skeleton(k, prof, k)
+        assert any(np.ndim(s["dv"]) for s in specs) and any(np.ndim(s["du"]) for s in specs)
     assert {p.decay_rounding for _, p in PROFILES} == {"trunc0", "floor", "round_half_up"}
     modes = {p.u_overflow for _, p in PROFILES} | {p.v_overflow for _, p in PROFILES}
     assert modes == {"wrap", "wrap_sym", "saturate", "saturate_sym", "none"}

@@ -220,12 +220,21 @@ def _stock_gaps(op: ops.LIF, q) -> list[str]:
     if op.charge == "previous":
         gaps.append("charge 'previous' (an alpha neuron): Lava's LIF charges v with the step's own current and "
                     "never clears the current")
+    varying = [f for f in ("dv", "du") if isinstance(getattr(q, f), np.ndarray)]
+    if varying:
+        gaps.append(f"per-neuron decays ({', '.join(varying)} vectors, e.g. a learned per-neuron beta): Lava's LIF "
+                    "has one du and one dv per population")
     return gaps
 
 
 def _has_bias(op: object) -> bool:
     q = getattr(op, "q", None)
     return q is not None and getattr(q, "bias", None) is not None and bool(np.any(q.bias != 0))
+
+
+def _decay_layout(d, shape) -> int | np.ndarray:
+    """A QLIF decay for Lava: the integer, or the per-neuron values in Lava's layout (`_lava_layout`)."""
+    return _lava_layout(np.broadcast_to(d, shape)) if isinstance(d, np.ndarray) else d
 
 
 def _lava_layout(a: np.ndarray) -> np.ndarray:
@@ -287,8 +296,9 @@ class _Lowering:
                 raise _error(name, op, "ternary spikes need q.vth_lo")
             checks.append(("vth_lo", q.vth_lo, -VTH_MAX, q.vth))
         for field_name, v, lo, hi in checks:
-            if not lo <= v <= hi:
-                raise _error(name, op, f"q.{field_name}={v} is outside Loihi 2's range [{lo}, {hi}]")
+            for x in (int(np.min(v)), int(np.max(v))):  # per-neuron decays: every value
+                if not lo <= x <= hi:
+                    raise _error(name, op, f"q.{field_name}={x} is outside Loihi 2's range [{lo}, {hi}]")
         bm_hi = 2 ** (self.prof.bias_mant_bits - 1)
         bias = np.broadcast_to(np.asarray(q.bias_mant, np.int64), shape)
         if bias.size and (bias.min() < -bm_hi or bias.max() > bm_hi - 1):
@@ -299,7 +309,7 @@ class _Lowering:
         pop = Population(
             self.names.make("lif", name), name, kind, tuple(shape), lava_shape(shape), lava_index(shape),
             graded=op.spike != "binary", message_bits=0 if op.spike == "binary" else max(2, payload.bit_length() + 1),
-            du=q.du, dv=q.dv, vth=q.vth, vth_lo=q.vth_lo, bias_exp=q.bias_exp,
+            du=_decay_layout(q.du, shape), dv=_decay_layout(q.dv, shape), vth=q.vth, vth_lo=q.vth_lo, bias_exp=q.bias_exp,
             bias_mant=_lava_layout(bias), max_payload=payload,
         )
         pop.in_shape = pop.lava_shape
@@ -752,10 +762,11 @@ class _Lowering:
                 a_in += acc << e if e >= 0 else -(-acc >> -e)
             u_in = a_in << self.prof.act_shift
             bias = int(np.max(np.abs(pop.bias_mant), initial=0)) << pop.bias_exp
-            cu, cv = (4095 - pop.du) / 4096, (4096 - pop.dv) / 4096
+            # per-neuron decays: the slowest decay bounds every neuron
+            cu, cv = (4095 - int(np.min(pop.du))) / 4096, (4096 - int(np.min(pop.dv))) / 4096
             steps = self.g.num_steps
             if steps is None:
-                if pop.dv == 0:
+                if np.min(pop.dv) == 0:
                     raise _error(pop.node, node.op, "SSM state without decay (dv = 0) in a graph without num_steps: "
                                                     "its membrane bound grows without limit, so it could fire")
                 u_b = u_in / (1 - cu)

@@ -51,7 +51,7 @@ def _neuron(p: Population, arrays: dict[str, np.ndarray]) -> dict:
     else:
         arrays[f"{p.key}_bias_mant"] = bias.astype(np.int32)
         bias_src = f"P[{p.key + '_bias_mant'!r}]"
-    kw = [("shape", _pyrepr(p.lava_shape)), ("du", str(p.du)), ("dv", str(p.dv))]
+    kw = [("shape", _pyrepr(p.lava_shape)), ("du", _decay_src(p, "du", arrays)), ("dv", _decay_src(p, "dv", arrays))]
     if p.kind == "custom":
         return {"key": p.key, "node": p.node, "cls": "NpucNeuron", "kwargs": _custom_kwargs(p, kw, bias_src, arrays)}
     if p.kind == "lif":
@@ -64,6 +64,15 @@ def _neuron(p: Population, arrays: dict[str, np.ndarray]) -> dict:
                ("bias_exp", str(p.bias_exp))]
     kw.append(("name", repr(p.node)))
     return {"key": p.key, "node": p.node, "cls": cls, "kwargs": kw}
+
+
+def _decay_src(p: Population, field: str, arrays: dict[str, np.ndarray]) -> str:
+    """A decay's source: the integer, or (per-neuron decays of a custom neuron) its array in the params file."""
+    d = getattr(p, field)
+    if not isinstance(d, np.ndarray):
+        return str(d)
+    arrays[f"{p.key}_{field}"] = d.astype(np.int32)
+    return f"P[{p.key + '_' + field!r}]"
 
 
 def _custom_kwargs(p: Population, kw: list, bias_src: str, arrays: dict[str, np.ndarray]) -> list:

@@ -63,8 +63,8 @@ class Population:
     graded: bool = False
     message_bits: int = 0
     lag: int = 0
-    du: int = 0
-    dv: int = 0
+    du: int | np.ndarray = 0  # per-neuron decays (custom neurons only): arrays in Lava's layout
+    dv: int | np.ndarray = 0
     vth: int = 0
     vth_lo: int | None = None
     bias_mant: np.ndarray | None = None

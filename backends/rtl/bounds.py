@@ -117,9 +117,10 @@ def rounding_shift(p: int, shift: int, rounding: str) -> int:
     return (p + (1 << (shift - 1))) >> shift
 
 
-def decay(r: Range, mult: int, shift: int, rounding: str) -> tuple[Range, Range]:
-    """(result range, product range) of ``R(x * mult / 2^shift)``; R is monotone."""
-    prod = r * Range(mult, mult)
+def decay(r: Range, mult: int | Range, shift: int, rounding: str) -> tuple[Range, Range]:
+    """(result range, product range) of ``R(x * mult / 2^shift)``; R is monotone. ``mult`` is one
+    multiplier or the range of per-neuron ones."""
+    prod = r * (mult if isinstance(mult, Range) else Range(mult, mult))
     return Range(rounding_shift(prod.lo, shift, rounding), rounding_shift(prod.hi, shift, rounding)), prod
 
 

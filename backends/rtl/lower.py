@@ -64,6 +64,8 @@ STATIC_MODULES = ("npuc_ram.v", "npuc_rom.v", "npuc_ovf.v", "npuc_rshift.v", "np
                   "npuc_lfsr.v", "npuc_evlist.v", "npuc_evfront.v", "npuc_acc_bank.v", "npuc_wincnt.v", "npuc_syn.v",
                   "npuc_pool.v", "npuc_input.v", "npuc_acc_iter.v", "npuc_syn_post.v", "npuc_sweep.v")
 """The static building blocks in ``npuc.hdl`` (copied into every artifact)."""
+PER_NEURON_DECAY_MODULES = ("npuc_vdecay.v", "npuc_lif_pn.v")
+"""Added when a population's decays vary per neuron (its neuron unit is `npuc_lif_pn`)."""
 
 
 _words = words
@@ -306,8 +308,11 @@ class _NeuronStage(_Stage):
                 if p.maxpool is not None:
                     ctx.use(("npuc_acc_max.v",))
             lowered.append(item)
-        return _layer(ctx.graph, name, k, lowered, ctx.prof, ctx.evlists.get(name), ident(ctx.graph.name),
-                      name in ctx.read_i)
+        layer = _layer(ctx.graph, name, k, lowered, ctx.prof, ctx.evlists.get(name), ident(ctx.graph.name),
+                       name in ctx.read_i)
+        if layer.decay is not None:
+            ctx.use(PER_NEURON_DECAY_MODULES)
+        return layer
 
 
 class _UnitStage(_Stage):
@@ -791,8 +796,8 @@ def _pool(graph: Graph, name: str, arr: np.ndarray, payload: Range, binary: bool
 class _NeuronConsts:
     """A LIF population's integer constants at the profile's scales, and their ranges."""
 
-    mu: int  # current decay multiplier (decay_unity - du)
-    mv: int  # membrane decay multiplier
+    mu: int | np.ndarray  # current decay multiplier (decay_unity - du); per neuron (flat) when it varies
+    mv: int | np.ndarray  # membrane decay multiplier, likewise
     vth: int
     vth_lo: int  # ternary negative threshold (-1: none)
     rv: int  # reset value
@@ -829,7 +834,7 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
         lfsr_cfg = {"width": op.bits, "taps": lfsr.primitive_taps(op.bits), "seed": op.seed}
     cw = log.bits + 2
 
-    store_u = nc.mu != 0 or keep_u or op.charge == "previous"  # the alpha neuron charges with the stored u
+    store_u = bool(np.any(nc.mu != 0)) or keep_u or op.charge == "previous"  # the alpha neuron charges with the stored u
     sw, vw = max(2, nc.s_r.bits), max(2, v_r.bits)
     uw = max(2, u_r.bits) if store_u else 0
     bias_w = max(2, nc.bias_r.bits)
@@ -845,13 +850,36 @@ def _layer(graph: Graph, name: str, k: int, lowered: list, prof, ev: EventList |
             vmin_mem = Memory(f"l{k}_vmin.hex", vmin_w, _words(int(b) & mask for b in nc.vmin_vals.reshape(-1)))
         else:
             vmin_const = int(nc.vmin_vals.reshape(-1)[0])
+    decay_mem, decay_w, decay_vec = _decay_rom(nc, k)
     lid = f"l{k}_{ident(name)}"
     return Layer(
         index=k, node=name, ident=lid, module=f"npuc_{gident}_{lid}"[:60], n=n, shape=shape,
-        paths=[p for p, *_ in lowered], lif=_lif_params(op, prof, nc, cw, div_m, div_k), cw=cw, sw=sw, vw=vw,
+        paths=[p for p, *_ in lowered], lif=_lif_params(op, prof, nc, cw, div_m, div_k, (u_r, v_r)), cw=cw, sw=sw, vw=vw,
         uw=uw, naw=unsigned_bits(n - 1), bias=bias_mem, bias_const=int(nc.bias_vals.reshape(-1)[0]),
         bias_w=bias_w, vmin=vmin_mem, vmin_const=vmin_const, vmin_w=vmin_w, dmin=dmin_mem, dmin_w=dmin_w,
-        lfsr=lfsr_cfg, ev=ev, spike=op.spike)
+        lfsr=lfsr_cfg, ev=ev, spike=op.spike, decay=decay_mem, decay_w=decay_w, decay_vec=decay_vec)
+
+
+def _multiplier(d, offset: int, d_unity: int, shape: tuple[int, ...]) -> int | np.ndarray:
+    """A decay multiplier ``decay_unity - (d + offset)``: one int, or the flat per-neuron values."""
+    if isinstance(d, np.ndarray):
+        return (d_unity - (np.broadcast_to(d, shape).astype(np.int64) + offset)).reshape(-1)
+    return d_unity - (d + offset)
+
+
+def _mult_range(m: int | np.ndarray) -> int | Range:
+    return Range(int(m.min()), int(m.max())) if isinstance(m, np.ndarray) else m
+
+
+def _decay_rom(nc: _NeuronConsts, k: int) -> tuple[Memory | None, int, tuple[str, ...]]:
+    """Per-neuron decays: a ROM of lane words ``{mu, mv}`` (only the varying ones, mv in lane 0),
+    ``decay_w`` bits per lane (signed, as `npuc_vdecay` reads them), and which lanes it holds."""
+    vec = tuple(f for f, m in (("mv", nc.mv), ("mu", nc.mu)) if isinstance(m, np.ndarray))
+    if not vec:
+        return None, 2, ()
+    cols = [getattr(nc, f) for f in vec]
+    w = max(2, *(Range(int(c.min()), int(c.max())).bits for c in cols))
+    return Memory(f"l{k}_decay.hex", w * len(vec), np.stack(cols, axis=1)), w, vec  # lane matrix
 
 
 def _input_current_range(lowered: list, log: WidthLog) -> Range:
@@ -882,7 +910,8 @@ def _neuron_consts(name: str, op: ops.LIF, prof, shape: tuple[int, ...]) -> _Neu
         vmin_r = register_range(prof.v_bits).hull(Range(int(vmin_vals.min()), int(vmin_vals.max())))
     s_lo, s_hi = _spike_range(name, op, prof)
     return _NeuronConsts(
-        mu=d_unity - (q.du + prof.du_offset), mv=d_unity - (q.dv + prof.dv_offset), vth=int(q.vth) << prof.vth_shift,
+        mu=_multiplier(q.du, prof.du_offset, d_unity, shape), mv=_multiplier(q.dv, prof.dv_offset, d_unity, shape),
+        vth=int(q.vth) << prof.vth_shift,
         vth_lo=(int(q.vth_lo) << prof.vth_shift) if q.vth_lo is not None else -1, rv=int(q.reset_value),
         bias_vals=bias_vals, bias_r=bias_r, vmin_vals=vmin_vals, vmin_r=vmin_r, s_r=Range(s_lo, s_hi))
 
@@ -897,7 +926,7 @@ def _u_range(name: str, op: ops.LIF, prof, nc: _NeuronConsts, a_range: Range, lo
         log.see_bits(bits + 2)
 
     def u_update(u: Range) -> Range:
-        dec, prod = decay(u, nc.mu, db, rounding)
+        dec, prod = decay(u, _mult_range(nc.mu), db, rounding)
         u0 = dec + ash
         u1 = overflow(u0, arith, "wrap")
         out = overflow(u1, prof.u_bits, prof.u_overflow)
@@ -927,7 +956,7 @@ def _v_range(name: str, op: ops.LIF, prof, nc: _NeuronConsts, u_r: Range, log: W
 
     def v_update(v: Range) -> Range:
         vp = v.hull(Range(rv, rv)) if delayed_value else v
-        dec, prod = decay(vp, nc.mv, db, rounding)
+        dec, prod = decay(vp, _mult_range(nc.mv), db, rounding)
         h0 = dec + u_r + nc.bias_r
         h1 = overflow(h0, arith, "wrap")
         h2 = h1 - amt if delayed_sub else h1
@@ -972,7 +1001,8 @@ def _multilevel_divider(op: ops.LIF, vth: int, h_r: Range, log: WidthLog) -> tup
     return div_m, div_k
 
 
-def _lif_params(op: ops.LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k: int) -> dict[str, str]:
+def _lif_params(op: ops.LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k: int,
+                ranges: tuple[Range, Range]) -> dict[str, str]:
     """The `npuc_lif` parameters."""
 
     def mode_bits(bits: int, mode: str) -> tuple[int, int]:
@@ -994,8 +1024,23 @@ def _lif_params(op: ops.LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k
         "HAS_VMIN": str(1 if nc.vmin_vals is not None else 0),
         "VTH": vconst(nc.vth, cw), "VTH_LO": vconst(nc.vth_lo, cw), "RESET_VALUE": vconst(nc.rv, cw),
         "V_INIT": vconst(int(op.q.v_init), cw), "DIV_M": vconst(div_m, cw),
-        "LMAX": vconst((op.levels - 1) if op.levels else 0, cw), "MU": vconst(nc.mu, cw), "MV": vconst(nc.mv, cw),
+        "LMAX": vconst((op.levels - 1) if op.levels else 0, cw), **_decay_params(nc, cw, *ranges, int(op.q.v_init), prof.decay_bits),
     }
+
+
+def _decay_params(nc: _NeuronConsts, cw: int, u_r: Range, v_r: Range, v_init: int, db: int) -> dict[str, str]:
+    """MU, MV (constants; 0 where the decay ROM supplies them) and, per-neuron, `npuc_lif_pn`'s MW, VEC_MU,
+    VEC_MV and the decayed operands' widths XU (u_prev or 0), XV (v_prev, V_INIT or RESET_VALUE), at least
+    ``db + 2 - MW`` so that `npuc_vdecay`'s product is wider than the shift."""
+    vec = [isinstance(m, np.ndarray) for m in (nc.mu, nc.mv)]
+    out = {"MU": vconst(0 if vec[0] else nc.mu, cw), "MV": vconst(0 if vec[1] else nc.mv, cw)}
+    if any(vec):
+        w = max(2, *(_mult_range(m).bits for m, v in zip((nc.mu, nc.mv), vec) if v))
+        xu = min(cw, max(2, db + 2 - w, u_r.hull(Range(0, 0)).bits))
+        xv = min(cw, max(2, db + 2 - w, v_r.hull(Range.of(v_init, nc.rv)).bits))
+        out.update({"MW": str(w), "VEC_MU": str(int(vec[0])), "VEC_MV": str(int(vec[1])), "XU": str(xu),
+                    "XV": str(xv)})
+    return out
 
 
 def _subtract_range(op: ops.LIF, h: Range, vth: int, vth_lo: int, amt: Range) -> Range:

@@ -356,6 +356,9 @@ class Layer:
     lfsr: dict[str, int] | None  # width, taps, seed (bernoulli)
     ev: EventList | None
     spike: str
+    decay: Memory | None = None  # per-neuron decay multipliers (`npuc_lif_pn`): lanes `decay_vec`, mv first
+    decay_w: int = 2  # bits per lane (signed)
+    decay_vec: tuple[str, ...] = ()  # "mv" / "mu": the multipliers that vary per neuron
 
     @property
     def state_width(self) -> int:
@@ -432,7 +435,7 @@ class Design:
                 for m in (p.decode, p.bias, p.pool.rom if p.pool else None, p.maxpool.rom if p.maxpool else None):
                     if m is not None:
                         out.append(m)
-            for m in (lay.bias, lay.vmin, lay.dmin):
+            for m in (lay.bias, lay.vmin, lay.dmin, lay.decay):
                 if m is not None:
                     out.append(m)
         return out

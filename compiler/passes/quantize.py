@@ -9,7 +9,8 @@ Everything else follows from the canonical `LIF` fields:
   (1 for spikes, ``2^-frac_bits`` for quantized input currents) and ``e`` is
   the smallest exponent that fits the weights in the profile's range;
 * decays ``dv = round(D (1 - alpha))``, ``du = round(D (1 - alpha_i)) - du_offset``
-  (``du = D - du_offset`` without a current state: ``u`` is the input);
+  (``du = D - du_offset`` without a current state: ``u`` is the input), one per neuron when the
+  float decays differ (a learned per-neuron beta), by the same rule;
 * bias ``lam (bias + gain * b_dense)`` as mantissa << exponent; reset value,
   bounds and initial value times ``lam``.
 
@@ -259,15 +260,7 @@ class Quantize(Pass):
                          f"exponent {e}: the layer's scale is below what {prof.name} weights can represent")
             graph.replace_op(p.weighted, w_op.replace(q=QSynapse(w_int, e, qb)))
         # neuron parameters
-        D = prof.decay_unity
-        dv = self._uniform(op.alpha, name, "alpha (membrane decay)", ctx)
-        dv = int(round(D * (1.0 - dv)))
-        if op.cuba:
-            ai = self._uniform(op.alpha_i, name, "alpha_i (current decay)", ctx)
-            du = int(round(D * (1.0 - ai))) - prof.du_offset
-            du = min(max(du, 0), D - prof.du_offset)
-        else:
-            du = D - prof.du_offset
+        dv, du = _decays(self._stock_decays(op, name, ctx), prof)
         bias_int = np.round(lam * b_all)
         bias_exp = prof.bias_exp_min  # a fixed exponent (loihi2:netx=1) rounds the bias to its multiples
         bmant_max = (1 << (prof.bias_mant_bits - 1)) - 1
@@ -287,7 +280,7 @@ class Quantize(Pass):
         )
         graph.replace_op(name, op.replace(compare=compare, q=q))
         return {"threshold_int": int(t_eff), "limited_by": binding, "membrane_range_thresholds": round(ratio, 3),
-                "dv": dv, "du": du, "bias_exp": bias_exp}
+                "dv": _decay_summary(dv), "du": _decay_summary(du), "bias_exp": bias_exp}
 
     def _linear_attention(self, graph: Graph, name: str, probes, prof: NumericProfile) -> tuple[dict, float]:
         """State scale from an analytic bound, output scale from calibration."""
@@ -310,15 +303,23 @@ class Quantize(Pass):
         graph.replace_op(name, op.replace(q=q))
         return {"state_scale": lam_s, "output_scale": lam_y}, 1.0 / lam_y
 
-    def _uniform(self, arr, name: str, what: str, ctx: PassContext) -> float:
-        a = np.asarray(arr, dtype=np.float64)
-        if a.size > 1 and not np.all(a == a.reshape(-1)[0]):
+    @staticmethod
+    def _stock_decays(op: ops.LIF, name: str, ctx: PassContext) -> ops.LIF:
+        """``stock_only`` (Loihi 2 without custom processes) has one du / dv per population: per-neuron
+        decays are refused there, or replaced by their mean with ``allow_approx``."""
+        if not ctx.target.options.get("stock_only"):
+            return op
+        for field, what in (("alpha", "alpha (membrane decay)"), ("alpha_i", "alpha_i (current decay)")):
+            a = getattr(op, field)
+            if a is None or a.size <= 1 or np.all(a == a.reshape(-1)[0]):
+                continue
             if not ctx.allow_approx:
-                raise PassError(f"neuron '{name}' has a per-neuron {what}; the target uses one value per "
-                                "population. Pass --allow-approx to use the mean")
-            ctx.warn(f"neuron '{name}': per-neuron {what} replaced by its mean {a.mean():.4g}")
-            return float(a.mean())
-        return float(a.reshape(-1)[0])
+                raise PassError(f"neuron '{name}' has a per-neuron {what}; stock_only keeps lava-nc's stock LIF, "
+                                "which has one decay per population. Drop stock_only (npuc's custom neuron takes "
+                                "per-neuron decays), or pass --allow-approx to use the mean")
+            ctx.warn(f"neuron '{name}': per-neuron {what} replaced by its mean {a.mean():.4g} (stock_only)")
+            op = op.replace(**{field: np.float32(a.mean())})
+        return op
 
     def _uniform_value(self, lam: np.ndarray, name: str) -> float:
         return float(np.mean(lam))
@@ -480,6 +481,29 @@ def _qattention(op: ops.SpikeAttention, per_neuron: np.ndarray, prof: NumericPro
     target = float(f.reshape(-1)[0]) * op.scale / 2.0**a_frac / 2.0**prof.act_shift
     mult, shift = _mult_shift(target)
     return QAttention(int(round(op.a * 2**a_frac)), a_frac, mult, shift)
+
+
+def _decays(op: ops.LIF, prof: NumericProfile) -> tuple[np.ndarray, np.ndarray]:
+    """The integer decays ``dv = round(D (1 - alpha))`` and ``du = round(D (1 - alpha_i)) - du_offset``
+    (clipped to ``[0, D - du_offset]``; ``D - du_offset`` without a current state), one per neuron
+    where the float decays differ (a learned per-neuron beta), else one value: the same rule and
+    bit width either way (`npuc.ir.values.QLIF`). ``round`` is numpy's half-to-even, as before."""
+    D = prof.decay_unity
+    dv = _compact(np.round(D * (1.0 - np.asarray(op.alpha, dtype=np.float64))).astype(np.int64))
+    if op.cuba:
+        du = np.round(D * (1.0 - np.asarray(op.alpha_i, dtype=np.float64))).astype(np.int64) - prof.du_offset
+        du = _compact(np.clip(du, 0, D - prof.du_offset))
+    else:
+        du = np.asarray(D - prof.du_offset)
+    return dv, du
+
+
+def _decay_summary(d: np.ndarray) -> int | dict:
+    """A decay for the quantize log: the integer, or the per-neuron range."""
+    d = np.asarray(d)
+    if d.ndim == 0:
+        return int(d)
+    return {"per_neuron": int(d.size), "min": int(d.min()), "max": int(d.max())}
 
 
 def _compact(a: np.ndarray) -> np.ndarray:

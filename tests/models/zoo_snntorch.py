@@ -111,3 +111,51 @@ def spiking_mlp() -> TutorialMLP:
         m.fc1.weight.mul_(3.0)
         m.fc2.weight.mul_(3.0)
     return m
+
+
+class LearnedDecayMLP(TutorialMLP):
+    """Tutorial 5's MLP with a decay learned per neuron, as snntorch's docs write it:
+    ``Leaky(beta=<tensor of num_hidden>, learn_beta=True)`` (the tutorials draw it with
+    ``torch.rand``; here uniform in [0.5, 0.99], the range training leaves). ``synaptic=True``
+    uses ``Synaptic(alpha=<tensor>, beta=<tensor>, learn_alpha=True, learn_beta=True)`` instead
+    (the current decays per neuron too), stepped with ``init_synaptic()``."""
+
+    def __init__(self, num_inputs: int = 64, num_hidden: int = 96, num_outputs: int = 10, synaptic: bool = False,
+                 seed: int = 0) -> None:
+        super().__init__(num_inputs, num_hidden, num_outputs)
+        g = torch.Generator().manual_seed(seed)
+        self.synaptic = synaptic
+
+        def decay(n: int) -> torch.Tensor:
+            return 0.5 + 0.49 * torch.rand(n, generator=g)
+
+        if synaptic:
+            self.lif1 = snn.Synaptic(alpha=decay(num_hidden), beta=decay(num_hidden), learn_alpha=True, learn_beta=True)
+            self.lif2 = snn.Synaptic(alpha=decay(num_outputs), beta=decay(num_outputs), learn_alpha=True,
+                                     learn_beta=True)
+        else:
+            self.lif1 = snn.Leaky(beta=decay(num_hidden), learn_beta=True)
+            self.lif2 = snn.Leaky(beta=decay(num_outputs), learn_beta=True)
+
+    def forward(self, x):
+        if not self.synaptic:
+            return super().forward(x)
+        syn1, mem1 = self.lif1.init_synaptic()
+        syn2, mem2 = self.lif2.init_synaptic()
+        spk2_rec, mem2_rec = [], []
+        for step in range(x.shape[0]):
+            spk1, syn1, mem1 = self.lif1(self.fc1(x[step]), syn1, mem1)
+            spk2, syn2, mem2 = self.lif2(self.fc2(spk1), syn2, mem2)
+            spk2_rec.append(spk2)
+            mem2_rec.append(mem2)
+        return torch.stack(spk2_rec, dim=0), torch.stack(mem2_rec, dim=0)
+
+
+def learned_decay_mlp(synaptic: bool = False) -> LearnedDecayMLP:
+    """`LearnedDecayMLP` with seeded weights scaled so that both layers spike on rate-coded digits-size input."""
+    torch.manual_seed(0)
+    m = LearnedDecayMLP(synaptic=synaptic).eval()
+    with torch.no_grad():
+        m.fc1.weight.mul_(3.0 if not synaptic else 1.5)
+        m.fc2.weight.mul_(3.0 if not synaptic else 1.5)
+    return m
