@@ -22,6 +22,12 @@
 // CHARGE 0 current 1 previous (LIF.charge); COMPARE 0 gt 1 ge; SPIKE 0 binary 1 ternary 2 multilevel (s = min((h * DIV_M) >> DIV_K, LMAX),
 // an exact division by VTH over the membrane range) 3 bernoulli (s = h - VTH >= dmin,
 // dmin from the emitter's threshold table indexed by the neuron's LFSR value).
+// Per-neuron decays (a learned per-neuron beta / alpha: QLIF arrays du, dv): VEC_MU / VEC_MV = 1
+// take the multiplier of the neuron entering from the input mu / mv (MW-bit signed, read from the
+// layer's decay ROM alongside its state) instead of the parameter MU / MV, and multiply with
+// npuc_vdecay (same rounding R) at the operands' widths XU / XV (the emitter's bounds of u_prev
+// and of v' with V_INIT and RESET_VALUE, so the multipliers stay narrow: a W-bit product would
+// double their logic). With one decay per population mu / mv are tied to zero and unused.
 `default_nettype none
 module npuc_lif #(
     parameter integer W = 40,
@@ -51,7 +57,12 @@ module npuc_lif #(
     parameter signed [W-1:0] DIV_M = 1,
     parameter signed [W-1:0] LMAX = 0,
     parameter signed [W-1:0] MU = 0,
-    parameter signed [W-1:0] MV = 0
+    parameter signed [W-1:0] MV = 0,
+    parameter integer MW = 2,
+    parameter integer VEC_MU = 0,
+    parameter integer VEC_MV = 0,
+    parameter integer XU = W,
+    parameter integer XV = W
 ) (
     input  wire                clk,
     input  wire                first,
@@ -62,6 +73,8 @@ module npuc_lif #(
     input  wire signed [W-1:0] bias,
     input  wire signed [W-1:0] vmin,
     input  wire signed [W-1:0] dmin,
+    input  wire signed [MW-1:0] mu,
+    input  wire signed [MW-1:0] mv,
     output wire signed [W-1:0] u,
     output wire signed [W-1:0] v,
     output wire signed [W-1:0] s
@@ -73,6 +86,7 @@ module npuc_lif #(
     // stage 0: input register
     reg r0_first;
     reg signed [W-1:0] r0_a, r0_u, r0_v, r0_s, r0_bias, r0_vmin, r0_dmin;
+    reg signed [MW-1:0] r0_mu, r0_mv;
     always @(posedge clk) begin
         r0_first <= first;
         r0_a <= a;
@@ -82,6 +96,8 @@ module npuc_lif #(
         r0_bias <= bias;
         r0_vmin <= vmin;
         r0_dmin <= dmin;
+        r0_mu <= mu;
+        r0_mv <= mv;
     end
 
     // previous state (initial state on the first step of a sample)
@@ -94,11 +110,28 @@ module npuc_lif #(
     wire signed [W-1:0] a1;
     npuc_ovf #(.W(W), .BITS(ACT_BITS), .MODE(ACT_MODE)) u_act (.x(r0_a), .y(a1));
     wire signed [W-1:0] udec;
-    npuc_decay #(.W(W), .MULT(MU), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up), .y(udec));
+    generate
+        if (VEC_MU != 0) begin : g_vmu
+            npuc_vdecay #(.XW(XU), .MW(MW), .W(W), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up[XU-1:0]), .mult(r0_mu), .y(udec));
+        end else begin : g_cmu
+            npuc_decay #(.W(W), .MULT(MU), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up), .y(udec));
+            wire _unused_ok = &{1'b0, r0_mu, 1'b0};
+        end
+    endgenerate
     wire delayed_value = (TIMING == 1) && (RESET == 1);
     wire signed [W-1:0] vp = (delayed_value && sp_nz) ? RESET_VALUE : vq;
     wire signed [W-1:0] vdec;
-    npuc_decay #(.W(W), .MULT(MV), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp), .y(vdec));
+    generate
+        if (VEC_MV != 0) begin : g_vmv
+            npuc_vdecay #(.XW(XV), .MW(MW), .W(W), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp[XV-1:0]), .mult(r0_mv), .y(vdec));
+            if (XV < W) begin : g_vnarrow
+                wire _unused_ok = &{1'b0, vp[W-1:XV], 1'b0};
+            end
+        end else begin : g_cmv
+            npuc_decay #(.W(W), .MULT(MV), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp), .y(vdec));
+            wire _unused_ok = &{1'b0, r0_mv, 1'b0};
+        end
+    endgenerate
     wire signed [W-1:0] amt_prev;
     reg signed [W-1:0] r1_udec, r1_ash, r1_vdec, r1_bias, r1_amtp, r1_vmin, r1_dmin, r1_up;
     reg r1_spnz;

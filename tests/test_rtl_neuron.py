@@ -6,7 +6,7 @@ numeric profile variant (rounding modes, every overflow mode for act/u/v,
 narrow adders, offsets, shifts). A design packs 10-11 independent LIF layers
 fed from one current input, so one Verilator build checks many neuron
 configurations (a third of the layers decay per neuron: their du / dv vectors, part of the
-skeleton, are read from a decay ROM by npuc_lif_pn); each build then runs two random cases (new
+skeleton, are read from a decay ROM into npuc_lif's mu / mv); each build then runs two random cases (new
 weights, biases, floors and inputs loaded from memory files, same hardware) and compares
 every layer's spikes, membrane v and current i with
 ``npuc.sim.simulate(graph, x, "int", probe=True)`` step by step.

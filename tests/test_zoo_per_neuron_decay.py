@@ -4,15 +4,12 @@ write it (tests/models/zoo_snntorch.py: 64-96-10, decays uniform in [0.5, 0.99])
 
 The float engine equals snntorch bit for bit; quantization keeps one integer decay per neuron by
 the scalar rule (``dv = round(D (1 - beta_n))``); the integer engine applies each neuron's own
-decay; the FPGA design reads them from a decay ROM (``npuc_lif_pn``) and Lava runs them in npuc's
+decay; the FPGA design reads them from a decay ROM (``npuc_lif``'s ``mu`` / ``mv`` inputs) and Lava runs them in npuc's
 ``NpucNeuron`` (vector du / dv): 0 mismatches in Verilator and in Lava, without --allow-approx.
 norse ``LIFCell`` with per-neuron ``tau_mem_inv`` / ``tau_syn_inv`` tensors takes the same path
 (SpikingJelly's ``tau`` is one float per layer)."""
 
 from __future__ import annotations
-
-import difflib
-from importlib import resources
 
 import numpy as np
 import pytest
@@ -82,7 +79,8 @@ def test_equal_per_neuron_decays_stay_one_value(tmp_path):
     hw = npuc.compile(LoopNet("leaky").eval(), x, target="fpga", out=tmp_path / "b")
     q = hw.quantized()["lif1"].op.q
     assert isinstance(q.dv, int) and not q.per_neuron_decay
-    assert not (hw.path / "rtl" / "npuc_lif_pn.v").exists()
+    assert not (hw.path / "rtl" / "npuc_vdecay.v").exists()
+    assert ".mu(2'sd0), .mv(2'sd0)" in next((hw.path / "rtl").glob("*_l0_lif1.v")).read_text()
 
 
 def test_integer_engine_applies_each_neurons_decay():
@@ -113,32 +111,18 @@ def test_integer_engine_applies_each_neurons_decay():
 
 
 def test_fpga_design_reads_the_decays_from_a_rom(tmp_path):
-    """The hidden layer's neuron unit is npuc_lif_pn, fed by ``l0_decay.hex`` (the multipliers
+    """The hidden layer's neuron unit npuc_lif multiplies by its ``mv`` input, fed by ``l0_decay.hex`` (the multipliers
     ``D - dv`` in neuron order); the design is lint-clean."""
     model, x = learned_decay_mlp(), _digits_spikes()
     hw = npuc.compile(model, x, target="fpga", out=tmp_path / "b")
     rtl = hw.path / "rtl"
     layer = next(rtl.glob("*_l0_lif1.v")).read_text()
-    assert "npuc_lif_pn #(" in layer and "u_decay" in layer and ".VEC_MV(1)" in layer and ".VEC_MU(0)" in layer
+    assert ".mv(mv_n)" in layer and "u_decay" in layer and ".VEC_MV(1)" in layer and ".VEC_MU(0)" in layer
     prof = load_target("fpga").profile
     dv = np.asarray(hw.quantized()["lif1"].op.q.dv)
     words = [int(v, 16) for v in (rtl / "mem" / "l0_decay.hex").read_text().split()]
     assert words == list(prof.decay_unity - (dv + prof.dv_offset))
     assert lint(rtl) == []
-
-
-def test_npuc_lif_pn_is_npuc_lif_plus_the_decay_inputs():
-    """npuc_lif_pn repeats npuc_lif line for line except its name, its decay parameters and ports and
-    the two decay multipliers (a change to npuc_lif must be made to both)."""
-    hdl = resources.files("npuc.hdl")
-    base = hdl.joinpath("npuc_lif.v").read_text().splitlines()
-    pn = hdl.joinpath("npuc_lif_pn.v").read_text().splitlines()
-    removed = [line[2:] for line in difflib.ndiff(base, pn) if line.startswith("- ")]
-    assert removed == ["module npuc_lif #(", "    parameter signed [W-1:0] MV = 0",
-                       "    npuc_decay #(.W(W), .MULT(MU), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up), .y(udec));",
-                       "    npuc_decay #(.W(W), .MULT(MV), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp), .y(vdec));"]
-    stripped = {line.strip() for line in pn}
-    assert {r.strip() for r in removed[2:]} <= stripped  # the constant multipliers remain (VEC_* = 0)
 
 
 def test_loihi2_report_names_the_per_neuron_decays(tmp_path):
@@ -161,7 +145,7 @@ HW = [pytest.param("fpga", "rtl", marks=pytest.mark.rtl), pytest.param("loihi2",
 @pytest.mark.parametrize("target,engine", HW)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_hardware_build_has_no_mismatches(target, engine, name, tmp_path):
-    """Verilator (npuc_lif_pn + decay ROM) and Lava (NpucNeuron with du / dv vectors) against the
+    """Verilator (npuc_lif + decay ROM) and Lava (NpucNeuron with du / dv vectors) against the
     integer engine, every layer's spikes, v and i at every step."""
     x = _digits_spikes()
     hw = npuc.compile(MODELS[name](), x, target=target, out=tmp_path / "b")

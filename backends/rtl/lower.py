@@ -64,8 +64,8 @@ STATIC_MODULES = ("npuc_ram.v", "npuc_rom.v", "npuc_ovf.v", "npuc_rshift.v", "np
                   "npuc_lfsr.v", "npuc_evlist.v", "npuc_evfront.v", "npuc_acc_bank.v", "npuc_wincnt.v", "npuc_syn.v",
                   "npuc_pool.v", "npuc_input.v", "npuc_acc_iter.v", "npuc_syn_post.v", "npuc_sweep.v")
 """The static building blocks in ``npuc.hdl`` (copied into every artifact)."""
-PER_NEURON_DECAY_MODULES = ("npuc_vdecay.v", "npuc_lif_pn.v")
-"""Added when a population's decays vary per neuron (its neuron unit is `npuc_lif_pn`)."""
+PER_NEURON_DECAY_MODULES = ("npuc_vdecay.v",)
+"""Added when a population's decays vary per neuron (`npuc_lif` with VEC_MU / VEC_MV multiplies by them)."""
 
 
 _words = words
@@ -1029,7 +1029,7 @@ def _lif_params(op: ops.LIF, prof, nc: _NeuronConsts, cw: int, div_m: int, div_k
 
 
 def _decay_params(nc: _NeuronConsts, cw: int, u_r: Range, v_r: Range, v_init: int, db: int) -> dict[str, str]:
-    """MU, MV (constants; 0 where the decay ROM supplies them) and, per-neuron, `npuc_lif_pn`'s MW, VEC_MU,
+    """MU, MV (constants; 0 where the decay ROM supplies them) and, per-neuron, `npuc_lif`'s MW, VEC_MU,
     VEC_MV and the decayed operands' widths XU (u_prev or 0), XV (v_prev, V_INIT or RESET_VALUE), at least
     ``db + 2 - MW`` so that `npuc_vdecay`'s product is wider than the shift."""
     vec = [isinstance(m, np.ndarray) for m in (nc.mu, nc.mv)]

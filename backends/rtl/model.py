@@ -356,7 +356,7 @@ class Layer:
     lfsr: dict[str, int] | None  # width, taps, seed (bernoulli)
     ev: EventList | None
     spike: str
-    decay: Memory | None = None  # per-neuron decay multipliers (`npuc_lif_pn`): lanes `decay_vec`, mv first
+    decay: Memory | None = None  # per-neuron decay multipliers (`npuc_lif` mu / mv): lanes `decay_vec`, mv first
     decay_w: int = 2  # bits per lane (signed)
     decay_vec: tuple[str, ...] = ()  # "mv" / "mu": the multipliers that vary per neuron
 
