@@ -302,8 +302,9 @@ def test_chunked_mlp_views_float_handoffs_and_spike_ranges_equal_reference(prof,
     """Input spikes -> Dense -> LIF -> Dense -> LIF, in two chunks: the chunks' strided input views
     (one batched product per chunk), the exact-float values between weighted sums and neurons and
     the float32 spike rows of a hidden layer only a weighted sum reads, the weighted sums bounded by
-    the spikes' known range (no pass over them) and the int32 state equal the Python-int reference
-    (outputs, and every node when probed, which keeps int64 values), and the plain step's counters."""
+    the spikes' known range (no pass over them), the neurons' biases added to all steps' inputs at
+    once and the int32 state equal the Python-int reference (outputs, and every node when probed,
+    which keeps int64 values and the separate bias), and the plain step's counters."""
     from reference import dense_int
 
     from npuc.sim import engine
@@ -314,9 +315,9 @@ def test_chunked_mlp_views_float_handoffs_and_spike_ranges_equal_reference(prof,
     W2 = rng.integers(-120, 120, (n_out, n_hid))
     unit = prof.decay_unity
 
-    def lif(n, vth):
+    def lif(n, vth):  # u is the input alone (du = unity): the bias joins the shifted inputs
         return LIF(reset="subtract", reset_timing="delayed", q=QLIF(
-            du=unit - 1 - prof.du_offset, dv=unit // 8 - prof.dv_offset, vth=vth, bias_mant=np.zeros(n, dtype=np.int64)))
+            du=unit - prof.du_offset, dv=unit // 8 - prof.dv_offset, vth=vth, bias_mant=rng.integers(-30, 30, n)))
 
     g = Graph("mlp", num_steps=T)
     g.add("x", Input((n_in,), layout="TB", encoding=Encoding("spikes"), q=QInput(0, 8)))
