@@ -110,36 +110,49 @@ def encode(op: Input, x: torch.Tensor, steps: int, mode: str) -> torch.Tensor:
     return s.to(torch.float32) if mode == "float" else s.to(torch.int64)
 
 
-def _int_spikes(x: torch.Tensor, as_float: bool = False) -> torch.Tensor:
-    """Integer spike values as int64, or (``as_float``: for readers that only multiply them by
-    weights in float) as the exact float tensor they came in, saving two conversions."""
+def _int_spikes(x: torch.Tensor) -> torch.Tensor:
+    """Integer spike values as int64."""
     if not x.is_floating_point():
         return x.to(torch.int64)
-    if not _integral(x):
+    if _integral(x) is None:
         raise InputError("a 'spikes' input must hold integer values (0/1 or graded counts)")
-    return x if as_float else x.to(torch.int64)
+    return x.to(torch.int64)
 
 
-def _integral(x: torch.Tensor, block: int = 1 << 18) -> bool:
-    """Whether every value of float ``x`` is an integer: rounding is exact in the input's own float
-    type (every float beyond its mantissa is an integer); in cache-sized blocks (3x faster on
-    large inputs than rounding the whole tensor)."""
+def _integral(x: torch.Tensor, block: int = 1 << 18) -> tuple[float, float] | None:
+    """``(min, max)`` of float ``x`` when every value is an integer, else None: rounding is exact in
+    the input's own float type (every float beyond its mantissa is an integer); in cache-sized
+    blocks (3x faster on large inputs than rounding the whole tensor), each block's extremes
+    taken while it is in cache."""
+    if x.numel() == 0:
+        return 0.0, 0.0
+    if not x.is_contiguous():  # a batch chunk of a [T, B, ...] input: each step is contiguous
+        found = [_integral(step, block) for step in x]
+        if any(f is None for f in found):
+            return None
+        return min(f[0] for f in found), max(f[1] for f in found)  # type: ignore[index]
     flat = x.reshape(-1)
     buf = torch.empty(min(block, flat.numel()), dtype=x.dtype)
-    for lo in range(0, flat.numel(), block):
-        part = flat[lo:lo + block]
+    lo, hi = float("inf"), float("-inf")
+    for start in range(0, flat.numel(), block):
+        part = flat[start:start + block]
         if not torch.equal(torch.round(part, out=buf[:part.numel()]), part):
-            return False
-    return True
+            return None
+        a, b = torch.aminmax(part)
+        lo, hi = min(lo, float(a)), max(hi, float(b))
+    return lo, hi
 
 
-def encode_int_spikes_float(op: Input, x: torch.Tensor, steps: int) -> torch.Tensor | None:
+def encode_int_spikes_float(op: Input, x: torch.Tensor, steps: int) -> tuple[torch.Tensor, tuple[float, float]] | None:
     """`encode` for the integer engine of a ``spikes`` input whose values may stay float (exact
-    integers), or None when the input is not one."""
+    integers: readers that only multiply them by weights in float save two conversions), with the
+    values' ``(min, max)``; None when the input is not one."""
     if op.encoding.kind != "spikes" or not x.is_floating_point():
         return None
-    v = _int_spikes(x, as_float=True)
-    return v.expand((steps,) + tuple(v.shape[1:])) if op.layout == "B" else v
+    found = _integral(x)
+    if found is None:
+        raise InputError("a 'spikes' input must hold integer values (0/1 or graded counts)")
+    return (x.expand((steps,) + tuple(x.shape[1:])) if op.layout == "B" else x), found
 
 
 def quantize_current(x: torch.Tensor, frac_bits: int, bits: int) -> torch.Tensor:

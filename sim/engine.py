@@ -25,7 +25,7 @@ import torch
 
 from ..errors import GraphError
 from ..ir.graph import Graph, Ref
-from ..ir.ops import LIF, Add, Conv1d, Conv2d, Dense, Input, Op, Output
+from ..ir.ops import LIF, Add, Conv1d, Conv2d, Dense, Input, MaxPool2d, Op, Output, Permute, Reshape
 from ..ir.values import NumericProfile
 from ..limits import check_memory
 from .encoding import decode, encode, encode_int_spikes_float, to_time_major
@@ -46,6 +46,11 @@ class Context:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     needed: set[tuple[str, str]] = field(default_factory=set)
     kept: set[tuple[str, str]] = field(default_factory=set)  # probed ports
+    float_out: bool = False  # the current node may return exact-integer floats (`_float_outputs`)
+    ranges: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # this chunk's
+    # (lo, hi) bounds of the current node's inputs where known without looking at the values
+    # (spike ports; an input's extremes found while checking it), else None: set by the driver
+    in_ranges: list[tuple[float, float] | None] = field(default_factory=list)
 
     def count(self, key: str, n: int | torch.Tensor) -> None:
         """Add ``n`` events (e.g. saturations) to the current node's counter ``key``."""
@@ -56,10 +61,12 @@ class Context:
 
 
 class StatelessKernel:
-    """``apply(op, xs, ctx) -> {port: y}`` on inputs with any leading batch axis."""
+    """``apply(op, xs, ctx) -> {port: y}`` on inputs with any leading batch axis (``strided``: also
+    on ``[T, B, ...]`` inputs whose batch axis is a strided slice, which it takes without a copy)."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], strided: bool = False) -> None:
         self.fn = fn
+        self.strided = strided
 
     def apply(self, op: Op, xs: list[torch.Tensor], ctx: Context) -> Values:
         y = self.fn(op, xs, ctx)
@@ -88,10 +95,10 @@ class KernelTable:
         self.mode = mode
         self._k: dict[type, StatelessKernel | StatefulKernel] = {}
 
-    def stateless(self, *types: type) -> Callable:
+    def stateless(self, *types: type, strided: bool = False) -> Callable:
         def deco(fn: Callable) -> Callable:
             for t in types:
-                self._k[t] = StatelessKernel(fn)
+                self._k[t] = StatelessKernel(fn, strided)
             return fn
 
         return deco
@@ -189,8 +196,12 @@ def run(
         hi = min(lo + chunk, batch)
         ctx.batch = hi - lo
         # one contiguous copy of the chunk (a batch slice of [T, B, ...] is strided): the kernels'
-        # flattening to [T*B, ...] and the input checks then need no copies of their own
-        part = {k: v[:, lo:hi].contiguous() for k, v in raw.items()} if chunk < batch else raw
+        # flattening to [T*B, ...] and the input checks then need no copies of their own; float
+        # spikes only dense layers read stay a view (each step's rows are contiguous: `dense`
+        # multiplies them step by step without a copy)
+        views = _strided_inputs(graph, ctx, keep) if chunk < batch else set()
+        part = ({k: v[:, lo:hi] if k in views and v.is_contiguous() else v[:, lo:hi].contiguous()
+                 for k, v in raw.items()} if chunk < batch else raw)
         parts.append(_evaluate(graph, part, table, ctx, keep, progress if lo == 0 else None))
     values = parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts], 1) for k in parts[0]}
 
@@ -259,6 +270,8 @@ def _evaluate(
     """Every node on time-major inputs ``raw``; returns the outputs' and kept nodes' values."""
     values: dict[tuple[str, str], torch.Tensor] = {}
     groups, needed = _analysis(graph, ctx)
+    ctx.ranges = {}
+    floats = _float_outputs(graph, ctx, keep)
     # ports somebody reads (or probes): only these are stacked over time
     ctx.kept = {(n, p) for n in keep for p in graph[n].op.ports}
     ctx.needed = needed | ctx.kept
@@ -289,6 +302,8 @@ def _evaluate(
                 elif isinstance(op, Output):
                     out = {"out": inputs_of(name)[0]}
                 else:
+                    ctx.in_ranges = _input_ranges(graph, name, ctx)
+                    ctx.float_out = name in floats
                     out = _run_node(node, inputs_of(name), table, ctx)
                 for port, v in out.items():
                     values[(name, port)] = v
@@ -301,22 +316,94 @@ def _evaluate(
     return {k: v for k, v in values.items() if k[0] in keep or (k[0] in outs and k[1] == "out")}
 
 
+def _float_inputs(graph: Graph, ctx: Context) -> set[str]:
+    """The inputs only weighted ops read (cached with the graph)."""
+    if "_float_inputs" not in ctx.cache:
+        ctx.cache["_float_inputs"] = {n.name for n in graph.inputs()
+                                      if all(type(graph[u].op) in _WEIGHTED for u, _ in graph.users(n.name))}
+    return ctx.cache["_float_inputs"]
+
+
+def _strided_inputs(graph: Graph, ctx: Context, keep: set[str]) -> set[str]:
+    """Integer-engine inputs whose batch chunks may stay strided views: float spikes (checked
+    per contiguous step) read only by `Dense` ops, which take ``[T, B, ...]`` views as they are."""
+    if ctx.mode != "int":
+        return set()
+    if "_dense_inputs" not in ctx.cache:
+        ctx.cache["_dense_inputs"] = {n.name for n in graph.inputs() if n.op.layout == "TB"
+                                      and n.op.encoding.kind == "spikes"
+                                      and all(type(graph[u].op) is Dense for u, _ in graph.users(n.name))}
+    return ctx.cache["_dense_inputs"] - keep
+
+
 def _encode_input(graph: Graph, name: str, x: torch.Tensor, ctx: Context, probed: bool) -> torch.Tensor:
     """An input's per-step values. Integer spikes only weighted ops read (and nobody probes) stay
     in their float type (exact integers: those ops multiply in float anyway) instead of a round
     trip through int64."""
     op = graph[name].op
-    if ctx.mode == "int" and "_float_inputs" not in ctx.cache:
-        ctx.cache["_float_inputs"] = {n.name for n in graph.inputs()
-                                      if all(type(graph[u].op) in _WEIGHTED for u, _ in graph.users(n.name))}
-    if ctx.mode == "int" and not probed and name in ctx.cache["_float_inputs"]:
-        v = encode_int_spikes_float(op, x, ctx.steps)
-        if v is not None:
+    if ctx.mode == "int" and not probed and name in _float_inputs(graph, ctx):
+        found = encode_int_spikes_float(op, x, ctx.steps)
+        if found is not None:
+            v, (lo, hi) = found
+            ctx.ranges[(name, "out")] = min(lo, 0.0), max(hi, 0.0)  # 0: a delayed read's first value
             return v
     return encode(op, x, ctx.steps, ctx.mode)
 
 
 _WEIGHTED = (Dense, Conv1d, Conv2d)
+_RANGE_KEEPING = (Reshape, Permute, MaxPool2d)  # values out are values in
+
+
+def _static_range(graph: Graph, name: str, port: str) -> tuple[float, float] | None:
+    """Bounds every value of a port holds at every step (and 0, a delayed edge's first value), when
+    the op alone proves them: spikes, and reshapes or max pools of spikes."""
+    op = graph[name].op
+    if isinstance(op, LIF) and port == "spikes":
+        if op.spike in ("binary", "bernoulli"):
+            return 0.0, 1.0
+        if op.spike == "ternary":
+            return -1.0, 1.0
+        return None if op.levels is None else (0.0, float(op.levels - 1))
+    if isinstance(op, _RANGE_KEEPING) and len(graph[name].inputs) == 1:
+        (r,) = graph[name].inputs
+        return _static_range(graph, r.node, graph[r.node].port(r))
+    return None
+
+
+def _float_outputs(graph: Graph, ctx: Context, keep: set[str]) -> set[str]:
+    """Integer-engine nodes outside recurrent loops whose values may stay exact-integer floats
+    between two kernels that work in float anyway (saving two conversions per value): weighted sums
+    only neurons outside loops read (their `prepare` converts every step at once), and binary
+    spikes only weighted ops read. Never a probed node or one an Output reads."""
+    if ctx.mode != "int":
+        return set()
+    if "_float_outputs" not in ctx.cache:
+        groups = _analysis(graph, ctx)[0]
+        alone = {g[0] for g in groups if len(g) == 1 and not any(r.node == g[0] for r in graph[g[0]].inputs)}
+        found = set()
+        for n in graph:
+            users = [graph[u] for u, _ in graph.users(n.name)]
+            if n.name not in alone or not users or any(u.name not in alone for u in users):
+                continue
+            if isinstance(n.op, _WEIGHTED) and all(isinstance(u.op, LIF) for u in users):
+                found.add(n.name)
+            elif (isinstance(n.op, LIF) and n.op.spike == "binary" and all(type(u.op) in _WEIGHTED for u in users)
+                  and all(r.node != n.name or n.port(r) == "spikes" for u in users for r in u.inputs)):
+                found.add(n.name)
+        ctx.cache["_float_outputs"] = found
+    return ctx.cache["_float_outputs"] - keep
+
+
+def _input_ranges(graph: Graph, name: str, ctx: Context) -> list[tuple[float, float] | None]:
+    """`Context.in_ranges` for node ``name``: static bounds (cached with the graph), or an input's
+    extremes this chunk (`Context.ranges`, set by `_encode_input`)."""
+    if ctx.mode != "int":
+        return []
+    cache = ctx.cache.setdefault("_static_ranges", {})
+    if name not in cache:
+        cache[name] = [(r.node, graph[r.node].port(r), _static_range(graph, r.node, graph[r.node].port(r)))
+                       for r in graph[name].inputs]
+    return [known if known is not None else ctx.ranges.get((src, port)) for src, port, known in cache[name]]
 
 
 def _step_major(graph: Graph, ctx: Context) -> bool:
@@ -409,6 +496,9 @@ def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Contex
             flat = [x.transpose(0, 1).reshape((batch * steps,) + tuple(x.shape[2:])) for x in xs]
             out = kernel.apply(node.op, flat, ctx)
             return {p: y.reshape((batch, steps) + tuple(y.shape[1:])).transpose(0, 1) for p, y in out.items()}
+        if kernel.strided and not all(x.is_contiguous() for x in xs):
+            # a strided [T, B, ...] view (a batch chunk of the input): applied step by step as is
+            return kernel.apply(node.op, list(xs), ctx)
         flat = [x.reshape((steps * batch,) + tuple(x.shape[2:])) for x in xs]
         out = kernel.apply(node.op, flat, ctx)
         return {p: y.reshape((steps, batch) + tuple(y.shape[1:])) for p, y in out.items()}
@@ -430,7 +520,8 @@ def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
 
 def _one_step(ctx: Context) -> Context:
     """A view of the context for evaluating a single time step (shares cache and counters)."""
-    one = Context(ctx.mode, ctx.profile, 1, ctx.batch, ctx.node, ctx.cache, ctx.stats, ctx.needed)
+    one = Context(ctx.mode, ctx.profile, 1, ctx.batch, ctx.node, ctx.cache, ctx.stats, ctx.needed,
+                  float_out=ctx.float_out, ranges=ctx.ranges, in_ranges=ctx.in_ranges)
     return one
 
 
@@ -438,6 +529,7 @@ def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable,
     """A recurrent group, step by step; delayed edges read the previous step."""
     members = set(group)
     kernels = {n: table.lookup(graph[n].op) for n in group}
+    ranges = {n: _input_ranges(graph, n, ctx) for n in group}
     states = {}
     for n in group:
         ctx.node = n
@@ -448,6 +540,8 @@ def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable,
         for n in group:
             node = graph[n]
             ctx.node = n
+            ctx.in_ranges = ranges[n]
+            ctx.float_out = False
             xs = []
             for r in _term_refs(graph, node, ctx) or node.inputs:
                 xs.append(_read(graph, r, t, members, values, per_step, ctx))

@@ -20,3 +20,13 @@ ENGINES = {"sim_speed": [pytest.mark.lava, pytest.mark.rtl], "rtl_efficiency": [
 def test_benchmark_quick(name):
     module = importlib.import_module(f"bench.{name}")
     module.main(["--quick"])
+
+
+def test_sim_speed_rounds_keep_each_engines_best_by_the_chosen_clock(monkeypatch):
+    """`rounds` times with `sim_speed.CLOCK` (``--cpu-time`` sets it to process CPU time)."""
+    from bench import sim_speed
+
+    ticks = iter([0.0, 5.0, 5.0, 6.0, 10.0, 12.0, 12.0, 20.0])  # a: 5, then 2; b: 1, then 8
+    monkeypatch.setattr(sim_speed, "CLOCK", lambda: next(ticks))
+    best, last = sim_speed.rounds({"a": lambda: "x", "b": lambda: "y"}, 2)
+    assert best == {"a": 2.0, "b": 1.0} and last == {"a": "x", "b": "y"}

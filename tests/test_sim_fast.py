@@ -12,7 +12,7 @@ from reference import lif_int
 
 from npuc.cli import main
 from npuc.errors import UserError
-from npuc.ir import LIF, QLIF, Add, Dense, Encoding, Graph, Input, Output, QInput
+from npuc.ir import LIF, QLIF, Add, Dense, Encoding, Graph, Input, Output, QInput, QSynapse
 from npuc.sim import int_kernels, simulate, simulate_chunks
 from npuc.targets import load_target
 
@@ -294,3 +294,59 @@ def test_int_max_pool_on_strided_views_equals_max_pool2d(kernel, stride):
         got = int_kernels.maxpool(MaxPool2d(kernel=kernel, stride=stride), [x], None)
         want = F.max_pool2d(x.to(torch.float64), kernel, stride).to(torch.int64)
         assert got.dtype == torch.int64 and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("prof", [LOIHI, FPGA])
+@pytest.mark.parametrize("read_v", [False, True])
+def test_chunked_mlp_views_float_handoffs_and_spike_ranges_equal_reference(prof, read_v, monkeypatch):
+    """Input spikes -> Dense -> LIF -> Dense -> LIF, in two chunks: the chunks' strided input views
+    (one batched product per chunk), the exact-float values between weighted sums and neurons and
+    the float32 spike rows of a hidden layer only a weighted sum reads, the weighted sums bounded by
+    the spikes' known range (no pass over them), the neurons' biases added to all steps' inputs at
+    once and the int32 state equal the Python-int reference (outputs, and every node when probed,
+    which keeps int64 values and the separate bias), and the plain step's counters."""
+    from reference import dense_int
+
+    from npuc.sim import engine
+
+    rng = np.random.default_rng(3)
+    T, B, n_in, n_hid, n_out = 4, 90, 24, 64, 6
+    W1, b1 = rng.integers(-120, 120, (n_hid, n_in)), rng.integers(-40, 40, n_hid)
+    W2 = rng.integers(-120, 120, (n_out, n_hid))
+    unit = prof.decay_unity
+
+    def lif(n, vth):  # u is the input alone (du = unity): the bias joins the shifted inputs
+        return LIF(reset="subtract", reset_timing="delayed", q=QLIF(
+            du=unit - prof.du_offset, dv=unit // 8 - prof.dv_offset, vth=vth, bias_mant=rng.integers(-30, 30, n)))
+
+    g = Graph("mlp", num_steps=T)
+    g.add("x", Input((n_in,), layout="TB", encoding=Encoding("spikes"), q=QInput(0, 8)))
+    g.add("fc1", Dense(W1.astype(np.float32), q=QSynapse(W1, 0, b1)), ["x"])
+    g.add("lif1", lif(n_hid, 300), ["fc1"])
+    g.add("fc2", Dense(W2.astype(np.float32), q=QSynapse(W2, -1)), ["lif1"])
+    g.add("lif2", lif(n_out, 200), ["fc2"])
+    g.add("o", Output(), ["lif2"])
+    if read_v:  # somebody else reads lif1: its spikes stay int64
+        g.add("ov", Output(index=1), [("lif1", "v")])
+    g.profile = prof
+    g.verify()
+    x = (rng.random((T, B, n_in)) < 0.4).astype(np.float32)
+    a1 = dense_int(x.astype(np.int64), W1, 0, b1)
+    r1 = lif_int(g["lif1"].op, prof, a1)
+    a2 = dense_int(r1["spikes"], W2, -1)
+    r2 = lif_int(g["lif2"].op, prof, a2)
+    assert 0 < r1["spikes"].mean() < 1 and 0 < r2["spikes"].mean() < 1
+    monkeypatch.setattr(engine, "_CHUNK_ELEMENTS", T * n_hid * 70)  # chunks of 70 and 20 samples
+    monkeypatch.setattr(int_kernels, "_NARROW_MIN", 1)
+    ctx = engine.Context("int", prof, T, B, cache=engine._graph_cache(g, "int", prof))
+    assert engine._strided_inputs(g, ctx, set()) == {"x"}
+    assert engine._float_outputs(g, ctx, set()) == {"fc1", "fc2"} | (set() if read_v else {"lif1"})
+    fast, plain = both_paths(g, x, monkeypatch)
+    for res in (fast, plain):
+        assert np.array_equal(res.outputs[0], r2["spikes"])
+        assert not read_v or np.array_equal(res.outputs[1], r1["v"])
+    assert fast.stats == plain.stats
+    probes = simulate(g, x, "int", probe=True).probes
+    for name, port, want in (("fc1", "out", a1), ("lif1", "spikes", r1["spikes"]), ("lif1", "v", r1["v"]),
+                             ("fc2", "out", a2), ("lif2", "v", r2["v"])):
+        assert probes[name][port].dtype == np.int64 and np.array_equal(probes[name][port], want), (name, port)
