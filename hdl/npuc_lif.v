@@ -116,6 +116,7 @@ module npuc_lif #(
         end else begin : g_cmu
             npuc_decay #(.W(W), .MULT(MU), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_udec (.x(up), .y(udec));
             wire _unused_ok = &{1'b0, r0_mu, 1'b0};
+            localparam integer _unused_xu = XU;  // sizes the per-neuron multiplier only
         end
     endgenerate
     wire delayed_value = (TIMING == 1) && (RESET == 1);
@@ -130,6 +131,7 @@ module npuc_lif #(
         end else begin : g_cmv
             npuc_decay #(.W(W), .MULT(MV), .SHIFT(DECAY_BITS), .ROUND(ROUND)) u_vdec (.x(vp), .y(vdec));
             wire _unused_ok = &{1'b0, r0_mv, 1'b0};
+            localparam integer _unused_xv = XV;
         end
     endgenerate
     wire signed [W-1:0] amt_prev;

@@ -126,26 +126,52 @@ class Quantize(Pass):
         return True
 
     def _neuron(self, graph: Graph, name: str, probes, units, prof: NumericProfile, ctx: PassContext) -> dict:
+        """Quantize LIF population ``name`` and the weighted ops of its synapse paths: the largest
+        power-of-two integer threshold that every range admits (membrane, current, each path's
+        weights, bias, the threshold field), then every parameter times ``lam = t_eff / theta``."""
+        shape = graph[name].shape
+        op, theta, ratio = self._membrane_ratio(graph, name, probes)
+        gain = np.broadcast_to(op.gain.astype(np.float64), shape)
+        limits = {"membrane": (2 ** (prof.v_bits - 1) - 1) / ratio,
+                  "threshold": float(((1 << prof.vth_bits) - 1) << prof.vth_shift)}
+        # u holds gain * i in membrane units (the input itself without a current state)
+        i = probes[name]["i"].astype(np.float64)
+        cur = float(np.percentile(np.abs(gain * i) / theta, self.percentile)) * self.headroom
+        if cur > 0:
+            limits["current"] = (2 ** (prof.u_bits - 1) - 1) / cur
+        paths = neuron_paths(graph, name)
+        path_w = self._weight_limits(graph, name, paths, units, prof, gain / theta, limits)
+        b_all, dense_bias = self._neuron_bias(graph, name, op, paths, gain, prof, ctx)
+        if np.any(b_all != 0):
+            bmax = float(((1 << (prof.bias_mant_bits - 1)) - 1) << prof.bias_exp_max)
+            limits["bias"] = bmax / float(np.max(np.abs(b_all) / theta))
+        binding = min(limits, key=limits.get)
+        t_eff, vth, compare = _integer_threshold(op, prof, limits[binding], binding, name, ctx)
+        lam = t_eff / theta  # per neuron
+        self._quantize_paths(graph, name, op, path_w, dense_bias, gain * lam, units, prof, ctx)
+        dv, du = _decays(self._stock_decays(op, name, ctx), prof)
+        q = self._qlif(op, shape, lam, b_all, du, dv, vth, prof, name)
+        graph.replace_op(name, op.replace(compare=compare, q=q))
+        return {"threshold_int": int(t_eff), "limited_by": binding, "membrane_range_thresholds": round(ratio, 3),
+                "dv": _decay_summary(dv), "du": _decay_summary(du), "bias_exp": q.bias_exp}
+
+    def _membrane_ratio(self, graph: Graph, name: str, probes) -> tuple[ops.LIF, np.ndarray, float]:
+        """The population's op (its threshold anchored on the membrane when unobservable), its
+        per-neuron thresholds, and the membrane range in thresholds to provide (with headroom)."""
         node = graph[name]
         op: ops.LIF = node.op
         shape = node.shape
-        paths = neuron_paths(graph, name)
         theta = np.broadcast_to(op.threshold.astype(np.float64), shape)
         if np.any(theta <= 0):
             raise PassError(f"neuron '{name}' has a non-positive threshold: no integer threshold exists")
         gain = np.broadcast_to(op.gain.astype(np.float64), shape)
-        bias_total = np.broadcast_to(op.bias.astype(np.float64), shape).copy()
-        dense_bias = []
-        for p in paths:
-            w = graph[p.weighted].op
-            if getattr(w, "bias", None) is not None:
-                dense_bias.append((p, w.bias.astype(np.float64)))
+        bias = np.broadcast_to(op.bias.astype(np.float64), shape)
         # per-neuron membrane bound from calibration: |alpha v_{t-1}| + |gain i_t| + |bias|
         v = probes[name]["v"].astype(np.float64)
         i = probes[name]["i"].astype(np.float64)
         v_prev = np.concatenate([np.full_like(v[:1], op.v_init), v[:-1]], 0)
         alpha = np.broadcast_to(op.alpha.astype(np.float64), shape)
-        h_bound = np.abs(alpha * v_prev) + np.abs(gain * i) + np.abs(bias_total)
+        h_bound = np.abs(alpha * v_prev) + np.abs(gain * i) + np.abs(bias)
         if op.reset == "none" and op.spike == "binary" and not spikes_read(graph, name) and v.size:
             # Its spikes reach nobody and reset nothing, so the threshold is unobservable: anchor
             # the scale on the calibrated membrane, not on a threshold the membrane may never
@@ -164,87 +190,70 @@ class Quantize(Pass):
             extras.append(float(np.max(abs(op.reset_value) / theta)))
         if op.v_min is not None:
             extras.append(float(np.max(np.abs(op.v_min) / theta)))
-        ratio = max(ratio, *extras) * self.headroom
-        vmax = 2 ** (prof.v_bits - 1) - 1
-        limits = {"membrane": vmax / ratio,
-                  "threshold": float(((1 << prof.vth_bits) - 1) << prof.vth_shift)}
-        # u holds gain * i in membrane units (the input itself without a current state)
-        cur = float(np.percentile(np.abs(gain * i) / theta, self.percentile)) * self.headroom
-        if cur > 0:
-            limits["current"] = (2 ** (prof.u_bits - 1) - 1) / cur
-        # weights at the largest usable exponent
+        return op, theta, max(ratio, *extras) * self.headroom
+
+    def _weight_limits(self, graph: Graph, name: str, paths, units, prof: NumericProfile, gain_theta: np.ndarray,
+                       limits: dict[str, float]) -> list:
+        """Each path's threshold limit from its weights at the largest usable exponent (into
+        ``limits``); returns ``(path, e_min, e_max)`` per path."""
         path_w = []
         for p in paths:
             w_op = graph[p.weighted].op
             if isinstance(w_op, ops.SpikeAttention):
                 path_w.append((p, 0, 0))
                 continue
-            row = self._row_factor(graph, p, name, gain / theta)  # per output channel of the weighted op
+            row = self._row_factor(graph, p, name, gain_theta)  # per output channel of the weighted op
             per_t = np.abs(w_op.weight.astype(np.float64)) * row.reshape((-1,) + (1,) * (w_op.weight.ndim - 1))
             per_t *= units[p.source.node] / 2.0**prof.act_shift
             fixed = isinstance(w_op, (ops.Conv1d, ops.Conv2d)) and not prof.conv_weight_exp  # Lava's Conv has no exponent
             e_min, e_max = (0, 0) if fixed else (prof.weight_exp_min, prof.weight_exp_max)
-            wmax = _weight_limit(prof, _sign_mode(w_op.weight))
             m = float(per_t.max()) if per_t.size else 0.0
             if m > 0:
-                limits[f"weights:{p.weighted}"] = wmax * 2.0**e_max / m
+                limits[f"weights:{p.weighted}"] = _weight_limit(prof, _sign_mode(w_op.weight)) * 2.0**e_max / m
             path_w.append((p, e_min, e_max))
-        bmax = float(((1 << (prof.bias_mant_bits - 1)) - 1) << prof.bias_exp_max)
-        b_all = bias_total.copy()
+        return path_w
+
+    def _neuron_bias(self, graph: Graph, name: str, op: ops.LIF, paths, gain: np.ndarray, prof: NumericProfile,
+                     ctx: PassContext) -> tuple[np.ndarray, list]:
+        """The bias the neuron adds to its membrane (its own, plus its synapses' biases without a
+        current state), and the synapse biases that stay on their paths (into a current state)."""
+        shape = gain.shape
+        b_all = np.broadcast_to(op.bias.astype(np.float64), shape).copy()
+        dense_bias = [(p, graph[p.weighted].op.bias.astype(np.float64)) for p in paths
+                      if getattr(graph[p.weighted].op, "bias", None) is not None]
         if not op.cuba:
             for p, b in dense_bias:
                 b_all = b_all + gain * self._bias_to_neurons(graph, p, b, shape, name)
-        elif prof.weight_scheme == "loihi" and dense_bias and not self._current_bias_exact(graph, dense_bias, ctx):
-            if not ctx.allow_approx:
-                conv = next((p.weighted for p, _ in dense_bias if not isinstance(graph[p.weighted].op, ops.Dense)), None)
-                if ctx.target.options.get("stock_only"):
-                    why = ("stock_only keeps lava-nc's stock neurons, which add biases to the membrane only (npuc's "
-                           "custom neuron process adds them to the current)")
-                elif conv:
-                    why = f"'{conv}' is a convolution, whose accumulator wraps at 24 bits before the neuron could add a bias"
-                else:
-                    why = ("the biased synapse is read one step late, so its bias is missing at the first step; "
-                           "delay the synapse's input instead")
-                raise PassError(f"neuron '{name}' has a current state fed by a layer with a bias; {why}. Remove the "
-                                "bias, or pass --allow-approx")
-            ctx.warn(f"neuron '{name}': synapse bias of a CUBA neuron moved to the membrane (steady-state approximation)")
-            ai = np.broadcast_to(op.alpha_i.astype(np.float64), shape)
-            for p, b in dense_bias:
-                b_all = b_all + gain * self._bias_to_neurons(graph, p, b, shape, name) / np.maximum(1 - ai, 1e-6)
-            dense_bias = []
-        if np.any(b_all != 0):
-            limits["bias"] = bmax / float(np.max(np.abs(b_all) / theta))
-        T = min(limits.values())
-        binding = min(limits, key=limits.get)
-        # Loihi 2: v >= G + 1 is v > G, which the stock LIFReset computes; only multi-level spikes
-        # (floor(v / theta)) need the custom process's native >=
-        ge_native = op.compare == "ge" and "ge" in prof.compares and (
-            prof.weight_scheme != "loihi" or op.spike == "multilevel")
-        # Thresholds are powers of two: dyadic float parameters then map to integers exactly,
-        # at the cost of at most one bit of membrane range.
-        if op.compare == "ge" and not ge_native:
-            # integer v >= G + 1  <=>  v > G: keep the strict compare, scale so lam * theta = G + 1
-            g_eff = _pow2_floor(T - 1)
-            vth = g_eff >> prof.vth_shift
-            t_eff = g_eff + 1
-            compare = "gt"
-        else:
-            t_eff = _pow2_floor(T)
-            vth = t_eff >> prof.vth_shift
-            compare = op.compare
-        if vth < 1:
-            raise PassError(f"neuron '{name}': no integer threshold fits the target ({binding} range is too small: "
-                            f"limit {T:.3g}); lower the weights/bias magnitude relative to the threshold")
-        if t_eff < 64:
-            ctx.warn(f"neuron '{name}': integer threshold {t_eff} is small (limited by {binding}); expect coarse membranes")
-        lam = t_eff / theta  # per neuron
-        # synapses
+            return b_all, dense_bias
+        if prof.weight_scheme != "loihi" or not dense_bias or self._current_bias_exact(graph, dense_bias, ctx):
+            return b_all, dense_bias
+        if not ctx.allow_approx:
+            conv = next((p.weighted for p, _ in dense_bias if not isinstance(graph[p.weighted].op, ops.Dense)), None)
+            if ctx.target.options.get("stock_only"):
+                why = ("stock_only keeps lava-nc's stock neurons, which add biases to the membrane only (npuc's "
+                       "custom neuron process adds them to the current)")
+            elif conv:
+                why = f"'{conv}' is a convolution, whose accumulator wraps at 24 bits before the neuron could add a bias"
+            else:
+                why = ("the biased synapse is read one step late, so its bias is missing at the first step; "
+                       "delay the synapse's input instead")
+            raise PassError(f"neuron '{name}' has a current state fed by a layer with a bias; {why}. Remove the "
+                            "bias, or pass --allow-approx")
+        ctx.warn(f"neuron '{name}': synapse bias of a CUBA neuron moved to the membrane (steady-state approximation)")
+        ai = np.broadcast_to(op.alpha_i.astype(np.float64), shape)
+        for p, b in dense_bias:
+            b_all = b_all + gain * self._bias_to_neurons(graph, p, b, shape, name) / np.maximum(1 - ai, 1e-6)
+        return b_all, []
+
+    def _quantize_paths(self, graph: Graph, name: str, op: ops.LIF, path_w: list, dense_bias: list, scale: np.ndarray, units,
+                        prof: NumericProfile, ctx: PassContext) -> None:
+        """Integer weights (and current-state biases) of every path at the neuron scale ``gain * lam``."""
         for p, e_min, e_max in path_w:
             w_op = graph[p.weighted].op
             if isinstance(w_op, ops.SpikeAttention):
-                graph.replace_op(p.weighted, w_op.replace(q=_qattention(w_op, gain * lam, prof, p.weighted, ctx)))
+                graph.replace_op(p.weighted, w_op.replace(q=_qattention(w_op, scale, prof, p.weighted, ctx)))
                 continue
-            row_lam = self._row_factor(graph, p, name, gain * lam)
+            row_lam = self._row_factor(graph, p, name, scale)
             qb = None
             if op.cuba:  # a constant input current enters u through the synapse (FPGA; Loihi 2's custom neuron)
                 for pp, b in dense_bias:
@@ -259,8 +268,10 @@ class Quantize(Pass):
                 ctx.warn(f"weights of '{p.weighted}' use only {levels} of {available} integer levels at the smallest "
                          f"exponent {e}: the layer's scale is below what {prof.name} weights can represent")
             graph.replace_op(p.weighted, w_op.replace(q=QSynapse(w_int, e, qb)))
-        # neuron parameters
-        dv, du = _decays(self._stock_decays(op, name, ctx), prof)
+
+    def _qlif(self, op: ops.LIF, shape, lam: np.ndarray, b_all: np.ndarray, du, dv, vth: int, prof: NumericProfile,
+              name: str) -> QLIF:
+        """The neuron's integer parameters at scale ``lam`` (bias as mantissa << exponent)."""
         bias_int = np.round(lam * b_all)
         bias_exp = prof.bias_exp_min  # a fixed exponent (loihi2:netx=1) rounds the bias to its multiples
         bmant_max = (1 << (prof.bias_mant_bits - 1)) - 1
@@ -272,15 +283,12 @@ class Quantize(Pass):
         if op.threshold_lo is not None:
             lo = np.broadcast_to(op.threshold_lo.astype(np.float64), shape) * lam
             vth_lo = int(round(float(np.mean(lo)) / 2**prof.vth_shift))
-        q = QLIF(
+        return QLIF(
             du=du, dv=dv, vth=vth, bias_mant=_compact(bias_mant), bias_exp=bias_exp, vth_lo=vth_lo,
             reset_value=int(round(op.reset_value * lam_u)) if op.reset == "value" else 0,
             v_min=None if op.v_min is None else _compact(np.round(np.broadcast_to(op.v_min, shape) * lam).astype(np.int64)),
             v_init=int(round(op.v_init * lam_u)), scale=float(1.0 / lam_u),
         )
-        graph.replace_op(name, op.replace(compare=compare, q=q))
-        return {"threshold_int": int(t_eff), "limited_by": binding, "membrane_range_thresholds": round(ratio, 3),
-                "dv": _decay_summary(dv), "du": _decay_summary(du), "bias_exp": bias_exp}
 
     def _linear_attention(self, graph: Graph, name: str, probes, prof: NumericProfile) -> tuple[dict, float]:
         """State scale from an analytic bound, output scale from calibration."""
@@ -481,6 +489,30 @@ def _qattention(op: ops.SpikeAttention, per_neuron: np.ndarray, prof: NumericPro
     target = float(f.reshape(-1)[0]) * op.scale / 2.0**a_frac / 2.0**prof.act_shift
     mult, shift = _mult_shift(target)
     return QAttention(int(round(op.a * 2**a_frac)), a_frac, mult, shift)
+
+
+def _integer_threshold(op: ops.LIF, prof: NumericProfile, limit: float, binding: str, name: str,
+                       ctx: PassContext) -> tuple[int, int, str]:
+    """``(t_eff, vth, compare)``: the power-of-two integer threshold below ``limit`` (dyadic float
+    parameters then map to integers exactly, at the cost of at most one bit of membrane range), the
+    target's threshold field, and the compare it runs."""
+    # Loihi 2: v >= G + 1 is v > G, which the stock LIFReset computes; only multi-level spikes
+    # (floor(v / theta)) need the custom process's native >=
+    ge_native = op.compare == "ge" and "ge" in prof.compares and (
+        prof.weight_scheme != "loihi" or op.spike == "multilevel")
+    if op.compare == "ge" and not ge_native:
+        # integer v >= G + 1  <=>  v > G: keep the strict compare, scale so lam * theta = G + 1
+        g_eff = _pow2_floor(limit - 1)
+        vth, t_eff, compare = g_eff >> prof.vth_shift, g_eff + 1, "gt"
+    else:
+        t_eff = _pow2_floor(limit)
+        vth, compare = t_eff >> prof.vth_shift, op.compare
+    if vth < 1:
+        raise PassError(f"neuron '{name}': no integer threshold fits the target ({binding} range is too small: "
+                        f"limit {limit:.3g}); lower the weights/bias magnitude relative to the threshold")
+    if t_eff < 64:
+        ctx.warn(f"neuron '{name}': integer threshold {t_eff} is small (limited by {binding}); expect coarse membranes")
+    return t_eff, vth, compare
 
 
 def _decays(op: ops.LIF, prof: NumericProfile) -> tuple[np.ndarray, np.ndarray]:
