@@ -112,7 +112,7 @@ def measure(name: str, model: nn.Module, calib: np.ndarray, x: np.ndarray, steps
     tot = rep["total"]
     lane_text = f"lanes=auto {rep.get('lanes', '')}" if lanes == "auto" else f"{lanes} lane(s)"
     if target.partition(":")[2] != f"lanes={lanes},pipeline={pipeline}":
-        lane_text = f"{target}, lanes {rep.get('lanes', '')}"
+        lane_text = f"{target.partition(':')[2]}, lanes {rep.get('lanes', '')}"
     return {
         "design": f"npuc {name}, {lane_text}, {'pipelined' if pipeline else 'sequential'}", "T": steps,
         "cycles/step": cps, "layer bound": bound,
@@ -143,7 +143,7 @@ def shd_budget(model: nn.Module, calib: np.ndarray, xs: np.ndarray, lut: int) ->
         except RtlSupportError as e:
             answer = str(e)
     print(f"  {probe}: {answer}", flush=True)
-    return [row, {"design": f"{probe}: {answer}"}]
+    return [row, {"design": f"npuc, latency_us={us:g} at {fmax:.1f} MHz: {'met' if answer == 'met' else 'not met'}"}]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
