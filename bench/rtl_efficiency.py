@@ -9,12 +9,21 @@ a layer; goal <= 1.1x), latency per sample in cycles, Verilator time steps per s
 and the latency per sample at the measured Fmax (cycles per step x T / Fmax).
 
 Spiker+ (arXiv 2401.01141), published: MNIST 784-128-10, 7,612 logic cells, 18 BRAM, 780 us
-per image (93.85 %); SHD, 18,268 logic cells, 51 BRAM, 54 us per sample (their time-step count
-and BRAM size are not restated here: compare per-step figures with care). MNIST and SHD are not available offline: the MNIST-size input is scikit-learn's
+per image (93.85 %); SHD, 18,268 logic cells, 51 BRAM, 54 us per sample (T = 100 in Spiker+'s
+repository, see below; BRAM size not stated). MNIST and SHD are not available offline: the MNIST-size input is scikit-learn's
 digits upsampled to 28x28 and rate coded (T=16), the SHD-size input is sparse random events
 on 700 channels (5 % per step, T=100); accuracy is not compared here.
 
-Run from the repository root: ``python -m bench.rtl_efficiency [--quick] [--lanes 1,4]``.
+``--shd-lut-budget N`` (slow: one more place and route, 15 minutes at N = 18000 on a loaded 2-core
+machine) adds the SHD-size net sized by ``fpga:lut_budget=N,input=events,input_bits=2`` (the
+input is 0/1 events: 2-bit payloads instead of 8) and asks ``latency_us=54`` at the measured Fmax:
+the answer (met, or the least latency per sample any lane count reaches) is printed. Spiker+'s
+own repository (github.com/smilies-polito/Spiker: ``Optimizer/Shd/shd.py``,
+``Tutorials/Shd/vhdl_gen.py``) uses 100 time steps for SHD (700-200-20, recurrent), so T = 100
+here too.
+
+Run from the repository root: ``python -m bench.rtl_efficiency [--quick] [--lanes 1,4] [--only shd]
+[--shd-lut-budget 18000]``.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from bench.common import Table, machine
 from npuc.api import compile as npuc_compile
 from npuc.backends.rtl import pnr, rtl_report
 from npuc.backends.rtl import run as rtl_run
+from npuc.backends.rtl.util import RtlSupportError
 from npuc.demo.models import digits_split
 from npuc.demo.training import train_classifier
 from npuc.nn import LIF, RateEncoder
@@ -78,12 +88,13 @@ def shd_events(batch: int, seed: int = 0) -> np.ndarray:
 
 
 def measure(name: str, model: nn.Module, calib: np.ndarray, x: np.ndarray, steps: int, lanes: int | str,
-            synth: bool, pipeline: int = 1) -> dict[str, Any]:
-    """Compile at ``lanes`` and ``pipeline``, run ``x`` in Verilator (cycles per step), place and
-    route on ecp5."""
+            synth: bool, pipeline: int = 1, target: str | None = None) -> dict[str, Any]:
+    """Compile at ``lanes`` and ``pipeline`` (or for ``target``), run ``x`` in Verilator (cycles per
+    step), place and route on ecp5."""
+    target = target or f"fpga:lanes={lanes},pipeline={pipeline}"
     with tempfile.TemporaryDirectory() as tmp:
         art = Path(tmp) / "b" / "rtl"
-        hw = npuc_compile(model, calib, target=f"fpga:lanes={lanes},pipeline={pipeline}", out=Path(tmp) / "b")
+        hw = npuc_compile(model, calib, target=target, out=Path(tmp) / "b")
         t0 = time.perf_counter()
         # deployment build (PROBE=0): the verification readout of every layer's state would add
         # its words to each step; per-layer cycles and events are status ports
@@ -100,6 +111,8 @@ def measure(name: str, model: nn.Module, calib: np.ndarray, x: np.ndarray, steps
     fmax = fig.get("fmax_mhz")
     tot = rep["total"]
     lane_text = f"lanes=auto {rep.get('lanes', '')}" if lanes == "auto" else f"{lanes} lane(s)"
+    if target.partition(":")[2] != f"lanes={lanes},pipeline={pipeline}":
+        lane_text = f"{target.partition(':')[2]}, lanes {rep.get('lanes', '')}"
     return {
         "design": f"npuc {name}, {lane_text}, {'pipelined' if pipeline else 'sequential'}", "T": steps,
         "cycles/step": cps, "layer bound": bound,
@@ -113,13 +126,38 @@ def measure(name: str, model: nn.Module, calib: np.ndarray, x: np.ndarray, steps
     }
 
 
+def shd_budget(model: nn.Module, calib: np.ndarray, xs: np.ndarray, lut: int) -> list[dict[str, Any]]:
+    """The SHD-size net sized to ``lut`` estimated LUT4 (0/1 input events, 2-bit payloads), placed and
+    routed; then whether any lane count meets Spiker+'s 54 us per sample at the measured Fmax."""
+    spec = f"lut_budget={lut},input=events,input_bits=2"
+    row = measure(f"700-{SHD_HIDDEN}-20 recurrent", model, calib, xs, SHD_STEPS, "auto", True, target=f"fpga:{spec}")
+    fmax = row.get("Fmax MHz (ecp5)")
+    if not fmax:
+        return [row]
+    us = SPIKER_PLUS["shd"]["us/sample"]
+    probe = f"fpga:latency_us={us:g},clock_mhz={fmax:.1f},input=events,input_bits=2"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            npuc_compile(model, calib, target=probe, out=Path(tmp) / "b")
+            answer = "met"
+        except RtlSupportError as e:
+            answer = str(e)
+    print(f"  {probe}: {answer}", flush=True)
+    return [row, {"design": f"npuc, latency_us={us:g} at {fmax:.1f} MHz: {'met' if answer == 'met' else 'not met'}"}]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="no training, few samples, no synthesis (CI smoke run)")
-    ap.add_argument("--lanes", default=None, help="comma-separated lane counts or auto (default 1,4,auto; --quick: 4,auto)")
+    ap.add_argument("--lanes", default=None,
+                    help="comma-separated lane counts or auto (default 1,4,auto; --quick: 4,auto), or none")
     ap.add_argument("--only", choices=("mnist", "shd"), help="run one of the two designs")
+    ap.add_argument("--shd-lut-budget", type=int, default=None, metavar="N",
+                    help="also the SHD-size net sized by lut_budget=N (input=events, input_bits=2), placed and "
+                         "routed, and the latency_us=54 question at its Fmax (slow)")
     args = ap.parse_args(argv)
-    lanes = [v if v == "auto" else int(v) for v in (args.lanes or ("4,auto" if args.quick else "1,4,auto")).split(",")]
+    text = args.lanes or ("4,auto" if args.quick else "1,4,auto")
+    lanes = [] if text == "none" else [v if v == "auto" else int(v) for v in text.split(",")]
     # sequential and pipelined tops for fixed lanes; lanes=auto sizes a pipelined design's stages
     configs = [(n, p) for n in lanes for p in ((1,) if n == "auto" else (0, 1))]
     if args.quick:
@@ -142,6 +180,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for n, pipe in configs:
             rows.append(measure(f"700-{SHD_HIDDEN}-20 recurrent", model, shd_events(16), xs, SHD_STEPS, n, synth,
                                 pipe))
+        if args.shd_lut_budget:
+            rows += shd_budget(model, shd_events(16), xs, args.shd_lut_budget)
         rows.append(SPIKER_PLUS["shd"])
     cols = ["design", "T", "cycles/step", "slowest stage", "step/slowest", "latency cycles/sample",
             "steps/s (Verilator)", "Fmax MHz (ecp5)", "us/sample", "logic cells", "FF", "BRAM", "DSP", "fits"]

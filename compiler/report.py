@@ -108,7 +108,7 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
             if "resources" in prev:
                 layer["resources"] = prev["resources"]
     report["targets"][target]["rtl"] = rep
-    cps = _deployment_cycles(bd.path / "rtl", rep["total"].get("cycles_per_step"))
+    cps = rep["total"].get("cycles_per_step")  # the --input run is the deployment build (PROBE=0)
     if args.synth and family in DEVICES:
         report["targets"][target]["synth"] = synth_entry(bd.path / "rtl", family, device, cps)
     elif run is not None and "synth" in report["targets"][target]:  # new cycles, same Fmax
@@ -116,15 +116,6 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
         s["cycles_per_step"] = cps
         s["latency_us"] = round(cps * s["steps"] / s["fmax_mhz"], 3) if cps and s.get("fmax_mhz") else None
     return report
-
-
-def _deployment_cycles(art: Path, probe_cycles: float | None) -> float | None:
-    """Cycles per step of the deployment build (PROBE=0) from a ``--input`` run, which streams the
-    verification readout too: every probe word costs exactly one cycle of the output phase."""
-    if not probe_cycles:
-        return None
-    readouts = json.loads((art / "design.json").read_text())["readouts"]
-    return probe_cycles - sum(r["n"] for r in readouts if r["probe"])
 
 
 def synth_entry(art: Path, family: str, device: str | None, cycles_per_step: float | None) -> dict[str, Any]:
