@@ -98,7 +98,7 @@ def _weight_bits(graph: Graph, target: Any) -> int:
 
 
 def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, ...] | None = None,
-              fixed_chips: bool = False, warn: Any = None) -> dict[str, Any]:
+              fixed_chips: bool = False, warn: Any = None, compact: bool = True) -> dict[str, Any]:
     """Partition ``graph``'s LIF populations into cores of ``target`` (see module docstring).
 
     Sets ``graph.meta["mapping"]`` and ``node.meta["cores"]`` and returns the mapping::
@@ -116,7 +116,8 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
          "rates": "measured" | "partial" | "default", "unmapped": [...], "seconds"}
 
     ``boxes`` are per-axis half-open ``[lo, hi)`` index boxes of the population's
-    shape; ``ranges`` are half-open flat (row-major) index ranges.
+    shape; ``ranges`` are half-open flat (row-major) index ranges. ``compact=False`` materialises
+    every synapse pair of per-token Dense layers (`extract_connectivity`); the mapping is the same.
 
     Raises:
         PassError: no core resources in the target, a neuron that cannot fit any
@@ -136,7 +137,7 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
     lim = Limits.from_target(res, _weight_bits(graph, target))
     if lim.synapses < 1:
         raise PassError(f"target '{target.name}': synapse memory {lim.synapse_bits} bits holds no {lim.weight_bits}-bit weight")
-    conn = extract_connectivity(graph)
+    conn = extract_connectivity(graph, compact)
     _relay_wide_fan_in(graph, conn, lim.input_axons)
     rates, provenance = source_rates(graph, conn)
     packer = Packer(conn, lim, rates, order, tile)
@@ -193,7 +194,8 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
         P = packer.pops[name]
         projs = conn.projections.get(name, [])
         for pr in projs:
-            synops += float(rates[conn.populations[pr.source].offset + pr.src.astype(np.int64)].sum())
+            sp = conn.populations[pr.source]
+            synops += pr.rate_sum(rates[sp.offset:sp.offset + sp.size])
         ids = sorted({ci for ci, c in enumerate(cores) if name in c.pops})
         msgs = 0.0
         for ci in ids:
@@ -201,7 +203,7 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
             if len(c.pops) == 1:
                 msgs += float(rates[c.sources].sum())
             else:  # a shared core: the sources of this population's slices only
-                parts = [P.src[P.indptr[p0]:P.indptr[p1]] for n, p0, p1 in c.slices if n == name]
+                parts = [P.sources(p0, p1) for n, p0, p1 in c.slices if n == name]
                 msgs += float(rates[packer.distinct(np.concatenate(parts))].sum())
         pops_json.append({"node": name, "shape": list(P.pop.shape), "neurons": P.pop.size,
                           "synapses": sum(pr.synapses for pr in projs), "cores": ids,
