@@ -84,7 +84,7 @@ from .connectivity import (
     relay_blocks,
     source_rates,
 )
-from .packing import ORDERS, RESOURCES, Limits, Packer, describe_slice, neuron_cores
+from .packing import ORDERS, RESOURCES, Limits, Packer, core_chunks, describe_slice, neuron_cores
 
 __all__ = ["MapCores", "map_cores", "neuron_cores", "RESOURCES", "ORDERS", "Limits"]
 
@@ -171,21 +171,7 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
         if warn is not None:
             warn(msg + f"; mapping onto {chips} chips")
 
-    # Traffic between cores (src -1 = host input) and messages.
-    if ncores:
-        all_src = np.concatenate([c.sources for c in cores]).astype(np.int64)
-        all_dst = np.repeat(np.arange(ncores), [c.sources.size for c in cores])
-    else:
-        all_src = np.zeros(0, np.int64)
-        all_dst = np.zeros(0, np.int64)
-    w = rates[all_src]
-    owner = packer.core_of[all_src]
-    key = (owner + 1) * max(ncores, 1) + all_dst
-    ukey, inv = np.unique(key, return_inverse=True)
-    tr_msgs = np.bincount(inv, weights=w, minlength=ukey.size)
-    tr_pairs = np.bincount(inv, minlength=ukey.size)
-    traffic = {"src": (ukey // max(ncores, 1) - 1).tolist(), "dst": (ukey % max(ncores, 1)).tolist(),
-               "messages": [float(x) for x in tr_msgs], "pairs": [int(x) for x in tr_pairs]}
+    traffic, sums = _traffic(cores, rates, packer.core_of)
 
     # Per population facts.
     pops_json = []
@@ -232,7 +218,6 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
               "groups": len(topo)}
     lower = {r: -(-int(demand[r]) // lim.as_dict()[r]) for r in RESOURCES}
     lif_mask = packer.core_of >= 0
-    input_msgs = float(w[owner < 0].sum())
     mapping = {
         "order": order,
         "weight_bits": lim.weight_bits,
@@ -249,9 +234,9 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
             "chips": chips,
             "neurons": demand["neurons"],
             "synapses": int(total_syn),
-            "messages_per_step": float(w.sum()),
-            "multicast_pairs": int(all_src.size),
-            "input_messages_per_step": input_msgs,
+            "messages_per_step": sums["messages"],
+            "multicast_pairs": sums["pairs"],
+            "input_messages_per_step": sums["input_messages"],
             "synops_per_step": synops,
             "spikes_per_step": float(rates[lif_mask].sum()),
             "capacity_lower_bound": max(lower.values()) if topo else 0,
@@ -265,6 +250,37 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
     # the graph keeps only what is deterministic (a saved build is byte-identical run to run)
     graph.meta["mapping"] = {k: v for k, v in mapping.items() if k != "seconds"}
     return mapping
+
+
+def _traffic(cores: list, rates: np.ndarray, core_of: np.ndarray) -> tuple[dict[str, list], dict[str, Any]]:
+    """Messages between cores (src -1 = host input): per distinct (source core, destination core) pair,
+    its rate-weighted messages and multicast pairs; and the totals. Swept over chunks of destination
+    cores, so memory stays bounded on tens of thousands of cores."""
+    n = max(len(cores), 1)
+    keys, msgs, pairs = [], [], []
+    total, inputs, count = 0.0, 0.0, 0
+    first = 0
+    for chunk in core_chunks(cores):
+        src = np.concatenate([c.sources for c in chunk]).astype(np.int64)
+        dst = np.repeat(np.arange(first, first + len(chunk)), [c.sources.size for c in chunk])
+        first += len(chunk)
+        w = rates[src]
+        owner = core_of[src]
+        ukey, inv = np.unique((owner + 1) * n + dst, return_inverse=True)
+        keys.append(ukey)
+        msgs.append(np.bincount(inv, weights=w, minlength=ukey.size))
+        pairs.append(np.bincount(inv, minlength=ukey.size))
+        total += float(w.sum())
+        inputs += float(w[owner < 0].sum())
+        count += int(src.size)
+    key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    order = np.argsort(key, kind="stable")  # keys are distinct across chunks (their destinations differ)
+    key = key[order]
+    tr_msgs = np.concatenate(msgs)[order] if msgs else np.zeros(0)
+    tr_pairs = np.concatenate(pairs)[order] if pairs else np.zeros(0, np.int64)
+    traffic = {"src": (key // n - 1).tolist(), "dst": (key % n).tolist(),
+               "messages": [float(x) for x in tr_msgs], "pairs": [int(x) for x in tr_pairs]}
+    return traffic, {"messages": total, "input_messages": inputs, "pairs": count}
 
 
 def _relay_wide_fan_in(graph: Graph, conn: Any, axons: int) -> None:

@@ -95,6 +95,19 @@ class _Core:
         return {s[0] for s in self.slices}
 
 
+def core_chunks(cores: list[_Core], sources: int = 1 << 22) -> list[list[_Core]]:
+    """Consecutive runs of cores holding about ``sources`` input axons each (for bounded-memory sweeps)."""
+    chunks: list[list[_Core]] = [[]]
+    held = 0
+    for c in cores:
+        if held >= sources:
+            chunks.append([])
+            held = 0
+        chunks[-1].append(c)
+        held += c.sources.size
+    return chunks if cores else []
+
+
 def _gather_ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """Indices ``concat(arange(s, s + l) for s, l in zip(starts, lens))``, vectorised."""
     lens = lens.astype(np.int64)
@@ -153,6 +166,8 @@ class Packer:
         self.distinct = _Distinct(conn.num_sources)
         self.unit_sources: dict[tuple[str, int], np.ndarray] = {}
         self._counts_of: tuple[str, np.ndarray] = ("", np.zeros(0, np.int64))
+        self._fanout = np.zeros(conn.num_sources, np.int64)  # cores fed by each source, over cores[:_fanout_cores]
+        self._fanout_cores = 0
 
     # -- output axons per neuron from already-mapped destinations ---------------
     def _out_axons(self, pop: Population) -> np.ndarray:
@@ -165,9 +180,13 @@ class Packer:
         n = pop.size
         if not self.cores:
             return np.zeros(n, np.int64)
-        src = np.concatenate([c.sources for c in self.cores]).astype(np.int64) - pop.offset
-        src = src[(src >= 0) & (src < n)]
-        return np.bincount(src, minlength=n).astype(np.int64)
+        while self._fanout_cores < len(self.cores) - 1:  # cores before the last one never change again
+            self._fanout[self.cores[self._fanout_cores].sources] += 1  # (a core's sources are distinct)
+            self._fanout_cores += 1
+        out = self._fanout[pop.offset:pop.offset + n].copy()
+        last = self.cores[-1].sources.astype(np.int64) - pop.offset
+        out[last[(last >= 0) & (last < n)]] += 1
+        return out
 
     # -- tile search -------------------------------------------------------------
     def _tile_stats(self, pop: Population, out_ax: np.ndarray, idx: np.ndarray) -> tuple[bool, float]:
@@ -442,6 +461,7 @@ class Packer:
                     self._add(last, P, int(P.bounds[u]), int(P.bounds[u + k]), srcs)
                     u += k
             self._assign(P, first_core)
+            self.unit_sources.clear()  # (units of a packed population are never asked for again)
 
     def _assign(self, P: _Pop, first_core: int) -> None:
         """Record the core of every neuron of ``P`` (cores from index ``first_core - 1`` on)."""
@@ -454,11 +474,11 @@ class Packer:
     # -- exact usage and the output-axon fix-up --------------------------------------
     def out_axon_usage(self) -> np.ndarray:
         n = len(self.cores)
-        if not n:
-            return np.zeros(0, np.int64)
-        src = np.concatenate([c.sources for c in self.cores]).astype(np.int64)
-        owner = self.core_of[src]
-        return np.bincount(owner[owner >= 0], minlength=n).astype(np.int64)
+        use = np.zeros(n, np.int64)
+        for chunk in core_chunks(self.cores):  # bounded memory: a few million sources at a time
+            owner = self.core_of[np.concatenate([c.sources for c in chunk])]
+            use += np.bincount(owner[owner >= 0], minlength=n)
+        return use
 
     def fix_output_axons(self) -> int:
         """Split cores over the output-axon limit until none is; return the number of splits."""
