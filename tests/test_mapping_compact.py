@@ -80,6 +80,7 @@ def test_compact_synapses_equal_the_reference(kind, seed):
         got_src, lens = compact.gather(dst, neurons), compact.counts(dst)[neurons]
         parts = np.split(got_src, np.cumsum(lens)[:-1])
         assert all(np.array_equal(np.sort(a), b) for a, b in zip(parts, want))
+        assert np.array_equal(compact.distinct_sources(dst, neurons), np.unique(np.concatenate(want)))
         assert compact.synapse_count() == explicit.synapse_count()
 
 

@@ -101,19 +101,35 @@ class TokenBlocks:
         """Synapses per ``(token, out)``: float BLAS, exact (counts are far below 2**53)."""
         return ((self.src >= 0).astype(np.float64) @ self.mask.T.astype(np.float64)).astype(np.int64)
 
-    def gather(self, neurons: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(lens, src)``: synapses of each of ``neurons`` and their sources, grouped per neuron in order."""
+    def _token_rows(self, neurons: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ok, token, out)`` of ``neurons`` (``ok``: the neuron is a destination here; the others
+        only for those)."""
         if self._where is None:
             self._where = np.full(n, -1, np.int64)
             self._where[self.dst.ravel()] = np.arange(self.dst.size, dtype=np.int64)
         w = self._where[neurons]
         ok = w >= 0
         tok, o = np.divmod(w[ok], self.dst.shape[1])
+        return ok, tok, o
+
+    def gather(self, neurons: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(lens, src)``: synapses of each of ``neurons`` and their sources, grouped per neuron in order."""
+        ok, tok, o = self._token_rows(neurons, n)
         a = self.src[tok]
         m = self.mask[o] & (a >= 0)
         lens = np.zeros(neurons.size, np.int64)
         lens[ok] = m.sum(axis=1)
         return lens, a[m]
+
+    def distinct(self, neurons: np.ndarray, n: int) -> np.ndarray:
+        """The sorted distinct sources of ``neurons``: per token, the inputs any of its rows read."""
+        _, tok, o = self._token_rows(neurons, n)
+        toks, inv = np.unique(tok, return_inverse=True)
+        rows = np.zeros((toks.size, self.mask.shape[0]), np.float64)
+        rows[inv, o] = 1.0
+        read = (rows @ self.mask.astype(np.float64)) > 0  # [tokens, in]
+        a = self.src[toks]
+        return np.unique(a[read & (a >= 0)])
 
     def rate_sum(self, rates: np.ndarray) -> float:
         """Sum over synapses of the source's rate (``rates`` of the source population)."""
@@ -251,6 +267,12 @@ class Projection:
         lens = self._indptr[neurons + 1] - self._indptr[neurons]
         return lens, self._src[_ranges(self._indptr[neurons], lens)]
 
+    def distinct(self, neurons: np.ndarray, n: int) -> np.ndarray:
+        """The sorted distinct (local) sources of ``neurons``."""
+        if isinstance(self.blocks, TokenBlocks):
+            return self.blocks.distinct(neurons, n)
+        return np.unique(self.gather(neurons, n)[1])
+
     def rate_sum(self, rates: np.ndarray) -> float:
         """Sum over synapses of the source's rate (``rates`` of the source population)."""
         if self.blocks is not None:
@@ -333,6 +355,20 @@ class Connectivity:
         for p in self.projections.get(name, []):
             out += p.counts(n)
         return out
+
+    def distinct_sources(self, name: str, neurons: np.ndarray) -> np.ndarray:
+        """Sorted distinct global source ids feeding ``neurons`` of population ``name`` (int32)."""
+        n = self.populations[name].size
+        neurons = np.asarray(neurons, np.int64)
+        projs = self.projections.get(name, [])
+        parts = [p.distinct(neurons, n).astype(np.int64) + self.populations[p.source].offset for p in projs]
+        if not parts:
+            return np.zeros(0, IDX)
+        out = np.concatenate(parts)
+        if len({p.source for p in projs}) < len(projs):  # a population read over several delays
+            return np.unique(out).astype(IDX)
+        order = np.argsort([self.populations[p.source].offset for p in projs], kind="stable")
+        return np.concatenate([parts[k] for k in order]).astype(IDX)  # disjoint, increasing id ranges
 
     def gather(self, name: str, neurons: np.ndarray) -> np.ndarray:
         """Global source ids of the synapses into ``neurons`` of population ``name``, grouped per

@@ -204,7 +204,7 @@ class Packer:
         if pop.name in self.csr:
             u = self.distinct(src[_gather_ranges(indptr[idx], lens)])
         else:
-            u = self.distinct(self.conn.gather(pop.name, idx))
+            u = self.conn.distinct_sources(pop.name, idx)
         if u.size > lim.input_axons:
             return False, 0.0
         return True, float(self.rates[u].sum())
@@ -313,6 +313,8 @@ class Packer:
 
     # -- packing -------------------------------------------------------------------
     def _sources(self, P: _Pop, p0: int, p1: int) -> np.ndarray:
+        if P.src is None:
+            return self.conn.distinct_sources(P.pop.name, P.perm[p0:p1])
         return self.distinct(P.sources(p0, p1))
 
     def _unit_sources(self, P: _Pop, u: int) -> np.ndarray:
