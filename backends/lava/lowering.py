@@ -424,7 +424,8 @@ class _Lowering:
     def _relayed(self, dst: Population, terms: list[_Term], relays: dict) -> list[Connection]:
         """A neuron fed by more sources than a core has input axons (``meta["fan_in_relays"]``, set by
         map-cores): each block of sources (a chunk of one population, in its row-major order) drives
-        one relay per destination neuron through a Dense with ``weight_exp = 0``; the relays (one stock
+        one relay per destination neuron through a Sparse with ``weight_exp = 0`` (only its block's rows:
+        Lava's Sparse computes what the Dense of that matrix would); the relays (one stock
         ``GradedVec`` process, ``vth = 0``: it forwards ``a_in`` as a graded spike) send these exact
         partial sums to the neuron through one Dense of ones per path that applies the path's weight
         exponent to its total, so the neuron's input equals the paths' Denses', one Lava step later."""
@@ -464,12 +465,12 @@ class _Lowering:
         relay = Population(self.names.make("relay", dst.node), f"{dst.node}.relay", "relay", (size,), (size,),
                            np.arange(size, dtype=np.int64), graded=True, message_bits=MAX_GRADED_BITS)
         conns, bound = [], 0
-        for u, (t, op, w) in enumerate(units):
-            full = np.zeros((size, w.shape[1]), np.int64)
-            full[u * n:(u + 1) * n] = w
+        for u, (t, op, w) in enumerate(units):  # a Sparse: block u writes relays u*n .. u*n+n-1 only
             bound = max(bound, int(np.abs(w).sum(1).max(initial=0)) * _max_abs_input(t.src.pop))
-            c = Connection(self.names.make("syn", f"{t.node}_relay{u}"), t.node, "dense", t.src.pop.key, relay.key,
-                           weights=full, weight_exp=0, num_weight_bits=lava_weight_bits(w, t.node, op))
+            rows, cols = np.nonzero(w)
+            c = Connection(self.names.make("syn", f"{t.node}_relay{u}"), t.node, "sparse", t.src.pop.key, relay.key,
+                           sparse_weights=(rows + u * n, cols, w[rows, cols]), weight_exp=0,
+                           num_weight_bits=lava_weight_bits(w, t.node, op))
             conns.append(c)
         if bound >= 2 ** (MAX_GRADED_BITS - 1):
             raise _error(dst.node, self.g[dst.node].op, f"relayed partial sums reach {bound}, beyond Loihi 2's "
