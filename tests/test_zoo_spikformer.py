@@ -24,6 +24,7 @@ from spikingjelly.activation_based import functional
 import npuc
 from npuc.errors import FrontendError, NpucError
 from npuc.frontends import trace
+from npuc.ir import Graph, ops
 from npuc.sim import simulate
 
 T = 4
@@ -233,7 +234,9 @@ def test_time_mean_read_by_a_layer(kind, steps, message):
 def test_cifar10_spikformer_compiles_for_loihi2(tmp_path):
     """Plain loihi2 (custom processes allowed): map-cores packs its ~3e9 synapses onto cores without
     materialising them (per-token Linears and convolutions stay compact), the Lava module keeps one
-    weight per Linear (NpucTokenDense), and the report lists cores, chips and every custom process."""
+    weight per Linear (NpucTokenDense), and the report lists cores, chips and every custom process.
+    Measured 2026-12-07 (load average 10-18 on 2 shared cores): 1,017 s, peak RSS 5.4 GB, 28,987 cores
+    on 227 chips."""
     model, xn = _cifar10()
     npuc.compile(model, xn, target="loihi2", out=tmp_path / "b")
     report = json.loads((tmp_path / "b" / "report.json").read_text())["targets"]["loihi2"]
@@ -241,5 +244,6 @@ def test_cifar10_spikformer_compiles_for_loihi2(tmp_path):
     assert cores["used"] > 1000 and cores["chips"] == -(-cores["used"] // 128)
     custom = {(e["process"], e["node"]) for e in report["custom_processes"]}
     assert {n for p, n in custom if p == "NpucAttention"} == {"matmul_1", "matmul_3", "matmul_5", "matmul_7"}
-    assert sum(p == "NpucTokenDense" for p, _ in custom) > 90
-    assert any(p == "NpucNeuron" for p, _ in custom)
+    q = Graph.load(tmp_path / "b" / "loihi2")
+    per_token = {n.name for n in q if isinstance(n.op, ops.Dense) and len(q[n.inputs[0].node].shape) > 1}
+    assert per_token and {n for p, n in custom if p == "NpucTokenDense"} == per_token
