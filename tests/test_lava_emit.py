@@ -392,3 +392,31 @@ def test_run_rejects_bad_inputs_before_starting_lava(tmp_path):
 
     with pytest.raises(UserError, match="waveforms"):
         lb.run(tmp_path / "lava", np.zeros((5, 1, 2, 4, 4)), waves=True)
+
+
+# -- per-token Dense --------------------------------------------------------------------------------------------
+
+
+def _token_graph(tokens: int) -> Graph:
+    """Spikes ``[tokens, 16]`` -> a Dense applied per token (16 -> 128) -> LIF."""
+    w = (np.random.default_rng(4).integers(-100, 100, (128, 16)) * 2).astype(np.int64)
+    g = _input_graph("tokens", (tokens, 16))
+    g.add("fc", _weighted(ops.Dense, w), ["x"])
+    g.add("lif", _lif(), ["fc"])
+    g.add("o", ops.Output(), ["lif"])
+    return _quantized(g)
+
+
+@pytest.mark.parametrize("tokens,process", [(8, "Dense"), (64, "NpucTokenDense")])
+def test_per_token_dense_beyond_kron_max_is_npuc_token_dense(tokens, process):
+    """The block-diagonal stock Dense up to 2^22 weights (8 tokens: 2^17), NpucTokenDense beyond (64 tokens:
+    2^23) with the [out, in] weight stored once; stock_only refuses the larger one naming its size."""
+    spec = lb.lower(_token_graph(tokens))
+    (c,) = spec.connections
+    assert (c.kind == "token_dense") == (process == "NpucTokenDense")
+    assert c.weights.shape == ((128, 16) if c.kind == "token_dense" else (tokens * 128, tokens * 16))
+    if process == "NpucTokenDense":
+        assert c.token["index"].shape == (tokens, 16) and sorted(c.token["rows"]) == list(range(tokens * 128))
+        with pytest.raises(lb.LavaMappingError, match=r"node 'fc' \(Dense\): a Dense applied per token \(64 tokens, "
+                                                       r"weight \(128, 16\)\).*8388608 weights.*drop stock_only"):
+            lb.lower(_token_graph(tokens), custom=False)

@@ -160,6 +160,34 @@ def test_overflow_regimes(tmp_path):
     assert {"input_overflow", "u_adder_wrap", "u_overflow", "v_overflow"} <= events, ref.stats
 
 
+def test_per_token_dense_runs_as_npuc_token_dense(tmp_path):
+    """Per-token Dense beyond 2^22 block-diagonal weights (64 tokens) as NpucTokenDense: graded 8-bit
+    input currents (int32 dot) and binary spikes, negative and positive weight exponents, and a
+    shorter residual path that waits one more step inside the process (DelayDense's queue)."""
+    rng = np.random.default_rng(11)
+    T, B, N = 6, 2, 64
+    g = Graph("tokens", num_steps=T)
+    g.add("x", ops.Input((N, 32), encoding=Encoding("current"), layout="TB", q=QInput(0, 8)))
+    for name, (o, i), e, src in (("fc_in", (128, 32), -3, "x"), ("fc_out", (48, 128), 2, "hid"),
+                                 ("fc_skip", (48, 32), 0, "x")):
+        w = grid_weights(rng, (o, i), "mixed", 8)
+        g.add(name, ops.Dense(w.astype(np.float32), q=QSynapse(w, e)), [src])
+        if name == "fc_in":
+            g.add("hid", lif(QLIF(du=4095, dv=800, vth=300, bias_mant=np.array(0))), ["fc_in"])
+    g.add("sum", ops.Add(), ["fc_out", "fc_skip"])
+    g.add("top", lif(QLIF(du=2000, dv=500, vth=400, bias_mant=np.array(3), bias_exp=2)), ["sum"])
+    g.add("o", ops.Output(), ["top"])
+    x = rng.integers(-128, 128, (T, B, N, 32)).astype(np.float64)
+    ref = check(g, x, tmp_path)
+    assert all(ref.probes[n]["spikes"].mean() > 0.02 for n in ("hid", "top"))
+    import json
+
+    doc = json.loads((tmp_path / "lava" / "network.json").read_text())
+    kinds = {c["node"]: (c["lava_process"], c["lava_delay_steps"]) for c in doc["connections"]}
+    assert kinds == {"fc_in": ("NpucTokenDense", 1), "fc_out": ("NpucTokenDense", 1),
+                     "fc_skip": ("NpucTokenDense", 2)}, kinds
+
+
 # -- convolutions, pooling, reshapes ------------------------------------------------------------------
 
 

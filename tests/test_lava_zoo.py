@@ -136,7 +136,7 @@ def test_overlapping_max_pool_of_spikes_is_exact_in_lava(tmp_path):
 
 
 def test_relays_split_the_dense_columns_and_keep_the_weight_exponent(tmp_path):
-    """The lowering of a relayed neuron: one relay Dense per block (weight_exp 0, the block's columns
+    """The lowering of a relayed neuron: one relay Sparse per block (weight_exp 0, the block's columns
     of the original weights, disjoint, together all of them) into one GradedVec, then a Dense of
     ones with the original exponent into the neuron."""
     from npuc.backends.lava import lower
@@ -151,7 +151,14 @@ def test_relays_split_the_dense_columns_and_keep_the_weight_exponent(tmp_path):
     (out,) = [c for c in spec.connections if c.src == relay.key]
     assert relay.size == 30 and len(into) == 3 and all(c.weight_exp == 0 for c in into)
     assert out.weight_exp == q["fc"].op.q.weight_exp and set(np.unique(out.weights)) == {0, 1}
-    blocks = [c.weights[k * 10:(k + 1) * 10] for k, c in enumerate(into)]
+    assert all(c.kind == "sparse" for c in into)  # each writes its own 10 relays only
+    blocks = []
+    for k, c in enumerate(into):
+        rows, cols, vals = c.sparse_weights
+        assert np.all((rows >= k * 10) & (rows < (k + 1) * 10))
+        b = np.zeros((10, int(np.prod(q["lif1"].shape))), np.int64)
+        b[rows - k * 10, cols] = vals
+        blocks.append(b)
     used = [np.any(b != 0, axis=0) for b in blocks]
     assert not np.any(np.sum(used, axis=0) > 1)  # every source column in one block
     assert np.array_equal(sum(blocks), lower(_no_relays(q)).connections[-1].weights)

@@ -85,6 +85,7 @@ VTH_MAX = 2**17 - 1  # unsigned 17-bit threshold mantissa
 DU_MAX = 4095  # 12-bit; du = 4095 already removes u completely (decay 4096 - (du + 1) = 0)
 DV_MAX = 4096  # 12-bit plus Lava's dv = 4096 "no memory" (accepted by fixed_pt and netx)
 INT32 = 2**31
+KRON_MAX = 2**22  # weights of a per-token Dense's block-diagonal stock Dense beyond which NpucTokenDense runs it
 
 
 def _error(node: str, op: object, msg: str) -> LavaMappingError:
@@ -165,7 +166,7 @@ class _Term:
     src: _Spikes
     out_idx: np.ndarray
     delay: int = 0
-    matrix: np.ndarray | None = None  # dense: full (npuc out x logical in) matrix
+    matrix: np.ndarray | None = None  # dense: full (npuc out x logical in) matrix; token_dense: the [out, in] weight
     weight_exp: int = 0
     op: object = None
     maxpool: str | None = None  # a MaxPool2d node the reading neuron applies to this conv's currents
@@ -401,6 +402,12 @@ class _Lowering:
             return _Term(name, "conv", replace(src, delay=0), out_idx, src.delay, op=op)
         lead = int(np.prod(src.idx.shape[:-1]))
         w = np.asarray(q.weight, np.int64)
+        if lead > 1 and lead * lead * w.size > KRON_MAX:
+            if not self.custom:
+                raise _error(name, op, f"a Dense applied per token ({lead} tokens, weight {tuple(w.shape)}): as a stock "
+                                       f"Dense it needs a block-diagonal matrix of {lead * lead * w.size} weights; npuc's "
+                                       "NpucTokenDense keeps one weight (drop stock_only)")
+            return _Term(name, "token_dense", replace(src, delay=0), out_idx, src.delay, w, q.weight_exp, op)
         full = w if lead == 1 else np.kron(np.eye(lead, dtype=np.int64), w)
         return _Term(name, "dense", replace(src, delay=0), out_idx, src.delay, full, q.weight_exp, op)
 
@@ -427,7 +434,8 @@ class _Lowering:
     def _relayed(self, dst: Population, terms: list[_Term], relays: dict) -> list[Connection]:
         """A neuron fed by more sources than a core has input axons (``meta["fan_in_relays"]``, set by
         map-cores): each block of sources (a chunk of one population, in its row-major order) drives
-        one relay per destination neuron through a Dense with ``weight_exp = 0``; the relays (one stock
+        one relay per destination neuron through a Sparse with ``weight_exp = 0`` (only its block's rows:
+        Lava's Sparse computes what the Dense of that matrix would); the relays (one stock
         ``GradedVec`` process, ``vth = 0``: it forwards ``a_in`` as a graded spike) send these exact
         partial sums to the neuron through one Dense of ones per path that applies the path's weight
         exponent to its total, so the neuron's input equals the paths' Denses', one Lava step later."""
@@ -435,6 +443,10 @@ class _Lowering:
         units = []  # (term, relay block index, Lava-layout weights dst.size x src.size)
         for t in terms:
             op = t.op if t.op is not None else self.g[t.node].op
+            if t.kind == "token_dense":
+                raise _error(t.node, op, f"a Dense applied per token reaches '{dst.node}', whose fan-in exceeds "
+                                         f"{relays['axons']} input axons per core: relays are built for block-diagonal "
+                                         "Dense paths only (their matrix is too large here)")
             if t.kind != "dense":
                 raise _error(t.node, op, f"reaches '{dst.node}', whose fan-in exceeds {relays['axons']} input axons "
                                          "per core, through a non-Dense path; only Dense paths are split over relays")
@@ -463,12 +475,12 @@ class _Lowering:
         relay = Population(self.names.make("relay", dst.node), f"{dst.node}.relay", "relay", (size,), (size,),
                            np.arange(size, dtype=np.int64), graded=True, message_bits=MAX_GRADED_BITS)
         conns, bound = [], 0
-        for u, (t, op, w) in enumerate(units):
-            full = np.zeros((size, w.shape[1]), np.int64)
-            full[u * n:(u + 1) * n] = w
+        for u, (t, op, w) in enumerate(units):  # a Sparse: block u writes relays u*n .. u*n+n-1 only
             bound = max(bound, int(np.abs(w).sum(1).max(initial=0)) * _max_abs_input(t.src.pop))
-            c = Connection(self.names.make("syn", f"{t.node}_relay{u}"), t.node, "dense", t.src.pop.key, relay.key,
-                           weights=full, weight_exp=0, num_weight_bits=lava_weight_bits(w, t.node, op))
+            rows, cols = np.nonzero(w)
+            c = Connection(self.names.make("syn", f"{t.node}_relay{u}"), t.node, "sparse", t.src.pop.key, relay.key,
+                           sparse_weights=(rows + u * n, cols, w[rows, cols]), weight_exp=0,
+                           num_weight_bits=lava_weight_bits(w, t.node, op))
             conns.append(c)
         if bound >= 2 ** (MAX_GRADED_BITS - 1):
             raise _error(dst.node, self.g[dst.node].op, f"relayed partial sums reach {bound}, beyond Loihi 2's "
@@ -503,6 +515,8 @@ class _Lowering:
             return c
         if t.kind == "attention":
             return self._attention(t, c, dst, op)
+        if t.kind == "token_dense":
+            return self._token_dense(t, c, dst, op)
         if t.kind == "dense":
             if _has_bias(op):
                 self._current_bias(t, dst, op)
@@ -567,6 +581,23 @@ class _Lowering:
             "dims": {"heads": int(np.prod(t.inputs[0].idx.shape[:-2])), "queries": int(t.inputs[0].idx.shape[-2]),
                      "keys": int(n_keys), "dk": int(dk), "dv": int(t.inputs[2].idx.shape[-1])},
         }
+        return c
+
+    def _token_dense(self, t: _Term, c: Connection, dst: Population, op: ops.Dense) -> Connection:
+        """An ``NpucTokenDense`` process: the Dense's ``[out, in]`` weight applied to every token, as the
+        block-diagonal stock Dense would (same sums, weight exponent and int32 channel), without its
+        ``tokens^2 x out x in`` matrix. ``index`` gathers the ``[tokens, in]`` input from the source's
+        Lava elements; ``a_out[rows[r]] = y.flat[cols[r]]``."""
+        if _has_bias(op):
+            self._current_bias(t, dst, op)
+        if not self.prof.weight_exp_min <= t.weight_exp <= self.prof.weight_exp_max:
+            raise _error(t.node, op, f"weight_exp={t.weight_exp} is outside Loihi 2's range "
+                                     f"[{self.prof.weight_exp_min}, {self.prof.weight_exp_max}]")
+        c.num_weight_bits = lava_weight_bits(np.asarray(op.q.weight), t.node, op)  # the same grid check as Dense
+        fin = t.matrix.shape[1]
+        c.weights, c.weight_exp = t.matrix, t.weight_exp
+        c.token = {"index": np.asarray(t.src.idx, np.int64).reshape(-1, fin), "rows": dst.index.ravel().astype(np.int64),
+                   "cols": np.asarray(t.out_idx, np.int64).ravel()}
         return c
 
     def _current_bias(self, t: _Term, dst: Population, op) -> None:
@@ -673,13 +704,13 @@ class _Lowering:
             return
         if c.identity:  # ones are exact at 8 bits (excitatory)
             c.kind, c.src_port = "sparse", ""
-        if c.kind in ("dense", "sparse"):
+        if c.kind in ("dense", "sparse", "token_dense"):
             c.src_port = ".flatten()" if len(src.lava_shape) > 1 else ""
             c.dst_port = f".reshape({dst.lava_shape!r})" if len(dst.lava_shape) > 1 else ""
         if c.delta > 1:
             raise _error(c.node, op, f"{where} has a delay of {c.delta} steps; npuc graphs use delays of 0 or 1")
         if c.delta == 1:
-            if c.hw_delay != 1 or c.kind == "conv":
+            if c.hw_delay != 1 or c.kind == "conv":  # (a flushed NpucTokenDense keeps its state in a_buff only)
                 raise _error(c.node, op, f"{where} is a delayed (recurrent) edge that needs {c.hw_delay} Lava steps "
                                          "through a " + ("Conv" if c.kind == "conv" else "delayed synapse") + "; only a "
                                          "one-step Dense between neurons of equal depth carries a delayed edge "
@@ -690,7 +721,7 @@ class _Lowering:
         if c.hw_delay - 1 > MAX_DELAY:
             raise _error(c.node, op, f"{where} needs a synaptic delay of {c.hw_delay - 1} steps; Loihi 2 allows "
                                      f"at most {MAX_DELAY}")
-        if c.kind == "dense" and src.graded:
+        if c.kind in ("dense", "token_dense") and src.graded:
             xmax = _max_abs_input(src)
             bound = int(np.abs(c.weights).sum(1).max(initial=0)) * xmax
             if bound >= INT32 and (c.weight_exp < 0 or c.hw_delay > 1):
@@ -758,7 +789,7 @@ class _Lowering:
                     continue
                 w = np.abs(np.asarray(c.weights, np.int64))
                 acc = int(w.reshape(w.shape[0], -1).sum(1).max(initial=0)) * xmax
-                e = c.weight_exp if c.kind == "dense" else 0
+                e = c.weight_exp if c.kind in ("dense", "token_dense") else 0
                 a_in += acc << e if e >= 0 else -(-acc >> -e)
             u_in = a_in << self.prof.act_shift
             bias = int(np.max(np.abs(pop.bias_mant), initial=0)) << pop.bias_exp

@@ -89,6 +89,8 @@ def _neuron_bias(p: Population, per_channel: bool) -> tuple[np.ndarray | None, s
 def _layer(c: Connection, src: Population, dst: Population) -> tuple[dict | None, str]:
     if c.kind == "attention":
         return None, "attention (npuc's custom NpucAttention process) has no netx block"
+    if c.kind == "token_dense":
+        return None, "a Dense applied per token (npuc's NpucTokenDense process) has no netx block"
     if dst.kind == "custom":
         return None, "npuc's custom neuron process (" + "; ".join(dst.custom["reasons"]) + ") has no netx neuron type"
     if dst.kind == "relay":

@@ -140,6 +140,14 @@ def _synapse(c: Connection, src: Population, dst: Population, arrays: dict[str, 
         return {"key": c.key, "cls": cls, "kwargs": kw}
     wkey = f"{c.key}_weights"
     arrays[wkey] = np.ascontiguousarray(c.weights, dtype=np.int32)
+    if c.kind == "token_dense":
+        kw = [("in_size", str(src.size)), ("out_size", str(dst.size))]
+        for part in ("index", "rows", "cols"):
+            arrays[f"{c.key}_{part}"] = np.asarray(c.token[part], np.int64)
+            kw.append((part, f"P[{c.key + '_' + part!r}]"))
+        kw += [("weights", f"P[{wkey!r}]"), ("weight_exp", str(c.weight_exp)), ("delay", str(c.delay)),
+               ("num_message_bits", nmb), ("name", repr(c.node))]
+        return {"key": c.key, "cls": "NpucTokenDense", "kwargs": kw}
     if c.kind == "conv":
         kw = [("weight", f"P[{wkey!r}]")]
         kw += [(k, _pyrepr(v)) for k, v in c.conv.items()]
@@ -224,6 +232,7 @@ def render(spec: NetworkSpec, version: str) -> tuple[str, dict[str, np.ndarray]]
     }
     ctx["custom"] = any(n["cls"] == "NpucNeuron" for n in neurons)
     ctx["attention"] = any(c["cls"] == "NpucAttention" for c in synapses)
+    ctx["token_dense"] = any(c["cls"] == "NpucTokenDense" for c in synapses)
     ctx["imports"] = _imports({n["cls"] for n in neurons} | {c["cls"] for c in synapses})
     text = _env().get_template("network.py.j2").render(**ctx)
     return text, arrays
@@ -260,7 +269,7 @@ def _imports(classes: set[str]) -> list[tuple[str, list[str]]]:
     """``from module import names`` lines for the process classes the module uses (sorted)."""
     mods: dict[str, list[str]] = {k: list(v) for k, v in _ALWAYS.items()}
     for cls in classes:
-        if cls in ("NpucNeuron", "NpucAttention"):
+        if cls in ("NpucNeuron", "NpucAttention", "NpucTokenDense"):
             for m, names in _CUSTOM_IMPORTS.items():
                 mods.setdefault(m, []).extend(names)
             continue
@@ -304,11 +313,11 @@ def manifest(spec: NetworkSpec, netx_report: dict) -> str:
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
-CHIP_NOTE = ("NpucNeuron and NpucAttention are npuc's custom Lava processes (bit-accurate fixed_pt models in the "
-             "generated module); to run on the Loihi 2 chip NpucNeuron needs a matching microcode neuron model "
-             "(lava-loihi) and NpucAttention an implementation on the chip's embedded processors (or microcode), "
-             "which npuc does not generate. Compile with --target loihi2:stock_only=1 to use lava-nc's stock "
-             "processes only.")
+CHIP_NOTE = ("NpucNeuron, NpucAttention and NpucTokenDense are npuc's custom Lava processes (bit-accurate fixed_pt "
+             "models in the generated module); to run on the Loihi 2 chip NpucNeuron needs a matching microcode neuron "
+             "model (lava-loihi) and NpucAttention an implementation on the chip's embedded processors (or microcode), "
+             "which npuc does not generate; NpucTokenDense is ordinary synapses on the chip (one Dense block per "
+             "token). Compile with --target loihi2:stock_only=1 to use lava-nc's stock processes only.")
 
 
 def fan_in_relays(spec: NetworkSpec) -> list[dict]:
@@ -333,7 +342,20 @@ def custom_processes(spec: NetworkSpec) -> list[dict]:
     pops = {p.key: p for p in spec.populations}
     out += [{"node": c.node, "process": "NpucAttention", "lava_process": c.key, "needs": attention_needs(c, pops)}
             for c in spec.connections if c.kind == "attention"]
+    out += [{"node": c.node, "process": "NpucTokenDense", "lava_process": c.key, "needs": token_dense_needs(c)}
+            for c in spec.connections if c.kind == "token_dense"]
     return out
+
+
+def token_dense_needs(c: Connection) -> list[str]:
+    """What an ``NpucTokenDense`` stands for on the chip: ordinary synapses, one block per token."""
+    tokens, fin = c.token["index"].shape
+    fout = c.weights.shape[0]
+    nnz = int(np.count_nonzero(c.weights))
+    return [f"a Dense applied per token: {tokens} tokens x weight [{fout}, {fin}] ({nnz} nonzero); lava-nc's Dense "
+            f"would hold the block-diagonal matrix of {tokens * tokens * fout * fin} weights",
+            f"on the chip: ordinary Dense synapses ({tokens} x {nnz} = {tokens * nnz}, stored per destination "
+            "core as map-cores counts them), no microcode"]
 
 
 def attention_needs(c: Connection, pops: dict[str, Population]) -> list[str]:
@@ -371,5 +393,7 @@ def _conn_class(c: Connection) -> str:
         return "Conv"
     if c.kind == "attention":
         return "NpucAttention"
+    if c.kind == "token_dense":
+        return "NpucTokenDense"
     base = "Sparse" if c.kind == "sparse" else "Dense"
     return f"Delay{base}" if c.delay > 0 else base

@@ -86,7 +86,8 @@ class Connection:
         key: identifier of the synapse process (``""`` for a direct wire).
         node: the npuc node the weights come from (Dense / Conv2d / SumPool2d),
             or the Add/neuron node for identity paths.
-        kind: ``dense`` (weights in Lava layout; DelayDense when delayed), ``conv``
+        kind: ``dense`` (weights in Lava layout; DelayDense when delayed), ``token_dense`` (npuc's
+            ``NpucTokenDense``: a Dense applied per token, ``weights`` the shared ``[out, in]``), ``conv``
             (Lava Conv), ``sparse`` (ones at ``(r, source_of[r])``: a population added
             without weights; DelaySparse when delayed) or ``wire`` (``s_out`` straight
             into ``a_in``).
@@ -113,6 +114,8 @@ class Connection:
             lags), ``rows`` / ``cols`` (destination Lava element <- attention output element),
             the integer parameters ``a_int``, ``a_frac``, ``mult``, ``shift``, ``score`` and
             ``bound`` (the largest ``|output|``).
+        token: for ``kind == "token_dense"``: ``index`` (``[tokens, in]`` source Lava elements), ``rows`` /
+            ``cols`` (destination Lava element <- output element ``token * out + o``).
     """
 
     key: str
@@ -136,6 +139,7 @@ class Connection:
     attention: dict | None = None
     sparse_weights: tuple | None = None
     term: object = None
+    token: dict | None = None
 
     @property
     def delay(self) -> int:

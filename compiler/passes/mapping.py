@@ -84,7 +84,7 @@ from .connectivity import (
     relay_blocks,
     source_rates,
 )
-from .packing import ORDERS, RESOURCES, Limits, Packer, describe_slice, neuron_cores
+from .packing import ORDERS, RESOURCES, Limits, Packer, core_chunks, describe_slice, neuron_cores
 
 __all__ = ["MapCores", "map_cores", "neuron_cores", "RESOURCES", "ORDERS", "Limits"]
 
@@ -98,7 +98,7 @@ def _weight_bits(graph: Graph, target: Any) -> int:
 
 
 def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, ...] | None = None,
-              fixed_chips: bool = False, warn: Any = None) -> dict[str, Any]:
+              fixed_chips: bool = False, warn: Any = None, compact: bool = True) -> dict[str, Any]:
     """Partition ``graph``'s LIF populations into cores of ``target`` (see module docstring).
 
     Sets ``graph.meta["mapping"]`` and ``node.meta["cores"]`` and returns the mapping::
@@ -116,7 +116,8 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
          "rates": "measured" | "partial" | "default", "unmapped": [...], "seconds"}
 
     ``boxes`` are per-axis half-open ``[lo, hi)`` index boxes of the population's
-    shape; ``ranges`` are half-open flat (row-major) index ranges.
+    shape; ``ranges`` are half-open flat (row-major) index ranges. ``compact=False`` materialises
+    every synapse pair of per-token Dense layers (`extract_connectivity`); the mapping is the same.
 
     Raises:
         PassError: no core resources in the target, a neuron that cannot fit any
@@ -136,7 +137,7 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
     lim = Limits.from_target(res, _weight_bits(graph, target))
     if lim.synapses < 1:
         raise PassError(f"target '{target.name}': synapse memory {lim.synapse_bits} bits holds no {lim.weight_bits}-bit weight")
-    conn = extract_connectivity(graph)
+    conn = extract_connectivity(graph, compact)
     _relay_wide_fan_in(graph, conn, lim.input_axons)
     rates, provenance = source_rates(graph, conn)
     packer = Packer(conn, lim, rates, order, tile)
@@ -170,21 +171,7 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
         if warn is not None:
             warn(msg + f"; mapping onto {chips} chips")
 
-    # Traffic between cores (src -1 = host input) and messages.
-    if ncores:
-        all_src = np.concatenate([c.sources for c in cores]).astype(np.int64)
-        all_dst = np.repeat(np.arange(ncores), [c.sources.size for c in cores])
-    else:
-        all_src = np.zeros(0, np.int64)
-        all_dst = np.zeros(0, np.int64)
-    w = rates[all_src]
-    owner = packer.core_of[all_src]
-    key = (owner + 1) * max(ncores, 1) + all_dst
-    ukey, inv = np.unique(key, return_inverse=True)
-    tr_msgs = np.bincount(inv, weights=w, minlength=ukey.size)
-    tr_pairs = np.bincount(inv, minlength=ukey.size)
-    traffic = {"src": (ukey // max(ncores, 1) - 1).tolist(), "dst": (ukey % max(ncores, 1)).tolist(),
-               "messages": [float(x) for x in tr_msgs], "pairs": [int(x) for x in tr_pairs]}
+    traffic, sums = _traffic(cores, rates, packer.core_of)
 
     # Per population facts.
     pops_json = []
@@ -193,7 +180,8 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
         P = packer.pops[name]
         projs = conn.projections.get(name, [])
         for pr in projs:
-            synops += float(rates[conn.populations[pr.source].offset + pr.src.astype(np.int64)].sum())
+            sp = conn.populations[pr.source]
+            synops += pr.rate_sum(rates[sp.offset:sp.offset + sp.size])
         ids = sorted({ci for ci, c in enumerate(cores) if name in c.pops})
         msgs = 0.0
         for ci in ids:
@@ -201,7 +189,7 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
             if len(c.pops) == 1:
                 msgs += float(rates[c.sources].sum())
             else:  # a shared core: the sources of this population's slices only
-                parts = [P.src[P.indptr[p0]:P.indptr[p1]] for n, p0, p1 in c.slices if n == name]
+                parts = [P.sources(p0, p1) for n, p0, p1 in c.slices if n == name]
                 msgs += float(rates[packer.distinct(np.concatenate(parts))].sum())
         pops_json.append({"node": name, "shape": list(P.pop.shape), "neurons": P.pop.size,
                           "synapses": sum(pr.synapses for pr in projs), "cores": ids,
@@ -230,7 +218,6 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
               "groups": len(topo)}
     lower = {r: -(-int(demand[r]) // lim.as_dict()[r]) for r in RESOURCES}
     lif_mask = packer.core_of >= 0
-    input_msgs = float(w[owner < 0].sum())
     mapping = {
         "order": order,
         "weight_bits": lim.weight_bits,
@@ -247,9 +234,9 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
             "chips": chips,
             "neurons": demand["neurons"],
             "synapses": int(total_syn),
-            "messages_per_step": float(w.sum()),
-            "multicast_pairs": int(all_src.size),
-            "input_messages_per_step": input_msgs,
+            "messages_per_step": sums["messages"],
+            "multicast_pairs": sums["pairs"],
+            "input_messages_per_step": sums["input_messages"],
             "synops_per_step": synops,
             "spikes_per_step": float(rates[lif_mask].sum()),
             "capacity_lower_bound": max(lower.values()) if topo else 0,
@@ -263,6 +250,37 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
     # the graph keeps only what is deterministic (a saved build is byte-identical run to run)
     graph.meta["mapping"] = {k: v for k, v in mapping.items() if k != "seconds"}
     return mapping
+
+
+def _traffic(cores: list, rates: np.ndarray, core_of: np.ndarray) -> tuple[dict[str, list], dict[str, Any]]:
+    """Messages between cores (src -1 = host input): per distinct (source core, destination core) pair,
+    its rate-weighted messages and multicast pairs; and the totals. Swept over chunks of destination
+    cores, so memory stays bounded on tens of thousands of cores."""
+    n = max(len(cores), 1)
+    keys, msgs, pairs = [], [], []
+    total, inputs, count = 0.0, 0.0, 0
+    first = 0
+    for chunk in core_chunks(cores):
+        src = np.concatenate([c.sources for c in chunk]).astype(np.int64)
+        dst = np.repeat(np.arange(first, first + len(chunk)), [c.sources.size for c in chunk])
+        first += len(chunk)
+        w = rates[src]
+        owner = core_of[src]
+        ukey, inv = np.unique((owner + 1) * n + dst, return_inverse=True)
+        keys.append(ukey)
+        msgs.append(np.bincount(inv, weights=w, minlength=ukey.size))
+        pairs.append(np.bincount(inv, minlength=ukey.size))
+        total += float(w.sum())
+        inputs += float(w[owner < 0].sum())
+        count += int(src.size)
+    key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    order = np.argsort(key, kind="stable")  # keys are distinct across chunks (their destinations differ)
+    key = key[order]
+    tr_msgs = np.concatenate(msgs)[order] if msgs else np.zeros(0)
+    tr_pairs = np.concatenate(pairs)[order] if pairs else np.zeros(0, np.int64)
+    traffic = {"src": (key // n - 1).tolist(), "dst": (key % n).tolist(),
+               "messages": [float(x) for x in tr_msgs], "pairs": [int(x) for x in tr_pairs]}
+    return traffic, {"messages": total, "input_messages": inputs, "pairs": count}
 
 
 def _relay_wide_fan_in(graph: Graph, conn: Any, axons: int) -> None:

@@ -55,7 +55,8 @@ class _Pop:
     """A neuron population in packing order.
 
     ``perm[p]`` is the neuron at position ``p``; ``indptr``/``src`` the CSR of
-    its incoming synapses in position order (global source ids); ``cum_out``
+    its incoming synapses in position order (global source ids; ``src`` is None for a population
+    with compact projections, whose sources `sources` builds per range from ``conn``); ``cum_out``
     prefix sums of output axons per position; ``bounds`` unit boundaries
     (tiles) in positions, ``boxes`` the box of each unit (None = index order).
     """
@@ -64,11 +65,18 @@ class _Pop:
     index: int  # topological rank among neuron populations
     perm: np.ndarray
     indptr: np.ndarray
-    src: np.ndarray
+    src: np.ndarray | None
     cum_out: np.ndarray
     bounds: np.ndarray
     boxes: list[tuple[tuple[int, int], ...]] | None
     tiling: dict[str, Any]
+    conn: Connectivity | None = None
+
+    def sources(self, p0: int, p1: int) -> np.ndarray:
+        """Global source ids of the synapses into positions ``[p0, p1)``, grouped per position."""
+        if self.src is not None:
+            return self.src[self.indptr[p0]:self.indptr[p1]]
+        return self.conn.gather(self.pop.name, self.perm[p0:p1])
 
 
 @dataclass
@@ -85,6 +93,19 @@ class _Core:
     @property
     def pops(self) -> set[str]:
         return {s[0] for s in self.slices}
+
+
+def core_chunks(cores: list[_Core], sources: int = 1 << 22) -> list[list[_Core]]:
+    """Consecutive runs of cores holding about ``sources`` input axons each (for bounded-memory sweeps)."""
+    chunks: list[list[_Core]] = [[]]
+    held = 0
+    for c in cores:
+        if held >= sources:
+            chunks.append([])
+            held = 0
+        chunks[-1].append(c)
+        held += c.sources.size
+    return chunks if cores else []
 
 
 def _gather_ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -140,9 +161,13 @@ class Packer:
         self.cores: list[_Core] = []
         self.pops: dict[str, _Pop] = {}
         self.core_of = np.full(conn.num_sources, -1, np.int64)  # global source id -> core
-        self.csr = {p.name: conn.fan_in(p.name) for p in conn.neuron_populations}
+        # explicit CSRs; a population with compact projections is gathered per core instead
+        self.csr = {p.name: conn.fan_in(p.name) for p in conn.neuron_populations if not conn.compact(p.name)}
         self.distinct = _Distinct(conn.num_sources)
         self.unit_sources: dict[tuple[str, int], np.ndarray] = {}
+        self._counts_of: tuple[str, np.ndarray] = ("", np.zeros(0, np.int64))
+        self._fanout = np.zeros(conn.num_sources, np.int64)  # cores fed by each source, over cores[:_fanout_cores]
+        self._fanout_cores = 0
 
     # -- output axons per neuron from already-mapped destinations ---------------
     def _out_axons(self, pop: Population) -> np.ndarray:
@@ -155,9 +180,13 @@ class Packer:
         n = pop.size
         if not self.cores:
             return np.zeros(n, np.int64)
-        src = np.concatenate([c.sources for c in self.cores]).astype(np.int64) - pop.offset
-        src = src[(src >= 0) & (src < n)]
-        return np.bincount(src, minlength=n).astype(np.int64)
+        while self._fanout_cores < len(self.cores) - 1:  # cores before the last one never change again
+            self._fanout[self.cores[self._fanout_cores].sources] += 1  # (a core's sources are distinct)
+            self._fanout_cores += 1
+        out = self._fanout[pop.offset:pop.offset + n].copy()
+        last = self.cores[-1].sources.astype(np.int64) - pop.offset
+        out[last[(last >= 0) & (last < n)]] += 1
+        return out
 
     # -- tile search -------------------------------------------------------------
     def _tile_stats(self, pop: Population, out_ax: np.ndarray, idx: np.ndarray) -> tuple[bool, float]:
@@ -165,11 +194,17 @@ class Packer:
         lim = self.lim
         if idx.size > lim.neurons:
             return False, 0.0
-        indptr, src = self.csr[pop.name]
-        lens = indptr[idx + 1] - indptr[idx]
+        if pop.name in self.csr:
+            indptr, src = self.csr[pop.name]
+            lens = indptr[idx + 1] - indptr[idx]
+        else:
+            lens = self._counts(pop)[idx]
         if int(lens.sum()) > lim.synapses or int(out_ax[idx].sum()) > lim.output_axons:
             return False, 0.0
-        u = self.distinct(src[_gather_ranges(indptr[idx], lens)])
+        if pop.name in self.csr:
+            u = self.distinct(src[_gather_ranges(indptr[idx], lens)])
+        else:
+            u = self.conn.distinct_sources(pop.name, idx)
         if u.size > lim.input_axons:
             return False, 0.0
         return True, float(self.rates[u].sum())
@@ -259,18 +294,28 @@ class Packer:
             perm = np.arange(n)
             bounds = np.arange(n + 1, dtype=np.int64)  # every neuron is a unit
             tiling = {"order": "index" if self.order == "tiled" else "chw"}
-        indptr, src = self.csr[pop.name]
-        lens = (indptr[perm + 1] - indptr[perm]).astype(np.int64)
+        if pop.name in self.csr:
+            indptr, src = self.csr.pop(pop.name)  # the position-ordered copy replaces it
+            lens = (indptr[perm + 1] - indptr[perm]).astype(np.int64)
+            osrc = src[_gather_ranges(indptr[perm], lens)]
+        else:
+            lens, osrc = self._counts(pop)[perm], None
         oindptr = np.zeros(n + 1, np.int64)
         np.cumsum(lens, out=oindptr[1:])
-        osrc = src[_gather_ranges(indptr[perm], lens)]
         cum_out = np.zeros(n + 1, np.int64)
         np.cumsum(out_ax[perm], out=cum_out[1:])
-        return _Pop(pop, index, perm.astype(np.int64), oindptr, osrc, cum_out, bounds, boxes, tiling)
+        return _Pop(pop, index, perm.astype(np.int64), oindptr, osrc, cum_out, bounds, boxes, tiling, self.conn)
+
+    def _counts(self, pop: Population) -> np.ndarray:
+        if self._counts_of[0] != pop.name:
+            self._counts_of = (pop.name, self.conn.counts(pop.name))
+        return self._counts_of[1]
 
     # -- packing -------------------------------------------------------------------
     def _sources(self, P: _Pop, p0: int, p1: int) -> np.ndarray:
-        return self.distinct(P.src[P.indptr[p0]:P.indptr[p1]])
+        if P.src is None:
+            return self.conn.distinct_sources(P.pop.name, P.perm[p0:p1])
+        return self.distinct(P.sources(p0, p1))
 
     def _unit_sources(self, P: _Pop, u: int) -> np.ndarray:
         key = (P.pop.name, u)
@@ -316,11 +361,16 @@ class Packer:
         core.sources = sources
 
     def _pack_run(self, P: _Pop, p0: int, p1: int, core: _Core | None) -> None:
-        """Pack positions ``[p0, p1)`` at neuron granularity; the first chunk may join ``core``."""
+        """Pack positions ``[p0, p1)`` at neuron granularity; the first chunk may join ``core``.
+
+        Explicit populations flag first occurrences once over the run; compact ones gather each
+        core's candidate window (at most a core's synapse memory) when it is needed."""
         lim = self.lim
-        e_lo = int(P.indptr[p0])
-        window = P.src[e_lo:int(P.indptr[p1])]
-        prev = _first_flags(window)
+        explicit = P.src is not None
+        if explicit:
+            e_lo = int(P.indptr[p0])
+            window = P.src[e_lo:int(P.indptr[p1])]
+            prev = _first_flags(window)
         pos = p0
         while pos < p1:
             if core is not None and P.pop.name not in core.pops and len(core.pops) >= lim.groups:
@@ -335,10 +385,13 @@ class Packer:
             hi = min(hi, int(np.searchsorted(P.cum_out, P.cum_out[pos] + lim.output_axons - base_o, "right")) - 1)
             end = pos
             if hi > pos:
-                w0, w1 = e0 - e_lo, int(P.indptr[hi]) - e_lo
-                new = prev[w0:w1] < w0
-                if base_src.size:
-                    new &= ~np.isin(window[w0:w1], base_src, assume_unique=False)
+                if explicit:  # values of positions [pos, hi) and their first occurrences from pos on
+                    w0, w1 = e0 - e_lo, int(P.indptr[hi]) - e_lo
+                    vals, first = window[w0:w1], prev[w0:w1] < w0
+                else:
+                    vals = P.sources(pos, hi)
+                    first = _first_flags(vals) < 0
+                new = first & ~np.isin(vals, base_src, assume_unique=False) if base_src.size else first
                 cum = np.concatenate([[0], np.cumsum(new)])
                 at = cum[P.indptr[pos + 1:hi + 1] - e0]
                 end = pos + int(np.searchsorted(at, lim.input_axons - base_src.size, "right"))
@@ -347,9 +400,8 @@ class Packer:
                     core = None
                     continue
                 self._single_neuron_error(P, pos)
-            w0, w1 = e0 - e_lo, int(P.indptr[end]) - e_lo
-            first = prev[w0:w1] < w0
-            srcs = np.sort(window[w0:w1][first])
+            k = int(P.indptr[end]) - e0
+            srcs = np.sort(vals[:k][first[:k]])
             if core is None:
                 core = _Core()
                 self.cores.append(core)
@@ -364,7 +416,7 @@ class Packer:
         name = P.pop.name
         neuron = int(P.perm[pos])
         fan_in = int(P.indptr[pos + 1] - P.indptr[pos])
-        distinct = int(np.unique(P.src[P.indptr[pos]:P.indptr[pos + 1]]).size)
+        distinct = int(np.unique(P.sources(pos, pos + 1)).size)
         out = int(P.cum_out[pos + 1] - P.cum_out[pos])
         if fan_in > lim.synapses:
             raise PassError(
@@ -411,6 +463,7 @@ class Packer:
                     self._add(last, P, int(P.bounds[u]), int(P.bounds[u + k]), srcs)
                     u += k
             self._assign(P, first_core)
+            self.unit_sources.clear()  # (units of a packed population are never asked for again)
 
     def _assign(self, P: _Pop, first_core: int) -> None:
         """Record the core of every neuron of ``P`` (cores from index ``first_core - 1`` on)."""
@@ -423,11 +476,11 @@ class Packer:
     # -- exact usage and the output-axon fix-up --------------------------------------
     def out_axon_usage(self) -> np.ndarray:
         n = len(self.cores)
-        if not n:
-            return np.zeros(0, np.int64)
-        src = np.concatenate([c.sources for c in self.cores]).astype(np.int64)
-        owner = self.core_of[src]
-        return np.bincount(owner[owner >= 0], minlength=n).astype(np.int64)
+        use = np.zeros(n, np.int64)
+        for chunk in core_chunks(self.cores):  # bounded memory: a few million sources at a time
+            owner = self.core_of[np.concatenate([c.sources for c in chunk])]
+            use += np.bincount(owner[owner >= 0], minlength=n)
+        return use
 
     def fix_output_axons(self) -> int:
         """Split cores over the output-axon limit until none is; return the number of splits."""

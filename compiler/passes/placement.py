@@ -26,14 +26,14 @@ to a random slot within a range window (swapping with its occupant) and
 accepts by the Metropolis rule; the cost change is computed incrementally
 from the moved cores' neighbours only. The schedule is VPR's (Betz & Rose,
 "VPR: A New Packing, Placement and Routing Tool for FPGA Research", FPL 1997):
-``T0 = 20 * std(cost change of n random moves)``, ``inner * n^(4/3)`` moves per
+``T0 = 20 * std(cost change of min(n, 4096) random moves)``, ``inner * n^(4/3)`` moves per
 temperature, ``T *= 0.5 / 0.9 / 0.95 / 0.8`` for acceptance rates
 ``> 0.96 / > 0.8 / > 0.15 / else``, window ``rlim *= 1 - 0.44 + acceptance``
 clamped to ``[1, grid size]``, stop when ``T < 0.005 * cost / nets``, then one
 greedy pass at ``T = 0``. The random stream is `random.Random(seed)`, so a
-fixed seed gives the same placement, unless the ``time_budget`` cuts the
-schedule short (then the pass warns that the result depends on machine
-speed). The result is never worse than the initial placement: the better of
+fixed seed gives the same placement, unless the ``time_budget`` (checked
+every 1,024 moves) cuts the schedule short (then the pass warns that the
+result depends on machine speed). The result is never worse than the initial placement: the better of
 the two is kept.
 """
 
@@ -289,9 +289,9 @@ def anneal(mapping: dict[str, Any], mesh: Mesh, pos0: np.ndarray, seed: int = 0,
     rlim = float(rmax)
     done = 0
     stopped = False
-    # Initial temperature: 20 x the standard deviation of n random move costs (all accepted).
+    # Initial temperature: 20 x the standard deviation of random move costs (all accepted).
     deltas = []
-    for _ in range(n):
+    for _ in range(min(n, 4096)):  # (enough samples for a standard deviation)
         p = propose(rmax)
         if p is None:
             continue
@@ -319,6 +319,8 @@ def anneal(mapping: dict[str, Any], mesh: Mesh, pos0: np.ndarray, seed: int = 0,
             done += 1
             if moves is not None and done >= moves:
                 break
+            if time_budget is not None and not done % 1024 and time.perf_counter() - t_start > time_budget:
+                break  # a temperature holds inner * n^(4/3) moves: hours on tens of thousands of cores
         temps += 1
         if cost < best_cost:
             best_cost, best = cost, (list(X), list(Y))
