@@ -125,18 +125,8 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
             ``fixed_chips``.
     """
     t0 = time.perf_counter()
-    if order not in ORDERS:
-        raise PassError(f"map-cores: order '{order}' is not one of {list(ORDERS)}")
-    if target is None or getattr(target, "cores", None) is None:
-        raise PassError("map-cores needs a many-core target with core resources (e.g. loihi2)")
+    lim = _limits(graph, target, order)
     res = target.cores
-    for f in ("neurons_per_core", "synapse_memory_bits_per_core", "input_axons_per_core",
-              "output_axons_per_core", "neuron_groups_per_core", "cores_per_chip"):
-        if int(getattr(res, f)) < 1:
-            raise PassError(f"target '{target.name}': core resource '{f}' must be positive")
-    lim = Limits.from_target(res, _weight_bits(graph, target))
-    if lim.synapses < 1:
-        raise PassError(f"target '{target.name}': synapse memory {lim.synapse_bits} bits holds no {lim.weight_bits}-bit weight")
     conn = extract_connectivity(graph, compact)
     _relay_wide_fan_in(graph, conn, lim.input_axons)
     rates, provenance = source_rates(graph, conn)
@@ -148,17 +138,7 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
     cores = packer.cores
     out_use = packer.out_axon_usage()
 
-    # Exact per-core usage, checked against every limit (the packer guarantees it).
-    usage = []
-    for ci, c in enumerate(cores):
-        neurons = sum(p1 - p0 for _, p0, p1 in c.slices)
-        syn = sum(int(packer.pops[n].indptr[p1] - packer.pops[n].indptr[p0]) for n, p0, p1 in c.slices)
-        u = {"neurons": int(neurons), "synapse_bits": int(syn * lim.weight_bits),
-             "input_axons": int(c.sources.size), "output_axons": int(out_use[ci]), "groups": len(c.pops)}
-        for r, v in u.items():
-            if v > lim.as_dict()[r]:
-                raise PassError(f"map-cores: internal error, core {ci} uses {v} {r} > {lim.as_dict()[r]}")
-        usage.append(u)
+    usage = _core_usage(cores, packer, lim, out_use)
 
     ncores = len(cores)
     cpc = int(res.cores_per_chip)
@@ -173,50 +153,14 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
 
     traffic, sums = _traffic(cores, rates, packer.core_of)
 
-    # Per population facts.
-    pops_json = []
-    synops = 0.0
-    for name in topo:
-        P = packer.pops[name]
-        projs = conn.projections.get(name, [])
-        for pr in projs:
-            sp = conn.populations[pr.source]
-            synops += pr.rate_sum(rates[sp.offset:sp.offset + sp.size])
-        ids = sorted({ci for ci, c in enumerate(cores) if name in c.pops})
-        msgs = 0.0
-        for ci in ids:
-            c = cores[ci]
-            if len(c.pops) == 1:
-                msgs += float(rates[c.sources].sum())
-            else:  # a shared core: the sources of this population's slices only
-                parts = [P.sources(p0, p1) for n, p0, p1 in c.slices if n == name]
-                msgs += float(rates[packer.distinct(np.concatenate(parts))].sum())
-        pops_json.append({"node": name, "shape": list(P.pop.shape), "neurons": P.pop.size,
-                          "synapses": sum(pr.synapses for pr in projs), "cores": ids,
-                          "tiling": P.tiling, "messages_per_step": msgs})
-        if name in graph:
-            graph[name].meta["cores"] = ids
-        else:  # a relay population: recorded on the neuron it feeds
-            graph[name.rsplit(".relay", 1)[0]].meta["relay_cores"] = ids
+    pops_json, synops = _population_facts(graph, conn, packer, topo, rates)
 
     cores_json = [{"id": ci, "chip": ci // cpc,
                    "slices": [describe_slice(packer.pops[n], p0, p1) for n, p0, p1 in c.slices],
                    "usage": usage[ci]} for ci, c in enumerate(cores)]
 
     total_syn = conn.synapse_count()
-    fed = np.zeros(conn.num_sources, bool)
-    for c in cores:
-        fed[c.sources] = True
-    lif_fed = fed.copy()
-    for p in conn.populations.values():
-        if p.kind == "input":
-            lif_fed[p.offset:p.offset + p.size] = False
-    demand = {"neurons": sum(p.size for p in conn.neuron_populations),
-              "synapse_bits": total_syn * lim.weight_bits,
-              "input_axons": int(fed.sum()),
-              "output_axons": int(lif_fed.sum()),
-              "groups": len(topo)}
-    lower = {r: -(-int(demand[r]) // lim.as_dict()[r]) for r in RESOURCES}
+    demand, lower = _capacity_bounds(conn, cores, lim, len(topo), total_syn)
     lif_mask = packer.core_of >= 0
     mapping = {
         "order": order,
@@ -250,6 +194,88 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
     # the graph keeps only what is deterministic (a saved build is byte-identical run to run)
     graph.meta["mapping"] = {k: v for k, v in mapping.items() if k != "seconds"}
     return mapping
+
+
+def _limits(graph: Graph, target: Any, order: str) -> Limits:
+    """The per-core limits of ``target`` at the graph's weight width (one-line errors for bad targets)."""
+    if order not in ORDERS:
+        raise PassError(f"map-cores: order '{order}' is not one of {list(ORDERS)}")
+    if target is None or getattr(target, "cores", None) is None:
+        raise PassError("map-cores needs a many-core target with core resources (e.g. loihi2)")
+    res = target.cores
+    for f in ("neurons_per_core", "synapse_memory_bits_per_core", "input_axons_per_core",
+              "output_axons_per_core", "neuron_groups_per_core", "cores_per_chip"):
+        if int(getattr(res, f)) < 1:
+            raise PassError(f"target '{target.name}': core resource '{f}' must be positive")
+    lim = Limits.from_target(res, _weight_bits(graph, target))
+    if lim.synapses < 1:
+        raise PassError(f"target '{target.name}': synapse memory {lim.synapse_bits} bits holds no {lim.weight_bits}-bit weight")
+    return lim
+
+
+def _core_usage(cores: list, packer: Packer, lim: Limits, out_use: np.ndarray) -> list[dict[str, int]]:
+    """Exact per-core usage, checked against every limit (the packer guarantees it)."""
+    usage = []
+    for ci, c in enumerate(cores):
+        neurons = sum(p1 - p0 for _, p0, p1 in c.slices)
+        syn = sum(int(packer.pops[n].indptr[p1] - packer.pops[n].indptr[p0]) for n, p0, p1 in c.slices)
+        u = {"neurons": int(neurons), "synapse_bits": int(syn * lim.weight_bits),
+             "input_axons": int(c.sources.size), "output_axons": int(out_use[ci]), "groups": len(c.pops)}
+        for r, v in u.items():
+            if v > lim.as_dict()[r]:
+                raise PassError(f"map-cores: internal error, core {ci} uses {v} {r} > {lim.as_dict()[r]}")
+        usage.append(u)
+    return usage
+
+
+def _population_facts(graph: Graph, conn: Any, packer: Packer, topo: list[str], rates: np.ndarray) -> tuple[list, float]:
+    """Per population: its cores, synapses and messages per step (recorded on the graph's nodes);
+    and the synaptic operations per step of the whole graph."""
+    cores = packer.cores
+    pops_json = []
+    synops = 0.0
+    for name in topo:
+        P = packer.pops[name]
+        projs = conn.projections.get(name, [])
+        for pr in projs:
+            sp = conn.populations[pr.source]
+            synops += pr.rate_sum(rates[sp.offset:sp.offset + sp.size])
+        ids = sorted({ci for ci, c in enumerate(cores) if name in c.pops})
+        msgs = 0.0
+        for ci in ids:
+            c = cores[ci]
+            if len(c.pops) == 1:
+                msgs += float(rates[c.sources].sum())
+            else:  # a shared core: the sources of this population's slices only
+                parts = [P.sources(p0, p1) for n, p0, p1 in c.slices if n == name]
+                msgs += float(rates[packer.distinct(np.concatenate(parts))].sum())
+        pops_json.append({"node": name, "shape": list(P.pop.shape), "neurons": P.pop.size,
+                          "synapses": sum(pr.synapses for pr in projs), "cores": ids,
+                          "tiling": P.tiling, "messages_per_step": msgs})
+        if name in graph:
+            graph[name].meta["cores"] = ids
+        else:  # a relay population: recorded on the neuron it feeds
+            graph[name.rsplit(".relay", 1)[0]].meta["relay_cores"] = ids
+    return pops_json, synops
+
+
+def _capacity_bounds(conn: Any, cores: list, lim: Limits, groups: int,
+                     total_syn: int) -> tuple[dict[str, int], dict[str, int]]:
+    """What the graph demands of each resource and the cores that bounds it to (capacity lower bounds)."""
+    fed = np.zeros(conn.num_sources, bool)
+    for c in cores:
+        fed[c.sources] = True
+    lif_fed = fed.copy()
+    for p in conn.populations.values():
+        if p.kind == "input":
+            lif_fed[p.offset:p.offset + p.size] = False
+    demand = {"neurons": sum(p.size for p in conn.neuron_populations),
+              "synapse_bits": total_syn * lim.weight_bits,
+              "input_axons": int(fed.sum()),
+              "output_axons": int(lif_fed.sum()),
+              "groups": groups}
+    lower = {r: -(-int(demand[r]) // lim.as_dict()[r]) for r in RESOURCES}
+    return demand, lower
 
 
 def _traffic(cores: list, rates: np.ndarray, core_of: np.ndarray) -> tuple[dict[str, list], dict[str, Any]]:

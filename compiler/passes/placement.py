@@ -236,6 +236,8 @@ def anneal(mapping: dict[str, Any], mesh: Mesh, pos0: np.ndarray, seed: int = 0,
         inner: VPR's ``inner_num``: moves per temperature = ``inner * n^(4/3)``.
         time_budget: stop after this many seconds (the result then depends on speed).
     """
+    # One function on purpose: the move loop runs millions of times in pure Python, so the state
+    # (X, Y, occ) lives in closures over plain lists instead of an object with method lookups.
     n = len(pos0)
     X = [int(v) for v in pos0[:, 0]]
     Y = [int(v) for v in pos0[:, 1]]
