@@ -164,3 +164,33 @@ def test_benchmark_quick_run(capsys):
     assert main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "naive" in out and "tiled" in out
+
+
+def test_neighbour_lists_equal_a_dict_accumulation():
+    """`_neighbours` (vectorized) equals the plain accumulation over the traffic list, float for float:
+    host messages per core, each pair's messages summed over both directions in list order,
+    neighbours by core index, nets = distinct sending cores plus the host."""
+    from npuc.passes.placement import _neighbours
+
+    rng = np.random.default_rng(7)
+    n, k = 40, 3000
+    src = rng.integers(-1, n, k)
+    dst = rng.integers(0, n, k)
+    msg = np.round(rng.random(k) * 3 - 0.5, 3)  # some zero and negative entries (ignored)
+    mapping = {"traffic": {"src": src.tolist(), "dst": dst.tolist(), "messages": msg.tolist()}}
+    w, host, nets = {}, [0.0] * n, set()
+    for a, b, v in zip(src.tolist(), dst.tolist(), msg.tolist()):
+        if v <= 0:
+            continue
+        if a < 0:
+            host[b] += v
+            nets.add(-1)
+        elif a != b:
+            key = (min(a, b), max(a, b))
+            w[key] = w.get(key, 0.0) + v
+            nets.add(a)
+    nb = [[] for _ in range(n)]
+    for (a, b), v in sorted(w.items()):
+        nb[a].append((b, v))
+        nb[b].append((a, v))
+    assert _neighbours(mapping, n) == (nb, host, len(nets))

@@ -205,25 +205,28 @@ class AnnealResult:
 
 
 def _neighbours(mapping: dict[str, Any], n: int) -> tuple[list[list[tuple[int, float]]], list[float], int]:
+    """The annealer's view of the traffic: per core its neighbours ``(core, messages)`` by core index
+    (both directions of a pair summed), its host input messages, and the number of nets (distinct
+    sending cores, the host counting as one). Vectorized (millions of pairs on large maps); every
+    sum adds in the traffic list's order, as a dict accumulation would."""
     src, dst, m = _traffic(mapping)
-    w: dict[tuple[int, int], float] = {}
-    host = [0.0] * n
-    nets = set()
-    for a, b, v in zip(src.tolist(), dst.tolist(), m.tolist()):
-        if v <= 0:
-            continue
-        if a < 0:
-            host[b] += v
-            nets.add(-1)
-        elif a != b:
-            key = (a, b) if a < b else (b, a)
-            w[key] = w.get(key, 0.0) + v
-            nets.add(a)
-    nb: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    for (a, b), v in sorted(w.items()):
-        nb[a].append((b, v))
-        nb[b].append((a, v))
-    return nb, host, max(len(nets), 1)
+    keep = m > 0
+    src, dst, m = src[keep], dst[keep], m[keep]
+    from_host = src < 0
+    host = np.bincount(dst[from_host], weights=m[from_host], minlength=n).tolist()
+    pair = ~from_host & (src != dst)
+    nets = int(np.unique(src[pair]).size) + int(bool(from_host.any()))
+    lo, hi = np.minimum(src[pair], dst[pair]), np.maximum(src[pair], dst[pair])
+    keys, inv = np.unique(lo * n + hi, return_inverse=True)
+    w = np.bincount(inv, weights=m[pair], minlength=keys.size)
+    a, b = keys // n, keys % n
+    ends, others = np.concatenate([a, b]), np.concatenate([b, a])
+    order = np.lexsort((others, ends))  # by core, then by neighbour
+    ends, others, ws = ends[order], others[order], np.concatenate([w, w])[order]
+    cuts = np.searchsorted(ends, np.arange(n + 1))
+    ol, wl = others.tolist(), ws.tolist()
+    nb = [list(zip(ol[cuts[k]:cuts[k + 1]], wl[cuts[k]:cuts[k + 1]])) for k in range(n)]
+    return nb, host, max(nets, 1)
 
 
 def anneal(mapping: dict[str, Any], mesh: Mesh, pos0: np.ndarray, seed: int = 0, moves: int | None = None,
