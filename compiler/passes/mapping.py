@@ -61,7 +61,7 @@ Chips: ``ceil(cores / cores_per_chip)`` chips, core ``k`` on chip
 updates the chip). If that exceeds the target's chip count the pass uses
 more chips and warns, or fails with ``fixed_chips=True``.
 
-Results: ``graph.meta["mapping"]`` (JSON-serialisable; see `map_cores`) and
+Results: ``graph.meta["mapping"]`` (saved with the graph, its traffic as arrays; see `map_cores`) and
 ``node.meta["cores"]`` (sorted core ids) per LIF node. ``npuc.report_mapping.mapping_report``
 turns them into the report section; ``neuron_cores`` decodes per-neuron cores.
 """
@@ -191,8 +191,11 @@ def map_cores(graph: Graph, target: Any, order: str = "tiled", tile: tuple[int, 
         "unmapped": conn.unmapped,
         "seconds": round(time.perf_counter() - t0, 4),
     }
-    # the graph keeps only what is deterministic (a saved build is byte-identical run to run)
+    # the graph keeps only what is deterministic (a saved build is byte-identical run to run), its
+    # traffic as arrays (stored in the graph's npz: millions of pairs on large maps made graph.json
+    # hundreds of MB and its encoding most of the compile time); the returned mapping stays JSON
     graph.meta["mapping"] = {k: v for k, v in mapping.items() if k != "seconds"}
+    mapping["traffic"] = {k: v.tolist() for k, v in traffic.items()}
     return mapping
 
 
@@ -304,8 +307,8 @@ def _traffic(cores: list, rates: np.ndarray, core_of: np.ndarray) -> tuple[dict[
     key = key[order]
     tr_msgs = np.concatenate(msgs)[order] if msgs else np.zeros(0)
     tr_pairs = np.concatenate(pairs)[order] if pairs else np.zeros(0, np.int64)
-    traffic = {"src": (key // n - 1).tolist(), "dst": (key % n).tolist(),
-               "messages": [float(x) for x in tr_msgs], "pairs": [int(x) for x in tr_pairs]}
+    traffic = {"src": (key // n - 1).astype(np.int64), "dst": (key % n).astype(np.int64),
+               "messages": np.asarray(tr_msgs, np.float64), "pairs": np.asarray(tr_pairs, np.int64)}
     return traffic, {"messages": total, "input_messages": inputs, "pairs": count}
 
 
