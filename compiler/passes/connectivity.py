@@ -265,7 +265,7 @@ class Projection:
         if self._indptr is None:
             self._indptr = np.concatenate([[0], np.cumsum(self.counts(n))])
         lens = self._indptr[neurons + 1] - self._indptr[neurons]
-        return lens, self._src[_ranges(self._indptr[neurons], lens)]
+        return lens, self._src[gather_ranges(self._indptr[neurons], lens)]
 
     def distinct(self, neurons: np.ndarray, n: int) -> np.ndarray:
         """The sorted distinct (local) sources of ``neurons``."""
@@ -280,7 +280,7 @@ class Projection:
         return float(rates[self._src.astype(np.int64)].sum())
 
 
-def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+def gather_ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """Indices ``concat(arange(s, s + l) for s, l in zip(starts, lens))``, vectorised."""
     lens = lens.astype(np.int64)
     total = int(lens.sum())
@@ -385,7 +385,7 @@ class Connectivity:
         out = np.empty(int(total.sum()), IDX)
         acc = np.zeros(neurons.size, np.int64)
         for lens, src in parts:
-            out[_ranges(starts + acc, lens)] = src
+            out[gather_ranges(starts + acc, lens)] = src
             acc += lens
         return out
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..ir import Graph
 from .base import PassError
-from .connectivity import Connectivity, Population
+from .connectivity import Connectivity, Population, gather_ranges
 
 RESOURCES = ("neurons", "synapse_bits", "input_axons", "output_axons", "groups")
 ORDERS = ("tiled", "chw")
@@ -108,16 +108,6 @@ def core_chunks(cores: list[_Core], sources: int = 1 << 22) -> list[list[_Core]]
     return chunks if cores else []
 
 
-def _gather_ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """Indices ``concat(arange(s, s + l) for s, l in zip(starts, lens))``, vectorised."""
-    lens = lens.astype(np.int64)
-    total = int(lens.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    shift = np.repeat(starts.astype(np.int64) - (np.cumsum(lens) - lens), lens)
-    return shift + np.arange(total, dtype=np.int64)
-
-
 def _first_flags(src: np.ndarray) -> np.ndarray:
     """``prev[k]``: index of the previous occurrence of ``src[k]`` (-1 if none)."""
     order = np.argsort(src, kind="stable")
@@ -202,7 +192,7 @@ class Packer:
         if int(lens.sum()) > lim.synapses or int(out_ax[idx].sum()) > lim.output_axons:
             return False, 0.0
         if pop.name in self.csr:
-            u = self.distinct(src[_gather_ranges(indptr[idx], lens)])
+            u = self.distinct(src[gather_ranges(indptr[idx], lens)])
         else:
             u = self.conn.distinct_sources(pop.name, idx)
         if u.size > lim.input_axons:
@@ -297,7 +287,7 @@ class Packer:
         if pop.name in self.csr:
             indptr, src = self.csr.pop(pop.name)  # the position-ordered copy replaces it
             lens = (indptr[perm + 1] - indptr[perm]).astype(np.int64)
-            osrc = src[_gather_ranges(indptr[perm], lens)]
+            osrc = src[gather_ranges(indptr[perm], lens)]
         else:
             lens, osrc = self._counts(pop)[perm], None
         oindptr = np.zeros(n + 1, np.int64)
