@@ -250,6 +250,25 @@ def test_random_conv_pool_reshape(seed, graded, tmp_path):
     check(g, x, tmp_path)
 
 
+@pytest.mark.parametrize("seed", [14, 15])
+def test_more_than_127_groups(seed, tmp_path):
+    """A depthwise conv and a sum pool over 128-200 channels: lava-nc's Conv keeps ``groups`` in int8
+    (128 wraps to -128 and the Conv outputs zeros), so they must run as unrolled Sparse synapses."""
+    rng = np.random.default_rng(seed)
+    T, B, C = 4, 2, int(rng.integers(128, 200))
+    g = Graph(f"groups{seed}", num_steps=T)
+    g.add("x", ops.Input((C, 4, 4), encoding=Encoding("spikes"), layout="TB"))
+    w = grid_weights(rng, (C, 1, 3, 3), "mixed", 8)
+    g.add("dw", ops.Conv2d(w.astype(np.float32), padding=1, groups=C, q=QSynapse(w, 0)), ["x"])
+    g.add("l1", lif(rand_qlif(rng, g["dw"].shape, "small")), ["dw"])
+    g.add("pool", ops.SumPool2d(kernel=2, stride=2), ["l1"])
+    g.add("l2", lif(QLIF(du=4095, dv=0, vth=0, bias_mant=np.array(0))), ["pool"])
+    g.add("o", ops.Output(), ["l2"])
+    x = (rng.random((T, B, C, 4, 4)) < 0.4).astype(np.float64)
+    ref = check(g, x, tmp_path)
+    assert ref.probes["l2"]["spikes"].mean() > 0.05 and ref.probes["l1"]["spikes"][:, :, 127:].any()
+
+
 # -- recurrence, residual paths, ternary spikes, direct wires --------------------------------------------
 
 

@@ -80,6 +80,10 @@ LAVA_PROFILE = {
     "v_bits": 24, "v_overflow": "saturate_sym", "vth_shift": 6, "synapse_delay": 1,
 }
 MAX_DELAY = 62  # Loihi 2 synaptic delays 0..62 (Lava's DelayDense accepts 63 and hangs beyond)
+CONV_PARAM_MAX = 127
+"""lava-nc 0.10's fixed_pt Conv model keeps kernel_size, stride, padding, dilation and groups in int8
+Vars: ``groups=128`` wraps to -128 and the Conv then outputs zeros (found on SpikingJelly's CSNN at its
+128-channel width: the max pool's depthwise count conv). Beyond it the kernel is unrolled into a Sparse."""
 MAX_GRADED_BITS = 24  # graded spike payloads on Loihi 2
 VTH_MAX = 2**17 - 1  # unsigned 17-bit threshold mantissa
 DU_MAX = 4095  # 12-bit; du = 4095 already removes u completely (decay 4096 - (du + 1) = 0)
@@ -716,7 +720,7 @@ class _Lowering:
                                          "one-step Dense between neurons of equal depth carries a delayed edge "
                                          "exactly across sample boundaries")
             c.flush = True
-        if c.kind == "conv" and c.hw_delay != 1:
+        if c.kind == "conv" and (c.hw_delay != 1 or _conv_param_overflow(c.conv)):
             self._conv_as_sparse(c, src, dst, op, where)
         if c.hw_delay - 1 > MAX_DELAY:
             raise _error(c.node, op, f"{where} needs a synaptic delay of {c.hw_delay - 1} steps; Loihi 2 allows "
@@ -730,20 +734,24 @@ class _Lowering:
                                          "result would differ from the exact sum; use fewer input bits")
 
     def _conv_as_sparse(self, c: Connection, src: Population, dst: Population, op, where: str) -> None:
-        """A convolution on a path shorter than the others into its neuron: Lava's Conv has no delay,
-        so its kernel is unrolled into a ``DelaySparse`` (stock, delays up to 62) that waits the
-        missing steps. Exact while no sum reaches Lava Conv's 24-bit wrap (checked), since then both
-        compute the same integer sums."""
+        """A convolution Lava's Conv cannot run, unrolled into a stock ``Sparse`` (``DelaySparse``
+        when delayed): on a path shorter than the others into its neuron (Lava's Conv has no delay;
+        DelaySparse waits the missing steps, up to 62), or with a parameter beyond the Conv model's
+        int8 Vars (`CONV_PARAM_MAX`). Exact while no sum reaches Lava Conv's 24-bit wrap (checked),
+        since then both compute the same integer sums."""
         t = c.term
+        need = (f"needs a delay of {c.hw_delay - 1} steps, which Lava's Conv lacks" if c.hw_delay != 1 else
+                f"has a convolution parameter above {CONV_PARAM_MAX} ({c.conv}), which Lava's Conv keeps in int8")
         if t is None or t.maxpool:
-            raise _error(c.node, op, f"{where} is {c.hw_delay - 1} step(s) shorter than the other paths into "
-                                     f"'{dst.node}', and a Conv feeding a max pool of currents has no delay")
+            raise _error(c.node, op, f"{where} {need}, and a Conv feeding a max pool of currents cannot be unrolled "
+                                     "into a Sparse: " + ("balance the path depths" if c.hw_delay != 1 else
+                                                          f"use at most {CONV_PARAM_MAX} channels per group"))
         rows, cols, vals = _conv_pairs(op, t.src.idx.shape, self.g[t.node].shape, t.kind == "pool")
         bound = int(np.bincount(rows, np.abs(vals), minlength=1).max(initial=0)) * _max_abs_input(src)
         if bound >= 2 ** (self.prof.conv_acc_bits - 1):
-            raise _error(c.node, op, f"{where} needs a delay of {c.hw_delay - 1} steps, which Lava's Conv lacks, and "
-                                     f"its sums (up to {bound}) reach the Conv's 24-bit wrap, so an unrolled "
-                                     "DelaySparse would differ: balance the path depths")
+            raise _error(c.node, op, f"{where} {need}, and its sums (up to {bound}) reach the Conv's 24-bit wrap, so "
+                                     "an unrolled Sparse would differ" +
+                                     (": balance the path depths" if c.hw_delay != 1 else ""))
         inv = np.empty(t.out_idx.size, np.int64)
         inv[t.out_idx.ravel()] = np.arange(t.out_idx.size)
         c.sparse_weights = (dst.index.ravel()[inv[rows]], t.src.idx.ravel()[cols], vals)
@@ -915,6 +923,11 @@ def _sig_attention(lw: _Lowering, node, port: str) -> Signal:
         ins.append(sig)
     out_idx = np.arange(int(np.prod(node.shape))).reshape(node.shape)
     return _Sum([_Term(node.name, "attention", ins[0], out_idx, 0, op=node.op, inputs=ins)])
+
+
+def _conv_param_overflow(conv: dict) -> bool:
+    """Whether a Conv keyword argument exceeds what lava-nc's fixed_pt Conv holds (int8 Vars)."""
+    return any(int(np.max(v)) > CONV_PARAM_MAX for k, v in conv.items() if k != "input_shape")
 
 
 def _conv_pairs(op, in_shape, out_shape, pool: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
