@@ -160,6 +160,11 @@ def test_cifar10_spikformer_traces_compiles_and_maps(tmp_path):
     hw = npuc.compile(model, xn, target="fpga", out=tmp_path / "fpga")
     seconds = time.perf_counter() - t0
     assert (tmp_path / "fpga" / "report.json").exists() and seconds > 0 and hw is not None
+    # all of it in the integer engine (the RTL's contract), every spiking layer firing
+    got = hw.simulate(xn, engine="int", probe=True)
+    assert got.output.shape == (1, 10)
+    rates = {k: float(v["spikes"].mean()) for k, v in got.probes.items() if "spikes" in v}
+    assert len(rates) > 30 and min(rates.values()) > 0, rates
     with pytest.raises(NpucError, match=r"has no Loihi 2 process in lava-nc: compile it with --target fpga"):
         npuc.compile(model, xn, target="loihi2:stock_only=1", out=tmp_path / "loihi2")
 
