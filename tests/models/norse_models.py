@@ -91,3 +91,25 @@ class Sequential(nn.Module):
 
 def sequential_state():
     return Sequential()
+
+
+class SequenceMLP(nn.Module):
+    """norse's README network: ``SequentialState(Linear, LIF, Linear, LIF)`` over a whole
+    ``[T, B, 10]`` input (the LIF sequence modules loop over time inside); returns the output spikes."""
+
+    def __init__(self, kind: str = "default") -> None:
+        super().__init__()
+        p_lif, _, _, dt = params(kind)
+        self.net = norse.SequentialState(nn.Linear(10, 20), norse.LIF(p_lif, dt=dt),
+                                         nn.Linear(20, 5), norse.LIF(p_lif, dt=dt))
+        with torch.no_grad():
+            self.net[0].weight.mul_(20.0)
+            self.net[2].weight.mul_(20.0)
+
+    def forward(self, x):
+        out, _ = self.net(x)
+        return out
+
+
+def sequence_mlp():
+    return SequenceMLP()
