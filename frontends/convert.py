@@ -860,7 +860,9 @@ def _finish(w: _Walker, steps: int | None) -> Graph:
                                 "give the number of time steps (--steps / steps=)")
         g.num_steps = num_steps
         _encode_spike_inputs(w, g)
-        last = (num_steps or 0) - 1
+        # a sequence model runs as many steps as its input has; x[-1] or a sequence module's final
+        # state is then the example's last step
+        last = (num_steps or b.seq_len or 0) - 1
         for i, (sym, label) in enumerate(outputs):
             if sym.decode:
                 dec, layout = sym.decode, "B"

@@ -111,5 +111,34 @@ class SequenceMLP(nn.Module):
         return out
 
 
-def sequence_mlp():
-    return SequenceMLP()
+for _k in ("default", "offsets"):
+    globals()[f"sequence_mlp_{_k}"] = functools.partial(SequenceMLP, _k)
+
+
+class SequenceLayers(nn.Module):
+    """norse's sequence modules called directly on ``[T, B, 10]``: Linear -> LIF -> Linear -> IAF,
+    and Linear -> LI as a membrane readout. Returns the IAF spikes, the LI voltages and the LIF
+    layer's final state (``v``, ``i`` after the last step) as norse returns it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        p_lif, _, p_iaf, dt = params("offsets")
+        self.fc1 = nn.Linear(10, 20)
+        self.lif = norse.LIF(p_lif, dt=dt)
+        self.fc2 = nn.Linear(20, 12)
+        self.iaf = norse.IAF(p_iaf)
+        self.fc3 = nn.Linear(12, 4)
+        self.li = norse.LI(dt=dt)
+        with torch.no_grad():
+            self.fc1.weight.mul_(20.0)
+            self.fc2.weight.mul_(2.0)
+
+    def forward(self, x):
+        z, s = self.lif(self.fc1(x))
+        z, _ = self.iaf(self.fc2(z))
+        v, _ = self.li(self.fc3(z))
+        return z, v, s.v, s.i
+
+
+def sequence_layers():
+    return SequenceLayers()
