@@ -12,6 +12,7 @@ import torch
 from models import harness
 from models import norse_models as M
 
+import npuc
 from npuc.frontends import trace
 from npuc.ir import LIF
 from npuc.sim import simulate
@@ -143,3 +144,14 @@ def test_sequence_modules_and_their_final_state(tmp_path, capsys):
     assert 0.02 < harness.spike_rate(ref[0]) < 0.98 and np.abs(ref[1]).max() > 0.01
     assert np.unique(ref[2]).size > 2 and np.abs(ref[3]).max() > 0  # the final state is not the rest/reset value
 
+
+
+@pytest.mark.parametrize("target, engine", [pytest.param("loihi2", "lava", marks=pytest.mark.lava),
+                                            pytest.param("fpga", "rtl", marks=pytest.mark.rtl)])
+def test_sequence_mlp_hardware_has_no_mismatches(tmp_path, target, engine):
+    """The README network with v_leak, v_reset != 0, on one sample: 0 mismatches against the integer engine."""
+    torch.manual_seed(13)
+    x = harness.drive(np.random.default_rng(16), (T, 1, 10), 3.0)
+    hw = npuc.compile(M.sequence_mlp_offsets(), x, target=target, out=tmp_path / "b")
+    result = hw.verify(x, engine=engine)
+    assert result.ok, result.format()
