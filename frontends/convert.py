@@ -831,6 +831,9 @@ def _finish(w: _Walker, steps: int | None) -> Graph:
     has_seq = any(s.sequence for _, s, _ in w.inputs) or len(per_step) < len(calls) or b.seq_len is not None
     step_function = loop_t == 1 and not has_seq and b.encoder_steps is None
 
+    if type(w.root).__name__ == "SequentialState" and type(w.root).__module__.startswith("norse."):
+        raise FrontendError("the model is a norse SequentialState, whose forward returns (output, states); compile "
+                            "a module that returns the output: out, _ = self.net(x); return out")
     outputs = [(b.resolve(f"output{label}", sym), label) for sym, label in _flatten_outputs(w, w.result)]
     if step_function:
         # forward() is one time step: the graph runs it T times, on a [T, B, ...] input

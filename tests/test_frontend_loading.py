@@ -133,6 +133,8 @@ def test_shape_mismatch_is_named(tmp_path, capsys, example):
         ("norse_carried_state", ["module 'lif' (LIF)", "a state argument is not supported", "module(x)"]),
         ("norse_final_state_computed", ["'readout' reads the final state (last time step) of module 'lif' (LIF)",
                                         "only as a model output"]),
+        ("norse_sequential_state_as_model", ["norse SequentialState", "returns (output, states)",
+                                             "out, _ = self.net(x); return out"]),
     ],
 )
 def test_model_errors_are_one_line(tmp_path, capsys, example, factory, fragments):

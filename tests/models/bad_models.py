@@ -154,3 +154,8 @@ def norse_carried_state():
 
 def norse_final_state_computed():
     return NorseSequence("final_state_computed")
+
+
+def norse_sequential_state_as_model():
+    """norse's README network compiled as it is: its forward returns ``(output, states)``."""
+    return norse.SequentialState(nn.Linear(6, 8), norse.LIF(), nn.Linear(8, 3), norse.LIF())
