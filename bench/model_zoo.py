@@ -61,6 +61,8 @@ ZOO: list[tuple[str, str, Callable[[], torch.nn.Module], Callable[[], np.ndarray
      lambda: _spikes((40, 4, 16), 0.2)),
     ("norse LIFRecurrentCell 700-128-20", "norse SHD example", lambda: shd.spiking(shd.NorseSHD()),
      lambda: _spikes((50, 4, 700), 0.05)),
+    ("norse SequentialState(LIFRecurrent, Linear, LI) 700-128-20", "norse README / SHD example",
+     lambda: shd.spiking(shd.NorseSHDSequence()), lambda: _spikes((50, 4, 700), 0.05)),
     ("snntorch MLP 64-96-10, Leaky(beta=<per-neuron tensor>, learn_beta=True)", "snntorch tutorial 5 / docs",
      lambda: zsn.learned_decay_mlp(), lambda: _spikes((16, 4, 64), 0.3)),
     ("snntorch MLP 64-96-10, Synaptic(alpha, beta per-neuron tensors, learned)", "snntorch docs",

@@ -122,6 +122,9 @@ class Builder:
     _calls: dict[str, list[int | None]] = field(default_factory=dict)  # neuron node -> steps of its calls
     _implicit: dict[str, int] = field(default_factory=dict)  # module qualname -> implicit-state calls so far
     _seq_neurons: set[str] = field(default_factory=set)
+    final_states: dict[tuple[str, str | None], str] = field(default_factory=dict)
+    """Neuron outputs ``(node, port)`` a sequence module also returns as its final state (norse's
+    ``(outputs, state)``) -> the module; computing on them is refused with the module's name."""
     state_alias: dict[str, str] = field(default_factory=dict)
     """Nodes whose values count as a neuron's own state (e.g. its graded-spike `Scale`)."""
     choices: Sequence[int] = ()
@@ -150,6 +153,12 @@ class Builder:
         if name is not None:
             return name
         if step is not None and step > 0:
+            final = next((self.final_states[(r.node, r.port)] for r in inputs if (r.node, r.port) in self.final_states), None)
+            if final is not None:
+                raise self.error(
+                    f"{what} reads the final state (last time step) of {final}: npuc compiles it only as a model "
+                    "output (return it); compute on the module's stacked outputs instead"
+                )
             raise self.error(
                 f"step {step} of the time loop computes {what} differently from step 0; npuc folds a "
                 "loop only when every step runs the same computation (no step-dependent branches)"

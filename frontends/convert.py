@@ -831,6 +831,9 @@ def _finish(w: _Walker, steps: int | None) -> Graph:
     has_seq = any(s.sequence for _, s, _ in w.inputs) or len(per_step) < len(calls) or b.seq_len is not None
     step_function = loop_t == 1 and not has_seq and b.encoder_steps is None
 
+    if type(w.root).__name__ == "SequentialState" and type(w.root).__module__.startswith("norse."):
+        raise FrontendError("the model is a norse SequentialState, whose forward returns (output, states); compile "
+                            "a module that returns the output: out, _ = self.net(x); return out")
     outputs = [(b.resolve(f"output{label}", sym), label) for sym, label in _flatten_outputs(w, w.result)]
     if step_function:
         # forward() is one time step: the graph runs it T times, on a [T, B, ...] input
@@ -860,7 +863,9 @@ def _finish(w: _Walker, steps: int | None) -> Graph:
                                 "give the number of time steps (--steps / steps=)")
         g.num_steps = num_steps
         _encode_spike_inputs(w, g)
-        last = (num_steps or 0) - 1
+        # a sequence model runs as many steps as its input has; x[-1] or a sequence module's final
+        # state is then the example's last step
+        last = (num_steps or b.seq_len or 0) - 1
         for i, (sym, label) in enumerate(outputs):
             if sym.decode:
                 dec, layout = sym.decode, "B"

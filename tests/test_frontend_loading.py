@@ -129,6 +129,12 @@ def test_shape_mismatch_is_named(tmp_path, capsys, example):
         ("missing_factory", ["has no attribute 'missing_factory'"]),
         ("keyword_names", ["KeywordNames", "Python keywords ('class')", "rename them"]),
         ("raises_in_factory", ["raises_in_factory() raised RuntimeError: boom in factory"]),
+        ("norse_record_states", ["module 'lif' (LIF)", "record_states=True is not supported", "record_states=False"]),
+        ("norse_carried_state", ["module 'lif' (LIF)", "a state argument is not supported", "module(x)"]),
+        ("norse_final_state_computed", ["'readout' reads the final state (last time step) of module 'lif' (LIF)",
+                                        "only as a model output"]),
+        ("norse_sequential_state_as_model", ["norse SequentialState", "returns (output, states)",
+                                             "out, _ = self.net(x); return out"]),
     ],
 )
 def test_model_errors_are_one_line(tmp_path, capsys, example, factory, fragments):

@@ -1,5 +1,6 @@
 """Model zoo: recurrent SNNs as the SHD benchmark code writes them (700 inputs, 128 hidden),
-snntorch RLeaky / RSynaptic (all-to-all and one-to-one) and norse LIFRecurrentCell.
+snntorch RLeaky / RSynaptic (all-to-all and one-to-one), norse LIFRecurrentCell stepped by hand
+and norse's sequence modules (LIFRecurrent -> Linear -> LI in a SequentialState).
 
 The float engine equals the library bit for bit (spikes and the output layer's membranes);
 the compiled builds run with 0 mismatches in Verilator and, where the target implements the
@@ -14,6 +15,7 @@ from models.shd_models import (
     SHD_INPUTS,
     NorseSHD,
     NorseSHDReadout,
+    NorseSHDSequence,
     RLeakySHD,
     RSynapticSHD,
     spiking,
@@ -30,6 +32,7 @@ MODELS = {
     "norse-lif-recurrent": lambda: NorseSHD(),
     "norse-li-linear-readout": lambda: NorseSHDReadout(),
     "norse-li-readout": lambda: NorseSHDReadout(linear_cell=False),
+    "norse-sequence-li-readout": lambda: NorseSHDSequence(),
 }
 
 
@@ -55,7 +58,7 @@ def test_float_engine_equals_the_library_bit_for_bit(name):
     assert len(res.outputs) == len(want)
     for got, ref in zip(res.outputs, want):
         assert np.array_equal(got, ref)
-    if isinstance(model, NorseSHDReadout):  # membrane readout: the voltages move
+    if isinstance(model, (NorseSHDReadout, NorseSHDSequence)):  # membrane readout: the voltages move
         assert np.abs(want[0]).max() > 0.01
     else:
         assert 0.0 < want[0].mean() < 1.0  # the net is active: spikes are a real check
@@ -71,7 +74,8 @@ def test_fpga_build_has_no_rtl_mismatches(name, tmp_path):
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("name", ["norse-lif-recurrent", "norse-li-linear-readout", "snntorch-rleaky",
+@pytest.mark.parametrize("name", ["norse-lif-recurrent", "norse-li-linear-readout", "norse-sequence-li-readout",
+                                  "snntorch-rleaky",
                                   "snntorch-rsynaptic", "snntorch-rsynaptic-one-to-one"])
 def test_loihi2_build_has_no_lava_mismatches(name, tmp_path):
     """norse's cells map to stock processes (the readout is a reset-free state); snntorch's default

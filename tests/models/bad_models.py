@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import norse.torch as norse
 import snntorch as snn
 import torch
 import torch.nn as nn
@@ -120,3 +121,41 @@ def keyword_names():
 
 def raises_in_factory():
     raise RuntimeError("boom in factory")
+
+
+class NorseSequence(nn.Module):
+    """norse sequence modules used in ways npuc cannot compile (``how`` picks one)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.fc = nn.Linear(6, 8)
+        self.lif = norse.LIF(record_states=how == "record_states")
+        self.readout = nn.Linear(8, 3)
+
+    def forward(self, x):
+        if self.how == "carried_state":  # streaming: the next chunk starts from this chunk's final state
+            _, s = self.lif(self.fc(x))
+            z, _ = self.lif(self.fc(x), s)
+            return z
+        z, s = self.lif(self.fc(x))
+        if self.how == "final_state_computed":
+            return self.readout(s.v)
+        return z
+
+
+def norse_record_states():
+    return NorseSequence("record_states")
+
+
+def norse_carried_state():
+    return NorseSequence("carried_state")
+
+
+def norse_final_state_computed():
+    return NorseSequence("final_state_computed")
+
+
+def norse_sequential_state_as_model():
+    """norse's README network compiled as it is: its forward returns ``(output, states)``."""
+    return norse.SequentialState(nn.Linear(6, 8), norse.LIF(), nn.Linear(8, 3), norse.LIF())

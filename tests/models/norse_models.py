@@ -91,3 +91,54 @@ class Sequential(nn.Module):
 
 def sequential_state():
     return Sequential()
+
+
+class SequenceMLP(nn.Module):
+    """norse's README network: ``SequentialState(Linear, LIF, Linear, LIF)`` over a whole
+    ``[T, B, 10]`` input (the LIF sequence modules loop over time inside); returns the output spikes."""
+
+    def __init__(self, kind: str = "default") -> None:
+        super().__init__()
+        p_lif, _, _, dt = params(kind)
+        self.net = norse.SequentialState(nn.Linear(10, 20), norse.LIF(p_lif, dt=dt),
+                                         nn.Linear(20, 5), norse.LIF(p_lif, dt=dt))
+        with torch.no_grad():
+            self.net[0].weight.mul_(20.0)
+            self.net[2].weight.mul_(20.0)
+
+    def forward(self, x):
+        out, _ = self.net(x)
+        return out
+
+
+for _k in ("default", "offsets"):
+    globals()[f"sequence_mlp_{_k}"] = functools.partial(SequenceMLP, _k)
+
+
+class SequenceLayers(nn.Module):
+    """norse's sequence modules called directly on ``[T, B, 10]``: Linear -> LIF -> Linear -> IAF,
+    and Linear -> LI as a membrane readout. Returns the IAF spikes, the LI voltages and the LIF
+    layer's final state (``v``, ``i`` after the last step) as norse returns it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        p_lif, _, p_iaf, dt = params("offsets")
+        self.fc1 = nn.Linear(10, 20)
+        self.lif = norse.LIF(p_lif, dt=dt)
+        self.fc2 = nn.Linear(20, 12)
+        self.iaf = norse.IAF(p_iaf)
+        self.fc3 = nn.Linear(12, 4)
+        self.li = norse.LI(dt=dt)
+        with torch.no_grad():
+            self.fc1.weight.mul_(20.0)
+            self.fc2.weight.mul_(2.0)
+
+    def forward(self, x):
+        z, s = self.lif(self.fc1(x))
+        z, _ = self.iaf(self.fc2(z))
+        v, _ = self.li(self.fc3(z))
+        return z, v, s.v, s.i
+
+
+def sequence_layers():
+    return SequenceLayers()

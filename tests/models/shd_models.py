@@ -118,4 +118,29 @@ def spiking(m: nn.Module) -> nn.Module:
             m.l1.recurrent_weights.mul_(5)
             if hasattr(m, "fc_out"):
                 m.fc_out.weight.mul_(20)
+    if isinstance(m, NorseSHDSequence):
+        with torch.no_grad():
+            m.net[0].input_weights.mul_(20)
+            m.net[0].recurrent_weights.mul_(5)
+            m.net[1].weight.mul_(20)
     return m
+
+
+class NorseSHDSequence(nn.Module):
+    """norse's sequence modules in a ``SequentialState``, the way norse's README and SHD example
+    write a network over a whole ``[T, B, 700]`` recording: LIFRecurrent (its own input and
+    recurrent weights) -> Linear -> LI; the returned readout is the LI membrane over time."""
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        p = norse.LIFParameters(tau_mem_inv=torch.tensor(100.0), tau_syn_inv=torch.tensor(200.0),
+                                v_th=torch.tensor(0.5))
+        self.net = norse.SequentialState(
+            norse.LIFRecurrent(SHD_INPUTS, hidden, p=p, dt=1e-3),
+            nn.Linear(hidden, SHD_CLASSES, bias=False),
+            norse.LI(dt=1e-3),
+        )
+
+    def forward(self, x):
+        voltages, _ = self.net(x)
+        return voltages
