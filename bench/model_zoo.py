@@ -5,7 +5,7 @@ Per model: neurons and synapses of the traced graph; whether the float engine eq
 library's forward bit for bit; per target whether it compiles (else the first words of the
 one-line error), compile seconds, Loihi 2 cores, and a hardware check on one sample: Lava
 (loihi2) and Verilator (fpga) mismatches against the integer engine, and the RTL's measured
-cycles per step. ``--synth`` adds Yosys ice40 LUTs (slow: about a minute per design).
+cycles per step. ``--synth`` adds Yosys ice40 LUT4 / FF / BRAM counts (slow: about a minute per design).
 
 Run from the repository root: ``python -m bench.model_zoo [--quick] [--only NAME ...]``.
 """
@@ -75,6 +75,11 @@ ZOO: list[tuple[str, str, Callable[[], torch.nn.Module], Callable[[], np.ndarray
      lambda: _spikes((4, 4, 2, 16, 16), 0.3)),
     ("SpikingJelly SEW block (IAND)", "SEW-ResNet reference", lambda: zoo.sew_net("IAND"),
      lambda: _spikes((4, 4, 2, 16, 16), 0.3)),
+    ("SpikingJelly CSNN 28x28, 8 channels (Conv-BN-IF-MaxPool x2, Linear-IF x2, multi-step, T=4)",
+     "SpikingJelly conv_fashion_mnist.py", lambda: zoo.sj_csnn(),
+     lambda: np.random.default_rng(0).random((4, 1, 28, 28)).astype(np.float32)),
+    ("SpikingJelly CSNN 28x28, 128 channels (the example's default width)", "SpikingJelly conv_fashion_mnist.py",
+     lambda: zoo.sj_csnn(128), lambda: np.random.default_rng(0).random((4, 1, 28, 28)).astype(np.float32)),
     ("SpikingJelly sew_resnet18 stem (3x3/2 max pool of spikes)", "SpikingJelly model/sew_resnet.py",
      lambda: zoo.sew_stem(), lambda: _spikes((4, 4, 2, 32, 32), 0.3)),
 ]
@@ -94,6 +99,23 @@ def _size(graph) -> tuple[int, int]:
 def _first_sample(graph, x: np.ndarray) -> np.ndarray:
     """One sample of ``x`` in the graph's input layout (batch-major for ``BT``)."""
     return x[:1] if graph.inputs()[0].op.layout == "BT" else x[:, :1]
+
+
+SYNTH_MAX_MBIT = 16.0
+"""Designs with more memory than this are not synthesized: Yosys takes tens of minutes mapping
+their ROMs, and no single mid-size FPGA holds them (the zoo's largest synthesized design, the
+Speck net, has about 5.6 Mbit)."""
+
+
+def _synth(rtl_dir: Path) -> str:
+    """Yosys ice40 LUT4 / FF / BRAM of a design, or why it was not synthesized."""
+    from npuc.backends.rtl.report import resources, rtl_report
+
+    mbit = rtl_report(None, rtl_dir, yosys=False)["total"]["memory_bits"] / 1e6
+    if mbit > SYNTH_MAX_MBIT:
+        return f"not synthesized: {mbit:.1f} Mbit of memories"
+    total = resources(rtl_dir)["total"]
+    return f"{total.get('LUT')} / {total.get('FF')} / {total.get('BRAM')}"
 
 
 def measure(name: str, source: str, make, data, synth: bool) -> dict[str, Any]:
@@ -136,21 +158,19 @@ def measure(name: str, source: str, make, data, synth: bool) -> dict[str, Any]:
             if engine == "rtl":
                 row["RTL cycles/step"] = (run.stats.get("rtl") or {}).get("cycles_per_step")
                 if synth:
-                    from npuc.backends.rtl.report import resources
-
-                    row["FPGA LUT"] = resources(hw.path / "rtl")["total"].get("LUT")
+                    row["FPGA LUT/FF/BRAM"] = _synth(hw.path / "rtl")
     return row
 
 
 COLUMNS = ["model", "source", "neurons", "synapses", "float exact", "loihi2", "lava mismatches", "Loihi 2 cores",
-           "loihi2 compile s", "fpga", "rtl mismatches", "RTL cycles/step", "FPGA LUT", "fpga compile s"]
+           "loihi2 compile s", "fpga", "rtl mismatches", "RTL cycles/step", "FPGA LUT/FF/BRAM", "fpga compile s"]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one small model (the CI smoke run)")
     ap.add_argument("--only", nargs="*", help="substrings of model names")
-    ap.add_argument("--synth", action="store_true", help="add Yosys ice40 LUT counts")
+    ap.add_argument("--synth", action="store_true", help="add Yosys ice40 LUT4 / FF / BRAM counts")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args(argv)
     zoo_rows = [z for z in ZOO if "Lapicque" in z[0]] if args.quick else ZOO

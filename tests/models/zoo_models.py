@@ -158,10 +158,11 @@ class SJCSNN(nn.Module):
         return self.conv_fc(x_seq).mean(0)
 
 
-def sj_csnn() -> SJCSNN:
-    """The example network with seeded weights and batch-norm statistics that make every layer spike."""
+def sj_csnn(channels: int = 8) -> SJCSNN:
+    """The example network with seeded weights and batch-norm statistics that make every layer spike
+    (the example's default width is ``channels=128``)."""
     torch.manual_seed(0)
-    m = SJCSNN().eval()
+    m = SJCSNN(channels).eval()
     with torch.no_grad():
         for mod, f in zip((m.conv_fc[0], m.conv_fc[4], m.conv_fc[9], m.conv_fc[11]), (3.0, 3.0, 4.0, 6.0)):
             mod.weight.mul_(f)
