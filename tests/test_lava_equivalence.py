@@ -250,10 +250,8 @@ def test_random_conv_pool_reshape(seed, graded, tmp_path):
     check(g, x, tmp_path)
 
 
-@pytest.mark.parametrize("seed", [14, 15])
-def test_more_than_127_groups(seed, tmp_path):
-    """A depthwise conv and a sum pool over 128-200 channels: lava-nc's Conv keeps ``groups`` in int8
-    (128 wraps to -128 and the Conv outputs zeros), so they must run as unrolled Sparse synapses."""
+def groups_net(seed: int):
+    """A depthwise conv and a sum pool over 128-199 channels, spiking."""
     rng = np.random.default_rng(seed)
     T, B, C = 4, 2, int(rng.integers(128, 200))
     g = Graph(f"groups{seed}", num_steps=T)
@@ -265,8 +263,34 @@ def test_more_than_127_groups(seed, tmp_path):
     g.add("l2", lif(QLIF(du=4095, dv=0, vth=0, bias_mant=np.array(0))), ["pool"])
     g.add("o", ops.Output(), ["l2"])
     x = (rng.random((T, B, C, 4, 4)) < 0.4).astype(np.float64)
+    return g, x
+
+
+@pytest.mark.parametrize("seed", [14, 15])
+def test_more_than_127_groups(seed, tmp_path):
+    """lava-nc's Conv keeps ``groups`` in int8 (128 wraps to -128 and the Conv outputs zeros or
+    raises), so these convolutions must run as unrolled Sparse synapses."""
+    g, x = groups_net(seed)
     ref = check(g, x, tmp_path)
     assert ref.probes["l2"]["spikes"].mean() > 0.05 and ref.probes["l1"]["spikes"][:, :, 127:].any()
+
+
+def test_a_failing_process_model_is_reported_not_hung(monkeypatch, tmp_path):
+    """A process model that raises (here lava-nc's Conv with its int8 groups wrapped, as before the
+    unrolling) makes the run fail with the model's own message; it used to wait forever in stop()."""
+    from npuc.backends.lava import lowering
+    from npuc.errors import ToolchainError
+
+    monkeypatch.setattr(lowering, "CONV_PARAM_MAX", 10**9)
+    g, x = groups_net(14)
+    g.profile = PROF
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lb.LavaBackendWarning)
+        lb.emit(g, tmp_path / "lava", None)
+    t0 = time.perf_counter()
+    with pytest.raises(ToolchainError, match=r"Lava's simulator failed .* groups = -"):
+        lb.run(tmp_path / "lava", x)
+    assert time.perf_counter() - t0 < 120
 
 
 # -- recurrence, residual paths, ternary spikes, direct wires --------------------------------------------

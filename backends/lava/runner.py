@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...errors import LavaArtifactError, UserError
+from ...errors import LavaArtifactError, ToolchainError, UserError
 from ...ir.graph import Graph
 from ...ir.ops import Input, Output
 from ...ir.values import Encoding, QInput
@@ -149,11 +149,18 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool | Sequence[str] = Fal
     doc = _manifest(artifact_dir)
     xs, steps = encode_inputs(doc, inputs)
     mod = load_module(artifact_dir)
-    if probe:
-        nodes = None if probe is True else [n for n in probe if n in mod.PROBES]
-        outs, traces = mod.trace(xs, nodes=nodes)
-    else:
-        outs, traces = mod.run(xs), None
+    try:
+        if probe:
+            nodes = None if probe is True else [n for n in probe if n in mod.PROBES]
+            outs, traces = mod.trace(xs, nodes=nodes)
+        else:
+            outs, traces = mod.run(xs), None
+    except RuntimeError as e:
+        if "Exception(s) occurred" not in str(e):
+            raise
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        raise ToolchainError(f"Lava's simulator failed in {artifact_dir}: {lines[0].split('.')[0]} in its process "
+                             f"models; the last line reported: {lines[-1].strip() if len(lines) > 1 else 'none'}") from e
     outputs, names = [], []
     for o in sorted(doc["outputs"], key=lambda d: d["index"]):
         op = Output(o["decoding"], o["layout"], o["index"])
