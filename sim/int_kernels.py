@@ -276,8 +276,30 @@ def _check_conv_exp(op, ctx: Context) -> None:
 @INT.stateless(ops.Conv2d)
 def conv2d(op: ops.Conv2d, xs, ctx: Context) -> torch.Tensor:
     _check_conv_exp(op, ctx)
-    y, bound = _weighted_bound(op, xs, ctx, lambda x, w: F.conv2d(x, w, None, op.stride, op.padding, op.dilation, op.groups))
+    w = _window_sum(op, ctx)
+
+    def fn(x, weight):
+        if w is not None and x.is_floating_point():
+            # every channel's window sum times one weight: a sum pool, 1.5-3x faster than the
+            # depthwise convolution on CPU (exact integer sums either way)
+            return F.avg_pool2d(x, op.kernel, op.stride, 0, divisor_override=1).mul_(w)
+        return F.conv2d(x, weight, None, op.stride, op.padding, op.dilation, op.groups)
+
+    y, bound = _weighted_bound(op, xs, ctx, fn)
     return _conv_overflow(y, bound, ctx)
+
+
+def _window_sum(op: ops.Conv2d, ctx: Context) -> float | None:
+    """The one weight of a depthwise convolution whose weights are all equal, without padding or
+    dilation (the count a max pool of spikes is lowered to), else None."""
+    q = _q(op, ctx)
+    key = (id(q.weight), "window_sum")
+    if key not in ctx.cache:
+        wt = q.weight
+        uniform = (wt.ndim == 4 and wt.shape[1] == 1 and op.groups == wt.shape[0] and wt.size
+                   and tuple(op.padding) == (0, 0) and tuple(op.dilation) == (1, 1) and bool((wt == wt.flat[0]).all()))
+        ctx.cache[key] = (wt, float(wt.flat[0]) if uniform else None)
+    return ctx.cache[key][1]
 
 
 @INT.stateless(ops.Conv1d)
@@ -423,20 +445,29 @@ class LIFInt(StatefulKernel):
         when its bound fits the register."""
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         x = xs[0]
-        lo, hi = _extremes(x)
-        alo, ahi = _range_of(prof.act_bits, prof.act_overflow)
-        if not (alo <= lo and hi <= ahi):  # the common case: one pass finds nothing to resolve
-            x = overflow(x.to(torch.int64), prof.act_bits, prof.act_overflow, ctx, "input_overflow")
-            lo, hi = _extremes(x)
         # binary spikes go straight into the rows of the [T, B, ...] result (no stack afterwards)
         if "spike_rows" not in st:
             st["spike_rows"] = torch.empty((ctx.steps, *st["v"].shape), dtype=torch.int64)
-        self._prove(op, st, lo, hi, ctx)
+        alo, ahi = _range_of(prof.act_bits, prof.act_overflow)
+        known = ctx.in_ranges[0] if ctx.in_ranges else None  # the weighted sum's bounds: no pass
+        if known is not None and alo <= known[0] and known[1] <= ahi:
+            self._prove(op, st, known[0], known[1], ctx)
+            narrow = st["fast"] and NARROW and st["v"].numel() >= _NARROW_MIN
+            if not (st["check_u"] or st["check_v"] or (narrow and "s32" not in st)):
+                known = "proven"
+        if known != "proven":  # the values' own extremes (tighter) for the proofs
+            lo, hi = _extremes(x)
+            if not (alo <= lo and hi <= ahi):  # the common case: one pass finds nothing to resolve
+                x = overflow(x.to(torch.int64), prof.act_bits, prof.act_overflow, ctx, "input_overflow")
+                lo, hi = _extremes(x)
+            self._prove(op, st, lo, hi, ctx)
         # every step's input shifted at once, in the state's type (int32 inputs fit: amax < 2^30)
         if "s32" in st:
-            st["a_shifted"] = x.to(torch.int32).__ilshift__(prof.act_shift)
+            a = x.to(torch.int32)
+            st["a_shifted"] = a.__ilshift__(prof.act_shift) if a is not x else a << prof.act_shift
         else:
-            st["a_shifted"] = x.to(torch.int64) << prof.act_shift
+            a = x.to(torch.int64)
+            st["a_shifted"] = a.__ilshift__(prof.act_shift) if a is not x else a << prof.act_shift  # never x itself
         if (st["fast"] and _is(st["du"], 0) and not st["check_u"] and st["bias"] is not None
                 and (ctx.node, "i") not in ctx.needed):
             # u is the input alone, unchecked and unread: h = decay(v) + (a + bias) adds the same
