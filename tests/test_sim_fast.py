@@ -480,3 +480,26 @@ def test_spike_input_integrality_and_extremes(dtype):
         y = x.clone()
         y[where] = bad
         assert _integral(y, block=64) is None and _integral(y[:, where[1]:], block=64) is None
+
+
+@pytest.mark.parametrize("prof", [LOIHI, FPGA])
+@pytest.mark.parametrize("vth", [1, 16, 24])
+def test_multilevel_spikes_with_a_power_of_two_threshold_equal_reference(prof, vth, monkeypatch):
+    """Multi-level spikes (sinabs) divide v by the threshold with floor: a power-of-two threshold
+    shifts instead (also on int32 state); negative and positive v equal the Python-int reference."""
+    rng = np.random.default_rng(6)
+    q = QLIF(du=prof.decay_unity - prof.du_offset, dv=0 - prof.dv_offset, vth=vth, bias_mant=np.zeros(4, dtype=np.int64))
+    op = LIF(spike="multilevel", reset="subtract", compare="ge", levels=None, q=q)
+    T, B, n = 8, 3, 4
+    a = rng.integers(-40 * vth, 60 * vth, (T, B, n)) << prof.vth_shift >> prof.act_shift
+    g = lif_graph(op, n, T, prof)
+    want = lif_int(op, prof, a)
+    assert want["spikes"].max() > 1 and want["v"].min() < 0
+    for narrow in (False, True):
+        with pytest.MonkeyPatch.context() as mp:
+            if narrow:
+                narrowed(mp)
+            fast, plain = both_paths(g, a.astype(np.float64), mp)
+        for got, port in zip(fast.outputs, ("spikes", "v", "i")):
+            assert np.array_equal(got, want[port]), port
+        assert fast.stats == plain.stats
