@@ -134,9 +134,9 @@ def _integral(x: torch.Tensor, block: int = 1 << 18) -> tuple[float, float] | No
     flat = x.reshape(-1)
     buf = torch.empty(min(block, flat.numel()), dtype=x.dtype)
     lo, hi = float("inf"), float("-inf")
-    # numpy's round / compare / min / max take half the time of torch's on one core (torch.equal
-    # is the slow part); bfloat16 and half have no numpy type
-    np_ok = x.dtype in (torch.float32, torch.float64)
+    # numpy's round / compare / min / max take half the time of torch's on one core on large
+    # inputs (torch.equal is the slow part); bfloat16 and half have no numpy type
+    np_ok = x.dtype in (torch.float32, torch.float64) and flat.numel() >= 1 << 14  # (small: numpy's call overhead)
     for start in range(0, flat.numel(), block):
         part = flat[start:start + block]
         if np_ok:

@@ -465,21 +465,22 @@ def test_uniform_depthwise_conv_as_window_sums_equals_reference(kernel, stride, 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 def test_spike_input_integrality_and_extremes(dtype):
-    """The integrality check of float spike inputs (numpy's round and compare for float32/64,
-    torch's for bfloat16), block by block and on a strided batch chunk: the extremes of integer
-    values, None for one fraction, a NaN, or a fraction in the last block."""
+    """The integrality check of float spike inputs (numpy's round and compare for large float32/64
+    inputs, torch's for bfloat16 and small ones), block by block and on a strided batch chunk: the
+    extremes of integer values, None for one fraction, a NaN, or a fraction in the last block."""
     import torch
 
     from npuc.sim.encoding import _integral
 
     rng = np.random.default_rng(8)
-    x = torch.from_numpy(rng.integers(-3, 5, (7, 10, 33)).astype(np.float32)).to(getattr(torch, dtype))
-    assert _integral(x, block=64) == (-3.0, 4.0)
-    assert _integral(x[:, 2:6], block=64) == (float(x[:, 2:6].min()), float(x[:, 2:6].max()))
-    for where, bad in (((0, 0, 0), 0.5), ((6, 9, 32), 2.25), ((3, 4, 5), float("nan"))):
+    x = torch.from_numpy(rng.integers(-3, 5, (7, 100, 33)).astype(np.float32)).to(getattr(torch, dtype))
+    assert _integral(x, block=1 << 14) == (-3.0, 4.0)
+    assert _integral(x[:, 2:6], block=1 << 14) == (float(x[:, 2:6].min()), float(x[:, 2:6].max()))
+    for where, bad in (((0, 0, 0), 0.5), ((6, 99, 32), 2.25), ((3, 4, 5), float("nan"))):
         y = x.clone()
         y[where] = bad
-        assert _integral(y, block=64) is None and _integral(y[:, where[1]:], block=64) is None
+        assert _integral(y, block=1 << 14) is None and _integral(y[:, where[1]:], block=1 << 14) is None
+        assert _integral(y, block=64) is None
 
 
 @pytest.mark.parametrize("prof", [LOIHI, FPGA])
