@@ -336,7 +336,7 @@ def test_chunked_mlp_views_float_handoffs_and_spike_ranges_equal_reference(prof,
     a2 = dense_int(r1["spikes"], W2, -1)
     r2 = lif_int(g["lif2"].op, prof, a2)
     assert 0 < r1["spikes"].mean() < 1 and 0 < r2["spikes"].mean() < 1
-    monkeypatch.setattr(engine, "_CHUNK_ELEMENTS", T * n_hid * 70)  # chunks of 70 and 20 samples
+    monkeypatch.setattr(engine, "_CHUNK_ELEMENTS", T * n_hid * 70)  # at most 70 per chunk: two of 45
     monkeypatch.setattr(int_kernels, "_NARROW_MIN", 1)
     ctx = engine.Context("int", prof, T, B, cache=engine._graph_cache(g, "int", prof))
     assert engine._strided_inputs(g, ctx, set()) == {"x"}
@@ -504,3 +504,13 @@ def test_multilevel_spikes_with_a_power_of_two_threshold_equal_reference(prof, v
         for got, port in zip(fast.outputs, ("spikes", "v", "i")):
             assert np.array_equal(got, want[port]), port
         assert fast.stats == plain.stats
+
+
+def test_batch_chunks_are_of_equal_size(monkeypatch):
+    """A batch splits into chunks of (nearly) equal size: a small last chunk would pay the
+    per-step overhead of a recurrent loop for a few samples."""
+    from npuc.sim import engine
+
+    g = lif_graph(LIF(q=QLIF(du=0, dv=0, vth=4, bias_mant=np.zeros(1))), 100, 10, LOIHI)
+    monkeypatch.setattr(engine, "_CHUNK_ELEMENTS", 10 * 100 * 327)
+    assert [engine._chunk_size(g, 10, b) for b in (1000, 327, 328, 1, 0)] == [250, 327, 164, 1, 1]
