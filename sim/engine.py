@@ -51,6 +51,9 @@ class Context:
     # (lo, hi) bounds of the current node's inputs where known without looking at the values
     # (spike ports; an input's extremes found while checking it), else None: set by the driver
     in_ranges: list[tuple[float, float] | None] = field(default_factory=list)
+    # set by a stateless kernel that knows bounds of its result (a weighted sum's, from its weights
+    # and input bounds): the driver keeps them in `ranges` where they hold for every step
+    out_range: tuple[float, float] | None = None
 
     def count(self, key: str, n: int | torch.Tensor) -> None:
         """Add ``n`` events (e.g. saturations) to the current node's counter ``key``."""
@@ -86,6 +89,9 @@ class StatefulKernel:
     def prepare(self, op: Op, state: Any, xs: list[torch.Tensor], ctx: Context) -> None:
         """Optional: see all time steps' inputs ``[T, B, ...]`` before stepping (not called
         inside recurrent groups, where inputs are produced step by step)."""
+
+    def prepare_range(self, op: Op, state: Any, rng: tuple[float, float], ctx: Context) -> None:
+        """Optional, inside recurrent groups: bounds ``(lo, hi)`` the first input holds at every step."""
 
 
 class KernelTable:
@@ -256,7 +262,9 @@ def _estimate_bytes(graph: Graph, steps: int, batch: int, chunk: int, keep: set[
 def _chunk_size(graph: Graph, steps: int, batch: int) -> int:
     # inputs are not counted: their values are the caller's, sliced per chunk
     widest = max((math.prod(sh) for n in graph if not isinstance(n.op, Input) for sh in n.shapes.values()), default=1)
-    return max(1, min(batch, _CHUNK_ELEMENTS // max(1, steps * widest)))  # >= 1 even for batch 0
+    chunk = max(1, min(batch, _CHUNK_ELEMENTS // max(1, steps * widest)))  # >= 1 even for batch 0
+    # chunks of equal size: a small last one would pay the per-step overhead for few samples
+    return -(-batch // -(-batch // chunk)) if batch else chunk
 
 
 def _evaluate(
@@ -304,7 +312,10 @@ def _evaluate(
                 else:
                     ctx.in_ranges = _input_ranges(graph, name, ctx)
                     ctx.float_out = name in floats
+                    ctx.out_range = None
                     out = _run_node(node, inputs_of(name), table, ctx)
+                    if ctx.out_range is not None:  # found over all steps of this chunk
+                        ctx.ranges[(name, op.ports[0])] = ctx.out_range
                 for port, v in out.items():
                     values[(name, port)] = v
             else:
@@ -371,27 +382,36 @@ def _static_range(graph: Graph, name: str, port: str) -> tuple[float, float] | N
 
 
 def _float_outputs(graph: Graph, ctx: Context, keep: set[str]) -> set[str]:
-    """Integer-engine nodes outside recurrent loops whose values may stay exact-integer floats
-    between two kernels that work in float anyway (saving two conversions per value): weighted sums
-    only neurons outside loops read (their `prepare` converts every step at once), and binary
-    spikes only weighted ops read. Never a probed node or one an Output reads."""
+    """Integer-engine nodes whose values may stay exact-integer floats between two kernels that
+    work in float anyway (saving conversions per value): weighted sums only neurons read (directly
+    or through an `Add`, which sums exact floats in float), and binary spikes only weighted ops
+    read. Never a probed node or one an Output reads."""
     if ctx.mode != "int":
         return set()
     if "_float_outputs" not in ctx.cache:
-        groups = _analysis(graph, ctx)[0]
-        alone = {g[0] for g in groups if len(g) == 1 and not any(r.node == g[0] for r in graph[g[0]].inputs)}
         found = set()
         for n in graph:
             users = [graph[u] for u, _ in graph.users(n.name)]
-            if n.name not in alone or not users or any(u.name not in alone for u in users):
+            if not users:
                 continue
-            if isinstance(n.op, _WEIGHTED) and all(isinstance(u.op, LIF) for u in users):
+            if isinstance(n.op, _WEIGHTED) and all(_reaches_neurons(graph, u) for u in users):
                 found.add(n.name)
+            elif isinstance(n.op, Add) and all(isinstance(u.op, LIF) for u in users):
+                found.add(n.name)  # a float sum when exact (`int_kernels.add`), else int64
             elif (isinstance(n.op, LIF) and n.op.spike == "binary" and all(type(u.op) in _WEIGHTED for u in users)
                   and all(r.node != n.name or n.port(r) == "spikes" for u in users for r in u.inputs)):
-                found.add(n.name)
+                found.add(n.name)  # also inside a loop: its weighted sums take float rows as they are
         ctx.cache["_float_outputs"] = found
     return ctx.cache["_float_outputs"] - keep
+
+
+def _reaches_neurons(graph: Graph, user: Any) -> bool:
+    """Whether float values read by ``user`` only reach neurons' inputs: ``user`` is a neuron
+    (outside loops its `prepare` converts all steps at once, inside it converts each step), or an
+    `Add` only neurons read."""
+    if isinstance(user.op, Add):
+        return all(isinstance(graph[u].op, LIF) for u, _ in graph.users(user.name))
+    return isinstance(user.op, LIF)
 
 
 def _input_ranges(graph: Graph, name: str, ctx: Context) -> list[tuple[float, float] | None]:
@@ -526,32 +546,45 @@ def _one_step(ctx: Context) -> Context:
 
 
 def _run_group(graph: Graph, group: list[str], values: dict, table: KernelTable, ctx: Context) -> None:
-    """A recurrent group, step by step; delayed edges read the previous step."""
+    """A recurrent group, step by step; delayed edges read the previous step.
+
+    Input bounds are gathered in the first step, member by member (a member's bounds then know
+    those of the members before it): bounds a stateless member derives from bounds alone (not
+    from one step's values) hold for every step, and a stateful member that knows its input's
+    bounds for every step may prove checks idle (`StatefulKernel.prepare_range`)."""
     members = set(group)
     kernels = {n: table.lookup(graph[n].op) for n in group}
-    ranges = {n: _input_ranges(graph, n, ctx) for n in group}
+    ranges: dict[str, list] = {}
     states = {}
     for n in group:
         ctx.node = n
         if isinstance(kernels[n], StatefulKernel):
             states[n] = kernels[n].init(graph[n].op, graph[n].shape, ctx)
+    floats = _float_outputs(graph, ctx, set(n for n, _ in ctx.kept))
     per_step: dict[tuple[str, str], list[torch.Tensor]] = {}
     for t in range(ctx.steps):
         for n in group:
             node = graph[n]
             ctx.node = n
+            k = kernels[n]
+            ctx.float_out = n in floats
+            if t == 0:
+                ranges[n] = _input_ranges(graph, n, ctx)
+                if isinstance(k, StatefulKernel) and ranges[n] and ranges[n][0] is not None:
+                    k.prepare_range(node.op, states[n], ranges[n][0], ctx)
             ctx.in_ranges = ranges[n]
-            ctx.float_out = False
+            ctx.out_range = None
             xs = []
             for r in _term_refs(graph, node, ctx) or node.inputs:
                 xs.append(_read(graph, r, t, members, values, per_step, ctx))
-            k = kernels[n]
             if isinstance(k, StatefulKernel):
                 out = k.step(node.op, states[n], xs, t, ctx)
             elif isinstance(node.op, Output):
                 out = {"out": xs[0]}
             else:
                 out = k.apply(node.op, xs, ctx)
+                if t == 0 and ctx.out_range is not None and all(r is not None for r in ranges[n]):
+                    ctx.ranges[(n, node.op.ports[0])] = ctx.out_range
             for p, y in out.items():
                 per_step.setdefault((n, p), []).append(y)
     # only ports read outside the group (or probed) are stacked over time

@@ -336,7 +336,7 @@ def test_chunked_mlp_views_float_handoffs_and_spike_ranges_equal_reference(prof,
     a2 = dense_int(r1["spikes"], W2, -1)
     r2 = lif_int(g["lif2"].op, prof, a2)
     assert 0 < r1["spikes"].mean() < 1 and 0 < r2["spikes"].mean() < 1
-    monkeypatch.setattr(engine, "_CHUNK_ELEMENTS", T * n_hid * 70)  # chunks of 70 and 20 samples
+    monkeypatch.setattr(engine, "_CHUNK_ELEMENTS", T * n_hid * 70)  # at most 70 per chunk: two of 45
     monkeypatch.setattr(int_kernels, "_NARROW_MIN", 1)
     ctx = engine.Context("int", prof, T, B, cache=engine._graph_cache(g, "int", prof))
     assert engine._strided_inputs(g, ctx, set()) == {"x"}
@@ -350,3 +350,167 @@ def test_chunked_mlp_views_float_handoffs_and_spike_ranges_equal_reference(prof,
     for name, port, want in (("fc1", "out", a1), ("lif1", "spikes", r1["spikes"]), ("lif1", "v", r1["v"]),
                              ("fc2", "out", a2), ("lif2", "v", r2["v"])):
         assert probes[name][port].dtype == np.int64 and np.array_equal(probes[name][port], want), (name, port)
+
+
+@pytest.mark.parametrize("prof", [LOIHI, PROFILES[2]], ids=["loihi2", "wrap10"])
+@pytest.mark.parametrize("drive", [1, 400])
+def test_recurrent_loop_on_proven_bounds_equals_reference(prof, drive, monkeypatch):
+    """Input spikes -> Dense -> Add <- Dense <- the neuron's spikes one step late -> LIF: the loop's
+    neuron takes its input's bounds from the two weighted sums (no input check, int32 state, exact
+    floats through the Add, float32 spike rows into the recurrent Dense) and equals the Python-int
+    reference, stepped one step at a time; with strong weights the u / v checks stay on and fire
+    exactly where the plain step's do."""
+    from reference import dense_int
+
+    rng = np.random.default_rng(11)
+    T, B, n_in, n = 10, 6, 8, 5
+    W, R = rng.integers(-60, 60, (n, n_in)) * drive, rng.integers(-60, 60, (n, n)) * drive
+    unit = prof.decay_unity
+    op = LIF(reset="value", q=QLIF(du=unit // 4 - prof.du_offset, dv=unit // 2 - prof.dv_offset, vth=40,
+                                   bias_mant=np.zeros(n, dtype=np.int64)))
+    g = Graph("loop", num_steps=T)
+    g.add("x", Input((n_in,), layout="TB", encoding=Encoding("spikes"), q=QInput(0, 8)))
+    g.add("fin", Dense(W.astype(np.float32), q=QSynapse(W, 0)), ["x"])
+    g.add("frec", Dense(R.astype(np.float32), q=QSynapse(R, 0)), [("lif", "spikes", 1)])
+    g.add("sum", Add(), ["fin", "frec"])
+    g.add("lif", op, ["sum"])
+    g.add("o", Output(), ["lif"])
+    g.profile = prof
+    g.verify()
+    x = (rng.random((T, B, n_in)) < 0.5).astype(np.float32)
+    a_in = dense_int(x.astype(np.int64), W, 0)
+    spikes = np.zeros((T, B, n), dtype=np.int64)
+    for t in range(T):  # the loop's input at step t needs the spikes of step t - 1
+        rec = dense_int(spikes[:t], R, 0) if t else np.zeros((0, B, n), dtype=np.int64)
+        a = a_in[:t + 1] + np.concatenate([np.zeros((1, B, n), dtype=np.int64), rec])
+        spikes[t] = lif_int(op, prof, a)["spikes"][t]
+    assert 0 < spikes.mean() < 1
+    taken = narrowed(monkeypatch)
+    known = []
+    orig = int_kernels.LIFInt.prepare_range
+    monkeypatch.setattr(int_kernels.LIFInt, "prepare_range",
+                        lambda self, o, st, rng_, ctx: (orig(self, o, st, rng_, ctx), known.append("a_known" in st)))
+    fast, plain = both_paths(g, x, monkeypatch)
+    assert np.array_equal(fast.outputs[0], spikes) and np.array_equal(plain.outputs[0], spikes)
+    assert fast.stats == plain.stats
+    assert known[0] is True and taken[0] is True  # the proven path ran, on int32 state
+    if drive > 1 and prof is PROFILES[2]:
+        assert fast.stats  # the 10-bit registers overflowed: the checks ran and counted
+
+
+@pytest.mark.parametrize("prof", PROFILES[:3] + PROFILES[4:], ids=["loihi2", "fpga", "wrap10", "arith15"])
+@pytest.mark.parametrize("reset", ["subtract", "value", "none"])
+def test_stateless_neuron_on_all_steps_equals_reference(prof, reset):
+    """A neuron whose u and v decay fully every step (the OR after a max pool's count) runs all
+    steps at once: spikes, v and i equal the Python-int reference from inside to far beyond the
+    registers, and its overflow counters the plain step's."""
+    rng = np.random.default_rng(2)
+    step = 2**prof.act_shift
+    bias = rng.integers(-20, 20, 5) * step
+    q = QLIF(du=prof.decay_unity - prof.du_offset, dv=prof.decay_unity - prof.dv_offset, vth=step,
+             bias_mant=bias, reset_value=-4)
+    op = LIF(reset=reset, q=q)
+    T, B, n = 6, 4, 5
+    scale = 2 ** (prof.v_bits + 1 - prof.act_shift)
+    a = rng.integers(-scale, scale + 1, (T, B, n)) * (rng.random((T, B, n)) < 0.5)
+    a[:3] //= 2 ** (prof.v_bits - 2)  # the first steps within the registers
+    vth = step << prof.vth_shift
+    a[1, 0] = (vth - bias) // step  # exactly at the threshold (no spike: v > vth)
+    a[1, 1] = (vth - bias) // step + 1
+    g = lif_graph(op, n, T, prof)
+    want = lif_int(op, prof, a)
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:
+        orig = int_kernels.LIFInt._all_steps
+        mp.setattr(int_kernels.LIFInt, "_all_steps", lambda *args: calls.append(1) or orig(*args))
+        fast, plain = both_paths(g, a.astype(np.float64), mp)
+    assert calls == [1]  # the fast run took the all-steps path (the plain one never does)
+    for got, port in zip(fast.outputs, ("spikes", "v", "i")):
+        assert np.array_equal(got, want[port]), port
+    assert fast.stats == plain.stats and fast.stats
+
+
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2), ((2, 3), (1, 2))])
+@pytest.mark.parametrize("weight,exp", [(1, 0), (37, -2)])
+def test_uniform_depthwise_conv_as_window_sums_equals_reference(kernel, stride, weight, exp):
+    """A depthwise convolution whose weights are all equal (a max pool's count) is computed as
+    sum pools: equal to window sums of the integers in numpy, shifted and biased."""
+    from npuc.ir import Conv2d
+
+    prof = load_target("loihi2").profile
+    prof = dataclasses.replace(prof, conv_weight_exp=True)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    C, H, W = 3, 9, 8
+    w = np.full((C, 1, kh, kw), weight, dtype=np.int64)
+    bias = np.array([5, -7, 0])
+    g = Graph("pool", num_steps=3)
+    g.add("x", Input((C, H, W), layout="TB", encoding=Encoding("current"), q=QInput(0, 32)))
+    g.add("c", Conv2d(w.astype(np.float32), stride=(sh, sw), groups=C,
+                      q=QSynapse(w, exp, bias)), ["x"])
+    g.add("o", Output(), ["c"])
+    g.profile = prof
+    g.verify()
+    rng = np.random.default_rng(4)
+    x = rng.integers(-300, 300, (3, 2, C, H, W))
+    Ho, Wo = (H - kh) // sh + 1, (W - kw) // sw + 1
+    want = np.zeros((3, 2, C, Ho, Wo), dtype=np.int64)
+    for i in range(Ho):
+        for j in range(Wo):
+            want[..., i, j] = x[..., i * sh:i * sh + kh, j * sw:j * sw + kw].sum((-2, -1)) * weight
+    want = (want << exp if exp >= 0 else want >> -exp) + bias[:, None, None]
+    got = simulate(g, x.astype(np.float64), "int").outputs[0]
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_spike_input_integrality_and_extremes(dtype):
+    """The integrality check of float spike inputs (numpy's round and compare for large float32/64
+    inputs, torch's for bfloat16 and small ones), block by block and on a strided batch chunk: the
+    extremes of integer values, None for one fraction, a NaN, or a fraction in the last block."""
+    import torch
+
+    from npuc.sim.encoding import _integral
+
+    rng = np.random.default_rng(8)
+    x = torch.from_numpy(rng.integers(-3, 5, (7, 100, 33)).astype(np.float32)).to(getattr(torch, dtype))
+    assert _integral(x, block=1 << 14) == (-3.0, 4.0)
+    assert _integral(x[:, 2:6], block=1 << 14) == (float(x[:, 2:6].min()), float(x[:, 2:6].max()))
+    for where, bad in (((0, 0, 0), 0.5), ((6, 99, 32), 2.25), ((3, 4, 5), float("nan"))):
+        y = x.clone()
+        y[where] = bad
+        assert _integral(y, block=1 << 14) is None and _integral(y[:, where[1]:], block=1 << 14) is None
+        assert _integral(y, block=64) is None
+
+
+@pytest.mark.parametrize("prof", [LOIHI, FPGA])
+@pytest.mark.parametrize("vth", [1, 16, 24])
+def test_multilevel_spikes_with_a_power_of_two_threshold_equal_reference(prof, vth, monkeypatch):
+    """Multi-level spikes (sinabs) divide v by the threshold with floor: a power-of-two threshold
+    shifts instead (also on int32 state); negative and positive v equal the Python-int reference."""
+    rng = np.random.default_rng(6)
+    q = QLIF(du=prof.decay_unity - prof.du_offset, dv=0 - prof.dv_offset, vth=vth, bias_mant=np.zeros(4, dtype=np.int64))
+    op = LIF(spike="multilevel", reset="subtract", compare="ge", levels=None, q=q)
+    T, B, n = 8, 3, 4
+    a = rng.integers(-40 * vth, 60 * vth, (T, B, n)) << prof.vth_shift >> prof.act_shift
+    g = lif_graph(op, n, T, prof)
+    want = lif_int(op, prof, a)
+    assert want["spikes"].max() > 1 and want["v"].min() < 0
+    for narrow in (False, True):
+        with pytest.MonkeyPatch.context() as mp:
+            if narrow:
+                narrowed(mp)
+            fast, plain = both_paths(g, a.astype(np.float64), mp)
+        for got, port in zip(fast.outputs, ("spikes", "v", "i")):
+            assert np.array_equal(got, want[port]), port
+        assert fast.stats == plain.stats
+
+
+def test_batch_chunks_are_of_equal_size(monkeypatch):
+    """A batch splits into chunks of (nearly) equal size: a small last chunk would pay the
+    per-step overhead of a recurrent loop for a few samples."""
+    from npuc.sim import engine
+
+    g = lif_graph(LIF(q=QLIF(du=0, dv=0, vth=4, bias_mant=np.zeros(1))), 100, 10, LOIHI)
+    monkeypatch.setattr(engine, "_CHUNK_ELEMENTS", 10 * 100 * 327)
+    assert [engine._chunk_size(g, 10, b) for b in (1000, 327, 328, 1, 0)] == [250, 327, 164, 1, 1]
