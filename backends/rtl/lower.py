@@ -94,6 +94,7 @@ class _Ctx:
     prof: Any
     lanes: int
     layer_lanes: dict[str, int] = field(default_factory=dict)  # lanes=auto: per LIF node (else `lanes`)
+    neuron_lanes: bool = True  # target option neuron_lanes: eligible layers update `lanes` neurons per cycle
     pops: dict[str, _Pop] = field(default_factory=dict)
     paths_of: dict[str, list[SynapsePath]] = field(default_factory=dict)
     evlists: dict[str, EventList] = field(default_factory=dict)
@@ -166,7 +167,8 @@ def _finish(design: Design, target) -> Design:
 
 
 def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int]) -> Design:
-    ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=layer_lanes)
+    ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=layer_lanes,
+               neuron_lanes=bool(target.options.get("neuron_lanes", True)) if target is not None else True)
     graph.verify()
     stage_names = [n for n in graph.topo_order() if STAGES.lookup(graph[n].op) is not None]
     if not stage_names:
@@ -312,7 +314,46 @@ class _NeuronStage(_Stage):
                        name in ctx.read_i)
         if layer.decay is not None:
             ctx.use(PER_NEURON_DECAY_MODULES)
+        if ctx.neuron_lanes:
+            _neuron_lanes(layer)
         return layer
+
+
+def neuron_lanes_of(lay: Layer, lanes: int) -> int:
+    """Neurons per cycle a layer's neuron pass gets at ``lanes`` synapse lanes: ``lanes`` when every
+    path is a plain dense `npuc_syn` (neuron n in lane n mod L of accumulator word n / L, so word g
+    holds a whole group), else 1 (conv, token-wise dense, attention and max-pooled paths lay their
+    accumulators out otherwise; bernoulli spikes step one LFSR per neuron)."""
+    ok = lay.dmin is None and lay.paths and all(
+        isinstance(p, Path) and p.kind == 0 and p.maxpool is None and p.iter_p == 1 and p.cg == lay.n
+        for p in lay.paths)
+    return lanes if ok else 1
+
+
+def _neuron_lanes(lay: Layer) -> None:
+    """Give an eligible layer (`neuron_lanes_of`) its neuron lanes: the per-neuron memories become
+    lane matrices of ``nl`` neurons per word (padding lanes zero)."""
+    lanes = {p.lanes for p in lay.paths}
+    nl = neuron_lanes_of(lay, lanes.pop()) if len(lanes) == 1 else 1
+    if nl <= 1:
+        return
+    lay.nl = nl
+    for p in lay.paths:
+        p.bias = _lane_matrix(p.bias, nl)
+    lay.bias, lay.vmin, lay.decay = (_lane_matrix(m, nl) for m in (lay.bias, lay.vmin, lay.decay))
+
+
+def _lane_matrix(m: Memory | None, nl: int) -> Memory | None:
+    """A per-neuron image (one word, or one row of lanes, per neuron) as ``ceil(n / nl)`` words of
+    ``nl`` neurons, neuron ``g * nl + j`` in lane ``j``."""
+    if m is None:
+        return None
+    vals = np.array([int(w) for w in m.words], dtype=np.int64)[:, None] if m.words.dtype == object \
+        else np.asarray(m.words, dtype=np.int64).reshape(len(m.words), -1)
+    groups = -(-len(vals) // nl)
+    padded = np.zeros((groups * nl, vals.shape[1]), dtype=np.int64)
+    padded[:len(vals)] = vals
+    return Memory(m.name, m.width * nl, padded.reshape(groups, nl * vals.shape[1]))
 
 
 class _UnitStage(_Stage):

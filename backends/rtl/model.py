@@ -359,6 +359,12 @@ class Layer:
     decay: Memory | None = None  # per-neuron decay multipliers (`npuc_lif` mu / mv): lanes `decay_vec`, mv first
     decay_w: int = 2  # bits per lane (signed)
     decay_vec: tuple[str, ...] = ()  # "mv" / "mu": the multipliers that vary per neuron
+    nl: int = 1  # neuron lanes: neurons updated per cycle (`layer_lanes.v.j2`); memories hold NL-lane words
+
+    @property
+    def groups(self) -> int:
+        """Cycles of the neuron pass: words of the state RAM."""
+        return -(-self.n // self.nl)
 
     @property
     def state_width(self) -> int:
