@@ -45,14 +45,33 @@ def _paths(lay: Layer) -> list[SynPath]:
     return [p for p in lay.paths if isinstance(p, SynPath) and p.maxpool is None]
 
 
-def layer_cost(graph: Any, lay: Layer, lanes: int) -> float:
+SPIKE_QUEUE = 3  # cycles from a neuron group's first spike to its event (report.PHASE_DEPTH["spike_queue"])
+
+
+def neuron_cost(graph: Any, d: Design, lay: Layer, lanes: int) -> float:
+    """Expected cycles of a layer's neuron pass at ``lanes``: one neuron per cycle, or with neuron
+    lanes (`Layer.neuron_lanes`) ``ceil(N / L)`` groups while its expected
+    spikes leave one per cycle."""
+    nl = lay.neuron_lanes(lanes) if d.neuron_lanes and isinstance(lay, Layer) else 1
+    if nl == 1:
+        return float(lay.n)
+    out = _rate(graph, lay.node) if lay.ev is not None else 0.0
+    return max(-(-lay.n // nl), out + SPIKE_QUEUE if out else 0.0)
+
+
+def layer_cost(graph: Any, d: Design, lay: Layer, lanes: int) -> float:
     """Expected cycles per step of a layer at ``lanes`` (the design was lowered with one lane)."""
+    return synapse_cost(graph, lay, lanes) + neuron_cost(graph, d, lay, lanes) + FILL
+
+
+def synapse_cost(graph: Any, lay: Layer, lanes: int) -> float:
+    """Expected cycles per step of a layer's synapse phases at ``lanes``."""
     syn = 0.0
     for p in _paths(lay):
         taps = p.fanout / p.kc  # one lane: kc = channels
         syn += _rate(graph, p.source.pop) * taps * -(-p.cg // lanes)
     fixed = sum(p.fanout * _rate(graph, p.source.pop) for p in lay.paths if isinstance(p, SynPath) and p.maxpool)
-    return syn + fixed + lay.n + FILL
+    return syn + fixed
 
 
 def balance(graph: Any, d: Design) -> dict[str, int]:
@@ -62,20 +81,23 @@ def balance(graph: Any, d: Design) -> dict[str, int]:
     layers = {lay.index: lay for lay in d.layers if isinstance(lay, Layer) and _paths(lay)}
     # the input stage: one cycle per word (input=events: per expected event, plus the count word)
     words = sum(_rate(graph, u.node) for u in d.inputs) + 2 if d.input_events else d.words_in
-    floor = max([words] + [lay.n + FILL for lay in d.layers])
     lanes = {k: 1 for k in layers}
 
     def top(k: int) -> int:
         return max(p.cg for p in _paths(layers[k]))
 
+    # the neuron pass at the most lanes (one neuron per cycle without neuron lanes)
+    floor = max([words] + [neuron_cost(graph, d, lay, top(lay.index) if lay.index in layers else 1) + FILL
+                           for lay in d.layers])
+
     for members in groups:
         ks = [k for k in members if k in layers]
         others = sum(lay.n + FILL for lay in d.layers if lay.index in members and lay.index not in layers)
-        while others + sum(layer_cost(graph, layers[k], lanes[k]) for k in ks) > floor:
+        while others + sum(layer_cost(graph, d, layers[k], lanes[k]) for k in ks) > floor:
             grow = [k for k in ks if lanes[k] < top(k)]
             if not grow:
                 break
-            k = max(grow, key=lambda j: layer_cost(graph, layers[j], lanes[j]) - layers[j].n)
+            k = max(grow, key=lambda j: synapse_cost(graph, layers[j], lanes[j]))
             c = top(k)
             chunks = -(-c // lanes[k])
             lanes[k] = -(-c // (chunks - 1))  # the fewest lanes that save one chunk per event

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .balance import FILL, _paths, _rate, layer_cost
+from .balance import FILL, _paths, _rate, layer_cost, synapse_cost
 from .model import Design, Layer
 from .model import Path as SynPath
 from .util import RtlSupportError
@@ -39,7 +39,7 @@ BRAM_MIN_BITS = 4096
 Block RAMs are counted with one shape per memory: Yosys measured 50 (1 lane) and 53 (43 lanes) on the
 784-128-10 MLP where this gives 52 and 53."""
 
-LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 1.0, "weight_block": 11}
+LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 1.0, "weight_block": 11, "neuron_lane_w": 4.0}
 """LUT4 estimate for ecp5 in nextpnr's unit (TRELLIS_COMB cells placed, what ``npuc report --synth
 --family ecp5`` prints): a fixed part per design and per layer, per lane ``lane_aw`` x accumulator
 width (add, bypass and select, the lane's accumulator RAM, the neuron side's read mux) plus a
@@ -60,6 +60,10 @@ def _lanes_of(lay: Layer, p: SynPath, lanes: dict[int, int]) -> int:
     return 1 if p.maxpool is not None else lanes.get(lay.index, 1)  # the max unit walks one lane
 
 
+def _neuron_lanes(d: Design, lay: Layer, lanes: dict[int, int]) -> int:
+    return lay.neuron_lanes(lanes.get(lay.index, 1)) if d.neuron_lanes else 1
+
+
 def _memories(d: Design, lanes: dict[int, int]) -> list[tuple[int, int]]:
     """(width, depth) of every memory of the design at ``lanes`` per layer (index); lowered at one lane."""
     out: list[tuple[int, int]] = []
@@ -67,10 +71,14 @@ def _memories(d: Design, lanes: dict[int, int]) -> list[tuple[int, int]]:
         if not isinstance(lay, Layer):
             out += [(m.width, m.depth) for m in (lay.gather.rom, *lay.memories)]
             continue
-        out.append((lay.state_width, lay.n))
-        for m in (lay.bias, lay.vmin, lay.dmin):
+        nl = _neuron_lanes(d, lay, lanes)
+        groups = -(-lay.n // nl)
+        out.append((lay.state_width * nl, groups))
+        for m in (lay.bias, lay.vmin, lay.dmin, lay.decay):
             if m is not None:
-                out.append((m.width, m.depth))
+                out.append((m.width * nl, -(-m.depth // nl)))
+        if nl > 1 and lay.ev is not None:  # the spike queue
+            out.append((lay.naw + nl * (lay.sw + 1), groups))
         for p in lay.paths:
             if not isinstance(p, SynPath):
                 out += [(m.width, m.depth) for m in (p.gather.rom, p.iter_rom)]
@@ -79,7 +87,9 @@ def _memories(d: Design, lanes: dict[int, int]) -> list[tuple[int, int]]:
             kc = -(-p.cg // n_l)
             out.append((p.ww * n_l, p.weights.depth // p.kc * kc))  # one lane: depth = rows x kc
             out += [(p.aw, p.adepth // p.kc * kc)] * n_l
-            out += [(m.width, m.depth) for m in (p.decode, p.bias) if m is not None]
+            out += [(m.width, m.depth) for m in (p.decode,) if m is not None]
+            if p.bias is not None:
+                out.append((p.bias.width * nl, -(-p.bias.depth // nl)))
     for ev in d.evlists:
         out.append((ev.dw, ev.n * (ev.banks + sum(ev.copy_banks))))
     return out
@@ -93,6 +103,7 @@ def estimate(d: Design, lanes: dict[int, int]) -> dict[str, int]:
     for lay in d.layers:
         if not isinstance(lay, Layer):
             continue
+        lut += m["neuron_lane_w"] * lay.cw * (_neuron_lanes(d, lay, lanes) - 1)
         for p in lay.paths:
             if not isinstance(p, SynPath):
                 continue
@@ -123,7 +134,7 @@ def _stage_costs(graph: Any, d: Design, lanes: dict[int, int]) -> list[tuple[flo
         cost = 0.0
         for k in members:
             lay = d.layers[k]
-            cost += layer_cost(graph, lay, lanes[k]) if k in lanes else lay.n + FILL
+            cost += layer_cost(graph, d, lay, lanes[k]) if k in lanes else lay.n + FILL
         out.append((cost, list(members)))
     out.append((float(d.readout_words(False)), []))
     return out
@@ -153,7 +164,7 @@ def walk(graph: Any, d: Design) -> list[Candidate]:
         grow = [k for k in members if k in layers and lanes[k] < max(p.cg for p in _paths(layers[k]))]
         if not grow:
             return out  # the slowest stage is the input / output stream, or fully parallel
-        k = max(grow, key=lambda j: layer_cost(graph, layers[j], lanes[j]) - layers[j].n)
+        k = max(grow, key=lambda j: synapse_cost(graph, layers[j], lanes[j]))
         c = max(p.cg for p in _paths(layers[k]))
         chunks = -(-c // lanes[k])
         lanes[k] = -(-c // (chunks - 1))  # the fewest lanes that save one chunk per event

@@ -195,7 +195,7 @@ def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int]) -> Des
         graph=graph.name, top=top, steps=graph.num_steps, profile=ctx.prof.name, lanes=ctx.lanes,
         in_w=max(i.xw for i in inputs), out_w=max(r.width for r in readouts),
         inputs=inputs, layers=layers, evlists=list(ctx.evlists.values()), readouts=readouts,
-        outputs=outputs, consumers=ctx.consumers, static_modules=tuple(ctx.modules))
+        outputs=outputs, consumers=ctx.consumers, static_modules=tuple(ctx.modules), neuron_lanes=ctx.neuron_lanes)
     return design
 
 
@@ -319,22 +319,11 @@ class _NeuronStage(_Stage):
         return layer
 
 
-def neuron_lanes_of(lay: Layer, lanes: int) -> int:
-    """Neurons per cycle a layer's neuron pass gets at ``lanes`` synapse lanes: ``lanes`` when every
-    path is a plain dense `npuc_syn` (neuron n in lane n mod L of accumulator word n / L, so word g
-    holds a whole group), else 1 (conv, token-wise dense, attention and max-pooled paths lay their
-    accumulators out otherwise; bernoulli spikes step one LFSR per neuron)."""
-    ok = lay.dmin is None and lay.paths and all(
-        isinstance(p, Path) and p.kind == 0 and p.maxpool is None and p.iter_p == 1 and p.cg == lay.n
-        for p in lay.paths)
-    return lanes if ok else 1
-
-
 def _neuron_lanes(lay: Layer) -> None:
-    """Give an eligible layer (`neuron_lanes_of`) its neuron lanes: the per-neuron memories become
+    """Give an eligible layer (`Layer.neuron_lanes`) its neuron lanes: the per-neuron memories become
     lane matrices of ``nl`` neurons per word (padding lanes zero)."""
     lanes = {p.lanes for p in lay.paths}
-    nl = neuron_lanes_of(lay, lanes.pop()) if len(lanes) == 1 else 1
+    nl = lay.neuron_lanes(lanes.pop()) if len(lanes) == 1 else 1
     if nl <= 1:
         return
     lay.nl = nl
