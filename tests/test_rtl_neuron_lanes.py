@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 from rtl_check import rtl_matches_int
 from test_rtl_neuron import N_IN, PROFILES, B, T, _graph, _skeleton
+from test_rtl_pipeline import chain
 
 from npuc.backends.rtl import emit, lint, rtl_report, run
-from npuc.backends.rtl.lower import lower
+from npuc.backends.rtl import budget
+from npuc.backends.rtl.lower import _finish, _lower, lower
 from npuc.backends.rtl.sim import load_design
 from npuc.ir import LIF, QLIF, Dense, Encoding, Graph, Input, Output, QInput, QSynapse, ops
 from npuc.sim import simulate
@@ -90,6 +92,34 @@ def test_neuron_lanes_option_off_is_one_neuron_per_cycle(tmp_path):
     assert [lay.nl for lay in lower(g, target).layers] == [1, 1]
     on = lower(g, load_target("fpga:lanes=3"))
     assert [lay.nl for lay in on.layers] == [3, 3] and on.layers[0].groups == 4
+
+
+def _wide_chain(neuron_lanes: int):
+    """A layer whose neuron pass is the step: 400 neurons behind 2 input events per step."""
+    t = load_target(f"fpga:lanes=auto,neuron_lanes={neuron_lanes}")
+    g = chain(np.random.default_rng(5), t, sizes=(96, 400, 10), steps=6)
+    g["x"].meta["rate"] = np.full(96, 0.02, np.float32)
+    g["l0"].meta["rate"] = np.full(400, 0.01, np.float32)  # 4 spikes per step
+    return g, t
+
+
+def test_lanes_auto_and_budgets_give_neuron_lanes_where_the_neuron_pass_is_the_step():
+    # floor = 96 input words; one neuron per cycle l0 costs 2 x ceil(400 / L) + 400 + 8 at any lanes
+    g, t = _wide_chain(1)
+    d = lower(g, t)
+    l0 = d.layers[0]
+    assert l0.nl == l0.paths[0].lanes > 1 and l0.groups <= 96 - 8 - 2 * l0.groups
+    g, t = _wide_chain(0)
+    d = lower(g, t)
+    assert d.layers[0].nl == 1 and d.layers[0].paths[0].lanes == 400  # all lanes, still 400 + 8 cycles
+    # a LUT budget picks neuron lanes too: the fastest candidate inside it
+    g, t = _wide_chain(1)
+    one = _finish(_lower(g, t, 1, {}), t)
+    cands = budget.walk(g, one)
+    assert any(c.neuron for c in cands)
+    best = cands[-1]
+    got = lower(g, load_target(f"fpga:lut_budget={best.lut}"))
+    assert got.layers[0].nl == best.lanes[0] and 0 in best.neuron
 
 
 @pytest.mark.rtl

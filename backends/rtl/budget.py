@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any
 
-from .balance import FILL, _paths, _rate, layer_cost, synapse_cost
+from .balance import FILL, _paths, _rate, layer_cost, step
 from .model import Design, Layer
 from .model import Path as SynPath
 from .util import RtlSupportError
@@ -39,7 +40,7 @@ BRAM_MIN_BITS = 4096
 Block RAMs are counted with one shape per memory: Yosys measured 50 (1 lane) and 53 (43 lanes) on the
 784-128-10 MLP where this gives 52 and 53."""
 
-LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 1.0, "weight_block": 11, "neuron_lane_w": 4.0}
+LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 1.0, "weight_block": 11, "neuron_lane_w": 11.5}
 """LUT4 estimate for ecp5 in nextpnr's unit (TRELLIS_COMB cells placed, what ``npuc report --synth
 --family ecp5`` prints): a fixed part per design and per layer, per lane ``lane_aw`` x accumulator
 width (add, bypass and select, the lane's accumulator RAM, the neuron side's read mux) plus a
@@ -60,18 +61,19 @@ def _lanes_of(lay: Layer, p: SynPath, lanes: dict[int, int]) -> int:
     return 1 if p.maxpool is not None else lanes.get(lay.index, 1)  # the max unit walks one lane
 
 
-def _neuron_lanes(d: Design, lay: Layer, lanes: dict[int, int]) -> int:
-    return lay.neuron_lanes(lanes.get(lay.index, 1)) if d.neuron_lanes else 1
+def _nl(lay: Layer, lanes: dict[int, int], on: Collection[int]) -> int:
+    return lay.neuron_lanes(lanes.get(lay.index, 1)) if lay.index in on else 1
 
 
-def _memories(d: Design, lanes: dict[int, int]) -> list[tuple[int, int]]:
-    """(width, depth) of every memory of the design at ``lanes`` per layer (index); lowered at one lane."""
+def _memories(d: Design, lanes: dict[int, int], on: Collection[int] = ()) -> list[tuple[int, int]]:
+    """(width, depth) of every memory of the design at ``lanes`` per layer (index), neuron lanes in the
+    layers ``on``; lowered at one lane."""
     out: list[tuple[int, int]] = []
     for lay in d.layers:
         if not isinstance(lay, Layer):
             out += [(m.width, m.depth) for m in (lay.gather.rom, *lay.memories)]
             continue
-        nl = _neuron_lanes(d, lay, lanes)
+        nl = _nl(lay, lanes, on)
         groups = -(-lay.n // nl)
         out.append((lay.state_width * nl, groups))
         for m in (lay.bias, lay.vmin, lay.dmin, lay.decay):
@@ -95,27 +97,32 @@ def _memories(d: Design, lanes: dict[int, int]) -> list[tuple[int, int]]:
     return out
 
 
-def estimate(d: Design, lanes: dict[int, int]) -> dict[str, int]:
+def layer_lut(lay: Layer, lanes: int, on: bool = False) -> float:
+    """Estimated LUT4 of a layer's lanes at ``lanes`` (neuron lanes ``on``), beyond its fixed part."""
+    m = LUT_MODEL
+    lut = m["neuron_lane_w"] * lay.cw * (lay.neuron_lanes(lanes) - 1) if on else 0.0
+    for p in lay.paths:
+        if not isinstance(p, SynPath):
+            continue
+        n_l = 1 if p.maxpool is not None else lanes  # the max unit walks one lane
+        lut += n_l * (m["lane_aw"] * p.aw + (0 if p.binary else m["lane_mul"] * p.ww * p.pw))
+        lut += m["weight_block"] * blocks(p.ww * n_l, p.weights.depth // p.kc * -(-p.cg // n_l))
+    return lut
+
+
+def estimate(d: Design, lanes: dict[int, int], on: Collection[int] = ()) -> dict[str, int]:
     """Estimated ``{"lut", "bram"}`` of the design lowered at one lane when each layer (index) gets
-    ``lanes[index]`` lanes."""
+    ``lanes[index]`` lanes, and the layers ``on`` neuron lanes."""
     m = LUT_MODEL
     lut = m["base"] + m["layer"] * len(d.layers)
-    for lay in d.layers:
-        if not isinstance(lay, Layer):
-            continue
-        lut += m["neuron_lane_w"] * lay.cw * (_neuron_lanes(d, lay, lanes) - 1)
-        for p in lay.paths:
-            if not isinstance(p, SynPath):
-                continue
-            n_l = _lanes_of(lay, p, lanes)
-            lut += n_l * (m["lane_aw"] * p.aw + (0 if p.binary else m["lane_mul"] * p.ww * p.pw))
-            lut += m["weight_block"] * blocks(p.ww * n_l, p.weights.depth // p.kc * -(-p.cg // n_l))
-    return {"lut": int(round(lut)), "bram": sum(blocks(w, dp) for w, dp in _memories(d, lanes))}
+    lut += sum(layer_lut(lay, lanes.get(lay.index, 1), lay.index in on) for lay in d.layers if isinstance(lay, Layer))
+    return {"lut": int(round(lut)), "bram": sum(blocks(w, dp) for w, dp in _memories(d, lanes, on))}
 
 
 @dataclass
 class Candidate:
     lanes: dict[int, int]  # layer index -> lanes
+    neuron: frozenset[int]  # layers with neuron lanes
     cycles_per_step: float
     latency_cycles: float
     lut: int
@@ -125,7 +132,7 @@ class Candidate:
         return round(self.latency_cycles, 3) / clock_mhz  # the rates are float32
 
 
-def _stage_costs(graph: Any, d: Design, lanes: dict[int, int]) -> list[tuple[float, list[int]]]:
+def _stage_costs(graph: Any, d: Design, lanes: dict[int, int], on: Collection[int]) -> list[tuple[float, list[int]]]:
     """(expected cycles per step, layer indices) of every stage: input, layer groups, output."""
     groups = d.pipeline.groups if d.pipeline is not None else [[k] for k in range(len(d.layers))]
     words = sum(_rate(graph, u.node) for u in d.inputs) + 2 if d.input_events else d.words_in
@@ -134,14 +141,14 @@ def _stage_costs(graph: Any, d: Design, lanes: dict[int, int]) -> list[tuple[flo
         cost = 0.0
         for k in members:
             lay = d.layers[k]
-            cost += layer_cost(graph, d, lay, lanes[k]) if k in lanes else lay.n + FILL
+            cost += layer_cost(graph, lay, lanes[k], k in on) if k in lanes else lay.n + FILL
         out.append((cost, list(members)))
     out.append((float(d.readout_words(False)), []))
     return out
 
 
-def _candidate(graph: Any, d: Design, lanes: dict[int, int]) -> Candidate:
-    costs = [c for c, _ in _stage_costs(graph, d, lanes)]
+def _candidate(graph: Any, d: Design, lanes: dict[int, int], on: Collection[int] = ()) -> Candidate:
+    costs = [c for c, _ in _stage_costs(graph, d, lanes, on)]
     steps = graph.num_steps or 1  # latency_us needs the steps (checked in `size`)
     if d.pipeline is not None:
         cps = max(costs)
@@ -149,36 +156,54 @@ def _candidate(graph: Any, d: Design, lanes: dict[int, int]) -> Candidate:
     else:
         cps = sum(costs)
         latency = steps * cps
-    est = estimate(d, lanes)
-    return Candidate(dict(lanes), cps, latency, est["lut"], est["bram"])
+    est = estimate(d, lanes, on)
+    return Candidate(dict(lanes), frozenset(on), cps, latency, est["lut"], est["bram"])
 
 
 def walk(graph: Any, d: Design) -> list[Candidate]:
-    """Candidate designs from one lane everywhere to the fastest, each step speeding up the slowest stage."""
+    """Candidate designs from one lane everywhere to the fastest, each step speeding up the slowest
+    stage (`balance.step`: more lanes, or neuron lanes)."""
     layers = {lay.index: lay for lay in d.layers if isinstance(lay, Layer) and _paths(lay)}
     lanes = {k: 1 for k in layers}
-    out = [_candidate(graph, d, lanes)]
+    on: set[int] = set()
+    out = [_candidate(graph, d, lanes, on)]
     while True:
-        costs = _stage_costs(graph, d, lanes)
-        cost, members = max(costs, key=lambda c: c[0])
-        grow = [k for k in members if k in layers and lanes[k] < max(p.cg for p in _paths(layers[k]))]
+        cost, members = max(_stage_costs(graph, d, lanes, on), key=lambda c: c[0])
+        moves = {k: step(graph, d, layers[k], lanes[k], k in on) for k in members if k in layers}
+        grow = [k for k, m in moves.items() if m is not None]
         if not grow:
             return out  # the slowest stage is the input / output stream, or fully parallel
-        k = max(grow, key=lambda j: synapse_cost(graph, layers[j], lanes[j]))
-        c = max(p.cg for p in _paths(layers[k]))
-        chunks = -(-c // lanes[k])
-        lanes[k] = -(-c // (chunks - 1))  # the fewest lanes that save one chunk per event
-        out.append(_candidate(graph, d, lanes))
+        k = max(grow, key=lambda j: layer_cost(graph, layers[j], lanes[j], j in on))
+        lanes[k], nl_on = moves[k]
+        if nl_on:
+            on.add(k)
+        out.append(_candidate(graph, d, lanes, on))
 
 
-def size(graph: Any, d: Design, options: dict[str, Any]) -> dict[str, int]:
-    """Lanes per layer (node name) for a design lowered with one lane, under the target's budget options."""
+def with_neuron_lanes(graph: Any, d: Design, cands: list[Candidate]) -> list[Candidate]:
+    """The walk's candidates and, for each, the variant with neuron lanes in every layer that can
+    have them at its lanes, when that is faster; sorted by estimated LUT4. (The walk's steps weigh
+    cycles saved per LUT4 one move at a time: neuron lanes save a layer's whole neuron pass at once,
+    which that greedy order reaches only after many lane steps.)"""
+    out = list(cands)
+    if d.neuron_lanes:
+        for c in cands:
+            on = {k for k, n in c.lanes.items() if d.layers[k].neuron_lanes(n) > 1}
+            v = _candidate(graph, d, c.lanes, on)
+            if on - c.neuron and v.cycles_per_step < c.cycles_per_step:
+                out.append(v)
+    return sorted(out, key=lambda c: (c.lut, c.cycles_per_step))
+
+
+def size(graph: Any, d: Design, options: dict[str, Any]) -> tuple[dict[str, int], set[str]]:
+    """Lanes per layer (node name) for a design lowered with one lane, under the target's budget
+    options, and the layers that get neuron lanes."""
     lut, bram, latency = (options.get(k) for k in BUDGET_OPTIONS)
     clock = float(options.get("clock_mhz") or 100.0)
     if latency is not None and not graph.num_steps:
         raise RtlSupportError(f"target option latency_us={latency}: graph '{graph.name}' has no fixed number of "
                               "time steps to count a sample's latency over")
-    cands = walk(graph, d)
+    cands = with_neuron_lanes(graph, d, walk(graph, d))
     limits = {"lut_budget": lut, "bram_budget": bram}
 
     def fits(c: Candidate, skip: str = "") -> bool:
@@ -222,5 +247,5 @@ def _need(c: Candidate, name: str) -> int:
     return c.lut if name == "lut_budget" else c.bram
 
 
-def _named(d: Design, c: Candidate) -> dict[str, int]:
-    return {d.layers[k].node: v for k, v in c.lanes.items()}
+def _named(d: Design, c: Candidate) -> tuple[dict[str, int], set[str]]:
+    return {d.layers[k].node: v for k, v in c.lanes.items()}, {d.layers[k].node for k in c.neuron}

@@ -95,6 +95,7 @@ class _Ctx:
     lanes: int
     layer_lanes: dict[str, int] = field(default_factory=dict)  # lanes=auto: per LIF node (else `lanes`)
     neuron_lanes: bool = True  # target option neuron_lanes: eligible layers update `lanes` neurons per cycle
+    neuron_on: set[str] | None = None  # lanes=auto / budgets: the layers (nodes) sized to get them; None: all
     pops: dict[str, _Pop] = field(default_factory=dict)
     paths_of: dict[str, list[SynapsePath]] = field(default_factory=dict)
     evlists: dict[str, EventList] = field(default_factory=dict)
@@ -151,8 +152,8 @@ def lower(graph: Graph, target) -> Design:
 def _per_layer(graph: Graph, target, sizing) -> Design:
     """Lower with one lane, size each layer's lanes from that design, lower again with them
     (attention units keep one lane)."""
-    layer_lanes = sizing(_finish(_lower(graph, target, 1, {}), target))
-    design = _finish(_lower(graph, target, 1, layer_lanes), target)
+    layer_lanes, neuron_on = sizing(_finish(_lower(graph, target, 1, {}), target))
+    design = _finish(_lower(graph, target, 1, layer_lanes, neuron_on), target)
     design.lanes = max(layer_lanes.values(), default=1)
     return design
 
@@ -166,8 +167,8 @@ def _finish(design: Design, target) -> Design:
     return design
 
 
-def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int]) -> Design:
-    ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=layer_lanes,
+def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int], neuron_on: set[str] | None = None) -> Design:
+    ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=layer_lanes, neuron_on=neuron_on,
                neuron_lanes=bool(target.options.get("neuron_lanes", True)) if target is not None else True)
     graph.verify()
     stage_names = [n for n in graph.topo_order() if STAGES.lookup(graph[n].op) is not None]
@@ -314,7 +315,7 @@ class _NeuronStage(_Stage):
                        name in ctx.read_i)
         if layer.decay is not None:
             ctx.use(PER_NEURON_DECAY_MODULES)
-        if ctx.neuron_lanes:
+        if ctx.neuron_lanes and (ctx.neuron_on is None or name in ctx.neuron_on):
             _neuron_lanes(layer)
         return layer
 
