@@ -20,6 +20,7 @@ from test_rtl_pipeline import chain
 from npuc.backends.rtl import emit, lint, rtl_report, run
 from npuc.backends.rtl import budget
 from npuc.backends.rtl.lower import _finish, _lower, lower
+from npuc.backends.rtl.render import render
 from npuc.backends.rtl.sim import load_design
 from npuc.ir import LIF, QLIF, Dense, Encoding, Graph, Input, Output, QInput, QSynapse, ops
 from npuc.sim import simulate
@@ -85,6 +86,28 @@ def test_random_recurrent_nets_bit_exact(seed, tmp_path):
     assert rtl["layer_cycles"]["h"].shape == spikes.shape[:2]
 
 
+@pytest.mark.rtl
+@pytest.mark.parametrize("seed", [3, 4])
+def test_fewer_neuron_lanes_than_lanes_bit_exact(seed, tmp_path):
+    """Neuron lanes that divide the lanes (as `lut_budget=` sizes them): each accumulator word is
+    read in lanes / nl slices, one group of nl neurons per cycle."""
+    rng = np.random.default_rng(seed)
+    nl = int(rng.choice([2, 4]))
+    lanes = nl * int(rng.choice([2, 3]))
+    n_h = 3 * lanes + int(rng.integers(1, lanes))
+    target = load_target(f"fpga:lanes={lanes}")
+    g = recurrent_net(rng, target.profile, 9, n_h, lanes + 1)
+    d = _finish(_lower(g, target, lanes, {}, {"h": nl, "o": 1}), target)
+    assert [(lay.nl, lay.nk) for lay in d.layers] == [(nl, lanes // nl), (1, 1)]
+    render(d, tmp_path)
+    assert lint(tmp_path, probe=True) == [] and lint(tmp_path, probe=False) == []
+    x = rng.uniform(-1, 1, size=(4, 9)).astype(np.float32)
+    ref, got = rtl_matches_int(g, tmp_path, x, ["h", "o"], f"seed {seed}, {lanes} lanes, {nl} neuron lanes: ")
+    assert 0.02 < np.mean(ref.probes["h"]["spikes"] != 0) < 0.98
+    rep = rtl_report(g, tmp_path, got, yosys=False)
+    assert all(lay["cycles"]["efficiency"] <= 1.0 for lay in rep["layers"])
+
+
 def test_neuron_lanes_option_off_is_one_neuron_per_cycle(tmp_path):
     rng = np.random.default_rng(7)
     target = load_target("fpga:lanes=3,neuron_lanes=0")
@@ -116,10 +139,10 @@ def test_lanes_auto_and_budgets_give_neuron_lanes_where_the_neuron_pass_is_the_s
     g, t = _wide_chain(1)
     one = _finish(_lower(g, t, 1, {}), t)
     cands = budget.walk(g, one)
-    assert any(c.neuron for c in cands)
+    assert any(c.neuron[0] > 1 for c in cands)
     best = cands[-1]
     got = lower(g, load_target(f"fpga:lut_budget={best.lut}"))
-    assert got.layers[0].nl == best.lanes[0] and 0 in best.neuron
+    assert got.layers[0].nl == best.neuron[0] > 1
 
 
 @pytest.mark.rtl

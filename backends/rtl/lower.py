@@ -95,7 +95,7 @@ class _Ctx:
     lanes: int
     layer_lanes: dict[str, int] = field(default_factory=dict)  # lanes=auto: per LIF node (else `lanes`)
     neuron_lanes: bool = True  # target option neuron_lanes: eligible layers update `lanes` neurons per cycle
-    neuron_on: set[str] | None = None  # lanes=auto / budgets: the layers (nodes) sized to get them; None: all
+    neuron_on: dict[str, int] | None = None  # lanes=auto / budgets: neuron lanes per layer (node); None: its lanes
     pops: dict[str, _Pop] = field(default_factory=dict)
     paths_of: dict[str, list[SynapsePath]] = field(default_factory=dict)
     evlists: dict[str, EventList] = field(default_factory=dict)
@@ -167,7 +167,8 @@ def _finish(design: Design, target) -> Design:
     return design
 
 
-def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int], neuron_on: set[str] | None = None) -> Design:
+def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int],
+           neuron_on: dict[str, int] | None = None) -> Design:
     ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=layer_lanes, neuron_on=neuron_on,
                neuron_lanes=bool(target.options.get("neuron_lanes", True)) if target is not None else True)
     graph.verify()
@@ -315,16 +316,21 @@ class _NeuronStage(_Stage):
                        name in ctx.read_i)
         if layer.decay is not None:
             ctx.use(PER_NEURON_DECAY_MODULES)
-        if ctx.neuron_lanes and (ctx.neuron_on is None or name in ctx.neuron_on):
-            _neuron_lanes(layer)
+        if ctx.neuron_lanes:
+            _neuron_lanes(layer, None if ctx.neuron_on is None else ctx.neuron_on.get(name, 1))
         return layer
 
 
-def _neuron_lanes(lay: Layer) -> None:
-    """Give an eligible layer (`Layer.neuron_lanes`) its neuron lanes: the per-neuron memories become
-    lane matrices of ``nl`` neurons per word (padding lanes zero)."""
+def _neuron_lanes(lay: Layer, want: int | None) -> None:
+    """Give an eligible layer (`Layer.neuron_lanes`) its neuron lanes, ``want`` (a divisor of its
+    lanes) or all its lanes: the per-neuron memories become lane matrices of ``nl`` neurons per word
+    (padding lanes zero)."""
     lanes = {p.lanes for p in lay.paths}
     nl = lay.neuron_lanes(lanes.pop()) if len(lanes) == 1 else 1
+    if want is not None and nl > 1:
+        if nl % want:
+            raise RtlSupportError(f"layer '{lay.node}': {want} neuron lanes do not divide its {nl} lanes")
+        nl = min(nl, want)
     if nl <= 1:
         return
     lay.nl = nl

@@ -372,6 +372,11 @@ class Layer:
         return lanes if ok else 1
 
     @property
+    def nk(self) -> int:
+        """Groups per accumulator word: the synapse lanes over the neuron lanes (which divide them)."""
+        return self.paths[0].lanes // self.nl if self.nl > 1 else 1
+
+    @property
     def groups(self) -> int:
         """Cycles of the neuron pass: words of the state RAM."""
         return -(-self.n // self.nl)
