@@ -108,6 +108,20 @@ def test_fewer_neuron_lanes_than_lanes_bit_exact(seed, tmp_path):
     assert all(lay["cycles"]["efficiency"] <= 1.0 for lay in rep["layers"])
 
 
+@pytest.mark.rtl
+def test_one_group_of_a_power_of_two_bit_exact(tmp_path):
+    """Every neuron in one group, N = L = 2^k (the lane count does not fit the neuron index width)."""
+    rng = np.random.default_rng(11)
+    target = load_target("fpga:lanes=8")
+    g = recurrent_net(rng, target.profile, 7, 8, 8)
+    assert [(lay.nl, lay.groups) for lay in lower(g, target).layers] == [(8, 1), (8, 1)]
+    emit(g, tmp_path, target)
+    assert lint(tmp_path, probe=True) == [] and lint(tmp_path, probe=False) == []
+    x = rng.uniform(-1, 1, size=(3, 7)).astype(np.float32)
+    ref, _ = rtl_matches_int(g, tmp_path, x, ["h", "o"], "one group: ")
+    assert ref.probes["h"]["spikes"].any()
+
+
 def test_neuron_lanes_option_off_is_one_neuron_per_cycle(tmp_path):
     rng = np.random.default_rng(7)
     target = load_target("fpga:lanes=3,neuron_lanes=0")
