@@ -111,6 +111,8 @@ def balance(graph: Any, d: Design) -> tuple[dict[str, int], dict[str, int]]:
     words = sum(_rate(graph, u.node) for u in d.inputs) + 2 if d.input_events else d.words_in
     lanes = {k: 1 for k in layers}
     on = {k: 1 for k in layers}  # neuron lanes
+    for lay in layers.values():  # a missing rate is named source first, in topological order
+        synapse_cost(graph, lay, 1)
     # a layer's neuron pass at the most lanes (one neuron per cycle without neuron lanes)
     floor = max([words] + [(neuron_cost(graph, lay, top_lanes(lay), lay.neuron_lanes(top_lanes(lay))
                                         if d.neuron_lanes else 1) if lay.index in layers
