@@ -5,8 +5,11 @@ and its spikes leave through a queue in neuron order. Against the golden integer
 * random recurrent nets (seeded): lane counts that do not divide the layer sizes, a CUBA layer
   (stored current, per-neuron ``du`` and ``dv``: ``VEC_MU`` / ``VEC_MV``) with a recurrent path,
   per-neuron biases and floors, a second layer with graded (multi-level) spikes;
+* fewer neuron lanes than lanes (2 or 4 behind 2-3 times as many: each accumulator word read in
+  slices, as `lut_budget=` sizes them), and a layer that is one group (N = L = 2^k);
 * every reset x timing x compare x spike combination of `test_rtl_neuron` at 4 lanes for 6
-  neurons (bernoulli layers keep one neuron per cycle: one LFSR step per neuron).
+  neurons (bernoulli layers keep one neuron per cycle: one LFSR step per neuron);
+* the sizing: `lanes=auto` and `lut_budget=` give neuron lanes where the neuron pass is the step.
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ from rtl_check import rtl_matches_int
 from test_rtl_neuron import N_IN, PROFILES, B, T, _graph, _skeleton
 from test_rtl_pipeline import chain
 
-from npuc.backends.rtl import emit, lint, rtl_report, run
-from npuc.backends.rtl import budget
+from npuc.backends.rtl import budget, emit, lint, rtl_report, run
 from npuc.backends.rtl.lower import _finish, _lower, lower
 from npuc.backends.rtl.render import render
 from npuc.backends.rtl.sim import load_design
