@@ -51,8 +51,10 @@ def test_walk_speeds_up_the_slowest_stage_to_the_floor():
     cycles = [c.cycles_per_step for c in cands]
     assert cycles == sorted(cycles, reverse=True) and len(set(cycles)) == len(cycles)
     assert [c.lut for c in cands] == sorted(c.lut for c in cands)
-    # the walk ends where lanes=auto ends: the input stream (96 words) is the slowest stage
+    # the walk ends where lanes=auto ends: the input stream (96 words) is the slowest stage; 20 lanes
+    # bring l0 there (24 events x 2 chunks + 40 neurons + 8), for fewer LUTs than neuron lanes would
     assert cands[-1].cycles_per_step == 96 and cands[-1].lanes == {0: 20, 1: 1} and _lanes("fpga:lanes=auto") == [20, 1]
+    assert all(v == 1 for c in cands for v in c.neuron.values())
     # latency: T steps at the slowest stage (l0: 24 events x 40 chunks + 40 neurons + 8), plus the
     # other stages' fill: input words, l1 (4 events x 10 + 10 + 8) and the output words
     c = cands[0]

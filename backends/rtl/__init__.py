@@ -59,6 +59,8 @@ register(Backend(
                                             "RAMB18)"),
         "latency_us": Option(positive_number, "size each layer's lanes for the smallest design whose latency per "
                                               "sample at clock_mhz meets this (with a budget: within it)"),
+        "neuron_lanes": Option(flag, "1: a layer whose synapse paths are all dense with the same L > 1 lanes updates "
+                                     "L neurons per cycle (neuron pass ceil(N / L) cycles); 0: one neuron per cycle"),
         "pipeline": Option(flag, "1: layers (and the input stream) work on consecutive time steps at once; "
                                  "0: one step at a time, layer after layer"),
     },

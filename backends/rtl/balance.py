@@ -45,38 +45,86 @@ def _paths(lay: Layer) -> list[SynPath]:
     return [p for p in lay.paths if isinstance(p, SynPath) and p.maxpool is None]
 
 
-def layer_cost(graph: Any, lay: Layer, lanes: int) -> float:
-    """Expected cycles per step of a layer at ``lanes`` (the design was lowered with one lane)."""
+SPIKE_QUEUE = 3  # cycles from a neuron group's first spike to its event (report.PHASE_DEPTH["spike_queue"])
+
+
+def neuron_cost(graph: Any, lay: Layer, lanes: int, nl: int = 1) -> float:
+    """Expected cycles of a layer's neuron pass with ``nl`` neuron lanes (`Layer.neuron_lanes`, a
+    divisor of its ``lanes``): one neuron per cycle, or ``ceil(N / nl)`` groups while its expected
+    spikes leave one per cycle."""
+    if nl == 1:
+        return float(lay.n)
+    out = _rate(graph, lay.node) if lay.ev is not None else 0.0
+    return max(-(-lay.n // nl), out + SPIKE_QUEUE if out else 0.0)
+
+
+def layer_cost(graph: Any, lay: Layer, lanes: int, nl: int = 1) -> float:
+    """Expected cycles per step of a layer at ``lanes`` and ``nl`` neuron lanes (the design was
+    lowered with one lane)."""
+    return synapse_cost(graph, lay, lanes) + neuron_cost(graph, lay, lanes, nl) + FILL
+
+
+def synapse_cost(graph: Any, lay: Layer, lanes: int) -> float:
+    """Expected cycles per step of a layer's synapse phases at ``lanes``."""
     syn = 0.0
     for p in _paths(lay):
         taps = p.fanout / p.kc  # one lane: kc = channels
         syn += _rate(graph, p.source.pop) * taps * -(-p.cg // lanes)
     fixed = sum(p.fanout * _rate(graph, p.source.pop) for p in lay.paths if isinstance(p, SynPath) and p.maxpool)
-    return syn + fixed + lay.n + FILL
+    return syn + fixed
 
 
-def balance(graph: Any, d: Design) -> dict[str, int]:
-    """Lanes per layer (node name) for a design lowered with one lane."""
+def top_lanes(lay: Layer) -> int:
+    return max(p.cg for p in _paths(lay))
+
+
+def step(graph: Any, d: Design, lay: Layer, lanes: int, nl: int) -> tuple[int, int] | None:
+    """The next move of a layer at ``lanes`` and ``nl`` neuron lanes: the fewest lanes that save one
+    chunk per event (neuron lanes, if any, following them), or neuron lanes in all its lanes (target
+    option ``neuron_lanes``), whichever saves more expected cycles per estimated LUT4; None when
+    neither saves any."""
+    from .budget import layer_lut  # budget builds on this module
+
+    moves = []
+    if lanes < top_lanes(lay):
+        chunks = -(-top_lanes(lay) // lanes)
+        more = -(-top_lanes(lay) // (chunks - 1))
+        moves.append((more, more if nl > 1 else 1))
+    if d.neuron_lanes and nl < lanes and lay.neuron_lanes(lanes) > 1:
+        moves.append((lanes, lanes))
+    now = (layer_cost(graph, lay, lanes, nl), layer_lut(lay, lanes, nl))
+
+    def gain(m: tuple[int, int]) -> float:
+        return (now[0] - layer_cost(graph, lay, *m)) / max(1.0, layer_lut(lay, *m) - now[1])
+
+    moves = [m for m in moves if gain(m) > 0]
+    return max(moves, key=gain) if moves else None
+
+
+def balance(graph: Any, d: Design) -> tuple[dict[str, int], dict[str, int]]:
+    """Lanes per layer (node name) for a design lowered with one lane, and the layers that get
+    neuron lanes."""
     # sequential top: no stage overlaps, each layer is brought to the floor on its own
     groups = d.pipeline.groups if d.pipeline is not None else [[k] for k in range(len(d.layers))]
     layers = {lay.index: lay for lay in d.layers if isinstance(lay, Layer) and _paths(lay)}
     # the input stage: one cycle per word (input=events: per expected event, plus the count word)
     words = sum(_rate(graph, u.node) for u in d.inputs) + 2 if d.input_events else d.words_in
-    floor = max([words] + [lay.n + FILL for lay in d.layers])
     lanes = {k: 1 for k in layers}
-
-    def top(k: int) -> int:
-        return max(p.cg for p in _paths(layers[k]))
-
+    on = {k: 1 for k in layers}  # neuron lanes
+    for lay in layers.values():  # a missing rate is named source first, in topological order
+        synapse_cost(graph, lay, 1)
+    # a layer's neuron pass at the most lanes (one neuron per cycle without neuron lanes)
+    floor = max([words] + [(neuron_cost(graph, lay, top_lanes(lay), lay.neuron_lanes(top_lanes(lay))
+                                        if d.neuron_lanes else 1) if lay.index in layers
+                            else lay.n) + FILL for lay in d.layers])
     for members in groups:
         ks = [k for k in members if k in layers]
         others = sum(lay.n + FILL for lay in d.layers if lay.index in members and lay.index not in layers)
-        while others + sum(layer_cost(graph, layers[k], lanes[k]) for k in ks) > floor:
-            grow = [k for k in ks if lanes[k] < top(k)]
+        while others + sum(layer_cost(graph, layers[k], lanes[k], on[k]) for k in ks) > floor:
+            moves = {k: step(graph, d, layers[k], lanes[k], on[k]) for k in ks}
+            grow = [k for k in ks if moves[k] is not None]
             if not grow:
                 break
-            k = max(grow, key=lambda j: layer_cost(graph, layers[j], lanes[j]) - layers[j].n)
-            c = top(k)
-            chunks = -(-c // lanes[k])
-            lanes[k] = -(-c // (chunks - 1))  # the fewest lanes that save one chunk per event
-    return {layers[k].node: v for k, v in lanes.items()}
+            k = max(grow, key=lambda j: layer_cost(graph, layers[j], lanes[j], on[j]))
+            lanes[k], on[k] = moves[k]
+    return {layers[k].node: v for k, v in lanes.items()}, {layers[k].node: v for k, v in on.items()}

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .balance import FILL, _paths, _rate, layer_cost
+from .balance import FILL, _paths, _rate, layer_cost, step
 from .model import Design, Layer
 from .model import Path as SynPath
 from .util import RtlSupportError
@@ -39,7 +39,8 @@ BRAM_MIN_BITS = 4096
 Block RAMs are counted with one shape per memory: Yosys measured 50 (1 lane) and 53 (43 lanes) on the
 784-128-10 MLP where this gives 52 and 53."""
 
-LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 1.0, "weight_block": 11}
+LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 1.0, "weight_block": 11, "neuron_lane_w": 11.5,
+             "slice_mux": 0.5}
 """LUT4 estimate for ecp5 in nextpnr's unit (TRELLIS_COMB cells placed, what ``npuc report --synth
 --family ecp5`` prints): a fixed part per design and per layer, per lane ``lane_aw`` x accumulator
 width (add, bypass and select, the lane's accumulator RAM, the neuron side's read mux) plus a
@@ -60,17 +61,26 @@ def _lanes_of(lay: Layer, p: SynPath, lanes: dict[int, int]) -> int:
     return 1 if p.maxpool is not None else lanes.get(lay.index, 1)  # the max unit walks one lane
 
 
-def _memories(d: Design, lanes: dict[int, int]) -> list[tuple[int, int]]:
-    """(width, depth) of every memory of the design at ``lanes`` per layer (index); lowered at one lane."""
+def _nl(lay: Layer, on: dict[int, int]) -> int:
+    return on.get(lay.index, 1)
+
+
+def _memories(d: Design, lanes: dict[int, int], on: dict[int, int] | None = None) -> list[tuple[int, int]]:
+    """(width, depth) of every memory of the design at ``lanes`` per layer (index) and ``on[index]``
+    neuron lanes; lowered at one lane."""
     out: list[tuple[int, int]] = []
     for lay in d.layers:
         if not isinstance(lay, Layer):
             out += [(m.width, m.depth) for m in (lay.gather.rom, *lay.memories)]
             continue
-        out.append((lay.state_width, lay.n))
-        for m in (lay.bias, lay.vmin, lay.dmin):
+        nl = _nl(lay, on or {})
+        groups = -(-lay.n // nl)
+        out.append((lay.state_width * nl, groups))
+        for m in (lay.bias, lay.vmin, lay.dmin, lay.decay):
             if m is not None:
-                out.append((m.width, m.depth))
+                out.append((m.width * nl, -(-m.depth // nl)))
+        if nl > 1 and lay.ev is not None:  # the spike queue
+            out.append((lay.naw + nl * (lay.sw + 1), groups))
         for p in lay.paths:
             if not isinstance(p, SynPath):
                 out += [(m.width, m.depth) for m in (p.gather.rom, p.iter_rom)]
@@ -79,32 +89,44 @@ def _memories(d: Design, lanes: dict[int, int]) -> list[tuple[int, int]]:
             kc = -(-p.cg // n_l)
             out.append((p.ww * n_l, p.weights.depth // p.kc * kc))  # one lane: depth = rows x kc
             out += [(p.aw, p.adepth // p.kc * kc)] * n_l
-            out += [(m.width, m.depth) for m in (p.decode, p.bias) if m is not None]
+            out += [(m.width, m.depth) for m in (p.decode,) if m is not None]
+            if p.bias is not None:
+                out.append((p.bias.width * nl, -(-p.bias.depth // nl)))
     for ev in d.evlists:
         out.append((ev.dw, ev.n * (ev.banks + sum(ev.copy_banks))))
     return out
 
 
-def estimate(d: Design, lanes: dict[int, int]) -> dict[str, int]:
-    """Estimated ``{"lut", "bram"}`` of the design lowered at one lane when each layer (index) gets
-    ``lanes[index]`` lanes."""
+def layer_lut(lay: Layer, lanes: int, nl: int = 1) -> float:
+    """Estimated LUT4 of a layer's ``lanes`` and ``nl`` neuron lanes, beyond its fixed part (a
+    neuron lane: its `npuc_lif`; with fewer neuron lanes than lanes, a slice select per lane)."""
     m = LUT_MODEL
-    lut = m["base"] + m["layer"] * len(d.layers)
-    for lay in d.layers:
-        if not isinstance(lay, Layer):
+    lut = m["neuron_lane_w"] * lay.cw * (nl - 1)
+    if 1 < nl < lanes:
+        lut += m["slice_mux"] * (lanes // nl - 1) * nl * sum(p.aw for p in lay.paths if isinstance(p, SynPath))
+    for p in lay.paths:
+        if not isinstance(p, SynPath):
             continue
-        for p in lay.paths:
-            if not isinstance(p, SynPath):
-                continue
-            n_l = _lanes_of(lay, p, lanes)
-            lut += n_l * (m["lane_aw"] * p.aw + (0 if p.binary else m["lane_mul"] * p.ww * p.pw))
-            lut += m["weight_block"] * blocks(p.ww * n_l, p.weights.depth // p.kc * -(-p.cg // n_l))
-    return {"lut": int(round(lut)), "bram": sum(blocks(w, dp) for w, dp in _memories(d, lanes))}
+        n_l = 1 if p.maxpool is not None else lanes  # the max unit walks one lane
+        lut += n_l * (m["lane_aw"] * p.aw + (0 if p.binary else m["lane_mul"] * p.ww * p.pw))
+        lut += m["weight_block"] * blocks(p.ww * n_l, p.weights.depth // p.kc * -(-p.cg // n_l))
+    return lut
+
+
+def estimate(d: Design, lanes: dict[int, int], on: dict[int, int] | None = None) -> dict[str, int]:
+    """Estimated ``{"lut", "bram"}`` of the design lowered at one lane when each layer (index) gets
+    ``lanes[index]`` lanes and ``on[index]`` neuron lanes."""
+    m = LUT_MODEL
+    on = on or {}
+    lut = m["base"] + m["layer"] * len(d.layers)
+    lut += sum(layer_lut(lay, lanes.get(lay.index, 1), _nl(lay, on)) for lay in d.layers if isinstance(lay, Layer))
+    return {"lut": int(round(lut)), "bram": sum(blocks(w, dp) for w, dp in _memories(d, lanes, on))}
 
 
 @dataclass
 class Candidate:
     lanes: dict[int, int]  # layer index -> lanes
+    neuron: dict[int, int]  # layer index -> neuron lanes (1: one neuron per cycle)
     cycles_per_step: float
     latency_cycles: float
     lut: int
@@ -114,7 +136,7 @@ class Candidate:
         return round(self.latency_cycles, 3) / clock_mhz  # the rates are float32
 
 
-def _stage_costs(graph: Any, d: Design, lanes: dict[int, int]) -> list[tuple[float, list[int]]]:
+def _stage_costs(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int]) -> list[tuple[float, list[int]]]:
     """(expected cycles per step, layer indices) of every stage: input, layer groups, output."""
     groups = d.pipeline.groups if d.pipeline is not None else [[k] for k in range(len(d.layers))]
     words = sum(_rate(graph, u.node) for u in d.inputs) + 2 if d.input_events else d.words_in
@@ -123,14 +145,15 @@ def _stage_costs(graph: Any, d: Design, lanes: dict[int, int]) -> list[tuple[flo
         cost = 0.0
         for k in members:
             lay = d.layers[k]
-            cost += layer_cost(graph, lay, lanes[k]) if k in lanes else lay.n + FILL
+            cost += layer_cost(graph, lay, lanes[k], on.get(k, 1)) if k in lanes else lay.n + FILL
         out.append((cost, list(members)))
     out.append((float(d.readout_words(False)), []))
     return out
 
 
-def _candidate(graph: Any, d: Design, lanes: dict[int, int]) -> Candidate:
-    costs = [c for c, _ in _stage_costs(graph, d, lanes)]
+def _candidate(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int] | None = None) -> Candidate:
+    on = dict(on or {})
+    costs = [c for c, _ in _stage_costs(graph, d, lanes, on)]
     steps = graph.num_steps or 1  # latency_us needs the steps (checked in `size`)
     if d.pipeline is not None:
         cps = max(costs)
@@ -138,36 +161,61 @@ def _candidate(graph: Any, d: Design, lanes: dict[int, int]) -> Candidate:
     else:
         cps = sum(costs)
         latency = steps * cps
-    est = estimate(d, lanes)
-    return Candidate(dict(lanes), cps, latency, est["lut"], est["bram"])
+    est = estimate(d, lanes, on)
+    return Candidate(dict(lanes), on, cps, latency, est["lut"], est["bram"])
 
 
 def walk(graph: Any, d: Design) -> list[Candidate]:
-    """Candidate designs from one lane everywhere to the fastest, each step speeding up the slowest stage."""
+    """Candidate designs from one lane everywhere to the fastest, each step speeding up the slowest
+    stage (`balance.step`: more lanes, or neuron lanes)."""
     layers = {lay.index: lay for lay in d.layers if isinstance(lay, Layer) and _paths(lay)}
     lanes = {k: 1 for k in layers}
-    out = [_candidate(graph, d, lanes)]
+    on = {k: 1 for k in layers}
+    out = [_candidate(graph, d, lanes, on)]
     while True:
-        costs = _stage_costs(graph, d, lanes)
-        cost, members = max(costs, key=lambda c: c[0])
-        grow = [k for k in members if k in layers and lanes[k] < max(p.cg for p in _paths(layers[k]))]
+        cost, members = max(_stage_costs(graph, d, lanes, on), key=lambda c: c[0])
+        moves = {k: step(graph, d, layers[k], lanes[k], on[k]) for k in members if k in layers}
+        grow = [k for k, m in moves.items() if m is not None]
         if not grow:
             return out  # the slowest stage is the input / output stream, or fully parallel
-        k = max(grow, key=lambda j: layer_cost(graph, layers[j], lanes[j]) - layers[j].n)
-        c = max(p.cg for p in _paths(layers[k]))
-        chunks = -(-c // lanes[k])
-        lanes[k] = -(-c // (chunks - 1))  # the fewest lanes that save one chunk per event
-        out.append(_candidate(graph, d, lanes))
+        k = max(grow, key=lambda j: layer_cost(graph, layers[j], lanes[j], on[j]))
+        lanes[k], on[k] = moves[k]
+        out.append(_candidate(graph, d, lanes, on))
 
 
-def size(graph: Any, d: Design, options: dict[str, Any]) -> dict[str, int]:
-    """Lanes per layer (node name) for a design lowered with one lane, under the target's budget options."""
+def with_neuron_lanes(graph: Any, d: Design, cands: list[Candidate]) -> list[Candidate]:
+    """The walk's candidates and, for each, variants with ``nl`` = 2, 4, 8, ... neuron lanes in every
+    layer that can have them, its lanes rounded up to a multiple of ``nl`` (at most its channels),
+    when that is faster; sorted by estimated LUT4. (The walk's steps weigh cycles saved per LUT4 one
+    move at a time: neuron lanes save a layer's neuron pass at once, which that greedy order reaches
+    only after many lane steps, and only with all its lanes.)"""
+    out = list(cands)
+    if not d.neuron_lanes:
+        return out
+    for c in cands:
+        for nl in (2 ** e for e in range(1, 16)):
+            lanes, on = dict(c.lanes), dict(c.neuron)
+            for k, n in c.lanes.items():
+                lay = d.layers[k]
+                wide = nl * -(-n // nl)
+                if lay.neuron_lanes(n) > 1 and on.get(k, 1) == 1 and wide <= max(p.cg for p in _paths(lay)):
+                    lanes[k], on[k] = wide, nl
+            if on != c.neuron:
+                v = _candidate(graph, d, lanes, on)
+                if v.cycles_per_step < c.cycles_per_step:
+                    out.append(v)
+    return sorted(out, key=lambda c: (c.lut, c.cycles_per_step))
+
+
+def size(graph: Any, d: Design, options: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """Lanes per layer (node name) for a design lowered with one lane, under the target's budget
+    options, and the layers that get neuron lanes."""
     lut, bram, latency = (options.get(k) for k in BUDGET_OPTIONS)
     clock = float(options.get("clock_mhz") or 100.0)
     if latency is not None and not graph.num_steps:
         raise RtlSupportError(f"target option latency_us={latency}: graph '{graph.name}' has no fixed number of "
                               "time steps to count a sample's latency over")
-    cands = walk(graph, d)
+    cands = with_neuron_lanes(graph, d, walk(graph, d))
     limits = {"lut_budget": lut, "bram_budget": bram}
 
     def fits(c: Candidate, skip: str = "") -> bool:
@@ -211,5 +259,5 @@ def _need(c: Candidate, name: str) -> int:
     return c.lut if name == "lut_budget" else c.bram
 
 
-def _named(d: Design, c: Candidate) -> dict[str, int]:
-    return {d.layers[k].node: v for k, v in c.lanes.items()}
+def _named(d: Design, c: Candidate) -> tuple[dict[str, int], dict[str, int]]:
+    return {d.layers[k].node: v for k, v in c.lanes.items()}, {d.layers[k].node: v for k, v in c.neuron.items()}

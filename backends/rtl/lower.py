@@ -94,6 +94,8 @@ class _Ctx:
     prof: Any
     lanes: int
     layer_lanes: dict[str, int] = field(default_factory=dict)  # lanes=auto: per LIF node (else `lanes`)
+    neuron_lanes: bool = True  # target option neuron_lanes: eligible layers update `lanes` neurons per cycle
+    neuron_on: dict[str, int] | None = None  # lanes=auto / budgets: neuron lanes per layer (node); None: its lanes
     pops: dict[str, _Pop] = field(default_factory=dict)
     paths_of: dict[str, list[SynapsePath]] = field(default_factory=dict)
     evlists: dict[str, EventList] = field(default_factory=dict)
@@ -150,8 +152,8 @@ def lower(graph: Graph, target) -> Design:
 def _per_layer(graph: Graph, target, sizing) -> Design:
     """Lower with one lane, size each layer's lanes from that design, lower again with them
     (attention units keep one lane)."""
-    layer_lanes = sizing(_finish(_lower(graph, target, 1, {}), target))
-    design = _finish(_lower(graph, target, 1, layer_lanes), target)
+    layer_lanes, neuron_on = sizing(_finish(_lower(graph, target, 1, {}), target))
+    design = _finish(_lower(graph, target, 1, layer_lanes, neuron_on), target)
     design.lanes = max(layer_lanes.values(), default=1)
     return design
 
@@ -165,8 +167,10 @@ def _finish(design: Design, target) -> Design:
     return design
 
 
-def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int]) -> Design:
-    ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=layer_lanes)
+def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int],
+           neuron_on: dict[str, int] | None = None) -> Design:
+    ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=layer_lanes, neuron_on=neuron_on,
+               neuron_lanes=bool(target.options.get("neuron_lanes", True)) if target is not None else True)
     graph.verify()
     stage_names = [n for n in graph.topo_order() if STAGES.lookup(graph[n].op) is not None]
     if not stage_names:
@@ -193,7 +197,7 @@ def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int]) -> Des
         graph=graph.name, top=top, steps=graph.num_steps, profile=ctx.prof.name, lanes=ctx.lanes,
         in_w=max(i.xw for i in inputs), out_w=max(r.width for r in readouts),
         inputs=inputs, layers=layers, evlists=list(ctx.evlists.values()), readouts=readouts,
-        outputs=outputs, consumers=ctx.consumers, static_modules=tuple(ctx.modules))
+        outputs=outputs, consumers=ctx.consumers, static_modules=tuple(ctx.modules), neuron_lanes=ctx.neuron_lanes)
     return design
 
 
@@ -312,7 +316,40 @@ class _NeuronStage(_Stage):
                        name in ctx.read_i)
         if layer.decay is not None:
             ctx.use(PER_NEURON_DECAY_MODULES)
+        if ctx.neuron_lanes:
+            _neuron_lanes(layer, None if ctx.neuron_on is None else ctx.neuron_on.get(name, 1))
         return layer
+
+
+def _neuron_lanes(lay: Layer, want: int | None) -> None:
+    """Give an eligible layer (`Layer.neuron_lanes`) its neuron lanes, ``want`` (a divisor of its
+    lanes) or all its lanes: the per-neuron memories become lane matrices of ``nl`` neurons per word
+    (padding lanes zero)."""
+    lanes = {p.lanes for p in lay.paths}
+    nl = lay.neuron_lanes(lanes.pop()) if len(lanes) == 1 else 1
+    if want is not None and nl > 1:
+        if nl % want:
+            raise RtlSupportError(f"layer '{lay.node}': {want} neuron lanes do not divide its {nl} lanes")
+        nl = min(nl, want)
+    if nl <= 1:
+        return
+    lay.nl = nl
+    for p in lay.paths:
+        p.bias = _lane_matrix(p.bias, nl)
+    lay.bias, lay.vmin, lay.decay = (_lane_matrix(m, nl) for m in (lay.bias, lay.vmin, lay.decay))
+
+
+def _lane_matrix(m: Memory | None, nl: int) -> Memory | None:
+    """A per-neuron image (one word, or one row of lanes, per neuron) as ``ceil(n / nl)`` words of
+    ``nl`` neurons, neuron ``g * nl + j`` in lane ``j``."""
+    if m is None:
+        return None
+    vals = np.array([int(w) for w in m.words], dtype=np.int64)[:, None] if m.words.dtype == object \
+        else np.asarray(m.words, dtype=np.int64).reshape(len(m.words), -1)
+    groups = -(-len(vals) // nl)
+    padded = np.zeros((groups * nl, vals.shape[1]), dtype=np.int64)
+    padded[:len(vals)] = vals
+    return Memory(m.name, m.width * nl, padded.reshape(groups, nl * vals.shape[1]))
 
 
 class _UnitStage(_Stage):

@@ -359,6 +359,27 @@ class Layer:
     decay: Memory | None = None  # per-neuron decay multipliers (`npuc_lif` mu / mv): lanes `decay_vec`, mv first
     decay_w: int = 2  # bits per lane (signed)
     decay_vec: tuple[str, ...] = ()  # "mv" / "mu": the multipliers that vary per neuron
+    nl: int = 1  # neuron lanes: neurons updated per cycle (`layer_lanes.v.j2`); memories hold NL-lane words
+
+    def neuron_lanes(self, lanes: int) -> int:
+        """Neurons per cycle the neuron pass gets at ``lanes`` synapse lanes: ``lanes`` when every
+        path is a plain dense `npuc_syn` (neuron n in lane n mod L of accumulator word n / L, so word
+        g holds a whole group), else 1 (conv, token-wise dense, attention and max-pooled paths lay
+        their accumulators out otherwise; bernoulli spikes step one LFSR per neuron)."""
+        ok = self.dmin is None and bool(self.paths) and all(
+            isinstance(p, Path) and p.kind == 0 and p.maxpool is None and p.iter_p == 1 and p.cg == self.n
+            for p in self.paths)
+        return lanes if ok else 1
+
+    @property
+    def nk(self) -> int:
+        """Groups per accumulator word: the synapse lanes over the neuron lanes (which divide them)."""
+        return self.paths[0].lanes // self.nl if self.nl > 1 else 1
+
+    @property
+    def groups(self) -> int:
+        """Cycles of the neuron pass: words of the state RAM."""
+        return -(-self.n // self.nl)
 
     @property
     def state_width(self) -> int:
@@ -412,6 +433,7 @@ class Design:
     static_modules: tuple[str, ...] = ()  # the npuc.hdl building blocks this design uses
     pipeline: Any = None  # `npuc.backends.rtl.pipeline.Pipeline` (None: the sequential top)
     pipeline_note: str = ""  # why a requested pipeline fell back to the sequential top
+    neuron_lanes: bool = True  # target option neuron_lanes: eligible layers update `lanes` neurons per cycle
     input_events: bool = False  # input=events: a step's input is a count word, then one word per nonzero value
 
     @property

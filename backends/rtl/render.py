@@ -115,7 +115,7 @@ def _stage_json(lay: Layer | Unit) -> dict[str, Any]:
                          "sources": [ev.pop for ev in lay.gather.sources],
                          "delays": list(lay.gather.delays)},
                 "memory_bits": bits}
-    return {**base, "kind": "lif", "state_bits": lay.state_width * lay.n,
+    return {**base, "kind": "lif", "state_bits": lay.state_width * lay.n, "neuron_lanes": lay.nl,
             "paths": [_path_json(p) for p in lay.paths],
             "memory_bits": {"state": lay.state_width * lay.n, "bias": lay.bias.bits if lay.bias else 0,
                             "vmin": lay.vmin.bits if lay.vmin else 0, "dmin": lay.dmin.bits if lay.dmin else 0,

@@ -37,7 +37,7 @@ import numpy as np
 from . import toolchain
 from .sim import load_design
 
-PHASE_DEPTH = {"syn": 7, "syn_idle": 3, "syn_conv": 4, "pool": 6, "neuron": 5, "control": 1, "gather": 5,
+PHASE_DEPTH = {"spike_queue": 3, "syn": 7, "syn_idle": 3, "syn_conv": 4, "pool": 6, "neuron": 5, "control": 1, "gather": 5,
                "attention": 2}
 """Fixed cycles per phase, measured in Verilator: a dense synapse path's start, fetch/decode/address/
 weight read/weight register/add fill and done (``syn``; ``syn_idle`` when its list holds no event that
@@ -135,6 +135,19 @@ def _events(rtl: dict[str, Any], pops: list[str], delays: list[int] | None = Non
     return [read_events(rtl, p, d) for p, d in zip(pops, delays or [0] * len(pops))]
 
 
+def neuron_cycles(lay: dict[str, Any], rtl: dict[str, Any]) -> np.ndarray | int:
+    """The neuron pass beyond its fill: one neuron per cycle, or with neuron lanes one group of
+    ``nl`` per cycle while its spikes leave at one event per cycle (whichever is longer)."""
+    nl = int(lay.get("neuron_lanes", 1))
+    if nl == 1:
+        return lay["n"]
+    groups = -(-int(lay["n"]) // nl)
+    if lay["ev"] is None:  # no list to write: no queue
+        return groups
+    out = read_events(rtl, lay["node"])
+    return np.where(out > 0, np.maximum(groups, out + PHASE_DEPTH["spike_queue"]), groups)
+
+
 def layer_bound(lay: dict[str, Any], rtl: dict[str, Any], pool_cols: list[int]) -> dict[str, np.ndarray]:
     if "unit" in lay:
         u = lay["unit"]
@@ -171,7 +184,7 @@ def layer_bound(lay: dict[str, Any], rtl: dict[str, Any], pool_cols: list[int]) 
             depth += PHASE_DEPTH["control"]
     syn_arr = np.asarray(syn, dtype=np.float64)
     pool_arr = np.asarray(pool, dtype=np.float64)
-    total = syn_arr + pool_arr + lay["n"] + depth + fill
+    total = syn_arr + pool_arr + neuron_cycles(lay, rtl) + depth + fill
     return {"synapse": syn_arr, "pool": pool_arr, "bound": total, "depth": np.float64(depth) + np.mean(fill)}
 
 
