@@ -49,6 +49,8 @@ ZOO: list[tuple[str, str, Callable[[], torch.nn.Module], Callable[[], np.ndarray
      lambda: zsn.rate_images(2).numpy()),
     ("sinabs Speck net 2x64x64 (IAFSqueeze, SumPool2d)", "sinabs / Speck deployment", lambda: zoo.SpeckNet(2),
      lambda: _spikes((2, 8, 2, 64, 64), 0.05).astype(np.float32)),
+    ("sinabs Speck net 2x128x128 (the DVS sensor's size)", "sinabs / Speck deployment", lambda: zoo.SpeckNet(2, 128),
+     lambda: _spikes((2, 8, 2, 128, 128), 0.05).astype(np.float32)),
     ("snntorch RLeaky 700-128-20", "snntorch tutorial / SHD", lambda: shd.RLeakySHD(),
      lambda: _spikes((50, 4, 700), 0.05)),
     ("snntorch RSynaptic 700-128-20", "snntorch docs / SHD", lambda: shd.RSynapticSHD(),

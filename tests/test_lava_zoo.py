@@ -16,12 +16,13 @@ appear at small sizes; full sizes are compiled and mapped without running Lava.
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 
 import numpy as np
 import pytest
 import torch
-from models.zoo_models import GlobalAveragePoolNet, sew_net, sew_stem
+from models.zoo_models import GlobalAveragePoolNet, SpeckNet, sew_net, sew_stem
 
 import npuc
 from npuc.builddir import BuildDir
@@ -94,6 +95,39 @@ def test_global_average_pool_relays_are_exact_in_lava(tmp_path):
     doc = _lava_check(model, x, _small_axons(tmp_path, 512), tmp_path)
     (relay,) = [p for p in doc["populations"] if p["lava_process"] == "GradedVec"]
     assert relay["node"] == "lif2.relay" and relay["shape"] == [3 * 10]  # 1,152 sources in 3 blocks of 384
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_speck_net_at_the_dvs_size_relays_multi_level_spikes_in_24_bit_parts(tmp_path):
+    """sinabs at 2x128x128: the classifier reads 16,384 multi-level spike counts; at their largest
+    payload an axon-sized relay block's partial sums exceed Loihi 2's 24-bit graded spikes, so each
+    block is cut into runs that fit (12 parts of 10 relays instead of 4). Lava runs it in ~40 s."""
+    torch.manual_seed(0)
+    x = _spikes((2, 8, 2, 128, 128), 0.05, 0)
+    doc = _lava_check(SpeckNet(2, 128).eval(), x, "loihi2", tmp_path)
+    (relay,) = [p for p in doc["populations"] if p["lava_process"] == "GradedVec"]
+    assert relay["shape"][0] > 4 * 10
+    (needs,) = [r["needs"][0] for r in doc["fan_in_relays"]]
+    assert 0 < int(re.search(r"\|partial sum\| <= (\d+)", needs).group(1)) < 2**23
+
+
+def test_graded_parts_cut_a_block_into_runs_under_the_graded_limit():
+    from npuc.backends.lava.lowering import MAX_GRADED_BITS, Population, _graded_parts
+
+    rng = np.random.default_rng(3)
+    w = rng.integers(-255, 256, (7, 300))
+    w[:, 50:60] = 0
+    logical = rng.permutation(300)
+    src = Population("p", "p", "lif", (300,), (300,), np.arange(300), max_payload=2**13)
+    parts = _graded_parts(w, src, logical)
+    assert len(parts) > 1 and np.array_equal(sum(parts), w)
+    for part in parts:
+        assert int(np.abs(part).sum(1).max()) * 2**13 < 2 ** (MAX_GRADED_BITS - 1)
+    runs = [sorted(logical[np.flatnonzero(np.any(p, axis=0))]) for p in parts]
+    assert all(a[-1] < b[0] for a, b in zip(runs, runs[1:]))  # consecutive runs in the source's order
+    src_small = Population("p", "p", "lif", (300,), (300,), np.arange(300), max_payload=1)
+    assert len(_graded_parts(w, src_small, logical)) == 1
 
 
 @pytest.mark.lava

@@ -471,7 +471,7 @@ class _Lowering:
                 cols = (logical >= lo) & (logical < hi) & (source == src.node)
                 covered |= cols
                 if np.any(w[:, cols]):
-                    units.append((t, op, np.where(cols[None, :], w, 0)))
+                    units += [(t, op, part) for part in _graded_parts(np.where(cols[None, :], w, 0), src, logical)]
             if np.any(w[:, ~covered]):
                 raise _error(dst.node, self.g[dst.node].op, f"meta['fan_in_relays'] leaves synapses from '{src.node}' "
                                                             "without a relay block: re-run map-cores")
@@ -958,6 +958,31 @@ def _conv_pairs(op, in_shape, out_shape, pool: bool) -> tuple[np.ndarray, np.nda
                 cols.append(((ch * h + r) * w + q)[m])
                 vals.append(wk[m])
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
+
+def _graded_parts(w: np.ndarray, src: Population, logical: np.ndarray) -> list[np.ndarray]:
+    """A relay block's weights cut into consecutive runs of sources whose partial sums fit Loihi 2's
+    graded spikes (|sum| < 2^23 at the source's largest payload: multi-level spikes can carry a lot),
+    each run its own relays. One part when the block fits (the axon-sized blocks of map-cores)."""
+    limit, top = 2 ** (MAX_GRADED_BITS - 1), _max_abs_input(src)
+    if int(np.abs(w).sum(1).max(initial=0)) * top < limit:
+        return [w]
+    cols = np.flatnonzero(np.any(w, axis=0))
+    cols = cols[np.argsort(logical[cols], kind="stable")]
+    parts, start, acc = [], 0, np.zeros(w.shape[0], np.int64)
+    for k, c in enumerate(cols):
+        col = np.abs(w[:, c])
+        if int((acc + col).max()) * top >= limit and k > start:
+            parts.append(cols[start:k])
+            start, acc = k, np.zeros_like(acc)
+        acc += col
+    parts.append(cols[start:])
+    out = []
+    for part in parts:  # a single source beyond the limit stays beyond it: the caller's check refuses it
+        m = np.zeros(w.shape[1], bool)
+        m[part] = True
+        out.append(np.where(m[None, :], w, 0))
+    return out
 
 
 def _max_abs_input(src: Population) -> int:
