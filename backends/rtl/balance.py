@@ -45,17 +45,24 @@ def _paths(lay: Layer) -> list[SynPath]:
     return [p for p in lay.paths if isinstance(p, SynPath) and p.maxpool is None]
 
 
-SPIKE_QUEUE = 3  # cycles from a neuron group's first spike to its event (report.PHASE_DEPTH["spike_queue"])
+SPIKE_QUEUE = 3  # cycles from a neuron group's first spike to its event (measured in Verilator)
+
+
+def neuron_pass(n: int, nl: int, spikes: Any) -> Any:
+    """Cycles of a neuron pass beyond its fill: one neuron per cycle, or with ``nl`` neuron lanes
+    ``ceil(n / nl)`` groups while the step's ``spikes`` (measured per step, or expected) leave one
+    per cycle through the spike queue, whichever is longer."""
+    if nl == 1:
+        return n
+    groups = -(-n // nl)
+    return np.where(np.asarray(spikes) > 0, np.maximum(groups, np.asarray(spikes) + SPIKE_QUEUE), groups)
 
 
 def neuron_cost(graph: Any, lay: Layer, lanes: int, nl: int = 1) -> float:
     """Expected cycles of a layer's neuron pass with ``nl`` neuron lanes (`Layer.neuron_lanes`, a
-    divisor of its ``lanes``): one neuron per cycle, or ``ceil(N / nl)`` groups while its expected
-    spikes leave one per cycle."""
-    if nl == 1:
-        return float(lay.n)
-    out = _rate(graph, lay.node) if lay.ev is not None else 0.0
-    return max(-(-lay.n // nl), out + SPIKE_QUEUE if out else 0.0)
+    divisor of its ``lanes``)."""
+    out = _rate(graph, lay.node) if lay.ev is not None and nl > 1 else 0.0
+    return float(neuron_pass(lay.n, nl, out))
 
 
 def layer_cost(graph: Any, lay: Layer, lanes: int, nl: int = 1) -> float:

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .balance import FILL, _paths, _rate, layer_cost, step
+from .balance import FILL, _paths, _rate, layer_cost, step, top_lanes
 from .model import Design, Layer
 from .model import Path as SynPath
 from .util import RtlSupportError
@@ -57,8 +57,8 @@ def blocks(width: int, depth: int) -> int:
     return min(-(-width // w) * -(-depth // d) for d, w in BRAM_SHAPES)
 
 
-def _lanes_of(lay: Layer, p: SynPath, lanes: dict[int, int]) -> int:
-    return 1 if p.maxpool is not None else lanes.get(lay.index, 1)  # the max unit walks one lane
+def _lanes_of(p: SynPath, lanes: int) -> int:
+    return 1 if p.maxpool is not None else lanes  # the max unit walks one lane
 
 
 def _nl(lay: Layer, on: dict[int, int]) -> int:
@@ -85,7 +85,7 @@ def _memories(d: Design, lanes: dict[int, int], on: dict[int, int] | None = None
             if not isinstance(p, SynPath):
                 out += [(m.width, m.depth) for m in (p.gather.rom, p.iter_rom)]
                 continue
-            n_l = _lanes_of(lay, p, lanes)
+            n_l = _lanes_of(p, lanes.get(lay.index, 1))
             kc = -(-p.cg // n_l)
             out.append((p.ww * n_l, p.weights.depth // p.kc * kc))  # one lane: depth = rows x kc
             out += [(p.aw, p.adepth // p.kc * kc)] * n_l
@@ -107,7 +107,7 @@ def layer_lut(lay: Layer, lanes: int, nl: int = 1) -> float:
     for p in lay.paths:
         if not isinstance(p, SynPath):
             continue
-        n_l = 1 if p.maxpool is not None else lanes  # the max unit walks one lane
+        n_l = _lanes_of(p, lanes)
         lut += n_l * (m["lane_aw"] * p.aw + (0 if p.binary else m["lane_mul"] * p.ww * p.pw))
         lut += m["weight_block"] * blocks(p.ww * n_l, p.weights.depth // p.kc * -(-p.cg // n_l))
     return lut
@@ -198,7 +198,7 @@ def with_neuron_lanes(graph: Any, d: Design, cands: list[Candidate]) -> list[Can
             for k, n in c.lanes.items():
                 lay = d.layers[k]
                 wide = nl * -(-n // nl)
-                if lay.neuron_lanes(n) > 1 and on.get(k, 1) == 1 and wide <= max(p.cg for p in _paths(lay)):
+                if lay.neuron_lanes(n) > 1 and on.get(k, 1) == 1 and wide <= top_lanes(lay):
                     lanes[k], on[k] = wide, nl
             if on != c.neuron:
                 v = _candidate(graph, d, lanes, on)

@@ -35,9 +35,10 @@ from typing import Any
 import numpy as np
 
 from . import toolchain
+from .balance import neuron_pass
 from .sim import load_design
 
-PHASE_DEPTH = {"spike_queue": 3, "syn": 7, "syn_idle": 3, "syn_conv": 4, "pool": 6, "neuron": 5, "control": 1, "gather": 5,
+PHASE_DEPTH = {"syn": 7, "syn_idle": 3, "syn_conv": 4, "pool": 6, "neuron": 5, "control": 1, "gather": 5,
                "attention": 2}
 """Fixed cycles per phase, measured in Verilator: a dense synapse path's start, fetch/decode/address/
 weight read/weight register/add fill and done (``syn``; ``syn_idle`` when its list holds no event that
@@ -139,13 +140,8 @@ def neuron_cycles(lay: dict[str, Any], rtl: dict[str, Any]) -> np.ndarray | int:
     """The neuron pass beyond its fill: one neuron per cycle, or with neuron lanes one group of
     ``nl`` per cycle while its spikes leave at one event per cycle (whichever is longer)."""
     nl = int(lay.get("neuron_lanes", 1))
-    if nl == 1:
-        return lay["n"]
-    groups = -(-int(lay["n"]) // nl)
-    if lay["ev"] is None:  # no list to write: no queue
-        return groups
-    out = read_events(rtl, lay["node"])
-    return np.where(out > 0, np.maximum(groups, out + PHASE_DEPTH["spike_queue"]), groups)
+    spikes = read_events(rtl, lay["node"]) if nl > 1 and lay["ev"] is not None else 0  # no list: no queue
+    return neuron_pass(int(lay["n"]), nl, spikes)
 
 
 def layer_bound(lay: dict[str, Any], rtl: dict[str, Any], pool_cols: list[int]) -> dict[str, np.ndarray]:
