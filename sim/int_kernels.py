@@ -462,12 +462,8 @@ class LIFInt(StatefulKernel):
                 lo, hi = _extremes(x)
             self._prove(op, st, lo, hi, ctx)
         # every step's input shifted at once, in the state's type (int32 inputs fit: amax < 2^30)
-        if "s32" in st:
-            a = x.to(torch.int32)
-            st["a_shifted"] = a.__ilshift__(prof.act_shift) if a is not x else a << prof.act_shift
-        else:
-            a = x.to(torch.int64)
-            st["a_shifted"] = a.__ilshift__(prof.act_shift) if a is not x else a << prof.act_shift  # never x itself
+        a = x.to(torch.int32 if "s32" in st else torch.int64)
+        st["a_shifted"] = a.__ilshift__(prof.act_shift) if a is not x else a << prof.act_shift  # never x itself
         if (st["fast"] and _is(st["du"], 0) and not st["check_u"] and st["bias"] is not None
                 and (ctx.node, "i") not in ctx.needed):
             # u is the input alone, unchecked and unread: h = decay(v) + (a + bias) adds the same
