@@ -92,8 +92,10 @@ def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray], labels
     if rtl.get("cycles_per_second"):
         how = ("compiled testbench, " + (f"{rtl['procs']} processes" if rtl["procs"] > 1 else "1 process")
                if rtl.get("engine") == "harness" else "cocotb testbench")
+        build = {True: "Verilator model reused from the cache", False: f"Verilator build {rtl['build_seconds']:.1f} s"}
         _print(f"  rtl: {rtl['cycles']:,} cycles simulated in {rtl['sim_seconds']:.2f} s "
-               f"({rtl['cycles_per_second']:,.0f} cycles/s, {how})")
+               f"({rtl['cycles_per_second']:,.0f} cycles/s, {how})"
+               + (f"; {build[rtl['build_cached']]}" if rtl.get("build_cached") is not None else ""))
     lava = res.stats.get("lava") or {}
     if lava.get("steps_per_s"):
         _print(f"  Lava: {lava['steps']:,} time steps, {lava['steps_per_s']:,} steps/s at steady state "
