@@ -1,4 +1,4 @@
-"""Benchmark 1: simulation speed of the golden engines, Lava and (later) RTL, on models written the
+"""Benchmark 1: simulation speed of the golden engines, Lava and RTL, on models written the
 way the libraries' tutorials write them (tests/models/).
 
 Per model, in sample-steps per second and as a ratio to the source model's own PyTorch forward
@@ -242,7 +242,7 @@ def path_size_mb(nbytes: int) -> float:
 
 COLUMNS = ["model", "T", "large batch", "PyTorch b1 ss/s", "float b1 x", "int b1 x", "PyTorch large ss/s",
            "float large x", "int large x", "float exact", "Lava build s", "Lava steps/s", "Lava x", "int / Lava",
-           "Lava exact", "RTL cycles/s", "RTL x"]
+           "Lava exact"]
 MEMORY_COLUMNS = ["model", "samples", "data MB", "RSS after imports MB", "peak RSS MB", "seconds (simulation)", "sample-steps/s"]
 
 
