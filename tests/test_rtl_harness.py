@@ -131,6 +131,10 @@ def test_cli_simulate_reports_cycles_per_second_and_reuses_the_build(tmp_path, c
         line = [s for s in capsys.readouterr().err.splitlines() if s.startswith("  rtl:")]
         assert len(line) == 1 and "cycles/s, compiled testbench" in line[0] and build in line[0], line
     assert len(list((tmp_path / "cache" / "harness").glob("npuc_*/harness"))) == 1
+    # verify runs the probed build (PROBE=1: a second model) and reports its speed too
+    assert main(["verify", str(tmp_path / "b"), "--engine", "rtl", "--input", str(tmp_path / "x.npy")]) == 0
+    line = [s for s in capsys.readouterr().err.splitlines() if s.startswith("rtl:") and "cycles/s" in s]
+    assert len(line) == 1 and "compiled testbench" in line[0] and "Verilator build" in line[0], line
 
 
 @pytest.mark.rtl

@@ -409,4 +409,17 @@ def _rtl_stats(meta: dict, res: dict, timing: dict, probe: bool) -> dict[str, An
     }
 
 
-__all__ = ["run", "encode_words", "load_design", "ArtifactError"]
+def speed_line(rtl: dict[str, Any]) -> str | None:
+    """One line for a CLI: cycles simulated, their rate, which testbench, and whether the Verilator
+    model came from the cache (``rtl``: a `run` result's ``stats["rtl"]``)."""
+    if not rtl.get("cycles_per_second"):
+        return None
+    how = ("compiled testbench, " + (f"{rtl['procs']} processes" if rtl["procs"] > 1 else "1 process")
+           if rtl.get("engine") == "harness" else "cocotb testbench")
+    build = {True: "; Verilator model reused from the cache",
+             False: f"; Verilator build {rtl['build_seconds']:.1f} s"}.get(rtl.get("build_cached"), "")
+    return (f"rtl: {rtl['cycles']:,} cycles simulated in {rtl['sim_seconds']:.2f} s "
+            f"({rtl['cycles_per_second']:,.0f} cycles/s, {how}){build}")
+
+
+__all__ = ["run", "encode_words", "load_design", "speed_line", "ArtifactError"]
