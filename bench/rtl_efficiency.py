@@ -113,7 +113,10 @@ def measure(name: str, model: nn.Module, calib: np.ndarray, x: np.ndarray, steps
         # its words to each step; per-layer cycles and events are status ports
         res = rtl_run(art, x, probe=False)
         t_sim = time.perf_counter() - t0
-        if not np.array_equal(np.asarray(res.output).reshape(-1), np.asarray(hw.simulate(x, "int")).reshape(-1)):
+        want = hw.simulate(x, "int")
+        want = list(want) if isinstance(want, (list, tuple)) else [want]
+        if len(want) != len(res.outputs) or not all(np.array_equal(np.asarray(a).reshape(-1), np.asarray(b).reshape(-1))
+                                                    for a, b in zip(res.outputs, want)):
             raise AssertionError(f"{name} ({target}): the RTL outputs differ from the integer engine's")
         acc = None
         if held_out is not None:
