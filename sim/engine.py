@@ -384,8 +384,8 @@ def _static_range(graph: Graph, name: str, port: str) -> tuple[float, float] | N
 def _float_outputs(graph: Graph, ctx: Context, keep: set[str]) -> set[str]:
     """Integer-engine nodes whose values may stay exact-integer floats between two kernels that
     work in float anyway (saving conversions per value): weighted sums only neurons read (directly
-    or through an `Add`, which sums exact floats in float), and binary spikes only weighted ops
-    read. Never a probed node or one an Output reads."""
+    or through an `Add`, which sums exact floats in float, or a `MaxPool2d`), and binary spikes only
+    weighted ops read. Never a probed node or one an Output reads."""
     if ctx.mode != "int":
         return set()
     if "_float_outputs" not in ctx.cache:
@@ -398,6 +398,8 @@ def _float_outputs(graph: Graph, ctx: Context, keep: set[str]) -> set[str]:
                 found.add(n.name)
             elif isinstance(n.op, Add) and all(isinstance(u.op, LIF) for u in users):
                 found.add(n.name)  # a float sum when exact (`int_kernels.add`), else int64
+            elif isinstance(n.op, MaxPool2d) and all(isinstance(u.op, LIF) for u in users):
+                found.add(n.name)  # the maximum of exact floats is one of them
             elif (isinstance(n.op, LIF) and n.op.spike == "binary" and all(type(u.op) in _WEIGHTED for u in users)
                   and all(r.node != n.name or n.port(r) == "spikes" for u in users for r in u.inputs)):
                 found.add(n.name)  # also inside a loop: its weighted sums take float rows as they are
@@ -408,8 +410,8 @@ def _float_outputs(graph: Graph, ctx: Context, keep: set[str]) -> set[str]:
 def _reaches_neurons(graph: Graph, user: Any) -> bool:
     """Whether float values read by ``user`` only reach neurons' inputs: ``user`` is a neuron
     (outside loops its `prepare` converts all steps at once, inside it converts each step), or an
-    `Add` only neurons read."""
-    if isinstance(user.op, Add):
+    `Add` or `MaxPool2d` only neurons read."""
+    if isinstance(user.op, (Add, MaxPool2d)):
         return all(isinstance(graph[u].op, LIF) for u, _ in graph.users(user.name))
     return isinstance(user.op, LIF)
 

@@ -194,11 +194,12 @@ def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
     if bound_key not in ctx.cache:
         w = np.abs(q.weight.astype(np.float64)).reshape(q.weight.shape[0], -1).sum(1).max()
         ctx.cache[bound_key] = (q.weight, float(w))
-    known = ctx.in_ranges[0] if ctx.in_ranges else None  # spikes: no pass over the values
-    xmax = max(-known[0], known[1], 0.0) if known is not None else _absmax(x)
-    acc_bound = ctx.cache[bound_key][1] * xmax
-    if known is not None and acc_bound >= 2**24:  # a loose bound (another sum's): the values may prove float32
-        acc_bound = ctx.cache[bound_key][1] * _absmax(x)
+    given = ctx.in_ranges[0] if ctx.in_ranges else None  # spikes: no pass over the values
+    known = given if given is not None else _extremes(x)
+    acc_bound = ctx.cache[bound_key][1] * max(-known[0], known[1], 0.0)
+    if given is not None and acc_bound >= 2**24:  # a loose bound (another sum's): the values may prove float32
+        known = _extremes(x)
+        acc_bound = ctx.cache[bound_key][1] * max(-known[0], known[1], 0.0)
     e = q.weight_exp
     # floor shifts keep |floor(s / 2^k)| <= ceil(|s| / 2^k) <= bound / 2^k + 1
     bound = acc_bound * 2.0**e + (0.0 if e >= 0 else 1.0)
@@ -214,15 +215,20 @@ def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
     # then one conversion to int64 at the end
     for limit, ft in ((2**24, torch.float32), (_EXACT, torch.float64)):
         if acc_bound < limit and bound < limit:
-            acc = fn(x.to(ft), _cached(ctx, q.weight, ft))
-            if e:
-                acc.mul_(2.0**e)
+            int8 = _int8_product(op, x, known, ctx, fn) if ft == torch.float32 else None
+            # the int8 product's sums are those of the weights divided by 2^k: scaled back with 2^e
+            acc, k = int8 if int8 is not None else (fn(x.to(ft), _cached(ctx, q.weight, ft)), 0)
+            if e + k:
+                acc.mul_(2.0 ** (e + k))
                 if e < 0:
                     acc.floor_()
             if bias is not None:
                 acc += _cached(ctx, q.bias, ft) if fn is _linear else _cached(ctx, q.bias, ft).reshape(bias.shape)
-            # exact integers: neurons that read only this convert them themselves (engine._float_outputs)
-            return (acc if ctx.float_out else acc.to(torch.int64)), bound
+            # exact integers: neurons that read only this convert them themselves (engine._float_outputs);
+            # oneDNN's convolutions write channels-last, the engine's kernels read [N, C, H, W] rows:
+            # one copy does both
+            out = ft if ctx.float_out else torch.int64
+            return acc.to(out, memory_format=torch.contiguous_format), bound
     if acc_bound < 2**24:
         acc = fn(x.to(torch.float32), _cached(ctx, q.weight, torch.float32)).to(torch.int64)
     elif acc_bound < _EXACT:
@@ -233,6 +239,113 @@ def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
     if bias is not None:
         acc += bias
     return acc, bound
+
+
+def _int8_product(op, x: torch.Tensor, known: tuple[float, float], ctx: Context, fn) -> tuple[torch.Tensor, int] | None:
+    """``fn(x, W / 2^k)`` of a `Dense` or `Conv2d` and ``k`` (`_int8_weights`), the product a float32
+    tensor (channels-last for a convolution) from oneDNN's uint8 x int8 kernels
+    (int32 sums, AMX / VNNI on x86: 2-10x faster than the float32 product), or None where they do
+    not apply: weights outside int8, inputs outside ``[0, 127]`` (7-bit inputs: a pair of products
+    then fits the int16 sums of CPUs without VNNI), products too small to pay for the call, or
+    kernels missing or failing `int8_selftest` on this machine. Exact: the caller has proven every
+    sum below 2^24, so the int32 sums and their float32 conversion are the integers."""
+    conv = fn is not _linear
+    if not (INT8 and _int8_works()) or (conv and not isinstance(op, ops.Conv2d)) or x.dim() not in (2, 3, 4):
+        return None
+    if conv and (x.dim() != 4 or _window_sum(op, ctx) is not None):
+        return None
+    q = op.q
+    packed = _int8_weights(op, ctx)
+    if packed is None:
+        return None
+    rows = x.numel() // x.shape[-1] if not conv else x.shape[0]
+    macs = rows * int(np.prod(q.weight.shape)) * (1 if not conv else _conv_positions(op, x))
+    if macs < _INT8_MIN_MACS:
+        return None
+    lo, hi = known
+    if lo < 0 or hi > 127:
+        return None
+    xu = x.to(torch.uint8)
+    w, scale, zero, k = packed
+    if not conv:
+        y = torch.ops.onednn.qlinear_pointwise(xu.reshape(-1, x.shape[-1]), 1.0, 0, w, scale, zero, None, 1.0, 0,
+                                               torch.float32, "none", [], "")
+        y = y.reshape(*x.shape[:-1], y.shape[-1])
+    else:
+        y = torch.ops.onednn.qconv2d_pointwise(xu, 1.0, 0, w, scale, zero, None, list(op.stride), list(op.padding),
+                                               list(op.dilation), op.groups, 1.0, 0, torch.float32, "none", [], "")
+    return y, k
+
+
+INT8 = True
+"""Let weighted sums run on oneDNN's uint8 x int8 kernels where `_int8_product` applies (False: float32)."""
+_INT8_MIN_MACS = 1 << 20  # smaller products: the call's overhead exceeds what int8 saves (measured)
+_INT8_STATE: dict[str, bool] = {}
+
+
+def _conv_positions(op, x: torch.Tensor) -> int:
+    """Output positions of a convolution of ``x`` ([N, C, H, W])."""
+    n = 1
+    for size, k, s, p, d in zip(x.shape[2:], op.kernel, op.stride, op.padding, op.dilation):
+        n *= max(0, (size + 2 * p - d * (k - 1) - 1) // s + 1)
+    return n
+
+
+def _int8_weights(op, ctx: Context):
+    """oneDNN's packed int8 weights of ``op`` with unit scales and zero points, and the power of two
+    they were divided by (cached), or None when they do not fit int8 after that division (Loihi 2
+    weights are even 9-bit values: 8-bit mantissas times 2)."""
+    q = op.q
+    key = (id(q.weight), "int8")
+    if key not in ctx.cache:
+        wt = q.weight.astype(np.int64)
+        nz = np.abs(wt[wt != 0])
+        k = int((nz & -nz).min()).bit_length() - 1 if nz.size else 0  # the weights' common factor 2^k
+        wt = wt >> k
+        packed = None
+        if wt.size and int(wt.min()) >= -128 and int(wt.max()) <= 127:
+            w8 = torch.from_numpy(np.ascontiguousarray(wt, dtype=np.int8))
+            n = wt.shape[0]
+            scale, zero = torch.ones(n, dtype=torch.float32), torch.zeros(n, dtype=torch.int64)
+            if isinstance(op, ops.Conv2d):
+                w = torch.ops.onednn.qconv_prepack(w8, scale, 1.0, 0, list(op.stride), list(op.padding),
+                                                   list(op.dilation), op.groups, None)
+            else:
+                w = torch.ops.onednn.qlinear_prepack(w8, None)
+            packed = (w, scale, zero, k)
+        ctx.cache[key] = (q.weight, packed)
+    return ctx.cache[key][1]
+
+
+def _int8_works() -> bool:
+    """Whether oneDNN's int8 kernels exist here and give the exact integers (checked once per process)."""
+    if "ok" not in _INT8_STATE:
+        try:
+            _INT8_STATE["ok"] = int8_selftest()
+        except (RuntimeError, AttributeError, NotImplementedError):
+            _INT8_STATE["ok"] = False
+    return _INT8_STATE["ok"]
+
+
+def int8_selftest() -> bool:
+    """oneDNN's linear and convolution on extreme operands (inputs 0 and 127, weights -128 and 127,
+    sums of 36-72 products of 127 x 127) against int64 sums: a CPU or library whose int8 kernels saturate or round
+    fails it, and the engine then keeps its float32 products."""
+    g = torch.Generator().manual_seed(17)
+    x = torch.randint(0, 2, (33, 4, 9, 9), generator=g, dtype=torch.uint8) * 127
+    w = torch.where(torch.rand((16, 4, 3, 3), generator=g) < 0.5, -128, 127).to(torch.int8)
+    w[:, :, 0] = 127  # one row of one sign: long runs of equal-signed products
+    scale, zero = torch.ones(16), torch.zeros(16, dtype=torch.int64)
+    ref = F.conv2d(x.to(torch.int64), w.to(torch.int64), None, 1, 1)
+    packed = torch.ops.onednn.qconv_prepack(w, scale, 1.0, 0, [1, 1], [1, 1], [1, 1], 1, None)
+    y = torch.ops.onednn.qconv2d_pointwise(x, 1.0, 0, packed, scale, zero, None, [1, 1], [1, 1], [1, 1], 1,
+                                           1.0, 0, torch.float32, "none", [], "")
+    xl = x.reshape(33 * 4, 81)[:, :72].contiguous()
+    wl = w.reshape(16, 36).repeat(1, 2).contiguous()
+    yl = torch.ops.onednn.qlinear_pointwise(xl, 1.0, 0, torch.ops.onednn.qlinear_prepack(wl, None), scale, zero,
+                                            None, 1.0, 0, torch.float32, "none", [], "")
+    return bool(torch.equal(y.to(torch.int64), ref)
+                and torch.equal(yl.to(torch.int64), xl.to(torch.int64) @ wl.to(torch.int64).T))
 
 
 def _ints(x: torch.Tensor) -> torch.Tensor:
@@ -354,7 +467,8 @@ def maxpool(op: ops.MaxPool2d, xs, ctx: Context) -> torch.Tensor:
             for part in parts[1:]:
                 y = torch.maximum(y, part)
             x = y
-        return y
+        # exact-integer floats (a weighted sum's, engine._float_outputs) stay floats for neurons only
+        return y.to(torch.int64) if y.is_floating_point() and not ctx.float_out else y
     return F.max_pool2d(x.to(_exact_float(x, 1)), op.kernel, op.stride, op.padding).to(torch.int64)
 
 
