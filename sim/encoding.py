@@ -119,15 +119,17 @@ def _int_spikes(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.int64)
 
 
-def _integral(x: torch.Tensor, block: int = 1 << 18) -> tuple[float, float] | None:
+def _integral(x: torch.Tensor, block: int = 1 << 18, small: torch.Tensor | None = None) -> tuple[float, float] | None:
     """``(min, max)`` of float ``x`` when every value is an integer, else None: rounding is exact in
     the input's own float type (every float beyond its mantissa is an integer); in cache-sized
     blocks (3x faster on large inputs than rounding the whole tensor), each block's extremes
-    taken while it is in cache."""
+    taken while it is in cache. ``small``: a contiguous uint8 tensor of ``x``'s shape, filled with
+    ``x``'s values while each block is in cache, as long as the values so far are within [0, 127]
+    (so all of it when the extremes are)."""
     if x.numel() == 0:
         return 0.0, 0.0
     if not x.is_contiguous():  # a batch chunk of a [T, B, ...] input: each step is contiguous
-        found = [_integral(step, block) for step in x]
+        found = [_integral(step, block, None if small is None else small[t]) for t, step in enumerate(x)]
         if any(f is None for f in found):
             return None
         return min(f[0] for f in found), max(f[1] for f in found)  # type: ignore[index]
@@ -137,6 +139,7 @@ def _integral(x: torch.Tensor, block: int = 1 << 18) -> tuple[float, float] | No
     # numpy's round / compare / min / max take half the time of torch's on one core on large
     # inputs (torch.equal is the slow part); bfloat16 and half have no numpy type
     np_ok = x.dtype in (torch.float32, torch.float64) and flat.numel() >= 1 << 14  # (small: numpy's call overhead)
+    out = None if small is None else small.view(-1)
     for start in range(0, flat.numel(), block):
         part = flat[start:start + block]
         if np_ok:
@@ -149,18 +152,28 @@ def _integral(x: torch.Tensor, block: int = 1 << 18) -> tuple[float, float] | No
                 return None
             a, b = torch.aminmax(part)
         lo, hi = min(lo, float(a)), max(hi, float(b))
+        if out is not None and 0 <= lo and hi <= 127:
+            if np_ok:
+                np.copyto(out[start:start + block].numpy(), p, casting="unsafe")
+            else:
+                out[start:start + block].copy_(part)
     return lo, hi
 
 
-def encode_int_spikes_float(op: Input, x: torch.Tensor, steps: int) -> tuple[torch.Tensor, tuple[float, float]] | None:
+def encode_int_spikes_float(op: Input, x: torch.Tensor, steps: int,
+                            small: bool = False) -> tuple[torch.Tensor, tuple[float, float]] | None:
     """`encode` for the integer engine of a ``spikes`` input whose values may stay float (exact
     integers: readers that only multiply them by weights in float save two conversions), with the
-    values' ``(min, max)``; None when the input is not one."""
+    values' ``(min, max)``; None when the input is not one. ``small``: values within [0, 127] come
+    as uint8 instead (converted while checked: the readers' int8 products take them as they are)."""
     if op.encoding.kind != "spikes" or not x.is_floating_point():
         return None
-    found = _integral(x)
+    u8 = torch.empty(x.shape, dtype=torch.uint8) if small else None
+    found = _integral(x, small=u8)
     if found is None:
         raise InputError("a 'spikes' input must hold integer values (0/1 or graded counts)")
+    if u8 is not None and 0 <= found[0] and found[1] <= 127:
+        x = u8
     return (x.expand((steps,) + tuple(x.shape[1:])) if op.layout == "B" else x), found
 
 

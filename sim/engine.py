@@ -54,6 +54,7 @@ class Context:
     # set by a stateless kernel that knows bounds of its result (a weighted sum's, from its weights
     # and input bounds): the driver keeps them in `ranges` where they hold for every step
     out_range: tuple[float, float] | None = None
+    small_spikes: bool = False  # spike inputs only weighted ops read may come as uint8 (`KernelTable.small_spikes`)
 
     def count(self, key: str, n: int | torch.Tensor) -> None:
         """Add ``n`` events (e.g. saturations) to the current node's counter ``key``."""
@@ -100,6 +101,8 @@ class KernelTable:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self._k: dict[type, StatelessKernel | StatefulKernel] = {}
+        # whether this engine's weighted sums take uint8 spike inputs as they are (asked per run)
+        self.small_spikes: Callable[[], bool] = lambda: False
 
     def stateless(self, *types: type, strided: bool = False) -> Callable:
         def deco(fn: Callable) -> Callable:
@@ -196,7 +199,8 @@ def run(
     chunk = max(batch, 1) if table.mode == "float" else _chunk_size(graph, steps, batch)
     check_memory(_estimate_bytes(graph, steps, batch, chunk, keep, table.mode),
                  f"simulating '{graph.name}' ({steps:,} steps x {batch:,} samples, {table.mode} engine)")
-    ctx = Context(table.mode, profile, steps, batch, cache=_graph_cache(graph, table.mode, profile))
+    ctx = Context(table.mode, profile, steps, batch, cache=_graph_cache(graph, table.mode, profile),
+                  small_spikes=table.small_spikes())
     parts = []
     for lo in range(0, max(batch, 1), chunk):
         hi = min(lo + chunk, batch)
@@ -350,10 +354,10 @@ def _strided_inputs(graph: Graph, ctx: Context, keep: set[str]) -> set[str]:
 def _encode_input(graph: Graph, name: str, x: torch.Tensor, ctx: Context, probed: bool) -> torch.Tensor:
     """An input's per-step values. Integer spikes only weighted ops read (and nobody probes) stay
     in their float type (exact integers: those ops multiply in float anyway) instead of a round
-    trip through int64."""
+    trip through int64, or become uint8 where the engine's int8 products take them."""
     op = graph[name].op
     if ctx.mode == "int" and not probed and name in _float_inputs(graph, ctx):
-        found = encode_int_spikes_float(op, x, ctx.steps)
+        found = encode_int_spikes_float(op, x, ctx.steps, ctx.small_spikes)
         if found is not None:
             v, (lo, hi) = found
             ctx.ranges[(name, "out")] = min(lo, 0.0), max(hi, 0.0)  # 0: a delayed read's first value

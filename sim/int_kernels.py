@@ -279,8 +279,10 @@ def _int8_product(op, x: torch.Tensor, known: tuple[float, float], ctx: Context,
 
 INT8 = True
 """Let weighted sums run on oneDNN's uint8 x int8 kernels where `_int8_product` applies (False: float32)."""
-_INT8_MIN_MACS = 1 << 20  # smaller products: the call's overhead exceeds what int8 saves (measured)
+_INT8_MIN_MACS = 1 << 23  # smaller products: the call and the conversions cost what int8 saves (measured:
+# norse's 250 x 128 x 128 recurrent product per step was slower in int8, its 12,500 x 700 x 128 input product 4x faster)
 _INT8_STATE: dict[str, bool] = {}
+INT.small_spikes = lambda: INT8 and _int8_works()
 
 
 def _conv_positions(op, x: torch.Tensor) -> int:

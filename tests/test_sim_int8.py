@@ -68,25 +68,27 @@ def conv_ref(x: np.ndarray, w: np.ndarray, stride: int, pad: int, dil: int, grou
     (-128, 128, False, 128, False),  # an input beyond 7 bits: float32
     (-200, 200, False, 1, False),   # odd weights beyond int8: float32
 ])
-def test_dense_int8_equals_python_ints(taken, wlo, whi, even, xhi, expect):
+@pytest.mark.parametrize("encoding", ["current", "spikes"])  # int64 inputs; float spikes checked into uint8
+def test_dense_int8_equals_python_ints(taken, wlo, whi, even, xhi, expect, encoding):
     rng = np.random.default_rng(3)
     W = rng.integers(wlo, whi, (24, 40)) * (2 if even else 1)
     W[0, 0] = (wlo if even else whi - 1)  # the extreme weight is present
     b = rng.integers(-300, 300, 24)
     x = rng.integers(0, xhi + 1, (3, 5, 40)) * (rng.random((3, 5, 40)) < 0.4)
     x[0, 0, 0] = xhi
-    g = _one(ops.Dense(W.astype(np.float32), q=QSynapse(W, -2, b)), (40,), 3, "current")
+    g = _one(ops.Dense(W.astype(np.float32), q=QSynapse(W, -2, b)), (40,), 3, encoding)
     got = simulate(g, x.astype(np.float32), "int").output
     assert np.array_equal(got, dense_int(x, W, -2, b))
     assert (got < 0).any()  # floor shifts of negative sums
     assert taken and all(t == expect for t in taken)
 
 
-def test_negative_inputs_keep_float32(taken):
+@pytest.mark.parametrize("encoding", ["current", "spikes"])
+def test_negative_inputs_keep_float32(taken, encoding):
     rng = np.random.default_rng(4)
     W = rng.integers(-100, 100, (8, 16))
     x = rng.integers(-3, 4, (2, 3, 16))
-    g = _one(ops.Dense(W.astype(np.float32), q=QSynapse(W, 0)), (16,), 2, "current")
+    g = _one(ops.Dense(W.astype(np.float32), q=QSynapse(W, 0)), (16,), 2, encoding)
     assert np.array_equal(simulate(g, x.astype(np.float32), "int").output, dense_int(x, W, 0))
     assert taken == [False]
 
@@ -121,7 +123,7 @@ def test_size_threshold_and_failed_selftest(monkeypatch):
     rng = np.random.default_rng(6)
     W = rng.integers(-128, 128, (128, 256))
     g = _one(ops.Dense(W.astype(np.float32), q=QSynapse(W, 0)), (256,), 2)
-    for batch, expect in ((2, False), (64, True)):  # 2 * 2 * 256 * 128 MACs < 2^20 <= 2 * 64 * 256 * 128
+    for batch, expect in ((2, False), (256, True)):  # 2 * 2 * 256 * 128 MACs < 2^23 <= 2 * 256 * 256 * 128
         calls.clear()
         x = (rng.random((2, batch, 256)) < 0.2).astype(np.float32)
         assert np.array_equal(simulate(g, x, "int").output, dense_int(x.astype(np.int64), W, 0))
@@ -174,3 +176,21 @@ def test_conv_max_pool_neuron_float_handoff(taken, probe):
         assert res.probes["p"]["out"].dtype == np.int64
         assert np.array_equal(res.probes["p"]["out"].reshape(4, 3, 27), pool)
     assert taken == [True]
+
+
+@pytest.mark.parametrize("block", [1 << 18, 64])  # one block; many, the out-of-range value in a late one
+@pytest.mark.parametrize("hi", [127, 128])
+def test_integral_fills_uint8_within_7_bits(block, hi):
+    """The input check's uint8 copy holds the values when they are within [0, 127]; the extremes
+    tell the caller whether it may use it (also for a strided batch chunk)."""
+    from npuc.sim.encoding import _integral
+
+    rng = np.random.default_rng(9)
+    x = torch.from_numpy(rng.integers(0, 100, (6, 40, 300)).astype(np.float32))
+    x[5, 10, 299] = hi  # inside the chunk 3:17 too
+    for view in (x, x[:, 3:17]):
+        small = torch.empty(view.shape, dtype=torch.uint8)
+        lo, top = _integral(view, block, small)
+        assert (lo, top) == (0.0, float(hi))
+        if hi <= 127:
+            assert torch.equal(small.to(torch.float32), view)
