@@ -250,20 +250,15 @@ def _int8_product(op, x: torch.Tensor, known: tuple[float, float], ctx: Context,
     kernels missing or failing `int8_selftest` on this machine. Exact: the caller has proven every
     sum below 2^24, so the int32 sums and their float32 conversion are the integers."""
     conv = fn is not _linear
-    if not (INT8 and _int8_works()) or (conv and not isinstance(op, ops.Conv2d)) or x.dim() not in (2, 3, 4):
-        return None
-    if conv and (x.dim() != 4 or _window_sum(op, ctx) is not None):
-        return None
-    q = op.q
-    packed = _int8_weights(op, ctx)
-    if packed is None:
+    if not INT8 or known[0] < 0 or known[1] > 127 or (conv and (x.dim() != 4 or not isinstance(op, ops.Conv2d))):
         return None
     rows = x.numel() // x.shape[-1] if not conv else x.shape[0]
-    macs = rows * int(np.prod(q.weight.shape)) * (1 if not conv else _conv_positions(op, x))
-    if macs < _INT8_MIN_MACS:
+    if rows * op.q.weight.size * (_conv_positions(op, x) if conv else 1) < _INT8_MIN_MACS:
+        return None  # checked first: small products (batch 1) pay for none of the rest
+    if not _int8_works() or (conv and _window_sum(op, ctx) is not None):
         return None
-    lo, hi = known
-    if lo < 0 or hi > 127:
+    packed = _int8_weights(op, ctx)
+    if packed is None:
         return None
     xu = x.to(torch.uint8)
     w, scale, zero, k = packed
