@@ -228,7 +228,9 @@ def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
             # oneDNN's convolutions write channels-last, the engine's kernels read [N, C, H, W] rows:
             # one copy does both
             out = ft if ctx.float_out else torch.int64
-            return acc.to(out, memory_format=torch.contiguous_format), bound
+            if acc.dtype != out or not acc.is_contiguous():  # (a call less per step in recurrent loops)
+                acc = acc.to(out, memory_format=torch.contiguous_format)
+            return acc, bound
     if acc_bound < 2**24:
         acc = fn(x.to(torch.float32), _cached(ctx, q.weight, torch.float32)).to(torch.int64)
     elif acc_bound < _EXACT:
