@@ -1,9 +1,11 @@
 """Integer semantics: what the hardware computes, driven by a `NumericProfile`.
 
 Node values are int64 tensors (spike inputs read only by weighted ops may stay
-float: exact integers). Weighted sums, exponent and bias are evaluated in float32
+float or uint8: exact integers). Weighted sums, exponent and bias are evaluated in float32
 or float64, exact while every partial sum stays below 2^24 / 2^53 (checked per
-call from the weights' absolute row sums; otherwise the int64 path is used).
+call from the weights' absolute row sums; otherwise the int64 path is used);
+large float32-exact ones on 7-bit inputs with int8 weights as uint8 x int8
+products (`_int8_product`).
 Neuron states are int64, or int32 where `LIFInt._narrow` proves no intermediate
 value can leave int32. Each overflow check is skipped only where the layer's
 bounds prove it idle; every overflow the profile resolves (wrap or saturation) is
