@@ -279,7 +279,7 @@ def _int8_product(op, x: torch.Tensor, known: tuple[float, float], ctx: Context,
 INT8 = True
 """Let weighted sums run on oneDNN's uint8 x int8 kernels where `_int8_product` applies (False: float32)."""
 _INT8_MIN_MACS = 1 << 23  # smaller products: the call and the conversions cost what int8 saves (measured:
-# norse's 250 x 128 x 128 recurrent product per step was slower in int8, its 12,500 x 700 x 128 input product 4x faster)
+# norse's 250 x 128 x 128 recurrent product per step was slower in int8, its 12,500 x 700 x 128 input product ~10x faster)
 _INT8_STATE: dict[str, bool] = {}
 INT.small_spikes = lambda: INT8 and _int8_works()
 
@@ -330,8 +330,8 @@ def _int8_works() -> bool:
 
 def int8_selftest() -> bool:
     """oneDNN's linear and convolution on extreme operands (inputs 0 and 127, weights -128 and 127,
-    sums of 36-72 products of 127 x 127) against int64 sums: a CPU or library whose int8 kernels saturate or round
-    fails it, and the engine then keeps its float32 products."""
+    sums of 36-72 products of 127 x 127) against int64 sums: a CPU or library whose int8 kernels
+    saturate or round fails it, and the engine then keeps its float32 products."""
     g = torch.Generator().manual_seed(17)
     x = torch.randint(0, 2, (33, 4, 9, 9), generator=g, dtype=torch.uint8) * 127
     w = torch.where(torch.rand((16, 4, 3, 3), generator=g) < 0.5, -128, 127).to(torch.int8)
