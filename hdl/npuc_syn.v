@@ -74,6 +74,27 @@ module npuc_syn #(
     localparam [31:0] CG32 = CG;
     localparam [31:0] L32 = L;
 
+    // x * KC as shifts and adds when KC has at most 3 set bits (KC = 6: one add), else a multiply:
+    // the row base is computed from the event list's block RAM output, and on ecp5 a MULT18 with
+    // its routing was the critical path there.
+    function [31:0] times_kc(input [31:0] x);
+        integer b;
+        begin
+            times_kc = 32'd0;
+            for (b = 0; b < 32; b = b + 1)
+                if (KC32[b]) times_kc = times_kc + (x << b);
+        end
+    endfunction
+    function integer ones(input [31:0] x);
+        integer b;
+        begin
+            ones = 0;
+            for (b = 0; b < 32; b = b + 1)
+                ones = ones + (x[b] ? 1 : 0);
+        end
+    endfunction
+    localparam integer KC_ONES = ones(KC32);
+
     reg running;
     reg start_pending;
     wire clearing;
@@ -227,9 +248,9 @@ module npuc_syn #(
                 assign tok_in = 1'b0;
                 wire _unused_ok = &{1'b0, rom, 1'b0};
             end
-            // The row and token bases are multiplied by KC when the event is taken, so the weight
-            // ROM's address (fanned out to all its block RAMs) is one add from registers, not a
-            // multiply (a MULT18 on ecp5) and an add.
+            // The row and token bases are multiplied by KC when the event is taken (`times_kc`), so
+            // the weight ROM's address (fanned out to all its block RAMs) is one add from registers,
+            // not a multiply (a MULT18 on ecp5) and an add.
             reg [31:0] gwbase;
             reg [31:0] gabase;
             wire c1;
@@ -250,8 +271,8 @@ module npuc_syn #(
                     gabase <= 32'd0;
                     gpay <= {PW{1'b0}};
                 end else if (g_take) begin
-                    gwbase <= r32 * KC32;
-                    gabase <= t32 * KC32;
+                    gwbase <= (KC_ONES <= 3) ? times_kc(r32) : r32 * KC32;
+                    gabase <= (KC_ONES <= 3) ? times_kc(t32) : t32 * KC32;
                     gpay <= fpay;
                 end
             end
