@@ -279,12 +279,15 @@ module npuc_syn #(
         end
     endgenerate
 
-    // lane masks: lane l carries channel k * L + l of the group, if it exists
+    // lane masks: lane l carries channel k * L + l of the group, if it exists; only the last chunk
+    // (KC - 1) can be partial, so this is a compare of k with a constant (k * L was a MULT18 on
+    // ecp5, and the critical path of the MNIST-size MLP)
+    localparam [31:0] LAST_N = CG32 - (KC32 - 32'd1) * L32;
     genvar l;
     generate
         for (l = 0; l < L; l = l + 1) begin : g_mask
             localparam [31:0] LI = l;
-            assign op_mask[l] = (k32 * L32 + LI) < CG32;
+            assign op_mask[l] = (k32 != KC32 - 32'd1) || (LI < LAST_N);
         end
     endgenerate
 
