@@ -3,7 +3,8 @@
 // (payload, index) to the input population's event list:
 //   KIND 0 current:   payload = x (the host sends QInput's integer current)
 //   KIND 1 spikes:    payload = x (integer spikes or graded counts)
-//   KIND 2 rate:      s = 1 if 2 T xq >= (2t + 1) MQ          (the first round(x T) steps)
+//   KIND 2 rate:      s = 1 if 2 T xq >= (2t + 1) MQ          (the first round(x T) steps; the
+//                     threshold is a register stepped with t)
 //   KIND 3 bernoulli: s = 1 if r <= xq, r = next LFSR value (one per element per step,
 //                     restarted from SEED on the first step of a sample)
 //   KIND 4 timecode:  s = bit T-1-t of xq (xq has T bits)
@@ -64,7 +65,16 @@ module npuc_input #(
                 wire _unused_ok = &{1'b0, tt, 1'b0};
             end else begin : g_clocked
                 if (KIND == 2) begin : g_rate
-                    assign s = (TWO * TC * xq) >= ((TWO * tt + ONEC) * MQ);
+                    // thr = (2t + 1) MQ follows the top's step counter (0 on a sample's first step,
+                    // + 1 on the others, both at step_start) by adding 2 MQ: the multiply of t was
+                    // the critical path on ecp5 (a MULT18 and a compare into the event list write)
+                    reg [CW-1:0] thr;
+                    always @(posedge clk) begin
+                        if (rst) thr <= MQ;
+                        else if (step_start) thr <= first ? MQ : thr + TWO * MQ;
+                    end
+                    assign s = (TWO * TC * xq) >= thr;
+                    wire _unused_t = &{1'b0, tt, 1'b0};
                 end else if (KIND == 4) begin : g_timecode
                     wire [CW-1:0] sh = xq >> (TC - ONEC - tt);
                     assign s = sh[0];
@@ -73,7 +83,9 @@ module npuc_input #(
                     wire [CW-1:0] a = TWO * (MQ - xq) * (TC - ONEC) + MQ;
                     assign s = (TWO * MQ * tt <= a) && (a < TWO * MQ * (tt + ONEC));
                 end
-                wire _unused_ok = &{1'b0, clk, rst, step_start, first, 1'b0};
+                if (KIND != 2) begin : g_unused_ctl
+                    wire _unused_ok = &{1'b0, clk, rst, step_start, first, 1'b0};
+                end
             end
         end
     endgenerate

@@ -20,10 +20,11 @@
 //
 // Pipeline (one accumulator update per lane per cycle, stalls only upstream of the address
 // generator): F fetch event -> 1 event data -> [2 decode ROM] -> G address generator (one tap x
-// chunk per cycle) -> read weight -> R register the weight row, read accumulator -> M add and
-// write back. (The weight ROM, many block RAMs deep, has its output mux in R and the add in M.)
+// chunk per cycle) -> read weight -> R register the weight row -> Q lane products (payload x
+// weight, masked) registered, read accumulator -> M add and write back. (The weight ROM, many
+// block RAMs deep, has its output mux in R, the multiply in Q and the add in M.)
 // A write and a read of the same accumulator word in one cycle is forwarded (1-deep bypass), so
-// back-to-back updates of one neuron are exact. Cycles per step ~ sum over events of (taps x KC) + 6.
+// back-to-back updates of one neuron are exact. Cycles per step ~ sum over events of (taps x KC) + 7.
 //
 // Outside a run the accumulators belong to the neuron unit (nu_*): it reads a word and clears the
 // lane it consumed. After reset the engine first zeroes all ADEPTH accumulator words (a start
@@ -73,6 +74,27 @@ module npuc_syn #(
     localparam [31:0] CG32 = CG;
     localparam [31:0] L32 = L;
 
+    // x * KC as shifts and adds when KC has at most 3 set bits (KC = 6: one add), else a multiply:
+    // the row base is computed from the event list's block RAM output, and on ecp5 a MULT18 with
+    // its routing was the critical path there.
+    function [31:0] times_kc(input [31:0] x);
+        integer b;
+        begin
+            times_kc = 32'd0;
+            for (b = 0; b < 32; b = b + 1)
+                if (KC32[b]) times_kc = times_kc + (x << b);
+        end
+    endfunction
+    function integer ones(input [31:0] x);
+        integer b;
+        begin
+            ones = 0;
+            for (b = 0; b < 32; b = b + 1)
+                ones = ones + (x[b] ? 1 : 0);
+        end
+    endfunction
+    localparam integer KC_ONES = ones(KC32);
+
     reg running;
     reg start_pending;
     wire clearing;
@@ -106,15 +128,17 @@ module npuc_syn #(
     wire [31:0] op_waddr;
     wire [31:0] op_aaddr;
 
-    // ---- M: memory read done, add and write ---------------------------------------------------
+    // ---- R: weight read; Q: weight row registered, product, accumulator read; M: add, write ----
     reg            rv;
     reg  [L-1:0]   rmask;
     reg  signed [PW-1:0] rpay;
     reg  [AAW-1:0] raddr;
     reg  [L*WW-1:0] wrow_q;
+    reg            qv;
+    reg  [L-1:0]   qmask;
+    reg  signed [PW-1:0] qpay;
+    reg  [AAW-1:0] qaddr;
     reg            mv;
-    reg  [L-1:0]   mmask;
-    reg  signed [PW-1:0] mpay;
     reg  [AAW-1:0] maddr;
     wire [L*WW-1:0] wrow;
     wire [L-1:0]    op_mask;
@@ -224,8 +248,11 @@ module npuc_syn #(
                 assign tok_in = 1'b0;
                 wire _unused_ok = &{1'b0, rom, 1'b0};
             end
-            reg [RB-1:0] grow;
-            reg [TB-1:0] gtok;
+            // The row and token bases are multiplied by KC when the event is taken (`times_kc`), so
+            // the weight ROM's address (fanned out to all its block RAMs) is one add from registers,
+            // not a multiply (a MULT18 on ecp5) and an add.
+            reg [31:0] gwbase;
+            reg [31:0] gabase;
             wire c1;
             wire c2;
             wire g_last;
@@ -233,31 +260,34 @@ module npuc_syn #(
                 .clk(clk), .rst(rst), .take(g_take), .adv(1'b1), .m0({KCB{1'b0}}), .m1(1'b0), .m2(1'b0),
                 .empty(1'b0), .gv(gv), .c0(k), .c1(c1),
                 .c2(c2), .valid(op_valid), .last(g_last), .free(g_free), .step1(g_step1), .step2(g_step2));
-            wire [31:0] r32 = {{(32-RB){1'b0}}, grow};
-            wire [31:0] t32 = {{(32-TB){1'b0}}, gtok};
-            assign op_waddr = r32 * KC32 + k32;
-            assign op_aaddr = t32 * KC32 + k32;
+            wire [31:0] r32 = {{(32-RB){1'b0}}, row_in};
+            wire [31:0] t32 = {{(32-TB){1'b0}}, tok_in};
+            assign op_waddr = gwbase + k32;
+            assign op_aaddr = gabase + k32;
             wire _unused_win = &{1'b0, c1, c2, g_last, g_step1, g_step2, 1'b0};
             always @(posedge clk) begin
                 if (rst) begin
-                    grow <= {RB{1'b0}};
-                    gtok <= {TB{1'b0}};
+                    gwbase <= 32'd0;
+                    gabase <= 32'd0;
                     gpay <= {PW{1'b0}};
                 end else if (g_take) begin
-                    grow <= row_in;
-                    gtok <= tok_in;
+                    gwbase <= (KC_ONES <= 3) ? times_kc(r32) : r32 * KC32;
+                    gabase <= (KC_ONES <= 3) ? times_kc(t32) : t32 * KC32;
                     gpay <= fpay;
                 end
             end
         end
     endgenerate
 
-    // lane masks: lane l carries channel k * L + l of the group, if it exists
+    // lane masks: lane l carries channel k * L + l of the group, if it exists; only the last chunk
+    // (KC - 1) can be partial, so this is a compare of k with a constant (k * L was a MULT18 on
+    // ecp5, and the critical path of the MNIST-size MLP)
+    localparam [31:0] LAST_N = CG32 - (KC32 - 32'd1) * L32;
     genvar l;
     generate
         for (l = 0; l < L; l = l + 1) begin : g_mask
             localparam [31:0] LI = l;
-            assign op_mask[l] = (k32 * L32 + LI) < CG32;
+            assign op_mask[l] = (k32 != KC32 - 32'd1) || (LI < LAST_N);
         end
     endgenerate
 
@@ -267,26 +297,30 @@ module npuc_syn #(
     wire _unused_addr = &{1'b0, op_waddr[31:WAW], op_aaddr[31:AAW], 1'b0};
 
     // ---- accumulators: read-modify-write of the lane deltas ----------------------------------
+    // The lane products (masked) are registered in Q, so M is only the accumulator's
+    // read -> add -> write loop (the product used to be on it: a MULT18 on ecp5).
+    localparam integer DW = (BINARY != 0) ? WW : WW + PW;
     wire [L*AW-1:0] deltas;
     generate
         for (l = 0; l < L; l = l + 1) begin : g_lane
             wire signed [WW-1:0] w = wrow_q[l*WW +: WW];
-            wire signed [AW-1:0] delta;
+            wire signed [DW-1:0] prod;
+            reg  signed [DW-1:0] dq;
             if (BINARY != 0) begin : g_bin
-                assign delta = {{(AW-WW){w[WW-1]}}, w};
+                assign prod = w;
             end else begin : g_mul
-                wire signed [WW+PW-1:0] prod = w * mpay;
-                assign delta = {{(AW-WW-PW){prod[WW+PW-1]}}, prod};
+                assign prod = w * qpay;
             end
-            assign deltas[l*AW +: AW] = mmask[l] ? delta : {AW{1'b0}};
+            always @(posedge clk) dq <= qmask[l] ? prod : {DW{1'b0}};
+            assign deltas[l*AW +: AW] = {{(AW-DW){dq[DW-1]}}, dq};
         end
         if (BINARY != 0) begin : g_bin_unused
-            wire _unused_ok = &{1'b0, mpay, 1'b0};
+            wire _unused_ok = &{1'b0, qpay, 1'b0};
         end
     endgenerate
     npuc_acc_bank #(.L(L), .AW(AW), .DEPTH(ADEPTH), .AAW(AAW)) u_acc (
-        .clk(clk), .rst(rst), .clear(1'b0), .clearing(clearing), .run(running), .rd_re(rv),
-        .rd_addr(raddr), .upd(mv), .upd_addr(maddr), .delta(deltas), .rdata(nu_rdata),
+        .clk(clk), .rst(rst), .clear(1'b0), .clearing(clearing), .run(running), .rd_re(qv),
+        .rd_addr(qaddr), .upd(mv), .upd_addr(maddr), .delta(deltas), .rdata(nu_rdata),
         .nu_re(nu_re), .nu_raddr(nu_raddr), .nu_clr(nu_clr), .nu_caddr(nu_caddr), .nu_clane(nu_clane));
 
     always @(posedge clk) wrow_q <= wrow;
@@ -301,16 +335,18 @@ module npuc_syn #(
             rmask <= {L{1'b0}};
             rpay <= {PW{1'b0}};
             raddr <= {AAW{1'b0}};
+            qv <= 1'b0;
+            qmask <= {L{1'b0}};
+            qpay <= {PW{1'b0}};
+            qaddr <= {AAW{1'b0}};
             mv <= 1'b0;
-            mmask <= {L{1'b0}};
-            mpay <= {PW{1'b0}};
             maddr <= {AAW{1'b0}};
         end else begin
             done <= 1'b0;
             start_pending <= (start || start_pending) && clearing;
             if (go) begin
                 running <= 1'b1;
-            end else if (running && fdone && !gv && !rv && !mv) begin
+            end else if (running && fdone && !gv && !rv && !qv && !mv) begin
                 running <= 1'b0;
                 done <= 1'b1;
             end
@@ -318,10 +354,12 @@ module npuc_syn #(
             rmask <= op_mask;
             rpay <= gpay;
             raddr <= op_aaddr[AAW-1:0];
-            mv <= rv;
-            mmask <= rmask;
-            mpay <= rpay;
-            maddr <= raddr;
+            qv <= rv;
+            qmask <= rmask;
+            qpay <= rpay;
+            qaddr <= raddr;
+            mv <= qv;
+            maddr <= qaddr;
         end
     end
 endmodule

@@ -171,7 +171,7 @@ def test_recurrent_pipelined_equals_sequential(tmp_path):
     assert (prev != spikes).any()  # the wrong step would give another bound
 
     def path(ev):  # events x cycles per event + fill (see report.PHASE_DEPTH)
-        return ev * 3 + np.where(ev > 0, 7, 3)
+        return ev * 3 + np.where(ev > 0, 8, 3)
 
     for pipe in (0, 1):
         rtl, art, res = stats[pipe]

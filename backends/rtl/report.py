@@ -38,7 +38,7 @@ from . import toolchain
 from .balance import neuron_pass
 from .sim import load_design
 
-PHASE_DEPTH = {"syn": 7, "syn_idle": 3, "syn_conv": 4, "pool": 6, "neuron": 5, "control": 1, "gather": 5,
+PHASE_DEPTH = {"syn": 8, "syn_idle": 3, "syn_conv": 5, "pool": 6, "neuron": 5, "control": 1, "gather": 5,
                "attention": 2}
 """Fixed cycles per phase, measured in Verilator: a dense synapse path's start, fetch/decode/address/
 weight read/weight register/add fill and done (``syn``; ``syn_idle`` when its list holds no event that
