@@ -1,4 +1,4 @@
-"""Benchmark 1: simulation speed of the golden engines, Lava and (later) RTL, on models written the
+"""Benchmark 1: simulation speed of the golden engines, Lava and RTL, on models written the
 way the libraries' tutorials write them (tests/models/).
 
 Per model, in sample-steps per second and as a ratio to the source model's own PyTorch forward
@@ -13,10 +13,13 @@ on the same input (goal: >= 1.0x for both golden engines, at batch 1 and at a la
   build (processes created, compiled, runtime started, first step), checked bit-exact against
   the integer engine; ``int / Lava`` compares the integer engine at the large batch with Lava's
   steady state (goal: >= 1000x);
-* RTL (a table of its own): simulated cycles per second of the cocotb testbench (the path before
-  issue 17) and of the compiled C++ harness (one process, and one per core), on the 784-128-10
-  MLP and a conv network, checked bit-exact (outputs and cycle counts) against each other
-  (goal: >= 10x).
+* RTL (a table of its own): each model compiled for ``fpga`` (the default target), simulated
+  cycles per second of the cocotb testbench (the path before issue 17) and of the compiled C++
+  harness (one process, and one per usable core), outputs checked against the integer engine and
+  cycle counts between the testbenches (goal: >= 10x). Rates by the simulator processes' CPU
+  time (steady on a shared machine) and by wall time; cocotb's is the difference of two runs
+  (its simulator start removed); the snntorch CSNN is compiled for 4 of its 25 steps (about
+  2M cycles per sample: cocotb's time); harness build times cold and cached.
 
 Timing: the VM's 2 cores are shared, so every engine runs in interleaved rounds and each keeps
 its best round; the load average is printed with the table. ``--cpu-time`` times the rounds by
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -86,13 +90,14 @@ class Model:
     steps: int
     large: int  # the large batch
     batch_axis: int = 1
+    rtl_steps: int | None = None  # fewer steps in the RTL table (cocotb's time), compiled as such
 
 
 MODELS = [
     Model("snntorch MLP 64-96-10 (Leaky)", "snntorch tutorial 5", lambda b: zsn.spiking_mlp(),
           lambda b, s: _spikes((16, b, 64), 0.3, s), 16, 4000),
     Model("snntorch CSNN 28x28 (conv, max pool, Leaky)", "snntorch tutorials 6/7", lambda b: zsn.spiking_csnn(),
-          lambda b, s: zsn.rate_images(b, seed=s).numpy(), 25, 1000),
+          lambda b, s: zsn.rate_images(b, seed=s).numpy(), 25, 1000, rtl_steps=4),
     Model("SpikingJelly CSNN 28x28 (multi-step IF)", "SpikingJelly conv_fashion_mnist example",
           lambda b: zoo.sj_csnn(), lambda b, s: np.random.default_rng(s).random((b, 1, 28, 28)).astype(np.float32),
           4, 1000, batch_axis=0),
@@ -237,71 +242,126 @@ def path_size_mb(nbytes: int) -> float:
 
 COLUMNS = ["model", "T", "large batch", "PyTorch b1 ss/s", "float b1 x", "int b1 x", "PyTorch large ss/s",
            "float large x", "int large x", "float exact", "Lava build s", "Lava steps/s", "Lava x", "int / Lava",
-           "Lava exact", "RTL cycles/s", "RTL x"]
+           "Lava exact"]
 MEMORY_COLUMNS = ["model", "samples", "data MB", "RSS after imports MB", "peak RSS MB", "seconds (simulation)", "sample-steps/s"]
 
 
-class ConvNet(torch.nn.Module):
-    """Rate-coded 28x28 digits -> conv 5x5/2 (8 ch) -> LIF -> max pool 2 -> dense 10 -> LIF."""
-
-    def __init__(self, steps: int) -> None:
-        super().__init__()
-        from npuc.nn import LIF as NnLIF
-        from npuc.nn import RateEncoder
-
-        self.encode = RateEncoder(steps)
-        self.conv, self.lif1 = torch.nn.Conv2d(1, 8, 5, stride=2), NnLIF(alpha=0.9, threshold=1.0, reset="value")
-        self.pool = torch.nn.MaxPool2d(2)
-        self.fc, self.lif2 = torch.nn.Linear(8 * 6 * 6, 10), NnLIF(alpha=0.9, threshold=1.0, reset="value")
-
-    def forward(self, x):
-        spikes = self.encode(x)  # [T, B, 1, 28, 28]
-        steps, batch = spikes.shape[:2]
-        c = self.conv(spikes.flatten(0, 1)).unflatten(0, (steps, batch))
-        s = self.pool(self.lif1(c).flatten(0, 1)).unflatten(0, (steps, batch))
-        return self.lif2(self.fc(s.flatten(2))).sum(0)
+def _samples(x: np.ndarray, m: Model, lo: int, hi: int) -> np.ndarray:
+    return np.take(x, range(lo, hi), axis=m.batch_axis)
 
 
-def _rtl_rate(art: Path, x: np.ndarray, engine: str, procs: int | None = None) -> tuple[float, dict, object]:
+def _rtl_data(m: Model, batch: int, seed: int) -> np.ndarray:
+    """The model's input, cut to ``m.rtl_steps`` steps when the RTL table runs fewer than ``m.steps``."""
+    x = m.data(batch, seed)
+    if m.rtl_steps is None:
+        return x
+    return np.take(x, range(m.rtl_steps), axis=1 - m.batch_axis)  # time-major inputs only
+
+
+def _child_cpu() -> float:
+    """CPU seconds of this process's finished children: both testbenches simulate in a child (the
+    Verilator executable with cocotb embedded, or the compiled harness)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _rtl_run(art: Path, x: np.ndarray, engine: str, procs: int | None = None) -> tuple[dict, object, float]:
+    """One cached-build run: its stats, result and the CPU seconds its simulator process(es) used."""
     from npuc.backends.rtl import run as rtl_run
 
+    c0 = _child_cpu()
     res = rtl_run(art, x, progress=False, engine=engine, procs=procs)
-    return res.stats["rtl"]["cycles_per_second"], res.stats["rtl"], res
+    return res.stats["rtl"], res, _child_cpu() - c0
 
 
-def rtl_cocotb_vs_harness(quick: bool) -> list[dict]:
-    """Simulated cycles/s: cocotb testbench vs compiled harness on the same builds and inputs."""
-    from bench.rtl_efficiency import MLP784, STEPS, digits28
+def _builds(art: Path, cold: bool) -> tuple[float | None, float]:
+    """Seconds of a cold harness build (a fresh cache holding only the Verilator runtime objects,
+    as for every design after a user's first) and of a cached one (source hash + lookup), after
+    building both testbenches into the real cache so that the timed runs build nothing."""
+    from npuc.backends.rtl import toolchain
+    from npuc.backends.rtl.sim import load_design
+
+    top = load_design(art)["top"]
+    sources = toolchain.design_sources(art)
+
+    def harness() -> float:
+        t0 = time.perf_counter()
+        toolchain.build_harness(sources, top, art / f"harness_{top}.cpp", {"PROBE": 0})
+        return time.perf_counter() - t0
+
+    t_cold = None
+    if cold:
+        real, before = toolchain.cache_root(), os.environ.get("NPUC_RTL_CACHE")
+        with tempfile.TemporaryDirectory() as tmp:
+            if (real / "runtime").is_dir():
+                (Path(tmp) / "runtime").symlink_to(real / "runtime", target_is_directory=True)
+            os.environ["NPUC_RTL_CACHE"] = tmp
+            try:
+                t_cold = harness()
+            finally:
+                os.environ.pop("NPUC_RTL_CACHE")
+                if before is not None:
+                    os.environ["NPUC_RTL_CACHE"] = before
+    harness()
+    toolchain.build(sources, top, {"PROBE": 0}, opt="-O0")  # the cocotb testbench's build
+    return t_cold, harness()
+
+
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+RTL_CYCLES = {"cocotb": 1_000_000, "harness": 10_000_000}
+"""Simulated cycles the full table gives each testbench per design (samples rounded up): the
+cocotb rate is the difference of a one-sample run and a run of 1 + enough samples for these
+cycles, which removes its simulator start (about 1-2 s) from the rate."""
+
+
+def rtl_design(m: Model, quick: bool) -> dict[str, Any]:
+    """One tutorial model's design: the cocotb testbench (the path before issue 17) against the
+    compiled harness on 1 and 2 processes, outputs and cycle counts checked between them and
+    against the integer engine."""
     from npuc.backends.rtl.sim import harness_procs
 
-    x, _ = digits28()
-    designs = [("784-128-10 MLP", MLP784(), x, "fpga"),
-               ("conv 8x5x5/2 + pool + dense", ConvNet(STEPS), x.reshape(-1, 1, 28, 28), "fpga:lanes=4")]
-    n_cocotb, n_harness = (2, 8) if quick else (8, 256)
-    rows = []
-    for name, model, data, target in designs:
-        torch.manual_seed(0)
-        with tempfile.TemporaryDirectory() as tmp:
-            npuc.compile(model, data[:100], target=target, out=Path(tmp) / "b")
-            art = Path(tmp) / "b" / "rtl"
-            xs = data[1000:1000 + n_harness]
-            _rtl_rate(art, xs[:1], "cocotb")  # builds (cached), not timed
-            _rtl_rate(art, xs[:1], "harness")
-            slow, st_slow, r_slow = _rtl_rate(art, xs[:n_cocotb], "cocotb")
-            one, st_one, r_one = _rtl_rate(art, xs, "harness", procs=1)
-            par, st_par, r_par = _rtl_rate(art, xs, "harness")
-        exact = bool(np.array_equal(r_one.output[:n_cocotb], r_slow.output)  # outputs [B, 10] (summed)
-                     and np.array_equal(st_one["step_cycles"][:, :n_cocotb], st_slow["step_cycles"])
-                     and np.array_equal(r_par.output, r_one.output)
-                     and np.array_equal(st_par["step_cycles"], st_one["step_cycles"]))
-        cps = st_one["cycles_per_step"]
-        for engine, samples, rate, st in (("cocotb (before)", n_cocotb, slow, st_slow),
-                                          ("harness, 1 process", n_harness, one, st_one),
-                                          (f"harness, {harness_procs(n_harness)} processes", n_harness, par, st_par)):
-            rows.append({"design": name, "engine": engine, "samples": samples, "steps": STEPS,
-                         "cycles/step": cps, "seconds": st["sim_seconds"], "cycles/s": rate,
-                         "ratio": rate / slow, "bit-exact": exact})
-    return rows
+    x_cal = _rtl_data(m, 16, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        hw = npuc.compile(trace(m.make(16), x_cal), x_cal, target="fpga", out=Path(tmp) / "b")
+        t_compile = time.perf_counter() - t0
+        art = hw.path / "rtl"
+        t_cold, t_cached = _builds(art, cold=not quick)
+        probe, _, _ = _rtl_run(art, _rtl_data(m, 1, 1), "harness", procs=1)  # sizes the runs
+        per_sample = probe["cycles"]
+        n_coco = 2 if quick else 1 + -(-RTL_CYCLES["cocotb"] // per_sample)
+        n_harness = 8 if quick else min(256, max(4, -(-RTL_CYCLES["harness"] // per_sample)))
+        x = _rtl_data(m, max(n_harness, n_coco), 1)
+        c1, r_c1, cpu_c1 = _rtl_run(art, _samples(x, m, 0, 1), "cocotb")
+        cn, r_cn, cpu_cn = _rtl_run(art, _samples(x, m, 0, n_coco), "cocotb")
+        xs = _samples(x, m, 0, n_harness)
+        one, r_one, cpu_one = _rtl_run(art, xs, "harness", procs=1)
+        par, r_par, _ = _rtl_run(art, xs, "harness")
+        qgraph = hw.quantized("fpga")
+        int_ok = all(_same(r.outputs, simulate(qgraph, _samples(x, m, 0, n), "int").outputs)
+                     for r, n in ((r_one, n_harness), (r_cn, n_coco), (r_c1, 1)))
+    cycles_ok = (np.array_equal(one["step_cycles"][:, :n_coco], cn["step_cycles"])
+                 and np.array_equal(one["step_cycles"][:, :1], c1["step_cycles"])
+                 and np.array_equal(par["step_cycles"], one["step_cycles"])
+                 and _same(r_par.outputs, r_one.outputs))
+    if quick:  # too few cycles for a difference: whole-run rates, the simulator's start included
+        coco_wall, coco_cpu = cn["cycles_per_second"], cn["cycles"] / cpu_cn
+    else:
+        d_cycles = cn["cycles"] - c1["cycles"]
+        coco_wall = d_cycles / (cn["sim_seconds"] - c1["sim_seconds"])
+        coco_cpu = d_cycles / (cpu_cn - cpu_c1)
+    return {"design": m.name, "T": m.rtl_steps or m.steps, "cycles/step": one["cycles_per_step"],
+             "compile s": t_compile, "build cold s": t_cold, "build cached s": t_cached,
+             "cocotb samples": f"1 / {n_coco}", "cocotb start s": c1["sim_seconds"] - c1["cycles"] / coco_wall,
+             "cocotb c/s (CPU)": coco_cpu, "cocotb c/s (wall)": coco_wall, "harness samples": n_harness,
+             "1 proc c/s (CPU)": one["cycles"] / cpu_one, "x (CPU)": one["cycles"] / cpu_one / coco_cpu,
+             "1 proc c/s (wall)": one["cycles_per_second"], "x (wall)": one["cycles_per_second"] / coco_wall,
+             "procs": harness_procs(n_harness), "procs c/s (wall)": par["cycles_per_second"],
+             "x (procs)": par["cycles_per_second"] / coco_wall,
+             "outputs = int engine": int_ok, "testbenches agree": cycles_ok}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -318,8 +378,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--rtl-only", action="store_true", help="only the RTL cocotb-vs-harness table")
     ap.add_argument("--no-rtl", action="store_true", help="skip the RTL table")
     args = ap.parse_args(argv)
-    rtl = [] if args.no_rtl else rtl_table(args.quick)
+    rtl = [] if args.no_rtl else rtl_table(args.quick, args.only)
     if args.rtl_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"rtl": rtl, "load": os.getloadavg()[0]}, indent=1, default=str) + "\n")
         return rtl
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -349,13 +411,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows + mem + rtl
 
 
-def rtl_table(quick: bool) -> list[dict]:
-    rtl = rtl_cocotb_vs_harness(quick)
-    table = Table("RTL simulation speed (Verilator; simulated cycles per second) " + machine(),
-                  ["design", "engine", "samples", "steps", "cycles/step", "seconds", "cycles/s", "ratio", "bit-exact"])
-    table.print(rtl)
-    print(table.markdown(rtl))
-    return rtl
+def rtl_table(quick: bool, only: list[str] | None = None) -> list[dict]:
+    models = MODELS[:1] if quick else MODELS
+    rows = []
+    for m in models:
+        if not only or any(s in m.name for s in only):
+            print(f"... RTL {m.name}", flush=True)
+            rows.append(rtl_design(m, quick))
+    table = Table(f"RTL simulation speed (Verilator; simulated cycles per second, c/s) {machine()}, "
+                  f"load {os.getloadavg()[0]:.1f}; CPU = the simulator processes' CPU time", list(rows[0]) if rows else [])
+    table.print(rows)
+    print(table.markdown(rows))
+    return rows
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray], labels: np.ndarray | None) -> int:
     from .backends import check_target_kind, for_engine, run_engine
+    from .backends.rtl.sim import speed_line
 
     res = run_engine(bd, args.engine, xs, target=args.target, waves=getattr(args, "waves", False),
                      allow_modified=args.allow_modified)
@@ -89,11 +90,9 @@ def _simulate_backend(bd, args: argparse.Namespace, xs: list[np.ndarray], labels
         bd.target_for_kind(for_engine(args.engine).kind)
     _print_outputs(bd.int_graph(target), res, labels)
     rtl = res.stats.get("rtl") or {}
-    if rtl.get("cycles_per_second"):
-        how = ("compiled testbench, " + (f"{rtl['procs']} processes" if rtl["procs"] > 1 else "1 process")
-               if rtl.get("engine") == "harness" else "cocotb testbench")
-        _print(f"  rtl: {rtl['cycles']:,} cycles simulated in {rtl['sim_seconds']:.2f} s "
-               f"({rtl['cycles_per_second']:,.0f} cycles/s, {how})")
+    line = speed_line(rtl)
+    if line:
+        _print("  " + line)
     lava = res.stats.get("lava") or {}
     if lava.get("steps_per_s"):
         _print(f"  Lava: {lava['steps']:,} time steps, {lava['steps_per_s']:,} steps/s at steady state "

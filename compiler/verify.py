@@ -63,6 +63,12 @@ def verify_cli(args: argparse.Namespace) -> int:
         labels = load_labels_for(args.labels, bd.float_graph(), xs)
     result, graph, got = verify(bd, args.engine, xs, args.target, allow_modified=args.allow_modified)
     print(result.format())
+    if got.stats.get("rtl"):
+        from .backends.rtl.sim import speed_line
+
+        line = speed_line(got.stats["rtl"])
+        if line:
+            print(line, file=sys.stderr)
     if labels is not None:
         from .inputs import accuracy
 

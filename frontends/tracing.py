@@ -58,6 +58,12 @@ class _ConcreteProxy(fx.Proxy):
         raise FrontendError(f"{_where()}: a tensor value is used as a Python index")
 
 
+def _is_surrogate(m: nn.Module) -> bool:
+    """A surrogate-gradient module (SpikingJelly neurons hold one as a child): it only shapes the
+    backward pass, so a neuron whose only children are these is still one primitive module."""
+    return ".surrogate" in type(m).__module__
+
+
 class ConcreteTracer(fx.Tracer):
     """Symbolic tracing with concrete example values (see module docstring)."""
 
@@ -78,7 +84,7 @@ class ConcreteTracer(fx.Tracer):
         # one fails with a clear message instead of deep inside library code; a library block
         # built of other modules (SpikingJelly's SEW-ResNet BasicBlock, ...) is traced through
         if any((c.__module__ + ".").startswith(LIBRARY_PREFIXES) for c in type(m).__mro__):
-            return next(m.children(), None) is None
+            return all(_is_surrogate(c) for c in m.children())
         return super().is_leaf_module(m, qualname)
 
     # fx patches nn.Module.__call__/__getattr__ while tracing; while a concrete value is

@@ -103,3 +103,18 @@ def test_canonical_fields_agree(node):
     x = harness.drive(np.random.default_rng(3), (20, 8, 2, 6, 6), 2.0)
     agreement = harness.canonical_agreement(trace(model, x), x)
     assert min(agreement.values()) >= 0.999, agreement
+
+
+@pytest.mark.parametrize("cls", ["QIFNode", "EIFNode", "IzhikevichNode", "KLIFNode"])
+def test_unsupported_neuron_is_refused_by_name(cls):
+    """A SpikingJelly neuron holds its surrogate function as a child module; it must still be one
+    primitive module, refused by name, not traced into (the trace used to fail inside
+    SpikingJelly's TorchScript helpers with a proxy type error)."""
+    from spikingjelly.activation_based import layer
+
+    from npuc.errors import NpucError
+
+    net = torch.nn.Sequential(layer.Linear(10, 6), getattr(neuron, cls)())
+    functional.set_step_mode(net, "m")
+    with pytest.raises(NpucError, match=rf"module '1' \(spikingjelly\.activation_based\.neuron\.{cls}\) is not supported"):
+        trace(net, harness.drive(np.random.default_rng(0), (M.T, 2, 10)))

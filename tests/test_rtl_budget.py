@@ -121,3 +121,39 @@ def test_budgeted_design_is_bit_exact(tmp_path):
     cmp = compare({n: ref.probes[n] for n in ("l0", "l1")}, got.probes, engine="rtl")
     assert cmp.ok and cmp.mismatches == 0, cmp.format()
     assert got.stats["rtl"]["lanes"] == cands[3].lanes[0]
+
+
+def _one_lane(model, calib, spec: str, tmp_path):
+    """The quantized graph of ``model`` for ``fpga:spec`` and its design lowered at one lane."""
+    from npuc.api import compile as npuc_compile
+
+    g = npuc_compile(model, calib, target=f"fpga:{spec}", out=tmp_path / "b").quantized()
+    t = load_target(f"fpga:{spec}")
+    return _finish(_lower(g, t, 1, {}), t)
+
+
+def test_lut_estimate_is_near_placed_designs(tmp_path):
+    """`budget.estimate` against LUT4 placed by nextpnr on the LFE5U-85F (README, RTL efficiency):
+    the MNIST-size MLP with 5-bit weights and 2-bit input events at 26 and 10 lanes (4,362 and
+    2,680 LUT4, 2026-12-07), and the SHD-size recurrent net at 44 lanes with 4 neuron lanes
+    (16,624). Their payload multiplies went to MULT18s, so charging them in LUT4 was 18 % over."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not an installed package
+    from models.shd_models import RLeakySHD
+
+    from bench.rtl_efficiency import MLP784, digits28, shd_events
+
+    torch.manual_seed(0)
+    mlp = MLP784(encode=False).eval()
+    x, _ = digits28()
+    spikes = MLP784().encode(torch.from_numpy(x[:200])).numpy()
+    d = _one_lane(mlp, spikes, "weight_bits=5,input=events,input_bits=2", tmp_path / "mnist")
+    for lanes, placed in ((26, 4362), (10, 2680)):
+        assert budget.estimate(d, {0: lanes, 1: 1})["lut"] == pytest.approx(placed, rel=0.125)
+    torch.manual_seed(0)
+    d = _one_lane(RLeakySHD(hidden=256).eval(), shd_events(16), "input=events,input_bits=2", tmp_path / "shd")
+    assert budget.estimate(d, {0: 44, 1: 1}, {0: 4, 1: 1})["lut"] == pytest.approx(16624, rel=0.125)

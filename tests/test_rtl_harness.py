@@ -104,9 +104,18 @@ def test_harness_processes_follow_cores_cap_and_batch(monkeypatch):
 
 
 @pytest.mark.rtl
-def test_cli_simulate_reports_cycles_per_second(tmp_path, capsys):
+def test_cli_simulate_reports_cycles_per_second_and_reuses_the_build(tmp_path, capsys, monkeypatch):
+    """The second `npuc simulate` of an unchanged design reuses the Verilator model (content-hashed
+    cache) and says so; the cache starts empty but for the Verilator runtime objects."""
+    from npuc.backends.rtl import toolchain
     from npuc.cli import main
     from npuc.ir import LIF, Dense, Graph, Input, Output
+
+    real = toolchain.cache_root()
+    (tmp_path / "cache").mkdir()
+    if (real / "runtime").is_dir():
+        (tmp_path / "cache" / "runtime").symlink_to(real / "runtime", target_is_directory=True)
+    monkeypatch.setenv("NPUC_RTL_CACHE", str(tmp_path / "cache"))
 
     rng = np.random.default_rng(0)
     g = Graph("tiny", num_steps=4)
@@ -117,9 +126,15 @@ def test_cli_simulate_reports_cycles_per_second(tmp_path, capsys):
     x = rng.random((3, 6)).astype(np.float32)
     npuc.compile(g.verify(), x, target="fpga", out=tmp_path / "b")
     np.save(tmp_path / "x.npy", x)
-    assert main(["simulate", str(tmp_path / "b"), "--engine", "rtl", "--input", str(tmp_path / "x.npy")]) == 0
-    line = [s for s in capsys.readouterr().err.splitlines() if s.startswith("  rtl:")]
-    assert len(line) == 1 and "cycles/s, compiled testbench" in line[0], line
+    for build in ("Verilator build", "Verilator model reused from the cache"):
+        assert main(["simulate", str(tmp_path / "b"), "--engine", "rtl", "--input", str(tmp_path / "x.npy")]) == 0
+        line = [s for s in capsys.readouterr().err.splitlines() if s.startswith("  rtl:")]
+        assert len(line) == 1 and "cycles/s, compiled testbench" in line[0] and build in line[0], line
+    assert len(list((tmp_path / "cache" / "harness").glob("npuc_*/harness"))) == 1
+    # verify runs the probed build (PROBE=1: a second model) and reports its speed too
+    assert main(["verify", str(tmp_path / "b"), "--engine", "rtl", "--input", str(tmp_path / "x.npy")]) == 0
+    line = [s for s in capsys.readouterr().err.splitlines() if s.startswith("rtl:") and "cycles/s" in s]
+    assert len(line) == 1 and "compiled testbench" in line[0] and "Verilator build" in line[0], line
 
 
 @pytest.mark.rtl

@@ -90,7 +90,13 @@ def emit(graph: Graph, out_dir: str | os.PathLike, target: Any = None, version: 
             from .spec import LavaMappingError
 
             raise LavaMappingError(f"--target {target.spec}: netx cannot represent {left}")
-        warnings.warn(f"network.net: netx cannot represent {left}; see README.md", LavaBackendWarning, stacklevel=2)
+        # One short line: the reasons (often several lines each) are in lava/README.md and network.json,
+        # and the Lava module runs every layer, so only netx users need to act.
+        names = [f"'{x['node']}'" for x in report["not_representable"]]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        warnings.warn(f"network.net (lava-dl netx) holds {len(report['layers'])} layer(s); netx cannot represent "
+                      f"{shown} (why: lava/README.md; the Lava module runs every layer; `--target loihi2:netx=1` "
+                      "asks for a complete netx file)", LavaBackendWarning, stacklevel=2)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".npuc-lava-", dir=out.parent))

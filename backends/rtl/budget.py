@@ -39,15 +39,18 @@ BRAM_MIN_BITS = 4096
 Block RAMs are counted with one shape per memory: Yosys measured 50 (1 lane) and 53 (43 lanes) on the
 784-128-10 MLP where this gives 52 and 53."""
 
-LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 1.0, "weight_block": 11, "neuron_lane_w": 11.5,
+LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 0.0, "weight_block": 11, "neuron_lane_w": 11.5,
              "slice_mux": 0.5}
 """LUT4 estimate for ecp5 in nextpnr's unit (TRELLIS_COMB cells placed, what ``npuc report --synth
 --family ecp5`` prints): a fixed part per design and per layer, per lane ``lane_aw`` x accumulator
-width (add, bypass and select, the lane's accumulator RAM, the neuron side's read mux) plus a
-multiplier for graded payloads (``lane_mul`` x weight bits x payload bits, not fitted) and
-``weight_block`` per block RAM of a weight ROM (its output mux). Fitted to the 784-128-10 MLP
-(npuc.nn): placed and routed 1,864 at 1 lane and 8,130 at 43 lanes (estimates 1,922 and 7,981),
-split per layer with Yosys ``synth_ecp5``; two designs, so expect larger errors on other shapes."""
+width (add, bypass and select, the lane's accumulator RAM, the neuron side's read mux) plus
+``lane_mul`` x weight bits x payload bits for the multiply of graded payloads, and ``weight_block``
+per block RAM of a weight ROM (its output mux). Fitted to the 784-128-10 MLP (npuc.nn): placed and
+routed 1,864 at 1 lane and 8,130 at 43 lanes (estimates 1,922 and 7,981), split per layer with
+Yosys ``synth_ecp5``; two designs, so expect larger errors on other shapes. ``lane_mul`` is 0
+because Yosys maps each lane's payload multiply to a MULT18X18D, not to LUT4s: placed, the MLP
+with 5-bit weights and 2-bit input events has 33 MULT18 at 26 lanes (26 + 7 in the neurons) and 17
+at 10, and the former guess of 1.0 overestimated its LUT4 by 18 and 9 % (now 12 and 6 %)."""
 
 
 def blocks(width: int, depth: int) -> int:

@@ -175,7 +175,8 @@ def run(artifact_dir: str | Path, inputs: Any, probe: bool = False, waves: bool 
         `SimResult` with outputs (and probes) in the golden engines' layout;
         ``stats["rtl"]`` holds measured cycles: ``step_cycles`` and
         ``layer_cycles[node]`` (``[T, B]``), their means, events per population
-        and step, Verilator build/simulation seconds and simulated cycles/s.
+        and step, Verilator build/simulation seconds (``build_cached``: the harness's model came
+        from the content-hashed cache) and simulated cycles/s.
     """
     art = Path(artifact_dir).resolve()
     meta = load_design(art)
@@ -301,12 +302,15 @@ def _simulate_harness(art: Path, meta: dict, sources: list[Path], words: np.ndar
     batch, steps, _ = words.shape
     top = meta["top"]
     t0 = time.perf_counter()
+    harness, params = art / f"harness_{top}.cpp", {"PROBE": int(probe)}
+    cached = toolchain.is_built(toolchain.harness_dir(sources, top, harness, params, opt))
     if progress:
-        print(f"rtl: building {top} with Verilator (compiled testbench, {opt}) ...", file=sys.stderr)
-    exe = toolchain.build_harness(sources, top, art / f"harness_{top}.cpp", {"PROBE": int(probe)}, opt=opt)
+        print(f"rtl: {'cached' if cached else 'building'} {top} Verilator model (compiled testbench, {opt})"
+              f"{'' if cached else ' ...'}", file=sys.stderr)
+    exe = toolchain.build_harness(sources, top, harness, params, opt=opt)
     n = harness_procs(batch, procs)
     timing: dict[str, Any] = {"build": time.perf_counter() - t0, "build_dir": exe.parent, "wave_file": None,
-                              "engine": "harness", "procs": n}
+                              "engine": "harness", "procs": n, "build_cached": cached}
     bounds = np.linspace(0, batch, n + 1).astype(int)
     run_dir = Path(tempfile.mkdtemp(prefix="hrun_", dir=toolchain.cache_root()))
     try:
@@ -397,7 +401,7 @@ def _rtl_stats(meta: dict, res: dict, timing: dict, probe: bool) -> dict[str, An
                                   for lay in meta["layers"]},
         "events": {ev["pop"]: events[:, :, j].T.copy() for j, ev in enumerate(meta["evlists"])},
         "pooled": res["pooled"].transpose(1, 0, 2).copy(),
-        "build_seconds": round(timing["build"], 3), "sim_seconds": round(t_sim, 3), "cycles": total_cycles,
+        "build_seconds": round(timing["build"], 3), "build_cached": timing.get("build_cached"), "sim_seconds": round(t_sim, 3), "cycles": total_cycles,
         "cycles_per_second": round(total_cycles / t_sim, 1) if t_sim > 0 else None,
         "build_dir": str(timing["build_dir"]), "waves": str(wave_file) if wave_file else None,
         "engine": timing["engine"], "procs": timing["procs"],
@@ -405,4 +409,17 @@ def _rtl_stats(meta: dict, res: dict, timing: dict, probe: bool) -> dict[str, An
     }
 
 
-__all__ = ["run", "encode_words", "load_design", "ArtifactError"]
+def speed_line(rtl: dict[str, Any]) -> str | None:
+    """One line for a CLI: cycles simulated, their rate, which testbench, and whether the Verilator
+    model came from the cache (``rtl``: a `run` result's ``stats["rtl"]``)."""
+    if not rtl.get("cycles_per_second"):
+        return None
+    how = ("compiled testbench, " + (f"{rtl['procs']} processes" if rtl["procs"] > 1 else "1 process")
+           if rtl.get("engine") == "harness" else "cocotb testbench")
+    build = {True: "; Verilator model reused from the cache",
+             False: f"; Verilator build {rtl['build_seconds']:.1f} s"}.get(rtl.get("build_cached"), "")
+    return (f"rtl: {rtl['cycles']:,} cycles simulated in {rtl['sim_seconds']:.2f} s "
+            f"({rtl['cycles_per_second']:,.0f} cycles/s, {how}){build}")
+
+
+__all__ = ["run", "encode_words", "load_design", "speed_line", "ArtifactError"]

@@ -253,7 +253,7 @@ def _cached_build(build_dir: Path, fill: Callable[[], None]) -> None:
     from filelock import FileLock
 
     done = build_dir / ".built"
-    if done.exists():
+    if is_built(build_dir):
         return
     build_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(build_dir) + ".lock"):
@@ -287,6 +287,19 @@ def _make_harness(cmd: list[str], build_dir: Path, opt: str) -> None:
         raise ToolchainError(f"Verilator harness build failed in {build_dir} (log {log}):\n{(errs or text)[-4000:]}")
 
 
+def harness_dir(sources: list[Path], top: str, harness: Path, parameters: dict[str, Any], opt: str = "-O2") -> Path:
+    """Where `build_harness` keeps this build: named by the hash of sources, harness, parameters,
+    optimization and toolchain, so any change builds anew and an unchanged design is reused."""
+    key = sources_hash([*sources, harness], {"top": top, "params": parameters, "opt": opt, "harness": 1,
+                                              "tools": toolchain_id()})
+    return cache_root() / "harness" / f"{top}_{key}"
+
+
+def is_built(build_dir: Path) -> bool:
+    """Whether a cached build finished there (`_cached_build`'s marker)."""
+    return (build_dir / ".built").exists()
+
+
 def build_harness(sources: list[Path], top: str, harness: Path, parameters: dict[str, Any],
                   opt: str = "-O2") -> Path:
     """Build (or reuse) ``top`` with the generated C++ testbench ``harness`` as its main;
@@ -295,10 +308,8 @@ def build_harness(sources: list[Path], top: str, harness: Path, parameters: dict
     if opt not in HARNESS_OPTS:
         raise ValueError(f"C++ optimization {opt!r} is not one of {', '.join(HARNESS_OPTS)}")
     setup_verilator_env()
-    key = sources_hash([*sources, harness], {"top": top, "params": parameters, "opt": opt, "harness": 1,
-                                              "tools": toolchain_id()})
     root = cache_root()
-    build_dir = root / "harness" / f"{top}_{key}"
+    build_dir = harness_dir(sources, top, harness, parameters, opt)
 
     def fill() -> None:
         # Verilator's generated Makefile cannot take paths with spaces: build from copies
