@@ -308,19 +308,6 @@ module npuc_syn #(
             reg  signed [DW-1:0] dq;
             if (BINARY != 0) begin : g_bin
                 assign prod = w;
-            end else if (PW == 2 || PW == 3) begin : g_sel
-                // A narrow payload (0/1 input events take 2 signed bits) selects shifted weights,
-                // p = p[0] + 2 p[1] (PW 3) - 2^(PW-1) p[PW-1]: one add or subtract. Written as a
-                // product, Yosys maps it to a MULT18 per lane on ecp5 (the 85F has 156).
-                wire signed [DW-1:0] we = {{(DW-WW){w[WW-1]}}, w};
-                wire signed [DW-1:0] lo = qpay[0] ? we : {DW{1'b0}};
-                wire signed [DW-1:0] hi = qpay[PW-1] ? (we <<< (PW-1)) : {DW{1'b0}};
-                if (PW == 3) begin : g_mid
-                    wire signed [DW-1:0] mid = qpay[1] ? (we <<< 1) : {DW{1'b0}};
-                    assign prod = lo + mid - hi;
-                end else begin : g_two
-                    assign prod = lo - hi;
-                end
             end else begin : g_mul
                 assign prod = w * qpay;
             end

@@ -179,10 +179,9 @@ def test_random_conv_geometry(seed, tmp_path):
     assert ref.probes["a"]["spikes"].any()
 
 
-def test_narrow_payloads_select_instead_of_multiplying(tmp_path):
-    """2- and 3-bit payloads (0/1 input events take 2 signed bits) are computed by selecting shifted
-    weights, not by a multiply (a MULT18 per lane on ecp5): every payload value, the most negative
-    included, against the most negative weight, at 3 lanes; a 4-bit payload keeps the multiply."""
+def test_narrow_payloads_are_exact_at_their_extremes(tmp_path):
+    """2-, 3- and 4-bit payloads (0/1 input events take 2 signed bits): every payload value, the most
+    negative included, against the most negative weight, at 3 lanes, one synapse engine per width."""
     target = load_target("fpga:lanes=3")
     prof = target.profile
     rng = np.random.default_rng(5)
