@@ -177,3 +177,36 @@ def test_random_conv_geometry(seed, tmp_path):
     what = f"seed {seed} {[(n.name, n.op.summary()) for n in g]}:\n"
     ref, _ = rtl_matches_int(g, tmp_path / "rtl", x, ("a", "b"), what)
     assert ref.probes["a"]["spikes"].any()
+
+
+def test_narrow_payloads_are_exact_at_their_extremes(tmp_path):
+    """2-, 3- and 4-bit payloads (0/1 input events take 2 signed bits): every payload value, the most
+    negative included, against the most negative weight, at 3 lanes, one synapse engine per width."""
+    target = load_target("fpga:lanes=3")
+    prof = target.profile
+    rng = np.random.default_rng(5)
+    g = Graph("narrow", num_steps=12)
+    paths = []
+    for k, bits in enumerate((2, 3, 4)):
+        g.add(f"x{bits}", ops.Input((4,), encoding=Encoding("current"), layout="TB", index=k, q=QInput(frac_bits=0, bits=bits)))
+        w = _w(rng, prof, (5, 4))
+        w[0, :] = -(2 ** (prof.weight_bits - 1))  # the most negative weight on every input
+        paths.append(g.add(f"fc{bits}", ops.Dense(np.zeros((5, 4), np.float32), q=QSynapse(w)), [f"x{bits}"]))
+    g.add("sum", ops.Add(), paths)
+    g.add("n", ops.LIF(reset="none", q=_q(vth=2 ** 12, dv=2000)), ["sum"])
+    g.add("o", ops.Output(), ["n"])
+    g.add("ov", ops.Output(layout="TB", index=1), [("n", "v")])
+    g.profile = prof
+    g.verify()
+    emit(g, tmp_path, target)
+    assert lint(tmp_path, probe=True) == []
+    src = "\n".join(p.read_text() for p in sorted(tmp_path.glob("*.v")))
+    assert all(f".PW({bits})" in src for bits in (2, 3, 4)), "one synapse engine per payload width"
+    xs = []
+    for bits in (2, 3, 4):  # every value of the width in every position over the steps
+        lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        xs.append(rng.integers(lo, hi + 1, size=(12, 3, 4)).astype(np.float32))
+        xs[-1][0, 0, :] = lo
+        xs[-1][1, 0, :] = hi
+    ref, _ = rtl_matches_int(g, tmp_path, xs, ("n",), "narrow payloads:\n")
+    assert np.abs(ref.probes["n"]["v"]).max() > 0
