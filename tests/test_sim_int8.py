@@ -15,7 +15,9 @@ from npuc.targets import load_target
 FPGA = load_target("fpga").profile
 LOIHI = load_target("loihi2").profile
 
-pytestmark = pytest.mark.skipif(not int_kernels._int8_works(), reason="no exact oneDNN int8 kernels on this CPU")
+# Only the tests that expect the int8 path to be taken need the kernels; the fallbacks (negative
+# inputs, sums at 2^24, a failed self-test) and the input check run on every CPU.
+needs_int8 = pytest.mark.skipif(not int_kernels._int8_works(), reason="no exact oneDNN int8 kernels on this CPU")
 
 
 @pytest.fixture
@@ -61,6 +63,7 @@ def conv_ref(x: np.ndarray, w: np.ndarray, stride: int, pad: int, dil: int, grou
     return out
 
 
+@needs_int8
 @pytest.mark.parametrize("wlo,whi,even,xhi,expect", [
     (-128, 128, True, 1, True),     # Loihi 2's even 9-bit weights: divided by 2, int8
     (-128, 128, False, 1, True),    # int8 weights as they are
@@ -93,6 +96,7 @@ def test_negative_inputs_keep_float32(taken, encoding):
     assert taken == [False]
 
 
+@needs_int8
 @pytest.mark.parametrize("stride,pad,dil,groups", [(1, 0, 1, 1), (2, 1, 1, 1), (1, 2, 2, 1), (1, 1, 1, 2)])
 def test_conv_int8_equals_explicit_windows(taken, stride, pad, dil, groups):
     rng = np.random.default_rng(5)
@@ -115,25 +119,36 @@ def test_sums_at_2_24_leave_int8(taken):
     assert not any(taken)
 
 
-def test_size_threshold_and_failed_selftest(monkeypatch):
-    """Small products and machines whose int8 kernels failed the self-test keep float32."""
+def _threshold_case(monkeypatch):
     calls = []
     real = int_kernels._int8_product
     monkeypatch.setattr(int_kernels, "_int8_product", lambda *a: calls.append(real(*a)) or calls[-1])
-    rng = np.random.default_rng(6)
-    W = rng.integers(-128, 128, (128, 256))
-    g = _one(ops.Dense(W.astype(np.float32), q=QSynapse(W, 0)), (256,), 2)
+    W = np.random.default_rng(6).integers(-128, 128, (128, 256))
+    return calls, W, _one(ops.Dense(W.astype(np.float32), q=QSynapse(W, 0)), (256,), 2)
+
+
+@needs_int8
+def test_size_threshold(monkeypatch):
+    """Small products keep float32; large ones take the int8 kernels."""
+    calls, W, g = _threshold_case(monkeypatch)
+    rng = np.random.default_rng(7)
     for batch, expect in ((2, False), (256, True)):  # 2 * 2 * 256 * 128 MACs < 2^23 <= 2 * 256 * 256 * 128
         calls.clear()
         x = (rng.random((2, batch, 256)) < 0.2).astype(np.float32)
         assert np.array_equal(simulate(g, x, "int").output, dense_int(x.astype(np.int64), W, 0))
         assert [c is not None for c in calls] == [expect]
+
+
+def test_failed_selftest_keeps_float32(monkeypatch):
+    """A machine whose int8 kernels failed the self-test (or lack them) keeps float32, exactly."""
+    calls, W, g = _threshold_case(monkeypatch)
     monkeypatch.setitem(int_kernels._INT8_STATE, "ok", False)
-    calls.clear()
+    x = (np.random.default_rng(7).random((2, 256, 256)) < 0.2).astype(np.float32)
     assert np.array_equal(simulate(g, x, "int").output, dense_int(x.astype(np.int64), W, 0))
     assert calls == [None]
 
 
+@needs_int8
 def test_selftest_detects_a_wrong_kernel(monkeypatch):
     """`int8_selftest` fails when the int8 convolution's sums are off by one (a saturating or rounding kernel)."""
     assert int_kernels.int8_selftest()
@@ -151,6 +166,7 @@ def test_selftest_detects_a_wrong_kernel(monkeypatch):
     assert not int_kernels.int8_selftest()
 
 
+@needs_int8
 @pytest.mark.parametrize("probe", [False, True])
 def test_conv_max_pool_neuron_float_handoff(taken, probe):
     """Conv -> max pool -> LIF: the pool passes the int8 product's exact floats to the neuron (or
