@@ -39,8 +39,8 @@ def total(x) -> torch.Tensor:
 
 
 def _flag(a: dict, name: str) -> int:
-    """An integer code stored in ``form_args`` (float32 0-d tensor)."""
-    return int(a[name].item())
+    """An integer code stored in ``form_args`` (float32 0-d tensor; `FormArgs.flags` holds it as a number)."""
+    return int(a.flags[name])
 
 
 def form(name: str, args: tuple[str, ...]):
@@ -63,6 +63,13 @@ def _snn_h(x: torch.Tensor) -> torch.Tensor:
     return (x > 0).float()
 
 
+def _snn_reset(st: dict, thr: torch.Tensor, t: int, delayed: bool) -> torch.Tensor:
+    """snntorch's ``mem_reset``: the heaviside of the previous membrane minus the threshold. When
+    nothing changes the membrane after it fired (``delayed``), that is the previous step's spikes,
+    the same comparison of the same membrane (the library's ``clone().detach()`` copies it)."""
+    return st["s"] if t and delayed else _snn_h(st["v"] - thr)
+
+
 def _snn_immediate_reset(mem, spk, reset, thr, reset_val):
     """snntorch ``reset_delay=False``: ``do_reset = spk / gsf - reset`` (``spk / gsf``
     is exactly the 0/1 heaviside), then subtract or zero by ``reset_mechanism_val``."""
@@ -83,7 +90,7 @@ def snntorch_leaky(op, st, x, t):
     a = st["a"]
     thr, beta = a["threshold"], a["beta"]
     mem = st["v"]
-    reset = _snn_h(mem - thr).clone().detach()
+    reset = _snn_reset(st, thr, t, _flag(a, "reset_delay"))
     fn = _flag(a, "state_fn")
     if fn == 0:
         mem = plus(beta.clamp(0, 1) * mem, x) - reset * thr
@@ -108,7 +115,7 @@ def snntorch_lapicque(op, st, x, t):
     new membrane, 2 none), triggered by the previous membrane (no immediate reset)."""
     a = st["a"]
     thr, mem = a["threshold"], st["v"]
-    reset = _snn_h(mem - thr).clone().detach()
+    reset = _snn_reset(st, thr, t, True)  # its spikes are always those of the final membrane
     base = x * a["R"] * a["inv_rc"] * a["time_step"] + a["decay"] * mem
     fn = _flag(a, "state_fn")
     if fn == 0:
@@ -127,7 +134,7 @@ def snntorch_synaptic(op, st, x, t):
     a = st["a"]
     thr = a["threshold"]
     mem, syn = st["v"], st["i"]
-    reset = _snn_h(mem - thr).clone().detach()
+    reset = _snn_reset(st, thr, t, _flag(a, "reset_delay"))
     syn = plus(a["alpha"].clamp(0, 1) * syn, x)
     mem = a["beta"].clamp(0, 1) * mem + syn
     fn = _flag(a, "state_fn")
@@ -153,7 +160,7 @@ def snntorch_alpha(op, st, x, t):
     a = st["a"]
     thr, mem, exc = a["threshold"], st["v"], st["i"]
     inh = st["lib_inh"] if "lib_inh" in st else torch.zeros_like(exc)
-    reset = _snn_h(mem - thr).clone().detach()
+    reset = _snn_reset(st, thr, t, True)  # its spikes are always those of the final membrane
     exc = a["alpha"].clamp(0, 1) * exc + x
     inh = a["beta"].clamp(0, 1) * inh - x
     mem = a["tau"] * (exc + inh)
@@ -189,7 +196,7 @@ def spikingjelly(op, st, x, t):
     ``(v - v_threshold) >= 0``, then hard reset to ``v_reset`` (``hard=1``) or soft
     reset by subtraction. ``v0`` is the library's initial membrane (``v_reset`` or 0)."""
     a = st["a"]
-    v = torch.full_like(x, float(a["v0"])) if t == 0 else st["v"]
+    v = torch.full_like(x, a.flags["v0"]) if t == 0 else st["v"]
     c, vr, code = a["c"], a["v_reset"], _flag(a, "charge")
     if code == 0:
         v = v + x
@@ -310,7 +317,7 @@ def sinabs_lif(op, st, x, t):
         else:
             s = (v > 0) * torch.div(v, thr, rounding_mode="trunc").float()
             if kind == 3:
-                s = torch.clamp(s, max=float(a["max_spikes"]))
+                s = torch.clamp(s, max=a.flags["max_spikes"])
         if _flag(a, "reset") == 0:
             v = v - s * (thr if _flag(a, "sub_thr") else a["reset_arg"])
         else:

@@ -8,6 +8,7 @@ library the model came from (`LIF.form`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -121,16 +122,37 @@ def reset_amount(op: ops.LIF, s: torch.Tensor, theta: torch.Tensor, theta_lo: to
     return s * theta
 
 
+class FormArgs(dict):
+    """A LIF's ``form_args`` as float32 tensors, with ``flags``: the same values as Python floats
+    (forms branch on integer codes every step; reading them from tensors costs a call each)."""
+
+    def __init__(self, args: dict[str, torch.Tensor]) -> None:
+        super().__init__(args)
+        self.flags = {k: float(v) for k, v in args.items() if v.numel() == 1}
+
+
+def _params(op: ops.LIF, ctx: Context) -> tuple[dict[str, torch.Tensor], FormArgs]:
+    """A LIF's per-neuron parameters and form arguments as tensors (cached with the graph: forms
+    read them and never write them)."""
+    key = (id(op), "lif_params")
+    if key not in ctx.cache:
+        p = {k: _t(ctx, k, v) for k, v in op.per_neuron().items()}
+        ctx.cache[key] = (op, p, FormArgs({k: _t(ctx, k, v) for k, v in op.form_args.items()}))
+    return ctx.cache[key][1], ctx.cache[key][2]
+
+
 @FLOAT.stateful(ops.LIF)
 class LIFFloat(StatefulKernel):
     """Float LIF. The ``npuc`` form follows the `LIF` docstring literally; other
     forms are library step functions registered in `FORMS`."""
 
     def init(self, op: ops.LIF, shape: tuple[int, ...], ctx: Context) -> dict:
+        p, a = _params(op, ctx)
         z = torch.zeros((ctx.batch, *shape), dtype=torch.float32)
-        st = {"v": torch.full_like(z, op.v_init), "i": z.clone(), "s": z.clone()}
-        st["p"] = {k: _t(ctx, k, v) for k, v in op.per_neuron().items()}
-        st["a"] = {k: _t(ctx, k, v) for k, v in op.form_args.items()}
+        # every step replaces the state's tensors (no kernel writes them in place): one zero tensor
+        # serves as the first current, spikes and (v_init +0.0) membrane
+        v = z if op.v_init == 0 and math.copysign(1.0, op.v_init) > 0 else torch.full_like(z, op.v_init)
+        st = {"v": v, "i": z, "s": z, "p": p, "a": a}
         if op.spike == "bernoulli":
             n = int(np.prod(shape))
             st["r"] = torch.from_numpy(lfsr.uniform_block(op.bits, op.seed, ctx.steps, n).astype(np.int64))
