@@ -38,6 +38,19 @@ def total(x) -> torch.Tensor:
     return plus(x[0], x[1:]) if isinstance(x, tuple) else x
 
 
+# Constants as float32 0-d tensors: an operation on a tensor and a Python number wraps the number
+# in a tensor on every call (2-3 us at batch 1); a 0-d tensor takes no part in type promotion, so
+# the result's type and values are those of the Python number's
+_ZERO = torch.tensor(0.0)
+_ONE = torch.tensor(1.0)
+
+
+def _spikes(cmp, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``cmp(a, b)`` as 1.0 / 0.0 in ``a``'s float type, what ``cmp(a, b).to(a)`` gives, written as
+    floats by the comparison itself (5-10x faster than a bool tensor and its conversion)."""
+    return cmp(a, b, out=torch.empty_like(a))
+
+
 def _flag(a: dict, name: str) -> int:
     """An integer code stored in ``form_args`` (float32 0-d tensor; `FormArgs.flags` holds it as a number)."""
     return int(a.flags[name])
@@ -60,7 +73,7 @@ def form(name: str, args: tuple[str, ...]):
 
 def _snn_h(x: torch.Tensor) -> torch.Tensor:
     # forward of every snntorch surrogate: (input_ > 0).float()
-    return (x > 0).float()
+    return _spikes(torch.gt, x, _ZERO)
 
 
 def _snn_reset(st: dict, thr: torch.Tensor, t: int, delayed: bool) -> torch.Tensor:
@@ -95,7 +108,7 @@ def snntorch_leaky(op, st, x, t):
     if fn == 0:
         mem = plus(beta.clamp(0, 1) * mem, x) - reset * thr
     elif fn == 1:
-        mem = plus(beta.clamp(0, 1) * ((1 - reset) * mem), x)
+        mem = plus(beta.clamp(0, 1) * ((_ONE - reset) * mem), x)
     elif fn == 3:
         base = plus(beta.clamp(0, 1) * mem, x)
         mem = base - reset * base
@@ -217,9 +230,9 @@ def spikingjelly(op, st, x, t):
     else:
         v = v - (v - vr) * c + x
     thr = a["v_threshold"]
-    spike = ((v - thr) >= 0).to(x)
+    spike = _spikes(torch.ge, v - thr, _ZERO)  # ((v - thr) >= 0).to(x)
     if _flag(a, "hard"):
-        v = (1.0 - spike) * v + spike * vr
+        v = (_ONE - spike) * v + spike * vr
     else:
         v = v - spike * thr
     return spike, v, x
@@ -229,7 +242,7 @@ def spikingjelly(op, st, x, t):
 
 
 def _norse_h(x: torch.Tensor) -> torch.Tensor:
-    return torch.gt(x, torch.as_tensor(0.0)).to(x.dtype)
+    return _spikes(torch.gt, x, _ZERO)
 
 
 @form("norse_lif", ("c_mem", "c_syn", "v_leak", "v_th", "v_reset"))
@@ -244,7 +257,7 @@ def norse_lif(op, st, x, t):
     v_dec = v + a["c_mem"] * ((a["v_leak"] - v) + i_new)
     i_dec = i_new + a["c_syn"] * i_new
     z = _norse_h(v_dec - a["v_th"])
-    v = (1 - z) * v_dec + z * a["v_reset"]
+    v = (_ONE - z) * v_dec + z * a["v_reset"]
     return z, v, i_dec
 
 
@@ -269,9 +282,9 @@ def norse_lifbox(op, st, x, t):
     v_dec = v + a["c_mem"] * (x + a["v_leak"] - v)
     z = _norse_h(v_dec - a["v_th"])
     if _flag(a, "subtract"):
-        v = (1 - z) * v_dec + z * (v_dec - a["v_th"])
+        v = (_ONE - z) * v_dec + z * (v_dec - a["v_th"])
     else:
-        v = (1 - z) * v_dec + z * a["v_reset"]
+        v = (_ONE - z) * v_dec + z * a["v_reset"]
     return z, v, x
 
 
@@ -282,7 +295,7 @@ def norse_iaf(op, st, x, t):
     v = a["v_reset"] if t == 0 else st["v"]
     v = v + x
     z = _norse_h(v - a["v_th"])
-    v = (1 - z) * v + z * a["v_reset"]
+    v = (_ONE - z) * v + z * a["v_reset"]
     return z, v, x
 
 
@@ -313,15 +326,15 @@ def sinabs_lif(op, st, x, t):
         s = v.clone()
     else:
         if kind == 1:
-            s = (v - thr >= 0).float()
+            s = _spikes(torch.ge, v - thr, _ZERO)  # (v - thr >= 0).float()
         else:
-            s = (v > 0) * torch.div(v, thr, rounding_mode="trunc").float()
+            s = (v > _ZERO) * torch.div(v, thr, rounding_mode="trunc").float()
             if kind == 3:
                 s = torch.clamp(s, max=a.flags["max_spikes"])
         if _flag(a, "reset") == 0:
             v = v - s * (thr if _flag(a, "sub_thr") else a["reset_arg"])
         else:
-            v = v * (s == 0).float() + a["reset_arg"]
+            v = v * _spikes(torch.eq, s, _ZERO) + a["reset_arg"]
     if "min_v_mem" in a:
         v = torch.nn.functional.relu(v - a["min_v_mem"]) + a["min_v_mem"]
     st["lib_v"] = v
