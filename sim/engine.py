@@ -317,7 +317,7 @@ def _evaluate(
                     ctx.in_ranges = _input_ranges(graph, name, ctx)
                     ctx.float_out = name in floats
                     ctx.out_range = None
-                    out = _run_node(node, inputs_of(name), table, ctx)
+                    out = _run_node(node, inputs_of(name), table, ctx, _batch_major_reads(graph, ctx))
                     if ctx.out_range is not None:  # found over all steps of this chunk
                         ctx.ranges[(name, op.ports[0])] = ctx.out_range
                 for port, v in out.items():
@@ -499,8 +499,10 @@ def _read_step(graph: Graph, r: Ref, t: int, values: dict, cur: dict, prev: dict
     return prev[key]
 
 
-def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Context) -> Values:
-    """All time steps of one node outside recurrent loops."""
+def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Context,
+              batch_major: frozenset = frozenset()) -> Values:
+    """All time steps of one node outside recurrent loops; a neuron's ports in ``batch_major``
+    are stacked ``[B, T, ...]`` (returned as their ``[T, B, ...]`` view, see `_batch_major_reads`)."""
     kernel = table.lookup(node.op)
     steps, batch = ctx.steps, ctx.batch
     if isinstance(kernel, StatelessKernel):
@@ -531,7 +533,28 @@ def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Contex
     state = kernel.init(node.op, node.shape, ctx)
     kernel.prepare(node.op, state, xs, ctx)
     per = [kernel.step(node.op, state, [x[t] for x in xs], t, ctx) for t in range(steps)]
-    return {p: _stack([o[p] for o in per]) for p in per[0] if (node.name, p) in ctx.needed}
+    return {p: torch.stack([o[p] for o in per], 1).transpose(0, 1) if (node.name, p) in batch_major
+            else _stack([o[p] for o in per]) for p in per[0] if (node.name, p) in ctx.needed}
+
+
+def _batch_major_reads(graph: Graph, ctx: Context) -> frozenset:
+    """Float-engine neuron ports that only ops folded batch-major read (``time_folded == 'BT'``,
+    sinabs): stacked ``[B, T, ...]`` as the library stacks them, their readers' ``[B*T, ...]``
+    is a view instead of a copy of every step's values (cached with the graph)."""
+    if "_batch_major" not in ctx.cache:
+        found = set()
+        if ctx.mode == "float":
+            for n in graph:
+                if not isinstance(n.op, LIF):
+                    continue
+                for port in n.op.ports:
+                    readers = [graph[u] for u, _ in graph.users(n.name)
+                               if any(r.node == n.name and n.port(r) == port for r in graph[u].inputs)]
+                    if readers and all(u.meta.get("time_folded") == "BT" and not isinstance(u.op, Output)
+                                       and all(r.delay == 0 for r in u.inputs) for u in readers):
+                        found.add((n.name, port))
+        ctx.cache["_batch_major"] = frozenset(found)
+    return ctx.cache["_batch_major"]
 
 
 def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
