@@ -292,7 +292,9 @@ def _evaluate(
             _run_step_major(graph, raw, values, table, ctx, keep, progress)
         else:
             _run_schedule(graph, raw, values, table, ctx, keep, floats, progress)
-    outs = ctx.cache.setdefault("_output_names", {n.name for n in graph.outputs()})
+    if "_output_names" not in ctx.cache:
+        ctx.cache["_output_names"] = {n.name for n in graph.outputs()}
+    outs = ctx.cache["_output_names"]
     return {k: v for k, v in values.items() if k[0] in keep or (k[0] in outs and k[1] == "out")}
 
 
@@ -562,7 +564,7 @@ def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Contex
     state = kernel.init(node.op, node.shape, ctx)
     kernel.prepare(node.op, state, xs, ctx)
     per = [kernel.step(node.op, state, [x[t] for x in xs], t, ctx) for t in range(steps)]
-    return {p: torch.stack([o[p] for o in per], 1).transpose(0, 1) if (node.name, p) in batch_major
+    return {p: _stack([o[p] for o in per], 1).transpose(0, 1) if (node.name, p) in batch_major
             else _stack([o[p] for o in per]) for p in per[0] if (node.name, p) in ctx.needed}
 
 
@@ -586,14 +588,15 @@ def _batch_major_reads(graph: Graph, ctx: Context) -> frozenset:
     return ctx.cache["_batch_major"]
 
 
-def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.stack(rows)``, or the buffer the rows already are (a kernel that wrote them in place)."""
+def _stack(rows: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """``torch.stack(rows, dim)``, or the buffer the rows already are (a kernel that wrote them in place)."""
     base = rows[0]._base
-    if (base is not None and base.is_contiguous() and base.shape[0] == len(rows)
-            and tuple(base.shape[1:]) == tuple(rows[0].shape)
-            and all(r._base is base and r.data_ptr() == base[t].data_ptr() for t, r in enumerate(rows))):
+    if (base is not None and base.is_contiguous() and base.dim() == rows[0].dim() + 1 and base.shape[dim] == len(rows)
+            and tuple(base.shape[:dim] + base.shape[dim + 1:]) == tuple(rows[0].shape)
+            and all(r._base is base and r.data_ptr() == base.select(dim, t).data_ptr()
+                    and r.stride() == base.select(dim, t).stride() for t, r in enumerate(rows))):
         return base
-    return torch.stack(rows)
+    return torch.stack(rows, dim)
 
 
 def _one_step(ctx: Context) -> Context:

@@ -45,10 +45,15 @@ _ZERO = torch.tensor(0.0)
 _ONE = torch.tensor(1.0)
 
 
-def _spikes(cmp, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _spikes(cmp, a: torch.Tensor, b: torch.Tensor, st: dict | None = None) -> torch.Tensor:
     """``cmp(a, b)`` as 1.0 / 0.0 in ``a``'s float type, what ``cmp(a, b).to(a)`` gives, written as
-    floats by the comparison itself (5-10x faster than a bool tensor and its conversion)."""
-    return cmp(a, b, out=torch.empty_like(a))
+    floats by the comparison itself (5-10x faster than a bool tensor and its conversion). A step's
+    output spikes (``st`` given) go to the row of the engine's buffer for them, when it set one
+    (`float_kernels.LIFFloat.prepare`: no stack of the steps afterwards)."""
+    row = st.pop("row", None) if st is not None else None
+    if row is None or row.shape != a.shape or row.dtype != a.dtype:
+        row = torch.empty_like(a)
+    return cmp(a, b, out=row)
 
 
 def _flag(a: dict, name: str) -> int:
@@ -71,9 +76,9 @@ def form(name: str, args: tuple[str, ...]):
 # -- snntorch 1.0 (snntorch/_neurons/leaky.py, synaptic.py, alpha.py) ---------------------------
 
 
-def _snn_h(x: torch.Tensor) -> torch.Tensor:
+def _snn_h(x: torch.Tensor, st: dict | None = None) -> torch.Tensor:
     # forward of every snntorch surrogate: (input_ > 0).float()
-    return _spikes(torch.gt, x, _ZERO)
+    return _spikes(torch.gt, x, _ZERO, st)
 
 
 def _snn_reset(st: dict, thr: torch.Tensor, t: int, delayed: bool) -> torch.Tensor:
@@ -114,7 +119,7 @@ def snntorch_leaky(op, st, x, t):
         mem = base - reset * base
     else:
         mem = plus(beta.clamp(0, 1) * mem, x)
-    spk = _snn_h(mem - thr)
+    spk = _snn_h(mem - thr, st)
     if not _flag(a, "reset_delay"):
         mem = _snn_immediate_reset(mem, spk, reset, thr, _flag(a, "reset_val"))
     return spk, mem, total(x)
@@ -137,7 +142,7 @@ def snntorch_lapicque(op, st, x, t):
         mem = base - reset * base
     else:
         mem = base
-    return _snn_h(mem - thr), mem, x
+    return _snn_h(mem - thr, st), mem, x
 
 
 @form("snntorch_synaptic", ("alpha", "beta", "threshold", "state_fn", "reset_val", "reset_delay"))
@@ -156,7 +161,7 @@ def snntorch_synaptic(op, st, x, t):
     elif fn == 1:
         syn = syn - 0 * reset
         mem = mem - mem * reset
-    spk = _snn_h(mem - thr)
+    spk = _snn_h(mem - thr, st)
     if not _flag(a, "reset_delay"):
         mem = _snn_immediate_reset(mem, spk, reset, thr, _flag(a, "reset_val"))
     return spk, mem, syn
@@ -182,7 +187,7 @@ def snntorch_alpha(op, st, x, t):
         inh = inh - inh * reset
         mem = mem - mem * reset
     st["lib_inh"] = inh
-    return _snn_h(mem - thr), mem, exc
+    return _snn_h(mem - thr, st), mem, exc
 
 
 # -- SpikingJelly 0.0.0.0.14 (activation_based/neuron.py, backend 'torch') --------------
@@ -230,7 +235,7 @@ def spikingjelly(op, st, x, t):
     else:
         v = v - (v - vr) * c + x
     thr = a["v_threshold"]
-    spike = _spikes(torch.ge, v - thr, _ZERO)  # ((v - thr) >= 0).to(x)
+    spike = _spikes(torch.ge, v - thr, _ZERO, st)  # ((v - thr) >= 0).to(x)
     if _flag(a, "hard"):
         v = (_ONE - spike) * v + spike * vr
     else:
@@ -241,8 +246,8 @@ def spikingjelly(op, st, x, t):
 # -- norse 1.1 (torch/functional/lif.py, lif_box.py, iaf.py) ------------------------------
 
 
-def _norse_h(x: torch.Tensor) -> torch.Tensor:
-    return _spikes(torch.gt, x, _ZERO)
+def _norse_h(x: torch.Tensor, st: dict | None = None) -> torch.Tensor:
+    return _spikes(torch.gt, x, _ZERO, st)
 
 
 @form("norse_lif", ("c_mem", "c_syn", "v_leak", "v_th", "v_reset"))
@@ -256,7 +261,7 @@ def norse_lif(op, st, x, t):
     i_new = plus(st["i"], x)
     v_dec = v + a["c_mem"] * ((a["v_leak"] - v) + i_new)
     i_dec = i_new + a["c_syn"] * i_new
-    z = _norse_h(v_dec - a["v_th"])
+    z = _norse_h(v_dec - a["v_th"], st)
     v = (_ONE - z) * v_dec + z * a["v_reset"]
     return z, v, i_dec
 
@@ -280,7 +285,7 @@ def norse_lifbox(op, st, x, t):
     a = st["a"]
     v = a["v_leak"] if t == 0 else st["v"]
     v_dec = v + a["c_mem"] * (x + a["v_leak"] - v)
-    z = _norse_h(v_dec - a["v_th"])
+    z = _norse_h(v_dec - a["v_th"], st)
     if _flag(a, "subtract"):
         v = (_ONE - z) * v_dec + z * (v_dec - a["v_th"])
     else:
@@ -294,7 +299,7 @@ def norse_iaf(op, st, x, t):
     a = st["a"]
     v = a["v_reset"] if t == 0 else st["v"]
     v = v + x
-    z = _norse_h(v - a["v_th"])
+    z = _norse_h(v - a["v_th"], st)
     v = (_ONE - z) * v + z * a["v_reset"]
     return z, v, x
 
@@ -326,7 +331,7 @@ def sinabs_lif(op, st, x, t):
         s = v.clone()
     else:
         if kind == 1:
-            s = _spikes(torch.ge, v - thr, _ZERO)  # (v - thr >= 0).float()
+            s = _spikes(torch.ge, v - thr, _ZERO, st)  # (v - thr >= 0).float()
         else:
             s = (v > _ZERO) * torch.div(v, thr, rounding_mode="trunc").float()
             if kind == 3:

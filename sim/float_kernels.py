@@ -158,7 +158,22 @@ class LIFFloat(StatefulKernel):
             st["r"] = torch.from_numpy(lfsr.uniform_block(op.bits, op.seed, ctx.steps, n).astype(np.int64))
         return st
 
+    def prepare(self, op: ops.LIF, st: dict, xs: list[torch.Tensor], ctx: Context) -> None:
+        # outside loops a library form writes each step's spikes into the buffer the engine returns
+        # ([T, B, ...], or [B, T, ...] where batch-major folded ops read them), not a stack of the steps
+        if op.form == "npuc" or (ctx.node, "spikes") not in ctx.needed or len(xs) != 1:
+            return
+        shape = tuple(xs[0].shape[1:])
+        if (ctx.node, "spikes") in ctx.cache.get("_batch_major", ()):
+            buf = torch.empty((shape[0], ctx.steps, *shape[1:]), dtype=xs[0].dtype)
+            st["rows"] = [buf[:, t] for t in range(ctx.steps)]
+        else:
+            buf = torch.empty((ctx.steps, *shape), dtype=xs[0].dtype)
+            st["rows"] = [buf[t] for t in range(ctx.steps)]
+
     def step(self, op: ops.LIF, st: dict, xs: list[torch.Tensor], t: int, ctx: Context) -> dict:
+        if "rows" in st:
+            st["row"] = st["rows"][t]
         if op.form != "npuc":
             # a form that sums its input terms itself gets them as a tuple (see engine._term_refs)
             s, v, i = FORMS[op.form](op, st, xs[0] if len(xs) == 1 else tuple(xs), t)
