@@ -154,6 +154,20 @@ def _shift(x: torch.Tensor, delay: int) -> torch.Tensor:
     return torch.cat([pad, x[:-delay]], 0)
 
 
+def window_max(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    """The maximum over each ``kernel`` window at ``stride`` of ``[N, C, H, W]`` ``x`` without
+    padding, one spatial axis at a time, as ``torch.maximum`` of strided views."""
+    for axis, (k, st) in enumerate(zip(kernel, stride)):
+        dim = x.dim() - 2 + axis
+        n = (x.shape[dim] - k) // st + 1
+        parts = [x.narrow(dim, i, st * (n - 1) + 1)[(slice(None),) * dim + (slice(None, None, st),)] for i in range(k)]
+        y = parts[0]
+        for part in parts[1:]:
+            y = torch.maximum(y, part)
+        x = y
+    return x
+
+
 def run(
     graph: Graph,
     inputs: Sequence[Any],

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..ir import ops
 from . import lfsr
-from .engine import Context, KernelTable, StatefulKernel
+from .engine import Context, KernelTable, StatefulKernel, window_max
 
 FLOAT = KernelTable("float")
 
@@ -59,7 +59,21 @@ def avgpool(op: ops.AvgPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Te
 
 @FLOAT.stateless(ops.MaxPool2d)
 def maxpool(op: ops.MaxPool2d, xs: list[torch.Tensor], ctx: Context) -> torch.Tensor:
-    return F.max_pool2d(xs[0], op.kernel, op.stride, op.padding)
+    x = xs[0]
+    if op.padding == (0, 0) and x.numel() >= WINDOW_MAX_MIN and x.dtype == torch.float32 and x.dim() == 4:
+        # the maximum of strided views: 3-4x faster than CPU max_pool2d, which also writes indices.
+        # The same bits unless a window holds NaN (max_pool2d keeps the NaN it meets, maximum makes
+        # its own) or the input holds -0.0 (of a tie of zeros max_pool2d keeps the first, maximum
+        # either): checked by one sum of the result (NaN propagates) and one minimum of the input's
+        # bits (-0.0 is the smallest int32 pattern), else max_pool2d
+        y = window_max(x, op.kernel, op.stride)
+        if not math.isnan(float(y.sum())) and int(x.view(torch.int32).min()) != -(2**31):
+            return y.contiguous()
+    return F.max_pool2d(x, op.kernel, op.stride, op.padding)
+
+
+WINDOW_MAX_MIN = 1 << 16
+"""Inputs of fewer values take max_pool2d: one call instead of several (batch 1)."""
 
 
 @FLOAT.stateless(ops.Add)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import sinabs
 import torch
+import torch.nn.functional as F
 from models import harness
 from models import sinabs_models as M
 from models import zoo_models as zoo
@@ -15,7 +16,7 @@ from reference import lif_float
 
 from npuc.frontends import trace
 from npuc.ir import Graph, ops
-from npuc.sim import engine, simulate
+from npuc.sim import engine, float_kernels, simulate
 from npuc.sim.encoding import InputError, to_time_major
 
 
@@ -123,3 +124,25 @@ def test_spike_buffers_time_major_equal_spikingjelly(probe):
     res = simulate(graph, x, "float", probe=probe)
     assert res.output.tobytes() == ref.tobytes()
     assert ref.sum() > 0
+
+
+@pytest.mark.parametrize("kernel,stride", [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((1, 3), (1, 1)), ((2, 3), (3, 1))])
+def test_float_max_pool_on_strided_views_is_max_pool2d_bit_for_bit(kernel, stride, monkeypatch):
+    """Ties (values in steps of 0.5, many zeros) take the strided-view maximum; a -0.0 anywhere in
+    the input or a NaN in a window take max_pool2d: the bits equal max_pool2d's in every case."""
+    monkeypatch.setattr(float_kernels, "WINDOW_MAX_MIN", 0)
+    reference = F.max_pool2d
+    calls = []
+    monkeypatch.setattr(F, "max_pool2d", lambda *a: calls.append(1) or reference(*a))
+    op = ops.MaxPool2d(kernel, stride)
+    ctx = engine.Context("float", None, 1, 3)
+    rng = np.random.default_rng(7)
+    base = torch.from_numpy((np.round(rng.normal(size=(3, 4, 9, 11)) * 2) / 2).astype(np.float32)) + 0.0  # no -0.0
+    cases = {"ties": (base, 0), "inf": (base.masked_fill(base > 1.5, float("inf")), 0),
+             "-0.0": (base.masked_fill(base == 0, -0.0), 1), "NaN": (base.masked_fill(base < -2.0, float("nan")), 1)}
+    assert (base == 0).float().mean() > 0.2 and (base < -2.0).any()
+    for name, (x, fallbacks) in cases.items():
+        calls.clear()
+        got = float_kernels.maxpool(op, [x], ctx)
+        assert len(calls) == fallbacks, name
+        assert got.is_contiguous() and torch.equal(got.view(torch.int32), reference(x, kernel, stride).view(torch.int32)), name
