@@ -50,10 +50,15 @@ def _spikes(cmp, a: torch.Tensor, b: torch.Tensor, st: dict | None = None) -> to
     floats by the comparison itself (5-10x faster than a bool tensor and its conversion). A step's
     output spikes (``st`` given) go to the row of the engine's buffer for them, when it set one
     (`float_kernels.LIFFloat.prepare`: no stack of the steps afterwards)."""
+    return cmp(a, b, out=_row(st, a))
+
+
+def _row(st: dict | None, like: torch.Tensor) -> torch.Tensor:
+    """The engine's buffer row for this step's output spikes (taken once), or a new tensor like ``like``."""
     row = st.pop("row", None) if st is not None else None
-    if row is None or row.shape != a.shape or row.dtype != a.dtype:
-        row = torch.empty_like(a)
-    return cmp(a, b, out=row)
+    if row is None or row.shape != like.shape or row.dtype != like.dtype:
+        return torch.empty_like(like)
+    return row
 
 
 def _flag(a: dict, name: str) -> int:
@@ -333,7 +338,10 @@ def sinabs_lif(op, st, x, t):
         if kind == 1:
             s = _spikes(torch.ge, v - thr, _ZERO, st)  # (v - thr >= 0).float()
         else:
-            s = (v > _ZERO) * torch.div(v, thr, rounding_mode="trunc").float()
+            # (v > 0) * trunc(v / thr): the bool's promotion multiplies by 1.0 or 0.0 in float32, as
+            # the float comparison does (0.0 times a negative quotient is -0.0 either way)
+            q = torch.div(v, thr, rounding_mode="trunc").float()
+            s = torch.mul(_spikes(torch.gt, v, _ZERO), q, out=_row(st if kind == 0 else None, q))
             if kind == 3:
                 s = torch.clamp(s, max=a.flags["max_spikes"])
         if _flag(a, "reset") == 0:
