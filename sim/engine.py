@@ -606,10 +606,13 @@ def _stack(rows: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
     """``torch.stack(rows, dim)``, or the buffer the rows already are (a kernel that wrote them in place)."""
     base = rows[0]._base
     if (base is not None and base.is_contiguous() and base.dim() == rows[0].dim() + 1 and base.shape[dim] == len(rows)
-            and tuple(base.shape[:dim] + base.shape[dim + 1:]) == tuple(rows[0].shape)
-            and all(r._base is base and r.data_ptr() == base.select(dim, t).data_ptr()
-                    and r.stride() == base.select(dim, t).stride() for t, r in enumerate(rows))):
-        return base
+            and tuple(base.shape[:dim] + base.shape[dim + 1:]) == tuple(rows[0].shape)):
+        # row t of the buffer starts t strides along ``dim`` in and has the buffer's other strides
+        step, strides = base.stride(dim), base.stride()[:dim] + base.stride()[dim + 1:]
+        first = base.storage_offset()
+        if all(r._base is base and r.storage_offset() == first + t * step and r.stride() == strides
+               for t, r in enumerate(rows)):
+            return base
     return torch.stack(rows, dim)
 
 
