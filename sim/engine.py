@@ -247,9 +247,9 @@ def _graph_cache(graph: Graph, mode: str, profile: NumericProfile | None) -> dic
     """The kernel cache (parameter tensors, weight bounds, the graph's analysis) kept between runs
     of one graph, so that small batches do not pay for it again. Kernels key it by the ids of
     parameter arrays (which ops hold read-only, and the cache keeps alive); it is dropped when
-    the graph's nodes, ops, edges or profile change."""
+    the graph's nodes, ops, edges, time folding or profile change."""
     keep = (mode, profile, [n.op for n in graph])  # alive, so that their ids are not reused
-    sig = (mode, id(profile), tuple((n.name, id(n.op), n.inputs) for n in graph))
+    sig = (mode, id(profile), tuple((n.name, id(n.op), n.inputs, n.meta.get("time_folded")) for n in graph))
     hit = _GRAPH_CACHES.get(graph)
     if hit is None or hit[0] != sig:
         hit = (sig, {"_alive": keep})

@@ -60,6 +60,14 @@ def test_cached_plan_follows_op_and_edge_edits():
     want = lif_float(ops.LIF(alpha=0.8, threshold=1.5), cur)["spikes"].numpy()
     np.testing.assert_array_equal(simulate(g, x, "float").output, want)
     assert not np.array_equal(first, third) and not np.array_equal(third, want)
+    # time folding marked on a node after a run: the float engine no longer runs step-major
+    def step_major() -> bool:
+        return engine._step_major(g, engine.Context("float", None, 6, 3, cache=engine._graph_cache(g, "float", None)))
+
+    assert step_major()
+    g["fc2"].meta["time_folded"] = True
+    assert not step_major()
+    np.testing.assert_array_equal(simulate(g, x, "float").output, want)
 
 
 @pytest.mark.parametrize("dim", [0, 1])
