@@ -154,6 +154,20 @@ def _shift(x: torch.Tensor, delay: int) -> torch.Tensor:
     return torch.cat([pad, x[:-delay]], 0)
 
 
+def window_max(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    """The maximum over each ``kernel`` window at ``stride`` of ``[N, C, H, W]`` ``x`` without
+    padding, one spatial axis at a time, as ``torch.maximum`` of strided views."""
+    for axis, (k, st) in enumerate(zip(kernel, stride)):
+        dim = x.dim() - 2 + axis
+        n = (x.shape[dim] - k) // st + 1
+        parts = [x.narrow(dim, i, st * (n - 1) + 1)[(slice(None),) * dim + (slice(None, None, st),)] for i in range(k)]
+        y = parts[0]
+        for part in parts[1:]:
+            y = torch.maximum(y, part)
+        x = y
+    return x
+
+
 def run(
     graph: Graph,
     inputs: Sequence[Any],
@@ -233,9 +247,9 @@ def _graph_cache(graph: Graph, mode: str, profile: NumericProfile | None) -> dic
     """The kernel cache (parameter tensors, weight bounds, the graph's analysis) kept between runs
     of one graph, so that small batches do not pay for it again. Kernels key it by the ids of
     parameter arrays (which ops hold read-only, and the cache keeps alive); it is dropped when
-    the graph's nodes, ops, edges or profile change."""
+    the graph's nodes, ops, edges, time folding or profile change."""
     keep = (mode, profile, [n.op for n in graph])  # alive, so that their ids are not reused
-    sig = (mode, id(profile), tuple((n.name, id(n.op), n.inputs) for n in graph))
+    sig = (mode, id(profile), tuple((n.name, id(n.op), n.inputs, n.meta.get("time_folded")) for n in graph))
     hit = _GRAPH_CACHES.get(graph)
     if hit is None or hit[0] != sig:
         hit = (sig, {"_alive": keep})
@@ -281,54 +295,79 @@ def _evaluate(
 ) -> dict[tuple[str, str], torch.Tensor]:
     """Every node on time-major inputs ``raw``; returns the outputs' and kept nodes' values."""
     values: dict[tuple[str, str], torch.Tensor] = {}
-    groups, needed = _analysis(graph, ctx)
+    _, needed = _analysis(graph, ctx)
     ctx.ranges = {}
     floats = _float_outputs(graph, ctx, keep)
     # ports somebody reads (or probes): only these are stacked over time
     ctx.kept = {(n, p) for n in keep for p in graph[n].op.ports}
     ctx.needed = needed | ctx.kept
-    total = len(graph)
-    done = 0
-
-    def inputs_of(name: str) -> list[torch.Tensor]:
-        node = graph[name]
-        out = []
-        for r in _term_refs(graph, node, ctx) or node.inputs:
-            src = graph[r.node]
-            out.append(_shift(values[(r.node, src.port(r))], r.delay))
-        return out
-
-    step_major = _step_major(graph, ctx)
-    if step_major:
-        with torch.no_grad():
-            _run_step_major(graph, raw, values, table, ctx, keep, progress)
     with torch.no_grad():
-        for group in [] if step_major else groups:
-            if len(group) == 1 and not any(r.node == group[0] for r in graph[group[0]].inputs):
-                name = group[0]
-                node = graph[name]
-                ctx.node = name
-                op = node.op
-                if isinstance(op, Input):
-                    out = {"out": _encode_input(graph, name, raw[name], ctx, name in keep)}
-                elif isinstance(op, Output):
-                    out = {"out": inputs_of(name)[0]}
-                else:
-                    ctx.in_ranges = _input_ranges(graph, name, ctx)
-                    ctx.float_out = name in floats
-                    ctx.out_range = None
-                    out = _run_node(node, inputs_of(name), table, ctx)
-                    if ctx.out_range is not None:  # found over all steps of this chunk
-                        ctx.ranges[(name, op.ports[0])] = ctx.out_range
-                for port, v in out.items():
-                    values[(name, port)] = v
-            else:
-                _run_group(graph, group, values, table, ctx)
-            done += len(group)
-            if progress:
-                progress(done, total, group[-1])
-    outs = {n.name for n in graph.outputs()}
+        if _step_major(graph, ctx):
+            _run_step_major(graph, raw, values, table, ctx, keep, progress)
+        else:
+            _run_schedule(graph, raw, values, table, ctx, keep, floats, progress)
+    if "_output_names" not in ctx.cache:
+        ctx.cache["_output_names"] = {n.name for n in graph.outputs()}
+    outs = ctx.cache["_output_names"]
     return {k: v for k, v in values.items() if k[0] in keep or (k[0] in outs and k[1] == "out")}
+
+
+def _run_schedule(graph: Graph, raw: dict[str, torch.Tensor], values: dict, table: KernelTable, ctx: Context,
+                  keep: set[str], floats: set[str], progress: Callable[[int, int, str], None] | None) -> None:
+    """Node by node in `_schedule` order (each for all steps), recurrent groups step by step."""
+    batch_major = _batch_major_reads(graph, ctx)
+    total, done = len(graph), 0
+    for kind, name, node, reads in _schedule(graph, ctx):
+        if kind == "group":
+            _run_group(graph, name, values, table, ctx)
+            done += len(name)
+            if progress:
+                progress(done, total, name[-1])
+            continue
+        ctx.node = name
+        if kind == "input":
+            out = {"out": _encode_input(graph, name, raw[name], ctx, name in keep)}
+        elif kind == "output":
+            out = {"out": _shift(values[reads[0][0]], reads[0][1])}
+        else:
+            ctx.in_ranges = _input_ranges(graph, name, ctx)
+            ctx.float_out = name in floats
+            ctx.out_range = None
+            out = _run_node(node, [_shift(values[key], delay) for key, delay in reads], table, ctx, batch_major)
+            if ctx.out_range is not None:  # found over all steps of this chunk
+                ctx.ranges[(name, node.op.ports[0])] = ctx.out_range
+        for port, v in out.items():
+            values[(name, port)] = v
+        done += 1
+        if progress:
+            progress(done, total, name)
+
+
+def _schedule(graph: Graph, ctx: Context) -> list[tuple[str, Any, Any, list[tuple[tuple[str, str], int]]]]:
+    """The recurrent groups in order as ``(kind, name, node, reads)``: kind ``input``, ``output``,
+    ``node`` (outside loops) or ``group`` (then ``name`` is the group's list of names), ``reads``
+    as in `_reads`. Cached with the graph: a small batch pays for the walk once."""
+    if "_schedule" not in ctx.cache:
+        plan = []
+        reads = _reads(graph, ctx)
+        for group in _analysis(graph, ctx)[0]:
+            node = graph[group[0]]
+            if len(group) > 1 or any(r.node == group[0] for r in node.inputs):
+                plan.append(("group", group, None, []))
+                continue
+            kind = "input" if isinstance(node.op, Input) else "output" if isinstance(node.op, Output) else "node"
+            plan.append((kind, node.name, node, reads[node.name]))
+        ctx.cache["_schedule"] = plan
+    return ctx.cache["_schedule"]
+
+
+def _reads(graph: Graph, ctx: Context) -> dict[str, list[tuple[tuple[str, str], int]]]:
+    """Per node, the ``((node, port), delay)`` of each input it reads: a library-form neuron's are
+    its terms (`_term_refs`) in the float engine (cached with the graph)."""
+    if "_reads" not in ctx.cache:
+        ctx.cache["_reads"] = {n.name: [((r.node, graph[r.node].port(r)), r.delay)
+                                        for r in _term_refs(graph, n, ctx) or n.inputs] for n in graph}
+    return ctx.cache["_reads"]
 
 
 def _float_inputs(graph: Graph, ctx: Context) -> set[str]:
@@ -438,47 +477,52 @@ def _step_major(graph: Graph, ctx: Context) -> bool:
     results are the same bits) while each step's values stay in cache. Not when an op runs on the
     time-folded ``[T*B, ...]`` tensor, when a static input is computed once for all steps, or with
     delays longer than one step."""
-    return (ctx.mode == "float" and ctx.steps > 1
-            and not any(n.meta.get("time_folded") for n in graph)
-            and not any(isinstance(n.op, Input) and n.op.layout == "B" for n in graph)
-            and all(r.delay <= 1 for n in graph for r in n.inputs))
+    if "_step_major" not in ctx.cache:  # the graph's part (cached with it)
+        ctx.cache["_step_major"] = (not any(n.meta.get("time_folded") for n in graph)
+                                    and not any(isinstance(n.op, Input) and n.op.layout == "B" for n in graph)
+                                    and all(r.delay <= 1 for n in graph for r in n.inputs))
+    return ctx.mode == "float" and ctx.steps > 1 and ctx.cache["_step_major"]
 
 
 def _run_step_major(graph: Graph, raw: dict[str, torch.Tensor], values: dict, table: KernelTable, ctx: Context,
                     keep: set[str], progress: Callable[[int, int, str], None] | None) -> None:
-    """Every node for step 0, then step 1, ...; only outputs and kept ports are stacked over time."""
+    """Every node for step 0, then step 1, ...; only outputs and kept ports are stacked over time.
+    A stateless node nobody reads is skipped (the `Add` whose terms a library-form neuron sums itself)."""
     order = [n for group in _analysis(graph, ctx)[0] for n in group]
+    reads = _reads(graph, ctx)
     wanted = {(n, p) for n in keep for p in graph[n].op.ports}
     wanted |= {(n.name, "out") for n in graph.outputs()}
+    read = {key for name in order for key, _ in reads[name]} | wanted
     rows: dict[tuple[str, str], list[torch.Tensor]] = {}
-    kernels, states = {}, {}
+    plan, states = [], {}
     for name in order:
         node = graph[name]
         ctx.node = name
         if isinstance(node.op, Input):
             values[(name, "out")] = encode(node.op, raw[name], ctx.steps, table.mode)
             continue
-        kernels[name] = None if isinstance(node.op, Output) else table.lookup(node.op)
-        if isinstance(kernels[name], StatefulKernel):
-            states[name] = kernels[name].init(node.op, node.shape, ctx)
+        k = None if isinstance(node.op, Output) else table.lookup(node.op)
+        if isinstance(k, StatefulKernel):
+            states[name] = k.init(node.op, node.shape, ctx)
+        elif k is not None and not any((name, p) in read for p in node.op.ports):
+            continue
+        plan.append((name, node.op, k, reads[name], [p for p in node.op.ports if (name, p) in wanted]))
     prev: dict[tuple[str, str], torch.Tensor] = {}
     for t in range(ctx.steps):
         cur: dict[tuple[str, str], torch.Tensor] = {}
-        for name in kernels:
-            node = graph[name]
+        for name, op, k, node_reads, kept in plan:
             ctx.node = name
-            xs = [_read_step(graph, r, t, values, cur, prev, ctx) for r in _term_refs(graph, node, ctx) or node.inputs]
-            k = kernels[name]
+            xs = [_read_step(graph, key, delay, t, values, cur, prev, ctx) for key, delay in node_reads]
             if k is None:  # an Output
                 out = {"out": xs[0]}
             elif isinstance(k, StatefulKernel):
-                out = k.step(node.op, states[name], xs, t, ctx)
+                out = k.step(op, states[name], xs, t, ctx)
             else:
-                out = k.apply(node.op, xs, ctx)
+                out = k.apply(op, xs, ctx)
             for p, y in out.items():
                 cur[(name, p)] = y
-                if (name, p) in wanted:
-                    rows.setdefault((name, p), []).append(y)
+            for p in kept:
+                rows.setdefault((name, p), []).append(out[p])
         prev = cur
         if progress:
             progress(len(graph) * (t + 1) // ctx.steps, len(graph), order[-1])
@@ -486,21 +530,24 @@ def _run_step_major(graph: Graph, raw: dict[str, torch.Tensor], values: dict, ta
         values[key] = torch.stack(seq)
 
 
-def _read_step(graph: Graph, r: Ref, t: int, values: dict, cur: dict, prev: dict, ctx: Context) -> torch.Tensor:
-    """Input ``r`` at step ``t`` in step-major order (graph inputs are whole ``[T, B, ...]`` tensors)."""
-    key = (r.node, graph[r.node].port(r))
+def _read_step(graph: Graph, key: tuple[str, str], delay: int, t: int, values: dict, cur: dict, prev: dict,
+               ctx: Context) -> torch.Tensor:
+    """Port ``key`` read ``delay`` steps late at step ``t`` in step-major order (graph inputs are
+    whole ``[T, B, ...]`` tensors)."""
     if key in values:  # an encoded graph input
         full = values[key]
-        return full[t - r.delay] if t >= r.delay else torch.zeros_like(full[0])
-    if not r.delay:
+        return full[t - delay] if t >= delay else torch.zeros_like(full[0])
+    if not delay:
         return cur[key]
     if t == 0:
-        return torch.zeros((ctx.batch, *graph[r.node].shapes[key[1]]), dtype=torch.float32)
+        return torch.zeros((ctx.batch, *graph[key[0]].shapes[key[1]]), dtype=torch.float32)
     return prev[key]
 
 
-def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Context) -> Values:
-    """All time steps of one node outside recurrent loops."""
+def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Context,
+              batch_major: frozenset = frozenset()) -> Values:
+    """All time steps of one node outside recurrent loops; a neuron's ports in ``batch_major``
+    are stacked ``[B, T, ...]`` (returned as their ``[T, B, ...]`` view, see `_batch_major_reads`)."""
     kernel = table.lookup(node.op)
     steps, batch = ctx.steps, ctx.batch
     if isinstance(kernel, StatelessKernel):
@@ -531,17 +578,42 @@ def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Contex
     state = kernel.init(node.op, node.shape, ctx)
     kernel.prepare(node.op, state, xs, ctx)
     per = [kernel.step(node.op, state, [x[t] for x in xs], t, ctx) for t in range(steps)]
-    return {p: _stack([o[p] for o in per]) for p in per[0] if (node.name, p) in ctx.needed}
+    return {p: _stack([o[p] for o in per], 1).transpose(0, 1) if (node.name, p) in batch_major
+            else _stack([o[p] for o in per]) for p in per[0] if (node.name, p) in ctx.needed}
 
 
-def _stack(rows: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.stack(rows)``, or the buffer the rows already are (a kernel that wrote them in place)."""
+def _batch_major_reads(graph: Graph, ctx: Context) -> frozenset:
+    """Float-engine neuron ports that only ops folded batch-major read (``time_folded == 'BT'``,
+    sinabs): stacked ``[B, T, ...]`` as the library stacks them, their readers' ``[B*T, ...]``
+    is a view instead of a copy of every step's values (cached with the graph)."""
+    if "_batch_major" not in ctx.cache:
+        found = set()
+        if ctx.mode == "float":
+            for n in graph:
+                if not isinstance(n.op, LIF):
+                    continue
+                for port in n.op.ports:
+                    readers = [graph[u] for u, _ in graph.users(n.name)
+                               if any(r.node == n.name and n.port(r) == port for r in graph[u].inputs)]
+                    if readers and all(u.meta.get("time_folded") == "BT" and not isinstance(u.op, Output)
+                                       and all(r.delay == 0 for r in u.inputs) for u in readers):
+                        found.add((n.name, port))
+        ctx.cache["_batch_major"] = frozenset(found)
+    return ctx.cache["_batch_major"]
+
+
+def _stack(rows: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """``torch.stack(rows, dim)``, or the buffer the rows already are (a kernel that wrote them in place)."""
     base = rows[0]._base
-    if (base is not None and base.is_contiguous() and base.shape[0] == len(rows)
-            and tuple(base.shape[1:]) == tuple(rows[0].shape)
-            and all(r._base is base and r.data_ptr() == base[t].data_ptr() for t, r in enumerate(rows))):
-        return base
-    return torch.stack(rows)
+    if (base is not None and base.is_contiguous() and base.dim() == rows[0].dim() + 1 and base.shape[dim] == len(rows)
+            and tuple(base.shape[:dim] + base.shape[dim + 1:]) == tuple(rows[0].shape)):
+        # row t of the buffer starts t strides along ``dim`` in and has the buffer's other strides
+        step, strides = base.stride(dim), base.stride()[:dim] + base.stride()[dim + 1:]
+        first = base.storage_offset()
+        if all(r._base is base and r.storage_offset() == first + t * step and r.stride() == strides
+               for t, r in enumerate(rows)):
+            return base
+    return torch.stack(rows, dim)
 
 
 def _one_step(ctx: Context) -> Context:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..ir import ops
 from ..ir.values import NumericProfile
 from . import lfsr
-from .engine import Context, KernelTable, StatefulKernel
+from .engine import Context, KernelTable, StatefulKernel, window_max
 
 INT = KernelTable("int")
 _EXACT = 2**53
@@ -458,16 +458,7 @@ def maxpool(op: ops.MaxPool2d, xs, ctx: Context) -> torch.Tensor:
     if op.padding == (0, 0):
         # the maximum of the k x k strided views, on the integers themselves: no conversions, and
         # 2-3x faster than CPU max_pool2d on one thread
-        y = None
-        for axis, (k, st) in enumerate(zip(op.kernel, op.stride)):
-            dim = x.dim() - 2 + axis
-            n = (x.shape[dim] - k) // st + 1
-            parts = [x.narrow(dim, i, st * (n - 1) + 1)[(slice(None),) * dim + (slice(None, None, st),)]
-                     for i in range(k)]
-            y = parts[0]
-            for part in parts[1:]:
-                y = torch.maximum(y, part)
-            x = y
+        y = window_max(x, op.kernel, op.stride)
         # exact-integer floats (a weighted sum's, engine._float_outputs) stay floats for neurons only
         return y.to(torch.int64) if y.is_floating_point() and not ctx.float_out else y
     return F.max_pool2d(x.to(_exact_float(x, 1)), op.kernel, op.stride, op.padding).to(torch.int64)
