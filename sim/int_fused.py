@@ -57,9 +57,9 @@ COUNTERS = ("input_overflow", "u_adder_wrap", "u_overflow", "v_adder_wrap", "v_o
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 _BLOCK = 256  # neurons stepped together: their state stays in L1 between steps
 # positions in the parameter vector `lif_steps` reads
-(P_ACT_SHIFT, P_DECAY_BITS, P_ROUND_NEG, P_ROUND_ADD, P_SPIKE, P_THR, P_THR_LO, P_LEVEL_MAX, P_POW2, P_VTH,
+(P_ACT_SHIFT, P_DECAY_BITS, P_ROUND_NEG, P_ROUND_ADD, P_SPIKE, P_THR, P_THR_LO, P_LEVEL_MAX, P_VTH,
  P_VTH_LO, P_RESET_VALUE, P_DELAYED_VALUE, P_DELAYED_SUB, P_CHARGE_VALUE, P_SAME_SUB, P_SAME_VALUE, P_PREVIOUS,
- P_NEURONS, P_LEN) = range(20)
+ P_NEURONS, P_LEN) = range(19)
 
 
 def register(bits: int, mode: str) -> tuple[int, ...]:
@@ -117,6 +117,16 @@ def _decay(x, mult, bits, round_neg, round_add):
 def _amount(s, vth, vth_lo):
     """What a reset by subtraction removes after spikes ``s`` (a negative ternary spike: ``vth_lo``)."""
     return max(s, 0) * vth + (vth_lo & -np.int64(s < 0))
+
+
+@numba.njit(inline="always")
+def _floor_div(h, vth, vthf):
+    """``floor(h / vth)`` for ``vth > 0`` and ``|h| < 2^52``: the float64 quotient (within 1 of it)
+    corrected by one exact multiply-compare each way (vector instructions: integer division has
+    none)."""
+    q = np.int64(np.floor(np.float64(h) / vthf))
+    q -= np.int64(q * vth > h)
+    return q + np.int64((q + 1) * vth <= h)
 
 
 @numba.njit(inline="always")
@@ -180,8 +190,9 @@ def _block_step(x, ul, vl, sl, ul2, vl2, sl2, out, out_v, out_u, du, dv, bias, v
     the operations of `int_kernels.LIFInt.step` in its order, the reset modes as all-ones / zero
     masks (``multi``: multi-level spikes; ``fast``: see `_reg`). Returns the flags' counts."""
     shift, db, rneg, radd = p[P_ACT_SHIFT], p[P_DECAY_BITS], p[P_ROUND_NEG], p[P_ROUND_ADD]
-    thr, thr_lo, level_max, pow2 = p[P_THR], p[P_THR_LO], p[P_LEVEL_MAX], p[P_POW2]
+    thr, thr_lo, level_max = p[P_THR], p[P_THR_LO], p[P_LEVEL_MAX]
     vth, vth_lo, rv = p[P_VTH], p[P_VTH_LO], p[P_RESET_VALUE]
+    vthf = np.float64(vth)
     dval, dsub, cval, ssub, sval = (-p[P_DELAYED_VALUE], p[P_DELAYED_SUB], -p[P_CHARGE_VALUE], p[P_SAME_SUB],
                                     -p[P_SAME_VALUE])
     prev = -p[P_PREVIOUS]
@@ -207,7 +218,7 @@ def _block_step(x, ul, vl, sl, ul2, vl2, sl2, out, out_v, out_u, du, dv, bias, v
         h, f = _reg(h, r4, fast)
         c4 += f
         if multi:  # floor(h / vth) within [0, levels - 1]
-            s = min(max((h >> pow2) if pow2 >= 0 else h // vth, 0), level_max)
+            s = min(max(_floor_div(h, vth, vthf), 0), level_max)
         else:  # binary (thr_lo: the int64 minimum) or ternary
             s = np.int64(h > thr) - np.int64(h < thr_lo)
         h = _where(sval & -np.int64(s != 0), rv, h - ssub * _amount(s, vth, vth_lo))
@@ -224,12 +235,15 @@ def _block_step(x, ul, vl, sl, ul2, vl2, sl2, out, out_v, out_u, du, dv, bias, v
 def params(op, prof, shape: tuple[int, ...]):
     """The constants `lif_steps` reads for neuron ``op`` under ``prof`` (neurons of ``shape``):
     ``(p, regs, du, dv, bias, vmin)``, or None where the torch paths must run (Bernoulli spikes, a
-    ternary neuron without its lower threshold, multi-level spikes with a threshold <= 0)."""
+    ternary neuron without its lower threshold, multi-level spikes with a threshold <= 0 or
+    without a v register below 2^52)."""
     q = op.q
     vth = q.vth << prof.vth_shift
     vth_lo = None if q.vth_lo is None else q.vth_lo << prof.vth_shift
-    if op.spike not in SPIKE or (op.spike == "ternary" and vth_lo is None) or (op.spike == "multilevel" and vth <= 0):
+    if op.spike not in SPIKE or (op.spike == "ternary" and vth_lo is None):
         return None
+    if op.spike == "multilevel" and not (vth > 0 and prof.v_overflow != "none" and 0 < prof.v_bits <= 52):
+        return None  # `_floor_div` needs |h| < 2^52, which v's register then proves
     nn = int(np.prod(shape, dtype=np.int64))
 
     def per_neuron(value) -> np.ndarray:
@@ -252,7 +266,6 @@ def params(op, prof, shape: tuple[int, ...]):
     p[P_THR] = vth - 1 if ge else vth  # h >= vth is h > vth - 1
     p[P_THR_LO] = _I64_MIN if vth_lo is None else (vth_lo + 1 if ge else vth_lo)  # h <= lo is h < lo + 1
     p[P_LEVEL_MAX] = _I64_MAX if op.levels is None else op.levels - 1
-    p[P_POW2] = vth.bit_length() - 1 if vth > 0 and not vth & (vth - 1) else -1  # floor division as a shift
     p[P_VTH], p[P_VTH_LO], p[P_RESET_VALUE] = vth, vth_lo or 0, q.reset_value
     delayed, same = op.reset_timing != "same", op.reset_timing == "same"
     p[P_DELAYED_VALUE] = op.reset_timing == "delayed" and op.reset == "value"
