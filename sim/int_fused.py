@@ -280,6 +280,8 @@ class Population:
     """One run's fused state of a neuron layer: u, v and last spikes of ``batch`` samples, and
     the ``[T, B, ...]`` output rows (allocated at the first call, when the reader's needs are known)."""
 
+    COUNTERS = COUNTERS
+
     def __init__(self, consts, v_init: int, batch: int, shape: tuple[int, ...], steps: int) -> None:
         self.consts = consts
         self.shape = (batch, *shape)
@@ -304,7 +306,7 @@ class Population:
         """Steps ``t0 ..`` on inputs ``x`` (``[steps, B, ...]``); returns this call's counter increments."""
         if not self.rows:
             self._allocate(ports, spike_dtype)
-        if x.dtype not in (torch.int64, torch.float32, torch.float64):  # fewer compiled variants
+        if x.dtype not in (torch.int64, torch.float32):  # each input type is a compilation (~10-30 s cold)
             x = x.to(torch.int64)
         xn = x.contiguous().numpy().reshape(-1, self.m)
         p, regs, du, dv, bias, vmin = self.consts
