@@ -359,29 +359,21 @@ def test_chunked_mlp_views_float_handoffs_and_spike_ranges_equal_reference(prof,
         assert probes[name][port].dtype == np.int64 and np.array_equal(probes[name][port], want), (name, port)
 
 
-@pytest.mark.parametrize("prof", [LOIHI, PROFILES[2]], ids=["loihi2", "wrap10"])
-@pytest.mark.parametrize("drive", [1, 400])
-def test_recurrent_loop_on_proven_bounds_equals_reference(prof, drive, monkeypatch):
-    """Input spikes -> Dense -> Add <- Dense <- the neuron's spikes one step late -> LIF: the loop's
-    neuron takes its input's bounds from the two weighted sums (no input check, int32 state, exact
-    floats through the Add, float32 spike rows into the recurrent Dense) and equals the Python-int
-    reference, stepped one step at a time; with strong weights the u / v checks stay on and fire
-    exactly where the plain step's do."""
+def recurrent_loop(op, prof, W, R, T, B, rng, ports=("spikes",)):
+    """Input spikes -> Dense (W) -> Add <- Dense (R) <- the neuron ``op``'s spikes one step late,
+    with an Output per port; its random input spikes, and the spikes the Python-int reference
+    gives stepping the loop one step at a time."""
     from reference import dense_int
 
-    rng = np.random.default_rng(11)
-    T, B, n_in, n = 10, 6, 8, 5
-    W, R = rng.integers(-60, 60, (n, n_in)) * drive, rng.integers(-60, 60, (n, n)) * drive
-    unit = prof.decay_unity
-    op = LIF(reset="value", q=QLIF(du=unit // 4 - prof.du_offset, dv=unit // 2 - prof.dv_offset, vth=40,
-                                   bias_mant=np.zeros(n, dtype=np.int64)))
+    n, n_in = W.shape
     g = Graph("loop", num_steps=T)
     g.add("x", Input((n_in,), layout="TB", encoding=Encoding("spikes"), q=QInput(0, 8)))
     g.add("fin", Dense(W.astype(np.float32), q=QSynapse(W, 0)), ["x"])
     g.add("frec", Dense(R.astype(np.float32), q=QSynapse(R, 0)), [("lif", "spikes", 1)])
     g.add("sum", Add(), ["fin", "frec"])
     g.add("lif", op, ["sum"])
-    g.add("o", Output(), ["lif"])
+    for k, port in enumerate(ports):
+        g.add(f"o{k}", Output(index=k), [("lif", port)])
     g.profile = prof
     g.verify()
     x = (rng.random((T, B, n_in)) < 0.5).astype(np.float32)
@@ -391,6 +383,24 @@ def test_recurrent_loop_on_proven_bounds_equals_reference(prof, drive, monkeypat
         rec = dense_int(spikes[:t], R, 0) if t else np.zeros((0, B, n), dtype=np.int64)
         a = a_in[:t + 1] + np.concatenate([np.zeros((1, B, n), dtype=np.int64), rec])
         spikes[t] = lif_int(op, prof, a)["spikes"][t]
+    return g, x, spikes
+
+
+@pytest.mark.parametrize("prof", [LOIHI, PROFILES[2]], ids=["loihi2", "wrap10"])
+@pytest.mark.parametrize("drive", [1, 400])
+def test_recurrent_loop_on_proven_bounds_equals_reference(prof, drive, monkeypatch):
+    """Input spikes -> Dense -> Add <- Dense <- the neuron's spikes one step late -> LIF: the loop's
+    neuron takes its input's bounds from the two weighted sums (no input check, int32 state, exact
+    floats through the Add, float32 spike rows into the recurrent Dense) and equals the Python-int
+    reference, stepped one step at a time; with strong weights the u / v checks stay on and fire
+    exactly where the plain step's do."""
+    rng = np.random.default_rng(11)
+    T, B, n_in, n = 10, 6, 8, 5
+    W, R = rng.integers(-60, 60, (n, n_in)) * drive, rng.integers(-60, 60, (n, n)) * drive
+    unit = prof.decay_unity
+    op = LIF(reset="value", q=QLIF(du=unit // 4 - prof.du_offset, dv=unit // 2 - prof.dv_offset, vth=40,
+                                   bias_mant=np.zeros(n, dtype=np.int64)))
+    g, x, spikes = recurrent_loop(op, prof, W, R, T, B, rng)
     assert 0 < spikes.mean() < 1
     taken = narrowed(monkeypatch)
     known = []

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import lif_int
-from test_sim_fast import PROFILES, both_paths, lif_graph
+from test_sim_fast import PROFILES, both_paths, lif_graph, recurrent_loop
 
-from npuc.ir import LIF, QLIF, Add, Dense, Encoding, Graph, Input, Output
+from npuc.ir import LIF, QLIF
 from npuc.sim import int_fused, int_kernels, simulate
 
 
@@ -116,10 +116,6 @@ def test_fused_counts_every_overflow_the_plain_step_counts(fused_calls):
 def test_fused_step_by_step_inside_a_recurrent_loop(fused_calls, monkeypatch):
     """A neuron fed back through a delayed Dense runs one fused step per call, with its state kept
     between calls: equal to the torch and plain steps, counters included, also overflowing."""
-    from reference import dense_int
-
-    from npuc.ir import QInput, QSynapse
-
     prof = PROFILES[2]  # 10-bit wrapping registers
     rng = np.random.default_rng(7)
     T, B, n_in, n = 9, 4, 6, 5
@@ -127,23 +123,7 @@ def test_fused_step_by_step_inside_a_recurrent_loop(fused_calls, monkeypatch):
         W, R = rng.integers(-40, 40, (n, n_in)) * drive, rng.integers(-40, 40, (n, n)) * drive
         op = LIF(reset="subtract", reset_timing="delayed",
                  q=QLIF(du=100, dv=300, vth=30, bias_mant=np.zeros(n, dtype=np.int64)))
-        g = Graph("loop", num_steps=T)
-        g.add("x", Input((n_in,), layout="TB", encoding=Encoding("spikes"), q=QInput(0, 8)))
-        g.add("fin", Dense(W.astype(np.float32), q=QSynapse(W, 0)), ["x"])
-        g.add("frec", Dense(R.astype(np.float32), q=QSynapse(R, 0)), [("lif", "spikes", 1)])
-        g.add("sum", Add(), ["fin", "frec"])
-        g.add("lif", op, ["sum"])
-        g.add("o", Output(), ["lif"])
-        g.add("ov", Output(index=1), [("lif", "v")])
-        g.profile = prof
-        g.verify()
-        x = (rng.random((T, B, n_in)) < 0.5).astype(np.float32)
-        spikes = np.zeros((T, B, n), dtype=np.int64)
-        a_in = dense_int(x.astype(np.int64), W, 0)
-        for t in range(T):
-            rec = dense_int(spikes[:t], R, 0) if t else np.zeros((0, B, n), dtype=np.int64)
-            a = a_in[:t + 1] + np.concatenate([np.zeros((1, B, n), dtype=np.int64), rec])
-            spikes[t] = lif_int(op, prof, a)["spikes"][t]
+        g, x, spikes = recurrent_loop(op, prof, W, R, T, B, rng, ("spikes", "v"))
         fused_calls.clear()
         fused, plain = both_paths(g, x, monkeypatch)
         assert fused_calls == list(range(T))  # one call per step, at steps 0 .. T-1
