@@ -143,20 +143,21 @@ def lif_steps(x, t0, state, out_s, out_v, out_u, du, dv, bias, vmin, p, regs, co
     ``state``: ``[3, M]`` int64 u, v and the last spikes; ``out_s`` / ``out_v`` / ``out_u``:
     ``[T, M]`` rows written at ``t0 + k`` (``out_v`` / ``out_u`` may have no rows: not written);
     ``du``, ``dv``, ``bias``, ``vmin``: per-neuron int64 decay multipliers, shifted bias and lower
-    bound (the int64 minimum where there is none); ``p``: the parameters (``P_*``); ``regs``: the
+    bound (the int64 minimum where there is none), each the neurons of one or more whole samples;
+    ``p``: the parameters (``P_*``); ``regs``: the
     input, u adder, u, v adder and v register rules (`register`); ``counts``: the `COUNTERS`,
     incremented by the number of values each rule changed."""
     steps, m = x.shape
-    nn = p[P_NEURONS]
+    group = du.shape[0]  # the per-neuron arrays: whole samples' worth, at least a block's (`params`)
     ul, vl, sl = np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64)
     ul2, vl2, sl2 = np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64)
     scratch_v = np.empty(_BLOCK, np.int64)  # the v and u rows nobody reads
     scratch_u = np.empty(_BLOCK, np.int64)
     multi = p[P_SPIKE] == 2
-    for b in range(m // nn):
-        for j0 in range(0, nn, _BLOCK):
-            n = min(_BLOCK, nn - j0)
-            i0 = b * nn + j0
+    for g0 in range(0, m, group):
+        for j0 in range(0, min(group, m - g0), _BLOCK):
+            n = min(_BLOCK, group - j0, m - g0 - j0)
+            i0 = g0 + j0
             for j in range(n):
                 ul[j], vl[j], sl[j] = state[0, i0 + j], state[1, i0 + j], state[2, i0 + j]
             for k in range(steps):
@@ -246,8 +247,10 @@ def params(op, prof, shape: tuple[int, ...]):
         return None  # `_floor_div` needs |h| < 2^52, which v's register then proves
     nn = int(np.prod(shape, dtype=np.int64))
 
+    samples = max(1, _BLOCK // nn)  # small layers: blocks of several samples (per-neuron values repeated)
+
     def per_neuron(value) -> np.ndarray:
-        return np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=np.int64), shape)).reshape(nn)
+        return np.tile(np.broadcast_to(np.asarray(value, dtype=np.int64), shape).reshape(nn), samples)
 
     du = per_neuron(prof.decay_unity - (np.asarray(q.du, dtype=np.int64) + prof.du_offset))
     dv = per_neuron(prof.decay_unity - (np.asarray(q.dv, dtype=np.int64) + prof.dv_offset))
