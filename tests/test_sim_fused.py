@@ -166,3 +166,24 @@ def test_cache_directory_for_a_read_only_install(tmp_path, monkeypatch):
     assert os.path.basename(int_fused._cache_dir(pkg, only_tmp)).startswith("npuc-numba-")
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "given"))
     assert int_fused._cache_dir(pkg, read_only) is None  # numba reads the variable itself
+
+
+@pytest.mark.parametrize("n,batch", [(300, 4), (5, 120)], ids=["blocks-split-a-sample", "blocks-of-many-samples"])
+def test_fused_blocks_over_and_across_samples(n, batch):
+    """A layer wider than a block (blocks of 256 and 44 neurons per sample) and one of 5 neurons
+    (blocks of 51 samples, the last one partial), with per-neuron decays and biases: each neuron
+    keeps its own parameters, equal to the reference and the torch steps."""
+    prof = PROFILES[0]
+    rng = np.random.default_rng(n)
+    T = 6
+    op = random_neuron(rng, prof, "binary", "subtract", "same", "gt", "current", True, n)
+    scale = op.q.vth << prof.vth_shift >> prof.act_shift  # about one threshold per input
+    a = rng.integers(-scale, 2 * scale, (T, batch, n)) * (rng.random((T, batch, n)) < 0.6)
+    g = lif_graph(op, n, T, prof)
+    want = reference(op, prof, a)
+    with pytest.MonkeyPatch.context() as mp:
+        fused, plain = both_paths(g, a.astype(np.float64), mp)
+    for got, port in zip(fused.outputs, ("spikes", "v", "i")):
+        assert np.array_equal(got, want[port]), port
+    assert fused.stats == plain.stats
+    assert 0 < want["spikes"].mean() < 1
