@@ -5,13 +5,15 @@ Same arithmetic in the same order as `int_kernels.LIFInt.step` (the plain step, 
 specification the in-place torch step also follows), per neuron and per step, in int64: input
 register, u decay and add, the u adder's wrap and u's register, a delayed reset, v decay and add,
 bias, the v adder's wrap, delayed subtractions, v's register, spikes, same-step resets, ``v_min``.
-Every register rule runs on every value (a register that cannot overflow leaves it unchanged, so
-no bound proof is needed), and each changed value is counted under the same counter the torch
-paths use. Spike kinds covered: binary, ternary and multi-level; Bernoulli spikes (LFSR draws)
-keep the torch path.
+No bound proofs: each block of neurons and step first runs with every register rule only
+checked (the common case: no rule would change a value), and where one would, runs again from the
+same state with every rule applied, counting each changed value under the counter the torch paths
+use. Spike kinds covered: binary, ternary and multi-level; Bernoulli spikes (LFSR draws) keep the
+torch path. Single-threaded (numba's own threads are not used; the torch thread setting does not
+apply).
 
-Compiled functions are cached on disk (``cache=True``): next to this file when its ``__pycache__``
-is writable, else in ``NUMBA_CACHE_DIR`` if set, else a per-user directory (`_cache_dir`).
+Compiled functions are cached on disk (``cache=True``): in ``NUMBA_CACHE_DIR`` if set, else next
+to this file when its ``__pycache__`` is writable, else a per-user directory (`_cache_dir`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ import numba  # noqa: E402  (after the cache directory is known: numba reads it 
 if _FALLBACK is not None:
     numba.config.CACHE_DIR = _FALLBACK
 
-OVERFLOW = {"none": 0, "wrap": 1, "wrap_sym": 2, "saturate": 3, "saturate_sym": 4}
 SPIKE = {"binary": 0, "ternary": 1, "multilevel": 2}
 COUNTERS = ("input_overflow", "u_adder_wrap", "u_overflow", "v_adder_wrap", "v_overflow")
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
