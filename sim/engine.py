@@ -94,6 +94,10 @@ class StatefulKernel:
     def prepare_range(self, op: Op, state: Any, rng: tuple[float, float], ctx: Context) -> None:
         """Optional, inside recurrent groups: bounds ``(lo, hi)`` the first input holds at every step."""
 
+    def all_steps(self, op: Op, state: Any) -> Values | None:
+        """Optional: every step's outputs ``[T, B, ...]`` when `prepare` computed them all."""
+        return None
+
 
 class KernelTable:
     """Kernels by op type (looked up along the op's class hierarchy)."""
@@ -577,6 +581,9 @@ def _run_node(node: Any, xs: list[torch.Tensor], table: KernelTable, ctx: Contex
         return {p: y.reshape((steps, batch) + tuple(y.shape[1:])) for p, y in out.items()}
     state = kernel.init(node.op, node.shape, ctx)
     kernel.prepare(node.op, state, xs, ctx)
+    whole = kernel.all_steps(node.op, state)
+    if whole is not None:
+        return {p: y for p, y in whole.items() if (node.name, p) in ctx.needed}
     per = [kernel.step(node.op, state, [x[t] for x in xs], t, ctx) for t in range(steps)]
     return {p: _stack([o[p] for o in per], 1).transpose(0, 1) if (node.name, p) in batch_major
             else _stack([o[p] for o in per]) for p in per[0] if (node.name, p) in ctx.needed}

@@ -29,6 +29,9 @@ _EXACT = 2**53
 FAST_PATHS = True
 """Use the in-place neuron step (`LIFInt._step_fast`); False selects the plain step everywhere
 (the tests compare both, counters included)."""
+FUSED = True
+"""Run covered neurons' steps in `int_fused`'s compiled kernel (with `FAST_PATHS`; False: the torch
+steps, which the tests compare with it)."""
 NARROW = True
 """Let the in-place step run on int32 state where `LIFInt._narrow` proves it exact (False: int64)."""
 _NARROW_MIN = 4096  # smaller states (batch x neurons): the conversions cost more than int32 saves
@@ -514,6 +517,9 @@ class LIFInt(StatefulKernel):
         prof = ctx.profile
         if prof is None:
             raise ValueError("the integer engine needs a numeric profile")
+        pop = self._population(op, q, prof, shape, ctx)
+        if pop is not None:
+            return {"pop": pop}
         z = torch.zeros((ctx.batch, *shape), dtype=torch.int64)
         key = (id(q.bias_mant), "bias", q.bias_exp)
         if key not in ctx.cache:  # the shifted bias and its range (None: no bias, skip one add per step)
@@ -542,6 +548,36 @@ class LIFInt(StatefulKernel):
             self._prepare_fast(op, st, ctx)
         return st
 
+    @staticmethod
+    def _population(op: ops.LIF, q, prof: NumericProfile, shape, ctx: Context):
+        """The fused kernel's state for this run (`int_fused.Population`), or None where the torch steps run."""
+        if not (FUSED and FAST_PATHS):
+            return None
+        # numba's import (~0.3 s) only where the integer engine runs neurons
+        from . import int_fused
+
+        key = (id(q), "fused", tuple(shape))
+        if key not in ctx.cache:
+            ctx.cache[key] = (q, int_fused.params(op, prof, tuple(shape)))
+        consts = ctx.cache[key][1]
+        return None if consts is None else int_fused.Population(consts, q.v_init, ctx.batch, tuple(shape), ctx.steps)
+
+    def _run_fused(self, op: ops.LIF, st: dict, x: torch.Tensor, t0: int, ctx: Context) -> dict:
+        """Steps ``t0 ..`` of the fused kernel on ``x`` ([steps, B, ...]); its [T, B, ...] rows."""
+        pop = st["pop"]
+        ports = tuple(p for p in ("spikes", "v", "i") if p == "spikes" or (ctx.node, p) in ctx.needed)
+        # binary spikes only weighted sums read (engine._float_outputs) as uint8: what their int8
+        # products take, a quarter of int64's memory traffic, and one compiled variant for all
+        dtype = torch.uint8 if ctx.float_out and op.spike == "binary" else torch.int64
+        counts = pop.run(x, t0, ports, dtype)
+        for what, n in zip(pop.COUNTERS, counts):
+            if n:
+                ctx.count(what, n)
+        return pop.rows
+
+    def all_steps(self, op: ops.LIF, st: dict):
+        return st.get("all")
+
     def prepare(self, op: ops.LIF, st: dict, xs, ctx: Context) -> None:
         """Shift every step's input at once, and skip overflow handling the data cannot trigger.
 
@@ -549,6 +585,9 @@ class LIFInt(StatefulKernel):
         without decay) with ``A = max |a << act_shift|``; ``|h| <= (U + |bias| + R) / (1 - f_v)``
         (or ``T`` times) with ``R`` the largest reset subtraction; each check is skipped only
         when its bound fits the register."""
+        if "pop" in st:
+            st["all"] = self._run_fused(op, st, xs[0], 0, ctx)
+            return
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]
         x = xs[0]
         # binary spikes go straight into the rows of the [T, B, ...] result (no stack afterwards)
@@ -609,7 +648,7 @@ class LIFInt(StatefulKernel):
         """Inside a recurrent group, with bounds of the input at every step (from the weighted sums
         feeding it): `prepare`'s proofs on those bounds, and the input's own register check skipped
         when they fit it (`_step_fast` then shifts the input into the state's type directly)."""
-        if not st["fast"]:
+        if not st.get("fast"):
             return
         lo, hi = rng
         alo, ahi = _range_of(ctx.profile.act_bits, ctx.profile.act_overflow)
@@ -720,6 +759,8 @@ class LIFInt(StatefulKernel):
     def step(self, op: ops.LIF, st: dict, xs, t: int, ctx: Context) -> dict:
         if "all" in st:  # computed by `prepare`
             return {p: y[t] for p, y in st["all"].items()}
+        if "pop" in st:  # inside a recurrent group: one fused step
+            return {p: y[t] for p, y in self._run_fused(op, st, xs[0].unsqueeze(0), t, ctx).items()}
         if st["fast"]:
             return self._step_fast(op, st, xs, t, ctx)
         prof: NumericProfile = ctx.profile  # type: ignore[assignment]

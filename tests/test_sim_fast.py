@@ -40,12 +40,19 @@ def lif_graph(op, n, steps, profile, ports=("spikes", "v", "i")):
 
 
 def both_paths(graph, a, monkeypatch, **kw):
-    """The integer engine with the fast paths, then with the plain step everywhere."""
+    """The integer engine with the fused neuron kernel, with the in-place torch step, and with the
+    plain step everywhere; asserts the first two agree (values and counters), returns the first
+    and the last."""
+    fused = simulate(graph, a, "int", **kw)
+    monkeypatch.setattr(int_kernels, "FUSED", False)
     fast = simulate(graph, a, "int", **kw)
     monkeypatch.setattr(int_kernels, "FAST_PATHS", False)
     plain = simulate(graph, a, "int", **kw)
     monkeypatch.setattr(int_kernels, "FAST_PATHS", True)
-    return fast, plain
+    monkeypatch.setattr(int_kernels, "FUSED", True)
+    assert all(np.array_equal(x, y) for x, y in zip(fused.outputs, fast.outputs))
+    assert fused.stats == fast.stats
+    return fused, plain
 
 
 def random_lif(rng, prof, reset, timing, compare):
@@ -352,29 +359,21 @@ def test_chunked_mlp_views_float_handoffs_and_spike_ranges_equal_reference(prof,
         assert probes[name][port].dtype == np.int64 and np.array_equal(probes[name][port], want), (name, port)
 
 
-@pytest.mark.parametrize("prof", [LOIHI, PROFILES[2]], ids=["loihi2", "wrap10"])
-@pytest.mark.parametrize("drive", [1, 400])
-def test_recurrent_loop_on_proven_bounds_equals_reference(prof, drive, monkeypatch):
-    """Input spikes -> Dense -> Add <- Dense <- the neuron's spikes one step late -> LIF: the loop's
-    neuron takes its input's bounds from the two weighted sums (no input check, int32 state, exact
-    floats through the Add, float32 spike rows into the recurrent Dense) and equals the Python-int
-    reference, stepped one step at a time; with strong weights the u / v checks stay on and fire
-    exactly where the plain step's do."""
+def recurrent_loop(op, prof, W, R, T, B, rng, ports=("spikes",)):
+    """Input spikes -> Dense (W) -> Add <- Dense (R) <- the neuron ``op``'s spikes one step late,
+    with an Output per port; its random input spikes, and the spikes the Python-int reference
+    gives stepping the loop one step at a time."""
     from reference import dense_int
 
-    rng = np.random.default_rng(11)
-    T, B, n_in, n = 10, 6, 8, 5
-    W, R = rng.integers(-60, 60, (n, n_in)) * drive, rng.integers(-60, 60, (n, n)) * drive
-    unit = prof.decay_unity
-    op = LIF(reset="value", q=QLIF(du=unit // 4 - prof.du_offset, dv=unit // 2 - prof.dv_offset, vth=40,
-                                   bias_mant=np.zeros(n, dtype=np.int64)))
+    n, n_in = W.shape
     g = Graph("loop", num_steps=T)
     g.add("x", Input((n_in,), layout="TB", encoding=Encoding("spikes"), q=QInput(0, 8)))
     g.add("fin", Dense(W.astype(np.float32), q=QSynapse(W, 0)), ["x"])
     g.add("frec", Dense(R.astype(np.float32), q=QSynapse(R, 0)), [("lif", "spikes", 1)])
     g.add("sum", Add(), ["fin", "frec"])
     g.add("lif", op, ["sum"])
-    g.add("o", Output(), ["lif"])
+    for k, port in enumerate(ports):
+        g.add(f"o{k}", Output(index=k), [("lif", port)])
     g.profile = prof
     g.verify()
     x = (rng.random((T, B, n_in)) < 0.5).astype(np.float32)
@@ -384,6 +383,24 @@ def test_recurrent_loop_on_proven_bounds_equals_reference(prof, drive, monkeypat
         rec = dense_int(spikes[:t], R, 0) if t else np.zeros((0, B, n), dtype=np.int64)
         a = a_in[:t + 1] + np.concatenate([np.zeros((1, B, n), dtype=np.int64), rec])
         spikes[t] = lif_int(op, prof, a)["spikes"][t]
+    return g, x, spikes
+
+
+@pytest.mark.parametrize("prof", [LOIHI, PROFILES[2]], ids=["loihi2", "wrap10"])
+@pytest.mark.parametrize("drive", [1, 400])
+def test_recurrent_loop_on_proven_bounds_equals_reference(prof, drive, monkeypatch):
+    """Input spikes -> Dense -> Add <- Dense <- the neuron's spikes one step late -> LIF: the loop's
+    neuron takes its input's bounds from the two weighted sums (no input check, int32 state, exact
+    floats through the Add, float32 spike rows into the recurrent Dense) and equals the Python-int
+    reference, stepped one step at a time; with strong weights the u / v checks stay on and fire
+    exactly where the plain step's do."""
+    rng = np.random.default_rng(11)
+    T, B, n_in, n = 10, 6, 8, 5
+    W, R = rng.integers(-60, 60, (n, n_in)) * drive, rng.integers(-60, 60, (n, n)) * drive
+    unit = prof.decay_unity
+    op = LIF(reset="value", q=QLIF(du=unit // 4 - prof.du_offset, dv=unit // 2 - prof.dv_offset, vth=40,
+                                   bias_mant=np.zeros(n, dtype=np.int64)))
+    g, x, spikes = recurrent_loop(op, prof, W, R, T, B, rng)
     assert 0 < spikes.mean() < 1
     taken = narrowed(monkeypatch)
     known = []
@@ -393,7 +410,9 @@ def test_recurrent_loop_on_proven_bounds_equals_reference(prof, drive, monkeypat
     fast, plain = both_paths(g, x, monkeypatch)
     assert np.array_equal(fast.outputs[0], spikes) and np.array_equal(plain.outputs[0], spikes)
     assert fast.stats == plain.stats
-    assert known[0] is True and taken[0] is True  # the proven path ran, on int32 state
+    # the torch step's run (both_paths' second; the fused kernel needs no proofs): the proven path
+    # ran, on int32 state
+    assert known[1] is True and taken[0] is True
     if drive > 1 and prof is PROFILES[2]:
         assert fast.stats  # the 10-bit registers overflowed: the checks ran and counted
 
