@@ -19,15 +19,18 @@ import pytest
 from rtl_check import rtl_matches_int
 from test_rtl_neuron_lanes import _dense
 
-from npuc.backends.rtl import emit, lint, rtl_report
+from npuc.backends.rtl import emit, lint
 from npuc.backends.rtl.lower import lower
+from npuc.backends.rtl.report import layer_bound
+from npuc.backends.rtl.sim import load_design
 from npuc.errors import NpucError
 from npuc.ir import LIF, QLIF, Encoding, Graph, Input, Output, QInput, ops
 from npuc.targets import load_target
 
 
 def array_net(rng, prof, n_in: int, n_h: int, n_o: int, exps=(-1, 2), steps: int = 10) -> Graph:
-    """x (current) -> fc -> h (CUBA, per-neuron du / dv, + h@t-1 -> rec) -> fo -> o (multi-level)."""
+    """x (current) -> fc -> h (CUBA, per-neuron du / dv, + h@t-1 -> rec) -> fo -> o (multi-level)
+    -> fp -> p (binary; reads o's graded spikes)."""
     d = prof.decay_unity
     vmax = 2 ** (prof.v_bits - 1)
     g = Graph("arraynet", num_steps=steps)
@@ -39,11 +42,72 @@ def array_net(rng, prof, n_in: int, n_h: int, n_o: int, exps=(-1, 2), steps: int
               vth=int(rng.integers(vmax // 16, vmax // 4)), bias_mant=rng.integers(-vmax // 256, vmax // 256, size=n_h),
               v_min=-rng.integers(0, vmax // 8, size=n_h))
     g.add("h", LIF(v_min=-1.0, q=qh), ["sum"])
-    g.add("fo", _dense(rng, prof, n_o, n_h, 0), ["h"])
-    qo = QLIF(du=d, dv=int(rng.integers(0, d // 4)), vth=int(rng.integers(vmax // 64, vmax // 16)),
+    g.add("fo", _dense(rng, prof, n_o, n_h, 2), ["h"])
+    qo = QLIF(du=d, dv=int(rng.integers(0, d // 4)), vth=int(rng.integers(vmax // 512, vmax // 128)),
               bias_mant=np.array(0))
     g.add("o", LIF(spike="multilevel", compare="ge", levels=4, q=qo), ["fo"])
-    g.add("out", Output(), ["o"])
+    g.add("fp", _dense(rng, prof, 3, n_o, 1), ["o"])
+    g.add("p", LIF(q=QLIF(du=d, dv=d // 8, vth=vmax // 64, bias_mant=np.array(1))), ["fp"])
+    g.add("out", Output(), ["p"])
     g.add("oi", Output(index=1, decoding="last", layout="B"), [("h", "i")])
     g.profile = prof
     return g.verify()
+
+
+# (neuron lanes, exponents of fc and rec, pipeline): neuron lanes that do not divide the sizes; a
+# negative exponent owning the shared sum, positive ones shifted onto it; the sequential top once
+CASES = {0: (3, (-1, 2), 1), 1: (5, (1, 2), 0), 2: (2, (3, -2), 1)}
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("seed", sorted(CASES))
+def test_random_array_nets_bit_exact(seed, tmp_path):
+    rng = np.random.default_rng(40 + seed)
+    nl, exps, pipe = CASES[seed]
+    n_h = 3 * nl + int(rng.integers(1, nl))
+    n_o = nl + int(rng.integers(1, nl))
+    n_in = int(rng.integers(6, 20))
+    target = load_target(f"fpga:array=1,array_nl={nl},pipeline={pipe}")
+    g = array_net(rng, target.profile, n_in, n_h, n_o, exps)
+    d = lower(g, target)
+    assert [(lay.nl, lay.array is not None) for lay in d.layers] == [(nl, True), (nl, True), (min(nl, 3), True)]
+    h = d.layers[0]
+    assert (h.array.psigned, d.layers[1].array.binary, d.layers[2].array.pb) == (True, True, 2)
+    assert h.array.owner == int(np.argmin(exps)) and h.array.rom.depth == n_in + n_h
+    assert h.decay_vec == ("mv", "mu") and h.uw > 0  # VEC_MV, VEC_MU, stored current
+    emit(g, tmp_path, target)
+    assert lint(tmp_path, probe=True) == [] and lint(tmp_path, probe=False) == []
+    x = rng.uniform(-1, 1, size=(4, n_in)).astype(np.float32)
+    what = f"seed {seed}, {nl} neuron lanes, h {n_h}, o {n_o}, exponents {exps}: "
+    ref, got = rtl_matches_int(g, tmp_path, x, ["h", "o", "p"], what)
+    spikes = ref.probes["h"]["spikes"]
+    assert 0.02 < np.mean(spikes != 0) < 0.98, "the stimulus should make h both fire and stay silent"
+    assert np.any(ref.probes["o"]["spikes"] > 1), "multi-level spikes above 1 should reach the third array"
+    # a reset in the middle of the second step: the accumulators and state start over
+    rtl_matches_int(g, tmp_path, x[:2], ["h", "o", "p"], what + "after a reset mid-step: ", reset_check=(1, 17))
+    # the event-driven bound (report.layer_bound: one cycle per event + the fill per path, the
+    # neuron pass) never exceeds the measured cycles, and only by where the spikes start (the queue)
+    rtl = got.stats["rtl"]
+    for lay in load_design(tmp_path)["layers"]:
+        meas, bound = rtl["layer_cycles"][lay["node"]], layer_bound(lay, rtl, [])["bound"]
+        assert np.all(bound <= meas) and np.all(meas - bound < -(-lay["n"] // nl)), lay["node"]
+
+
+def _two_right_shifts(name_exps=(-1, -2)):
+    rng = np.random.default_rng(3)
+    prof = load_target("fpga").profile
+    return array_net(rng, prof, 7, 10, 4, name_exps)
+
+
+def test_array_takes_only_layers_whose_paths_share_exactly():
+    g = _two_right_shifts()
+    d = lower(g, load_target("fpga:array=1,array_nl=4"))
+    # h: two floor shifts do not add, so it keeps its lane layer; o (one path) is an array
+    assert [(lay.node, lay.array is not None) for lay in d.layers] == [("h", False), ("o", True), ("p", True)]
+    with pytest.raises(NpucError, match=r"^layer 'h' cannot be a neuron array .*floor shifts") as e:
+        lower(g, load_target("fpga:array=h+o"))
+    assert "\n" not in str(e.value)
+    with pytest.raises(NpucError, match=r"array=fc: 'fc' is not a LIF node"):
+        lower(g, load_target("fpga:array=fc"))
+    d = lower(_two_right_shifts((-1, 2)), load_target("fpga:array=o"))
+    assert [lay.array is not None for lay in d.layers] == [False, True, False]

@@ -359,7 +359,7 @@ def _array_option(graph: Graph, target) -> dict[str, int] | None:
         return {"*": nl}
     names = str(want).split("+")
     for nm in names:
-        if nm not in graph.nodes or not isinstance(graph[nm].op, ops.LIF):
+        if nm not in graph or not isinstance(graph[nm].op, ops.LIF):
             raise RtlSupportError(f"target option array={want}: '{nm}' is not a LIF node of graph '{graph.name}'; "
                                   "name LIF nodes joined by '+', or give array=1")
     return {nm: nl for nm in names}
