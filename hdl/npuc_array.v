@@ -19,6 +19,8 @@ module npuc_array #(
     parameter integer PB = 1,            // payload bits multiplied (non-negative payloads: the low PB bits)
     parameter integer PSIGNED = 0,       // payloads may be negative: all PW bits, the top one negative
     parameter integer BINARY = 1,        // every payload is 1: no multiply
+    parameter integer POW2 = 0,          // every nonzero payload is +-2^s (s <= SMAX): one shifted term
+    parameter integer SMAX = 0,
     parameter integer AW = 16,           // accumulator width (exact)
     parameter integer IW = 4,            // event index width
     parameter integer EAW = 4,           // event list address / count width
@@ -41,7 +43,7 @@ module npuc_array #(
     input  wire [GAW-1:0]       nu_g,
     output reg  [NL*AW-1:0]     nu_rdata
 );
-    localparam integer DW = (BINARY != 0) ? WS : (PSIGNED != 0) ? WS + PW : WS + PB + 1;
+    localparam integer DW = (BINARY != 0) ? WS : (POW2 != 0) ? WS + SMAX + 1 : (PSIGNED != 0) ? WS + PW : WS + PB + 1;
     reg running;
     assign busy = running;
 
@@ -107,7 +109,33 @@ module npuc_array #(
         if (rv) wrow_q <= wrow;
     end
 
-    // Q: lane products; M: the add into every neuron's accumulator
+    // Q: lane products; M: the add into every neuron's accumulator. With POW2 payloads the
+    // product is one term: Q holds (w << s) or its ones' complement (negative payloads), and the
+    // missing +1 enters the add as a carry below the LSB ({acc, 1} + {q, neg}), so a neuron costs
+    // a shift-select and its accumulator's adder.
+    wire [31:0] ws_s;                            // s: the payload's shift (POW2)
+    wire        ws_neg;                          // the payload is negative (POW2)
+    reg         qneg;
+    generate
+        if (POW2 != 0) begin : g_pow2
+            // |p| = 2^s: the index of its one set bit (the payload is never 0: events are nonzero)
+            wire signed [PW:0] mag = wpay[PW-1] ? -{wpay[PW-1], wpay} : {wpay[PW-1], wpay};
+            reg [31:0] sh;
+            integer k;
+            always @* begin
+                sh = 32'd0;
+                for (k = 1; k <= SMAX; k = k + 1)
+                    if (mag[k]) sh = k;
+            end
+            assign ws_s = sh;
+            assign ws_neg = wpay[PW-1];
+            wire _unused_mag = &{1'b0, mag, 1'b0};
+        end else begin : g_nopow2
+            assign ws_s = 32'd0;
+            assign ws_neg = 1'b0;
+        end
+    endgenerate
+    always @(posedge clk) if (wv) qneg <= ws_neg;
     reg  [N*AW-1:0] acc;                         // neuron i at bits i*AW
     genvar i;
     generate
@@ -117,6 +145,9 @@ module npuc_array #(
             wire signed [DW-1:0] prod;
             if (BINARY != 0) begin : g_bin
                 assign prod = we;
+            end else if (POW2 != 0) begin : g_term
+                wire signed [DW-1:0] t = we <<< ws_s[4:0];
+                assign prod = ws_neg ? ~t : t;
             end else begin : g_mul
                 // shift-adds over the payload bits (a MULT18 per neuron would not fit the device)
                 localparam integer NB = (PSIGNED != 0) ? PW : PB;
@@ -136,10 +167,12 @@ module npuc_array #(
             reg signed [DW-1:0] q;
             always @(posedge clk) if (wv) q <= prod;
             wire signed [AW-1:0] qe = {{(AW-DW){q[DW-1]}}, q};
+            wire [AW:0] sum = {acc[i*AW +: AW], 1'b1} + {qe, qneg};
             always @(posedge clk) begin
                 if (rst || clear) acc[i*AW +: AW] <= {AW{1'b0}};
-                else if (qv) acc[i*AW +: AW] <= acc[i*AW +: AW] + qe;
+                else if (qv) acc[i*AW +: AW] <= sum[AW:1];
             end
+            wire _unused_lsb = &{1'b0, sum[0], 1'b0};
         end
     endgenerate
     wire [G*NL*AW-1:0] accp;                     // padding neurons of the last group read 0
@@ -151,8 +184,10 @@ module npuc_array #(
         end
     endgenerate
     generate
-        if (BINARY != 0 || (PSIGNED == 0 && PB < PW)) begin : g_pay_unused
-            wire _unused_pay = &{1'b0, wpay, 1'b0};
+        if (BINARY != 0 || (POW2 == 0 && PSIGNED == 0 && PB < PW)) begin : g_pay_unused
+            wire _unused_pay = &{1'b0, wpay, ws_s, ws_neg, 1'b0};
+        end else begin : g_s_unused
+            wire _unused_s = &{1'b0, ws_s, 1'b0};
         end
     endgenerate
 

@@ -28,9 +28,9 @@ from npuc.ir import LIF, QLIF, Encoding, Graph, Input, Output, QInput, ops
 from npuc.targets import load_target
 
 
-def array_net(rng, prof, n_in: int, n_h: int, n_o: int, exps=(-1, 2), steps: int = 10) -> Graph:
-    """x (current) -> fc -> h (CUBA, per-neuron du / dv, + h@t-1 -> rec) -> fo -> o (multi-level)
-    -> fp -> p (binary; reads o's graded spikes)."""
+def array_net(rng, prof, n_in: int, n_h: int, n_o: int, exps=(-1, 2), steps: int = 10, o_spike="multilevel") -> Graph:
+    """x (current) -> fc -> h (CUBA, per-neuron du / dv, + h@t-1 -> rec) -> fo -> o (multi-level
+    or ternary) -> fp -> p (binary; reads o's graded spikes)."""
     d = prof.decay_unity
     vmax = 2 ** (prof.v_bits - 1)
     g = Graph("arraynet", num_steps=steps)
@@ -43,9 +43,13 @@ def array_net(rng, prof, n_in: int, n_h: int, n_o: int, exps=(-1, 2), steps: int
               v_min=-rng.integers(0, vmax // 8, size=n_h))
     g.add("h", LIF(v_min=-1.0, q=qh), ["sum"])
     g.add("fo", _dense(rng, prof, n_o, n_h, 2), ["h"])
-    qo = QLIF(du=d, dv=int(rng.integers(0, d // 4)), vth=int(rng.integers(vmax // 512, vmax // 128)),
+    vth = int(rng.integers(vmax // 512, vmax // 128))
+    qo = QLIF(du=d, dv=int(rng.integers(0, d // 4)), vth=vth, vth_lo=-vth if o_spike == "ternary" else None,
               bias_mant=np.array(0))
-    g.add("o", LIF(spike="multilevel", compare="ge", levels=4, q=qo), ["fo"])
+    if o_spike == "ternary":
+        g.add("o", LIF(spike="ternary", threshold_lo=-1.0, q=qo), ["fo"])
+    else:
+        g.add("o", LIF(spike="multilevel", compare="ge", levels=4, q=qo), ["fo"])
     g.add("fp", _dense(rng, prof, 3, n_o, 1), ["o"])
     g.add("p", LIF(q=QLIF(du=d, dv=d // 8, vth=vmax // 64, bias_mant=np.array(1))), ["fp"])
     g.add("out", Output(), ["p"])
@@ -54,25 +58,35 @@ def array_net(rng, prof, n_in: int, n_h: int, n_o: int, exps=(-1, 2), steps: int
     return g.verify()
 
 
-# (neuron lanes, exponents of fc and rec, pipeline): neuron lanes that do not divide the sizes; a
-# negative exponent owning the shared sum, positive ones shifted onto it; the sequential top once
-CASES = {0: (3, (-1, 2), 1), 1: (5, (1, 2), 0), 2: (2, (3, -2), 1)}
+def h_groups(n: int, nl: int) -> int:
+    return -(-n // nl)
+
+
+# (neuron lanes, exponents of fc and rec, pipeline, o's spikes): neuron lanes that do not divide the
+# sizes; a negative exponent owning the shared sum, positive ones shifted onto it; the sequential
+# top once; ternary spikes into p: one +-w term per event (POW2), multi-level 0..3: shift-adds
+CASES = {0: (3, (-1, 2), 1, "multilevel"), 1: (5, (1, 2), 0, "ternary"), 2: (2, (3, -2), 1, "multilevel")}
 
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("seed", sorted(CASES))
 def test_random_array_nets_bit_exact(seed, tmp_path):
     rng = np.random.default_rng(40 + seed)
-    nl, exps, pipe = CASES[seed]
+    nl, exps, pipe, o_spike = CASES[seed]
     n_h = 3 * nl + int(rng.integers(1, nl))
     n_o = nl + int(rng.integers(1, nl))
     n_in = int(rng.integers(6, 20))
     target = load_target(f"fpga:array=1,array_nl={nl},pipeline={pipe}")
-    g = array_net(rng, target.profile, n_in, n_h, n_o, exps)
+    g = array_net(rng, target.profile, n_in, n_h, n_o, exps, o_spike=o_spike)
     d = lower(g, target)
-    assert [(lay.nl, lay.array is not None) for lay in d.layers] == [(nl, True), (nl, True), (min(nl, 3), True)]
+    # h (the largest) gets array_nl neuron lanes, the others as many groups or fewer
+    assert all(lay.array is not None for lay in d.layers) and d.layers[0].nl == nl
+    assert all(2 <= lay.nl <= nl and lay.groups <= h_groups(n_h, nl) for lay in d.layers)
     h = d.layers[0]
-    assert (h.array.psigned, d.layers[1].array.binary, d.layers[2].array.pb) == (True, True, 2)
+    # signed 8-bit currents (shift-adds), binary spikes, multi-level 0..3 (shift-adds) or ternary (POW2)
+    tern = o_spike == "ternary"
+    assert [(a.psigned, a.binary, a.pow2) for a in (lay.array for lay in d.layers)] == [
+        (True, False, False), (False, True, False), (tern, False, tern)]
     assert h.array.owner == int(np.argmin(exps)) and h.array.rom.depth == n_in + n_h
     assert h.decay_vec == ("mv", "mu") and h.uw > 0  # VEC_MV, VEC_MU, stored current
     emit(g, tmp_path, target)
@@ -82,7 +96,8 @@ def test_random_array_nets_bit_exact(seed, tmp_path):
     ref, got = rtl_matches_int(g, tmp_path, x, ["h", "o", "p"], what)
     spikes = ref.probes["h"]["spikes"]
     assert 0.02 < np.mean(spikes != 0) < 0.98, "the stimulus should make h both fire and stay silent"
-    assert np.any(ref.probes["o"]["spikes"] > 1), "multi-level spikes above 1 should reach the third array"
+    o = ref.probes["o"]["spikes"]
+    assert np.any(o < 0) if tern else np.any(o > 1), "graded spikes should reach the third array"
     # a reset in the middle of the second step: the accumulators and state start over
     rtl_matches_int(g, tmp_path, x[:2], ["h", "o", "p"], what + "after a reset mid-step: ", reset_check=(1, 17))
     # the event-driven bound (report.layer_bound: one cycle per event + the fill per path, the
@@ -90,7 +105,7 @@ def test_random_array_nets_bit_exact(seed, tmp_path):
     rtl = got.stats["rtl"]
     for lay in load_design(tmp_path)["layers"]:
         meas, bound = rtl["layer_cycles"][lay["node"]], layer_bound(lay, rtl, [])["bound"]
-        assert np.all(bound <= meas) and np.all(meas - bound < -(-lay["n"] // nl)), lay["node"]
+        assert np.all(bound <= meas) and np.all(meas - bound <= h_groups(lay["n"], lay["neuron_lanes"])), lay["node"]
 
 
 def _two_right_shifts(name_exps=(-1, -2)):

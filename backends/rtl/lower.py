@@ -375,7 +375,10 @@ def _array_wanted(ctx: _Ctx, name: str) -> int:
         return 0
     why = _array_refusal(ctx.graph, name, ctx.paths_of[name])
     if why is None:
-        return min(nl, ctx.pops[name].n)
+        # smaller layers take as many groups as the largest one: no faster than the slowest stage
+        n = ctx.pops[name].n
+        groups = -(-max(p.n for p in ctx.pops.values() if isinstance(ctx.graph[p.node].op, ops.LIF)) // nl)
+        return min(n, nl, max(2, -(-n // groups)))
     if name in ctx.array:
         raise RtlSupportError(f"layer '{name}' cannot be a neuron array (target option array): {why}; drop it "
                               "from the array option to keep its lane layer")
@@ -387,8 +390,8 @@ def _array_refusal(graph: Graph, name: str, sps: list[SynapsePath]) -> str | Non
     sharing rule, docs/rtl-backend.md), or None."""
     if graph[name].op.spike == "bernoulli":
         return "its bernoulli spikes step one LFSR per neuron in order"
-    if not sps:
-        return "it has no synapse path"
+    if not sps or int(np.prod(graph[name].shape)) < 2:
+        return "it has no synapse path or a single neuron"
     negative = 0
     for sp in sps:
         src = sp.source.node
@@ -417,8 +420,10 @@ def _array(ctx: _Ctx, lay: Layer, lowered: list, nl: int) -> None:
     bound = sum(max(-acc.lo, acc.hi) << (p.exp - e0) for p, acc, *_ in lowered)
     payloads = [ctx.pops[sp.source.node].payload for sp in ctx.paths_of[lay.node]]
     binary = all(p.binary for p in paths)
-    psigned = any(r.lo < 0 for p, r in zip(paths, payloads) if not p.binary)
-    pb = max([unsigned_bits(max(r.hi, 1)) for p, r in zip(paths, payloads) if not p.binary] + [1])
+    graded = [r for p, r in zip(paths, payloads) if not p.binary] + [Range(1, 1)]
+    psigned = any(r.lo < 0 for r in graded)
+    pb = max(unsigned_bits(max(r.hi, 1)) for r in graded)
+    smax = _pow2_payloads(graded)
     rows, bases = [], []
     for p in paths:
         w = np.asarray(p.weights.words, dtype=np.int64).reshape(p.weights.depth, -1)
@@ -428,13 +433,23 @@ def _array(ctx: _Ctx, lay: Layer, lowered: list, nl: int) -> None:
     lay.array = ArrayUnit(
         rom=Memory(f"l{lay.index}_rows.hex", lay.n * ws, np.concatenate(rows)), ws=ws,
         aw=max(Range(-bound, bound).bits, ws + max(pb, max(p.pw for p in paths)) + 2), pw=max(p.pw for p in paths),
-        pb=pb, psigned=psigned, binary=binary, iw=max(p.iw for p in paths), eaw=max(p.eaw for p in paths),
+        pb=pb, psigned=psigned, binary=binary, pow2=smax is not None and not binary, smax=smax or 0, iw=max(p.iw for p in paths), eaw=max(p.eaw for p in paths),
         bases=bases, owner=owner, raw=unsigned_bits(depth - 1))
     lay.nl = nl
     for p in paths:
         p.bias = _lane_matrix(p.bias, nl)
     lay.bias, lay.vmin, lay.decay = (_lane_matrix(m, nl) for m in (lay.bias, lay.vmin, lay.decay))
     ctx.use(("npuc_array.v",))
+
+
+def _pow2_payloads(ranges: list[Range]) -> int | None:
+    """The largest shift ``s`` when every nonzero payload in ``ranges`` is +-2^s (events are
+    nonzero; binary, ternary, signed 2-bit inputs): one shifted term per product. Else None."""
+    vals = {abs(v) for r in ranges for v in range(r.lo, r.hi + 1) if v} if all(r.hi - r.lo <= 64 for r in ranges) \
+        else {3}
+    if any(v & (v - 1) for v in vals):
+        return None
+    return max(vals).bit_length() - 1
 
 
 def _lane_matrix(m: Memory | None, nl: int) -> Memory | None:

@@ -341,6 +341,8 @@ class ArrayUnit:
     pb: int  # payload bits multiplied when payloads are non-negative
     psigned: bool
     binary: bool  # every path's payload is 1
+    pow2: bool  # every nonzero payload is +-2^s, s <= smax: one shifted term per product
+    smax: int
     iw: int  # event index width of the merged stream
     eaw: int
     bases: list[int]
