@@ -9,7 +9,8 @@ golden integer engine, bit for bit:
   layer with multi-level spikes reading graded events; a reset in the middle of a step;
 * the sharing rule: two negative exponents keep today's layer under ``array=1`` and are an
   error when the layer is named; a conv layer named in the option is an error;
-* the cycle bound of an array layer equals the measured cycles of every step (but the first).
+* the cycle bound never exceeds the measured cycles; ``array=auto`` lets ``lut_budget`` choose
+  array layers.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import numpy as np
 import pytest
 from rtl_check import rtl_matches_int
 from test_rtl_neuron_lanes import _dense
+from test_rtl_pipeline import _auto_chain
 
-from npuc.backends.rtl import emit, lint
-from npuc.backends.rtl.lower import lower
+from npuc.backends.rtl import budget, emit, lint
+from npuc.backends.rtl.lower import _finish, _lower, lower
 from npuc.backends.rtl.report import layer_bound
 from npuc.backends.rtl.sim import load_design
 from npuc.errors import NpucError
@@ -126,3 +128,24 @@ def test_array_takes_only_layers_whose_paths_share_exactly():
         lower(g, load_target("fpga:array=fc"))
     d = lower(_two_right_shifts((-1, 2)), load_target("fpga:array=o"))
     assert [lay.array is not None for lay in d.layers] == [False, True, False]
+
+
+def test_lut_budget_with_array_auto_chooses_array_layers():
+    """``array=auto``: the budget's candidates include every layer that can be an array at 2, 4, ...
+    neuron lanes; a budget takes the fastest candidate inside it, which here is the array
+    (96-40-10 chain: l0's 24 events x 40 chunks at one lane become 24 cycles)."""
+    g = _auto_chain(np.random.default_rng(5), load_target("fpga"))
+    t = load_target("fpga")
+    one = _finish(_lower(g, t, 1, {}), t)
+    cands = budget.with_arrays(g, one, budget.walk(g, one))
+    arrays = [c for c in cands if c.array]
+    assert arrays and [c.lut for c in cands] == sorted(c.lut for c in cands)
+    fast = min(arrays, key=lambda c: (c.cycles_per_step, c.lut))
+    d = lower(g, load_target(f"fpga:array=auto,lut_budget={fast.lut}"))
+    assert {lay.index: lay.nl for lay in d.layers if lay.array is not None} == fast.array
+    # the estimate's memories are the ROM the lowering emits
+    rom = d.layers[0].array.rom
+    assert (rom.width, rom.depth) in budget._memories(one, fast.lanes, fast.neuron, fast.array)
+    assert all(lay.array is None for lay in lower(g, load_target(f"fpga:lut_budget={fast.lut}")).layers)
+    with pytest.raises(NpucError, match=r"array=auto lets lut_budget"):
+        lower(g, load_target("fpga:array=auto"))

@@ -42,7 +42,7 @@ def _array_option(value: Any) -> int | str:
     if text in ("0", "1"):
         return int(text)
     if not text or any(not part for part in text.split("+")):
-        raise ValueError("must be 0, 1 or LIF node names joined by '+'")
+        raise ValueError("must be 0, 1, auto or LIF node names joined by '+'")
     return text
 
 
@@ -72,7 +72,8 @@ register(Backend(
                                      "L neurons per cycle (neuron pass ceil(N / L) cycles); 0: one neuron per cycle"),
         "array": Option(_array_option, "1: every layer of dense paths (feed-forward and recurrent) becomes a neuron "
                                        "array: one accumulator register per neuron shared by its paths, one event per "
-                                       "cycle adds a whole weight row; or the LIF node names joined by '+'"),
+                                       "cycle adds a whole weight row; or the LIF node names joined by '+'; auto: "
+                                       "lut_budget / bram_budget / latency_us may choose array layers"),
         "array_nl": Option(positive_int, "neurons an array layer's update walks per cycle (default 16)"),
         "pipeline": Option(flag, "1: layers (and the input stream) work on consecutive time steps at once; "
                                  "0: one step at a time, layer after layer"),

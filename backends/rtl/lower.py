@@ -98,6 +98,7 @@ class _Ctx:
     neuron_lanes: bool = True  # target option neuron_lanes: eligible layers update `lanes` neurons per cycle
     neuron_on: dict[str, int] | None = None  # lanes=auto / budgets: neuron lanes per layer (node); None: its lanes
     array: dict[str, int] | None = None  # target option array: neuron lanes of each array layer ("*": every eligible)
+    array_exact: dict[str, int] = field(default_factory=dict)  # lut_budget: array layers and their neuron lanes
     pops: dict[str, _Pop] = field(default_factory=dict)
     paths_of: dict[str, list[SynapsePath]] = field(default_factory=dict)
     evlists: dict[str, EventList] = field(default_factory=dict)
@@ -144,7 +145,7 @@ def lower(graph: Graph, target) -> Design:
             opt = next(iter(budget))
             raise RtlSupportError(f"target option {opt}={budget[opt]} sizes each layer's lanes itself: drop "
                                   f"lanes={lanes} (or give lanes=auto)")
-        options = {**budget, "clock_mhz": target.options.get("clock_mhz")}
+        options = {**budget, "clock_mhz": target.options.get("clock_mhz"), "array": target.options.get("array")}
         return _per_layer(graph, target, lambda one: size_lanes(graph, one, options))  # npuc.backends.rtl.budget
     if lanes == "auto":  # size each layer's lanes to the pipeline's pace (npuc.backends.rtl.balance)
         return _per_layer(graph, target, lambda one: balance(graph, one))
@@ -154,8 +155,8 @@ def lower(graph: Graph, target) -> Design:
 def _per_layer(graph: Graph, target, sizing) -> Design:
     """Lower with one lane, size each layer's lanes from that design, lower again with them
     (attention units keep one lane)."""
-    layer_lanes, neuron_on = sizing(_finish(_lower(graph, target, 1, {}), target))
-    design = _finish(_lower(graph, target, 1, layer_lanes, neuron_on), target)
+    layer_lanes, neuron_on, *array_on = sizing(_finish(_lower(graph, target, 1, {}), target))
+    design = _finish(_lower(graph, target, 1, layer_lanes, neuron_on, *array_on), target)
     design.lanes = max(layer_lanes.values(), default=1)
     return design
 
@@ -170,10 +171,12 @@ def _finish(design: Design, target) -> Design:
 
 
 def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int],
-           neuron_on: dict[str, int] | None = None) -> Design:
+           neuron_on: dict[str, int] | None = None, array_on: dict[str, int] | None = None) -> Design:
     ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=dict(layer_lanes), neuron_on=neuron_on,
                neuron_lanes=bool(target.options.get("neuron_lanes", True)) if target is not None else True,
-               array=_array_option(graph, target))
+               array=_array_option(graph, target), array_exact=dict(array_on or {}))
+    if ctx.array_exact:
+        ctx.array = {**(ctx.array or {}), **ctx.array_exact}
     graph.verify()
     stage_names = [n for n in graph.topo_order() if STAGES.lookup(graph[n].op) is not None]
     if not stage_names:
@@ -322,6 +325,7 @@ class _NeuronStage(_Stage):
                        name in ctx.read_i)
         if layer.decay is not None:
             ctx.use(PER_NEURON_DECAY_MODULES)
+        layer.array_why = _array_refusal(ctx.graph, name, ctx.paths_of[name])
         if array_nl:
             _array(ctx, layer, lowered, array_nl)
         elif ctx.neuron_lanes:
@@ -354,6 +358,11 @@ def _array_option(graph: Graph, target) -> dict[str, int] | None:
     want = opts.get("array", 0)
     if want in (0, "0", None):
         return None
+    if want == "auto":
+        if not any(opts.get(k) is not None for k in BUDGET_OPTIONS):
+            raise RtlSupportError("target option array=auto lets lut_budget / bram_budget / latency_us choose array "
+                                  "layers: give one of them, or array=1")
+        return None
     nl = int(opts.get("array_nl", 16))
     if want in (1, "1"):
         return {"*": nl}
@@ -375,14 +384,20 @@ def _array_wanted(ctx: _Ctx, name: str) -> int:
         return 0
     why = _array_refusal(ctx.graph, name, ctx.paths_of[name])
     if why is None:
-        # smaller layers take as many groups as the largest one: no faster than the slowest stage
-        n = ctx.pops[name].n
-        groups = -(-max(p.n for p in ctx.pops.values() if isinstance(ctx.graph[p.node].op, ops.LIF)) // nl)
-        return min(n, nl, max(2, -(-n // groups)))
+        if name in ctx.array_exact:
+            return ctx.array_exact[name]
+        return array_lanes(ctx.pops[name].n, nl, max(p.n for p in ctx.pops.values()
+                                                     if isinstance(ctx.graph[p.node].op, ops.LIF)))
     if name in ctx.array:
         raise RtlSupportError(f"layer '{name}' cannot be a neuron array (target option array): {why}; drop it "
                               "from the array option to keep its lane layer")
     return 0
+
+
+def array_lanes(n: int, nl: int, n_max: int) -> int:
+    """Neuron lanes of an array layer of ``n`` neurons at ``array_nl=nl`` when the largest layer has
+    ``n_max``: a smaller layer takes as many groups as the largest one (no faster than that stage)."""
+    return min(n, nl, max(2, -(-n // -(-n_max // nl))))
 
 
 def _array_refusal(graph: Graph, name: str, sps: list[SynapsePath]) -> str | None:

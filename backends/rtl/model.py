@@ -383,6 +383,7 @@ class Layer:
     decay_vec: tuple[str, ...] = ()  # "mv" / "mu": the multipliers that vary per neuron
     nl: int = 1  # neuron lanes: neurons updated per cycle (`layer_lanes.v.j2`); memories hold NL-lane words
     array: ArrayUnit | None = None  # a neuron array layer: its synapses in `npuc_array` (nl > 1 too)
+    array_why: str | None = "not checked"  # why it cannot be an array layer (None: it can)
 
     def neuron_lanes(self, lanes: int) -> int:
         """Neurons per cycle the neuron pass gets at ``lanes`` synapse lanes: ``lanes`` when every
