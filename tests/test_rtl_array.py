@@ -7,6 +7,8 @@ golden integer engine, bit for bit:
   CUBA layer with per-neuron ``du`` / ``dv``, biases and floors, graded (current) input and a
   recurrent path whose exponents share one accumulator (one of them negative), a second array
   layer with multi-level spikes reading graded events; a reset in the middle of a step;
+* test_rtl_neuron's reset x timing x compare x spike layers under two profile variants, with a
+  reset in the middle of a step;
 * the sharing rule: two negative exponents keep today's layer under ``array=1`` and are an
   error when the layer is named; a conv layer named in the option is an error;
 * the cycle bound never exceeds the measured cycles; ``array=auto`` lets ``lut_budget`` choose
@@ -18,15 +20,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rtl_check import rtl_matches_int
+from test_rtl_neuron import N_IN, PROFILES, B, T, _graph, _skeleton
 from test_rtl_neuron_lanes import _dense
 from test_rtl_pipeline import _auto_chain
 
-from npuc.backends.rtl import budget, emit, lint
+from npuc.backends.rtl import budget, emit, lint, run
 from npuc.backends.rtl.lower import _finish, _lower, lower
 from npuc.backends.rtl.report import layer_bound
 from npuc.backends.rtl.sim import load_design
 from npuc.errors import NpucError
 from npuc.ir import LIF, QLIF, Encoding, Graph, Input, Output, QInput, ops
+from npuc.sim import simulate
+from npuc.sim.compare import compare
 from npuc.targets import load_target
 
 
@@ -149,3 +154,27 @@ def test_lut_budget_with_array_auto_chooses_array_layers():
     assert all(lay.array is None for lay in lower(g, load_target(f"fpga:lut_budget={fast.lut}")).layers)
     with pytest.raises(NpucError, match=r"array=auto lets lut_budget"):
         lower(g, load_target("fpga:array=auto"))
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("k", [1, 3], ids=[PROFILES[1][0], PROFILES[3][0]])
+def test_neuron_options_as_arrays(k, tmp_path):
+    """test_rtl_neuron's layers (6 neurons, one dense path each: every reset x timing x compare x
+    spike combination under a profile variant) as arrays of 4 neuron lanes (4 + 2 neurons per
+    pass); bernoulli layers keep their lane layer (one LFSR step per neuron in order)."""
+    name, prof = PROFILES[k]
+    target = load_target("fpga:array=1,array_nl=4")
+    specs = _skeleton(k, prof, k)
+    g = _graph(specs, prof, 100 * k)
+    d = lower(g, target)
+    arr = {lay.node: lay.array is not None for lay in d.layers}
+    assert all(arr[f"lif.{j}"] == (s["spike"] != "bernoulli") for j, s in enumerate(specs)) and any(arr.values())
+    emit(g, tmp_path, target)
+    assert lint(tmp_path, probe=True) == []
+    x = np.random.default_rng(k).uniform(-9, 9, size=(T, B, N_IN)).astype(np.float32)
+    ref = simulate(g, x, "int", probe=True)
+    got = run(tmp_path, x, probe=True, progress=False, reset_check=(2, 11))
+    cmp = compare({n: ref.probes[n] for n in ref.probes if n.startswith("lif.")}, got.probes, engine="rtl")
+    assert cmp.ok and cmp.mismatches == 0, f"profile {name}:\n{cmp.format()}"
+    for a, b in zip(ref.outputs, got.outputs):
+        np.testing.assert_array_equal(a, b)
