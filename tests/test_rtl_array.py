@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from rtl_check import rtl_matches_int
 from test_rtl_neuron import N_IN, PROFILES, B, T, _graph, _skeleton
-from test_rtl_neuron_lanes import _dense
+from test_rtl_neuron_lanes import _dense, recurrent_hidden
 from test_rtl_pipeline import _auto_chain
 
 from npuc.backends.rtl import budget, emit, lint, run
@@ -29,7 +29,7 @@ from npuc.backends.rtl.lower import _finish, _lower, lower
 from npuc.backends.rtl.report import layer_bound
 from npuc.backends.rtl.sim import load_design
 from npuc.errors import NpucError
-from npuc.ir import LIF, QLIF, Encoding, Graph, Input, Output, QInput, ops
+from npuc.ir import LIF, QLIF, Graph, Output
 from npuc.sim import simulate
 from npuc.sim.compare import compare
 from npuc.targets import load_target
@@ -41,14 +41,7 @@ def array_net(rng, prof, n_in: int, n_h: int, n_o: int, exps=(-1, 2), steps: int
     d = prof.decay_unity
     vmax = 2 ** (prof.v_bits - 1)
     g = Graph("arraynet", num_steps=steps)
-    g.add("x", Input((n_in,), encoding=Encoding("current"), layout="B", q=QInput(frac_bits=5, bits=8)))
-    g.add("fc", _dense(rng, prof, n_h, n_in, exps[0]), ["x"])
-    g.add("rec", _dense(rng, prof, n_h, n_h, exps[1]), [("h", "spikes", 1)])
-    g.add("sum", ops.Add(), ["fc", "rec"])
-    qh = QLIF(du=rng.integers(d // 8, d // 2, size=n_h), dv=rng.integers(0, d // 4, size=n_h),
-              vth=int(rng.integers(vmax // 16, vmax // 4)), bias_mant=rng.integers(-vmax // 256, vmax // 256, size=n_h),
-              v_min=-rng.integers(0, vmax // 8, size=n_h))
-    g.add("h", LIF(v_min=-1.0, q=qh), ["sum"])
+    recurrent_hidden(g, rng, prof, n_in, n_h, exps, vth=(16, 4))
     g.add("fo", _dense(rng, prof, n_o, n_h, 2), ["h"])
     vth = int(rng.integers(vmax // 512, vmax // 128))
     qo = QLIF(du=d, dv=int(rng.integers(0, d // 4)), vth=vth, vth_lo=-vth if o_spike == "ternary" else None,
