@@ -39,6 +39,10 @@ BRAM_MIN_BITS = 4096
 Block RAMs are counted with one shape per memory: Yosys measured 50 (1 lane) and 53 (43 lanes) on the
 784-128-10 MLP where this gives 52 and 53."""
 
+LUTRAM_DEPTH = 16
+"""Memories this shallow become distributed RAM whatever their width (the 16-deep, 288-bit state
+RAM of the SHD-size array layer: Yosys ``synth_ecp5`` 72 TRELLIS_DPR16X4, no block RAM)."""
+
 LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 0.0, "weight_block": 11, "neuron_lane_w": 11.5,
              "slice_mux": 0.5}
 """LUT4 estimate for ecp5 in nextpnr's unit (TRELLIS_COMB cells placed, what ``npuc report --synth
@@ -53,17 +57,20 @@ with 5-bit weights and 2-bit input events has 33 MULT18 at 26 lanes (26 + 7 in t
 at 10, and the former guess of 1.0 overestimated its LUT4 by 18 and 9 % (now 12 and 6 %)."""
 
 
-ARRAY_MODEL = {"acc_bit": 1.5, "term_bit": 1.0, "mul_bit": 2.0}
+ARRAY_MODEL = {"acc_bit": 1.75, "term_bit": 1.0, "mul_bit": 2.0}
 """LUT4 per neuron of an array layer (`npuc_array`): ``acc_bit`` per shared accumulator bit (its
 adder and the neuron side's group select), per bit of the registered product ``term_bit`` for
 one shifted term (+-2^s payloads) or ``mul_bit`` for shift-adds (other graded payloads), none
 for binary ones; its neuron lanes as `LUT_MODEL` ``neuron_lane_w``; the weight ROM has no output
-mux (one row per word). Fitted to the SHD-size net, see docs/rtl-backend.md."""
+mux (one row per word). Fitted to the SHD-size net (`array=1`: lif1 16 neuron lanes, lif2 2;
+placed 18,910 LUT4 on the LFE5U-85F, estimated 18,991; 137 DP16KD, estimated 136), see
+docs/rtl-backend.md, *Neuron array layers*."""
 
 
 def blocks(width: int, depth: int) -> int:
-    """18 kbit block RAMs for a ``width x depth`` memory (0 below `BRAM_MIN_BITS`)."""
-    if width * depth < BRAM_MIN_BITS:
+    """18 kbit block RAMs for a ``width x depth`` memory (0 below `BRAM_MIN_BITS`, or at most
+    `LUTRAM_DEPTH` deep: Yosys maps those to TRELLIS_DPR16X4 distributed RAM)."""
+    if width * depth < BRAM_MIN_BITS or depth <= LUTRAM_DEPTH:
         return 0
     return min(-(-width // w) * -(-depth // d) for d, w in BRAM_SHAPES)
 
