@@ -57,14 +57,16 @@ with 5-bit weights and 2-bit input events has 33 MULT18 at 26 lanes (26 + 7 in t
 at 10, and the former guess of 1.0 overestimated its LUT4 by 18 and 9 % (now 12 and 6 %)."""
 
 
-ARRAY_MODEL = {"acc_bit": 1.75, "term_bit": 1.0, "mul_bit": 2.0}
+ARRAY_MODEL = {"acc_bit": 2.05, "term_bit": 1.0, "mul_bit": 2.0, "neuron_lane_w": 7.8}
 """LUT4 per neuron of an array layer (`npuc_array`): ``acc_bit`` per shared accumulator bit (its
 adder and the neuron side's group select), per bit of the registered product ``term_bit`` for
 one shifted term (+-2^s payloads) or ``mul_bit`` for shift-adds (other graded payloads), none
-for binary ones; its neuron lanes as `LUT_MODEL` ``neuron_lane_w``; the weight ROM has no output
-mux (one row per word). Fitted to the SHD-size net (`array=1`: lif1 16 neuron lanes, lif2 2;
-placed 18,910 LUT4 on the LFE5U-85F, estimated 18,991; 137 DP16KD, estimated 136), see
-docs/rtl-backend.md, *Neuron array layers*."""
+for binary ones; ``neuron_lane_w`` per datapath bit of each neuron lane after the first (its
+`npuc_lif`; placed, 8 lanes fewer saved 233 LUT4 each at W = 30, less than a lane layer's, which
+also has slice selects); the weight ROM has no output mux (one row per word). Fitted to the
+SHD-size net placed on the LFE5U-85F (`array=1`, lif1 16 / 8 neuron lanes, lif2 2: 18,910 /
+17,048 LUT4, estimated 18,853 / 16,981; 137 DP16KD, estimated 136 / 144), see docs/rtl-backend.md,
+*Neuron array layers*."""
 
 
 def blocks(width: int, depth: int) -> int:
@@ -99,7 +101,7 @@ def array_lut(lay: Layer, nl: int) -> float:
     m = ARRAY_MODEL
     graded = [p for p in _paths(lay) if not p.binary]
     term = m["mul_bit"] if any(p.pw > 2 for p in graded) else m["term_bit"]
-    return lay.n * (m["acc_bit"] * aw + term * dw) + LUT_MODEL["neuron_lane_w"] * lay.cw * (nl - 1)
+    return lay.n * (m["acc_bit"] * aw + term * dw) + m["neuron_lane_w"] * lay.cw * (nl - 1)
 
 
 def _memories(d: Design, lanes: dict[int, int], on: dict[int, int] | None = None,
