@@ -130,21 +130,26 @@ def test_array_takes_only_layers_whose_paths_share_exactly():
 
 def test_lut_budget_with_array_auto_chooses_array_layers():
     """``array=auto``: the budget's candidates include every layer that can be an array at 2, 4, ...
-    neuron lanes; a budget takes the fastest candidate inside it, which here is the array
-    (96-40-10 chain: l0's 24 events x 40 chunks at one lane become 24 cycles)."""
+    neuron lanes (one variant per lane count of the other layers); a budget takes the fastest
+    candidate inside it, an array or not, and the lowering builds what it chose."""
     g = _auto_chain(np.random.default_rng(5), load_target("fpga"))
     t = load_target("fpga")
     one = _finish(_lower(g, t, 1, {}), t)
     cands = budget.with_arrays(g, one, budget.walk(g, one))
     arrays = [c for c in cands if c.array]
     assert arrays and [c.lut for c in cands] == sorted(c.lut for c in cands)
-    fast = min(arrays, key=lambda c: (c.cycles_per_step, c.lut))
-    d = lower(g, load_target(f"fpga:array=auto,lut_budget={fast.lut}"))
-    assert {lay.index: lay.nl for lay in d.layers if lay.array is not None} == fast.array
-    # the estimate's memories are the ROM the lowering emits
-    rom = d.layers[0].array.rom
-    assert (rom.width, rom.depth) in budget._memories(one, fast.lanes, fast.neuron, fast.array)
-    assert all(lay.array is None for lay in lower(g, load_target(f"fpga:lut_budget={fast.lut}")).layers)
+    assert len({tuple(sorted(c.array.items())) for c in arrays}) == len(arrays)  # here: no other layer
+    for c in (arrays[0], arrays[-1]):
+        inside = [v for v in cands if v.lut <= c.lut]
+        want = min(inside, key=lambda v: v.cycles_per_step)
+        d = lower(g, load_target(f"fpga:array=auto,lut_budget={c.lut}"))
+        assert {lay.index: lay.nl for lay in d.layers if lay.array is not None} == (want.array or {})
+        # the estimate's memories are the ROM the lowering emits
+        arr = _finish(_lower(g, t, 1, {}, None, {one.layers[k].node: v for k, v in c.array.items()}), t)
+        assert [lay.nl for lay in arr.layers] == [c.array[0], c.array[1]]
+        rom = arr.layers[0].array.rom
+        assert (rom.width, rom.depth) in budget._memories(one, c.lanes, c.neuron, c.array)
+    assert all(lay.array is None for lay in lower(g, load_target(f"fpga:lut_budget={arrays[-1].lut}")).layers)
     with pytest.raises(NpucError, match=r"array=auto lets lut_budget"):
         lower(g, load_target("fpga:array=auto"))
 

@@ -269,12 +269,15 @@ def with_arrays(graph: Any, d: Design, cands: list[Candidate]) -> list[Candidate
     if not ok:
         return cands
     n_max = max(lay.n for lay in d.layers if isinstance(lay, Layer))
-    out = list(cands)
+    out, seen = list(cands), set()
     for c in cands:
         for nl in (2 ** e for e in range(1, 16)):
             arr = {lay.index: array_lanes(lay.n, nl, n_max) for lay in ok}
+            # the lanes of an array layer do not matter: one variant per lanes of the others
+            key = (tuple(sorted(arr.items())), tuple(sorted((k, v) for k, v in c.lanes.items() if k not in arr)))
             v = _candidate(graph, d, c.lanes, c.neuron, arr)
-            if v.cycles_per_step < c.cycles_per_step:
+            if key not in seen and v.cycles_per_step < c.cycles_per_step:
+                seen.add(key)
                 out.append(v)
             if nl >= n_max:
                 break
