@@ -30,7 +30,11 @@ encoder takes) and stream as one word per spike instead of 784 words per step. E
 count in 36 kbit equivalents (Xilinx' BRAM tiles; Spiker+ does not state its block size).
 
 Run from the repository root: ``python -m bench.rtl_efficiency [--quick] [--lanes 1,4] [--only shd]
-[--shd-lut-budget 18000] [--mnist-target SPEC]``.
+[--shd-lut-budget 18000] [--mnist-target SPEC] [--shd-target SPEC]``.
+
+``--shd-target SPEC`` (repeatable) adds the SHD-size net compiled for ``fpga:SPEC``, e.g.
+``array=1,input=events,input_bits=2``: every layer a neuron array (one accumulator register per
+neuron, one weight row per event).
 """
 
 from __future__ import annotations
@@ -203,6 +207,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="also the MNIST-size MLP compiled for fpga:SPEC (repeatable), e.g. "
                          "lut_budget=5200,weight_bits=5,input=events,input_bits=2 (input=events: rate coded on "
                          "the host, the spikes stream as events)")
+    ap.add_argument("--shd-target", action="append", metavar="SPEC",
+                    help="also the SHD-size net compiled for fpga:SPEC (repeatable), placed and routed, e.g. "
+                         "array=1,input=events,input_bits=2 (the neuron array layer)")
     ap.add_argument("--shd-lut-budget", type=int, default=None, metavar="N",
                     help="also the SHD-size net sized by lut_budget=N (input=events, input_bits=2), placed and "
                          "routed, and the latency_us=54 question at its Fmax (slow)")
@@ -224,6 +231,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for n, pipe in configs:
             rows.append(measure(f"700-{SHD_HIDDEN}-20 recurrent", model, shd_events(16), xs, SHD_STEPS, n, synth,
                                 pipe))
+        for spec in args.shd_target or []:
+            rows.append(measure(f"700-{SHD_HIDDEN}-20 recurrent", model, shd_events(16), xs, SHD_STEPS, "auto", synth,
+                                target=f"fpga:{spec}"))
         if args.shd_lut_budget:
             rows += shd_budget(model, shd_events(16), xs, args.shd_lut_budget)
         rows.append(SPIKER_PLUS["shd"])

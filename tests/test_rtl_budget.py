@@ -136,7 +136,8 @@ def test_lut_estimate_is_near_placed_designs(tmp_path):
     """`budget.estimate` against LUT4 placed by nextpnr on the LFE5U-85F (README, RTL efficiency):
     the MNIST-size MLP with 5-bit weights and 2-bit input events at 26 and 10 lanes (4,362 and
     2,680 LUT4, 2026-12-07), and the SHD-size recurrent net at 44 lanes with 4 neuron lanes
-    (16,624). Their payload multiplies went to MULT18s, so charging them in LUT4 was 18 % over."""
+    (16,624), and as neuron arrays (18,910 and 17,048). Their payload multiplies went to MULT18s, so charging
+    them in LUT4 was 18 % over."""
     import sys
     from pathlib import Path
 
@@ -157,3 +158,7 @@ def test_lut_estimate_is_near_placed_designs(tmp_path):
     torch.manual_seed(0)
     d = _one_lane(RLeakySHD(hidden=256).eval(), shd_events(16), "input=events,input_bits=2", tmp_path / "shd")
     assert budget.estimate(d, {0: 44, 1: 1}, {0: 4, 1: 1})["lut"] == pytest.approx(16624, rel=0.125)
+    # as neuron arrays (array=1, lif1 16 or 8 neuron lanes, lif2 2): placed 18,910 / 17,048 LUT4, 137 DP16KD
+    for nl, placed in ((16, 18910), (8, 17048)):
+        est = budget.estimate(d, {0: 1, 1: 1}, {}, {0: nl, 1: 2})
+        assert est["lut"] == pytest.approx(placed, rel=0.125) and est["bram"] == pytest.approx(137, rel=0.125)

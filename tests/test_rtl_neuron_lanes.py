@@ -36,19 +36,27 @@ def _dense(rng, prof, n_out, n_in, exp):
                  q=QSynapse(rng.integers(-wmax, wmax, size=(n_out, n_in)), weight_exp=exp))
 
 
+def recurrent_hidden(g: Graph, rng, prof, n_in: int, n_h: int, exps=(-2, -1), vth=(64, 16)) -> None:
+    """x (current) -> fc -> h (CUBA, per-neuron du / dv, biases and floors, + h@t-1 -> rec), with
+    the weight exponents ``exps`` of fc and rec and a threshold in ``vmax / vth``."""
+    d = prof.decay_unity
+    vmax = 2 ** (prof.v_bits - 1)
+    g.add("x", Input((n_in,), encoding=Encoding("current"), layout="B", q=QInput(frac_bits=5, bits=8)))
+    g.add("fc", _dense(rng, prof, n_h, n_in, exps[0]), ["x"])
+    g.add("rec", _dense(rng, prof, n_h, n_h, exps[1]), [("h", "spikes", 1)])
+    g.add("sum", ops.Add(), ["fc", "rec"])
+    qh = QLIF(du=rng.integers(d // 8, d // 2, size=n_h), dv=rng.integers(0, d // 4, size=n_h),
+              vth=int(rng.integers(vmax // vth[0], vmax // vth[1])),
+              bias_mant=rng.integers(-vmax // 256, vmax // 256, size=n_h), v_min=-rng.integers(0, vmax // 8, size=n_h))
+    g.add("h", LIF(v_min=-1.0, q=qh), ["sum"])
+
+
 def recurrent_net(rng, prof, n_in: int, n_h: int, n_o: int, steps: int = 12) -> Graph:
     """x -> fc -> h (CUBA, per-neuron du / dv, + h@t-1 -> rec) -> fo -> o (multi-level spikes)."""
     d = prof.decay_unity
     vmax = 2 ** (prof.v_bits - 1)
     g = Graph("nlanes", num_steps=steps)
-    g.add("x", Input((n_in,), encoding=Encoding("current"), layout="B", q=QInput(frac_bits=5, bits=8)))
-    g.add("fc", _dense(rng, prof, n_h, n_in, -2), ["x"])
-    g.add("rec", _dense(rng, prof, n_h, n_h, -1), [("h", "spikes", 1)])
-    g.add("sum", ops.Add(), ["fc", "rec"])
-    qh = QLIF(du=rng.integers(d // 8, d // 2, size=n_h), dv=rng.integers(0, d // 4, size=n_h),
-              vth=int(rng.integers(vmax // 64, vmax // 16)), bias_mant=rng.integers(-vmax // 256, vmax // 256, size=n_h),
-              v_min=-rng.integers(0, vmax // 8, size=n_h))
-    g.add("h", LIF(v_min=-1.0, q=qh), ["sum"])
+    recurrent_hidden(g, rng, prof, n_in, n_h)
     g.add("fo", _dense(rng, prof, n_o, n_h, 0), ["h"])
     qo = QLIF(du=d, dv=int(rng.integers(0, d // 4)), vth=int(rng.integers(vmax // 64, vmax // 16)),
               bias_mant=np.array(0))

@@ -37,6 +37,15 @@ def _lanes_option(value: Any) -> int | str:
         raise ValueError("must be an integer >= 1 or 'auto'") from None
 
 
+def _array_option(value: Any) -> int | str:
+    text = str(value).strip()
+    if text in ("0", "1"):
+        return int(text)
+    if not text or any(not part for part in text.split("+")):
+        raise ValueError("must be 0, 1, auto or LIF node names joined by '+'")
+    return text
+
+
 def _input_option(value: Any) -> str:
     text = str(value).strip().lower()
     if text not in ("dense", "events"):
@@ -61,6 +70,11 @@ register(Backend(
                                               "sample at clock_mhz meets this (with a budget: within it)"),
         "neuron_lanes": Option(flag, "1: a layer whose synapse paths are all dense with the same L > 1 lanes updates "
                                      "L neurons per cycle (neuron pass ceil(N / L) cycles); 0: one neuron per cycle"),
+        "array": Option(_array_option, "1: every layer of dense paths (feed-forward and recurrent) becomes a neuron "
+                                       "array: one accumulator register per neuron shared by its paths, one event per "
+                                       "cycle adds a whole weight row; or the LIF node names joined by '+'; auto: "
+                                       "lut_budget / bram_budget / latency_us may choose array layers"),
+        "array_nl": Option(positive_int, "neurons an array layer's update walks per cycle (default 16)"),
         "pipeline": Option(flag, "1: layers (and the input stream) work on consecutive time steps at once; "
                                  "0: one step at a time, layer after layer"),
     },

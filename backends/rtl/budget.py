@@ -39,6 +39,10 @@ BRAM_MIN_BITS = 4096
 Block RAMs are counted with one shape per memory: Yosys measured 50 (1 lane) and 53 (43 lanes) on the
 784-128-10 MLP where this gives 52 and 53."""
 
+LUTRAM_DEPTH = 16
+"""Memories this shallow become distributed RAM whatever their width (the 16-deep, 288-bit state
+RAM of the SHD-size array layer: Yosys ``synth_ecp5`` 72 TRELLIS_DPR16X4, no block RAM)."""
+
 LUT_MODEL = {"base": 400, "layer": 350, "lane_aw": 8.0, "lane_mul": 0.0, "weight_block": 11, "neuron_lane_w": 11.5,
              "slice_mux": 0.5}
 """LUT4 estimate for ecp5 in nextpnr's unit (TRELLIS_COMB cells placed, what ``npuc report --synth
@@ -53,9 +57,22 @@ with 5-bit weights and 2-bit input events has 33 MULT18 at 26 lanes (26 + 7 in t
 at 10, and the former guess of 1.0 overestimated its LUT4 by 18 and 9 % (now 12 and 6 %)."""
 
 
+ARRAY_MODEL = {"acc_bit": 2.05, "term_bit": 1.0, "mul_bit": 2.0, "neuron_lane_w": 7.8}
+"""LUT4 per neuron of an array layer (`npuc_array`): ``acc_bit`` per shared accumulator bit (its
+adder and the neuron side's group select), per bit of the registered product ``term_bit`` for
+one shifted term (+-2^s payloads) or ``mul_bit`` for shift-adds (other graded payloads), none
+for binary ones; ``neuron_lane_w`` per datapath bit of each neuron lane after the first (its
+`npuc_lif`; placed, 8 lanes fewer saved 233 LUT4 each at W = 30, less than a lane layer's, which
+also has slice selects); the weight ROM has no output mux (one row per word). Fitted to the
+SHD-size net placed on the LFE5U-85F (`array=1`, lif1 16 / 8 neuron lanes, lif2 2: 18,910 /
+17,048 LUT4, estimated 18,853 / 16,981; 137 DP16KD, estimated 136 / 144), see docs/rtl-backend.md,
+*Neuron array layers*."""
+
+
 def blocks(width: int, depth: int) -> int:
-    """18 kbit block RAMs for a ``width x depth`` memory (0 below `BRAM_MIN_BITS`)."""
-    if width * depth < BRAM_MIN_BITS:
+    """18 kbit block RAMs for a ``width x depth`` memory (0 below `BRAM_MIN_BITS`, or at most
+    `LUTRAM_DEPTH` deep: Yosys maps those to TRELLIS_DPR16X4 distributed RAM)."""
+    if width * depth < BRAM_MIN_BITS or depth <= LUTRAM_DEPTH:
         return 0
     return min(-(-width // w) * -(-depth // d) for d, w in BRAM_SHAPES)
 
@@ -68,15 +85,37 @@ def _nl(lay: Layer, on: dict[int, int]) -> int:
     return on.get(lay.index, 1)
 
 
-def _memories(d: Design, lanes: dict[int, int], on: dict[int, int] | None = None) -> list[tuple[int, int]]:
+def _array_shape(lay: Layer) -> tuple[int, int, int]:
+    """(weight field bits, shared accumulator bits, product bits) of a layer lowered at one lane
+    as an array layer (the widths `lower._array` gives it)."""
+    paths = _paths(lay)
+    e0 = min(p.exp for p in paths)
+    ws = max(p.ww + p.exp - e0 for p in paths)
+    aw = max(p.aw + p.exp - e0 for p in paths) + (len(paths) > 1)
+    return ws, aw, (0 if all(p.binary for p in paths) else ws + max(p.pw for p in paths))
+
+
+def array_lut(lay: Layer, nl: int) -> float:
+    """Estimated LUT4 of a layer as a neuron array with ``nl`` neuron lanes, beyond its fixed part."""
+    ws, aw, dw = _array_shape(lay)
+    m = ARRAY_MODEL
+    graded = [p for p in _paths(lay) if not p.binary]
+    term = m["mul_bit"] if any(p.pw > 2 for p in graded) else m["term_bit"]
+    return lay.n * (m["acc_bit"] * aw + term * dw) + m["neuron_lane_w"] * lay.cw * (nl - 1)
+
+
+def _memories(d: Design, lanes: dict[int, int], on: dict[int, int] | None = None,
+              arr: dict[int, int] | None = None) -> list[tuple[int, int]]:
     """(width, depth) of every memory of the design at ``lanes`` per layer (index) and ``on[index]``
-    neuron lanes; lowered at one lane."""
+    neuron lanes (``arr``: the array layers); lowered at one lane."""
     out: list[tuple[int, int]] = []
     for lay in d.layers:
         if not isinstance(lay, Layer):
             out += [(m.width, m.depth) for m in (lay.gather.rom, *lay.memories)]
             continue
         nl = _nl(lay, on or {})
+        if lay.index in (arr or {}):
+            nl = arr[lay.index]
         groups = -(-lay.n // nl)
         out.append((lay.state_width * nl, groups))
         for m in (lay.bias, lay.vmin, lay.dmin, lay.decay):
@@ -84,6 +123,10 @@ def _memories(d: Design, lanes: dict[int, int], on: dict[int, int] | None = None
                 out.append((m.width * nl, -(-m.depth // nl)))
         if nl > 1 and lay.ev is not None:  # the spike queue
             out.append((lay.naw + nl * (lay.sw + 1), groups))
+        if lay.index in (arr or {}):  # one ROM of whole rows; accumulators in registers
+            out.append((lay.n * _array_shape(lay)[0], sum(p.weights.depth // p.kc for p in _paths(lay))))
+            out += [(p.bias.width * nl, -(-p.bias.depth // nl)) for p in lay.paths if p.bias is not None]
+            continue
         for p in lay.paths:
             if not isinstance(p, SynPath):
                 out += [(m.width, m.depth) for m in (p.gather.rom, p.iter_rom)]
@@ -116,14 +159,16 @@ def layer_lut(lay: Layer, lanes: int, nl: int = 1) -> float:
     return lut
 
 
-def estimate(d: Design, lanes: dict[int, int], on: dict[int, int] | None = None) -> dict[str, int]:
+def estimate(d: Design, lanes: dict[int, int], on: dict[int, int] | None = None,
+             arr: dict[int, int] | None = None) -> dict[str, int]:
     """Estimated ``{"lut", "bram"}`` of the design lowered at one lane when each layer (index) gets
-    ``lanes[index]`` lanes and ``on[index]`` neuron lanes."""
+    ``lanes[index]`` lanes and ``on[index]`` neuron lanes, or is an array layer with ``arr[index]``."""
     m = LUT_MODEL
-    on = on or {}
+    on, arr = on or {}, arr or {}
     lut = m["base"] + m["layer"] * len(d.layers)
-    lut += sum(layer_lut(lay, lanes.get(lay.index, 1), _nl(lay, on)) for lay in d.layers if isinstance(lay, Layer))
-    return {"lut": int(round(lut)), "bram": sum(blocks(w, dp) for w, dp in _memories(d, lanes, on))}
+    lut += sum(array_lut(lay, arr[lay.index]) if lay.index in arr else
+               layer_lut(lay, lanes.get(lay.index, 1), _nl(lay, on)) for lay in d.layers if isinstance(lay, Layer))
+    return {"lut": int(round(lut)), "bram": sum(blocks(w, dp) for w, dp in _memories(d, lanes, on, arr))}
 
 
 @dataclass
@@ -134,6 +179,7 @@ class Candidate:
     latency_cycles: float
     lut: int
     bram: int
+    array: dict[int, int] | None = None  # layer index -> neuron lanes of the array layers
 
     def latency_us(self, clock_mhz: float) -> float:
         return round(self.latency_cycles, 3) / clock_mhz  # the rates are float32
@@ -154,9 +200,12 @@ def _stage_costs(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int
     return out
 
 
-def _candidate(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int] | None = None) -> Candidate:
-    on = dict(on or {})
-    costs = [c for c, _ in _stage_costs(graph, d, lanes, on)]
+def _candidate(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int] | None = None,
+               arr: dict[int, int] | None = None) -> Candidate:
+    on, arr = dict(on or {}), dict(arr or {})
+    # an array layer costs what its lane layer costs at one lane per neuron and its neuron lanes
+    lanes_c = {k: (d.layers[k].n if k in arr else v) for k, v in lanes.items()}
+    costs = [c for c, _ in _stage_costs(graph, d, lanes_c, {**on, **arr})]
     steps = graph.num_steps or 1  # latency_us needs the steps (checked in `size`)
     if d.pipeline is not None:
         cps = max(costs)
@@ -164,8 +213,8 @@ def _candidate(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int] 
     else:
         cps = sum(costs)
         latency = steps * cps
-    est = estimate(d, lanes, on)
-    return Candidate(dict(lanes), on, cps, latency, est["lut"], est["bram"])
+    est = estimate(d, lanes, on, arr)
+    return Candidate(dict(lanes), on, cps, latency, est["lut"], est["bram"], arr)
 
 
 def walk(graph: Any, d: Design) -> list[Candidate]:
@@ -210,15 +259,42 @@ def with_neuron_lanes(graph: Any, d: Design, cands: list[Candidate]) -> list[Can
     return sorted(out, key=lambda c: (c.lut, c.cycles_per_step))
 
 
-def size(graph: Any, d: Design, options: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+def with_arrays(graph: Any, d: Design, cands: list[Candidate]) -> list[Candidate]:
+    """The candidates and, for each, variants with every layer that can be a neuron array
+    (`Layer.array_why` None) an array layer at ``array_nl`` = 2, 4, 8, ... (`lower.array_lanes`),
+    when that is faster; sorted by estimated LUT4."""
+    from .lower import array_lanes  # lower builds on this module
+
+    ok = [lay for lay in d.layers if isinstance(lay, Layer) and lay.array_why is None and _paths(lay)]
+    if not ok:
+        return cands
+    n_max = max(lay.n for lay in d.layers if isinstance(lay, Layer))
+    out, seen = list(cands), set()
+    for c in cands:
+        for nl in (2 ** e for e in range(1, 16)):
+            arr = {lay.index: array_lanes(lay.n, nl, n_max) for lay in ok}
+            # the lanes of an array layer do not matter: one variant per lanes of the others
+            key = (tuple(sorted(arr.items())), tuple(sorted((k, v) for k, v in c.lanes.items() if k not in arr)))
+            v = _candidate(graph, d, c.lanes, c.neuron, arr)
+            if key not in seen and v.cycles_per_step < c.cycles_per_step:
+                seen.add(key)
+                out.append(v)
+            if nl >= n_max:
+                break
+    return sorted(out, key=lambda c: (c.lut, c.cycles_per_step))
+
+
+def size(graph: Any, d: Design, options: dict[str, Any]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """Lanes per layer (node name) for a design lowered with one lane, under the target's budget
-    options, and the layers that get neuron lanes."""
+    options, the layers that get neuron lanes and the array layers (their neuron lanes)."""
     lut, bram, latency = (options.get(k) for k in BUDGET_OPTIONS)
     clock = float(options.get("clock_mhz") or 100.0)
     if latency is not None and not graph.num_steps:
         raise RtlSupportError(f"target option latency_us={latency}: graph '{graph.name}' has no fixed number of "
                               "time steps to count a sample's latency over")
     cands = with_neuron_lanes(graph, d, walk(graph, d))
+    if options.get("array") == "auto":  # target option array=auto: array layers are candidates too
+        cands = with_arrays(graph, d, cands)
     limits = {"lut_budget": lut, "bram_budget": bram}
 
     def fits(c: Candidate, skip: str = "") -> bool:
@@ -262,5 +338,6 @@ def _need(c: Candidate, name: str) -> int:
     return c.lut if name == "lut_budget" else c.bram
 
 
-def _named(d: Design, c: Candidate) -> tuple[dict[str, int], dict[str, int]]:
-    return {d.layers[k].node: v for k, v in c.lanes.items()}, {d.layers[k].node: v for k, v in c.neuron.items()}
+def _named(d: Design, c: Candidate) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    return ({d.layers[k].node: v for k, v in c.lanes.items()}, {d.layers[k].node: v for k, v in c.neuron.items()},
+            {d.layers[k].node: v for k, v in (c.array or {}).items()})

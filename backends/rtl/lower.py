@@ -36,6 +36,7 @@ from .bounds import (
 from .budget import BUDGET_OPTIONS
 from .budget import size as size_lanes
 from .model import (
+    ArrayUnit,
     AttnPath,
     Design,
     EventList,
@@ -96,6 +97,8 @@ class _Ctx:
     layer_lanes: dict[str, int] = field(default_factory=dict)  # lanes=auto: per LIF node (else `lanes`)
     neuron_lanes: bool = True  # target option neuron_lanes: eligible layers update `lanes` neurons per cycle
     neuron_on: dict[str, int] | None = None  # lanes=auto / budgets: neuron lanes per layer (node); None: its lanes
+    array: dict[str, int] | None = None  # target option array: neuron lanes of each array layer ("*": every eligible)
+    array_exact: dict[str, int] = field(default_factory=dict)  # lut_budget: array layers and their neuron lanes
     pops: dict[str, _Pop] = field(default_factory=dict)
     paths_of: dict[str, list[SynapsePath]] = field(default_factory=dict)
     evlists: dict[str, EventList] = field(default_factory=dict)
@@ -142,7 +145,7 @@ def lower(graph: Graph, target) -> Design:
             opt = next(iter(budget))
             raise RtlSupportError(f"target option {opt}={budget[opt]} sizes each layer's lanes itself: drop "
                                   f"lanes={lanes} (or give lanes=auto)")
-        options = {**budget, "clock_mhz": target.options.get("clock_mhz")}
+        options = {**budget, "clock_mhz": target.options.get("clock_mhz"), "array": target.options.get("array")}
         return _per_layer(graph, target, lambda one: size_lanes(graph, one, options))  # npuc.backends.rtl.budget
     if lanes == "auto":  # size each layer's lanes to the pipeline's pace (npuc.backends.rtl.balance)
         return _per_layer(graph, target, lambda one: balance(graph, one))
@@ -152,8 +155,8 @@ def lower(graph: Graph, target) -> Design:
 def _per_layer(graph: Graph, target, sizing) -> Design:
     """Lower with one lane, size each layer's lanes from that design, lower again with them
     (attention units keep one lane)."""
-    layer_lanes, neuron_on = sizing(_finish(_lower(graph, target, 1, {}), target))
-    design = _finish(_lower(graph, target, 1, layer_lanes, neuron_on), target)
+    layer_lanes, neuron_on, *array_on = sizing(_finish(_lower(graph, target, 1, {}), target))
+    design = _finish(_lower(graph, target, 1, layer_lanes, neuron_on, *array_on), target)
     design.lanes = max(layer_lanes.values(), default=1)
     return design
 
@@ -168,9 +171,12 @@ def _finish(design: Design, target) -> Design:
 
 
 def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int],
-           neuron_on: dict[str, int] | None = None) -> Design:
-    ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=layer_lanes, neuron_on=neuron_on,
-               neuron_lanes=bool(target.options.get("neuron_lanes", True)) if target is not None else True)
+           neuron_on: dict[str, int] | None = None, array_on: dict[str, int] | None = None) -> Design:
+    ctx = _Ctx(graph, _check_profile(graph), lanes, layer_lanes=dict(layer_lanes), neuron_on=neuron_on,
+               neuron_lanes=bool(target.options.get("neuron_lanes", True)) if target is not None else True,
+               array=_array_option(graph, target), array_exact=dict(array_on or {}))
+    if ctx.array_exact:
+        ctx.array = {**(ctx.array or {}), **ctx.array_exact}
     graph.verify()
     stage_names = [n for n in graph.topo_order() if STAGES.lookup(graph[n].op) is not None]
     if not stage_names:
@@ -299,6 +305,9 @@ class _NeuronStage(_Stage):
         ctx.paths_of[name] = sps
 
     def build(self, ctx: _Ctx, name: str, k: int) -> Layer:
+        array_nl = _array_wanted(ctx, name)
+        if array_nl:
+            ctx.layer_lanes[name] = ctx.pops[name].n  # one lane per neuron: an event's ROM word is its whole row
         lowered = []
         for i, sp in enumerate(ctx.paths_of[name]):
             item = _path(ctx, name, k, i, sp)
@@ -316,7 +325,10 @@ class _NeuronStage(_Stage):
                        name in ctx.read_i)
         if layer.decay is not None:
             ctx.use(PER_NEURON_DECAY_MODULES)
-        if ctx.neuron_lanes:
+        layer.array_why = _array_refusal(ctx.graph, name, ctx.paths_of[name])
+        if array_nl:
+            _array(ctx, layer, lowered, array_nl)
+        elif ctx.neuron_lanes:
             _neuron_lanes(layer, None if ctx.neuron_on is None else ctx.neuron_on.get(name, 1))
         return layer
 
@@ -337,6 +349,122 @@ def _neuron_lanes(lay: Layer, want: int | None) -> None:
     for p in lay.paths:
         p.bias = _lane_matrix(p.bias, nl)
     lay.bias, lay.vmin, lay.decay = (_lane_matrix(m, nl) for m in (lay.bias, lay.vmin, lay.decay))
+
+
+def _array_option(graph: Graph, target) -> dict[str, int] | None:
+    """Target options ``array`` (1: every layer that can be an array; or LIF node names joined by
+    ``+``) and ``array_nl`` (neurons its update walks per cycle) as ``{node or "*": nl}``."""
+    opts = target.options if target is not None else {}
+    want = opts.get("array", 0)
+    if want in (0, "0", None):
+        return None
+    if want == "auto":
+        if not any(opts.get(k) is not None for k in BUDGET_OPTIONS):
+            raise RtlSupportError("target option array=auto lets lut_budget / bram_budget / latency_us choose array "
+                                  "layers: give one of them, or array=1")
+        return None
+    nl = int(opts.get("array_nl", 16))
+    if want in (1, "1"):
+        return {"*": nl}
+    names = str(want).split("+")
+    for nm in names:
+        if nm not in graph or not isinstance(graph[nm].op, ops.LIF):
+            raise RtlSupportError(f"target option array={want}: '{nm}' is not a LIF node of graph '{graph.name}'; "
+                                  "name LIF nodes joined by '+', or give array=1")
+    return {nm: nl for nm in names}
+
+
+def _array_wanted(ctx: _Ctx, name: str) -> int:
+    """Neuron lanes of the array layer ``name`` becomes (0: today's layer). A layer named in the
+    ``array`` option that cannot be an array is an error; with ``array=1`` it keeps today's layer."""
+    if not ctx.array:
+        return 0
+    nl = ctx.array.get(name, ctx.array.get("*", 0))
+    if not nl:
+        return 0
+    why = _array_refusal(ctx.graph, name, ctx.paths_of[name])
+    if why is None:
+        if name in ctx.array_exact:
+            return ctx.array_exact[name]
+        return array_lanes(ctx.pops[name].n, nl, max(p.n for p in ctx.pops.values()
+                                                     if isinstance(ctx.graph[p.node].op, ops.LIF)))
+    if name in ctx.array:
+        raise RtlSupportError(f"layer '{name}' cannot be a neuron array (target option array): {why}; drop it "
+                              "from the array option to keep its lane layer")
+    return 0
+
+
+def array_lanes(n: int, nl: int, n_max: int) -> int:
+    """Neuron lanes of an array layer of ``n`` neurons at ``array_nl=nl`` when the largest layer has
+    ``n_max``: a smaller layer takes as many groups as the largest one (no faster than that stage)."""
+    return min(n, nl, max(2, -(-n // -(-n_max // nl))))
+
+
+def _array_refusal(graph: Graph, name: str, sps: list[SynapsePath]) -> str | None:
+    """Why one shared accumulator per neuron would not give the integer engine's current (the
+    sharing rule, docs/rtl-backend.md), or None."""
+    if graph[name].op.spike == "bernoulli":
+        return "its bernoulli spikes step one LFSR per neuron in order"
+    if not sps or int(np.prod(graph[name].shape)) < 2:
+        return "it has no synapse path or a single neuron"
+    negative = 0
+    for sp in sps:
+        src = sp.source.node
+        wop = graph[sp.weighted].op if sp.weighted is not None else None
+        if not isinstance(wop, ops.Dense) or len(sp.inputs) > 1:
+            return f"its path from '{src}' is not a Dense layer (conv, attention: keep their own accumulators)"
+        if len(graph[sp.weighted].shape) != 1:
+            return f"its path from '{src}' applies Dense per token"
+        if any(not isinstance(graph[nm].op, (ops.Reshape, ops.Permute)) for nm in sp.pre) or \
+                any(not isinstance(graph[nm].op, ops.Reshape) for nm in sp.post):
+            return f"its path from '{src}' pools"
+        negative += bool(wop.q is not None and int(wop.q.weight_exp) < 0)
+    if negative > 1:
+        return "two paths shift right (negative weight_exp): floor shifts of separate sums do not add"
+    return None
+
+
+def _array(ctx: _Ctx, lay: Layer, lowered: list, nl: int) -> None:
+    """Make a layer lowered at one lane per neuron a neuron array: the paths' weight rows in one
+    ROM (each shifted to the smallest exponent), one shared accumulator as wide as the sum of
+    the shifted path ranges, ``nl`` neuron lanes over the state."""
+    paths = lay.paths
+    e0 = min(p.exp for p in paths)
+    owner = next(p.index for p in paths if p.exp == e0)
+    ws = max(p.ww + p.exp - e0 for p in paths)
+    bound = sum(max(-acc.lo, acc.hi) << (p.exp - e0) for p, acc, *_ in lowered)
+    payloads = [ctx.pops[sp.source.node].payload for sp in ctx.paths_of[lay.node]]
+    binary = all(p.binary for p in paths)
+    graded = [r for p, r in zip(paths, payloads) if not p.binary] + [Range(1, 1)]
+    psigned = any(r.lo < 0 for r in graded)
+    pb = max(unsigned_bits(max(r.hi, 1)) for r in graded)
+    smax = _pow2_payloads(graded)
+    rows, bases = [], []
+    for p in paths:
+        w = np.asarray(p.weights.words, dtype=np.int64).reshape(p.weights.depth, -1)
+        bases.append(sum(len(r) for r in rows))
+        rows.append(w << (p.exp - e0))
+    depth = sum(len(r) for r in rows)
+    lay.array = ArrayUnit(
+        rom=Memory(f"l{lay.index}_rows.hex", lay.n * ws, np.concatenate(rows)), ws=ws,
+        aw=max(Range(-bound, bound).bits, ws + max(pb, max(p.pw for p in paths)) + 2), pw=max(p.pw for p in paths),
+        pb=pb, psigned=psigned, binary=binary, pow2=smax is not None and not binary, smax=smax or 0, iw=max(p.iw for p in paths), eaw=max(p.eaw for p in paths),
+        bases=bases, owner=owner, raw=unsigned_bits(depth - 1))
+    lay.nl = nl
+    for p in paths:
+        p.bias = _lane_matrix(p.bias, nl)
+    lay.bias, lay.vmin, lay.decay = (_lane_matrix(m, nl) for m in (lay.bias, lay.vmin, lay.decay))
+    ctx.use(("npuc_array.v",))
+
+
+def _pow2_payloads(ranges: list[Range]) -> int | None:
+    """The largest shift ``s`` when every nonzero payload in ``ranges`` is +-2^s (events are
+    nonzero; binary, ternary, signed 2-bit inputs): one shifted term per product. Else None."""
+    vals = {abs(v) for r in ranges for v in range(r.lo, r.hi + 1) if v} if all(r.hi - r.lo <= 64 for r in ranges) \
+        else {3}
+    if any(v & (v - 1) for v in vals):
+        return None
+    return max(vals).bit_length() - 1
 
 
 def _lane_matrix(m: Memory | None, nl: int) -> Memory | None:

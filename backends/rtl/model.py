@@ -329,6 +329,28 @@ class Unit:
 
 
 @dataclass
+class ArrayUnit:
+    """The synapses of a neuron array layer (`npuc_array`): one accumulator register per neuron
+    shared by every path (the sharing rule of docs/rtl-backend.md), one ROM word per source event
+    holding every neuron's weight shifted by ``exp - e0`` (path ``i``'s rows from ``bases[i]``)."""
+
+    rom: Memory
+    ws: int  # weight field width (signed, shifted)
+    aw: int  # shared accumulator width (exact)
+    pw: int  # payload width of the merged event stream (signed)
+    pb: int  # payload bits multiplied when payloads are non-negative
+    psigned: bool
+    binary: bool  # every path's payload is 1
+    pow2: bool  # every nonzero payload is +-2^s, s <= smax: one shifted term per product
+    smax: int
+    iw: int  # event index width of the merged stream
+    eaw: int
+    bases: list[int]
+    owner: int  # the path whose exponent e0 (the smallest) the shared accumulator carries
+    raw: int
+
+
+@dataclass
 class Layer:
     """One LIF population."""
 
@@ -360,6 +382,8 @@ class Layer:
     decay_w: int = 2  # bits per lane (signed)
     decay_vec: tuple[str, ...] = ()  # "mv" / "mu": the multipliers that vary per neuron
     nl: int = 1  # neuron lanes: neurons updated per cycle (`layer_lanes.v.j2`); memories hold NL-lane words
+    array: ArrayUnit | None = None  # a neuron array layer: its synapses in `npuc_array` (nl > 1 too)
+    array_why: str | None = "not checked"  # why it cannot be an array layer (None: it can)
 
     def neuron_lanes(self, lanes: int) -> int:
         """Neurons per cycle the neuron pass gets at ``lanes`` synapse lanes: ``lanes`` when every
@@ -374,7 +398,7 @@ class Layer:
     @property
     def nk(self) -> int:
         """Groups per accumulator word: the synapse lanes over the neuron lanes (which divide them)."""
-        return self.paths[0].lanes // self.nl if self.nl > 1 else 1
+        return self.paths[0].lanes // self.nl if self.nl > 1 and self.array is None else 1
 
     @property
     def groups(self) -> int:
@@ -453,11 +477,12 @@ class Design:
                 if isinstance(p, AttnPath):
                     out += [p.gather.rom, p.iter_rom]
                     continue
-                out.append(p.weights)
+                if lay.array is None:  # an array layer's rows are in its one ROM
+                    out.append(p.weights)
                 for m in (p.decode, p.bias, p.pool.rom if p.pool else None, p.maxpool.rom if p.maxpool else None):
                     if m is not None:
                         out.append(m)
-            for m in (lay.bias, lay.vmin, lay.dmin, lay.decay):
+            for m in (lay.bias, lay.vmin, lay.dmin, lay.decay, lay.array.rom if lay.array else None):
                 if m is not None:
                     out.append(m)
         return out

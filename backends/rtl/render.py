@@ -115,8 +115,15 @@ def _stage_json(lay: Layer | Unit) -> dict[str, Any]:
                          "sources": [ev.pop for ev in lay.gather.sources],
                          "delays": list(lay.gather.delays)},
                 "memory_bits": bits}
-    return {**base, "kind": "lif", "state_bits": lay.state_width * lay.n, "neuron_lanes": lay.nl,
-            "paths": [_path_json(p) for p in lay.paths],
+    paths = [_path_json(p) for p in lay.paths]
+    array = None
+    if lay.array is not None:  # one ROM of whole rows and one accumulator register per neuron
+        array = {"rows": lay.array.rom.depth, "rom_bits": lay.array.rom.bits, "acc_register_bits": lay.array.aw * lay.n,
+                 "owner_path": lay.array.owner, "one_term_payloads": lay.array.pow2}
+        for p in paths:
+            p["memory_bits"].update(weights=0, accumulators=0)
+    return {**base, "kind": "lif", "state_bits": lay.state_width * lay.n, "neuron_lanes": lay.nl, "array": array,
+            "paths": paths,
             "memory_bits": {"state": lay.state_width * lay.n, "bias": lay.bias.bits if lay.bias else 0,
                             "vmin": lay.vmin.bits if lay.vmin else 0, "dmin": lay.dmin.bits if lay.dmin else 0,
                             "events": lay.ev.bits if lay.ev else 0}}

@@ -213,6 +213,8 @@ def rtl_report(graph: Any, artifact_dir: str | Path, run_result: Any = None, yos
         for p in lay["paths"]:
             for k, v in p["memory_bits"].items():
                 mem[k] = mem.get(k, 0) + v
+        if lay.get("array"):  # a neuron array: one ROM of rows, accumulators in registers
+            mem["weights"] = mem.get("weights", 0) + lay["array"]["rom_bits"]
         entry: dict[str, Any] = {
             "node": lay["node"], "module": lay["module"], "kind": lay.get("kind", "lif"), "neurons": lay["n"],
             "spike": lay["spike"],
@@ -222,6 +224,8 @@ def rtl_report(graph: Any, artifact_dir: str | Path, run_result: Any = None, yos
                       for p in lay["paths"]],
             "memory_bits": {**mem, "total": int(sum(mem.values()))},
         }
+        if lay.get("array"):
+            entry["array"] = lay["array"]
         if graph is not None and lay["node"] in graph:
             entry["op"] = type(graph[lay["node"]].op).__name__
         if rtl is not None:
