@@ -15,6 +15,8 @@ the layers that overflowed.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -560,7 +562,20 @@ class LIFInt(StatefulKernel):
         if key not in ctx.cache:
             ctx.cache[key] = (q, int_fused.params(op, prof, tuple(shape)))
         consts = ctx.cache[key][1]
-        return None if consts is None else int_fused.Population(consts, q.v_init, ctx.batch, tuple(shape), ctx.steps)
+        if consts is None:
+            return None
+        if any((ctx.node, p) in ctx.leaving for p in op.ports):  # its rows leave the run: new ones
+            return int_fused.Population(consts, q.v_init, ctx.batch, tuple(shape), ctx.steps)
+        # else the last run's state and rows, reset, when that run had this batch and steps (one
+        # kept per layer and thread: runs of one graph in several threads must not share them)
+        reuse = (id(q), "population", tuple(shape), threading.get_ident())
+        pop = ctx.cache[reuse][1] if reuse in ctx.cache else None
+        if pop is None or pop.shape[0] != ctx.batch or pop.steps != ctx.steps:
+            pop = int_fused.Population(consts, q.v_init, ctx.batch, tuple(shape), ctx.steps)
+            ctx.cache[reuse] = (q, pop)
+        else:
+            pop.reset(q.v_init)
+        return pop
 
     def _run_fused(self, op: ops.LIF, st: dict, x: torch.Tensor, t0: int, ctx: Context) -> dict:
         """Steps ``t0 ..`` of the fused kernel on ``x`` ([steps, B, ...]); its [T, B, ...] rows."""
