@@ -189,11 +189,16 @@ def encode_int_spikes_float(op: Input, x: torch.Tensor, steps: int,
 
 def quantize_current(x: torch.Tensor, frac_bits: int, bits: int) -> torch.Tensor:
     """``clip(round_half_away(x * 2^frac_bits), -2^(bits-1), 2^(bits-1) - 1)`` as int64."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if x.numel() < 1 << 14 and x.dtype in (torch.float32, torch.float64):
+        # the same float64 operations in numpy: a fifth of torch's per-call cost on small inputs (batch 1)
+        v = x.detach().numpy().astype(np.float64) * (2.0**frac_bits)
+        v = np.trunc(np.add(v, np.copysign(0.5, v), out=v), out=v)
+        return torch.from_numpy(np.clip(v, lo, hi, out=v).astype(np.int64))
     v = x.to(torch.float64) * (2.0**frac_bits)
     # round half away from zero as trunc(v +- 0.5): v has at most 24 significant bits (a float32
     # times a power of two), so adding 0.5 is exact in float64 and equals sign(v) floor(|v| + 0.5)
     v = torch.trunc(v.add_(torch.copysign(torch.tensor(0.5, dtype=torch.float64), v)))
-    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return v.clamp_(lo, hi).to(torch.int64)
 
 
