@@ -15,6 +15,7 @@ the layers that overflowed.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -707,7 +708,7 @@ class LIFInt(StatefulKernel):
         (`_narrow`): the torch step on int32 is then faster than the fused kernel on int64 (one call
         per step inside a loop; multi-level spikes, which it divides in float64). Checks that are
         not proven idle stay on in the torch step, exact as in the fused one."""
-        if not (NARROW and ctx.batch * int(np.prod(st["shape"])) >= _TORCH_MIN):
+        if not (NARROW and ctx.batch * math.prod(st["shape"]) >= _TORCH_MIN):
             return False
         alt = self._torch_state(op, op.q, ctx.profile, st["shape"], ctx)
         if not alt["fast"]:
