@@ -46,6 +46,9 @@ class Context:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     needed: set[tuple[str, str]] = field(default_factory=set)
     kept: set[tuple[str, str]] = field(default_factory=set)  # probed ports
+    # ports whose values leave the run (probed, or read by an Output): a kernel may reuse its
+    # buffers between runs only for the others
+    leaving: set[tuple[str, str]] = field(default_factory=set)
     float_out: bool = False  # the current node may return exact-integer floats (`_float_outputs`)
     ranges: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # this chunk's
     # (lo, hi) bounds of the current node's inputs where known without looking at the values
@@ -214,11 +217,11 @@ def run(
     # samples are independent: the integer engine (exact at any batch size) runs large batches
     # in chunks whose [T, B, ...] tensors stay cache-sized; the float engine keeps the user's
     # batch because float matmul rounding can depend on the call shape
-    chunk = max(batch, 1) if table.mode == "float" else _chunk_size(graph, steps, batch)
-    check_memory(_estimate_bytes(graph, steps, batch, chunk, keep, table.mode),
+    cache = _graph_cache(graph, table.mode, profile)
+    chunk = max(batch, 1) if table.mode == "float" else _chunk_size(graph, steps, batch, cache)
+    check_memory(_estimate_bytes(graph, steps, batch, chunk, keep, table.mode, cache),
                  f"simulating '{graph.name}' ({steps:,} steps x {batch:,} samples, {table.mode} engine)")
-    ctx = Context(table.mode, profile, steps, batch, cache=_graph_cache(graph, table.mode, profile),
-                  small_spikes=table.small_spikes())
+    ctx = Context(table.mode, profile, steps, batch, cache=cache, small_spikes=table.small_spikes())
     parts = []
     for lo in range(0, max(batch, 1), chunk):
         hi = min(lo + chunk, batch)
@@ -272,18 +275,31 @@ def _analysis(graph: Graph, ctx: Context) -> tuple[list[list[str]], set[tuple[st
 _CHUNK_ELEMENTS = 1 << 21  # ~16 MB per int64 [T, B, ...] tensor of the widest node
 
 
-def _estimate_bytes(graph: Graph, steps: int, batch: int, chunk: int, keep: set[str], mode: str) -> int:
+def _widths(graph: Graph, cache: dict | None) -> tuple[int, int]:
+    """Values per sample and step: of all ports, and of the widest port of a node other than an
+    input (cached with the graph when ``cache`` is given)."""
+    if cache is not None and "_widths" in cache:
+        return cache["_widths"]
+    per_sample = sum(math.prod(sh) for n in graph for sh in n.shapes.values())
+    # inputs are not counted in the widest: their values are the caller's, sliced per chunk
+    widest = max((math.prod(sh) for n in graph if not isinstance(n.op, Input) for sh in n.shapes.values()), default=1)
+    if cache is not None:
+        cache["_widths"] = per_sample, widest
+    return per_sample, widest
+
+
+def _estimate_bytes(graph: Graph, steps: int, batch: int, chunk: int, keep: set[str], mode: str,
+                    cache: dict | None = None) -> int:
     """An upper estimate of the [T, B, ...] tensors one run holds: every port of a chunk,
     plus the kept (probed) ports of the whole batch."""
     item = 4 if mode == "float" else 8
-    per_sample = sum(math.prod(sh) for n in graph for sh in n.shapes.values())
-    kept = sum(math.prod(sh) for n in graph if n.name in keep for sh in n.shapes.values())
+    per_sample = _widths(graph, cache)[0]
+    kept = sum(math.prod(sh) for n in graph if n.name in keep for sh in n.shapes.values()) if keep else 0
     return steps * item * (min(chunk, batch) * per_sample + batch * kept)
 
 
-def _chunk_size(graph: Graph, steps: int, batch: int) -> int:
-    # inputs are not counted: their values are the caller's, sliced per chunk
-    widest = max((math.prod(sh) for n in graph if not isinstance(n.op, Input) for sh in n.shapes.values()), default=1)
+def _chunk_size(graph: Graph, steps: int, batch: int, cache: dict | None = None) -> int:
+    widest = _widths(graph, cache)[1]
     chunk = max(1, min(batch, _CHUNK_ELEMENTS // max(1, steps * widest)))  # >= 1 even for batch 0
     # chunks of equal size: a small last one would pay the per-step overhead for few samples
     return -(-batch // -(-batch // chunk)) if batch else chunk
@@ -305,6 +321,9 @@ def _evaluate(
     # ports somebody reads (or probes): only these are stacked over time
     ctx.kept = {(n, p) for n in keep for p in graph[n].op.ports}
     ctx.needed = needed | ctx.kept
+    if "_output_reads" not in ctx.cache:
+        ctx.cache["_output_reads"] = {(r.node, graph[r.node].port(r)) for n in graph.outputs() for r in n.inputs}
+    ctx.leaving = ctx.cache["_output_reads"] | ctx.kept
     with torch.no_grad():
         if _step_major(graph, ctx):
             _run_step_major(graph, raw, values, table, ctx, keep, progress)

@@ -18,6 +18,8 @@ forms are offset from the canonical fields (see ``docs/frontends.md``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..ir.ops.neuron import register_form
@@ -219,11 +221,12 @@ def spikingjelly(op, st, x, t):
     ``(v - v_threshold) >= 0``, then hard reset to ``v_reset`` (``hard=1``) or soft
     reset by subtraction. ``v0`` is the library's initial membrane (``v_reset`` or 0)."""
     a = st["a"]
-    v = torch.full_like(x, a.flags["v0"]) if t == 0 else st["v"]
     c, vr, code = a["c"], a["v_reset"], _flag(a, "charge")
-    if code == 0:
-        v = v + x
-    elif code == 1:
+    if code == 0:  # IF: at t = 0, v0 + x as x + v0 (addition commutes), without a tensor full of v0
+        v = torch.add(x, a["v0"]) if t == 0 else st["v"] + x
+        return _sj_fire(a, v, x, vr, st)
+    v = torch.full_like(x, a.flags["v0"]) if t == 0 else st["v"]
+    if code == 1:
         v = v + (x - v) / c
     elif code == 2:
         v = v + (x - (v - vr)) / c
@@ -239,8 +242,18 @@ def spikingjelly(op, st, x, t):
         v = v * (1.0 - c) + x
     else:
         v = v - (v - vr) * c + x
+    return _sj_fire(a, v, x, vr, st)
+
+
+def _sj_fire(a, v: torch.Tensor, x: torch.Tensor, vr: torch.Tensor, st: dict):
+    """SpikingJelly's fire and reset of the charged membrane ``v``: ``(s, v, x)``."""
     thr = a["v_threshold"]
-    spike = _spikes(torch.ge, v - thr, _ZERO, st)  # ((v - thr) >= 0).to(x)
+    if math.isfinite(a.flags.get("v_threshold", math.nan)):
+        # ((v - thr) >= 0).to(x): for a finite thr, v - thr >= 0 exactly when v >= thr (a float
+        # difference is 0 only for equal operands, and rounding keeps its sign: no flush to zero)
+        spike = _spikes(torch.ge, v, thr, st)
+    else:
+        spike = _spikes(torch.ge, v - thr, _ZERO, st)
     if _flag(a, "hard"):
         v = (_ONE - spike) * v + spike * vr
     else:

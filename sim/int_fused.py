@@ -281,8 +281,10 @@ def params(op, prof, shape: tuple[int, ...]):
 
 
 class Population:
-    """One run's fused state of a neuron layer: u, v and last spikes of ``batch`` samples, and
-    the ``[T, B, ...]`` output rows (allocated at the first call, when the reader's needs are known)."""
+    """A run's fused state of a neuron layer: u, v and last spikes of ``batch`` samples, and
+    the ``[T, B, ...]`` output rows (allocated at the first call, when the reader's needs are
+    known). The engine reuses one for the next run of the same size (`reset`) where no row
+    leaves the run."""
 
     COUNTERS = COUNTERS
 
@@ -294,8 +296,14 @@ class Population:
         self.state[1] = v_init
         self.steps = steps
         self.rows: dict[str, torch.Tensor] = {}
+        self.ports: tuple = ()
         self.flat: list[np.ndarray] = []
         self.counts = np.zeros(len(COUNTERS), dtype=np.int64)
+
+    def reset(self, v_init: int) -> None:
+        """The state of a new run (the rows are overwritten by it)."""
+        self.state.fill(0)
+        self.state[1] = v_init
 
     def _allocate(self, ports: tuple[str, ...], spike_dtype: torch.dtype) -> None:
         empty = np.zeros((0, 0), dtype=np.int64)
@@ -308,7 +316,9 @@ class Population:
 
     def run(self, x: torch.Tensor, t0: int, ports: tuple[str, ...], spike_dtype: torch.dtype) -> np.ndarray:
         """Steps ``t0 ..`` on inputs ``x`` (``[steps, B, ...]``); returns this call's counter increments."""
-        if not self.rows:
+        if not self.rows or self.ports != (ports, spike_dtype):  # a reused population's may differ
+            self.ports = ports, spike_dtype
+            self.rows = {}
             self._allocate(ports, spike_dtype)
         if x.dtype not in (torch.int64, torch.float32):  # each input type is a compilation (~10-30 s cold)
             x = x.to(torch.int64)

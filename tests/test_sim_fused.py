@@ -4,6 +4,7 @@ compares, both charges, per-neuron decays, ``v_min``, roundings and register rul
 to far beyond the registers (values and overflow counters); one step per call inside a
 recurrent loop; the fallbacks; where the compiled code is cached."""
 
+import copy
 import dataclasses
 import os
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from reference import lif_int
 from test_sim_fast import PROFILES, both_paths, lif_graph, recurrent_loop
 
-from npuc.ir import LIF, QLIF
+from npuc.ir import LIF, QLIF, Dense, Encoding, Graph, Input, Output, QInput, QSynapse
 from npuc.sim import int_fused, int_kernels, simulate
 
 
@@ -187,3 +188,75 @@ def test_fused_blocks_over_and_across_samples(n, batch):
         assert np.array_equal(got, want[port]), port
     assert fused.stats == plain.stats
     assert 0 < want["spikes"].mean() < 1
+
+
+def test_reused_state_equals_fresh_across_batch_sizes_and_keeps_earlier_results(fused_calls):
+    """The fused state and rows of a layer are reused by the next run of the same size: runs of
+    batch 3, 5 and 3 again (and one split into chunks of 2) each equal a fresh engine's result on
+    the same samples, and an earlier result is not changed by later runs (rows that leave a run
+    are never reused)."""
+    prof = PROFILES[1]
+    rng = np.random.default_rng(3)
+    n_in, n, T = 6, 7, 8
+    W = rng.integers(-30, 30, (n, n_in))
+    g = Graph("reuse", num_steps=T)
+    g.add("x", Input((n_in,), layout="TB", encoding=Encoding("spikes"), q=QInput(0, 8)))
+    g.add("d", Dense(W.astype(np.float32), q=QSynapse(W, 0)), ["x"])
+    g.add("h", LIF(q=QLIF(du=200, dv=600, vth=25, bias_mant=np.zeros(n, dtype=np.int64))), ["d"])
+    W2 = rng.integers(-30, 30, (3, n))
+    g.add("d2", Dense(W2.astype(np.float32), q=QSynapse(W2, 0)), ["h"])
+    g.add("o", LIF(reset="value", q=QLIF(du=100, dv=300, vth=20, bias_mant=np.zeros(3, dtype=np.int64))), ["d2"])
+    g.add("out", Output(), [("o", "v")])
+    g.profile = prof
+    g.verify()
+    xs = {b: (rng.random((T, b, n_in)) < 0.5).astype(np.float32) for b in (3, 5)}
+    fresh = {}
+    for b, x in xs.items():  # a new graph object each time: nothing to reuse
+        fresh[b] = simulate(copy.deepcopy(g), x, "int")
+    first = simulate(g, xs[3], "int")
+    kept = first.output.copy()
+    for b in (5, 3, 5):
+        again = simulate(g, xs[b], "int")
+        assert np.array_equal(again.output, fresh[b].output) and again.stats == fresh[b].stats
+    assert np.array_equal(first.output, kept)  # the first result was not overwritten
+    assert np.array_equal(simulate(g, xs[5], "int", chunk=2).output, fresh[5].output)
+    assert fused_calls
+
+
+@pytest.mark.parametrize("scale", [1, 2**25], ids=["int32", "beyond-int32"])
+def test_large_layers_take_the_torch_int32_step_only_where_proven(scale, monkeypatch, fused_calls):
+    """A fused layer of `_TORCH_MIN` values or more (here lowered, with `_NARROW_MIN`) runs the torch step instead
+    where its input bounds prove int32 state (`LIFInt._adopt_torch`): inside a recurrent loop and
+    for multi-level spikes outside loops. With weights that drive v beyond int32 (48-bit
+    registers), no int32 proof holds and the fused kernel keeps running; both equal the Python-int
+    reference (spikes, and v where it reaches past 2^31)."""
+    monkeypatch.setattr(int_kernels, "_TORCH_MIN", 1)
+    monkeypatch.setattr(int_kernels, "_NARROW_MIN", 1)
+    adopted = []
+    orig = int_kernels.LIFInt._adopt_torch
+    monkeypatch.setattr(int_kernels.LIFInt, "_adopt_torch",
+                        lambda self, *a: adopted.append(orig(self, *a)) or adopted[-1])
+    prof = dataclasses.replace(PROFILES[1], u_bits=48, v_bits=48)
+    rng = np.random.default_rng(5)
+    T, B, n_in, n = 8, 3, 6, 5
+    W, R = rng.integers(-40, 40, (n, n_in)) * scale, rng.integers(-40, 40, (n, n)) * scale
+    op = LIF(reset="subtract", q=QLIF(du=300, dv=900, vth=30 * scale, bias_mant=np.zeros(n, dtype=np.int64)))
+    g, x, spikes = recurrent_loop(op, prof, W, R, T, B, rng)
+    got = simulate(g, x, "int")
+    assert np.array_equal(got.outputs[0], spikes)
+    assert adopted == [scale == 1]
+    assert (fused_calls == []) == (scale == 1)  # one fused call per step where not adopted
+
+    adopted.clear()
+    fused_calls.clear()
+    op = LIF(spike="multilevel", levels=None, compare="ge", reset="subtract",
+             q=QLIF(du=300, dv=900, vth=30 * scale, bias_mant=np.zeros(n, dtype=np.int64)))
+    g = lif_graph(op, n, T, prof)
+    a = rng.integers(-40, 60, (T, B, n)) * scale
+    got = simulate(g, a.astype(np.float64), "int")
+    want = lif_int(op, prof, a)
+    for out, port in zip(got.outputs, ("spikes", "v", "i")):
+        assert np.array_equal(out, want[port]), port
+    assert adopted == [scale == 1] and (fused_calls == []) == (scale == 1)
+    if scale > 1:
+        assert np.abs(want["v"]).max() >= 2**31  # int32 state would have been wrong

@@ -246,7 +246,8 @@ def test_batch_chunks_give_the_whole_batch_result(monkeypatch, tmp_path):
 
 def test_input_quantization_rounds_half_away_from_zero_exactly():
     """``quantize_current`` (trunc(v +- 0.5)) against the definition sign(v) floor(|v| + 0.5),
-    on ties, values next to ties, signed zeros and saturating values."""
+    on ties, values next to ties, signed zeros and saturating values; on a large input (torch)
+    and on small ones (numpy's path), float32 and float64."""
     from npuc.sim.encoding import quantize_current
 
     rng = np.random.default_rng(0)
@@ -258,6 +259,10 @@ def test_input_quantization_rounds_half_away_from_zero_exactly():
             v = x.astype(np.float64) * 2.0**f
             want = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
             assert np.array_equal(quantize_current(xt, f, bits).numpy(), want.astype(np.int64)), (f, bits)
+            for part in (slice(19000, None), slice(0, 3000)):  # below the numpy path's size limit
+                for xs in (xt[part], xt[part].double()):
+                    got = quantize_current(xs, f, bits).numpy()
+                    assert np.array_equal(got, want[part].astype(np.int64)), (f, bits, xs.dtype)
 
 
 @pytest.mark.parametrize("wmax", [2**6, 2**30, 2**58], ids=["float32", "float64", "int64"])

@@ -195,10 +195,11 @@ def test_conv_max_pool_neuron_float_handoff(taken, probe):
 
 
 @pytest.mark.parametrize("block", [1 << 18, 64])  # one block; many, the out-of-range value in a late one
-@pytest.mark.parametrize("hi", [127, 128])
+@pytest.mark.parametrize("hi", [127, 128, 300, -1, 0.5, float("nan")])
 def test_integral_fills_uint8_within_7_bits(block, hi):
     """The input check's uint8 copy holds the values when they are within [0, 127]; the extremes
-    tell the caller whether it may use it (also for a strided batch chunk)."""
+    tell the caller whether it may use it (also for a strided batch chunk); a value beyond uint8,
+    negative or not an integer is found although the copy converts it to something."""
     from npuc.sim.encoding import _integral
 
     rng = np.random.default_rng(9)
@@ -206,7 +207,10 @@ def test_integral_fills_uint8_within_7_bits(block, hi):
     x[5, 10, 299] = hi  # inside the chunk 3:17 too
     for view in (x, x[:, 3:17]):
         small = torch.empty(view.shape, dtype=torch.uint8)
-        lo, top = _integral(view, block, small)
-        assert (lo, top) == (0.0, float(hi))
-        if hi <= 127:
+        found = _integral(view, block, small)
+        if hi != hi or hi != int(hi):
+            assert found is None
+            continue
+        assert found == (min(0.0, hi), float(max(hi, 99)))
+        if 0 <= hi <= 127:
             assert torch.equal(small.to(torch.float32), view)
