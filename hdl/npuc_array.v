@@ -38,6 +38,7 @@ module npuc_array #(
     input  wire [EAW-1:0]       ev_count,
     output wire                 ev_re,
     output wire [EAW-1:0]       ev_addr,
+    output wire [EAW-1:0]       ev_addr_nx,  // the next cycle's read (npuc_evlist RA_NEXT)
     input  wire [PW+IW-1:0]     ev_data,
     input  wire                 nu_re,      // the neuron pass reads group nu_g
     input  wire [GAW-1:0]       nu_g,
@@ -54,7 +55,7 @@ module npuc_array #(
     wire           fdone;
     npuc_evfront #(.IW(IW), .PW(PW), .EAW(EAW), .USE_ROM(0)) u_front (
         .clk(clk), .rst(rst), .start(start), .running(running),
-        .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_data(ev_data),
+        .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_addr_nx(ev_addr_nx), .ev_data(ev_data),
         .fv(fv), .fpay(fpay), .fidx(fidx), .from(from_unused), .ftake(1'b1), .fdone(fdone));
 
     // F: the row address is registered, so the weight ROM's many address pins hang off a register

@@ -20,6 +20,7 @@ module npuc_evfront #(
     input  wire [EAW-1:0]       ev_count,
     output wire                 ev_re,
     output wire [EAW-1:0]       ev_addr,
+    output wire [EAW-1:0]       ev_addr_nx, // the entry the next cycle's read will be (npuc_evlist RA_NEXT)
     input  wire [PW+IW-1:0]     ev_data,
     output wire                 fv,
     output wire signed [PW-1:0] fpay,
@@ -34,6 +35,9 @@ module npuc_evfront #(
     wire           issue = running && (e < ev_count) && s1_free;
     assign ev_re = issue;
     assign ev_addr = issue ? e : {EAW{1'b0}};
+    // zero unless walking: the readers of one list are OR-ed and walk one at a time
+    wire [EAW-1:0] e_nx = start ? {EAW{1'b0}} : issue ? e + 1'b1 : e;
+    assign ev_addr_nx = (start || running) ? e_nx : {EAW{1'b0}};
     wire [IW-1:0] idx1 = ev_data[IW-1:0];
     wire signed [PW-1:0] pay1 = ev_data[PW+IW-1:IW];
     wire v2_busy;
@@ -43,8 +47,7 @@ module npuc_evfront #(
             e <= {EAW{1'b0}};
             v1 <= 1'b0;
         end else begin
-            if (start) e <= {EAW{1'b0}};
-            else if (issue) e <= e + 1'b1;
+            e <= e_nx;
             if (issue) v1 <= 1'b1;
             else if (s1_free) v1 <= 1'b0;
         end

@@ -5,6 +5,10 @@
 // At `step_start` the bank of the new step is emptied; on the first step of a sample both are
 // (CLR_BOTH = 1). A pipelined top (CLR_BOTH = 0) empties only the new step's bank: another stage may
 // still read the other one, and a delayed reader sees no events on a sample's first step instead.
+// RA_NEXT = 1: `rd_addr` is the entry to read in the next cycle and `rd_bank` that read's bank (the
+// readers hold it from the cycle before their first read on); the bank offset is added and the sum
+// registered here, so the block RAM's address comes from a flip-flop, not from the readers' issue
+// logic across the chip. `rd_re` stays the read of this cycle.
 `default_nettype none
 module npuc_evlist #(
     parameter integer DW = 8,        // entry width: {payload, index}
@@ -12,7 +16,8 @@ module npuc_evlist #(
     parameter integer IAW = 4,       // index/address width within a bank, >= clog2(N + 1)
     parameter integer BANKS = 1,
     parameter integer MAW = 4,       // memory address width, >= clog2(BANKS * N) and >= IAW
-    parameter integer CLR_BOTH = 1
+    parameter integer CLR_BOTH = 1,
+    parameter integer RA_NEXT = 0
 ) (
     input  wire           clk,
     input  wire           rst,
@@ -39,6 +44,9 @@ module npuc_evlist #(
     wire [MAW-1:0] OFFSET = N32[MAW-1:0];
     wire [MAW-1:0] waddr = (wbank ? OFFSET : {MAW{1'b0}}) + {{(MAW-IAW){1'b0}}, wcount};
     wire [MAW-1:0] raddr = (rbank ? OFFSET : {MAW{1'b0}}) + {{(MAW-IAW){1'b0}}, rd_addr};
+    reg  [MAW-1:0] raddr_q;
+    always @(posedge clk) raddr_q <= raddr;
+    wire [MAW-1:0] ra = (RA_NEXT != 0) ? raddr_q : raddr;
     always @(posedge clk) begin
         if (rst) begin
             count0 <= {IAW{1'b0}};
@@ -53,6 +61,6 @@ module npuc_evlist #(
     end
     npuc_ram #(.WIDTH(DW), .DEPTH(BANKS * N), .AW(MAW)) u_mem (
         .clk(clk), .we(wr_en), .waddr(waddr), .wdata(wr_data),
-        .re(rd_re), .raddr(raddr), .rdata(rd_data));
+        .re(rd_re), .raddr(ra), .rdata(rd_data));
 endmodule
 `default_nettype wire

@@ -15,8 +15,9 @@
 // first = 1 replaces the previous state by the initial one (u = 0, v = V_INIT, s = 0).
 // Pipeline (LATENCY = 4 registers, a new neuron every cycle, no state shared between neurons):
 // inputs | decay multiplies | u, v' + bias | h | spike, reset, floor -> outputs (the input
-// register takes the memories' clock-to-out off the multiplier path). Inputs (first
-// included) belong to the neuron entering; outputs to the one entered LATENCY cycles earlier.
+// register, the initial state selected in front of it, takes the memories' clock-to-out off the
+// multiplier path). Inputs (first included) belong to the neuron entering; outputs to the one
+// entered LATENCY cycles earlier.
 // The sums are exact in W bits whatever their order, so (v' + bias) + u equals v' + u + bias.
 // Encodings: RESET 0 subtract 1 value 2 none; TIMING 0 same 1 delayed 2 delayed_charge;
 // CHARGE 0 current 1 previous (LIF.charge); COMPARE 0 gt 1 ge; SPIKE 0 binary 1 ternary 2 multilevel (s = min((h * DIV_M) >> DIV_K, LMAX),
@@ -83,16 +84,16 @@ module npuc_lif #(
     localparam signed [W-1:0] ONE = {{(W-1){1'b0}}, 1'b1};
     localparam signed [W-1:0] MONE = {W{1'b1}};
 
-    // stage 0: input register
-    reg r0_first;
+    // stage 0: input register; the previous state is replaced by the initial one (first step of a
+    // sample) before it: a registered `first` is one flip-flop for all time-shared lanes once Yosys
+    // merges the copies, and its fan-out to every lane's decay multiplier input crossed the chip
     reg signed [W-1:0] r0_a, r0_u, r0_v, r0_s, r0_bias, r0_vmin, r0_dmin;
     reg signed [MW-1:0] r0_mu, r0_mv;
     always @(posedge clk) begin
-        r0_first <= first;
         r0_a <= a;
-        r0_u <= u_prev;
-        r0_v <= v_prev;
-        r0_s <= s_prev;
+        r0_u <= first ? ZERO : u_prev;
+        r0_v <= first ? V_INIT : v_prev;
+        r0_s <= first ? ZERO : s_prev;
         r0_bias <= bias;
         r0_vmin <= vmin;
         r0_dmin <= dmin;
@@ -101,9 +102,9 @@ module npuc_lif #(
     end
 
     // previous state (initial state on the first step of a sample)
-    wire signed [W-1:0] up = r0_first ? ZERO : r0_u;
-    wire signed [W-1:0] vq = r0_first ? V_INIT : r0_v;
-    wire signed [W-1:0] sp = r0_first ? ZERO : r0_s;
+    wire signed [W-1:0] up = r0_u;
+    wire signed [W-1:0] vq = r0_v;
+    wire signed [W-1:0] sp = r0_s;
     wire sp_nz = (sp != ZERO);
 
     // stage 1: decay multiplies, input current, previous spike's subtract amount

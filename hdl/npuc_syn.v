@@ -109,10 +109,12 @@ module npuc_syn #(
     wire [RW-1:0]  rom;
     wire           fdone;
     wire           g_take;
+    wire [EAW-1:0] ev_addr_nx;           // for npuc_evlist RA_NEXT, which only array layers use
+    wire _unused_nx = &{1'b0, ev_addr_nx, 1'b0};
     npuc_evfront #(.IW(IW), .PW(PW), .EAW(EAW), .USE_ROM(KIND), .RW(RW), .ROM_FILE(CROM_FILE),
                    .ROM_DEPTH(CROM_DEPTH), .ROM_AW(CROM_AW)) u_front (
         .clk(clk), .rst(rst), .start(go), .running(running),
-        .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_data(ev_data),
+        .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_addr_nx(ev_addr_nx), .ev_data(ev_data),
         .fv(fv), .fpay(fpay), .fidx(fidx), .from(rom), .ftake(g_take), .fdone(fdone));
 
     // ---- G: address generator: chunk k innermost (npuc_wincnt level 0), then the conv taps ----

@@ -82,6 +82,8 @@ def test_random_array_nets_bit_exact(seed, tmp_path):
     # h (the largest) gets array_nl neuron lanes, the others as many groups or fewer
     assert all(lay.array is not None for lay in d.layers) and d.layers[0].nl == nl
     assert all(2 <= lay.nl <= nl and lay.groups <= h_groups(n_h, nl) for lay in d.layers)
+    # every list is read by arrays only: they drive the next cycle's address, the list registers it
+    assert d.evlists and all(ev.ra_next for ev in d.evlists)
     h = d.layers[0]
     # signed 8-bit currents (shift-adds), binary spikes, multi-level 0..3 (shift-adds) or ternary (POW2)
     tern = o_spike == "ternary"
@@ -167,6 +169,8 @@ def test_neuron_options_as_arrays(k, tmp_path):
     d = lower(g, target)
     arr = {lay.node: lay.array is not None for lay in d.layers}
     assert all(arr[f"lif.{j}"] == (s["spike"] != "bernoulli") for j, s in enumerate(specs)) and any(arr.values())
+    # lane layers read x too: its address is this cycle's read, arrays and lane layers OR-ed (RA_NEXT 0)
+    assert not all(arr.values()) and [ev.ra_next for ev in d.evlists] == [False]
     emit(g, tmp_path, target)
     assert lint(tmp_path, probe=True) == []
     x = np.random.default_rng(k).uniform(-9, 9, size=(T, B, N_IN)).astype(np.float32)

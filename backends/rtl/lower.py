@@ -195,6 +195,9 @@ def _lower(graph: Graph, target, lanes: int, layer_lanes: dict[str, int],
     ctx.read_i = _current_outputs(graph)
     ctx.consumers = {ev.ident: [] for ev in ctx.evlists.values()}
     layers = [STAGES.lookup(graph[name].op).build(ctx, name, k) for k, name in enumerate(stage_names)]
+    for ev in ctx.evlists.values():
+        users = ctx.consumers[ev.ident]
+        ev.ra_next = bool(users) and all(getattr(layers[k], "array", None) is not None for k, _ in users)
     readouts, outputs = _readouts(graph, layers)
     top = f"npuc_{ident(graph.name)}"
     if f"{top}.v" in ctx.modules + list(la.ATTENTION_MODULES + la.SC_MODULES + la.LINEAR_MODULES):

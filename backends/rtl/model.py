@@ -92,6 +92,9 @@ class EventList:
     maw: int  # memory address width
     banks: int
     copy_banks: tuple[int, ...] = ()  # a pipelined top's further copies (one per reading stage), their banks
+    # every reader is a neuron array layer: they drive the address of their next cycle's read, which
+    # the list registers (npuc_evlist RA_NEXT), so its block RAM's address pins hang off flip-flops
+    ra_next: bool = False
 
     @property
     def dw(self) -> int:
