@@ -19,7 +19,9 @@ to this file when its ``__pycache__`` is writable, else a per-user directory (`_
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import threading
 
 import numpy as np
 import torch
@@ -326,5 +328,37 @@ class Population:
         p, regs, du, dv, bias, vmin = self.consts
         s, v, u = self.flat
         self.counts[:] = 0
-        lif_steps(xn, t0, self.state, s, v, u, du, dv, bias, vmin, p, regs, self.counts)
+        with _compile_notice((xn.dtype.name, s.dtype.name)):
+            lif_steps(xn, t0, self.state, s, v, u, du, dv, bias, vmin, p, regs, self.counts)
         return self.counts
+
+
+NOTICE_AFTER_S = 2.0
+
+
+def _notify(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+_seen: set[tuple[str, str]] = set()
+
+
+class _compile_notice:
+    """The first call of a compiled variant in a process: a line on stderr if it takes longer than
+    `NOTICE_AFTER_S` (numba compiling it, once per machine; a disk-cache load stays silent)."""
+
+    def __init__(self, variant: tuple[str, str]) -> None:
+        self.timer = None
+        if variant not in _seen:
+            _seen.add(variant)
+            self.timer = threading.Timer(NOTICE_AFTER_S, _notify, (
+                f"sim: compiling the fused neuron kernel for {variant[0]} inputs (numba, once per machine, "
+                "about 10 s) ...",))
+            self.timer.daemon = True
+
+    def __enter__(self) -> None:
+        if self.timer:
+            self.timer.start()
+
+    def __exit__(self, *exc) -> None:
+        if self.timer:
+            self.timer.cancel()

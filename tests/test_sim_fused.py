@@ -260,3 +260,25 @@ def test_large_layers_take_the_torch_int32_step_only_where_proven(scale, monkeyp
     assert adopted == [scale == 1] and (fused_calls == []) == (scale == 1)
     if scale > 1:
         assert np.abs(want["v"]).max() >= 2**31  # int32 state would have been wrong
+
+
+def test_a_slow_first_compile_says_so(monkeypatch):
+    """The first call of a compiled variant in a process that takes longer than NOTICE_AFTER_S
+    (numba compiling) prints one line; later calls of the same variant print nothing. The kernel
+    call is held until the notice fires, standing in for a cold compile."""
+    import threading
+
+    fired, notices = threading.Event(), []
+    monkeypatch.setattr(int_fused, "_notify", lambda m: notices.append(m) or fired.set())
+    monkeypatch.setattr(int_fused, "NOTICE_AFTER_S", 0.01)
+    monkeypatch.setattr(int_fused, "_seen", set())
+    kernel = int_fused.lif_steps
+    monkeypatch.setattr(int_fused, "lif_steps", lambda *a: fired.wait(30) and kernel(*a))
+    prof = PROFILES[0]
+    op = random_neuron(np.random.default_rng(0), prof, "binary", "subtract", "same", "gt", "current", False, 4)
+    g = lif_graph(op, 4, 3, prof, ports=("spikes",))
+    a = np.ones((3, 2, 4), dtype=np.int64)
+    first = simulate(g, a, "int").outputs[0]
+    assert len(notices) == 1 and "compiling the fused neuron kernel" in notices[0]
+    again = simulate(g, a, "int").outputs[0]  # the variant is known: no timer, no notice
+    assert len(notices) == 1 and np.array_equal(first, again)
