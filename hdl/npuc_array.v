@@ -1,5 +1,5 @@
-// npuc_array: the synapses of a neuron array layer (docs/rtl-backend.md, "A parallel neuron
-// array"): one accumulator register per neuron, shared by every dense path into the layer.
+// npuc_array: the synapses of a neuron array layer (docs/rtl-backend.md, "Neuron array
+// layers"): one accumulator register per neuron, shared by every dense path into the layer.
 // Each path phase walks its source's events, one per cycle; an event reads one ROM word, the
 // whole weight row of its source (every neuron's weight, already shifted left by the path's
 // exponent over the layer's smallest one), and adds payload x weight to all N accumulators at
