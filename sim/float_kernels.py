@@ -20,6 +20,9 @@ from . import lfsr
 from .engine import Context, KernelTable, StatefulKernel, window_max
 
 FLOAT = KernelTable("float")
+FUSED = True
+"""Run SpikingJelly IF layers outside recurrent loops in `float_fused`'s compiled loop (False: the
+torch form, which the tests compare with it)."""
 
 
 def _t(ctx: Context, key: Any, arr: np.ndarray | None) -> torch.Tensor | None:
@@ -173,6 +176,8 @@ class LIFFloat(StatefulKernel):
         return st
 
     def prepare(self, op: ops.LIF, st: dict, xs: list[torch.Tensor], ctx: Context) -> None:
+        if self._fused(op, st, xs, ctx):
+            return
         # outside loops a library form writes each step's spikes into the buffer the engine returns
         # ([T, B, ...], or [B, T, ...] where batch-major folded ops read them), not a stack of the steps
         if op.form == "npuc" or (ctx.node, "spikes") not in ctx.needed or len(xs) != 1:
@@ -185,7 +190,30 @@ class LIFFloat(StatefulKernel):
             buf = torch.empty((ctx.steps, *shape), dtype=xs[0].dtype)
             st["rows"] = [buf[t] for t in range(ctx.steps)]
 
+    def _fused(self, op: ops.LIF, st: dict, xs: list[torch.Tensor], ctx: Context) -> bool:
+        """Every step of a SpikingJelly IF layer at once in `float_fused`'s compiled loop (same
+        float32 operations), where it applies: charge code 0 (IF), a finite scalar threshold,
+        float32 inputs, spikes stacked time-major."""
+        a = st["a"]
+        if not (FUSED and op.form == "spikingjelly" and len(xs) == 1 and xs[0].dtype == torch.float32
+                and all(k in a.flags for k in ("charge", "v_threshold", "v_reset", "v0", "hard"))
+                and a.flags["charge"] == 0 and math.isfinite(a.flags["v_threshold"])
+                and (ctx.node, "spikes") not in ctx.cache.get("_batch_major", ())):
+            return False
+        from . import float_fused  # numba's import (~0.3 s) only where such a layer runs
+
+        key = (id(op), "if_consts")
+        if key not in ctx.cache:
+            ctx.cache[key] = (op, np.array([a.flags[k] for k in ("v0", "v_threshold", "v_reset")], dtype=np.float32))
+        st["all"] = float_fused.if_layer(xs[0], ctx.cache[key][1], bool(a.flags["hard"]), (ctx.node, "v") in ctx.needed)
+        return True
+
+    def all_steps(self, op: ops.LIF, st: dict) -> dict | None:
+        return st.get("all")
+
     def step(self, op: ops.LIF, st: dict, xs: list[torch.Tensor], t: int, ctx: Context) -> dict:
+        if "all" in st:  # computed by `prepare`
+            return {p: y[t] for p, y in st["all"].items()}
         if "rows" in st:
             st["row"] = st["rows"][t]
         if op.form != "npuc":
