@@ -110,6 +110,11 @@ class KernelTable:
         self._k: dict[type, StatelessKernel | StatefulKernel] = {}
         # whether this engine's weighted sums take uint8 spike inputs as they are (asked per run)
         self.small_spikes: Callable[[], bool] = lambda: False
+        # pairs of nodes outside loops the engine may run as one: ``pairs(graph, ctx)`` gives
+        # ``{second: (first, arg)}`` (the first's only reader is the second, which reads only it),
+        # ``run_pair(first_node, second_node, arg, x, ctx)`` the second's ports from the first's input
+        self.pairs: Callable[[Graph, Context], dict[str, tuple[str, Any]]] | None = None
+        self.run_pair: Callable[..., Values] | None = None
 
     def stateless(self, *types: type, strided: bool = False) -> Callable:
         def deco(fn: Callable) -> Callable:
@@ -340,6 +345,7 @@ def _run_schedule(graph: Graph, raw: dict[str, torch.Tensor], values: dict, tabl
     """Node by node in `_schedule` order (each for all steps), recurrent groups step by step."""
     batch_major = _batch_major_reads(graph, ctx)
     total, done = len(graph), 0
+    pairs = _pairs(graph, table, ctx, keep)
     for kind, name, node, reads in _schedule(graph, ctx):
         if kind == "group":
             _run_group(graph, name, values, table, ctx)
@@ -350,6 +356,14 @@ def _run_schedule(graph: Graph, raw: dict[str, torch.Tensor], values: dict, tabl
         ctx.node = name
         if kind == "input":
             out = {"out": _encode_input(graph, name, raw[name], ctx, name in keep)}
+        elif name in pairs and pairs[name] is None:  # the first of a pair: run with the second
+            done += 1
+            continue
+        elif name in pairs:
+            first, arg = pairs[name]
+            ((key, delay),) = _reads(graph, ctx)[first]
+            ctx.float_out = name in floats
+            out = table.run_pair(graph[first], node, arg, _shift(values[key], delay), ctx)
         elif kind == "output":
             out = {"out": _shift(values[reads[0][0]], reads[0][1])}
         else:
@@ -364,6 +378,20 @@ def _run_schedule(graph: Graph, raw: dict[str, torch.Tensor], values: dict, tabl
         done += 1
         if progress:
             progress(done, total, name)
+
+
+def _pairs(graph: Graph, table: KernelTable, ctx: Context, keep: set[str]) -> dict[str, tuple[str, Any] | None]:
+    """This run's pairs of nodes run as one (`KernelTable.pairs`): the second's name to ``(first,
+    arg)``, the first's to None; not where either is probed or another node reads more of the
+    second than its first port."""
+    if table.pairs is None:
+        return {}
+    out: dict[str, tuple[str, Any] | None] = {}
+    for second, (first, arg) in table.pairs(graph, ctx).items():
+        extra = graph[second].op.ports[1:]
+        if first not in keep and second not in keep and not any((second, p) in ctx.needed for p in extra):
+            out[second], out[first] = (first, arg), None
+    return out
 
 
 def _schedule(graph: Graph, ctx: Context) -> list[tuple[str, Any, Any, list[tuple[tuple[str, str], int]]]]:

@@ -304,6 +304,8 @@ _INT8_MIN_MACS = 1 << 23  # smaller products: the call and the conversions cost 
 # norse's 250 x 128 x 128 recurrent product per step was slower in int8, its 12,500 x 700 x 128 input product ~10x faster)
 _INT8_STATE: dict[str, bool] = {}
 INT.small_spikes = lambda: INT8 and _int8_works()
+INT.pairs = lambda graph, ctx: pool_pairs(graph, ctx)
+INT.run_pair = lambda first, second, rule, x, ctx: pool_or(first.op, second.op, rule, x, ctx)
 
 
 def _conv_positions(op, x: torch.Tensor) -> int:
@@ -985,3 +987,101 @@ class LIFInt(StatefulKernel):
         pq = torch.floor(p * m + 0.5)
         r = st["r"][t].reshape(h.shape[1:]).to(torch.float64)
         return (r <= pq).to(torch.int64)
+
+
+# -- max pools of spikes: a window count and an OR neuron, run as one ------------------------
+
+
+def pool_pairs(graph, ctx: Context) -> dict[str, tuple[str, int]]:
+    """The max pools of spikes the loihi lowering made into a window count and an OR neuron
+    (`compiler.passes.legalize`), by the neuron's name: ``(count node, rule)``, the rule being the
+    window count ``c0`` from which the neuron fires (`_or_rule`). The engine runs such a pair as one
+    node (`pool_or`) when neither is probed and nobody reads the neuron's v or i (cached with the
+    graph; the rules are found at the first run)."""
+    if not FUSED_POOLS:
+        return {}
+    if "_pool_pairs" not in ctx.cache:
+        from .engine import _static_range
+
+        found: dict[str, tuple[str, int]] = {}
+        for node in graph:
+            users = graph.users(node.name)
+            if not (isinstance(node.op, ops.Conv2d) and len(users) == 1 and len(node.inputs) == 1):
+                continue
+            (src,), lif = node.inputs, graph[users[0][0]]
+            if (src.delay or not isinstance(lif.op, ops.LIF) or len(lif.inputs) != 1 or lif.inputs[0].delay
+                    or _static_range(graph, src.node, graph[src.node].port(src)) != (0.0, 1.0)
+                    or tuple(node.op.stride) != tuple(node.op.kernel) or not _stateless(lif.op, ctx.profile)
+                    or _window_sum(node.op, ctx) is None):
+                continue
+            rule = _or_rule(graph, node, lif, ctx)
+            if rule is not None:
+                found[lif.name] = (node.name, rule)
+        ctx.cache["_pool_pairs"] = found
+    return ctx.cache["_pool_pairs"]
+
+
+FUSED_POOLS = True
+"""Run a max pool's window count and OR neuron as one node (`pool_or`; False: both nodes, which
+the tests compare with it)."""
+
+
+def _stateless(op, prof: NumericProfile | None) -> bool:
+    """Whether a neuron's spikes at a step depend on that step's input alone: u and v decay fully
+    every step (multipliers 0), the charge is the current one, a reset acts within its step (it
+    only changes the v that decays away), binary spikes."""
+    q = op.q
+    if prof is None or q is None or op.spike != "binary" or op.charge != "current" or op.reset_timing != "same":
+        return False
+    return all(not np.any(np.asarray(prof.decay_unity - (np.asarray(d, dtype=np.int64) + off)))
+               for d, off in ((q.du, prof.du_offset), (q.dv, prof.dv_offset)))
+
+
+def _or_rule(graph, count, lif, ctx: Context) -> int | None:
+    """The count ``c0`` from which the stateless neuron ``lif`` fires on the window count
+    ``count`` of binary spikes, found by the engine itself: the pair runs (both nodes, this
+    profile's kernels) on one sample per count ``c`` in ``0 .. k*k``, each window holding ``c``
+    spikes. None (the pair then runs as two nodes) when its spikes are not ``c >= c0`` for every
+    neuron, or when a register rule changed any value (the counters must count them)."""
+    from ..ir import Graph
+    from ..ir.values import Encoding
+    from . import simulate
+
+    kh, kw = count.op.kernel
+    c_in, h, w = graph[count.inputs[0].node].shapes[graph[count.inputs[0].node].port(count.inputs[0])]
+    n_h, n_w = (h - kh) // kh + 1, (w - kw) // kw + 1
+    k = kh * kw
+    x = np.zeros((1, k + 1, c_in, h, w), dtype=np.float32)
+    for c in range(k + 1):
+        window = (np.arange(k) < c).reshape(kh, kw)
+        x[0, c, :, :n_h * kh, :n_w * kw] = np.tile(window, (n_h, n_w))
+    sub = Graph("pool_or_rule")
+    sub.add("x", ops.Input((c_in, h, w), layout="TB", encoding=Encoding("spikes")))
+    sub.add("count", count.op, ["x"])
+    sub.add("or", lif.op, ["count"])
+    sub.add("out", ops.Output(index=0), ["or"])
+    sub.profile = ctx.profile
+    res = simulate(sub.verify(), x, "int")
+    if any(res.stats.values()):
+        return None
+    s = res.outputs[0][0].reshape(k + 1, -1)  # [count, neuron]
+    if not np.isin(s, (0, 1)).all() or not (s == s[:, :1]).all():
+        return None
+    fires = s[:, 0].astype(bool)
+    c0 = int(np.argmax(fires)) if fires.any() else k + 1
+    return c0 if not fires[:c0].any() and fires[c0:].all() else None
+
+
+def pool_or(count_op, lif_op, c0: int, x: torch.Tensor, ctx: Context) -> dict[str, torch.Tensor]:
+    """A max pool's window count and OR neuron as one node on binary spikes ``x`` (``[T, B, C, H,
+    W]``, any integer or float type): the neuron's spikes ``count >= c0`` (`pool_pairs`), from ``c0
+    = 1`` the windows' maxima, in the type the fused neuron kernel writes them in."""
+    t, b = x.shape[:2]
+    flat = x.reshape(t * b, *x.shape[2:])
+    dtype = torch.uint8 if ctx.float_out else torch.int64
+    if c0 == 1:
+        y = window_max(flat, count_op.kernel, count_op.stride).to(dtype)
+    else:
+        counts = F.avg_pool2d(flat.to(torch.float32), count_op.kernel, count_op.stride, 0, divisor_override=1)
+        y = (counts >= c0).to(dtype)
+    return {"spikes": y.reshape(t, b, *y.shape[1:])}
