@@ -19,17 +19,17 @@ from ..ir.values import Encoding
 from . import lfsr
 
 
-def to_time_major(node_name: str, op: Input, x: np.ndarray | torch.Tensor, num_steps: int | None) -> tuple[torch.Tensor, int]:
+def to_time_major(node_name: str, op: Input, x: np.ndarray | torch.Tensor, num_steps: int | None,
+                  finite: bool = True) -> tuple[torch.Tensor, int]:
     """Check the user's array against the input node and return it as ``[T, B, ...]``
-    (static inputs as ``[1, B, ...]``) along with ``T``."""
+    (static inputs as ``[1, B, ...]``) along with ``T``. ``finite=False`` leaves the check for NaN
+    and infinities to the caller (`check_finite`), whose own check of every value fails on them."""
     a = np.asarray(x) if not isinstance(x, torch.Tensor) else x
     if isinstance(a, np.ndarray) and a.dtype.kind not in "biuf":
         raise InputError(f"input '{node_name}' must be numeric, got dtype {a.dtype}")
     t = torch.as_tensor(a)
-    if t.is_floating_point() and t.numel() and not _all_finite(t):
-        bad = int((~torch.isfinite(t)).sum())
-        if bad:
-            raise InputError(f"input '{node_name}' has {bad} NaN or infinite value(s); inputs must be finite")
+    if finite:
+        check_finite(node_name, t)
     lead = {"B": 1, "TB": 2, "BT": 2}[op.layout]
     expected = ("B",) if op.layout == "B" else (("T", "B") if op.layout == "TB" else ("B", "T"))
     if t.dim() != lead + len(op.shape) or tuple(t.shape[lead:]) != tuple(op.shape):
@@ -49,6 +49,14 @@ def to_time_major(node_name: str, op: Input, x: np.ndarray | torch.Tensor, num_s
     if num_steps is not None and t.shape[0] != num_steps:
         raise InputError(f"input '{node_name}' has {t.shape[0]} time steps, the graph was compiled for {num_steps}")
     return t, int(t.shape[0])
+
+
+def check_finite(node_name: str, t: torch.Tensor) -> None:
+    """Raise `InputError` naming the input when float ``t`` holds NaN or infinite values."""
+    if t.is_floating_point() and t.numel() and not _all_finite(t):
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise InputError(f"input '{node_name}' has {bad} NaN or infinite value(s); inputs must be finite")
 
 
 def _all_finite(t: torch.Tensor) -> bool:
@@ -131,7 +139,7 @@ def _int_spikes(x: torch.Tensor) -> torch.Tensor:
 
 def _integral(x: torch.Tensor, block: int = 1 << 18, small: torch.Tensor | None = None,
               buf: torch.Tensor | None = None) -> tuple[float, float] | None:
-    """``(min, max)`` of float ``x`` when every value is an integer, else None: rounding is exact in
+    """``(min, max)`` of float ``x`` when every value is a (finite) integer, else None: rounding is exact in
     the input's own float type (every float beyond its mantissa is an integer); in cache-sized
     blocks (3x faster on large inputs than rounding the whole tensor), each block's extremes
     taken while it is in cache. ``small``: a contiguous uint8 tensor of ``x``'s shape, filled with
@@ -148,6 +156,13 @@ def _integral(x: torch.Tensor, block: int = 1 << 18, small: torch.Tensor | None 
             return None
         return min(f[0] for f in found), max(f[1] for f in found)  # type: ignore[index]
     flat = x.reshape(-1)
+    if small is not None and x.dtype == torch.float32 and flat.numel() >= COMPILED_MIN:
+        from . import int_input  # numba: the integer engine imports it for its neurons anyway
+
+        found = int_input.check(flat.detach().numpy(), small.view(-1).numpy())
+        if found is not None:
+            return found
+        # else a value outside [0, 127] (or not an integer): the passes below say which
     if buf is None:
         buf = torch.empty(min(block, flat.numel()), dtype=x.dtype)
     lo, hi = float("inf"), float("-inf")
@@ -176,7 +191,13 @@ def _integral(x: torch.Tensor, block: int = 1 << 18, small: torch.Tensor | None 
                 np.copyto(out[start:start + block].numpy(), p, casting="unsafe")
             else:
                 out[start:start + block].copy_(part)
-    return lo, hi
+    # infinities round to themselves: not integers (`check_finite` names them)
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
+
+
+COMPILED_MIN = 1 << 16
+"""Spike inputs (per contiguous block) of this many float32 values or more are checked and
+converted by `int_input`'s compiled pass (smaller ones: numpy's, without numba's import)."""
 
 
 def _small_copy(p: np.ndarray, o: np.ndarray) -> bool:

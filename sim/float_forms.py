@@ -23,6 +23,7 @@ import math
 import torch
 
 from ..ir.ops.neuron import register_form
+from . import float_kernels
 from .float_kernels import FORMS
 
 
@@ -275,6 +276,12 @@ def norse_lif(op, st, x, t):
     ``i = i_new + c_syn * i_new`` with ``c_syn = -dt * tau_syn_inv``; strict ``>``
     threshold; reset to ``v_reset``. Returns norse's ``v`` and decayed ``i``."""
     a = st["a"]
+    if float_kernels.FUSED:  # one compiled pass (same float32 operations) instead of nine tensor ones
+        from . import float_fused
+
+        done = float_fused.norse_lif(a, st, x, t)
+        if done is not None:
+            return done
     v = a["v_leak"] if t == 0 else st["v"]
     i_new = plus(st["i"], x)
     v_dec = v + a["c_mem"] * ((a["v_leak"] - v) + i_new)

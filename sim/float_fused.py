@@ -63,3 +63,52 @@ def if_layer(x: torch.Tensor, consts: np.ndarray, hard: bool, want_v: bool) -> d
     if want_v:
         out["v"] = v
     return out
+
+
+@numba.njit(cache=True)
+def norse_lif_step(i, x, rec, v, consts, first, z_out, v_out, i_out):
+    """One step of a norse ``LIFCell`` layer (1-d float32 rows of one length): ``i`` the last
+    current, ``x`` the input, ``rec`` a second input term (or no values), ``v`` the last membrane
+    (not read at the first step, which starts from ``v_leak``); ``consts`` float32 ``(c_mem, c_syn,
+    v_leak, v_th, v_reset)``."""
+    c_mem, c_syn, v_leak, v_th, v_reset = consts[0], consts[1], consts[2], consts[3], consts[4]
+    one, zero = np.float32(1.0), np.float32(0.0)
+    two = rec.shape[0] > 0
+    for j in range(i.shape[0]):
+        vj = v_leak if first else v[j]
+        i_new = i[j] + x[j]
+        if two:
+            i_new = i_new + rec[j]
+        v_dec = vj + c_mem * ((v_leak - vj) + i_new)
+        z = np.float32((v_dec - v_th) > zero)
+        v_out[j] = (one - z) * v_dec + z * v_reset
+        i_out[j] = i_new + c_syn * i_new
+        z_out[j] = z
+
+
+NORSE_ARGS = ("c_mem", "c_syn", "v_leak", "v_th", "v_reset")
+
+
+def norse_lif(a, st: dict, x, t: int):
+    """`float_forms.norse_lif`'s step by `norse_lif_step`: ``(z, v, i)``, or None where it does not
+    apply (parameters per neuron, more than two input terms, inputs other than float32)."""
+    from .float_forms import _row
+
+    terms = x if isinstance(x, tuple) else (x,)
+    i = st["i"]
+    if (len(terms) > 2 or not all(k in a.flags for k in NORSE_ARGS)
+            or any(u.dtype != torch.float32 or u.shape != i.shape for u in (i, *terms))):
+        return None
+    consts = st.get("lib_consts")
+    if consts is None:
+        consts = st["lib_consts"] = np.array([a.flags[k] for k in NORSE_ARGS], dtype=np.float32)
+    flat = lambda u: u.contiguous().numpy().reshape(-1)  # noqa: E731
+    v = st["v"] if t else i  # (not read at the first step)
+    z = _row(st, i)
+    if not z.is_contiguous():  # a batch-major buffer's row: written through a copy it would stay empty
+        z = torch.empty_like(i)
+    v_new, i_new = torch.empty_like(i), torch.empty_like(i)
+    rec = flat(terms[1]) if len(terms) == 2 else np.empty(0, dtype=np.float32)
+    with _compile_notice(("float32 norse LIF", "float32")):
+        norse_lif_step(flat(i), flat(terms[0]), rec, flat(v), consts, t == 0, flat(z), flat(v_new), flat(i_new))
+    return z, v_new, i_new

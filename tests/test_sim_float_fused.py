@@ -1,8 +1,9 @@
-"""The float engine's compiled SpikingJelly IF loop (`npuc.sim.float_fused`) against the torch form
-it replaces and against SpikingJelly itself: hard and soft resets, thresholds and reset values that
-are not round numbers, inputs at, just around and far from the threshold, signed zeros, sums that
-overflow to infinity (and the NaN a hard reset makes of them), batches across the kernel's blocks;
-membranes compared bit for bit."""
+"""The float engine's compiled loops (`npuc.sim.float_fused`) against the torch forms they replace
+and against the libraries: SpikingJelly IF layers (hard and soft resets, thresholds and reset
+values that are not round numbers, inputs at, just around and far from the threshold, signed zeros,
+sums that overflow to infinity and the NaN a hard reset makes of them, batches across the kernel's
+blocks) and norse LIF steps (one and two input terms, per-neuron parameters left to the form);
+membranes and currents compared bit for bit."""
 
 import numpy as np
 import pytest
@@ -84,3 +85,71 @@ def test_if_steps_kernel_membranes_against_a_python_loop():
                 h = (np.float32(1) - spk) * h + spk * vr if hard else h - spk * thr
                 np.testing.assert_array_equal(s[t], spk)
                 np.testing.assert_array_equal(_bits(v[t]), _bits(h))
+
+
+def _norse_models():
+    from models import norse_models, shd_models
+
+    torch.manual_seed(0)
+    shd = shd_models.spiking(shd_models.NorseSHD(hidden=24))
+    return [("cells_offsets", norse_models.CellLoop("offsets"), (12, 3, 10), 1.0),
+            ("cells_per_neuron", norse_models.CellLoop("per_neuron"), (12, 3, 10), 1.0),
+            ("shd", shd, (30, 300, shd_models.SHD_INPUTS), None)]
+
+
+@pytest.mark.parametrize("case", range(3), ids=["cells_offsets", "cells_per_neuron", "norse_shd"])
+def test_norse_lif_step_equals_torch_form_and_norse(monkeypatch, case):
+    """norse ``LIFCell`` / ``LIFRecurrentCell`` layers by the compiled step (not where parameters
+    are per neuron) against the torch form (outputs and every probed membrane and current, bit for
+    bit) and against norse; the SHD net at 300 samples (blocks and a recurrent second term)."""
+    name, model, shape, scale = _norse_models()[case]
+    rng = np.random.default_rng(case)
+    if scale is None:  # spikes
+        x = (rng.random(shape) < 0.08).astype(np.float32)
+    else:
+        x = (rng.standard_normal(shape) * scale).astype(np.float32)
+        x.reshape(-1)[::17] = 0.0
+        x.reshape(-1)[5::23] = -0.0
+    graph = trace(model, x[:, :2])
+    calls = []
+    orig = float_fused.norse_lif_step
+    monkeypatch.setattr(float_fused, "norse_lif_step", lambda *a: calls.append(1) or orig(*a))
+    fused = simulate(graph, x, "float", probe=True)
+    monkeypatch.setattr(float_kernels, "FUSED", False)
+    plain = simulate(graph, x, "float", probe=True)
+    assert bool(calls) == (name != "cells_per_neuron")
+    for a, b in zip(fused.outputs, plain.outputs):
+        np.testing.assert_array_equal(_bits(a), _bits(b))
+    for node, ports in plain.probes.items():
+        for port, v in ports.items():
+            np.testing.assert_array_equal(_bits(fused.probes[node][port]), _bits(v), err_msg=f"{node}.{port}")
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    for a, b in zip(fused.outputs, ref):
+        np.testing.assert_array_equal(_bits(a), _bits(b.numpy()))
+    assert fused.outputs[0].any()
+
+
+def test_norse_lif_step_kernel_against_a_python_loop():
+    """The step alone, one and two input terms, first and later steps, with values that overflow
+    float32 (infinities, and the NaN a reset makes of them), against the form's operations."""
+    rng = np.random.default_rng(8)
+    n = 700
+    consts = np.array([0.1, -0.2, -0.2, 0.8, -0.5], dtype=np.float32)
+    c_mem, c_syn, v_leak, v_th, v_reset = consts
+    i, x, rec, v = (rng.standard_normal((4, n)) * 2).astype(np.float32)
+    x[::50] = 3e38
+    rec[::70] = 3e38
+    for first in (True, False):
+        for r in (rec, np.empty(0, np.float32)):
+            z, vo, io = np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32)
+            float_fused.norse_lif_step(i, x, r, v, consts, first, z, vo, io)
+            with np.errstate(all="ignore"):
+                vv = np.full(n, v_leak, np.float32) if first else v
+                i_new = i + x + r if r.size else i + x
+                v_dec = vv + c_mem * ((v_leak - vv) + i_new)
+                zz = ((v_dec - v_th) > 0).astype(np.float32)
+                np.testing.assert_array_equal(z, zz)
+                np.testing.assert_array_equal(_bits(vo), _bits((np.float32(1) - zz) * v_dec + zz * v_reset))
+                np.testing.assert_array_equal(_bits(io), _bits(i_new + c_syn * i_new))

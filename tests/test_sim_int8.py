@@ -194,23 +194,43 @@ def test_conv_max_pool_neuron_float_handoff(taken, probe):
     assert taken == [True]
 
 
+@pytest.mark.parametrize("compiled", [True, False])  # `int_input`'s pass, or numpy's
 @pytest.mark.parametrize("block", [1 << 18, 64])  # one block; many, the out-of-range value in a late one
-@pytest.mark.parametrize("hi", [127, 128, 300, -1, 0.5, float("nan")])
-def test_integral_fills_uint8_within_7_bits(block, hi):
+@pytest.mark.parametrize("hi", [127, 128, 300, -1, 0.5, float("nan"), float("inf"), float("-inf"), -0.0, 1e-45, 126.99999])
+def test_integral_fills_uint8_within_7_bits(monkeypatch, compiled, block, hi):
     """The input check's uint8 copy holds the values when they are within [0, 127]; the extremes
     tell the caller whether it may use it (also for a strided batch chunk); a value beyond uint8,
-    negative or not an integer is found although the copy converts it to something."""
+    negative, infinite or not an integer is found although the copy converts it to something."""
+    from npuc.sim import encoding
     from npuc.sim.encoding import _integral
 
+    monkeypatch.setattr(encoding, "COMPILED_MIN", 1 if compiled else 1 << 60)
     rng = np.random.default_rng(9)
     x = torch.from_numpy(rng.integers(0, 100, (6, 40, 300)).astype(np.float32))
     x[5, 10, 299] = hi  # inside the chunk 3:17 too
     for view in (x, x[:, 3:17]):
         small = torch.empty(view.shape, dtype=torch.uint8)
         found = _integral(view, block, small)
-        if hi != hi or hi != int(hi):
+        if hi != hi or abs(hi) == float("inf") or hi != int(hi):
             assert found is None
             continue
         assert found == (min(0.0, hi), float(max(hi, 99)))
         if 0 <= hi <= 127:
             assert torch.equal(small.to(torch.float32), view)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("n", [4, 1 << 17])  # numpy's check, the compiled one
+def test_non_finite_spike_input_is_named(bad, n):
+    """The integer engine leaves a float spike input's NaN / infinity check to its check of every
+    value (one pass less over the input), which still names them (and the input) as such."""
+    from npuc.errors import InputError
+
+    g = _one(ops.Dense(np.ones((3, n), np.float32), q=QSynapse(np.ones((3, n), np.int64))), (n,), 2)
+    x = np.zeros((2, 1, n), np.float32)
+    x[1, 0, n - 1] = bad
+    with pytest.raises(InputError, match="input 'x' has 1 NaN or infinite value"):
+        simulate(g, x, "int")
+    x[1, 0, n - 1] = 1.5
+    with pytest.raises(InputError, match="must hold integer values"):
+        simulate(g, x, "int")
