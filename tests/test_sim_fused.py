@@ -68,18 +68,20 @@ def reference(op, prof, a):
 @given(st.sampled_from(PROFILES), st.sampled_from(["binary", "ternary", "multilevel"]),
        st.sampled_from(["subtract", "value", "none"]), st.sampled_from(["same", "delayed", "delayed_charge"]),
        st.sampled_from(["gt", "ge"]), st.sampled_from(["current", "previous"]), st.booleans(),
-       st.sampled_from([0.01, 0.3, 1.0, 3.0]), st.integers(0, 100_000))
+       st.sampled_from([0.01, 0.3, 1.0, 3.0]), st.integers(0, 100_000), st.booleans())
 def test_fused_equals_reference_torch_step_and_plain_step(prof, spike, reset, timing, compare, charge, per_neuron,
-                                                          drive, seed):
+                                                          drive, seed, spikes_only):
     """Values equal the Python-int reference; values and every overflow counter equal the in-place
     torch step's and the plain step's (`both_paths`): overflow found and resolved exactly where
-    they find it."""
+    they find it. With only the spikes read (no v or u rows), binary neurons without delayed resets
+    or ``v_min`` take the kernel's shorter checking pass (``P_SIMPLE``)."""
     rng = np.random.default_rng(seed)
     T, B, n = 12, 3, 5
     op = random_neuron(rng, prof, spike, reset, timing, compare, charge, per_neuron, n)
     scale = max(1, int(drive * 2 ** (prof.v_bits - 1)) >> prof.act_shift)
     a = rng.integers(-scale, scale + 1, (T, B, n)) * (rng.random((T, B, n)) < 0.6)
-    g = lif_graph(op, n, T, prof)
+    ports = ("spikes",) if spikes_only else ("spikes", "v", "i")
+    g = lif_graph(op, n, T, prof, ports)
     want = reference(op, prof, a)
     with pytest.MonkeyPatch.context() as mp:
         calls = []
@@ -87,9 +89,33 @@ def test_fused_equals_reference_torch_step_and_plain_step(prof, spike, reset, ti
         mp.setattr(int_fused.Population, "run", lambda self, *args: calls.append(1) or orig(self, *args))
         fused, plain = both_paths(g, a.astype(np.float64), mp)
     assert calls == [1]  # one call for all steps (the torch and plain runs never call it)
-    for got, port in zip(fused.outputs, ("spikes", "v", "i")):
+    assert len(fused.outputs) == len(ports)
+    for got, port in zip(fused.outputs, ports):
         assert np.array_equal(got, want[port]), port
     assert fused.stats == plain.stats
+
+
+@pytest.mark.parametrize("prof", PROFILES)
+@pytest.mark.parametrize("reset", ["subtract", "value", "none"])
+def test_simple_checking_pass_spikes_and_counters(prof, reset):
+    """The shorter checking pass (`int_fused._simple_check`: binary, same-step or no reset, no
+    ``v_min``, only spikes read), leaky and IF neurons driven from inside to far beyond the
+    registers: spikes equal the Python-int reference, counters the plain step's."""
+    rng = np.random.default_rng(len(reset) + prof.v_bits)
+    T, B, n = 16, 3, 300  # more than a block of 256 neurons
+    for dv in (0, 300):  # no leak (v kept whole), a leak
+        q = QLIF(du=prof.decay_unity - prof.du_offset, dv=dv, vth=int(rng.integers(5, 40)),
+                 bias_mant=rng.integers(-20, 20, n), bias_exp=1, reset_value=3, v_init=0)
+        op = LIF(reset=reset, reset_timing="same", q=q)
+        assert int_fused.params(op, prof, (n,))[0][int_fused.P_SIMPLE]
+        for drive in (0.01, 1.0, 4.0):
+            scale = max(1, int(drive * 2 ** (prof.v_bits - 1)) >> prof.act_shift)
+            a = rng.integers(-scale, scale + 1, (T, B, n)) * (rng.random((T, B, n)) < 0.6)
+            g = lif_graph(op, n, T, prof, ("spikes",))
+            with pytest.MonkeyPatch.context() as mp:
+                fused, plain = both_paths(g, a.astype(np.float64), mp)
+            assert np.array_equal(fused.outputs[0], lif_int(op, prof, a)["spikes"])
+            assert fused.stats == plain.stats
 
 
 def test_fused_counts_every_overflow_the_plain_step_counts(fused_calls):
