@@ -126,3 +126,27 @@ def test_pairs_left_as_two_nodes(monkeypatch, case):
         assert res.stats["or"]["u_overflow"] > 0
     if case in ("per_neuron_bias", "leaky", "delayed_reset"):
         np.testing.assert_array_equal(res.output, reference(prof, g["or"].op, s, k, weight))
+
+
+@pytest.mark.lava
+def test_spikingjelly_csnn_pools_as_pairs_equal_lava(tmp_path, monkeypatch):
+    """The SpikingJelly conv_fashion_mnist CSNN (two max pools of IF spikes, `zoo.sj_csnn`) compiled
+    for Loihi 2: the integer engine's outputs with both pools run as pairs (no probes: probed
+    pairs run as two nodes) equal Lava's fixed_pt run."""
+    from models import zoo_models as zoo
+
+    import npuc
+    from npuc.backends import run_engine
+    from npuc.builddir import BuildDir
+
+    calls = []
+    orig = int_kernels.pool_or
+    monkeypatch.setattr(int_kernels, "pool_or", lambda *a: calls.append(a) or orig(*a))
+    x = np.random.default_rng(4).random((3, 1, 28, 28)).astype(np.float32)
+    hw = npuc.compile(zoo.sj_csnn(), x, target="loihi2", out=tmp_path / "b")
+    ours = simulate(hw.quantized("loihi2"), x, "int")
+    assert len(calls) == 2
+    lava = run_engine(BuildDir(hw.path), "lava", [x])
+    assert len(lava.outputs) == len(ours.outputs) == 1
+    np.testing.assert_array_equal(lava.outputs[0], ours.outputs[0])
+    assert ours.outputs[0].any()
