@@ -212,6 +212,9 @@ def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
     if bound_key not in ctx.cache:
         w = np.abs(q.weight.astype(np.float64)).reshape(q.weight.shape[0], -1).sum(1).max()
         ctx.cache[bound_key] = (q.weight, float(w))
+    bias_key = (id(q), "bias_max")  # (per op: ops may share a weight array and differ in bias)
+    if bias_key not in ctx.cache:
+        ctx.cache[bias_key] = (q, float(np.abs(q.bias).max()) if q.bias is not None and q.bias.size else 0.0)
     given = ctx.in_ranges[0] if ctx.in_ranges else None  # spikes: no pass over the values
     known = given if given is not None else _extremes(x)
     acc_bound = ctx.cache[bound_key][1] * max(-known[0], known[1], 0.0)
@@ -221,8 +224,7 @@ def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
     e = q.weight_exp
     # floor shifts keep |floor(s / 2^k)| <= ceil(|s| / 2^k) <= bound / 2^k + 1
     bound = acc_bound * 2.0**e + (0.0 if e >= 0 else 1.0)
-    bias_max = float(np.abs(q.bias).max()) if q.bias is not None and q.bias.size else 0.0
-    bound += bias_max
+    bound += ctx.cache[bias_key][1]
     ctx.out_range = (-bound, bound)
     bias = None if q.bias is None else _cached(ctx, q.bias, torch.int64)
     if bias is not None and fn is not _linear:
@@ -279,7 +281,7 @@ def _int8_product(op, x: torch.Tensor, known: tuple[float, float], ctx: Context,
     if not INT8 or known[0] < 0 or known[1] > 127 or (conv and (x.dim() != 4 or not isinstance(op, ops.Conv2d))):
         return None
     rows = x.numel() // x.shape[-1] if not conv else x.shape[0]
-    if rows * op.q.weight.size * (_conv_positions(op, x) if conv else 1) < _INT8_MIN_MACS:
+    if rows * op.q.weight.size * (_conv_positions(op, x, ctx) if conv else 1) < _INT8_MIN_MACS:
         return None  # checked first: small products (batch 1) pay for none of the rest
     if not _int8_works() or (conv and _window_sum(op, ctx) is not None):
         return None
@@ -308,12 +310,15 @@ INT.pairs = lambda graph, ctx: pool_pairs(graph, ctx)
 INT.run_pair = lambda first, second, rule, x, ctx: pool_or(first.op, second.op, rule, x, ctx)
 
 
-def _conv_positions(op, x: torch.Tensor) -> int:
-    """Output positions of a convolution of ``x`` ([N, C, H, W])."""
-    n = 1
-    for size, k, s, p, d in zip(x.shape[2:], op.kernel, op.stride, op.padding, op.dilation):
-        n *= max(0, (size + 2 * p - d * (k - 1) - 1) // s + 1)
-    return n
+def _conv_positions(op, x: torch.Tensor, ctx: Context) -> int:
+    """Output positions of a convolution of ``x`` ([N, C, H, W]) (cached per op and size)."""
+    key = (id(op), "positions", tuple(x.shape[2:]))
+    if key not in ctx.cache:
+        n = 1
+        for size, k, s, p, d in zip(x.shape[2:], op.kernel, op.stride, op.padding, op.dilation):
+            n *= max(0, (size + 2 * p - d * (k - 1) - 1) // s + 1)
+        ctx.cache[key] = (op, n)
+    return ctx.cache[key][1]
 
 
 def _int8_weights(op, ctx: Context):
