@@ -49,7 +49,7 @@ from .model import (
     Readout,
     Unit,
 )
-from .pipeline import copy_banks, schedule
+from .pipeline import Pipeline, copy_banks, schedule
 from .util import RtlSupportError, ident, vconst, words
 
 __all__ = ["lower", "RtlSupportError", "ident", "vconst", "STATIC_MODULES"]
@@ -236,6 +236,22 @@ def _pipeline(d: Design) -> None:
         ev.banks, ev.copy_banks = banks[0], tuple(banks[1:])
         ev.maw = max(ev.iaw, unsigned_bits(max(banks) * ev.n - 1))
     d.pipeline = pipe
+    _early_paths(d, pipe)
+
+
+def _early_paths(d: Design, pipe: Pipeline) -> None:
+    """Mark the array layers' paths that may walk the next step's list during this step's neuron
+    pass (`Path.early`): undelayed, written by an earlier stage (finished, double-buffered: that
+    stage cannot start the step after next before this one finished the next), and the only port
+    reading its stage's copy of the list (the copy has one read port, shared by its readers)."""
+    for lay in d.layers:
+        if getattr(lay, "array", None) is None:
+            continue
+        stage = pipe.stage_of(lay.index)
+        for p in lay.paths:
+            ident = p.source.ident
+            readers = [k for k, _ in d.consumers[ident] if pipe.stage_of(k) == stage]
+            p.early = not p.delay and pipe.producer[ident] < stage and len(readers) == 1
 
 
 def _check_profile(graph: Graph):

@@ -210,6 +210,10 @@ class Path:
     fanout_synapses: float  # mean synapses per event
     bias_delayed: bool = False  # the current (bias included) is delayed: no bias on a sample's first step
     maxpool: MaxUnit | None = None  # max of the accumulated currents before the neuron reads them
+    # an array layer's path whose next step's list is complete before the layer starts that step (a
+    # pipelined top: written by an earlier stage, read by no other port of its copy), so its events
+    # accumulate while the layer's previous neuron pass runs (`lower._early_paths`)
+    early: bool = False
 
 
 @dataclass

@@ -70,6 +70,11 @@ class StageView:
     def pools(self) -> bool:
         return self.pool_count_w > 0
 
+    @property
+    def early(self) -> bool:
+        """An array layer walking some path's next step during its neuron pass (`Path.early`)."""
+        return getattr(self.model, "array", None) is not None and any(p.early for p in self.model.paths)
+
 
 @dataclass
 class EvCopy:
