@@ -4,7 +4,8 @@
 // whole weight row of its source (every neuron's weight, already shifted left by the path's
 // exponent over the layer's smallest one), and adds payload x weight to all N accumulators at
 // once:   acc[o] += W[base + e][o] * p      (BINARY: p is always 1)
-// `walk` walks the list the layer selects (its count, data and `base`) from entry 0; `fetched`
+// `walk` walks the list the layer selects (its count, data and `base`) from entry 0, following a
+// count that still grows while `ev_final` is low (the producer appends this step's events); `fetched`
 // says its last entry left the fetch stage, so the layer may select the next path's list and walk
 // it right behind (its events follow the previous path's through the same pipeline: one fill per
 // step, not one per path). `snap` (once `drained`) copies every accumulator to its shadow and
@@ -36,6 +37,7 @@ module npuc_array #(
     input  wire                 rst,
     input  wire                 walk,       // walk the selected list from entry 0 (not while walking)
     input  wire [RAW-1:0]       base,       // that path's first weight row
+    input  wire                 ev_final,   // ev_count is final (else the producer still appends)
     output wire                 fetched,    // the walked list left the fetch stage: select the next one
     output wire                 drained,    // no event in flight (not walking)
     input  wire                 snap,       // shadow <= accumulators, accumulators <= 0 (when drained)
@@ -86,7 +88,7 @@ module npuc_array #(
         end
     endgenerate
 
-    assign fetched = running && fdone;
+    assign fetched = running && fdone && ev_final;
     assign drained = !running && !av && !rv && !wv && !qv;
     always @(posedge clk) begin
         if (rst) begin

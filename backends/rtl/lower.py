@@ -241,9 +241,10 @@ def _pipeline(d: Design) -> None:
 
 def _early_paths(d: Design, pipe: Pipeline) -> None:
     """Mark the array layers' paths that may walk the next step's list during this step's neuron
-    pass (`Path.early`): undelayed, written by an earlier stage (finished, double-buffered: that
-    stage cannot start the step after next before this one finished the next), and the only port
-    reading its stage's copy of the list (the copy has one read port, shared by its readers)."""
+    pass, behind its producer's writes (`Path.early`): undelayed, written by an earlier stage
+    (double-buffered: that stage cannot start the step after next before this one finished the
+    next), and the only port reading its stage's copy of the list (the copy has one read port,
+    shared by its readers)."""
     for lay in d.layers:
         if getattr(lay, "array", None) is None:
             continue
@@ -252,6 +253,7 @@ def _early_paths(d: Design, pipe: Pipeline) -> None:
             ident = p.source.ident
             readers = [k for k, _ in d.consumers[ident] if pipe.stage_of(k) == stage]
             p.early = not p.delay and pipe.producer[ident] < stage and len(readers) == 1
+            p.early_stage = pipe.producer[ident]
 
 
 def _check_profile(graph: Graph):

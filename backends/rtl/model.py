@@ -214,6 +214,7 @@ class Path:
     # pipelined top: written by an earlier stage, read by no other port of its copy), so its events
     # accumulate while the layer's previous neuron pass runs (`lower._early_paths`)
     early: bool = False
+    early_stage: int = 0  # the pipeline stage writing its list (early paths)
 
 
 @dataclass
