@@ -49,7 +49,7 @@ from .model import (
     Readout,
     Unit,
 )
-from .pipeline import Pipeline, copy_banks, schedule
+from .pipeline import Pipeline, copy_banks, early_path, schedule
 from .util import RtlSupportError, ident, vconst, words
 
 __all__ = ["lower", "RtlSupportError", "ident", "vconst", "STATIC_MODULES"]
@@ -240,20 +240,12 @@ def _pipeline(d: Design) -> None:
 
 
 def _early_paths(d: Design, pipe: Pipeline) -> None:
-    """Mark the array layers' paths that may walk the next step's list during this step's neuron
-    pass, behind its producer's writes (`Path.early`): undelayed, written by an earlier stage
-    (double-buffered: that stage cannot start the step after next before this one finished the
-    next), and the only port reading its stage's copy of the list (the copy has one read port,
-    shared by its readers)."""
+    """Mark the array layers' paths that walk the next step's list during the neuron pass."""
     for lay in d.layers:
-        if getattr(lay, "array", None) is None:
-            continue
-        stage = pipe.stage_of(lay.index)
-        for p in lay.paths:
-            ident = p.source.ident
-            readers = [k for k, _ in d.consumers[ident] if pipe.stage_of(k) == stage]
-            p.early = not p.delay and pipe.producer[ident] < stage and len(readers) == 1
-            p.early_stage = pipe.producer[ident]
+        if getattr(lay, "array", None) is not None:
+            for p in lay.paths:
+                p.early = early_path(d, pipe, lay.index, p)
+                p.early_stage = pipe.producer[p.source.ident]
 
 
 def _check_profile(graph: Graph):

@@ -25,6 +25,7 @@ with; the design falls back to the sequential top (``pipeline=0``) and says why.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .bounds import unsigned_bits
 from .model import AttnPath, Design, Layer, Unit
@@ -110,6 +111,18 @@ def _merge(spans: list[tuple[int, int]], n: int) -> list[list[int]]:
         groups.append(list(range(k, end + 1)))
         k = end + 1
     return groups
+
+
+def early_path(d: Design, pipe: Pipeline, layer: int, p: Any) -> bool:
+    """Whether path ``p`` of array layer ``layer`` may walk its next step's list during the layer's
+    neuron pass, behind the producer's writes (`Path.early`): undelayed, written by an earlier stage
+    (double-buffered: that stage cannot start the step after next before this one finished the
+    next), and the only port reading its stage's copy of the list (one read port per copy)."""
+    if isinstance(p, AttnPath) or p.delay:
+        return False
+    stage = pipe.stage_of(layer)
+    readers = [k for k, _ in d.consumers[p.source.ident] if pipe.stage_of(k) == stage]
+    return pipe.producer[p.source.ident] < stage and len(readers) == 1
 
 
 def copy_name(pipe: Pipeline, ev_ident: str, stage: int) -> str:
