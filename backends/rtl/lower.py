@@ -240,7 +240,11 @@ def _pipeline(d: Design) -> None:
 
 
 def _early_paths(d: Design, pipe: Pipeline) -> None:
-    """Mark the array layers' paths that walk the next step's list during the neuron pass."""
+    """Mark the array layers' paths that walk the next step's list during the neuron pass, and the
+    array layers whose readout reads a copy of their state by step parity (`Layer.ro_copy`)."""
+    for r in d.readouts:
+        if not r.probe and getattr(d.layers[r.layer], "array", None) is not None:
+            d.layers[r.layer].ro_copy = True
     for lay in d.layers:
         if getattr(lay, "array", None) is not None:
             for p in lay.paths:
