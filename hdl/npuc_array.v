@@ -41,6 +41,8 @@ module npuc_array #(
     output wire                 fetched,    // the walked list left the fetch stage: select the next one
     output wire                 drained,    // no event in flight (not walking)
     input  wire                 snap,       // shadow <= accumulators, accumulators <= 0 (when drained)
+    input  wire                 tag,        // the step of the walk `walk` starts (alternates per step)
+    output wire                 old_busy,   // an event of a step other than `tag`'s is still in flight
     input  wire [EAW-1:0]       ev_count,
     output wire                 ev_re,
     output wire [EAW-1:0]       ev_addr,
@@ -90,6 +92,17 @@ module npuc_array #(
 
     assign fetched = running && fdone && ev_final;
     assign drained = !running && !av && !rv && !wv && !qv;
+    // the step of each event in flight: the next step's walk may start before the last one's events
+    // are all added; its sum is snapped once they are (its events trail them by 5 cycles or more)
+    reg wtag, atag, rtag, wtg, qtag;
+    assign old_busy = (av && atag != tag) || (rv && rtag != tag) || (wv && wtg != tag) || (qv && qtag != tag);
+    always @(posedge clk) begin
+        if (walk) wtag <= tag;
+        atag <= wtag;
+        rtag <= atag;
+        wtg <= rtag;
+        qtag <= wtg;
+    end
     always @(posedge clk) begin
         if (rst) begin
             running <= 1'b0;
