@@ -87,8 +87,11 @@ def schedule(d: Design) -> tuple[Pipeline | None, str]:
         pipe.readers[ev_ident] = {pipe.stage_of(k) for k, _ in users}
         pipe.delayed[ev_ident] = {pipe.stage_of(k) for k, port in users if port_delays(d.layers[k])[port]}
     pipe.readout_groups = {pipe.stage_of(r.layer) for r in d.readouts if not r.probe}
+    # D - 2 >= stages + 1: a stage may run a step further ahead than the stages behind it hold, so
+    # a slow output stream (an SHD net's 40 words per step behind two array layers) does not hold
+    # the input stage back (the rings are LUT RAM: 4 and 8 deep cost the same)
     depth = 2
-    while depth < pipe.stages + 1:
+    while depth < pipe.stages + 3:
         depth *= 2
     pipe.depth = depth
     pipe.nw = unsigned_bits(depth) + 1
