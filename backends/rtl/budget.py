@@ -210,7 +210,8 @@ def _stage_costs(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int
 def _candidate(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int] | None = None,
                arr: dict[int, int] | None = None) -> Candidate:
     on, arr = dict(on or {}), dict(arr or {})
-    # an array layer costs what its lane layer costs at one lane per neuron and its neuron lanes
+    # an array layer costs what its lane layer costs at one lane per neuron and its neuron lanes (in a
+    # pipelined top its early paths' events overlap the neuron pass: balance.array_cost)
     lanes_c = {k: (d.layers[k].n if k in arr else v) for k, v in lanes.items()}
     costs = [c for c, _ in _stage_costs(graph, d, lanes_c, {**on, **arr}, arr)]
     steps = graph.num_steps or 1  # latency_us needs the steps (checked in `size`)
