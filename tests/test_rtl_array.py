@@ -29,7 +29,7 @@ from npuc.backends.rtl.lower import _finish, _lower, lower
 from npuc.backends.rtl.report import ARRAY_WALK, layer_bound
 from npuc.backends.rtl.sim import load_design
 from npuc.errors import NpucError
-from npuc.ir import LIF, QLIF, Graph, Output
+from npuc.ir import LIF, QLIF, Encoding, Graph, Input, Output, QInput, ops
 from npuc.sim import simulate
 from npuc.sim.compare import compare
 from npuc.targets import load_target
@@ -129,6 +129,40 @@ def test_random_array_nets_bit_exact(seed, tmp_path):
         _check_bound(tmp_path, fast.stats["rtl"])
         # bursts of early events: their walk is hidden (the bound leaves them out)
         assert np.max(fast.stats["rtl"]["events"]["x"]) > h_groups(n_h, nl) + ARRAY_WALK["drain"]
+
+
+@pytest.mark.rtl
+def test_array_reading_its_own_stage(tmp_path):
+    """h (array) reads x early, its own and o's spikes of the previous step; o (array) reads h's
+    spikes of the same step, so h and o are one stage and o's path waits for its start; bursty
+    input events, PROBE 1 with a mid-step reset and PROBE 0, against the integer engine."""
+    rng = np.random.default_rng(7)
+    target = load_target("fpga:array=1,array_nl=3,input=events")
+    prof = target.profile
+    d_, vmax = prof.decay_unity, 2 ** (prof.v_bits - 1)
+    n_in, n_h, n_o = 23, 11, 5
+    g = Graph("samestage", num_steps=10)
+    g.add("x", Input((n_in,), encoding=Encoding("current"), layout="TB", q=QInput(frac_bits=5, bits=8)))
+    g.add("fc", _dense(rng, prof, n_h, n_in, -1), ["x"])
+    g.add("rec", _dense(rng, prof, n_h, n_h, 2), [("h", "spikes", 1)])
+    g.add("fb", _dense(rng, prof, n_h, n_o, 1), [("o", "spikes", 1)])
+    g.add("sum", ops.Add(), ["fc", "rec", "fb"])
+    g.add("h", LIF(q=QLIF(du=d_ // 2, dv=d_ // 8, vth=vmax // 16, bias_mant=np.array(0))), ["sum"])
+    g.add("fo", _dense(rng, prof, n_o, n_h, 2), ["h"])
+    g.add("o", LIF(q=QLIF(du=d_, dv=d_ // 8, vth=vmax // 64, bias_mant=np.array(1))), ["fo"])
+    g.add("out", Output(), ["o"])
+    g.profile = prof
+    d = lower(g.verify(), target)
+    assert d.pipeline.groups == [[0, 1]] and all(lay.array is not None for lay in d.layers)
+    assert [[p.early for p in lay.paths] for lay in d.layers] == [[True, False, False], [False]]
+    emit(g, tmp_path, target)
+    x = bursty(rng, 10, 3, n_in)
+    ref, got = rtl_matches_int(g, tmp_path, x, ["h", "o"], "same stage: ", reset_check=(3, 13))
+    assert 0.02 < np.mean(ref.probes["h"]["spikes"] != 0) < 0.98 and np.any(ref.probes["o"]["spikes"] != 0)
+    fast = run(tmp_path, x, probe=False, progress=False)
+    for a, b in zip(ref.outputs, fast.outputs):
+        np.testing.assert_array_equal(a, b)
+    _check_bound(tmp_path, fast.stats["rtl"])
 
 
 def _check_bound(art, rtl):
