@@ -4,10 +4,15 @@
 // whole weight row of its source (every neuron's weight, already shifted left by the path's
 // exponent over the layer's smallest one), and adds payload x weight to all N accumulators at
 // once:   acc[o] += W[base + e][o] * p      (BINARY: p is always 1)
-// The accumulators are zeroed by `clear` (the layer's start: a step's sum starts from zero) and
-// read by the neuron pass NL at a time (group g: neurons g*NL .. g*NL + NL-1, one cycle later).
+// `walk` walks the list the layer selects (its count, data and `base`) from entry 0, following a
+// count that still grows while `ev_final` is low (the producer appends this step's events); `fetched`
+// says its last entry left the fetch stage, so the layer may select the next path's list and walk
+// it right behind (its events follow the previous path's through the same pipeline: one fill per
+// step, not one per path). `snap` (once `drained`) copies every accumulator to its shadow and
+// zeroes it in the same cycle: the neuron pass reads the shadow, NL at a time (group g: neurons
+// g*NL .. g*NL + NL-1, one cycle later), while the next step's events already accumulate.
 // Pipeline: fetch event -> F (ROM address) -> R (weight read) -> W (row register) -> Q (lane
-// products registered) -> M (add); a path phase's start .. done costs E + 7 cycles.
+// products registered) -> M (add).
 `default_nettype none
 module npuc_array #(
     parameter integer N = 4,             // neurons
@@ -30,11 +35,14 @@ module npuc_array #(
 ) (
     input  wire                 clk,
     input  wire                 rst,
-    input  wire                 clear,      // zero every accumulator (a step starts)
-    input  wire                 start,      // a path phase starts: walk its list
+    input  wire                 walk,       // walk the selected list from entry 0 (not while walking)
     input  wire [RAW-1:0]       base,       // that path's first weight row
-    output reg                  done,
-    output wire                 busy,
+    input  wire                 ev_final,   // ev_count is final (else the producer still appends)
+    output wire                 fetched,    // the walked list left the fetch stage: select the next one
+    output wire                 drained,    // no event in flight (not walking)
+    input  wire                 snap,       // shadow <= accumulators, accumulators <= 0 (when drained)
+    input  wire                 tag,        // the step of the walk `walk` starts (alternates per step)
+    output wire                 old_busy,   // an event of a step other than `tag`'s is still in flight
     input  wire [EAW-1:0]       ev_count,
     output wire                 ev_re,
     output wire [EAW-1:0]       ev_addr,
@@ -46,7 +54,6 @@ module npuc_array #(
 );
     localparam integer DW = (BINARY != 0) ? WS : (POW2 != 0) ? WS + SMAX + 1 : (PSIGNED != 0) ? WS + PW : WS + PB + 1;
     reg running;
-    assign busy = running;
 
     wire           fv;
     wire signed [PW-1:0] fpay;
@@ -54,7 +61,7 @@ module npuc_array #(
     wire [0:0]     from_unused;
     wire           fdone;
     npuc_evfront #(.IW(IW), .PW(PW), .EAW(EAW), .USE_ROM(0)) u_front (
-        .clk(clk), .rst(rst), .start(start), .running(running),
+        .clk(clk), .rst(rst), .start(walk), .running(running),
         .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_addr_nx(ev_addr_nx), .ev_data(ev_data),
         .fv(fv), .fpay(fpay), .fidx(fidx), .from(from_unused), .ftake(1'b1), .fdone(fdone));
 
@@ -83,21 +90,29 @@ module npuc_array #(
         end
     endgenerate
 
+    assign fetched = running && fdone && ev_final;
+    assign drained = !running && !av && !rv && !wv && !qv;
+    // the step of each event in flight: the next step's walk may start before the last one's events
+    // are all added; its sum is snapped once they are (its events trail them by 5 cycles or more)
+    reg wtag, atag, rtag, wtg, qtag;
+    assign old_busy = (av && atag != tag) || (rv && rtag != tag) || (wv && wtg != tag) || (qv && qtag != tag);
+    always @(posedge clk) begin
+        if (walk) wtag <= tag;
+        atag <= wtag;
+        rtag <= atag;
+        wtg <= rtag;
+        qtag <= wtg;
+    end
     always @(posedge clk) begin
         if (rst) begin
             running <= 1'b0;
-            done <= 1'b0;
             av <= 1'b0;
             rv <= 1'b0;
             wv <= 1'b0;
             qv <= 1'b0;
         end else begin
-            done <= 1'b0;
-            if (start) running <= 1'b1;
-            else if (running && fdone && !av && !rv && !wv && !qv && !done) begin
-                running <= 1'b0;
-                done <= 1'b1;
-            end
+            if (walk) running <= 1'b1;
+            else if (fetched) running <= 1'b0;
             av <= running && fv;
             rv <= av;
             wv <= rv;
@@ -138,6 +153,7 @@ module npuc_array #(
     endgenerate
     always @(posedge clk) if (wv) qneg <= ws_neg;
     reg  [N*AW-1:0] acc;                         // neuron i at bits i*AW
+    reg  [N*AW-1:0] shadow;                      // the last step's sums, read by the neuron pass
     genvar i;
     generate
         for (i = 0; i < N; i = i + 1) begin : g_n
@@ -170,8 +186,9 @@ module npuc_array #(
             wire signed [AW-1:0] qe = {{(AW-DW){q[DW-1]}}, q};
             wire [AW:0] sum = {acc[i*AW +: AW], 1'b1} + {qe, qneg};
             always @(posedge clk) begin
-                if (rst || clear) acc[i*AW +: AW] <= {AW{1'b0}};
+                if (rst || snap) acc[i*AW +: AW] <= {AW{1'b0}};
                 else if (qv) acc[i*AW +: AW] <= sum[AW:1];
+                if (snap) shadow[i*AW +: AW] <= acc[i*AW +: AW];
             end
             wire _unused_lsb = &{1'b0, sum[0], 1'b0};
         end
@@ -179,9 +196,9 @@ module npuc_array #(
     wire [G*NL*AW-1:0] accp;                     // padding neurons of the last group read 0
     generate
         if (G * NL > N) begin : g_pad
-            assign accp = {{((G*NL-N)*AW){1'b0}}, acc};
+            assign accp = {{((G*NL-N)*AW){1'b0}}, shadow};
         end else begin : g_full
-            assign accp = acc;
+            assign accp = shadow;
         end
     endgenerate
     generate

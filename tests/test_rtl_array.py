@@ -26,22 +26,23 @@ from test_rtl_pipeline import _auto_chain
 
 from npuc.backends.rtl import budget, emit, lint, run
 from npuc.backends.rtl.lower import _finish, _lower, lower
-from npuc.backends.rtl.report import layer_bound
+from npuc.backends.rtl.report import ARRAY_WALK, layer_bound
 from npuc.backends.rtl.sim import load_design
 from npuc.errors import NpucError
-from npuc.ir import LIF, QLIF, Graph, Output
+from npuc.ir import LIF, QLIF, Encoding, Graph, Input, Output, QInput, ops
 from npuc.sim import simulate
 from npuc.sim.compare import compare
 from npuc.targets import load_target
 
 
-def array_net(rng, prof, n_in: int, n_h: int, n_o: int, exps=(-1, 2), steps: int = 10, o_spike="multilevel") -> Graph:
+def array_net(rng, prof, n_in: int, n_h: int, n_o: int, exps=(-1, 2), steps: int = 10, o_spike="multilevel",
+              layout="B") -> Graph:
     """x (current) -> fc -> h (CUBA, per-neuron du / dv, + h@t-1 -> rec) -> fo -> o (multi-level
     or ternary) -> fp -> p (binary; reads o's graded spikes)."""
     d = prof.decay_unity
     vmax = 2 ** (prof.v_bits - 1)
     g = Graph("arraynet", num_steps=steps)
-    recurrent_hidden(g, rng, prof, n_in, n_h, exps, vth=(16, 4))
+    recurrent_hidden(g, rng, prof, n_in, n_h, exps, vth=(16, 4), layout=layout)
     g.add("fo", _dense(rng, prof, n_o, n_h, 2), ["h"])
     vth = int(rng.integers(vmax // 512, vmax // 128))
     qo = QLIF(du=d, dv=int(rng.integers(0, d // 4)), vth=vth, vth_lo=-vth if o_spike == "ternary" else None,
@@ -62,22 +63,34 @@ def h_groups(n: int, nl: int) -> int:
     return -(-n // nl)
 
 
-# (neuron lanes, exponents of fc and rec, pipeline, o's spikes): neuron lanes that do not divide the
-# sizes; a negative exponent owning the shared sum, positive ones shifted onto it; the sequential
-# top once; ternary spikes into p: one +-w term per event (POW2), multi-level 0..3: shift-adds
-CASES = {0: (3, (-1, 2), 1, "multilevel"), 1: (5, (1, 2), 0, "ternary"), 2: (2, (3, -2), 1, "multilevel")}
+# (neuron lanes, exponents of fc and rec, pipeline, o's spikes, input): neuron lanes that do not
+# divide the sizes; a negative exponent owning the shared sum, positive ones shifted onto it; the
+# sequential top once; ternary spikes into p: one +-w term per event (POW2), multi-level 0..3:
+# shift-adds; input=events with bursty steps (none, a few or every input nonzero) once
+CASES = {0: (3, (-1, 2), 1, "multilevel", "dense"), 1: (5, (1, 2), 0, "ternary", "dense"),
+         2: (2, (3, -2), 1, "multilevel", "events")}
+
+
+def bursty(rng, steps: int, batch: int, n: int) -> np.ndarray:
+    """Currents ``[T, B, n]`` whose steps have no, one or two, or every input nonzero."""
+    x = rng.uniform(-1, 1, size=(steps, batch, n)).astype(np.float32)
+    keep = rng.choice(3, size=(steps, batch))
+    x[keep == 0] = 0.0
+    few = rng.uniform(size=(steps, batch, n)) < 2 / n
+    x[keep == 1] *= few[keep == 1]
+    return x
 
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("seed", sorted(CASES))
 def test_random_array_nets_bit_exact(seed, tmp_path):
     rng = np.random.default_rng(40 + seed)
-    nl, exps, pipe, o_spike = CASES[seed]
+    nl, exps, pipe, o_spike, inp = CASES[seed]
     n_h = 3 * nl + int(rng.integers(1, nl))
     n_o = nl + int(rng.integers(1, nl))
-    n_in = int(rng.integers(6, 20))
-    target = load_target(f"fpga:array=1,array_nl={nl},pipeline={pipe}")
-    g = array_net(rng, target.profile, n_in, n_h, n_o, exps, o_spike=o_spike)
+    n_in = int(rng.integers(6, 20)) + (16 if inp == "events" else 0)  # bursts longer than a neuron pass
+    target = load_target(f"fpga:array=1,array_nl={nl},pipeline={pipe},input={inp}")
+    g = array_net(rng, target.profile, n_in, n_h, n_o, exps, o_spike=o_spike, layout="TB" if inp == "events" else "B")
     d = lower(g, target)
     # h (the largest) gets array_nl neuron lanes, the others as many groups or fewer
     assert all(lay.array is not None for lay in d.layers) and d.layers[0].nl == nl
@@ -93,21 +106,73 @@ def test_random_array_nets_bit_exact(seed, tmp_path):
     assert h.decay_vec == ("mv", "mu") and h.uw > 0  # VEC_MV, VEC_MU, stored current
     emit(g, tmp_path, target)
     assert lint(tmp_path, probe=True) == [] and lint(tmp_path, probe=False) == []
-    x = rng.uniform(-1, 1, size=(4, n_in)).astype(np.float32)
+    # a pipelined top: every undelayed path walks its next step during the neuron pass (h's
+    # recurrent path waits for the step's start)
+    assert [[p.early for p in lay.paths] for lay in d.layers] == ([[True, False], [True], [True]] if pipe else
+                                                                  [[False, False], [False], [False]])
+    x = bursty(rng, 10, 3, n_in) if inp == "events" else rng.uniform(-1, 1, size=(4, n_in)).astype(np.float32)
     what = f"seed {seed}, {nl} neuron lanes, h {n_h}, o {n_o}, exponents {exps}: "
     ref, got = rtl_matches_int(g, tmp_path, x, ["h", "o", "p"], what)
+    if inp == "events":  # PROBE=0: no stage waits for the readout of the layers it runs
+        fast = run(tmp_path, x, probe=False, progress=False, reset_check=(4, 9))
+        for a, b in zip(ref.outputs, fast.outputs):
+            np.testing.assert_array_equal(a, b)
     spikes = ref.probes["h"]["spikes"]
     assert 0.02 < np.mean(spikes != 0) < 0.98, "the stimulus should make h both fire and stay silent"
     o = ref.probes["o"]["spikes"]
     assert np.any(o < 0) if tern else np.any(o > 1), "graded spikes should reach the third array"
     # a reset in the middle of the second step: the accumulators and state start over
-    rtl_matches_int(g, tmp_path, x[:2], ["h", "o", "p"], what + "after a reset mid-step: ", reset_check=(1, 17))
-    # the event-driven bound (report.layer_bound: one cycle per event + the fill per path, the
-    # neuron pass) never exceeds the measured cycles, and only by where the spikes start (the queue)
-    rtl = got.stats["rtl"]
-    for lay in load_design(tmp_path)["layers"]:
+    rtl_matches_int(g, tmp_path, x[:, :2] if inp == "events" else x[:2], ["h", "o", "p"], what + "after a reset mid-step: ",
+                    reset_check=(1, 17))
+    _check_bound(tmp_path, got.stats["rtl"])
+    if inp == "events":
+        _check_bound(tmp_path, fast.stats["rtl"])
+        # bursts of early events: their walk is hidden (the bound leaves them out)
+        assert np.max(fast.stats["rtl"]["events"]["x"]) > h_groups(n_h, nl) + ARRAY_WALK["drain"]
+
+
+@pytest.mark.rtl
+def test_array_reading_its_own_stage(tmp_path):
+    """h (array) reads x early, its own and o's spikes of the previous step; o (array) reads h's
+    spikes of the same step, so h and o are one stage and o's path waits for its start; bursty
+    input events, PROBE 1 with a mid-step reset and PROBE 0, against the integer engine."""
+    rng = np.random.default_rng(7)
+    target = load_target("fpga:array=1,array_nl=3,input=events")
+    prof = target.profile
+    d_, vmax = prof.decay_unity, 2 ** (prof.v_bits - 1)
+    n_in, n_h, n_o = 23, 11, 5
+    g = Graph("samestage", num_steps=10)
+    g.add("x", Input((n_in,), encoding=Encoding("current"), layout="TB", q=QInput(frac_bits=5, bits=8)))
+    g.add("fc", _dense(rng, prof, n_h, n_in, -1), ["x"])
+    g.add("rec", _dense(rng, prof, n_h, n_h, 2), [("h", "spikes", 1)])
+    g.add("fb", _dense(rng, prof, n_h, n_o, 1), [("o", "spikes", 1)])
+    g.add("sum", ops.Add(), ["fc", "rec", "fb"])
+    g.add("h", LIF(q=QLIF(du=d_ // 2, dv=d_ // 8, vth=vmax // 16, bias_mant=np.array(0))), ["sum"])
+    g.add("fo", _dense(rng, prof, n_o, n_h, 2), ["h"])
+    g.add("o", LIF(q=QLIF(du=d_, dv=d_ // 8, vth=vmax // 64, bias_mant=np.array(1))), ["fo"])
+    g.add("out", Output(), ["o"])
+    g.profile = prof
+    d = lower(g.verify(), target)
+    assert d.pipeline.groups == [[0, 1]] and all(lay.array is not None for lay in d.layers)
+    assert [[p.early for p in lay.paths] for lay in d.layers] == [[True, False, False], [False]]
+    emit(g, tmp_path, target)
+    x = bursty(rng, 10, 3, n_in)
+    ref, got = rtl_matches_int(g, tmp_path, x, ["h", "o"], "same stage: ", reset_check=(3, 13))
+    assert 0.02 < np.mean(ref.probes["h"]["spikes"] != 0) < 0.98 and np.any(ref.probes["o"]["spikes"] != 0)
+    fast = run(tmp_path, x, probe=False, progress=False)
+    for a, b in zip(ref.outputs, fast.outputs):
+        np.testing.assert_array_equal(a, b)
+    _check_bound(tmp_path, fast.stats["rtl"])
+
+
+def _check_bound(art, rtl):
+    """The event-driven bound (report.array_bound: the walk of the paths that wait for the layer's
+    start, the snapshot, the neuron pass) never exceeds the measured cycles, and only by where the
+    spikes start (the queue) and, behind a producer that finished just before, the early walk's tail."""
+    for lay in load_design(art)["layers"]:
         meas, bound = rtl["layer_cycles"][lay["node"]], layer_bound(lay, rtl, [])["bound"]
-        assert np.all(bound <= meas) and np.all(meas - bound <= h_groups(lay["n"], lay["neuron_lanes"])), lay["node"]
+        tail = ARRAY_WALK["drain"] if any(p["early"] for p in lay["paths"]) else 0
+        assert np.all(bound <= meas) and np.all(meas - bound <= h_groups(lay["n"], lay["neuron_lanes"]) + tail), lay["node"]
 
 
 def _two_right_shifts(name_exps=(-1, -2)):

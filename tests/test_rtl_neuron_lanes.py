@@ -36,12 +36,13 @@ def _dense(rng, prof, n_out, n_in, exp):
                  q=QSynapse(rng.integers(-wmax, wmax, size=(n_out, n_in)), weight_exp=exp))
 
 
-def recurrent_hidden(g: Graph, rng, prof, n_in: int, n_h: int, exps=(-2, -1), vth=(64, 16)) -> None:
-    """x (current) -> fc -> h (CUBA, per-neuron du / dv, biases and floors, + h@t-1 -> rec), with
-    the weight exponents ``exps`` of fc and rec and a threshold in ``vmax / vth``."""
+def recurrent_hidden(g: Graph, rng, prof, n_in: int, n_h: int, exps=(-2, -1), vth=(64, 16), layout="B") -> None:
+    """x (current, ``layout`` B: one input for every step, TB: one per step) -> fc -> h (CUBA,
+    per-neuron du / dv, biases and floors, + h@t-1 -> rec), with the weight exponents ``exps`` of
+    fc and rec and a threshold in ``vmax / vth``."""
     d = prof.decay_unity
     vmax = 2 ** (prof.v_bits - 1)
-    g.add("x", Input((n_in,), encoding=Encoding("current"), layout="B", q=QInput(frac_bits=5, bits=8)))
+    g.add("x", Input((n_in,), encoding=Encoding("current"), layout=layout, q=QInput(frac_bits=5, bits=8)))
     g.add("fc", _dense(rng, prof, n_h, n_in, exps[0]), ["x"])
     g.add("rec", _dense(rng, prof, n_h, n_h, exps[1]), [("h", "spikes", 1)])
     g.add("sum", ops.Add(), ["fc", "rec"])

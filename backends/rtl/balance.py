@@ -65,6 +65,23 @@ def neuron_cost(graph: Any, lay: Layer, lanes: int, nl: int = 1) -> float:
     return float(neuron_pass(lay.n, nl, out))
 
 
+ARRAY_OVERLAP = {"early": 3, "neuron": 8, "late": 8, "none_late": 2}
+"""Fixed cycles of a pipelined array layer's step (`array_cost`, from the walk in
+`report.ARRAY_WALK`): the early walk's kick and fetch, the neuron pass's fill and the next start,
+the late walk's kick, fetch and drain (2 when no path waits for the start)."""
+
+
+def array_cost(graph: Any, lay: Layer, nl: int, early: list[bool]) -> float:
+    """Expected cycles per step of an array layer in a pipelined top whose ``early`` paths (one flag
+    per path, `pipeline.early_path`) walk the next step's events while the neuron pass runs: the
+    longer of the two, then the other paths' events. One cycle per event (a whole weight row)."""
+    ev = [_rate(graph, p.source.pop) for p in lay.paths]
+    hidden = sum(e for e, x in zip(ev, early) if x)
+    late = sum(e for e, x in zip(ev, early) if not x)
+    fill = ARRAY_OVERLAP["late"] if not all(early) else ARRAY_OVERLAP["none_late"]
+    return max(hidden + ARRAY_OVERLAP["early"], neuron_cost(graph, lay, lay.n, nl) + ARRAY_OVERLAP["neuron"]) + late + fill
+
+
 def layer_cost(graph: Any, lay: Layer, lanes: int, nl: int = 1) -> float:
     """Expected cycles per step of a layer at ``lanes`` and ``nl`` neuron lanes (the design was
     lowered with one lane)."""

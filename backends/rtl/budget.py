@@ -24,9 +24,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .balance import FILL, _paths, _rate, layer_cost, step, top_lanes
+from .balance import FILL, _paths, _rate, array_cost, layer_cost, step, top_lanes
 from .model import Design, Layer
 from .model import Path as SynPath
+from .pipeline import early_path
 from .util import RtlSupportError
 
 BUDGET_OPTIONS = ("lut_budget", "bram_budget", "latency_us")
@@ -185,8 +186,10 @@ class Candidate:
         return round(self.latency_cycles, 3) / clock_mhz  # the rates are float32
 
 
-def _stage_costs(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int]) -> list[tuple[float, list[int]]]:
-    """(expected cycles per step, layer indices) of every stage: input, layer groups, output."""
+def _stage_costs(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int],
+                 arr: dict[int, int] | None = None) -> list[tuple[float, list[int]]]:
+    """(expected cycles per step, layer indices) of every stage: input, layer groups, output
+    (``arr``: the array layers, whose early paths overlap the neuron pass in a pipelined top)."""
     groups = d.pipeline.groups if d.pipeline is not None else [[k] for k in range(len(d.layers))]
     words = sum(_rate(graph, u.node) for u in d.inputs) + 2 if d.input_events else d.words_in
     out = [(float(words), [])]
@@ -194,6 +197,10 @@ def _stage_costs(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int
         cost = 0.0
         for k in members:
             lay = d.layers[k]
+            if k in (arr or {}) and d.pipeline is not None:
+                early = [early_path(d, d.pipeline, k, p) for p in lay.paths]
+                cost += array_cost(graph, lay, arr[k], early)
+                continue
             cost += layer_cost(graph, lay, lanes[k], on.get(k, 1)) if k in lanes else lay.n + FILL
         out.append((cost, list(members)))
     out.append((float(d.readout_words(False)), []))
@@ -203,9 +210,10 @@ def _stage_costs(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int
 def _candidate(graph: Any, d: Design, lanes: dict[int, int], on: dict[int, int] | None = None,
                arr: dict[int, int] | None = None) -> Candidate:
     on, arr = dict(on or {}), dict(arr or {})
-    # an array layer costs what its lane layer costs at one lane per neuron and its neuron lanes
+    # an array layer costs what its lane layer costs at one lane per neuron and its neuron lanes (in a
+    # pipelined top its early paths' events overlap the neuron pass: balance.array_cost)
     lanes_c = {k: (d.layers[k].n if k in arr else v) for k, v in lanes.items()}
-    costs = [c for c, _ in _stage_costs(graph, d, lanes_c, {**on, **arr})]
+    costs = [c for c, _ in _stage_costs(graph, d, lanes_c, {**on, **arr}, arr)]
     steps = graph.num_steps or 1  # latency_us needs the steps (checked in `size`)
     if d.pipeline is not None:
         cps = max(costs)

@@ -49,7 +49,7 @@ from .model import (
     Readout,
     Unit,
 )
-from .pipeline import copy_banks, schedule
+from .pipeline import Pipeline, copy_banks, early_path, schedule
 from .util import RtlSupportError, ident, vconst, words
 
 __all__ = ["lower", "RtlSupportError", "ident", "vconst", "STATIC_MODULES"]
@@ -236,6 +236,20 @@ def _pipeline(d: Design) -> None:
         ev.banks, ev.copy_banks = banks[0], tuple(banks[1:])
         ev.maw = max(ev.iaw, unsigned_bits(max(banks) * ev.n - 1))
     d.pipeline = pipe
+    _early_paths(d, pipe)
+
+
+def _early_paths(d: Design, pipe: Pipeline) -> None:
+    """Mark the array layers' paths that walk the next step's list during the neuron pass, and the
+    array layers whose readout reads a copy of their state by step parity (`Layer.ro_copy`)."""
+    for r in d.readouts:
+        if not r.probe and getattr(d.layers[r.layer], "array", None) is not None:
+            d.layers[r.layer].ro_copy = True
+    for lay in d.layers:
+        if getattr(lay, "array", None) is not None:
+            for p in lay.paths:
+                p.early = early_path(d, pipe, lay.index, p)
+                p.early_stage = pipe.producer[p.source.ident]
 
 
 def _check_profile(graph: Graph):

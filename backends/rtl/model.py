@@ -210,6 +210,11 @@ class Path:
     fanout_synapses: float  # mean synapses per event
     bias_delayed: bool = False  # the current (bias included) is delayed: no bias on a sample's first step
     maxpool: MaxUnit | None = None  # max of the accumulated currents before the neuron reads them
+    # an array layer's path whose next step's list is complete before the layer starts that step (a
+    # pipelined top: written by an earlier stage, read by no other port of its copy), so its events
+    # accumulate while the layer's previous neuron pass runs (`lower._early_paths`)
+    early: bool = False
+    early_stage: int = 0  # the pipeline stage writing its list (early paths)
 
 
 @dataclass
@@ -387,6 +392,9 @@ class Layer:
     nl: int = 1  # neuron lanes: neurons updated per cycle (`layer_lanes.v.j2`); memories hold NL-lane words
     array: ArrayUnit | None = None  # a neuron array layer: its synapses in `npuc_array` (nl > 1 too)
     array_why: str | None = "not checked"  # why it cannot be an array layer (None: it can)
+    # a pipelined top's output stage reads a copy of its state by step parity (array layers read out
+    # with PROBE=0), so its stage runs one step ahead of the readout
+    ro_copy: bool = False
 
     def neuron_lanes(self, lanes: int) -> int:
         """Neurons per cycle the neuron pass gets at ``lanes`` synapse lanes: ``lanes`` when every

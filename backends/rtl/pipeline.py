@@ -25,6 +25,7 @@ with; the design falls back to the sequential top (``pipeline=0``) and says why.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .bounds import unsigned_bits
 from .model import AttnPath, Design, Layer, Unit
@@ -86,8 +87,11 @@ def schedule(d: Design) -> tuple[Pipeline | None, str]:
         pipe.readers[ev_ident] = {pipe.stage_of(k) for k, _ in users}
         pipe.delayed[ev_ident] = {pipe.stage_of(k) for k, port in users if port_delays(d.layers[k])[port]}
     pipe.readout_groups = {pipe.stage_of(r.layer) for r in d.readouts if not r.probe}
+    # D - 2 >= stages + 1: a stage may run a step further ahead than the stages behind it hold, so
+    # a slow output stream (an SHD net's 40 words per step behind two array layers) does not hold
+    # the input stage back (the rings are LUT RAM: 4 and 8 deep cost the same)
     depth = 2
-    while depth < pipe.stages + 1:
+    while depth < pipe.stages + 3:
         depth *= 2
     pipe.depth = depth
     pipe.nw = unsigned_bits(depth) + 1
@@ -110,6 +114,18 @@ def _merge(spans: list[tuple[int, int]], n: int) -> list[list[int]]:
         groups.append(list(range(k, end + 1)))
         k = end + 1
     return groups
+
+
+def early_path(d: Design, pipe: Pipeline, layer: int, p: Any) -> bool:
+    """Whether path ``p`` of array layer ``layer`` may walk its next step's list during the layer's
+    neuron pass, behind the producer's writes (`Path.early`): undelayed, written by an earlier stage
+    (double-buffered: that stage cannot start the step after next before this one finished the
+    next), and the only port reading its stage's copy of the list (one read port per copy)."""
+    if isinstance(p, AttnPath) or p.delay:
+        return False
+    stage = pipe.stage_of(layer)
+    readers = [k for k, _ in d.consumers[p.source.ident] if pipe.stage_of(k) == stage]
+    return pipe.producer[p.source.ident] < stage and len(readers) == 1
 
 
 def copy_name(pipe: Pipeline, ev_ident: str, stage: int) -> str:

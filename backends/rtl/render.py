@@ -82,7 +82,7 @@ def _path_json(p: SynPath | AttnPath) -> dict[str, Any]:
             "memory_bits": bits,
         }
     return {
-        "index": p.index, "source": p.source.pop, "source_ev": p.source.ident, "delay": p.delay,
+        "index": p.index, "source": p.source.pop, "source_ev": p.source.ident, "delay": p.delay, "early": p.early,
         "nodes": p.nodes, "kind": KIND_NAMES[p.kind], "lanes": p.lanes,
         "fanout_cycles": p.fanout, "fanout_synapses": p.fanout_synapses,
         "pool": None if p.pool is None else {"nodes": p.pool.nodes, "or": p.pool.is_or,

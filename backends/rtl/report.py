@@ -48,6 +48,13 @@ FSM's entry cycle, an attention unit's gather (source switches + fetch/decode/re
 compute pipeline drain. For layers of dense paths the bound equals the measured cycles of every step
 (but a design's first step after reset, which also clears the accumulators)."""
 
+ARRAY_WALK = {"fetch": 2, "drain": 6, "neuron": 6}
+"""Cycles of a neuron array layer's walk (`hdl/layer_array.v.j2`, measured in Verilator): a slot's
+last event leaves the fetch stage 2 cycles after its issue (the next slot's walk starts one cycle
+later; an empty slot is fetched the cycle after its walk starts), the accumulators are snapped 6
+cycles after the last issue (list read, row address, ROM read, row register, products, add), and
+the neuron pass ends 6 cycles after its last group (state read, `npuc_lif` registers,
+write-back)."""
 
 _CELL_KINDS = {
     "LUT": re.compile(r"^(LUT\d|SB_LUT4)$"),
@@ -144,7 +151,31 @@ def neuron_cycles(lay: dict[str, Any], rtl: dict[str, Any]) -> np.ndarray | int:
     return neuron_pass(int(lay["n"]), nl, spikes)
 
 
+def array_bound(lay: dict[str, Any], rtl: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A neuron array layer's cycles from its start to its done when its early paths' events
+    (`Path.early`: walked behind their producer, during the previous neuron pass) are all in
+    before it starts: the other paths' walk, one slot after another through the one pipeline
+    (``ARRAY_WALK``), its drain, the snapshot and the neuron pass. The early walk's tail, when the
+    layer starts right behind its producer, comes on top (so this is a lower bound there)."""
+    late = [read_events(rtl, p["source"], p["delay"]) for p in lay["paths"] if not p.get("early")]
+    shape = np.shape(read_events(rtl, lay["paths"][0]["source"]))
+    kick = np.ones(shape)                      # the cycle a slot's walk starts (start: cycle 0)
+    last = np.full(shape, -np.inf)             # the cycle of the last event issued
+    fetched = np.zeros(shape)
+    for ev in late:
+        last = np.where(ev > 0, kick + ev, last)
+        fetched = kick + np.where(ev > 0, ev + ARRAY_WALK["fetch"], 1)
+        kick = fetched + 1
+    snap = np.maximum(fetched + 1, last + ARRAY_WALK["drain"]) if late else np.ones(shape)
+    syn = sum(late) if late else np.zeros(shape)
+    total = snap + neuron_cycles(lay, rtl) + ARRAY_WALK["neuron"]
+    return {"synapse": syn, "pool": np.zeros(shape), "bound": total, "depth": np.float64(np.mean(total - syn) -
+                                                                                       np.mean(neuron_cycles(lay, rtl)))}
+
+
 def layer_bound(lay: dict[str, Any], rtl: dict[str, Any], pool_cols: list[int]) -> dict[str, np.ndarray]:
+    if lay.get("array"):
+        return array_bound(lay, rtl)
     if "unit" in lay:
         u = lay["unit"]
         kc = -(-u["dims"]["DK"] // u["lanes"]) if u["kind"] == "linear" else 1

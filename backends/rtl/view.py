@@ -70,6 +70,15 @@ class StageView:
     def pools(self) -> bool:
         return self.pool_count_w > 0
 
+    @property
+    def ro_copy(self) -> bool:
+        return bool(getattr(self.model, "ro_copy", False))
+
+    @property
+    def early(self) -> bool:
+        """An array layer walking some path's next step during its neuron pass (`Path.early`)."""
+        return getattr(self.model, "array", None) is not None and any(p.early for p in self.model.paths)
+
 
 @dataclass
 class EvCopy:
@@ -131,7 +140,9 @@ class StageCondition:
         readers: ``(stage c, delayed)`` for every other stage reading this stage's outputs: a
             same-step reader may lag at most one step; a delayed (recurrent) reader must be at this
             step, because step s overwrites the bank of step s-2 it still needs for its step s-1.
-        readout: "sync" (the readout must have caught up), "probe" (only when probes are read) or None.
+        readout: "sync" (the readout must have caught up), "bank" (with PROBE=0 it may be one step
+            ahead: its readout layers keep a copy by step parity, `Layer.ro_copy`), "probe" (only
+            when probes are read) or None.
         depth: status depth (how far stage k may run ahead of the readout: ``depth - 2``).
     """
 
@@ -285,6 +296,9 @@ def _condition(d: Design, k: int) -> StageCondition:
     if k < pipe.stages - 1:
         readers.add(k + 1)  # the next stage reads this stage's first flags
     readout = None if not k else "sync" if k in pipe.readout_groups else "probe"
+    if readout == "sync" and all(getattr(d.layers[r.layer], "ro_copy", False) for r in d.readouts
+                                 if not r.probe and pipe.stage_of(r.layer) == k):
+        readout = "bank"  # its readouts read copies by step parity: one step ahead of the output stage
     return StageCondition(k=k, prev=k - 1 if k else None, readers=[(c, c in delayed) for c in sorted(readers - {k})],
                           readout=readout, depth=pipe.depth)
 
