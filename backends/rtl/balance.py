@@ -45,7 +45,7 @@ def _paths(lay: Layer) -> list[SynPath]:
     return [p for p in lay.paths if isinstance(p, SynPath) and p.maxpool is None]
 
 
-SPIKE_QUEUE = 3  # cycles from a neuron group's first spike to its event (measured in Verilator)
+SPIKE_QUEUE = 4  # cycles from a neuron group's first spike to its event (measured in Verilator)
 
 
 def neuron_pass(n: int, nl: int, spikes: Any) -> Any:
