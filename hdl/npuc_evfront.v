@@ -8,6 +8,7 @@ module npuc_evfront #(
     parameter integer PW = 2,            // payload width (signed)
     parameter integer EAW = 4,           // event list address / count width
     parameter integer USE_ROM = 0,
+    parameter integer DREG = 0,          // register the event word (without a ROM): one cycle more
     parameter integer RW = 1,            // decode ROM word width
     parameter ROM_FILE = "",
     parameter integer ROM_DEPTH = 1,
@@ -53,7 +54,7 @@ module npuc_evfront #(
         end
     end
     generate
-        if (USE_ROM != 0) begin : g_rom
+        if (USE_ROM != 0 || DREG != 0) begin : g_rom
             reg v2;
             reg signed [PW-1:0] pay2;
             reg [IW-1:0] idx2;
@@ -64,10 +65,14 @@ module npuc_evfront #(
             assign fv = v2;
             assign fpay = pay2;
             assign fidx = idx2;
-            npuc_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(ROM_AW), .INIT_FILE(ROM_FILE)) u_dec (
-                .clk(clk), .re(s1_take), .raddr(idx1[ROM_AW-1:0]), .rdata(from));
-            if (IW > ROM_AW) begin : g_idx_unused
-                wire _unused_ok = &{1'b0, idx1[IW-1:ROM_AW], 1'b0};
+            if (USE_ROM != 0) begin : g_dec
+                npuc_rom #(.WIDTH(RW), .DEPTH(ROM_DEPTH), .AW(ROM_AW), .INIT_FILE(ROM_FILE)) u_dec (
+                    .clk(clk), .re(s1_take), .raddr(idx1[ROM_AW-1:0]), .rdata(from));
+                if (IW > ROM_AW) begin : g_idx_unused
+                    wire _unused_ok = &{1'b0, idx1[IW-1:ROM_AW], 1'b0};
+                end
+            end else begin : g_nodec
+                assign from = {RW{1'b0}};
             end
             always @(posedge clk) begin
                 if (rst) begin

@@ -65,10 +65,11 @@ def neuron_cost(graph: Any, lay: Layer, lanes: int, nl: int = 1) -> float:
     return float(neuron_pass(lay.n, nl, out))
 
 
-ARRAY_OVERLAP = {"early": 3, "neuron": 8, "late": 8, "none_late": 2}
+ARRAY_OVERLAP = {"early": 4, "neuron": 9, "late": 10, "none_late": 3}
 """Fixed cycles of a pipelined array layer's step (`array_cost`, from the walk in
 `report.ARRAY_WALK`): the early walk's kick and fetch, the neuron pass's fill and the next start,
-the late walk's kick, fetch and drain (2 when no path waits for the start)."""
+the late walk's kick, fetch and drain (3 when no path waits for the start); the event word
+register (`npuc_evfront` DREG) and the registered snapshot each add one."""
 
 
 def array_cost(graph: Any, lay: Layer, nl: int, early: list[bool]) -> float:

@@ -48,7 +48,7 @@ FSM's entry cycle, an attention unit's gather (source switches + fetch/decode/re
 compute pipeline drain. For layers of dense paths the bound equals the measured cycles of every step
 (but a design's first step after reset, which also clears the accumulators)."""
 
-ARRAY_WALK = {"fetch": 2, "drain": 6, "neuron": 6}
+ARRAY_WALK = {"fetch": 3, "drain": 7, "neuron": 7}
 """Cycles of a neuron array layer's walk (`hdl/layer_array.v.j2`, measured in Verilator): a slot's
 last event leaves the fetch stage 2 cycles after its issue (the next slot's walk starts one cycle
 later; an empty slot is fetched the cycle after its walk starts), the accumulators are snapped 6
