@@ -329,9 +329,8 @@ def _evaluate(
     # ports somebody reads (or probes): only these are stacked over time
     ctx.kept = {(n, p) for n in keep for p in graph[n].op.ports}
     ctx.needed = needed | ctx.kept
-    if "_output_reads" not in ctx.cache:  # (a sum, mean or max over the steps is a new tensor: the rows stay)
-        ctx.cache["_output_reads"] = {(r.node, graph[r.node].port(r)) for n in graph.outputs()
-                                      if n.op.decoding not in ("sum", "mean", "max") for r in n.inputs}
+    if "_output_reads" not in ctx.cache:
+        ctx.cache["_output_reads"] = {(r.node, graph[r.node].port(r)) for n in graph.outputs() for r in n.inputs}
     ctx.leaving = ctx.cache["_output_reads"] | ctx.kept
     with torch.no_grad():
         if _step_major(graph, ctx):
