@@ -28,7 +28,14 @@ from ..ir.graph import Graph, Ref
 from ..ir.ops import LIF, Add, Conv1d, Conv2d, Dense, Input, MaxPool2d, Op, Output, Permute, Reshape
 from ..ir.values import NumericProfile
 from ..limits import check_memory
-from .encoding import InputError, check_finite, decode, encode, encode_int_spikes_float, to_time_major
+from .encoding import (
+    InputError,
+    check_finite,
+    decode,
+    encode,
+    encode_int_spikes_float,
+    to_time_major,
+)
 
 Values = dict[str, torch.Tensor]
 
