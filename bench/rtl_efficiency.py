@@ -3,7 +3,7 @@ recurrent net (SHD size) next to Spiker+'s published figures.
 
 Per design, lane count (1, 4, or ``auto``: per layer from the firing rates) and top
 (``pipeline=0`` sequential, ``pipeline=1`` stages on consecutive time steps): cycles per time
-step measured in Verilator vs the event-driven bound of the slowest stage (the input stream or
+step measured in Verilator vs the event-driven bound of the slowest stage (the input stream, the output stream or
 a layer; goal <= 1.1x), latency per sample in cycles, Verilator time steps per second, and -- unless ``--quick`` -- Yosys + nextpnr place and route on an ecp5 LFE5U-85F
 (``npuc.backends.rtl.pnr``): Fmax, logic cells (LUT4s), BRAM (18 kbit DP16KD), multipliers,
 and the latency per sample at the measured Fmax (cycles per step x T / Fmax).

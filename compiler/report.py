@@ -98,7 +98,7 @@ def _add_rtl(bd: BuildDir, report: dict[str, Any], args: argparse.Namespace) -> 
             if "cycles" in measured.get(layer["node"], {}):
                 layer["cycles"] = measured[layer["node"]]["cycles"]
         for key in ("cycles_per_step", "cycles_per_second", "steps_per_second_at_100MHz", "pipelined", "slowest_layer",
-                    "slowest_layer_bound", "input_words", "slowest_stage", "slowest_stage_bound",
+                    "slowest_layer_bound", "input_words", "output_words", "slowest_stage", "slowest_stage_bound",
                     "cycles_per_step_over_bound", "latency_cycles_per_sample"):
             if key in old.get("total", {}):
                 rep["total"][key] = old["total"][key]

@@ -4,17 +4,19 @@
 // whole weight row of its source (every neuron's weight, already shifted left by the path's
 // exponent over the layer's smallest one), and adds payload x weight to all N accumulators at
 // once:   acc[o] += W[base + e][o] * p      (BINARY: p is always 1)
-// `walk` walks the list the layer selects (its count, data and `base`) from entry 0, following a
-// count that still grows while `ev_final` is low (the producer appends this step's events); `fetched`
-// says its last entry left the fetch stage, so the layer may select the next path's list and walk
-// it right behind (its events follow the previous path's through the same pipeline: one fill per
-// step, not one per path). `snap` (once `drained`) copies every accumulator to its shadow and
-// zeroes it in the same cycle: the neuron pass reads the shadow, NL at a time (group g: neurons
-// g*NL .. g*NL + NL-1, one cycle later), while the next step's events already accumulate.
-// Pipeline: fetch event -> E (event word registered) -> F (ROM address) -> R (weight read) -> W
-// (row register) -> Q (lane products registered) -> M (add). E takes the event list's block RAM
-// clock-to-out and the select between the paths' lists off the row address add (11.8 ns placed on
-// the SHD-size design without it).
+// `walk` walks the list the layer selects (its count and data) from entry 0, following a count
+// that still grows while `ev_final` is low (the producer appends this step's events). `issued`
+// says the walk's last entry is issued in this cycle (or was), so the layer may select the next
+// path's list and walk it from the next cycle on: its events follow the previous list's through
+// the same pipeline with one idle cycle between them. The layer keeps the list select of each
+// event in flight itself (its data one cycle after the issue, `base` two), as the fetch pipeline
+// here has a fixed latency. `snap` copies every accumulator to its shadow and zeroes it in the
+// same cycle: the neuron pass reads the shadow, NL at a time (group g: neurons g*NL ..
+// g*NL + NL-1, one cycle later), while the next step's events already accumulate.
+// Pipeline: issue -> list read -> E (event word registered) -> F (ROM address) -> R (weight read)
+// -> W (row register) -> Q (lane products registered) -> M (add, at the end of the 6th cycle
+// after the issue). E takes the event list's block RAM clock-to-out and the select between the
+// paths' lists off the row address add (11.8 ns placed on the SHD-size design without it).
 `default_nettype none
 module npuc_array #(
     parameter integer N = 4,             // neurons
@@ -38,13 +40,12 @@ module npuc_array #(
     input  wire                 clk,
     input  wire                 rst,
     input  wire                 walk,       // walk the selected list from entry 0 (not while walking)
-    input  wire [RAW-1:0]       base,       // that path's first weight row
+    input  wire [RAW-1:0]       base,       // the first weight row of the list of the event in F
     input  wire                 ev_final,   // ev_count is final (else the producer still appends)
-    output wire                 fetched,    // the walked list left the fetch stage: select the next one
+    output wire                 issued,     // every entry of the walked list is issued by the end of this cycle
     output wire                 drained,    // no event in flight (not walking)
-    input  wire                 snap,       // shadow <= accumulators, accumulators <= 0 (when drained)
-    input  wire                 tag,        // the step of the walk `walk` starts (alternates per step)
-    output wire                 old_busy,   // an event of a step other than `tag`'s is still in flight
+    output wire [4:0]           inflight,   // events in flight by stage: {issue, list read, E, F, R}
+    input  wire                 snap,       // shadow <= accumulators, accumulators <= 0
     input  wire [EAW-1:0]       ev_count,
     output wire                 ev_re,
     output wire [EAW-1:0]       ev_addr,
@@ -63,7 +64,7 @@ module npuc_array #(
     wire [0:0]     from_unused;
     wire           fdone;
     npuc_evfront #(.IW(IW), .PW(PW), .EAW(EAW), .USE_ROM(0), .DREG(1)) u_front (
-        .clk(clk), .rst(rst), .start(walk), .running(running),
+        .clk(clk), .rst(rst), .start(walk), .running(running && !walk),
         .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_addr_nx(ev_addr_nx), .ev_data(ev_data),
         .fv(fv), .fpay(fpay), .fidx(fidx), .from(from_unused), .ftake(1'b1), .fdone(fdone));
 
@@ -92,19 +93,24 @@ module npuc_array #(
         end
     endgenerate
 
-    assign fetched = running && fdone && ev_final;
-    assign drained = !running && !av && !rv && !wv && !qv;
-    // the step of each event in flight: the next step's walk may start before the last one's events
-    // are all added; its sum is snapped once they are (its events trail them by 5 cycles or more)
-    reg wtag, atag, rtag, wtg, qtag;
-    assign old_busy = (av && atag != tag) || (rv && rtag != tag) || (wv && wtg != tag) || (qv && qtag != tag);
+    // the front's list read and event word stages (it issues at most one entry per cycle and its
+    // consumer here always takes: a fixed two-cycle latency)
+    reg  iv1, iv2;
     always @(posedge clk) begin
-        if (walk) wtag <= tag;
-        atag <= wtag;
-        rtag <= atag;
-        wtg <= rtag;
-        qtag <= wtg;
+        iv1 <= !rst && ev_re;
+        iv2 <= !rst && iv1;
     end
+    assign drained = !running && !iv1 && !iv2 && !av && !rv && !wv && !qv;
+    assign inflight = {ev_re, iv1, iv2, av, rv};
+    // entries issued in this walk (the front's own counter, mirrored: both restart at `walk` and
+    // count its issues); the last one is issued in this cycle when one entry is left, as the front
+    // issues every cycle it may (its consumer here always takes)
+    reg  [EAW-1:0] ecnt;
+    always @(posedge clk) begin
+        if (rst || walk) ecnt <= {EAW{1'b0}};
+        else if (ev_re) ecnt <= ecnt + 1'b1;
+    end
+    assign issued = running && !walk && ev_final && ((ecnt == ev_count) || (ecnt + 1'b1 == ev_count));
     always @(posedge clk) begin
         if (rst) begin
             running <= 1'b0;
@@ -114,8 +120,8 @@ module npuc_array #(
             qv <= 1'b0;
         end else begin
             if (walk) running <= 1'b1;
-            else if (fetched) running <= 1'b0;
-            av <= running && fv;
+            else if (issued) running <= 1'b0;
+            av <= fv;
             rv <= av;
             wv <= rv;
             qv <= wv;
@@ -240,6 +246,6 @@ module npuc_array #(
     always @(posedge clk) begin
         if (nu_re) nu_rdata <= ors[G*NL*AW +: NL*AW];
     end
-    wire _unused_front = &{1'b0, from_unused, 1'b0};
+    wire _unused_front = &{1'b0, from_unused, fdone, 1'b0};
 endmodule
 `default_nettype wire

@@ -48,13 +48,13 @@ FSM's entry cycle, an attention unit's gather (source switches + fetch/decode/re
 compute pipeline drain. For layers of dense paths the bound equals the measured cycles of every step
 (but a design's first step after reset, which also clears the accumulators)."""
 
-ARRAY_WALK = {"fetch": 3, "drain": 7, "neuron": 7}
+ARRAY_WALK = {"drain": 6, "neuron": 7}
 """Cycles of a neuron array layer's walk (`hdl/layer_array.v.j2`, measured in Verilator): a slot's
-last event leaves the fetch stage 2 cycles after its issue (the next slot's walk starts one cycle
-later; an empty slot is fetched the cycle after its walk starts), the accumulators are snapped 6
-cycles after the last issue (list read, row address, ROM read, row register, products, add), and
-the neuron pass ends 6 cycles after its last group (state read, `npuc_lif` registers,
-write-back)."""
+walk starts (its kick) the cycle after the previous slot's last issue (an empty slot's, the cycle
+after its kick); the snap is decided 6 cycles after the last issue when the next step's early walk
+follows right behind (list read, event word, row address, ROM read, row register, products, add;
+7 when the walker waits for the pipeline to drain), and the neuron pass ends 7 cycles after its
+last group (the registered snap, state read, `npuc_lif` registers, write-back)."""
 
 _CELL_KINDS = {
     "LUT": re.compile(r"^(LUT\d|SB_LUT4)$"),
@@ -161,12 +161,10 @@ def array_bound(lay: dict[str, Any], rtl: dict[str, Any]) -> dict[str, np.ndarra
     shape = np.shape(read_events(rtl, lay["paths"][0]["source"]))
     kick = np.ones(shape)                      # the cycle a slot's walk starts (start: cycle 0)
     last = np.full(shape, -np.inf)             # the cycle of the last event issued
-    fetched = np.zeros(shape)
     for ev in late:
         last = np.where(ev > 0, kick + ev, last)
-        fetched = kick + np.where(ev > 0, ev + ARRAY_WALK["fetch"], 1)
-        kick = fetched + 1
-    snap = np.maximum(fetched + 1, last + ARRAY_WALK["drain"]) if late else np.ones(shape)
+        kick = kick + np.maximum(ev, 1) + 1    # the next slot's kick, or the drain state
+    snap = np.maximum(kick, last + ARRAY_WALK["drain"]) if late else np.ones(shape)
     syn = sum(late) if late else np.zeros(shape)
     total = snap + neuron_cycles(lay, rtl) + ARRAY_WALK["neuron"]
     return {"synapse": syn, "pool": np.zeros(shape), "bound": total, "depth": np.float64(np.mean(total - syn) -
@@ -294,20 +292,26 @@ def _throughput(meta: dict[str, Any], layers: list[dict[str, Any]], rtl: dict[st
     """Cycles per step against the slowest stage's event-driven bound, and latency per sample.
 
     The slowest stage is the layer with the largest mean bound, or the input stream (one cycle per
-    input word; ``input=events``: per event, plus the count word) when that is larger; a pipelined design can at best reach it, a sequential one
-    needs the sum of all stages.
+    input word; ``input=events``: per event, plus the count word) or the output stream (one cycle
+    per output word of the run: the readouts, every layer's with PROBE=1) when that is larger; a
+    pipelined design can at best reach it, a sequential one needs the sum of all stages.
     """
     bounds = {lay["node"]: lay["cycles"]["bound_mean"] for lay in layers if "cycles" in lay}
     words_in = sum(int(u["n"]) for u in meta["inputs"])
     if meta.get("input_events"):  # a count word and one word per event
         words_in = float(np.mean(sum(np.asarray(rtl["events"][u["node"]], dtype=np.float64)
                                      for u in meta["inputs"]))) + 2
+    words_out = sum(int(r["n"]) for r in meta["readouts"] if rtl.get("probe") or not r["probe"])
     slowest = max(bounds, key=bounds.get) if bounds else None
-    stage, bound = ("input stream", float(words_in)) if not bounds or words_in > bounds[slowest] else \
-        (slowest, float(bounds[slowest]))
+    stages = {"input stream": float(words_in), "output stream": float(words_out)}
+    if slowest:
+        stages[slowest] = float(bounds[slowest])
+    stage = max(stages, key=stages.get)
+    bound = stages[stage]
     cps = float(rtl["cycles_per_step"])
     out = {"pipelined": meta.get("pipeline") is not None, "slowest_layer": slowest,
            "slowest_layer_bound": float(bounds[slowest]) if slowest else None, "input_words": words_in,
+           "output_words": words_out,
            "slowest_stage": stage, "slowest_stage_bound": bound,
            "cycles_per_step_over_bound": cps / bound if bound else None}
     if "latency_cycles_mean" in rtl:
