@@ -139,8 +139,10 @@ def balance(graph: Any, d: Design) -> tuple[dict[str, int], dict[str, int]]:
     # sequential top: no stage overlaps, each layer is brought to the floor on its own
     groups = d.pipeline.groups if d.pipeline is not None else [[k] for k in range(len(d.layers))]
     layers = {lay.index: lay for lay in d.layers if isinstance(lay, Layer) and _paths(lay)}
-    # the input stage: one cycle per word (input=events: per expected event, plus the count word)
+    # the input stage: one cycle per word (input=events: per expected event, plus the count word);
+    # the output stage: one cycle per readout word
     words = sum(_rate(graph, u.node) for u in d.inputs) + 2 if d.input_events else d.words_in
+    words = max(words, d.readout_words(False))
     lanes = {k: 1 for k in layers}
     on = {k: 1 for k in layers}  # neuron lanes
     for lay in layers.values():  # a missing rate is named source first, in topological order
