@@ -132,7 +132,7 @@ class PoolCount:
 
 @dataclass
 class StageCondition:
-    """When pipeline stage ``k`` may start step ``n_s<k>``, as data (printed by ``stage_cond``):
+    """When pipeline stage ``k`` may start step ``n_s<k>``, as data (its `terms`, registered by the top from the counters' next values):
 
     Attributes:
         k: the stage.
