@@ -132,7 +132,8 @@ class PoolCount:
 
 @dataclass
 class StageCondition:
-    """When pipeline stage ``k`` may start step ``n_s<k>``, as data (its `terms`, registered by the top from the counters' next values):
+    """When pipeline stage ``k`` may start step ``n_s<k>``, as data (its `terms`; the top registers
+    them from the counters' next values):
 
     Attributes:
         k: the stage.
