@@ -132,7 +132,8 @@ class PoolCount:
 
 @dataclass
 class StageCondition:
-    """When pipeline stage ``k`` may start step ``n_s<k>``, as data (printed by ``stage_cond``):
+    """When pipeline stage ``k`` may start step ``n_s<k>``, as data (its `terms`; the top registers
+    them from the counters' next values):
 
     Attributes:
         k: the stage.
@@ -151,6 +152,33 @@ class StageCondition:
     readers: list[tuple[int, bool]]
     readout: str | None
     depth: int
+
+    def terms(self, nw: int) -> list[CounterTerm]:
+        """The condition as tests of counter differences (the top registers their next values)."""
+        me, out, always = f"s{self.k}", "out", (1 << nw) - 1
+        terms = [] if self.prev is None else [CounterTerm(f"s{self.prev}", me, None)]
+        terms += [CounterTerm(me, f"s{r}", 0 if delayed else 1) for r, delayed in self.readers]
+        bounds = {"sync": (0, 0), "bank": (1, 0), "probe": (always, 0)}.get(self.readout or "")
+        if bounds:
+            terms.append(CounterTerm(me, out, *bounds))
+        terms.append(CounterTerm(me, out, self.depth - 2))
+        return terms
+
+
+@dataclass
+class CounterTerm:
+    """A term of a stage's start condition on the difference ``d = n_<a> - n_<b>`` of two step
+    counters (``n_s<k>`` or ``n_out``, modulo ``2 ** nw``): ``d <= bound`` (``bound_probe`` instead
+    when the top's PROBE parameter is set), or ``d != 0`` when bound is None."""
+
+    a: str
+    b: str
+    bound: int | None
+    bound_probe: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.bound_probe is None:
+            self.bound_probe = self.bound
 
 
 @dataclass
@@ -177,6 +205,16 @@ class PipeView:
     nw: int
     sw: int
     input_cond: StageCondition
+
+    @property
+    def conds(self) -> list[StageCondition]:
+        """The start condition of every stage, by stage."""
+        return [self.input_cond, *(g.cond for g in self.groups)]
+
+    @property
+    def differences(self) -> list[tuple[str, str]]:
+        """The counter differences ``(a, b)`` the start conditions test, once each."""
+        return list(dict.fromkeys((t.a, t.b) for c in self.conds for t in c.terms(self.nw)))
 
 
 @dataclass
