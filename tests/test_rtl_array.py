@@ -165,6 +165,44 @@ def test_array_reading_its_own_stage(tmp_path):
     _check_bound(tmp_path, fast.stats["rtl"])
 
 
+
+@pytest.mark.rtl
+def test_early_path_of_a_layer_not_first_in_its_stage(tmp_path):
+    """o reads a (an earlier stage) early but is the second layer of its stage (h, o: o -> h is
+    recurrent), so its next-step flags come from the stage's layer select; h also reads x early.
+    Bursty input events, PROBE 1 with a mid-step reset and PROBE 0, against the integer engine."""
+    rng = np.random.default_rng(11)
+    target = load_target("fpga:array=1,array_nl=3,input=events")
+    prof = target.profile
+    d_, vmax = prof.decay_unity, 2 ** (prof.v_bits - 1)
+    n_in, n_a, n_h, n_o = 23, 9, 11, 5
+    lif = dict(du=d_ // 2, dv=d_ // 8, vth=vmax // 16, bias_mant=np.array(0))
+    g = Graph("nonfirst", num_steps=10)
+    g.add("x", Input((n_in,), encoding=Encoding("current"), layout="TB", q=QInput(frac_bits=5, bits=8)))
+    g.add("fa", _dense(rng, prof, n_a, n_in, -1), ["x"])
+    g.add("a", LIF(q=QLIF(**lif)), ["fa"])
+    g.add("fc", _dense(rng, prof, n_h, n_in, -1), ["x"])
+    g.add("fb", _dense(rng, prof, n_h, n_o, 1), [("o", "spikes", 1)])
+    g.add("sum", ops.Add(), ["fc", "fb"])
+    g.add("h", LIF(q=QLIF(**lif)), ["sum"])
+    g.add("fo", _dense(rng, prof, n_o, n_h, 2), ["h"])
+    g.add("fao", _dense(rng, prof, n_o, n_a, 2), ["a"])
+    g.add("osum", ops.Add(), ["fo", "fao"])
+    g.add("o", LIF(q=QLIF(du=d_, dv=d_ // 8, vth=vmax // 64, bias_mant=np.array(1))), ["osum"])
+    g.add("out", Output(), ["o"])
+    g.profile = prof
+    d = lower(g.verify(), target)
+    assert d.pipeline.groups == [[0], [1, 2]]
+    assert [[p.early for p in lay.paths] for lay in d.layers] == [[True], [True, False], [False, True]]
+    emit(g, tmp_path, target)
+    x = bursty(rng, 10, 3, n_in)
+    ref, _ = rtl_matches_int(g, tmp_path, x, ["a", "h", "o"], "non-first early: ", reset_check=(3, 13))
+    assert np.any(ref.probes["a"]["spikes"] != 0) and np.any(ref.probes["o"]["spikes"] != 0)
+    fast = run(tmp_path, x, probe=False, progress=False, reset_check=(4, 9))
+    for a, b in zip(ref.outputs, fast.outputs):
+        np.testing.assert_array_equal(a, b)
+
+
 def _check_bound(art, rtl):
     """The event-driven bound (report.array_bound: the walk of the paths that wait for the layer's
     start, the snapshot, the neuron pass) never exceeds the measured cycles, and only by where the
