@@ -63,10 +63,13 @@ module npuc_array #(
     wire [IW-1:0]  fidx;
     wire [0:0]     from_unused;
     wire           fdone;
+    wire           front_issued;
+    wire [1:0]     front_inflight;           // the front's list read and event word stages
     npuc_evfront #(.IW(IW), .PW(PW), .EAW(EAW), .USE_ROM(0), .DREG(1)) u_front (
         .clk(clk), .rst(rst), .start(walk), .running(running && !walk),
         .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_addr_nx(ev_addr_nx), .ev_data(ev_data),
-        .fv(fv), .fpay(fpay), .fidx(fidx), .from(from_unused), .ftake(1'b1), .fdone(fdone));
+        .fv(fv), .fpay(fpay), .fidx(fidx), .from(from_unused), .ftake(1'b1), .fdone(fdone),
+        .issued(front_issued), .inflight(front_inflight));
 
     // F: the row address is registered, so the weight ROM's many address pins hang off a register
     reg            av;
@@ -93,24 +96,10 @@ module npuc_array #(
         end
     endgenerate
 
-    // the front's list read and event word stages (it issues at most one entry per cycle and its
-    // consumer here always takes: a fixed two-cycle latency)
-    reg  iv1, iv2;
-    always @(posedge clk) begin
-        iv1 <= !rst && ev_re;
-        iv2 <= !rst && iv1;
-    end
-    assign drained = !running && !iv1 && !iv2 && !av && !rv && !wv && !qv;
-    assign inflight = {ev_re, iv1, iv2, av, rv};
-    // entries issued in this walk (the front's own counter, mirrored: both restart at `walk` and
-    // count its issues); the last one is issued in this cycle when one entry is left, as the front
-    // issues every cycle it may (its consumer here always takes)
-    reg  [EAW-1:0] ecnt;
-    always @(posedge clk) begin
-        if (rst || walk) ecnt <= {EAW{1'b0}};
-        else if (ev_re) ecnt <= ecnt + 1'b1;
-    end
-    assign issued = running && !walk && ev_final && ((ecnt == ev_count) || (ecnt + 1'b1 == ev_count));
+    // the front always delivers (ftake), so an event issued in cycle c is in F in c+3
+    assign drained = !running && (front_inflight == 2'd0) && !av && !rv && !wv && !qv;
+    assign inflight = {ev_re, front_inflight, av, rv};
+    assign issued = running && !walk && ev_final && front_issued;
     always @(posedge clk) begin
         if (rst) begin
             running <= 1'b0;

@@ -28,7 +28,9 @@ module npuc_evfront #(
     output wire [IW-1:0]        fidx,
     output wire [RW-1:0]        from,
     input  wire                 ftake,
-    output wire                 fdone       // every entry was delivered and taken
+    output wire                 fdone,      // every entry was delivered and taken
+    output wire                 issued,     // every entry is issued by the end of this cycle
+    output wire [1:0]           inflight    // entries in the list read and event word stages
 );
     reg  [EAW-1:0] e;
     reg            v1;
@@ -43,6 +45,10 @@ module npuc_evfront #(
     wire signed [PW-1:0] pay1 = ev_data[PW+IW-1:IW];
     wire v2_busy;
     assign fdone = (e == ev_count) && !v1 && !v2_busy;
+    // (`issue` here would put the count compare twice in series: the last entry is issued in this
+    // cycle when one is left and the first stage is free)
+    assign issued = (e == ev_count) || ((e + 1'b1 == ev_count) && running && s1_free);
+    assign inflight = {v1, v2_busy};
     always @(posedge clk) begin
         if (rst) begin
             e <= {EAW{1'b0}};

@@ -60,7 +60,11 @@ module npuc_pool #(
                    .ROM_DEPTH(ROM_DEPTH), .ROM_AW(ROM_AW)) u_front (
         .clk(clk), .rst(rst), .start(go), .running(phase == ACC),
         .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_addr_nx(ev_addr_nx), .ev_data(ev_data),
-        .fv(fv), .fpay(fpay), .fidx(fidx), .from(rom), .ftake(g_take), .fdone(fdone));
+        .fv(fv), .fpay(fpay), .fidx(fidx), .from(rom), .ftake(g_take), .fdone(fdone),
+        .issued(front_issued), .inflight(front_inflight));
+    wire       front_issued;
+    wire [1:0] front_inflight;
+    wire _unused_front = &{1'b0, front_issued, front_inflight, 1'b0};
     wire _unused_idx = &{1'b0, fidx, 1'b0};
 
     // ---- ACC: window generator (dx innermost, then dy) -----------------------------------------

@@ -115,7 +115,11 @@ module npuc_syn #(
                    .ROM_DEPTH(CROM_DEPTH), .ROM_AW(CROM_AW)) u_front (
         .clk(clk), .rst(rst), .start(go), .running(running),
         .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_addr_nx(ev_addr_nx), .ev_data(ev_data),
-        .fv(fv), .fpay(fpay), .fidx(fidx), .from(rom), .ftake(g_take), .fdone(fdone));
+        .fv(fv), .fpay(fpay), .fidx(fidx), .from(rom), .ftake(g_take), .fdone(fdone),
+        .issued(front_issued), .inflight(front_inflight));
+    wire       front_issued;
+    wire [1:0] front_inflight;
+    wire _unused_front = &{1'b0, front_issued, front_inflight, 1'b0};
 
     // ---- G: address generator: chunk k innermost (npuc_wincnt level 0), then the conv taps ----
     wire        gv;
