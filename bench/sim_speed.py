@@ -7,7 +7,7 @@ on the same input (goal: >= 1.0x for both golden engines, at batch 1 and at a la
 * PyTorch forward (the model's ``forward``, ``torch.no_grad``);
 * golden float engine (bit-exact to that forward: checked on the large batch);
 * golden integer engine (every overflow check in place; a check is skipped only where the layer's
-  bounds prove it idle);
+  bounds prove it idle; a large batch runs in as many threads as torch has, one part each);
 * Lava ``Loihi2SimCfg(select_tag='fixed_pt')``: several samples streamed through one network
   build; the steady state (runtime up, all but the first step) is timed apart from the process
   build (processes created, compiled, runtime started, first step), checked bit-exact against
@@ -371,7 +371,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--lava-samples", type=int, default=None, help="samples per Lava build (default 4; quick 1)")
     ap.add_argument("--memory-samples", type=int, default=None, help="samples of the memory run (default 100,000)")
     ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads for every engine (default: torch's own; 1 is steadier on a loaded machine)")
+                    help="torch threads for every engine, also the integer engine's threads (parts of a large "
+                    "batch at once; default: torch's own; 1 is steadier on a loaded machine)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time the engines by process CPU time (steadier on a shared machine; use with --threads 1)")
     ap.add_argument("--json", help="also write the rows to this file")

@@ -67,9 +67,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     # the integer engine is exact at any chunk size; the float engine equals the model's forward
     # on the batch it is given, so it chunks only when asked
     chunk = args.chunk or (SIM_CHUNK if args.engine == "int" and batch_size(graph, xs) > SIM_CHUNK else None)
-    res = simulate(graph, xs if len(xs) > 1 else xs[0], engine=args.engine, chunk=chunk)
+    res = simulate(graph, xs if len(xs) > 1 else xs[0], engine=args.engine, chunk=chunk, threads=args.threads)
+    on = f" on {res.threads} threads" if res.threads > 1 else ""
     _print(f"simulated '{graph.name}' ({len(graph)} nodes) with the {args.engine} engine: "
-           f"{res.steps} steps x batch {batch_size(graph, xs)} in {res.seconds:.3f} s")
+           f"{res.steps} steps x batch {batch_size(graph, xs)} in {res.seconds:.3f} s{on}")
     _print_outputs(graph, res, labels)
     if res.stats:
         for node, counts in res.stats.items():
@@ -222,6 +223,9 @@ def _add_simulate(sub) -> None:
     s.add_argument("--chunk", type=_positive_int, metavar="N",
                    help=f"float/int engines: evaluate N samples at a time (bounded memory; int default {SIM_CHUNK} "
                    "when the input has more samples)")
+    s.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="int engine: run parts of the batch in N threads at once (default: one per core, "
+                   "at most one per 16 samples; the results do not depend on it)")
     s.add_argument("--waves", action="store_true",
                    help="rtl engine: write a waveform (VCD; FST when lz4 is installed) to DIR/rtl/sim/")
     s.set_defaults(fn=cmd_simulate)

@@ -23,6 +23,7 @@ def simulate(
     probe: bool | Sequence[str] = False,
     progress: Callable[[int, int, str], None] | None = None,
     chunk: int | None = None,
+    threads: int | None = None,
 ) -> SimResult:
     """Run a graph on user inputs with a golden engine.
 
@@ -39,6 +40,9 @@ def simulate(
             (``np.load(path, mmap_mode='r')``), read one chunk at a time. The integer engine's
             results do not depend on it; the float engine's equal the model's forward on batches
             of ``chunk`` samples.
+        threads: integer engine: how many threads run parts of the batch at once (default:
+            ``torch.get_num_threads()``, at most one per usable core and per 16 samples; set
+            ``torch.set_num_threads(1)`` or pass 1 for one). Results and counters do not depend on it.
 
     Returns:
         `SimResult`; ``.output`` is the single output (``[T, B, ...]`` for a
@@ -48,7 +52,7 @@ def simulate(
         if probe:
             raise UserError("probe keeps every node's values of every sample: simulate without chunk, "
                             "or probe a few samples")
-        return _joined(graph, list(simulate_chunks(graph, inputs, engine, chunk)))
+        return _joined(graph, list(simulate_chunks(graph, inputs, engine, chunk, threads=threads)))
     from . import attention_kernels, float_kernels, int_kernels  # noqa: F401  (kernel registration)
     from .engine import run
 
@@ -61,7 +65,7 @@ def simulate(
                 f"graph '{graph.name}' has no numeric profile: the integer engine runs on a "
                 "quantized graph (npuc compile --target ...)"
             )
-        return run(graph, xs, int_kernels.INT, graph.profile, probe, progress)
+        return run(graph, xs, int_kernels.INT, graph.profile, probe, progress, threads)
     raise ValueError(f"unknown golden engine {engine!r}; choose from {ENGINES}")
 
 
@@ -110,7 +114,8 @@ def _joined(graph: Graph, parts: list[tuple[int, int, SimResult]]) -> SimResult:
             d = stats.setdefault(node, {})
             for k, v in counts.items():
                 d[k] = d.get(k, 0) + v
-    return SimResult(outs, first.output_names, first.steps, None, stats, sum(r.seconds for _, _, r in parts))
+    return SimResult(outs, first.output_names, first.steps, None, stats, sum(r.seconds for _, _, r in parts),
+                     max(r.threads for _, _, r in parts))
 
 
 __all__ = ["simulate", "simulate_chunks", "SimResult", "ENGINES"]

@@ -14,8 +14,11 @@ Engines differ only in their kernel tables (`npuc.sim.float_kernels`,
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import GraphError
+from ..errors import GraphError, UserError
 from ..ir.graph import Graph, Ref
 from ..ir.ops import LIF, Add, Conv1d, Conv2d, Dense, Input, MaxPool2d, Op, Output, Permute, Reshape
 from ..ir.values import NumericProfile
@@ -156,6 +159,7 @@ class SimResult:
     probes: dict[str, dict[str, np.ndarray]] | None = None
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
+    threads: int = 1  # threads that ran parts of the batch at once (integer engine)
 
     @property
     def output(self) -> np.ndarray:
@@ -194,6 +198,7 @@ def run(
     profile: NumericProfile | None = None,
     probe: bool | Sequence[str] = False,
     progress: Callable[[int, int, str], None] | None = None,
+    threads: int | None = None,
 ) -> SimResult:
     """Simulate ``graph`` on user inputs with one engine.
 
@@ -204,6 +209,9 @@ def run(
         profile: numeric profile (integer engine).
         probe: keep every node's values (True) or those of the named nodes.
         progress: called as ``progress(done, total, node_name)``.
+        threads: integer engine: chunks of the batch run at once in this many threads (default:
+            `torch.get_num_threads`, at most one per usable core and per `MIN_THREAD_SAMPLES`
+            samples). Results and counters do not depend on it.
 
     Returns:
         `SimResult` with numpy outputs (float32 for the float engine, int64 or
@@ -234,11 +242,17 @@ def run(
     # batch because float matmul rounding can depend on the call shape
     cache = _graph_cache(graph, table.mode, profile)
     chunk = max(batch, 1) if table.mode == "float" else _chunk_size(graph, steps, batch, cache)
-    check_memory(_estimate_bytes(graph, steps, batch, chunk, keep, table.mode, cache),
+    n_threads = 1 if table.mode == "float" else _threads(threads, batch)
+    if n_threads > 1:  # at least one chunk per thread, all of equal size
+        chunk = min(chunk, -(-batch // n_threads))
+        chunk = -(-batch // -(-batch // chunk))
+    check_memory(_estimate_bytes(graph, steps, batch, chunk * n_threads, keep, table.mode, cache),
                  f"simulating '{graph.name}' ({steps:,} steps x {batch:,} samples, {table.mode} engine)")
-    ctx = Context(table.mode, profile, steps, batch, cache=cache, small_spikes=table.small_spikes())
-    parts = []
-    for lo in range(0, max(batch, 1), chunk):
+
+    def context() -> Context:
+        return Context(table.mode, profile, steps, batch, cache=cache, small_spikes=table.small_spikes())
+
+    def evaluate(lo: int, ctx: Context) -> dict[tuple[str, str], torch.Tensor]:
         hi = min(lo + chunk, batch)
         ctx.batch = hi - lo
         # one contiguous copy of the chunk (a batch slice of [T, B, ...] is strided): the kernels'
@@ -248,7 +262,26 @@ def run(
         views = _strided_inputs(graph, ctx, keep) if chunk < batch else set()
         part = ({k: v[:, lo:hi] if k in views and v.is_contiguous() else v[:, lo:hi].contiguous()
                  for k, v in raw.items()} if chunk < batch else raw)
-        parts.append(_evaluate(graph, part, table, ctx, keep, progress if lo == 0 else None))
+        return _evaluate(graph, part, table, ctx, keep, progress if lo == 0 else None)
+
+    starts = list(range(0, max(batch, 1), chunk))
+    if n_threads > 1 and len(starts) > 1:
+        # samples are independent and the integer engine exact at any chunk size: chunks run at
+        # once in threads (torch's kernels and the compiled neuron loops release the GIL), each
+        # with its own counters, added up in chunk order (the one-thread run's order)
+        ctxs = [context() for _ in starts]
+        futures = [_pool(n_threads).submit(evaluate, lo, c) for lo, c in zip(starts, ctxs)]
+        wait(futures)
+        parts = [f.result() for f in futures]  # the first failing chunk's error, as one thread raises it
+        ctx = ctxs[0]
+        for other in ctxs[1:]:
+            for node, counts in other.stats.items():
+                d = ctx.stats.setdefault(node, {})
+                for k, n in counts.items():
+                    d[k] = d.get(k, 0) + n
+    else:
+        ctx = context()
+        parts = [evaluate(lo, ctx) for lo in starts]
     values = parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts], 1) for k in parts[0]}
 
     outs = graph.outputs()
@@ -259,7 +292,8 @@ def run(
         for (name, port), v in values.items():
             if name in keep:
                 probes.setdefault(name, {})[port] = v.cpu().numpy()
-    return SimResult(decoded, [n.name for n in outs], steps, probes, ctx.stats, time.perf_counter() - t0)
+    return SimResult(decoded, [n.name for n in outs], steps, probes, ctx.stats, time.perf_counter() - t0,
+                     n_threads if len(starts) > 1 else 1)
 
 
 _GRAPH_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -285,6 +319,36 @@ def _analysis(graph: Graph, ctx: Context) -> tuple[list[list[str]], set[tuple[st
         needed = {(r.node, graph[r.node].port(r)) for n in graph for r in n.inputs}
         ctx.cache["_analysis"] = (graph.recurrent_groups(), needed)
     return ctx.cache["_analysis"]
+
+
+MIN_THREAD_SAMPLES = 16
+"""The fewest samples a thread of the integer engine takes (smaller shares cost more in per-step
+overhead than a second core gains)."""
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _threads(asked: int | None, batch: int) -> int:
+    """How many threads run the integer engine's chunks of ``batch`` samples at once."""
+    if asked is not None:
+        if isinstance(asked, bool) or not isinstance(asked, (int, np.integer)) or asked < 1:
+            raise UserError(f"threads must be a positive number, got {asked!r}")
+        return max(1, min(int(asked), batch))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(torch.get_num_threads(), cores, batch // MIN_THREAD_SAMPLES))
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A pool of ``n`` threads kept for the process: the fused neuron kernels keep their buffers
+    per thread (`int_kernels.LIFInt._population`), so the same threads find them again next run."""
+    with _POOLS_LOCK:
+        if n not in _POOLS:
+            _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="npuc-sim")
+        return _POOLS[n]
 
 
 _CHUNK_ELEMENTS = 1 << 21  # ~16 MB per int64 [T, B, ...] tensor of the widest node
@@ -464,9 +528,11 @@ def _encode_input(graph: Graph, name: str, x: torch.Tensor, ctx: Context, probed
                 ctx.ranges[(name, "out")] = min(lo, 0.0), max(hi, 0.0)  # 0: a delayed read's first value
                 return v
         return encode(op, x, ctx.steps, ctx.mode)
-    except InputError:
+    except InputError as e:
         check_finite(name, x)  # (`run` left it to this check): NaN or infinities are named as such
-        raise
+        if f"'{name}'" in str(e):
+            raise
+        raise InputError(f"input '{name}': {e}") from None
 
 
 _WEIGHTED = (Dense, Conv1d, Conv2d)

@@ -22,7 +22,7 @@ import torch
 from .int_fused import _BLOCK, _compile_notice, numba
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def if_steps(x, consts, hard, out_s, out_v):
     """Every step of an IF layer: ``x`` ``[T, M]`` float32 inputs; ``consts`` float32
     ``(v0, v_threshold, v_reset)``; ``hard``: the hard reset (else the soft one); ``out_s``
@@ -65,7 +65,7 @@ def if_layer(x: torch.Tensor, consts: np.ndarray, hard: bool, want_v: bool) -> d
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def norse_lif_step(i, x, rec, v, consts, first, z_out, v_out, i_out):
     """One step of a norse ``LIFCell`` layer (1-d float32 rows of one length): ``i`` the last
     current, ``x`` the input, ``rec`` a second input term (or no values), ``v`` the last membrane

@@ -138,7 +138,7 @@ def _where(mask, a, b):
     return b ^ ((a ^ b) & mask)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def lif_steps(x, t0, state, out_s, out_v, out_u, du, dv, bias, vmin, p, regs, counts):
     """Steps ``t0 .. t0 + len(x) - 1`` of a LIF population, in place.
 

@@ -14,7 +14,7 @@ import numpy as np
 from .int_fused import _compile_notice, numba
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def small_ints(p, o):
     """Copy float32 ``p`` into uint8 ``o`` (both 1-d, one length) and return ``(ok, lo, hi)``: ``ok``
     when every value is an integer within [0, 127] (NaN and every other value fail the range test

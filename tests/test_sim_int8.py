@@ -135,7 +135,7 @@ def test_size_threshold(monkeypatch):
     for batch, expect in ((2, False), (256, True)):  # 2 * 2 * 256 * 128 MACs < 2^23 <= 2 * 256 * 256 * 128
         calls.clear()
         x = (rng.random((2, batch, 256)) < 0.2).astype(np.float32)
-        assert np.array_equal(simulate(g, x, "int").output, dense_int(x.astype(np.int64), W, 0))
+        assert np.array_equal(simulate(g, x, "int", threads=1).output, dense_int(x.astype(np.int64), W, 0))
         assert [c is not None for c in calls] == [expect]
 
 
@@ -144,7 +144,7 @@ def test_failed_selftest_keeps_float32(monkeypatch):
     calls, W, g = _threshold_case(monkeypatch)
     monkeypatch.setitem(int_kernels._INT8_STATE, "ok", False)
     x = (np.random.default_rng(7).random((2, 256, 256)) < 0.2).astype(np.float32)
-    assert np.array_equal(simulate(g, x, "int").output, dense_int(x.astype(np.int64), W, 0))
+    assert np.array_equal(simulate(g, x, "int", threads=1).output, dense_int(x.astype(np.int64), W, 0))
     assert calls == [None]
 
 

@@ -1,0 +1,133 @@
+"""The integer engine running parts of a batch in several threads at once (`simulate(threads=...)`,
+`npuc simulate --threads`): outputs, probes and overflow counters equal the one-thread run's on
+the tutorial-written models (conv and max pool, multi-level spikes, a recurrent cell) and on a
+graph that saturates its registers; the default follows torch's thread setting; errors from any
+part reach the caller."""
+
+import numpy as np
+import pytest
+import torch
+from models import shd_models as shd
+from models import zoo_models as zoo
+from models import zoo_snntorch as zsn
+from test_sim_fast import PROFILES, dense_lif_graph
+
+import npuc
+from npuc.cli import main
+from npuc.errors import UserError
+from npuc.frontends import trace
+from npuc.ir import LIF, QLIF, Dense, Encoding, Graph, Input, Output, QInput, QSynapse
+from npuc.sim import engine, simulate
+from npuc.sim.encoding import InputError
+
+
+def _spikes(shape, p, seed):
+    return (np.random.default_rng(seed).random(shape) < p).astype(np.float32)
+
+
+def _seeded(make):
+    torch.manual_seed(0)
+    return make()
+
+
+# (name, model factory of the batch, input of (batch, seed)); batches not divisible by 3
+MODELS = {
+    "snntorch-csnn": (lambda b: zsn.spiking_csnn(small=True), lambda b, s: zsn.rate_images(b, seed=s, steps=5).numpy()),
+    "spikingjelly-csnn": (lambda b: zoo.sj_csnn(), lambda b, s: np.random.default_rng(s).random((b, 1, 28, 28)).astype(np.float32)),
+    "sinabs-speck": (lambda b: _seeded(lambda: zoo.SpeckNet(b, side=16)), lambda b, s: _spikes((b, 4, 2, 16, 16), 0.2, s)),
+    "norse-recurrent": (lambda b: _seeded(lambda: shd.spiking(shd.NorseSHD(hidden=24))),
+                        lambda b, s: _spikes((12, b, shd.SHD_INPUTS), 0.05, s)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_threads_equal_one_thread_on_tutorial_models(name, tmp_path):
+    make, data = MODELS[name]
+    x_cal = data(8, 0)
+    g = trace(make(8), x_cal)
+    for target in ("loihi2", "fpga"):
+        q = npuc.compile(g, x_cal, target=target, out=tmp_path / target).quantized(target)
+        x = data(37, 1)
+        one = simulate(q, x, "int", threads=1, probe=True)
+        assert one.threads == 1
+        for n in (2, 3):
+            many = simulate(q, x, "int", threads=n, probe=True)
+            assert many.threads == n
+            assert all(np.array_equal(a, b) for a, b in zip(many.outputs, one.outputs)), (target, n)
+            assert many.stats == one.stats
+            assert one.probes.keys() == many.probes.keys()
+            for node, ports in one.probes.items():
+                for port, v in ports.items():
+                    assert np.array_equal(many.probes[node][port], v), (target, n, node, port)
+
+
+def saturating_graph():
+    """Dense -> LIF with narrow registers and large weights: inputs saturate, u and v wrap."""
+    prof = PROFILES[2]  # wrapping 10-bit u and v
+    rng = np.random.default_rng(5)
+    W = rng.integers(-200, 200, (9, 6))
+    g = Graph("saturating", num_steps=11)
+    g.add("x", Input((6,), layout="TB", encoding=Encoding("spikes"), q=QInput(0, 8)))
+    g.add("d", Dense(W.astype(np.float32), q=QSynapse(W, 0)), ["x"])
+    g.add("n", LIF(q=QLIF(du=100, dv=50, vth=300, bias_mant=rng.integers(-20, 20, 9))), ["d"])
+    g.add("o", Output(), ["n"])
+    g.add("ov", Output(index=1), [("n", "v")])
+    g.profile = prof
+    return g.verify()
+
+
+def test_counters_add_up_over_threads():
+    g = saturating_graph()
+    x = _spikes((11, 41, 6), 0.6, 2)
+    one = simulate(g, x, "int", threads=1)
+    assert one.stats and sum(sum(c.values()) for c in one.stats.values()) > 0  # the check can fail
+    for n in (2, 4, 41, 100):  # more threads than samples: one sample each
+        many = simulate(g, x, "int", threads=n)
+        assert many.threads == min(n, 41)
+        assert many.stats == one.stats
+        assert all(np.array_equal(a, b) for a, b in zip(many.outputs, one.outputs))
+
+
+def test_default_follows_torch_threads(tmp_path, monkeypatch):
+    q = dense_lif_graph(tmp_path)[1].quantized("loihi2")
+    x = _spikes((7, 64, 6), 0.5, 3)
+    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert simulate(q, x, "int").threads == 1
+        torch.set_num_threads(2)
+        assert simulate(q, x, "int").threads == 2
+        assert simulate(q, x[:, :20], "int").threads == 1  # fewer than 2 x MIN_THREAD_SAMPLES samples
+        assert simulate(q, x, "float").threads == 1  # the float engine keeps the user's batch
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert simulate(q, x, "int").threads == 1  # one usable core
+
+
+def test_bad_threads_and_errors_of_a_later_part(tmp_path):
+    q = dense_lif_graph(tmp_path)[1].quantized("loihi2")
+    x = _spikes((7, 40, 6), 0.5, 4)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(UserError, match="threads must be a positive"):
+            simulate(q, x, "int", threads=bad)
+    x[3, 33, 2] = 0.5  # not a spike, in the last of 4 parts
+    with pytest.raises(InputError, match="input 'x': a 'spikes' input must hold integer"):
+        simulate(q, x, "int", threads=4)
+
+
+def test_cli_simulate_threads(tmp_path, capsys):
+    _, hw = dense_lif_graph(tmp_path)
+    q = hw.quantized("loihi2")
+    x = _spikes((7, 45, 6), 0.5, 5)
+    np.save(tmp_path / "x.npy", x)
+    want = simulate(q, x, "int", threads=1)
+    out = tmp_path / "y.npz"
+    assert main(["simulate", str(hw.path), "--engine", "int", "--input", str(tmp_path / "x.npy"),
+                 "--threads", "3", "--out", str(out)]) == 0
+    assert "on 3 threads" in capsys.readouterr().err
+    got = np.load(out)
+    assert all(np.array_equal(got[k], v) for k, v in zip(got.files, want.outputs))
+    with pytest.raises(SystemExit):
+        main(["simulate", str(hw.path), "--engine", "int", "--input", str(tmp_path / "x.npy"), "--threads", "0"])
