@@ -18,8 +18,8 @@ import os
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor, wait
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
