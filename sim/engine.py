@@ -60,6 +60,7 @@ class Context:
     # buffers between runs only for the others
     leaving: set[tuple[str, str]] = field(default_factory=set)
     float_out: bool = False  # the current node may return exact-integer floats (`_float_outputs`)
+    channels_last: bool = False  # ... and keep them channels-last (`_channels_last_outputs`)
     ranges: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # this chunk's
     # (lo, hi) bounds of the current node's inputs where known without looking at the values
     # (spike ports; an input's extremes found while checking it), else None: set by the driver
@@ -285,13 +286,14 @@ def run(
     values = parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts], 1) for k in parts[0]}
 
     outs = graph.outputs()
-    decoded = [decode(n.op, values[(n.name, "out")]).cpu().numpy() for n in outs]
+    # C order (a neuron layer's values may be held channels-last: `int_fused.Population`)
+    decoded = [np.ascontiguousarray(decode(n.op, values[(n.name, "out")]).cpu().numpy()) for n in outs]
     probes = None
     if keep:
         probes = {}
         for (name, port), v in values.items():
             if name in keep:
-                probes.setdefault(name, {})[port] = v.cpu().numpy()
+                probes.setdefault(name, {})[port] = np.ascontiguousarray(v.cpu().numpy())
     return SimResult(decoded, [n.name for n in outs], steps, probes, ctx.stats, time.perf_counter() - t0,
                      n_threads if len(starts) > 1 else 1)
 
@@ -436,13 +438,14 @@ def _run_schedule(graph: Graph, raw: dict[str, torch.Tensor], values: dict, tabl
         elif name in pairs:
             first, arg = pairs[name]
             ((key, delay),) = _reads(graph, ctx)[first]
-            ctx.float_out = name in floats
+            ctx.float_out, ctx.channels_last = name in floats, False
             out = table.run_pair(graph[first], node, arg, _shift(values[key], delay), ctx)
         elif kind == "output":
             out = {"out": _shift(values[reads[0][0]], reads[0][1])}
         else:
             ctx.in_ranges = _input_ranges(graph, name, ctx)
             ctx.float_out = name in floats
+            ctx.channels_last = ctx.float_out and name in _channels_last_outputs(graph, ctx)
             ctx.out_range = None
             out = _run_node(node, [_shift(values[key], delay) for key, delay in reads], table, ctx, batch_major)
             if ctx.out_range is not None:  # found over all steps of this chunk
@@ -579,6 +582,27 @@ def _float_outputs(graph: Graph, ctx: Context, keep: set[str]) -> set[str]:
                 found.add(n.name)  # also inside a loop: its weighted sums take float rows as they are
         ctx.cache["_float_outputs"] = found
     return ctx.cache["_float_outputs"] - keep
+
+
+def _channels_last_outputs(graph: Graph, ctx: Context) -> set[str]:
+    """Float-output convolutions (`_float_outputs`) whose sums may stay channels-last, as oneDNN
+    writes them: every reader a binary-spike neuron (the fused kernel then orders its neurons
+    channels-last, `int_fused.Population`) or a max pool only such neurons read (the pool keeps
+    the order). Other readers get the plain order (a copy here saves several in per-step torch ops)."""
+    if "_channels_last" not in ctx.cache:
+        def binary(name: str) -> bool:
+            op = graph[name].op
+            return isinstance(op, LIF) and op.spike == "binary"
+
+        def fits(name: str) -> bool:
+            if isinstance(graph[name].op, MaxPool2d):
+                users = [u for u, _ in graph.users(name)]
+                return bool(users) and all(binary(u) for u in users)
+            return binary(name)
+
+        ctx.cache["_channels_last"] = {n.name for n in graph if isinstance(n.op, Conv2d)
+                                       and all(fits(u) for u, _ in graph.users(n.name))}
+    return ctx.cache["_channels_last"]
 
 
 def _reaches_neurons(graph: Graph, user: Any) -> bool:

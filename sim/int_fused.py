@@ -324,6 +324,10 @@ class Population:
     def __init__(self, consts, v_init: int, batch: int, shape: tuple[int, ...], steps: int) -> None:
         self.consts = consts
         self.shape = (batch, *shape)
+        # channels-last neuron order ([C, H, W] layers fed channels-last inputs, as oneDNN's
+        # convolutions write them): set by the first call, kept while the rows are
+        self.nhwc = False
+        self._plain_consts = consts
         self.m = batch * int(consts[0][P_NEURONS])
         self.state = np.zeros((3, self.m), dtype=np.int64)
         self.state[1] = v_init
@@ -340,21 +344,45 @@ class Population:
 
     def _allocate(self, ports: tuple[str, ...], spike_dtype: torch.dtype) -> None:
         empty = np.zeros((0, 0), dtype=np.int64)
+        flat = {}
         for port in ("spikes", "v", "i"):
             if port in ports:
                 dt = spike_dtype if port == "spikes" else torch.int64
-                self.rows[port] = torch.empty((self.steps, *self.shape), dtype=dt)
-        self.flat = [self.rows[p].numpy().reshape(self.steps, self.m) if p in self.rows else empty
-                     for p in ("spikes", "v", "i")]
+                if self.nhwc:  # [T, B, H, W, C] in memory, read as [T, B, C, H, W]
+                    b, c, h, w = self.shape
+                    mem = torch.empty((self.steps, b, h, w, c), dtype=dt)
+                    self.rows[port] = mem.permute(0, 1, 4, 2, 3)
+                else:
+                    mem = self.rows[port] = torch.empty((self.steps, *self.shape), dtype=dt)
+                flat[port] = mem.numpy().reshape(self.steps, self.m)
+        self.flat = [flat.get(p, empty) for p in ("spikes", "v", "i")]
+
+    def _channels_last(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` ([steps, B, C, H, W]) holds each sample's values channels-last (and not
+        also in the plain order, as when C or H x W is 1)."""
+        return (len(self.shape) == 4 and x.dim() == 5 and not x.is_contiguous()
+                and x.permute(0, 1, 3, 4, 2).is_contiguous())
+
+    def _nhwc_consts(self) -> tuple:
+        """The per-neuron constants in channels-last order."""
+        _, c, h, w = self.shape
+        p, regs, *per = self.consts
+        return (p, regs, *(a.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(-1).copy() for a in per))
 
     def run(self, x: torch.Tensor, t0: int, ports: tuple[str, ...], spike_dtype: torch.dtype) -> np.ndarray:
         """Steps ``t0 ..`` on inputs ``x`` (``[steps, B, ...]``); returns this call's counter increments."""
         if not self.rows or self.ports != (ports, spike_dtype):  # a reused population's may differ
             self.ports = ports, spike_dtype
             self.rows = {}
+            nhwc = self._channels_last(x)
+            if nhwc != self.nhwc and t0 == 0:  # the state's neuron order: chosen before its first step
+                self.consts = self._nhwc_consts() if nhwc else self._plain_consts
+                self.nhwc = nhwc
             self._allocate(ports, spike_dtype)
         if x.dtype not in (torch.int64, torch.float32):  # each input type is a compilation (~10-30 s cold)
             x = x.to(torch.int64)
+        if self.nhwc:  # the neurons in the state's order: a view of a channels-last input
+            x = x.permute(0, 1, 3, 4, 2)
         xn = x.contiguous().numpy().reshape(-1, self.m)
         p, regs, du, dv, bias, vmin = self.consts
         s, v, u = self.flat

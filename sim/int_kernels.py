@@ -251,11 +251,12 @@ def _weighted_bound(op, xs, ctx: Context, fn) -> tuple[torch.Tensor, float]:
             if bias is not None:
                 acc += _cached(ctx, q.bias, ft) if fn is _linear else _cached(ctx, q.bias, ft).reshape(bias.shape)
             # exact integers: neurons that read only this convert them themselves (engine._float_outputs);
-            # oneDNN's convolutions write channels-last, the engine's kernels read [N, C, H, W] rows:
-            # one copy does both
+            # oneDNN's convolutions write channels-last, most kernels read [N, C, H, W] rows: one
+            # copy does both, except for binary neurons (and their max pools), whose fused kernel
+            # takes the neurons channels-last (`ctx.channels_last`: a third of the snntorch CSNN's run)
             out = ft if ctx.float_out else torch.int64
-            if acc.dtype != out or not acc.is_contiguous():  # (a call less per step in recurrent loops)
-                acc = acc.to(out, memory_format=torch.contiguous_format)
+            if acc.dtype != out or not (acc.is_contiguous() or (NHWC and ctx.channels_last)):
+                acc = acc.to(out, memory_format=torch.contiguous_format)  # (a call less per step in loops)
             return acc, bound
     if acc_bound < 2**24:
         acc = fn(x.to(torch.float32), _cached(ctx, q.weight, torch.float32)).to(torch.int64)
@@ -302,6 +303,9 @@ def _int8_product(op, x: torch.Tensor, known: tuple[float, float], ctx: Context,
 
 INT8 = True
 """Let weighted sums run on oneDNN's uint8 x int8 kernels where `_int8_product` applies (False: float32)."""
+NHWC = True
+"""Let a convolution's float sums stay channels-last where `engine._channels_last_outputs` allows
+(False: always the plain order)."""
 _INT8_MIN_MACS = 1 << 23  # smaller products: the call and the conversions cost what int8 saves (measured:
 # norse's 250 x 128 x 128 recurrent product per step was slower in int8, its 12,500 x 700 x 128 input product ~10x faster)
 _INT8_STATE: dict[str, bool] = {}
@@ -653,7 +657,7 @@ class LIFInt(StatefulKernel):
                 lo, hi = _extremes(x)
             self._prove(op, st, lo, hi, ctx)
         # every step's input shifted at once, in the state's type (int32 inputs fit: amax < 2^30)
-        a = x.to(torch.int32 if "s32" in st else torch.int64)
+        a = x.to(torch.int32 if "s32" in st else torch.int64, memory_format=torch.contiguous_format)
         st["a_shifted"] = a.__ilshift__(prof.act_shift) if a is not x else a << prof.act_shift  # never x itself
         if (st["fast"] and _is(st["du"], 0) and not st["check_u"] and st["bias"] is not None
                 and (ctx.node, "i") not in ctx.needed):

@@ -2,7 +2,10 @@
 `npuc simulate --threads`): outputs, probes and overflow counters equal the one-thread run's on
 the tutorial-written models (conv and max pool, multi-level spikes, a recurrent cell) and on a
 graph that saturates its registers; the default follows torch's thread setting; errors from any
-part reach the caller."""
+part reach the caller. And the fused neuron kernel in channels-last order (a convolution's
+layout), against the plain order, the torch step and the Python-int reference."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -16,8 +19,20 @@ import npuc
 from npuc.cli import main
 from npuc.errors import UserError
 from npuc.frontends import trace
-from npuc.ir import LIF, QLIF, Dense, Encoding, Graph, Input, Output, QInput, QSynapse
-from npuc.sim import engine, simulate
+from npuc.ir import (
+    LIF,
+    QLIF,
+    Conv2d,
+    Dense,
+    Encoding,
+    Graph,
+    Input,
+    MaxPool2d,
+    Output,
+    QInput,
+    QSynapse,
+)
+from npuc.sim import engine, int_fused, int_kernels, simulate
 from npuc.sim.encoding import InputError
 
 
@@ -131,3 +146,71 @@ def test_cli_simulate_threads(tmp_path, capsys):
     assert all(np.array_equal(got[k], v) for k, v in zip(got.files, want.outputs))
     with pytest.raises(SystemExit):
         main(["simulate", str(hw.path), "--engine", "int", "--input", str(tmp_path / "x.npy"), "--threads", "0"])
+
+
+# -- channels-last neuron order ----------------------------------------------------------------
+
+
+def conv_lif_graph(rng, pool: bool, prof):
+    """spikes -> Conv2d (int8 weights) -> [MaxPool2d ->] LIF with per-neuron decays, bias and a
+    value reset: the constants the fused kernel must reorder with its neurons."""
+    c_in, c, side = 3, 5, 8
+    W = rng.integers(-60, 60, (c, c_in, 3, 3))
+    g = Graph("nhwc", num_steps=6)
+    g.add("x", Input((c_in, side, side), layout="TB", encoding=Encoding("spikes"), q=QInput(0, 8)))
+    g.add("conv", Conv2d(W.astype(np.float32), padding=(1, 1), q=QSynapse(W, 0)), ["x"])
+    shape = (c, side // 2, side // 2) if pool else (c, side, side)
+    if pool:
+        g.add("pool", MaxPool2d(2), ["conv"])
+    D = prof.decay_unity
+    q = QLIF(du=rng.integers(0, D, shape), dv=rng.integers(0, D, shape), vth=int(rng.integers(40, 120)),
+             bias_mant=rng.integers(-30, 30, shape), reset_value=int(rng.integers(-10, 10)))
+    g.add("lif", LIF(reset="value", q=q), ["pool" if pool else "conv"])
+    g.add("o", Output(), ["lif"])
+    g.profile = prof
+    return g.verify()
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["conv-lif", "conv-pool-lif"])
+def test_channels_last_neurons_equal_plain_order(pool, monkeypatch):
+    """A convolution's channels-last sums feed the fused neuron kernel without a copy; its spikes,
+    v and i (probed), counters and outputs equal the plain order's, the torch step's and, for the
+    neuron, the Python-int reference's (per-neuron decays and bias in channels-last order)."""
+    from test_sim_fused import reference
+
+    monkeypatch.setattr(int_kernels, "_INT8_MIN_MACS", 0)  # small products take oneDNN's int8 kernels too
+    if not int_kernels._int8_works():
+        pytest.skip("no oneDNN int8 kernels on this machine")
+    seen = []
+    orig = int_fused.Population.run
+    monkeypatch.setattr(int_fused.Population, "run", lambda self, *a: (orig(self, *a), seen.append(self.nhwc))[0])
+    for k, prof in enumerate(PROFILES[:3]):
+        rng = np.random.default_rng(k)
+        g = conv_lif_graph(rng, pool, prof)
+        x = _spikes((6, 9, 3, 8, 8), 0.4, k)
+        seen.clear()
+        # (a probed convolution keeps int64 values: only the neuron is probed)
+        runs = [simulate(g, x, "int", threads=1, probe=["lif"]), simulate(g, x, "int", threads=1)]  # reused state
+        assert seen == [True, True]  # the fused kernel ran in channels-last order
+        probed = runs[0].probes
+        monkeypatch.setattr(int_kernels, "NHWC", False)
+        plain = simulate(g, x, "int", threads=1, probe=True)
+        monkeypatch.setattr(int_kernels, "FUSED", False)
+        torch_step = simulate(g, x, "int", threads=1, probe=True)
+        monkeypatch.setattr(int_kernels, "FUSED", True)
+        monkeypatch.setattr(int_kernels, "NHWC", True)
+        assert seen[2:] == [False]
+        for other in (plain, torch_step):
+            assert all(np.array_equal(r.output, other.output) for r in runs)
+            assert runs[0].stats == other.stats
+            for port in ("spikes", "v", "i"):
+                assert np.array_equal(probed["lif"][port], other.probes["lif"][port]), port
+        a = plain.probes["pool" if pool else "conv"]["out"].reshape(6, 9, -1)
+        flat_op = dataclasses.replace(g["lif"].op, q=dataclasses.replace(
+            g["lif"].op.q, du=g["lif"].op.q.du.reshape(-1), dv=g["lif"].op.q.dv.reshape(-1),
+            bias_mant=g["lif"].op.q.bias_mant.reshape(-1)))
+        want = reference(flat_op, prof, a)
+        for port in ("spikes", "v", "i"):
+            assert np.array_equal(probed["lif"][port].reshape(6, 9, -1), want[port]), port
+        assert probed["lif"]["spikes"].any() and not probed["lif"]["spikes"].all()
+        assert runs[0].output.flags.c_contiguous and probed["lif"]["v"].flags.c_contiguous
