@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir.graph import Graph
-from .engine import SimResult
+from .engine import SimResult, add_counts
 
 ENGINES = ("float", "int")
 
@@ -42,7 +42,8 @@ def simulate(
             of ``chunk`` samples.
         threads: integer engine: how many threads run parts of the batch at once (default:
             ``torch.get_num_threads()``, at most one per usable core and per 16 samples; set
-            ``torch.set_num_threads(1)`` or pass 1 for one). Results and counters do not depend on it.
+            ``torch.set_num_threads(1)`` or pass 1 for one; the float engine runs one). Results
+            and counters do not depend on it.
 
     Returns:
         `SimResult`; ``.output`` is the single output (``[T, B, ...]`` for a
@@ -58,7 +59,7 @@ def simulate(
 
     xs = _input_list(graph, inputs)
     if engine == "float":
-        return run(graph, xs, float_kernels.FLOAT, None, probe, progress)
+        return run(graph, xs, float_kernels.FLOAT, None, probe, progress, threads)
     if engine == "int":
         if graph.profile is None:
             raise ValueError(
@@ -110,10 +111,7 @@ def _joined(graph: Graph, parts: list[tuple[int, int, SimResult]]) -> SimResult:
         outs.append(np.concatenate([r.outputs[i] for _, _, r in parts], axis=ax))
     stats: dict[str, dict[str, int]] = {}
     for _, _, r in parts:
-        for node, counts in r.stats.items():
-            d = stats.setdefault(node, {})
-            for k, v in counts.items():
-                d[k] = d.get(k, 0) + v
+        add_counts(stats, r.stats)
     return SimResult(outs, first.output_names, first.steps, None, stats, sum(r.seconds for _, _, r in parts),
                      max(r.threads for _, _, r in parts))
 

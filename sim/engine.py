@@ -78,6 +78,14 @@ class Context:
             d[key] = d.get(key, 0) + n
 
 
+def add_counts(into: dict[str, dict[str, int]], stats: dict[str, dict[str, int]]) -> None:
+    """Add a part's counters (per node and key) to ``into`` (a run's chunks, `simulate`'s chunks)."""
+    for node, counts in stats.items():
+        d = into.setdefault(node, {})
+        for k, n in counts.items():
+            d[k] = d.get(k, 0) + n
+
+
 class StatelessKernel:
     """``apply(op, xs, ctx) -> {port: y}`` on inputs with any leading batch axis (``strided``: also
     on ``[T, B, ...]`` inputs whose batch axis is a strided slice, which it takes without a copy)."""
@@ -243,7 +251,7 @@ def run(
     # batch because float matmul rounding can depend on the call shape
     cache = _graph_cache(graph, table.mode, profile)
     chunk = max(batch, 1) if table.mode == "float" else _chunk_size(graph, steps, batch, cache)
-    n_threads = 1 if table.mode == "float" else _threads(threads, batch)
+    n_threads = _threads(threads, batch, table.mode)
     if n_threads > 1:  # at least one chunk per thread, all of equal size
         chunk = min(chunk, -(-batch // n_threads))
         chunk = -(-batch // -(-batch // chunk))
@@ -276,10 +284,7 @@ def run(
         parts = [f.result() for f in futures]  # the first failing chunk's error, as one thread raises it
         ctx = ctxs[0]
         for other in ctxs[1:]:
-            for node, counts in other.stats.items():
-                d = ctx.stats.setdefault(node, {})
-                for k, n in counts.items():
-                    d[k] = d.get(k, 0) + n
+            add_counts(ctx.stats, other.stats)
     else:
         ctx = context()
         parts = [evaluate(lo, ctx) for lo in starts]
@@ -331,11 +336,14 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def _threads(asked: int | None, batch: int) -> int:
-    """How many threads run the integer engine's chunks of ``batch`` samples at once."""
+def _threads(asked: int | None, batch: int, mode: str) -> int:
+    """How many threads run the integer engine's chunks of ``batch`` samples at once (the float
+    engine: one; ``asked`` is checked either way)."""
+    if asked is not None and (isinstance(asked, bool) or not isinstance(asked, (int, np.integer)) or asked < 1):
+        raise UserError(f"threads must be a positive number, got {asked!r}")
+    if mode != "int":
+        return 1
     if asked is not None:
-        if isinstance(asked, bool) or not isinstance(asked, (int, np.integer)) or asked < 1:
-            raise UserError(f"threads must be a positive number, got {asked!r}")
         return max(1, min(int(asked), batch))
     try:
         cores = len(os.sched_getaffinity(0))

@@ -125,8 +125,9 @@ def test_bad_threads_and_errors_of_a_later_part(tmp_path):
     q = dense_lif_graph(tmp_path)[1].quantized("loihi2")
     x = _spikes((7, 40, 6), 0.5, 4)
     for bad in (0, -2, 1.5, True):
-        with pytest.raises(UserError, match="threads must be a positive"):
-            simulate(q, x, "int", threads=bad)
+        for eng in ("int", "float"):
+            with pytest.raises(UserError, match="threads must be a positive"):
+                simulate(q, x, eng, threads=bad)
     x[3, 33, 2] = 0.5  # not a spike, in the last of 4 parts
     with pytest.raises(InputError, match="input 'x': a 'spikes' input must hold integer"):
         simulate(q, x, "int", threads=4)
