@@ -56,14 +56,14 @@ module npuc_pool #(
     wire           g_take;
     wire [EAW-1:0] ev_addr_nx;           // for npuc_evlist RA_NEXT, which only array layers use
     wire _unused_nx = &{1'b0, ev_addr_nx, 1'b0};
+    wire       front_issued;
+    wire [1:0] front_inflight;
     npuc_evfront #(.IW(IW), .PW(PW), .EAW(EAW), .USE_ROM(1), .RW(RW), .ROM_FILE(ROM_FILE),
                    .ROM_DEPTH(ROM_DEPTH), .ROM_AW(ROM_AW)) u_front (
         .clk(clk), .rst(rst), .start(go), .running(phase == ACC),
         .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_addr_nx(ev_addr_nx), .ev_data(ev_data),
         .fv(fv), .fpay(fpay), .fidx(fidx), .from(rom), .ftake(g_take), .fdone(fdone),
         .issued(front_issued), .inflight(front_inflight));
-    wire       front_issued;
-    wire [1:0] front_inflight;
     wire _unused_front = &{1'b0, front_issued, front_inflight, 1'b0};
     wire _unused_idx = &{1'b0, fidx, 1'b0};
 

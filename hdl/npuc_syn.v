@@ -111,14 +111,14 @@ module npuc_syn #(
     wire           g_take;
     wire [EAW-1:0] ev_addr_nx;           // for npuc_evlist RA_NEXT, which only array layers use
     wire _unused_nx = &{1'b0, ev_addr_nx, 1'b0};
+    wire       front_issued;
+    wire [1:0] front_inflight;
     npuc_evfront #(.IW(IW), .PW(PW), .EAW(EAW), .USE_ROM(KIND), .RW(RW), .ROM_FILE(CROM_FILE),
                    .ROM_DEPTH(CROM_DEPTH), .ROM_AW(CROM_AW)) u_front (
         .clk(clk), .rst(rst), .start(go), .running(running),
         .ev_count(ev_count), .ev_re(ev_re), .ev_addr(ev_addr), .ev_addr_nx(ev_addr_nx), .ev_data(ev_data),
         .fv(fv), .fpay(fpay), .fidx(fidx), .from(rom), .ftake(g_take), .fdone(fdone),
         .issued(front_issued), .inflight(front_inflight));
-    wire       front_issued;
-    wire [1:0] front_inflight;
     wire _unused_front = &{1'b0, front_issued, front_inflight, 1'b0};
 
     // ---- G: address generator: chunk k innermost (npuc_wincnt level 0), then the conv taps ----

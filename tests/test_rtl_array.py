@@ -165,7 +165,6 @@ def test_array_reading_its_own_stage(tmp_path):
     _check_bound(tmp_path, fast.stats["rtl"])
 
 
-
 @pytest.mark.rtl
 def test_early_path_of_a_layer_not_first_in_its_stage(tmp_path):
     """o reads a (an earlier stage) early but is the second layer of its stage (h, o: o -> h is
